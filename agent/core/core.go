@@ -1,0 +1,461 @@
+// Package core is the pure, deterministic heart of an fmagent node: membership
+// (heartbeats on two networks, per-peer per-network miss detection), the bully
+// election (package elect), replication of the entity table (ordered changes,
+// retransmission, snapshots, transactions) and, on the master, the fault
+// server with its plugin chain.
+//
+// Like go.etcd.io/raft, a Node has no goroutines, sockets, clock or
+// randomness of its own. The shell (package agent, or netsim) feeds it
+// packets with Step, local requests with Submit and the passage of time with
+// Tick, and collects what it must do with Ready: packets to send, table
+// changes to publish, state to persist, answers to local requests. Given the
+// same inputs, a Node produces the same outputs, which is what lets netsim
+// replay any failure from its seed.
+package core
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/fmagent/fmagent/agent/plugin"
+	"github.com/fmagent/fmagent/agent/table"
+	"github.com/fmagent/fmagent/elect"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// Timing profiles (DESIGN §4, §8): at least three misses, always.
+const (
+	DefaultInterval = 10 * time.Millisecond
+	DefaultMisses   = 5
+	FastInterval    = 1 * time.Millisecond
+	FastMisses      = 3
+	DefaultStale    = 10 * time.Second
+)
+
+// Config is a node's fixed configuration.
+type Config struct {
+	Node     wire.NodeID
+	Cluster  uint32
+	Key      []byte
+	Priority uint8
+	Eligible bool
+
+	Interval     time.Duration // heartbeat interval
+	Misses       int           // silent intervals before a peer is judged lost
+	StaleTimeout time.Duration // no word from a master this long: stale
+	TxnTimeout   time.Duration // how long the master waits for prepare acks
+
+	// Persisted state: boot-unique incarnation, membership generation and
+	// the membership itself (for the amnesia and quorum rules).
+	Incarnation uint64
+	Generation  uint64
+	Members     []wire.NodeID
+	AllowAlone  bool
+
+	MaxAlarms int
+	RingSize  int           // master's retransmit ring, in changes
+	Chain     *plugin.Chain // nil: plugin.DefaultChain()
+}
+
+func (c *Config) setDefaults() {
+	if c.Interval <= 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.Misses <= 0 {
+		c.Misses = DefaultMisses
+	}
+	if c.StaleTimeout <= 0 {
+		c.StaleTimeout = DefaultStale
+	}
+	if c.TxnTimeout <= 0 {
+		c.TxnTimeout = 3 * c.Interval
+	}
+	if c.MaxAlarms <= 0 {
+		c.MaxAlarms = 16
+	}
+	if c.RingSize <= 0 {
+		c.RingSize = 4096
+	}
+	if c.Incarnation == 0 {
+		c.Incarnation = 1
+	}
+}
+
+// Detection is the silence after which a peer (or one of its links) is lost.
+func (c *Config) Detection() time.Duration { return c.Interval * time.Duration(c.Misses) }
+
+// Errors returned to local requests.
+var (
+	ErrNoMaster = errors.New("core: no master")
+	ErrRejected = errors.New("core: rejected by the master")
+	ErrBadName  = errors.New("core: bad entity name")
+)
+
+// Packet is one datagram to send. Data is valid until the next call into the Node.
+type Packet struct {
+	To   wire.NodeID // 0: the networks' multicast groups
+	Nets uint8       // bit n: send on wire.Net n
+	Prio bool        // high TOS / SO_PRIORITY: down changes and elections
+	Data []byte
+}
+
+// BothNets is the Nets mask for both networks.
+const BothNets = 1<<wire.NetA | 1<<wire.NetB
+
+// Persist is state the shell must write durably before acting on the rest
+// of a Ready.
+type Persist struct {
+	Incarnation uint64
+	Generation  uint64
+	Members     []wire.NodeID
+}
+
+// Result answers a local request made with Submit.
+type Result struct {
+	ID  uint64
+	Seq uint64 // table seq of the resulting change; 0 if none was needed
+	Err error
+}
+
+// EventKind classifies things worth a log line or a metric.
+type EventKind uint8
+
+const (
+	EvElected         EventKind = iota + 1 // this node became master
+	EvSteppedDown                          // this node stopped being master
+	EvFollowing                            // this node follows a (new) master
+	EvMasterLost                           // this node lost its master
+	EvPeerUp                               // a peer became alive (Node, Net ignored)
+	EvPeerDown                             // a peer went silent on both networks
+	EvLinkUp                               // a peer was heard again on Net
+	EvLinkDown                             // a peer went silent on Net
+	EvStale                                // no master for longer than the stale timeout
+	EvFresh                                // a master again after being stale
+	EvReincarnated                         // this node learned it was fenced and took a new incarnation
+	EvSnapshotApplied                      // the table was replaced by a snapshot
+	EvTxnSuspect                           // a member did not ack a prepare in time
+	EvRejected                             // a packet was dropped (Reason says why)
+	EvStalled                              // this node's own ticks stalled; judgement deferred
+)
+
+// Event is one thing that happened, for logs and metrics.
+type Event struct {
+	Kind   EventKind
+	Node   wire.NodeID
+	Net    wire.Net
+	Epoch  uint64
+	Reason string
+}
+
+// Ready is what the shell must do after a call into the Node. Slices are
+// reused: valid until the next call into the Node.
+type Ready struct {
+	Packets []Packet
+	// Changed lists entities whose row changed, in complete change groups;
+	// the shell publishes them (and Removed) as one shared-memory transaction.
+	Changed []uint64
+	Removed []uint64
+	// Reset: the whole table was replaced (snapshot); republish everything.
+	Reset   bool
+	Persist *Persist
+	Results []Result
+	Events  []Event
+}
+
+// Node is one fmagent node's protocol state.
+type Node struct {
+	cfg   Config
+	codec *wire.Codec
+	el    *elect.Elector
+	tab   *table.Table
+	chain *plugin.Chain
+	hist  *plugin.History
+
+	inc    uint64
+	pktSeq uint64
+	start  time.Time
+	now    time.Time
+
+	peers   map[wire.NodeID]*peer
+	peerIDs []wire.NodeID // sorted, for deterministic iteration
+
+	nextHB     time.Time
+	lastTick   time.Time
+	judgeAfter time.Time // after a stall, no one is judged silent before this
+
+	// Follower side.
+	masterWord   time.Time // last heard from the followed master
+	masterSeq    uint64    // highest seq the master is known to have
+	gapSince     time.Time
+	nextNack     time.Time
+	stale        bool
+	pending      map[uint64]*heldChange // received, not yet applicable
+	staged       map[uint64][]*heldChange
+	snap         snapAssembly
+	wantSnapshot bool
+
+	// Master side.
+	ms masterState
+
+	// Local requests and what this node must re-assert after a master change.
+	nextReport  uint64
+	outstanding map[uint64]*localReport
+	ledger      ledger
+
+	rd      Ready
+	out     Ready
+	persist Persist
+	arena   [][]byte
+	nArena  int
+
+	peerBuf  []elect.Peer
+	verdicts []plugin.Verdict
+	group    []wire.Change
+	hbBuf    wire.Heartbeat
+}
+
+// New returns a node starting at now.
+func New(cfg Config, now time.Time) *Node {
+	cfg.setDefaults()
+	chain := cfg.Chain
+	if chain == nil {
+		chain = plugin.DefaultChain()
+	}
+	n := &Node{
+		cfg:         cfg,
+		codec:       wire.NewCodec(cfg.Cluster, cfg.Key),
+		tab:         table.New(cfg.MaxAlarms),
+		chain:       chain,
+		hist:        chain.History(),
+		inc:         cfg.Incarnation,
+		start:       now,
+		now:         now,
+		peers:       make(map[wire.NodeID]*peer),
+		pending:     make(map[uint64]*heldChange),
+		staged:      make(map[uint64][]*heldChange),
+		outstanding: make(map[uint64]*localReport),
+		nextHB:      now,
+		lastTick:    now,
+		masterWord:  now,
+	}
+	n.el = elect.New(elect.Config{
+		Self:       elect.Candidate{Node: cfg.Node, Priority: cfg.Priority, Eligible: cfg.Eligible, Generation: cfg.Generation},
+		Members:    append([]wire.NodeID(nil), cfg.Members...),
+		AllowAlone: cfg.AllowAlone,
+		Settle:     cfg.Detection(),
+		ViceGrace:  2 * cfg.Interval,
+	}, now, 0)
+	n.ms.init(cfg.RingSize)
+	n.ledger.init()
+	return n
+}
+
+// ID returns the node's ID.
+func (n *Node) ID() wire.NodeID { return n.cfg.Node }
+
+// Incarnation returns the node's current incarnation.
+func (n *Node) Incarnation() uint64 { return n.inc }
+
+// Table returns the node's table, read-only: the shell publishes from it.
+func (n *Node) Table() *table.Table { return n.tab }
+
+// Config returns the node's configuration (with defaults applied).
+func (n *Node) Config() Config { return n.cfg }
+
+// Role returns the election state.
+func (n *Node) Role() elect.State { return n.el.State() }
+
+// Stale reports whether the node has had no master for the stale timeout.
+func (n *Node) Stale() bool { return n.stale }
+
+// Ready returns what the shell must do, and resets it: call after every
+// Step, Tick or Submit.
+func (n *Node) Ready() *Ready {
+	r := n.rd
+	n.rd.Packets = n.rd.Packets[:0]
+	n.rd.Changed = n.rd.Changed[:0]
+	n.rd.Removed = n.rd.Removed[:0]
+	n.rd.Results = n.rd.Results[:0]
+	n.rd.Events = n.rd.Events[:0]
+	n.rd.Reset = false
+	n.rd.Persist = nil
+	n.nArena = 0
+	n.out = r
+	return &n.out
+}
+
+func (n *Node) event(e Event) { n.rd.Events = append(n.rd.Events, e) }
+
+// buf returns a scratch datagram buffer valid until the next Ready.
+func (n *Node) buf() []byte {
+	if n.nArena == len(n.arena) {
+		n.arena = append(n.arena, make([]byte, 0, wire.MaxDatagram))
+	}
+	b := n.arena[n.nArena][:0]
+	n.nArena++
+	return b
+}
+
+func (n *Node) header() wire.Header {
+	n.pktSeq++
+	return wire.Header{Sender: n.cfg.Node, Incarnation: n.inc, Epoch: n.el.State().Epoch, Seq: n.pktSeq}
+}
+
+func (n *Node) send(to wire.NodeID, prio bool, data []byte) {
+	n.rd.Packets = append(n.rd.Packets, Packet{To: to, Nets: BothNets, Prio: prio, Data: data})
+}
+
+// Step takes one received datagram that arrived on net. It returns the
+// authenticated sender (so the shell can learn its address), or an error
+// when the packet was dropped; a dropped packet changes nothing.
+func (n *Node) Step(now time.Time, net wire.Net, pkt []byte) (wire.NodeID, error) {
+	n.advance(now)
+	h, body, err := n.codec.Open(pkt)
+	if err != nil {
+		return 0, err
+	}
+	if h.Sender == n.cfg.Node || h.Sender == 0 || net >= wire.NumNets {
+		return 0, errSelf
+	}
+	p := n.peer(h.Sender)
+	if h.Incarnation < p.inc {
+		return 0, wire.ErrReplay
+	}
+	if err := p.replay[net].Admit(h.Incarnation, h.Seq); err != nil {
+		return 0, err
+	}
+	if h.Incarnation > p.inc {
+		p.reincarnated(h.Incarnation)
+	}
+	switch h.Type {
+	case wire.TypeHeartbeat:
+		if err := wire.DecodeHeartbeat(body, &n.hbBuf); err != nil {
+			return 0, err
+		}
+		n.onHeartbeat(now, net, &h, p, &n.hbBuf)
+	case wire.TypeElection:
+		var m wire.Election
+		if err := wire.DecodeElection(body, &m); err != nil {
+			return 0, err
+		}
+		n.onElection(now, &h, p, &m)
+	case wire.TypeLeave:
+		var m wire.Leave
+		if err := wire.DecodeLeave(body, &m); err != nil {
+			return 0, err
+		}
+		n.onLeave(now, p)
+	default:
+		if p.fenced && p.id != n.el.State().Master {
+			return h.Sender, nil // a fenced node is heard only to tell it so
+		}
+		if err := n.stepReplication(now, &h, p, body); err != nil {
+			return 0, err
+		}
+	}
+	return h.Sender, nil
+}
+
+var errSelf = errors.New("core: own or anonymous packet")
+
+// Tick advances time: sends heartbeats when due, judges silent peers, runs
+// the election and the master's duties. Call it at NextDeadline (or later).
+func (n *Node) Tick(now time.Time) {
+	n.advance(now)
+	if gap := now.Sub(n.lastTick); gap > 2*n.cfg.Interval {
+		// Our own process stalled (a paused VM, a GC, the scheduler): what
+		// waits in the receive queue must be read before anyone is judged
+		// silent, so a stall of ours never reads as a failure of theirs.
+		n.judgeAfter = now.Add(n.cfg.Interval)
+		n.event(Event{Kind: EvStalled, Reason: gap.String()})
+	}
+	n.lastTick = now
+	if !now.Before(n.nextHB) {
+		n.sendHeartbeat()
+		n.nextHB = n.nextHB.Add(n.cfg.Interval)
+		if !n.nextHB.After(now) {
+			n.nextHB = now.Add(n.cfg.Interval)
+		}
+	}
+	n.judge(now)
+	n.runElection(now)
+	if n.isMaster() {
+		n.masterTick(now)
+	} else {
+		n.followerTick(now)
+	}
+	n.reportTick(now)
+}
+
+// NextDeadline is when Tick must next be called.
+func (n *Node) NextDeadline() time.Time {
+	d := n.nextHB
+	det := n.cfg.Detection()
+	for _, id := range n.peerIDs {
+		p := n.peers[id]
+		for net := range p.heard {
+			if !p.heard[net].IsZero() && n.now.Sub(p.heard[net]) <= det {
+				if t := p.heard[net].Add(det + 1); t.Before(d) {
+					d = t
+				}
+			}
+		}
+	}
+	if !n.judgeAfter.IsZero() && n.judgeAfter.After(n.now) && n.judgeAfter.Before(d) {
+		d = n.judgeAfter
+	}
+	if n.ms.txn != nil && n.ms.txn.deadline.Before(d) {
+		d = n.ms.txn.deadline
+	}
+	return d
+}
+
+func (n *Node) advance(now time.Time) {
+	if now.After(n.now) {
+		n.now = now
+	}
+}
+
+func (n *Node) isMaster() bool { return n.el.State().Role == wire.RoleMaster }
+
+// peer returns the record for id, creating it.
+func (n *Node) peer(id wire.NodeID) *peer {
+	if p, ok := n.peers[id]; ok {
+		return p
+	}
+	p := &peer{id: id}
+	n.peers[id] = p
+	i := sort.Search(len(n.peerIDs), func(i int) bool { return n.peerIDs[i] >= id })
+	n.peerIDs = append(n.peerIDs, 0)
+	copy(n.peerIDs[i+1:], n.peerIDs[i:])
+	n.peerIDs[i] = id
+	return p
+}
+
+// Shutdown says goodbye so peers do not wait for a timeout.
+func (n *Node) Shutdown(now time.Time) {
+	n.advance(now)
+	h := n.header()
+	b, err := n.codec.AppendLeave(n.buf(), &h, &wire.Leave{Reason: 1})
+	if err == nil {
+		n.send(0, true, b)
+	}
+}
+
+var eventNames = [...]string{"", "elected", "stepped-down", "following", "master-lost", "peer-up", "peer-down",
+	"link-up", "link-down", "stale", "fresh", "reincarnated", "snapshot-applied", "txn-suspect", "rejected", "stalled"}
+
+func (k EventKind) String() string {
+	if int(k) < len(eventNames) {
+		return eventNames[k]
+	}
+	return "unknown"
+}
+
+// Debug returns a one-line summary of internal replication state.
+func (n *Node) Debug() string {
+	return fmt.Sprintf("wantSnap=%v snapID=%d pending=%d masterSeq=%d staged=%d outstanding=%d nextNack=%v",
+		n.wantSnapshot, n.snap.id, len(n.pending), n.masterSeq, len(n.staged), len(n.outstanding), n.nextNack.Sub(n.start))
+}

@@ -1,0 +1,335 @@
+package core
+
+import (
+	"time"
+
+	"github.com/fmagent/fmagent/agent/table"
+	"github.com/fmagent/fmagent/elect"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// LinkFenced marks a fenced peer in a heartbeat's per-link view.
+const LinkFenced = wire.LinkFenced
+
+// peer is what this node knows of another.
+type peer struct {
+	id     wire.NodeID
+	inc    uint64
+	heard  [wire.NumNets]time.Time // last heartbeat per network (zero: never)
+	replay [wire.NumNets]wire.ReplayWindow
+	hb     wire.Heartbeat // latest heartbeat
+	hbOK    bool
+	wordSeq uint64 // header seq of the newest heartbeat or claim taken
+	epoch   uint64
+	fenced bool // down in the table at this incarnation: heard, never believed
+	left   bool // said goodbye at this incarnation
+
+	// The detector's last verdicts, to report transitions once.
+	alive      bool
+	aliveSince time.Time
+	linkUp     [wire.NumNets]bool
+}
+
+func (p *peer) reincarnated(inc uint64) {
+	p.inc = inc
+	p.heard = [wire.NumNets]time.Time{}
+	p.hbOK = false
+	p.wordSeq = 0
+	p.fenced = false
+	p.left = false
+}
+
+func (n *Node) heardOn(p *peer, net int, now time.Time) bool {
+	return !p.heard[net].IsZero() && now.Sub(p.heard[net]) <= n.cfg.Detection()
+}
+
+// live reports whether p counts as a member now: heard on some network
+// within the detection time, not fenced, not gone.
+func (n *Node) live(p *peer) bool { return p.alive && !p.fenced && !p.left }
+
+func (n *Node) onHeartbeat(now time.Time, net wire.Net, h *wire.Header, p *peer, hb *wire.Heartbeat) {
+	p.heard[net] = now
+	if h.Seq > p.wordSeq {
+		// Only newer words replace what we know: the same heartbeat on the
+		// other network, or one overtaken by the sender's later claim,
+		// still proves the link but says nothing new.
+		p.hb = *hb
+		p.hbOK = true
+		p.epoch = h.Epoch
+		p.wordSeq = h.Seq
+	}
+	n.refreshFence(p)
+	if !p.fenced && !p.left {
+		if !p.linkUp[net] {
+			p.linkUp[net] = true
+			if p.alive {
+				n.event(Event{Kind: EvLinkUp, Node: p.id, Net: net})
+			}
+		}
+		if !p.alive {
+			p.alive = true
+			p.aliveSince = now
+			n.event(Event{Kind: EvPeerUp, Node: p.id, Net: net})
+		}
+	}
+	// Were we told we are fenced? Only a master's word counts.
+	if hb.Role == wire.RoleMaster {
+		for i := 0; i < int(hb.NPeers); i++ {
+			v := &hb.Peers[i]
+			if v.Node == n.cfg.Node && v.Incarnation == n.inc && v.Links&LinkFenced != 0 {
+				n.reincarnate(now)
+				break
+			}
+		}
+	}
+	st := n.el.State()
+	if p.id == st.Master && h.Epoch == st.Epoch && !n.isMaster() {
+		n.masterWord = now
+		if hb.AppliedSeq > n.masterSeq {
+			n.masterSeq = hb.AppliedSeq
+		}
+		n.adoptGeneration(hb, p.id)
+	}
+	if hb.Role == wire.RoleMaster || p.id == st.Master {
+		n.runElection(now)
+	}
+}
+
+// refreshFence derives fencing from the table: a node marked down at an
+// incarnation is not believed until it comes back with a newer one.
+func (n *Node) refreshFence(p *peer) {
+	e, ok := n.tab.Get(table.NodeEntityID(p.id))
+	p.fenced = ok && e.State == wire.StateDown && e.Incarnation >= p.inc && p.inc != 0
+}
+
+func (n *Node) onElection(now time.Time, h *wire.Header, p *peer, m *wire.Election) {
+	if m.Kind != wire.ElectCoordinator {
+		return
+	}
+	if h.Seq > p.wordSeq {
+		p.wordSeq = h.Seq
+		p.epoch = h.Epoch
+		p.hb.Role, p.hb.Master, p.hb.Vice = wire.RoleMaster, p.id, m.Vice
+		p.hb.Priority, p.hb.Generation = m.Priority, m.Generation
+	}
+	ev := n.el.Observe(now, elect.Peer{
+		Candidate: elect.Candidate{Node: p.id, Priority: m.Priority, Eligible: true, Generation: m.Generation},
+		Role:      wire.RoleMaster, Epoch: h.Epoch, Master: p.id, Vice: m.Vice,
+	})
+	n.onElectEvent(now, ev)
+}
+
+func (n *Node) onLeave(now time.Time, p *peer) {
+	p.left = true
+	p.heard = [wire.NumNets]time.Time{}
+	if p.alive {
+		p.alive = false
+		p.linkUp = [wire.NumNets]bool{}
+		n.event(Event{Kind: EvPeerDown, Node: p.id, Reason: "leave"})
+	}
+	n.runElection(now)
+	if n.isMaster() {
+		n.masterTick(now)
+	}
+}
+
+// judge applies the detector: a network silent for the detection time is a
+// lost link; both silent is a lost peer.
+func (n *Node) judge(now time.Time) {
+	if now.Before(n.judgeAfter) {
+		return
+	}
+	for _, id := range n.peerIDs {
+		p := n.peers[id]
+		n.refreshFence(p)
+		if p.fenced || p.left {
+			if p.alive {
+				p.alive = false
+				p.linkUp = [wire.NumNets]bool{}
+				n.event(Event{Kind: EvPeerDown, Node: p.id, Reason: "fenced"})
+			}
+			continue
+		}
+		any := false
+		for net := range p.heard {
+			up := n.heardOn(p, net, now)
+			any = any || up
+			if p.linkUp[net] && !up {
+				p.linkUp[net] = false
+				n.event(Event{Kind: EvLinkDown, Node: p.id, Net: wire.Net(net)})
+			}
+		}
+		if p.alive && !any {
+			p.alive = false
+			n.event(Event{Kind: EvPeerDown, Node: p.id, Reason: "silent"})
+		}
+	}
+}
+
+// livePeers fills the election's view of the live peers.
+func (n *Node) livePeers() []elect.Peer {
+	n.peerBuf = n.peerBuf[:0]
+	st := n.el.State()
+	for _, id := range n.peerIDs {
+		p := n.peers[id]
+		if !p.hbOK {
+			continue
+		}
+		if !n.live(p) && !n.outranksUs(p, st) {
+			continue
+		}
+		n.peerBuf = append(n.peerBuf, elect.Peer{
+			Candidate: elect.Candidate{Node: p.id, Priority: p.hb.Priority, Eligible: p.hb.Eligible, Generation: p.hb.Generation},
+			Role:      p.hb.Role, Epoch: p.epoch, Master: p.hb.Master, Vice: p.hb.Vice,
+		})
+	}
+	return n.peerBuf
+}
+
+// outranksUs: a peer we fenced (it was on the other side of a partition) that
+// is a master elected after ours must still be heard, or two sides that fenced
+// each other would never merge. It wins; we follow it and re-sync.
+func (n *Node) outranksUs(p *peer, st elect.State) bool {
+	if p.hb.Role != wire.RoleMaster || p.left || !(n.heardOn(p, 0, n.now) || n.heardOn(p, 1, n.now)) {
+		return false
+	}
+	if p.epoch != st.Epoch {
+		return p.epoch > st.Epoch
+	}
+	return elect.Outranks(elect.Candidate{Node: p.id, Priority: p.hb.Priority}, elect.Candidate{Node: n.cfg.Node, Priority: n.cfg.Priority})
+}
+
+func (n *Node) runElection(now time.Time) {
+	n.onElectEvent(now, n.el.Evaluate(now, n.livePeers()))
+}
+
+func (n *Node) onElectEvent(now time.Time, ev elect.Event) {
+	st := n.el.State()
+	switch ev {
+	case elect.Claimed:
+		n.event(Event{Kind: EvElected, Node: n.cfg.Node, Epoch: st.Epoch})
+		n.sendCoordinator()
+		n.becomeMaster(now)
+	case elect.SteppedDown:
+		n.event(Event{Kind: EvSteppedDown, Node: st.Master, Epoch: st.Epoch})
+		n.ms.stop()
+		n.followNew(now)
+	case elect.Followed:
+		n.event(Event{Kind: EvFollowing, Node: st.Master, Epoch: st.Epoch})
+		n.followNew(now)
+	case elect.Lost:
+		n.event(Event{Kind: EvMasterLost, Epoch: st.Epoch})
+		n.ms.stop()
+	case elect.ViceChanged:
+		n.sendCoordinator()
+	}
+}
+
+func (n *Node) sendCoordinator() {
+	st := n.el.State()
+	h := n.header()
+	b, err := n.codec.AppendElection(n.buf(), &h, &wire.Election{
+		Kind: wire.ElectCoordinator, Priority: n.cfg.Priority, Generation: n.el.Self().Generation, Vice: st.Vice,
+	})
+	if err == nil {
+		n.send(0, true, b)
+	}
+}
+
+func (n *Node) sendHeartbeat() {
+	st := n.el.State()
+	hb := &n.hbBuf
+	*hb = wire.Heartbeat{
+		Role: st.Role, Priority: n.cfg.Priority, Eligible: n.cfg.Eligible,
+		Master: st.Master, Vice: st.Vice, AppliedSeq: n.tab.Seq(), Generation: n.el.Self().Generation,
+	}
+	for _, id := range n.peerIDs {
+		if hb.NPeers == wire.MaxPeers {
+			break
+		}
+		p := n.peers[id]
+		var links uint8
+		for net := range p.heard {
+			if n.heardOn(p, net, n.now) {
+				links |= 1 << net
+			}
+		}
+		if links == 0 {
+			continue
+		}
+		if p.fenced {
+			links |= LinkFenced
+		}
+		hb.Peers[hb.NPeers] = wire.PeerView{Node: id, Incarnation: p.inc, Links: links}
+		hb.NPeers++
+	}
+	h := n.header()
+	b, err := n.codec.AppendHeartbeat(n.buf(), &h, hb)
+	if err == nil {
+		n.send(0, false, b)
+	}
+}
+
+// reincarnate: the master says we are down at our incarnation. Whatever we
+// were doing, the cluster has moved on without us; come back as new.
+func (n *Node) reincarnate(now time.Time) {
+	n.inc++
+	n.event(Event{Kind: EvReincarnated, Node: n.cfg.Node, Reason: "fenced"})
+	n.savePersist()
+	n.wantSnapshot = true
+	n.ledger.dirty = true
+}
+
+func (n *Node) savePersist() {
+	n.persist = Persist{Incarnation: n.inc, Generation: n.el.Self().Generation, Members: append(n.persist.Members[:0], n.cfg.Members...)}
+	n.rd.Persist = &n.persist
+}
+
+// PeerInfo is one peer as this node sees it, for status displays.
+type PeerInfo struct {
+	Node        wire.NodeID
+	Incarnation uint64
+	Role        wire.Role
+	Priority    uint8
+	Eligible    bool
+	Alive       bool
+	Fenced      bool
+	Links       [wire.NumNets]bool
+	LastHeard   [wire.NumNets]time.Time
+}
+
+// Status is a snapshot of the node's view, for fmctl status.
+type Status struct {
+	Node        wire.NodeID
+	Incarnation uint64
+	Role        wire.Role
+	Epoch       uint64
+	Master      wire.NodeID
+	Vice        wire.NodeID
+	Stale       bool
+	TableSeq    uint64
+	Digest      uint64
+	Generation  uint64
+	Peers       []PeerInfo
+}
+
+// Status returns the node's current view.
+func (n *Node) Status() Status {
+	st := n.el.State()
+	s := Status{
+		Node: n.cfg.Node, Incarnation: n.inc, Role: st.Role, Epoch: st.Epoch, Master: st.Master, Vice: st.Vice,
+		Stale: n.stale, TableSeq: n.tab.Seq(), Digest: n.tab.Digest(), Generation: n.el.Self().Generation,
+	}
+	for _, id := range n.peerIDs {
+		p := n.peers[id]
+		pi := PeerInfo{Node: id, Incarnation: p.inc, Alive: n.live(p), Fenced: p.fenced, LastHeard: p.heard}
+		if p.hbOK {
+			pi.Role, pi.Priority, pi.Eligible = p.hb.Role, p.hb.Priority, p.hb.Eligible
+		}
+		for net := range p.heard {
+			pi.Links[net] = n.heardOn(p, net, n.now) && !p.fenced
+		}
+		s.Peers = append(s.Peers, pi)
+	}
+	return s
+}

@@ -1,0 +1,361 @@
+// Package table is the replicated entity table every fmagent node holds: the
+// entities of the cluster, their up/down state and their active alarms.
+//
+// The master orders every change with a seq; every node applies the same
+// changes in the same order with Apply, so every table ends up identical, which
+// Digest lets anyone check. The package is pure: no goroutines, no I/O, no
+// clock (times arrive inside the changes) and no randomness, so it can run in
+// the deterministic core and in netsim. A Table is not safe for concurrent use;
+// the core owns it.
+package table
+
+import (
+	"cmp"
+	"errors"
+	"slices"
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/fmagent/fmagent/wire"
+)
+
+// DefaultMaxAlarms is the per-entity alarm limit New uses when given none. It
+// is a limit rather than a growable list because the shared-memory slot of an
+// entity has room for a fixed number of alarms.
+const DefaultMaxAlarms = 8
+
+// Errors Check and Apply return. A change that fails changes nothing.
+var (
+	// ErrUnknownEntity: the change is about an entity the table does not hold.
+	ErrUnknownEntity = errors.New("table: unknown entity")
+	// ErrBadID: a Register whose Entity is not ID(Name).
+	ErrBadID = errors.New("table: entity ID does not match name")
+	// ErrCollision: a Register whose name hashes to the ID of an entity with
+	// another name. Two names never share a slot; merging them silently would
+	// let one entity's state overwrite another's.
+	ErrCollision = errors.New("table: entity ID collision")
+	// ErrTooManyAlarms: a Raise of a new cause on an entity already at the
+	// alarm limit.
+	ErrTooManyAlarms = errors.New("table: too many alarms on entity")
+	// ErrInvalid: a malformed change (unknown kind, state, severity or entity
+	// kind, empty or oversized name or cause).
+	ErrInvalid = errors.New("table: invalid change")
+)
+
+// Alarm is an active alarm on an entity.
+type Alarm struct {
+	Cause    string
+	Severity wire.Severity
+	// RaisedAt and RaisedBy are those of the first Raise of this cause: a
+	// repeated Raise (an owner re-asserting after failover, a severity change)
+	// refreshes the alarm but does not make it a new one.
+	RaisedAt int64
+	RaisedBy wire.NodeID
+	// Seq is the seq of the latest change that raised or refreshed the alarm
+	// (after a rebuild from a snapshot: the snapshot's seq).
+	Seq uint64
+}
+
+// Entity is one row of the table.
+type Entity struct {
+	ID          uint64
+	Name        string
+	Kind        wire.EntityKind
+	Owner       wire.NodeID
+	State       wire.State
+	Incarnation uint64
+	// ChangedAt, ChangedSeq and ChangedBy describe the latest change applied to
+	// the entity (At, Seq and By of that change). They are bookkeeping about
+	// how this node got here, not replicated content: after a rebuild from a
+	// snapshot they describe the snapshot. Digest leaves them out.
+	ChangedAt  int64
+	ChangedSeq uint64
+	ChangedBy  wire.NodeID
+	// Alarms are sorted by Cause, so iteration, the digest and the snapshot
+	// are the same on every node.
+	Alarms []Alarm
+}
+
+// Alarm returns the active alarm with cause, if any.
+func (e *Entity) Alarm(cause string) (*Alarm, bool) {
+	i, ok := e.findAlarm(cause)
+	if !ok {
+		return nil, false
+	}
+	return &e.Alarms[i], true
+}
+
+func (e *Entity) findAlarm(cause string) (int, bool) {
+	return slices.BinarySearchFunc(e.Alarms, cause, func(a Alarm, c string) int {
+		return cmp.Compare(a.Cause, c)
+	})
+}
+
+// Table is the entity table.
+type Table struct {
+	maxAlarms int
+	seq       uint64
+	byID      map[uint64]*Entity
+	// sorted holds every entity in ascending ID order, for the deterministic
+	// iteration Range, Contained, Digest and SnapshotChanges need. Insertion
+	// and removal are O(n) copies of pointers, which is cheap at the size of a
+	// cluster's table (thousands) and keeps iteration free of sorting.
+	sorted []*Entity
+	// hash replaces ID when set: tests use it to force a collision, which
+	// xxhash64 does not let anyone find. Nil in production, so IDs are
+	// computed without a call through a func value or a string copy.
+	hash func(string) uint64
+
+	digest   xxhash.Digest
+	scratch  []byte
+	sum      uint64
+	sumValid bool
+}
+
+// New returns an empty table allowing at most maxAlarms alarms per entity
+// (DefaultMaxAlarms if maxAlarms <= 0).
+func New(maxAlarms int) *Table {
+	if maxAlarms <= 0 {
+		maxAlarms = DefaultMaxAlarms
+	}
+	return &Table{
+		maxAlarms: maxAlarms,
+		byID:      make(map[uint64]*Entity),
+		scratch:   make([]byte, 0, 512),
+	}
+}
+
+// MaxAlarms is the per-entity alarm limit.
+func (t *Table) MaxAlarms() int { return t.maxAlarms }
+
+// Seq is the seq of the latest change applied (or the one set by SetSeq).
+func (t *Table) Seq() uint64 { return t.seq }
+
+// SetSeq sets the table's seq, e.g. to a snapshot's UpToSeq once its last
+// chunk is applied.
+func (t *Table) SetSeq(seq uint64) { t.seq = seq }
+
+// Len is the number of entities.
+func (t *Table) Len() int { return len(t.sorted) }
+
+// Get returns the entity with id. The pointer is the table's own row, not a
+// copy: callers must not modify it, and it reflects (or, after Unregister or
+// Reset, no longer belongs to) the table as later changes are applied. Copy
+// what must outlive the next Apply.
+func (t *Table) Get(id uint64) (*Entity, bool) {
+	e, ok := t.byID[id]
+	return e, ok
+}
+
+// Lookup returns the entity named name (read-only, as Get). An entity whose ID
+// matches but whose name does not is not returned.
+func (t *Table) Lookup(name string) (*Entity, bool) {
+	e, ok := t.byID[t.id(unsafeBytes(name))]
+	if !ok || e.Name != name {
+		return nil, false
+	}
+	return e, true
+}
+
+// Range calls fn for every entity in ascending ID order until fn returns
+// false. fn must not change the table.
+func (t *Table) Range(fn func(*Entity) bool) {
+	for _, e := range t.sorted {
+		if !fn(e) {
+			return
+		}
+	}
+}
+
+// Contained appends to dst, in ascending ID order, the IDs of the entities
+// owned by node other than the node entity itself: what goes down with the
+// node (its links, processes, services...). Ownership, not the name, decides:
+// a service a node registered is contained in it whatever it is called.
+func (t *Table) Contained(node wire.NodeID, dst []uint64) []uint64 {
+	self := NodeEntityID(node)
+	for _, e := range t.sorted {
+		if e.Owner == node && e.ID != self {
+			dst = append(dst, e.ID)
+		}
+	}
+	return dst
+}
+
+// Reset empties the table and sets its seq to 0, before a snapshot is
+// applied; the entities' memory is left to the garbage collector since
+// pointers from Get may still be held.
+func (t *Table) Reset() {
+	clear(t.byID)
+	clear(t.sorted)
+	t.sorted = t.sorted[:0]
+	t.seq = 0
+	t.sumValid = false
+}
+
+// Check reports whether Apply would accept c, without changing anything. The
+// master calls it before giving a change a seq, so that only changes every
+// node can apply are ever ordered.
+func (t *Table) Check(c *wire.Change) error {
+	_, err := t.check(c)
+	return err
+}
+
+// check validates c and returns the entity it is about (nil for the Register
+// of a new entity).
+func (t *Table) check(c *wire.Change) (*Entity, error) {
+	e := t.byID[c.Entity]
+	switch c.Kind {
+	case wire.ChangeRegister:
+		if len(c.Name) == 0 || len(c.Name) > wire.MaxName ||
+			!validKind(c.EntityKind) || !validState(c.State) {
+			return nil, ErrInvalid
+		}
+		if t.id(c.Name) != c.Entity {
+			return nil, ErrBadID
+		}
+		if e != nil && e.Name != string(c.Name) {
+			return nil, ErrCollision
+		}
+		return e, nil
+	case wire.ChangeState:
+		if !validState(c.State) {
+			return nil, ErrInvalid
+		}
+	case wire.ChangeRaise:
+		if !validCause(c.Cause) || !validSeverity(c.Severity) {
+			return nil, ErrInvalid
+		}
+		if e == nil {
+			return nil, ErrUnknownEntity
+		}
+		if _, ok := e.findAlarm(unsafeString(c.Cause)); !ok && len(e.Alarms) >= t.maxAlarms {
+			return nil, ErrTooManyAlarms
+		}
+		return e, nil
+	case wire.ChangeClear:
+		if !validCause(c.Cause) {
+			return nil, ErrInvalid
+		}
+	case wire.ChangeUnregister:
+	default:
+		return nil, ErrInvalid
+	}
+	if e == nil {
+		return nil, ErrUnknownEntity
+	}
+	return e, nil
+}
+
+// Apply applies one replicated change: it records c's At, Seq and By on the
+// entity and advances Seq to c.Seq (never backwards). A change that fails
+// Check returns its error and changes nothing, not even Seq.
+//
+//   - Register creates the entity, or, if it exists under the same name,
+//     updates its kind, owner, state and incarnation and keeps its alarms (an
+//     owner re-asserting its entities after a failover must not wipe alarms
+//     others raised).
+//   - State sets state and incarnation.
+//   - Raise adds the alarm c.Cause or refreshes it (new severity and seq).
+//   - Clear removes the alarm; clearing an absent alarm is a no-op that still
+//     advances Seq.
+//   - Unregister removes the entity and its alarms.
+func (t *Table) Apply(c *wire.Change) error {
+	e, err := t.check(c)
+	if err != nil {
+		return err
+	}
+	switch c.Kind {
+	case wire.ChangeRegister:
+		if e == nil {
+			e = &Entity{ID: c.Entity, Name: string(c.Name)}
+			t.insert(e)
+		}
+		e.Kind = c.EntityKind
+		e.Owner = c.Owner
+		e.State = c.State
+		e.Incarnation = c.Incarnation
+	case wire.ChangeState:
+		e.State = c.State
+		e.Incarnation = c.Incarnation
+	case wire.ChangeRaise:
+		i, ok := e.findAlarm(unsafeString(c.Cause))
+		if ok {
+			e.Alarms[i].Severity = c.Severity
+			e.Alarms[i].Seq = c.Seq
+		} else {
+			e.Alarms = slices.Insert(e.Alarms, i, Alarm{
+				Cause:    string(c.Cause),
+				Severity: c.Severity,
+				RaisedAt: c.At,
+				RaisedBy: c.By,
+				Seq:      c.Seq,
+			})
+		}
+	case wire.ChangeClear:
+		i, ok := e.findAlarm(unsafeString(c.Cause))
+		if !ok {
+			t.advance(c.Seq)
+			return nil
+		}
+		e.Alarms = slices.Delete(e.Alarms, i, i+1)
+	case wire.ChangeUnregister:
+		t.remove(e)
+		t.advance(c.Seq)
+		return nil
+	}
+	e.ChangedAt = c.At
+	e.ChangedSeq = c.Seq
+	e.ChangedBy = c.By
+	t.advance(c.Seq)
+	return nil
+}
+
+// id is the entity ID of name (see hash).
+func (t *Table) id(name []byte) uint64 {
+	if t.hash != nil {
+		return t.hash(string(name))
+	}
+	return idBytes(name)
+}
+
+func (t *Table) advance(seq uint64) {
+	if seq > t.seq {
+		t.seq = seq
+	}
+	t.sumValid = false
+}
+
+func (t *Table) insert(e *Entity) {
+	i, _ := t.search(e.ID)
+	t.sorted = slices.Insert(t.sorted, i, e)
+	t.byID[e.ID] = e
+}
+
+func (t *Table) remove(e *Entity) {
+	if i, ok := t.search(e.ID); ok {
+		t.sorted = slices.Delete(t.sorted, i, i+1)
+	}
+	delete(t.byID, e.ID)
+}
+
+func (t *Table) search(id uint64) (int, bool) {
+	return slices.BinarySearchFunc(t.sorted, id, func(e *Entity, id uint64) int {
+		return cmp.Compare(e.ID, id)
+	})
+}
+
+func validKind(k wire.EntityKind) bool { return k >= wire.KindNode && k <= wire.KindCustom }
+func validState(s wire.State) bool     { return s == wire.StateUp || s == wire.StateDown }
+func validSeverity(s wire.Severity) bool {
+	return s >= wire.SevIndeterminate && s <= wire.SevCritical
+}
+func validCause(c []byte) bool { return len(c) > 0 && len(c) <= wire.MaxCause }
+
+// unsafeString views b as a string without copying, for lookups that do not
+// keep the string (a Change's Cause aliases a packet buffer that changes
+// afterwards, so anything kept is copied with string(b)).
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// unsafeBytes views s as read-only bytes without copying.
+func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

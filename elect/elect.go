@@ -1,0 +1,374 @@
+// Package elect is fmagent's bully election as a pure state machine.
+//
+// Every node learns every candidate's rank from heartbeats (priority, then
+// node ID, master eligibility and persisted membership generation), so the
+// bully's "is anyone better alive?" probe is the heartbeat itself: the best
+// live candidate claims mastership with a Coordinator message and a higher
+// epoch, and everyone else follows it. The rules the package enforces:
+//
+//   - Rank: higher priority wins, then the lower node ID.
+//   - Epoch: every claim uses an epoch higher than any the claimant has seen;
+//     masters and claims from an older epoch than the node's own are ignored.
+//   - Sticky master: a live master is never displaced by a better node that
+//     joins later; a joining node follows the master it hears.
+//   - Vice-master: the master names one (the best other eligible live node,
+//     kept while it lives); it claims at once when the master is lost.
+//   - Split brain: when two masters see each other, the one elected last
+//     (higher epoch; ties by rank) stays and the other steps down.
+//   - Amnesia: a node whose membership generation is older than a live
+//     peer's may not become master; at cold start a node forms a cluster only
+//     with a quorum of its persisted membership, or when told to (AllowAlone).
+//   - Isolation: a node that had peers and now hears none does not make itself
+//     master (it cannot tell a partition from its own lost links); a master
+//     that loses every peer of a cluster of three or more steps down.
+//
+// The package reads no clock: time comes in as arguments.
+package elect
+
+import (
+	"slices"
+	"time"
+
+	"github.com/fmagent/fmagent/wire"
+)
+
+// Candidate is what the election knows of a node's standing.
+type Candidate struct {
+	Node       wire.NodeID
+	Priority   uint8
+	Eligible   bool
+	Generation uint64
+}
+
+// Outranks reports whether a beats b: higher priority, then lower node ID.
+func Outranks(a, b Candidate) bool {
+	if a.Priority != b.Priority {
+		return a.Priority > b.Priority
+	}
+	return a.Node < b.Node
+}
+
+// Peer is the latest word from a live peer (its last heartbeat or claim).
+type Peer struct {
+	Candidate
+	Role   wire.Role
+	Epoch  uint64
+	Master wire.NodeID
+	Vice   wire.NodeID
+}
+
+// Config is fixed for an elector's life.
+type Config struct {
+	Self Candidate
+	// Members is the persisted membership of the last cluster this node was
+	// in; at cold start a quorum of it must be present to form a cluster.
+	Members []wire.NodeID
+	// AllowAlone is the operator's override of the quorum rule.
+	AllowAlone bool
+	// Settle is how long a starting node listens for a master before it may
+	// claim (one detection time, so it has heard everyone alive).
+	Settle time.Duration
+	// ViceGrace is how long non-vice nodes wait for the vice-master to claim
+	// after the master is lost, before a normal election.
+	ViceGrace time.Duration
+}
+
+// State is a node's place in the election.
+type State struct {
+	Role   wire.Role
+	Epoch  uint64
+	Master wire.NodeID
+	Vice   wire.NodeID
+}
+
+// Event says what Evaluate or Observe changed, for the caller to act on.
+type Event uint8
+
+const (
+	// Nothing changed.
+	Nothing Event = iota
+	// Claimed: this node became master (send a Coordinator now).
+	Claimed
+	// SteppedDown: this node was master and now follows another.
+	SteppedDown
+	// Followed: this node follows a new master (or a new epoch).
+	Followed
+	// Lost: this node had a master and now has none.
+	Lost
+	// ViceChanged: as master, this node named a new vice-master.
+	ViceChanged
+)
+
+func (e Event) String() string {
+	return [...]string{"nothing", "claimed", "stepped-down", "followed", "lost", "vice-changed"}[e]
+}
+
+// Elector holds one node's election state.
+type Elector struct {
+	cfg   Config
+	st    State
+	start time.Time
+	// formed: this node has been in a cluster (had a master) in this
+	// incarnation, so the cold-start quorum rule no longer applies.
+	formed bool
+	// hadPeers: this node has heard at least one peer; one that hears
+	// none after that is isolated, not alone.
+	hadPeers bool
+	// lostAt is when the master was lost (zero while there is one).
+	lostAt   time.Time
+	lostVice wire.NodeID
+	// mergedLoser is a master this one outlived after a partition healed;
+	// it is named vice-master once it is back.
+	mergedLoser wire.NodeID
+	maxCluster  int
+}
+
+// New returns an elector for a node starting at now with the given epoch
+// (the highest it persisted, or 0).
+func New(cfg Config, now time.Time, epoch uint64) *Elector {
+	return &Elector{cfg: cfg, start: now, st: State{Role: wire.RoleJoining, Epoch: epoch}, lostAt: now}
+}
+
+// State returns the current state.
+func (e *Elector) State() State { return e.st }
+
+// Self returns this node's candidacy.
+func (e *Elector) Self() Candidate { return e.cfg.Self }
+
+// SetGeneration updates this node's persisted membership generation.
+func (e *Elector) SetGeneration(g uint64) { e.cfg.Self.Generation = g }
+
+// SetMembers updates the persisted membership used by the quorum rule.
+func (e *Elector) SetMembers(m []wire.NodeID) { e.cfg.Members = append(e.cfg.Members[:0], m...) }
+
+// Formed reports whether this node has been part of a cluster in this incarnation.
+func (e *Elector) Formed() bool { return e.formed }
+
+// beats reports whether master claim (epoch a, candidate ca) wins over (b, cb).
+func beats(a uint64, ca Candidate, b uint64, cb Candidate) bool {
+	if a != b {
+		return a > b
+	}
+	return Outranks(ca, cb)
+}
+
+// mayLead reports whether c may become master given the live peers:
+// eligible, and not behind any live peer's membership generation.
+func mayLead(c Candidate, peers []Peer) bool {
+	if !c.Eligible {
+		return false
+	}
+	for i := range peers {
+		if peers[i].Generation > c.Generation {
+			return false
+		}
+	}
+	return true
+}
+
+// quorum reports whether the cold-start rule lets this node form a cluster.
+func (e *Elector) quorum(peers []Peer) bool {
+	if e.formed || e.cfg.AllowAlone {
+		return true
+	}
+	if len(e.cfg.Members) == 0 {
+		return len(peers) > 0
+	}
+	n := 0
+	for _, m := range e.cfg.Members {
+		if m == e.cfg.Self.Node || slices.ContainsFunc(peers, func(p Peer) bool { return p.Node == m }) {
+			n++
+		}
+	}
+	return n >= len(e.cfg.Members)/2+1
+}
+
+// Evaluate recomputes the election from the live peers (heard within the
+// detection time and not fenced), in any order. It is called on every tick
+// and whenever a peer's word or liveness changes.
+func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
+	if len(peers) > 0 {
+		e.hadPeers = true
+	}
+	if n := len(peers) + 1; n > e.maxCluster {
+		e.maxCluster = n
+	}
+	self := e.cfg.Self
+	// The best master claim among the live peers.
+	var best *Peer
+	for i := range peers {
+		p := &peers[i]
+		if p.Role != wire.RoleMaster {
+			continue
+		}
+		if best == nil || beats(p.Epoch, p.Candidate, best.Epoch, best.Candidate) {
+			best = p
+		}
+	}
+
+	if e.st.Role == wire.RoleMaster {
+		if best != nil && beats(best.Epoch, best.Candidate, e.st.Epoch, self) {
+			e.follow(best)
+			return SteppedDown
+		}
+		if best != nil {
+			// A master elected before us in a partition that healed: it
+			// steps down on its side; name it vice once it is back with us.
+			e.mergedLoser = best.Node
+		}
+		if len(peers) == 0 && e.hadPeers && e.maxCluster >= 3 {
+			// Every peer of a real cluster went silent at once: far more
+			// likely our own links than everyone else's.
+			e.st = State{Role: wire.RoleJoining, Epoch: e.st.Epoch}
+			e.lostAt, e.lostVice = now, 0
+			return Lost
+		}
+		// A live peer at a higher epoch with no master to show for it has
+		// seen an election we have not: claim again above it, or it would
+		// ignore us as an older epoch forever. (A peer that follows a master
+		// we do not hear yet is left alone: that master's heartbeat decides.)
+		for i := range peers {
+			if peers[i].Epoch > e.st.Epoch && (peers[i].Master == 0 || peers[i].Master == self.Node) {
+				e.claim(peers)
+				return Claimed
+			}
+		}
+		if v := e.chooseVice(peers); v != e.st.Vice {
+			e.st.Vice = v
+			return ViceChanged
+		}
+		return Nothing
+	}
+
+	if best != nil && (best.Epoch >= e.st.Epoch || e.st.Master == 0 && !e.formed) {
+		if best.Node != e.st.Master || best.Epoch != e.st.Epoch || e.roleUnder(best) != e.st.Role || best.Vice != e.st.Vice {
+			e.follow(best)
+			return Followed
+		}
+		return Nothing
+	}
+
+	// No live master we accept.
+	ev := Nothing
+	if e.st.Master != 0 {
+		e.lostVice = e.st.Vice
+		wasVice := e.st.Role == wire.RoleVice
+		e.st = State{Role: wire.RoleJoining, Epoch: e.st.Epoch}
+		e.lostAt = now
+		ev = Lost
+		if wasVice && mayLead(self, peers) && e.mayClaimWith(peers) {
+			e.claim(peers)
+			return Claimed
+		}
+	}
+	if now.Sub(e.start) < e.cfg.Settle {
+		return ev
+	}
+	if e.lostVice != 0 && e.lostVice != self.Node && now.Sub(e.lostAt) < e.cfg.ViceGrace &&
+		slices.ContainsFunc(peers, func(p Peer) bool { return p.Node == e.lostVice }) {
+		return ev // the vice-master is alive and about to claim
+	}
+	if !mayLead(self, peers) || !e.mayClaimWith(peers) {
+		return ev
+	}
+	for i := range peers {
+		if mayLead(peers[i].Candidate, peers) && Outranks(peers[i].Candidate, self) {
+			return ev // a better live candidate will claim
+		}
+	}
+	e.claim(peers)
+	return Claimed
+}
+
+// mayClaimWith applies the quorum and isolation rules.
+func (e *Elector) mayClaimWith(peers []Peer) bool {
+	if !e.quorum(peers) {
+		return false
+	}
+	if len(peers) == 0 && e.hadPeers && !e.cfg.AllowAlone {
+		return false // isolated: cannot tell a partition from our own links
+	}
+	return true
+}
+
+// Observe takes a Coordinator claim from a peer at once, without waiting for
+// the next evaluation: a claim at a newer epoch, or a same-epoch claim by a
+// better candidate, is followed. Older claims are ignored.
+func (e *Elector) Observe(now time.Time, p Peer) Event {
+	if p.Role != wire.RoleMaster || p.Node == e.cfg.Self.Node {
+		return Nothing
+	}
+	if e.st.Role == wire.RoleMaster {
+		if beats(p.Epoch, p.Candidate, e.st.Epoch, e.cfg.Self) {
+			e.follow(&p)
+			return SteppedDown
+		}
+		return Nothing
+	}
+	if p.Epoch > e.st.Epoch || p.Epoch == e.st.Epoch && (e.st.Master == 0 || e.st.Master == p.Node) {
+		e.follow(&p)
+		return Followed
+	}
+	return Nothing
+}
+
+func (e *Elector) roleUnder(m *Peer) wire.Role {
+	if m.Vice == e.cfg.Self.Node {
+		return wire.RoleVice
+	}
+	return wire.RoleMember
+}
+
+func (e *Elector) follow(m *Peer) {
+	e.st = State{Role: e.roleUnder(m), Epoch: m.Epoch, Master: m.Node, Vice: m.Vice}
+	e.formed = true
+	e.lostAt, e.lostVice = time.Time{}, 0
+}
+
+func (e *Elector) claim(peers []Peer) {
+	epoch := e.st.Epoch
+	for i := range peers {
+		epoch = max(epoch, peers[i].Epoch)
+	}
+	e.st = State{Role: wire.RoleMaster, Epoch: epoch + 1, Master: e.cfg.Self.Node}
+	e.st.Vice = e.chooseVice(peers)
+	e.formed = true
+	e.lostAt, e.lostVice = time.Time{}, 0
+}
+
+// chooseVice keeps the current vice-master while it lives and may lead;
+// otherwise it prefers a master that stepped down to us after a heal, then
+// the best other live candidate.
+func (e *Elector) chooseVice(peers []Peer) wire.NodeID {
+	find := func(n wire.NodeID) *Peer {
+		for i := range peers {
+			if peers[i].Node == n {
+				return &peers[i]
+			}
+		}
+		return nil
+	}
+	if e.mergedLoser != 0 {
+		if p := find(e.mergedLoser); p != nil && mayLead(p.Candidate, peers) && p.Role != wire.RoleMaster {
+			e.mergedLoser = 0
+			return p.Node
+		}
+	}
+	if p := find(e.st.Vice); p != nil && mayLead(p.Candidate, peers) && p.Role != wire.RoleMaster {
+		return p.Node
+	}
+	var best *Peer
+	for i := range peers {
+		p := &peers[i]
+		if !mayLead(p.Candidate, peers) || p.Role == wire.RoleMaster {
+			continue
+		}
+		if best == nil || Outranks(p.Candidate, best.Candidate) {
+			best = p
+		}
+	}
+	if best == nil {
+		return 0
+	}
+	return best.Node
+}

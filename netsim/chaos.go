@@ -1,0 +1,241 @@
+package netsim
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/fmagent/fmagent/agent/core"
+	"github.com/fmagent/fmagent/elect"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// ChaosResult is what one chaos run did.
+type ChaosResult struct {
+	Seed      uint64
+	Nodes     int
+	Actions   []string
+	Elections int
+	Crashes   int
+	Checked   int // crashes whose detection bound was checked
+	Acked     int // alarms acknowledged to clients
+	Virtual   time.Duration
+}
+
+// ChaosOptions shape a chaos run.
+type ChaosOptions struct {
+	MinNodes, MaxNodes int
+	Actions            int  // chaos actions before the final heal
+	Trace              bool // keep a trace (for replaying a failure)
+	// Rule, when set, replaces nothing in the core: it is a hook for tests
+	// that need to see every Ready.
+	OnReady func(n *Node, rd *core.Ready)
+}
+
+// DefaultChaos is what `go test ./netsim -run Chaos` uses.
+var DefaultChaos = ChaosOptions{MinNodes: 3, MaxNodes: 9, Actions: 10}
+
+// RunChaos runs one seeded chaos scenario and checks every invariant. The
+// error, if any, is a *Violation (or wraps one).
+func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
+	// The scenario's shape comes from its own stream, so the cluster's
+	// randomness (loss, delay) does not shift when the scenario changes.
+	pick := newRand(seed, 1)
+	nn := co.MinNodes + pick.IntN(co.MaxNodes-co.MinNodes+1)
+	interval := 10 * time.Millisecond
+	opt := Options{
+		Seed: seed, Nodes: nn, Interval: interval, Misses: 5, Trace: co.Trace,
+		Priority: func(id wire.NodeID) uint8 { return uint8(100 + (uint64(id)*seed)%3) },
+	}
+	for net := range opt.Nets {
+		opt.Nets[net] = NetConditions{MinDelay: 20 * time.Microsecond, MaxDelay: time.Duration(100+pick.IntN(900)) * time.Microsecond, Dup: 0.01}
+	}
+	s := New(opt)
+	if co.OnReady != nil {
+		s.OnReady = co.OnReady
+	}
+	c := NewChecker(s)
+	res := &ChaosResult{Seed: seed, Nodes: nn}
+	det := interval * time.Duration(opt.Misses)
+	run := func(d time.Duration) error { return s.RunUntil(s.Now.Add(d), c.Step) }
+	acked := map[alarmKey]ackedAlarm{}
+	busy := map[alarmKey]bool{}
+	reqs := map[uint64]struct {
+		k    alarmKey
+		kind wire.ReportKind
+		node wire.NodeID
+	}{}
+	seen := make([]int, nn)
+	harvest := func() {
+		for i, n := range s.Nodes {
+			for _, r := range n.Results[seen[i]:] {
+				q, ok := reqs[r.ID]
+				if !ok {
+					continue
+				}
+				delete(reqs, r.ID)
+				busy[q.k] = false
+				if r.Err != nil {
+					continue
+				}
+				switch q.kind {
+				case wire.ReportRaise:
+					acked[q.k] = ackedAlarm{reporter: q.node, at: s.Now}
+					res.Acked++
+				case wire.ReportClear:
+					delete(acked, q.k)
+				}
+			}
+			seen[i] = len(n.Results)
+		}
+	}
+	// Clients on random nodes raise and clear alarms on their own services.
+	client := func() {
+		id := wire.NodeID(1 + pick.IntN(nn))
+		k := alarmKey{name: fmt.Sprintf("svc/n%d-%d", id, pick.IntN(3)), cause: fmt.Sprintf("cause-%d", pick.IntN(3))}
+		if busy[k] {
+			return
+		}
+		kind := wire.ReportRaise
+		if _, ok := acked[k]; ok && pick.IntN(3) == 0 {
+			kind = wire.ReportClear
+		}
+		rid, ok := s.Submit(id, core.Request{Kind: kind, Name: k.name, EntityKind: wire.KindService, Severity: wire.SevMajor, Cause: k.cause, Txn: pick.IntN(4) == 0})
+		if ok {
+			busy[k] = true
+			if kind == wire.ReportClear {
+				delete(acked, k) // from now on its presence is not promised
+			}
+			reqs[rid] = struct {
+				k    alarmKey
+				kind wire.ReportKind
+				node wire.NodeID
+			}{k, kind, id}
+		}
+	}
+	wrap := func(err error) (*ChaosResult, *Sim, error) {
+		res.Virtual = s.Now.Sub(Epoch0)
+		return res, s, err
+	}
+
+	// Cold start: everyone hears everyone, one master is elected.
+	if err := run(3*det + 5*interval); err != nil {
+		return wrap(err)
+	}
+	for a := 0; a < co.Actions; a++ {
+		for k := pick.IntN(4); k > 0; k-- {
+			client()
+		}
+		action := pick.IntN(10)
+		victim := wire.NodeID(1 + pick.IntN(nn))
+		var desc string
+		switch action {
+		case 0, 1: // crash, checked against the detection bound when calm
+			master, vice, calm := c.Calm()
+			n := s.node(victim)
+			if !n.Up {
+				s.Restart(victim)
+				desc = fmt.Sprintf("restart %d", victim)
+				break
+			}
+			inc := n.Core.Incarnation()
+			crashedAt := s.Now
+			s.Crash(victim)
+			res.Crashes++
+			desc = fmt.Sprintf("crash %d", victim)
+			if calm && (victim != master || vice != 0 && vice != victim) {
+				res.Checked++
+				if err := run(det + interval); err != nil {
+					return wrap(err)
+				}
+				harvest()
+				if err := c.CheckCrashDetected(victim, inc, crashedAt); err != nil {
+					return wrap(err)
+				}
+			}
+		case 2: // restart
+			s.Restart(victim)
+			desc = fmt.Sprintf("restart %d", victim)
+		case 3: // pause: a stalled process
+			s.Pause(victim)
+			d := time.Duration(1+pick.IntN(4)) * det
+			s.At(s.Now.Add(d), func() { s.Resume(victim) })
+			desc = fmt.Sprintf("pause %d for %v", victim, d)
+		case 4, 5: // partition one or both networks
+			labels := make([]int, nn)
+			for i := range labels {
+				labels[i] = pick.IntN(2)
+			}
+			both := pick.IntN(2) == 0
+			s.Partition(wire.NetA, labels)
+			if both {
+				s.Partition(wire.NetB, labels)
+			}
+			desc = fmt.Sprintf("partition %v both=%v", labels, both)
+		case 6: // cut one link of one node
+			net := wire.Net(pick.IntN(2))
+			s.CutLink(victim, net, true)
+			desc = fmt.Sprintf("cut link %d/%d", victim, net)
+		case 7: // a loss burst on both networks
+			d := time.Duration(2+pick.IntN(6)) * interval
+			for net := range s.Opt.Nets {
+				s.Opt.Nets[net].Loss = 0.05
+			}
+			end := s.Now.Add(d)
+			s.At(end, func() {
+				for net := range s.Opt.Nets {
+					s.Opt.Nets[net].Loss = 0
+				}
+			})
+			c.LossUntil = end.Add(det + c.slack)
+			desc = fmt.Sprintf("loss 5%% for %v", d)
+		default: // heal everything
+			s.HealAll()
+			desc = "heal"
+		}
+		res.Actions = append(res.Actions, desc)
+		if err := run(time.Duration(2+pick.IntN(6)) * det); err != nil {
+			return wrap(err)
+		}
+		harvest()
+	}
+	// Heal, bring back the dead, and let it settle.
+	for net := range s.Opt.Nets {
+		s.Opt.Nets[net].Loss = 0
+	}
+	s.HealAll()
+	var last elect.State
+	var lastNode wire.NodeID
+	for _, n := range s.Nodes {
+		if n.Up && n.Core.Role().Role == wire.RoleMaster {
+			r := n.Core.Role()
+			if lastNode == 0 || r.Epoch > last.Epoch || r.Epoch == last.Epoch && elect.Outranks(candidate(s, n), candidate(s, s.node(lastNode))) {
+				last, lastNode = r, n.ID
+			}
+		}
+	}
+	for _, n := range s.Nodes {
+		if !n.Up {
+			s.Restart(n.ID)
+		}
+	}
+	if err := run(4*det + 40*interval); err != nil {
+		return wrap(err)
+	}
+	harvest()
+	for k, b := range busy {
+		if b {
+			delete(acked, k) // still in flight: not yet promised
+		}
+	}
+	if err := c.CheckHealed(lastNode); err != nil {
+		return wrap(err)
+	}
+	if err := c.CheckAlarms(acked); err != nil {
+		return wrap(err)
+	}
+	return wrap(nil)
+}
+
+func candidate(s *Sim, n *Node) elect.Candidate {
+	return elect.Candidate{Node: n.ID, Priority: s.cfg(n).Priority}
+}

@@ -1,0 +1,308 @@
+package netsim
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/fmagent/fmagent/agent/core"
+	"github.com/fmagent/fmagent/agent/table"
+	"github.com/fmagent/fmagent/elect"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// Violation is a broken invariant: which, when, and the details.
+type Violation struct {
+	Invariant string
+	At        time.Duration // since the start of the run
+	Detail    string
+}
+
+func (v *Violation) Error() string {
+	return fmt.Sprintf("invariant %q violated at %v: %s", v.Invariant, v.At, v.Detail)
+}
+
+// The invariants, by name.
+const (
+	InvOneMaster     = "one-master-per-epoch"
+	InvHealedMaster  = "healed-one-master-last-elected"
+	InvFalseDown     = "no-down-while-reaching-master"
+	InvCrashDetected = "crash-detected-in-bound"
+	InvConverged     = "tables-converge"
+	InvAlarmKept     = "acked-alarm-not-lost"
+	InvAtomicGroup   = "no-partial-transaction"
+)
+
+// Checker checks the cluster invariants after every step of a Sim.
+type Checker struct {
+	s    *Sim
+	det  time.Duration
+	slack time.Duration
+	// since[a][b]: since when a and b have reached each other without a
+	// break (zero: they do not now).
+	since [][]time.Time
+	// masterView[m]: node states in master m's table at the last step,
+	// while m was master.
+	masterView map[wire.NodeID]map[wire.NodeID]wire.State
+	// lossUntil: the end of the last loss burst (impairment the detector
+	// is allowed to mistake for silence).
+	LossUntil time.Time
+	err       *Violation
+}
+
+// NewChecker attaches a checker to s.
+func NewChecker(s *Sim) *Checker {
+	c := &Checker{s: s, det: s.Opt.Interval * time.Duration(s.Opt.Misses), masterView: map[wire.NodeID]map[wire.NodeID]wire.State{}}
+	maxDelay := max(s.Opt.Nets[0].MaxDelay, s.Opt.Nets[1].MaxDelay)
+	c.slack = s.Opt.Interval + 2*maxDelay
+	c.since = make([][]time.Time, len(s.Nodes))
+	for i := range c.since {
+		c.since[i] = make([]time.Time, len(s.Nodes))
+	}
+	prev := s.OnReady
+	s.OnReady = func(n *Node, rd *core.Ready) {
+		if prev != nil {
+			prev(n, rd)
+		}
+		if c.err == nil && (len(rd.Changed) > 0 || rd.Reset) {
+			c.checkAtomic(n)
+		}
+	}
+	return c
+}
+
+func (c *Checker) fail(inv, format string, args ...any) error {
+	if c.err == nil {
+		c.err = &Violation{Invariant: inv, At: c.s.Now.Sub(Epoch0), Detail: fmt.Sprintf(format, args...)}
+	}
+	return c.err
+}
+
+// Err returns the first violation seen, if any.
+func (c *Checker) Err() error {
+	if c.err == nil {
+		return nil
+	}
+	return c.err
+}
+
+// Step checks the invariants that hold after every step.
+func (c *Checker) Step() error {
+	if c.err != nil {
+		return c.err
+	}
+	s := c.s
+	for i := range s.Nodes {
+		for j := i + 1; j < len(s.Nodes); j++ {
+			r := s.Reach(wire.NodeID(i+1), wire.NodeID(j+1))
+			switch {
+			case !r:
+				c.since[i][j] = time.Time{}
+			case c.since[i][j].IsZero():
+				c.since[i][j] = s.Now
+			}
+		}
+	}
+	// At most one master per epoch among nodes that reach each other (once
+	// they have had a heartbeat's time to see each other).
+	var masters []*Node
+	for _, n := range s.Nodes {
+		if n.Up && !n.Paused && n.Core.Role().Role == wire.RoleMaster {
+			masters = append(masters, n)
+		}
+	}
+	for i, a := range masters {
+		for _, b := range masters[i+1:] {
+			if a.Core.Role().Epoch != b.Core.Role().Epoch {
+				continue
+			}
+			if t := c.reachSince(a.ID, b.ID); !t.IsZero() && s.Now.Sub(t) > 2*c.slack {
+				return c.fail(InvOneMaster, "nodes %d and %d are both master of epoch %d, reaching each other since %v",
+					a.ID, b.ID, a.Core.Role().Epoch, t.Sub(Epoch0))
+			}
+		}
+	}
+	// No node marked down by the master while one of its networks reaches it.
+	for _, n := range s.Nodes {
+		if !n.Up || n.Core.Role().Role != wire.RoleMaster {
+			delete(c.masterView, n.ID)
+			continue
+		}
+		prev := c.masterView[n.ID]
+		cur := make(map[wire.NodeID]wire.State, len(s.Nodes))
+		for _, o := range s.Nodes {
+			if e, ok := n.Core.Table().Get(table.NodeEntityID(o.ID)); ok {
+				cur[o.ID] = e.State
+				if prev != nil && prev[o.ID] == wire.StateUp && e.State == wire.StateDown {
+					t := c.reachSince(n.ID, o.ID)
+					if !t.IsZero() && t.After(c.LossUntil) && s.Now.Sub(t) > c.det+c.slack {
+						return c.fail(InvFalseDown, "master %d marked node %d down while reaching it since %v", n.ID, o.ID, t.Sub(Epoch0))
+					}
+				}
+			}
+		}
+		c.masterView[n.ID] = cur
+	}
+	return nil
+}
+
+func (c *Checker) reachSince(a, b wire.NodeID) time.Time {
+	if a > b {
+		a, b = b, a
+	}
+	return c.since[a-1][b-1]
+}
+
+// checkAtomic: a node's table never shows part of a change group. A node
+// marked down takes its contained entities down in the same group, so any
+// entity of a down node that last changed before the node went down must
+// be down too.
+func (c *Checker) checkAtomic(n *Node) {
+	tab := n.Core.Table()
+	tab.Range(func(e *table.Entity) bool {
+		if e.Kind != wire.KindNode || e.State != wire.StateDown {
+			return true
+		}
+		for _, id := range tab.Contained(e.Owner, nil) {
+			ce, ok := tab.Get(id)
+			if ok && ce.State == wire.StateUp && ce.ChangedSeq < e.ChangedSeq {
+				c.fail(InvAtomicGroup, "node %d shows node/%d down (seq %d) but its %s up (seq %d)",
+					n.ID, e.Owner, e.ChangedSeq, ce.Name, ce.ChangedSeq)
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Calm reports whether the cluster is whole and agrees on one master and
+// vice-master: the condition under which a crash must be detected in bound.
+func (c *Checker) Calm() (master, vice wire.NodeID, ok bool) {
+	s := c.s
+	var st elect.State
+	first := true
+	for _, n := range s.Nodes {
+		if !n.Up {
+			continue
+		}
+		if n.Paused {
+			return 0, 0, false
+		}
+		r := n.Core.Role()
+		if first {
+			st, first = r, false
+		} else if r.Master != st.Master || r.Epoch != st.Epoch || r.Vice != st.Vice {
+			return 0, 0, false
+		}
+	}
+	if first || st.Master == 0 {
+		return 0, 0, false
+	}
+	for i := range s.Nodes {
+		for j := range s.Nodes {
+			if i != j && (!s.Connected(wire.NodeID(i+1), wire.NodeID(j+1), wire.NetA) || !s.Connected(wire.NodeID(i+1), wire.NodeID(j+1), wire.NetB)) {
+				return 0, 0, false
+			}
+		}
+	}
+	return st.Master, st.Vice, true
+}
+
+// CheckCrashDetected: every running node shows node id (incarnation inc) down.
+func (c *Checker) CheckCrashDetected(id wire.NodeID, inc uint64, crashedAt time.Time) error {
+	for _, n := range c.s.Nodes {
+		if !n.Up || n.Paused {
+			continue
+		}
+		e, ok := n.Core.Table().Get(table.NodeEntityID(id))
+		if !ok || e.State != wire.StateDown || e.Incarnation < inc {
+			state := "absent"
+			if ok {
+				state = fmt.Sprintf("state %d inc %d", e.State, e.Incarnation)
+			}
+			return c.fail(InvCrashDetected, "node %d still shows crashed node %d (inc %d) as %s %v after the crash (bound %v)",
+				n.ID, id, inc, state, c.s.Now.Sub(crashedAt), c.det+c.s.Opt.Interval)
+		}
+	}
+	return nil
+}
+
+// CheckHealed: after healing and a quiet period, exactly one master, the
+// expected one (the last elected before the heal), every running node
+// following it, and every table equal to the master's.
+func (c *Checker) CheckHealed(expect wire.NodeID) error {
+	s := c.s
+	var master *Node
+	for _, n := range s.Nodes {
+		if !n.Up {
+			continue
+		}
+		if n.Core.Role().Role == wire.RoleMaster {
+			if master != nil {
+				return c.fail(InvHealedMaster, "nodes %d and %d are both master after healing", master.ID, n.ID)
+			}
+			master = n
+		}
+	}
+	if master == nil {
+		return c.fail(InvHealedMaster, "no master after healing")
+	}
+	if expect != 0 && master.ID != expect {
+		return c.fail(InvHealedMaster, "node %d is master after healing; the last elected before it was node %d", master.ID, expect)
+	}
+	ms := master.Core.Role()
+	for _, n := range s.Nodes {
+		if !n.Up || n == master {
+			continue
+		}
+		r := n.Core.Role()
+		if r.Master != master.ID || r.Epoch != ms.Epoch {
+			return c.fail(InvHealedMaster, "node %d follows %d at epoch %d, not master %d at epoch %d", n.ID, r.Master, r.Epoch, master.ID, ms.Epoch)
+		}
+	}
+	md := master.Core.Table().Digest()
+	for _, n := range s.Nodes {
+		if !n.Up || n == master {
+			continue
+		}
+		if d := n.Core.Table().Digest(); d != md {
+			return c.fail(InvConverged, "node %d table digest %016x (seq %d, %d entities) != master %d's %016x (seq %d, %d entities)",
+				n.ID, d, n.Core.Table().Seq(), n.Core.Table().Len(), master.ID, md, master.Core.Table().Seq(), master.Core.Table().Len())
+		}
+	}
+	return nil
+}
+
+// CheckAlarms: every acknowledged alarm (whose reporter has lived on since)
+// is present in every running node's table.
+func (c *Checker) CheckAlarms(acked map[alarmKey]ackedAlarm) error {
+	for k, a := range acked {
+		rep := c.s.node(a.reporter)
+		if !rep.Up || rep.StartedAt.After(a.at) {
+			continue // the reporter died after the ack: its word died with it
+		}
+		for _, n := range c.s.Nodes {
+			if !n.Up {
+				continue
+			}
+			e, ok := n.Core.Table().Lookup(k.name)
+			found := false
+			if ok {
+				for _, al := range e.Alarms {
+					found = found || al.Cause == k.cause
+				}
+			}
+			if !found {
+				return c.fail(InvAlarmKept, "node %d lost alarm %q on %s, raised by node %d and acked at %v",
+					n.ID, k.cause, k.name, a.reporter, a.at.Sub(Epoch0))
+			}
+		}
+	}
+	return nil
+}
+
+type alarmKey struct{ name, cause string }
+
+type ackedAlarm struct {
+	reporter wire.NodeID
+	at       time.Time
+}

@@ -1,0 +1,304 @@
+// Package wire defines every message fmagent nodes exchange on the network and
+// their binary encoding. It does no I/O: encoders append into caller-owned
+// buffers and decoders fill caller-owned structs whose byte-slice fields alias
+// the packet buffer, so the heartbeat and update paths allocate nothing.
+//
+// A datagram is: Header (fixed size, big-endian) | body | MAC (16 bytes).
+// The MAC is HMAC-SHA256 over header and body with the cluster key, truncated
+// to 16 bytes. No datagram is longer than MaxDatagram.
+package wire
+
+// Protocol constants.
+const (
+	Magic   uint16 = 0x464d // "FM"
+	Version uint8  = 1
+
+	// MaxDatagram is the largest datagram fmagent ever sends: the MTU seen
+	// on real hosts here, so nothing is fragmented.
+	MaxDatagram = 1400
+	// MACSize is the length of the truncated HMAC-SHA256 trailer.
+	MACSize = 16
+
+	// MaxPeers bounds the per-link view a heartbeat carries, and so the
+	// cluster size.
+	MaxPeers = 64
+	// MaxChanges bounds the changes one update, prepare or snapshot chunk
+	// carries (the 1400-byte limit usually stops a batch sooner).
+	MaxChanges = 64
+	// MaxName is the longest entity name; MaxCause the longest probable cause.
+	MaxName  = 200
+	MaxCause = 64
+)
+
+// NodeID identifies a node in the cluster. 0 means "none".
+type NodeID uint32
+
+// Net identifies one of the two redundant networks.
+type Net uint8
+
+const (
+	NetA Net = 0
+	NetB Net = 1
+	// NumNets is the number of redundant networks.
+	NumNets = 2
+)
+
+// Type is the message type carried in the header.
+type Type uint8
+
+const (
+	TypeHeartbeat Type = 1 + iota
+	TypeElection
+	TypeUpdate
+	TypePrepare
+	TypeAck
+	TypeCommit
+	TypeNack
+	TypeSnapshot
+	TypeReport
+	TypeLeave
+)
+
+// Header flags.
+const (
+	// FlagPriority marks a message that must go first (down changes,
+	// elections): high TOS, SO_PRIORITY, both networks at once.
+	FlagPriority uint8 = 1 << 0
+)
+
+// Header is the fixed part in front of every message.
+type Header struct {
+	Type        Type
+	Flags       uint8
+	Cluster     uint32 // cluster ID: packets of another cluster are rejected
+	Sender      NodeID
+	Incarnation uint64 // sender's boot-unique incarnation
+	Epoch       uint64 // sender's election term
+	Seq         uint64 // sender's packet sequence, for the replay window
+	Length      uint16 // body length, set by the encoder
+}
+
+// Role is what a node is in the election.
+type Role uint8
+
+const (
+	RoleJoining Role = iota // listening, has not chosen a master yet
+	RoleMember
+	RoleVice
+	RoleMaster
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleJoining:
+		return "joining"
+	case RoleMember:
+		return "member"
+	case RoleVice:
+		return "vice-master"
+	case RoleMaster:
+		return "master"
+	}
+	return "unknown"
+}
+
+// PeerView is what the sender of a heartbeat hears of one peer.
+type PeerView struct {
+	Node        NodeID
+	Incarnation uint64
+	Links       uint8 // bit n set: the sender hears this peer on Net n; see LinkFenced
+}
+
+// LinkFenced, set in PeerView.Links by a master, tells that peer it is down
+// at the incarnation named: it is heard only to be told so, and must come
+// back with a new incarnation.
+const LinkFenced uint8 = 0x80
+
+// Heartbeat is sent on both networks every interval by every node.
+type Heartbeat struct {
+	Role       Role
+	Priority   uint8
+	Eligible   bool   // may become master
+	Master     NodeID // the master the sender follows (0: none)
+	Vice       NodeID // the vice-master as the sender knows it
+	AppliedSeq uint64 // latest table seq applied (the master's: latest issued)
+	Generation uint64 // persisted membership generation
+	NPeers     uint8
+	Peers      [MaxPeers]PeerView
+}
+
+// ElectionKind is the step of the bully election a message carries.
+type ElectionKind uint8
+
+const (
+	// ElectCall: the sender found no master and calls an election.
+	ElectCall ElectionKind = 1 + iota
+	// ElectAnswer: a better candidate answers a call ("I am alive, stand down").
+	ElectAnswer
+	// ElectCoordinator: the sender is master from the header's epoch on.
+	ElectCoordinator
+)
+
+// Election is a bully-election message; the header's epoch is the term it is about.
+type Election struct {
+	Kind       ElectionKind
+	Priority   uint8
+	Generation uint64
+	Vice       NodeID // with ElectCoordinator: the vice-master named
+}
+
+// ChangeKind is what one table change does.
+type ChangeKind uint8
+
+const (
+	// ChangeRegister creates (or re-creates) an entity with Name, EntityKind,
+	// Owner, State and Incarnation.
+	ChangeRegister ChangeKind = 1 + iota
+	// ChangeState sets State (and Incarnation) of an entity.
+	ChangeState
+	// ChangeRaise adds (or refreshes) the alarm Cause with Severity.
+	ChangeRaise
+	// ChangeClear removes the alarm Cause.
+	ChangeClear
+	// ChangeUnregister removes an entity.
+	ChangeUnregister
+)
+
+// EntityKind is the kind of an entity.
+type EntityKind uint8
+
+const (
+	KindNode EntityKind = 1 + iota
+	KindLink
+	KindProcess
+	KindService
+	KindCustom
+)
+
+// State is up or down.
+type State uint8
+
+const (
+	StateUp   State = 1
+	StateDown State = 2
+)
+
+// Severity of an alarm (ITU X.733).
+type Severity uint8
+
+const (
+	SevIndeterminate Severity = 1 + iota
+	SevWarning
+	SevMinor
+	SevMajor
+	SevCritical
+)
+
+// Change flags.
+const (
+	// ChangeGroupEnd marks the last change of an atomic group: a receiver
+	// applies a group's changes together and publishes only at a group end.
+	ChangeGroupEnd uint8 = 1 << 0
+)
+
+// Change is one table change, ordered by the master's Seq. Name and Cause
+// alias the packet buffer after decoding.
+type Change struct {
+	Seq         uint64
+	Kind        ChangeKind
+	Flags       uint8
+	Entity      uint64 // entity ID: xxhash64 of the name
+	EntityKind  EntityKind
+	State       State
+	Severity    Severity
+	Owner       NodeID
+	By          NodeID // the node whose report caused the change
+	Incarnation uint64
+	At          int64 // unix nanoseconds, master's clock
+	Name        []byte
+	Cause       []byte
+}
+
+// Update is a batch of consecutive changes from the master.
+type Update struct {
+	NChanges uint8
+	Changes  [MaxChanges]Change
+}
+
+// Prepare is the first phase of a transaction: stage these changes.
+type Prepare struct {
+	Txn      uint64
+	NChanges uint8
+	Changes  [MaxChanges]Change
+}
+
+// AckKind says what an Ack acknowledges.
+type AckKind uint8
+
+const (
+	AckPrepare AckKind = 1 + iota // a staged transaction (ID = txn)
+	AckReport                     // a fault report taken by the master (ID = report ID)
+)
+
+// Ack acknowledges a prepare or a report.
+type Ack struct {
+	Kind AckKind
+	ID   uint64
+	Seq  uint64 // with AckReport: the seq of the resulting change, 0 if none
+	Err  uint8  // 0: ok; otherwise a reason code
+}
+
+// Commit is the second phase of a transaction: apply what was staged.
+type Commit struct {
+	Txn   uint64
+	Abort bool
+}
+
+// Nack asks the master to resend changes From..To (inclusive). From and To
+// both 0 ask for a snapshot instead (a node joining, or following a new master).
+type Nack struct {
+	From uint64
+	To   uint64
+}
+
+// Snapshot is one chunk of a full table transfer, as a sequence of changes
+// that rebuild the table; the table is at UpToSeq once the last chunk applies.
+type Snapshot struct {
+	ID       uint64
+	UpToSeq  uint64
+	Index    uint16
+	Last     bool
+	NChanges uint8
+	Changes  [MaxChanges]Change
+}
+
+// ReportKind is what a client asks the master for.
+type ReportKind uint8
+
+const (
+	ReportFault      ReportKind = 1 + iota // "I believe Entity is broken"
+	ReportRaise                            // raise alarm Cause on Entity
+	ReportClear                            // clear alarm Cause on Entity
+	ReportRegister                         // register entity Name (Owner = reporter)
+	ReportUnregister                       // unregister Entity
+	ReportDown                             // the owner says Entity is down (e.g. process exit)
+	ReportUp                               // the owner says Entity is up
+)
+
+// Report is sent to the master; every report goes through the plugin chain.
+type Report struct {
+	ID          uint64 // reporter-local ID, echoed in the Ack
+	Kind        ReportKind
+	Txn         bool // the resulting change should be a transaction
+	Entity      uint64
+	EntityKind  EntityKind
+	Severity    Severity
+	Incarnation uint64
+	Name        []byte
+	Cause       []byte
+}
+
+// Leave is sent on clean shutdown so peers do not wait for a timeout.
+type Leave struct {
+	Reason uint8
+}
