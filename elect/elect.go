@@ -19,8 +19,9 @@
 //     peer's may not become master; at cold start a node forms a cluster only
 //     with a quorum of its persisted membership, or when told to (AllowAlone).
 //   - Isolation: a node that had peers and now hears none does not make itself
-//     master (it cannot tell a partition from its own lost links); a master
-//     that loses every peer of a cluster of three or more steps down.
+//     master (it cannot tell a partition from its own lost links), except the
+//     vice-master when the master was its only peer (the two-node cluster);
+//     a master that loses two or more peers at once, and so all, steps down.
 //
 // The package reads no clock: time comes in as arguments.
 package elect
@@ -120,7 +121,8 @@ type Elector struct {
 	// mergedLoser is a master this one outlived after a partition healed;
 	// it is named vice-master once it is back.
 	mergedLoser wire.NodeID
-	maxCluster  int
+	// lastSeen: when each peer was last among the live ones.
+	lastSeen map[wire.NodeID]time.Time
 }
 
 // New returns an elector for a node starting at now with the given epoch
@@ -190,8 +192,11 @@ func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
 	if len(peers) > 0 {
 		e.hadPeers = true
 	}
-	if n := len(peers) + 1; n > e.maxCluster {
-		e.maxCluster = n
+	if e.lastSeen == nil {
+		e.lastSeen = make(map[wire.NodeID]time.Time)
+	}
+	for i := range peers {
+		e.lastSeen[peers[i].Node] = now
 	}
 	self := e.cfg.Self
 	// The best master claim among the live peers.
@@ -216,9 +221,9 @@ func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
 			// steps down on its side; name it vice once it is back with us.
 			e.mergedLoser = best.Node
 		}
-		if len(peers) == 0 && e.hadPeers && e.maxCluster >= 3 {
-			// Every peer of a real cluster went silent at once: far more
-			// likely our own links than everyone else's.
+		if e.isolated(now, peers) {
+			// Two or more peers went silent at once: far more likely our
+			// own links than everyone else's.
 			e.st = State{Role: wire.RoleJoining, Epoch: e.st.Epoch}
 			e.lostAt, e.lostVice = now, 0
 			return Lost
@@ -240,8 +245,12 @@ func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
 		return Nothing
 	}
 
-	if best != nil && (best.Epoch >= e.st.Epoch || e.st.Master == 0 && !e.formed) {
-		if best.Node != e.st.Master || best.Epoch != e.st.Epoch || e.roleUnder(best) != e.st.Role || best.Vice != e.st.Vice {
+	// Follow the best live master: a newer one always; an older one only
+	// if we have none (a node that was cut off and comes back must not
+	// displace a live master, whatever epoch its own lone elections
+	// reached: the master sees our higher epoch and claims above it).
+	if best != nil && (best.Epoch >= e.st.Epoch || e.st.Master == 0 || best.Node == e.st.Master) {
+		if best.Node != e.st.Master || max(best.Epoch, e.st.Epoch) != e.st.Epoch || e.roleUnder(best) != e.st.Role || best.Vice != e.st.Vice {
 			e.follow(best)
 			return Followed
 		}
@@ -256,7 +265,10 @@ func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
 		e.st = State{Role: wire.RoleJoining, Epoch: e.st.Epoch}
 		e.lostAt = now
 		ev = Lost
-		if wasVice && mayLead(self, peers) && e.mayClaimWith(peers) {
+		if wasVice && mayLead(self, peers) && e.quorum(peers) && !e.isolated(now, peers) {
+			// The vice-master takes over at once, even alone: in a
+			// two-node cluster it is the only one left to.
+
 			e.claim(peers)
 			return Claimed
 		}
@@ -278,6 +290,21 @@ func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
 	}
 	e.claim(peers)
 	return Claimed
+}
+
+// isolated: no live peer, and at least two were live moments ago. One peer
+// lost is a peer's failure; all of several lost at once is ours.
+func (e *Elector) isolated(now time.Time, peers []Peer) bool {
+	if len(peers) > 0 {
+		return false
+	}
+	recent := 0
+	for _, t := range e.lastSeen {
+		if now.Sub(t) <= e.cfg.ViceGrace {
+			recent++
+		}
+	}
+	return recent >= 2
 }
 
 // mayClaimWith applies the quorum and isolation rules.
@@ -320,7 +347,7 @@ func (e *Elector) roleUnder(m *Peer) wire.Role {
 }
 
 func (e *Elector) follow(m *Peer) {
-	e.st = State{Role: e.roleUnder(m), Epoch: m.Epoch, Master: m.Node, Vice: m.Vice}
+	e.st = State{Role: e.roleUnder(m), Epoch: max(m.Epoch, e.st.Epoch), Master: m.Node, Vice: m.Vice}
 	e.formed = true
 	e.lostAt, e.lostVice = time.Time{}, 0
 }

@@ -79,7 +79,7 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 				}
 				switch q.kind {
 				case wire.ReportRaise:
-					acked[q.k] = ackedAlarm{reporter: q.node, at: s.Now}
+					acked[q.k] = ackedAlarm{reporter: q.node, at: r.At}
 					res.Acked++
 				case wire.ReportClear:
 					delete(acked, q.k)

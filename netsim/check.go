@@ -34,8 +34,8 @@ const (
 
 // Checker checks the cluster invariants after every step of a Sim.
 type Checker struct {
-	s    *Sim
-	det  time.Duration
+	s     *Sim
+	det   time.Duration
 	slack time.Duration
 	// since[a][b]: since when a and b have reached each other without a
 	// break (zero: they do not now).
@@ -196,6 +196,18 @@ func (c *Checker) Calm() (master, vice wire.NodeID, ok bool) {
 	}
 	if first || st.Master == 0 {
 		return 0, 0, false
+	}
+	// Every running node is a member in good standing (not fenced, not
+	// still rejoining) in the master's table.
+	mt := s.node(st.Master).Core.Table()
+	for _, n := range s.Nodes {
+		if !n.Up {
+			continue
+		}
+		e, ok := mt.Get(table.NodeEntityID(n.ID))
+		if !ok || e.State != wire.StateUp || e.Incarnation != n.Core.Incarnation() {
+			return 0, 0, false
+		}
 	}
 	for i := range s.Nodes {
 		for j := range s.Nodes {

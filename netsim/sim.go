@@ -55,10 +55,16 @@ type Node struct {
 	persist core.Persist
 	tickAt  time.Time
 	tickGen uint64
-	// Results the node's local clients received.
-	Results []core.Result
+	// Results the node's local clients received, and when.
+	Results []TimedResult
 	// Lifetime of the current process (for invariants).
 	StartedAt time.Time
+}
+
+// TimedResult is a local client's result and when it arrived.
+type TimedResult struct {
+	At time.Time
+	core.Result
 }
 
 type delivery struct {
@@ -267,7 +273,9 @@ func (s *Sim) collect(n *Node) {
 		n.persist = *rd.Persist
 		n.persist.Members = append([]wire.NodeID(nil), rd.Persist.Members...)
 	}
-	n.Results = append(n.Results, rd.Results...)
+	for _, r := range rd.Results {
+		n.Results = append(n.Results, TimedResult{At: s.Now, Result: r})
+	}
 	if s.Opt.Trace {
 		for _, e := range rd.Events {
 			if e.Kind == core.EvRejected || e.Kind == core.EvLinkUp || e.Kind == core.EvLinkDown || e.Kind == core.EvPeerUp {

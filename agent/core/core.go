@@ -196,6 +196,9 @@ type Node struct {
 	snap         snapAssembly
 	wantSnapshot bool
 
+	// synced is the master (and epoch) this node last synced with.
+	synced elect.State
+
 	// Master side.
 	ms masterState
 
@@ -340,7 +343,7 @@ func (n *Node) Step(now time.Time, net wire.Net, pkt []byte) (wire.NodeID, error
 		if err := wire.DecodeElection(body, &m); err != nil {
 			return 0, err
 		}
-		n.onElection(now, &h, p, &m)
+		n.onElection(now, net, &h, p, &m)
 	case wire.TypeLeave:
 		var m wire.Leave
 		if err := wire.DecodeLeave(body, &m); err != nil {

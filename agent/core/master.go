@@ -177,10 +177,10 @@ type view struct{ n *Node }
 
 func (n *Node) view() plugin.View { return view{n} }
 
-func (v view) Entity(id uint64) (*table.Entity, bool)    { return v.n.tab.Get(id) }
-func (v view) Lookup(name string) (*table.Entity, bool)  { return v.n.tab.Lookup(name) }
-func (v view) Now() int64                                 { return v.n.now.UnixNano() }
-func (v view) History() *plugin.History                   { return v.n.hist }
+func (v view) Entity(id uint64) (*table.Entity, bool)   { return v.n.tab.Get(id) }
+func (v view) Lookup(name string) (*table.Entity, bool) { return v.n.tab.Lookup(name) }
+func (v view) Now() int64                               { return v.n.now.UnixNano() }
+func (v view) History() *plugin.History                 { return v.n.hist }
 func (v view) NodeAlive(id wire.NodeID) bool {
 	if id == v.n.cfg.Node {
 		return true

@@ -13,16 +13,16 @@ const LinkFenced = wire.LinkFenced
 
 // peer is what this node knows of another.
 type peer struct {
-	id     wire.NodeID
-	inc    uint64
-	heard  [wire.NumNets]time.Time // last heartbeat per network (zero: never)
-	replay [wire.NumNets]wire.ReplayWindow
-	hb     wire.Heartbeat // latest heartbeat
+	id      wire.NodeID
+	inc     uint64
+	heard   [wire.NumNets]time.Time // last heartbeat per network (zero: never)
+	replay  [wire.NumNets]wire.ReplayWindow
+	hb      wire.Heartbeat // latest heartbeat
 	hbOK    bool
 	wordSeq uint64 // header seq of the newest heartbeat or claim taken
 	epoch   uint64
-	fenced bool // down in the table at this incarnation: heard, never believed
-	left   bool // said goodbye at this incarnation
+	fenced  bool // down in the table at this incarnation: heard, never believed
+	left    bool // said goodbye at this incarnation
 
 	// The detector's last verdicts, to report transitions once.
 	alive      bool
@@ -31,8 +31,9 @@ type peer struct {
 }
 
 func (p *peer) reincarnated(inc uint64) {
+	// Heard times carry over: the host and its links are the same, and
+	// the new incarnation's first packet may not be a heartbeat.
 	p.inc = inc
-	p.heard = [wire.NumNets]time.Time{}
 	p.hbOK = false
 	p.wordSeq = 0
 	p.fenced = false
@@ -48,7 +49,6 @@ func (n *Node) heardOn(p *peer, net int, now time.Time) bool {
 func (n *Node) live(p *peer) bool { return p.alive && !p.fenced && !p.left }
 
 func (n *Node) onHeartbeat(now time.Time, net wire.Net, h *wire.Header, p *peer, hb *wire.Heartbeat) {
-	p.heard[net] = now
 	if h.Seq > p.wordSeq {
 		// Only newer words replace what we know: the same heartbeat on the
 		// other network, or one overtaken by the sender's later claim,
@@ -58,20 +58,7 @@ func (n *Node) onHeartbeat(now time.Time, net wire.Net, h *wire.Header, p *peer,
 		p.epoch = h.Epoch
 		p.wordSeq = h.Seq
 	}
-	n.refreshFence(p)
-	if !p.fenced && !p.left {
-		if !p.linkUp[net] {
-			p.linkUp[net] = true
-			if p.alive {
-				n.event(Event{Kind: EvLinkUp, Node: p.id, Net: net})
-			}
-		}
-		if !p.alive {
-			p.alive = true
-			p.aliveSince = now
-			n.event(Event{Kind: EvPeerUp, Node: p.id, Net: net})
-		}
-	}
+	n.heardFrom(now, net, p)
 	// Were we told we are fenced? Only a master's word counts.
 	if hb.Role == wire.RoleMaster {
 		for i := 0; i < int(hb.NPeers); i++ {
@@ -95,6 +82,26 @@ func (n *Node) onHeartbeat(now time.Time, net wire.Net, h *wire.Header, p *peer,
 	}
 }
 
+// heardFrom records an authenticated heartbeat or claim from p on net: the
+// proof that p and that link are alive.
+func (n *Node) heardFrom(now time.Time, net wire.Net, p *peer) {
+	p.heard[net] = now
+	n.refreshFence(p)
+	if !p.fenced && !p.left {
+		if !p.linkUp[net] {
+			p.linkUp[net] = true
+			if p.alive {
+				n.event(Event{Kind: EvLinkUp, Node: p.id, Net: net})
+			}
+		}
+		if !p.alive {
+			p.alive = true
+			p.aliveSince = now
+			n.event(Event{Kind: EvPeerUp, Node: p.id, Net: net})
+		}
+	}
+}
+
 // refreshFence derives fencing from the table: a node marked down at an
 // incarnation is not believed until it comes back with a newer one.
 func (n *Node) refreshFence(p *peer) {
@@ -102,7 +109,7 @@ func (n *Node) refreshFence(p *peer) {
 	p.fenced = ok && e.State == wire.StateDown && e.Incarnation >= p.inc && p.inc != 0
 }
 
-func (n *Node) onElection(now time.Time, h *wire.Header, p *peer, m *wire.Election) {
+func (n *Node) onElection(now time.Time, net wire.Net, h *wire.Header, p *peer, m *wire.Election) {
 	if m.Kind != wire.ElectCoordinator {
 		return
 	}
@@ -110,8 +117,10 @@ func (n *Node) onElection(now time.Time, h *wire.Header, p *peer, m *wire.Electi
 		p.wordSeq = h.Seq
 		p.epoch = h.Epoch
 		p.hb.Role, p.hb.Master, p.hb.Vice = wire.RoleMaster, p.id, m.Vice
-		p.hb.Priority, p.hb.Generation = m.Priority, m.Generation
+		p.hb.Priority, p.hb.Generation, p.hb.Eligible = m.Priority, m.Generation, true
+		p.hbOK = true
 	}
+	n.heardFrom(now, net, p)
 	ev := n.el.Observe(now, elect.Peer{
 		Candidate: elect.Candidate{Node: p.id, Priority: m.Priority, Eligible: true, Generation: m.Generation},
 		Role:      wire.RoleMaster, Epoch: h.Epoch, Master: p.id, Vice: m.Vice,
@@ -193,6 +202,11 @@ func (n *Node) outranksUs(p *peer, st elect.State) bool {
 	if p.hb.Role != wire.RoleMaster || p.left || !(n.heardOn(p, 0, n.now) || n.heardOn(p, 1, n.now)) {
 		return false
 	}
+	if p.id == st.Master || st.Master == 0 {
+		// The master we follow, or any while we have none: our table's
+		// word on it may be stale (we may have been cut off).
+		return true
+	}
 	if p.epoch != st.Epoch {
 		return p.epoch > st.Epoch
 	}
@@ -215,6 +229,9 @@ func (n *Node) onElectEvent(now time.Time, ev elect.Event) {
 		n.ms.stop()
 		n.followNew(now)
 	case elect.Followed:
+		if st.Master == n.synced.Master && st.Epoch == n.synced.Epoch {
+			return // the same master naming a new vice: nothing to re-sync
+		}
 		n.event(Event{Kind: EvFollowing, Node: st.Master, Epoch: st.Epoch})
 		n.followNew(now)
 	case elect.Lost:

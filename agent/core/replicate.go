@@ -50,18 +50,18 @@ type pendingTxn struct {
 
 // masterState is what only the master keeps.
 type masterState struct {
-	active  bool
-	since   time.Time
-	ring    []heldChange // retransmit ring, indexed by seq % len
-	oldest  uint64       // oldest seq still in the ring (0: empty)
-	txn     *pendingTxn
-	queue   []*group // groups waiting behind the transaction
-	nextTxn uint64
+	active   bool
+	since    time.Time
+	ring     []heldChange // retransmit ring, indexed by seq % len
+	oldest   uint64       // oldest seq still in the ring (0: empty)
+	txn      *pendingTxn
+	queue    []*group // groups waiting behind the transaction
+	nextTxn  uint64
 	nextSnap uint64
-	members []wire.NodeID
-	memo    map[uint64]memo // last membership report per entity
-	dedup   map[reportRef]uint64
-	dedupQ  []reportRef
+	members  []wire.NodeID
+	memo     map[uint64]memo // last membership report per entity
+	dedup    map[reportRef]uint64
+	dedupQ   []reportRef
 }
 
 type memo struct {
@@ -106,6 +106,7 @@ func (m *masterState) get(seq uint64) *wire.Change {
 }
 
 func (n *Node) becomeMaster(now time.Time) {
+	n.synced = n.el.State()
 	n.ms.stop()
 	n.ms.active = true
 	n.ms.since = now
@@ -122,17 +123,20 @@ func (n *Node) becomeMaster(now time.Time) {
 }
 
 func (n *Node) followNew(now time.Time) {
+	n.synced = n.el.State()
 	clear(n.pending)
 	clear(n.staged)
 	n.snap.reset()
 	n.wantSnapshot = true
-	n.nextNack = now
 	n.masterSeq = 0
 	n.masterWord = now
 	n.ledger.dirty = true
 	for _, lr := range n.outstanding {
 		lr.sentAt = time.Time{}
 	}
+	// Ask at once: what the new master decided before we followed it (the
+	// old master's down, first of all) must not wait for our next tick.
+	n.sendNack(n.el.State().Master, 0, 0)
 }
 
 // issue orders a group of changes: at once, or behind the transaction in flight.
@@ -432,8 +436,8 @@ func (n *Node) hold(c *wire.Change) {
 
 // applyPending applies every complete group that follows the table's seq.
 func (n *Node) applyPending() {
-	if n.wantSnapshot && n.snap.id != 0 {
-		return // a snapshot is on its way; it sets the base
+	if n.wantSnapshot {
+		return // until the snapshot sets the base, seqs mean nothing here
 	}
 	for {
 		next := n.tab.Seq() + 1

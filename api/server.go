@@ -1,0 +1,656 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Handler is what the agent implements to serve the API. Every request has
+// been decoded and validated (see the Validate methods) before the Handler
+// sees it. Write methods get the caller's credentials; the Authorizer has
+// already allowed them. Errors should wrap one of the sentinels (ErrNotFound,
+// ErrNoMaster, ...) to choose the code the client sees; any other error is
+// sent as "internal", except context errors (timeout, unavailable).
+//
+// The context is canceled when the client goes away or the server shuts
+// down. Methods are called concurrently, also for one connection.
+type Handler interface {
+	// Register creates an entity owned by this node. With req.Process the
+	// entity is tied to cred.PID: the Handler should mark it down when that
+	// process exits (see package procwatch).
+	Register(ctx context.Context, cred Cred, req *RegisterRequest) (*Entity, error)
+	Unregister(ctx context.Context, cred Cred, req *UnregisterRequest) (*ReportResult, error)
+	Report(ctx context.Context, cred Cred, req *ReportRequest) (*ReportResult, error)
+	Raise(ctx context.Context, cred Cred, req *RaiseRequest) (*ReportResult, error)
+	Clear(ctx context.Context, cred Cred, req *ClearRequest) (*ReportResult, error)
+	SetState(ctx context.Context, cred Cred, req *SetStateRequest) (*ReportResult, error)
+	Get(ctx context.Context, name string) (*Entity, error)
+	List(ctx context.Context, req *ListRequest) ([]Entity, error)
+	// Watch subscribes to changes of entities under req.Prefix, calls
+	// req.Ready once subscribed, then calls send for each change until ctx
+	// is done or send fails, and returns. send must not be called after
+	// Watch returns. send blocks while the client is slow to read (up to
+	// the server's WriteTimeout, after which the connection is closed and
+	// send fails).
+	Watch(ctx context.Context, req *WatchRequest, send func(*Event) error) error
+	Status(ctx context.Context) (*Status, error)
+	Switchover(ctx context.Context, cred Cred) error
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("api: server closed")
+
+// maxWatchesPerConn bounds the Watches in progress on one connection.
+const maxWatchesPerConn = 16
+
+// Default server limits.
+const (
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultMaxInFlight  = 64
+)
+
+// Server serves the API on unix socket listeners.
+type Server struct {
+	Handler Handler
+	// Authorizer decides who may write; nil allows everyone who can open
+	// the socket.
+	Authorizer *Authorizer
+	// Log receives connection and protocol errors; nil discards them.
+	Log *slog.Logger
+	// WriteTimeout bounds the write of one frame to a client; a client that
+	// does not read for that long is disconnected. Zero means
+	// DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// MaxInFlight bounds the requests (other than Watch) being handled at
+	// once on one connection; the server stops reading from a connection
+	// that has this many. Zero means DefaultMaxInFlight. Watches have their
+	// own limit of 16 per connection; one more gets ErrBusy.
+	MaxInFlight int
+
+	once      sync.Once
+	base      context.Context
+	cancel    context.CancelFunc
+	mu        sync.Mutex
+	closed    bool
+	listeners map[*net.UnixListener]struct{}
+	conns     map[*serverConn]struct{}
+	wg        sync.WaitGroup
+
+	// peerCred reads a connection's credentials; tests replace it.
+	peerCred func(*net.UnixConn) (Cred, error)
+}
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		s.base, s.cancel = context.WithCancel(context.Background())
+		s.listeners = make(map[*net.UnixListener]struct{})
+		s.conns = make(map[*serverConn]struct{})
+		if s.peerCred == nil {
+			s.peerCred = PeerCred
+		}
+	})
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Log
+}
+
+func (s *Server) writeTimeout() time.Duration {
+	if s.WriteTimeout > 0 {
+		return s.WriteTimeout
+	}
+	return DefaultWriteTimeout
+}
+
+func (s *Server) maxInFlight() int {
+	if s.MaxInFlight > 0 {
+		return s.MaxInFlight
+	}
+	return DefaultMaxInFlight
+}
+
+// Serve accepts connections on ln until Shutdown (then it returns
+// ErrServerClosed) or a permanent accept error. It may be called for several
+// listeners.
+func (s *Server) Serve(ln *net.UnixListener) error {
+	if s.Handler == nil {
+		return errors.New("api: Server.Handler is nil")
+	}
+	s.init()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+
+	var delay time.Duration
+	for {
+		nc, err := ln.AcceptUnix()
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			if isTemporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log().Warn("api: accept", "err", err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			s.mu.Lock()
+			delete(s.listeners, ln)
+			s.mu.Unlock()
+			return err
+		}
+		delay = 0
+		cred, err := s.peerCred(nc)
+		if err != nil {
+			s.log().Warn("api: reading peer credentials", "err", err)
+			nc.Close()
+			continue
+		}
+		s.startConn(nc, cred)
+	}
+}
+
+func isTemporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EINTR)
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Shutdown stops the server: it closes the listeners (removing the socket
+// files Listen created), cancels the context of every request in progress
+// (Watches end, other requests get what their Handler makes of the
+// cancellation) and waits for the connections to finish, or for ctx, after
+// which it closes them by force and returns ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+		removeSocket(ln)
+		delete(s.listeners, ln)
+	}
+	s.mu.Unlock()
+	s.cancel()
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.nc.Close()
+		}
+		s.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+func (s *Server) startConn(nc net.Conn, cred Cred) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.serveConn(nc, cred)
+	}()
+}
+
+// serverConn is one client connection.
+type serverConn struct {
+	s        *Server
+	nc       net.Conn
+	cred     Cred
+	canWrite bool
+	log      *slog.Logger
+	cancel   context.CancelFunc
+
+	wmu    sync.Mutex
+	broken bool // a write failed: the stream may be cut mid-frame
+	wbuf   []byte
+}
+
+var errConnBroken = errors.New("api: connection broken")
+
+// serveConn serves one connection until the client closes it, a framing
+// error, a failed write or shutdown; then it waits for the requests in
+// progress and closes nc.
+func (s *Server) serveConn(nc net.Conn, cred Cred) {
+	s.init()
+	ctx, cancel := context.WithCancel(s.base)
+	c := &serverConn{
+		s:        s,
+		nc:       nc,
+		cred:     cred,
+		canWrite: s.Authorizer.Allowed(cred),
+		log:      s.log().With("pid", cred.PID, "uid", cred.UID),
+		cancel:   cancel,
+	}
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	// Wake the reader when the connection's context ends.
+	stop := context.AfterFunc(ctx, func() { nc.SetReadDeadline(time.Unix(1, 0)) })
+
+	var inflight sync.WaitGroup
+	var watches atomic.Int32
+	sem := make(chan struct{}, s.maxInFlight())
+	c.log.Debug("api: connection opened", "write", c.canWrite)
+	br := bufio.NewReaderSize(nc, 4096)
+	for {
+		h, body, err := ReadFrame(br)
+		if err != nil {
+			var e *Error
+			if errors.As(err, &e) {
+				// Bad magic or oversize length: the stream cannot be
+				// resynchronised. Say why, then close.
+				c.log.Warn("api: framing error, closing", "err", err)
+				c.writeError(h.ID, replyOp(h.Op), e)
+			} else if err != io.EOF && ctx.Err() == nil {
+				c.log.Debug("api: read", "err", err)
+			}
+			break
+		}
+		if h.Version != Version {
+			c.writeError(h.ID, replyOp(h.Op), Errorf(ErrUnsupportedVersion,
+				"protocol version %d is not supported; this server speaks version %d", h.Version, Version))
+			continue
+		}
+		if !h.Op.IsRequest() {
+			c.writeError(h.ID, replyOp(h.Op), Errorf(ErrUnknownOp, "unknown op 0x%02x", uint8(h.Op)))
+			continue
+		}
+		if h.Op == OpWatch {
+			// A Watch lasts as long as the client wants: it does not take
+			// an in-flight slot (which would block the reader for good)
+			// but has its own limit.
+			if watches.Load() >= maxWatchesPerConn {
+				c.writeError(h.ID, replyOp(h.Op), Errorf(ErrBusy,
+					"too many watches on one connection (limit %d)", maxWatchesPerConn))
+				continue
+			}
+			watches.Add(1)
+			inflight.Add(1)
+			go func() {
+				defer func() {
+					watches.Add(-1)
+					inflight.Done()
+				}()
+				c.handle(ctx, h, body)
+			}()
+			continue
+		}
+		// Other requests are short (the Handler bounds them): the reader
+		// waits for a slot, which pushes back on a client sending faster
+		// than the agent answers.
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		inflight.Add(1)
+		go func() {
+			defer func() {
+				<-sem
+				inflight.Done()
+			}()
+			c.handle(ctx, h, body)
+		}()
+	}
+	cancel()
+	inflight.Wait()
+	stop()
+	nc.Close()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	c.log.Debug("api: connection closed")
+}
+
+// replyOp is the op of a reply to a frame with op o.
+func replyOp(o Op) Op { return o | OpReply }
+
+// writeFrame writes one frame; after a failed write it fails at once and the
+// connection is torn down.
+func (c *serverConn) writeFrame(id uint32, op Op, flags uint16, body []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.broken {
+		return errConnBroken
+	}
+	c.wbuf = AppendFrame(c.wbuf[:0], Header{Version: Version, Op: op, Flags: flags, ID: id}, body)
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTimeout()))
+	_, err := c.nc.Write(c.wbuf)
+	if cap(c.wbuf) > 2*4096 {
+		c.wbuf = nil // do not keep a large list reply's buffer
+	}
+	if err != nil {
+		c.broken = true
+		c.cancel()
+		c.log.Debug("api: write", "err", err)
+		return fmt.Errorf("api: write: %w", err)
+	}
+	return nil
+}
+
+func (c *serverConn) writeError(id uint32, op Op, err error) error {
+	body, merr := json.Marshal(ToError(err))
+	if merr != nil {
+		body = []byte(`{"code":"internal","message":"error not encodable"}`)
+	}
+	return c.writeFrame(id, op, FlagError, body)
+}
+
+// writeResult writes v as the final reply, or the error.
+func (c *serverConn) writeResult(h Header, v any, err error) {
+	if err != nil {
+		c.writeError(h.ID, replyOp(h.Op), err)
+		return
+	}
+	body, err := json.Marshal(v)
+	if err != nil {
+		c.writeError(h.ID, replyOp(h.Op), Errorf(ErrInternal, "encoding the result: %v", err))
+		return
+	}
+	if len(body) > MaxBody {
+		c.writeError(h.ID, replyOp(h.Op), Errorf(ErrInternal, "result of %d bytes is over the frame limit", len(body)))
+		return
+	}
+	c.writeFrame(h.ID, replyOp(h.Op), 0, body)
+}
+
+// decode decodes a request body strictly: one JSON object (or nothing) with
+// no unknown fields and nothing after it.
+func decode(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return badRequest("invalid JSON body: %v", err)
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return badRequest("invalid JSON body: data after the request object")
+	}
+	return nil
+}
+
+// validator is a request with a Validate method.
+type validator interface{ Validate() error }
+
+// parse decodes and validates the body into req.
+func parse(body []byte, req validator) error {
+	if err := decode(body, req); err != nil {
+		return err
+	}
+	return req.Validate()
+}
+
+// handle serves one request and writes its reply.
+func (c *serverConn) handle(ctx context.Context, h Header, body []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("api: handler panic", "op", h.Op, "panic", r, "stack", string(debug.Stack()))
+			c.writeError(h.ID, replyOp(h.Op), Errorf(ErrInternal, "handler panic: %v", r))
+		}
+	}()
+	if h.Op.IsWrite() && !c.canWrite {
+		c.writeError(h.ID, replyOp(h.Op), Errorf(ErrPermission,
+			"uid %d (gid %d) may not %s: not root, not an allowed user or group", c.cred.UID, c.cred.GID, h.Op))
+		return
+	}
+	hd := c.s.Handler
+	fail := func(err error) { c.writeError(h.ID, replyOp(h.Op), err) }
+	switch h.Op {
+	case OpRegister:
+		var req RegisterRequest
+		if err := parse(body, &req); err != nil {
+			fail(err)
+			return
+		}
+		e, err := hd.Register(ctx, c.cred, &req)
+		if err == nil && e == nil {
+			err = Errorf(ErrInternal, "handler returned no entity")
+		}
+		c.writeResult(h, e, err)
+	case OpUnregister:
+		var req UnregisterRequest
+		if err := parse(body, &req); err != nil {
+			fail(err)
+			return
+		}
+		r, err := hd.Unregister(ctx, c.cred, &req)
+		c.writeResult(h, orEmpty(r), err)
+	case OpReport:
+		var req ReportRequest
+		if err := parse(body, &req); err != nil {
+			fail(err)
+			return
+		}
+		r, err := hd.Report(ctx, c.cred, &req)
+		c.writeResult(h, orEmpty(r), err)
+	case OpRaise:
+		var req RaiseRequest
+		if err := parse(body, &req); err != nil {
+			fail(err)
+			return
+		}
+		r, err := hd.Raise(ctx, c.cred, &req)
+		c.writeResult(h, orEmpty(r), err)
+	case OpClear:
+		var req ClearRequest
+		if err := parse(body, &req); err != nil {
+			fail(err)
+			return
+		}
+		r, err := hd.Clear(ctx, c.cred, &req)
+		c.writeResult(h, orEmpty(r), err)
+	case OpSetState:
+		var req SetStateRequest
+		if err := parse(body, &req); err != nil {
+			fail(err)
+			return
+		}
+		r, err := hd.SetState(ctx, c.cred, &req)
+		c.writeResult(h, orEmpty(r), err)
+	case OpGet:
+		var req GetRequest
+		if err := parse(body, &req); err != nil {
+			fail(err)
+			return
+		}
+		e, err := hd.Get(ctx, req.Name)
+		if err == nil && e == nil {
+			err = Errorf(ErrNotFound, "no entity %q", req.Name)
+		}
+		c.writeResult(h, e, err)
+	case OpList:
+		var req ListRequest
+		if err := parse(body, &req); err != nil {
+			fail(err)
+			return
+		}
+		es, err := hd.List(ctx, &req)
+		if err != nil {
+			fail(err)
+			return
+		}
+		c.writeList(h, es)
+	case OpWatch:
+		var req WatchRequest
+		if err := parse(body, &req); err != nil {
+			fail(err)
+			return
+		}
+		c.watch(ctx, h, &req)
+	case OpStatus:
+		var req StatusRequest
+		if err := decode(body, &req); err != nil {
+			fail(err)
+			return
+		}
+		st, err := hd.Status(ctx)
+		if err == nil && st == nil {
+			err = Errorf(ErrInternal, "handler returned no status")
+		}
+		c.writeResult(h, st, err)
+	case OpSwitchover:
+		var req SwitchoverRequest
+		if err := decode(body, &req); err != nil {
+			fail(err)
+			return
+		}
+		c.writeResult(h, struct{}{}, hd.Switchover(ctx, c.cred))
+	default:
+		fail(Errorf(ErrUnknownOp, "unknown op 0x%02x", uint8(h.Op)))
+	}
+}
+
+func orEmpty(r *ReportResult) *ReportResult {
+	if r == nil {
+		return &ReportResult{}
+	}
+	return r
+}
+
+// writeList sends entities as one or more frames, each a JSON array that
+// fits in MaxBody; every frame but the last has FlagMore.
+func (c *serverConn) writeList(h Header, es []Entity) {
+	chunk := make([]byte, 0, 4096)
+	chunk = append(chunk, '[')
+	n := 0
+	for i := range es {
+		b, err := json.Marshal(&es[i])
+		if err != nil {
+			c.writeError(h.ID, replyOp(h.Op), Errorf(ErrInternal, "encoding entity %q: %v", es[i].Name, err))
+			return
+		}
+		if len(b)+2 > MaxBody {
+			c.writeError(h.ID, replyOp(h.Op), Errorf(ErrInternal, "entity %q is %d bytes encoded, over the frame limit", es[i].Name, len(b)))
+			return
+		}
+		if len(chunk)+1+len(b)+1 > MaxBody {
+			chunk = append(chunk, ']')
+			if c.writeFrame(h.ID, replyOp(h.Op), FlagMore, chunk) != nil {
+				return
+			}
+			chunk = append(chunk[:0], '[')
+			n = 0
+		}
+		if n > 0 {
+			chunk = append(chunk, ',')
+		}
+		chunk = append(chunk, b...)
+		n++
+	}
+	chunk = append(chunk, ']')
+	c.writeFrame(h.ID, replyOp(h.Op), 0, chunk)
+}
+
+// watch runs the Handler's Watch, acknowledging the request once the
+// Handler is ready and streaming its events.
+func (c *serverConn) watch(ctx context.Context, h Header, req *WatchRequest) {
+	var (
+		mu     sync.Mutex
+		acked  bool
+		ended  bool
+		ackErr error
+	)
+	ack := func() error { // mu held
+		if !acked {
+			acked = true
+			ackErr = c.writeFrame(h.ID, replyOp(OpWatch), FlagMore, []byte("{}"))
+		}
+		return ackErr
+	}
+	req.ready = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !ended {
+			ack()
+		}
+	}
+	send := func(ev *Event) error {
+		if ev == nil {
+			return errors.New("api: nil event")
+		}
+		body, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("api: encoding event: %w", err)
+		}
+		if len(body) > MaxBody {
+			return fmt.Errorf("api: event of %d bytes is over the frame limit", len(body))
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if ended {
+			return errors.New("api: send after Watch returned")
+		}
+		if err := ack(); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return c.writeFrame(h.ID, replyOp(OpEvent), FlagMore, body)
+	}
+	err := c.s.Handler.Watch(ctx, req, send)
+	mu.Lock()
+	ended = true
+	wasAcked := acked
+	mu.Unlock()
+	if !wasAcked {
+		if err == nil {
+			err = Errorf(ErrUnavailable, "watch ended before it started")
+		}
+		c.writeError(h.ID, replyOp(OpWatch), err)
+		return
+	}
+	if err != nil {
+		c.writeError(h.ID, replyOp(OpEvent), err)
+		return
+	}
+	c.writeFrame(h.ID, replyOp(OpEvent), 0, []byte("{}"))
+}
