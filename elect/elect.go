@@ -123,6 +123,8 @@ type Elector struct {
 	mergedLoser wire.NodeID
 	// lastSeen: when each peer was last among the live ones.
 	lastSeen map[wire.NodeID]time.Time
+	// peerJoined is when a peer last came into view.
+	peerJoined time.Time
 }
 
 // New returns an elector for a node starting at now with the given epoch
@@ -196,6 +198,9 @@ func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
 		e.lastSeen = make(map[wire.NodeID]time.Time)
 	}
 	for i := range peers {
+		if t, ok := e.lastSeen[peers[i].Node]; !ok || now.Sub(t) > e.cfg.ViceGrace {
+			e.peerJoined = now // (re)appeared: maybe with a master in tow
+		}
 		e.lastSeen[peers[i].Node] = now
 	}
 	self := e.cfg.Self
@@ -273,7 +278,10 @@ func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
 			return Claimed
 		}
 	}
-	if now.Sub(e.start) < e.cfg.Settle {
+	if now.Sub(e.start) < e.cfg.Settle || now.Sub(e.peerJoined) < e.cfg.Settle {
+		// Starting, or a peer just came into view (a partition healing):
+		// listen for one detection time first, so a live master is heard
+		// and followed rather than challenged.
 		return ev
 	}
 	if e.lostVice != 0 && e.lostVice != self.Node && now.Sub(e.lostAt) < e.cfg.ViceGrace &&

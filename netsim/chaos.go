@@ -74,6 +74,7 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 				}
 				delete(reqs, r.ID)
 				busy[q.k] = false
+				s.Tracef("client on node %d: %v %s %s -> seq %d err %v (at %v)", q.node, q.kind, q.k.name, q.k.cause, r.Seq, r.Err, r.At.Sub(Epoch0))
 				if r.Err != nil {
 					continue
 				}
@@ -101,6 +102,7 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 		}
 		rid, ok := s.Submit(id, core.Request{Kind: kind, Name: k.name, EntityKind: wire.KindService, Severity: wire.SevMajor, Cause: k.cause, Txn: pick.IntN(4) == 0})
 		if ok {
+			s.Tracef("client on node %d submits %v %s %s txn", id, kind, k.name, k.cause)
 			busy[k] = true
 			if kind == wire.ReportClear {
 				delete(acked, k) // from now on its presence is not promised

@@ -199,6 +199,9 @@ func (c *Checker) Calm() (master, vice wire.NodeID, ok bool) {
 	}
 	// Every running node is a member in good standing (not fenced, not
 	// still rejoining) in the master's table.
+	if !s.node(st.Master).Up {
+		return 0, 0, false
+	}
 	mt := s.node(st.Master).Core.Table()
 	for _, n := range s.Nodes {
 		if !n.Up {

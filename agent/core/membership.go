@@ -207,10 +207,8 @@ func (n *Node) outranksUs(p *peer, st elect.State) bool {
 		// word on it may be stale (we may have been cut off).
 		return true
 	}
-	if p.epoch != st.Epoch {
-		return p.epoch > st.Epoch
-	}
-	return elect.Outranks(elect.Candidate{Node: p.id, Priority: p.hb.Priority}, elect.Candidate{Node: n.cfg.Node, Priority: n.cfg.Priority})
+	// Same epoch or newer: the election decides between it and ours.
+	return p.epoch >= st.Epoch
 }
 
 func (n *Node) runElection(now time.Time) {

@@ -523,6 +523,9 @@ func (n *Node) onSnapshot(now time.Time, m *wire.Snapshot) {
 		return
 	}
 	s := &n.snap
+	if m.ID < s.id {
+		return // an older answer (we asked twice): the newer one is coming
+	}
 	if s.id != m.ID {
 		s.reset()
 		s.id, s.upTo = m.ID, m.UpToSeq

@@ -98,6 +98,14 @@ func (l *ledger) record(r *Request) {
 	}
 }
 
+// newReportID numbers a local request. The master acknowledges (and
+// de-duplicates retransmissions) by (reporter, ID), so an ID must never be
+// reused by a later life of this node: the incarnation is part of it.
+func (n *Node) newReportID() uint64 {
+	n.nextReport++
+	return n.inc<<40 | n.nextReport&(1<<40-1)
+}
+
 func validRequest(r *Request) error {
 	if r.Name == "" || len(r.Name) > wire.MaxName || len(r.Cause) > wire.MaxCause {
 		return ErrBadName
@@ -112,8 +120,7 @@ func validRequest(r *Request) error {
 // (in this one if this node is master). It returns the request's ID.
 func (n *Node) Submit(now time.Time, r Request) uint64 {
 	n.advance(now)
-	n.nextReport++
-	id := uint64(n.cfg.Node)<<40 | n.nextReport
+	id := n.newReportID()
 	if err := validRequest(&r); err != nil {
 		n.rd.Results = append(n.rd.Results, Result{ID: id, Err: err})
 		return id
@@ -171,8 +178,7 @@ func (n *Node) reportTick(now time.Time) {
 		n.ledger.dirty = false
 		for _, k := range n.ledger.order {
 			r := n.ledger.items[k]
-			n.nextReport++
-			lr := &localReport{id: uint64(n.cfg.Node)<<40 | n.nextReport, req: r, internal: true}
+			lr := &localReport{id: n.newReportID(), req: r, internal: true}
 			n.outstanding[lr.id] = lr
 		}
 	}
