@@ -157,9 +157,10 @@ func beats(a uint64, ca Candidate, b uint64, cb Candidate) bool {
 }
 
 // mayLead reports whether c may become master given the live peers:
-// eligible, and not behind any live peer's membership generation.
-func mayLead(c Candidate, peers []Peer) bool {
-	if !c.Eligible {
+// eligible, and not behind any live peer's (or this node's own) membership
+// generation.
+func (e *Elector) mayLead(c Candidate, peers []Peer) bool {
+	if !c.Eligible || c.Generation < e.cfg.Self.Generation {
 		return false
 	}
 	for i := range peers {
@@ -270,7 +271,7 @@ func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
 		e.st = State{Role: wire.RoleJoining, Epoch: e.st.Epoch}
 		e.lostAt = now
 		ev = Lost
-		if wasVice && mayLead(self, peers) && e.quorum(peers) && !e.isolated(now, peers) {
+		if wasVice && e.mayLead(self, peers) && e.quorum(peers) && !e.isolated(now, peers) {
 			// The vice-master takes over at once, even alone: in a
 			// two-node cluster it is the only one left to.
 
@@ -288,11 +289,11 @@ func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
 		slices.ContainsFunc(peers, func(p Peer) bool { return p.Node == e.lostVice }) {
 		return ev // the vice-master is alive and about to claim
 	}
-	if !mayLead(self, peers) || !e.mayClaimWith(peers) {
+	if !e.mayLead(self, peers) || !e.mayClaimWith(peers) {
 		return ev
 	}
 	for i := range peers {
-		if mayLead(peers[i].Candidate, peers) && Outranks(peers[i].Candidate, self) {
+		if e.mayLead(peers[i].Candidate, peers) && Outranks(peers[i].Candidate, self) {
 			return ev // a better live candidate will claim
 		}
 	}
@@ -384,18 +385,18 @@ func (e *Elector) chooseVice(peers []Peer) wire.NodeID {
 		return nil
 	}
 	if e.mergedLoser != 0 {
-		if p := find(e.mergedLoser); p != nil && mayLead(p.Candidate, peers) && p.Role != wire.RoleMaster {
+		if p := find(e.mergedLoser); p != nil && e.mayLead(p.Candidate, peers) && p.Role != wire.RoleMaster {
 			e.mergedLoser = 0
 			return p.Node
 		}
 	}
-	if p := find(e.st.Vice); p != nil && mayLead(p.Candidate, peers) && p.Role != wire.RoleMaster {
+	if p := find(e.st.Vice); p != nil && e.mayLead(p.Candidate, peers) && p.Role != wire.RoleMaster {
 		return p.Node
 	}
 	var best *Peer
 	for i := range peers {
 		p := &peers[i]
-		if !mayLead(p.Candidate, peers) || p.Role == wire.RoleMaster {
+		if !e.mayLead(p.Candidate, peers) || p.Role == wire.RoleMaster {
 			continue
 		}
 		if best == nil || Outranks(p.Candidate, best.Candidate) {

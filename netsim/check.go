@@ -46,12 +46,13 @@ type Checker struct {
 	// lossUntil: the end of the last loss burst (impairment the detector
 	// is allowed to mistake for silence).
 	LossUntil time.Time
+	conflict  map[[2]wire.NodeID]time.Time // same-epoch masters, since when
 	err       *Violation
 }
 
 // NewChecker attaches a checker to s.
 func NewChecker(s *Sim) *Checker {
-	c := &Checker{s: s, det: s.Opt.Interval * time.Duration(s.Opt.Misses), masterView: map[wire.NodeID]map[wire.NodeID]wire.State{}}
+	c := &Checker{s: s, det: s.Opt.Interval * time.Duration(s.Opt.Misses), masterView: map[wire.NodeID]map[wire.NodeID]wire.State{}, conflict: map[[2]wire.NodeID]time.Time{}}
 	maxDelay := max(s.Opt.Nets[0].MaxDelay, s.Opt.Nets[1].MaxDelay)
 	c.slack = s.Opt.Interval + 2*maxDelay
 	c.since = make([][]time.Time, len(s.Nodes))
@@ -110,15 +111,31 @@ func (c *Checker) Step() error {
 			masters = append(masters, n)
 		}
 	}
+	seen := map[[2]wire.NodeID]bool{}
 	for i, a := range masters {
 		for _, b := range masters[i+1:] {
-			if a.Core.Role().Epoch != b.Core.Role().Epoch {
+			if a.Core.Role().Epoch != b.Core.Role().Epoch || c.reachSince(a.ID, b.ID).IsZero() {
 				continue
 			}
-			if t := c.reachSince(a.ID, b.ID); !t.IsZero() && s.Now.Sub(t) > 2*c.slack {
-				return c.fail(InvOneMaster, "nodes %d and %d are both master of epoch %d, reaching each other since %v",
-					a.ID, b.ID, a.Core.Role().Epoch, t.Sub(Epoch0))
+			// Two masters of one epoch that can talk: allowed only for
+			// the moment it takes them to hear each other (one claim may
+			// be in flight while the other is made).
+			k := [2]wire.NodeID{a.ID, b.ID}
+			seen[k] = true
+			since, ok := c.conflict[k]
+			if !ok {
+				c.conflict[k] = s.Now
+				since = s.Now
 			}
+			if t := c.reachSince(a.ID, b.ID); s.Now.Sub(since) > 2*c.slack && s.Now.Sub(t) > 2*c.slack {
+				return c.fail(InvOneMaster, "nodes %d and %d are both master of epoch %d since %v, reaching each other since %v",
+					a.ID, b.ID, a.Core.Role().Epoch, since.Sub(Epoch0), t.Sub(Epoch0))
+			}
+		}
+	}
+	for k := range c.conflict {
+		if !seen[k] {
+			delete(c.conflict, k)
 		}
 	}
 	// No node marked down by the master while one of its networks reaches it.

@@ -1,0 +1,7 @@
+package ring_test
+
+import "unsafe"
+
+func unsafeBytes(b []uint64) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), len(b)*8)
+}

@@ -1,0 +1,94 @@
+package shmem
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"math"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Futex operations (linux/futex.h). The segment is shared between processes,
+// so the non-private variants are used.
+const (
+	futexWait = 0
+	futexWake = 1
+)
+
+func ld64(p unsafe.Pointer, off uintptr) uint64 {
+	return atomic.LoadUint64((*uint64)(unsafe.Add(p, off)))
+}
+func ld32(p unsafe.Pointer, off uintptr) uint32 {
+	return atomic.LoadUint32((*uint32)(unsafe.Add(p, off)))
+}
+func st64(p unsafe.Pointer, off uintptr, v uint64) {
+	atomic.StoreUint64((*uint64)(unsafe.Add(p, off)), v)
+}
+func st32(p unsafe.Pointer, off uintptr, v uint32) {
+	atomic.StoreUint32((*uint32)(unsafe.Add(p, off)), v)
+}
+
+// wake wakes every process waiting on the futex word at addr.
+func wake(addr unsafe.Pointer) {
+	unix.Syscall6(unix.SYS_FUTEX, uintptr(addr), futexWake, math.MaxInt32, 0, 0, 0)
+}
+
+// waitOn sleeps while the 32-bit word at addr equals val, at most d.
+func waitOn(addr unsafe.Pointer, val uint32, d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	unix.Syscall6(unix.SYS_FUTEX, uintptr(addr), futexWait, uintptr(val), uintptr(unsafe.Pointer(&ts)), 0, 0)
+}
+
+// monoNow is CLOCK_MONOTONIC in nanoseconds, the clock of the heartbeat (the
+// same clock C readers read with clock_gettime).
+func monoNow() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// procStat returns the state letter and start time (clock ticks since boot,
+// field 22) of a process from /proc/PID/stat.
+func procStat(pid int) (state byte, start uint64, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, 0, errors.New("bad /proc stat")
+	}
+	f := bytes.Fields(b[i+2:])
+	if len(f) < 20 {
+		return 0, 0, errors.New("bad /proc stat")
+	}
+	start, err = strconv.ParseUint(string(f[19]), 10, 64)
+	return f[0][0], start, err
+}
+
+// processAlive reports whether process pid exists, is not a zombie and, if
+// startTicks is non-zero, started at startTicks (so a reused pid is not
+// mistaken for the writer). It works within one pid namespace.
+func processAlive(pid uint32, startTicks uint64) bool {
+	if pid == 0 || pid > math.MaxInt32 {
+		return false
+	}
+	state, start, err := procStat(int(pid))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false
+		}
+		err := unix.Kill(int(pid), 0)
+		return err == nil || err == unix.EPERM
+	}
+	if state == 'Z' || state == 'X' || state == 'x' {
+		return false
+	}
+	return startTicks == 0 || start == startTicks
+}

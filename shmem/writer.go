@@ -1,0 +1,747 @@
+package shmem
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fmagent/fmagent/ring"
+	L "github.com/fmagent/fmagent/shmem/internal/layout"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// DefaultPath is the segment path the agent uses unless configured otherwise
+// (FMSHM_DEFAULT_PATH in fmshm.h).
+const DefaultPath = "/dev/shm/fmagent"
+
+// Options configure a segment.
+type Options struct {
+	// Capacity is the number of entity slots (default 4096). Each slot
+	// holds MaxAlarms (8) alarms: that number is fixed by the layout.
+	Capacity int
+	// EventRingSize is the number of events the event ring holds, rounded
+	// up to a power of two (default 4096).
+	EventRingSize int
+	// NodeID is the local node, published in the header.
+	NodeID wire.NodeID
+	// HeartbeatTimeout is published in the header: readers consider the
+	// writer dead when its last Beat is older (default 3s). Call Beat well
+	// within it.
+	HeartbeatTimeout time.Duration
+	// Mode is the file mode of the segment (default 0644: any local user
+	// may read, only the writer writes).
+	Mode os.FileMode
+}
+
+func (o *Options) defaults() error {
+	if o.Capacity == 0 {
+		o.Capacity = 4096
+	}
+	if o.EventRingSize == 0 {
+		o.EventRingSize = 4096
+	}
+	if o.HeartbeatTimeout == 0 {
+		o.HeartbeatTimeout = 3 * time.Second
+	}
+	if o.Mode == 0 {
+		o.Mode = 0o644
+	}
+	if o.Capacity < 1 || o.Capacity > 1<<24 || o.EventRingSize < 1 || o.EventRingSize > 1<<24 || o.HeartbeatTimeout < 0 {
+		return fmt.Errorf("shmem: options out of range (capacity 1..%d, event ring 1..%d)", 1<<24, 1<<24)
+	}
+	o.EventRingSize = L.NextPow2(o.EventRingSize)
+	return nil
+}
+
+type opKind uint8
+
+const (
+	opPut opKind = 1 + iota
+	opDelete
+)
+
+type op struct {
+	kind opKind
+	id   uint64
+	ent  int // index into Writer.staged for opPut
+}
+
+// Writer is the single writer of a segment. Its methods are not safe for
+// concurrent use, with one exception: Beat may run concurrently with any
+// method but Close.
+//
+// Changes are staged between Begin and Commit and become visible to readers
+// all at once at Commit. Put, Delete, SetMaster and SetStale called outside
+// Begin/Commit are committed at once, each as its own transaction.
+type Writer struct {
+	path   string
+	fd     int
+	mapped bool
+	mem    []byte
+	base   unsafe.Pointer
+	index  unsafe.Pointer
+	slots  unsafe.Pointer
+	geo    L.Geometry
+	mask   uint32
+	shift  uint
+	dev    uint64
+	ino    uint64
+	bc     *ring.Broadcaster
+	closed bool
+
+	seq   uint64 // last published (even) table seq
+	count int    // live entities
+	used  int    // slots ever allocated (high-water mark)
+	tombs int    // tombstones in the index
+	free  []uint32
+
+	inTxn    bool
+	ops      []op
+	staged   []Entity
+	txnLive  map[uint64]bool // presence of IDs after the staged ops
+	txnCount int             // live count after the staged ops
+	ctlDirty bool
+	master   wire.NodeID
+	epoch    uint64
+	stale    bool
+
+	scratch Entity
+	evbuf   [L.EventRecord]byte
+}
+
+// Create creates the segment file at path (normally under /dev/shm) and
+// returns its writer. If a segment already exists there, Create fails with
+// ErrInUse if a live writer holds it; otherwise it marks the old segment
+// replaced (readers of it get ErrRecreated) and replaces it with a new one
+// of a higher generation. The new file is built under a temporary name and
+// renamed into place, so a reader never opens a half-built segment.
+func Create(path string, opts Options) (*Writer, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	fail := func(err error, detail string) (*Writer, error) {
+		return nil, &Error{Op: "create", Path: path, Err: err, Detail: detail}
+	}
+	gen := uint64(time.Now().UnixNano())
+
+	// The old segment, if any: refuse to replace a live writer's.
+	oldFd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	haveOld := err == nil
+	if haveOld {
+		defer unix.Close(oldFd)
+		if err := unix.Flock(oldFd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			return fail(ErrInUse, "flock: "+err.Error())
+		}
+		if g, ok := oldGeneration(oldFd); ok && g >= gen {
+			gen = g + 1
+		}
+	} else if err != unix.ENOENT {
+		return fail(err, "open old segment")
+	}
+
+	geo := L.Compute(opts.Capacity, opts.EventRingSize)
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp."+strconv.Itoa(os.Getpid()))
+	unix.Unlink(tmp) // left by an earlier process with our pid that died here
+	fd, err := unix.Open(tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, uint32(opts.Mode.Perm()))
+	if err != nil {
+		return fail(err, "create "+tmp)
+	}
+	cleanup := func() { unix.Close(fd); unix.Unlink(tmp) }
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		cleanup()
+		return fail(err, "flock")
+	}
+	if err := unix.Fchmod(fd, uint32(opts.Mode.Perm())); err != nil {
+		cleanup()
+		return fail(err, "fchmod")
+	}
+	if err := unix.Ftruncate(fd, int64(geo.TotalSize)); err != nil {
+		cleanup()
+		return fail(err, "ftruncate")
+	}
+	mem, err := unix.Mmap(fd, 0, geo.TotalSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		cleanup()
+		return fail(err, "mmap")
+	}
+	w := &Writer{path: path, fd: fd, mapped: true, mem: mem}
+	if err := w.init(geo, opts, gen); err != nil {
+		unix.Munmap(mem)
+		cleanup()
+		return fail(err, "init")
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err == nil {
+		w.dev, w.ino = st.Dev, st.Ino
+	}
+	if haveOld {
+		markReplaced(oldFd)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		unix.Munmap(mem)
+		cleanup()
+		return fail(err, "rename")
+	}
+	return w, nil
+}
+
+// oldGeneration reads the generation of an existing segment, if valid.
+func oldGeneration(fd int) (uint64, bool) {
+	var b [L.HeaderSize]byte
+	n, err := unix.Pread(fd, b[:], 0)
+	if err != nil || n < L.HeaderSize || binary.LittleEndian.Uint64(b[L.HdrMagic:]) != L.Magic {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint64(b[L.HdrGeneration:]), true
+}
+
+// markReplaced sets the ready word of an old segment to StatusReplaced and
+// wakes its waiters, so that readers still mapping it learn at once.
+func markReplaced(fd int) {
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Size < L.HeaderRegion {
+		return
+	}
+	m, err := unix.Mmap(fd, 0, L.HeaderRegion, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return
+	}
+	p := unsafe.Pointer(&m[0])
+	if ld64(p, L.HdrMagic) == L.Magic {
+		st32(p, L.HdrReady, L.StatusReplaced)
+		wake(unsafe.Add(p, L.HdrTableSeq))
+	}
+	unix.Munmap(m)
+}
+
+// NewHeap returns a writer whose segment lives in a Go byte slice instead of
+// a file: the same layout and code, visible to the race detector (which
+// cannot see mmap'd memory). Read it with (*Writer).Reader.
+func NewHeap(opts Options) (*Writer, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	geo := L.Compute(opts.Capacity, opts.EventRingSize)
+	raw := make([]byte, geo.TotalSize+L.CacheLine)
+	off := 0
+	if r := int(uintptr(unsafe.Pointer(&raw[0])) % L.CacheLine); r != 0 {
+		off = L.CacheLine - r
+	}
+	w := &Writer{fd: -1, mem: raw[off : off+geo.TotalSize : off+geo.TotalSize]}
+	if err := w.init(geo, opts, uint64(time.Now().UnixNano())); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *Writer) init(geo L.Geometry, opts Options, gen uint64) error {
+	w.geo = geo
+	w.base = unsafe.Pointer(&w.mem[0])
+	w.index = unsafe.Add(w.base, geo.IndexOff)
+	w.slots = unsafe.Add(w.base, geo.SlotsOff)
+	w.mask = uint32(geo.Buckets - 1)
+	w.shift = L.Shift(uint32(geo.Buckets))
+	w.free = make([]uint32, 0, geo.Capacity)
+	w.txnLive = make(map[uint64]bool)
+	w.ops = make([]op, 0, 64)
+	w.staged = make([]Entity, 0, 16)
+	bc, err := ring.NewBroadcaster(w.mem[geo.RingOff:geo.RingOff+geo.RingSize], geo.RingCapacity, L.EventRecord)
+	if err != nil {
+		return err
+	}
+	w.bc = bc
+	p := w.base
+	var ticks uint64
+	if _, t, err := procStat(os.Getpid()); err == nil {
+		ticks = t
+	}
+	st64(p, L.HdrMagic, L.Magic)
+	st32(p, L.HdrVersion, L.Major|L.Minor<<16)
+	st32(p, L.HdrHeaderSize, L.HeaderSize)
+	st64(p, L.HdrTotalSize, uint64(geo.TotalSize))
+	st64(p, L.HdrIndexOff, uint64(geo.IndexOff))
+	st64(p, L.HdrIndexSize, uint64(geo.IndexSize))
+	st64(p, L.HdrSlotsOff, uint64(geo.SlotsOff))
+	st64(p, L.HdrSlotsSize, uint64(geo.SlotsSize))
+	st64(p, L.HdrRingOff, uint64(geo.RingOff))
+	st64(p, L.HdrRingSize, uint64(geo.RingSize))
+	st32(p, L.HdrCapacity, uint32(geo.Capacity))
+	st32(p, L.HdrSlotSize, L.SlotSize)
+	st32(p, L.HdrMaxAlarms, L.MaxAlarms)
+	st32(p, L.HdrIndexBuckets, uint32(geo.Buckets))
+	st32(p, L.HdrRingCapacity, uint32(geo.RingCapacity))
+	st32(p, L.HdrRingSlotSize, L.RingSlotSize)
+	st64(p, L.HdrGeneration, gen)
+	st32(p, L.HdrWriterPID, uint32(os.Getpid()))
+	st32(p, L.HdrNodeID, uint32(opts.NodeID))
+	now := monoNow()
+	st64(p, L.HdrWriterStart, uint64(now))
+	st64(p, L.HdrWriterStartTk, ticks)
+	st64(p, L.HdrHBTimeout, uint64(opts.HeartbeatTimeout))
+	st64(p, L.HdrHeartbeat, uint64(now))
+	// The index, slots and the rest of the header are zero (fresh file or
+	// fresh slice). The ready word is written last.
+	st32(p, L.HdrReady, L.StatusReady)
+	return nil
+}
+
+// Path is the segment's path ("" for a heap segment).
+func (w *Writer) Path() string { return w.path }
+
+// Seq is the last published table seq (even; 0 before the first commit).
+func (w *Writer) Seq() uint64 { return w.seq }
+
+// Len is the number of live entities.
+func (w *Writer) Len() int { return w.count }
+
+// Capacity is the number of entity slots.
+func (w *Writer) Capacity() int { return w.geo.Capacity }
+
+// Generation is the segment's generation.
+func (w *Writer) Generation() uint64 { return ld64(w.base, L.HdrGeneration) }
+
+// Begin starts a transaction: the changes staged until Commit are published
+// together. Begin inside an open transaction does nothing.
+func (w *Writer) Begin() {
+	if w.inTxn {
+		return
+	}
+	w.inTxn = true
+	w.txnCount = w.count
+}
+
+// Abort drops the staged changes of the open transaction.
+func (w *Writer) Abort() { w.resetTxn() }
+
+func (w *Writer) resetTxn() {
+	w.inTxn = false
+	w.ops = w.ops[:0]
+	w.staged = w.staged[:0]
+	clear(w.txnLive)
+	w.ctlDirty = false
+}
+
+func validate(e *Entity) error {
+	if e.ID == 0 || int(e.NameLen) > wire.MaxName || int(e.NAlarms) > MaxAlarms {
+		return ErrInvalid
+	}
+	if e.NameLen > 0 && IDOfBytes(e.NameBytes()) != e.ID {
+		return ErrInvalid
+	}
+	for i := range e.AlarmList() {
+		if int(e.Alarms[i].CauseLen) > wire.MaxCause {
+			return ErrInvalid
+		}
+	}
+	return nil
+}
+
+// live reports whether id is present once the staged ops are applied.
+func (w *Writer) live(id uint64) bool {
+	if v, ok := w.txnLive[id]; ok {
+		return v
+	}
+	_, _, found := w.find(id)
+	return found
+}
+
+// Put inserts e, or overwrites the entity with e.ID. It fails with
+// ErrInvalid (zero ID, ID not IDOf(name), a field too long) or ErrFull.
+// The entity is copied; e may be reused at once.
+func (w *Writer) Put(e *Entity) error {
+	if w.closed {
+		return &Error{Op: "put", Path: w.path, ID: e.ID, Err: ErrClosed}
+	}
+	if err := validate(e); err != nil {
+		return &Error{Op: "put", Path: w.path, ID: e.ID, Err: err}
+	}
+	auto := !w.inTxn
+	w.Begin()
+	if !w.live(e.ID) {
+		if w.txnCount >= w.geo.Capacity {
+			if auto {
+				w.resetTxn()
+			}
+			return &Error{Op: "put", Path: w.path, ID: e.ID, Err: ErrFull}
+		}
+		w.txnCount++
+		w.txnLive[e.ID] = true
+	}
+	w.staged = append(w.staged, *e)
+	w.ops = append(w.ops, op{kind: opPut, id: e.ID, ent: len(w.staged) - 1})
+	if auto {
+		w.Commit()
+	}
+	return nil
+}
+
+// Delete removes the entity id (a no-op if absent).
+func (w *Writer) Delete(id uint64) {
+	if w.closed || id == 0 {
+		return
+	}
+	auto := !w.inTxn
+	w.Begin()
+	if w.live(id) {
+		w.txnCount--
+		w.txnLive[id] = false
+		w.ops = append(w.ops, op{kind: opDelete, id: id})
+	}
+	if auto {
+		w.Commit()
+	}
+}
+
+// SetMaster publishes the master the node follows and the election epoch.
+func (w *Writer) SetMaster(master wire.NodeID, epoch uint64) {
+	if w.closed {
+		return
+	}
+	auto := !w.inTxn
+	w.Begin()
+	w.master, w.epoch, w.ctlDirty = master, epoch, true
+	if auto {
+		w.Commit()
+	}
+}
+
+// SetStale publishes whether the table is stale (no word from the master for
+// longer than the stale timeout).
+func (w *Writer) SetStale(stale bool) {
+	if w.closed {
+		return
+	}
+	auto := !w.inTxn
+	w.Begin()
+	w.stale, w.ctlDirty = stale, true
+	if auto {
+		w.Commit()
+	}
+}
+
+// Beat publishes the writer's heartbeat (CLOCK_MONOTONIC now). Call it well
+// within Options.HeartbeatTimeout. Safe to call concurrently with any method
+// but Close.
+func (w *Writer) Beat() {
+	st64(w.base, L.HdrHeartbeat, uint64(monoNow()))
+}
+
+// Commit publishes the staged changes: the table seq goes odd, every change
+// is written (each slot under its own seqlock), the events are appended,
+// the table seq goes even, and waiters are woken. It returns the new table
+// seq (the current one if nothing was staged).
+func (w *Writer) Commit() uint64 {
+	if !w.inTxn || w.closed {
+		return w.seq
+	}
+	if len(w.ops) == 0 && !w.ctlDirty {
+		w.resetTxn()
+		return w.seq
+	}
+	p := w.base
+	next := w.seq + 2
+	st64(p, L.HdrTableSeq, w.seq+1)
+	for i := range w.ops {
+		o := &w.ops[i]
+		switch o.kind {
+		case opPut:
+			w.applyPut(&w.staged[o.ent], next)
+		case opDelete:
+			w.applyDelete(o.id, next)
+		}
+	}
+	if w.ctlDirty {
+		st64(p, L.HdrEpoch, w.epoch)
+		st32(p, L.HdrMaster, uint32(w.master))
+		var s uint32
+		if w.stale {
+			s = 1
+		}
+		st32(p, L.HdrStale, s)
+	}
+	st64(p, L.HdrCount, uint64(w.count))
+	st64(p, L.HdrSlotsUsed, uint64(w.used))
+	st64(p, L.HdrTableSeq, next)
+	w.seq = next
+	wake(unsafe.Add(p, L.HdrTableSeq))
+	w.resetTxn()
+	return next
+}
+
+func (w *Writer) slot(i uint32) unsafe.Pointer {
+	return unsafe.Add(w.slots, uintptr(i)*L.SlotSize)
+}
+
+func (w *Writer) bucket(b uint32) unsafe.Pointer {
+	return unsafe.Add(w.index, uintptr(b)*L.BucketSize)
+}
+
+// find probes the index for id: the bucket holding it (live or tombstone),
+// its slot, and whether it is live.
+func (w *Writer) find(id uint64) (bucket, slot uint32, live bool) {
+	b := uint32((id * 0x9E3779B97F4A7C15) >> w.shift)
+	for n := uint32(0); n <= w.mask; n++ {
+		bp := w.bucket(b)
+		k := ld64(bp, L.BucketID)
+		if k == 0 {
+			return b, 0, false
+		}
+		if k == id {
+			ref := ld64(bp, L.BucketRef)
+			if ref == 0 {
+				return b, 0, false
+			}
+			return b, uint32(ref - 1), true
+		}
+		b = (b + 1) & w.mask
+	}
+	return 0, 0, false
+}
+
+// indexInsert records id -> slot: in id's own tombstone if it has one, else
+// in the first tombstone or empty bucket of its probe sequence. The slot
+// reference is written before the ID, so a reader that sees the ID sees the
+// reference.
+func (w *Writer) indexInsert(id uint64, slot uint32) {
+	b := uint32((id * 0x9E3779B97F4A7C15) >> w.shift)
+	firstTomb := int64(-1)
+	for n := uint32(0); n <= w.mask; n++ {
+		bp := w.bucket(b)
+		k := ld64(bp, L.BucketID)
+		if k == id { // id's own tombstone
+			st64(bp, L.BucketRef, uint64(slot)+1)
+			w.tombs--
+			return
+		}
+		if k == 0 {
+			break
+		}
+		if firstTomb < 0 && ld64(bp, L.BucketRef) == 0 {
+			firstTomb = int64(b)
+		}
+		b = (b + 1) & w.mask
+	}
+	if firstTomb >= 0 {
+		b = uint32(firstTomb)
+		w.tombs--
+	}
+	bp := w.bucket(b)
+	st64(bp, L.BucketRef, uint64(slot)+1)
+	st64(bp, L.BucketID, id)
+}
+
+// rebuild rewrites the index from the live slots, dropping tombstones, under
+// the index seqlock: a reader that misses an ID while the index seq is odd
+// or changed retries (a reader that finds one verifies it in the slot).
+func (w *Writer) rebuild() {
+	p := w.base
+	is := ld64(p, L.HdrIndexSeq)
+	st64(p, L.HdrIndexSeq, is+1)
+	for b := uint32(0); b <= w.mask; b++ {
+		bp := w.bucket(b)
+		st64(bp, L.BucketID, 0)
+		st64(bp, L.BucketRef, 0)
+	}
+	w.tombs = 0
+	for i := 0; i < w.used; i++ {
+		if id := ld64(w.slot(uint32(i)), L.SlotID); id != 0 {
+			w.indexInsert(id, uint32(i))
+		}
+	}
+	st64(p, L.HdrIndexSeq, is+2)
+}
+
+func (w *Writer) publish(kind EventKind, id uint64, st wire.State, sev wire.Severity, seq uint64) {
+	b := w.evbuf[:]
+	binary.LittleEndian.PutUint64(b[0:], seq)
+	binary.LittleEndian.PutUint64(b[8:], id)
+	binary.LittleEndian.PutUint64(b[16:], uint64(kind)<<L.EventKindShift|uint64(st)<<L.EventStShift|uint64(sev)<<L.EventSevShift)
+	w.bc.Publish(b)
+}
+
+func (w *Writer) applyPut(e *Entity, seq uint64) {
+	_, s, found := w.find(e.ID)
+	if found {
+		old := &w.scratch
+		decodeSlot(w.slot(s), old)
+		if old.Equal(e) {
+			return
+		}
+		w.writeSlot(s, e)
+		evs := 0
+		if old.State != e.State {
+			w.publish(EventStateChanged, e.ID, e.State, 0, seq)
+			evs++
+		}
+		for i := range e.AlarmList() {
+			a := &e.Alarms[i]
+			oa, ok := old.FindAlarm(a.CauseBytes())
+			if !ok || oa.Severity != a.Severity || oa.RaisedAt != a.RaisedAt || oa.RaisedBy != a.RaisedBy {
+				w.publish(EventAlarmRaised, e.ID, e.State, a.Severity, seq)
+				evs++
+			}
+		}
+		for i := range old.AlarmList() {
+			oa := &old.Alarms[i]
+			if _, ok := e.FindAlarm(oa.CauseBytes()); !ok {
+				w.publish(EventAlarmCleared, e.ID, e.State, oa.Severity, seq)
+				evs++
+			}
+		}
+		if evs == 0 {
+			w.publish(EventPut, e.ID, e.State, 0, seq)
+		}
+		return
+	}
+	var s2 uint32
+	if n := len(w.free); n > 0 {
+		s2 = w.free[n-1]
+		w.free = w.free[:n-1]
+	} else {
+		s2 = uint32(w.used)
+		w.used++
+	}
+	w.writeSlot(s2, e)
+	w.indexInsert(e.ID, s2)
+	w.count++
+	w.publish(EventPut, e.ID, e.State, 0, seq)
+	for i := range e.AlarmList() {
+		w.publish(EventAlarmRaised, e.ID, e.State, e.Alarms[i].Severity, seq)
+	}
+}
+
+func (w *Writer) applyDelete(id uint64, seq uint64) {
+	b, s, found := w.find(id)
+	if !found {
+		return
+	}
+	st := wire.State(ld64(w.slot(s), L.SlotMeta) >> L.MetaStateShift)
+	// Tombstone first, then free the slot: a reader holding the old slot
+	// reference sees either the entity or an empty/reused slot, which it
+	// detects by the ID.
+	st64(w.bucket(b), L.BucketRef, 0)
+	w.tombs++
+	sp := w.slot(s)
+	sq := ld64(sp, L.SlotSeq)
+	st64(sp, L.SlotSeq, sq+1)
+	st64(sp, L.SlotID, 0)
+	st64(sp, L.SlotMeta, 0)
+	st64(sp, L.SlotSeq, sq+2)
+	w.free = append(w.free, s)
+	w.count--
+	w.publish(EventDelete, id, st, 0, seq)
+	if w.count+w.tombs > int(w.mask+1)*3/4 {
+		w.rebuild()
+	}
+}
+
+// writeSlot writes e into slot i under the slot's seqlock: seq odd, data,
+// seq even, every word with an atomic store.
+func (w *Writer) writeSlot(i uint32, e *Entity) {
+	p := w.slot(i)
+	sq := ld64(p, L.SlotSeq)
+	st64(p, L.SlotSeq, sq+1)
+	st64(p, L.SlotID, e.ID)
+	st64(p, L.SlotIncarn, e.Incarnation)
+	st64(p, L.SlotChangedAt, uint64(e.ChangedAt))
+	st64(p, L.SlotChangedSeq, e.ChangedSeq)
+	st64(p, L.SlotOwnerBy, uint64(e.Owner)<<L.OwnerShift|uint64(e.ChangedBy)<<L.ChangedByShift)
+	st64(p, L.SlotMeta, uint64(e.Kind)<<L.MetaKindShift|uint64(e.State)<<L.MetaStateShift|
+		uint64(e.NameLen)<<L.MetaNameLenShift|uint64(e.NAlarms)<<L.MetaNAlarmsShift)
+	storeBytes(p, L.SlotName, e.Name[:], int(e.NameLen))
+	for j := range e.AlarmList() {
+		a := &e.Alarms[j]
+		ap := unsafe.Add(p, L.SlotAlarms+j*L.AlarmSize)
+		st64(ap, L.AlarmRaisedAt, uint64(a.RaisedAt))
+		st64(ap, L.AlarmByMeta, uint64(a.RaisedBy)<<L.AlarmByShift|uint64(a.Severity)<<L.AlarmSevShift|
+			uint64(a.CauseLen)<<L.AlarmCauseLnShift)
+		storeBytes(ap, L.AlarmCause, a.Cause[:], int(a.CauseLen))
+	}
+	st64(p, L.SlotSeq, sq+2)
+}
+
+// storeBytes stores the first n bytes of b at p+off as little-endian words,
+// the last one zero padded.
+func storeBytes(p unsafe.Pointer, off uintptr, b []byte, n int) {
+	for i := 0; i < n; i += 8 {
+		var v uint64
+		if i+8 <= n {
+			v = binary.LittleEndian.Uint64(b[i:])
+		} else {
+			for k := i; k < n; k++ {
+				v |= uint64(b[k]) << (8 * (k - i))
+			}
+		}
+		st64(p, off+uintptr(i), v)
+	}
+}
+
+// Reader returns a reader over the writer's own memory: the way to read a
+// heap segment (it stays readable after Close, which readers see as
+// ErrClosed). For a file segment Open is the usual way; a reader from this
+// method shares the writer's mapping and must not be used after Close.
+func (w *Writer) Reader() (*Reader, error) {
+	r := &Reader{path: w.path, fd: -1, mem: w.mem, opts: defaultReaderOptions}
+	if err := r.attach(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close marks the segment closed (readers get ErrClosed), wakes waiters and
+// releases the mapping and the lock. The file stays, with the last state;
+// call Unlink to remove it.
+func (w *Writer) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	st32(w.base, L.HdrReady, L.StatusClosed)
+	wake(unsafe.Add(w.base, L.HdrTableSeq))
+	if !w.mapped {
+		return nil // heap: the memory stays valid for in-process readers
+	}
+	err := unix.Munmap(w.mem)
+	w.mem, w.base = nil, nil
+	if e := unix.Close(w.fd); err == nil {
+		err = e
+	}
+	return err
+}
+
+// Unlink removes the segment file if it is still this writer's (a newer
+// writer may have replaced it).
+func (w *Writer) Unlink() error {
+	if w.path == "" {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(w.path, &st); err != nil {
+		if err == unix.ENOENT {
+			return nil
+		}
+		return err
+	}
+	if st.Dev != w.dev || st.Ino != w.ino {
+		return nil
+	}
+	return unix.Unlink(w.path)
+}
+
+// freezeMidWrite leaves the slot of id with an odd seq, as a writer that dies
+// in the middle of writing it would (tests only).
+func (w *Writer) freezeMidWrite(id uint64) bool {
+	_, s, ok := w.find(id)
+	if !ok {
+		return false
+	}
+	p := w.slot(s)
+	st64(p, L.SlotSeq, ld64(p, L.SlotSeq)+1)
+	return true
+}
