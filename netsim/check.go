@@ -40,9 +40,10 @@ type Checker struct {
 	// since[a][b]: since when a and b have reached each other without a
 	// break (zero: they do not now).
 	since [][]time.Time
-	// masterView[m]: node states in master m's table at the last step,
-	// while m was master.
-	masterView map[wire.NodeID]map[wire.NodeID]wire.State
+	// masterView[m-1]: node states in master m's table after its last
+	// change, while m was master (nil otherwise); viewBuf is spare storage.
+	masterView, viewBuf [][]wire.State
+	topo                uint64
 	// lossUntil: the end of the last loss burst (impairment the detector
 	// is allowed to mistake for silence).
 	LossUntil time.Time
@@ -52,9 +53,12 @@ type Checker struct {
 
 // NewChecker attaches a checker to s.
 func NewChecker(s *Sim) *Checker {
-	c := &Checker{s: s, det: s.Opt.Interval * time.Duration(s.Opt.Misses), masterView: map[wire.NodeID]map[wire.NodeID]wire.State{}, conflict: map[[2]wire.NodeID]time.Time{}}
+	c := &Checker{s: s, det: s.Opt.Interval * time.Duration(s.Opt.Misses), conflict: map[[2]wire.NodeID]time.Time{}}
 	maxDelay := max(s.Opt.Nets[0].MaxDelay, s.Opt.Nets[1].MaxDelay)
 	c.slack = s.Opt.Interval + 2*maxDelay
+	c.masterView = make([][]wire.State, len(s.Nodes))
+	c.viewBuf = make([][]wire.State, len(s.Nodes))
+	c.topo = ^uint64(0)
 	c.since = make([][]time.Time, len(s.Nodes))
 	for i := range c.since {
 		c.since[i] = make([]time.Time, len(s.Nodes))
@@ -66,9 +70,17 @@ func NewChecker(s *Sim) *Checker {
 		}
 		if c.err == nil && (len(rd.Changed) > 0 || rd.Reset) {
 			c.checkAtomic(n)
+			c.checkFalseDown(n)
 		}
 	}
 	return c
+}
+
+func (v *Violation) orNil() error {
+	if v == nil {
+		return nil
+	}
+	return v
 }
 
 func (c *Checker) fail(inv, format string, args ...any) error {
@@ -92,17 +104,7 @@ func (c *Checker) Step() error {
 		return c.err
 	}
 	s := c.s
-	for i := range s.Nodes {
-		for j := i + 1; j < len(s.Nodes); j++ {
-			r := s.Reach(wire.NodeID(i+1), wire.NodeID(j+1))
-			switch {
-			case !r:
-				c.since[i][j] = time.Time{}
-			case c.since[i][j].IsZero():
-				c.since[i][j] = s.Now
-			}
-		}
-	}
+	c.refreshTopo()
 	// At most one master per epoch among nodes that reach each other (once
 	// they have had a heartbeat's time to see each other).
 	var masters []*Node
@@ -138,28 +140,61 @@ func (c *Checker) Step() error {
 			delete(c.conflict, k)
 		}
 	}
-	// No node marked down by the master while one of its networks reaches it.
-	for _, n := range s.Nodes {
+	for i, n := range s.Nodes {
 		if !n.Up || n.Core.Role().Role != wire.RoleMaster {
-			delete(c.masterView, n.ID)
-			continue
+			c.masterView[i] = nil
 		}
-		prev := c.masterView[n.ID]
-		cur := make(map[wire.NodeID]wire.State, len(s.Nodes))
-		for _, o := range s.Nodes {
-			if e, ok := n.Core.Table().Get(table.NodeEntityID(o.ID)); ok {
-				cur[o.ID] = e.State
-				if prev != nil && prev[o.ID] == wire.StateUp && e.State == wire.StateDown {
-					t := c.reachSince(n.ID, o.ID)
-					if !t.IsZero() && t.After(c.LossUntil) && s.Now.Sub(t) > c.det+c.slack {
-						return c.fail(InvFalseDown, "master %d marked node %d down while reaching it since %v", n.ID, o.ID, t.Sub(Epoch0))
-					}
-				}
+	}
+	return c.err.orNil()
+}
+
+// checkFalseDown: no node marked down by the master while one of its
+// networks reaches it. Run when a master's table changed.
+func (c *Checker) checkFalseDown(n *Node) {
+	s := c.s
+	c.refreshTopo()
+	i := n.ID - 1
+	if n.Core.Role().Role != wire.RoleMaster {
+		c.masterView[i] = nil
+		return
+	}
+	prev := c.masterView[i]
+	cur := c.viewBuf[i][:0]
+	for _, o := range s.Nodes {
+		st := wire.State(0)
+		if e, ok := n.Core.Table().Get(table.NodeEntityID(o.ID)); ok {
+			st = e.State
+		}
+		cur = append(cur, st)
+		if prev != nil && prev[o.ID-1] == wire.StateUp && st == wire.StateDown {
+			t := c.reachSince(n.ID, o.ID)
+			if !t.IsZero() && t.After(c.LossUntil) && s.Now.Sub(t) > c.det+c.slack {
+				c.fail(InvFalseDown, "master %d marked node %d down while reaching it since %v", n.ID, o.ID, t.Sub(Epoch0))
+				return
 			}
 		}
-		c.masterView[n.ID] = cur
 	}
-	return nil
+	c.viewBuf[i], c.masterView[i] = prev, cur
+}
+
+// refreshTopo updates who has reached whom since when, after a change.
+func (c *Checker) refreshTopo() {
+	s := c.s
+	if s.Topo == c.topo {
+		return
+	}
+	c.topo = s.Topo
+	for i := range s.Nodes {
+		for j := i + 1; j < len(s.Nodes); j++ {
+			r := s.Reach(wire.NodeID(i+1), wire.NodeID(j+1))
+			switch {
+			case !r:
+				c.since[i][j] = time.Time{}
+			case c.since[i][j].IsZero():
+				c.since[i][j] = s.Now
+			}
+		}
+	}
 }
 
 func (c *Checker) reachSince(a, b wire.NodeID) time.Time {

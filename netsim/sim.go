@@ -89,6 +89,9 @@ type Sim struct {
 	OnReady func(n *Node, rd *core.Ready) // observer, called after every step of a node
 
 	Delivered, Dropped uint64
+	// Topo counts changes of who can reach whom (crash, restart, pause,
+	// partition, cut), so checkers recompute reachability only then.
+	Topo uint64
 }
 
 // New builds a cluster of opt.Nodes nodes, all started at Epoch0.
@@ -132,6 +135,7 @@ func (s *Sim) cfg(n *Node) core.Config {
 }
 
 func (s *Sim) start(n *Node) {
+	s.Topo++
 	c := s.cfg(n)
 	n.persist.Incarnation = c.Incarnation
 	n.Core = core.New(c, s.Now)
@@ -148,6 +152,7 @@ func (s *Sim) Crash(id wire.NodeID) {
 		return
 	}
 	s.Tracef("crash node %d", id)
+	s.Topo++
 	n.Up, n.Paused, n.inbox, n.Core = false, false, nil, nil
 	n.tickGen++
 }
@@ -167,6 +172,7 @@ func (s *Sim) Pause(id wire.NodeID) {
 	n := s.node(id)
 	if n.Up && !n.Paused {
 		s.Tracef("pause node %d", id)
+		s.Topo++
 		n.Paused = true
 	}
 }
@@ -178,6 +184,7 @@ func (s *Sim) Resume(id wire.NodeID) {
 		return
 	}
 	s.Tracef("resume node %d (%d queued)", id, len(n.inbox))
+	s.Topo++
 	n.Paused = false
 	q := n.inbox
 	n.inbox = nil
@@ -191,6 +198,7 @@ func (s *Sim) Resume(id wire.NodeID) {
 // Partition splits network net: nodes with different labels cannot talk on it.
 // labels[i] is node i+1's label; nil heals the network.
 func (s *Sim) Partition(net wire.Net, labels []int) {
+	s.Topo++
 	if labels == nil {
 		labels = make([]int, len(s.Nodes))
 	}
@@ -200,6 +208,7 @@ func (s *Sim) Partition(net wire.Net, labels []int) {
 
 // CutLink cuts (or restores) one node's link to one network.
 func (s *Sim) CutLink(id wire.NodeID, net wire.Net, cut bool) {
+	s.Topo++
 	s.cut[id-1][net] = cut
 	s.Tracef("link node %d net %d cut=%v", id, net, cut)
 }
