@@ -1,0 +1,154 @@
+package elect
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fmagent/fmagent/wire"
+)
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+const settle = 50 * time.Millisecond
+
+func newE(node wire.NodeID, prio uint8, gen uint64, members ...wire.NodeID) *Elector {
+	return New(Config{
+		Self:      Candidate{Node: node, Priority: prio, Eligible: true, Generation: gen},
+		Members:   members,
+		Settle:    settle,
+		ViceGrace: 20 * time.Millisecond,
+	}, t0, 0)
+}
+
+func peer(node wire.NodeID, prio uint8, role wire.Role, epoch uint64, master, vice wire.NodeID) Peer {
+	return Peer{Candidate: Candidate{Node: node, Priority: prio, Eligible: true}, Role: role, Epoch: epoch, Master: master, Vice: vice}
+}
+
+func TestOutranks(t *testing.T) {
+	assert.True(t, Outranks(Candidate{Node: 5, Priority: 200}, Candidate{Node: 1, Priority: 100}), "priority first")
+	assert.True(t, Outranks(Candidate{Node: 1, Priority: 100}, Candidate{Node: 2, Priority: 100}), "then the lower node ID")
+	assert.False(t, Outranks(Candidate{Node: 2, Priority: 100}, Candidate{Node: 2, Priority: 100}))
+}
+
+func TestColdStartBestClaimsAfterSettle(t *testing.T) {
+	e := newE(1, 100, 0)
+	others := []Peer{peer(2, 100, wire.RoleJoining, 0, 0, 0), peer(3, 100, wire.RoleJoining, 0, 0, 0)}
+	assert.Equal(t, Nothing, e.Evaluate(t0, others), "still settling")
+	assert.Equal(t, Nothing, e.Evaluate(t0.Add(10*time.Millisecond), others), "still settling")
+	require.Equal(t, Claimed, e.Evaluate(t0.Add(settle), others))
+	st := e.State()
+	assert.Equal(t, wire.RoleMaster, st.Role)
+	assert.Equal(t, uint64(1), st.Epoch, "every election increments the epoch")
+	assert.Equal(t, wire.NodeID(2), st.Vice, "a vice-master is named when two or more eligible nodes are up")
+
+	// Node 2 is not the best: it waits, then follows the claim.
+	e2 := newE(2, 100, 0)
+	assert.Equal(t, Nothing, e2.Evaluate(t0.Add(settle), []Peer{peer(1, 100, wire.RoleJoining, 0, 0, 0)}))
+	assert.Equal(t, Followed, e2.Observe(t0.Add(settle), peer(1, 100, wire.RoleMaster, 1, 1, 2)))
+	assert.Equal(t, wire.RoleVice, e2.State().Role)
+}
+
+func TestStickyMaster(t *testing.T) {
+	// Node 1 outranks everyone but joins late: it follows the live master.
+	e := newE(1, 250, 0)
+	master := peer(3, 100, wire.RoleMaster, 4, 3, 2)
+	for _, dt := range []time.Duration{0, settle, 10 * settle} {
+		e.Evaluate(t0.Add(dt), []Peer{master, peer(2, 100, wire.RoleVice, 4, 3, 2)})
+		assert.Equal(t, wire.RoleMember, e.State().Role, "never preempts a live master")
+		assert.Equal(t, wire.NodeID(3), e.State().Master)
+	}
+}
+
+func TestSplitBrainHigherEpochStays(t *testing.T) {
+	a := newE(1, 100, 0) // elected last: epoch 5
+	a.st = State{Role: wire.RoleMaster, Epoch: 5, Master: 1}
+	a.formed = true
+	b := newE(2, 200, 0) // outranks a, but elected earlier: epoch 3
+	b.st = State{Role: wire.RoleMaster, Epoch: 3, Master: 2}
+	b.formed = true
+	now := t0.Add(time.Second)
+	assert.NotEqual(t, SteppedDown, a.Evaluate(now, []Peer{peer(2, 200, wire.RoleMaster, 3, 2, 0)}))
+	assert.Equal(t, wire.RoleMaster, a.State().Role)
+	assert.Equal(t, SteppedDown, b.Evaluate(now, []Peer{peer(1, 100, wire.RoleMaster, 5, 1, 0)}))
+	assert.Equal(t, State{Role: wire.RoleMember, Epoch: 5, Master: 1}, b.State())
+	// Once b follows, a names it vice-master.
+	assert.Equal(t, ViceChanged, a.Evaluate(now, []Peer{peer(2, 200, wire.RoleMember, 5, 1, 0)}))
+	assert.Equal(t, wire.NodeID(2), a.State().Vice)
+}
+
+func TestSplitBrainSameEpochRankDecides(t *testing.T) {
+	a := newE(1, 100, 0)
+	a.st = State{Role: wire.RoleMaster, Epoch: 4, Master: 1}
+	b := newE(2, 100, 0)
+	b.st = State{Role: wire.RoleMaster, Epoch: 4, Master: 2}
+	now := t0.Add(time.Second)
+	assert.Equal(t, Nothing, a.Evaluate(now, []Peer{peer(2, 100, wire.RoleMaster, 4, 2, 0)}))
+	assert.Equal(t, SteppedDown, b.Evaluate(now, []Peer{peer(1, 100, wire.RoleMaster, 4, 1, 0)}))
+}
+
+func TestOlderEpochClaimIgnored(t *testing.T) {
+	e := newE(3, 100, 0)
+	e.Observe(t0, peer(1, 100, wire.RoleMaster, 7, 1, 0))
+	assert.Equal(t, Nothing, e.Observe(t0, peer(2, 100, wire.RoleMaster, 6, 2, 0)))
+	assert.Equal(t, wire.NodeID(1), e.State().Master)
+}
+
+func TestViceTakesOverAtOnce(t *testing.T) {
+	e := newE(2, 100, 0)
+	now := t0.Add(time.Second)
+	e.Evaluate(now, []Peer{peer(1, 100, wire.RoleMaster, 3, 1, 2), peer(3, 100, wire.RoleMember, 3, 1, 2)})
+	require.Equal(t, wire.RoleVice, e.State().Role)
+	// The master goes silent: the vice claims in the same evaluation.
+	assert.Equal(t, Claimed, e.Evaluate(now.Add(time.Millisecond), []Peer{peer(3, 100, wire.RoleMember, 3, 1, 2)}))
+	assert.Equal(t, uint64(4), e.State().Epoch)
+	assert.Equal(t, wire.NodeID(3), e.State().Vice)
+}
+
+func TestOthersWaitForTheVice(t *testing.T) {
+	e := newE(1, 200, 0) // outranks the vice, but the vice claims first
+	now := t0.Add(time.Second)
+	e.Evaluate(now, []Peer{peer(2, 100, wire.RoleMaster, 3, 2, 3), peer(3, 100, wire.RoleVice, 3, 2, 3)})
+	assert.Equal(t, Lost, e.Evaluate(now.Add(time.Millisecond), []Peer{peer(3, 100, wire.RoleVice, 3, 2, 3)}))
+	assert.Equal(t, wire.RoleJoining, e.State().Role, "the vice is alive: wait for its claim")
+}
+
+func TestAmnesiaGuard(t *testing.T) {
+	e := newE(1, 250, 3) // best rank, but its membership generation is behind
+	peers := []Peer{peer(2, 100, wire.RoleJoining, 0, 0, 0)}
+	peers[0].Generation = 7
+	assert.Equal(t, Nothing, e.Evaluate(t0.Add(2*settle), peers), "behind a live peer: may not lead")
+	e2 := newE(2, 100, 7)
+	p1 := peer(1, 250, wire.RoleJoining, 0, 0, 0)
+	p1.Generation = 3
+	e2.Evaluate(t0, []Peer{p1})
+	assert.Equal(t, Claimed, e2.Evaluate(t0.Add(2*settle), []Peer{p1}), "the up-to-date node leads")
+}
+
+func TestColdStartQuorum(t *testing.T) {
+	alone := newE(1, 100, 5, 1, 2, 3)
+	assert.Equal(t, Nothing, alone.Evaluate(t0.Add(10*settle), nil), "alone: 1 of 3 is no quorum")
+	withOne := newE(1, 100, 5, 1, 2, 3)
+	withOne.Evaluate(t0.Add(9*settle), []Peer{peer(3, 90, wire.RoleJoining, 0, 0, 0)}) // heard from here on
+	assert.Equal(t, Claimed, withOne.Evaluate(t0.Add(10*settle), []Peer{peer(3, 90, wire.RoleJoining, 0, 0, 0)}), "2 of 3 is")
+	override := New(Config{Self: Candidate{Node: 1, Priority: 100, Eligible: true}, Members: []wire.NodeID{1, 2, 3},
+		AllowAlone: true, Settle: settle, ViceGrace: 20 * time.Millisecond}, t0, 0)
+	assert.Equal(t, Claimed, override.Evaluate(t0.Add(settle), nil), "the operator's override")
+}
+
+func TestIsolatedMasterStepsDown(t *testing.T) {
+	e := newE(1, 100, 0)
+	now := t0.Add(time.Second)
+	e.st = State{Role: wire.RoleMaster, Epoch: 2, Master: 1, Vice: 2}
+	e.Evaluate(now, []Peer{peer(2, 100, wire.RoleVice, 2, 1, 2), peer(3, 100, wire.RoleMember, 2, 1, 2)})
+	assert.Equal(t, Lost, e.Evaluate(now.Add(5*time.Millisecond), nil), "all peers at once: our links")
+	assert.Equal(t, Nothing, e.Evaluate(now.Add(time.Second), nil), "and it does not claim alone")
+}
+
+func TestIneligibleNeverLeads(t *testing.T) {
+	e := New(Config{Self: Candidate{Node: 1, Priority: 250}, AllowAlone: true, Settle: settle, ViceGrace: settle}, t0, 0)
+	assert.Equal(t, Nothing, e.Evaluate(t0.Add(10*settle), nil))
+	assert.Equal(t, wire.RoleJoining, e.State().Role)
+}
