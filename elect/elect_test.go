@@ -47,8 +47,7 @@ func TestOutranks(t *testing.T) {
 func TestColdStartBestClaimsAfterSettle(t *testing.T) {
 	e := newE(1, 100, 0)
 	others := []Peer{peer(2, 100, wire.RoleJoining, 0, 0, 0), peer(3, 100, wire.RoleJoining, 0, 0, 0)}
-	assert.Equal(t, Nothing, e.Evaluate(t0, others), "still settling")
-	assert.Equal(t, Nothing, e.Evaluate(t0.Add(10*time.Millisecond), others), "still settling")
+	assert.Equal(t, Nothing, evalUntil(e, 0, settle-time.Millisecond, others), "still settling")
 	require.Equal(t, Claimed, e.Evaluate(t0.Add(settle), others))
 	st := e.State()
 	assert.Equal(t, wire.RoleMaster, st.Role)
@@ -134,8 +133,7 @@ func TestAmnesiaGuard(t *testing.T) {
 	e2 := newE(2, 100, 7)
 	p1 := peer(1, 250, wire.RoleJoining, 0, 0, 0)
 	p1.Generation = 3
-	e2.Evaluate(t0, []Peer{p1})
-	assert.Equal(t, Claimed, e2.Evaluate(t0.Add(2*settle), []Peer{p1}), "the up-to-date node leads")
+	assert.Equal(t, Claimed, evalUntil(e2, 0, 2*settle, []Peer{p1}), "the up-to-date node leads")
 }
 
 func TestColdStartQuorum(t *testing.T) {
