@@ -135,18 +135,18 @@ func (n *Node) membershipReport(now time.Time, node wire.NodeID, kind wire.Repor
 // members changes; every node persists the master's, which is what lets a
 // node that was not in the latest membership know it is behind (amnesia).
 func (n *Node) keepGeneration() {
-	members := n.ms.members[:0:0]
-	members = append(members, n.cfg.Node)
+	members := append(n.ms.scratch[:0], n.cfg.Node)
 	for _, id := range n.peerIDs {
 		if n.live(n.peers[id]) {
 			members = append(members, id)
 		}
 	}
 	slices.Sort(members)
+	n.ms.scratch = members
 	if slices.Equal(members, n.ms.members) {
 		return
 	}
-	n.ms.members = members
+	n.ms.members = append(n.ms.members[:0], members...)
 	n.cfg.Members = append(n.cfg.Members[:0], members...)
 	n.el.SetMembers(members)
 	n.el.SetGeneration(n.el.Self().Generation + 1)

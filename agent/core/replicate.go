@@ -59,6 +59,7 @@ type masterState struct {
 	nextTxn  uint64
 	nextSnap uint64
 	members  []wire.NodeID
+	scratch  []wire.NodeID
 	memo     map[uint64]memo // last membership report per entity
 	dedup    map[reportRef]uint64
 	dedupQ   []reportRef
