@@ -4,7 +4,7 @@ GOFLAGS  ?=
 PKGS     := ./...
 BIN      := bin
 
-.PHONY: all build test demo bench fuzz lint clean ctest cbench
+.PHONY: all build test demo simdemo bench fuzz lint clean ctest cbench
 
 all: build
 
@@ -14,12 +14,19 @@ build:
 
 test: lint
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+	@# Allocation budgets again without the race detector, which adds its own.
+	$(GO) test -count=1 -run 'Alloc' $(PKGS)
 	$(MAKE) -C shmem/c test
 
 ctest:
 	$(MAKE) -C shmem/c test
 
+# Three real agents on loopback: election, an alarm, kill -9, measured detection.
 demo: build
+	./scripts/demo.sh
+
+# The same story on the deterministic simulator, with partitions and healing.
+simdemo:
 	$(GO) run ./netsim/cmd/netsim-demo
 
 bench:

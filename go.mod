@@ -3,6 +3,7 @@ module github.com/fmagent/fmagent
 go 1.26.0
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/cespare/xxhash/v2 v2.3.0
 	github.com/stretchr/testify v1.12.1
 	golang.org/x/net v0.62.0

@@ -37,6 +37,7 @@ type group struct {
 
 type reportRef struct {
 	from wire.NodeID
+	inc  uint64 // the reporter's incarnation
 	id   uint64
 }
 

@@ -98,9 +98,10 @@ func (l *ledger) record(r *Request) {
 	}
 }
 
-// newReportID numbers a local request. The master acknowledges (and
-// de-duplicates retransmissions) by (reporter, ID), so an ID must never be
-// reused by a later life of this node: the incarnation is part of it.
+// newReportID numbers a local request. The master de-duplicates
+// retransmissions by (reporter, incarnation, ID); the low bits of the
+// incarnation are in the ID too, so an acknowledgement meant for an earlier
+// life of this node is not taken for one of this life's requests.
 func (n *Node) newReportID() uint64 {
 	n.nextReport++
 	return n.inc<<40 | n.nextReport&(1<<40-1)
@@ -251,7 +252,7 @@ func (n *Node) ackReport(a reportRef, seq uint64, code uint8) {
 func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report) {
 	r.From = from
 	r.At = now.UnixNano()
-	ref := reportRef{from, r.ID}
+	ref := reportRef{from: from, inc: r.Incarnation, id: r.ID}
 	if seq, dup := n.ms.dedup[ref]; dup && r.ID != 0 {
 		n.ackReport(ref, seq, ackOK)
 		return
@@ -271,7 +272,14 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report) {
 			return
 		}
 		if e, ok := n.tab.Get(r.Entity); ok && e.Owner == from && e.Kind == r.EntityKind {
-			break // already there: a re-assertion changes nothing
+			if e.State == wire.StateUp {
+				break // already there: a re-assertion changes nothing
+			}
+			// Registered again while down (its process restarted, or its
+			// node came back): up, under the registrant's incarnation.
+			g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: r.Entity, State: wire.StateUp,
+				Incarnation: max(r.Incarnation, e.Incarnation), By: from, At: r.At})
+			break
 		}
 		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRegister, Entity: r.Entity, Name: []byte(r.Name),
 			EntityKind: r.EntityKind, Owner: from, State: wire.StateUp, Incarnation: r.Incarnation, By: from, At: r.At})

@@ -1,0 +1,431 @@
+// Package agent is the fmagent daemon: the thin I/O shell around the pure
+// protocol core (package agent/core). Run opens the two networks, the
+// shared-memory segment, the API socket, the process watcher, the metrics
+// endpoint and the watchdog, feeds the core with packets, time and local
+// requests, and carries out what the core's Ready asks for.
+//
+// # One mutex
+//
+// The core (a *core.Node) is guarded by one mutex, agent.mu, and so is
+// everything the shell does with a Ready (the unicast address book, the
+// shared-memory writer, the waiting API calls, the watchers). A mutex rather
+// than one owning goroutine because the receive path must not hop through a
+// channel: each receive goroutine reads a batch with recvmmsg into its own
+// preallocated buffers, takes the lock, Steps every datagram and handles
+// each Ready before the next Step (a Ready's packet data is only valid until
+// the next call into the core), and releases it. The lock is held for
+// microseconds (an HMAC check, a few table updates, a sendmmsg, a
+// shared-memory commit); the one slow thing under it is the rare persist
+// of the membership generation, which must complete before anything else of
+// that Ready is sent (an fsync; a membership change happens a few times in a
+// cluster's life). A single owning goroutine would add a channel send and a
+// goroutine wake-up (several microseconds, an allocation-free but
+// scheduler-bound hop) to every packet, which is what the down-propagation
+// budget (DESIGN §6) cannot afford.
+//
+// Goroutines: four receive loops (group and unicast socket of each
+// network), the timer loop (sleeps until core.NextDeadline with one
+// time.Timer and Ticks), the process-exit loop, the watchdog kicker, the API
+// server and, if configured, the metrics server.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fmagent/fmagent/agent/core"
+	"github.com/fmagent/fmagent/agent/plugin"
+	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/metrics"
+	"github.com/fmagent/fmagent/persist"
+	"github.com/fmagent/fmagent/procwatch"
+	"github.com/fmagent/fmagent/sdnotify"
+	"github.com/fmagent/fmagent/shmem"
+	"github.com/fmagent/fmagent/transport"
+	"github.com/fmagent/fmagent/watchdog"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// DevKey is the built-in development cluster key, used (with a warning)
+// when the configuration names no key file. Every agent built from this
+// source knows it: it authenticates nothing.
+const DevKey = "fmagent-insecure-development-key-do-not-use-in-production"
+
+// MinKeyLen is the shortest key file accepted.
+const MinKeyLen = 16
+
+// Tunables; variables so that tests can shorten them.
+var (
+	// requestTimeout bounds a write request that waits for the master (for
+	// a master to exist, then for its answer), whatever the client's own
+	// deadline.
+	requestTimeout = 5 * time.Second
+	// shutdownTimeout bounds the whole shutdown.
+	shutdownTimeout = 3 * time.Second
+	// watchBuffer is the per-watcher event buffer; a watcher further behind
+	// than that is dropped.
+	watchBuffer = 1024
+)
+
+// recvBatch is the number of datagrams one ReadBatch may return.
+const recvBatch = 32
+
+// Run runs the agent until ctx is done, then shuts it down cleanly (it says
+// goodbye to its peers, so they mark it down at once) and returns nil. It
+// returns an error if the agent cannot start, or if the API server fails
+// (then after shutting down the rest).
+//
+// A nil cfg is config.Default() with AllowAlone set: a single-node cluster
+// on loopback.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg == nil {
+		cfg = config.Default()
+		cfg.AllowAlone = true
+		log.Info("no configuration: running a single-node cluster on loopback (allow_alone)")
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("agent: configuration: %w", err)
+	}
+	a := &agent{cfg: cfg, log: log}
+	if err := a.start(); err != nil {
+		a.closeAll()
+		return err
+	}
+	return a.run(ctx)
+}
+
+// agent is one running node.
+type agent struct {
+	cfg *config.Config
+	log *slog.Logger
+
+	// Set at start, read-only afterwards.
+	self     wire.NodeID
+	stateDir string
+	tr       *transport.Transport
+	pw       *procwatch.Watcher
+	wd       watchdog.Watchdog
+	srv      *api.Server
+	ln       *net.UnixListener
+	msrv     *metrics.Server
+	reg      *metrics.Registry
+	m        *agentMetrics
+
+	// mu guards the core and everything below it.
+	mu       sync.Mutex
+	core     *core.Node
+	stopping bool
+	snd      *transport.Sender
+	shm      *shmem.Writer
+	addrs    [wire.NumNets]map[wire.NodeID]netip.AddrPort
+	waiters  map[uint64]chan core.Result
+	seqWait  []seqWaiter
+	watchers map[*watcher]struct{}
+	shadow   map[uint64]shadow   // what is published in shared memory
+	seen     map[uint64]struct{} // scratch: IDs published in this Ready
+	procs    map[uint64]string   // process-tied entity ID -> name
+	// Published header state.
+	pubMaster wire.NodeID
+	pubEpoch  uint64
+	pubStale  bool
+	pubInit   bool
+	// masterCh is closed while a master is known, open while there is none.
+	masterCh chan struct{}
+	fenced   bool // self-fence: the watchdog is no longer kicked
+	scratch  shmem.Entity
+	events   []api.Event // scratch for watcher events
+
+	wake chan struct{} // pokes the timer loop
+	wg   sync.WaitGroup
+}
+
+type seqWaiter struct {
+	seq uint64
+	ch  chan struct{}
+}
+
+// start opens everything; on error the caller closes what was opened.
+func (a *agent) start() error {
+	cfg := a.cfg
+	a.self = wire.NodeID(cfg.NodeID)
+	a.stateDir = cfg.Paths.StateDir
+	a.wake = make(chan struct{}, 1)
+	a.waiters = make(map[uint64]chan core.Result)
+	a.watchers = make(map[*watcher]struct{})
+	a.shadow = make(map[uint64]shadow)
+	a.seen = make(map[uint64]struct{})
+	a.procs = make(map[uint64]string)
+	a.masterCh = make(chan struct{})
+	for i := range a.addrs {
+		a.addrs[i] = make(map[wire.NodeID]netip.AddrPort)
+	}
+
+	key, err := loadKey(cfg.KeyFile)
+	if err != nil {
+		return err
+	}
+	if cfg.KeyFile == "" {
+		a.log.Warn("no key_file configured: using the built-in development key; packets are not authenticated against anyone who has this source")
+	}
+
+	inc, err := persist.NextIncarnation(a.stateDir)
+	if err != nil {
+		return fmt.Errorf("agent: state directory %s: %w", a.stateDir, err)
+	}
+	st, err := persist.Load(a.stateDir)
+	if err != nil {
+		return fmt.Errorf("agent: state directory %s: %w", a.stateDir, err)
+	}
+	members := make([]wire.NodeID, len(st.Members))
+	for i, m := range st.Members {
+		members[i] = wire.NodeID(m)
+	}
+
+	specs := make([]plugin.Spec, len(cfg.Plugins))
+	for i, p := range cfg.Plugins {
+		specs[i] = plugin.Spec{Name: p.Name, Args: p.Args}
+	}
+	chain, err := plugin.NewChain(specs)
+	if err != nil {
+		return fmt.Errorf("agent: plugin chain: %w", err)
+	}
+
+	// The shared-memory slot holds shmem.MaxAlarms alarms; the table must
+	// refuse more, the same way on every node (see the package doc).
+	maxAlarms := cfg.MaxAlarms
+	if maxAlarms > shmem.MaxAlarms {
+		a.log.Info("max_alarms is above what a shared-memory slot holds; using the slot's limit",
+			"max_alarms", cfg.MaxAlarms, "limit", shmem.MaxAlarms)
+		maxAlarms = shmem.MaxAlarms
+	}
+
+	now := time.Now()
+	a.core = core.New(core.Config{
+		Node:         wire.NodeID(cfg.NodeID),
+		Cluster:      cfg.ClusterID,
+		Key:          key,
+		Priority:     cfg.Priority,
+		Eligible:     cfg.Eligible,
+		Interval:     cfg.Timing.Interval,
+		Misses:       cfg.Timing.Misses,
+		StaleTimeout: cfg.Timing.StaleTimeout,
+		Incarnation:  inc,
+		Generation:   st.Generation,
+		Members:      members,
+		AllowAlone:   cfg.AllowAlone,
+		MaxAlarms:    maxAlarms,
+		Chain:        chain,
+	}, now)
+	a.log.Info("starting", "node", cfg.NodeID, "cluster", cfg.ClusterID, "incarnation", inc,
+		"generation", st.Generation, "members", fmt.Sprint(st.Members), "priority", cfg.Priority,
+		"eligible", cfg.Eligible, "interval", cfg.Timing.Interval, "misses", cfg.Timing.Misses,
+		"detection", cfg.Timing.Detection(), "allow_alone", cfg.AllowAlone)
+
+	var tc transport.Config
+	for i, n := range cfg.Networks {
+		tc.Nets[i] = transport.NetConfig{
+			Interface: n.Interface, Group: n.Group, Port: n.Port, TTL: n.TTL,
+			Loopback: n.Loopback, Source: n.Source,
+		}
+	}
+	if a.tr, err = transport.Open(tc); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.snd = a.tr.NewSender()
+	for n := wire.Net(0); n < wire.NumNets; n++ {
+		a.log.Info("network", "net", netName(n), "interface", cfg.Networks[n].Interface,
+			"group", a.tr.Group(n).String(), "unicast", a.tr.LocalAddr(n).String())
+	}
+
+	a.shm, err = shmem.Create(cfg.ShmPath(), shmem.Options{NodeID: wire.NodeID(cfg.NodeID)})
+	if err != nil {
+		return fmt.Errorf("agent: shared memory: %w", err)
+	}
+
+	if a.pw, err = procwatch.New(); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+
+	a.reg = metrics.NewRegistry()
+	a.m = newMetrics(a.reg, a)
+	if cfg.Metrics.Listen != "" {
+		if a.msrv, err = metrics.NewServer(cfg.Metrics.Listen, a.reg); err != nil {
+			// Metrics are not worth failing over: the node still works.
+			a.log.Warn("metrics endpoint not started", "listen", cfg.Metrics.Listen, "err", err)
+			a.msrv = nil
+		} else {
+			a.log.Info("metrics endpoint", "addr", "http://"+a.msrv.Addr().String()+"/metrics")
+		}
+	}
+
+	if a.wd, err = watchdog.Open(cfg.Watchdog.Device, watchdog.DeviceOptions{}); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+
+	var auth *api.Authorizer
+	mode := os.FileMode(0o660) // no allow-list: only the agent's user and group may connect (and write)
+	if len(cfg.API.AllowUsers) > 0 || len(cfg.API.AllowGroups) > 0 {
+		if auth, err = api.NewAuthorizer(cfg.API.AllowUsers, cfg.API.AllowGroups); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		mode = 0o666 // anyone may read; the allow-list decides who writes
+	}
+	if a.ln, err = api.Listen(cfg.Paths.Socket, mode); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.srv = &api.Server{Handler: &handler{a}, Authorizer: auth, Log: a.log.With("part", "api")}
+	return nil
+}
+
+// loadKey reads the cluster key: the file's bytes, trailing whitespace
+// (a final newline) removed. "" is the development key.
+func loadKey(path string) ([]byte, error) {
+	if path == "" {
+		return []byte(DevKey), nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("agent: key file: %w", err)
+	}
+	k := []byte(strings.TrimRight(string(b), " \t\r\n"))
+	if len(k) < MinKeyLen {
+		return nil, fmt.Errorf("agent: key file %s: %d bytes, at least %d needed", path, len(k), MinKeyLen)
+	}
+	return k, nil
+}
+
+// run starts the goroutines, serves until ctx is done or a part fails, and
+// shuts down.
+func (a *agent) run(ctx context.Context) error {
+	for n := wire.Net(0); n < wire.NumNets; n++ {
+		a.goLoop(func() { a.recvLoop(n, false) })
+		a.goLoop(func() { a.recvLoop(n, true) })
+	}
+	done := make(chan struct{})
+	a.goLoop(func() { a.timerLoop(done) })
+	a.goLoop(a.procLoop)
+	if p := watchdog.KickPeriod(a.wd); p > 0 {
+		a.goLoop(func() { a.kickLoop(done, p) })
+		a.log.Info("watchdog", "device", a.cfg.Watchdog.Device, "kick_every", p, "self_fence", a.cfg.Watchdog.SelfFence)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- a.srv.Serve(a.ln) }()
+
+	if _, err := sdnotify.Ready(); err != nil {
+		a.log.Warn("sd_notify READY", "err", err)
+	}
+	a.log.Info("serving", "socket", a.cfg.Paths.Socket, "shm", a.cfg.ShmPath())
+
+	var err error
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down")
+	case err = <-serveErr:
+		err = fmt.Errorf("agent: API server: %w", err)
+		a.log.Error("shutting down after a failure", "err", err)
+	}
+	a.shutdown(done)
+	return err
+}
+
+func (a *agent) goLoop(fn func()) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		fn()
+	}()
+}
+
+// shutdown says goodbye, stops every part and waits (bounded) for the
+// goroutines.
+func (a *agent) shutdown(done chan struct{}) {
+	deadline := time.Now().Add(shutdownTimeout)
+	a.mu.Lock()
+	a.stopping = true
+	a.core.Shutdown(time.Now())
+	a.handleReady()
+	a.mu.Unlock()
+	close(done)
+	if _, err := sdnotify.Stopping(); err != nil {
+		a.log.Warn("sd_notify STOPPING", "err", err)
+	}
+
+	// The API: cancels every request in progress (waiting writes return,
+	// watches end).
+	sctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-time.Second))
+	if err := a.srv.Shutdown(sctx); err != nil {
+		a.log.Warn("API server shutdown", "err", err)
+	}
+	cancel()
+	a.mu.Lock()
+	for w := range a.watchers {
+		a.dropWatcher(w, api.Errorf(api.ErrUnavailable, "the agent is shutting down"))
+	}
+	a.mu.Unlock()
+
+	a.tr.Close() // ends the receive loops
+	a.pw.Close() // ends the process loop
+	wait := make(chan struct{})
+	go func() {
+		a.wg.Wait()
+		close(wait)
+	}()
+	select {
+	case <-wait:
+	case <-time.After(time.Until(deadline)):
+		a.log.Warn("shutdown: some goroutines did not stop in time")
+	}
+	a.closeAll()
+	a.log.Info("stopped")
+}
+
+// closeAll closes what start opened (idempotent parts only; the transport
+// and the process watcher may already be closed).
+func (a *agent) closeAll() {
+	if a.ln != nil && a.srv == nil {
+		a.ln.Close()
+	}
+	if a.tr != nil {
+		a.tr.Close()
+	}
+	if a.pw != nil {
+		a.pw.Close()
+	}
+	a.mu.Lock()
+	if a.shm != nil {
+		if err := a.shm.Close(); err != nil {
+			a.log.Warn("closing shared memory", "err", err)
+		}
+		if err := a.shm.Unlink(); err != nil {
+			a.log.Warn("removing shared memory", "err", err)
+		}
+		a.shm = nil
+	}
+	a.mu.Unlock()
+	if a.msrv != nil {
+		a.msrv.Close()
+	}
+	if a.wd != nil {
+		if err := a.wd.Close(); err != nil {
+			a.log.Warn("closing the watchdog", "err", err)
+		}
+	}
+}
+
+func netName(n wire.Net) string {
+	if n < wire.NumNets {
+		return string(rune('a' + n))
+	}
+	return fmt.Sprintf("#%d", n)
+}

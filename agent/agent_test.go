@@ -1,0 +1,334 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/client"
+	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/shmem"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// childEnv makes the test binary a client that registers a process entity
+// tied to itself and exits (see TestMain).
+const childEnv = "FMAGENT_TEST_PROCESS_CLIENT"
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(childEnv); spec != "" {
+		socket, name, _ := strings.Cut(spec, "|")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := client.Dial(ctx, socket)
+		if err == nil {
+			_, err = c.Register(ctx, name, client.KindProcess, client.AsProcess())
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0) // the agent sees the exit and reports the entity down
+	}
+	os.Exit(m.Run())
+}
+
+// testNet picks two multicast groups and a port for one test, so that test
+// binaries running at the same time never hear each other.
+func testNet(t *testing.T) (a, b netip.Addr, port int) {
+	t.Helper()
+	x := byte(rand.IntN(200) + 20)
+	y := byte(rand.IntN(250) + 1)
+	a = netip.AddrFrom4([4]byte{239, 255, x, y})
+	b = netip.AddrFrom4([4]byte{239, 255, x + 1, y})
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	port = c.LocalAddr().(*net.UDPAddr).Port
+	require.NoError(t, c.Close())
+	return a, b, port
+}
+
+type testNode struct {
+	id     int
+	cfg    *config.Config
+	cancel context.CancelFunc
+	done   chan error
+	shm    *shmem.Reader
+}
+
+// testCluster is n agents on lo, started with Run in goroutines.
+type testCluster struct {
+	t     *testing.T
+	nodes []*testNode
+}
+
+func newTestConfig(t *testing.T, id int, cluster uint32, ga, gb netip.Addr, port int, dir string) *config.Config {
+	cfg := config.Default()
+	cfg.NodeID = uint32(id)
+	cfg.ClusterID = cluster
+	cfg.Networks[0].Group, cfg.Networks[0].Port = ga, port
+	cfg.Networks[1].Group, cfg.Networks[1].Port = gb, port
+	cfg.Timing.Profile = config.ProfileCustom
+	cfg.Timing.Interval, cfg.Timing.Misses = 10*time.Millisecond, 5
+	cfg.Paths.StateDir = filepath.Join(dir, fmt.Sprintf("n%d", id))
+	cfg.Paths.Socket = filepath.Join(cfg.Paths.StateDir, "fmagent.sock")
+	cfg.Paths.Shm = fmt.Sprintf("fmagent-test-%d-%d-%d", os.Getpid(), cluster, id)
+	cfg.Metrics.Listen = ""
+	cfg.AllowAlone = false
+	require.NoError(t, cfg.Validate())
+	return cfg
+}
+
+func startCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	ga, gb, port := testNet(t)
+	cluster := uint32(rand.IntN(1<<30) + 1000)
+	dir := t.TempDir()
+	tc := &testCluster{t: t}
+	for i := 1; i <= n; i++ {
+		cfg := newTestConfig(t, i, cluster, ga, gb, port, dir)
+		ctx, cancel := context.WithCancel(context.Background())
+		nd := &testNode{id: i, cfg: cfg, cancel: cancel, done: make(chan error, 1)}
+		log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", i)
+		go func() { nd.done <- Run(ctx, cfg, log) }()
+		tc.nodes = append(tc.nodes, nd)
+	}
+	t.Cleanup(func() {
+		for _, nd := range tc.nodes {
+			nd.cancel()
+		}
+		for _, nd := range tc.nodes {
+			select {
+			case err := <-nd.done:
+				if err != nil {
+					t.Errorf("node %d: Run: %v", nd.id, err)
+				}
+				nd.done <- err
+			case <-time.After(5 * time.Second):
+				t.Errorf("node %d: Run did not return", nd.id)
+			}
+			if nd.shm != nil {
+				nd.shm.Close()
+			}
+		}
+	})
+	// Open every node's segment once it exists.
+	for _, nd := range tc.nodes {
+		require.Eventually(t, func() bool {
+			select {
+			case err := <-nd.done:
+				t.Fatalf("node %d: Run returned early: %v", nd.id, err)
+			default:
+			}
+			r, err := shmem.Open(nd.cfg.ShmPath())
+			if err != nil {
+				return false
+			}
+			nd.shm = r
+			return true
+		}, 5*time.Second, 10*time.Millisecond, "node %d: shared memory", nd.id)
+	}
+	return tc
+}
+
+// state reads entity name from nd's shared memory ("" if absent).
+func (nd *testNode) state(name string) (wire.State, *shmem.Entity) {
+	var e shmem.Entity
+	if err := nd.shm.ReadByName(name, &e); err != nil {
+		return 0, nil
+	}
+	return e.State, &e
+}
+
+func (nd *testNode) client(t *testing.T) *client.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, nd.cfg.Paths.Socket)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// waitShm waits until cond holds for nd's shared memory, waking on every
+// commit.
+func waitShm(t *testing.T, nd *testNode, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	seq := nd.shm.Seq()
+	for !cond() {
+		var err error
+		if seq, err = nd.shm.Wait(ctx, seq); err != nil {
+			if cond() {
+				return
+			}
+			t.Fatalf("node %d: %s: %v", nd.id, what, err)
+		}
+	}
+}
+
+func TestThreeAgents(t *testing.T) {
+	tc := startCluster(t, 3)
+	nodes := tc.nodes
+
+	// One master, and node/1..3 up in every node's shared memory.
+	for _, nd := range nodes {
+		waitShm(t, nd, 10*time.Second, "cluster formed", func() bool {
+			h := nd.shm.Header()
+			if h.Master == 0 {
+				return false
+			}
+			for i := 1; i <= 3; i++ {
+				if st, _ := nd.state(fmt.Sprintf("node/%d", i)); st != wire.StateUp {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	master := nodes[0].shm.Header().Master
+	masters := 0
+	for _, nd := range nodes {
+		require.Equal(t, master, nd.shm.Header().Master, "node %d follows another master", nd.id)
+		st, err := nd.client(t).Status(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, master, st.Master)
+		require.Len(t, st.Members, 3)
+		for _, m := range st.Members {
+			require.Equal(t, api.StateUp, m.State, "node %d sees member %d", nd.id, m.Node)
+		}
+		if st.Role == api.RoleMaster {
+			masters++
+			require.Equal(t, wire.NodeID(nd.id), master)
+		}
+	}
+	require.Equal(t, 1, masters, "exactly one master")
+	t.Logf("master: node %d", master)
+
+	// A watcher on node 3 sees what a client raises on node 2.
+	c2, c3 := nodes[1].client(t), nodes[2].client(t)
+	wctx, wcancel := context.WithCancel(context.Background())
+	defer wcancel()
+	w, err := c3.Watch(wctx, "svc/")
+	require.NoError(t, err)
+	defer w.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e, err := c2.Register(ctx, "svc/billing", client.KindService)
+	require.NoError(t, err)
+	require.Equal(t, wire.NodeID(2), e.Owner)
+	require.Equal(t, api.StateUp, e.State)
+	res, err := c2.Raise(ctx, "svc/billing", "rpc-timeout", client.SevMajor)
+	require.NoError(t, err)
+	require.Equal(t, "raise", res.Verdict)
+	require.NotZero(t, res.Seq)
+	// Read-your-writes on node 2.
+	got, err := c2.Get(ctx, "svc/billing")
+	require.NoError(t, err)
+	require.Len(t, got.Alarms, 1)
+
+	waitShm(t, nodes[2], 2*time.Second, "alarm on node 3", func() bool {
+		_, e := nodes[2].state("svc/billing")
+		if e == nil {
+			return false
+		}
+		a, ok := e.FindAlarm([]byte("rpc-timeout"))
+		return ok && a.Severity == wire.SevMajor && a.RaisedBy == 2
+	})
+	var kinds []api.EventKind
+	timeout := time.After(2 * time.Second)
+	for len(kinds) < 2 {
+		select {
+		case ev, ok := <-w.Events():
+			require.True(t, ok, "watch ended: %v", w.Err())
+			require.Equal(t, "svc/billing", ev.Entity.Name)
+			kinds = append(kinds, ev.Kind)
+		case <-timeout:
+			t.Fatalf("watch on node 3: events %v, want register and raise", kinds)
+		}
+	}
+	require.Equal(t, []api.EventKind{api.EventRegister, api.EventRaise}, kinds)
+
+	// Errors the handler decides.
+	_, err = c2.Raise(ctx, "svc/nope", "x", client.SevMinor)
+	require.ErrorIs(t, err, api.ErrNotFound)
+	_, err = c3.SetState(ctx, "svc/billing", client.StateDown)
+	require.ErrorIs(t, err, api.ErrPermission)
+	_, err = c3.Register(ctx, "svc/billing", client.KindCustom)
+	require.ErrorIs(t, err, api.ErrCollision)
+
+	// A process entity goes down when its process exits, and comes up
+	// again when a new process registers it.
+	pw, err := c3.Watch(wctx, "node/2/proc/")
+	require.NoError(t, err)
+	defer pw.Close()
+	for run := 1; run <= 2; run++ {
+		child := exec.Command(os.Args[0], "-test.run=^$")
+		child.Env = append(os.Environ(), childEnv+"="+nodes[1].cfg.Paths.Socket+"|node/2/proc/child")
+		out, err := child.CombinedOutput()
+		require.NoError(t, err, "child: %s", out)
+		waitShm(t, nodes[2], 3*time.Second, "process entity down on node 3", func() bool {
+			st, _ := nodes[2].state("node/2/proc/child")
+			return st == wire.StateDown
+		})
+	}
+	var states []string
+	timeout = time.After(2 * time.Second)
+	for len(states) < 4 {
+		select {
+		case ev, ok := <-pw.Events():
+			require.True(t, ok, "watch ended: %v", pw.Err())
+			states = append(states, string(ev.Kind)+":"+string(ev.Entity.State))
+		case <-timeout:
+			t.Fatalf("watch on node 3: events %v", states)
+		}
+	}
+	require.Equal(t, []string{"register:up", "state:down", "state:up", "state:down"}, states)
+
+	// A node that stops says goodbye: the others mark it down at once.
+	var leaver *testNode
+	for _, nd := range nodes {
+		if wire.NodeID(nd.id) != master {
+			leaver = nd
+		}
+	}
+	name := fmt.Sprintf("node/%d", leaver.id)
+	start := time.Now()
+	leaver.cancel()
+	require.NoError(t, <-leaver.done)
+	leaver.done <- nil
+	for _, nd := range nodes {
+		if nd == leaver {
+			continue
+		}
+		waitShm(t, nd, 2*time.Second, name+" down", func() bool {
+			st, _ := nd.state(name)
+			return st == wire.StateDown
+		})
+	}
+	t.Logf("%s down everywhere %v after its agent was stopped (detection bound %v)", name, time.Since(start), nodes[0].cfg.Timing.Detection())
+	_, err = os.Stat(leaver.cfg.ShmPath())
+	require.ErrorIs(t, err, os.ErrNotExist, "the stopped agent removes its segment")
+}
+
+func TestRunRefusesBadConfig(t *testing.T) {
+	cfg := config.Default()
+	cfg.Timing.Misses = 1
+	err := Run(context.Background(), cfg, nil)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "timing.misses")
+}

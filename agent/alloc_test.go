@@ -1,0 +1,100 @@
+package agent
+
+import (
+	"log/slog"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fmagent/fmagent/agent/core"
+	"github.com/fmagent/fmagent/agent/table"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// soloAgent starts (without its goroutines) a one-node agent that may form
+// a cluster alone, and drives its core by hand until it is master.
+func soloAgent(t *testing.T) (*agent, time.Time) {
+	t.Helper()
+	ga, gb, port := testNet(t)
+	cfg := newTestConfig(t, 1, uint32(rand.IntN(1<<30)+1000), ga, gb, port, t.TempDir())
+	cfg.AllowAlone = true
+	a := &agent{cfg: cfg, log: slog.New(slog.DiscardHandler)}
+	require.NoError(t, a.start())
+	t.Cleanup(func() {
+		a.ln.Close()
+		a.closeAll()
+	})
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := 0; i < 100 && a.core.Role().Master != a.self; i++ {
+		now = now.Add(10 * time.Millisecond)
+		a.core.Tick(now)
+		a.handleReady()
+	}
+	require.Equal(t, a.self, a.core.Role().Master, "a lone node with allow_alone becomes master")
+	return a, now
+}
+
+// Publishing a changed entity to shared memory allocates nothing.
+func TestPublishAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under the race detector")
+	}
+	a, _ := soloAgent(t)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	id := table.NodeEntityID(a.self)
+	_, ok := a.core.Table().Get(id)
+	require.True(t, ok)
+	rd := &core.Ready{Changed: []uint64{id, id}}
+	a.publish(rd)
+	seq := a.shm.Seq()
+	allocs := testing.AllocsPerRun(200, func() { a.publish(rd) })
+	require.Zero(t, allocs, "allocations per publish")
+	require.Greater(t, a.shm.Seq(), seq, "every publish commits")
+}
+
+// Stepping a peer's heartbeat and handling the Ready allocates nothing.
+func TestReceivePathAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under the race detector")
+	}
+	a, now := soloAgent(t)
+	codec := wire.NewCodec(a.cfg.ClusterID, []byte(DevKey))
+	const n = 400
+	pkts := make([][]byte, n)
+	for i := range pkts {
+		h := wire.Header{Sender: 2, Incarnation: 7, Seq: uint64(i + 1)}
+		hb := wire.Heartbeat{Role: wire.RoleMember, Priority: 50, Eligible: true, Master: a.self}
+		var err error
+		pkts[i], err = codec.AppendHeartbeat(nil, &h, &hb)
+		require.NoError(t, err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	i := 0
+	step := func() {
+		now = now.Add(100 * time.Microsecond)
+		_, err := a.core.Step(now, wire.NetA, pkts[i])
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		a.addrs[wire.NetA][2] = a.tr.LocalAddr(wire.NetA)
+		a.handleReady()
+		i++
+	}
+	// Warm up: the peer comes up, the master registers it.
+	for range 50 {
+		step()
+	}
+	a.core.Tick(now)
+	a.handleReady()
+	for range 50 {
+		step()
+	}
+	allocs := testing.AllocsPerRun(200, step)
+	require.Zero(t, allocs, "allocations per received heartbeat")
+}

@@ -1,0 +1,429 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fmagent/fmagent/agent/core"
+	"github.com/fmagent/fmagent/agent/table"
+	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// handler serves the API (api.Handler) from the agent.
+//
+// Writes go to the master through core.Submit and wait for its answer,
+// then for the change to be applied to this node's own table, so a client
+// that writes and then reads (Get, List, shared memory) on the same node
+// sees its write. Reads are answered from this node's table.
+//
+// Writes about an entity that must exist (Unregister, Raise, Clear,
+// SetState) are checked against this node's table first: not_found if it
+// does not hold the entity (or, for Clear, the alarm), permission_denied for
+// SetState on an entity another node owns, collision for a Register of a
+// name held with another kind or owner (docs/api.md). Report is not
+// checked: a fault about anything goes to the master's plugins.
+//
+// Register with Process ties the entity to the caller's process (the
+// connection's SO_PEERCRED pid): when it exits, this node reports the
+// entity down as its owner. The entity keeps the name the client gave; the
+// convention for process entities is node/<id>/proc/<name> (which also
+// makes the owner node explicit in the name), but it is not imposed.
+type handler struct{ a *agent }
+
+var _ api.Handler = (*handler)(nil)
+
+// write submits req to the master and waits for its result and for this
+// node's table to reach the result's seq. check, if not nil, runs under the
+// lock before the request is submitted, and may fill in the request.
+func (a *agent) write(ctx context.Context, req core.Request, check func(*core.Request) error) (core.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	a.mu.Lock()
+	for {
+		if a.stopping {
+			a.mu.Unlock()
+			return core.Result{}, api.Errorf(api.ErrUnavailable, "the agent is shutting down")
+		}
+		if check != nil {
+			if err := check(&req); err != nil {
+				a.mu.Unlock()
+				return core.Result{}, err
+			}
+		}
+		if a.core.Role().Master != 0 {
+			break
+		}
+		// No master (yet: an election may be in progress): wait for one
+		// rather than queue a request nobody can answer.
+		ch := a.masterCh
+		a.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return core.Result{}, api.Errorf(api.ErrNoMaster, "no master in the cluster (waited %v)", requestTimeout)
+			}
+			return core.Result{}, ctx.Err()
+		}
+		a.mu.Lock()
+	}
+	ch := make(chan core.Result, 1)
+	id := a.core.Submit(time.Now(), req)
+	a.waiters[id] = ch
+	a.handleReady()
+	a.mu.Unlock()
+	a.poke()
+
+	var res core.Result
+	select {
+	case res = <-ch:
+	case <-ctx.Done():
+		a.mu.Lock()
+		delete(a.waiters, id)
+		noMaster := a.core.Role().Master == 0
+		a.mu.Unlock()
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return core.Result{}, ctx.Err()
+		}
+		if noMaster {
+			return core.Result{}, api.Errorf(api.ErrNoMaster, "the master was lost before it answered; the outcome is unknown")
+		}
+		return core.Result{}, api.Errorf(api.ErrTimeout, "no answer from the master; the outcome is unknown")
+	}
+	if res.Err != nil {
+		return res, mapErr(res.Err, req.Name)
+	}
+	if err := a.waitSeq(ctx, res.Seq); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// waitSeq waits until this node's table has applied seq.
+func (a *agent) waitSeq(ctx context.Context, seq uint64) error {
+	a.mu.Lock()
+	if seq == 0 || a.core.Table().Seq() >= seq || a.stopping {
+		a.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	a.seqWait = append(a.seqWait, seqWaiter{seq: seq, ch: ch})
+	a.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return api.Errorf(api.ErrTimeout, "the master applied the change (seq %d) but it has not reached this node yet", seq)
+		}
+		return ctx.Err()
+	}
+}
+
+// mapErr turns a core error into the API's.
+func mapErr(err error, name string) error {
+	switch {
+	case errors.Is(err, core.ErrNoMaster):
+		return fmt.Errorf("%w", api.ErrNoMaster)
+	case errors.Is(err, core.ErrCollision):
+		return api.Errorf(api.ErrCollision, "%q: its ID collides with another entity's name", name)
+	case errors.Is(err, core.ErrBadName):
+		return api.Errorf(api.ErrBadRequest, "%q: bad entity name", name)
+	case errors.Is(err, core.ErrRejected):
+		return api.Errorf(api.ErrBadRequest, "%q: rejected by the master", name)
+	}
+	return fmt.Errorf("%v: %w", err, api.ErrInternal)
+}
+
+func notFound(name string) error { return fmt.Errorf("entity %q: %w", name, api.ErrNotFound) }
+
+// lookup returns the entity named name from this node's table. mu held.
+func (a *agent) lookup(name string) (*table.Entity, bool) { return a.core.Table().Lookup(name) }
+
+// Register implements api.Handler.
+func (h *handler) Register(ctx context.Context, cred api.Cred, req *api.RegisterRequest) (*api.Entity, error) {
+	a := h.a
+	self := a.self
+	kind := req.Kind.Wire()
+	id := table.ID(req.Name)
+	if req.Process && cred.PID <= 0 {
+		return nil, api.Errorf(api.ErrBadRequest, "process: the caller's pid is unknown")
+	}
+	_, err := a.write(ctx, core.Request{Kind: wire.ReportRegister, Name: req.Name, EntityKind: kind, Txn: req.Txn}, func(*core.Request) error {
+		if e, ok := a.core.Table().Get(id); ok {
+			switch {
+			case e.Name != req.Name:
+				return api.Errorf(api.ErrCollision, "%q has the ID of the entity %q", req.Name, e.Name)
+			case e.Kind != kind:
+				return api.Errorf(api.ErrCollision, "%q is registered as a %s", req.Name, api.KindOf(e.Kind))
+			case e.Owner != self:
+				return api.Errorf(api.ErrCollision, "%q is registered by node %d", req.Name, e.Owner)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Registering again an entity that is down (a restarted process) brings
+	// it up (docs/api.md). The core's register of an entity it already holds
+	// under the same owner and kind changes nothing, so this node, its
+	// owner, says it is up.
+	a.mu.Lock()
+	e, ok := a.core.Table().Get(id)
+	down := ok && e.Owner == self && e.State == wire.StateDown
+	a.mu.Unlock()
+	if down {
+		if _, err := a.write(ctx, core.Request{Kind: wire.ReportUp, Name: req.Name, EntityKind: kind}, nil); err != nil {
+			return nil, err
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if req.Process {
+		if err := a.pw.Watch(cred.PID, id); err != nil {
+			return nil, api.Errorf(api.ErrInternal, "%q is registered, but its process %d cannot be watched: %v", req.Name, cred.PID, err)
+		}
+		a.procs[id] = req.Name
+	} else if _, ok := a.procs[id]; ok {
+		a.pw.Unwatch(id)
+		delete(a.procs, id)
+	}
+	if e, ok := a.lookup(req.Name); ok {
+		out := toAPI(e)
+		return &out, nil
+	}
+	// Registered, then removed again before we could read it.
+	return nil, api.Errorf(api.ErrNotFound, "%q was registered and is already gone", req.Name)
+}
+
+// Unregister implements api.Handler.
+func (h *handler) Unregister(ctx context.Context, cred api.Cred, req *api.UnregisterRequest) (*api.ReportResult, error) {
+	a := h.a
+	res, err := a.write(ctx, core.Request{Kind: wire.ReportUnregister, Name: req.Name}, func(*core.Request) error {
+		if _, ok := a.lookup(req.Name); !ok {
+			return notFound(req.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	id := table.ID(req.Name)
+	a.mu.Lock()
+	if _, ok := a.procs[id]; ok {
+		a.pw.Unwatch(id)
+		delete(a.procs, id)
+	}
+	a.mu.Unlock()
+	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, "unregister")}, nil
+}
+
+// Report implements api.Handler. The verdict is read back from the table:
+// what the change with the result's seq did.
+func (h *handler) Report(ctx context.Context, cred api.Cred, req *api.ReportRequest) (*api.ReportResult, error) {
+	a := h.a
+	r := core.Request{Kind: wire.ReportFault, Name: req.Name, Severity: req.Severity.Wire(), Cause: req.Cause, Txn: req.Txn}
+	res, err := a.write(ctx, r, func(r *core.Request) error {
+		if e, ok := a.lookup(req.Name); ok {
+			r.EntityKind = e.Kind
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := &api.ReportResult{Seq: res.Seq, Verdict: "ignore"}
+	if res.Seq == 0 {
+		return out, nil
+	}
+	cause := req.Cause
+	if cause == "" {
+		cause = "fault" // plugin.CauseFault
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out.Verdict = "applied"
+	if e, ok := a.lookup(req.Name); ok {
+		if al, ok := e.Alarm(cause); ok && al.Seq == res.Seq {
+			out.Verdict = "raise"
+		} else if e.State == wire.StateDown && e.ChangedSeq == res.Seq {
+			out.Verdict = "down"
+		}
+	}
+	if out.Verdict == "applied" {
+		if e, ok := a.core.Table().Get(table.NodeEntityID(a.self)); ok && e.ChangedSeq == res.Seq {
+			out.Verdict = "blame-reporter"
+		}
+	}
+	return out, nil
+}
+
+func verdict(seq uint64, v string) string {
+	if seq == 0 {
+		return "ignore"
+	}
+	return v
+}
+
+// Raise implements api.Handler.
+func (h *handler) Raise(ctx context.Context, cred api.Cred, req *api.RaiseRequest) (*api.ReportResult, error) {
+	a := h.a
+	r := core.Request{Kind: wire.ReportRaise, Name: req.Name, Severity: req.Severity.Wire(), Cause: req.Cause}
+	res, err := a.write(ctx, r, func(r *core.Request) error {
+		e, ok := a.lookup(req.Name)
+		if !ok {
+			return notFound(req.Name)
+		}
+		r.EntityKind = e.Kind
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, "raise")}, nil
+}
+
+// Clear implements api.Handler.
+func (h *handler) Clear(ctx context.Context, cred api.Cred, req *api.ClearRequest) (*api.ReportResult, error) {
+	a := h.a
+	res, err := a.write(ctx, core.Request{Kind: wire.ReportClear, Name: req.Name, Cause: req.Cause}, func(*core.Request) error {
+		e, ok := a.lookup(req.Name)
+		if !ok {
+			return notFound(req.Name)
+		}
+		if _, ok := e.Alarm(req.Cause); !ok {
+			return fmt.Errorf("no alarm %q on %q: %w", req.Cause, req.Name, api.ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, "clear")}, nil
+}
+
+// SetState implements api.Handler: the owner (this node) speaking for its
+// own entity.
+func (h *handler) SetState(ctx context.Context, cred api.Cred, req *api.SetStateRequest) (*api.ReportResult, error) {
+	a := h.a
+	kind := wire.ReportUp
+	if req.State == api.StateDown {
+		kind = wire.ReportDown
+	}
+	r := core.Request{Kind: kind, Name: req.Name}
+	res, err := a.write(ctx, r, func(r *core.Request) error {
+		e, ok := a.lookup(req.Name)
+		if !ok {
+			return notFound(req.Name)
+		}
+		r.EntityKind = e.Kind
+		if e.Owner != a.self {
+			return api.Errorf(api.ErrPermission, "%q is owned by node %d; only its owner sets its state (report a fault instead)", req.Name, e.Owner)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, string(req.State))}, nil
+}
+
+// Get implements api.Handler.
+func (h *handler) Get(ctx context.Context, name string) (*api.Entity, error) {
+	a := h.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.lookup(name)
+	if !ok {
+		return nil, notFound(name)
+	}
+	out := toAPI(e)
+	return &out, nil
+}
+
+// List implements api.Handler; entities come in ID order.
+func (h *handler) List(ctx context.Context, req *api.ListRequest) ([]api.Entity, error) {
+	a := h.a
+	kind, state := req.Kind.Wire(), req.State.Wire()
+	var out []api.Entity
+	a.mu.Lock()
+	a.core.Table().Range(func(e *table.Entity) bool {
+		if (kind == 0 || e.Kind == kind) && (state == 0 || e.State == state) &&
+			(!req.AlarmedOnly || len(e.Alarms) > 0) && len(e.Name) >= len(req.Prefix) && e.Name[:len(req.Prefix)] == req.Prefix {
+			out = append(out, toAPI(e))
+		}
+		return true
+	})
+	a.mu.Unlock()
+	return out, nil
+}
+
+// Watch implements api.Handler.
+func (h *handler) Watch(ctx context.Context, req *api.WatchRequest, send func(*api.Event) error) error {
+	a := h.a
+	w := &watcher{prefix: req.Prefix, ch: make(chan api.Event, watchBuffer), gone: make(chan struct{})}
+	a.mu.Lock()
+	if a.stopping {
+		a.mu.Unlock()
+		return api.Errorf(api.ErrUnavailable, "the agent is shutting down")
+	}
+	a.watchers[w] = struct{}{}
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.watchers, w)
+		a.mu.Unlock()
+	}()
+	req.Ready()
+	for {
+		select {
+		case ev := <-w.ch:
+			if err := send(&ev); err != nil {
+				return err
+			}
+		case <-w.gone:
+			// Deliver what was queued before the drop, then end.
+			for {
+				select {
+				case ev := <-w.ch:
+					if err := send(&ev); err != nil {
+						return err
+					}
+				default:
+					return w.err
+				}
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Status implements api.Handler.
+func (h *handler) Status(ctx context.Context) (*api.Status, error) {
+	a := h.a
+	a.mu.Lock()
+	st := a.core.Status()
+	a.mu.Unlock()
+	return a.statusOf(&st), nil
+}
+
+// Switchover implements api.Handler. The core has no hand-over yet: on the
+// master it is unsupported; elsewhere the error says which node to ask.
+func (h *handler) Switchover(ctx context.Context, cred api.Cred) error {
+	a := h.a
+	a.mu.Lock()
+	st := a.core.Role()
+	a.mu.Unlock()
+	switch {
+	case st.Master == 0:
+		return api.Errorf(api.ErrNoMaster, "no master to hand over from")
+	case st.Master != a.self:
+		return api.Errorf(api.ErrUnsupported, "this node (%d) is not the master; ask the master, node %d", a.self, st.Master)
+	}
+	return api.Errorf(api.ErrUnsupported, "switchover not implemented yet")
+}

@@ -1,0 +1,281 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/fmagent/fmagent/agent/core"
+	"github.com/fmagent/fmagent/persist"
+	"github.com/fmagent/fmagent/transport"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// recvLoop reads one socket (network n's group socket, or its unicast
+// socket) and Steps every datagram. The buffers are allocated once; nothing
+// on this path allocates per packet.
+func (a *agent) recvLoop(n wire.Net, unicast bool) {
+	msgs := make([]transport.Message, recvBatch)
+	for i := range msgs {
+		msgs[i].Buf = make([]byte, wire.MaxDatagram)
+	}
+	backoff := time.Millisecond
+	for {
+		var k int
+		var err error
+		if unicast {
+			k, err = a.tr.ReadUnicastBatch(n, msgs)
+		} else {
+			k, err = a.tr.ReadBatch(n, msgs)
+		}
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Transient (ENOBUFS, ENOMEM...): counted by the transport.
+			a.log.Debug("receive", "net", netName(n), "unicast", unicast, "err", err)
+			time.Sleep(backoff)
+			backoff = min(2*backoff, 100*time.Millisecond)
+			continue
+		}
+		backoff = time.Millisecond
+		a.mu.Lock()
+		if a.stopping {
+			a.mu.Unlock()
+			continue
+		}
+		for i := 0; i < k; i++ {
+			m := &msgs[i]
+			from, err := a.core.Step(time.Now(), m.Net, m.Buf[:m.N])
+			if err != nil {
+				a.rejected(m, err)
+			} else if m.Net < wire.NumNets && a.addrs[m.Net][from] != m.From {
+				a.addrs[m.Net][from] = m.From
+			}
+			a.handleReady()
+		}
+		a.mu.Unlock()
+	}
+}
+
+// rejected counts (and at debug level logs) a dropped datagram.
+func (a *agent) rejected(m *transport.Message, err error) {
+	a.m.reject(err)
+	if a.log.Enabled(context.Background(), slog.LevelDebug) {
+		a.log.Debug("packet rejected", "net", netName(m.Net), "from", m.From.String(), "reason", wire.Reason(err), "err", err)
+	}
+}
+
+// timerLoop sleeps until the core's next deadline and Ticks. One
+// time.Timer, reset each time; Go's timers are good to about a millisecond,
+// enough at the 10 ms default interval (DESIGN §8).
+func (a *agent) timerLoop(done chan struct{}) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		case <-a.wake:
+		}
+		a.mu.Lock()
+		if a.stopping {
+			a.mu.Unlock()
+			return
+		}
+		a.core.Tick(time.Now())
+		a.shm.Beat()
+		a.handleReady()
+		next := a.core.NextDeadline()
+		a.mu.Unlock()
+		t.Reset(max(time.Until(next), 0))
+	}
+}
+
+// poke wakes the timer loop (after a Submit, which may need a tick sooner
+// than the one planned).
+func (a *agent) poke() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// procLoop turns the exit of a process tied to an entity into the owner's
+// report that the entity is down.
+func (a *agent) procLoop() {
+	for ex := range a.pw.Events() {
+		a.mu.Lock()
+		name, ok := a.procs[ex.Key]
+		if ok && !a.stopping {
+			delete(a.procs, ex.Key)
+			req := core.Request{Kind: wire.ReportDown, Name: name}
+			if e, ok := a.core.Table().Get(ex.Key); ok {
+				req.EntityKind = e.Kind
+			}
+			a.core.Submit(time.Now(), req)
+			a.handleReady()
+		}
+		a.mu.Unlock()
+		if ok {
+			a.log.Info("process exited: reporting its entity down", "pid", ex.PID, "entity", name)
+			a.poke()
+		}
+	}
+}
+
+// kickLoop kicks the watchdog while the node is not isolated and stale
+// (DESIGN §2: an isolated node with no master fences itself when
+// watchdog.self_fence is set).
+func (a *agent) kickLoop(done chan struct{}, period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		a.mu.Lock()
+		fence := a.cfg.Watchdog.SelfFence && a.isolatedStale()
+		changed := fence != a.fenced
+		a.fenced = fence
+		a.mu.Unlock()
+		if changed {
+			if fence {
+				a.log.Error("isolated and stale: no longer kicking the watchdog (self-fence)")
+			} else {
+				a.log.Warn("no longer isolated: kicking the watchdog again")
+			}
+		}
+		if fence {
+			continue
+		}
+		if err := a.wd.Kick(); err != nil {
+			a.log.Warn("watchdog kick", "err", err)
+		}
+	}
+}
+
+// isolatedStale: no master for longer than the stale timeout and no live
+// peer on either network. mu held.
+func (a *agent) isolatedStale() bool {
+	if !a.core.Stale() {
+		return false
+	}
+	for _, p := range a.core.Status().Peers {
+		if p.Alive {
+			return false
+		}
+	}
+	return true
+}
+
+// handleReady carries out the core's Ready: persist first, then send, then
+// publish to shared memory, then answer the local requests, then log. mu
+// held. Called after every Step, Tick and Submit.
+func (a *agent) handleReady() {
+	rd := a.core.Ready()
+	if rd.Persist != nil {
+		a.save(rd.Persist)
+	}
+	for i := range rd.Packets {
+		a.send(&rd.Packets[i])
+	}
+	a.publish(rd)
+	for _, r := range rd.Results {
+		if ch, ok := a.waiters[r.ID]; ok {
+			delete(a.waiters, r.ID)
+			ch <- r // buffered
+		}
+	}
+	for i := range rd.Events {
+		a.event(&rd.Events[i])
+	}
+}
+
+// save writes the persisted state durably (persist.Save: temporary file,
+// fsync, rename, fsync of the directory) before anything else of the Ready
+// is sent.
+func (a *agent) save(p *core.Persist) {
+	st := persist.State{Incarnation: p.Incarnation, Generation: p.Generation, Members: make([]uint32, len(p.Members))}
+	for i, m := range p.Members {
+		st.Members[i] = uint32(m)
+	}
+	if err := persist.Save(a.stateDir, st); err != nil {
+		a.m.persistErrors.Inc()
+		a.log.Error("persisting state", "err", err, "generation", p.Generation)
+		return
+	}
+	a.log.Info("persisted", "incarnation", p.Incarnation, "generation", p.Generation, "members", st.Members)
+}
+
+// send sends one packet: multicast on the networks of p.Nets, or unicast to
+// the address last learned for p.To on each of them. A peer never heard on
+// a network has no address there; the packet is not sent on that network
+// (the core retries what matters).
+func (a *agent) send(p *core.Packet) {
+	for n := wire.Net(0); n < wire.NumNets; n++ {
+		if p.Nets&(1<<n) == 0 {
+			continue
+		}
+		var err error
+		if p.To == 0 {
+			err = a.snd.Send(n, p.Data, p.Prio)
+		} else {
+			to, ok := a.addrs[n][p.To]
+			if !ok {
+				a.m.noAddr.Inc()
+				continue
+			}
+			err = a.snd.SendTo(n, to, p.Data, p.Prio)
+		}
+		if err != nil && a.log.Enabled(context.Background(), slog.LevelDebug) {
+			a.log.Debug("send", "net", netName(n), "to", p.To, "err", err)
+		}
+	}
+}
+
+// event logs a core event and counts it.
+func (a *agent) event(e *core.Event) {
+	a.m.event(e.Kind)
+	switch e.Kind {
+	case core.EvRejected:
+		if a.log.Enabled(context.Background(), slog.LevelDebug) {
+			a.log.Debug("rejected", "reason", e.Reason)
+		}
+	case core.EvElected:
+		a.log.Info("elected master", "epoch", e.Epoch)
+	case core.EvSteppedDown:
+		a.log.Info("stepped down", "master", e.Node, "epoch", e.Epoch)
+	case core.EvFollowing:
+		a.log.Info("following master", "master", e.Node, "epoch", e.Epoch)
+	case core.EvMasterLost:
+		a.log.Info("master lost", "epoch", e.Epoch)
+	case core.EvPeerUp:
+		a.log.Info("peer up", "peer", e.Node, "net", netName(e.Net))
+	case core.EvPeerDown:
+		a.log.Info("peer down", "peer", e.Node, "reason", e.Reason)
+	case core.EvLinkUp:
+		a.log.Info("link up", "peer", e.Node, "net", netName(e.Net))
+	case core.EvLinkDown:
+		a.log.Info("link down", "peer", e.Node, "net", netName(e.Net))
+	case core.EvStale:
+		a.log.Warn("stale: no word from a master for longer than the stale timeout", "stale_timeout", a.cfg.Timing.StaleTimeout)
+	case core.EvFresh:
+		a.log.Info("fresh: a master again")
+	case core.EvReincarnated:
+		a.log.Info("reincarnated: the cluster had fenced this node", "incarnation", a.core.Incarnation(), "reason", e.Reason)
+	case core.EvSnapshotApplied:
+		a.log.Info("table replaced by a snapshot from the master")
+	case core.EvTxnSuspect:
+		a.log.Warn("a member did not acknowledge a transaction in time", "peer", e.Node)
+	case core.EvStalled:
+		a.log.Warn("this agent stalled; judging peers deferred", "gap", e.Reason)
+	default:
+		a.log.Info("event", "kind", e.Kind.String(), "node", e.Node, "reason", e.Reason)
+	}
+}

@@ -1,0 +1,102 @@
+package agent
+
+import (
+	"github.com/fmagent/fmagent/agent/core"
+	"github.com/fmagent/fmagent/metrics"
+	"github.com/fmagent/fmagent/transport"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// agentMetrics are the agent's own counters; updating one is an atomic add.
+type agentMetrics struct {
+	events        [core.EvStalled + 1]*metrics.Counter // by core.EventKind
+	rejects       map[string]*metrics.Counter          // by wire.Reason
+	persistErrors *metrics.Counter
+	shmErrors     *metrics.Counter
+	noAddr        *metrics.Counter
+	watchDropped  *metrics.Counter
+}
+
+// rejectReasons are the labels wire.Reason returns.
+var rejectReasons = []string{"short", "too_big", "magic", "version", "cluster", "auth", "replay", "malformed", "other"}
+
+func newMetrics(r *metrics.Registry, a *agent) *agentMetrics {
+	m := &agentMetrics{rejects: make(map[string]*metrics.Counter)}
+	for k := core.EventKind(1); k <= core.EvStalled; k++ {
+		m.events[k] = r.Counter("fmagent_events_total", "Protocol events (elections, peers and links up and down, stale...).", "kind", k.String())
+	}
+	for _, reason := range rejectReasons {
+		m.rejects[reason] = r.Counter("fmagent_packets_rejected_total", "Datagrams the core dropped, by reason.", "reason", reason)
+	}
+	m.persistErrors = r.Counter("fmagent_persist_errors_total", "Failures to persist the membership state.")
+	m.shmErrors = r.Counter("fmagent_shm_errors_total", "Failures to publish an entity to shared memory.")
+	m.noAddr = r.Counter("fmagent_unicast_no_address_total", "Unicast packets not sent on a network: no address known for the peer there.")
+	m.watchDropped = r.Counter("fmagent_watchers_dropped_total", "API watchers dropped for falling behind.")
+
+	stat := func(f func(*transport.NetStats) uint64, n wire.Net) func() float64 {
+		return func() float64 {
+			s := a.tr.Stats()
+			return float64(f(&s.Nets[n]))
+		}
+	}
+	for n := wire.Net(0); n < wire.NumNets; n++ {
+		net := netName(n)
+		r.CounterFunc("fmagent_packets_sent_total", "Datagrams sent.", stat(func(s *transport.NetStats) uint64 { return s.SentPackets }, n), "net", net)
+		r.CounterFunc("fmagent_packets_received_total", "Datagrams received.", stat(func(s *transport.NetStats) uint64 { return s.RecvPackets }, n), "net", net)
+		r.CounterFunc("fmagent_send_errors_total", "Send errors.", stat(func(s *transport.NetStats) uint64 { return s.SendErrors }, n), "net", net)
+		r.CounterFunc("fmagent_receive_errors_total", "Receive errors.", stat(func(s *transport.NetStats) uint64 { return s.ReadErrors }, n), "net", net)
+		r.CounterFunc("fmagent_packets_dropped_total", "Datagrams the transport dropped (wrong interface or group, truncated).",
+			stat(func(s *transport.NetStats) uint64 {
+				return s.DroppedWrongIface + s.DroppedWrongGroup + s.DroppedTruncated
+			}, n), "net", net)
+	}
+	locked := func(f func() float64) func() float64 {
+		return func() float64 {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			return f()
+		}
+	}
+	r.GaugeFunc("fmagent_role", "This node's role: 0 joining, 1 member, 2 vice-master, 3 master.",
+		locked(func() float64 { return float64(a.core.Role().Role) }))
+	r.GaugeFunc("fmagent_master", "The master this node follows (0: none).", locked(func() float64 { return float64(a.core.Role().Master) }))
+	r.GaugeFunc("fmagent_epoch", "The election epoch.", locked(func() float64 { return float64(a.core.Role().Epoch) }))
+	r.GaugeFunc("fmagent_stale", "1 while the table is stale (no master for the stale timeout).", locked(func() float64 {
+		if a.core.Stale() {
+			return 1
+		}
+		return 0
+	}))
+	r.GaugeFunc("fmagent_table_seq", "The latest table seq applied here.", locked(func() float64 { return float64(a.core.Table().Seq()) }))
+	r.GaugeFunc("fmagent_table_entities", "Entities in the table.", locked(func() float64 { return float64(a.core.Table().Len()) }))
+	r.GaugeFunc("fmagent_peers_alive", "Peers heard within the detection time.", locked(func() float64 {
+		n := 0
+		for _, p := range a.core.Status().Peers {
+			if p.Alive {
+				n++
+			}
+		}
+		return float64(n)
+	}))
+	r.GaugeFunc("fmagent_watchdog_fenced", "1 while the node fences itself (stops kicking the watchdog).", locked(func() float64 {
+		if a.fenced {
+			return 1
+		}
+		return 0
+	}))
+	return m
+}
+
+func (m *agentMetrics) event(k core.EventKind) {
+	if int(k) < len(m.events) && m.events[k] != nil {
+		m.events[k].Inc()
+	}
+}
+
+func (m *agentMetrics) reject(err error) {
+	if c, ok := m.rejects[wire.Reason(err)]; ok {
+		c.Inc()
+	} else {
+		m.rejects["other"].Inc()
+	}
+}

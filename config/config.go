@@ -1,0 +1,217 @@
+// Package config loads fmagent's TOML configuration file, fills every field
+// the file leaves out with its default, lets command-line flags override the
+// file, and refuses anything wrong with an error that names the file, the
+// line (and column where the parser reports one) and the reason.
+//
+// TOML library: github.com/BurntSushi/toml, chosen for precise error
+// positions — its ParseError carries the line and column of syntax errors and
+// of the key a value failed to decode into, MetaData.Undecoded finds unknown
+// keys, and MetaData.Type tells a duration string from a bare integer.
+// Semantic errors (misses = 1) name the key's real line too: keyPosition
+// asks the library for it by decoding into a probe type that fails on exactly
+// that key (see position.go).
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Timing profiles.
+const (
+	ProfileDefault = "default" // 10 ms × 5 = 50 ms detection
+	ProfileFast    = "fast"    // 1 ms × 3 = 3 ms detection (needs SCHED_FIFO; DESIGN §8)
+	ProfileCustom  = "custom"  // interval and misses from the file
+)
+
+// Limits.
+const (
+	MinMisses     = 3 // DESIGN §8
+	MinInterval   = time.Millisecond
+	MaxInterval   = 10 * time.Second
+	MaxMaxAlarms  = 255
+	DefaultPort   = 7410
+	DefaultListen = "127.0.0.1:9464"
+)
+
+// Config is fmagent's configuration. Default returns one with every field set.
+type Config struct {
+	// NodeID identifies this node in the cluster (1..2^32-1; 0 means none).
+	NodeID uint32 `toml:"node_id"`
+	// ClusterID: packets of another cluster are rejected.
+	ClusterID uint32 `toml:"cluster_id"`
+	// Priority in the master election: higher wins.
+	Priority uint8 `toml:"priority"`
+	// Eligible: this node may become master or vice-master.
+	Eligible bool `toml:"eligible"`
+	// Networks are the two redundant networks, "a" and "b" (TOML tables
+	// [networks.a] and [networks.b]).
+	Networks [2]Network `toml:"-"`
+	Timing   Timing     `toml:"timing"`
+	// Plugins is the master's plugin chain, in order ([[plugins]] tables).
+	Plugins []Plugin `toml:"plugins"`
+	// KeyFile holds the cluster key; "" means the built-in development key
+	// (the agent warns about it).
+	KeyFile string  `toml:"key_file"`
+	Paths   Paths   `toml:"paths"`
+	API     API     `toml:"api"`
+	Metrics Metrics `toml:"metrics"`
+	// Watchdog is the hardware or systemd watchdog.
+	Watchdog Watchdog `toml:"watchdog"`
+	// AllowAlone is the operator's override that lets this node form a
+	// cluster alone without a quorum of the persisted membership (amnesia
+	// guard, DESIGN §2).
+	AllowAlone bool `toml:"allow_alone"`
+	// MaxAlarms is the most active alarms one entity carries.
+	MaxAlarms int `toml:"max_alarms"`
+
+	auto derived // which derived fields still follow their defaults
+}
+
+// Network is one of the two networks.
+type Network struct {
+	Name      string     `toml:"-"`         // "a" or "b"
+	Interface string     `toml:"interface"` // NIC, e.g. "eth1"
+	Group     netip.Addr `toml:"group"`     // IPv4 multicast group
+	Port      int        `toml:"port"`      // group port
+	TTL       int        `toml:"ttl"`       // multicast TTL
+	Loopback  bool       `toml:"loopback"`  // IP_MULTICAST_LOOP (several agents on one host)
+	Source    netip.Addr `toml:"source"`    // local address; unset: the interface's first IPv4
+}
+
+// Timing is the failure detector's timing.
+type Timing struct {
+	Profile string `toml:"profile"`
+	// Interval between heartbeats (a duration string, e.g. "10ms").
+	Interval time.Duration `toml:"interval"`
+	// Misses is how many intervals of silence on both networks make a peer
+	// down.
+	Misses int `toml:"misses"`
+	// StaleTimeout: with no word from the master for this long, the table is
+	// flagged stale.
+	StaleTimeout time.Duration `toml:"stale_timeout"`
+}
+
+// Detection is the failure detection bound, Interval × Misses.
+func (t Timing) Detection() time.Duration { return t.Interval * time.Duration(t.Misses) }
+
+// Plugin is one plugin of the chain.
+type Plugin struct {
+	Name string            `toml:"name"`
+	Args map[string]string `toml:"args"`
+}
+
+// Paths are where the agent keeps its files.
+type Paths struct {
+	// StateDir holds the persisted state. Default: /var/lib/fmagent as root,
+	// else $XDG_RUNTIME_DIR/fmagent, else /tmp/fmagent-<uid>.
+	StateDir string `toml:"state_dir"`
+	// Socket is the API's unix socket. Default: <state_dir>/fmagent.sock.
+	Socket string `toml:"socket"`
+	// Shm is the shared-memory file's name under /dev/shm. Default:
+	// fmagent-<cluster_id>-<node_id>.
+	Shm string `toml:"shm"`
+}
+
+// API says who may change the table through the unix socket (root always
+// may; everyone may read).
+type API struct {
+	AllowUsers  []string `toml:"allow_users"`
+	AllowGroups []string `toml:"allow_groups"`
+}
+
+// Metrics is the Prometheus endpoint.
+type Metrics struct {
+	// Listen is a loopback address:port, or "" for no endpoint.
+	Listen string `toml:"listen"`
+}
+
+// Watchdog is the watchdog configuration.
+type Watchdog struct {
+	// Device is the watchdog device ("" for none), e.g. "/dev/watchdog".
+	Device string `toml:"device"`
+	// SelfFence: an isolated node (both networks lost, no master) stops
+	// kicking the watchdog.
+	SelfFence bool `toml:"self_fence"`
+}
+
+// derived records which fields still follow another field's value.
+type derived struct {
+	stateDir, socket, shm bool
+}
+
+// DefaultPlugins is the default plugin chain.
+var DefaultPlugins = []string{"heartbeat", "process", "threshold", "blame", "passthrough"}
+
+// Default returns the configuration with every default.
+func Default() *Config {
+	c := base()
+	c.resolve()
+	return c
+}
+
+// base is the defaults with derived fields unresolved.
+func base() *Config {
+	c := &Config{
+		NodeID:    1,
+		ClusterID: 1,
+		Priority:  100,
+		Eligible:  true,
+		Networks: [2]Network{
+			{Name: "a", Interface: "lo", Group: netip.MustParseAddr("239.192.77.1"), Port: DefaultPort, TTL: 1, Loopback: true},
+			{Name: "b", Interface: "lo", Group: netip.MustParseAddr("239.192.77.2"), Port: DefaultPort, TTL: 1, Loopback: true},
+		},
+		Timing:    Timing{Profile: ProfileDefault, StaleTimeout: 10 * time.Second},
+		Metrics:   Metrics{Listen: DefaultListen},
+		Watchdog:  Watchdog{SelfFence: true},
+		MaxAlarms: 16,
+		auto:      derived{stateDir: true, socket: true, shm: true},
+	}
+	for _, p := range DefaultPlugins {
+		c.Plugins = append(c.Plugins, Plugin{Name: p})
+	}
+	c.Timing.applyProfile()
+	return c
+}
+
+// applyProfile sets Interval and Misses from a named profile; "custom"
+// keeps them as they are (from the file, else the default profile's).
+func (t *Timing) applyProfile() {
+	switch t.Profile {
+	case ProfileDefault:
+		t.Interval, t.Misses = 10*time.Millisecond, 5
+	case ProfileFast:
+		t.Interval, t.Misses = time.Millisecond, 3
+	}
+}
+
+// resolve fills the derived fields that still follow their defaults.
+func (c *Config) resolve() {
+	if c.auto.stateDir {
+		c.Paths.StateDir = DefaultStateDir()
+	}
+	if c.auto.socket {
+		c.Paths.Socket = filepath.Join(c.Paths.StateDir, "fmagent.sock")
+	}
+	if c.auto.shm {
+		c.Paths.Shm = fmt.Sprintf("fmagent-%d-%d", c.ClusterID, c.NodeID)
+	}
+}
+
+// DefaultStateDir is /var/lib/fmagent for root; otherwise
+// $XDG_RUNTIME_DIR/fmagent, or /tmp/fmagent-<uid> without XDG_RUNTIME_DIR.
+func DefaultStateDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/fmagent"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "fmagent")
+	}
+	return fmt.Sprintf("/tmp/fmagent-%d", os.Geteuid())
+}
+
+// ShmPath is the shared-memory file's full path.
+func (c *Config) ShmPath() string { return filepath.Join("/dev/shm", c.Paths.Shm) }

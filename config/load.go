@@ -1,0 +1,198 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// fileConfig is what the TOML file decodes into: Config, with the networks
+// as the tables [networks.a] and [networks.b].
+type fileConfig struct {
+	Config
+	Networks struct {
+		A Network `toml:"a"`
+		B Network `toml:"b"`
+	} `toml:"networks"`
+}
+
+// Load reads the TOML file at path on top of the defaults, resolves the
+// derived fields and validates the result. Every error is an *Error (several
+// are joined with errors.Join) naming the file, the line and the reason.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return parse(path, string(data))
+}
+
+func parse(file, data string) (*Config, error) {
+	// Syntax first, so that syntax errors are reported as such (with the
+	// column) and not as a problem of the last key decoded.
+	var syntax map[string]any
+	if _, err := toml.Decode(data, &syntax); err != nil {
+		return nil, decodeError(file, err, false)
+	}
+
+	var fc fileConfig
+	fc.Config = *base()
+	fc.Networks.A, fc.Networks.B = fc.Config.Networks[0], fc.Config.Networks[1]
+	md, err := toml.Decode(data, &fc)
+	if err != nil {
+		return nil, decodeError(file, err, true)
+	}
+	at := func(e *Error) *Error {
+		e.File = file
+		e.Line, e.Col = keyPosition(data, &md, e.Key)
+		return e
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0]
+		e := &Error{Key: k.String(), Reason: "unknown key" + knownKeys(k)}
+		return nil, at(e)
+	}
+	// Durations must be strings with a unit: toml would take a bare integer
+	// as nanoseconds, and "interval = 10" meaning 10 ns is a trap.
+	for _, k := range []string{"timing.interval", "timing.stale_timeout"} {
+		path := strings.Split(k, ".")
+		if md.IsDefined(path...) && md.Type(path...) != "String" {
+			return nil, at(&Error{Key: k, Reason: "must be a duration string with a unit, like \"10ms\" or \"10s\""})
+		}
+	}
+	c := &fc.Config
+	c.Networks[0], c.Networks[1] = fc.Networks.A, fc.Networks.B
+	c.Networks[0].Name, c.Networks[1].Name = "a", "b"
+
+	// A named profile fixes interval and misses.
+	if c.Timing.Profile != ProfileCustom {
+		for _, k := range []string{"interval", "misses"} {
+			if md.IsDefined("timing", k) {
+				e := &Error{Key: "timing." + k, Reason: fmt.Sprintf("is set, but profile %q fixes interval and misses: set profile = %q to choose them", c.Timing.Profile, ProfileCustom)}
+				return nil, at(e)
+			}
+		}
+		c.Timing.applyProfile()
+	}
+	if len(c.API.AllowUsers) == 0 {
+		c.API.AllowUsers = nil
+	}
+	if len(c.API.AllowGroups) == 0 {
+		c.API.AllowGroups = nil
+	}
+	c.auto = derived{
+		stateDir: c.Paths.StateDir == "",
+		socket:   c.Paths.Socket == "",
+		shm:      c.Paths.Shm == "",
+	}
+	c.resolve()
+	if err := c.Validate(); err != nil {
+		return nil, locate(err, at)
+	}
+	return c, nil
+}
+
+// locate sets file and position on every *Error joined in err.
+func locate(err error, at func(*Error) *Error) error {
+	var list []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	} else {
+		list = []error{err}
+	}
+	for _, e := range list {
+		var ce *Error
+		if errors.As(e, &ce) {
+			at(ce)
+		}
+	}
+	return err
+}
+
+// badtypeRE matches BurntSushi/toml's type mismatch errors, which are plain
+// errors with the line in the text rather than a ParseError.
+var badtypeRE = regexp.MustCompile(`^toml: line (\d+) \(last key "((?:[^"\\]|\\.)*)"\): (.*)$`)
+
+func decodeError(file string, err error, typed bool) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		e := &Error{File: file, Line: pe.Position.Line, Col: pe.Position.Col, Reason: pe.Message}
+		if typed {
+			e.Key = pe.LastKey
+		}
+		return e
+	}
+	if m := badtypeRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		key, uerr := strconv.Unquote(`"` + m[2] + `"`)
+		if uerr != nil {
+			key = m[2]
+		}
+		return &Error{File: file, Line: line, Key: key, Reason: m[3]}
+	}
+	return &Error{File: file, Reason: strings.TrimPrefix(err.Error(), "toml: ")}
+}
+
+// knownKeys lists the keys valid next to an unknown one.
+func knownKeys(k toml.Key) string {
+	t := reflect.TypeOf(fileConfig{})
+	for _, part := range k[:len(k)-1] {
+		f, ok := fieldByTag(t, part)
+		if !ok {
+			return ""
+		}
+		t = f.Type
+		for t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return ""
+		}
+	}
+	var names []string
+	collectTags(t, &names)
+	sort.Strings(names)
+	where := "at the top level"
+	if len(k) > 1 {
+		where = "in [" + toml.Key(k[:len(k)-1]).String() + "]"
+	}
+	return fmt.Sprintf(" (known keys %s: %s)", where, strings.Join(names, ", "))
+}
+
+func collectTags(t reflect.Type, names *[]string) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous {
+			collectTags(f.Type, names)
+			continue
+		}
+		tag := f.Tag.Get("toml")
+		if tag == "" || tag == "-" || !f.IsExported() {
+			continue
+		}
+		*names = append(*names, tag)
+	}
+}
+
+func fieldByTag(t reflect.Type, tag string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous {
+			if g, ok := fieldByTag(f.Type, tag); ok {
+				return g, true
+			}
+			continue
+		}
+		if f.Tag.Get("toml") == tag {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}

@@ -1,0 +1,226 @@
+package transport
+
+import (
+	"net"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/net/ipv4"
+
+	"github.com/fmagent/fmagent/wire"
+)
+
+// Every send and receive path allocates nothing per packet.
+func TestZeroAllocs(t *testing.T) {
+	a, b, port := testGroups(t)
+	t1 := openLo(t, loConfig(a, b, port))
+	t2 := openLo(t, loConfig(a, b, port))
+	require.NoError(t, t1.SetReadDeadline(time.Time{}))
+	require.NoError(t, t2.SetReadDeadline(time.Time{}))
+	s := t1.NewSender()
+	pkt := make([]byte, 200)
+	msgs := newMsgs(MaxBatch, wire.MaxDatagram)
+	batch := make([][]byte, 16)
+	for i := range batch {
+		batch[i] = pkt
+	}
+	to := t2.LocalAddr(wire.NetB)
+
+	check := func(name string, f func()) {
+		t.Helper()
+		f() // warm up
+		if n := testing.AllocsPerRun(200, f); n != 0 {
+			t.Errorf("%s: %v allocations per run, want 0", name, n)
+		} else {
+			t.Logf("%s: 0 allocations per run", name)
+		}
+	}
+	read := func(tr *Transport, nt wire.Net, unicast bool, want int) {
+		got := 0
+		for got < want {
+			var n int
+			var err error
+			if unicast {
+				n, err = tr.ReadUnicastBatch(nt, msgs[:want-got])
+			} else {
+				n, err = tr.ReadBatch(nt, msgs[:want-got])
+			}
+			if err != nil {
+				panic(err)
+			}
+			got += n
+		}
+	}
+	check("Sender.Send + ReadBatch", func() {
+		if err := s.Send(wire.NetA, pkt, false); err != nil {
+			panic(err)
+		}
+		read(t2, wire.NetA, false, 1)
+	})
+	check("Sender.Send prio + ReadBatch", func() {
+		if err := s.Send(wire.NetA, pkt, true); err != nil {
+			panic(err)
+		}
+		read(t2, wire.NetA, false, 1)
+	})
+	check("Transport.Send + ReadBatch", func() {
+		if err := t1.Send(wire.NetB, pkt, false); err != nil {
+			panic(err)
+		}
+		read(t2, wire.NetB, false, 1)
+	})
+	check("Transport.SendBoth + ReadBatch×2", func() {
+		if err := t1.SendBoth(pkt, true); err != nil {
+			panic(err)
+		}
+		read(t2, wire.NetA, false, 1)
+		read(t2, wire.NetB, false, 1)
+	})
+	check("Sender.SendTo + ReadUnicastBatch", func() {
+		if err := s.SendTo(wire.NetB, to, pkt, false); err != nil {
+			panic(err)
+		}
+		read(t2, wire.NetB, true, 1)
+	})
+	check("Sender.WriteBatch(16) + ReadBatch", func() {
+		if _, err := s.WriteBatch(wire.NetA, batch, false); err != nil {
+			panic(err)
+		}
+		read(t2, wire.NetA, false, len(batch))
+	})
+	check("Transport.WriteBatchTo(16) + ReadUnicastBatch", func() {
+		if _, err := t1.WriteBatchTo(wire.NetB, to, batch, true); err != nil {
+			panic(err)
+		}
+		read(t2, wire.NetB, true, len(batch))
+	})
+	check("Stats", func() { _ = t1.Stats() })
+}
+
+// BenchmarkRoundTrip measures one datagram sent on lo and received by
+// another transport (multicast, group socket), per iteration.
+func BenchmarkRoundTrip(b *testing.B) {
+	a, g, port := benchGroups(b)
+	t1, err := Open(loConfig(a, g, port))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer t1.Close()
+	t2, err := Open(loConfig(a, g, port))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer t2.Close()
+	s := t1.NewSender()
+	pkt := make([]byte, 200)
+	msgs := newMsgs(1, wire.MaxDatagram)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := s.Send(wire.NetA, pkt, false); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := t2.ReadBatch(wire.NetA, msgs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRoundTripLocked is BenchmarkRoundTrip with the receiver on its
+// own locked thread, as the agent runs it.
+func BenchmarkRoundTripLocked(b *testing.B) {
+	a, g, port := benchGroups(b)
+	t1, err := Open(loConfig(a, g, port))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer t1.Close()
+	t2, err := Open(loConfig(a, g, port))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer t2.Close()
+	s2 := t2.NewSender()
+	done := make(chan struct{})
+	go RunLocked(ThreadOptions{}, func() { // echo server
+		defer close(done)
+		msgs := newMsgs(MaxBatch, wire.MaxDatagram)
+		for {
+			n, err := t2.ReadBatch(wire.NetA, msgs)
+			if err != nil {
+				return
+			}
+			for i := range n {
+				_ = s2.SendTo(wire.NetA, msgs[i].From, msgs[i].Buf[:msgs[i].N], false)
+			}
+		}
+	})
+	s := t1.NewSender()
+	pkt := make([]byte, 200)
+	msgs := newMsgs(1, wire.MaxDatagram)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := s.Send(wire.NetA, pkt, false); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := t1.ReadUnicastBatch(wire.NetA, msgs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	t2.Close()
+	<-done
+}
+
+// BenchmarkXNetRoundTrip is the same round trip through x/net's
+// ipv4.PacketConn (WriteTo with a preresolved *net.UDPAddr, ReadBatch), to
+// show what the raw recvmmsg/sendmmsg path saves: x/net allocates a
+// net.UDPAddr per datagram received, and more.
+func BenchmarkXNetRoundTrip(b *testing.B) {
+	a, g, port := benchGroups(b)
+	t1, err := Open(loConfig(a, g, port))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer t1.Close()
+	t2, err := Open(loConfig(a, g, port))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer t2.Close()
+	send := ipv4.NewPacketConn(t1.nets[0].uni.conn)
+	recv := ipv4.NewPacketConn(t2.nets[0].grp.conn)
+	to := &net.UDPAddr{IP: a.AsSlice(), Port: port}
+	pkt := make([]byte, 200)
+	ms := []ipv4.Message{{Buffers: [][]byte{make([]byte, wire.MaxDatagram)}, OOB: ipv4.NewControlMessage(ipv4.FlagInterface | ipv4.FlagDst)}}
+	var cm ipv4.ControlMessage
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := send.WriteTo(pkt, nil, to); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			n, err := recv.ReadBatch(ms, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n == 1 {
+				if err := cm.Parse(ms[0].OOB[:ms[0].NN]); err != nil {
+					b.Fatal(err)
+				}
+				if ms[0].Addr.(*net.UDPAddr).AddrPort().Port() == t1.LocalAddr(0).Port() {
+					break
+				}
+			}
+		}
+	}
+}
+
+func benchGroups(b *testing.B) (netip.Addr, netip.Addr, int) { return testGroups(b) }
