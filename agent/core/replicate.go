@@ -153,6 +153,7 @@ func (n *Node) issue(g *group) {
 		n.ms.queue = append(n.ms.queue, g)
 		return
 	}
+	n.expandNodeDowns(g)
 	seq := n.tab.Seq()
 	for i := range g.changes {
 		seq++
@@ -165,6 +166,38 @@ func (n *Node) issue(g *group) {
 		return
 	}
 	n.commitGroup(g)
+}
+
+// expandNodeDowns adds, for every node the group takes down, the entities it
+// contains that are up, so they go down in the same group. It runs when the
+// group is numbered, not when it was decided: a group that waited behind a
+// transaction must also take down what that transaction registered.
+func (n *Node) expandNodeDowns(g *group) {
+	for i := 0; i < len(g.changes); i++ {
+		c := &g.changes[i]
+		if c.Kind != wire.ChangeState || c.State != wire.StateDown {
+			continue
+		}
+		e, ok := n.tab.Get(c.Entity)
+		if !ok || e.Kind != wire.KindNode {
+			continue
+		}
+		by, at := c.By, c.At
+		for _, cid := range n.tab.Contained(e.Owner, nil) {
+			if ce, ok := n.tab.Get(cid); ok && ce.State == wire.StateUp && !downIn(g.changes, cid) {
+				g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: cid, State: wire.StateDown, Incarnation: ce.Incarnation, By: by, At: at})
+			}
+		}
+	}
+}
+
+func downIn(cs []wire.Change, id uint64) bool {
+	for i := range cs {
+		if cs[i].Entity == id && cs[i].Kind == wire.ChangeState && cs[i].State == wire.StateDown {
+			return true
+		}
+	}
+	return false
 }
 
 // commitGroup applies a numbered group locally, keeps it for retransmission,

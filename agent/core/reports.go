@@ -331,15 +331,9 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 			return
 		}
 		g.prio = true
+		// A node's contained entities join the group when it is issued
+		// (expandNodeDowns), against the table as it is then.
 		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: e.ID, State: wire.StateDown, Incarnation: e.Incarnation, By: by, At: at})
-		if e.Kind == wire.KindNode {
-			// A node down takes everything it contains with it, in the same group.
-			for _, cid := range n.tab.Contained(e.Owner, nil) {
-				if ce, ok := n.tab.Get(cid); ok && ce.State == wire.StateUp {
-					g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: cid, State: wire.StateDown, Incarnation: ce.Incarnation, By: by, At: at})
-				}
-			}
-		}
 	case plugin.MarkUp:
 		e := ensure(v.Entity, name, r.EntityKind, owner, wire.StateUp)
 		if e == nil {
