@@ -195,7 +195,7 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 			desc = "heal"
 		}
 		res.Actions = append(res.Actions, desc)
-		if err := run(time.Duration(2+pick.IntN(6)) * det); err != nil {
+		if err := run(time.Duration(2+pick.IntN(4)) * det); err != nil {
 			return wrap(err)
 		}
 		harvest()
@@ -220,7 +220,7 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 			s.Restart(n.ID)
 		}
 	}
-	if err := run(4*det + 40*interval); err != nil {
+	if err := run(3*det + 30*interval); err != nil {
 		return wrap(err)
 	}
 	harvest()

@@ -216,7 +216,8 @@ type Node struct {
 	peerBuf  []elect.Peer
 	verdicts []plugin.Verdict
 	group    []wire.Change
-	hbBuf    wire.Heartbeat
+	hbOut    wire.Heartbeat  // the heartbeat being sent
+	hbIn     *wire.Heartbeat // decode buffer, swapped with a peer's when newer
 }
 
 // New returns a node starting at now.
@@ -242,6 +243,7 @@ func New(cfg Config, now time.Time) *Node {
 		nextHB:      now,
 		lastTick:    now,
 		masterWord:  now,
+		hbIn:        new(wire.Heartbeat),
 	}
 	n.el = elect.New(elect.Config{
 		Self:       elect.Candidate{Node: cfg.Node, Priority: cfg.Priority, Eligible: cfg.Eligible, Generation: cfg.Generation},
@@ -334,10 +336,10 @@ func (n *Node) Step(now time.Time, net wire.Net, pkt []byte) (wire.NodeID, error
 	}
 	switch h.Type {
 	case wire.TypeHeartbeat:
-		if err := wire.DecodeHeartbeat(body, &n.hbBuf); err != nil {
+		if err := wire.DecodeHeartbeat(body, n.hbIn); err != nil {
 			return 0, err
 		}
-		n.onHeartbeat(now, net, &h, p, &n.hbBuf)
+		n.onHeartbeat(now, net, &h, p, n.hbIn)
 	case wire.TypeElection:
 		var m wire.Election
 		if err := wire.DecodeElection(body, &m); err != nil {
@@ -428,7 +430,7 @@ func (n *Node) peer(id wire.NodeID) *peer {
 	if p, ok := n.peers[id]; ok {
 		return p
 	}
-	p := &peer{id: id}
+	p := &peer{id: id, hb: new(wire.Heartbeat)}
 	n.peers[id] = p
 	i := sort.Search(len(n.peerIDs), func(i int) bool { return n.peerIDs[i] >= id })
 	n.peerIDs = append(n.peerIDs, 0)

@@ -17,7 +17,7 @@ type peer struct {
 	inc     uint64
 	heard   [wire.NumNets]time.Time // last heartbeat per network (zero: never)
 	replay  [wire.NumNets]wire.ReplayWindow
-	hb      wire.Heartbeat // latest heartbeat
+	hb      *wire.Heartbeat // latest heartbeat (swapped with the decode buffer, not copied)
 	hbOK    bool
 	wordSeq uint64 // header seq of the newest heartbeat or claim taken
 	epoch   uint64
@@ -53,7 +53,7 @@ func (n *Node) onHeartbeat(now time.Time, net wire.Net, h *wire.Header, p *peer,
 		// Only newer words replace what we know: the same heartbeat on the
 		// other network, or one overtaken by the sender's later claim,
 		// still proves the link but says nothing new.
-		p.hb = *hb
+		p.hb, n.hbIn = hb, p.hb // keep the new one, decode into the old next time
 		p.hbOK = true
 		p.epoch = h.Epoch
 		p.wordSeq = h.Seq
@@ -253,7 +253,7 @@ func (n *Node) sendCoordinator() {
 
 func (n *Node) sendHeartbeat() {
 	st := n.el.State()
-	hb := &n.hbBuf
+	hb := &n.hbOut
 	*hb = wire.Heartbeat{
 		Role: st.Role, Priority: n.cfg.Priority, Eligible: n.cfg.Eligible,
 		Master: st.Master, Vice: st.Vice, AppliedSeq: n.tab.Seq(), Generation: n.el.Self().Generation,
