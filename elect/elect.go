@@ -160,7 +160,16 @@ func beats(a uint64, ca Candidate, b uint64, cb Candidate) bool {
 // eligible, and not behind any live peer's (or this node's own) membership
 // generation.
 func (e *Elector) mayLead(c Candidate, peers []Peer) bool {
-	if !c.Eligible || c.Generation < e.cfg.Self.Generation {
+	if !c.Eligible {
+		return false
+	}
+	if c.Node == e.cfg.Self.Node && e.formed {
+		// Amnesia is a cold-start hazard: a node that has been a member
+		// of a live cluster in this incarnation knows the membership (it
+		// may lag the master's latest generation by a heartbeat).
+		return true
+	}
+	if c.Generation < e.cfg.Self.Generation {
 		return false
 	}
 	for i := range peers {
@@ -372,9 +381,12 @@ func (e *Elector) claim(peers []Peer) {
 	e.lostAt, e.lostVice = time.Time{}, 0
 }
 
-// chooseVice keeps the current vice-master while it lives and may lead;
-// otherwise it prefers a master that stepped down to us after a heal, then
-// the best other live candidate.
+// chooseVice keeps the current vice-master while it lives; otherwise it
+// prefers a master that stepped down to us after a heal, then the best other
+// live eligible node. Generations do not count here: the master's moves
+// first on every membership change and its followers adopt it within a
+// heartbeat; a follower is not amnesiac for lagging by one. (The amnesia
+// guard still applies when anyone claims.)
 func (e *Elector) chooseVice(peers []Peer) wire.NodeID {
 	find := func(n wire.NodeID) *Peer {
 		for i := range peers {
@@ -385,18 +397,18 @@ func (e *Elector) chooseVice(peers []Peer) wire.NodeID {
 		return nil
 	}
 	if e.mergedLoser != 0 {
-		if p := find(e.mergedLoser); p != nil && e.mayLead(p.Candidate, peers) && p.Role != wire.RoleMaster {
+		if p := find(e.mergedLoser); p != nil && p.Eligible && p.Role != wire.RoleMaster {
 			e.mergedLoser = 0
 			return p.Node
 		}
 	}
-	if p := find(e.st.Vice); p != nil && e.mayLead(p.Candidate, peers) && p.Role != wire.RoleMaster {
+	if p := find(e.st.Vice); p != nil && p.Eligible && p.Role != wire.RoleMaster {
 		return p.Node
 	}
 	var best *Peer
 	for i := range peers {
 		p := &peers[i]
-		if !e.mayLead(p.Candidate, peers) || p.Role == wire.RoleMaster {
+		if !p.Eligible || p.Role == wire.RoleMaster {
 			continue
 		}
 		if best == nil || Outranks(p.Candidate, best.Candidate) {
