@@ -299,6 +299,41 @@ func TestThreeAgents(t *testing.T) {
 	}
 	require.Equal(t, []string{"register:up", "state:down", "state:up", "state:down"}, states)
 
+	// A switchover asked on a member: the vice-master takes over at a new
+	// epoch, everyone follows it, and nothing goes down.
+	{
+		var member *testNode
+		for _, nd := range nodes {
+			if wire.NodeID(nd.id) != master {
+				member = nd
+			}
+		}
+		before, err := member.client(t).Status(context.Background())
+		require.NoError(t, err)
+		require.NotZero(t, before.Vice)
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		require.NoError(t, member.client(t).Switchover(sctx))
+		scancel()
+		for _, nd := range nodes {
+			st, _ := nd.client(t).Status(context.Background())
+			t.Logf("node %d after switchover: role %s master %d vice %d epoch %d (shm master %d)", nd.id, st.Role, st.Master, st.Vice, st.Epoch, nd.shm.Header().Master)
+		}
+		for _, nd := range nodes {
+			waitShm(t, nd, 5*time.Second, "new master after switchover", func() bool {
+				return nd.shm.Header().Master == before.Vice
+			})
+			for i := 1; i <= 3; i++ {
+				st, _ := nd.state(fmt.Sprintf("node/%d", i))
+				require.Equal(t, wire.StateUp, st, "node %d: node/%d after switchover", nd.id, i)
+			}
+		}
+		after, err := member.client(t).Status(context.Background())
+		require.NoError(t, err)
+		require.Greater(t, after.Epoch, before.Epoch)
+		t.Logf("switchover: master %d -> %d, epoch %d -> %d", before.Master, after.Master, before.Epoch, after.Epoch)
+		master = after.Master
+	}
+
 	// A node that stops says goodbye: the others mark it down at once.
 	var leaver *testNode
 	for _, nd := range nodes {

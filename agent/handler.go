@@ -412,18 +412,41 @@ func (h *handler) Status(ctx context.Context) (*api.Status, error) {
 	return a.statusOf(&st), nil
 }
 
-// Switchover implements api.Handler. The core has no hand-over yet: on the
-// master it is unsupported; elsewhere the error says which node to ask.
+// Switchover implements api.Handler: the master hands over to the
+// vice-master (asked here, the request is forwarded to the master). It
+// returns once this node sees a new master, or with a timeout.
 func (h *handler) Switchover(ctx context.Context, cred api.Cred) error {
 	a := h.a
 	a.mu.Lock()
-	st := a.core.Role()
+	before := a.core.Role()
+	err := a.core.Switchover(time.Now())
+	a.handleReady()
 	a.mu.Unlock()
 	switch {
-	case st.Master == 0:
+	case errors.Is(err, core.ErrNoMaster):
 		return api.Errorf(api.ErrNoMaster, "no master to hand over from")
-	case st.Master != a.self:
-		return api.Errorf(api.ErrUnsupported, "this node (%d) is not the master; ask the master, node %d", a.self, st.Master)
+	case errors.Is(err, core.ErrNoVice):
+		return api.Errorf(api.ErrUnavailable, "the master has no vice-master to hand over to")
+	case err != nil:
+		return api.Errorf(api.ErrInternal, "%v", err)
 	}
-	return api.Errorf(api.ErrUnsupported, "switchover not implemented yet")
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.NewTimer(2 * time.Second)
+	defer deadline.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return api.Errorf(api.ErrTimeout, "switchover: %v", ctx.Err())
+		case <-deadline.C:
+			return api.Errorf(api.ErrTimeout, "switchover asked; node %d is still master after 2s", before.Master)
+		case <-tick.C:
+		}
+		a.mu.Lock()
+		now := a.core.Role()
+		a.mu.Unlock()
+		if now.Master != 0 && now.Master != before.Master && now.Epoch > before.Epoch {
+			return nil
+		}
+	}
 }

@@ -325,6 +325,16 @@ func (e *Elector) isolated(now time.Time, peers []Peer) bool {
 	return recent >= 2
 }
 
+// TakeOver makes the vice-master master at once, at a new epoch: the
+// master asked it to (an operator's switchover). Anyone else: Nothing.
+func (e *Elector) TakeOver(now time.Time, peers []Peer) Event {
+	if e.st.Role != wire.RoleVice {
+		return Nothing
+	}
+	e.claim(peers)
+	return Claimed
+}
+
 // mayClaimWith applies the quorum and isolation rules.
 func (e *Elector) mayClaimWith(peers []Peer) bool {
 	if !e.quorum(peers) {

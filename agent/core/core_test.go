@@ -174,3 +174,25 @@ func TestAllocMasterTick(t *testing.T) {
 	})
 	assert.Zero(t, allocs)
 }
+
+func TestSwitchover(t *testing.T) {
+	p := newPair(t)
+	p.run(200 * time.Millisecond)
+	require.Equal(t, wire.RoleMaster, p.a.Role().Role)
+	epoch := p.a.Role().Epoch
+	require.NoError(t, p.b.Switchover(p.now), "asked on the vice: forwarded to the master")
+	p.flush()
+	p.run(30 * time.Millisecond)
+	assert.Equal(t, wire.RoleMaster, p.b.Role().Role, "the vice took over")
+	assert.Equal(t, epoch+1, p.b.Role().Epoch)
+	assert.Equal(t, wire.RoleVice, p.a.Role().Role, "the old master follows, and is named vice")
+	p.run(100 * time.Millisecond)
+	assert.Equal(t, p.a.Table().Digest(), p.b.Table().Digest())
+	for _, name := range []string{"node/1", "node/2"} {
+		e, ok := p.b.Table().Lookup(name)
+		require.True(t, ok)
+		assert.Equal(t, wire.StateUp, e.State, "a switchover downs nothing: %s", name)
+	}
+	lone := core.New(core.Config{Node: 7, Key: []byte("k")}, t0)
+	assert.ErrorIs(t, lone.Switchover(t0), core.ErrNoMaster)
+}

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"time"
 
 	"github.com/fmagent/fmagent/agent/table"
@@ -20,6 +21,7 @@ type peer struct {
 	hb      *wire.Heartbeat // latest heartbeat (swapped with the decode buffer, not copied)
 	hbOK    bool
 	wordSeq uint64 // header seq of the newest heartbeat or claim taken
+	callSeq uint64 // header seq of the last switchover call taken
 	epoch   uint64
 	fenced  bool // down in the table at this incarnation: heard, never believed
 	left    bool // said goodbye at this incarnation
@@ -36,6 +38,7 @@ func (p *peer) reincarnated(inc uint64) {
 	p.inc = inc
 	p.hbOK = false
 	p.wordSeq = 0
+	p.callSeq = 0
 	p.fenced = false
 	p.left = false
 }
@@ -110,6 +113,10 @@ func (n *Node) refreshFence(p *peer) {
 }
 
 func (n *Node) onElection(now time.Time, net wire.Net, h *wire.Header, p *peer, m *wire.Election) {
+	if m.Kind == wire.ElectCall {
+		n.onHandoverCall(now, h, p)
+		return
+	}
 	if m.Kind != wire.ElectCoordinator {
 		return
 	}
@@ -126,6 +133,57 @@ func (n *Node) onElection(now time.Time, net wire.Net, h *wire.Header, p *peer, 
 		Role:      wire.RoleMaster, Epoch: h.Epoch, Master: p.id, Vice: m.Vice,
 	})
 	n.onElectEvent(now, ev)
+}
+
+// Errors of Switchover.
+var (
+	ErrNoVice = errors.New("core: no vice-master to hand over to")
+)
+
+// Switchover asks the master to hand over to the vice-master (an operator's
+// planned switchover). On the master it sends the vice a call to take over;
+// on any other node it forwards the request to the master. The vice claims
+// at a new epoch and the old master, outranked by the newer epoch, follows.
+func (n *Node) Switchover(now time.Time) error {
+	n.advance(now)
+	st := n.el.State()
+	switch {
+	case st.Master == 0:
+		return ErrNoMaster
+	case !n.isMaster():
+		n.sendCall(st.Master)
+	case st.Vice == 0:
+		return ErrNoVice
+	default:
+		n.sendCall(st.Vice)
+	}
+	return nil
+}
+
+func (n *Node) sendCall(to wire.NodeID) {
+	h := n.header()
+	b, err := n.codec.AppendElection(n.buf(), &h, &wire.Election{
+		Kind: wire.ElectCall, Priority: n.cfg.Priority, Generation: n.el.Self().Generation,
+	})
+	if err == nil {
+		n.send(to, true, b)
+	}
+}
+
+// onHandoverCall: on the master, a member's call for a switchover is passed
+// to the vice; on the vice, its master's call is the order to take over.
+func (n *Node) onHandoverCall(now time.Time, h *wire.Header, p *peer) {
+	st := n.el.State()
+	if h.Epoch != st.Epoch || h.Seq <= p.callSeq {
+		return // another term's call, or its copy from the other network
+	}
+	p.callSeq = h.Seq
+	switch {
+	case n.isMaster() && n.live(p) && st.Vice != 0:
+		n.sendCall(st.Vice)
+	case st.Role == wire.RoleVice && p.id == st.Master && h.Epoch == st.Epoch:
+		n.onElectEvent(now, n.el.TakeOver(now, n.livePeers()))
+	}
 }
 
 func (n *Node) onLeave(now time.Time, p *peer) {
