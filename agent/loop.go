@@ -186,6 +186,9 @@ func (a *agent) handleReady() {
 		a.send(&rd.Packets[i])
 	}
 	a.publish(rd)
+	for _, d := range rd.Propagation {
+		a.m.propagation.ObserveDuration(d)
+	}
 	for _, r := range rd.Results {
 		if ch, ok := a.waiters[r.ID]; ok {
 			delete(a.waiters, r.ID)

@@ -15,6 +15,7 @@ type agentMetrics struct {
 	shmErrors     *metrics.Counter
 	noAddr        *metrics.Counter
 	watchDropped  *metrics.Counter
+	propagation   *metrics.Histogram
 }
 
 // rejectReasons are the labels wire.Reason returns.
@@ -57,6 +58,28 @@ func newMetrics(r *metrics.Registry, a *agent) *agentMetrics {
 			return f()
 		}
 	}
+	coreStat := func(f func(*core.Stats) uint64) func() float64 {
+		return locked(func() float64 {
+			st := a.core.Stats()
+			return float64(f(&st))
+		})
+	}
+	for n := wire.Net(0); n < wire.NumNets; n++ {
+		r.CounterFunc("fmagent_heartbeats_received_total", "Authenticated heartbeats received, per network.",
+			coreStat(func(s *core.Stats) uint64 { return s.HeartbeatsRecv[n] }), "net", netName(n))
+	}
+	r.CounterFunc("fmagent_heartbeats_sent_total", "Heartbeats sent (each on both networks).", coreStat(func(s *core.Stats) uint64 { return s.HeartbeatsSent }))
+	r.CounterFunc("fmagent_updates_sent_total", "Update datagrams sent (as master).", coreStat(func(s *core.Stats) uint64 { return s.UpdatesSent }))
+	r.CounterFunc("fmagent_changes_applied_total", "Replicated table changes applied.", coreStat(func(s *core.Stats) uint64 { return s.ChangesApplied }))
+	r.CounterFunc("fmagent_nacks_sent_total", "Requests for missing changes or a snapshot.", coreStat(func(s *core.Stats) uint64 { return s.NacksSent }))
+	r.CounterFunc("fmagent_nacks_served_total", "Nacks answered (as master).", coreStat(func(s *core.Stats) uint64 { return s.NacksServed }))
+	r.CounterFunc("fmagent_retransmits_total", "Changes resent on a nack (as master).", coreStat(func(s *core.Stats) uint64 { return s.Retransmits }))
+	r.CounterFunc("fmagent_snapshots_sent_total", "Snapshot transfers served (as master).", coreStat(func(s *core.Stats) uint64 { return s.SnapshotsSent }))
+	r.CounterFunc("fmagent_snapshots_applied_total", "Snapshots that replaced this node's table.", coreStat(func(s *core.Stats) uint64 { return s.SnapshotsApplied }))
+	r.CounterFunc("fmagent_reports_handled_total", "Reports run through the plugin chain (as master).", coreStat(func(s *core.Stats) uint64 { return s.ReportsHandled }))
+	m.propagation = r.Histogram("fmagent_propagation_seconds",
+		"From the master's decision to the change applied here (master's clock to ours: exact on one host, otherwise as good as clock sync).",
+		[]float64{50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3, 0.1, 1})
 	r.GaugeFunc("fmagent_role", "This node's role: 0 joining, 1 member, 2 vice-master, 3 master.",
 		locked(func() float64 { return float64(a.core.Role().Role) }))
 	r.GaugeFunc("fmagent_master", "The master this node follows (0: none).", locked(func() float64 { return float64(a.core.Role().Master) }))

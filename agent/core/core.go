@@ -158,10 +158,28 @@ type Ready struct {
 	Changed []uint64
 	Removed []uint64
 	// Reset: the whole table was replaced (snapshot); republish everything.
-	Reset   bool
-	Persist *Persist
-	Results []Result
-	Events  []Event
+	Reset bool
+	// Propagation: for each change group a follower applied in order, the
+	// time from the master's decision (its clock) to now (ours): meaningful
+	// where clocks agree, as on one host or under PTP.
+	Propagation []time.Duration
+	Persist     *Persist
+	Results     []Result
+	Events      []Event
+}
+
+// Stats counts what the node did, for metrics. Cumulative.
+type Stats struct {
+	HeartbeatsSent   uint64               // each on both networks
+	HeartbeatsRecv   [wire.NumNets]uint64 // authenticated, per network
+	UpdatesSent      uint64               // update datagrams (multicast and retransmissions)
+	ChangesApplied   uint64               // replicated changes applied here
+	NacksSent        uint64               // requests for missing changes or a snapshot
+	NacksServed      uint64               // as master
+	Retransmits      uint64               // changes resent on a nack
+	SnapshotsSent    uint64               // snapshot transfers served, as master
+	SnapshotsApplied uint64               // snapshots that replaced this node's table
+	ReportsHandled   uint64               // reports through the plugin chain, as master
 }
 
 // Node is one fmagent node's protocol state.
@@ -209,6 +227,7 @@ type Node struct {
 
 	rd      Ready
 	out     Ready
+	stats   Stats
 	persist Persist
 	arena   [][]byte
 	nArena  int
@@ -257,6 +276,9 @@ func New(cfg Config, now time.Time) *Node {
 	return n
 }
 
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats { return n.stats }
+
 // ID returns the node's ID.
 func (n *Node) ID() wire.NodeID { return n.cfg.Node }
 
@@ -284,6 +306,7 @@ func (n *Node) Ready() *Ready {
 	n.rd.Removed = n.rd.Removed[:0]
 	n.rd.Results = n.rd.Results[:0]
 	n.rd.Events = n.rd.Events[:0]
+	n.rd.Propagation = n.rd.Propagation[:0]
 	n.rd.Reset = false
 	n.rd.Persist = nil
 	n.nArena = 0
@@ -339,6 +362,7 @@ func (n *Node) Step(now time.Time, net wire.Net, pkt []byte) (wire.NodeID, error
 		if err := wire.DecodeHeartbeat(body, n.hbIn); err != nil {
 			return 0, err
 		}
+		n.stats.HeartbeatsRecv[net]++
 		n.onHeartbeat(now, net, &h, p, n.hbIn)
 	case wire.TypeElection:
 		var m wire.Election

@@ -339,6 +339,7 @@ func (n *Node) sendHeartbeat() {
 	h := n.header()
 	b, err := n.codec.AppendHeartbeat(n.buf(), &h, hb)
 	if err == nil {
+		n.stats.HeartbeatsSent++
 		n.send(0, false, b)
 	}
 }

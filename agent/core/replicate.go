@@ -241,6 +241,7 @@ func (n *Node) sendChanges(to wire.NodeID, cs []wire.Change, prio bool) {
 			n.event(Event{Kind: EvRejected, Reason: "encode update"})
 			return
 		}
+		n.stats.UpdatesSent++
 		n.send(to, prio, b)
 		cs = cs[k:]
 	}
@@ -487,15 +488,20 @@ func (n *Node) applyPending() {
 			}
 			end++
 		}
+		var at int64
 		for s := next; s <= end; s++ {
 			hc := n.pending[s]
 			delete(n.pending, s)
 			n.applyOne(&hc.c)
+			n.stats.ChangesApplied++
+			at = hc.c.At
 		}
+		n.rd.Propagation = append(n.rd.Propagation, n.now.Sub(time.Unix(0, at)))
 	}
 }
 
 func (n *Node) onNack(to wire.NodeID, m *wire.Nack) {
+	n.stats.NacksServed++
 	last := n.tab.Seq()
 	if m.From == 0 || n.ms.get(m.From) == nil {
 		n.sendSnapshot(to)
@@ -512,6 +518,7 @@ func (n *Node) onNack(to wire.NodeID, m *wire.Nack) {
 		}
 		batch[k] = *c
 		k++
+		n.stats.Retransmits++
 		if k == len(batch) || s == to2 {
 			n.sendChanges(to, batch[:k], false)
 			k = 0
@@ -521,6 +528,7 @@ func (n *Node) onNack(to wire.NodeID, m *wire.Nack) {
 
 func (n *Node) sendSnapshot(to wire.NodeID) {
 	n.ms.nextSnap++
+	n.stats.SnapshotsSent++
 	cs := n.tab.SnapshotChanges(n.group[:0])
 	n.group = cs[:0]
 	snap := wire.Snapshot{ID: n.ms.nextSnap, UpToSeq: n.tab.Seq(), Last: true}
@@ -596,6 +604,7 @@ func (n *Node) onSnapshot(now time.Time, m *wire.Snapshot) {
 	s.reset()
 	n.wantSnapshot = false
 	n.rd.Reset = true
+	n.stats.SnapshotsApplied++
 	n.event(Event{Kind: EvSnapshotApplied, Node: n.el.State().Master})
 	for seq := range n.pending {
 		if seq <= n.tab.Seq() {
@@ -639,6 +648,7 @@ func (n *Node) followerTick(now time.Time) {
 }
 
 func (n *Node) sendNack(to wire.NodeID, from, upTo uint64) {
+	n.stats.NacksSent++
 	n.nextNack = n.now.Add(n.cfg.Interval)
 	h := n.header()
 	if b, err := n.codec.AppendNack(n.buf(), &h, &wire.Nack{From: from, To: upTo}); err == nil {

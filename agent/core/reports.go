@@ -288,6 +288,7 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report) {
 			g.changes = append(g.changes, wire.Change{Kind: wire.ChangeUnregister, Entity: r.Entity, By: from, At: r.At})
 		}
 	default:
+		n.stats.ReportsHandled++
 		n.verdicts = n.chain.Run(n.view(), r, n.verdicts[:0])
 		for i := range n.verdicts {
 			n.addVerdict(g, r, &n.verdicts[i])
