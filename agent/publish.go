@@ -242,7 +242,7 @@ func (a *agent) statusOf(st *core.Status) *api.Status {
 	out := &api.Status{
 		Node: st.Node, Cluster: a.cfg.ClusterID, Role: api.RoleOf(st.Role), Epoch: st.Epoch,
 		Master: st.Master, Vice: st.Vice, Stale: st.Stale, TableSeq: st.TableSeq,
-		Digest: api.Digest(st.Digest), Incarnation: st.Incarnation,
+		Digest: api.Digest(st.Digest), Incarnation: st.Incarnation, Shm: a.cfg.ShmPath(),
 		Members: make([]api.Member, 0, len(st.Peers)+1),
 	}
 	self := api.Member{

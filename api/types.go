@@ -293,6 +293,7 @@ type Status struct {
 	TableSeq    uint64      `json:"table_seq"`
 	Digest      Digest      `json:"digest"`
 	Incarnation uint64      `json:"incarnation"`
+	Shm         string      `json:"shm"`     // this agent's shared-memory segment ("" if none)
 	Members     []Member    `json:"members"` // never null
 }
 

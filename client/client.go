@@ -100,7 +100,8 @@ func exists(p string) bool {
 type Client struct {
 	path string
 
-	// get reads one entity: the seam where a shared-memory reader will go.
+	// get reads one entity: from shared memory when the agent publishes
+	// it (shm.go), over the socket otherwise.
 	get getter
 
 	dialSem chan struct{} // one dial at a time
@@ -137,7 +138,7 @@ func Dial(ctx context.Context, socketPath string) (*Client, error) {
 		dialSem: make(chan struct{}, 1),
 		watches: make(map[*Watch]struct{}),
 	}
-	c.get = socketGetter{c}
+	c.get = &shmGetter{c: c, socket: socketGetter{c}}
 	if _, err := c.conn(ctx); err != nil {
 		return nil, err
 	}
@@ -156,6 +157,9 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
+	if g, ok := c.get.(*shmGetter); ok {
+		g.close()
+	}
 	cc := c.cc
 	c.cc = nil
 	ws := c.watches

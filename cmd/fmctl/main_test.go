@@ -312,7 +312,7 @@ func TestStatusStaleCluster(t *testing.T) {
 	var raw map[string]any
 	require.NoError(t, json.Unmarshal([]byte(a.ok("-o", "json", "status")), &raw))
 	assert.ElementsMatch(t, []string{"node", "cluster", "role", "epoch", "master", "vice", "stale",
-		"table_seq", "digest", "incarnation", "members"}, keys(raw))
+		"table_seq", "digest", "incarnation", "shm", "members"}, keys(raw))
 	assert.Equal(t, "0x9ae16a3b2f90404f", raw["digest"])
 	m := raw["members"].([]any)[0].(map[string]any)
 	assert.ElementsMatch(t, []string{"node", "incarnation", "role", "state", "links", "priority", "eligible"}, keys(m))
