@@ -34,9 +34,14 @@ bench:
 	$(MAKE) -C shmem/c bench
 
 FUZZTIME ?= 20s
+FUZZPKGS := ./wire/ ./api/
+# Every fuzz target, FUZZTIME each. The seed corpora under testdata/fuzz run
+# in `make test` anyway.
 fuzz:
-	@for t in $$($(GO) test -list 'Fuzz.*' ./wire/ | grep ^Fuzz); do \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./wire/ || exit 1; done
+	@for p in $(FUZZPKGS); do \
+		for t in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
+			echo "== $$p $$t"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
