@@ -142,7 +142,8 @@ type agent struct {
 	pubInit   bool
 	// masterCh is closed while a master is known, open while there is none.
 	masterCh chan struct{}
-	fenced   bool // self-fence: the watchdog is no longer kicked
+	fenced   bool   // self-fence: the watchdog is no longer kicked
+	savedInc uint64 // the incarnation last persisted
 	scratch  shmem.Entity
 	events   []api.Event // scratch for watcher events
 
@@ -180,6 +181,7 @@ func (a *agent) start() error {
 	}
 
 	inc, err := persist.NextIncarnation(a.stateDir)
+	a.savedInc = inc
 	if err != nil {
 		return fmt.Errorf("agent: state directory %s: %w", a.stateDir, err)
 	}

@@ -179,11 +179,21 @@ func (a *agent) isolatedStale() bool {
 // held. Called after every Step, Tick and Submit.
 func (a *agent) handleReady() {
 	rd := a.core.Ready()
-	if rd.Persist != nil {
+	// A new incarnation must be on disk before anything carries it: a
+	// restart must never reuse one. A new membership generation need not:
+	// a node that crashes before saving it comes back behind, which the
+	// amnesia guard treats as the safe side. So only the former holds the
+	// packets back (a node's death changes the membership, and two fsyncs
+	// would otherwise delay its down notice by milliseconds).
+	late := rd.Persist != nil && rd.Persist.Incarnation == a.savedInc
+	if rd.Persist != nil && !late {
 		a.save(rd.Persist)
 	}
 	for i := range rd.Packets {
 		a.send(&rd.Packets[i])
+	}
+	if late {
+		a.save(rd.Persist)
 	}
 	a.publish(rd)
 	for _, d := range rd.Propagation {
@@ -208,6 +218,7 @@ func (a *agent) save(p *core.Persist) {
 	for i, m := range p.Members {
 		st.Members[i] = uint32(m)
 	}
+	a.savedInc = p.Incarnation
 	if err := persist.Save(a.stateDir, st); err != nil {
 		a.m.persistErrors.Inc()
 		a.log.Error("persisting state", "err", err, "generation", p.Generation)

@@ -1,0 +1,39 @@
+// Package bench measures fmagent end to end, on real processes on loopback,
+// the way DESIGN §6 asks: as distributions, next to a baseline measured in
+// the same run.
+//
+// Run starts N real fmagent processes on `lo` (the two networks as two
+// multicast groups, like scripts/demo.sh), waits until they form one
+// cluster, starts N observer processes (observer i reads node i's
+// shared-memory segment; see observers.go for the protocol) and measures,
+// interleaving the samples so that the noise of a shared machine falls on
+// all of them alike:
+//
+//   - report to everywhere: a client on node 2 calls client.Raise with a new
+//     cause; from just before the call to the alarm being readable in every
+//     node's shared memory. The alarm's RaisedAt (the master's wall clock
+//     when it took the report) splits it in client-to-master and
+//     master-to-everywhere. The alarm is cleared (untimed) after each sample.
+//   - down propagation: the same client sets an entity it owns down
+//     (client.SetState); from the master's decision (the entity's ChangedAt,
+//     stamped by the master) to the down being readable in every node's
+//     shared memory. All processes read the same host clock, so the
+//     difference needs no clock synchronisation.
+//   - the baseline: one raw UDP multicast datagram on `lo` from this process
+//     to the same N observer processes, each of which stamps CLOCK_MONOTONIC
+//     as soon as its read returns: send to received by all.
+//   - failure detection: kill -9 of a non-master agent to its node being
+//     down in every survivor's shared memory, split at the master's decision
+//     (ChangedAt of node/N), against the bound interval × misses; the killed
+//     agent is restarted between repetitions.
+//
+// An observer of the agents sleeps in shmem.Reader.Wait on the table seq (a
+// futex the agent wakes after every commit), reads the entity when it wakes
+// and stamps CLOCK_MONOTONIC when the read shows what it waits for: what a
+// local reader of the table does. The same processes stamp the baseline's
+// datagrams, so both are timed alike.
+//
+// The command bench/cmd/e2e runs it and prints the figures; TestE2EShort
+// runs a short version so that it cannot rot. docs/bench.md says how to run
+// it and what was measured.
+package bench

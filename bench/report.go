@@ -1,0 +1,121 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Figure is one distribution of a Result, by name.
+type Figure struct {
+	Name string
+	Get  func(*Result) Dist
+}
+
+// Figures are the distributions Summary prints, in order. Names starting
+// with spaces are parts of the figure above them.
+var Figures = []Figure{
+	{"report to everywhere (Raise -> every shm)", func(r *Result) Dist { return r.Report }},
+	{"  client -> master's decision", func(r *Result) Dist { return r.ReportToMaster }},
+	{"  master's decision -> every shm", func(r *Result) Dist { return r.ReportFromMaster }},
+	{"  Raise call returned", func(r *Result) Dist { return r.ReportReturn }},
+	{"down propagation (decision -> every shm)", func(r *Result) Dist { return r.Down }},
+	{"  master's decision -> first shm", func(r *Result) Dist { return r.DownFirst }},
+	{"  first shm -> last shm", func(r *Result) Dist { return r.DownSpread }},
+	{"  SetState(down) -> every shm", func(r *Result) Dist { return r.DownTotal }},
+	{"baseline: multicast -> all N receivers", func(r *Result) Dist { return r.Baseline }},
+	{"  -> first receiver", func(r *Result) Dist { return r.BaselineFirst }},
+	{"detection: kill -9 -> every survivor's shm", (*Result).DetectDist},
+	{"  kill -9 -> master's decision", (*Result).DecisionDist},
+	{"  decision -> last survivor's shm", (*Result).PropagateDist},
+	{"  first survivor -> last", (*Result).KillSpreadDist},
+}
+
+// Ratios are the figures compared with the baseline.
+var Ratios = []Figure{
+	{"report to everywhere", func(r *Result) Dist { return r.Report }},
+	{"report: master's decision -> every shm", func(r *Result) Dist { return r.ReportFromMaster }},
+	{"down propagation", func(r *Result) Dist { return r.Down }},
+}
+
+// ratios returns d's p50 and p99 over the baseline's.
+func (r *Result) ratios(d Dist) (p50, p99 float64) {
+	return Ratio(d.P50(), r.Baseline.P50()), Ratio(d.P99(), r.Baseline.P99())
+}
+
+// Summary writes the figures of r.
+func (r *Result) Summary(w io.Writer) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d nodes on lo (master: node %d; client on node %d; detection bound interval × misses = %v)\n",
+		r.Nodes, r.Master, clientNode, r.Bound)
+	for _, f := range Figures {
+		if d := f.Get(r); len(d) > 0 {
+			fmt.Fprintf(&b, "  %-44s %s\n", f.Name, d)
+		}
+	}
+	fmt.Fprintf(&b, "  %-44s %8s  %8s\n", "ratio to the baseline", "p50/p50", "p99/p99")
+	for _, f := range Ratios {
+		p50, p99 := r.ratios(f.Get(r))
+		fmt.Fprintf(&b, "    %-42s %7.2f×  %7.2f×\n", f.Name, p50, p99)
+	}
+	if d := r.DetectDist(); len(d) > 0 {
+		fmt.Fprintf(&b, "  %-44s p50 %.2f×  max %.2f×\n", "detection / bound", Ratio(d.P50(), r.Bound), Ratio(d.Max(), r.Bound))
+	}
+	if len(r.Failures) > 0 {
+		fmt.Fprintf(&b, "  FAILURES (%d):\n", len(r.Failures))
+		for _, f := range r.Failures {
+			fmt.Fprintf(&b, "    %s\n", f)
+		}
+	}
+	io.WriteString(w, b.String())
+}
+
+// WriteMedians writes, for results of several runs of one configuration,
+// the median over the runs of each figure's quantiles and of each ratio.
+func WriteMedians(w io.Writer, rs []*Result) {
+	if len(rs) == 0 {
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d nodes: median of %d runs\n", rs[0].Nodes, len(rs))
+	fmt.Fprintf(&b, "  %-44s %8s  %8s  %8s  %8s\n", "", "p50", "p90", "p99", "max")
+	med := func(f func(*Result) time.Duration) time.Duration {
+		v := make([]time.Duration, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	for _, f := range Figures {
+		if len(f.Get(rs[0])) == 0 {
+			continue
+		}
+		q := func(p float64) string {
+			return FormatDuration(med(func(r *Result) time.Duration { return f.Get(r).Quantile(p) }))
+		}
+		fmt.Fprintf(&b, "  %-44s %8s  %8s  %8s  %8s\n", f.Name, q(0.5), q(0.9), q(0.99), q(1))
+	}
+	medf := func(f func(*Result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	fmt.Fprintf(&b, "  %-44s %8s  %8s\n", "ratio to the baseline", "p50/p50", "p99/p99")
+	for _, f := range Ratios {
+		p50 := medf(func(r *Result) float64 { p, _ := r.ratios(f.Get(r)); return p })
+		p99 := medf(func(r *Result) float64 { _, p := r.ratios(f.Get(r)); return p })
+		fmt.Fprintf(&b, "    %-42s %7.2f×  %7.2f×\n", f.Name, p50, p99)
+	}
+	if len(rs[0].Kills) > 0 {
+		p50 := medf(func(r *Result) float64 { return Ratio(r.DetectDist().P50(), r.Bound) })
+		mx := medf(func(r *Result) float64 { return Ratio(r.DetectDist().Max(), r.Bound) })
+		fmt.Fprintf(&b, "  %-44s p50 %.2f×  max %.2f×\n", "detection / bound", p50, mx)
+	}
+	io.WriteString(w, b.String())
+}

@@ -1,0 +1,488 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/client"
+)
+
+// Config is what Run measures and how.
+type Config struct {
+	// Nodes is the number of agents, at least 2 (the client is on node 2).
+	Nodes int
+	// Samples is the number of samples of each latency (report to
+	// everywhere, down propagation, baseline), after Warmup discarded ones.
+	Samples int
+	Warmup  int
+	// Kills is the number of kill -9 repetitions of the failure-detection
+	// measurement (0: none).
+	Kills int
+	// Interval and Misses are the agents' timing (profile "custom"): the
+	// detection bound is Interval × Misses.
+	Interval time.Duration
+	Misses   int
+	// Agent is the fmagent binary; "" builds cmd/fmagent (BuildAgent) into
+	// a temporary directory.
+	Agent string
+	// Self is the executable re-run as the observers (MaybeHelper);
+	// "" is os.Executable().
+	Self string
+	// Gap is the pause between samples (a random part up to Gap is added).
+	Gap time.Duration
+	// Timeout bounds one client call; the observers of a sample wait up
+	// to twice as long.
+	Timeout time.Duration
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+	// StateBase is where the run's directory (the agents' state
+	// directories, where the master fsyncs the membership on every change,
+	// and their sockets) is made; "" is the default temporary directory.
+	StateBase string
+	// LogLevel is the agents' -log-level ("": info).
+	LogLevel string
+	// LogDir, if set, receives a copy of every agent's log (n1.log...)
+	// when the run ends.
+	LogDir string
+}
+
+func (c *Config) defaults() {
+	if c.Nodes == 0 {
+		c.Nodes = 3
+	}
+	if c.Samples == 0 {
+		c.Samples = 200
+	}
+	if c.Interval == 0 {
+		c.Interval = 10 * time.Millisecond
+	}
+	if c.Misses == 0 {
+		c.Misses = 5
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+}
+
+// Result is what one Run measured.
+type Result struct {
+	Nodes  int
+	Master int // the master when the samples were taken
+	Bound  time.Duration
+
+	// Report to everywhere: client.Raise on node 2, from just before the
+	// call to the alarm readable in every node's shared memory.
+	Report Dist
+	// Its parts: to the master's decision (the alarm's RaisedAt) and from
+	// there to the last segment; and the time the Raise call took to return.
+	ReportToMaster   Dist
+	ReportFromMaster Dist
+	ReportReturn     Dist
+
+	// Down propagation: from the master's decision (ChangedAt) to the down
+	// readable in every node's shared memory, and its first-to-last spread.
+	// DownTotal is from just before client.SetState(down) on node 2.
+	Down       Dist
+	DownFirst  Dist // the master's decision to the first segment
+	DownSpread Dist
+	DownTotal  Dist
+
+	// Baseline: one multicast datagram to Nodes receiver processes, send to
+	// received by all (and by the first).
+	Baseline      Dist
+	BaselineFirst Dist
+
+	// Failure detection, one entry per kill.
+	Kills []Kill
+
+	// Failures lists every sample that was not observed everywhere (each
+	// also left out of the distributions).
+	Failures []string
+}
+
+// Kill is one failure-detection repetition.
+type Kill struct {
+	Victim, Master int
+	// Detect is kill -9 to down in every survivor's shared memory.
+	Detect time.Duration
+	// ToDecision is kill -9 to the master's decision (node/N's ChangedAt);
+	// Propagate is the decision to the last survivor's shared memory;
+	// Spread is the first survivor's to the last's.
+	ToDecision, Propagate, Spread time.Duration
+}
+
+// DetectDist is the Detect of every kill.
+func (r *Result) DetectDist() Dist {
+	return r.killDist(func(k Kill) time.Duration { return k.Detect })
+}
+
+// DecisionDist is the ToDecision of every kill.
+func (r *Result) DecisionDist() Dist {
+	return r.killDist(func(k Kill) time.Duration { return k.ToDecision })
+}
+
+// PropagateDist is the Propagate of every kill.
+func (r *Result) PropagateDist() Dist {
+	return r.killDist(func(k Kill) time.Duration { return k.Propagate })
+}
+
+// KillSpreadDist is the Spread of every kill.
+func (r *Result) KillSpreadDist() Dist {
+	return r.killDist(func(k Kill) time.Duration { return k.Spread })
+}
+
+func (r *Result) killDist(f func(Kill) time.Duration) Dist {
+	d := make(Dist, len(r.Kills))
+	for i, k := range r.Kills {
+		d[i] = f(k)
+	}
+	return d
+}
+
+const (
+	// The client runs on node clientNode and registers these entities:
+	// the first takes the alarms, the second goes down and up.
+	clientNode  = 2
+	alarmEntity = "svc/bench-alarm"
+	downEntity  = "svc/bench-down"
+	// Run gives up after this many failed samples.
+	maxFailures = 10
+)
+
+// Run starts the cluster and the observers, measures and stops
+// everything. It returns an error when the measurement could not run at
+// all (the cluster did not form, too many samples failed); samples that
+// were not observed everywhere are listed in Result.Failures.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	cfg.defaults()
+	if cfg.Nodes < 2 {
+		return nil, errors.New("bench: at least 2 nodes (the client runs on node 2)")
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(cfg.Log, format+"\n", args...) }
+
+	bin := cfg.Agent
+	if bin == "" {
+		dir, err := os.MkdirTemp("", "fmbench-bin")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		logf("building fmagent")
+		if bin, err = BuildAgent(dir); err != nil {
+			return nil, err
+		}
+	}
+	self := cfg.Self
+	if self == "" {
+		var err error
+		if self, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+
+	c, err := newCluster(bin, cfg.Nodes, cfg.Interval, cfg.Misses, cfg.StateBase)
+	if err != nil {
+		return nil, err
+	}
+	c.logLevel = cfg.LogLevel
+	defer func() {
+		c.stop()
+		if cfg.LogDir != "" {
+			c.saveLogs(cfg.LogDir)
+		}
+		c.cleanup()
+	}()
+	logf("starting %d agents on lo (cluster %d, groups %s and %s port %d, %v × %d)",
+		cfg.Nodes, c.clusterID, c.groupA, c.groupB, c.port, cfg.Interval, cfg.Misses)
+	for _, i := range c.all() {
+		if err := c.start(i); err != nil {
+			return nil, err
+		}
+	}
+	for _, i := range c.all() {
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := c.open(octx, i)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
+	t0 := time.Now()
+	master, err := c.waitFormed(ctx, 20*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, c.logs(10))
+	}
+	logf("formed in %v; master: node %d", time.Since(t0).Round(time.Millisecond), master)
+
+	o, err := startObservers(self, cfg.Nodes)
+	if err != nil {
+		return nil, err
+	}
+	defer o.stop()
+	all := c.all()
+	if err := o.open(all, c.paths(all), c.pids(all), 10*time.Second); err != nil {
+		return nil, err
+	}
+
+	m := &measurer{cfg: cfg, c: c, o: o, res: &Result{Nodes: cfg.Nodes, Master: master, Bound: cfg.Interval * time.Duration(cfg.Misses)}, logf: logf}
+	if err := m.samples(ctx); err != nil {
+		return m.res, fmt.Errorf("%w\n%s", err, c.logs(10))
+	}
+	if err := m.kills(ctx); err != nil {
+		return m.res, fmt.Errorf("%w\n%s", err, c.logs(10))
+	}
+	return m.res, nil
+}
+
+type measurer struct {
+	cfg  Config
+	c    *cluster
+	o    *observers
+	cl   *client.Client
+	res  *Result
+	logf func(string, ...any)
+	run  int // distinguishes the causes of this run from leftovers
+}
+
+func (m *measurer) fail(what string, err error) error {
+	msg := fmt.Sprintf("%s: %v", what, err)
+	m.res.Failures = append(m.res.Failures, msg)
+	m.logf("FAILED %s", msg)
+	if len(m.res.Failures) >= maxFailures {
+		return fmt.Errorf("bench: %d samples failed, giving up; last: %s", len(m.res.Failures), msg)
+	}
+	return nil
+}
+
+func (m *measurer) pause() {
+	if m.cfg.Gap > 0 {
+		time.Sleep(m.cfg.Gap + rand.N(m.cfg.Gap))
+	}
+}
+
+// do runs call (a client request) between arming the observers of nodes
+// ids on cond and collecting their sightings. t0 is CLOCK_MONOTONIC and
+// wall-clock just before the call, ret the time the call took.
+//
+// The observers wait up to twice Timeout, from before the call: a call
+// that takes long but succeeds (up to Timeout) still gives a sample, a slow
+// one; a failure is a change not seen everywhere in that time.
+func (m *measurer) do(ctx context.Context, ids []int, cond, name, arg string, call func(context.Context) error) (ss []msg, t0, t0wall int64, ret time.Duration, err error) {
+	w, err := m.o.watch(ids, cond, name, arg, 2*m.cfg.Timeout)
+	if err != nil {
+		return nil, 0, 0, 0, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
+	defer cancel()
+	t0wall = time.Now().UnixNano()
+	t0 = monoNow()
+	err = call(cctx)
+	ret = time.Duration(monoNow() - t0)
+	ss, werr := w.wait()
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		err = fmt.Errorf("%w (the call took %v); now:%s", err, ret.Round(time.Microsecond), m.c.describe(name))
+	}
+	return ss, t0, t0wall, ret, err
+}
+
+// samples takes the report, down and baseline samples, interleaved.
+func (m *measurer) samples(ctx context.Context) error {
+	c := m.c
+	all := c.all()
+	m.run = rand.IntN(1 << 30)
+
+	cl, err := client.Dial(ctx, c.nodes[clientNode].sock)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	m.cl = cl
+	for _, name := range []string{alarmEntity, downEntity} {
+		_, _, _, _, err := m.do(ctx, all, "exists", name, "", func(ctx context.Context) error {
+			_, err := cl.Register(ctx, name, client.KindService)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("bench: register %s on node %d: %w", name, clientNode, err)
+		}
+	}
+
+	total := m.cfg.Warmup + m.cfg.Samples
+	m.logf("%d samples each (%d warm-up) of report to everywhere, down propagation and the baseline", m.cfg.Samples, m.cfg.Warmup)
+	for i := 0; i < total; i++ {
+		keep := i >= m.cfg.Warmup
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// The baseline.
+		first, last, err := m.o.sample(m.cfg.Timeout)
+		if err != nil {
+			if err := m.fail(fmt.Sprintf("baseline sample %d", i), err); err != nil {
+				return err
+			}
+		} else if keep {
+			m.res.Baseline = append(m.res.Baseline, last)
+			m.res.BaselineFirst = append(m.res.BaselineFirst, first)
+		}
+		m.pause()
+
+		if err := m.report(ctx, i, keep); err != nil {
+			return err
+		}
+		m.pause()
+
+		if err := m.down(ctx, i, keep); err != nil {
+			return err
+		}
+		if keep && (i-m.cfg.Warmup+1)%50 == 0 {
+			m.logf("  %d/%d", i-m.cfg.Warmup+1, m.cfg.Samples)
+		}
+	}
+	return nil
+}
+
+// report takes one report-to-everywhere sample: Raise with a new cause,
+// then Clear it (not timed) so that the entity never fills up its alarms.
+func (m *measurer) report(ctx context.Context, i int, keep bool) error {
+	all := m.c.all()
+	cause := fmt.Sprintf("bench-%d-%d", m.run, i)
+	var res *api.ReportResult
+	ss, t0, t0wall, ret, err := m.do(ctx, all, "alarm", alarmEntity, cause, func(ctx context.Context) (err error) {
+		res, err = m.cl.Raise(ctx, alarmEntity, cause, client.SevMajor)
+		return err
+	})
+	if err != nil {
+		return m.fail(fmt.Sprintf("raise sample %d (%+v)", i, res), err)
+	}
+	if keep {
+		_, last := span(ss)
+		raisedAt := ss[0].stamp // the master's decision: the same in every copy
+		m.res.Report = append(m.res.Report, time.Duration(last-t0))
+		m.res.ReportReturn = append(m.res.ReportReturn, ret)
+		m.res.ReportToMaster = append(m.res.ReportToMaster, time.Duration(raisedAt-t0wall))
+		m.res.ReportFromMaster = append(m.res.ReportFromMaster, time.Duration(lastWall(ss)-raisedAt))
+	}
+	m.pause()
+	// Clear it, and wait until it is gone everywhere.
+	_, _, _, _, err = m.do(ctx, all, "noalarm", alarmEntity, cause, func(ctx context.Context) error {
+		_, err := m.cl.Clear(ctx, alarmEntity, cause)
+		return err
+	})
+	if err != nil {
+		return m.fail(fmt.Sprintf("clear after raise sample %d", i), err)
+	}
+	return nil
+}
+
+// down takes one down-propagation sample: SetState(down) of an entity the
+// client's node owns, timed from the master's decision; then up again.
+func (m *measurer) down(ctx context.Context, i int, keep bool) error {
+	all := m.c.all()
+	for _, st := range []client.State{client.StateDown, client.StateUp} {
+		var res *api.ReportResult
+		ss, t0, _, _, err := m.do(ctx, all, "state", downEntity, string(st), func(ctx context.Context) (err error) {
+			res, err = m.cl.SetState(ctx, downEntity, st)
+			return err
+		})
+		if err != nil {
+			return m.fail(fmt.Sprintf("set %s sample %d (%+v)", st, i, res), err)
+		}
+		if keep && st == client.StateDown {
+			first, last := span(ss)
+			at := ss[0].stamp // ChangedAt: the master's decision
+			m.res.Down = append(m.res.Down, time.Duration(lastWall(ss)-at))
+			m.res.DownFirst = append(m.res.DownFirst, time.Duration(firstWall(ss)-at))
+			m.res.DownSpread = append(m.res.DownSpread, time.Duration(last-first))
+			m.res.DownTotal = append(m.res.DownTotal, time.Duration(last-t0))
+		}
+		m.pause()
+	}
+	return nil
+}
+
+// kills takes the failure-detection samples: kill -9 of a non-master, down
+// in every survivor's segment, restart, wait for the cluster to re-form.
+func (m *measurer) kills(ctx context.Context) error {
+	c := m.c
+	if m.cfg.Kills == 0 {
+		return nil
+	}
+	m.logf("%d kill -9 repetitions (bound %v)", m.cfg.Kills, m.res.Bound)
+	next := 0
+	for k := 0; k < m.cfg.Kills; k++ {
+		master, err := c.waitFormed(ctx, 20*time.Second)
+		if err != nil {
+			return err
+		}
+		var candidates []int
+		for _, i := range c.all() {
+			if i != master {
+				candidates = append(candidates, i)
+			}
+		}
+		victim := candidates[next%len(candidates)]
+		next++
+		var survivors []int
+		for _, i := range c.all() {
+			if i != victim {
+				survivors = append(survivors, i)
+			}
+		}
+		pid := c.nodes[victim].cmd.Process.Pid
+		ss, t0, t0wall, _, err := m.do(ctx, survivors, "state", fmt.Sprintf("node/%d", victim), "down", func(context.Context) error {
+			return syscall.Kill(pid, syscall.SIGKILL)
+		})
+		<-c.nodes[victim].done
+		if err != nil {
+			if err := m.fail(fmt.Sprintf("kill %d of node %d", k, victim), err); err != nil {
+				return err
+			}
+		} else {
+			first, last := span(ss)
+			at := ss[0].stamp
+			kl := Kill{
+				Victim: victim, Master: master,
+				Detect:     time.Duration(last - t0),
+				ToDecision: time.Duration(at - t0wall),
+				Propagate:  time.Duration(lastWall(ss) - at),
+				Spread:     time.Duration(last - first),
+			}
+			m.res.Kills = append(m.res.Kills, kl)
+			m.logf("  kill %d: node %d (master %d) down everywhere after %v (decision at %v, then %v; spread %v)",
+				k+1, victim, master, kl.Detect.Round(time.Microsecond), kl.ToDecision.Round(time.Microsecond),
+				kl.Propagate.Round(time.Microsecond), kl.Spread.Round(time.Microsecond))
+		}
+		// Restart it and wait until it is back everywhere.
+		if err := c.start(victim); err != nil {
+			return err
+		}
+		octx, ocancel := context.WithTimeout(ctx, 10*time.Second)
+		err = c.open(octx, victim)
+		ocancel()
+		if err != nil {
+			return err
+		}
+		if err := m.o.open([]int{victim}, c.paths([]int{victim}), c.pids([]int{victim}), 10*time.Second); err != nil {
+			return err
+		}
+		if _, err := c.waitFormed(ctx, 20*time.Second); err != nil {
+			return err
+		}
+		// Let the restarted node settle (it has just re-synchronised).
+		time.Sleep(10 * m.cfg.Interval)
+	}
+	return nil
+}
