@@ -192,9 +192,6 @@ func (a *agent) handleReady() {
 	for i := range rd.Packets {
 		a.send(&rd.Packets[i])
 	}
-	if late {
-		a.save(rd.Persist)
-	}
 	a.publish(rd)
 	for _, d := range rd.Propagation {
 		a.m.propagation.ObserveDuration(d)
@@ -207,6 +204,9 @@ func (a *agent) handleReady() {
 	}
 	for i := range rd.Events {
 		a.event(&rd.Events[i])
+	}
+	if late {
+		a.save(rd.Persist) // after everything readers and peers wait for
 	}
 }
 
