@@ -142,8 +142,12 @@ type agent struct {
 	pubInit   bool
 	// masterCh is closed while a master is known, open while there is none.
 	masterCh chan struct{}
-	fenced   bool   // self-fence: the watchdog is no longer kicked
-	savedInc uint64 // the incarnation last persisted
+	fenced   bool              // self-fence: the watchdog is no longer kicked
+	savedInc uint64            // the incarnation last persisted
+	saveq    chan core.Persist // states saved off the lock (saverLoop)
+	saverWG  sync.WaitGroup
+	saveMu   sync.Mutex // orders saves; guards diskInc
+	diskInc  uint64     // the incarnation last written
 	scratch  shmem.Entity
 	events   []api.Event // scratch for watcher events
 
@@ -181,7 +185,8 @@ func (a *agent) start() error {
 	}
 
 	inc, err := persist.NextIncarnation(a.stateDir)
-	a.savedInc = inc
+	a.savedInc, a.diskInc = inc, inc
+	a.saveq = make(chan core.Persist, 1)
 	if err != nil {
 		return fmt.Errorf("agent: state directory %s: %w", a.stateDir, err)
 	}
@@ -316,6 +321,11 @@ func (a *agent) run(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	a.goLoop(func() { a.timerLoop(done) })
+	a.saverWG.Add(1)
+	go func(q <-chan core.Persist) {
+		defer a.saverWG.Done()
+		a.saverLoop(q)
+	}(a.saveq)
 	a.goLoop(a.procLoop)
 	if p := watchdog.KickPeriod(a.wd); p > 0 {
 		a.goLoop(func() { a.kickLoop(done, p) })
@@ -388,6 +398,12 @@ func (a *agent) shutdown(done chan struct{}) {
 	case <-time.After(time.Until(deadline)):
 		a.log.Warn("shutdown: some goroutines did not stop in time")
 	}
+	// The last membership state queued (after the goodbye's Ready).
+	a.mu.Lock()
+	close(a.saveq)
+	a.saveq = nil
+	a.mu.Unlock()
+	a.saverWG.Wait()
 	a.closeAll()
 	a.log.Info("stopped")
 }

@@ -187,6 +187,7 @@ func (a *agent) handleReady() {
 	// would otherwise delay its down notice by milliseconds).
 	late := rd.Persist != nil && rd.Persist.Incarnation == a.savedInc
 	if rd.Persist != nil && !late {
+		a.savedInc = rd.Persist.Incarnation
 		a.save(rd.Persist)
 	}
 	for i := range rd.Packets {
@@ -206,19 +207,54 @@ func (a *agent) handleReady() {
 		a.event(&rd.Events[i])
 	}
 	if late {
-		a.save(rd.Persist) // after everything readers and peers wait for
+		a.saveLater(rd.Persist)
+	}
+}
+
+// saveLater hands a state that need not be on disk before anything is sent
+// (a new membership generation) to the saver goroutine: its fsyncs must not
+// hold a.mu, which heartbeats and receives wait for (on a loaded disk an
+// fsync takes hundreds of milliseconds). Only the latest state matters: an
+// older one still waiting is replaced. mu held.
+func (a *agent) saveLater(p *core.Persist) {
+	if a.saveq == nil { // shutting down: the saver is gone
+		a.save(p)
+		return
+	}
+	st := *p
+	st.Members = append([]wire.NodeID(nil), p.Members...)
+	select {
+	case a.saveq <- st:
+	default:
+		select {
+		case <-a.saveq:
+		default:
+		}
+		a.saveq <- st // room now: only handleReady sends, under mu
+	}
+}
+
+// saverLoop writes the states saveLater queues, until q is closed.
+func (a *agent) saverLoop(q <-chan core.Persist) {
+	for st := range q {
+		a.save(&st)
 	}
 }
 
 // save writes the persisted state durably (persist.Save: temporary file,
-// fsync, rename, fsync of the directory) before anything else of the Ready
-// is sent.
+// fsync, rename, fsync of the directory). Called with mu held for a new
+// incarnation (before anything carries it), and by the saver goroutine
+// otherwise; saveMu orders the two, and the incarnation on disk never goes
+// back (a queued older state written after a newer one keeps the newer's).
 func (a *agent) save(p *core.Persist) {
-	st := persist.State{Incarnation: p.Incarnation, Generation: p.Generation, Members: make([]uint32, len(p.Members))}
+	a.saveMu.Lock()
+	defer a.saveMu.Unlock()
+	inc := max(p.Incarnation, a.diskInc)
+	st := persist.State{Incarnation: inc, Generation: p.Generation, Members: make([]uint32, len(p.Members))}
 	for i, m := range p.Members {
 		st.Members[i] = uint32(m)
 	}
-	a.savedInc = p.Incarnation
+	a.diskInc = inc
 	if err := persist.Save(a.stateDir, st); err != nil {
 		a.m.persistErrors.Inc()
 		a.log.Error("persisting state", "err", err, "generation", p.Generation)

@@ -62,8 +62,10 @@ func (n *Node) onHeartbeat(now time.Time, net wire.Net, h *wire.Header, p *peer,
 		p.wordSeq = h.Seq
 	}
 	n.heardFrom(now, net, p)
-	// Were we told we are fenced? Only a master's word counts.
-	if hb.Role == wire.RoleMaster {
+	// Were we told we are fenced? Only our master's word counts (or any
+	// master's while we have none, or a newer epoch's): at a heal, the
+	// losing side's master has our side fenced, and is not to be obeyed.
+	if st := n.el.State(); hb.Role == wire.RoleMaster && (st.Master == 0 || p.id == st.Master || h.Epoch > st.Epoch) {
 		for i := 0; i < int(hb.NPeers); i++ {
 			v := &hb.Peers[i]
 			if v.Node == n.cfg.Node && v.Incarnation == n.inc && v.Links&LinkFenced != 0 {

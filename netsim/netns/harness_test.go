@@ -30,8 +30,10 @@ import (
 const (
 	interval = 10 * time.Millisecond
 	misses   = 5
-	// pollEvery paces the polling of shared memory and fmctl.
+	// pollEvery paces the polling of fmctl (and shared memory with it);
+	// pollShm the polling of shared memory alone, where a time is measured.
 	pollEvery = 20 * time.Millisecond
+	pollShm   = 2 * time.Millisecond
 )
 
 // Set by TestMain.
@@ -61,7 +63,14 @@ func testMain(m *testing.M) int {
 	if skipWhy != "" {
 		return m.Run()
 	}
+	reapLeftovers()
+	tmp, err := os.MkdirTemp("", fmt.Sprintf("%s%d-bin-", prefix, os.Getpid()))
+	if err != nil {
+		setupErr = err
+		return m.Run()
+	}
 	// Whatever happens from here on, remove what we made.
+	defer os.RemoveAll(tmp)
 	defer cleanupAll()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -69,16 +78,10 @@ func testMain(m *testing.M) int {
 		s := <-sig
 		fmt.Fprintf(os.Stderr, "netns: %v: removing the namespaces and agents of this run\n", s)
 		cleanupAll()
+		os.RemoveAll(tmp)
 		os.Exit(1)
 	}()
 
-	reapLeftovers()
-	tmp, err := os.MkdirTemp("", fmt.Sprintf("%s%d-bin-", prefix, os.Getpid()))
-	if err != nil {
-		setupErr = err
-		return m.Run()
-	}
-	defer os.RemoveAll(tmp)
 	binDir = tmp
 	setupErr = buildBinaries(tmp)
 	return m.Run()
@@ -207,7 +210,7 @@ func reapLeftovers() {
 		if err != nil || pid == os.Getpid() {
 			return false
 		}
-		return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+		return !processAlive(pid)
 	}
 	for _, ns := range namespacesWithPrefix(prefix) {
 		st, err := os.Stat(filepath.Join("/run/netns", ns))
@@ -233,6 +236,22 @@ func reapLeftovers() {
 	}
 }
 
+// processAlive reports whether pid is a live process (a zombie is not).
+func processAlive(pid int) bool {
+	if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
+		return b[i+2] != 'Z'
+	}
+	return true
+}
+
 // ipCmd runs ip with args; the error carries ip's output.
 func ipCmd(args ...string) error {
 	out, err := exec.Command("ip", args...).CombinedOutput()
@@ -245,13 +264,14 @@ func ipCmd(args ...string) error {
 // ---- the cluster ----
 
 type cluster struct {
-	t     *testing.T
-	run   string // "<pid>-<rand>": in every name this run makes
-	dir   string // state dirs, configs, logs
-	hub   string // namespace of the bridges
-	key   string // cluster key file
-	id    int    // cluster ID
-	netA  int    // third octet of network A's subnet (10.201.netA.0/24)
+	t     *testing.T // the test or subtest running now
+	top   *testing.T // the test that made the cluster, for cleanup
+	run   string     // "<pid>-<rand>": in every name this run makes
+	dir   string     // state dirs, configs, logs
+	hub   string     // namespace of the bridges
+	key   string     // cluster key file
+	id    int        // cluster ID
+	netA  int        // third octet of network A's subnet (10.201.netA.0/24)
 	netB  int
 	nodes []*node // nodes[i-1] is node i
 }
@@ -320,7 +340,7 @@ func randByte() int {
 // ends.
 func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
-	c := &cluster{t: t, run: fmt.Sprintf("%d-%s", os.Getpid(), randHex(3))}
+	c := &cluster{t: t, top: t, run: fmt.Sprintf("%d-%s", os.Getpid(), randHex(3))}
 	c.id = 1000 + randByte()
 	c.netA = randByte()
 	c.netB = randByte()
@@ -448,9 +468,9 @@ device = ""
 // cleanup stops the agents and removes everything; on failure it prints the
 // end of every agent's logs first.
 func (c *cluster) cleanup() {
-	t := c.t
+	t := c.top
 	if t.Failed() {
-		c.dumpLogs(40)
+		c.dumpLogs(t, 150)
 	}
 	if failed := cleanupAll(); len(failed) > 0 {
 		t.Errorf("cleanup could not remove: %s", strings.Join(failed, "; "))
@@ -465,7 +485,7 @@ func (c *cluster) cleanup() {
 	}
 }
 
-func (c *cluster) dumpLogs(lines int) {
+func (c *cluster) dumpLogs(t *testing.T, lines int) {
 	for _, nd := range c.nodes {
 		for life := 1; life <= nd.lives; life++ {
 			p := c.logPath(nd, life)
@@ -477,7 +497,7 @@ func (c *cluster) dumpLogs(lines int) {
 			if len(l) > lines {
 				l = l[len(l)-lines:]
 			}
-			c.t.Logf("--- node %d, life %d: last %d lines of %s\n%s", nd.id, life, len(l), p, strings.Join(l, "\n"))
+			t.Logf("--- node %d, life %d: last %d lines of %s\n%s", nd.id, life, len(l), p, strings.Join(l, "\n"))
 		}
 	}
 }
@@ -533,13 +553,15 @@ func (c *cluster) start(i int) {
 	})
 }
 
-// kill9 sends SIGKILL to node i's agent and waits for it to end.
-func (c *cluster) kill9(i int) {
+// kill9 sends SIGKILL to node i's agent and waits for it to end; it
+// returns when the signal was sent.
+func (c *cluster) kill9(i int) time.Time {
 	c.t.Helper()
 	a := c.nodes[i-1].proc
 	if a == nil || a.exited() {
 		c.t.Fatalf("node %d is not running", i)
 	}
+	at := time.Now()
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		c.t.Fatalf("kill -9 node %d: %v", i, err)
 	}
@@ -548,6 +570,7 @@ func (c *cluster) kill9(i int) {
 	case <-time.After(5 * time.Second):
 		c.t.Fatalf("node %d did not die within 5s of SIGKILL", i)
 	}
+	return at
 }
 
 // running lists the IDs of the nodes whose agent runs.
@@ -804,6 +827,12 @@ func fmtTables(l []table) string {
 // so that cleanup still runs, when go test's own -timeout is near.
 func (c *cluster) eventually(timeout time.Duration, what string, cond func() (ok bool, observed string)) time.Duration {
 	c.t.Helper()
+	return c.eventuallyEvery(pollEvery, timeout, what, cond)
+}
+
+// eventuallyEvery is eventually polling every d.
+func (c *cluster) eventuallyEvery(d, timeout time.Duration, what string, cond func() (ok bool, observed string)) time.Duration {
+	c.t.Helper()
 	start := time.Now()
 	end := start.Add(timeout)
 	if dl, ok := c.t.Deadline(); ok && dl.Add(-15*time.Second).Before(end) {
@@ -819,6 +848,90 @@ func (c *cluster) eventually(timeout time.Duration, what string, cond func() (ok
 		if time.Now().After(end) {
 			c.t.Fatalf("%s: not within %v; last observed:\n%s", what, time.Since(start).Round(time.Millisecond), last)
 		}
-		time.Sleep(pollEvery)
+		time.Sleep(d)
 	}
+}
+
+// ---- event traces ----
+
+// tracer records the changes a node publishes in its shared memory's event
+// ring, for failure messages: the order of changes is what explains a
+// wrong final state.
+type tracer struct {
+	node  int
+	stop  chan struct{}
+	done  chan struct{}
+	lines []string
+}
+
+// trace follows node i's event ring until stop is called. Changes of link
+// entities are left out (there are many, and they are checked elsewhere).
+func (c *cluster) trace(i int) *tracer {
+	tr := &tracer{node: i, stop: make(chan struct{}), done: make(chan struct{})}
+	r, err := shmem.Open(c.nodes[i-1].shm)
+	if err != nil {
+		tr.lines = append(tr.lines, err.Error())
+		close(tr.done)
+		return tr
+	}
+	f, err := r.Follow()
+	if err != nil {
+		r.Close()
+		tr.lines = append(tr.lines, err.Error())
+		close(tr.done)
+		return tr
+	}
+	start := time.Now()
+	names := make(map[uint64]string)
+	name := func(id uint64) string {
+		if n, ok := names[id]; ok {
+			return n
+		}
+		var e shmem.Entity
+		if r.Read(id, &e) != nil {
+			return fmt.Sprintf("%#016x", id)
+		}
+		names[id] = e.NameString()
+		return names[id]
+	}
+	go func() {
+		defer close(tr.done)
+		defer r.Close()
+		var ev shmem.Event
+		for {
+			lost, ok := f.Next(&ev)
+			if lost > 0 {
+				tr.lines = append(tr.lines, fmt.Sprintf("(%d events lost)", lost))
+			}
+			if !ok {
+				select {
+				case <-tr.stop:
+					return
+				case <-time.After(time.Millisecond):
+				}
+				continue
+			}
+			n := name(ev.EntityID)
+			if strings.Contains(n, "/link/") {
+				continue
+			}
+			line := fmt.Sprintf("%8v seq %4d %-7s %s", time.Since(start).Round(time.Millisecond), ev.TableSeq, ev.Kind, n)
+			if ev.Kind == shmem.EventStateChanged {
+				line += " " + stateName(ev.State)
+			}
+			tr.lines = append(tr.lines, line)
+		}
+	}()
+	return tr
+}
+
+// String stops the tracer and returns what it saw.
+func (tr *tracer) String() string {
+	select {
+	case <-tr.stop:
+	default:
+		close(tr.stop)
+	}
+	<-tr.done
+	return fmt.Sprintf("changes published by node %d (links left out):\n    %s", tr.node, strings.Join(tr.lines, "\n    "))
 }

@@ -143,6 +143,7 @@ func TestClusterInNetns(t *testing.T) {
 		const victim = 5
 		others := without(all, victim)
 		c.converged(all, 10*time.Second, "a converged cluster before isolating node 5")
+		c.traceOnFailure(all...)
 		proc := fmt.Sprintf("node/%d/proc/demo", victim)
 		var reg api.Entity
 		mustJSON(t, c.mustCtl(victim, "register", proc, "-kind", "process"), &reg)
@@ -158,12 +159,12 @@ func TestClusterInNetns(t *testing.T) {
 		before, _ := c.read(1).get(nodeName(victim))
 		oldInc := before.Incarnation
 
+		cut := time.Now()
 		c.setLink(victim, "a", false)
 		c.setLink(victim, "b", false)
-		cut := time.Now()
 		defer c.setLink(victim, "a", true)
 		defer c.setLink(victim, "b", true)
-		took := c.eventually(10*time.Second, "node/5 and node/5/proc/demo down in every other table, the others up", func() (bool, string) {
+		c.eventuallyEvery(pollShm, 10*time.Second, "node/5 and node/5/proc/demo down in every other table, the others up", func() (bool, string) {
 			c.checkAlive(all...)
 			tabs := c.tables(others)
 			for _, tb := range tabs {
@@ -178,8 +179,8 @@ func TestClusterInNetns(t *testing.T) {
 			}
 			return true, ""
 		})
-		t.Logf("both links of node 5 cut: node/5 and %s down in tables of nodes 1-4 after %v (bound: %v × %d = %v)",
-			proc, took.Round(time.Millisecond), interval, misses, interval*misses)
+		t.Logf("both links of node 5 cut: node/5 and %s down in tables of nodes 1-4 %v after the first link went down (bound: %v × %d = %v)",
+			proc, time.Since(cut).Round(time.Millisecond), interval, misses, interval*misses)
 		// Stay cut for a while (dozens of detection times): node 5, which
 		// had peers and now hears none, must not make itself master, and
 		// the others must not lose theirs.
@@ -229,39 +230,41 @@ func TestClusterInNetns(t *testing.T) {
 			t.Fatalf("no vice-master before the kill:\n%s", fmtStatuses(st))
 		}
 		survivors := without(all, master)
-		c.kill9(master)
-		var downAfter time.Duration
-		killed := time.Now()
-		st, took := c.converged(survivors, 10*time.Second, fmt.Sprintf("the vice-master (node %d) master of the survivors at an epoch above %d", vice, epoch),
+		killed := c.kill9(master)
+		c.eventuallyEvery(pollShm, 10*time.Second, fmt.Sprintf("node/%d down and node %d master in every survivor's table", master, vice), func() (bool, string) {
+			tabs := c.tables(survivors)
+			for _, tb := range tabs {
+				if !tb.is(nodeName(master), wire.StateDown) || int(tb.hdr.Master) != vice || tb.hdr.Epoch <= epoch {
+					return false, fmtTables(tabs)
+				}
+			}
+			return true, ""
+		})
+		downAfter := time.Since(killed)
+		st, _ = c.converged(survivors, 10*time.Second, fmt.Sprintf("the vice-master (node %d) master of the survivors at an epoch above %d", vice, epoch),
 			func(tabs []table, st map[int]api.Status) bool {
-				for _, tb := range tabs {
-					if !tb.is(nodeName(master), wire.StateDown) {
-						return false
-					}
-				}
-				if downAfter == 0 {
-					downAfter = time.Since(killed)
-				}
 				return int(st[vice].Master) == vice && st[vice].Epoch > epoch
 			})
-		t.Logf("kill -9 of master %d (epoch %d, vice %d): node/%d down in every survivor's table after %v; node %d master at epoch %d (vice %d) in every survivor's status after %v",
-			master, epoch, vice, master, downAfter.Round(time.Millisecond), vice, st[vice].Epoch, st[vice].Vice, took.Round(time.Millisecond))
+		t.Logf("kill -9 of master %d (epoch %d, vice %d): node/%d down and node %d master at epoch %d in every survivor's shared memory %v after the kill; new vice %d",
+			master, epoch, vice, master, vice, st[vice].Epoch, downAfter.Round(time.Millisecond), st[vice].Vice)
 
 		// Back to five for the partition: the old master restarts and
 		// follows the live master (sticky: it does not take over again).
+		restarted := time.Now()
 		c.start(master)
 		newEpoch := st[vice].Epoch
-		st, took = c.converged(all, 15*time.Second, fmt.Sprintf("node %d back, following node %d", master, vice))
+		st, _ = c.converged(all, 15*time.Second, fmt.Sprintf("node %d back, following node %d", master, vice))
 		if int(st[1].Master) != vice {
 			t.Errorf("after node %d restarted the master is node %d, want %d (a live master is not displaced)\n%s", master, st[1].Master, vice, fmtStatuses(st))
 		}
-		t.Logf("node %d restarted: following master %d (epoch %d, was %d) after %v", master, st[1].Master, st[1].Epoch, newEpoch, took.Round(time.Millisecond))
+		t.Logf("node %d restarted: following master %d (epoch %d, was %d), converged %v after the restart", master, st[1].Master, st[1].Epoch, newEpoch, time.Since(restarted).Round(time.Millisecond))
 	})
 
 	t.Run("partition", func(t *testing.T) {
 		c.t = t
 		left, right := []int{1, 2}, []int{3, 4, 5}
 		before, _ := c.converged(all, 10*time.Second, "a converged cluster before the partition")
+		c.traceOnFailure(all...)
 		for _, r := range []struct {
 			node int
 			name string
@@ -291,7 +294,7 @@ func TestClusterInNetns(t *testing.T) {
 			}
 		}()
 		var sides [2]api.Status // the master's status on each side
-		took := c.eventually(10*time.Second, "a master on each side of the partition {1,2} | {3,4,5}, each side's nodes up and the other's down in its tables", func() (bool, string) {
+		twoMasters := func() (bool, string) {
 			c.checkAlive(all...)
 			tabs := c.tables(all)
 			st, err := c.statuses(all)
@@ -323,7 +326,9 @@ func TestClusterInNetns(t *testing.T) {
 				}
 			}
 			return true, ""
-		})
+		}
+		const partitioned = "a master on each side of the partition {1,2} | {3,4,5}, each side's nodes up and the other's down in its tables"
+		took := c.eventually(10*time.Second, partitioned, twoMasters)
 		t.Logf("partitioned: two masters, each side down in the other's tables, after %v: node %d (epoch %d) on {1,2}, node %d (epoch %d) on {3,4,5}",
 			took.Round(time.Millisecond), sides[0].Node, sides[0].Epoch, sides[1].Node, sides[1].Epoch)
 
@@ -363,7 +368,14 @@ func TestClusterInNetns(t *testing.T) {
 		})
 
 		// The last elected wins: higher epoch, then rank (equal
-		// priorities: the lower node ID).
+		// priorities: the lower node ID). Judged from the masters just
+		// before the heal: a side may have elected again since.
+		atFirst := sides
+		c.eventually(10*time.Second, partitioned+", just before the heal", twoMasters)
+		if sides[0].Node != atFirst[0].Node || sides[0].Epoch != atFirst[0].Epoch || sides[1].Node != atFirst[1].Node || sides[1].Epoch != atFirst[1].Epoch {
+			t.Logf("a side elected again while partitioned: now node %d (epoch %d) on {1,2}, node %d (epoch %d) on {3,4,5}",
+				sides[0].Node, sides[0].Epoch, sides[1].Node, sides[1].Epoch)
+		}
 		winner, loser := sides[1], sides[0]
 		if sides[0].Epoch > sides[1].Epoch || sides[0].Epoch == sides[1].Epoch && sides[0].Node < sides[1].Node {
 			winner, loser = sides[0], sides[1]
@@ -416,8 +428,8 @@ func TestClusterInNetns(t *testing.T) {
 		}
 		oldInc := st[victim].Incarnation
 		survivors := without(all, victim)
-		c.kill9(victim)
-		took := c.eventually(10*time.Second, fmt.Sprintf("node/%d down in every survivor's table", victim), func() (bool, string) {
+		killed := c.kill9(victim)
+		c.eventuallyEvery(pollShm, 10*time.Second, fmt.Sprintf("node/%d down in every survivor's table", victim), func() (bool, string) {
 			tabs := c.tables(survivors)
 			for _, tb := range tabs {
 				if !tb.is(nodeName(victim), wire.StateDown) {
@@ -426,14 +438,15 @@ func TestClusterInNetns(t *testing.T) {
 			}
 			return true, ""
 		})
-		t.Logf("kill -9 of node %d (master %d, vice %d): down in every survivor's table after %v", victim, master, vice, took.Round(time.Millisecond))
+		t.Logf("kill -9 of node %d (master %d, vice %d): down in every survivor's table %v after the kill", victim, master, vice, time.Since(killed).Round(time.Millisecond))
 
 		// A change the dead node misses.
 		c.mustCtl(master, "register", "svc/while-down", "-kind", "service")
 		c.mustCtl(master, "raise", "svc/while-down", "-cause", "missed", "-severity", "major")
 
+		restarted := time.Now()
 		c.start(victim)
-		st, took = c.converged(all, 15*time.Second, fmt.Sprintf("node %d back with a new incarnation and the master's table", victim),
+		st, _ = c.converged(all, 15*time.Second, fmt.Sprintf("node %d back with a new incarnation and the master's table", victim),
 			func(tabs []table, st map[int]api.Status) bool {
 				if st[victim].Incarnation <= oldInc {
 					return false
@@ -446,8 +459,8 @@ func TestClusterInNetns(t *testing.T) {
 				}
 				return true
 			})
-		t.Logf("node %d restarted: incarnation %d (was %d), digest %016x = the master's, table seq %d, after %v",
-			victim, st[victim].Incarnation, oldInc, uint64(st[victim].Digest), st[victim].TableSeq, took.Round(time.Millisecond))
+		t.Logf("node %d restarted: incarnation %d (was %d), digest %016x = the master's, table seq %d, %v after the restart",
+			victim, st[victim].Incarnation, oldInc, uint64(st[victim].Digest), st[victim].TableSeq, time.Since(restarted).Round(time.Millisecond))
 		c.logHas(victim, "table replaced by a snapshot from the master")
 	})
 
@@ -512,6 +525,24 @@ func (c *cluster) converged(ids []int, timeout time.Duration, what string, extra
 		return true, ""
 	})
 	return st, took
+}
+
+// traceOnFailure traces the changes the nodes publish from now until the
+// end of the (sub)test, and logs them if it fails.
+func (c *cluster) traceOnFailure(ids ...int) {
+	t := c.t
+	var trs []*tracer
+	for _, i := range ids {
+		trs = append(trs, c.trace(i))
+	}
+	t.Cleanup(func() {
+		for _, tr := range trs {
+			s := tr.String()
+			if t.Failed() {
+				t.Log(s)
+			}
+		}
+	})
 }
 
 // logHas fails the test unless node i's current log has a line containing s.
