@@ -97,8 +97,6 @@ const (
 	// FlagMore: more frames for this request follow (a List chunk, a Watch
 	// acknowledgement or an event).
 	FlagMore uint16 = 1 << 1
-
-	knownFlags = FlagError | FlagMore
 )
 
 // Header is the fixed part of a frame (the magic is implied).

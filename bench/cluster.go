@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -22,7 +21,7 @@ import (
 func BuildAgent(dir string) (string, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return "", fmt.Errorf("bench: building fmagent needs the go tool on PATH: %w", err)
 	}
 	out := filepath.Join(dir, "fmagent")
 	cmd := exec.Command(goTool, "build", "-o", out, "github.com/fmagent/fmagent/cmd/fmagent")

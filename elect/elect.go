@@ -145,9 +145,6 @@ func (e *Elector) SetGeneration(g uint64) { e.cfg.Self.Generation = g }
 // SetMembers updates the persisted membership used by the quorum rule.
 func (e *Elector) SetMembers(m []wire.NodeID) { e.cfg.Members = append(e.cfg.Members[:0], m...) }
 
-// Formed reports whether this node has been part of a cluster in this incarnation.
-func (e *Elector) Formed() bool { return e.formed }
-
 // beats reports whether master claim (epoch a, candidate ca) wins over (b, cb).
 func beats(a uint64, ca Candidate, b uint64, cb Candidate) bool {
 	if a != b {

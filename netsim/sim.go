@@ -16,9 +16,6 @@ import (
 	"github.com/fmagent/fmagent/wire"
 )
 
-// DebugHook, when set, sees every node after every step (for debugging a seed).
-var DebugHook func(s *Sim, n *Node)
-
 // Epoch0 is the virtual clock's start (any fixed instant will do).
 var Epoch0 = time.Unix(1_700_000_000, 0)
 
@@ -296,9 +293,7 @@ func (s *Sim) collect(n *Node) {
 	if s.OnReady != nil {
 		s.OnReady(n, rd)
 	}
-	if DebugHook != nil {
-		DebugHook(s, n)
-	}
+
 	if d := n.Core.NextDeadline(); d != n.tickAt || n.tickGen == 0 {
 		if d.Before(s.Now) {
 			d = s.Now

@@ -166,14 +166,3 @@ func checkTook(err error, n, want int) error {
 	}
 	return err
 }
-
-// sealBody builds a valid datagram of type t around an arbitrary body, the
-// way a buggy or hostile key holder could: decoders must not trust it.
-func sealBody(c *Codec, t Type, body []byte) []byte {
-	h := testHeader()
-	h.Type, h.Cluster, h.Length = t, c.cluster, uint16(len(body))
-	pkt := make([]byte, HeaderSize, HeaderSize+len(body)+MACSize)
-	putHeader(pkt, &h)
-	pkt = append(pkt, body...)
-	return append(pkt, c.digest(pkt)...)
-}

@@ -15,7 +15,6 @@ package core
 
 import (
 	"errors"
-	"fmt"
 	"sort"
 	"time"
 
@@ -233,6 +232,8 @@ type Node struct {
 	nArena  int
 
 	peerBuf  []elect.Peer
+	idBuf    []uint64
+	free     []*heldChange // recycled held changes (the follower's update path)
 	verdicts []plugin.Verdict
 	group    []wire.Change
 	hbOut    wire.Heartbeat  // the heartbeat being sent
@@ -481,10 +482,4 @@ func (k EventKind) String() string {
 		return eventNames[k]
 	}
 	return "unknown"
-}
-
-// Debug returns a one-line summary of internal replication state.
-func (n *Node) Debug() string {
-	return fmt.Sprintf("wantSnap=%v snapID=%d pending=%d masterSeq=%d staged=%d outstanding=%d nextNack=%v",
-		n.wantSnapshot, n.snap.id, len(n.pending), n.masterSeq, len(n.staged), len(n.outstanding), n.nextNack.Sub(n.start))
 }

@@ -22,9 +22,9 @@ func (n *Node) masterTick(now time.Time) {
 	n.dropWaiting()
 	det := n.cfg.Detection()
 	self := n.cfg.Node
-	if e, ok := n.tab.Get(nodeEntity(self)); !ok || e.State != wire.StateUp || e.Incarnation < n.inc {
-		n.membershipReport(now, self, wire.ReportUp, wire.KindNode, nodeEntity(self), table.NodeName(self), n.inc)
-	} else if hasAlarm(e.Alarms, StaleCause) {
+	if e, ok := n.tab.Get(table.NodeEntityID(self)); !ok || e.State != wire.StateUp || e.Incarnation < n.inc {
+		n.membershipReport(now, self, wire.ReportUp, wire.KindNode, table.NodeEntityID(self), table.NodeName(self), n.inc)
+	} else if has(e.Alarm(StaleCause)) {
 		n.issue(&group{changes: []wire.Change{{Kind: wire.ChangeClear, Entity: e.ID, Cause: []byte(StaleCause), By: self, At: now.UnixNano()}}})
 	}
 	// Nodes heard: up (under their current incarnation).
@@ -33,8 +33,8 @@ func (n *Node) masterTick(now time.Time) {
 		if !n.live(p) {
 			continue
 		}
-		if e, ok := n.tab.Get(nodeEntity(id)); !ok || e.State != wire.StateUp || e.Incarnation < p.inc {
-			n.membershipReport(now, id, wire.ReportUp, wire.KindNode, nodeEntity(id), table.NodeName(id), p.inc)
+		if e, ok := n.tab.Get(table.NodeEntityID(id)); !ok || e.State != wire.StateUp || e.Incarnation < p.inc {
+			n.membershipReport(now, id, wire.ReportUp, wire.KindNode, table.NodeEntityID(id), table.NodeName(id), p.inc)
 		}
 	}
 	// Nodes in the table we no longer hear: down. A node we have never

@@ -3,6 +3,7 @@ package core
 import (
 	"time"
 
+	"github.com/fmagent/fmagent/agent/table"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -18,6 +19,18 @@ func (h *heldChange) set(c *wire.Change) {
 	h.c = *c
 	h.c.Name = h.name[:copy(h.name[:], c.Name)]
 	h.c.Cause = h.cause[:copy(h.cause[:], c.Cause)]
+}
+
+// held copies c into a recycled heldChange (applyPending recycles them),
+// so a follower's steady stream of updates allocates nothing.
+func (n *Node) held(c *wire.Change) *heldChange {
+	if k := len(n.free); k > 0 {
+		h := n.free[k-1]
+		n.free = n.free[:k-1]
+		h.set(c)
+		return h
+	}
+	return newHeld(c)
 }
 
 func newHeld(c *wire.Change) *heldChange {
@@ -467,7 +480,7 @@ func (n *Node) hold(c *wire.Change) {
 		n.wantSnapshot = true // too far behind: a snapshot is cheaper
 		return
 	}
-	n.pending[c.Seq] = newHeld(c)
+	n.pending[c.Seq] = n.held(c)
 }
 
 // applyPending applies every complete group that follows the table's seq.
@@ -493,6 +506,7 @@ func (n *Node) applyPending() {
 			hc := n.pending[s]
 			delete(n.pending, s)
 			n.applyOne(&hc.c)
+			n.free = append(n.free, hc)
 			n.stats.ChangesApplied++
 			at = hc.c.At
 		}
@@ -664,7 +678,7 @@ const StaleCause = "stale-cluster"
 // order this change, so it is local and not numbered; the next snapshot
 // from a master replaces it.
 func (n *Node) raiseStaleLocal() {
-	id := nodeEntity(n.cfg.Node)
+	id := table.NodeEntityID(n.cfg.Node)
 	if _, ok := n.tab.Get(id); !ok {
 		return
 	}
@@ -681,8 +695,8 @@ func (n *Node) setFresh() {
 	}
 	n.stale = false
 	n.event(Event{Kind: EvFresh})
-	id := nodeEntity(n.cfg.Node)
-	if e, ok := n.tab.Get(id); ok && hasAlarm(e.Alarms, StaleCause) && !n.isMaster() {
+	id := table.NodeEntityID(n.cfg.Node)
+	if e, ok := n.tab.Get(id); ok && has(e.Alarm(StaleCause)) && !n.isMaster() {
 		c := wire.Change{Seq: n.tab.Seq(), Kind: wire.ChangeClear, Entity: id, By: n.cfg.Node, At: n.now.UnixNano(), Cause: []byte(StaleCause)}
 		if n.tab.Apply(&c) == nil {
 			n.rd.Changed = append(n.rd.Changed, id)

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -88,13 +89,8 @@ func (l *ledger) record(r *Request) {
 	case wire.ReportClear:
 		l.del(ledgerKey{id, r.Cause})
 	case wire.ReportDown, wire.ReportUp:
-		k := ledgerKey{id, ""}
-		if reg, ok := l.items[k]; ok && reg.Kind == wire.ReportRegister {
-			// Keep the registration; remember the owner's word on state too.
-			l.put(ledgerKey{id, "\x00state"}, *r)
-		} else {
-			l.put(ledgerKey{id, "\x00state"}, *r)
-		}
+		// The owner's word on state, kept beside its registration.
+		l.put(ledgerKey{id, "\x00state"}, *r)
 	}
 }
 
@@ -192,16 +188,15 @@ func (n *Node) reportTick(now time.Time) {
 	}
 }
 
+// sortedOutstanding lists the unanswered requests in ID order (map order
+// is random; the core's outputs must not be). The slice is reused.
 func (n *Node) sortedOutstanding() []uint64 {
-	ids := make([]uint64, 0, len(n.outstanding))
+	ids := n.idBuf[:0]
 	for id := range n.outstanding {
 		ids = append(ids, id)
 	}
-	for i := 1; i < len(ids); i++ {
-		for j := i; j > 0 && ids[j] < ids[j-1]; j-- {
-			ids[j], ids[j-1] = ids[j-1], ids[j]
-		}
-	}
+	slices.Sort(ids)
+	n.idBuf = ids
 	return ids
 }
 
@@ -360,38 +355,27 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 	case plugin.Raise, plugin.Blame:
 		id, nm := v.Entity, name
 		if v.Kind == plugin.Blame {
-			id, nm, owner = nodeEntity(r.From), table.NodeName(r.From), r.From
-		}
-		e := ensure(id, nm, 0, owner, wire.StateUp)
-		if e != nil {
-			for _, a := range e.Alarms {
-				if a.Cause == v.Cause && a.Severity == v.Severity {
-					return // already raised: a re-assertion keeps the first raised-at
-				}
-			}
+			id, nm, owner = table.NodeEntityID(r.From), table.NodeName(r.From), r.From
 		}
 		sev := v.Severity
 		if sev == 0 {
 			sev = wire.SevIndeterminate
 		}
+		if e := ensure(id, nm, 0, owner, wire.StateUp); e != nil {
+			if a, ok := e.Alarm(v.Cause); ok && a.Severity == sev {
+				return // already raised: a re-assertion keeps the first raised-at
+			}
+		}
 		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRaise, Entity: id, Severity: sev, Cause: []byte(v.Cause), By: by, At: at})
 	case plugin.Clear:
-		if e, ok := n.tab.Get(v.Entity); ok && hasAlarm(e.Alarms, v.Cause) {
+		if e, ok := n.tab.Get(v.Entity); ok && has(e.Alarm(v.Cause)) {
 			g.changes = append(g.changes, wire.Change{Kind: wire.ChangeClear, Entity: v.Entity, Cause: []byte(v.Cause), By: by, At: at})
 		}
 	}
 }
 
-func hasAlarm(as []table.Alarm, cause string) bool {
-	for i := range as {
-		if as[i].Cause == cause {
-			return true
-		}
-	}
-	return false
-}
-
-func nodeEntity(id wire.NodeID) uint64 { return table.NodeEntityID(id) }
+// has reports whether Entity.Alarm found the alarm.
+func has(_ *table.Alarm, ok bool) bool { return ok }
 
 // kindOfName infers an entity's kind from the naming convention.
 func kindOfName(name string) wire.EntityKind {

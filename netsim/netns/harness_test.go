@@ -573,17 +573,6 @@ func (c *cluster) kill9(i int) time.Time {
 	return at
 }
 
-// running lists the IDs of the nodes whose agent runs.
-func (c *cluster) running() []int {
-	var l []int
-	for _, nd := range c.nodes {
-		if nd.proc != nil && !nd.proc.exited() {
-			l = append(l, nd.id)
-		}
-	}
-	return l
-}
-
 // checkAlive fails the test if an agent that should run has exited.
 func (c *cluster) checkAlive(ids ...int) {
 	c.t.Helper()
