@@ -103,7 +103,10 @@ func newCluster(bin string, n int, interval time.Duration, misses int, base stri
 }
 
 // config is the node's configuration: scripts/demo.sh's, with this run's
-// timing.
+// timing, and a plugin chain whose only say on client reports is
+// passthrough's (a fault report raises its alarm), so that report to
+// everywhere measures a fault report, not the threshold and blame plugins'
+// judgement of 200 reports from one client.
 func (c *cluster) config(nd *node) string {
 	return fmt.Sprintf(`node_id = %d
 cluster_id = %d
@@ -135,6 +138,15 @@ shm = %q
 
 [metrics]
 listen = ""
+
+[[plugins]]
+name = "heartbeat"
+
+[[plugins]]
+name = "process"
+
+[[plugins]]
+name = "passthrough"
 `, nd.id, c.clusterID, c.groupA, c.port, c.groupB, c.port, c.interval.String(), c.misses,
 		filepath.Dir(nd.sock), nd.sock, filepath.Base(nd.shm))
 }

@@ -17,10 +17,10 @@ type Figure struct {
 // Figures are the distributions Summary prints, in order. Names starting
 // with spaces are parts of the figure above them.
 var Figures = []Figure{
-	{"report to everywhere (Raise -> every shm)", func(r *Result) Dist { return r.Report }},
+	{"report to everywhere (fault report -> every shm)", func(r *Result) Dist { return r.Report }},
 	{"  client -> master's decision", func(r *Result) Dist { return r.ReportToMaster }},
 	{"  master's decision -> every shm", func(r *Result) Dist { return r.ReportFromMaster }},
-	{"  Raise call returned", func(r *Result) Dist { return r.ReportReturn }},
+	{"  Report call returned", func(r *Result) Dist { return r.ReportReturn }},
 	{"down propagation (decision -> every shm)", func(r *Result) Dist { return r.Down }},
 	{"  master's decision -> first shm", func(r *Result) Dist { return r.DownFirst }},
 	{"  first shm -> last shm", func(r *Result) Dist { return r.DownSpread }},

@@ -84,7 +84,7 @@ type Result struct {
 	// call to the alarm readable in every node's shared memory.
 	Report Dist
 	// Its parts: to the master's decision (the alarm's RaisedAt) and from
-	// there to the last segment; and the time the Raise call took to return.
+	// there to the last segment; and the time the Report call took to return.
 	ReportToMaster   Dist
 	ReportFromMaster Dist
 	ReportReturn     Dist
@@ -354,18 +354,19 @@ func (m *measurer) samples(ctx context.Context) error {
 	return nil
 }
 
-// report takes one report-to-everywhere sample: Raise with a new cause,
-// then Clear it (not timed) so that the entity never fills up its alarms.
+// report takes one report-to-everywhere sample: a fault report with a new
+// cause (the passthrough plugin raises it as an alarm), then Clear it (not
+// timed) so that the entity never fills up its alarms.
 func (m *measurer) report(ctx context.Context, i int, keep bool) error {
 	all := m.c.all()
 	cause := fmt.Sprintf("bench-%d-%d", m.run, i)
 	var res *api.ReportResult
 	ss, t0, t0wall, ret, err := m.do(ctx, all, "alarm", alarmEntity, cause, func(ctx context.Context) (err error) {
-		res, err = m.cl.Raise(ctx, alarmEntity, cause, client.SevMajor)
+		res, err = m.cl.Report(ctx, alarmEntity, cause, client.SevMajor)
 		return err
 	})
 	if err != nil {
-		return m.fail(fmt.Sprintf("raise sample %d (%+v)", i, res), err)
+		return m.fail(fmt.Sprintf("fault report sample %d (%+v)", i, res), err)
 	}
 	if keep {
 		_, last := span(ss)
