@@ -543,6 +543,22 @@ func (c *serverConn) handle(ctx context.Context, h Header, body []byte) {
 			return
 		}
 		c.writeResult(h, struct{}{}, hd.Switchover(ctx, c.cred))
+	case OpDaemons:
+		var req DaemonsRequest
+		if err := decode(body, &req); err != nil {
+			fail(err)
+			return
+		}
+		dl, ok := hd.(DaemonLister)
+		if !ok {
+			fail(Errorf(ErrUnknownOp, "this agent supervises no daemons"))
+			return
+		}
+		ds, err := dl.Daemons(ctx)
+		if ds == nil {
+			ds = []Daemon{}
+		}
+		c.writeResult(h, ds, err)
 	default:
 		fail(Errorf(ErrUnknownOp, "unknown op 0x%02x", uint8(h.Op)))
 	}
