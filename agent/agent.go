@@ -128,6 +128,7 @@ type agent struct {
 	hAPI      *watchdog.Loop
 	sup       *daemon.Supervisor
 	escalated chan error
+	lastFence core.FenceStatus // the guard's last read of the fence decision (guard goroutine only)
 	srv      *api.Server
 	ln       *net.UnixListener
 	msrv     *metrics.Server
@@ -361,6 +362,9 @@ func (a *agent) run(ctx context.Context) error {
 		}
 	}
 
+	if testHookStarted != nil {
+		testHookStarted(a)
+	}
 	if _, err := sdnotify.Ready(); err != nil {
 		a.log.Warn("sd_notify READY", "err", err)
 	}

@@ -43,8 +43,8 @@ func (a *agent) daemonEvents(done chan struct{}) {
 		case ev = <-a.sup.Events():
 		}
 		a.log.Info("daemon", "daemon", ev.Name, "event", ev.Kind.String(), "pid", ev.PID, "adopted", ev.Adopted, "exit", ev.Exit)
-		if ev.Kind == daemon.LimitHit && ev.Critical {
-			a.escalate(ev)
+		if ev.Kind == daemon.LimitHit && ev.Critical && ev.Escalate == config.EscalateFence {
+			a.escalate(ev) // local and at once: it needs no master
 		}
 		for attempt := 0; ; attempt++ {
 			err := a.daemonReport(ctx, ev)
@@ -62,6 +62,9 @@ func (a *agent) daemonEvents(done chan struct{}) {
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
+		}
+		if ev.Kind == daemon.LimitHit && ev.Critical && ev.Escalate != config.EscalateFence {
+			a.escalate(ev) // after the critical alarm is in the table
 		}
 	}
 }

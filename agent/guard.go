@@ -20,6 +20,12 @@ import (
 // through its own socket), the core's self-fence decision does not hold
 // the kicks, and no critical daemon escalated to "fence".
 
+// testKickers are added to the configured watchdogs (tests: fakes).
+var testKickers []watchdog.Kicker
+
+// testHookStarted, if set, is called with the agent once it has started.
+var testHookStarted func(*agent)
+
 // openGuard opens the configured watchdogs and builds the guard. mu not
 // needed: called from start.
 func (a *agent) openGuard() error {
@@ -47,6 +53,7 @@ func (a *agent) openGuard() error {
 			a.log.Error("the last reboot was caused by the watchdog", "device", path, "boot_status", info.BootStatusString())
 		}
 	}
+	kickers = append(kickers, testKickers...)
 	if cfg.Systemd {
 		if s, err := watchdog.NewSystemd(); err == nil {
 			kickers = append(kickers, s)
@@ -67,11 +74,15 @@ func (a *agent) openGuard() error {
 	a.guard = &watchdog.Guard{
 		Kickers: kickers,
 		Health:  a.health,
+		// The fence decision, read without waiting for the lock: a lock
+		// held too long is a stalled loop, which the guard must see and
+		// report rather than wait behind; the last decision read stands.
 		Check: func(time.Time) string {
-			a.mu.Lock()
-			f := a.core.Fence()
-			a.mu.Unlock()
-			return f.Reason()
+			if a.mu.TryLock() {
+				a.lastFence = a.core.Fence()
+				a.mu.Unlock()
+			}
+			return a.lastFence.Reason()
 		},
 		Log: a.log.With("part", "watchdog"),
 	}

@@ -1,0 +1,391 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/client"
+	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/watchdog"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// loopScript is the daemon of these tests: a small shell loop. marker
+// makes its command line unique, so the test can count its copies.
+func loopScript(marker string) string {
+	return `echo "started $$ ` + marker + `"; while :; do sleep 0.1; done`
+}
+
+func daemonSpec(name, script string, mod func(*config.Daemon)) config.Daemon {
+	d := config.Daemon{Name: name, Command: "/bin/sh", Args: []string{"-c", script},
+		Backoff: 100 * time.Millisecond, BackoffMax: 200 * time.Millisecond, Limit: 20, Window: time.Minute}
+	if mod != nil {
+		mod(&d)
+	}
+	d.ApplyDefaults()
+	return d
+}
+
+// copies counts the running processes whose command line contains marker.
+func copies(t *testing.T, marker string) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	var pids []int
+	ppid := map[int]int{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(b), marker) {
+			continue
+		}
+		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
+			f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+			if len(f) < 2 || f[0] == "Z" {
+				continue
+			}
+			ppid[pid], _ = strconv.Atoi(f[1])
+		}
+		pids = append(pids, pid)
+	}
+	// A shell's child between fork and exec has the shell's command line:
+	// count only the processes whose parent is not one of them.
+	var top []int
+	for _, p := range pids {
+		if !slices.Contains(pids, ppid[p]) {
+			top = append(top, p)
+		}
+	}
+	return top
+}
+
+// killAll kills the test's daemons when it ends: they outlive their agent
+// by design.
+func killAll(t *testing.T, marker string) {
+	t.Cleanup(func() {
+		for _, pid := range copies(t, marker) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+}
+
+func daemonOf(t *testing.T, nd *testNode, name string) api.Daemon {
+	t.Helper()
+	ds, err := nd.client(t).Daemons(context.Background())
+	require.NoError(t, err)
+	for _, d := range ds {
+		if d.Name == name {
+			return d
+		}
+	}
+	t.Fatalf("node %d: no daemon %q in %+v", nd.id, name, ds)
+	return api.Daemon{}
+}
+
+// The acceptance test: on a three-node loopback cluster node 2's agent
+// starts a daemon (a shell loop); the test kills it with SIGKILL; every
+// node shows node/2/proc/loop down, then up again after the restart. The
+// kill → down-everywhere time is measured (and printed, not asserted).
+func TestDaemonKillDownEverywhere(t *testing.T) {
+	marker := fmt.Sprintf("fmagent-test-loop-%d-%d", os.Getpid(), time.Now().UnixNano())
+	killAll(t, marker)
+	tc := startCluster(t, 3, func(c *config.Config) {
+		if c.NodeID == 2 {
+			c.Daemons = []config.Daemon{daemonSpec("loop", loopScript(marker), nil)}
+		}
+	})
+	const name = "node/2/proc/loop"
+	waitAll := func(what string, want wire.State) time.Duration {
+		start := time.Now()
+		var last time.Duration
+		for _, nd := range tc.nodes {
+			waitShm(t, nd, 10*time.Second, name+" "+what, func() bool {
+				st, _ := nd.state(name)
+				return st == want
+			})
+			last = time.Since(start)
+		}
+		return last
+	}
+	waitAll("up", wire.StateUp)
+	e, err := tc.nodes[0].client(t).Get(context.Background(), name)
+	require.NoError(t, err)
+	require.Equal(t, wire.NodeID(2), e.Owner, "owned by the node that runs it")
+	require.Equal(t, api.KindProcess, e.Kind)
+
+	const kills = 5
+	var times []time.Duration
+	for i := 0; i < kills; i++ {
+		d := daemonOf(t, tc.nodes[1], "loop")
+		require.Equal(t, "running", d.State)
+		require.NotZero(t, d.PID)
+		require.Equal(t, []int{int(d.PID)}, copies(t, marker), "one copy")
+		// Every node's shared memory, watched from the moment of the kill.
+		seqs := make([]uint64, len(tc.nodes))
+		for j, nd := range tc.nodes {
+			seqs[j] = nd.shm.Seq()
+		}
+		killed := time.Now()
+		require.NoError(t, syscall.Kill(int(d.PID), syscall.SIGKILL))
+		var worst time.Duration
+		for j, nd := range tc.nodes {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			seq := seqs[j]
+			for {
+				if st, _ := nd.state(name); st == wire.StateDown {
+					break
+				}
+				seq, err = nd.shm.Wait(ctx, seq)
+				if err != nil {
+					if st, _ := nd.state(name); st != wire.StateDown {
+						t.Fatalf("node %d: %s not down: %v", nd.id, name, err)
+					}
+					break
+				}
+			}
+			cancel()
+			worst = max(worst, time.Since(killed))
+		}
+		times = append(times, worst)
+		up := waitAll("up again", wire.StateUp)
+		t.Logf("kill %d: pid %d SIGKILL -> %s down on all 3 nodes in %v; up again everywhere %v later (backoff %v)",
+			i+1, d.PID, name, worst, up, time.Duration(d.BackoffMS)*time.Millisecond)
+	}
+	d := daemonOf(t, tc.nodes[1], "loop")
+	require.Equal(t, kills, d.Restarts)
+	require.Equal(t, "signal killed", d.LastExit)
+	require.Equal(t, "running", d.State)
+	slices.Sort(times)
+	load, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("kill -> down everywhere over %d kills: median %v, min %v, max %v (loadavg %s)",
+		kills, times[kills/2], times[0], times[kills-1], strings.TrimSpace(string(load)))
+}
+
+// A critical daemon that keeps failing: restarted with backoff up to its
+// limit, then a critical alarm on its entity, seen everywhere, and the
+// escalation "node-down": the node says goodbye, everyone marks it (and
+// what it owns) down, and Run returns ErrEscalated.
+func TestDaemonLimitEscalatesNodeDown(t *testing.T) {
+	tc := startCluster(t, 3, func(c *config.Config) {
+		if c.NodeID == 3 {
+			c.Daemons = []config.Daemon{daemonSpec("crash", "sleep 0.2; exit 7", func(d *config.Daemon) {
+				d.Backoff, d.Limit, d.Critical, d.Escalate = 50*time.Millisecond, 2, true, config.EscalateNodeDown
+			})}
+		}
+	})
+	n3 := tc.nodes[2]
+	var err error
+	select {
+	case err = <-n3.done:
+		n3.done <- nil // the cleanup expects a clean return
+	case <-time.After(20 * time.Second):
+		t.Fatal("node 3 did not go down")
+	}
+	require.ErrorIs(t, err, ErrEscalated)
+	for _, nd := range tc.nodes[:2] {
+		waitShm(t, nd, 5*time.Second, "node/3 down", func() bool {
+			st, _ := nd.state("node/3")
+			return st == wire.StateDown
+		})
+		waitShm(t, nd, 5*time.Second, "the daemon down with an alarm", func() bool {
+			st, e := nd.state("node/3/proc/crash")
+			if e == nil || st != wire.StateDown {
+				return false
+			}
+			a, ok := e.FindAlarm([]byte(CauseRestartLimit))
+			return ok && a.Severity == wire.SevCritical
+		})
+	}
+}
+
+// escalate = "fence": the watchdog is no longer kicked, fmctl status says
+// why; the other daemon of the node keeps running.
+func TestDaemonLimitEscalatesFence(t *testing.T) {
+	fake := &watchdog.Fake{T: 600 * time.Millisecond, Label: "fake-device"}
+	testKickers = []watchdog.Kicker{fake}
+	defer func() { testKickers = nil }()
+	tc := startCluster(t, 1, func(c *config.Config) {
+		c.AllowAlone = true
+		c.Daemons = []config.Daemon{daemonSpec("crash", "exit 1", func(d *config.Daemon) {
+			d.Backoff, d.Limit, d.Critical, d.Escalate = 50*time.Millisecond, 3, true, config.EscalateFence
+		})}
+	})
+	nd := tc.nodes[0]
+	require.Eventually(t, func() bool { return fake.Kicks() > 0 }, 5*time.Second, 20*time.Millisecond, "kicked while healthy")
+	var st *api.Status
+	require.Eventually(t, func() bool {
+		var err error
+		st, err = nd.client(t).Status(context.Background())
+		return err == nil && st.Watchdog != nil && !st.Watchdog.Kicking
+	}, 10*time.Second, 50*time.Millisecond)
+	require.Contains(t, st.Watchdog.Reason, "critical daemon crash hit its restart limit")
+	require.Equal(t, []string{"fake-device"}, st.Watchdog.Watchdogs)
+	n := fake.Kicks()
+	time.Sleep(time.Second)
+	require.LessOrEqual(t, fake.Kicks(), n+1, "no more kicks (one may have been in flight)")
+	d := daemonOf(t, nd, "crash")
+	require.Equal(t, "failed", d.State)
+	require.True(t, d.Escalated)
+	require.Equal(t, 3, d.Restarts)
+	waitShm(t, nd, 5*time.Second, "critical alarm", func() bool {
+		_, e := nd.state("node/1/proc/crash")
+		if e == nil {
+			return false
+		}
+		a, ok := e.FindAlarm([]byte(CauseRestartLimit))
+		return ok && a.Severity == wire.SevCritical
+	})
+}
+
+// An agent restart adopts the daemon still running instead of starting a
+// second copy.
+func TestDaemonAdoptedAcrossAgentRestart(t *testing.T) {
+	marker := fmt.Sprintf("fmagent-test-adopt-%d-%d", os.Getpid(), time.Now().UnixNano())
+	killAll(t, marker)
+	tc := startCluster(t, 1, func(c *config.Config) {
+		c.AllowAlone = true
+		c.Daemons = []config.Daemon{daemonSpec("keep", loopScript(marker), nil)}
+	})
+	nd := tc.nodes[0]
+	waitShm(t, nd, 10*time.Second, "daemon up", func() bool {
+		st, _ := nd.state("node/1/proc/keep")
+		return st == wire.StateUp
+	})
+	before := daemonOf(t, nd, "keep")
+	require.False(t, before.Adopted)
+
+	// Stop the agent: the daemon keeps running.
+	nd.cancel()
+	require.NoError(t, <-nd.done)
+	nd.shm.Close()
+	nd.shm = nil
+	require.Equal(t, []int{int(before.PID)}, copies(t, marker))
+
+	// Start it again on the same state directory.
+	ctx, cancel := context.WithCancel(context.Background())
+	nd.cancel = cancel
+	go func() { nd.done <- Run(ctx, nd.cfg, nil) }()
+	var after api.Daemon
+	require.Eventually(t, func() bool {
+		c, err := dialQuiet(nd.cfg.Paths.Socket)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		ds, err := c.Daemons(context.Background())
+		if err != nil || len(ds) != 1 {
+			return false
+		}
+		after = ds[0]
+		return after.State == "running"
+	}, 10*time.Second, 50*time.Millisecond)
+	require.True(t, after.Adopted, "adopted, not started again")
+	require.Equal(t, before.PID, after.PID)
+	require.Equal(t, []int{int(before.PID)}, copies(t, marker), "still one copy")
+	require.Eventually(t, func() bool {
+		c, err := dialQuiet(nd.cfg.Paths.Socket)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		e, err := c.Get(context.Background(), "node/1/proc/keep")
+		return err == nil && e.State == api.StateUp
+	}, 10*time.Second, 50*time.Millisecond)
+
+	// The adopted daemon's death is seen, and it is restarted.
+	require.NoError(t, syscall.Kill(int(before.PID), syscall.SIGKILL))
+	require.Eventually(t, func() bool {
+		p := copies(t, marker)
+		return len(p) == 1 && p[0] != int(before.PID)
+	}, 10*time.Second, 50*time.Millisecond)
+}
+
+// A stalled loop stops the kicks and says which loop, in the log and in
+// fmctl status; progress resumes them. The lone node (cold-booted, never
+// joined a cluster, self-fencing on) keeps kicking all the while it waits.
+func TestWatchdogStalledLoop(t *testing.T) {
+	fake := &watchdog.Fake{T: 600 * time.Millisecond, Label: "fake-device"}
+	testKickers = []watchdog.Kicker{fake}
+	started := make(chan *agent, 1)
+	testHookStarted = func(a *agent) { started <- a }
+	defer func() { testKickers, testHookStarted = nil, nil }()
+	tc := startCluster(t, 1, func(c *config.Config) {
+		c.Watchdog.SelfFence = config.FenceOn
+		c.Watchdog.FenceTimeout = 200 * time.Millisecond
+	})
+	a := <-started
+	nd := tc.nodes[0]
+	// Alone, never joined (no allow_alone: no quorum, no master), for
+	// several fence timeouts: kicked all along.
+	time.Sleep(time.Second)
+	require.GreaterOrEqual(t, fake.Kicks(), 3)
+	st, err := nd.client(t).Status(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, st.Master)
+	require.True(t, st.Watchdog.Kicking, "a lone cold-booted node keeps kicking: %s", st.Watchdog.Reason)
+	require.True(t, st.Watchdog.SelfFence)
+	require.False(t, st.Watchdog.Fenced)
+	for _, l := range st.Watchdog.Loops {
+		require.True(t, l.Healthy, l.Name)
+	}
+	var names []string
+	for _, l := range st.Watchdog.Loops {
+		names = append(names, l.Name)
+	}
+	require.Subset(t, names, []string{"timer", "publish", "api", "process", "receive-a", "receive-b-unicast"})
+
+	// The core's lock held (a deadlock, say): the timer loop stalls, the
+	// kicks stop.
+	a.mu.Lock()
+	time.Sleep(time.Second)
+	n := fake.Kicks()
+	g := a.guard.Status()
+	time.Sleep(500 * time.Millisecond)
+	stalled := a.guard.Status()
+	a.mu.Unlock()
+	require.False(t, g.Kicking)
+	require.Contains(t, g.Stalled, "timer")
+	require.Contains(t, g.Reason, "stalled loop: ")
+	require.Equal(t, n, fake.Kicks(), "no kick while stalled")
+	require.False(t, stalled.Kicking)
+
+	// Back: kicking again.
+	require.Eventually(t, func() bool { return fake.Kicks() > n }, 3*time.Second, 20*time.Millisecond)
+
+	// A loop stalled without the lock (the process-exit loop stuck in its
+	// work): fmctl status names it.
+	a.hProc.Busy()
+	require.Eventually(t, func() bool {
+		st, err = nd.client(t).Status(context.Background())
+		return err == nil && !st.Watchdog.Kicking
+	}, 3*time.Second, 20*time.Millisecond)
+	require.Equal(t, "stalled loop: process", st.Watchdog.Reason)
+	for _, l := range st.Watchdog.Loops {
+		require.Equal(t, l.Name != "process", l.Healthy, l.Name)
+	}
+	a.hProc.Idle()
+	require.Eventually(t, func() bool {
+		st, err = nd.client(t).Status(context.Background())
+		return err == nil && st.Watchdog.Kicking
+	}, 3*time.Second, 20*time.Millisecond)
+}
+
+func dialQuiet(socket string) (*client.Client, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return client.Dial(ctx, socket)
+}
