@@ -129,11 +129,11 @@ type agent struct {
 	sup       *daemon.Supervisor
 	escalated chan error
 	lastFence core.FenceStatus // the guard's last read of the fence decision (guard goroutine only)
-	srv      *api.Server
-	ln       *net.UnixListener
-	msrv     *metrics.Server
-	reg      *metrics.Registry
-	m        *agentMetrics
+	srv       *api.Server
+	ln        *net.UnixListener
+	msrv      *metrics.Server
+	reg       *metrics.Registry
+	m         *agentMetrics
 
 	// mu guards the core and everything below it.
 	mu       sync.Mutex

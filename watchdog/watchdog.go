@@ -128,7 +128,9 @@ type Info struct {
 
 // WatchdogReset reports whether the last reboot was caused by the watchdog
 // (WDIOF_CARDRESET in the boot status).
-func (i Info) WatchdogReset() bool { return i.BootStatusKnown && i.BootStatus&unix.WDIOF_CARDRESET != 0 }
+func (i Info) WatchdogReset() bool {
+	return i.BootStatusKnown && i.BootStatus&unix.WDIOF_CARDRESET != 0
+}
 
 // BootStatusString describes the boot status for humans.
 func (i Info) BootStatusString() string {
