@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/wire"
 )
 
 // ---- JSON ----
@@ -352,4 +353,12 @@ func help(stdout, stderr io.Writer, gfs *flag.FlagSet, args []string) int {
 	c.setup(fs)
 	cmdUsage(stdout, c, fs)
 	return exitOK
+}
+
+// nodeName shows a node ID, "none" for 0.
+func nodeName(n wire.NodeID) string {
+	if n == 0 {
+		return "none"
+	}
+	return fmt.Sprint(uint32(n))
 }
