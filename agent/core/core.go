@@ -28,8 +28,6 @@ import (
 const (
 	DefaultInterval = 10 * time.Millisecond
 	DefaultMisses   = 5
-	FastInterval    = 1 * time.Millisecond
-	FastMisses      = 3
 	DefaultStale    = 10 * time.Second
 )
 
