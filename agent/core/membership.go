@@ -9,7 +9,6 @@ import (
 	"github.com/fmagent/fmagent/wire"
 )
 
-
 // peer is what this node knows of another.
 type peer struct {
 	id      wire.NodeID
@@ -217,16 +216,16 @@ func (n *Node) judge(now time.Time) {
 			}
 			continue
 		}
-		any := false
+		heardAny := false
 		for net := range p.heard {
 			up := n.heardOn(p, net, now)
-			any = any || up
+			heardAny = heardAny || up
 			if p.linkUp[net] && !up {
 				p.linkUp[net] = false
 				n.event(Event{Kind: EvLinkDown, Node: p.id, Net: wire.Net(net)})
 			}
 		}
-		if p.alive && !any {
+		if p.alive && !heardAny {
 			p.alive = false
 			n.event(Event{Kind: EvPeerDown, Node: p.id, Reason: "silent"})
 		}
