@@ -3,7 +3,7 @@
 // product.
 //
 //	shmwriter -path /dev/shm/x -mode churn   rewrite entities with the known
-//	                                         pattern (shmem/internal/pattern)
+//	                                         pattern (shmem/internal/testpattern)
 //	                                         in group transactions until signalled
 //	shmwriter -path /dev/shm/x -mode static  write the entities once, then only beat
 //	shmwriter -path /dev/shm/x -mode stuck   as static, then leave entity 0's slot
