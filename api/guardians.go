@@ -62,6 +62,9 @@ type Daemon struct {
 // DaemonsRequest has no fields.
 type DaemonsRequest struct{}
 
+// Validate implements the request check; there is nothing to check.
+func (r *DaemonsRequest) Validate() error { return nil }
+
 // DaemonLister is implemented by a Handler that supervises daemons; the
 // server answers OpDaemons with it (unknown_op if the Handler lacks it).
 type DaemonLister interface {
