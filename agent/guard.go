@@ -20,8 +20,9 @@ import (
 // through its own socket), the core's self-fence decision does not hold
 // the kicks, and no critical daemon escalated to "fence".
 
-// testKickers are added to the configured watchdogs (tests: fakes).
-var testKickers []watchdog.Kicker
+// testKickers, if set, returns watchdogs added to node's configured ones
+// (tests: fakes).
+var testKickers func(node uint32) []watchdog.Kicker
 
 // testHookStarted, if set, is called with the agent once it has started.
 var testHookStarted func(*agent)
@@ -53,7 +54,9 @@ func (a *agent) openGuard() error {
 			a.log.Error("the last reboot was caused by the watchdog", "device", path, "boot_status", info.BootStatusString())
 		}
 	}
-	kickers = append(kickers, testKickers...)
+	if testKickers != nil {
+		kickers = append(kickers, testKickers(a.cfg.NodeID)...)
+	}
 	if cfg.Systemd {
 		if s, err := watchdog.NewSystemd(); err == nil {
 			kickers = append(kickers, s)

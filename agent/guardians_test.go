@@ -216,7 +216,7 @@ func TestDaemonLimitEscalatesNodeDown(t *testing.T) {
 // why; the other daemon of the node keeps running.
 func TestDaemonLimitEscalatesFence(t *testing.T) {
 	fake := &watchdog.Fake{T: 600 * time.Millisecond, Label: "fake-device"}
-	testKickers = []watchdog.Kicker{fake}
+	testKickers = func(uint32) []watchdog.Kicker { return []watchdog.Kicker{fake} }
 	defer func() { testKickers = nil }()
 	tc := startCluster(t, 1, func(c *config.Config) {
 		c.AllowAlone = true
@@ -319,7 +319,7 @@ func TestDaemonAdoptedAcrossAgentRestart(t *testing.T) {
 // joined a cluster, self-fencing on) keeps kicking all the while it waits.
 func TestWatchdogStalledLoop(t *testing.T) {
 	fake := &watchdog.Fake{T: 600 * time.Millisecond, Label: "fake-device"}
-	testKickers = []watchdog.Kicker{fake}
+	testKickers = func(uint32) []watchdog.Kicker { return []watchdog.Kicker{fake} }
 	started := make(chan *agent, 1)
 	testHookStarted = func(a *agent) { started <- a }
 	defer func() { testKickers, testHookStarted = nil, nil }()
@@ -388,4 +388,59 @@ func dialQuiet(socket string) (*client.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	return client.Dial(ctx, socket)
+}
+
+// A member of a formed three-node cluster that loses both networks (its
+// sockets closed under it) stops kicking once it has had no master for the
+// fence timeout, and says why; the two others keep kicking.
+func TestWatchdogIsolationFences(t *testing.T) {
+	fakes := map[uint32]*watchdog.Fake{}
+	for i := uint32(1); i <= 3; i++ {
+		fakes[i] = &watchdog.Fake{T: 300 * time.Millisecond, Label: fmt.Sprintf("fake-%d", i)}
+	}
+	testKickers = func(n uint32) []watchdog.Kicker { return []watchdog.Kicker{fakes[n]} }
+	agents := make(chan *agent, 3)
+	testHookStarted = func(a *agent) { agents <- a }
+	defer func() { testKickers, testHookStarted = nil, nil }()
+	const fenceAfter = 500 * time.Millisecond
+	tc := startCluster(t, 3, func(c *config.Config) {
+		c.Watchdog.SelfFence = config.FenceOn
+		c.Watchdog.FenceTimeout = fenceAfter
+	})
+	var a3 *agent
+	for i := 0; i < 3; i++ {
+		if a := <-agents; a.self == 3 {
+			a3 = a
+		}
+	}
+	n3 := tc.nodes[2]
+	waitShm(t, n3, 10*time.Second, "formed", func() bool {
+		for i := 1; i <= 3; i++ {
+			if st, _ := n3.state(fmt.Sprintf("node/%d", i)); st != wire.StateUp {
+				return false
+			}
+		}
+		return n3.shm.Header().Master != 0
+	})
+	st, err := n3.client(t).Status(context.Background())
+	require.NoError(t, err)
+	require.True(t, st.Watchdog.Kicking)
+	require.True(t, st.Watchdog.SelfFence)
+
+	cut := time.Now()
+	a3.tr.Close() // both networks gone, for node 3 alone
+	require.Eventually(t, func() bool {
+		st, err = n3.client(t).Status(context.Background())
+		return err == nil && !st.Watchdog.Kicking
+	}, 10*time.Second, 20*time.Millisecond)
+	took := time.Since(cut)
+	require.True(t, st.Watchdog.Fenced)
+	require.Contains(t, st.Watchdog.Reason, "self-fence: a member of a formed cluster")
+	require.GreaterOrEqual(t, took, fenceAfter, "not before the fence timeout")
+	t.Logf("isolated -> kicks stopped after %v (fence timeout %v, detection %v)", took, fenceAfter, n3.cfg.Timing.Detection())
+	k3, k1, k2 := fakes[3].Kicks(), fakes[1].Kicks(), fakes[2].Kicks()
+	time.Sleep(500 * time.Millisecond)
+	require.LessOrEqual(t, fakes[3].Kicks(), k3+1, "node 3 no longer kicks")
+	require.Greater(t, fakes[1].Kicks(), k1, "node 1 keeps kicking")
+	require.Greater(t, fakes[2].Kicks(), k2, "node 2 keeps kicking")
 }
