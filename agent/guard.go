@@ -24,6 +24,10 @@ import (
 // (tests: fakes).
 var testKickers func(node uint32) []watchdog.Kicker
 
+// testDeviceIoctl, if set, is the watchdog device's driver (tests: a fake
+// on a regular file).
+var testDeviceIoctl watchdog.IoctlFunc
+
 // testHookStarted, if set, is called with the agent once it has started.
 var testHookStarted func(*agent)
 
@@ -38,7 +42,7 @@ func (a *agent) openGuard() error {
 		return fmt.Errorf("agent: watchdog.device = %q: %w", cfg.Device, err)
 	}
 	if path != "" {
-		d, err := watchdog.OpenDevice(path, watchdog.DeviceOptions{Timeout: cfg.Timeout})
+		d, err := watchdog.OpenDevice(path, watchdog.DeviceOptions{Timeout: cfg.Timeout, Ioctl: testDeviceIoctl})
 		if err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}

@@ -8,11 +8,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/client"
@@ -445,4 +448,69 @@ func TestWatchdogIsolationFences(t *testing.T) {
 	require.LessOrEqual(t, fakes[3].Kicks(), k3+1, "node 3 no longer kicks")
 	require.Greater(t, fakes[1].Kicks(), k1, "node 1 keeps kicking")
 	require.Greater(t, fakes[2].Kicks(), k2, "node 2 keeps kicking")
+}
+
+// The agent with a watchdog device (a fake driver on a regular file): the
+// timeout asked is set and read back, the device is kicked, the boot
+// status says the watchdog reset the machine, so the alarm watchdog-reset
+// is raised on node/1; a clean stop writes the magic 'V'.
+func TestWatchdogDeviceBootAlarm(t *testing.T) {
+	dev := filepath.Join(t.TempDir(), "watchdog")
+	require.NoError(t, os.WriteFile(dev, nil, 0o600))
+	var mu sync.Mutex
+	var calls []string
+	testDeviceIoctl = func(fd uintptr, req uint, p unsafe.Pointer) error {
+		mu.Lock()
+		defer mu.Unlock()
+		switch req {
+		case unix.WDIOC_GETSUPPORT:
+			copy((*unix.WatchdogInfo)(p).Identity[:], "fake driver")
+		case unix.WDIOC_GETBOOTSTATUS:
+			*(*int32)(p) = unix.WDIOF_CARDRESET
+		case unix.WDIOC_SETTIMEOUT:
+			calls = append(calls, "SETTIMEOUT "+strconv.Itoa(int(*(*int32)(p))))
+		case unix.WDIOC_GETTIMEOUT:
+			*(*int32)(p) = 3 // the driver rounds to what it can do
+		case unix.WDIOC_KEEPALIVE:
+			calls = append(calls, "KEEPALIVE")
+		default:
+			return unix.ENOTTY
+		}
+		return nil
+	}
+	defer func() { testDeviceIoctl = nil }()
+	tc := startCluster(t, 1, func(c *config.Config) {
+		c.AllowAlone = true
+		c.Watchdog.Device = dev
+		c.Watchdog.Timeout = 2 * time.Second
+	})
+	nd := tc.nodes[0]
+	waitShm(t, nd, 10*time.Second, "watchdog-reset alarm", func() bool {
+		_, e := nd.state("node/1")
+		if e == nil {
+			return false
+		}
+		_, ok := e.FindAlarm([]byte("watchdog-reset"))
+		return ok
+	})
+	st, err := nd.client(t).Status(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, []string{dev}, st.Watchdog.Watchdogs)
+	require.Equal(t, "fake driver", st.Watchdog.Identity)
+	require.Equal(t, int64(3000), st.Watchdog.TimeoutMS, "the timeout the driver chose")
+	require.Equal(t, int64(1000), st.Watchdog.PeriodMS)
+	require.Contains(t, st.Watchdog.BootStatus, "watchdog reset")
+	require.True(t, st.Watchdog.SelfFence, "auto: on with a device")
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(calls, "SETTIMEOUT 2") && len(calls) >= 3
+	}, 5*time.Second, 20*time.Millisecond)
+
+	nd.cancel()
+	require.NoError(t, <-nd.done)
+	nd.done <- nil
+	b, err := os.ReadFile(dev)
+	require.NoError(t, err)
+	require.Equal(t, "V", string(b), "a clean stop disarms the device")
 }

@@ -122,7 +122,7 @@ func TestGuardRunKicksSystemdAndDevice(t *testing.T) {
 	sd, err := NewSystemd()
 	require.NoError(t, err)
 	f := newFake(t)
-	dev, err := OpenDevice(f.path, DeviceOptions{Timeout: time.Second, ioctl: f.ioctl})
+	dev, err := OpenDevice(f.path, DeviceOptions{Timeout: time.Second, Ioctl: f.ioctl})
 	require.NoError(t, err)
 	g := &Guard{Kickers: []Kicker{dev, sd}}
 	done := make(chan struct{})

@@ -84,9 +84,9 @@ const (
 	wdiocGetTimeout    = unix.WDIOC_GETTIMEOUT    // _IOR('W', 7, int)
 )
 
-// ioctlFunc performs one ioctl; tests replace it, because opening a real
-// watchdog device arms it and would reset the machine.
-type ioctlFunc func(fd uintptr, req uint, arg unsafe.Pointer) error
+// IoctlFunc performs one ioctl. Tests give a fake driver, because opening
+// a real watchdog device arms it and would reset the machine.
+type IoctlFunc func(fd uintptr, req uint, arg unsafe.Pointer) error
 
 func sysIoctl(fd uintptr, req uint, arg unsafe.Pointer) error {
 	for {
@@ -110,7 +110,9 @@ type DeviceOptions struct {
 	// KeepArmed makes Close leave the watchdog armed (no magic close).
 	KeepArmed bool
 
-	ioctl ioctlFunc // nil: the real ioctl(2)
+	// Ioctl is the driver: nil for the real ioctl(2); tests give a fake
+	// one (on a regular file standing in for the device).
+	Ioctl IoctlFunc
 }
 
 // Info is what the driver says about itself and the last boot.
@@ -150,7 +152,7 @@ type Device struct {
 	mu        sync.Mutex
 	path      string
 	f         *os.File
-	ioctl     ioctlFunc
+	ioctl     IoctlFunc
 	timeout   time.Duration
 	keepArmed bool
 	writeKick bool // the driver lacks WDIOC_KEEPALIVE: kick by writing
@@ -172,7 +174,7 @@ func OpenDevice(path string, opts DeviceOptions) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watchdog: %w", err)
 	}
-	d := &Device{path: path, f: f, ioctl: opts.ioctl, keepArmed: opts.KeepArmed}
+	d := &Device{path: path, f: f, ioctl: opts.Ioctl, keepArmed: opts.KeepArmed}
 	if d.ioctl == nil {
 		d.ioctl = sysIoctl
 	}

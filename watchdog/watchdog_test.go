@@ -95,7 +95,7 @@ func TestIoctlNumbers(t *testing.T) {
 
 func TestDeviceSequence(t *testing.T) {
 	f := newFake(t)
-	d, err := OpenDevice(f.path, DeviceOptions{Timeout: 4500 * time.Millisecond, ioctl: f.ioctl})
+	d, err := OpenDevice(f.path, DeviceOptions{Timeout: 4500 * time.Millisecond, Ioctl: f.ioctl})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"GETSUPPORT", "GETBOOTSTATUS", "SETTIMEOUT 5", "GETTIMEOUT", "KEEPALIVE"}, f.calls, "timeout rounded up to whole seconds")
 	assert.Equal(t, 5*time.Second, d.Timeout())
@@ -123,7 +123,7 @@ func TestDeviceSequence(t *testing.T) {
 func TestDeviceBootStatus(t *testing.T) {
 	f := newFake(t)
 	f.boot = unix.WDIOF_CARDRESET
-	d, err := OpenDevice(f.path, DeviceOptions{ioctl: f.ioctl})
+	d, err := OpenDevice(f.path, DeviceOptions{Ioctl: f.ioctl})
 	require.NoError(t, err)
 	assert.True(t, d.Info().WatchdogReset())
 	assert.Contains(t, d.Info().BootStatusString(), "watchdog reset")
@@ -132,14 +132,14 @@ func TestDeviceBootStatus(t *testing.T) {
 
 func TestDeviceDriverTimeout(t *testing.T) {
 	f := newFake(t)
-	d, err := OpenDevice(f.path, DeviceOptions{Timeout: 300 * time.Second, ioctl: f.ioctl})
+	d, err := OpenDevice(f.path, DeviceOptions{Timeout: 300 * time.Second, Ioctl: f.ioctl})
 	require.NoError(t, err)
 	assert.Equal(t, 100*time.Second, d.Timeout(), "the timeout the driver chose")
 	require.NoError(t, d.Close())
 
 	// No timeout asked: the driver's stays.
 	f = newFake(t)
-	d, err = OpenDevice(f.path, DeviceOptions{ioctl: f.ioctl})
+	d, err = OpenDevice(f.path, DeviceOptions{Ioctl: f.ioctl})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"GETSUPPORT", "GETBOOTSTATUS", "GETTIMEOUT", "KEEPALIVE"}, f.calls)
 	assert.Equal(t, 60*time.Second, d.Timeout())
@@ -150,7 +150,7 @@ func TestDeviceDriverTimeout(t *testing.T) {
 func TestDeviceNotSupported(t *testing.T) {
 	f := newFake(t)
 	f.notty = map[uint]bool{unix.WDIOC_GETSUPPORT: true, unix.WDIOC_GETBOOTSTATUS: true, unix.WDIOC_KEEPALIVE: true}
-	d, err := OpenDevice(f.path, DeviceOptions{Timeout: 30 * time.Second, ioctl: f.ioctl})
+	d, err := OpenDevice(f.path, DeviceOptions{Timeout: 30 * time.Second, Ioctl: f.ioctl})
 	require.NoError(t, err)
 	assert.Equal(t, "", d.Info().Identity)
 	assert.False(t, d.Info().BootStatusKnown)
@@ -164,7 +164,7 @@ func TestDeviceNotSupported(t *testing.T) {
 	// No SETTIMEOUT: the driver's timeout stays.
 	f = newFake(t)
 	f.notty = map[uint]bool{unix.WDIOC_SETTIMEOUT: true}
-	d, err = OpenDevice(f.path, DeviceOptions{Timeout: 30 * time.Second, ioctl: f.ioctl})
+	d, err = OpenDevice(f.path, DeviceOptions{Timeout: 30 * time.Second, Ioctl: f.ioctl})
 	require.NoError(t, err)
 	assert.False(t, d.Info().TimeoutSet)
 	assert.Equal(t, 60*time.Second, d.Timeout())
@@ -173,7 +173,7 @@ func TestDeviceNotSupported(t *testing.T) {
 	// No GETTIMEOUT: what SETTIMEOUT wrote back.
 	f = newFake(t)
 	f.notty = map[uint]bool{unix.WDIOC_GETTIMEOUT: true}
-	d, err = OpenDevice(f.path, DeviceOptions{Timeout: 200 * time.Second, ioctl: f.ioctl})
+	d, err = OpenDevice(f.path, DeviceOptions{Timeout: 200 * time.Second, Ioctl: f.ioctl})
 	require.NoError(t, err)
 	assert.Equal(t, 100*time.Second, d.Timeout())
 	require.NoError(t, d.Close())
@@ -181,20 +181,20 @@ func TestDeviceNotSupported(t *testing.T) {
 	// Neither: the timeout cannot be known, which fails (disarmed).
 	f = newFake(t)
 	f.notty = map[uint]bool{unix.WDIOC_GETTIMEOUT: true, unix.WDIOC_SETTIMEOUT: true}
-	_, err = OpenDevice(f.path, DeviceOptions{Timeout: 20 * time.Second, ioctl: f.ioctl})
+	_, err = OpenDevice(f.path, DeviceOptions{Timeout: 20 * time.Second, Ioctl: f.ioctl})
 	require.ErrorIs(t, err, ErrNotSupported)
 	assert.Equal(t, "V", f.written(t))
 }
 
 func TestDeviceKeepArmed(t *testing.T) {
 	f := newFake(t)
-	d, err := OpenDevice(f.path, DeviceOptions{KeepArmed: true, ioctl: f.ioctl})
+	d, err := OpenDevice(f.path, DeviceOptions{KeepArmed: true, Ioctl: f.ioctl})
 	require.NoError(t, err)
 	require.NoError(t, d.Close())
 	assert.Empty(t, f.written(t), "KeepArmed: no magic close")
 
 	f = newFake(t)
-	d, err = OpenDevice(f.path, DeviceOptions{ioctl: f.ioctl})
+	d, err = OpenDevice(f.path, DeviceOptions{Ioctl: f.ioctl})
 	require.NoError(t, err)
 	require.NoError(t, d.CloseArmed())
 	assert.Empty(t, f.written(t), "CloseArmed: no magic close")
@@ -211,7 +211,7 @@ func TestDeviceSetupFailureDisarms(t *testing.T) {
 			}
 			return f.ioctl(fd, r, p)
 		}
-		d, err := OpenDevice(f.path, DeviceOptions{Timeout: 10 * time.Second, KeepArmed: true, ioctl: ioctl})
+		d, err := OpenDevice(f.path, DeviceOptions{Timeout: 10 * time.Second, KeepArmed: true, Ioctl: ioctl})
 		require.Error(t, err)
 		assert.Nil(t, d)
 		assert.ErrorIs(t, err, unix.EIO)
@@ -220,13 +220,13 @@ func TestDeviceSetupFailureDisarms(t *testing.T) {
 	}
 	f := newFake(t)
 	f.driverSec = 0
-	_, err := OpenDevice(f.path, DeviceOptions{ioctl: f.ioctl})
+	_, err := OpenDevice(f.path, DeviceOptions{Ioctl: f.ioctl})
 	require.Error(t, err)
 	assert.Equal(t, "V", f.written(t))
 }
 
 func TestDeviceMissing(t *testing.T) {
-	_, err := OpenDevice(filepath.Join(t.TempDir(), "nope"), DeviceOptions{ioctl: func(uintptr, uint, unsafe.Pointer) error {
+	_, err := OpenDevice(filepath.Join(t.TempDir(), "nope"), DeviceOptions{Ioctl: func(uintptr, uint, unsafe.Pointer) error {
 		t.Fatal("no ioctl on a device that failed to open")
 		return nil
 	}})
