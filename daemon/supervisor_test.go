@@ -243,3 +243,24 @@ func TestPidFile(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNoProcess)
 	assert.Contains(t, err.Error(), "reused")
 }
+
+// Environment, working directory, user and group of a started daemon.
+func TestUserEnvWorkdir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start a daemon as another user")
+	}
+	var log logBuf
+	wd, err := os.MkdirTemp("", "fmagent-daemon-wd-") // t.TempDir's parent is 0700: nobody could not enter it
+	require.NoError(t, err)
+	defer os.RemoveAll(wd)
+	require.NoError(t, os.Chmod(wd, 0o755))
+	s := newSup(t, t.TempDir(), &log, spec("who", `echo "uid=$(id -u) gid=$(id -g) a=$A dir=$(pwd)"`, func(d *config.Daemon) {
+		d.Env, d.WorkDir, d.User, d.Group, d.Restart = []string{"A=hello"}, wd, "nobody", "nogroup", config.RestartNever
+	}))
+	defer s.Close()
+	next(t, s, Up)
+	d := next(t, s, Down)
+	require.Equal(t, "exit 0", d.Exit)
+	require.Eventually(t, func() bool { return strings.Contains(log.String(), "uid=65534") }, 5*time.Second, 10*time.Millisecond, log.String())
+	assert.Contains(t, log.String(), `msg="uid=65534 gid=65534 a=hello dir=`+wd+`" daemon=who`)
+}
