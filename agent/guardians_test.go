@@ -235,7 +235,7 @@ func TestDaemonLimitEscalatesNodeDown(t *testing.T) {
 // escalate = "fence": the watchdog is no longer kicked, fmctl status says
 // why; the other daemon of the node keeps running.
 func TestDaemonLimitEscalatesFence(t *testing.T) {
-	fake := &watchdog.Fake{T: 600 * time.Millisecond, Label: "fake-device"}
+	fake := &watchdog.Fake{T: 3 * time.Second, Label: "fake-device"} // a 1 s kick period
 	testKickers = func(uint32) []watchdog.Kicker { return []watchdog.Kicker{fake} }
 	defer func() { testKickers = nil }()
 	tc := startCluster(t, 1, func(c *config.Config) {
@@ -250,12 +250,12 @@ func TestDaemonLimitEscalatesFence(t *testing.T) {
 	require.Eventually(t, func() bool {
 		var err error
 		st, err = nd.client(t).Status(context.Background())
-		return err == nil && st.Watchdog != nil && !st.Watchdog.Kicking
-	}, 10*time.Second, 50*time.Millisecond)
-	require.Contains(t, st.Watchdog.Reason, "critical daemon crash hit its restart limit")
+		return err == nil && st.Watchdog != nil && !st.Watchdog.Kicking &&
+			strings.Contains(st.Watchdog.Reason, "critical daemon crash hit its restart limit")
+	}, 15*time.Second, 50*time.Millisecond)
 	require.Equal(t, []string{"fake-device"}, st.Watchdog.Watchdogs)
 	n := fake.Kicks()
-	time.Sleep(time.Second)
+	time.Sleep(2500 * time.Millisecond)
 	require.LessOrEqual(t, fake.Kicks(), n+1, "no more kicks (one may have been in flight)")
 	d := daemonOf(t, nd, "crash")
 	require.Equal(t, "failed", d.State)
