@@ -240,7 +240,7 @@ func TestDaemonLimitEscalatesFence(t *testing.T) {
 	defer func() { testKickers = nil }()
 	tc := startCluster(t, 1, func(c *config.Config) {
 		c.AllowAlone = true
-		c.Daemons = []config.Daemon{daemonSpec("crash", "exit 1", func(d *config.Daemon) {
+		c.Daemons = []config.Daemon{daemonSpec("crash", "sleep 1; exit 1", func(d *config.Daemon) { // up long enough for kicks first
 			d.Backoff, d.Limit, d.Critical, d.Escalate = 50*time.Millisecond, 3, true, config.EscalateFence
 		})}
 	})
