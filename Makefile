@@ -55,7 +55,7 @@ install: bins
 # make deb: a Debian package from the tree with dpkg-deb alone (no
 # debhelper): PREFIX=/usr, the unit in /usr/lib/systemd/system, the config a
 # conffile. DEBOUT is where the .deb goes.
-DEB_VERSION := $(shell v='$(VERSION)'; v=$${v\#v}; case $$v in [0-9]*) ;; *) v=0.0~git$$v;; esac; echo $$v | tr -- '-' '+')
+DEB_VERSION := $(shell echo '$(VERSION)' | sed -e 's/^v//' -e 's/-/+/g' -e '/^[0-9]/!s/^/0.0~git/')
 DEB_ARCH    := $(shell dpkg --print-architecture 2>/dev/null || $(GO) env GOARCH)
 DEBOUT      ?= $(BIN)
 DEBROOT     := $(BIN)/debroot
