@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/fmagent/fmagent/agent/plugin"
 	"github.com/fmagent/fmagent/api"
 )
 
@@ -156,9 +157,6 @@ type derived struct {
 	stateDir, socket, shm bool
 }
 
-// DefaultPlugins is the default plugin chain.
-var DefaultPlugins = []string{"heartbeat", "process", "threshold", "blame", "passthrough"}
-
 // Default returns the configuration with every default.
 func Default() *Config {
 	c := base()
@@ -184,8 +182,8 @@ func base() *Config {
 		LogLevel:  "info",
 		auto:      derived{stateDir: true, socket: true, shm: true},
 	}
-	for _, p := range DefaultPlugins {
-		c.Plugins = append(c.Plugins, Plugin{Name: p})
+	for _, p := range plugin.DefaultSpecs() {
+		c.Plugins = append(c.Plugins, Plugin{Name: p.Name})
 	}
 	c.Timing.applyProfile()
 	return c

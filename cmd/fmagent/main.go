@@ -215,13 +215,7 @@ func oneLine(err error) string {
 // printConfigError prints one line per refused setting (config.Error gives
 // file:line:col: key = value: reason).
 func printConfigError(w io.Writer, err error) {
-	var list []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	} else {
-		list = []error{err}
-	}
-	for _, e := range list {
+	for _, e := range config.Errors(err) {
 		fmt.Fprintf(w, "fmagent: %s\n", strings.TrimPrefix(e.Error(), "config: "))
 	}
 }
