@@ -4,7 +4,7 @@ GOFLAGS  ?=
 PKGS     := ./...
 BIN      := bin
 
-.PHONY: all build bins test check demo simdemo bench fuzz lint clean ctest cbench install deb
+.PHONY: all build bins test test-deps check demo simdemo bench fuzz lint clean ctest cbench install deb
 
 all: build
 
@@ -75,7 +75,7 @@ deb:
 	dpkg-deb --root-owner-group -Zxz --build $(DEBROOT) $(DEB)
 	@echo "built $(DEB)"
 
-test: lint
+test: lint test-deps
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
 	@# Allocation budgets again without the race detector, which adds its own.
 	$(GO) test -count=1 -run 'Alloc' $(PKGS)
@@ -83,6 +83,20 @@ test: lint
 
 ctest:
 	$(MAKE) -C shmem/c test
+
+# What the tests need beyond Go, gcc and iproute2, from Debian when missing:
+# python3-yaml (dist/alerting_test.go parses the Prometheus rules) and clang
+# (shmem/c builds the header as C++ with clang++ too; without it that one
+# build is skipped with a message, g++ always runs).
+APT_GET = DEBIAN_FRONTEND=noninteractive apt-get -y -qq --no-install-recommends
+test-deps:
+	@/usr/bin/python3 -c 'import yaml' 2>/dev/null || python3 -c 'import yaml' 2>/dev/null || { \
+		echo "test-deps: installing python3-yaml"; \
+		{ apt-get update -qq && $(APT_GET) install python3-yaml; } >/dev/null; }
+	@command -v clang++ >/dev/null || { \
+		echo "test-deps: installing clang"; \
+		{ apt-get update -qq && $(APT_GET) install clang; } >/dev/null 2>&1 || \
+		echo "test-deps: clang could not be installed; shmem/c will skip its clang++ build"; }
 
 # Three real agents on loopback: election, an alarm, kill -9, measured detection.
 demo: build
