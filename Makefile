@@ -44,7 +44,8 @@ install: bins
 	@if [ -e $(DESTDIR)$(CONFIG) ]; then echo "install: keeping $(DESTDIR)$(CONFIG)"; \
 		else install -m 0644 config/example.toml $(DESTDIR)$(CONFIG); fi
 	install -m 0644 config/example.toml $(DESTDIR)$(DOCDIR)/examples/fmagent.toml
-	install -m 0644 README.md docs/DESIGN.md docs/fmctl.md docs/api.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 README.md docs/install.md docs/alerting.md docs/DESIGN.md docs/fmctl.md docs/api.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 dist/grafana-dashboard.json dist/prometheus-alerts.yml $(DESTDIR)$(DOCDIR)/examples/
 	gzip -9n < dist/man/fmagent.8 > $(DESTDIR)$(MANDIR)/man8/fmagent.8.gz
 	gzip -9n < dist/man/fmctl.8 > $(DESTDIR)$(MANDIR)/man8/fmctl.8.gz
 	gzip -9n < dist/man/fmagent.toml.5 > $(DESTDIR)$(MANDIR)/man5/fmagent.toml.5.gz

@@ -31,6 +31,11 @@ var debLayout = map[string]fs.FileMode{
 	"usr/share/bash-completion/completions/fmctl": 0o644,
 	"usr/include/fmshm.h":                         0o644,
 	"usr/share/doc/fmagent/examples/fmagent.toml": 0o644,
+
+	"usr/share/doc/fmagent/examples/grafana-dashboard.json": 0o644,
+	"usr/share/doc/fmagent/examples/prometheus-alerts.yml":  0o644,
+	"usr/share/doc/fmagent/install.md":                      0o644,
+	"usr/share/doc/fmagent/alerting.md":                     0o644,
 }
 
 // TestDebInstall builds the package with `make deb`, unpacks it into a
