@@ -331,3 +331,71 @@ name = "passthrough"
 	assert.NoFileExists(t, filepath.Join("/dev/shm", shm))
 	assert.Contains(t, logs.String(), "msg=stopped")
 }
+
+// TestFatalSignalsLog: SIGUSR1 (which would be ignored silently) is logged
+// and the agent stays up; SIGABRT (systemd's watchdog) is logged before the
+// runtime's goroutine dump, and the process ends (exit status 2, as the Go
+// runtime ends after a fatal signal's dump).
+func TestFatalSignalsLog(t *testing.T) {
+	bin := fmagentBin(t)
+	dir := t.TempDir()
+	shm := fmt.Sprintf("fmagent-abrt-test-%d", os.Getpid())
+	x := 1 + (os.Getpid()+7)%250
+	port := 20000 + (os.Getpid()+7)%20000
+	conf := filepath.Join(dir, "fmagent.toml")
+	require.NoError(t, os.WriteFile(conf, []byte(fmt.Sprintf(`node_id = 1
+cluster_id = %d
+allow_alone = true
+[networks.a]
+group = "239.253.%d.1"
+port = %d
+[networks.b]
+group = "239.253.%d.2"
+port = %d
+[paths]
+state_dir = %q
+shm = %q
+[metrics]
+listen = ""
+`, 60000+os.Getpid()%10000, x, port, x, port, filepath.Join(dir, "state"), shm)), 0o644))
+	var logs syncBuffer
+	cmd := exec.Command(bin, "-config", conf)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		os.Remove(filepath.Join("/dev/shm", shm))
+	})
+	waitFor(t, 10*time.Second, "serving", func() bool { return strings.Contains(logs.String(), "msg=serving") })
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGUSR1))
+	waitFor(t, 5*time.Second, "SIGUSR1 logged", func() bool { return strings.Contains(logs.String(), `msg="signal ignored" signal="user defined signal 1"`) })
+	select {
+	case err := <-exited:
+		exited <- err
+		t.Fatalf("SIGUSR1 ended the agent: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGABRT))
+	var err error
+	select {
+	case err = <-exited:
+		exited <- err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no exit after SIGABRT\n%s", logs.String())
+	}
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	// The Go runtime's exit after a signal's stack dump.
+	assert.Equal(t, 2, ee.ExitCode())
+	l := logs.String()
+	assert.Contains(t, l, "SIGABRT: abort")
+	i := strings.Index(l, `level=ERROR msg="SIGABRT (systemd's watchdog`)
+	j := strings.Index(l, "goroutine ")
+	require.True(t, i >= 0, "the reason is logged:\n%s", l)
+	require.True(t, j > i, "then every goroutine's stack")
+}
