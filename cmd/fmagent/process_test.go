@@ -372,7 +372,9 @@ listen = ""
 	waitFor(t, 10*time.Second, "serving", func() bool { return strings.Contains(logs.String(), "msg=serving") })
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGUSR1))
-	waitFor(t, 5*time.Second, "SIGUSR1 logged", func() bool { return strings.Contains(logs.String(), `msg="signal ignored" signal="user defined signal 1"`) })
+	waitFor(t, 5*time.Second, "SIGUSR1 logged", func() bool {
+		return strings.Contains(logs.String(), `msg="signal ignored" signal="user defined signal 1"`)
+	})
 	select {
 	case err := <-exited:
 		exited <- err
