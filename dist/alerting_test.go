@@ -209,6 +209,14 @@ func TestShippedQueriesUseExportedMetrics(t *testing.T) {
 // /healthz, and returns node 1's /metrics.
 func scrapeTwoNodeCluster(t *testing.T) string {
 	t.Helper()
+	maddr, _ := startTwoNodeCluster(t)
+	return scrapeWhenFormed(t, maddr)
+}
+
+// startTwoNodeCluster starts two agents on lo and returns node 1's metrics
+// address and API socket.
+func startTwoNodeCluster(t *testing.T) (maddr, sock1 string) {
+	t.Helper()
 	x, y := byte(rand.IntN(200)+20), byte(rand.IntN(250)+1)
 	ga, gb := netip.AddrFrom4([4]byte{239, 255, x, y}), netip.AddrFrom4([4]byte{239, 255, x + 1, y})
 	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -217,7 +225,7 @@ func scrapeTwoNodeCluster(t *testing.T) string {
 	c.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	maddr := ln.Addr().String()
+	maddr = ln.Addr().String()
 	ln.Close()
 	cluster := uint32(rand.IntN(1<<30) + 1000)
 	dir := t.TempDir()
@@ -232,6 +240,7 @@ func scrapeTwoNodeCluster(t *testing.T) string {
 		cfg.Metrics.Listen = ""
 		if id == 1 {
 			cfg.Metrics.Listen = maddr
+			sock1 = cfg.Paths.Socket
 		}
 		cfg.AllowAlone = true
 		require.NoError(t, cfg.Validate())
@@ -243,6 +252,13 @@ func scrapeTwoNodeCluster(t *testing.T) string {
 			assert.NoError(t, <-done)
 		})
 	}
+	return maddr, sock1
+}
+
+// scrapeWhenFormed scrapes maddr until node 1 sees node 2 up on both
+// networks, checks /healthz and returns the scrape.
+func scrapeWhenFormed(t *testing.T, maddr string) string {
+	t.Helper()
 	get := func(path string) (int, string) {
 		hc := http.Client{Timeout: 2 * time.Second}
 		resp, err := hc.Get("http://" + maddr + path)

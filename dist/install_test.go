@@ -193,7 +193,7 @@ echo $ok > "$RES/status.rc"
 # The installed completion, against the running agent.
 PATH="$(dirname "$FMCTL"):$PATH" bash -c 'source "$1"
 COMP_WORDS=(fmctl st); COMP_CWORD=1; _fmctl; printf "cmd %s\n" "${COMPREPLY[@]}"
-COMP_WORDS=(fmctl get node/); COMP_CWORD=2; _fmctl; printf "name %s\n" "${COMPREPLY[@]}"' _ "$COMPLETION" > "$RES/complete.txt" 2>&1
+COMP_WORDS=(fmctl -o j); COMP_CWORD=2; _fmctl; printf "flag %s\n" "${COMPREPLY[@]}"' _ "$COMPLETION" > "$RES/complete.txt" 2>&1
 stat -c '%n %a %F' /run/fmagent /run/fmagent/fmagent.sock /var/lib/fmagent > "$RES/modes.txt"
 ls /dev/shm > "$RES/shm-before.txt"
 kill -TERM $pid
@@ -228,7 +228,7 @@ ls -A /dev/shm > "$RES/shm-after.txt"
 	assert.Equal(t, "/run/fmagent 755 directory\n/run/fmagent/fmagent.sock 660 socket\n/var/lib/fmagent 700 directory\n", read("modes.txt"))
 	assert.Equal(t, "fmagent-1-1\n", read("shm-before.txt"))
 	assert.Contains(t, read("agent.log"), "socket=/run/fmagent/fmagent.sock")
-	assert.Equal(t, "cmd status\nname node/1\n", read("complete.txt"), "bash completion of a command and of an entity name")
+	assert.Equal(t, "cmd status\nflag json\n", read("complete.txt"), "the installed bash completion (entity names: TestCompletion)")
 	// SIGTERM, as systemctl stop: a clean exit that leaves nothing behind.
 	assert.Equal(t, "0\n", read("agent.rc"), "agent log:\n%s", read("agent.log"))
 	assert.Empty(t, read("run-after.txt"), "the socket is removed")
