@@ -94,6 +94,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return check(fl, *checkConfig, stdout, stderr)
 	}
 
+	// Catch SIGHUP (and the rest handleSignals serves) before anything
+	// slow: its default action would end the agent silently.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGPIPE, syscall.SIGABRT, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+
 	cfg, err := fl.Load()
 	if err != nil {
 		printConfigError(stderr, err)
@@ -112,7 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	reload := make(chan *config.Config, 1)
-	go handleSignals(ctx, fl, *level, lv, reload, log)
+	go handleSignals(ctx, sigs, fl, *level, lv, reload, log)
 	if err := agent.RunReloadable(ctx, cfg, log, reload); err != nil {
 		log.Error("fmagent failed", "err", err)
 		return 1
@@ -160,10 +166,7 @@ func check(fl *config.Flags, path string, stdout, stderr io.Writer) int {
 // handleSignals serves SIGHUP (reload), SIGPIPE (ignored: a restarted
 // journald must not take the agent down with it) and SIGABRT (logged, then
 // the runtime's stack dump) until ctx is done.
-func handleSignals(ctx context.Context, fl *config.Flags, flagLevel string, lv *slog.LevelVar, reload chan<- *config.Config, log *slog.Logger) {
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGPIPE, syscall.SIGABRT, syscall.SIGUSR1, syscall.SIGUSR2)
-	defer signal.Stop(sigs)
+func handleSignals(ctx context.Context, sigs <-chan os.Signal, fl *config.Flags, flagLevel string, lv *slog.LevelVar, reload chan<- *config.Config, log *slog.Logger) {
 	for {
 		var sig os.Signal
 		select {
