@@ -4,7 +4,7 @@ GOFLAGS  ?=
 PKGS     := ./...
 BIN      := bin
 
-.PHONY: all build test demo simdemo bench fuzz lint clean ctest cbench
+.PHONY: all build test demo simdemo bench fuzz lint clean ctest cbench bench-e2e bench-peers
 
 all: build
 
@@ -32,6 +32,14 @@ simdemo:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./wire/ ./shmem/ ./ring/ ./agent/...
 	$(MAKE) -C shmem/c bench
+
+# End to end on real agents on lo: down propagation, report to everywhere,
+# the raw multicast baseline, detection and failover per profile, idle CPU
+# and RSS, and netsim's cost model; tables on stdout, JSON under
+# bench/results/ (docs/bench.md). Override with E2EFLAGS="-nodes 5 -runs 1".
+E2EFLAGS ?=
+bench-e2e:
+	$(GO) run ./bench/cmd/e2e $(E2EFLAGS)
 
 FUZZTIME ?= 20s
 FUZZPKGS := ./wire/ ./api/
