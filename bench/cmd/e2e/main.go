@@ -57,7 +57,7 @@ type Output struct {
 func run() int {
 	nodes := flag.String("nodes", "3,5,9", "cluster sizes to measure, comma-separated; each at least 2")
 	profiles := flag.String("profiles", "10msx5,4msx5,2msx5", "timing profiles, comma-separated: INTERVALxMISSES (profile = \"custom\") or a profile name the agent knows; the latency samples are taken with the first only")
-	samples := flag.Int("samples", 200, "samples of each latency per run")
+	samples := flag.Int("samples", 200, "samples of each latency per run (0: none, detection and resources only)")
 	warmup := flag.Int("warmup", 5, "warm-up samples discarded per run")
 	kills := flag.Int("kills", 10, "kill -9 repetitions of a non-master per run (failure detection)")
 	failovers := flag.Int("failovers", 5, "kill -9 repetitions of the master per run (failover)")
@@ -69,6 +69,7 @@ func run() int {
 	gap := flag.Duration("gap", 2*time.Millisecond, "pause between samples (plus a random part up to as much)")
 	agent := flag.String("fmagent", "", "fmagent binary (default: build ./cmd/fmagent)")
 	out := flag.String("out", "bench/results", "write the JSON results under DIR (\"\": not written)")
+	name := flag.String("name", "e2e", "the results files' name: DIR/NAME-<UTC time>.json and DIR/NAME-latest.json")
 	verbose := flag.Bool("v", false, "print progress")
 	stateBase := flag.String("statedir", "", "make the agents' state directories under DIR (default $TMPDIR)")
 	logLevel := flag.String("log-level", "", "the agents' -log-level (debug, info, warn, error)")
@@ -100,8 +101,8 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 2
 	}
-	if *samples < 1 || *runs < 1 || *kills < 0 || *failovers < 0 || *warmup < 0 || *idle < 0 {
-		fmt.Fprintln(os.Stderr, "e2e: -samples and -runs must be positive, -kills, -failovers, -idle and -warmup not negative")
+	if *samples < 0 || *runs < 1 || *kills < 0 || *failovers < 0 || *warmup < 0 || *idle < 0 {
+		fmt.Fprintln(os.Stderr, "e2e: -runs must be positive, -samples, -kills, -failovers, -idle and -warmup not negative")
 		return 2
 	}
 
@@ -144,7 +145,7 @@ func run() int {
 				}
 				cfg := bench.Config{
 					Nodes: n, Samples: *samples, Warmup: *warmup, Kills: *kills, Failovers: *failovers, Idle: *idle,
-					NoSamples: pi > 0, Interval: p.Interval, Misses: p.Misses, Profile: p.Name,
+					NoSamples: pi > 0 || *samples == 0, Interval: p.Interval, Misses: p.Misses, Profile: p.Name,
 					Agent: bin, Gap: *gap, Log: log, StateBase: *stateBase, LogLevel: *logLevel,
 				}
 				if *logDir != "" {
@@ -185,12 +186,12 @@ func run() int {
 	o.Finished = time.Now().UTC()
 	bench.WriteTables(os.Stdout, o.Groups, o.CostModel)
 	if *out != "" {
-		p, err := bench.WriteResults(*out, "e2e", o)
+		p, err := bench.WriteResults(*out, *name, o)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: writing the results: %v\n", err)
 			return 1
 		}
-		fmt.Printf("\nresults: %s (and %s)\n", p, filepath.Join(*out, "e2e-latest.json"))
+		fmt.Printf("\nresults: %s (and %s)\n", p, filepath.Join(*out, *name+"-latest.json"))
 	}
 	if failed || ctx.Err() != nil {
 		return 1
