@@ -41,6 +41,22 @@ E2EFLAGS ?=
 bench-e2e:
 	$(GO) run ./bench/cmd/e2e $(E2EFLAGS)
 
+# Side by side, in one run: fmagent's detection (5 agents, each profile),
+# hashicorp/memberlist (its own module, bench/peers/memberlist) and keepalived
+# VRRP in network namespaces this target creates and removes (installed from
+# Debian's packages if missing; the row is skipped with a message if that
+# fails). JSON under bench/results/ (docs/bench.md).
+PEERSFLAGS ?=
+bench-peers:
+	$(GO) run ./bench/cmd/e2e -name peers-fmagent -nodes 5 -samples 0 -failovers 0 -idle 0 -costmodel "" -runs 1 -kills 10 $(PEERSFLAGS)
+	cd bench/peers/memberlist && $(GO) run . -nodes 5 -kills 5 -out ../../results
+	@command -v keepalived >/dev/null 2>&1 || { \
+		echo "keepalived missing: apt-get install keepalived"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends keepalived >/dev/null; } \
+			|| echo "keepalived could not be installed: its row is skipped"; }
+	@if command -v keepalived >/dev/null 2>&1; then $(GO) run ./bench/cmd/vrrp -routers 3 -kills 10 -out bench/results; \
+		else echo "keepalived: not installed, row skipped"; fi
+
 FUZZTIME ?= 20s
 FUZZPKGS := ./wire/ ./api/
 # Every fuzz target, FUZZTIME each. The seed corpora under testdata/fuzz run
