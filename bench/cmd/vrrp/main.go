@@ -27,7 +27,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -123,7 +122,6 @@ type lab struct {
 	ns       []string // ns[0]: bridge, ns[1..routers]: routers, ns[routers+1]: observer
 	procs    []*exec.Cmd
 	obs      *exec.Cmd
-	obsIn    io.Closer
 	adverts  chan advert
 	logf     func(string, ...any)
 	cleanups []func()
