@@ -2,7 +2,10 @@ package bench
 
 import (
 	"math/bits"
+	"runtime"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fmagent/fmagent/agent/core"
 	"github.com/fmagent/fmagent/netsim"
@@ -26,9 +29,10 @@ type Cost struct {
 	MeanDatagram float64 `json:"mean_datagram_bytes"`
 	// Window is the simulated time counted, after the cluster formed.
 	Window time.Duration `json:"window_ns"`
-	// SimCPUPerRecv is the simulator's wall time over the window divided
+	// SimCPUPerRecv is the simulating thread's CPU time over the window
+	// (CLOCK_THREAD_CPUTIME_ID, the goroutine locked to its thread) divided
 	// by the datagrams delivered: the core's Step of a datagram plus the
-	// simulator's own overhead, in one thread, on this (loaded) machine.
+	// simulator's own queueing and copying.
 	SimCPUPerRecv time.Duration `json:"sim_cpu_per_received_ns"`
 }
 
@@ -64,9 +68,11 @@ func CostModel(n int, interval time.Duration, misses int, window time.Duration) 
 	formed := netsim.Epoch0.Add(100 * interval)
 	s.RunUntil(formed, nil)
 	counting = true
-	t0 := time.Now()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	t0 := threadCPU()
 	s.RunUntil(formed.Add(window), nil)
-	wall := time.Since(t0)
+	cpu := threadCPU() - t0
 	c := Cost{Nodes: n, Interval: interval, Misses: misses, Window: window}
 	sec := window.Seconds()
 	var ts, tr, tsb, trb uint64
@@ -82,7 +88,14 @@ func CostModel(n int, interval time.Duration, misses int, window time.Duration) 
 		c.MeanDatagram = float64(tsb) / float64(ts)
 	}
 	if tr > 0 {
-		c.SimCPUPerRecv = wall / time.Duration(tr)
+		c.SimCPUPerRecv = cpu / time.Duration(tr)
 	}
 	return c
+}
+
+// threadCPU is the calling thread's CPU time.
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+	return time.Duration(ts.Nano())
 }

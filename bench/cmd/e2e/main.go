@@ -55,7 +55,7 @@ type Output struct {
 }
 
 func run() int {
-	nodes := flag.String("nodes", "3,5,9", "cluster sizes to measure, comma-separated; each at least 2")
+	nodes := flag.String("nodes", "3,5,9", "cluster sizes to measure, comma-separated; each at least 2 (\"\": none, the cost model only)")
 	profiles := flag.String("profiles", "10msx5,4msx5,2msx5", "timing profiles, comma-separated: INTERVALxMISSES (profile = \"custom\") or a profile name the agent knows; the latency samples are taken with the first only")
 	samples := flag.Int("samples", 200, "samples of each latency per run (0: none, detection and resources only)")
 	warmup := flag.Int("warmup", 5, "warm-up samples discarded per run")
@@ -79,10 +79,13 @@ func run() int {
 		flag.Usage()
 		return 2
 	}
-	sizes, err := parseSizes(*nodes, 2)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: -nodes: %v\n", err)
-		return 2
+	var sizes []int // none: the cost model only
+	var err error
+	if *nodes != "" {
+		if sizes, err = parseSizes(*nodes, 2); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: -nodes: %v\n", err)
+			return 2
+		}
 	}
 	var cost []int
 	if *costSizes != "" {
