@@ -55,7 +55,8 @@ bench-peers:
 		echo "keepalived missing: apt-get install keepalived"; \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends keepalived >/dev/null; } \
 			|| echo "keepalived could not be installed: its row is skipped"; }
-	@if command -v keepalived >/dev/null 2>&1; then $(GO) run ./bench/cmd/vrrp -routers 3 -kills 10 -out bench/results || test $$? -eq 3; \
+	@if command -v keepalived >/dev/null 2>&1; then $(GO) build -o $(BIN)/fmbench-vrrp ./bench/cmd/vrrp && \
+		{ $(BIN)/fmbench-vrrp -routers 3 -kills 10 -out bench/results || test $$? -eq 3; }; \
 		else echo "keepalived: not installed, row skipped"; fi
 
 FUZZTIME ?= 20s
