@@ -15,6 +15,7 @@ type agentMetrics struct {
 	shmErrors     *metrics.Counter
 	noAddr        *metrics.Counter
 	watchDropped  *metrics.Counter
+	bulkDropped   *metrics.Counter
 	propagation   *metrics.Histogram
 }
 
@@ -32,6 +33,7 @@ func newMetrics(r *metrics.Registry, a *agent) *agentMetrics {
 	m.persistErrors = r.Counter("fmagent_persist_errors_total", "Failures to persist the membership state.")
 	m.shmErrors = r.Counter("fmagent_shm_errors_total", "Failures to publish an entity to shared memory.")
 	m.noAddr = r.Counter("fmagent_unicast_no_address_total", "Unicast packets not sent on a network: no address known for the peer there.")
+	m.bulkDropped = r.Counter("fmagent_bulk_dropped_total", "Snapshot or retransmission bursts not sent: the bulk sender was a full queue behind.")
 	m.watchDropped = r.Counter("fmagent_watchers_dropped_total", "API watchers dropped for falling behind.")
 
 	stat := func(f func(*transport.NetStats) uint64, n wire.Net) func() float64 {

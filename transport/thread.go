@@ -93,3 +93,39 @@ func setFIFO(prio int) (*unix.SchedAttr, error) {
 	}
 	return old, nil
 }
+
+// ProbeRealtime reports whether this process may put a thread at SCHED_FIFO
+// priority prio (0: DefaultRTPriority): it tries on a locked thread of its
+// own and restores it. nil means permitted; the error says why not (no
+// CAP_SYS_NICE and RLIMIT_RTPRIO below prio, or a cgroup without an RT
+// budget), so a profile that needs it can be refused at start.
+func ProbeRealtime(prio int) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		old, err := setFIFO(prio)
+		if err == nil {
+			old.Size = unix.SizeofSchedAttr
+			if rerr := unix.SchedSetAttr(0, old, 0); rerr != nil {
+				// Leave the thread locked: it ends with this goroutine
+				// instead of going back to the pool at SCHED_FIFO.
+				errc <- nil
+				return
+			}
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	return <-errc
+}
+
+// LockMemory locks every page of the process, present and future, in RAM
+// (mlockall(MCL_CURRENT|MCL_FUTURE)), so no heartbeat waits for a page to
+// be read back from swap or a file. It needs CAP_IPC_LOCK or an
+// RLIMIT_MEMLOCK above the process's size.
+func LockMemory() error {
+	if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE); err != nil {
+		return fmt.Errorf("mlockall(MCL_CURRENT|MCL_FUTURE): %w", err)
+	}
+	return nil
+}
