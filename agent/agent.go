@@ -149,8 +149,8 @@ type agent struct {
 	saveq    chan core.Persist // states saved off the lock (saverLoop)
 	saverWG  sync.WaitGroup
 	bulkq    chan *bulkJob // snapshot bursts sent off the lock (bulkLoop)
-	saveMu   sync.Mutex // orders saves; guards diskInc
-	diskInc  uint64     // the incarnation last written
+	saveMu   sync.Mutex    // orders saves; guards diskInc
+	diskInc  uint64        // the incarnation last written
 	scratch  shmem.Entity
 	events   []api.Event // scratch for watcher events
 
