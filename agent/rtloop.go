@@ -27,6 +27,11 @@ import (
 // by the API and the process watcher, whose critical sections are short
 // (slow work — fsyncs, snapshot transfers — is done off the lock).
 
+// wholeProcessFIFO: rtSetup puts every thread of the process at SCHED_FIFO
+// one below the loop's priority (transport.SetProcessFIFO says why). Off
+// in this package's tests, where many agents share the test binary.
+var wholeProcessFIFO = true
+
 // rtSetup reports what real-time scheduling the process may have, once and
 // clearly, and refuses a profile that cannot be held without it. It runs
 // before anything is opened.
@@ -37,7 +42,7 @@ func (a *agent) rtSetup() error {
 	if !rt.Enabled {
 		a.log.Warn("realtime.enabled = false: the heartbeat thread runs at the normal scheduling policy; under CPU load its heartbeats and judgements are late by a scheduler time slice or more, and peers may be falsely declared down",
 			"profile", a.cfg.Timing.Profile, "bound", a.cfg.Timing.Detection())
-	} else if err := transport.ProbeRealtime(rt.Priority); err != nil {
+	} else if err := a.setFIFO(rt.Priority); err != nil {
 		msg := "real-time scheduling is not permitted: the heartbeat thread runs at the normal policy. Under CPU load it waits behind every other runnable thread for a time slice (milliseconds), so heartbeats are late and peers may be falsely declared down within the detection bound. Grant CAP_SYS_NICE (the unit file does) or raise RLIMIT_RTPRIO"
 		if named && prof.NeedsRealtime {
 			return fmt.Errorf("agent: timing profile %q (bound %v) needs SCHED_FIFO, which is not permitted: %w; %s, or choose a slower profile", prof.Name, prof.Bound(), err, "grant CAP_SYS_NICE or raise RLIMIT_RTPRIO")
@@ -53,9 +58,20 @@ func (a *agent) rtSetup() error {
 			a.memLocked = true
 		}
 	}
-	a.log.Info("real-time path", "sched_fifo", a.rtPrio > 0, "priority", a.rtPrio, "mlockall", a.memLocked,
+	a.log.Info("real-time path", "sched_fifo", a.rtPrio > 0, "priority", a.rtPrio, "other_threads_fifo", a.rtPrio > 0 && wholeProcessFIFO, "mlockall", a.memLocked,
 		"profile", a.cfg.Timing.Profile, "interval", a.cfg.Timing.Interval, "misses", a.cfg.Timing.Misses)
 	return nil
+}
+
+// setFIFO puts the process's threads at SCHED_FIFO below prio (when
+// wholeProcessFIFO) and checks that a thread may have prio itself.
+func (a *agent) setFIFO(prio int) error {
+	if wholeProcessFIFO {
+		if err := transport.SetProcessFIFO(max(prio-1, 1)); err != nil {
+			return err
+		}
+	}
+	return transport.ProbeRealtime(prio)
 }
 
 // rtLoop is the real-time loop; it returns when the waiter is stopped.
