@@ -103,6 +103,30 @@ func newMetrics(r *metrics.Registry, a *agent) *agentMetrics {
 		}
 		return float64(n)
 	}))
+	r.CounterFunc("fmagent_false_downs_total", "Peers this node judged down that spoke again at the same incarnation within a second (slow, not dead): each widens that peer's bound.",
+		locked(func() float64 { return float64(a.core.DetectorStats().FalseDowns) }))
+	r.CounterFunc("fmagent_vouched_total", "Silence verdicts deferred because a live member's heartbeat vouched for the peer.",
+		locked(func() float64 { return float64(a.core.DetectorStats().Vouched) }))
+	r.GaugeFunc("fmagent_detection_bound_max_seconds", "The widest detection bound this node holds for a peer now (the configured bound unless a false down widened one).",
+		locked(func() float64 {
+			b := a.cfg.Timing.Detection()
+			for _, p := range a.core.Status().Peers {
+				b = max(b, p.Bound)
+			}
+			return b.Seconds()
+		}))
+	r.GaugeFunc("fmagent_realtime", "1 while the real-time loop runs at SCHED_FIFO.", func() float64 {
+		if a.rtPrio > 0 {
+			return 1
+		}
+		return 0
+	})
+	r.GaugeFunc("fmagent_memory_locked", "1 when mlockall succeeded at start.", func() float64 {
+		if a.memLocked {
+			return 1
+		}
+		return 0
+	})
 	r.GaugeFunc("fmagent_watchdog_fenced", "1 while the node fences itself (stops kicking the watchdog).", locked(func() float64 {
 		if a.fenced {
 			return 1

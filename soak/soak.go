@@ -12,6 +12,7 @@ package soak
 
 import (
 	"bufio"
+	"errors"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -24,6 +25,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Options of one soak run.
@@ -102,6 +105,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	cluster := 1000 + rand.IntN(1<<30)
 	shmPrefix := fmt.Sprintf("fmagent-soak-%d-%d", os.Getpid(), rand.IntN(1<<20))
 
+	// The harness itself (the observer, and every thread of the Go runtime
+	// that may hold its processor) above the burners, as the agents are.
+	if err := setPolicy(unix.SCHED_FIFO, 9); err != nil {
+		o.Logf("soak: the harness cannot run at SCHED_FIFO (%v): its gap figures include its own delays", err)
+	}
 	obs, err := newObserver(groupA, groupB, port)
 	if err != nil {
 		return nil, err
@@ -378,6 +386,10 @@ func stopBurners(cmds []*exec.Cmd) {
 // Burn spins one core until the process is killed: the soak's CPU burner
 // (soak -burn), at the normal scheduling policy.
 func Burn() {
+	// The harness runs at SCHED_FIFO (its observer must not be delayed by
+	// the burners it starts), and a child inherits that: the burner puts
+	// itself back to the normal policy, as a user's CPU hog would be.
+	setPolicy(unix.SCHED_NORMAL, 0)
 	runtime.GOMAXPROCS(1)
 	x := uint64(1)
 	for {
@@ -386,4 +398,22 @@ func Burn() {
 			fmt.Println(x)
 		}
 	}
+}
+
+// setPolicy sets every thread of this process to policy at prio.
+func setPolicy(policy uint32, prio uint32) error {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy, Priority: prio}
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			if err := unix.SchedSetAttr(tid, &attr, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
