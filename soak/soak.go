@@ -12,8 +12,8 @@ package soak
 
 import (
 	"bufio"
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"

@@ -246,7 +246,7 @@ func TestStatus(t *testing.T) {
 	assert.NotContains(t, out, "WARNING")
 	_, members, ok := strings.Cut(out, "\n\n")
 	require.True(t, ok, out)
-	assert.Equal(t, []string{"NODE", "INC", "ROLE", "STATE", "LINK-A", "LINK-B", "PRIO", "ELIGIBLE"}, header(members))
+	assert.Equal(t, []string{"NODE", "INC", "ROLE", "STATE", "LINK-A", "LINK-B", "PRIO", "ELIGIBLE", "BOUND"}, header(members))
 	assert.Equal(t, []map[string]string{{
 		"NODE": "1*", "INC": "1", "ROLE": "master", "STATE": "up", "LINK-A": "up", "LINK-B": "up",
 		"PRIO": "10", "ELIGIBLE": "yes", "BOUND": "-",
