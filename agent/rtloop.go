@@ -112,7 +112,17 @@ func (a *agent) rtRun() {
 			a.mu.Unlock()
 			return
 		}
-		if now := time.Now(); !now.Before(a.core.NextDeadline()) || ev&(transport.EvTimer|transport.EvWoken) != 0 {
+		now := time.Now()
+		if ev&transport.EvTimer != 0 {
+			// How late the loop woke for its deadline: what a hog, the
+			// garbage collector or a page fault cost the heartbeats.
+			late := max(now.Sub(next), 0)
+			a.m.tickLateness.ObserveDuration(late)
+			if ns := int64(late); ns > a.m.tickLateMax.Load() {
+				a.m.tickLateMax.Store(ns)
+			}
+		}
+		if !now.Before(a.core.NextDeadline()) || ev&(transport.EvTimer|transport.EvWoken) != 0 {
 			a.core.Tick(now)
 			a.shm.Beat()
 			a.handleReady()

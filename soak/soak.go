@@ -19,14 +19,19 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fmagent/fmagent/client"
 )
 
 // Options of one soak run.
@@ -39,6 +44,8 @@ type Options struct {
 	Burners  int           // CPU burners (default runtime.NumCPU())
 	BurnCmd  []string      // the burner's command line (one process per burner)
 	Realtime bool          // the agents may use SCHED_FIFO ([realtime] enabled)
+	Flood    int           // clients raising and clearing alarms on every agent during the hog (0: none)
+	FloodCmd []string      // the flood client's command line; socket and entity name are appended
 	Dir      string        // parent of the run's directory ("": the temp dir)
 	Logf     func(format string, args ...any)
 }
@@ -65,6 +72,13 @@ type Result struct {
 	IdlePackets float64       `json:"idle_packets_per_s_per_agent"`
 	CPUPerPkt   time.Duration `json:"cpu_per_packet_ns"` // idle CPU / (sent + received)
 	HogCPU      float64       `json:"hog_cpu_per_agent"`
+	// Under the hog (and the flood, if any): the real-time loops' latest
+	// wake-up for a deadline and the garbage collector's pauses, the
+	// maxima over the agents; and the writes the flood had acknowledged.
+	TickLateMax time.Duration `json:"tick_late_max_ns"`
+	GCPauseP99  time.Duration `json:"gc_pause_p99_ns"`
+	GCPauseMax  time.Duration `json:"gc_pause_max_ns"`
+	FloodWrites int64         `json:"flood_writes"`
 }
 
 type agentProc struct {
@@ -235,8 +249,43 @@ listen = %q
 	}
 	cpu0, _ := cpuAndPackets(agents)
 	t0 := time.Now()
+	// The flood clients are processes of their own at the normal policy,
+	// as applications are (in this process they would run at SCHED_FIFO).
+	var flood atomic.Int64
+	var fwg sync.WaitGroup
+	var floods []*exec.Cmd
+	for i := 0; i < o.Flood; i++ {
+		for _, a := range agents {
+			args := append(append([]string(nil), o.FloodCmd[1:]...), filepath.Join(a.dir, "fmagent.sock"), fmt.Sprintf("svc/soak-%d-%d", a.id, i))
+			cmd := exec.Command(o.FloodCmd[0], args...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				return nil, err
+			}
+			if err := cmd.Start(); err != nil {
+				return nil, fmt.Errorf("soak: starting a flood client: %w", err)
+			}
+			floods = append(floods, cmd)
+			fwg.Add(1)
+			go func() {
+				defer fwg.Done()
+				var n int64
+				fmt.Fscan(out, &n)
+				flood.Add(n)
+			}()
+		}
+	}
 	o.Logf("soak: profile %s, %d agents, %d burners, %v (load %s)", o.Profile, o.Nodes, len(burners), o.Hog, res.LoadBefore)
 	err = sleep(ctx, o.Hog)
+	for _, c := range floods {
+		c.Process.Signal(syscall.SIGTERM)
+	}
+	fwg.Wait()
+	for _, c := range floods {
+		c.Wait()
+	}
+	res.FloodWrites = flood.Load()
 	cpu1, _ := cpuAndPackets(agents)
 	res.HogCPU = (cpu1 - cpu0) / time.Since(t0).Seconds() / float64(o.Nodes)
 	res.LoadAfter = loadavg()
@@ -249,6 +298,16 @@ listen = %q
 	res.LinkDowns = int64(end["link-down"] - base["link-down"])
 	res.Elections = int64(end["elected"] - base["elected"])
 	res.Stalls = int64(end["stalled"] - base["stalled"])
+	for _, a := range agents {
+		m, err := scrape(a.metrics)
+		if err != nil {
+			continue
+		}
+		sec := func(k string) time.Duration { return time.Duration(m[k] * 1e9) }
+		res.TickLateMax = max(res.TickLateMax, sec("fmagent_tick_lateness_max_seconds"))
+		res.GCPauseP99 = max(res.GCPauseP99, sec("fmagent_gc_pause_p99_seconds"))
+		res.GCPauseMax = max(res.GCPauseMax, sec("fmagent_gc_pause_max_seconds"))
+	}
 	gaps := obs.stop()
 	res.Gaps = len(gaps)
 	res.GapP50, res.GapP99, res.GapMax = quantile(gaps, 0.5), quantile(gaps, 0.99), quantile(gaps, 1)
@@ -416,4 +475,31 @@ func setPolicy(policy uint32, prio uint32) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Flood is a flood client (soak -flood-client SOCKET NAME): at the normal
+// policy, it raises and clears an alarm on its own entity as fast as the
+// agent acknowledges until SIGTERM, then prints how many writes were
+// acknowledged. A report flood through the API, replicated to every node,
+// for the garbage collector's and the real-time loop's figures under load.
+func Flood(sock, name string) {
+	setPolicy(unix.SCHED_NORMAL, 0)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	var n atomic.Int64
+	c, err := client.Dial(ctx, sock)
+	if err == nil {
+		defer c.Close()
+		if _, err = c.Register(ctx, name, client.KindService); err == nil {
+			for ctx.Err() == nil {
+				if _, err := c.Raise(ctx, name, "soak-flood", client.Severity("minor")); err == nil {
+					n.Add(1)
+				}
+				if _, err := c.Clear(ctx, name, "soak-flood"); err == nil {
+					n.Add(1)
+				}
+			}
+		}
+	}
+	fmt.Println(n.Load())
 }
