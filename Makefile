@@ -4,7 +4,7 @@ GOFLAGS  ?=
 PKGS     := ./...
 BIN      := bin
 
-.PHONY: all build test demo simdemo bench fuzz lint clean ctest cbench
+.PHONY: all build test demo simdemo bench fuzz lint clean ctest cbench soak
 
 all: build
 
@@ -32,6 +32,16 @@ simdemo:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./wire/ ./shmem/ ./ring/ ./agent/...
 	$(MAKE) -C shmem/c bench
+
+# The false-down soak of issue 13 (soak/): five real agents on loopback,
+# every core kept busy by CPU burners the harness starts and stops, 60 s per
+# profile, then the same under a report flood. Figures, never pass/fail.
+SOAK_PROFILES ?= 10ms,20ms,50ms
+SOAK_HOG      ?= 60s
+soak: build
+	@mkdir -p soak/results
+	$(GO) run ./soak/cmd/soak -agent $(BIN)/fmagent -profiles $(SOAK_PROFILES) -hog $(SOAK_HOG) -json soak/results/soak.json
+	$(GO) run ./soak/cmd/soak -agent $(BIN)/fmagent -profiles $(SOAK_PROFILES) -hog $(SOAK_HOG) -idle -1s -flood 2 -json soak/results/soak-flood.json
 
 FUZZTIME ?= 20s
 FUZZPKGS := ./wire/ ./api/
