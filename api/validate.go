@@ -15,16 +15,16 @@ func badRequest(format string, args ...any) error {
 }
 
 // checkText checks a name, cause or prefix: valid UTF-8, no control
-// characters, at most max bytes.
-func checkText(field, s string, max int, required bool) error {
+// characters, at most limit bytes.
+func checkText(field, s string, limit int, required bool) error {
 	if s == "" {
 		if required {
 			return badRequest("%s is required", field)
 		}
 		return nil
 	}
-	if len(s) > max {
-		return badRequest("%s is %d bytes, the limit is %d", field, len(s), max)
+	if len(s) > limit {
+		return badRequest("%s is %d bytes, the limit is %d", field, len(s), limit)
 	}
 	if !utf8.ValidString(s) {
 		return badRequest("%s is not valid UTF-8", field)

@@ -32,10 +32,6 @@ const (
 	maxWiden        = 4
 )
 
-// LinkRecent, set in PeerView.Links, says the sender heard that peer within
-// its bound less three intervals (see vouched).
-const LinkRecent = wire.LinkRecent
-
 // peerDetector is the detector's state of one peer.
 type peerDetector struct {
 	downAt   time.Time     // when this node last judged it silent
@@ -121,7 +117,7 @@ func (n *Node) vouched(p *peer, now time.Time) bool {
 		}
 		for i := 0; i < int(m.hb.NPeers); i++ {
 			v := &m.hb.Peers[i]
-			if v.Node != p.id || v.Incarnation != p.inc || v.Links&LinkRecent == 0 || v.Links&LinkFenced != 0 {
+			if v.Node != p.id || v.Incarnation != p.inc || v.Links&wire.LinkRecent == 0 || v.Links&wire.LinkFenced != 0 {
 				continue
 			}
 			if p.det.vouchFor.IsZero() {
