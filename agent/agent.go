@@ -195,6 +195,7 @@ func (a *agent) start() error {
 	inc, err := persist.NextIncarnation(a.stateDir)
 	a.savedInc, a.diskInc = inc, inc
 	a.saveq = make(chan core.Persist, 1)
+	a.bulkq = make(chan *bulkJob, 4)
 	if err != nil {
 		return fmt.Errorf("agent: state directory %s: %w", a.stateDir, err)
 	}
@@ -336,7 +337,6 @@ func (a *agent) run(ctx context.Context) error {
 		defer close(a.rtDone)
 		a.rtLoop()
 	})
-	a.bulkq = make(chan *bulkJob, 4)
 	a.saverWG.Add(1)
 	go func(q <-chan *bulkJob) {
 		defer a.saverWG.Done()
