@@ -210,7 +210,7 @@ func TestFastProfile(t *testing.T) {
 		require.NoError(t, err, p.Name)
 		assert.Equal(t, p.Name, c.Timing.Detection().String(), "a profile is named for its bound")
 	}
-	c, err = Load(writeConfig(t, "[realtime]\npriority = 99\n"))
+	_, err = Load(writeConfig(t, "[realtime]\npriority = 99\n"))
 	require.ErrorContains(t, err, "realtime.priority = 99: must be in 1..98")
 }
 
