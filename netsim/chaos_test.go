@@ -27,9 +27,9 @@ func chaosSeeds() int {
 	return 500
 }
 
-// TestChaos runs the randomized chaos scenario over many seeds (3 to 9
-// nodes, crashes, restarts, pauses, partitions, cut links, loss, client
-// alarms) and checks every invariant after every step. A failure names
+// TestChaos runs the randomized chaos scenario over many seeds (2 to 9
+// nodes, crashes, restarts, pauses, partitions, cut links, loss, clients
+// raising, clearing, registering, unregistering and setting state) and checks every invariant after every step. A failure names
 // the seed, the invariant and the command that replays it.
 func TestChaos(t *testing.T) {
 	if *flagSeed != 0 {
@@ -71,7 +71,7 @@ func TestChaos(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	t.Logf("%d seeds in %v: %d crashes (%d checked against the detection bound), %d alarms acked",
+	t.Logf("%d seeds in %v: %d crashes (%d checked against the detection bound), %d writes acked",
 		n, time.Since(start).Round(time.Millisecond), crashes.Load(), checked.Load(), acked.Load())
 	if len(failed) > 0 {
 		for i, f := range failed {

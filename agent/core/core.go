@@ -115,7 +115,13 @@ type Persist struct {
 type Result struct {
 	ID  uint64
 	Seq uint64 // table seq of the resulting change; 0 if none was needed
-	Err error
+	// Ver is the version the write was acknowledged with: the order of
+	// acknowledged writes across masters (see DESIGN, the consistency model).
+	Ver wire.WriteVersion
+	// Displaced names the less severe alarm a raise displaced from an entity
+	// whose alarm slots were full ("" if none).
+	Displaced string
+	Err       error
 }
 
 // EventKind classifies things worth a log line or a metric.
@@ -294,6 +300,10 @@ func (n *Node) Config() Config { return n.cfg }
 
 // Role returns the election state.
 func (n *Node) Role() elect.State { return n.el.State() }
+
+// Syncing reports whether the node waits for a snapshot from its master:
+// until it has one, its table is what it held before and means nothing.
+func (n *Node) Syncing() bool { return n.wantSnapshot && !n.isMaster() }
 
 // Stale reports whether the node has had no master for the stale timeout.
 func (n *Node) Stale() bool { return n.stale }
