@@ -16,6 +16,10 @@ import (
 	"github.com/fmagent/fmagent/wire"
 )
 
+// SaveDelay is how long a save the core did not mark MustSync takes to
+// reach the disk (the agent's saver goroutine and its fsyncs).
+const SaveDelay = 2 * time.Millisecond
+
 // Epoch0 is the virtual clock's start (any fixed instant will do).
 var Epoch0 = time.Unix(1_700_000_000, 0)
 
@@ -50,6 +54,9 @@ type Node struct {
 	Paused  bool
 	inbox   []delivery
 	persist core.Persist
+	// unsynced: a save the core did not require before sending (not
+	// MustSync), still on its way to disk; a crash loses it.
+	unsynced *core.Persist
 	tickAt  time.Time
 	tickGen uint64
 	// Results the node's local clients received, and when.
@@ -128,6 +135,7 @@ func (s *Sim) cfg(n *Node) core.Config {
 		Node: n.ID, Cluster: 7, Key: s.Opt.Key, Priority: prio, Eligible: true,
 		Interval: s.Opt.Interval, Misses: s.Opt.Misses, StaleTimeout: s.Opt.Stale,
 		Incarnation: n.persist.Incarnation + 1, Generation: n.persist.Generation, Members: n.persist.Members,
+		Epoch: n.persist.Epoch,
 	}
 }
 
@@ -151,6 +159,7 @@ func (s *Sim) Crash(id wire.NodeID) {
 	s.Tracef("crash node %d", id)
 	s.Topo++
 	n.Up, n.Paused, n.inbox, n.Core = false, false, nil, nil
+	n.unsynced = nil // not on disk yet: lost
 	n.tickGen++
 }
 
@@ -272,12 +281,27 @@ func (s *Sim) Trace(n int) string {
 // collect takes a node's Ready: schedules its packets and its next tick.
 func (s *Sim) collect(n *Node) {
 	rd := n.Core.Ready()
+	// The Ready contract (core.Ready.MustSync): a MustSync save is on disk
+	// before any packet leaves; any other save reaches the disk a little
+	// later (SaveDelay), and a crash before then loses it, as on a real
+	// disk.
+	if rd.Persist != nil {
+		p := *rd.Persist
+		p.Members = append([]wire.NodeID(nil), rd.Persist.Members...)
+		if rd.MustSync {
+			n.persist, n.unsynced = p, nil
+		} else {
+			n.unsynced = &p
+			gen := n.tickGen
+			s.At(s.Now.Add(SaveDelay), func() {
+				if n.unsynced == &p && n.Up && n.tickGen >= gen {
+					n.persist, n.unsynced = p, nil
+				}
+			})
+		}
+	}
 	for _, p := range rd.Packets {
 		s.transmit(n, &p)
-	}
-	if rd.Persist != nil {
-		n.persist = *rd.Persist
-		n.persist.Members = append([]wire.NodeID(nil), rd.Persist.Members...)
 	}
 	for _, r := range rd.Results {
 		n.Results = append(n.Results, TimedResult{At: s.Now, Result: r})

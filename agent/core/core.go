@@ -52,6 +52,9 @@ type Config struct {
 	Generation  uint64
 	Members     []wire.NodeID
 	AllowAlone  bool
+	// Epoch is the highest election epoch this node persisted: it never
+	// claims at or below it again, so (master, epoch) names one reign.
+	Epoch uint64
 
 	MaxAlarms int
 	RingSize  int           // master's retransmit ring, in changes
@@ -90,6 +93,12 @@ var (
 	ErrNoMaster = errors.New("core: no master")
 	ErrRejected = errors.New("core: rejected by the master")
 	ErrBadName  = errors.New("core: bad entity name")
+	// ErrAlarmsFull: the entity already holds MaxAlarms alarms, none less
+	// severe than the one asked for; the raise was not applied.
+	ErrAlarmsFull = errors.New("core: the entity's alarms are full with alarms at least as severe")
+	// ErrBadRequest: a malformed request (no cause for a raise or clear, an
+	// unknown severity), not applied.
+	ErrBadRequest = errors.New("core: malformed request")
 )
 
 // Packet is one datagram to send. Data is valid until the next call into the Node.
@@ -109,6 +118,7 @@ type Persist struct {
 	Incarnation uint64
 	Generation  uint64
 	Members     []wire.NodeID
+	Epoch       uint64
 }
 
 // Result answers a local request made with Submit.
@@ -118,9 +128,9 @@ type Result struct {
 	// Ver is the version the write was acknowledged with: the order of
 	// acknowledged writes across masters (see DESIGN, the consistency model).
 	Ver wire.WriteVersion
-	// Displaced names the less severe alarm a raise displaced from an entity
-	// whose alarm slots were full ("" if none).
-	Displaced string
+	// Displaced: the entity's alarms were full, and this raise displaced
+	// the least severe of them (the master's event names it).
+	Displaced bool
 	Err       error
 }
 
@@ -143,6 +153,8 @@ const (
 	EvTxnSuspect                           // a member did not ack a prepare in time
 	EvRejected                             // a packet was dropped (Reason says why)
 	EvStalled                              // this node's own ticks stalled; judgement deferred
+	EvDisplaced                            // as master: a raise displaced a less severe alarm (Reason names both)
+	EvSuperseded                           // as master: a re-asserted write was older than the table's (Reason names it)
 )
 
 // Event is one thing that happened, for logs and metrics.
@@ -168,9 +180,19 @@ type Ready struct {
 	// time from the master's decision (its clock) to now (ours): meaningful
 	// where clocks agree, as on one host or under PTP.
 	Propagation []time.Duration
-	Persist     *Persist
-	Results     []Result
-	Events      []Event
+	Persist *Persist
+	// MustSync: Persist must be durable (written and fsynced) before any
+	// of Packets is sent. Set when Persist carries a new incarnation or a
+	// new epoch: a restarted node must never speak again under an
+	// incarnation or claim an epoch it used before, or two lives of one
+	// node (or two reigns at one epoch) would be confused. Otherwise the
+	// save may happen after sending, and be lost in a crash: what it
+	// carries (the membership generation) is safe to come back behind on.
+	// (The rule of go.etcd.io/raft's MustSync: what a packet promises is on
+	// disk before the packet leaves.)
+	MustSync bool
+	Results  []Result
+	Events   []Event
 }
 
 // Stats counts what the node did, for metrics. Cumulative.
@@ -219,8 +241,14 @@ type Node struct {
 	snap         snapAssembly
 	wantSnapshot bool
 
-	// synced is the master (and epoch) this node last synced with.
-	synced elect.State
+	// synced is the master (and epoch) this node last synced with, and
+	// syncedInc that master's incarnation: a different one is a different
+	// reign, whatever its epoch says.
+	synced    elect.State
+	syncedInc uint64
+	// tableSynced: the table is a copy of the current master's (or this node
+	// is master); the election needs to know.
+	tableSynced bool
 
 	// Master side.
 	ms masterState
@@ -277,7 +305,8 @@ func New(cfg Config, now time.Time) *Node {
 		AllowAlone: cfg.AllowAlone,
 		Settle:     cfg.Detection(),
 		ViceGrace:  2 * cfg.Interval,
-	}, now, 0)
+	}, now, cfg.Epoch)
+	n.persist.Epoch = cfg.Epoch
 	n.ms.init(cfg.RingSize)
 	n.ledger.init()
 	return n
@@ -320,6 +349,7 @@ func (n *Node) Ready() *Ready {
 	n.rd.Propagation = n.rd.Propagation[:0]
 	n.rd.Reset = false
 	n.rd.Persist = nil
+	n.rd.MustSync = false
 	n.nArena = 0
 	n.out = r
 	return &n.out
@@ -367,6 +397,11 @@ func (n *Node) Step(now time.Time, net wire.Net, pkt []byte) (wire.NodeID, error
 	}
 	if h.Incarnation > p.inc {
 		p.reincarnated(h.Incarnation)
+		if st := n.el.State(); p.id == st.Master && !n.isMaster() && n.syncedInc != 0 && n.syncedInc != h.Incarnation {
+			// Our master restarted: whatever epoch it speaks at, its
+			// table is not the one we synced with.
+			n.followNew(now)
+		}
 	}
 	switch h.Type {
 	case wire.TypeHeartbeat:
@@ -485,7 +520,7 @@ func (n *Node) Shutdown(now time.Time) {
 }
 
 var eventNames = [...]string{"", "elected", "stepped-down", "following", "master-lost", "peer-up", "peer-down",
-	"link-up", "link-down", "stale", "fresh", "reincarnated", "snapshot-applied", "txn-suspect", "rejected", "stalled"}
+	"link-up", "link-down", "stale", "fresh", "reincarnated", "snapshot-applied", "txn-suspect", "rejected", "stalled", "displaced", "superseded"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {

@@ -19,10 +19,14 @@ type masterState struct {
 	queue    []*group // groups waiting behind the transaction
 	nextTxn  uint64
 	nextSnap uint64
+	// clock: the seq part of the last version this master gave a write
+	// (above every version of this epoch its table holds, so a new write
+	// is always the newest).
+	clock uint64
 	members  []wire.NodeID
 	scratch  []wire.NodeID
 	memo     map[uint64]memo // last membership report per entity
-	dedup    map[reportRef]uint64
+	dedup    map[reportRef]ackMemo
 	dedupQ   []reportRef
 }
 
@@ -35,7 +39,7 @@ type memo struct {
 func (m *masterState) init(ringSize int) {
 	m.ring = make([]heldChange, ringSize)
 	m.memo = make(map[uint64]memo)
-	m.dedup = make(map[reportRef]uint64)
+	m.dedup = make(map[reportRef]ackMemo)
 }
 
 func (m *masterState) stop() {
@@ -71,7 +75,7 @@ func (m *masterState) get(seq uint64) *wire.Change {
 func (n *Node) issue(g *group) {
 	if len(g.changes) == 0 {
 		for _, a := range g.acks {
-			n.ackReport(a, n.tab.Seq(), 0)
+			n.ackReport(a, n.tab.Seq(), g.code, g.ver)
 		}
 		return
 	}
@@ -87,11 +91,28 @@ func (n *Node) issue(g *group) {
 		g.changes[i].Flags &^= wire.ChangeGroupEnd
 	}
 	g.changes[len(g.changes)-1].Flags |= wire.ChangeGroupEnd
+	n.stamp(g)
 	if g.txn {
 		n.startTxn(g)
 		return
 	}
 	n.commitGroup(g)
+}
+
+// stamp gives every change of g that does not carry one (a re-asserted
+// write keeps the version it was acknowledged with) this reign's next
+// version.
+func (n *Node) stamp(g *group) {
+	ep := n.el.State().Epoch
+	for i := range g.changes {
+		c := &g.changes[i]
+		if c.Ver.IsZero() {
+			n.ms.clock = max(n.ms.clock+1, c.Seq)
+			c.Ver = wire.WriteVersion{Epoch: ep, Seq: n.ms.clock, Node: n.cfg.Node}
+		} else if c.Ver.Epoch == ep {
+			n.ms.clock = max(n.ms.clock, c.Ver.Seq)
+		}
+	}
 }
 
 // expandNodeDowns adds, for every node the group takes down, the entities it
@@ -134,9 +155,9 @@ func (n *Node) commitGroup(g *group) {
 		n.ms.put(&g.changes[i])
 	}
 	n.sendChanges(0, g.changes, g.prio)
-	last := g.changes[len(g.changes)-1].Seq
+	last := &g.changes[len(g.changes)-1]
 	for _, a := range g.acks {
-		n.ackReport(a, last, 0)
+		n.ackReport(a, last.Seq, g.ackCode(), last.Ver)
 	}
 }
 

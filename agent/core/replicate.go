@@ -52,6 +52,19 @@ type group struct {
 	prio    bool // down changes: first, on both networks, high priority
 	txn     bool // prepare / ack / commit
 	acks    []reportRef
+	re      reassert          // the report is a re-assertion
+	code    uint8             // with no changes: the ack's code
+	ver     wire.WriteVersion // with no changes: the version acknowledged
+	// displaced: a raise made room by clearing a less severe alarm.
+	displaced bool
+}
+
+// ackCode is the code the group's reports are acknowledged with.
+func (g *group) ackCode() uint8 {
+	if g.displaced {
+		return ackDisplaced
+	}
+	return g.code
 }
 
 type reportRef struct {
@@ -62,6 +75,12 @@ type reportRef struct {
 
 func (n *Node) becomeMaster(now time.Time) {
 	n.synced = n.el.State()
+	n.syncedInc = n.inc
+	n.tableSynced = true
+	// The table is this reign's from now on (like raft's empty entry at
+	// the start of a term): its log compares as of this epoch.
+	n.tab.SetHeadEpoch(n.synced.Epoch)
+	n.ms.clock = 0
 	n.ms.stop()
 	n.ms.active = true
 	n.ms.since = now
@@ -79,6 +98,8 @@ func (n *Node) becomeMaster(now time.Time) {
 
 func (n *Node) followNew(now time.Time) {
 	n.synced = n.el.State()
+	n.syncedInc = n.masterInc()
+	n.tableSynced = false
 	clear(n.pending)
 	clear(n.staged)
 	n.snap.reset()
@@ -185,7 +206,7 @@ func (n *Node) stepReplication(now time.Time, h *wire.Header, p *peer, body []by
 			return err
 		}
 		if n.isMaster() {
-			n.handleReport(now, p.id, reportFromWire(&m))
+			n.handleReport(now, p.id, reportFromWire(&m), reassert{m.Ver, m.State})
 		}
 	}
 	return nil

@@ -83,6 +83,8 @@ func (n *Node) onSnapshot(now time.Time, m *wire.Snapshot) {
 		}
 	}
 	n.tab.SetSeq(s.upTo)
+	n.tab.SetHeadEpoch(n.el.State().Epoch)
+	n.tableSynced = true
 	n.masterSeq = max(n.masterSeq, s.upTo)
 	s.reset()
 	n.wantSnapshot = false

@@ -110,9 +110,9 @@ func (n *Node) finishTxn() {
 	if b, err := n.codec.AppendCommit(n.buf(), &h, &wire.Commit{Txn: t.id}); err == nil {
 		n.send(0, true, b)
 	}
-	last := g.changes[len(g.changes)-1].Seq
+	last := &g.changes[len(g.changes)-1]
 	for _, a := range g.acks {
-		n.ackReport(a, last, 0)
+		n.ackReport(a, last.Seq, g.ackCode(), last.Ver)
 	}
 	q := n.ms.queue
 	n.ms.queue = nil
