@@ -57,8 +57,8 @@ type Node struct {
 	// unsynced: a save the core did not require before sending (not
 	// MustSync), still on its way to disk; a crash loses it.
 	unsynced *core.Persist
-	tickAt  time.Time
-	tickGen uint64
+	tickAt   time.Time
+	tickGen  uint64
 	// Results the node's local clients received, and when.
 	Results []TimedResult
 	// Lifetime of the current process (for invariants).

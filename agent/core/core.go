@@ -180,7 +180,7 @@ type Ready struct {
 	// time from the master's decision (its clock) to now (ours): meaningful
 	// where clocks agree, as on one host or under PTP.
 	Propagation []time.Duration
-	Persist *Persist
+	Persist     *Persist
 	// MustSync: Persist must be durable (written and fsynced) before any
 	// of Packets is sent. Set when Persist carries a new incarnation or a
 	// new epoch: a restarted node must never speak again under an

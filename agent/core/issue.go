@@ -22,12 +22,12 @@ type masterState struct {
 	// clock: the seq part of the last version this master gave a write
 	// (above every version of this epoch its table holds, so a new write
 	// is always the newest).
-	clock uint64
-	members  []wire.NodeID
-	scratch  []wire.NodeID
-	memo     map[uint64]memo // last membership report per entity
-	dedup    map[reportRef]ackMemo
-	dedupQ   []reportRef
+	clock   uint64
+	members []wire.NodeID
+	scratch []wire.NodeID
+	memo    map[uint64]memo // last membership report per entity
+	dedup   map[reportRef]ackMemo
+	dedupQ  []reportRef
 }
 
 type memo struct {

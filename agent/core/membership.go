@@ -250,7 +250,7 @@ func (n *Node) livePeers() []elect.Peer {
 		n.peerBuf = append(n.peerBuf, elect.Peer{
 			Candidate: elect.Candidate{Node: p.id, Priority: p.hb.Priority, Eligible: p.hb.Eligible, Generation: p.hb.Generation,
 				Log: elect.Log{Epoch: p.hb.TableEpoch, Seq: p.hb.AppliedSeq}},
-			Role:      p.hb.Role, Epoch: p.epoch, Master: p.hb.Master, Vice: p.hb.Vice,
+			Role: p.hb.Role, Epoch: p.epoch, Master: p.hb.Master, Vice: p.hb.Vice,
 		})
 	}
 	return n.peerBuf

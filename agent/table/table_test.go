@@ -177,7 +177,7 @@ func TestApply(t *testing.T) {
 				{state(svc, wire.StateDown, 1), table.ErrUnknownEntity},
 				{raise(svc, "x", wire.SevMinor), table.ErrUnknownEntity},
 				{clearA(svc, "x"), nil}, // tombstones: a clear or unregister
-				{unreg(svc), nil},        // of what is absent is remembered
+				{unreg(svc), nil},       // of what is absent is remembered
 			},
 			check: func(t *testing.T, tb *table.Table) { assert.Zero(t, tb.Len()) },
 		},
