@@ -75,7 +75,7 @@ type WriteLog struct {
 	// For cleared-stays-cleared: per key, whether a clear (unregister) was
 	// acknowledged and nobody asked to re-create it since; per node, whether
 	// it has shown the key absent since then.
-	gone       map[wkey]bool
+	gone       map[wkey]wire.WriteVersion
 	absentSeen []map[wkey]bool
 	seen       []int
 	started    []time.Time
@@ -86,7 +86,7 @@ type WriteLog struct {
 
 func newWriteLog(s *Sim, c *Checker) *WriteLog {
 	w := &WriteLog{s: s, c: c, pending: map[reqRef]pendingReq{}, busy: map[wkey]bool{}, last: map[wkey]ackedWrite{},
-		gone: map[wkey]bool{}, seen: make([]int, len(s.Nodes)), started: make([]time.Time, len(s.Nodes))}
+		gone: map[wkey]wire.WriteVersion{}, seen: make([]int, len(s.Nodes)), started: make([]time.Time, len(s.Nodes))}
 	for range s.Nodes {
 		w.absentSeen = append(w.absentSeen, map[wkey]bool{})
 	}
@@ -159,8 +159,8 @@ func (w *WriteLog) Harvest() {
 			if old, ok := w.last[q.key]; !ok || a.after(old) {
 				w.last[q.key] = a
 			}
-			if removes(q.key, q.kind) && !w.inFlight(q.key) {
-				w.gone[q.key] = true
+			if removes(q.key, q.kind) && !w.inFlight(q.key) && !r.Ver.Less(w.gone[q.key]) {
+				w.gone[q.key] = r.Ver
 			}
 		}
 		w.seen[i] = len(n.Results)
@@ -180,12 +180,24 @@ func (w *WriteLog) inFlight(k wkey) bool {
 
 // present reports whether n's table shows k (an alarm, or an entity).
 func present(n *Node, k wkey) bool {
-	e, ok := n.Core.Table().Lookup(k.name)
-	if !ok || k.cause == "" {
-		return ok
-	}
-	_, ok = e.Alarm(k.cause)
+	_, ok := shown(n, k)
 	return ok
+}
+
+// shown returns the version of what n's table shows for k, if it shows it.
+func shown(n *Node, k wkey) (wire.WriteVersion, bool) {
+	e, ok := n.Core.Table().Lookup(k.name)
+	if !ok {
+		return wire.WriteVersion{}, false
+	}
+	if k.cause == "" {
+		return e.Ver, true
+	}
+	a, ok := e.Alarm(k.cause)
+	if !ok {
+		return wire.WriteVersion{}, false
+	}
+	return a.Ver, true
 }
 
 // checkResurrection: run after a node's table changed.
@@ -195,10 +207,13 @@ func (w *WriteLog) checkResurrection(n *Node) {
 	}
 	w.Harvest()
 	i := n.ID - 1
-	for k := range w.gone {
-		if !present(n, k) {
+	for k, cv := range w.gone {
+		v, on := shown(n, k)
+		if !on {
 			w.absentSeen[i][k] = true
-		} else if w.absentSeen[i][k] {
+		} else if w.absentSeen[i][k] && (v.Less(cv) || v.IsZero()) {
+			// Back, and not by a write ordered after the clear (a
+			// concurrent write of the side that won a split brain is).
 			w.err = w.c.fail(InvResurrected, "node %d shows %s %q again after it was cleared (acked) and absent, with no raise or register asked for since",
 				n.ID, k.name, k.cause)
 			return

@@ -78,11 +78,10 @@ func (t *Table) Digest() uint64 {
 // table.
 func (t *Table) SnapshotChanges(dst []wire.Change) []wire.Change {
 	for _, e := range t.sorted {
-		if e.Born != e.Ver {
-			// The life began with an older registration: rebuild Born first.
-			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeRegister, Entity: e.ID, EntityKind: e.Kind,
-				State: e.State, Owner: e.Owner, By: e.ChangedBy, Incarnation: e.Incarnation, At: e.ChangedAt,
-				Name: unsafeBytes(e.Name), Ver: e.Born})
+		if !e.Born.IsZero() {
+			// The unregister that ended its previous life: the
+			// registration below picks it up as Born.
+			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeUnregister, Entity: e.ID, Ver: e.Born})
 		}
 		dst = append(dst, wire.Change{
 			Ver:         e.Ver,

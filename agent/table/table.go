@@ -67,10 +67,10 @@ type Entity struct {
 	Owner       wire.NodeID
 	State       wire.State
 	Incarnation uint64
-	// Born is the version of the registration that began this life of the
-	// entity (it was absent before); Ver that of its latest registration.
-	// A re-asserted write older than Born is about an earlier life; an
-	// unregister older than Ver was overtaken by a registration.
+	// Born is the version of the unregister that ended the entity's
+	// previous life (zero if none is known): a re-asserted write older than
+	// it was about that life. Ver is the version of its latest
+	// registration: an unregister older than Ver was overtaken by it.
 	Born, Ver wire.WriteVersion
 	// ChangedAt, ChangedSeq and ChangedBy describe the latest change applied to
 	// the entity (At, Seq and By of that change). They are bookkeeping about
@@ -163,9 +163,9 @@ func (t *Table) HeadEpoch() uint64 { return t.headEpoch }
 // SetHeadEpoch records the epoch of the master whose table this is.
 func (t *Table) SetHeadEpoch(e uint64) { t.headEpoch = e }
 
-// EntityVersion returns the version of the latest registration of id and the
-// one that began its life, if it is present; else its tombstone (zero if
-// none is kept) as ver.
+// EntityVersion returns the version of the latest registration of id and of
+// the unregister that ended its previous life (Entity.Born), if it is
+// present; else its tombstone (zero if none is kept) as ver.
 func (t *Table) EntityVersion(id uint64) (ver, born wire.WriteVersion, present bool) {
 	if e, ok := t.byID[id]; ok {
 		return e.Ver, e.Born, true
@@ -366,7 +366,7 @@ func (t *Table) Apply(c *wire.Change) error {
 	switch c.Kind {
 	case wire.ChangeRegister:
 		if e == nil {
-			e = &Entity{ID: c.Entity, Name: string(c.Name), Born: c.Ver}
+			e = &Entity{ID: c.Entity, Name: string(c.Name), Born: t.gone[c.Entity]}
 			t.insert(e)
 			delete(t.gone, c.Entity)
 		}

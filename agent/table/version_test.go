@@ -18,6 +18,7 @@ func TestVersionsAndTombstones(t *testing.T) {
 	tb := table.New(4)
 	id := table.ID("svc/a")
 	apply := func(c wire.Change) { require.NoError(t, tb.Apply(&c)) }
+	apply(wire.Change{Seq: 1, Kind: wire.ChangeUnregister, Entity: id, Ver: v(1, 1)})
 	apply(wire.Change{Seq: 1, Kind: wire.ChangeRegister, Entity: id, Name: []byte("svc/a"), EntityKind: wire.KindService, Owner: 2, State: wire.StateUp, Ver: v(1, 1)})
 	apply(wire.Change{Seq: 2, Kind: wire.ChangeRaise, Entity: id, Cause: []byte("x"), Severity: wire.SevMajor, Ver: v(1, 2)})
 	apply(wire.Change{Seq: 3, Kind: wire.ChangeRegister, Entity: id, Name: []byte("svc/a"), EntityKind: wire.KindService, Owner: 2, State: wire.StateUp, Ver: v(1, 3)})
