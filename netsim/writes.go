@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fmagent/fmagent/agent/core"
+	"github.com/fmagent/fmagent/elect"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -16,7 +17,9 @@ const (
 	InvAckedWrite = "acked-write-reflected"
 	// InvResurrected: once a node's table no longer shows an alarm (or an
 	// entity) after an acknowledged clear (or unregister), it never shows
-	// it again unless someone asked to raise (register) it since.
+	// it again under the same master and epoch unless someone asked to
+	// raise (register) it since, or a write ordered after the clear (a
+	// higher version: the winning side of a split brain) brought it.
 	InvResurrected = "cleared-stays-cleared"
 	// InvStaleEarly: no node flags its table stale before stale_timeout
 	// has passed without a master.
@@ -77,6 +80,11 @@ type WriteLog struct {
 	// it has shown the key absent since then.
 	gone       map[wkey]wire.WriteVersion
 	absentSeen []map[wkey]bool
+	// reign[i]: the master and epoch node i+1 follows. absentSeen is per
+	// reign: a node that follows a new master shows that master's table,
+	// which may not have the clear yet (the other side of a split brain
+	// that won); the clearing node's re-assertion brings it.
+	reign []elect.State
 	seen       []int
 	started    []time.Time
 	Acked      int
@@ -86,7 +94,8 @@ type WriteLog struct {
 
 func newWriteLog(s *Sim, c *Checker) *WriteLog {
 	w := &WriteLog{s: s, c: c, pending: map[reqRef]pendingReq{}, busy: map[wkey]bool{}, last: map[wkey]ackedWrite{},
-		gone: map[wkey]wire.WriteVersion{}, seen: make([]int, len(s.Nodes)), started: make([]time.Time, len(s.Nodes))}
+		gone: map[wkey]wire.WriteVersion{}, seen: make([]int, len(s.Nodes)), started: make([]time.Time, len(s.Nodes)),
+		reign: make([]elect.State, len(s.Nodes))}
 	for range s.Nodes {
 		w.absentSeen = append(w.absentSeen, map[wkey]bool{})
 	}
@@ -207,6 +216,10 @@ func (w *WriteLog) checkResurrection(n *Node) {
 	}
 	w.Harvest()
 	i := n.ID - 1
+	if r := n.Core.Role(); r.Master != w.reign[i].Master || r.Epoch != w.reign[i].Epoch {
+		w.reign[i] = elect.State{Master: r.Master, Epoch: r.Epoch}
+		clear(w.absentSeen[i])
+	}
 	for k, cv := range w.gone {
 		v, on := shown(n, k)
 		if !on {
