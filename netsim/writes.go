@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fmagent/fmagent/agent/core"
+	"github.com/fmagent/fmagent/agent/table"
 	"github.com/fmagent/fmagent/elect"
 	"github.com/fmagent/fmagent/wire"
 )
@@ -79,7 +80,7 @@ type WriteLog struct {
 	// acknowledged and nobody asked to re-create it since; per node, whether
 	// it has shown the key absent since then.
 	gone       map[wkey]wire.WriteVersion
-	absentSeen []map[wkey]bool
+	absentSeen []map[wkey]wire.WriteVersion
 	// reign[i]: the master and epoch node i+1 follows. absentSeen is per
 	// reign: a node that follows a new master shows that master's table,
 	// which may not have the clear yet (the other side of a split brain
@@ -97,7 +98,7 @@ func newWriteLog(s *Sim, c *Checker) *WriteLog {
 		gone: map[wkey]wire.WriteVersion{}, seen: make([]int, len(s.Nodes)), started: make([]time.Time, len(s.Nodes)),
 		reign: make([]elect.State, len(s.Nodes))}
 	for range s.Nodes {
-		w.absentSeen = append(w.absentSeen, map[wkey]bool{})
+		w.absentSeen = append(w.absentSeen, map[wkey]wire.WriteVersion{})
 	}
 	return w
 }
@@ -193,6 +194,18 @@ func present(n *Node, k wkey) bool {
 	return ok
 }
 
+// tombstone returns the version of the clear or unregister n's table keeps
+// for k (zero if none).
+func tombstone(n *Node, k wkey) wire.WriteVersion {
+	id := table.ID(k.name)
+	if k.cause == "" {
+		v, _, _ := n.Core.Table().EntityVersion(id)
+		return v
+	}
+	v, _ := n.Core.Table().AlarmVersion(id, k.cause)
+	return v
+}
+
 // shown returns the version of what n's table shows for k, if it shows it.
 func shown(n *Node, k wkey) (wire.WriteVersion, bool) {
 	e, ok := n.Core.Table().Lookup(k.name)
@@ -220,13 +233,17 @@ func (w *WriteLog) checkResurrection(n *Node) {
 		w.reign[i] = elect.State{Master: r.Master, Epoch: r.Epoch}
 		clear(w.absentSeen[i])
 	}
-	for k, cv := range w.gone {
+	for k := range w.gone {
 		v, on := shown(n, k)
 		if !on {
-			w.absentSeen[i][k] = true
-		} else if w.absentSeen[i][k] && (v.Less(cv) || v.IsZero()) {
-			// Back, and not by a write ordered after the clear (a
-			// concurrent write of the side that won a split brain is).
+			// Absent: remember the clear (tombstone) this node applied.
+			if t := tombstone(n, k); w.absentSeen[i][k].Less(t) {
+				w.absentSeen[i][k] = t
+			}
+		} else if t, ok := w.absentSeen[i][k]; ok && !t.IsZero() && v.Less(t) {
+			// Back, under an older version than the clear this node had
+			// applied in this reign: resurrected. (A write ordered after
+			// the clear — the winning side of a split brain — is newer.)
 			w.err = w.c.fail(InvResurrected, "node %d shows %s %q again after it was cleared (acked) and absent, with no raise or register asked for since",
 				n.ID, k.name, k.cause)
 			return
