@@ -148,7 +148,10 @@ type Elector struct {
 	// has not synced may not lead while it knows of a newer table, even if
 	// the peer holding it has gone quiet (a restarted node must never wipe
 	// the cluster's table with its empty one).
-	synced    bool
+	synced bool
+	// floor is the highest epoch this node has held (or persisted): its
+	// claims are always above it.
+	floor     uint64
 	heardBest Log
 	now       time.Time // of the latest Evaluate
 	heardAt   time.Time // when a live peer last showed heardBest (it is forgotten after 4 Settles)
@@ -157,7 +160,7 @@ type Elector struct {
 // New returns an elector for a node starting at now with the given epoch
 // (the highest it persisted, or 0).
 func New(cfg Config, now time.Time, epoch uint64) *Elector {
-	return &Elector{cfg: cfg, start: now, st: State{Role: wire.RoleJoining, Epoch: epoch}, lostAt: now}
+	return &Elector{cfg: cfg, start: now, st: State{Role: wire.RoleJoining, Epoch: epoch}, lostAt: now, floor: epoch}
 }
 
 // State returns the current state.
@@ -293,12 +296,14 @@ func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
 			e.lostAt, e.lostVice = now, 0
 			return Lost
 		}
-		// A live peer at a higher epoch with no master to show for it has
-		// seen an election we have not: claim again above it, or it would
-		// ignore us as an older epoch forever. (A peer that follows a master
-		// we do not hear yet is left alone: that master's heartbeat decides.)
+		// A peer with no master follows us at our epoch, whatever epoch
+		// it knew (follow), so a restarted node's persisted epoch does not
+		// make us claim again. One that says it follows us at a higher
+		// epoch (an older agent) would ignore us: claim above it. (A peer
+		// that follows a master we do not hear yet is left alone: that
+		// master's heartbeat decides.)
 		for i := range peers {
-			if peers[i].Epoch > e.st.Epoch && (peers[i].Master == 0 || peers[i].Master == self.Node) {
+			if peers[i].Epoch > e.st.Epoch && peers[i].Master == self.Node {
 				e.claim(peers)
 				return Claimed
 			}
@@ -315,7 +320,7 @@ func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
 	// displace a live master, whatever epoch its own lone elections
 	// reached: the master sees our higher epoch and claims above it).
 	if best != nil && (best.Epoch >= e.st.Epoch || e.st.Master == 0 || best.Node == e.st.Master) {
-		if best.Node != e.st.Master || max(best.Epoch, e.st.Epoch) != e.st.Epoch || e.roleUnder(best) != e.st.Role || best.Vice != e.st.Vice {
+		if best.Node != e.st.Master || best.Epoch != e.st.Epoch || e.roleUnder(best) != e.st.Role || best.Vice != e.st.Vice {
 			e.follow(best)
 			return Followed
 		}
@@ -424,14 +429,19 @@ func (e *Elector) roleUnder(m *Peer) wire.Role {
 	return wire.RoleMember
 }
 
+// follow takes m as master, at m's epoch (even an older one than this node
+// has seen: a restarted node with a high persisted epoch, or one that was cut
+// off, follows the live master rather than forcing it to claim again; the
+// floor keeps its own next claim above every epoch it used).
 func (e *Elector) follow(m *Peer) {
-	e.st = State{Role: e.roleUnder(m), Epoch: max(m.Epoch, e.st.Epoch), Master: m.Node, Vice: m.Vice}
+	e.floor = max(e.floor, e.st.Epoch)
+	e.st = State{Role: e.roleUnder(m), Epoch: m.Epoch, Master: m.Node, Vice: m.Vice}
 	e.formed = true
 	e.lostAt, e.lostVice = time.Time{}, 0
 }
 
 func (e *Elector) claim(peers []Peer) {
-	epoch := e.st.Epoch
+	epoch := max(e.st.Epoch, e.floor)
 	for i := range peers {
 		epoch = max(epoch, peers[i].Epoch)
 	}
