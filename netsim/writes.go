@@ -85,7 +85,7 @@ type WriteLog struct {
 	// reign: a node that follows a new master shows that master's table,
 	// which may not have the clear yet (the other side of a split brain
 	// that won); the clearing node's re-assertion brings it.
-	reign []elect.State
+	reign      []elect.State
 	seen       []int
 	started    []time.Time
 	Acked      int
