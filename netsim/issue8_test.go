@@ -147,8 +147,8 @@ func TestIssue8AlarmsFullIsAnErrorOrDisplaces(t *testing.T) {
 	s := New(Options{Seed: 14, Nodes: 2, Trace: true})
 	c := NewChecker(s)
 	require.NoError(t, s.RunUntil(s.Now.Add(200*time.Millisecond), c.Step))
-	max := s.Node(1).Core.Config().MaxAlarms
-	for i := 0; i < max; i++ {
+	limit := s.Node(1).Core.Config().MaxAlarms
+	for i := 0; i < limit; i++ {
 		sev := wire.SevMajor
 		if i == 3 {
 			sev = wire.SevMinor
@@ -167,7 +167,7 @@ func TestIssue8AlarmsFullIsAnErrorOrDisplaces(t *testing.T) {
 		require.True(t, hasAlarm(s, n.ID, "svc/a", "outage"), "node %d", n.ID)
 		require.False(t, hasAlarm(s, n.ID, "svc/a", "c3"), "node %d: the minor alarm was displaced", n.ID)
 		e, _ := n.Core.Table().Lookup("svc/a")
-		require.Len(t, e.Alarms, max)
+		require.Len(t, e.Alarms, limit)
 	}
 }
 
