@@ -59,6 +59,14 @@ func TestChaos(t *testing.T) {
 					return
 				}
 				res, _, err := RunChaos(seed, DefaultChaos)
+				if n >= 2000 && seed%1000 == 0 {
+					// Long runs say how far they are (go test prints
+					// t.Logf only at the end).
+					fmt.Fprintf(os.Stderr, "chaos: seed %d of %d after %v\n", seed, n, time.Since(start).Round(time.Second))
+				}
+				if err != nil && n >= 2000 {
+					fmt.Fprintf(os.Stderr, "chaos: seed %d (%d nodes): %v\n", seed, res.Nodes, err)
+				}
 				crashes.Add(int64(res.Crashes))
 				checked.Add(int64(res.Checked))
 				acked.Add(int64(res.Acked))

@@ -285,8 +285,8 @@ func (w *WriteLog) CheckFinal() error {
 		}
 		// The owner's word on its entity's state, if the entity is there.
 		reg, ok := w.last[wkey{k.name, ""}]
-		if !ok || reg.kind != wire.ReportRegister {
-			continue
+		if !ok || reg.kind != wire.ReportRegister || w.s.node(reg.reporter).StartedAt.After(reg.at) {
+			continue // no registration promised: nothing to hold a state
 		}
 		want := wire.StateUp
 		if a.kind == wire.ReportDown {

@@ -130,6 +130,9 @@ var (
 	// ErrAlarmsFull: the entity already holds MaxAlarms alarms, none less
 	// severe than the one asked for; the raise was not applied.
 	ErrAlarmsFull = errors.New("core: the entity's alarms are full with alarms at least as severe")
+	// ErrUnknownEntity: the owner set the state of an entity the table
+	// does not hold (never registered, or unregistered since).
+	ErrUnknownEntity = errors.New("core: unknown entity")
 	// ErrBadRequest: a malformed request (no cause for a raise or clear, an
 	// unknown severity), not applied.
 	ErrBadRequest = errors.New("core: malformed request")

@@ -64,6 +64,9 @@ func (g *group) ackCode() uint8 {
 	if g.displaced {
 		return ackDisplaced
 	}
+	if g.code == ackUnknown && len(g.changes) > 0 {
+		return ackOK // a plugin found something to do after all
+	}
 	return g.code
 }
 

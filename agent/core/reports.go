@@ -38,6 +38,8 @@ const (
 	// ackRetry: a re-asserted write from an epoch this master has not
 	// reached; not applied, asked again later.
 	ackRetry = 6
+	// ackUnknown: the owner's state of an entity the table does not hold.
+	ackUnknown = 7
 )
 
 type localReport struct {
@@ -258,6 +260,12 @@ func (n *Node) reportTick(now time.Time) {
 		n.ledger.dirty = false
 		for _, k := range n.ledger.order {
 			r := n.ledger.items[k]
+			if r.Kind == wire.ReportRegister {
+				// A state this node's client asked for and the master has
+				// not answered yet is newer than the ledger's: re-assert
+				// that one, or the registration would undo it.
+				r.State = n.pendingState(k.entity, r.State)
+			}
 			lr := &localReport{id: n.newReportID(), req: r, internal: true}
 			n.outstanding[lr.id] = lr
 		}
@@ -269,6 +277,24 @@ func (n *Node) reportTick(now time.Time) {
 			n.sendReport(lr)
 		}
 	}
+}
+
+// pendingState returns the state of the latest unanswered client request
+// setting entity's state, or st if there is none.
+func (n *Node) pendingState(entity uint64, st wire.State) wire.State {
+	var best uint64
+	for id, lr := range n.outstanding {
+		if lr.internal || id < best || table.ID(lr.req.Name) != entity {
+			continue
+		}
+		switch lr.req.Kind {
+		case wire.ReportDown:
+			best, st = id, wire.StateDown
+		case wire.ReportUp:
+			best, st = id, wire.StateUp
+		}
+	}
+	return st
 }
 
 // sortedOutstanding lists the unanswered requests in ID order (map order
@@ -306,6 +332,8 @@ func (n *Node) onReportAck(m *wire.Ack) {
 		res.Err = ErrCollision
 	case ackFull:
 		res.Err = ErrAlarmsFull
+	case ackUnknown:
+		res.Err = ErrUnknownEntity
 	default:
 		res.Err = ErrRejected
 	}
@@ -392,6 +420,11 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report, r
 				break
 			}
 			g.re.ver = wire.WriteVersion{} // the owner's word now: a fresh write
+		}
+		if (r.Kind == wire.ReportDown || r.Kind == wire.ReportUp) && r.ID != 0 && g.code == ackOK {
+			if _, ok := n.tab.Get(r.Entity); !ok {
+				g.code = ackUnknown // not applied: an error, never a success
+			}
 		}
 		n.stats.ReportsHandled++
 		n.verdicts = n.chain.Run(n.view(), r, n.verdicts[:0])
