@@ -225,3 +225,57 @@ func TestIssue8IsolatedMasterStaleOnlyAfterTimeout(t *testing.T) {
 	_, ok = e.Alarm(core.StaleCause)
 	require.True(t, ok)
 }
+
+// Multi-change transactions while one member is paused and cannot ack: a
+// raise on an entity not yet in the table (its registration and the alarm)
+// and a raise that displaces another (a clear and the raise), each asked as
+// a transaction. The master does not wait for the paused member beyond the
+// transaction timeout, and no node — the paused one included, once it
+// resumes — ever shows part of either, checked after every step.
+func TestIssue8MultiChangeTransactionAllOrNothing(t *testing.T) {
+	s := New(Options{Seed: 17, Nodes: 4, Trace: true, Nets: [wire.NumNets]NetConditions{
+		{MinDelay: 50 * time.Microsecond, MaxDelay: 400 * time.Microsecond}, {MinDelay: 50 * time.Microsecond, MaxDelay: 400 * time.Microsecond}}})
+	c := NewChecker(s)
+	limit := s.Node(1).Core.Config().MaxAlarms
+	partial, armed := "", false
+	prev := s.OnReady
+	s.OnReady = func(n *Node, rd *core.Ready) {
+		prev(n, rd)
+		if partial != "" {
+			return
+		}
+		if e, ok := n.Core.Table().Lookup("svc/new"); ok {
+			if _, on := e.Alarm("outage"); !on {
+				partial = fmt.Sprintf("node %d shows svc/new without its alarm", n.ID)
+			}
+		}
+		if e, ok := n.Core.Table().Lookup("svc/full"); ok && armed && len(e.Alarms) < limit {
+			partial = fmt.Sprintf("node %d shows svc/full with the displaced alarm cleared and the new one not raised", n.ID)
+		}
+	}
+	require.NoError(t, s.RunUntil(s.Now.Add(200*time.Millisecond), c.Step))
+	require.Equal(t, wire.NodeID(1), masterOf(s))
+	for i := 0; i < limit; i++ {
+		require.NoError(t, submitAndWait(t, s, c, 3, core.Request{Kind: wire.ReportRaise, Name: "svc/full", Cause: fmt.Sprintf("c%d", i), Severity: wire.SevMinor}).Err)
+	}
+	require.NoError(t, s.RunUntil(s.Now.Add(50*time.Millisecond), c.Step))
+	seq := s.Node(1).Core.Table().Seq()
+	armed = true
+	s.Pause(4)
+	r := submitAndWait(t, s, c, 2, core.Request{Kind: wire.ReportRaise, Name: "svc/new", Cause: "outage", Severity: wire.SevMajor, Txn: true})
+	require.NoError(t, r.Err)
+	require.Greater(t, r.Seq, seq+1, "a group of two changes")
+	r = submitAndWait(t, s, c, 2, core.Request{Kind: wire.ReportRaise, Name: "svc/full", Cause: "outage", Severity: wire.SevCritical, Txn: true})
+	require.NoError(t, r.Err)
+	require.True(t, r.Displaced)
+	require.Greater(t, r.Seq, seq+3, "a group of two changes")
+	require.NoError(t, s.RunUntil(s.Now.Add(20*time.Millisecond), c.Step))
+	s.Resume(4)
+	require.NoError(t, s.RunUntil(s.Now.Add(300*time.Millisecond), c.Step))
+	require.NoError(t, c.Err())
+	require.Empty(t, partial)
+	for _, n := range s.Nodes {
+		require.True(t, hasAlarm(s, n.ID, "svc/new", "outage"), "node %d", n.ID)
+		require.True(t, hasAlarm(s, n.ID, "svc/full", "outage"), "node %d", n.ID)
+	}
+}
