@@ -152,6 +152,7 @@ type agent struct {
 	bulkq    chan *bulkJob // snapshot bursts sent off the lock (bulkLoop)
 	saveMu   sync.Mutex    // orders saves; guards diskInc
 	diskInc  uint64        // the incarnation last written
+	diskEp   uint64        // the highest epoch written (never goes back either)
 	scratch  shmem.Entity
 	events   []api.Event // scratch for watcher events
 
@@ -239,6 +240,7 @@ func (a *agent) start() error {
 		StaleTimeout: cfg.Timing.StaleTimeout,
 		Incarnation:  inc,
 		Generation:   st.Generation,
+		Epoch:        st.Epoch,
 		Members:      members,
 		AllowAlone:   cfg.AllowAlone,
 		MaxAlarms:    maxAlarms,

@@ -59,7 +59,7 @@ func (a *agent) handleReady() {
 	// amnesia guard treats as the safe side. So only the former holds the
 	// packets back (a node's death changes the membership, and two fsyncs
 	// would otherwise delay its down notice by milliseconds).
-	late := rd.Persist != nil && rd.Persist.Incarnation == a.savedInc
+	late := rd.Persist != nil && rd.Persist.Incarnation == a.savedInc && !rd.MustSync // MustSync: a new epoch too
 	if rd.Persist != nil && !late {
 		a.savedInc = rd.Persist.Incarnation
 		a.save(rd.Persist)
@@ -133,11 +133,12 @@ func (a *agent) save(p *core.Persist) {
 	a.saveMu.Lock()
 	defer a.saveMu.Unlock()
 	inc := max(p.Incarnation, a.diskInc)
-	st := persist.State{Incarnation: inc, Generation: p.Generation, Members: make([]uint32, len(p.Members))}
+	st := persist.State{Incarnation: inc, Generation: p.Generation, Members: make([]uint32, len(p.Members)), Epoch: max(p.Epoch, a.diskEp)}
 	for i, m := range p.Members {
 		st.Members[i] = uint32(m)
 	}
 	a.diskInc = inc
+	a.diskEp = st.Epoch
 	if err := persist.Save(a.stateDir, st); err != nil {
 		a.m.persistErrors.Inc()
 		a.log.Error("persisting state", "err", err, "generation", p.Generation)

@@ -39,6 +39,23 @@ type Candidate struct {
 	Priority   uint8
 	Eligible   bool
 	Generation uint64
+	// Log is how up to date the candidate's table is.
+	Log Log
+}
+
+// Log is how up to date a table is, compared as raft compares logs: the
+// epoch of the master whose table it is, then the seq of its last change.
+type Log struct {
+	Epoch uint64
+	Seq   uint64
+}
+
+// Less reports whether l is older than m.
+func (l Log) Less(m Log) bool {
+	if l.Epoch != m.Epoch {
+		return l.Epoch < m.Epoch
+	}
+	return l.Seq < m.Seq
 }
 
 // Outranks reports whether a beats b: higher priority, then lower node ID.
@@ -125,12 +142,25 @@ type Elector struct {
 	lastSeen map[wire.NodeID]time.Time
 	// peerJoined is when a peer last came into view.
 	peerJoined time.Time
+	// synced: this node's table is a copy of a master's of this
+	// incarnation (or it has been master). heardBest is the most up-to-date
+	// table an eligible peer has shown since this node started: a node that
+	// has not synced may not lead while it knows of a newer table, even if
+	// the peer holding it has gone quiet (a restarted node must never wipe
+	// the cluster's table with its empty one).
+	synced bool
+	// floor is the highest epoch this node has held (or persisted): its
+	// claims are always above it.
+	floor     uint64
+	heardBest Log
+	now       time.Time // of the latest Evaluate
+	heardAt   time.Time // when a live peer last showed heardBest (it is forgotten after 4 Settles)
 }
 
 // New returns an elector for a node starting at now with the given epoch
 // (the highest it persisted, or 0).
 func New(cfg Config, now time.Time, epoch uint64) *Elector {
-	return &Elector{cfg: cfg, start: now, st: State{Role: wire.RoleJoining, Epoch: epoch}, lostAt: now}
+	return &Elector{cfg: cfg, start: now, st: State{Role: wire.RoleJoining, Epoch: epoch}, lostAt: now, floor: epoch}
 }
 
 // State returns the current state.
@@ -141,6 +171,13 @@ func (e *Elector) Self() Candidate { return e.cfg.Self }
 
 // SetGeneration updates this node's persisted membership generation.
 func (e *Elector) SetGeneration(g uint64) { e.cfg.Self.Generation = g }
+
+// SetLog updates how up to date this node's table is, and whether it is a
+// synced copy of a master's table.
+func (e *Elector) SetLog(l Log, synced bool) {
+	e.cfg.Self.Log = l
+	e.synced = synced
+}
 
 // SetMembers updates the persisted membership used by the quorum rule.
 func (e *Elector) SetMembers(m []wire.NodeID) { e.cfg.Members = append(e.cfg.Members[:0], m...) }
@@ -158,6 +195,21 @@ func beats(a uint64, ca Candidate, b uint64, cb Candidate) bool {
 // generation.
 func (e *Elector) mayLead(c Candidate, peers []Peer) bool {
 	if !c.Eligible {
+		return false
+	}
+	// No master with a table older than an eligible live peer's (nor, for
+	// a peer, than ours), as raft compares logs: a master change must never
+	// replace a table with an older one.
+	for i := range peers {
+		if peers[i].Eligible && peers[i].Node != c.Node && c.Log.Less(peers[i].Log) {
+			return false
+		}
+	}
+	self := e.cfg.Self
+	if c.Node != self.Node && self.Eligible && c.Log.Less(self.Log) {
+		return false
+	}
+	if c.Node == self.Node && !e.synced && c.Log.Less(e.heardBest) && e.now.Sub(e.heardAt) <= 4*e.cfg.Settle {
 		return false
 	}
 	if c.Node == e.cfg.Self.Node && e.formed {
@@ -198,6 +250,7 @@ func (e *Elector) quorum(peers []Peer) bool {
 // detection time and not fenced), in any order. It is called on every tick
 // and whenever a peer's word or liveness changes.
 func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
+	e.now = now
 	if len(peers) > 0 {
 		e.hadPeers = true
 	}
@@ -209,6 +262,9 @@ func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
 			e.peerJoined = now // (re)appeared: maybe with a master in tow
 		}
 		e.lastSeen[peers[i].Node] = now
+		if peers[i].Eligible && !peers[i].Log.Less(e.heardBest) {
+			e.heardBest, e.heardAt = peers[i].Log, now
+		}
 	}
 	self := e.cfg.Self
 	// The best master claim among the live peers.
@@ -240,12 +296,14 @@ func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
 			e.lostAt, e.lostVice = now, 0
 			return Lost
 		}
-		// A live peer at a higher epoch with no master to show for it has
-		// seen an election we have not: claim again above it, or it would
-		// ignore us as an older epoch forever. (A peer that follows a master
-		// we do not hear yet is left alone: that master's heartbeat decides.)
+		// A peer with no master follows us at our epoch, whatever epoch
+		// it knew (follow), so a restarted node's persisted epoch does not
+		// make us claim again. One that says it follows us at a higher
+		// epoch (an older agent) would ignore us: claim above it. (A peer
+		// that follows a master we do not hear yet is left alone: that
+		// master's heartbeat decides.)
 		for i := range peers {
-			if peers[i].Epoch > e.st.Epoch && (peers[i].Master == 0 || peers[i].Master == self.Node) {
+			if peers[i].Epoch > e.st.Epoch && peers[i].Master == self.Node {
 				e.claim(peers)
 				return Claimed
 			}
@@ -262,7 +320,7 @@ func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
 	// displace a live master, whatever epoch its own lone elections
 	// reached: the master sees our higher epoch and claims above it).
 	if best != nil && (best.Epoch >= e.st.Epoch || e.st.Master == 0 || best.Node == e.st.Master) {
-		if best.Node != e.st.Master || max(best.Epoch, e.st.Epoch) != e.st.Epoch || e.roleUnder(best) != e.st.Role || best.Vice != e.st.Vice {
+		if best.Node != e.st.Master || best.Epoch != e.st.Epoch || e.roleUnder(best) != e.st.Role || best.Vice != e.st.Vice {
 			e.follow(best)
 			return Followed
 		}
@@ -371,20 +429,26 @@ func (e *Elector) roleUnder(m *Peer) wire.Role {
 	return wire.RoleMember
 }
 
+// follow takes m as master, at m's epoch (even an older one than this node
+// has seen: a restarted node with a high persisted epoch, or one that was cut
+// off, follows the live master rather than forcing it to claim again; the
+// floor keeps its own next claim above every epoch it used).
 func (e *Elector) follow(m *Peer) {
-	e.st = State{Role: e.roleUnder(m), Epoch: max(m.Epoch, e.st.Epoch), Master: m.Node, Vice: m.Vice}
+	e.floor = max(e.floor, e.st.Epoch)
+	e.st = State{Role: e.roleUnder(m), Epoch: m.Epoch, Master: m.Node, Vice: m.Vice}
 	e.formed = true
 	e.lostAt, e.lostVice = time.Time{}, 0
 }
 
 func (e *Elector) claim(peers []Peer) {
-	epoch := e.st.Epoch
+	epoch := max(e.st.Epoch, e.floor)
 	for i := range peers {
 		epoch = max(epoch, peers[i].Epoch)
 	}
 	e.st = State{Role: wire.RoleMaster, Epoch: epoch + 1, Master: e.cfg.Self.Node}
 	e.st.Vice = e.chooseVice(peers)
 	e.formed = true
+	e.synced = true
 	e.lostAt, e.lostVice = time.Time{}, 0
 }
 

@@ -160,3 +160,55 @@ func TestIneligibleNeverLeads(t *testing.T) {
 	assert.Equal(t, Nothing, e.Evaluate(t0.Add(10*settle), nil))
 	assert.Equal(t, wire.RoleJoining, e.State().Role)
 }
+
+// Freshness: the best-ranked node does not claim while an eligible live peer
+// holds a newer table; the freshest does (as raft compares logs).
+func TestFresherTableWins(t *testing.T) {
+	e1 := newE(1, 200, 0)
+	e1.SetLog(Log{Epoch: 3, Seq: 10}, true)
+	p2 := peer(2, 100, wire.RoleJoining, 3, 0, 0)
+	p2.Log = Log{Epoch: 3, Seq: 11}
+	assert.Equal(t, Nothing, evalUntil(e1, 0, 4*settle, []Peer{p2}), "node 1 outranks node 2 but holds an older table")
+
+	e2 := newE(2, 100, 0)
+	e2.SetLog(Log{Epoch: 3, Seq: 11}, true)
+	p1 := peer(1, 200, wire.RoleJoining, 3, 0, 0)
+	p1.Log = Log{Epoch: 3, Seq: 10}
+	assert.Equal(t, Claimed, evalUntil(e2, 0, 4*settle, []Peer{p1}), "the freshest claims")
+	assert.True(t, Log{Epoch: 2, Seq: 99}.Less(Log{Epoch: 3, Seq: 1}), "the epoch first, then seq")
+}
+
+// A node that has not synced in this life may not lead while it has heard,
+// recently, of a newer table, even from a peer gone quiet (the restarted node
+// that would wipe the cluster's table); long after, it may.
+func TestUnsyncedNodeDoesNotLeadOverANewerTableItHeardOf(t *testing.T) {
+	e := New(Config{Self: Candidate{Node: 2, Priority: 100, Eligible: true}, Settle: settle, ViceGrace: 20 * time.Millisecond, AllowAlone: true}, t0, 0)
+	e.SetLog(Log{}, false)
+	m := peer(1, 100, wire.RoleMaster, 4, 1, 0)
+	m.Log = Log{Epoch: 4, Seq: 20000}
+	require.Equal(t, Followed, e.Evaluate(t0.Add(settle), []Peer{m}))
+	// The master goes quiet; we never got its table.
+	assert.Equal(t, Lost, e.Evaluate(t0.Add(settle+10*time.Millisecond), nil))
+	assert.Equal(t, Nothing, evalUntil(e, settle+20*time.Millisecond, 5*settle, nil), "an empty table must not take over")
+	assert.Equal(t, uint64(4), e.State().Epoch)
+	// A synced node in the same place claims once it has listened.
+	f := New(Config{Self: Candidate{Node: 2, Priority: 100, Eligible: true}, Settle: settle, ViceGrace: 20 * time.Millisecond, AllowAlone: true}, t0, 0)
+	require.Equal(t, Followed, f.Evaluate(t0.Add(settle), []Peer{m}))
+	f.SetLog(Log{Epoch: 4, Seq: 20000}, true)
+	assert.Equal(t, Lost, f.Evaluate(t0.Add(settle+10*time.Millisecond), nil))
+	assert.Equal(t, Claimed, evalUntil(f, settle+20*time.Millisecond, 5*settle, nil))
+	// Long after (the master is gone for good), availability wins.
+	assert.Equal(t, Claimed, evalUntil(e, 5*settle+10*time.Millisecond, 8*settle, nil))
+}
+
+// A follower takes its master's epoch, even an older one than it held; its
+// own claims stay above the highest it ever held (the persisted floor).
+func TestFollowTakesMasterEpochClaimsAboveFloor(t *testing.T) {
+	e := New(Config{Self: Candidate{Node: 2, Priority: 100, Eligible: true}, Settle: settle, ViceGrace: 20 * time.Millisecond, AllowAlone: true}, t0, 9)
+	m := peer(1, 100, wire.RoleMaster, 3, 1, 2)
+	require.Equal(t, Followed, e.Evaluate(t0.Add(settle), []Peer{m}))
+	assert.Equal(t, uint64(3), e.State().Epoch, "the master's epoch")
+	// The master is lost; the vice claims above its floor, not at 4.
+	require.Equal(t, Claimed, e.Evaluate(t0.Add(settle+10*time.Millisecond), nil))
+	assert.Equal(t, uint64(10), e.State().Epoch)
+}

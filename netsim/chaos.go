@@ -17,7 +17,7 @@ type ChaosResult struct {
 	Elections int
 	Crashes   int
 	Checked   int // crashes whose detection bound was checked
-	Acked     int // alarms acknowledged to clients
+	Acked     int // writes acknowledged to clients
 	Virtual   time.Duration
 }
 
@@ -32,7 +32,7 @@ type ChaosOptions struct {
 }
 
 // DefaultChaos is what `go test ./netsim -run Chaos` uses.
-var DefaultChaos = ChaosOptions{MinNodes: 3, MaxNodes: 9, Actions: 10}
+var DefaultChaos = ChaosOptions{MinNodes: 2, MaxNodes: 9, Actions: 10}
 
 // RunChaos runs one seeded chaos scenario and checks every invariant. The
 // error, if any, is a *Violation (or wraps one).
@@ -57,61 +57,41 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 	res := &ChaosResult{Seed: seed, Nodes: nn}
 	det := interval * time.Duration(opt.Misses)
 	run := func(d time.Duration) error { return s.RunUntil(s.Now.Add(d), c.Step) }
-	acked := map[alarmKey]ackedAlarm{}
-	busy := map[alarmKey]bool{}
-	reqs := map[uint64]struct {
-		k    alarmKey
-		kind wire.ReportKind
-		node wire.NodeID
-	}{}
-	seen := make([]int, nn)
-	harvest := func() {
-		for i, n := range s.Nodes {
-			for _, r := range n.Results[seen[i]:] {
-				q, ok := reqs[r.ID]
-				if !ok {
-					continue
-				}
-				delete(reqs, r.ID)
-				busy[q.k] = false
-				s.Tracef("client on node %d: %v %s %s -> seq %d err %v (at %v)", q.node, q.kind, q.k.name, q.k.cause, r.Seq, r.Err, r.At.Sub(Epoch0))
-				if r.Err != nil {
-					continue
-				}
-				switch q.kind {
-				case wire.ReportRaise:
-					acked[q.k] = ackedAlarm{reporter: q.node, at: r.At}
-					res.Acked++
-				case wire.ReportClear:
-					delete(acked, q.k)
-				}
-			}
-			seen[i] = len(n.Results)
-		}
-	}
-	// Clients on random nodes raise and clear alarms on their own services.
+	w := newWriteLog(s, c)
+	c.Writes = w
+	harvest := w.Harvest
+	// Clients on random nodes write: alarms raised and cleared on shared
+	// services by anyone; services registered and set down or up by their
+	// owner, and unregistered by anyone.
 	client := func() {
 		id := wire.NodeID(1 + pick.IntN(nn))
-		k := alarmKey{name: fmt.Sprintf("svc/n%d-%d", id, pick.IntN(3)), cause: fmt.Sprintf("cause-%d", pick.IntN(3))}
-		if busy[k] {
-			return
-		}
-		kind := wire.ReportRaise
-		if _, ok := acked[k]; ok && pick.IntN(3) == 0 {
-			kind = wire.ReportClear
-		}
-		rid, ok := s.Submit(id, core.Request{Kind: kind, Name: k.name, EntityKind: wire.KindService, Severity: wire.SevMajor, Cause: k.cause, Txn: pick.IntN(4) == 0})
-		if ok {
-			s.Tracef("client on node %d submits %v %s %s txn", id, kind, k.name, k.cause)
-			busy[k] = true
-			if kind == wire.ReportClear {
-				delete(acked, k) // from now on its presence is not promised
+		txn := pick.IntN(4) == 0
+		switch op := pick.IntN(10); {
+		case op < 6:
+			k := wkey{name: fmt.Sprintf("svc/s%d", pick.IntN(3)), cause: fmt.Sprintf("cause-%d", pick.IntN(3))}
+			kind := wire.ReportRaise
+			if pick.IntN(3) == 0 {
+				kind = wire.ReportClear
 			}
-			reqs[rid] = struct {
-				k    alarmKey
-				kind wire.ReportKind
-				node wire.NodeID
-			}{k, kind, id}
+			w.Submit(id, k, core.Request{Kind: kind, Name: k.name, EntityKind: wire.KindService, Severity: wire.Severity(1 + pick.IntN(5)), Cause: k.cause, Txn: txn})
+		case op < 8:
+			owner := wire.NodeID(1 + pick.IntN(nn))
+			k := wkey{name: fmt.Sprintf("svc/n%d-%d", owner, pick.IntN(2))}
+			if pick.IntN(3) == 0 {
+				w.Submit(id, k, core.Request{Kind: wire.ReportUnregister, Name: k.name, Txn: txn})
+			} else {
+				w.Submit(owner, k, core.Request{Kind: wire.ReportRegister, Name: k.name, EntityKind: wire.KindService, Txn: txn})
+			}
+		default:
+			k := wkey{name: fmt.Sprintf("svc/n%d-%d", id, pick.IntN(2)), cause: stateCause}
+			if _, ok := w.last[wkey{name: k.name}]; !ok || w.busy[wkey{name: k.name}] {
+				return // only the state of a registered service, never beside its (un)registration
+			}
+			kind := wire.ReportDown
+			if pick.IntN(2) == 0 {
+				kind = wire.ReportUp
+			}
+			w.Submit(id, k, core.Request{Kind: kind, Name: k.name, EntityKind: wire.KindService, Txn: txn})
 		}
 	}
 	wrap := func(err error) (*ChaosResult, *Sim, error) {
@@ -240,18 +220,14 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 		return wrap(err)
 	}
 	harvest()
-	for k, b := range busy {
-		if b {
-			delete(acked, k) // still in flight: not yet promised
-		}
-	}
+	res.Acked = w.Acked
 	if err := c.CheckHealed(lastNode); err != nil {
 		return wrap(err)
 	}
-	if err := c.CheckAlarms(acked); err != nil {
+	if err := w.CheckFinal(); err != nil {
 		return wrap(err)
 	}
-	return wrap(nil)
+	return wrap(c.Err())
 }
 
 func candidate(s *Sim, n *Node) elect.Candidate {

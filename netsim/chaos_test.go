@@ -27,9 +27,9 @@ func chaosSeeds() int {
 	return 500
 }
 
-// TestChaos runs the randomized chaos scenario over many seeds (3 to 9
-// nodes, crashes, restarts, pauses, partitions, cut links, loss, client
-// alarms) and checks every invariant after every step. A failure names
+// TestChaos runs the randomized chaos scenario over many seeds (2 to 9
+// nodes, crashes, restarts, pauses, partitions, cut links, loss, clients
+// raising, clearing, registering, unregistering and setting state) and checks every invariant after every step. A failure names
 // the seed, the invariant and the command that replays it.
 func TestChaos(t *testing.T) {
 	if *flagSeed != 0 {
@@ -59,6 +59,14 @@ func TestChaos(t *testing.T) {
 					return
 				}
 				res, _, err := RunChaos(seed, DefaultChaos)
+				if n >= 2000 && seed%1000 == 0 {
+					// Long runs say how far they are (go test prints
+					// t.Logf only at the end).
+					fmt.Fprintf(os.Stderr, "chaos: seed %d of %d after %v\n", seed, n, time.Since(start).Round(time.Second))
+				}
+				if err != nil && n >= 2000 {
+					fmt.Fprintf(os.Stderr, "chaos: seed %d (%d nodes): %v\n", seed, res.Nodes, err)
+				}
 				crashes.Add(int64(res.Crashes))
 				checked.Add(int64(res.Checked))
 				acked.Add(int64(res.Acked))
@@ -71,7 +79,7 @@ func TestChaos(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	t.Logf("%d seeds in %v: %d crashes (%d checked against the detection bound), %d alarms acked",
+	t.Logf("%d seeds in %v: %d crashes (%d checked against the detection bound), %d writes acked",
 		n, time.Since(start).Round(time.Millisecond), crashes.Load(), checked.Load(), acked.Load())
 	if len(failed) > 0 {
 		for i, f := range failed {

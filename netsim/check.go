@@ -48,7 +48,17 @@ type Checker struct {
 	// is allowed to mistake for silence).
 	LossUntil time.Time
 	conflict  map[[2]wire.NodeID]time.Time // same-epoch masters, since when
-	err       *Violation
+	// hadMaster[i]: the last time node i+1 had a master (or was one).
+	hadMaster []time.Time
+	// lastMaster[i]: the master node i+1 last followed (or itself).
+	lastMaster []wire.NodeID
+	// masterWord[i]: the last packet delivered to node i+1 from its master
+	// while it followed it (or the last check while it was master).
+	masterWord []time.Time
+	// Writes, when set, is told of every table change (the chaos clients'
+	// acknowledged-write checks).
+	Writes *WriteLog
+	err    *Violation
 }
 
 // NewChecker attaches a checker to s.
@@ -56,6 +66,9 @@ func NewChecker(s *Sim) *Checker {
 	c := &Checker{s: s, det: s.Opt.Interval * time.Duration(s.Opt.Misses), conflict: map[[2]wire.NodeID]time.Time{}}
 	maxDelay := max(s.Opt.Nets[0].MaxDelay, s.Opt.Nets[1].MaxDelay)
 	c.slack = s.Opt.Interval + 2*maxDelay
+	c.hadMaster = make([]time.Time, len(s.Nodes))
+	c.lastMaster = make([]wire.NodeID, len(s.Nodes))
+	c.masterWord = make([]time.Time, len(s.Nodes))
 	c.masterView = make([][]wire.State, len(s.Nodes))
 	c.viewBuf = make([][]wire.State, len(s.Nodes))
 	c.topo = ^uint64(0)
@@ -68,9 +81,13 @@ func NewChecker(s *Sim) *Checker {
 		if prev != nil {
 			prev(n, rd)
 		}
-		if c.err == nil && (len(rd.Changed) > 0 || rd.Reset) {
+		if c.err == nil && (len(rd.Changed) > 0 || len(rd.Removed) > 0 || rd.Reset) {
 			c.checkAtomic(n)
 			c.checkFalseDown(n)
+			c.checkSameSeq(n)
+			if c.Writes != nil {
+				c.Writes.checkResurrection(n)
+			}
 		}
 	}
 	return c
@@ -145,7 +162,72 @@ func (c *Checker) Step() error {
 			c.masterView[i] = nil
 		}
 	}
+	c.checkStale()
 	return c.err.orNil()
+}
+
+// checkStale: a node flags its table stale only after the stale timeout
+// without a word from its master: counted from the later of the last
+// packet the simulator delivered to it from the master it last followed
+// (or was) and its start, less the slack of a tick and a delivery.
+func (c *Checker) checkStale() {
+	s := c.s
+	for i, n := range s.Nodes {
+		if !n.Up {
+			continue
+		}
+		if n.StartedAt.After(c.hadMaster[i]) {
+			c.hadMaster[i] = n.StartedAt
+		}
+		if n.Paused {
+			continue
+		}
+		if m := n.Core.Role().Master; m != 0 {
+			c.hadMaster[i] = s.Now
+			c.lastMaster[i] = m
+			if m == n.ID {
+				c.masterWord[i] = s.Now // it is the master itself
+			} else {
+				c.masterWord[i] = n.HeardAt[m]
+			}
+			continue
+		}
+		// What it hears from that node once it no longer follows it
+		// (fenced, or before a new election) is not a master's word.
+		ref := later(n.StartedAt, c.masterWord[i])
+		if n.Core.Stale() && s.Now.Sub(ref) < s.Opt.Stale-c.slack {
+			c.fail(InvStaleEarly, "node %d flags its table stale %v after the last word from its master %d (stale timeout %v)",
+				n.ID, s.Now.Sub(ref), c.lastMaster[i], s.Opt.Stale)
+			return
+		}
+	}
+}
+
+// checkSameSeq: a node synced with its master holds, at a given seq, the
+// same table as every other node synced with the same master at the same
+// epoch and seq: content, not just seq.
+func (c *Checker) checkSameSeq(n *Node) {
+	if n.Core.Syncing() || n.Core.Stale() {
+		return
+	}
+	r := n.Core.Role()
+	if r.Master == 0 {
+		return
+	}
+	seq := n.Core.Table().Seq()
+	for _, o := range c.s.Nodes {
+		if o == n || !o.Up || o.Paused || o.Core.Syncing() || o.Core.Stale() {
+			continue
+		}
+		if or := o.Core.Role(); or.Master != r.Master || or.Epoch != r.Epoch || o.Core.Table().Seq() != seq {
+			continue
+		}
+		if d, od := n.Core.Table().Digest(), o.Core.Table().Digest(); d != od {
+			c.fail(InvSameSeqSameContent, "nodes %d and %d follow master %d at epoch %d and are both at seq %d, with different tables (%016x, %d entities; %016x, %d entities)",
+				n.ID, o.ID, r.Master, r.Epoch, seq, d, n.Core.Table().Len(), od, o.Core.Table().Len())
+			return
+		}
+	}
 }
 
 // checkFalseDown: no node marked down by the master while one of its
@@ -339,37 +421,9 @@ func (c *Checker) CheckHealed(expect wire.NodeID) error {
 	return nil
 }
 
-// CheckAlarms: every acknowledged alarm (whose reporter has lived on since)
-// is present in every running node's table.
-func (c *Checker) CheckAlarms(acked map[alarmKey]ackedAlarm) error {
-	for k, a := range acked {
-		rep := c.s.node(a.reporter)
-		if !rep.Up || rep.StartedAt.After(a.at) {
-			continue // the reporter died after the ack: its word died with it
-		}
-		for _, n := range c.s.Nodes {
-			if !n.Up {
-				continue
-			}
-			e, ok := n.Core.Table().Lookup(k.name)
-			found := false
-			if ok {
-				for _, al := range e.Alarms {
-					found = found || al.Cause == k.cause
-				}
-			}
-			if !found {
-				return c.fail(InvAlarmKept, "node %d lost alarm %q on %s, raised by node %d and acked at %v",
-					n.ID, k.cause, k.name, a.reporter, a.at.Sub(Epoch0))
-			}
-		}
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
 	}
-	return nil
-}
-
-type alarmKey struct{ name, cause string }
-
-type ackedAlarm struct {
-	reporter wire.NodeID
-	at       time.Time
+	return a
 }

@@ -16,6 +16,10 @@ import (
 	"github.com/fmagent/fmagent/wire"
 )
 
+// SaveDelay is how long a save the core did not mark MustSync takes to
+// reach the disk (the agent's saver goroutine and its fsyncs).
+const SaveDelay = 2 * time.Millisecond
+
 // Epoch0 is the virtual clock's start (any fixed instant will do).
 var Epoch0 = time.Unix(1_700_000_000, 0)
 
@@ -50,12 +54,19 @@ type Node struct {
 	Paused  bool
 	inbox   []delivery
 	persist core.Persist
-	tickAt  time.Time
-	tickGen uint64
+	// unsynced: a save the core did not require before sending (not
+	// MustSync), still on its way to disk; a crash loses it.
+	unsynced *core.Persist
+	tickAt   time.Time
+	tickGen  uint64
 	// Results the node's local clients received, and when.
 	Results []TimedResult
 	// Lifetime of the current process (for invariants).
 	StartedAt time.Time
+	// HeardAt[id] is when this node last accepted a packet from node id
+	// (for the stale invariant: the timeout counts from the master's last
+	// word, which the simulator sees independently of the core).
+	HeardAt map[wire.NodeID]time.Time
 }
 
 // TimedResult is a local client's result and when it arrived.
@@ -128,6 +139,7 @@ func (s *Sim) cfg(n *Node) core.Config {
 		Node: n.ID, Cluster: 7, Key: s.Opt.Key, Priority: prio, Eligible: true,
 		Interval: s.Opt.Interval, Misses: s.Opt.Misses, StaleTimeout: s.Opt.Stale,
 		Incarnation: n.persist.Incarnation + 1, Generation: n.persist.Generation, Members: n.persist.Members,
+		Epoch: n.persist.Epoch,
 	}
 }
 
@@ -151,6 +163,7 @@ func (s *Sim) Crash(id wire.NodeID) {
 	s.Tracef("crash node %d", id)
 	s.Topo++
 	n.Up, n.Paused, n.inbox, n.Core = false, false, nil, nil
+	n.unsynced = nil // not on disk yet: lost
 	n.tickGen++
 }
 
@@ -272,12 +285,27 @@ func (s *Sim) Trace(n int) string {
 // collect takes a node's Ready: schedules its packets and its next tick.
 func (s *Sim) collect(n *Node) {
 	rd := n.Core.Ready()
+	// The Ready contract (core.Ready.MustSync): a MustSync save is on disk
+	// before any packet leaves; any other save reaches the disk a little
+	// later (SaveDelay), and a crash before then loses it, as on a real
+	// disk.
+	if rd.Persist != nil {
+		p := *rd.Persist
+		p.Members = append([]wire.NodeID(nil), rd.Persist.Members...)
+		if rd.MustSync {
+			n.persist, n.unsynced = p, nil
+		} else {
+			n.unsynced = &p
+			gen := n.tickGen
+			s.At(s.Now.Add(SaveDelay), func() {
+				if n.unsynced == &p && n.Up && n.tickGen >= gen {
+					n.persist, n.unsynced = p, nil
+				}
+			})
+		}
+	}
 	for _, p := range rd.Packets {
 		s.transmit(n, &p)
-	}
-	if rd.Persist != nil {
-		n.persist = *rd.Persist
-		n.persist.Members = append([]wire.NodeID(nil), rd.Persist.Members...)
 	}
 	for _, r := range rd.Results {
 		n.Results = append(n.Results, TimedResult{At: s.Now, Result: r})
@@ -348,8 +376,12 @@ func (s *Sim) copyBuf(b []byte) []byte {
 }
 
 func (s *Sim) deliverNow(n *Node, d delivery) {
-	if _, err := n.Core.Step(s.Now, d.net, d.data); err == nil {
+	if from, err := n.Core.Step(s.Now, d.net, d.data); err == nil {
 		s.Delivered++
+		if n.HeardAt == nil {
+			n.HeardAt = make(map[wire.NodeID]time.Time)
+		}
+		n.HeardAt[from] = s.Now
 	} else if s.Opt.Trace {
 		s.Tracef("node %d rejected a packet on net %d: %v", n.ID, d.net, err)
 	}

@@ -1,20 +1,23 @@
 // Package persist keeps the little state an agent must not lose across a
 // restart: its incarnation (boot-unique: peers tell a restarted node from a
 // delayed packet of its previous life), the membership generation and the
-// last persisted membership (the amnesia guard's quorum rule, DESIGN §2).
+// last persisted membership (the amnesia guard's quorum rule, DESIGN §2), and
+// the highest election epoch it held (a restarted node never claims an epoch
+// it used before, so a (master, epoch) pair names one reign).
 //
 // The state is one small file, <dir>/state, in a fixed big-endian binary
 // layout with a CRC-32C trailer:
 //
 //	offset  size  field
 //	0       4     magic "FMST"
-//	4       2     version (1)
+//	4       2     version (2)
 //	6       2     flags (0)
 //	8       8     incarnation
 //	16      8     generation
 //	24      4     number of members n (at most MaxMembers)
 //	28      4n    members (node IDs)
-//	28+4n   4     CRC-32C (Castagnoli) of every byte before it
+//	28+4n   8     epoch (version 2; a version 1 file has none: epoch 0)
+//	36+4n   4     CRC-32C (Castagnoli) of every byte before it
 //
 // Save writes a temporary file in the same directory, fsyncs it, renames it
 // over the state file and fsyncs the directory, so after a crash the file is
@@ -48,7 +51,7 @@ const (
 	MaxMembers = 4096
 
 	magic   = "FMST"
-	version = 1
+	version = 2
 	hdrLen  = 28
 )
 
@@ -58,6 +61,8 @@ type State struct {
 	Generation  uint64
 	// Members is the last persisted membership (node IDs).
 	Members []uint32
+	// Epoch is the highest election epoch the node held.
+	Epoch uint64
 }
 
 // ErrCorrupt is wrapped by Load's error for a state file it cannot trust.
@@ -98,16 +103,24 @@ func decode(b []byte) (State, error) {
 	if got := crc32.Checksum(body, castagnoli); got != sum {
 		return State{}, fmt.Errorf("checksum %08x, want %08x", got, sum)
 	}
-	if v := binary.BigEndian.Uint16(b[4:]); v != version {
-		return State{}, fmt.Errorf("version %d, this agent reads version %d", v, version)
+	v := binary.BigEndian.Uint16(b[4:])
+	if v != 1 && v != version {
+		return State{}, fmt.Errorf("version %d, this agent reads versions 1 and %d", v, version)
+	}
+	tail := 0
+	if v >= 2 {
+		tail = 8
 	}
 	n := binary.BigEndian.Uint32(b[24:])
-	if n > MaxMembers || len(body) != hdrLen+4*int(n) {
+	if n > MaxMembers || len(body) != hdrLen+4*int(n)+tail {
 		return State{}, fmt.Errorf("%d members in %d bytes", n, len(body))
 	}
 	s := State{
 		Incarnation: binary.BigEndian.Uint64(b[8:]),
 		Generation:  binary.BigEndian.Uint64(b[16:]),
+	}
+	if tail > 0 {
+		s.Epoch = binary.BigEndian.Uint64(b[hdrLen+4*int(n):])
 	}
 	if n > 0 {
 		s.Members = make([]uint32, n)
@@ -122,7 +135,7 @@ func encode(s State) ([]byte, error) {
 	if len(s.Members) > MaxMembers {
 		return nil, fmt.Errorf("persist: %d members, at most %d", len(s.Members), MaxMembers)
 	}
-	b := make([]byte, hdrLen, hdrLen+4*len(s.Members)+4)
+	b := make([]byte, hdrLen, hdrLen+4*len(s.Members)+12)
 	copy(b, magic)
 	binary.BigEndian.PutUint16(b[4:], version)
 	binary.BigEndian.PutUint64(b[8:], s.Incarnation)
@@ -131,6 +144,7 @@ func encode(s State) ([]byte, error) {
 	for _, m := range s.Members {
 		b = binary.BigEndian.AppendUint32(b, m)
 	}
+	b = binary.BigEndian.AppendUint64(b, s.Epoch)
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
 

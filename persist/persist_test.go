@@ -47,16 +47,25 @@ func TestSaveLoad(t *testing.T) {
 
 func TestLayout(t *testing.T) {
 	dir := t.TempDir()
-	require.NoError(t, Save(dir, State{Incarnation: 0x0102030405060708, Generation: 9, Members: []uint32{3}}))
+	require.NoError(t, Save(dir, State{Incarnation: 0x0102030405060708, Generation: 9, Members: []uint32{3}, Epoch: 77}))
 	b, err := os.ReadFile(Path(dir))
 	require.NoError(t, err)
-	require.Len(t, b, 28+4+4)
+	require.Len(t, b, 28+4+8+4)
 	assert.Equal(t, "FMST", string(b[:4]))
-	assert.Equal(t, uint16(1), binary.BigEndian.Uint16(b[4:]))
+	assert.Equal(t, uint16(2), binary.BigEndian.Uint16(b[4:]))
+	assert.Equal(t, uint64(77), binary.BigEndian.Uint64(b[32:]))
 	assert.Equal(t, uint64(0x0102030405060708), binary.BigEndian.Uint64(b[8:]))
 	assert.Equal(t, uint64(9), binary.BigEndian.Uint64(b[16:]))
 	assert.Equal(t, uint32(1), binary.BigEndian.Uint32(b[24:]))
 	assert.Equal(t, uint32(3), binary.BigEndian.Uint32(b[28:]))
+
+	// A version 1 file (no epoch) still loads, with epoch 0.
+	v1 := append([]byte(nil), b[:32]...)
+	binary.BigEndian.PutUint16(v1[4:], 1)
+	require.NoError(t, os.WriteFile(Path(dir), reseal(v1), 0o600))
+	got, err := Load(dir)
+	require.NoError(t, err)
+	assert.Equal(t, State{Incarnation: 0x0102030405060708, Generation: 9, Members: []uint32{3}}, got)
 }
 
 func TestCorrupt(t *testing.T) {
@@ -76,7 +85,7 @@ func TestCorrupt(t *testing.T) {
 	}
 	// A newer version with a valid checksum is refused too.
 	v2 := append([]byte(nil), good[:len(good)-4]...)
-	binary.BigEndian.PutUint16(v2[4:], 2)
+	binary.BigEndian.PutUint16(v2[4:], 3)
 	cases["future version"] = reseal(v2)
 	// A member count that does not match the length, with a valid checksum.
 	bad := append([]byte(nil), good[:len(good)-4]...)

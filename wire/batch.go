@@ -19,9 +19,11 @@ import "encoding/binary"
 
 // Change: seq u64 | kind u8 | flags u8 | entity u64 | entity kind u8 |
 // state u8 | severity u8 | owner u32 | by u32 | incarnation u64 | at i64 |
-// name len u8 | cause len u8 | name | cause.
+// name len u8 | cause len u8 | name | cause | version (epoch u64 | seq u64 |
+// node u32).
 const (
-	changeFixed = 47
+	changeHead  = 47 // before the name
+	changeFixed = changeHead + versionSize
 	// MaxChangeSize is the encoded size of the largest Change. It fits any
 	// batch body, so a single valid change never fails to fit.
 	MaxChangeSize = changeFixed + MaxName + MaxCause
@@ -95,6 +97,7 @@ func appendChanges(dst []byte, changes []Change) []byte {
 		dst = append(dst, byte(len(ch.Name)), byte(len(ch.Cause)))
 		dst = append(dst, ch.Name...)
 		dst = append(dst, ch.Cause...)
+		dst = appendVersion(dst, ch.Ver)
 	}
 	return dst
 }
@@ -123,8 +126,9 @@ func decodeChanges(b []byte, cs []Change) error {
 			By:          NodeID(binary.BigEndian.Uint32(b[25:])),
 			Incarnation: binary.BigEndian.Uint64(b[29:]),
 			At:          int64(binary.BigEndian.Uint64(b[37:])),
-			Name:        sub(b, changeFixed, nl),
-			Cause:       sub(b, changeFixed+nl, cl),
+			Name:        sub(b, changeHead, nl),
+			Cause:       sub(b, changeHead+nl, cl),
+			Ver:         decodeVersion(b[changeHead+nl+cl:]),
 		}
 		if err := checkChange(ch); err != nil {
 			return err

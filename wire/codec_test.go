@@ -760,3 +760,40 @@ func TestBatchInvalidChangeDeferred(t *testing.T) {
 	_, _, err = c.AppendUpdate(nil, &h, cs[len(cs)-1:])
 	require.ErrorIs(t, err, ErrMalformed)
 }
+
+// The fields appended for versioned writes survive a round trip.
+func TestVersionsRoundTrip(t *testing.T) {
+	c := NewCodec(7, []byte("k"))
+	v := WriteVersion{Epoch: 3, Seq: 1 << 40, Node: 9}
+	h := Header{Sender: 1, Incarnation: 1, Epoch: 3, Seq: 1}
+	open := func(pkt []byte) []byte {
+		_, body, err := c.Open(pkt)
+		require.NoError(t, err)
+		return body
+	}
+	pkt, err := c.AppendAck(nil, &h, &Ack{Kind: AckReport, ID: 5, Seq: 6, Err: 3, Ver: v})
+	require.NoError(t, err)
+	var a Ack
+	require.NoError(t, DecodeAck(open(pkt), &a))
+	require.Equal(t, v, a.Ver)
+	pkt, err = c.AppendReport(nil, &h, &Report{ID: 1, Kind: ReportRegister, Entity: 2, Name: []byte("svc/a"), Ver: v, State: StateDown})
+	require.NoError(t, err)
+	var r Report
+	require.NoError(t, DecodeReport(open(pkt), &r))
+	require.Equal(t, v, r.Ver)
+	require.Equal(t, StateDown, r.State)
+	pkt, _, err = c.AppendUpdate(nil, &h, []Change{{Seq: 1, Kind: ChangeClear, Entity: 2, Cause: []byte("c"), Ver: v}, {Seq: 2, Kind: ChangeRaise, Entity: 2, Cause: []byte("d"), Severity: SevMajor}})
+	require.NoError(t, err)
+	var u Update
+	require.NoError(t, DecodeUpdate(open(pkt), &u))
+	require.Equal(t, v, u.Changes[0].Ver)
+	require.True(t, u.Changes[1].Ver.IsZero())
+	require.Equal(t, "d", string(u.Changes[1].Cause))
+	hb := &Heartbeat{Role: RoleMember, TableEpoch: 11, NPeers: 1, Peers: [MaxPeers]PeerView{{Node: 2, Incarnation: 1, Links: 1}}}
+	pkt, err = c.AppendHeartbeat(nil, &h, hb)
+	require.NoError(t, err)
+	var m Heartbeat
+	require.NoError(t, DecodeHeartbeat(open(pkt), &m))
+	require.Equal(t, uint64(11), m.TableEpoch)
+	require.True(t, WriteVersion{Epoch: 2, Seq: 9}.Less(v) && !v.Less(v) && v.Less(WriteVersion{Epoch: 3, Seq: 1 << 40, Node: 10}))
+}

@@ -20,9 +20,10 @@ import "encoding/binary"
 
 // Heartbeat: role u8 | priority u8 | eligible u8 | master u32 | vice u32 |
 // applied seq u64 | generation u64 | npeers u8 | npeers × (node u32 |
-// incarnation u64 | links u8).
+// incarnation u64 | links u8) | table epoch u64.
 const (
 	heartbeatFixed = 28
+	heartbeatTail  = 8
 	peerSize       = 13
 	// knownLinks has one bit per network.
 	knownLinks = 1<<NumNets - 1 | LinkFenced | LinkRecent
@@ -70,6 +71,7 @@ func (c *Codec) AppendHeartbeat(dst []byte, h *Header, m *Heartbeat) ([]byte, er
 		dst = binary.BigEndian.AppendUint64(dst, p.Incarnation)
 		dst = append(dst, p.Links)
 	}
+	dst = binary.BigEndian.AppendUint64(dst, m.TableEpoch)
 	return c.seal(dst, start, h)
 }
 
@@ -95,7 +97,7 @@ func decodeHeartbeat(b []byte, m *Heartbeat) error {
 	if n > MaxPeers {
 		return errNPeers
 	}
-	switch want := heartbeatFixed + int(n)*peerSize; {
+	switch want := heartbeatFixed + int(n)*peerSize + heartbeatTail; {
 	case len(b) < want:
 		return errTruncated
 	case len(b) > want:
@@ -123,6 +125,7 @@ func decodeHeartbeat(b []byte, m *Heartbeat) error {
 		}
 		p = p[peerSize:]
 	}
+	m.TableEpoch = binary.BigEndian.Uint64(p)
 	if old > n {
 		clear(m.Peers[n:old])
 	}
@@ -174,8 +177,8 @@ func DecodeElection(b []byte, m *Election) error {
 	return nil
 }
 
-// Ack: kind u8 | id u64 | seq u64 | err u8.
-const ackSize = 18
+// Ack: kind u8 | id u64 | seq u64 | err u8 | version.
+const ackSize = 18 + versionSize
 
 func checkAck(m *Ack) error {
 	if m.Kind < AckPrepare || m.Kind > AckReport {
@@ -197,6 +200,7 @@ func (c *Codec) AppendAck(dst []byte, h *Header, m *Ack) ([]byte, error) {
 	dst = binary.BigEndian.AppendUint64(dst, m.ID)
 	dst = binary.BigEndian.AppendUint64(dst, m.Seq)
 	dst = append(dst, m.Err)
+	dst = appendVersion(dst, m.Ver)
 	return c.seal(dst, start, h)
 }
 
@@ -211,6 +215,7 @@ func DecodeAck(b []byte, m *Ack) error {
 		ID:   binary.BigEndian.Uint64(b[1:]),
 		Seq:  binary.BigEndian.Uint64(b[9:]),
 		Err:  b[17],
+		Ver:  decodeVersion(b[18:]),
 	}
 	if err := checkAck(m); err != nil {
 		*m = Ack{}
@@ -293,8 +298,12 @@ func DecodeNack(b []byte, m *Nack) error {
 }
 
 // Report: id u64 | kind u8 | txn u8 | entity u64 | entity kind u8 |
-// severity u8 | incarnation u64 | name len u8 | cause len u8 | name | cause.
-const reportFixed = 30
+// severity u8 | incarnation u64 | name len u8 | cause len u8 | name | cause |
+// version | state u8.
+const (
+	reportFixed = 30
+	reportTail  = versionSize + 1 // version | state u8
+)
 
 func checkReport(m *Report) error {
 	switch {
@@ -308,6 +317,8 @@ func checkReport(m *Report) error {
 		return errName
 	case len(m.Cause) > MaxCause:
 		return errCause
+	case m.State > StateDown:
+		return errState
 	}
 	return nil
 }
@@ -330,6 +341,8 @@ func (c *Codec) AppendReport(dst []byte, h *Header, m *Report) ([]byte, error) {
 	dst = append(dst, byte(len(m.Name)), byte(len(m.Cause)))
 	dst = append(dst, m.Name...)
 	dst = append(dst, m.Cause...)
+	dst = appendVersion(dst, m.Ver)
+	dst = append(dst, byte(m.State))
 	return c.seal(dst, start, h)
 }
 
@@ -345,7 +358,7 @@ func DecodeReport(b []byte, m *Report) error {
 		return errTruncated
 	}
 	nl, cl := int(b[28]), int(b[29])
-	switch want := reportFixed + nl + cl; {
+	switch want := reportFixed + nl + cl + reportTail; {
 	case len(b) < want:
 		return errTruncated
 	case len(b) > want:
@@ -365,6 +378,8 @@ func DecodeReport(b []byte, m *Report) error {
 		Incarnation: binary.BigEndian.Uint64(b[20:]),
 		Name:        sub(b, reportFixed, nl),
 		Cause:       sub(b, reportFixed+nl, cl),
+		Ver:         decodeVersion(b[reportFixed+nl+cl:]),
+		State:       State(b[reportFixed+nl+cl+versionSize]),
 	}
 	if err := checkReport(&r); err != nil {
 		return err
@@ -433,4 +448,17 @@ func u2b(v byte) (bool, error) {
 		return true, nil
 	}
 	return false, errBool
+}
+
+// WriteVersion: epoch u64 | seq u64 | node u32.
+const versionSize = 20
+
+func appendVersion(dst []byte, v WriteVersion) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, v.Epoch)
+	dst = binary.BigEndian.AppendUint64(dst, v.Seq)
+	return binary.BigEndian.AppendUint32(dst, uint32(v.Node))
+}
+
+func decodeVersion(b []byte) WriteVersion {
+	return WriteVersion{Epoch: binary.BigEndian.Uint64(b), Seq: binary.BigEndian.Uint64(b[8:]), Node: NodeID(binary.BigEndian.Uint32(b[16:]))}
 }

@@ -130,6 +130,10 @@ type Heartbeat struct {
 	Generation uint64 // persisted membership generation
 	NPeers     uint8
 	Peers      [MaxPeers]PeerView
+	// TableEpoch is the epoch of the master whose table the sender holds
+	// (with AppliedSeq, how up to date it is: the election compares them
+	// as raft compares logs).
+	TableEpoch uint64
 }
 
 // ElectionKind is the step of the bully election a message carries.
@@ -224,7 +228,36 @@ type Change struct {
 	At          int64 // unix nanoseconds, master's clock
 	Name        []byte
 	Cause       []byte
+	// Ver is the version of the write this change carries: the master's
+	// order of acknowledged writes, kept across failovers (a re-asserted
+	// write keeps the version it was acknowledged with). Zero: unversioned
+	// (a local change, or a test's).
+	Ver WriteVersion
 }
+
+// WriteVersion orders acknowledged writes across masters: the epoch of the master
+// that ordered the write, then its seq, then that master's node ID (two masters
+// of one epoch on either side of a partition). The zero WriteVersion is older than
+// any other.
+type WriteVersion struct {
+	Epoch uint64
+	Seq   uint64
+	Node  NodeID
+}
+
+// Less reports whether v is older than w.
+func (v WriteVersion) Less(w WriteVersion) bool {
+	if v.Epoch != w.Epoch {
+		return v.Epoch < w.Epoch
+	}
+	if v.Seq != w.Seq {
+		return v.Seq < w.Seq
+	}
+	return v.Node < w.Node
+}
+
+// IsZero reports whether v is the zero WriteVersion.
+func (v WriteVersion) IsZero() bool { return v == WriteVersion{} }
 
 // Update is a batch of consecutive changes from the master.
 type Update struct {
@@ -253,6 +286,9 @@ type Ack struct {
 	ID   uint64
 	Seq  uint64 // with AckReport: the seq of the resulting change, 0 if none
 	Err  uint8  // 0: ok; otherwise a reason code
+	// Ver, with AckReport: the version of the write the report became (the
+	// reporter keeps it, to re-assert the write after a master change).
+	Ver WriteVersion
 }
 
 // Commit is the second phase of a transaction: apply what was staged.
@@ -303,6 +339,13 @@ type Report struct {
 	Incarnation uint64
 	Name        []byte
 	Cause       []byte
+	// Ver, when not zero, marks a re-assertion: the write was acknowledged
+	// with this version, and the master applies it only if nothing newer
+	// replaced it since.
+	Ver WriteVersion
+	// State, with a re-asserted ReportRegister: the owner's latest word on
+	// the entity's state (0: up).
+	State State
 }
 
 // Leave is sent on clean shutdown so peers do not wait for a timeout.

@@ -51,6 +51,9 @@ type Config struct {
 	Generation  uint64
 	Members     []wire.NodeID
 	AllowAlone  bool
+	// Epoch is the highest election epoch this node persisted: it never
+	// claims at or below it again, so (master, epoch) names one reign.
+	Epoch uint64
 
 	MaxAlarms int
 	RingSize  int           // master's retransmit ring, in changes
@@ -124,6 +127,15 @@ var (
 	ErrNoMaster = errors.New("core: no master")
 	ErrRejected = errors.New("core: rejected by the master")
 	ErrBadName  = errors.New("core: bad entity name")
+	// ErrAlarmsFull: the entity already holds MaxAlarms alarms, none less
+	// severe than the one asked for; the raise was not applied.
+	ErrAlarmsFull = errors.New("core: the entity's alarms are full with alarms at least as severe")
+	// ErrUnknownEntity: the owner set the state of an entity the table
+	// does not hold (never registered, or unregistered since).
+	ErrUnknownEntity = errors.New("core: unknown entity")
+	// ErrBadRequest: a malformed request (no cause for a raise or clear, an
+	// unknown severity), not applied.
+	ErrBadRequest = errors.New("core: malformed request")
 )
 
 // Packet is one datagram to send. Data is valid until the next call into the Node.
@@ -143,13 +155,20 @@ type Persist struct {
 	Incarnation uint64
 	Generation  uint64
 	Members     []wire.NodeID
+	Epoch       uint64
 }
 
 // Result answers a local request made with Submit.
 type Result struct {
 	ID  uint64
 	Seq uint64 // table seq of the resulting change; 0 if none was needed
-	Err error
+	// Ver is the version the write was acknowledged with: the order of
+	// acknowledged writes across masters (see DESIGN, the consistency model).
+	Ver wire.WriteVersion
+	// Displaced: the entity's alarms were full, and this raise displaced
+	// the least severe of them (the master's event names it).
+	Displaced bool
+	Err       error
 }
 
 // EventKind classifies things worth a log line or a metric.
@@ -171,6 +190,8 @@ const (
 	EvTxnSuspect                           // a member did not ack a prepare in time
 	EvRejected                             // a packet was dropped (Reason says why)
 	EvStalled                              // this node's own ticks stalled; judgement deferred
+	EvDisplaced                            // as master: a raise displaced a less severe alarm (Reason names both)
+	EvSuperseded                           // as master: a re-asserted write was older than the table's (Reason names it)
 )
 
 // Event is one thing that happened, for logs and metrics.
@@ -197,8 +218,18 @@ type Ready struct {
 	// where clocks agree, as on one host or under PTP.
 	Propagation []time.Duration
 	Persist     *Persist
-	Results     []Result
-	Events      []Event
+	// MustSync: Persist must be durable (written and fsynced) before any
+	// of Packets is sent. Set when Persist carries a new incarnation or a
+	// new epoch: a restarted node must never speak again under an
+	// incarnation or claim an epoch it used before, or two lives of one
+	// node (or two reigns at one epoch) would be confused. Otherwise the
+	// save may happen after sending, and be lost in a crash: what it
+	// carries (the membership generation) is safe to come back behind on.
+	// (The rule of go.etcd.io/raft's MustSync: what a packet promises is on
+	// disk before the packet leaves.)
+	MustSync bool
+	Results  []Result
+	Events   []Event
 }
 
 // Stats counts what the node did, for metrics. Cumulative.
@@ -248,8 +279,14 @@ type Node struct {
 	snap         snapAssembly
 	wantSnapshot bool
 
-	// synced is the master (and epoch) this node last synced with.
-	synced elect.State
+	// synced is the master (and epoch) this node last synced with, and
+	// syncedInc that master's incarnation: a different one is a different
+	// reign, whatever its epoch says.
+	synced    elect.State
+	syncedInc uint64
+	// tableSynced: the table is a copy of the current master's (or this node
+	// is master); the election needs to know.
+	tableSynced bool
 
 	// Master side.
 	ms masterState
@@ -311,7 +348,8 @@ func New(cfg Config, now time.Time) *Node {
 		AllowAlone: cfg.AllowAlone,
 		Settle:     cfg.Detection(),
 		ViceGrace:  2 * cfg.Interval,
-	}, now, 0)
+	}, now, cfg.Epoch)
+	n.persist.Epoch = cfg.Epoch
 	n.ms.init(cfg.RingSize)
 	n.ledger.init()
 	return n
@@ -335,6 +373,10 @@ func (n *Node) Config() Config { return n.cfg }
 // Role returns the election state.
 func (n *Node) Role() elect.State { return n.el.State() }
 
+// Syncing reports whether the node waits for a snapshot from its master:
+// until it has one, its table is what it held before and means nothing.
+func (n *Node) Syncing() bool { return n.wantSnapshot && !n.isMaster() }
+
 // Stale reports whether the node has had no master for the stale timeout.
 func (n *Node) Stale() bool { return n.stale }
 
@@ -350,6 +392,7 @@ func (n *Node) Ready() *Ready {
 	n.rd.Propagation = n.rd.Propagation[:0]
 	n.rd.Reset = false
 	n.rd.Persist = nil
+	n.rd.MustSync = false
 	n.nArena = 0
 	n.out = r
 	return &n.out
@@ -397,6 +440,11 @@ func (n *Node) Step(now time.Time, net wire.Net, pkt []byte) (wire.NodeID, error
 	}
 	if h.Incarnation > p.inc {
 		p.reincarnated(h.Incarnation)
+		if st := n.el.State(); p.id == st.Master && !n.isMaster() && n.syncedInc != 0 && n.syncedInc != h.Incarnation {
+			// Our master restarted: whatever epoch it speaks at, its
+			// table is not the one we synced with.
+			n.followNew(now)
+		}
 	}
 	switch h.Type {
 	case wire.TypeHeartbeat:
@@ -516,7 +564,7 @@ func (n *Node) Shutdown(now time.Time) {
 }
 
 var eventNames = [...]string{"", "elected", "stepped-down", "following", "master-lost", "peer-up", "peer-down",
-	"link-up", "link-down", "stale", "fresh", "reincarnated", "snapshot-applied", "txn-suspect", "rejected", "stalled"}
+	"link-up", "link-down", "stale", "fresh", "reincarnated", "snapshot-applied", "txn-suspect", "rejected", "stalled", "displaced", "superseded"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {

@@ -16,6 +16,9 @@ func (n *Node) masterTick(now time.Time) {
 	if !n.ms.active {
 		return
 	}
+	// The master is its own word from a master: should it step down (cut
+	// off), its stale timeout counts from now, not from its election.
+	n.masterWord = now
 	if n.ms.txn != nil && !now.Before(n.ms.txn.deadline) {
 		n.finishTxn()
 	}
@@ -128,7 +131,7 @@ func (n *Node) membershipReport(now time.Time, node wire.NodeID, kind wire.Repor
 	n.ms.memo[id] = memo{kind: kind, inc: inc, at: now}
 	n.handleReport(now, n.cfg.Node, &plugin.Report{
 		Source: plugin.SourceMembership, Kind: kind, Entity: id, Name: name, EntityKind: ek, Incarnation: inc,
-	})
+	}, reassert{})
 }
 
 // keepGeneration bumps the membership generation whenever the set of live
@@ -150,7 +153,7 @@ func (n *Node) keepGeneration() {
 	n.cfg.Members = append(n.cfg.Members[:0], members...)
 	n.el.SetMembers(members)
 	n.el.SetGeneration(n.el.Self().Generation + 1)
-	n.savePersist()
+	n.savePersist(false)
 }
 
 // adoptGeneration: a follower keeps its master's generation and membership.
@@ -169,7 +172,7 @@ func (n *Node) adoptGeneration(hb *wire.Heartbeat, master wire.NodeID) {
 	n.cfg.Members = members
 	n.el.SetMembers(members)
 	n.el.SetGeneration(hb.Generation)
-	n.savePersist()
+	n.savePersist(false)
 }
 
 // view is the read-only window plugins get on the master's state.

@@ -248,8 +248,9 @@ func (n *Node) livePeers() []elect.Peer {
 			continue
 		}
 		n.peerBuf = append(n.peerBuf, elect.Peer{
-			Candidate: elect.Candidate{Node: p.id, Priority: p.hb.Priority, Eligible: p.hb.Eligible, Generation: p.hb.Generation},
-			Role:      p.hb.Role, Epoch: p.epoch, Master: p.hb.Master, Vice: p.hb.Vice,
+			Candidate: elect.Candidate{Node: p.id, Priority: p.hb.Priority, Eligible: p.hb.Eligible, Generation: p.hb.Generation,
+				Log: elect.Log{Epoch: p.hb.TableEpoch, Seq: p.hb.AppliedSeq}},
+			Role: p.hb.Role, Epoch: p.epoch, Master: p.hb.Master, Vice: p.hb.Vice,
 		})
 	}
 	return n.peerBuf
@@ -272,11 +273,17 @@ func (n *Node) outranksUs(p *peer, st elect.State) bool {
 }
 
 func (n *Node) runElection(now time.Time) {
+	n.el.SetLog(elect.Log{Epoch: n.tab.HeadEpoch(), Seq: n.tab.Seq()}, n.tableSynced)
 	n.onElectEvent(now, n.el.Evaluate(now, n.livePeers()))
 }
 
 func (n *Node) onElectEvent(now time.Time, ev elect.Event) {
 	st := n.el.State()
+	if st.Epoch > n.persist.Epoch {
+		// A new epoch is on disk before anything carries it (MustSync): a
+		// restarted node never claims an epoch it used before.
+		n.savePersist(true)
+	}
 	switch ev {
 	case elect.Claimed:
 		n.event(Event{Kind: EvElected, Node: n.cfg.Node, Epoch: st.Epoch})
@@ -287,8 +294,8 @@ func (n *Node) onElectEvent(now time.Time, ev elect.Event) {
 		n.ms.stop()
 		n.followNew(now)
 	case elect.Followed:
-		if st.Master == n.synced.Master && st.Epoch == n.synced.Epoch {
-			return // the same master naming a new vice: nothing to re-sync
+		if st.Master == n.synced.Master && st.Epoch == n.synced.Epoch && n.masterInc() == n.syncedInc {
+			return // the same reign naming a new vice: nothing to re-sync
 		}
 		n.event(Event{Kind: EvFollowing, Node: st.Master, Epoch: st.Epoch})
 		n.followNew(now)
@@ -317,6 +324,7 @@ func (n *Node) sendHeartbeat() {
 	*hb = wire.Heartbeat{
 		Role: st.Role, Priority: n.cfg.Priority, Eligible: n.cfg.Eligible,
 		Master: st.Master, Vice: st.Vice, AppliedSeq: n.tab.Seq(), Generation: n.el.Self().Generation,
+		TableEpoch: n.tab.HeadEpoch(),
 	}
 	for _, id := range n.peerIDs {
 		if hb.NPeers == wire.MaxPeers {
@@ -354,14 +362,26 @@ func (n *Node) sendHeartbeat() {
 func (n *Node) reincarnate(now time.Time) {
 	n.inc++
 	n.event(Event{Kind: EvReincarnated, Node: n.cfg.Node, Reason: "fenced"})
-	n.savePersist()
+	n.savePersist(true)
 	n.wantSnapshot = true
 	n.ledger.dirty = true
 }
 
-func (n *Node) savePersist() {
-	n.persist = Persist{Incarnation: n.inc, Generation: n.el.Self().Generation, Members: append(n.persist.Members[:0], n.cfg.Members...)}
+// savePersist hands the shell the state to persist; mustSync: before any
+// packet of this Ready is sent (see Ready.MustSync).
+func (n *Node) savePersist(mustSync bool) {
+	n.persist = Persist{Incarnation: n.inc, Generation: n.el.Self().Generation, Members: append(n.persist.Members[:0], n.cfg.Members...),
+		Epoch: max(n.persist.Epoch, n.el.State().Epoch)}
 	n.rd.Persist = &n.persist
+	n.rd.MustSync = n.rd.MustSync || mustSync
+}
+
+// masterInc is the incarnation of the master this node follows (0: none known).
+func (n *Node) masterInc() uint64 {
+	if p, ok := n.peers[n.el.State().Master]; ok {
+		return p.inc
+	}
+	return 0
 }
 
 // PeerInfo is one peer as this node sees it, for status displays.

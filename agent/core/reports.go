@@ -17,6 +17,10 @@ type Request struct {
 	Severity   wire.Severity
 	Cause      string
 	Txn        bool
+	// Ver, set only on the ledger's re-assertions: the version the write
+	// was acknowledged with. State: a re-asserted registration's state.
+	Ver   wire.WriteVersion
+	State wire.State
 }
 
 // Ack error codes carried in wire.Ack.Err.
@@ -24,6 +28,18 @@ const (
 	ackOK        = 0
 	ackCollision = 1
 	ackBad       = 2
+	// ackFull: the entity's alarms are full with alarms at least as severe.
+	ackFull = 3
+	// ackSuperseded: a re-asserted write older than what the table holds
+	// for the same entity or alarm; the re-asserter forgets it.
+	ackSuperseded = 4
+	// ackDisplaced: applied, displacing the entity's least severe alarm.
+	ackDisplaced = 5
+	// ackRetry: a re-asserted write from an epoch this master has not
+	// reached; not applied, asked again later.
+	ackRetry = 6
+	// ackUnknown: the owner's state of an entity the table does not hold.
+	ackUnknown = 7
 )
 
 type localReport struct {
@@ -33,8 +49,9 @@ type localReport struct {
 	internal bool // a re-assertion: nobody waits for its result
 }
 
-// ledgerKey names one thing this node asserted: a registration or owner
-// state (cause ""), or an alarm (cause).
+// ledgerKey names one thing this node asserted: a registration (cause ""),
+// an owner's state of an entity it did not register (cause stateKey), or an
+// alarm (cause).
 type ledgerKey struct {
 	entity uint64
 	cause  string
@@ -43,24 +60,57 @@ type ledgerKey struct {
 // ledger is what this node's clients registered and raised, acknowledged by
 // a master. After a master change it is asserted again, so nothing raised on
 // the losing side of a partition, or lost in a failover, stays lost.
+//
+// It holds, per entity and alarm, the latest write this node's clients had
+// acknowledged, with its version: registrations and raises, and also
+// unregisters and clears (tombstones), so that a clear acknowledged by a
+// master that died before anyone else had it is not lost either. Tombstones
+// are bounded (maxLedgerTombs, oldest forgotten first).
 type ledger struct {
 	items map[ledgerKey]Request
 	order []ledgerKey // insertion order, for deterministic re-assertion
+	tombs int
 	dirty bool
 }
 
+const maxLedgerTombs = 1024
+
+// stateKey is the ledger's cause for an owner's state of an entity it did
+// not register through this node.
+const stateKey = "\x00state"
+
 func (l *ledger) init() { l.items = make(map[ledgerKey]Request) }
 
+func isTomb(r *Request) bool { return r.Kind == wire.ReportUnregister || r.Kind == wire.ReportClear }
+
 func (l *ledger) put(k ledgerKey, r Request) {
-	if _, ok := l.items[k]; !ok {
+	old, ok := l.items[k]
+	if !ok {
 		l.order = append(l.order, k)
+	} else if isTomb(&old) {
+		l.tombs--
+	}
+	if isTomb(&r) {
+		l.tombs++
 	}
 	l.items[k] = r
+	for l.tombs > maxLedgerTombs {
+		for _, o := range l.order {
+			if r := l.items[o]; isTomb(&r) {
+				l.del(o)
+				break
+			}
+		}
+	}
 }
 
 func (l *ledger) del(k ledgerKey) {
-	if _, ok := l.items[k]; !ok {
+	old, ok := l.items[k]
+	if !ok {
 		return
+	}
+	if isTomb(&old) {
+		l.tombs--
 	}
 	delete(l.items, k)
 	for i, o := range l.order {
@@ -71,25 +121,57 @@ func (l *ledger) del(k ledgerKey) {
 	}
 }
 
-// record updates the ledger once the master acknowledged r.
-func (l *ledger) record(r *Request) {
+// record updates the ledger once the master acknowledged r with version v.
+func (l *ledger) record(r *Request, v wire.WriteVersion) {
 	id := table.ID(r.Name)
+	w := *r
+	w.Ver, w.Txn = v, false
 	switch r.Kind {
 	case wire.ReportRegister:
-		l.put(ledgerKey{id, ""}, *r)
+		if w.State == 0 {
+			w.State = wire.StateUp
+		}
+		l.del(ledgerKey{id, stateKey})
+		l.put(ledgerKey{id, ""}, w)
 	case wire.ReportUnregister:
-		for _, k := range append([]ledgerKey(nil), l.order...) {
+		// What this node wrote about the entity is superseded by the
+		// unregister; the unregister itself is kept (a tombstone).
+		for _, k := range slices.Clone(l.order) {
 			if k.entity == id {
 				l.del(k)
 			}
 		}
-	case wire.ReportRaise:
-		l.put(ledgerKey{id, r.Cause}, *r)
-	case wire.ReportClear:
-		l.del(ledgerKey{id, r.Cause})
+		l.put(ledgerKey{id, ""}, w)
+	case wire.ReportRaise, wire.ReportClear:
+		l.put(ledgerKey{id, r.Cause}, w)
 	case wire.ReportDown, wire.ReportUp:
-		// The owner's word on state, kept beside its registration.
-		l.put(ledgerKey{id, "\x00state"}, *r)
+		// The owner's word on state: kept with its registration, which
+		// re-asserts it (one report, so the state never flickers).
+		st := wire.StateUp
+		if r.Kind == wire.ReportDown {
+			st = wire.StateDown
+		}
+		if reg, ok := l.items[ledgerKey{id, ""}]; ok && reg.Kind == wire.ReportRegister {
+			reg.State = st
+			l.items[ledgerKey{id, ""}] = reg
+			return
+		}
+		l.put(ledgerKey{id, stateKey}, w)
+	}
+}
+
+// superseded forgets a re-asserted write the master found older than its
+// table's (if the ledger still holds that very write).
+func (l *ledger) superseded(r *Request) {
+	id := table.ID(r.Name)
+	k := ledgerKey{id, r.Cause}
+	if r.Kind == wire.ReportRegister || r.Kind == wire.ReportUnregister {
+		k.cause = ""
+	} else if r.Kind == wire.ReportDown || r.Kind == wire.ReportUp {
+		k.cause = stateKey
+	}
+	if cur, ok := l.items[k]; ok && cur.Ver == r.Ver && cur.Kind == r.Kind {
+		l.del(k)
 	}
 }
 
@@ -108,6 +190,9 @@ func validRequest(r *Request) error {
 	}
 	if r.Kind < wire.ReportFault || r.Kind > wire.ReportUp {
 		return ErrRejected
+	}
+	if (r.Kind == wire.ReportRaise || r.Kind == wire.ReportClear) && r.Cause == "" || r.Severity > wire.SevCritical {
+		return ErrBadRequest
 	}
 	return nil
 }
@@ -138,7 +223,7 @@ func (n *Node) sendReport(lr *localReport) {
 		n.handleReport(n.now, n.cfg.Node, &plugin.Report{
 			From: n.cfg.Node, ID: lr.id, Source: sourceOf(r.Kind), Kind: r.Kind, Entity: table.ID(r.Name), Name: r.Name,
 			EntityKind: r.EntityKind, Severity: r.Severity, Cause: r.Cause, Incarnation: n.inc, At: n.now.UnixNano(), Txn: r.Txn,
-		})
+		}, reassert{r.Ver, r.State})
 		return
 	}
 	if st.Master == 0 {
@@ -146,7 +231,8 @@ func (n *Node) sendReport(lr *localReport) {
 	}
 	h := n.header()
 	m := wire.Report{ID: lr.id, Kind: lr.req.Kind, Txn: lr.req.Txn, Entity: table.ID(lr.req.Name), EntityKind: lr.req.EntityKind,
-		Severity: lr.req.Severity, Incarnation: n.inc, Name: []byte(lr.req.Name), Cause: []byte(lr.req.Cause)}
+		Severity: lr.req.Severity, Incarnation: n.inc, Name: []byte(lr.req.Name), Cause: []byte(lr.req.Cause),
+		Ver: lr.req.Ver, State: lr.req.State}
 	if b, err := n.codec.AppendReport(n.buf(), &h, &m); err == nil {
 		n.send(st.Master, false, b)
 	}
@@ -174,6 +260,12 @@ func (n *Node) reportTick(now time.Time) {
 		n.ledger.dirty = false
 		for _, k := range n.ledger.order {
 			r := n.ledger.items[k]
+			if r.Kind == wire.ReportRegister {
+				// A state this node's client asked for and the master has
+				// not answered yet is newer than the ledger's: re-assert
+				// that one, or the registration would undo it.
+				r.State = n.pendingState(k.entity, r.State)
+			}
 			lr := &localReport{id: n.newReportID(), req: r, internal: true}
 			n.outstanding[lr.id] = lr
 		}
@@ -185,6 +277,24 @@ func (n *Node) reportTick(now time.Time) {
 			n.sendReport(lr)
 		}
 	}
+}
+
+// pendingState returns the state of the latest unanswered client request
+// setting entity's state, or st if there is none.
+func (n *Node) pendingState(entity uint64, st wire.State) wire.State {
+	var best uint64
+	for id, lr := range n.outstanding {
+		if lr.internal || id < best || table.ID(lr.req.Name) != entity {
+			continue
+		}
+		switch lr.req.Kind {
+		case wire.ReportDown:
+			best, st = id, wire.StateDown
+		case wire.ReportUp:
+			best, st = id, wire.StateUp
+		}
+	}
+	return st
 }
 
 // sortedOutstanding lists the unanswered requests in ID order (map order
@@ -204,13 +314,26 @@ func (n *Node) onReportAck(m *wire.Ack) {
 	if !ok {
 		return
 	}
+	if m.Err == ackRetry {
+		lr.sentAt = n.now // asked again at the next retry
+		return
+	}
 	delete(n.outstanding, m.ID)
-	res := Result{ID: m.ID, Seq: m.Seq}
+	res := Result{ID: m.ID, Seq: m.Seq, Ver: m.Ver}
 	switch m.Err {
-	case ackOK:
-		n.ledger.record(&lr.req)
+	case ackOK, ackDisplaced:
+		res.Displaced = m.Err == ackDisplaced
+		if !lr.internal {
+			n.ledger.record(&lr.req, m.Ver)
+		}
+	case ackSuperseded:
+		n.ledger.superseded(&lr.req)
 	case ackCollision:
 		res.Err = ErrCollision
+	case ackFull:
+		res.Err = ErrAlarmsFull
+	case ackUnknown:
+		res.Err = ErrUnknownEntity
 	default:
 		res.Err = ErrRejected
 	}
@@ -222,13 +345,13 @@ func (n *Node) onReportAck(m *wire.Ack) {
 // ErrCollision: the name hashes to the ID of a different entity.
 var ErrCollision = table.ErrCollision
 
-func (n *Node) ackReport(a reportRef, seq uint64, code uint8) {
+func (n *Node) ackReport(a reportRef, seq uint64, code uint8, ver wire.WriteVersion) {
 	if a.from == n.cfg.Node {
-		n.onReportAck(&wire.Ack{Kind: wire.AckReport, ID: a.id, Seq: seq, Err: code})
+		n.onReportAck(&wire.Ack{Kind: wire.AckReport, ID: a.id, Seq: seq, Err: code, Ver: ver})
 		return
 	}
-	if code == ackOK {
-		n.ms.dedup[a] = seq
+	if code == ackOK || code == ackDisplaced || code == ackSuperseded {
+		n.ms.dedup[a] = ackMemo{seq, ver, code}
 		n.ms.dedupQ = append(n.ms.dedupQ, a)
 		if len(n.ms.dedupQ) > 4096 {
 			delete(n.ms.dedup, n.ms.dedupQ[0])
@@ -236,52 +359,73 @@ func (n *Node) ackReport(a reportRef, seq uint64, code uint8) {
 		}
 	}
 	h := n.header()
-	if b, err := n.codec.AppendAck(n.buf(), &h, &wire.Ack{Kind: wire.AckReport, ID: a.id, Seq: seq, Err: code}); err == nil {
+	if b, err := n.codec.AppendAck(n.buf(), &h, &wire.Ack{Kind: wire.AckReport, ID: a.id, Seq: seq, Err: code, Ver: ver}); err == nil {
 		n.send(a.from, false, b)
 	}
 }
 
+// reassert is what a re-asserted write carries: the version it was
+// acknowledged with (zero: a fresh write) and, with a registration, the
+// owner's latest word on the entity's state.
+type reassert struct {
+	ver   wire.WriteVersion
+	state wire.State
+}
+
+type ackMemo struct {
+	seq  uint64
+	ver  wire.WriteVersion
+	code uint8
+}
+
 // handleReport is the fault server: every report, from anywhere, ends here
-// on the master and goes through the plugin chain.
-func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report) {
+// on the master and goes through the plugin chain (registrations excepted).
+// A re-asserted write (re.ver set) is applied only if nothing newer on the
+// same entity or alarm is in the table, and keeps its version.
+func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report, re reassert) {
 	r.From = from
 	r.At = now.UnixNano()
 	ref := reportRef{from: from, inc: r.Incarnation, id: r.ID}
-	if seq, dup := n.ms.dedup[ref]; dup && r.ID != 0 {
-		n.ackReport(ref, seq, ackOK)
+	if m, dup := n.ms.dedup[ref]; dup && r.ID != 0 {
+		n.ackReport(ref, m.seq, m.code, m.ver)
 		return
 	}
-	g := &group{txn: r.Txn}
+	if !re.ver.IsZero() && re.ver.Epoch > n.el.State().Epoch {
+		// Written in a reign newer than this master's (it claims above that
+		// epoch once it hears the re-asserter): asked again later.
+		n.ackReport(ref, 0, ackRetry, wire.WriteVersion{})
+		return
+	}
+	g := &group{txn: r.Txn, re: re}
 	if r.ID != 0 {
 		g.acks = append(g.acks, ref)
 	}
 	switch r.Kind {
 	case wire.ReportRegister:
 		if e, ok := n.tab.Get(r.Entity); ok && e.Name != r.Name {
-			n.ackReport(ref, 0, ackCollision)
+			n.ackReport(ref, 0, ackCollision, wire.WriteVersion{})
 			return
 		}
 		if r.Entity != table.ID(r.Name) {
-			n.ackReport(ref, 0, ackBad)
+			n.ackReport(ref, 0, ackBad, wire.WriteVersion{})
 			return
 		}
-		if e, ok := n.tab.Get(r.Entity); ok && e.Owner == from && e.Kind == r.EntityKind {
-			if e.State == wire.StateUp {
-				break // already there: a re-assertion changes nothing
-			}
-			// Registered again while down (its process restarted, or its
-			// node came back): up, under the registrant's incarnation.
-			g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: r.Entity, State: wire.StateUp,
-				Incarnation: max(r.Incarnation, e.Incarnation), By: from, At: r.At})
-			break
-		}
-		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRegister, Entity: r.Entity, Name: []byte(r.Name),
-			EntityKind: r.EntityKind, Owner: from, State: wire.StateUp, Incarnation: r.Incarnation, By: from, At: r.At})
+		n.register(g, r)
 	case wire.ReportUnregister:
-		if _, ok := n.tab.Get(r.Entity); ok {
-			g.changes = append(g.changes, wire.Change{Kind: wire.ChangeUnregister, Entity: r.Entity, By: from, At: r.At})
-		}
+		n.unregister(g, r)
 	default:
+		if !re.ver.IsZero() && (r.Kind == wire.ReportDown || r.Kind == wire.ReportUp) {
+			if _, ok := n.tab.Get(r.Entity); !ok {
+				n.supersede(g, r, "the state of an entity since unregistered")
+				break
+			}
+			g.re.ver = wire.WriteVersion{} // the owner's word now: a fresh write
+		}
+		if (r.Kind == wire.ReportDown || r.Kind == wire.ReportUp) && r.ID != 0 && g.code == ackOK {
+			if _, ok := n.tab.Get(r.Entity); !ok {
+				g.code = ackUnknown // not applied: an error, never a success
+			}
+		}
 		n.stats.ReportsHandled++
 		n.verdicts = n.chain.Run(n.view(), r, n.verdicts[:0])
 		for i := range n.verdicts {
@@ -291,10 +435,73 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report) {
 	n.issue(g)
 }
 
+// supersede answers a re-asserted write that is older than the table's word
+// on the same entity or alarm: not applied, and the re-asserter forgets it.
+func (n *Node) supersede(g *group, r *plugin.Report, why string) {
+	g.code = ackSuperseded
+	n.event(Event{Kind: EvSuperseded, Node: r.From, Reason: reportName(r.Kind) + " " + r.Name + " " + r.Cause + ": " + why})
+}
+
+// register: a client's registration (always a new write), or an owner's
+// re-assertion of one (applied only over older writes on the entity).
+func (n *Node) register(g *group, r *plugin.Report) {
+	rv := g.re.ver
+	state := g.re.state
+	if state == 0 {
+		state = wire.StateUp
+	}
+	e, present := n.tab.Get(r.Entity)
+	ver, _, _ := n.tab.EntityVersion(r.Entity)
+	inc := r.Incarnation
+	if present {
+		inc = max(inc, e.Incarnation)
+	}
+	if !rv.IsZero() {
+		switch {
+		case !present && !ver.Less(rv):
+			n.supersede(g, r, "unregistered since")
+			return
+		case present && rv.Less(ver) && e.Owner != r.From:
+			n.supersede(g, r, "registered by another since")
+			return
+		case present && !ver.Less(rv) && e.Owner == r.From && e.Kind == r.EntityKind:
+			// There, as new or newer: only the owner's word on its state.
+			if e.State != state || e.Incarnation < r.Incarnation {
+				g.prio = state == wire.StateDown
+				g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: r.Entity, State: state, Incarnation: inc, By: r.From, At: r.At})
+			} else {
+				g.ver = ver
+			}
+			return
+		}
+	}
+	g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRegister, Entity: r.Entity, Name: []byte(r.Name),
+		EntityKind: r.EntityKind, Owner: r.From, State: state, Incarnation: inc, By: r.From, At: r.At, Ver: rv})
+}
+
+// unregister: a client's unregister (a new write, leaving a tombstone even
+// if the entity is absent), or a re-assertion of one.
+func (n *Node) unregister(g *group, r *plugin.Report) {
+	rv := g.re.ver
+	ver, _, present := n.tab.EntityVersion(r.Entity)
+	if !rv.IsZero() {
+		if present && rv.Less(ver) {
+			n.supersede(g, r, "registered again since")
+			return
+		}
+		if !present && !ver.Less(rv) {
+			g.ver = ver // gone already, as new or newer
+			return
+		}
+	}
+	g.changes = append(g.changes, wire.Change{Kind: wire.ChangeUnregister, Entity: r.Entity, By: r.From, At: r.At, Ver: rv})
+}
+
 // addVerdict turns one plugin verdict into changes of the group.
 func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 	at := r.At
 	by := r.From
+	rv := g.re.ver
 	ensure := func(id uint64, name string, kind wire.EntityKind, owner wire.NodeID, state wire.State) *table.Entity {
 		if e, ok := n.tab.Get(id); ok {
 			return e
@@ -310,8 +517,10 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 		if kind == 0 {
 			kind = table.KindOfName(name)
 		}
+		// Created by a re-asserted raise: born with the raise's version,
+		// or the raise would predate it.
 		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRegister, Entity: id, Name: []byte(name), EntityKind: kind,
-			Owner: owner, State: state, Incarnation: r.Incarnation, By: by, At: at})
+			Owner: owner, State: state, Incarnation: r.Incarnation, By: by, At: at, Ver: rv})
 		return nil
 	}
 	name := v.Name
@@ -319,10 +528,13 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 		name = r.Name
 	}
 	owner := table.OwnerOfName(name, r.From)
+	// A client's own word (acknowledged to it) is always a new write, so
+	// that a later acknowledged write always has a newer version.
+	client := r.ID != 0 && rv.IsZero()
 	switch v.Kind {
 	case plugin.MarkDown:
 		e := ensure(v.Entity, name, r.EntityKind, owner, wire.StateDown)
-		if e == nil || e.State == wire.StateDown {
+		if e == nil || e.State == wire.StateDown && !(client && e.Kind != wire.KindNode) {
 			return
 		}
 		g.prio = true
@@ -347,7 +559,7 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 			}
 			inc = r.Incarnation
 		}
-		if e.State == wire.StateUp && inc == e.Incarnation {
+		if e.State == wire.StateUp && inc == e.Incarnation && !(client && e.Kind != wire.KindNode) {
 			return
 		}
 		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: e.ID, State: wire.StateUp, Incarnation: inc, By: by, At: at})
@@ -360,17 +572,95 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 		if sev == 0 {
 			sev = wire.SevIndeterminate
 		}
-		if e := ensure(id, nm, 0, owner, wire.StateUp); e != nil {
-			if a, ok := e.Alarm(v.Cause); ok && a.Severity == sev {
-				return // already raised: a re-assertion keeps the first raised-at
+		e, present := n.tab.Get(id)
+		if !rv.IsZero() {
+			if ev, _, _ := n.tab.EntityVersion(id); !present && !ev.Less(rv) {
+				n.supersede(g, r, "the entity was unregistered since")
+				return
+			}
+			if present && rv.Less(e.Born) {
+				n.supersede(g, r, "the entity was registered again since")
+				return
+			}
+			if av, on := n.tab.AlarmVersion(id, v.Cause); !av.Less(rv) {
+				if on {
+					g.ver = av // there, as new or newer
+				} else {
+					n.supersede(g, r, "cleared since")
+				}
+				return
 			}
 		}
-		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRaise, Entity: id, Severity: sev, Cause: []byte(v.Cause), By: by, At: at})
+		if present {
+			a, on := e.Alarm(v.Cause)
+			if on && a.Severity == sev && !client && rv.IsZero() {
+				return // already raised: a detector's repeat changes nothing
+			}
+			if !on && len(e.Alarms) >= n.tab.MaxAlarms() && !n.displace(g, r, e, sev, v.Cause) {
+				return
+			}
+		} else {
+			ensure(id, nm, 0, owner, wire.StateUp)
+		}
+		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRaise, Entity: id, Severity: sev, Cause: []byte(v.Cause), By: by, At: at, Ver: rv})
 	case plugin.Clear:
-		if e, ok := n.tab.Get(v.Entity); ok && has(e.Alarm(v.Cause)) {
-			g.changes = append(g.changes, wire.Change{Kind: wire.ChangeClear, Entity: v.Entity, Cause: []byte(v.Cause), By: by, At: at})
+		av, on := n.tab.AlarmVersion(v.Entity, v.Cause)
+		switch {
+		case !rv.IsZero() && on && rv.Less(av):
+			n.supersede(g, r, "raised again since")
+			return
+		case !rv.IsZero() && !on && !av.Less(rv):
+			g.ver = av // cleared already, as new or newer
+			return
+		case rv.IsZero() && !on && !client:
+			return // nothing to clear, and nobody waits for a version
+		}
+		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeClear, Entity: v.Entity, Cause: []byte(v.Cause), By: by, At: at, Ver: rv})
+	}
+}
+
+// displace makes room for a raise of severity sev on e, whose alarms are
+// full: the least severe alarm (then the oldest) goes, if it is less severe
+// than sev; otherwise the raise is refused (ErrAlarmsFull). A more severe
+// alarm is never refused in favour of less severe ones.
+func (n *Node) displace(g *group, r *plugin.Report, e *table.Entity, sev wire.Severity, cause string) bool {
+	li := 0
+	for i := range e.Alarms {
+		a, l := &e.Alarms[i], &e.Alarms[li]
+		if a.Severity < l.Severity || a.Severity == l.Severity && a.Ver.Less(l.Ver) {
+			li = i
 		}
 	}
+	least := &e.Alarms[li]
+	if least.Severity >= sev {
+		g.code = ackFull
+		return false
+	}
+	for i := range g.changes {
+		if g.changes[i].Kind == wire.ChangeClear && g.changes[i].Entity == e.ID && string(g.changes[i].Cause) == least.Cause {
+			return true // already made room in this group
+		}
+	}
+	g.changes = append(g.changes, wire.Change{Kind: wire.ChangeClear, Entity: e.ID, Cause: []byte(least.Cause), By: r.From, At: r.At})
+	g.displaced = true
+	n.event(Event{Kind: EvDisplaced, Node: r.From, Reason: e.Name + ": " + cause + " (" + sevName(sev) + ") displaced " + least.Cause + " (" + sevName(least.Severity) + ")"})
+	return true
+}
+
+func sevName(s wire.Severity) string {
+	names := [...]string{"", "indeterminate", "warning", "minor", "major", "critical"}
+	if int(s) < len(names) {
+		return names[s]
+	}
+	return "unknown"
+}
+
+func reportName(k wire.ReportKind) string {
+	names := [...]string{"", "fault", "raise", "clear", "register", "unregister", "down", "up"}
+	if int(k) < len(names) {
+		return names[k]
+	}
+	return "unknown"
 }
 
 // has reports whether Entity.Alarm found the alarm.

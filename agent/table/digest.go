@@ -8,7 +8,7 @@ import (
 
 // digestVersion starts the canonical encoding, so a change of encoding never
 // makes old and new digests agree by accident.
-const digestVersion = 1
+const digestVersion = 2
 
 // Digest is a hash of the table's replicated content, in ID order: for every
 // entity its ID, name, kind, owner, state, incarnation and alarms (cause,
@@ -41,6 +41,8 @@ func (t *Table) Digest() uint64 {
 		b = append(b, byte(e.Kind), byte(e.State))
 		b = binary.LittleEndian.AppendUint32(b, uint32(e.Owner))
 		b = binary.LittleEndian.AppendUint64(b, e.Incarnation)
+		b = appendVer(b, e.Born)
+		b = appendVer(b, e.Ver)
 		b = binary.LittleEndian.AppendUint16(b, uint16(len(e.Alarms)))
 		for i := range e.Alarms {
 			a := &e.Alarms[i]
@@ -49,6 +51,7 @@ func (t *Table) Digest() uint64 {
 			b = append(b, byte(a.Severity))
 			b = binary.LittleEndian.AppendUint64(b, uint64(a.RaisedAt))
 			b = binary.LittleEndian.AppendUint32(b, uint32(a.RaisedBy))
+			b = appendVer(b, a.Ver)
 		}
 		_, _ = d.Write(b)
 	}
@@ -75,7 +78,13 @@ func (t *Table) Digest() uint64 {
 // table.
 func (t *Table) SnapshotChanges(dst []wire.Change) []wire.Change {
 	for _, e := range t.sorted {
+		if !e.Born.IsZero() {
+			// The unregister that ended its previous life: the
+			// registration below picks it up as Born.
+			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeUnregister, Entity: e.ID, Ver: e.Born})
+		}
 		dst = append(dst, wire.Change{
+			Ver:         e.Ver,
 			Seq:         t.seq,
 			Kind:        wire.ChangeRegister,
 			Entity:      e.ID,
@@ -97,8 +106,27 @@ func (t *Table) SnapshotChanges(dst []wire.Change) []wire.Change {
 				By:       a.RaisedBy,
 				At:       a.RaisedAt,
 				Cause:    unsafeBytes(a.Cause),
+				Ver:      a.Ver,
 			})
 		}
 	}
+	// Tombstones, in a fixed order, so the receiver refuses the same
+	// re-asserted writes as the sender would.
+	for _, id := range t.goneQ {
+		if v, ok := t.gone[id]; ok {
+			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeUnregister, Entity: id, Ver: v})
+		}
+	}
+	for _, k := range t.clearedQ {
+		if v, ok := t.cleared[k]; ok {
+			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeClear, Entity: k.entity, Cause: unsafeBytes(k.cause), Ver: v})
+		}
+	}
 	return dst
+}
+
+func appendVer(b []byte, v wire.WriteVersion) []byte {
+	b = binary.LittleEndian.AppendUint64(b, v.Epoch)
+	b = binary.LittleEndian.AppendUint64(b, v.Seq)
+	return binary.LittleEndian.AppendUint32(b, uint32(v.Node))
 }

@@ -55,6 +55,8 @@ type Alarm struct {
 	// Seq is the seq of the latest change that raised or refreshed the alarm
 	// (after a rebuild from a snapshot: the snapshot's seq).
 	Seq uint64
+	// Ver is the version of the latest write that raised or refreshed it.
+	Ver wire.WriteVersion
 }
 
 // Entity is one row of the table.
@@ -65,6 +67,11 @@ type Entity struct {
 	Owner       wire.NodeID
 	State       wire.State
 	Incarnation uint64
+	// Born is the version of the unregister that ended the entity's
+	// previous life (zero if none is known): a re-asserted write older than
+	// it was about that life. Ver is the version of its latest
+	// registration: an unregister older than Ver was overtaken by it.
+	Born, Ver wire.WriteVersion
 	// ChangedAt, ChangedSeq and ChangedBy describe the latest change applied to
 	// the entity (At, Seq and By of that change). They are bookkeeping about
 	// how this node got here, not replicated content: after a rebuild from a
@@ -107,6 +114,17 @@ type Table struct {
 	// computed without a call through a func value or a string copy.
 	hash func(string) uint64
 
+	// headEpoch is the epoch of the master whose table this is (set by the
+	// core): with seq, how up to date the table is.
+	headEpoch uint64
+	// Tombstones: the version of the write that unregistered an entity or
+	// cleared an alarm, so that an older write re-asserted later does not
+	// bring it back. Bounded: the oldest are forgotten first.
+	gone     map[uint64]wire.WriteVersion
+	goneQ    []uint64
+	cleared  map[alarmKey]wire.WriteVersion
+	clearedQ []alarmKey
+
 	digest   xxhash.Digest
 	scratch  []byte
 	sum      uint64
@@ -123,7 +141,80 @@ func New(maxAlarms int) *Table {
 		maxAlarms: maxAlarms,
 		byID:      make(map[uint64]*Entity),
 		scratch:   make([]byte, 0, 512),
+		gone:      make(map[uint64]wire.WriteVersion),
+		cleared:   make(map[alarmKey]wire.WriteVersion),
 	}
+}
+
+// MaxTombstones bounds each kind of tombstone (entities, alarms) a table
+// keeps. A tombstone is needed until no node holds an older write of the same
+// entity or alarm to re-assert: in practice until the next failover has come
+// and gone; thousands cover far more than that.
+const MaxTombstones = 4096
+
+type alarmKey struct {
+	entity uint64
+	cause  string
+}
+
+// HeadEpoch is the epoch of the master whose table this is.
+func (t *Table) HeadEpoch() uint64 { return t.headEpoch }
+
+// SetHeadEpoch records the epoch of the master whose table this is.
+func (t *Table) SetHeadEpoch(e uint64) { t.headEpoch = e }
+
+// EntityVersion returns the version of the latest registration of id and of
+// the unregister that ended its previous life (Entity.Born), if it is
+// present; else its tombstone (zero if none is kept) as ver.
+func (t *Table) EntityVersion(id uint64) (ver, born wire.WriteVersion, present bool) {
+	if e, ok := t.byID[id]; ok {
+		return e.Ver, e.Born, true
+	}
+	return t.gone[id], wire.WriteVersion{}, false
+}
+
+// AlarmVersion returns the version of alarm cause on entity id if it is
+// raised; else its tombstone (zero if none is kept).
+func (t *Table) AlarmVersion(id uint64, cause string) (wire.WriteVersion, bool) {
+	if e, ok := t.byID[id]; ok {
+		if a, ok := e.Alarm(cause); ok {
+			return a.Ver, true
+		}
+	}
+	return t.cleared[alarmKey{id, cause}], false
+}
+
+func maxVer(a, b wire.WriteVersion) wire.WriteVersion {
+	if a.Less(b) {
+		return b
+	}
+	return a
+}
+
+func (t *Table) tombEntity(id uint64, v wire.WriteVersion) {
+	old, ok := t.gone[id]
+	if !ok {
+		t.goneQ = append(t.goneQ, id)
+		for len(t.goneQ) > MaxTombstones {
+			delete(t.gone, t.goneQ[0])
+			t.goneQ = t.goneQ[1:]
+		}
+	}
+	t.gone[id] = maxVer(old, v)
+}
+
+func (t *Table) tombAlarm(id uint64, cause []byte, v wire.WriteVersion) {
+	k := alarmKey{id, unsafeString(cause)}
+	old, ok := t.cleared[k]
+	if !ok {
+		k.cause = string(cause)
+		t.clearedQ = append(t.clearedQ, k)
+		for len(t.clearedQ) > MaxTombstones {
+			delete(t.cleared, t.clearedQ[0])
+			t.clearedQ = t.clearedQ[1:]
+		}
+	}
+	t.cleared[k] = maxVer(old, v)
 }
 
 // MaxAlarms is the per-entity alarm limit.
@@ -190,6 +281,11 @@ func (t *Table) Reset() {
 	clear(t.sorted)
 	t.sorted = t.sorted[:0]
 	t.seq = 0
+	t.headEpoch = 0
+	clear(t.gone)
+	clear(t.cleared)
+	t.goneQ = t.goneQ[:0]
+	t.clearedQ = t.clearedQ[:0]
 	t.sumValid = false
 }
 
@@ -237,7 +333,9 @@ func (t *Table) check(c *wire.Change) (*Entity, error) {
 		if !validCause(c.Cause) {
 			return nil, ErrInvalid
 		}
+		return e, nil // absent: recorded as a tombstone
 	case wire.ChangeUnregister:
+		return e, nil // absent: recorded as a tombstone
 	default:
 		return nil, ErrInvalid
 	}
@@ -268,9 +366,11 @@ func (t *Table) Apply(c *wire.Change) error {
 	switch c.Kind {
 	case wire.ChangeRegister:
 		if e == nil {
-			e = &Entity{ID: c.Entity, Name: string(c.Name)}
+			e = &Entity{ID: c.Entity, Name: string(c.Name), Born: t.gone[c.Entity]}
 			t.insert(e)
+			delete(t.gone, c.Entity)
 		}
+		e.Ver = maxVer(e.Ver, c.Ver)
 		e.Kind = c.EntityKind
 		e.Owner = c.Owner
 		e.State = c.State
@@ -283,16 +383,24 @@ func (t *Table) Apply(c *wire.Change) error {
 		if ok {
 			e.Alarms[i].Severity = c.Severity
 			e.Alarms[i].Seq = c.Seq
+			e.Alarms[i].Ver = maxVer(e.Alarms[i].Ver, c.Ver)
 		} else {
+			delete(t.cleared, alarmKey{c.Entity, unsafeString(c.Cause)})
 			e.Alarms = slices.Insert(e.Alarms, i, Alarm{
 				Cause:    string(c.Cause),
 				Severity: c.Severity,
 				RaisedAt: c.At,
 				RaisedBy: c.By,
 				Seq:      c.Seq,
+				Ver:      c.Ver,
 			})
 		}
 	case wire.ChangeClear:
+		t.tombAlarm(c.Entity, c.Cause, c.Ver)
+		if e == nil {
+			t.advance(c.Seq)
+			return nil
+		}
 		i, ok := e.findAlarm(unsafeString(c.Cause))
 		if !ok {
 			t.advance(c.Seq)
@@ -300,7 +408,10 @@ func (t *Table) Apply(c *wire.Change) error {
 		}
 		e.Alarms = slices.Delete(e.Alarms, i, i+1)
 	case wire.ChangeUnregister:
-		t.remove(e)
+		t.tombEntity(c.Entity, c.Ver)
+		if e != nil {
+			t.remove(e)
+		}
 		t.advance(c.Seq)
 		return nil
 	}

@@ -1,0 +1,103 @@
+package core
+
+// Snapshots: a whole table in one transfer, for a node that follows a new
+// master or fell too far behind.
+
+import (
+	"time"
+
+	"github.com/fmagent/fmagent/wire"
+)
+
+func (n *Node) sendSnapshot(to wire.NodeID) {
+	n.ms.nextSnap++
+	n.stats.SnapshotsSent++
+	cs := n.tab.SnapshotChanges(n.group[:0])
+	n.group = cs[:0]
+	snap := wire.Snapshot{ID: n.ms.nextSnap, UpToSeq: n.tab.Seq(), Last: true}
+	for idx := 0; ; idx++ {
+		snap.Index = uint16(idx)
+		h := n.header()
+		b, k, err := n.codec.AppendSnapshot(n.buf(), &h, &snap, cs)
+		if err != nil {
+			n.event(Event{Kind: EvRejected, Reason: "encode snapshot: " + err.Error()})
+			return
+		}
+		n.send(to, false, b)
+		cs = cs[k:]
+		if len(cs) == 0 {
+			return
+		}
+	}
+}
+
+// snapAssembly gathers one snapshot's chunks.
+type snapAssembly struct {
+	id     uint64
+	upTo   uint64
+	chunks map[uint16][]*heldChange
+	last   int // index of the last chunk, -1 until seen
+}
+
+func (s *snapAssembly) reset() {
+	s.id, s.upTo, s.last = 0, 0, -1
+	clear(s.chunks)
+}
+
+func (n *Node) onSnapshot(now time.Time, m *wire.Snapshot) {
+	if !n.wantSnapshot {
+		return
+	}
+	s := &n.snap
+	if m.ID < s.id {
+		return // an older answer (we asked twice): the newer one is coming
+	}
+	if s.id != m.ID {
+		s.reset()
+		s.id, s.upTo = m.ID, m.UpToSeq
+		if s.chunks == nil {
+			s.chunks = make(map[uint16][]*heldChange)
+		}
+	}
+	if _, dup := s.chunks[m.Index]; dup {
+		return
+	}
+	hs := make([]*heldChange, 0, m.NChanges)
+	for i := 0; i < int(m.NChanges); i++ {
+		hs = append(hs, newHeld(&m.Changes[i]))
+	}
+	s.chunks[m.Index] = hs
+	if m.Last {
+		s.last = int(m.Index)
+	}
+	if s.last < 0 || len(s.chunks) != s.last+1 {
+		return
+	}
+	// Complete: replace the table in one go.
+	n.tab.Reset()
+	for i := 0; i <= s.last; i++ {
+		for _, hc := range s.chunks[uint16(i)] {
+			if err := n.tab.Apply(&hc.c); err != nil {
+				n.event(Event{Kind: EvRejected, Reason: "snapshot apply: " + err.Error()})
+			}
+		}
+	}
+	n.tab.SetSeq(s.upTo)
+	n.tab.SetHeadEpoch(n.el.State().Epoch)
+	n.tableSynced = true
+	n.masterSeq = max(n.masterSeq, s.upTo)
+	s.reset()
+	n.wantSnapshot = false
+	n.rd.Reset = true
+	n.stats.SnapshotsApplied++
+	n.event(Event{Kind: EvSnapshotApplied, Node: n.el.State().Master})
+	for seq := range n.pending {
+		if seq <= n.tab.Seq() {
+			delete(n.pending, seq)
+		}
+	}
+	if n.stale {
+		n.raiseStaleLocal()
+	}
+	n.applyPending()
+}
