@@ -208,14 +208,10 @@ func (a *agent) start() error {
 		return fmt.Errorf("agent: plugin chain: %w", err)
 	}
 
-	// The shared-memory slot holds shmem.MaxAlarms alarms; the table must
-	// refuse more, the same way on every node (see the package doc).
+	// max_alarms is the one alarm limit: the core's table refuses more, the
+	// same way on every node, and config refuses a value above what a
+	// shared-memory slot holds (config.MaxMaxAlarms == shmem.MaxAlarms).
 	maxAlarms := cfg.MaxAlarms
-	if maxAlarms > shmem.MaxAlarms {
-		a.log.Info("max_alarms is above what a shared-memory slot holds; using the slot's limit",
-			"max_alarms", cfg.MaxAlarms, "limit", shmem.MaxAlarms)
-		maxAlarms = shmem.MaxAlarms
-	}
 
 	now := time.Now()
 	a.core = core.New(core.Config{
@@ -255,7 +251,8 @@ func (a *agent) start() error {
 			"group", a.tr.Group(n).String(), "unicast", a.tr.LocalAddr(n).String())
 	}
 
-	a.shm, err = shmem.Create(cfg.ShmPath(), shmem.Options{NodeID: wire.NodeID(cfg.NodeID)})
+	a.shm, err = shmem.Create(cfg.ShmPath(), shmem.Options{NodeID: wire.NodeID(cfg.NodeID),
+		Capacity: cfg.Shm.Entities, EventRingSize: cfg.Shm.Events})
 	if err != nil {
 		return fmt.Errorf("agent: shared memory: %w", err)
 	}

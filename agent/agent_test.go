@@ -93,12 +93,23 @@ func newTestConfig(t *testing.T, id int, cluster uint32, ga, gb netip.Addr, port
 
 func startCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
+	return startClusterWith(t, n, nil)
+}
+
+// startClusterWith starts n agents, each with its config changed by tune
+// (if not nil) before it starts.
+func startClusterWith(t *testing.T, n int, tune func(*config.Config)) *testCluster {
+	t.Helper()
 	ga, gb, port := testNet(t)
 	cluster := uint32(rand.IntN(1<<30) + 1000)
 	dir := t.TempDir()
 	tc := &testCluster{t: t}
 	for i := 1; i <= n; i++ {
 		cfg := newTestConfig(t, i, cluster, ga, gb, port, dir)
+		if tune != nil {
+			tune(cfg)
+			require.NoError(t, cfg.Validate())
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		nd := &testNode{id: i, cfg: cfg, cancel: cancel, done: make(chan error, 1)}
 		log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", i)

@@ -132,8 +132,10 @@ func mapErr(err error, name string) error {
 		return api.Errorf(api.ErrCollision, "%q: its ID collides with another entity's name", name)
 	case errors.Is(err, core.ErrBadName):
 		return api.Errorf(api.ErrBadRequest, "%q: bad entity name", name)
+	case errors.Is(err, table.ErrTooManyAlarms):
+		return api.Errorf(api.ErrLimit, "%q: not applied: %v", name, err)
 	case errors.Is(err, core.ErrRejected):
-		return api.Errorf(api.ErrBadRequest, "%q: rejected by the master", name)
+		return api.Errorf(api.ErrRefused, "%q: not applied: %v", name, err)
 	}
 	return fmt.Errorf("%v: %w", err, api.ErrInternal)
 }
@@ -163,7 +165,7 @@ func (h *handler) Register(ctx context.Context, cred api.Cred, req *api.Register
 				return api.Errorf(api.ErrCollision, "%q is registered by node %d", req.Name, e.Owner)
 			}
 		}
-		return nil
+		return a.roomFor(id, req.Name)
 	})
 	if err != nil {
 		return nil, err
@@ -230,8 +232,11 @@ func (h *handler) Report(ctx context.Context, cred api.Cred, req *api.ReportRequ
 	res, err := a.write(ctx, r, func(r *core.Request) error {
 		if e, ok := a.lookup(req.Name); ok {
 			r.EntityKind = e.Kind
+			return nil
 		}
-		return nil
+		// A report about an unknown name may register it (the plugins'
+		// verdict): only if it fits.
+		return a.roomFor(table.ID(req.Name), req.Name)
 	})
 	if err != nil {
 		return nil, err
@@ -282,6 +287,9 @@ func (h *handler) Raise(ctx context.Context, cred api.Cred, req *api.RaiseReques
 		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := a.raised(req.Name, req.Cause, res.Seq); err != nil {
 		return nil, err
 	}
 	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, "raise")}, nil

@@ -32,7 +32,6 @@ const (
 	MinMisses     = 3 // DESIGN §8
 	MinInterval   = time.Millisecond
 	MaxInterval   = 10 * time.Second
-	MaxMaxAlarms  = 255
 	DefaultPort   = 7410
 	DefaultListen = "127.0.0.1:9464"
 )
@@ -65,8 +64,11 @@ type Config struct {
 	// cluster alone without a quorum of the persisted membership (amnesia
 	// guard, DESIGN §2).
 	AllowAlone bool `toml:"allow_alone"`
-	// MaxAlarms is the most active alarms one entity carries.
+	// MaxAlarms is the most active alarms one entity carries, in the
+	// core's table, the shared memory and the API alike (1..MaxMaxAlarms).
 	MaxAlarms int `toml:"max_alarms"`
+	// Shm sizes the shared-memory table ([shm]).
+	Shm Shm `toml:"shm"`
 
 	auto derived // which derived fields still follow their defaults
 }
@@ -167,7 +169,8 @@ func base() *Config {
 		Timing:    Timing{Profile: ProfileDefault, StaleTimeout: 10 * time.Second},
 		Metrics:   Metrics{Listen: DefaultListen},
 		Watchdog:  Watchdog{SelfFence: true},
-		MaxAlarms: 16,
+		MaxAlarms: MaxMaxAlarms,
+		Shm:       Shm{Entities: DefaultShmEntities, Events: DefaultShmEvents},
 		auto:      derived{stateDir: true, socket: true, shm: true},
 	}
 	for _, p := range DefaultPlugins {

@@ -171,9 +171,7 @@ func (c *Config) Validate() error {
 		add(bad("metrics.listen", c.Metrics.Listen, "%v", err))
 	}
 	absPath("watchdog.device", c.Watchdog.Device, true)
-	if c.MaxAlarms < 1 || c.MaxAlarms > MaxMaxAlarms {
-		add(bad("max_alarms", c.MaxAlarms, "must be in 1..%d", MaxMaxAlarms))
-	}
+	c.validShm(add)
 	if len(errs) == 0 {
 		return nil
 	}
