@@ -153,6 +153,8 @@ type agent struct {
 
 	wake chan struct{} // pokes the timer loop
 	wg   sync.WaitGroup
+
+	tsave tableSaver // the table on disk (tablesave.go)
 }
 
 type seqWaiter struct {
@@ -230,6 +232,7 @@ func (a *agent) start() error {
 		MaxAlarms:    maxAlarms,
 		Chain:        chain,
 	}, now)
+	a.initTableSaver()
 	a.log.Info("starting", "node", cfg.NodeID, "cluster", cfg.ClusterID, "incarnation", inc,
 		"generation", st.Generation, "members", fmt.Sprint(st.Members), "priority", cfg.Priority,
 		"eligible", cfg.Eligible, "interval", cfg.Timing.Interval, "misses", cfg.Timing.Misses,
@@ -324,6 +327,7 @@ func (a *agent) run(ctx context.Context) error {
 		a.saverLoop(q)
 	}(a.saveq)
 	a.goLoop(a.procLoop)
+	a.goLoop(func() { a.tableSaverLoop(done) })
 	if p := watchdog.KickPeriod(a.wd); p > 0 {
 		a.goLoop(func() { a.kickLoop(done, p) })
 		a.log.Info("watchdog", "device", a.cfg.Watchdog.Device, "kick_every", p, "self_fence", a.cfg.Watchdog.SelfFence)

@@ -99,6 +99,10 @@ func (a *agent) write(ctx context.Context, req core.Request, check func(*core.Re
 	if err := a.waitSeq(ctx, res.Seq); err != nil {
 		return res, err
 	}
+	// Acknowledged means on this node's disk too (master-eligible nodes).
+	if err := a.waitSaved(ctx, res.Seq); err != nil {
+		return res, err
+	}
 	return res, nil
 }
 

@@ -194,6 +194,7 @@ func (a *agent) handleReady() {
 		a.send(&rd.Packets[i])
 	}
 	a.publish(rd)
+	a.tableChanged(rd)
 	for _, d := range rd.Propagation {
 		a.m.propagation.ObserveDuration(d)
 	}
