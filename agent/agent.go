@@ -154,7 +154,9 @@ type agent struct {
 	wake chan struct{} // pokes the timer loop
 	wg   sync.WaitGroup
 
-	tsave tableSaver // the table on disk (tablesave.go)
+	tsave    tableSaver // the table on disk (tablesave.go)
+	owned    ownedSet   // what this node registered, for a restarted agent to adopt (adopt.go)
+	startInc uint64     // the incarnation this agent started with
 }
 
 type seqWaiter struct {
@@ -233,6 +235,8 @@ func (a *agent) start() error {
 		Chain:        chain,
 	}, now)
 	a.initTableSaver()
+	a.initOwned()
+	a.startInc = inc
 	a.log.Info("starting", "node", cfg.NodeID, "cluster", cfg.ClusterID, "incarnation", inc,
 		"generation", st.Generation, "members", fmt.Sprint(st.Members), "priority", cfg.Priority,
 		"eligible", cfg.Eligible, "interval", cfg.Timing.Interval, "misses", cfg.Timing.Misses,
@@ -328,6 +332,7 @@ func (a *agent) run(ctx context.Context) error {
 	}(a.saveq)
 	a.goLoop(a.procLoop)
 	a.goLoop(func() { a.tableSaverLoop(done) })
+	a.goLoop(func() { a.adoptLoop(done) })
 	if p := watchdog.KickPeriod(a.wd); p > 0 {
 		a.goLoop(func() { a.kickLoop(done, p) })
 		a.log.Info("watchdog", "device", a.cfg.Watchdog.Device, "kick_every", p, "self_fence", a.cfg.Watchdog.SelfFence)

@@ -187,6 +187,12 @@ func (h *handler) Register(ctx context.Context, cred api.Cred, req *api.Register
 			return nil, err
 		}
 	}
+	// What this node registered survives an agent restart (adopt.go).
+	if req.Process {
+		a.ownedPut(req.Name, kind, cred.PID, false)
+	} else {
+		a.ownedPut(req.Name, kind, 0, false)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if req.Process {
@@ -218,6 +224,7 @@ func (h *handler) Unregister(ctx context.Context, cred api.Cred, req *api.Unregi
 	if err != nil {
 		return nil, err
 	}
+	a.ownedPut(req.Name, 0, 0, true)
 	id := table.ID(req.Name)
 	a.mu.Lock()
 	if _, ok := a.procs[id]; ok {

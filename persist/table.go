@@ -255,19 +255,27 @@ func LoadTable(dir string) (*Table, error) {
 // SaveTableBytes durably replaces the table file in dir with b (made by
 // AppendTable): a temporary file, fsync, rename, fsync of the directory.
 // Saves are serialized between processes with flock on <dir>/table.lock.
-func SaveTableBytes(dir string, b []byte) (err error) {
-	unlock, err := lockFile(dir, tableLockName)
+func SaveTableBytes(dir string, b []byte) error {
+	return writeAtomic(dir, TableFileName, tableLockName, b)
+}
+
+// writeAtomic durably replaces dir/name with b: a temporary file
+// (.name-*.tmp, left-overs of a crash removed), fsync, rename, fsync of the
+// directory, under flock on dir/lockName.
+func writeAtomic(dir, name, lockName string, b []byte) (err error) {
+	unlock, err := lockFile(dir, lockName)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	left, _ := filepath.Glob(filepath.Join(dir, tableTmpGlob))
+	glob := "." + name + "-*.tmp"
+	left, _ := filepath.Glob(filepath.Join(dir, glob))
 	for _, p := range left {
-		if strings.HasPrefix(filepath.Base(p), ".table-") {
+		if strings.HasPrefix(filepath.Base(p), "."+name+"-") {
 			os.Remove(p)
 		}
 	}
-	f, err := os.CreateTemp(dir, tableTmpGlob)
+	f, err := os.CreateTemp(dir, glob)
 	if err != nil {
 		return fmt.Errorf("persist: %w", err)
 	}
@@ -286,7 +294,7 @@ func SaveTableBytes(dir string, b []byte) (err error) {
 	if err != nil {
 		return fmt.Errorf("persist: writing %s: %w", tmp, err)
 	}
-	if err = os.Rename(tmp, TablePath(dir)); err != nil {
+	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return fmt.Errorf("persist: %w", err)
 	}
 	if err = syncDir(dir); err != nil {

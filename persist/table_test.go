@@ -93,3 +93,28 @@ func TestTableBounds(t *testing.T) {
 	_, err = DecodeTable(b)
 	require.ErrorContains(t, err, "16711680 entities in 0 bytes")
 }
+
+func TestOwnedRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	o, err := LoadOwned(dir)
+	require.NoError(t, err)
+	require.Nil(t, o)
+	want := &Owned{BootID: BootID(), Entries: []OwnedEntity{{Name: "svc/a", Kind: 4}, {Name: "node/1/proc/x", Kind: 3, PID: 1234, StartTicks: 99}}}
+	require.NotEmpty(t, want.BootID)
+	require.NoError(t, SaveOwned(dir, want))
+	got, err := LoadOwned(dir)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+	b, err := EncodeOwned(want)
+	require.NoError(t, err)
+	for n := 0; n < len(b); n++ {
+		_, err := DecodeOwned(b[:n])
+		require.Error(t, err, "truncated to %d", n)
+	}
+	for i := 0; i < len(b)*8; i++ {
+		c := append([]byte(nil), b...)
+		c[i/8] ^= 1 << (i % 8)
+		_, err := DecodeOwned(c)
+		require.Error(t, err, "bit %d", i)
+	}
+}

@@ -267,11 +267,12 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report) {
 			return
 		}
 		if e, ok := n.tab.Get(r.Entity); ok && e.Owner == from && e.Kind == r.EntityKind {
-			if e.State == wire.StateUp {
+			if e.State == wire.StateUp && e.Incarnation >= r.Incarnation {
 				break // already there: a re-assertion changes nothing
 			}
 			// Registered again while down (its process restarted, or its
-			// node came back): up, under the registrant's incarnation.
+			// node came back), or adopted while up by its node's restarted
+			// agent: up, under the registrant's incarnation.
 			g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: r.Entity, State: wire.StateUp,
 				Incarnation: max(r.Incarnation, e.Incarnation), By: from, At: r.At})
 			break
@@ -337,14 +338,12 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 		}
 		inc := e.Incarnation
 		if e.Kind == wire.KindNode && r.Incarnation > inc {
-			// A node back under a new incarnation restarted: what ran on
-			// the old one (not its links) is gone.
-			// (What the node already re-registered under its new
-			// incarnation is not old: it stays up.)
-			for _, cid := range n.tab.Contained(e.Owner, nil) {
-				if ce, ok := n.tab.Get(cid); ok && ce.State == wire.StateUp && ce.Kind != wire.KindLink && ce.Incarnation < r.Incarnation {
-					g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: cid, State: wire.StateDown, Incarnation: ce.Incarnation, By: by, At: at})
-				}
+			// A node back under a new incarnation restarted its agent:
+			// what it owns (not its links) gets a grace period to be
+			// adopted by the new agent, and what is not goes down then
+			// (adopt.go).
+			if e.State == wire.StateUp {
+				n.startAdoption(n.now, e.Owner, r.Incarnation)
 			}
 			inc = r.Incarnation
 		}
