@@ -51,8 +51,23 @@ func (a *agent) initOwned() {
 	}
 }
 
+// ownedState records the state the owner declared for an entity this node
+// registered (a service set down by its owner is not adopted up).
+func (a *agent) ownedState(name string, st wire.State) {
+	o := &a.owned
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e, ok := o.byName[name]
+	if !ok || e.State == uint8(st) {
+		return
+	}
+	e.State = uint8(st)
+	o.byName[name] = e
+	o.saveLocked(a)
+}
+
 // ownedPut records (pid 0: not tied to a process) or drops an entity this
-// node registered, and saves the set.
+// node registered, and saves the set. A registration declares it up.
 func (a *agent) ownedPut(name string, kind wire.EntityKind, pid int32, drop bool) {
 	o := &a.owned
 	o.mu.Lock()
@@ -63,7 +78,7 @@ func (a *agent) ownedPut(name string, kind wire.EntityKind, pid int32, drop bool
 		}
 		delete(o.byName, name)
 	} else {
-		e := persist.OwnedEntity{Name: name, Kind: uint8(kind)}
+		e := persist.OwnedEntity{Name: name, Kind: uint8(kind), State: uint8(wire.StateUp)}
 		if pid > 0 {
 			if start, ok := procStart(pid); ok {
 				e.PID, e.StartTicks = uint32(pid), start
@@ -74,6 +89,11 @@ func (a *agent) ownedPut(name string, kind wire.EntityKind, pid int32, drop bool
 		}
 		o.byName[name] = e
 	}
+	o.saveLocked(a)
+}
+
+// saveLocked writes the set. o.mu held.
+func (o *ownedSet) saveLocked(a *agent) {
 	f := &persist.Owned{BootID: o.boot, Entries: make([]persist.OwnedEntity, 0, len(o.byName))}
 	for _, e := range o.byName {
 		f.Entries = append(f.Entries, e)
@@ -136,6 +156,10 @@ func (a *agent) adoptLoop(done <-chan struct{}) {
 			continue
 		}
 		kind := e.Kind
+		if oe.State == uint8(wire.StateDown) {
+			a.mu.Unlock()
+			continue // its owner said down: it stays as the table has it
+		}
 		if oe.PID != 0 {
 			pid := int32(oe.PID)
 			if start, alive := procStart(pid); !alive || start != oe.StartTicks {

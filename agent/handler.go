@@ -348,6 +348,7 @@ func (h *handler) SetState(ctx context.Context, cred api.Cred, req *api.SetState
 	if err != nil {
 		return nil, err
 	}
+	a.ownedState(req.Name, req.State.Wire())
 	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, string(req.State))}, nil
 }
 

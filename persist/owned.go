@@ -46,6 +46,7 @@ type Owned struct {
 type OwnedEntity struct {
 	Name       string
 	Kind       uint8
+	State      uint8  // the state its owner last declared (set_state); 0: none
 	PID        uint32 // 0: not tied to a process
 	StartTicks uint64 // the process's start time, to tell a reused pid
 }
@@ -65,7 +66,7 @@ func EncodeOwned(o *Owned) ([]byte, error) {
 		}
 		b = append(b, uint8(len(e.Name)))
 		b = append(b, e.Name...)
-		b = append(b, e.Kind)
+		b = append(b, e.Kind, e.State)
 		b = binary.BigEndian.AppendUint32(b, e.PID)
 		b = binary.BigEndian.AppendUint64(b, e.StartTicks)
 	}
@@ -90,11 +91,11 @@ func DecodeOwned(b []byte) (*Owned, error) {
 	r := &tableReader{b: body[8:]}
 	o := &Owned{BootID: r.str()}
 	n := r.u32()
-	if r.err == nil && (n > MaxOwned || uint64(n)*15 > uint64(len(r.b))) {
+	if r.err == nil && (n > MaxOwned || uint64(n)*16 > uint64(len(r.b))) {
 		return nil, fmt.Errorf("%d entries in %d bytes", n, len(r.b))
 	}
 	for i := uint32(0); i < n && r.err == nil; i++ {
-		e := OwnedEntity{Name: r.str(), Kind: r.u8(), PID: r.u32(), StartTicks: r.u64()}
+		e := OwnedEntity{Name: r.str(), Kind: r.u8(), State: r.u8(), PID: r.u32(), StartTicks: r.u64()}
 		if r.err == nil && e.Name == "" {
 			r.err = errors.New("empty name")
 		}

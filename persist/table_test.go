@@ -99,7 +99,7 @@ func TestOwnedRoundTrip(t *testing.T) {
 	o, err := LoadOwned(dir)
 	require.NoError(t, err)
 	require.Nil(t, o)
-	want := &Owned{BootID: BootID(), Entries: []OwnedEntity{{Name: "svc/a", Kind: 4}, {Name: "node/1/proc/x", Kind: 3, PID: 1234, StartTicks: 99}}}
+	want := &Owned{BootID: BootID(), Entries: []OwnedEntity{{Name: "svc/a", Kind: 4, State: 2}, {Name: "node/1/proc/x", Kind: 3, PID: 1234, StartTicks: 99}}}
 	require.NotEmpty(t, want.BootID)
 	require.NoError(t, SaveOwned(dir, want))
 	got, err := LoadOwned(dir)
