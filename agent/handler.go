@@ -138,10 +138,10 @@ func mapErr(err error, name string) error {
 		return api.Errorf(api.ErrBadRequest, "%q: bad entity name", name)
 	case errors.Is(err, table.ErrTooManyAlarms):
 		return api.Errorf(api.ErrLimit, "%q: not applied: %v", name, err)
-	case errors.Is(err, core.ErrRejected):
-		return api.Errorf(api.ErrRefused, "%q: not applied: %v", name, err)
 	}
-	return fmt.Errorf("%v: %w", err, api.ErrInternal)
+	// Any other answer of the master is a refusal: the write was not
+	// applied (core.ErrRejected, and whatever reason the core adds).
+	return api.Errorf(api.ErrRefused, "%q: not applied: %v", name, err)
 }
 
 func notFound(name string) error { return fmt.Errorf("entity %q: %w", name, api.ErrNotFound) }
