@@ -218,7 +218,7 @@ func (a *agent) start() error {
 	maxAlarms := cfg.MaxAlarms
 
 	now := time.Now()
-	a.core = core.New(core.Config{
+	ccfg := core.Config{
 		Node:         wire.NodeID(cfg.NodeID),
 		Cluster:      cfg.ClusterID,
 		Key:          key,
@@ -233,7 +233,11 @@ func (a *agent) start() error {
 		AllowAlone:   cfg.AllowAlone,
 		MaxAlarms:    maxAlarms,
 		Chain:        chain,
-	}, now)
+	}
+	if err := ccfg.Validate(); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.core = core.New(ccfg, now)
 	a.initTableSaver()
 	a.initOwned()
 	a.startInc = inc
