@@ -157,6 +157,8 @@ type agent struct {
 	tsave    tableSaver // the table on disk (tablesave.go)
 	owned    ownedSet   // what this node registered, for a restarted agent to adopt (adopt.go)
 	startInc uint64     // the incarnation this agent started with
+	// peerLimitLogged: when the peer limit was last logged (recv loops, under mu).
+	peerLimitLogged time.Time
 }
 
 type seqWaiter struct {

@@ -63,6 +63,9 @@ func (a *agent) recvLoop(n wire.Net, unicast bool) {
 // rejected counts (and at debug level logs) a dropped datagram.
 func (a *agent) rejected(m *transport.Message, err error) {
 	a.m.reject(err)
+	if errors.Is(err, core.ErrPeerLimit) {
+		a.peerLimit(m)
+	}
 	if a.log.Enabled(context.Background(), slog.LevelDebug) {
 		a.log.Debug("packet rejected", "net", netName(m.Net), "from", m.From.String(), "reason", wire.Reason(err), "err", err)
 	}

@@ -1,6 +1,12 @@
 package agent
 
-import "github.com/fmagent/fmagent/api"
+import (
+	"time"
+
+	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/transport"
+	"github.com/fmagent/fmagent/wire"
+)
 
 // raised checks, once this node's table has reached seq, that the raise the
 // master answered with seq took effect, and returns ErrLimit if it did not:
@@ -52,4 +58,16 @@ func (a *agent) roomFor(id uint64, name string) error {
 		return api.Errorf(api.ErrLimit, "%q was not registered: the table holds %d entities and this node's shared memory holds %d ([shm] entities)", name, n, c)
 	}
 	return nil
+}
+
+// peerLimit logs, at most once a minute, that a node beyond the peer limit
+// is being ignored: the cluster is larger than an agent can follow.
+func (a *agent) peerLimit(m *transport.Message) {
+	now := time.Now()
+	if now.Sub(a.peerLimitLogged) < time.Minute {
+		return
+	}
+	a.peerLimitLogged = now
+	a.log.Error("peer limit reached: packets from one more node are dropped; the cluster has more nodes than an agent can follow",
+		"limit", wire.MaxPeers, "net", netName(m.Net), "from", m.From.String())
 }
