@@ -26,10 +26,10 @@ import (
 // the write reached this node's table: acknowledged means on this node's
 // disk.
 type tableSaver struct {
-	on   bool          // this node is master-eligible: it persists the table
-	kick chan struct{} // a change to save (cap 1)
-	buf  []byte        // encoding scratch; under a.mu
-	rows []persist.Entity
+	on   bool           // this node is master-eligible: it persists the table
+	kick chan struct{}  // a change to save (cap 1)
+	buf  []byte         // encoding scratch; under a.mu
+	row  persist.Entity // encoding scratch; under a.mu
 
 	started uint64 // saves begun; under a.mu
 
@@ -125,29 +125,35 @@ func (a *agent) tableSaverLoop(done <-chan struct{}) {
 	}
 }
 
-// encodeTable encodes the table as it is now, as save number started+1.
-// mu held.
+// encodeTable encodes the table as it is now, as save number started+1,
+// straight from the table's rows into a reused buffer (one reused row, no
+// allocation per entity: it runs under mu). mu held.
 func (a *agent) encodeTable() (uint64, []byte, error) {
 	ts := &a.tsave
 	tab := a.core.Table()
-	rows := ts.rows[:0]
+	st := a.core.Role()
+	b, err := persist.AppendTableHeader(ts.buf[:0], tab.Seq(), st.Epoch, uint32(st.Master), tab.Len())
+	r := &ts.row
 	tab.Range(func(e *table.Entity) bool {
-		r := persist.Entity{Name: e.Name, Kind: uint8(e.Kind), State: uint8(e.State), Owner: uint32(e.Owner),
-			Incarnation: e.Incarnation, ChangedAt: e.ChangedAt, ChangedSeq: e.ChangedSeq, ChangedBy: uint32(e.ChangedBy)}
+		if err != nil {
+			return false
+		}
+		*r = persist.Entity{Name: e.Name, Kind: uint8(e.Kind), State: uint8(e.State), Owner: uint32(e.Owner),
+			Incarnation: e.Incarnation, ChangedAt: e.ChangedAt, ChangedSeq: e.ChangedSeq, ChangedBy: uint32(e.ChangedBy),
+			Alarms: r.Alarms[:0]}
 		for _, al := range e.Alarms {
 			r.Alarms = append(r.Alarms, persist.Alarm{Cause: al.Cause, Severity: uint8(al.Severity), RaisedAt: al.RaisedAt,
 				RaisedBy: uint32(al.RaisedBy), Seq: al.Seq})
 		}
-		rows = append(rows, r)
+		b, err = persist.AppendTableEntity(b, r)
 		return true
 	})
-	st := a.core.Role()
-	var err error
-	ts.buf, err = persist.AppendTable(ts.buf[:0], &persist.Table{Seq: tab.Seq(), Epoch: st.Epoch, Master: uint32(st.Master), Entities: rows})
-	clear(rows) // drop the alarm slices; keep the backing array
-	ts.rows = rows[:0]
+	if err == nil {
+		b = persist.FinishTable(b, 0)
+	}
+	ts.buf = b
 	ts.started++
-	return ts.started, ts.buf, err
+	return ts.started, b, err
 }
 
 // waitSaved waits, on a master-eligible node, until a save that began

@@ -89,45 +89,69 @@ func TablePath(dir string) string { return filepath.Join(dir, TableFileName) }
 
 // AppendTable encodes t after dst (for a caller that reuses its buffer).
 func AppendTable(dst []byte, t *Table) ([]byte, error) {
-	if len(t.Entities) > MaxTableEntities {
-		return dst, fmt.Errorf("persist: %d entities, at most %d", len(t.Entities), MaxTableEntities)
-	}
 	start := len(dst)
+	dst, err := AppendTableHeader(dst, t.Seq, t.Epoch, t.Master, len(t.Entities))
+	if err != nil {
+		return dst, err
+	}
+	for i := range t.Entities {
+		if dst, err = AppendTableEntity(dst, &t.Entities[i]); err != nil {
+			return dst[:start], err
+		}
+	}
+	return FinishTable(dst, start), nil
+}
+
+// AppendTableHeader starts a table file after dst: n entities must follow
+// (AppendTableEntity), then FinishTable with the offset where it started.
+// It lets a caller encode straight from its own rows, reusing one Entity.
+func AppendTableHeader(dst []byte, seq, epoch uint64, master uint32, n int) ([]byte, error) {
+	if n > MaxTableEntities {
+		return dst, fmt.Errorf("persist: %d entities, at most %d", n, MaxTableEntities)
+	}
 	dst = append(dst, tableMagic...)
 	dst = binary.BigEndian.AppendUint16(dst, tableVersion)
 	dst = binary.BigEndian.AppendUint16(dst, 0)
-	dst = binary.BigEndian.AppendUint64(dst, t.Seq)
-	dst = binary.BigEndian.AppendUint64(dst, t.Epoch)
-	dst = binary.BigEndian.AppendUint32(dst, t.Master)
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(t.Entities)))
-	for i := range t.Entities {
-		e := &t.Entities[i]
-		if len(e.Name) == 0 || len(e.Name) > 255 || len(e.Alarms) > MaxTableAlarms {
-			return dst[:start], fmt.Errorf("persist: entity %q: name of %d bytes (1..255), %d alarms (at most %d)", e.Name, len(e.Name), len(e.Alarms), MaxTableAlarms)
-		}
-		dst = append(dst, uint8(len(e.Name)))
-		dst = append(dst, e.Name...)
-		dst = append(dst, e.Kind, e.State)
-		dst = binary.BigEndian.AppendUint32(dst, e.Owner)
-		dst = binary.BigEndian.AppendUint64(dst, e.Incarnation)
-		dst = binary.BigEndian.AppendUint64(dst, uint64(e.ChangedAt))
-		dst = binary.BigEndian.AppendUint64(dst, e.ChangedSeq)
-		dst = binary.BigEndian.AppendUint32(dst, e.ChangedBy)
-		dst = append(dst, uint8(len(e.Alarms)))
-		for j := range e.Alarms {
-			a := &e.Alarms[j]
-			if len(a.Cause) == 0 || len(a.Cause) > 255 {
-				return dst[:start], fmt.Errorf("persist: entity %q: alarm cause of %d bytes (1..255)", e.Name, len(a.Cause))
-			}
-			dst = append(dst, uint8(len(a.Cause)))
-			dst = append(dst, a.Cause...)
-			dst = append(dst, a.Severity)
-			dst = binary.BigEndian.AppendUint64(dst, uint64(a.RaisedAt))
-			dst = binary.BigEndian.AppendUint32(dst, a.RaisedBy)
-			dst = binary.BigEndian.AppendUint64(dst, a.Seq)
-		}
+	dst = binary.BigEndian.AppendUint64(dst, seq)
+	dst = binary.BigEndian.AppendUint64(dst, epoch)
+	dst = binary.BigEndian.AppendUint32(dst, master)
+	return binary.BigEndian.AppendUint32(dst, uint32(n)), nil
+}
+
+// AppendTableEntity appends one entity of a table file.
+func AppendTableEntity(dst []byte, e *Entity) ([]byte, error) {
+	if len(e.Name) == 0 || len(e.Name) > 255 || len(e.Alarms) > MaxTableAlarms {
+		return dst, fmt.Errorf("persist: entity %q: name of %d bytes (1..255), %d alarms (at most %d)", e.Name, len(e.Name), len(e.Alarms), MaxTableAlarms)
 	}
-	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli)), nil
+	start := len(dst)
+	dst = append(dst, uint8(len(e.Name)))
+	dst = append(dst, e.Name...)
+	dst = append(dst, e.Kind, e.State)
+	dst = binary.BigEndian.AppendUint32(dst, e.Owner)
+	dst = binary.BigEndian.AppendUint64(dst, e.Incarnation)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(e.ChangedAt))
+	dst = binary.BigEndian.AppendUint64(dst, e.ChangedSeq)
+	dst = binary.BigEndian.AppendUint32(dst, e.ChangedBy)
+	dst = append(dst, uint8(len(e.Alarms)))
+	for j := range e.Alarms {
+		a := &e.Alarms[j]
+		if len(a.Cause) == 0 || len(a.Cause) > 255 {
+			return dst[:start], fmt.Errorf("persist: entity %q: alarm cause of %d bytes (1..255)", e.Name, len(a.Cause))
+		}
+		dst = append(dst, uint8(len(a.Cause)))
+		dst = append(dst, a.Cause...)
+		dst = append(dst, a.Severity)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(a.RaisedAt))
+		dst = binary.BigEndian.AppendUint32(dst, a.RaisedBy)
+		dst = binary.BigEndian.AppendUint64(dst, a.Seq)
+	}
+	return dst, nil
+}
+
+// FinishTable appends the checksum of the table file that starts at
+// dst[start:].
+func FinishTable(dst []byte, start int) []byte {
+	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
 }
 
 // tableReader decodes the body of a table file, failing on the first short
