@@ -16,8 +16,8 @@ import (
 // table refuses (the entity already carries max_alarms alarms) still
 // consumes its seq on every node and changes nothing. The core's answer
 // does not (yet) say so, so the shell reads the outcome back: the entity is
-// here, the alarm is not, and nothing changed the entity at or after seq:
-// then the raise at seq was refused. If a later write touched the entity
+// here with its alarms full, the alarm is not, and nothing changed the
+// entity at or after seq: then the raise at seq was refused. If a later write touched the entity
 // (or removed it) the raise may have been applied and then superseded, and
 // it is answered as applied.
 func (a *agent) raised(name, cause string, seq uint64) error {
@@ -30,11 +30,16 @@ func (a *agent) raised(name, cause string, seq uint64) error {
 	if !ok {
 		return nil
 	}
-	if _, ok := e.Alarm(cause); ok || e.ChangedSeq >= seq {
+	limit := a.core.Table().MaxAlarms()
+	if _, ok := e.Alarm(cause); ok || e.ChangedSeq >= seq || len(e.Alarms) < limit {
+		// Applied; or applied and superseded; or not here for another
+		// reason than the limit (a table replaced by a new master's
+		// snapshot, where seqs are another master's): the master's
+		// answer stands.
 		return nil
 	}
 	return api.Errorf(api.ErrLimit, "alarm %q on %q was not raised (seq %d refused): the entity carries %d alarms, the limit (max_alarms) is %d; clear one first",
-		cause, name, seq, len(e.Alarms), a.core.Table().MaxAlarms())
+		cause, name, seq, len(e.Alarms), limit)
 }
 
 // roomFor returns ErrLimit if registering the entity id, which this node's

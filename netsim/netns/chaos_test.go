@@ -49,8 +49,10 @@ var faultKinds = []string{faultKill9, faultRestart, faultStop, faultLinkCut, fau
 // digests are equal.
 //
 // A write whose outcome is unknown (timeout, no master, agent gone) may
-// still be applied later (the core retries it): the key it wrote is not
-// checked from then on, and counted. A write refused with an error
+// still be applied later (the agent's core retries it until a master
+// answers): the key it wrote is uncertain until an acknowledged write on
+// it that was sent more than settle after the unknown one; keys still
+// uncertain at the end are not checked, and counted. A write refused with an error
 // (not_found, limit, refused, permission_denied, collision) must not have
 // been applied: the model does not change.
 func TestChaosNetns(t *testing.T) {
@@ -132,7 +134,7 @@ func TestChaosNetns(t *testing.T) {
 	tabs := c.tables(all)
 	for _, key := range m.sortedKeys() {
 		ks := m.keys[key]
-		if ks.tainted {
+		if !ks.unsure.IsZero() {
 			tainted++
 			continue
 		}
@@ -143,8 +145,8 @@ func TestChaosNetns(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("chaos: %d keys checked on each of %d nodes (entity existence, state, alarms), %d not checked (an unknown outcome), digest %v on every node",
-		checked, n, tainted, st[1].Digest)
+	t.Logf("chaos: %d keys checked on each of %d nodes (entity existence, state, alarms), %d not checked (a write of unknown outcome not superseded %v later), digest %v on every node",
+		checked, n, tainted, settle, st[1].Digest)
 	if len(bad) > 0 {
 		// The history of the first discrepant entities, and the faults.
 		logf.Sync()
@@ -253,13 +255,13 @@ func (c *cluster) healAll() {
 // keyState is what the latest acknowledged writes say about one key: an
 // entity (existence, owner, state) or one alarm of an entity.
 type keyState struct {
-	entity  string
-	cause   string // "" for the entity itself
-	exists  bool   // entity registered / alarm raised
-	state   wire.State
-	sev     wire.Severity
-	tainted bool   // a write of unknown outcome: not checked any more
-	last    string // the latest acknowledged write, for reports
+	entity string
+	cause  string // "" for the entity itself
+	exists bool   // entity registered / alarm raised
+	state  wire.State
+	sev    wire.Severity
+	unsure time.Time // a write of unknown outcome: uncertain until an ack of a write sent after this
+	last   string    // the latest acknowledged write, for reports
 }
 
 func (ks *keyState) check(tb table) string {
@@ -341,7 +343,13 @@ type chaosWrite struct {
 	cause  string
 	sev    api.Severity
 	node   int
+	sent   time.Time
 }
+
+// settle bounds how long after its client gave up a write of unknown
+// outcome may still be applied (the core resends it every five intervals
+// while a master is reachable).
+const settle = 10 * time.Second
 
 // outcome records the result of w in the model.
 func (m *chaosModel) outcome(w *chaosWrite, res *api.ReportResult, err error, causes []string) {
@@ -367,6 +375,22 @@ func (m *chaosModel) outcome(w *chaosWrite, res *api.ReportResult, err error, ca
 		last := fmt.Sprintf("%s at %.3fs, seq %d", desc, at, seq)
 		fmt.Fprintf(m.log, "%9.3fs ack %s seq %d\n", at, desc, seq)
 		ent := m.key(w.entity, "")
+		certain := func(ks *keyState) {
+			if !ks.unsure.IsZero() && w.sent.After(ks.unsure) {
+				ks.unsure = time.Time{}
+			}
+		}
+		switch w.op {
+		case "register", "unregister", "up", "down":
+			certain(ent)
+			for _, c := range causes {
+				if w.op == "unregister" { // a register keeps the alarms
+					certain(m.key(w.entity, c))
+				}
+			}
+		default:
+			certain(m.key(w.entity, w.cause))
+		}
 		switch w.op {
 		case "register":
 			ent.exists, ent.state, ent.last = true, wire.StateUp, last
@@ -395,17 +419,18 @@ func (m *chaosModel) outcome(w *chaosWrite, res *api.ReportResult, err error, ca
 	default:
 		count(&m.unknown, w.op)
 		fmt.Fprintf(m.log, "%9.3fs unknown %s: %v\n", at, desc, err)
+		until := time.Now().Add(settle)
 		ent := m.key(w.entity, "")
 		switch w.op {
 		case "register", "unregister":
-			ent.tainted = true
+			ent.unsure = until
 			for _, c := range causes {
-				m.key(w.entity, c).tainted = true
+				m.key(w.entity, c).unsure = until
 			}
 		case "up", "down":
-			ent.tainted = true
+			ent.unsure = until
 		default:
-			m.key(w.entity, w.cause).tainted = true
+			m.key(w.entity, w.cause).unsure = until
 		}
 	}
 }
@@ -470,6 +495,7 @@ func chaosWriter(c *cluster, m *chaosModel, w int, rng *rand.Rand, stop <-chan s
 			continue // nothing was sent
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		wr.sent = time.Now()
 		var res *api.ReportResult
 		switch wr.op {
 		case "register":
