@@ -76,7 +76,7 @@ func TestChaosNetns(t *testing.T) {
 	for _, i := range all {
 		c.start(i)
 	}
-	c.converged(all, 30*time.Second, "a formed cluster")
+	c.converged(all, 60*time.Second, "a formed cluster")
 
 	logf, err := os.Create(filepath.Join(c.dir, "acks.log"))
 	if err != nil {
