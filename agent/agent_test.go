@@ -91,14 +91,20 @@ func newTestConfig(t *testing.T, id int, cluster uint32, ga, gb netip.Addr, port
 	return cfg
 }
 
-func startCluster(t *testing.T, n int) *testCluster {
+// startClusterWith starts n agents, each with its config changed by tune
+// (if not nil) and validated before it starts.
+func startClusterWith(t *testing.T, n int, tune func(*config.Config)) *testCluster {
 	t.Helper()
-	return startClusterWith(t, n, nil)
+	if tune == nil {
+		return startCluster(t, n)
+	}
+	return startCluster(t, n, func(c *config.Config) {
+		tune(c)
+		require.NoError(t, c.Validate())
+	})
 }
 
-// startClusterWith starts n agents, each with its config changed by tune
-// (if not nil) before it starts.
-func startClusterWith(t *testing.T, n int, tune func(*config.Config)) *testCluster {
+func startCluster(t *testing.T, n int, mods ...func(*config.Config)) *testCluster {
 	t.Helper()
 	ga, gb, port := testNet(t)
 	cluster := uint32(rand.IntN(1<<30) + 1000)
@@ -106,9 +112,8 @@ func startClusterWith(t *testing.T, n int, tune func(*config.Config)) *testClust
 	tc := &testCluster{t: t}
 	for i := 1; i <= n; i++ {
 		cfg := newTestConfig(t, i, cluster, ga, gb, port, dir)
-		if tune != nil {
-			tune(cfg)
-			require.NoError(t, cfg.Validate())
+		for _, mod := range mods {
+			mod(cfg)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		nd := &testNode{id: i, cfg: cfg, cancel: cancel, done: make(chan error, 1)}

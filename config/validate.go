@@ -172,7 +172,7 @@ func (c *Config) Validate() error {
 	if err := CheckLoopbackListen(c.Metrics.Listen); err != nil {
 		add(bad("metrics.listen", c.Metrics.Listen, "%v", err))
 	}
-	absPath("watchdog.device", c.Watchdog.Device, true)
+	c.validateGuardians(add)
 	c.validShm(add)
 	if len(errs) == 0 {
 		return nil
