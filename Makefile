@@ -4,7 +4,7 @@ GOFLAGS  ?=
 PKGS     := ./...
 BIN      := bin
 
-.PHONY: all build bins test test-deps check demo simdemo bench fuzz lint clean ctest cbench install deb bench-e2e bench-peers soak
+.PHONY: all build bins test test-deps check demo simdemo bench fuzz lint clean ctest cbench install deb bench-e2e bench-peers soak chaos
 
 all: build
 
@@ -106,6 +106,16 @@ demo: build
 # The same story on the deterministic simulator, with partitions and healing.
 simdemo:
 	$(GO) run ./netsim/cmd/netsim-demo
+
+# Real agents in network namespaces under a seeded random mix of faults
+# while clients write; at the end every acknowledged write is checked on
+# every node (needs root and iproute2). A 25 s version runs in make test.
+CHAOS_DURATION ?= 10m
+CHAOS_NODES    ?= 5
+CHAOS_SEED     ?= 0
+chaos:
+	$(GO) test -count=1 -v -timeout 0 -run '^TestChaosNetns$$' ./netsim/netns/ \
+		-chaos.duration=$(CHAOS_DURATION) -chaos.nodes=$(CHAOS_NODES) -chaos.seed=$(CHAOS_SEED)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./wire/ ./shmem/ ./ring/ ./agent/...

@@ -161,6 +161,12 @@ type agent struct {
 	memLocked bool              // mlockall succeeded
 	rtDone    chan struct{}     // closed when the real-time loop has returned
 	wg        sync.WaitGroup
+
+	tsave    tableSaver // the table on disk (tablesave.go)
+	owned    ownedSet   // what this node registered, for a restarted agent to adopt (adopt.go)
+	startInc uint64     // the incarnation this agent started with
+	// peerLimitLogged: when the peer limit was last logged (recv loops, under mu).
+	peerLimitLogged time.Time
 }
 
 type seqWaiter struct {
@@ -219,14 +225,10 @@ func (a *agent) start() error {
 		return fmt.Errorf("agent: plugin chain: %w", err)
 	}
 
-	// The shared-memory slot holds shmem.MaxAlarms alarms; the table must
-	// refuse more, the same way on every node (see the package doc).
+	// max_alarms is the one alarm limit: the core's table refuses more, the
+	// same way on every node, and config refuses a value above what a
+	// shared-memory slot holds (config.MaxMaxAlarms == shmem.MaxAlarms).
 	maxAlarms := cfg.MaxAlarms
-	if maxAlarms > shmem.MaxAlarms {
-		a.log.Info("max_alarms is above what a shared-memory slot holds; using the slot's limit",
-			"max_alarms", cfg.MaxAlarms, "limit", shmem.MaxAlarms)
-		maxAlarms = shmem.MaxAlarms
-	}
 
 	now := time.Now()
 	ccfg := core.Config{
@@ -250,6 +252,9 @@ func (a *agent) start() error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.core = core.New(ccfg, now)
+	a.initTableSaver()
+	a.initOwned()
+	a.startInc = inc
 	a.log.Info("starting", "node", cfg.NodeID, "cluster", cfg.ClusterID, "incarnation", inc,
 		"generation", st.Generation, "members", fmt.Sprint(st.Members), "priority", cfg.Priority,
 		"eligible", cfg.Eligible, "interval", cfg.Timing.Interval, "misses", cfg.Timing.Misses,
@@ -274,7 +279,8 @@ func (a *agent) start() error {
 			"group", a.tr.Group(n).String(), "unicast", a.tr.LocalAddr(n).String())
 	}
 
-	a.shm, err = shmem.Create(cfg.ShmPath(), shmem.Options{NodeID: wire.NodeID(cfg.NodeID)})
+	a.shm, err = shmem.Create(cfg.ShmPath(), shmem.Options{NodeID: wire.NodeID(cfg.NodeID),
+		Capacity: cfg.Shm.Entities, EventRingSize: cfg.Shm.Events})
 	if err != nil {
 		return fmt.Errorf("agent: shared memory: %w", err)
 	}
@@ -352,6 +358,8 @@ func (a *agent) run(ctx context.Context) error {
 		a.saverLoop(q)
 	}(a.saveq)
 	a.goLoop(a.procLoop)
+	a.goLoop(func() { a.tableSaverLoop(done) })
+	a.goLoop(func() { a.adoptLoop(done) })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- a.srv.Serve(a.ln) }()
 	a.goLoop(func() { a.guard.Run(done) })

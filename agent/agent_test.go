@@ -95,6 +95,19 @@ func newTestConfig(t *testing.T, id int, cluster uint32, ga, gb netip.Addr, port
 	return cfg
 }
 
+// startClusterWith starts n agents, each with its config changed by tune
+// (if not nil) and validated before it starts.
+func startClusterWith(t *testing.T, n int, tune func(*config.Config)) *testCluster {
+	t.Helper()
+	if tune == nil {
+		return startCluster(t, n)
+	}
+	return startCluster(t, n, func(c *config.Config) {
+		tune(c)
+		require.NoError(t, c.Validate())
+	})
+}
+
 func startCluster(t *testing.T, n int, mods ...func(*config.Config)) *testCluster {
 	t.Helper()
 	ga, gb, port := testNet(t)

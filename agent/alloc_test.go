@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/fmagent/fmagent/agent/core"
 	"github.com/fmagent/fmagent/agent/table"
+	"github.com/fmagent/fmagent/persist"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -97,4 +99,33 @@ func TestReceivePathAllocs(t *testing.T) {
 	}
 	allocs := testing.AllocsPerRun(200, step)
 	require.Zero(t, allocs, "allocations per received heartbeat")
+}
+
+// Encoding the table for its save (under the agent's lock) allocates
+// nothing once the buffers have grown.
+func TestEncodeTableAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under the race detector")
+	}
+	a, now := soloAgent(t)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := range 50 {
+		name := fmt.Sprintf("svc/e%d", i)
+		a.core.Submit(now, core.Request{Kind: wire.ReportRegister, Name: name, EntityKind: wire.KindService})
+		a.core.Submit(now, core.Request{Kind: wire.ReportRaise, Name: name, EntityKind: wire.KindService, Severity: wire.SevMajor, Cause: "c"})
+		a.handleReady()
+	}
+	require.Greater(t, a.core.Table().Len(), 50)
+	_, b, err := a.encodeTable()
+	require.NoError(t, err)
+	tb, err := persist.DecodeTable(b)
+	require.NoError(t, err)
+	require.Len(t, tb.Entities, a.core.Table().Len())
+	allocs := testing.AllocsPerRun(50, func() {
+		if _, _, err := a.encodeTable(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	require.Zero(t, allocs, "allocations per table encoding")
 }

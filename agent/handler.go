@@ -99,6 +99,10 @@ func (a *agent) write(ctx context.Context, req core.Request, check func(*core.Re
 	if err := a.waitSeq(ctx, res.Seq); err != nil {
 		return res, err
 	}
+	// Acknowledged means on this node's disk too (master-eligible nodes).
+	if err := a.waitSaved(ctx, res.Seq); err != nil {
+		return res, err
+	}
 	return res, nil
 }
 
@@ -132,10 +136,12 @@ func mapErr(err error, name string) error {
 		return api.Errorf(api.ErrCollision, "%q: its ID collides with another entity's name", name)
 	case errors.Is(err, core.ErrBadName):
 		return api.Errorf(api.ErrBadRequest, "%q: bad entity name", name)
-	case errors.Is(err, core.ErrRejected):
-		return api.Errorf(api.ErrBadRequest, "%q: rejected by the master", name)
+	case errors.Is(err, table.ErrTooManyAlarms):
+		return api.Errorf(api.ErrLimit, "%q: not applied: %v", name, err)
 	}
-	return fmt.Errorf("%v: %w", err, api.ErrInternal)
+	// Any other answer of the master is a refusal: the write was not
+	// applied (core.ErrRejected, and whatever reason the core adds).
+	return api.Errorf(api.ErrRefused, "%q: not applied: %v", name, err)
 }
 
 func notFound(name string) error { return fmt.Errorf("entity %q: %w", name, api.ErrNotFound) }
@@ -163,7 +169,7 @@ func (h *handler) Register(ctx context.Context, cred api.Cred, req *api.Register
 				return api.Errorf(api.ErrCollision, "%q is registered by node %d", req.Name, e.Owner)
 			}
 		}
-		return nil
+		return a.roomFor(id, req.Name)
 	})
 	if err != nil {
 		return nil, err
@@ -171,6 +177,12 @@ func (h *handler) Register(ctx context.Context, cred api.Cred, req *api.Register
 	// Registering again an entity that is down (a restarted process) brings
 	// it up (docs/api.md): the master's register of an entity it holds down
 	// under the same owner and kind is a change of state to up.
+	// What this node registered survives an agent restart (adopt.go).
+	if req.Process {
+		a.ownedPut(req.Name, kind, cred.PID, false)
+	} else {
+		a.ownedPut(req.Name, kind, 0, false)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if req.Process {
@@ -202,6 +214,7 @@ func (h *handler) Unregister(ctx context.Context, cred api.Cred, req *api.Unregi
 	if err != nil {
 		return nil, err
 	}
+	a.ownedPut(req.Name, 0, 0, true)
 	id := table.ID(req.Name)
 	a.mu.Lock()
 	if _, ok := a.procs[id]; ok {
@@ -220,8 +233,11 @@ func (h *handler) Report(ctx context.Context, cred api.Cred, req *api.ReportRequ
 	res, err := a.write(ctx, r, func(r *core.Request) error {
 		if e, ok := a.lookup(req.Name); ok {
 			r.EntityKind = e.Kind
+			return nil
 		}
-		return nil
+		// A report about an unknown name may register it (the plugins'
+		// verdict): only if it fits.
+		return a.roomFor(table.ID(req.Name), req.Name)
 	})
 	if err != nil {
 		return nil, err
@@ -274,6 +290,9 @@ func (h *handler) Raise(ctx context.Context, cred api.Cred, req *api.RaiseReques
 	if err != nil {
 		return nil, err
 	}
+	if err := a.raised(req.Name, req.Cause, res.Seq); err != nil {
+		return nil, err
+	}
 	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, "raise")}, nil
 }
 
@@ -319,6 +338,7 @@ func (h *handler) SetState(ctx context.Context, cred api.Cred, req *api.SetState
 	if err != nil {
 		return nil, err
 	}
+	a.ownedState(req.Name, req.State.Wire())
 	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, string(req.State))}, nil
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -14,6 +15,9 @@ import (
 // rejected counts (and at debug level logs) a dropped datagram.
 func (a *agent) rejected(m *transport.Message, err error) {
 	a.m.reject(err)
+	if errors.Is(err, core.ErrPeerLimit) {
+		a.peerLimit(m)
+	}
 	if a.log.Enabled(context.Background(), slog.LevelDebug) {
 		a.log.Debug("packet rejected", "net", netName(m.Net), "from", m.From.String(), "reason", wire.Reason(err), "err", err)
 	}
@@ -77,6 +81,7 @@ func (a *agent) handleReady() {
 	a.hPublish.Busy()
 	a.publish(rd)
 	a.hPublish.Idle()
+	a.tableChanged(rd)
 	for _, d := range rd.Propagation {
 		a.m.propagation.ObserveDuration(d)
 	}

@@ -54,6 +54,8 @@ const (
 	CodeBadMagic           = "bad_magic"
 	CodeBusy               = "busy"
 	CodeInternal           = "internal"
+	CodeLimit              = "limit"
+	CodeRefused            = "refused"
 )
 
 // Sentinel errors, one per code. Compare with errors.Is.
@@ -97,6 +99,15 @@ var (
 	ErrBusy = &Error{Code: CodeBusy, Message: "busy"}
 	// ErrInternal: a bug in the agent.
 	ErrInternal = &Error{Code: CodeInternal, Message: "internal error"}
+	// ErrLimit: the write would exceed a configured capacity (the alarms
+	// one entity carries, the entities the shared-memory table holds). It
+	// was NOT applied: nothing changed anywhere. The message names the
+	// limit and its value.
+	ErrLimit = &Error{Code: CodeLimit, Message: "limit reached"}
+	// ErrRefused: the master refused the write (the change is invalid
+	// against the cluster's table as the master holds it). It was NOT
+	// applied: nothing changed anywhere.
+	ErrRefused = &Error{Code: CodeRefused, Message: "refused"}
 )
 
 // newError returns an *Error with sentinel's code and the given message.

@@ -28,7 +28,6 @@ const (
 	MinMisses     = 3 // DESIGN §8
 	MinInterval   = time.Millisecond
 	MaxInterval   = 10 * time.Second
-	MaxMaxAlarms  = 255
 	DefaultPort   = 7410
 	DefaultListen = "127.0.0.1:9464"
 )
@@ -63,8 +62,11 @@ type Config struct {
 	// cluster alone without a quorum of the persisted membership (amnesia
 	// guard, DESIGN §2).
 	AllowAlone bool `toml:"allow_alone"`
-	// MaxAlarms is the most active alarms one entity carries.
+	// MaxAlarms is the most active alarms one entity carries, in the
+	// core's table, the shared memory and the API alike (1..MaxMaxAlarms).
 	MaxAlarms int `toml:"max_alarms"`
+	// Shm sizes the shared-memory table ([shm]).
+	Shm Shm `toml:"shm"`
 	// Daemons are the processes the agent supervises ([[daemons]] tables).
 	Daemons []Daemon `toml:"daemons"`
 	// LogLevel is the log level: debug, info, warn or error (fmagent's
@@ -184,8 +186,9 @@ func base() *Config {
 		Realtime:  DefaultRealtime(),
 		Metrics:   Metrics{Listen: DefaultListen},
 		Watchdog:  Watchdog{Timeout: DefaultWDTimeout, Systemd: true, SelfFence: FenceAuto, FenceTimeout: DefaultFenceAfter},
-		MaxAlarms: 16,
+		MaxAlarms: MaxMaxAlarms,
 		LogLevel:  "info",
+		Shm:       Shm{Entities: DefaultShmEntities, Events: DefaultShmEvents},
 		auto:      derived{stateDir: true, socket: true, shm: true},
 	}
 	for _, p := range plugin.DefaultSpecs() {

@@ -62,7 +62,7 @@ func TestDefault(t *testing.T) {
 	assert.Empty(t, c.Watchdog.Device)
 	assert.Equal(t, FenceAuto, c.Watchdog.SelfFence)
 	assert.False(t, c.AllowAlone)
-	assert.Equal(t, 16, c.MaxAlarms)
+	assert.Equal(t, 8, c.MaxAlarms)
 }
 
 func TestDefaultStateDir(t *testing.T) {
@@ -258,7 +258,10 @@ func TestRefusals(t *testing.T) {
 		{"shm with slash", "[paths]\nshm = \"a/b\"\n", 2, `paths.shm = "a/b": must be a file name`},
 		{"relative key file", "key_file = \"key\"\n", 1, `key_file = "key": must be an absolute path`},
 		{"watchdog relative", "[watchdog]\ndevice = \"watchdog\"\n", 2, `watchdog.device = "watchdog": must be an absolute path, "auto"`},
-		{"max alarms", "max_alarms = 0\n", 1, `max_alarms = 0: must be in 1..255`},
+		{"max alarms", "max_alarms = 0\n", 1, `max_alarms = 0: must be in 1..8 (what a shared-memory entity slot holds)`},
+		{"max alarms over the slot", "max_alarms = 16\n", 1, `max_alarms = 16: must be in 1..8 (what a shared-memory entity slot holds)`},
+		{"shm entities", "[shm]\nentities = 0\n", 2, `shm.entities = 0: must be in 1..16777216`},
+		{"shm events", "[shm]\nevents = 1000\n", 2, `shm.events = 1000: must be a power of two in 1..16777216`},
 		{"empty plugin name", "[[plugins]]\nname = \"heartbeat\"\n\n[[plugins]]\nname = \"\"\n", 4, `plugins[1].name = "": must name a plugin`},
 		{"unknown plugin key", "[[plugins]]\nname = \"heartbeat\"\nnmae = \"x\"\n", 3, `plugins.nmae: unknown key (known keys in [plugins]: args, name)`},
 		{"plugin args type", "[[plugins]]\nname = \"t\"\nargs = { window = 10 }\n", 3, `plugins.args`},

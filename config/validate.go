@@ -179,9 +179,7 @@ func (c *Config) Validate() error {
 	default:
 		add(bad("log_level", c.LogLevel, "must be \"debug\", \"info\", \"warn\" or \"error\""))
 	}
-	if c.MaxAlarms < 1 || c.MaxAlarms > MaxMaxAlarms {
-		add(bad("max_alarms", c.MaxAlarms, "must be in 1..%d", MaxMaxAlarms))
-	}
+	c.validShm(add)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -431,6 +431,9 @@ func (n *Node) Step(now time.Time, net wire.Net, pkt []byte) (wire.NodeID, error
 	if h.Sender == n.cfg.Node || h.Sender == 0 || net >= wire.NumNets {
 		return 0, errSelf
 	}
+	if err := n.admitPeer(h.Sender); err != nil {
+		return h.Sender, err
+	}
 	p := n.peer(h.Sender)
 	if h.Incarnation < p.inc {
 		return 0, wire.ErrReplay

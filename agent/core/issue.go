@@ -28,6 +28,7 @@ type masterState struct {
 	memo    map[uint64]memo // last membership report per entity
 	dedup   map[reportRef]ackMemo
 	dedupQ  []reportRef
+	adopt   adoptions // restarted nodes' grace periods (adopt.go)
 }
 
 type memo struct {

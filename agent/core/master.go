@@ -63,6 +63,7 @@ func (n *Node) masterTick(now time.Time) {
 		})
 	}
 	n.judgeLinks(now)
+	n.adoptTick(now)
 	n.keepGeneration()
 }
 

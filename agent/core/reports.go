@@ -548,14 +548,12 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 		}
 		inc := e.Incarnation
 		if e.Kind == wire.KindNode && r.Incarnation > inc {
-			// A node back under a new incarnation restarted: what ran on
-			// the old one (not its links) is gone.
-			// (What the node already re-registered under its new
-			// incarnation is not old: it stays up.)
-			for _, cid := range n.tab.Contained(e.Owner, nil) {
-				if ce, ok := n.tab.Get(cid); ok && ce.State == wire.StateUp && ce.Kind != wire.KindLink && ce.Incarnation < r.Incarnation {
-					g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: cid, State: wire.StateDown, Incarnation: ce.Incarnation, By: by, At: at})
-				}
+			// A node back under a new incarnation restarted its agent:
+			// what it owns (not its links) gets a grace period to be
+			// adopted by the new agent, and what is not goes down then
+			// (adopt.go).
+			if e.State == wire.StateUp {
+				n.startAdoption(n.now, e.Owner, r.Incarnation)
 			}
 			inc = r.Incarnation
 		}

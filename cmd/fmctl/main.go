@@ -7,7 +7,9 @@
 //
 //	fmctl [-socket PATH] [-o table|json] [-timeout 5s] COMMAND [ARGS]
 //
-// Exit status: 0 success, 1 failure, 2 bad usage, 3 not found.
+// Exit status: 0 success, 1 failure, 2 bad usage, 3 not found, 4 a write
+// the cluster refused (not applied: a limit reached, or refused by the
+// master).
 package main
 
 import (
@@ -34,6 +36,7 @@ const (
 	exitFailure  = 1
 	exitUsage    = 2
 	exitNotFound = 3
+	exitRefused  = 4 // a write that was certainly not applied
 )
 
 // Output formats.
@@ -196,8 +199,11 @@ func report(e *env, cmd *command, fs *flag.FlagSet, err error) int {
 		return exitUsage
 	}
 	fmt.Fprintf(e.stderr, "fmctl: %s\n", describe(err, e.timeout))
-	if errors.Is(err, api.ErrNotFound) {
+	switch {
+	case errors.Is(err, api.ErrNotFound):
 		return exitNotFound
+	case errors.Is(err, api.ErrLimit), errors.Is(err, api.ErrRefused):
+		return exitRefused
 	}
 	return exitFailure
 }
@@ -292,6 +298,8 @@ func reason(err error, write bool, timeout time.Duration) string {
 			return "the agent is unavailable (shutting down?): " + ae.Error() + unknown
 		case api.CodeTimeout:
 			return ae.Error() + unknown
+		case api.CodeLimit, api.CodeRefused:
+			return ae.Error() + " (not applied: nothing changed)"
 		}
 		return ae.Error()
 	}

@@ -295,7 +295,8 @@ Commands:
 	fmt.Fprint(w, "\nGlobal flags (before or after the command):\n")
 	printFlags(w, gfs, func(string) bool { return true })
 	fmt.Fprint(w, `
-Exit status: 0 success, 1 failure, 2 bad usage, 3 not found.
+Exit status: 0 success, 1 failure, 2 bad usage, 3 not found, 4 refused
+(a write not applied: a limit reached or refused by the master).
 Environment: FMAGENT_SOCKET is the agent's socket when -socket is not given.
 Run "fmctl help COMMAND" (or "fmctl COMMAND -h") for a command's flags.
 `)

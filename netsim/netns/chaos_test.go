@@ -1,0 +1,538 @@
+package netns
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/client"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// `make chaos` sets these; `make test` runs the short default.
+var (
+	chaosDuration = flag.Duration("chaos.duration", 25*time.Second, "how long TestChaosNetns injects faults and writes")
+	chaosNodes    = flag.Int("chaos.nodes", 5, "agents in TestChaosNetns")
+	chaosSeed     = flag.Uint64("chaos.seed", 0, "seed of TestChaosNetns's fault schedule and writes (0: from the clock, printed)")
+)
+
+// Fault kinds the chaos run injects.
+const (
+	faultKill9     = "kill-9+restart"
+	faultRestart   = "sigterm+restart"
+	faultStop      = "sigstop+sigcont"
+	faultLinkCut   = "link-cut"
+	faultNodeCut   = "node-cut"
+	faultPartition = "partition"
+)
+
+var faultKinds = []string{faultKill9, faultRestart, faultStop, faultLinkCut, faultNodeCut, faultPartition}
+
+// TestChaosNetns: real agents in network namespaces on two bridges. For the
+// whole run a seeded random mix of kill -9, restart, SIGSTOP/SIGCONT, link
+// and node cuts, partitions and heals, while clients on every node make
+// acknowledged writes of every kind (register, unregister, raise, clear,
+// set state) and log each acknowledgement. At the end everything heals and
+// the run checks every node's table against the acknowledged writes (the
+// latest acknowledged write per entity, state and alarm wins) and that all
+// digests are equal.
+//
+// A write whose outcome is unknown (timeout, no master, agent gone) may
+// still be applied later (the agent's core retries it until a master
+// answers): the key it wrote is uncertain until an acknowledged write on
+// it that was sent more than settle after the unknown one; keys still
+// uncertain at the end are not checked, and counted. A write refused with an error
+// (not_found, limit, refused, permission_denied, collision) must not have
+// been applied: the model does not change.
+func TestChaosNetns(t *testing.T) {
+	if skipWhy != "" {
+		t.Skip(skipWhy)
+	}
+	if setupErr != nil {
+		t.Fatal(setupErr)
+	}
+	seed := *chaosSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	n := *chaosNodes
+	if n < 3 {
+		t.Fatalf("-chaos.nodes %d: at least 3", n)
+	}
+	t.Logf("chaos: seed %d (replay the schedule with -chaos.seed=%d), %d nodes, %v", seed, seed, n, *chaosDuration)
+	c := newCluster(t, n)
+	all := ids(1, n)
+	for _, i := range all {
+		c.start(i)
+	}
+	c.converged(all, 60*time.Second, "a formed cluster")
+
+	logf, err := os.Create(filepath.Join(c.dir, "acks.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	m := &chaosModel{keys: map[string]*keyState{}, log: logf, start: time.Now()}
+
+	// Writers: one per node, each owning its entities but writing through
+	// any node.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 1; w <= n; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			chaosWriter(c, m, w, rand.New(rand.NewPCG(seed, uint64(w))), stop)
+		}()
+	}
+
+	faults := map[string]int{}
+	rng := rand.New(rand.NewPCG(seed, 0))
+	end := time.Now().Add(*chaosDuration)
+	for time.Now().Before(end) {
+		kind := faultKinds[rng.IntN(len(faultKinds))]
+		victim := 1 + rng.IntN(n)
+		hold := time.Duration(200+rng.IntN(1800)) * time.Millisecond
+		m.logf("fault %s node %d hold %v", kind, victim, hold)
+		c.inject(kind, victim, hold, rng)
+		faults[kind]++
+		time.Sleep(time.Duration(300+rng.IntN(1200)) * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+
+	// Heal everything and let the cluster converge; then once more after
+	// the adoption grace period, when restarted agents have adopted their
+	// entities.
+	c.healAll()
+	c.converged(all, 60*time.Second, "a converged cluster after the heal")
+	time.Sleep(3 * time.Second)
+	st, _ := c.converged(all, 60*time.Second, "a converged cluster after the adoption grace")
+
+	total := 0
+	for _, k := range faultKinds {
+		total += faults[k]
+	}
+	t.Logf("chaos: %d faults injected: %v", total, faults)
+	t.Logf("chaos: writes acknowledged %v, refused (not applied) %v, outcome unknown %v; ack log %s",
+		m.acked, m.refused, m.unknown, logf.Name())
+
+	// Every node's table against the model.
+	checked, tainted := 0, 0
+	var bad []string
+	tabs := c.tables(all)
+	for _, key := range m.sortedKeys() {
+		ks := m.keys[key]
+		if !ks.unsure.IsZero() {
+			tainted++
+			continue
+		}
+		checked++
+		for _, tb := range tabs {
+			if d := ks.check(tb); d != "" {
+				bad = append(bad, fmt.Sprintf("node %d: %s: %s (last acknowledged: %s)", tb.node, key, d, ks.last))
+			}
+		}
+	}
+	t.Logf("chaos: %d keys checked on each of %d nodes (entity existence, state, alarms), %d not checked (a write of unknown outcome not superseded %v later), digest %v on every node",
+		checked, n, tainted, settle, st[1].Digest)
+	if len(bad) > 0 {
+		// The history of the first discrepant entities, and the faults.
+		logf.Sync()
+		hist, _ := os.ReadFile(logf.Name())
+		seen := map[string]bool{}
+		for _, b := range bad {
+			if len(seen) == 3 {
+				break
+			}
+			ent := strings.SplitN(strings.SplitN(b, ": ", 3)[1], "#", 2)[0]
+			if seen[ent] {
+				continue
+			}
+			seen[ent] = true
+			var lines []string
+			for _, l := range strings.Split(string(hist), "\n") {
+				if strings.Contains(l, " "+ent+" ") || strings.Contains(l, "fault ") {
+					lines = append(lines, l)
+				}
+			}
+			if len(lines) > 80 {
+				lines = lines[len(lines)-80:]
+			}
+			t.Logf("chaos: history of %s (and the faults), last %d lines:\n%s", ent, len(lines), strings.Join(lines, "\n"))
+		}
+		for _, nd := range c.nodes {
+			for life := 1; life <= nd.lives; life++ {
+				b, _ := os.ReadFile(c.logPath(nd, life))
+				var lines []string
+				for _, l := range strings.Split(string(b), "\n") {
+					if strings.Contains(l, "elected") || strings.Contains(l, "following") || strings.Contains(l, "stepped") ||
+						strings.Contains(l, "snapshot") || strings.Contains(l, "restored") || strings.Contains(l, "adopted") {
+						lines = append(lines, l)
+					}
+				}
+				t.Logf("chaos: node %d life %d: masters and snapshots:\n%s", nd.id, life, strings.Join(lines, "\n"))
+			}
+		}
+		t.Errorf("chaos: %d discrepancies between acknowledged writes and the final tables:\n%s\ntables:\n%s",
+			len(bad), strings.Join(first(bad, 60), "\n"), fmtTables(tabs))
+	}
+}
+
+// inject applies one fault to victim, holds it, and undoes it.
+func (c *cluster) inject(kind string, victim int, hold time.Duration, rng *rand.Rand) {
+	c.t.Helper()
+	nd := c.nodes[victim-1]
+	switch kind {
+	case faultKill9:
+		c.kill9(victim)
+		time.Sleep(hold)
+		c.start(victim)
+	case faultRestart:
+		nd.proc.stop(5 * time.Second)
+		time.Sleep(hold / 4)
+		c.start(victim)
+	case faultStop:
+		_ = nd.proc.cmd.Process.Signal(syscall.SIGSTOP)
+		time.Sleep(hold)
+		_ = nd.proc.cmd.Process.Signal(syscall.SIGCONT)
+	case faultLinkCut:
+		net := []string{"a", "b"}[rng.IntN(2)]
+		c.setLink(victim, net, false)
+		time.Sleep(hold)
+		c.setLink(victim, net, true)
+	case faultNodeCut:
+		c.setLink(victim, "a", false)
+		c.setLink(victim, "b", false)
+		time.Sleep(hold)
+		c.setLink(victim, "a", true)
+		c.setLink(victim, "b", true)
+	case faultPartition:
+		// victim and maybe one more on the other side.
+		side := []int{victim}
+		if other := 1 + rng.IntN(len(c.nodes)); other != victim && rng.IntN(2) == 0 {
+			side = append(side, other)
+		}
+		for _, i := range side {
+			c.moveTo(i, "2")
+		}
+		time.Sleep(hold)
+		for _, i := range side {
+			c.moveTo(i, "")
+		}
+	}
+}
+
+// healAll undoes anything left: every link up on the main bridges, every
+// agent running and not stopped.
+func (c *cluster) healAll() {
+	c.t.Helper()
+	for _, nd := range c.nodes {
+		c.moveTo(nd.id, "")
+		c.setLink(nd.id, "a", true)
+		c.setLink(nd.id, "b", true)
+		if nd.proc == nil || nd.proc.exited() {
+			c.start(nd.id)
+		} else {
+			_ = nd.proc.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}
+}
+
+// ---- the model of acknowledged writes ----
+
+// keyState is what the latest acknowledged writes say about one key: an
+// entity (existence, owner, state) or one alarm of an entity.
+type keyState struct {
+	entity string
+	cause  string // "" for the entity itself
+	exists bool   // entity registered / alarm raised
+	state  wire.State
+	sev    wire.Severity
+	unsure time.Time // a write of unknown outcome: uncertain until an ack of a write sent after this
+	last   string    // the latest acknowledged write, for reports
+}
+
+func (ks *keyState) check(tb table) string {
+	if tb.err != nil {
+		return tb.err.Error()
+	}
+	e, ok := tb.get(ks.entity)
+	if ks.cause == "" {
+		switch {
+		case ok != ks.exists:
+			return fmt.Sprintf("registered %v, want %v", ok, ks.exists)
+		case ok && ks.state != 0 && e.State != ks.state:
+			return fmt.Sprintf("state %s, want %s", stateName(e.State), stateName(ks.state))
+		}
+		return ""
+	}
+	if !ok {
+		if ks.exists {
+			return "alarm's entity missing"
+		}
+		return ""
+	}
+	a, has := e.FindAlarm([]byte(ks.cause))
+	switch {
+	case has != ks.exists:
+		return fmt.Sprintf("alarm present %v, want %v", has, ks.exists)
+	case has && a.Severity != ks.sev:
+		return fmt.Sprintf("severity %d, want %d", a.Severity, ks.sev)
+	}
+	return ""
+}
+
+type chaosModel struct {
+	mu      sync.Mutex
+	keys    map[string]*keyState
+	log     *os.File
+	start   time.Time
+	acked   map[string]int
+	refused map[string]int
+	unknown map[string]int
+}
+
+func (m *chaosModel) logf(format string, args ...any) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	fmt.Fprintf(m.log, "%9.3fs "+format+"\n", append([]any{time.Since(m.start).Seconds()}, args...)...)
+}
+
+func (m *chaosModel) key(entity, cause string) *keyState {
+	k := entity + "#" + cause
+	ks, ok := m.keys[k]
+	if !ok {
+		ks = &keyState{entity: entity, cause: cause}
+		m.keys[k] = ks
+	}
+	return ks
+}
+
+func (m *chaosModel) sortedKeys() []string {
+	l := make([]string, 0, len(m.keys))
+	for k := range m.keys {
+		l = append(l, k)
+	}
+	sort.Strings(l)
+	return l
+}
+
+func count(mp *map[string]int, k string) {
+	if *mp == nil {
+		*mp = map[string]int{}
+	}
+	(*mp)[k]++
+}
+
+// chaosWrite is one write a writer makes.
+type chaosWrite struct {
+	op     string // register, unregister, raise, clear, up, down
+	entity string
+	cause  string
+	sev    api.Severity
+	node   int
+	sent   time.Time
+}
+
+// settle bounds how long after its client gave up a write of unknown
+// outcome may still be applied (the core resends it every five intervals
+// while a master is reachable).
+const settle = 10 * time.Second
+
+// outcome records the result of w in the model.
+func (m *chaosModel) outcome(w *chaosWrite, res *api.ReportResult, err error, causes []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	desc := fmt.Sprintf("%s %s", w.op, w.entity)
+	if w.cause != "" {
+		desc += " " + w.cause
+	}
+	if w.sev != "" {
+		desc += " " + string(w.sev)
+	}
+	desc += fmt.Sprintf(" via node %d", w.node)
+	at := time.Since(m.start).Seconds()
+	var ae *api.Error
+	switch {
+	case err == nil:
+		count(&m.acked, w.op)
+		seq := uint64(0)
+		if res != nil {
+			seq = res.Seq
+		}
+		last := fmt.Sprintf("%s at %.3fs, seq %d", desc, at, seq)
+		fmt.Fprintf(m.log, "%9.3fs ack %s seq %d\n", at, desc, seq)
+		ent := m.key(w.entity, "")
+		certain := func(ks *keyState) {
+			if !ks.unsure.IsZero() && w.sent.After(ks.unsure) {
+				ks.unsure = time.Time{}
+			}
+		}
+		switch w.op {
+		case "register", "unregister", "up", "down":
+			certain(ent)
+			for _, c := range causes {
+				if w.op == "unregister" { // a register keeps the alarms
+					certain(m.key(w.entity, c))
+				}
+			}
+		default:
+			certain(m.key(w.entity, w.cause))
+		}
+		switch w.op {
+		case "register":
+			ent.exists, ent.state, ent.last = true, wire.StateUp, last
+		case "unregister":
+			ent.exists, ent.state, ent.last = false, 0, last
+			for _, c := range causes {
+				a := m.key(w.entity, c)
+				a.exists, a.last = false, last
+			}
+		case "up", "down":
+			ent.state, ent.last = wire.StateUp, last
+			if w.op == "down" {
+				ent.state = wire.StateDown
+			}
+		case "raise":
+			a := m.key(w.entity, w.cause)
+			a.exists, a.sev, a.last = true, w.sev.Wire(), last
+		case "clear":
+			a := m.key(w.entity, w.cause)
+			a.exists, a.last = false, last
+		}
+	case errors.As(err, &ae) && (ae.Code == api.CodeNotFound || ae.Code == api.CodeLimit || ae.Code == api.CodeRefused ||
+		ae.Code == api.CodePermission || ae.Code == api.CodeCollision || ae.Code == api.CodeBadRequest):
+		count(&m.refused, w.op+":"+ae.Code)
+		fmt.Fprintf(m.log, "%9.3fs refused %s: %v\n", at, desc, err)
+	default:
+		count(&m.unknown, w.op)
+		fmt.Fprintf(m.log, "%9.3fs unknown %s: %v\n", at, desc, err)
+		until := time.Now().Add(settle)
+		ent := m.key(w.entity, "")
+		switch w.op {
+		case "register", "unregister":
+			ent.unsure = until
+			for _, c := range causes {
+				m.key(w.entity, c).unsure = until
+			}
+		case "up", "down":
+			ent.unsure = until
+		default:
+			m.key(w.entity, w.cause).unsure = until
+		}
+	}
+}
+
+// chaosWriter writes to its own entities through random nodes until stop.
+func chaosWriter(c *cluster, m *chaosModel, w int, rng *rand.Rand, stop <-chan struct{}) {
+	causes := []string{"disk", "cpu", "net"}
+	sevs := []api.Severity{api.SevMinor, api.SevMajor, api.SevCritical}
+	type ent struct {
+		name  string
+		owner int // 0: not registered (as far as the writer knows)
+	}
+	var ents []*ent
+	for j := range 4 {
+		ents = append(ents, &ent{name: fmt.Sprintf("svc/w%d-%d", w, j)})
+	}
+	clients := map[int]*client.Client{}
+	defer func() {
+		for _, cl := range clients {
+			cl.Close()
+		}
+	}()
+	get := func(i int) (*client.Client, error) {
+		if cl, ok := clients[i]; ok {
+			return cl, nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		cl, err := client.Dial(ctx, c.nodes[i-1].sock)
+		if err != nil {
+			return nil, err
+		}
+		clients[i] = cl
+		return cl, nil
+	}
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		e := ents[rng.IntN(len(ents))]
+		wr := &chaosWrite{entity: e.name, node: 1 + rng.IntN(len(c.nodes))}
+		switch {
+		case e.owner == 0:
+			wr.op = "register"
+		default:
+			switch r := rng.IntN(20); {
+			case r < 8:
+				wr.op, wr.cause, wr.sev = "raise", causes[rng.IntN(len(causes))], sevs[rng.IntN(len(sevs))]
+			case r < 14:
+				wr.op, wr.cause = "clear", causes[rng.IntN(len(causes))]
+			case r < 18:
+				wr.op, wr.node = []string{"up", "down"}[rng.IntN(2)], e.owner
+			default:
+				wr.op = "unregister"
+			}
+		}
+		cl, err := get(wr.node)
+		if err != nil {
+			time.Sleep(50 * time.Millisecond)
+			continue // nothing was sent
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		wr.sent = time.Now()
+		var res *api.ReportResult
+		switch wr.op {
+		case "register":
+			_, err = cl.Register(ctx, wr.entity, client.KindService)
+		case "unregister":
+			res, err = cl.Unregister(ctx, wr.entity)
+		case "raise":
+			res, err = cl.Raise(ctx, wr.entity, wr.cause, wr.sev)
+		case "clear":
+			res, err = cl.Clear(ctx, wr.entity, wr.cause)
+		case "up":
+			res, err = cl.SetState(ctx, wr.entity, client.StateUp)
+		case "down":
+			res, err = cl.SetState(ctx, wr.entity, client.StateDown)
+		}
+		cancel()
+		m.outcome(wr, res, err, causes)
+		var ae *api.Error
+		if err != nil && !errors.As(err, &ae) || ae != nil && ae.Code == api.CodeUnavailable {
+			cl.Close() // the connection may be gone: dial again next time
+			delete(clients, wr.node)
+		}
+		if err == nil {
+			switch wr.op {
+			case "register":
+				e.owner = wr.node
+			case "unregister":
+				e.owner = 0
+			}
+		} else if wr.op == "register" || wr.op == "unregister" {
+			// Unknown or refused: whether it is registered, and where, is
+			// not known; keep writing to it as registered by that node
+			// (errors are expected and counted).
+			if ae == nil || ae.Code != api.CodeCollision {
+				e.owner = wr.node
+			}
+		}
+		time.Sleep(time.Duration(5+rng.IntN(30)) * time.Millisecond)
+	}
+}
