@@ -158,13 +158,28 @@ func TestDaemonKillDownEverywhere(t *testing.T) {
 	}
 	const kills = 20
 	var times []time.Duration
+	var lastPID int32
 	for i := 0; i < kills; i++ {
 		var d api.Daemon
 		require.Eventually(t, func() bool {
 			d = daemonOf(t, tc.nodes[1], "loop")
-			return d.State == "running" && d.PID != 0
+			return d.State == "running" && d.PID != 0 && d.PID != lastPID
 		}, 10*time.Second, 10*time.Millisecond, "running again: %+v", d)
+		lastPID = d.PID
 		require.Equal(t, []int{int(d.PID)}, copies(t, marker), "one copy")
+		waitAll("up", wire.StateUp)
+		// What the watches hold from before (a loaded machine's master
+		// changes re-assert states) is not this kill's.
+		for _, w := range watches {
+			for drained := false; !drained; {
+				select {
+				case _, ok := <-w.Events():
+					require.True(t, ok, "watch ended: %v", w.Err())
+				default:
+					drained = true
+				}
+			}
+		}
 		killed := time.Now()
 		require.NoError(t, syscall.Kill(int(d.PID), syscall.SIGKILL))
 		var worst time.Duration
@@ -179,8 +194,6 @@ func TestDaemonKillDownEverywhere(t *testing.T) {
 		up := time.Since(killed)
 		t.Logf("kill %d: pid %d SIGKILL -> %s down on all 3 nodes in %v; up again everywhere %v after the kill (backoff %v)",
 			i+1, d.PID, name, worst, up, time.Duration(d.BackoffMS)*time.Millisecond)
-		// Up in shared memory too before the next kill.
-		waitAll("up", wire.StateUp)
 	}
 	var d api.Daemon
 	require.Eventually(t, func() bool {
