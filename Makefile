@@ -4,7 +4,7 @@ GOFLAGS  ?=
 PKGS     := ./...
 BIN      := bin
 
-.PHONY: all build bins test test-deps check demo simdemo bench fuzz lint clean ctest cbench install deb
+.PHONY: all build bins test test-deps check demo simdemo bench fuzz lint clean ctest cbench install deb bench-e2e bench-peers soak
 
 all: build
 
@@ -110,6 +110,42 @@ simdemo:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./wire/ ./shmem/ ./ring/ ./agent/...
 	$(MAKE) -C shmem/c bench
+
+# End to end on real agents on lo: down propagation, report to everywhere,
+# the raw multicast baseline, detection and failover per profile, idle CPU
+# and RSS, and netsim's cost model; tables on stdout, JSON under
+# bench/results/ (docs/bench.md). Override with E2EFLAGS="-nodes 5 -runs 1".
+E2EFLAGS ?=
+bench-e2e:
+	$(GO) run ./bench/cmd/e2e $(E2EFLAGS)
+
+# Side by side, in one run: fmagent's detection (5 agents, each profile),
+# hashicorp/memberlist (its own module, bench/peers/memberlist) and keepalived
+# VRRP in network namespaces this target creates and removes (installed from
+# Debian's packages if missing; the row is skipped with a message if that
+# fails). JSON under bench/results/ (docs/bench.md).
+PEERSFLAGS ?=
+bench-peers:
+	@# A row that fails (a sample not seen everywhere) does not stop the others.
+	-$(GO) run ./bench/cmd/e2e -name peers-fmagent -nodes 5 -samples 0 -failovers 0 -idle 0 -costmodel "" -runs 1 -kills 10 $(PEERSFLAGS)
+	-cd bench/peers/memberlist && $(GO) run . -nodes 5 -kills 5 -out ../../results
+	@command -v keepalived >/dev/null 2>&1 || { \
+		echo "keepalived missing: apt-get install keepalived"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends keepalived >/dev/null; } \
+			|| echo "keepalived could not be installed: its row is skipped"; }
+	@if command -v keepalived >/dev/null 2>&1; then $(GO) build -o $(BIN)/fmbench-vrrp ./bench/cmd/vrrp && \
+		{ $(BIN)/fmbench-vrrp -routers 3 -kills 10 -out bench/results || test $$? -eq 3; }; \
+		else echo "keepalived: not installed, row skipped"; fi
+
+# The false-down soak of issue 13 (soak/): five real agents on loopback,
+# every core kept busy by CPU burners the harness starts and stops, 60 s per
+# profile, then the same under a report flood. Figures, never pass/fail.
+SOAK_PROFILES ?= 10ms,20ms,50ms
+SOAK_HOG      ?= 60s
+soak: build
+	@mkdir -p soak/results
+	$(GO) run ./soak/cmd/soak -agent $(BIN)/fmagent -profiles $(SOAK_PROFILES) -hog $(SOAK_HOG) -json soak/results/soak.json
+	$(GO) run ./soak/cmd/soak -agent $(BIN)/fmagent -profiles $(SOAK_PROFILES) -hog $(SOAK_HOG) -idle -1s -flood 2 -json soak/results/soak-flood.json
 
 FUZZTIME ?= 20s
 FUZZPKGS := ./wire/ ./api/
