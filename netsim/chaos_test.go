@@ -98,7 +98,7 @@ func TestChaos(t *testing.T) {
 // registration undoing a state not yet answered, a split brain's merge).
 // They run whatever -seeds says.
 var keptSeeds = []uint64{1, 4, 5, 11, 16, 17, 20, 21, 22, 23, 24, 25, 26, 27, 39, 40, 46, 47, 48, 49, 50,
-	72, 76, 99, 174, 222, 224, 388, 520, 607, 1036}
+	72, 76, 99, 174, 222, 224, 388, 520, 607, 1036, 1113, 1793}
 
 func TestChaosKeptSeeds(t *testing.T) {
 	for _, seed := range keptSeeds {
