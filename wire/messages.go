@@ -26,7 +26,7 @@ const (
 	heartbeatTail  = 8
 	peerSize       = 13
 	// knownLinks has one bit per network.
-	knownLinks = 1<<NumNets - 1 | LinkFenced
+	knownLinks = 1<<NumNets - 1 | LinkFenced | LinkRecent
 )
 
 func checkHeartbeat(m *Heartbeat) error {
