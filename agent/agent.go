@@ -150,7 +150,7 @@ type agent struct {
 	saveq    chan core.Persist // states saved off the lock (saverLoop)
 	saverWG  sync.WaitGroup
 	bulkq    chan *bulkJob // snapshot bursts sent off the lock (bulkLoop)
-	saveMu   sync.Mutex    // orders saves; guards diskInc
+	saveMu   sync.Mutex    // orders saves; guards diskInc and diskEp
 	diskInc  uint64        // the incarnation last written
 	diskEp   uint64        // the highest epoch written (never goes back either)
 	scratch  shmem.Entity

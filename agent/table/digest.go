@@ -119,7 +119,7 @@ func (t *Table) SnapshotChanges(dst []wire.Change) []wire.Change {
 	}
 	for _, k := range t.clearedQ {
 		if v, ok := t.cleared[k]; ok {
-			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeClear, Entity: k.entity, Cause: unsafeBytes(k.cause), Ver: v})
+			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeClear, Entity: k.entity, Cause: unsafeBytes(k.cause), Ver: *v})
 		}
 	}
 	return dst

@@ -122,7 +122,7 @@ type Table struct {
 	// bring it back. Bounded: the oldest are forgotten first.
 	gone     map[uint64]wire.WriteVersion
 	goneQ    []uint64
-	cleared  map[alarmKey]wire.WriteVersion
+	cleared  map[alarmKey]*wire.WriteVersion
 	clearedQ []alarmKey
 
 	digest   xxhash.Digest
@@ -142,7 +142,7 @@ func New(maxAlarms int) *Table {
 		byID:      make(map[uint64]*Entity),
 		scratch:   make([]byte, 0, 512),
 		gone:      make(map[uint64]wire.WriteVersion),
-		cleared:   make(map[alarmKey]wire.WriteVersion),
+		cleared:   make(map[alarmKey]*wire.WriteVersion),
 	}
 }
 
@@ -181,7 +181,10 @@ func (t *Table) AlarmVersion(id uint64, cause string) (wire.WriteVersion, bool) 
 			return a.Ver, true
 		}
 	}
-	return t.cleared[alarmKey{id, cause}], false
+	if p, ok := t.cleared[alarmKey{id, cause}]; ok {
+		return *p, false
+	}
+	return wire.WriteVersion{}, false
 }
 
 func maxVer(a, b wire.WriteVersion) wire.WriteVersion {
@@ -204,17 +207,21 @@ func (t *Table) tombEntity(id uint64, v wire.WriteVersion) {
 }
 
 func (t *Table) tombAlarm(id uint64, cause []byte, v wire.WriteVersion) {
-	k := alarmKey{id, unsafeString(cause)}
-	old, ok := t.cleared[k]
-	if !ok {
-		k.cause = string(cause)
-		t.clearedQ = append(t.clearedQ, k)
-		for len(t.clearedQ) > MaxTombstones {
-			delete(t.cleared, t.clearedQ[0])
-			t.clearedQ = t.clearedQ[1:]
-		}
+	if p, ok := t.cleared[alarmKey{id, unsafeString(cause)}]; ok {
+		// Updated in place: a map assignment would store the key again,
+		// and this one aliases a packet buffer.
+		*p = maxVer(*p, v)
+		return
 	}
-	t.cleared[k] = maxVer(old, v)
+	k := alarmKey{id, string(cause)}
+	t.clearedQ = append(t.clearedQ, k)
+	for len(t.clearedQ) > MaxTombstones {
+		delete(t.cleared, t.clearedQ[0])
+		t.clearedQ = t.clearedQ[1:]
+	}
+	p := new(wire.WriteVersion) // (not &v: v would escape on every call)
+	*p = v
+	t.cleared[k] = p
 }
 
 // MaxAlarms is the per-entity alarm limit.
