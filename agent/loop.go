@@ -27,6 +27,7 @@ func (a *agent) poke() { a.waiter.Wake() }
 // report that the entity is down.
 func (a *agent) procLoop() {
 	for ex := range a.pw.Events() {
+		a.hProc.Busy()
 		a.mu.Lock()
 		name, ok := a.procs[ex.Key]
 		if ok && !a.stopping {
@@ -39,58 +40,12 @@ func (a *agent) procLoop() {
 			a.handleReady()
 		}
 		a.mu.Unlock()
+		a.hProc.Idle()
 		if ok {
 			a.log.Info("process exited: reporting its entity down", "pid", ex.PID, "entity", name)
 			a.poke()
 		}
 	}
-}
-
-// kickLoop kicks the watchdog while the node is not isolated and stale
-// (DESIGN §2: an isolated node with no master fences itself when
-// watchdog.self_fence is set).
-func (a *agent) kickLoop(done chan struct{}, period time.Duration) {
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		}
-		a.mu.Lock()
-		fence := a.cfg.Watchdog.SelfFence && a.isolatedStale()
-		changed := fence != a.fenced
-		a.fenced = fence
-		a.mu.Unlock()
-		if changed {
-			if fence {
-				a.log.Error("isolated and stale: no longer kicking the watchdog (self-fence)")
-			} else {
-				a.log.Warn("no longer isolated: kicking the watchdog again")
-			}
-		}
-		if fence {
-			continue
-		}
-		if err := a.wd.Kick(); err != nil {
-			a.log.Warn("watchdog kick", "err", err)
-		}
-	}
-}
-
-// isolatedStale: no master for longer than the stale timeout and no live
-// peer on either network. mu held.
-func (a *agent) isolatedStale() bool {
-	if !a.core.Stale() {
-		return false
-	}
-	for _, p := range a.core.Status().Peers {
-		if p.Alive {
-			return false
-		}
-	}
-	return true
 }
 
 // handleReady carries out the core's Ready: persist first, then send, then
@@ -119,7 +74,9 @@ func (a *agent) handleReady() {
 	if bulk {
 		a.queueBulk(rd)
 	}
+	a.hPublish.Busy()
 	a.publish(rd)
+	a.hPublish.Idle()
 	for _, d := range rd.Propagation {
 		a.m.propagation.ObserveDuration(d)
 	}

@@ -99,6 +99,7 @@ func (a *agent) rtRun() {
 			time.Sleep(time.Millisecond)
 			continue
 		}
+		a.hRT.Busy()
 		// Datagrams first: a tick must judge with what has arrived.
 		for n := wire.Net(0); n < wire.NumNets; n++ {
 			for _, uni := range [2]bool{false, true} {
@@ -129,6 +130,7 @@ func (a *agent) rtRun() {
 		}
 		next = a.core.NextDeadline()
 		a.mu.Unlock()
+		a.hRT.Idle()
 	}
 }
 
