@@ -95,7 +95,7 @@ func TestCheckConfig(t *testing.T) {
 	good := write("good.toml", "node_id = 3\n[paths]\nstate_dir = \"/srv/fm\"\n")
 	code, out, errOut := checkRun("-check-config", good)
 	assert.Equal(t, 0, code, errOut)
-	assert.Equal(t, good+": ok (node 3, cluster 1, profile default: 10ms × 5, socket /srv/fm/fmagent.sock, state /srv/fm)\n", out)
+	assert.Equal(t, good+": ok (node 3, cluster 1, profile 20ms: 4ms × 5, socket /srv/fm/fmagent.sock, state /srv/fm)\n", out)
 
 	// Every problem, one line each, file:line:col first.
 	bad := write("bad.toml", "node_id = 0\n\n[timing]\nprofile = \"custom\"\ninterval = \"10ms\"\nmisses = 1\n")
