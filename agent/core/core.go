@@ -137,6 +137,10 @@ const (
 	EvTxnSuspect                           // a member did not ack a prepare in time
 	EvRejected                             // a packet was dropped (Reason says why)
 	EvStalled                              // this node's own ticks stalled; judgement deferred
+
+	// Events of alarms.go and misconfig.go (op-events).
+	EvPartitioned     // master: network Net is split into parts (Reason names them)
+	EvPartitionHealed // master: network Net is whole again
 )
 
 // Event is one thing that happened, for logs and metrics.
@@ -218,6 +222,7 @@ type Node struct {
 
 	// Master side.
 	ms masterState
+	al alarmState // the membership alarms (alarms.go)
 
 	// Local requests and what this node must re-assert after a master change.
 	nextReport  uint64
@@ -475,7 +480,8 @@ func (n *Node) Shutdown(now time.Time) {
 }
 
 var eventNames = [...]string{"", "elected", "stepped-down", "following", "master-lost", "peer-up", "peer-down",
-	"link-up", "link-down", "stale", "fresh", "reincarnated", "snapshot-applied", "txn-suspect", "rejected", "stalled"}
+	"link-up", "link-down", "stale", "fresh", "reincarnated", "snapshot-applied", "txn-suspect", "rejected", "stalled",
+	"partitioned", "partition-healed"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {
