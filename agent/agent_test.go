@@ -28,6 +28,9 @@ import (
 const childEnv = "FMAGENT_TEST_PROCESS_CLIENT"
 
 func TestMain(m *testing.M) {
+	if js := os.Getenv(childAgentEnv); js != "" {
+		os.Exit(runChildAgent(js))
+	}
 	if spec := os.Getenv(childEnv); spec != "" {
 		socket, name, _ := strings.Cut(spec, "|")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
