@@ -145,3 +145,40 @@ func TestNetworkPartitionedAlarm(t *testing.T) {
 	}
 	require.NoError(t, c.Err())
 }
+
+// Both networks split {1,2} | {3,4}: each side has a master; the heal is
+// seen by the masters as a split brain, reported once when found and once
+// when healed (the higher epoch wins).
+func TestSplitBrainReportedOnce(t *testing.T) {
+	s := New(Options{Seed: 14, Nodes: 4, Trace: true, Priority: func(id wire.NodeID) uint8 { return uint8(200 - id) }})
+	c := NewChecker(s)
+	evs := map[core.EventKind]map[wire.NodeID]int{core.EvSplitBrain: {}, core.EvSplitBrainHealed: {}}
+	s.OnReady = func(n *Node, rd *core.Ready) {
+		for _, e := range rd.Events {
+			if m, ok := evs[e.Kind]; ok {
+				m[n.ID]++
+			}
+		}
+	}
+	require.NoError(t, s.RunUntil(s.Now.Add(200*time.Millisecond), c.Step))
+	s.Partition(wire.NetA, []int{0, 0, 1, 1})
+	s.Partition(wire.NetB, []int{0, 0, 1, 1})
+	require.NoError(t, s.RunUntil(s.Now.Add(500*time.Millisecond), c.Step))
+	m12, m34 := s.Node(1).Core.Role(), s.Node(3).Core.Role()
+	require.NotZero(t, m12.Master)
+	require.NotZero(t, m34.Master, "%s", s.Trace(60))
+	require.NotEqual(t, m12.Master, m34.Master)
+	s.HealAll()
+	require.NoError(t, s.RunUntil(s.Now.Add(800*time.Millisecond), c.Step))
+	found, healed := 0, 0
+	for _, n := range evs[core.EvSplitBrain] {
+		require.Equal(t, 1, n, "once per master")
+		found += n
+	}
+	for _, n := range evs[core.EvSplitBrainHealed] {
+		require.Equal(t, 1, n, "once per master")
+		healed += n
+	}
+	require.NotZero(t, found, "split brain found\n%s", s.Trace(60))
+	require.Equal(t, found, healed, "every master that found it saw it healed: %v", evs)
+}

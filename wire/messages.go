@@ -21,9 +21,13 @@ import "encoding/binary"
 // Heartbeat: role u8 | priority u8 | eligible u8 | master u32 | vice u32 |
 // applied seq u64 | generation u64 | npeers u8 | npeers × (node u32 |
 // incarnation u64 | links u8).
+//
+// Then, appended: interval µs u32 | misses u8 | version length u8 | version
+// (a heartbeat that ends after the peers is still read, with these zero).
 const (
-	heartbeatFixed = 28
-	peerSize       = 13
+	heartbeatFixed   = 28
+	peerSize         = 13
+	heartbeatTrailer = 6
 	// knownLinks has one bit per network.
 	knownLinks = 1<<NumNets - 1 | LinkFenced
 )
@@ -70,6 +74,11 @@ func (c *Codec) AppendHeartbeat(dst []byte, h *Header, m *Heartbeat) ([]byte, er
 		dst = binary.BigEndian.AppendUint64(dst, p.Incarnation)
 		dst = append(dst, p.Links)
 	}
+	if m.IntervalMicros != 0 || m.Misses != 0 || m.VersionLen != 0 {
+		dst = binary.BigEndian.AppendUint32(dst, m.IntervalMicros)
+		dst = append(dst, m.Misses, min(m.VersionLen, MaxVersion))
+		dst = append(dst, m.Version[:min(m.VersionLen, MaxVersion)]...)
+	}
 	return c.seal(dst, start, h)
 }
 
@@ -95,11 +104,27 @@ func decodeHeartbeat(b []byte, m *Heartbeat) error {
 	if n > MaxPeers {
 		return errNPeers
 	}
-	switch want := heartbeatFixed + int(n)*peerSize; {
+	want := heartbeatFixed + int(n)*peerSize
+	var trailer []byte // interval u32 | misses u8 | vlen u8 | version (absent from older senders)
+	switch {
 	case len(b) < want:
 		return errTruncated
-	case len(b) > want:
+	case len(b) == want:
+	case len(b) < want+heartbeatTrailer:
 		return errTrailing
+	default:
+		trailer = b[want:]
+		vl := int(trailer[5])
+		switch {
+		case vl > MaxVersion:
+			return errTrailing
+		case len(trailer) < heartbeatTrailer+vl:
+			return errTruncated
+		case len(trailer) > heartbeatTrailer+vl:
+			return errTrailing
+		case vl == 0 && binary.BigEndian.Uint32(trailer) == 0 && trailer[4] == 0:
+			return errTrailing // an all-zero trailer is written as none
+		}
 	}
 	eligible, err := u2b(b[2])
 	if err != nil {
@@ -125,6 +150,12 @@ func decodeHeartbeat(b []byte, m *Heartbeat) error {
 	}
 	if old > n {
 		clear(m.Peers[n:old])
+	}
+	m.IntervalMicros, m.Misses, m.VersionLen = 0, 0, 0
+	if trailer != nil {
+		m.IntervalMicros = binary.BigEndian.Uint32(trailer)
+		m.Misses = trailer[4]
+		m.VersionLen = uint8(copy(m.Version[:], trailer[heartbeatTrailer:]))
 	}
 	return checkHeartbeat(m)
 }

@@ -56,6 +56,9 @@ type Config struct {
 	MaxAlarms int
 	RingSize  int           // master's retransmit ring, in changes
 	Chain     *plugin.Chain // nil: plugin.DefaultChain()
+
+	// Version is carried in every heartbeat (peers show it in status).
+	Version string
 }
 
 func (c *Config) setDefaults() {
@@ -141,6 +144,12 @@ const (
 	// Events of alarms.go and misconfig.go (op-events).
 	EvPartitioned     // master: network Net is split into parts (Reason names them)
 	EvPartitionHealed // master: network Net is whole again
+	EvDuplicateNode   // another node uses node ID Node (Reason says which side this is)
+	EvTimingMismatch  // peer Node's interval or misses differ from ours
+	EvWaitingQuorum   // no master: not enough of the last membership present (Reason names the missing)
+	EvQuorumReached   // a master again after waiting for quorum
+	EvSplitBrain      // as master: node Node is master too
+	EvSplitBrainHealed
 )
 
 // Event is one thing that happened, for logs and metrics.
@@ -223,6 +232,7 @@ type Node struct {
 	// Master side.
 	ms masterState
 	al alarmState // the membership alarms (alarms.go)
+	mc misconfig  // misconfiguration and cluster trouble (misconfig.go)
 
 	// Local requests and what this node must re-assert after a master change.
 	nextReport  uint64
@@ -279,6 +289,7 @@ func New(cfg Config, now time.Time) *Node {
 	}, now, 0)
 	n.ms.init(cfg.RingSize)
 	n.ledger.init()
+	n.mc.init(now, &n.cfg)
 	return n
 }
 
@@ -338,6 +349,9 @@ func (n *Node) header() wire.Header {
 }
 
 func (n *Node) send(to wire.NodeID, prio bool, data []byte) {
+	if n.silent() {
+		return // the start window, or refused (misconfig.go)
+	}
 	n.rd.Packets = append(n.rd.Packets, Packet{To: to, Nets: BothNets, Prio: prio, Data: data})
 }
 
@@ -350,8 +364,14 @@ func (n *Node) Step(now time.Time, net wire.Net, pkt []byte) (wire.NodeID, error
 	if err != nil {
 		return 0, err
 	}
-	if h.Sender == n.cfg.Node || h.Sender == 0 || net >= wire.NumNets {
+	if h.Sender == n.cfg.Node && net < wire.NumNets {
+		return 0, n.fromSelfID(now, &h, body)
+	}
+	if h.Sender == 0 || net >= wire.NumNets {
 		return 0, errSelf
+	}
+	if n.onLeaveNotice(&h, body) || n.mc.refused {
+		return h.Sender, nil
 	}
 	p := n.peer(h.Sender)
 	if h.Incarnation < p.inc {
@@ -399,6 +419,10 @@ var errSelf = errors.New("core: own or anonymous packet")
 // the election and the master's duties. Call it at NextDeadline (or later).
 func (n *Node) Tick(now time.Time) {
 	n.advance(now)
+	if n.mc.refused {
+		n.misconfigTick(now)
+		return
+	}
 	if gap := now.Sub(n.lastTick); gap > 2*n.cfg.Interval {
 		// Our own process stalled (a paused VM, a GC, the scheduler): what
 		// waits in the receive queue must be read before anyone is judged
@@ -422,6 +446,7 @@ func (n *Node) Tick(now time.Time) {
 		n.followerTick(now)
 	}
 	n.reportTick(now)
+	n.misconfigTick(now)
 }
 
 // NextDeadline is when Tick must next be called.
@@ -481,7 +506,8 @@ func (n *Node) Shutdown(now time.Time) {
 
 var eventNames = [...]string{"", "elected", "stepped-down", "following", "master-lost", "peer-up", "peer-down",
 	"link-up", "link-down", "stale", "fresh", "reincarnated", "snapshot-applied", "txn-suspect", "rejected", "stalled",
-	"partitioned", "partition-healed"}
+	"partitioned", "partition-healed", "duplicate-node", "timing-mismatch", "waiting-quorum", "quorum-reached",
+	"split-brain", "split-brain-healed"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {

@@ -60,6 +60,7 @@ func (n *Node) onHeartbeat(now time.Time, net wire.Net, h *wire.Header, p *peer,
 		p.hbOK = true
 		p.epoch = h.Epoch
 		p.wordSeq = h.Seq
+		n.checkTiming(p)
 	}
 	n.heardFrom(now, net, p)
 	// Were we told we are fenced? Only our master's word counts (or any
@@ -318,6 +319,7 @@ func (n *Node) sendHeartbeat() {
 		Role: st.Role, Priority: n.cfg.Priority, Eligible: n.cfg.Eligible,
 		Master: st.Master, Vice: st.Vice, AppliedSeq: n.tab.Seq(), Generation: n.el.Self().Generation,
 	}
+	n.stampHeartbeat(hb)
 	for _, id := range n.peerIDs {
 		if hb.NPeers == wire.MaxPeers {
 			break
