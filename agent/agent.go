@@ -97,6 +97,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("agent: configuration: %w", err)
 	}
+	// Every line names the node (issue 11: logs from several nodes are read
+	// side by side).
+	log = log.With("node", cfg.NodeID)
 	a := &agent{cfg: cfg, log: log}
 	if err := a.start(); err != nil {
 		a.closeAll()
@@ -150,6 +153,7 @@ type agent struct {
 	diskInc  uint64     // the incarnation last written
 	scratch  shmem.Entity
 	events   []api.Event // scratch for watcher events
+	evlog    eventLog    // rate-limited and aggregated log lines (logevents.go)
 
 	wake chan struct{} // pokes the timer loop
 	wg   sync.WaitGroup

@@ -67,6 +67,10 @@ type Config struct {
 	AllowAlone bool `toml:"allow_alone"`
 	// MaxAlarms is the most active alarms one entity carries.
 	MaxAlarms int `toml:"max_alarms"`
+	// LogFormat is "text" (default) or "json" (events.go).
+	LogFormat string `toml:"log_format"`
+	// Hooks are notify scripts run on events ([[hooks]], events.go).
+	Hooks []Hook `toml:"hooks"`
 
 	auto derived // which derived fields still follow their defaults
 }
@@ -168,6 +172,7 @@ func base() *Config {
 		Metrics:   Metrics{Listen: DefaultListen},
 		Watchdog:  Watchdog{SelfFence: true},
 		MaxAlarms: 16,
+		LogFormat: LogText,
 		auto:      derived{stateDir: true, socket: true, shm: true},
 	}
 	for _, p := range DefaultPlugins {

@@ -174,6 +174,7 @@ func (c *Config) Validate() error {
 	if c.MaxAlarms < 1 || c.MaxAlarms > MaxMaxAlarms {
 		add(bad("max_alarms", c.MaxAlarms, "must be in 1..%d", MaxMaxAlarms))
 	}
+	c.validateEvents(add)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -370,7 +370,10 @@ func (n *Node) Step(now time.Time, net wire.Net, pkt []byte) (wire.NodeID, error
 	if h.Sender == 0 || net >= wire.NumNets {
 		return 0, errSelf
 	}
-	if n.onLeaveNotice(&h, body) || n.mc.refused {
+	if n.onLeaveNotice(&h, body) {
+		return 0, ErrDuplicateID
+	}
+	if n.mc.refused {
 		return h.Sender, nil
 	}
 	p := n.peer(h.Sender)

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -59,6 +60,11 @@ type misconfig struct {
 	splitEpoch uint64
 }
 
+// ErrDuplicateID is Step's error for a packet of another node that uses this
+// node's ID, or for a duplicate node's notice: the shell logs the sender's
+// address (rate-limited) and must not learn it as the node's address.
+var ErrDuplicateID = errors.New("core: node ID in use by another node")
+
 type noticeKey struct {
 	node wire.NodeID
 	inc  uint64
@@ -80,8 +86,8 @@ func (n *Node) silent() bool { return n.mc.refused || n.now.Before(n.mc.listenUn
 // fromSelfID takes an authenticated packet that carries this node's own ID.
 // Our own packets come back to us (multicast loopback) under an
 // incarnation this process has used; any other incarnation is another node
-// configured with our node ID. It returns errSelf: the packet is never
-// stepped.
+// configured with our node ID. The packet is never stepped: it returns
+// errSelf for our own, ErrDuplicateID for the other node's.
 func (n *Node) fromSelfID(now time.Time, h *wire.Header, body []byte) error {
 	if h.Incarnation >= n.cfg.Incarnation && h.Incarnation <= n.inc {
 		return errSelf
@@ -91,10 +97,10 @@ func (n *Node) fromSelfID(now time.Time, h *wire.Header, body []byte) error {
 		if wire.DecodeLeave(body, &m) == nil && m.Reason == wire.LeaveDuplicate {
 			n.duplicateNotice(h)
 		}
-		return errSelf
+		return ErrDuplicateID
 	}
 	if h.Type != wire.TypeHeartbeat {
-		return errSelf
+		return ErrDuplicateID
 	}
 	// Count the other incarnation's heartbeats: a previous life of this
 	// node may have a packet or two still in flight, but only a live
@@ -104,12 +110,12 @@ func (n *Node) fromSelfID(now time.Time, h *wire.Header, body []byte) error {
 		m.dupInc, m.dupSeqs, m.dupLastSeq, m.dupFirst = h.Incarnation, 0, 0, now
 	}
 	if h.Seq <= m.dupLastSeq {
-		return errSelf // the same heartbeat on the other network
+		return ErrDuplicateID // the same heartbeat on the other network
 	}
 	m.dupLastSeq = h.Seq
 	m.dupSeqs++
 	if m.dupSeqs < 2 || now.Sub(m.dupFirst) < n.cfg.Interval/2 || m.dupLogged == h.Incarnation {
-		return errSelf
+		return ErrDuplicateID
 	}
 	m.dupLogged = h.Incarnation
 	if !m.refused && now.Before(m.listenUntil) {
@@ -119,11 +125,11 @@ func (n *Node) fromSelfID(now time.Time, h *wire.Header, body []byte) error {
 			"node_id %d is in use by another node (incarnation %s) that was here first: this node refuses to join and sends nothing; fix node_id and restart",
 			n.cfg.Node, ShortInc(h.Incarnation))})
 		n.sendDuplicateNotice()
-		return errSelf
+		return ErrDuplicateID
 	}
 	n.event(Event{Kind: EvDuplicateNode, Node: n.cfg.Node, Reason: fmt.Sprintf(
 		"another node speaks with this node's node_id %d (incarnation %s)", n.cfg.Node, ShortInc(h.Incarnation))})
-	return errSelf
+	return ErrDuplicateID
 }
 
 // duplicateNotice logs a node's refusal to join under a node ID in use,

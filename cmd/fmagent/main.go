@@ -67,6 +67,9 @@ func run(args []string, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return 2
 	}
+	if cfg.LogFormat == config.LogJSON {
+		log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	}
 	if fl.ConfigPath == "" && !cfg.AllowAlone {
 		// No configuration at all: a single-node cluster on loopback.
 		cfg.AllowAlone = true
