@@ -4,7 +4,7 @@ GOFLAGS  ?=
 PKGS     := ./...
 BIN      := bin
 
-.PHONY: all build test demo simdemo bench fuzz lint clean ctest cbench
+.PHONY: all build test check demo simdemo bench fuzz lint clean ctest cbench
 
 all: build
 
@@ -43,11 +43,29 @@ fuzz:
 			echo "== $$p $$t"; \
 			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done
 
-lint:
+# staticcheck at a pinned version, installed from the Go module proxy into
+# .tools/ the first time (the version is in the file name, so a change of
+# pin installs the new one).
+STATICCHECK_VERSION := v0.8.2
+TOOLS       := $(CURDIR)/.tools
+STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
+
+$(STATICCHECK):
+	@mkdir -p $(TOOLS)/tmp
+	GOBIN=$(TOOLS)/tmp GOFLAGS=-mod=mod $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(TOOLS)/tmp/staticcheck $@
+
+lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(STATICCHECK) $(PKGS)
+	$(GO) run ./internal/cmd/builtinshadow .
+
+# The inner loop: no race detector, -short, 50 chaos seeds; about 30 s.
+check:
+	FMAGENT_SEEDS=50 $(GO) test -short -count=1 $(PKGS)
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(TOOLS)
 	$(MAKE) -C shmem/c clean

@@ -222,7 +222,7 @@ func (a *agent) start() error {
 	}
 
 	now := time.Now()
-	a.core = core.New(core.Config{
+	ccfg := core.Config{
 		Node:         wire.NodeID(cfg.NodeID),
 		Cluster:      cfg.ClusterID,
 		Key:          key,
@@ -237,7 +237,11 @@ func (a *agent) start() error {
 		AllowAlone:   cfg.AllowAlone,
 		MaxAlarms:    maxAlarms,
 		Chain:        chain,
-	}, now)
+	}
+	if err := ccfg.Validate(); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.core = core.New(ccfg, now)
 	a.log.Info("starting", "node", cfg.NodeID, "cluster", cfg.ClusterID, "incarnation", inc,
 		"generation", st.Generation, "members", fmt.Sprint(st.Members), "priority", cfg.Priority,
 		"eligible", cfg.Eligible, "interval", cfg.Timing.Interval, "misses", cfg.Timing.Misses,

@@ -177,18 +177,8 @@ func (h *handler) Register(ctx context.Context, cred api.Cred, req *api.Register
 		return nil, err
 	}
 	// Registering again an entity that is down (a restarted process) brings
-	// it up (docs/api.md). The core's register of an entity it already holds
-	// under the same owner and kind changes nothing, so this node, its
-	// owner, says it is up.
-	a.mu.Lock()
-	e, ok := a.core.Table().Get(id)
-	down := ok && e.Owner == self && e.State == wire.StateDown
-	a.mu.Unlock()
-	if down {
-		if _, err := a.write(ctx, core.Request{Kind: wire.ReportUp, Name: req.Name, EntityKind: kind}, nil); err != nil {
-			return nil, err
-		}
-	}
+	// it up (docs/api.md): the master's register of an entity it holds down
+	// under the same owner and kind is a change of state to up.
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if req.Process {

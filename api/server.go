@@ -441,110 +441,97 @@ func (c *serverConn) handle(ctx context.Context, h Header, body []byte) {
 			"uid %d (gid %d) may not %s: not root, not an allowed user or group", c.cred.UID, c.cred.GID, h.Op))
 		return
 	}
-	hd := c.s.Handler
-	fail := func(err error) { c.writeError(h.ID, replyOp(h.Op), err) }
-	switch h.Op {
-	case OpRegister:
-		var req RegisterRequest
-		if err := parse(body, &req); err != nil {
-			fail(err)
-			return
-		}
-		e, err := hd.Register(ctx, c.cred, &req)
+	serve, ok := operations[h.Op]
+	if !ok {
+		c.writeError(h.ID, replyOp(h.Op), Errorf(ErrUnknownOp, "unknown op 0x%02x", uint8(h.Op)))
+		return
+	}
+	serve(ctx, c, h, body)
+}
+
+// serveFunc serves one decoded frame of one op and writes its reply.
+type serveFunc func(ctx context.Context, c *serverConn, h Header, body []byte)
+
+// operations is the API: what each op decodes, which Handler method it
+// calls and how the result is answered. Every op but Watch and List answers
+// with one JSON value (see unary).
+var operations = map[Op]serveFunc{
+	OpRegister: unary(func(hd Handler, ctx context.Context, cred Cred, req *RegisterRequest) (*Entity, error) {
+		e, err := hd.Register(ctx, cred, req)
 		if err == nil && e == nil {
 			err = Errorf(ErrInternal, "handler returned no entity")
 		}
-		c.writeResult(h, e, err)
-	case OpUnregister:
-		var req UnregisterRequest
-		if err := parse(body, &req); err != nil {
-			fail(err)
-			return
-		}
-		r, err := hd.Unregister(ctx, c.cred, &req)
-		c.writeResult(h, orEmpty(r), err)
-	case OpReport:
-		var req ReportRequest
-		if err := parse(body, &req); err != nil {
-			fail(err)
-			return
-		}
-		r, err := hd.Report(ctx, c.cred, &req)
-		c.writeResult(h, orEmpty(r), err)
-	case OpRaise:
-		var req RaiseRequest
-		if err := parse(body, &req); err != nil {
-			fail(err)
-			return
-		}
-		r, err := hd.Raise(ctx, c.cred, &req)
-		c.writeResult(h, orEmpty(r), err)
-	case OpClear:
-		var req ClearRequest
-		if err := parse(body, &req); err != nil {
-			fail(err)
-			return
-		}
-		r, err := hd.Clear(ctx, c.cred, &req)
-		c.writeResult(h, orEmpty(r), err)
-	case OpSetState:
-		var req SetStateRequest
-		if err := parse(body, &req); err != nil {
-			fail(err)
-			return
-		}
-		r, err := hd.SetState(ctx, c.cred, &req)
-		c.writeResult(h, orEmpty(r), err)
-	case OpGet:
-		var req GetRequest
-		if err := parse(body, &req); err != nil {
-			fail(err)
-			return
-		}
+		return e, err
+	}),
+	OpUnregister: unary(written(Handler.Unregister)),
+	OpReport:     unary(written(Handler.Report)),
+	OpRaise:      unary(written(Handler.Raise)),
+	OpClear:      unary(written(Handler.Clear)),
+	OpSetState:   unary(written(Handler.SetState)),
+	OpGet: unary(func(hd Handler, ctx context.Context, _ Cred, req *GetRequest) (*Entity, error) {
 		e, err := hd.Get(ctx, req.Name)
 		if err == nil && e == nil {
 			err = Errorf(ErrNotFound, "no entity %q", req.Name)
 		}
-		c.writeResult(h, e, err)
-	case OpList:
-		var req ListRequest
-		if err := parse(body, &req); err != nil {
-			fail(err)
-			return
-		}
-		es, err := hd.List(ctx, &req)
-		if err != nil {
-			fail(err)
-			return
-		}
-		c.writeList(h, es)
-	case OpWatch:
-		var req WatchRequest
-		if err := parse(body, &req); err != nil {
-			fail(err)
-			return
-		}
-		c.watch(ctx, h, &req)
-	case OpStatus:
-		var req StatusRequest
-		if err := decode(body, &req); err != nil {
-			fail(err)
-			return
-		}
+		return e, err
+	}),
+	OpStatus: unary(func(hd Handler, ctx context.Context, _ Cred, _ *StatusRequest) (*Status, error) {
 		st, err := hd.Status(ctx)
 		if err == nil && st == nil {
 			err = Errorf(ErrInternal, "handler returned no status")
 		}
-		c.writeResult(h, st, err)
-	case OpSwitchover:
-		var req SwitchoverRequest
-		if err := decode(body, &req); err != nil {
-			fail(err)
+		return st, err
+	}),
+	OpSwitchover: unary(func(hd Handler, ctx context.Context, cred Cred, _ *SwitchoverRequest) (struct{}, error) {
+		return struct{}{}, hd.Switchover(ctx, cred)
+	}),
+	OpList: request(func(ctx context.Context, c *serverConn, h Header, req *ListRequest) {
+		es, err := c.s.Handler.List(ctx, req)
+		if err != nil {
+			c.writeError(h.ID, replyOp(h.Op), err)
 			return
 		}
-		c.writeResult(h, struct{}{}, hd.Switchover(ctx, c.cred))
-	default:
-		fail(Errorf(ErrUnknownOp, "unknown op 0x%02x", uint8(h.Op)))
+		c.writeList(h, es)
+	}),
+	OpWatch: request(func(ctx context.Context, c *serverConn, h Header, req *WatchRequest) {
+		c.watch(ctx, h, req)
+	}),
+}
+
+// request makes the serveFunc of an op whose body decodes into an R and is
+// then validated; a body that does not is answered with the error.
+func request[R any, P interface {
+	*R
+	validator
+}](serve func(ctx context.Context, c *serverConn, h Header, req P)) serveFunc {
+	return func(ctx context.Context, c *serverConn, h Header, body []byte) {
+		req := P(new(R))
+		if err := parse(body, req); err != nil {
+			c.writeError(h.ID, replyOp(h.Op), err)
+			return
+		}
+		serve(ctx, c, h, req)
+	}
+}
+
+// unary makes the serveFunc of an op that calls one Handler method and
+// answers with its result or its error.
+func unary[R any, P interface {
+	*R
+	validator
+}, T any](call func(hd Handler, ctx context.Context, cred Cred, req P) (T, error)) serveFunc {
+	return request(func(ctx context.Context, c *serverConn, h Header, req P) {
+		res, err := call(c.s.Handler, ctx, c.cred, req)
+		c.writeResult(h, res, err)
+	})
+}
+
+// written adapts a write method, whose result may be nil when there is
+// nothing to say, to answer {} rather than null.
+func written[R any](m func(Handler, context.Context, Cred, *R) (*ReportResult, error)) func(Handler, context.Context, Cred, *R) (*ReportResult, error) {
+	return func(hd Handler, ctx context.Context, cred Cred, req *R) (*ReportResult, error) {
+		r, err := m(hd, ctx, cred, req)
+		return orEmpty(r), err
 	}
 }
 

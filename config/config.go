@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/fmagent/fmagent/agent/plugin"
 )
 
 // Timing profiles.
@@ -147,9 +149,6 @@ type derived struct {
 	stateDir, socket, shm bool
 }
 
-// DefaultPlugins is the default plugin chain.
-var DefaultPlugins = []string{"heartbeat", "process", "threshold", "blame", "passthrough"}
-
 // Default returns the configuration with every default.
 func Default() *Config {
 	c := base()
@@ -175,8 +174,8 @@ func base() *Config {
 		LogFormat: LogText,
 		auto:      derived{stateDir: true, socket: true, shm: true},
 	}
-	for _, p := range DefaultPlugins {
-		c.Plugins = append(c.Plugins, Plugin{Name: p})
+	for _, p := range plugin.DefaultSpecs() {
+		c.Plugins = append(c.Plugins, Plugin{Name: p.Name})
 	}
 	c.Timing.applyProfile()
 	return c

@@ -99,15 +99,18 @@ func parse(file, data string) (*Config, error) {
 	return c, nil
 }
 
+// Errors lists the errors joined in err (Load and Validate join one per
+// refused setting), or err alone.
+func Errors(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
 // locate sets file and position on every *Error joined in err.
 func locate(err error, at func(*Error) *Error) error {
-	var list []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	} else {
-		list = []error{err}
-	}
-	for _, e := range list {
+	for _, e := range Errors(err) {
 		var ce *Error
 		if errors.As(e, &ce) {
 			at(ce)

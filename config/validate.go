@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fmagent/fmagent/agent/plugin"
 )
 
 // Error is one refused setting.
@@ -136,7 +138,7 @@ func (c *Config) Validate() error {
 	}
 
 	if len(c.Plugins) == 0 {
-		add(&Error{Key: "plugins", Reason: "the plugin chain is empty: no report would ever be decided (the default chain is " + strings.Join(DefaultPlugins, ", ") + ")"})
+		add(&Error{Key: "plugins", Reason: "the plugin chain is empty: no report would ever be decided (the default chain is " + defaultChainNames() + ")"})
 	}
 	for i, p := range c.Plugins {
 		if strings.TrimSpace(p.Name) == "" {
@@ -206,4 +208,13 @@ func CheckLoopbackListen(addr string) error {
 		return fmt.Errorf("must be a loopback address (127.0.0.1, [::1] or localhost): the metrics endpoint has no authentication")
 	}
 	return nil
+}
+
+// defaultChainNames lists the default plugin chain for an error message.
+func defaultChainNames() string {
+	var names []string
+	for _, p := range plugin.DefaultSpecs() {
+		names = append(names, p.Name)
+	}
+	return strings.Join(names, ", ")
 }

@@ -39,7 +39,6 @@ const (
 
 	bcCapOff  = 0
 	bcRecOff  = 8
-	bcSlotOff = 12
 	bcTailOff = 64
 )
 

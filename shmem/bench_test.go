@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/fmagent/fmagent/shmem"
-	"github.com/fmagent/fmagent/shmem/internal/pattern"
+	"github.com/fmagent/fmagent/shmem/internal/testpattern"
 )
 
 const benchN = 1024
@@ -12,13 +12,13 @@ const benchN = 1024
 // benchSegment is a /dev/shm segment with 1024 entities of the test pattern
 // (version 1: one alarm), the same data as the C benchmark reads, and a
 // reader on its own read-only mapping.
-func benchSegment(b *testing.B) (*shmem.Writer, *shmem.Reader, *pattern.Set) {
+func benchSegment(b *testing.B) (*shmem.Writer, *shmem.Reader, *testpattern.Set) {
 	b.Helper()
 	p := shmPath(b)
 	w, err := shmem.Create(p, shmem.Options{Capacity: 4096})
 	check(b, err)
 	b.Cleanup(func() { w.Close() })
-	set := pattern.NewSet(benchN)
+	set := testpattern.NewSet(benchN)
 	var e shmem.Entity
 	w.Begin()
 	for i := range benchN {
@@ -98,7 +98,7 @@ func BenchmarkReadByName(b *testing.B) {
 func BenchmarkReadByIDHeap(b *testing.B) {
 	w, err := shmem.NewHeap(shmem.Options{Capacity: 4096})
 	check(b, err)
-	set := pattern.NewSet(benchN)
+	set := testpattern.NewSet(benchN)
 	var e shmem.Entity
 	for i := range benchN {
 		set.Fill(&e, i, 1)

@@ -3,8 +3,6 @@ package shmem
 import (
 	"bytes"
 
-	"github.com/cespare/xxhash/v2"
-
 	"github.com/fmagent/fmagent/shmem/internal/layout"
 	"github.com/fmagent/fmagent/wire"
 )
@@ -24,10 +22,10 @@ const (
 )
 
 // IDOf returns the entity ID of a name: its xxhash64.
-func IDOf(name string) uint64 { return xxhash.Sum64String(name) }
+func IDOf(name string) uint64 { return wire.EntityID(name) }
 
 // IDOfBytes is IDOf for a byte slice.
-func IDOfBytes(name []byte) uint64 { return xxhash.Sum64(name) }
+func IDOfBytes(name []byte) uint64 { return wire.EntityIDBytes(name) }
 
 // Alarm is one active alarm of an entity. Cause holds CauseLen bytes.
 type Alarm struct {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/fmagent/fmagent/shmem"
-	"github.com/fmagent/fmagent/shmem/internal/pattern"
+	"github.com/fmagent/fmagent/shmem/internal/testpattern"
 )
 
 const (
@@ -23,9 +23,9 @@ const (
 // and another takes snapshots (each group must be all of one version: zero
 // half transactions).
 func tornRun(t *testing.T, w *shmem.Writer, r *shmem.Reader, reads int) {
-	set := pattern.NewSet(tornEntities)
+	set := testpattern.NewSet(tornEntities)
 	var e shmem.Entity
-	for g := 0; g < pattern.Groups(tornEntities, tornGroup); g++ {
+	for g := 0; g < testpattern.Groups(tornEntities, tornGroup); g++ {
 		check(t, set.CommitGroup(w, &e, g, tornGroup, 1, nil))
 	}
 
@@ -44,7 +44,7 @@ func tornRun(t *testing.T, w *shmem.Writer, r *shmem.Reader, reads int) {
 				w.Beat()
 				lastBeat = time.Now()
 			}
-			if err := set.CommitGroup(w, &e, int(v)%pattern.Groups(tornEntities, tornGroup), tornGroup, v, del); err != nil {
+			if err := set.CommitGroup(w, &e, int(v)%testpattern.Groups(tornEntities, tornGroup), tornGroup, v, del); err != nil {
 				t.Error(err)
 				return
 			}

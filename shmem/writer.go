@@ -733,15 +733,3 @@ func (w *Writer) Unlink() error {
 	}
 	return unix.Unlink(w.path)
 }
-
-// freezeMidWrite leaves the slot of id with an odd seq, as a writer that dies
-// in the middle of writing it would (tests only).
-func (w *Writer) freezeMidWrite(id uint64) bool {
-	_, s, ok := w.find(id)
-	if !ok {
-		return false
-	}
-	p := w.slot(s)
-	st64(p, L.SlotSeq, ld64(p, L.SlotSeq)+1)
-	return true
-}

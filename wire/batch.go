@@ -148,23 +148,20 @@ func batchCount(v byte, allowEmpty bool) (int, error) {
 	return int(v), nil
 }
 
-// AppendUpdate appends one sealed update datagram carrying the leading
-// changes of changes, as many as fit (at least one), and returns how many it
-// took. An empty changes is an error: there is nothing to update. h as for
-// AppendHeartbeat.
-func (c *Codec) AppendUpdate(dst []byte, h *Header, changes []Change) (out []byte, n int, err error) {
-	if len(changes) == 0 {
-		return dst, 0, errNoChanges
-	}
-	n, err = fitChanges(MaxBody-updateFixed, changes)
+// appendBatch appends one sealed datagram of type t carrying the leading
+// changes that fit after a fixed part of fixedLen bytes, which fixed appends
+// once it is known how many changes the datagram takes. It is the common
+// body of AppendUpdate, AppendPrepare and AppendSnapshot.
+func (c *Codec) appendBatch(dst []byte, h *Header, t Type, fixedLen int, changes []Change, fixed func(dst []byte, n int) []byte) (out []byte, n int, err error) {
+	n, err = fitChanges(MaxBody-fixedLen, changes)
 	if err != nil {
 		return dst, 0, err
 	}
-	dst, start, err := c.begin(dst, h, TypeUpdate)
+	dst, start, err := c.begin(dst, h, t)
 	if err != nil {
 		return dst, 0, err
 	}
-	dst = append(dst, byte(n))
+	dst = fixed(dst, n)
 	dst = appendChanges(dst, changes[:n])
 	dst, err = c.seal(dst, start, h)
 	if err != nil {
@@ -173,36 +170,53 @@ func (c *Codec) AppendUpdate(dst []byte, h *Header, changes []Change) (out []byt
 	return dst, n, nil
 }
 
+// decodeBatch decodes the changes of a batch body whose fixed part is
+// fixedLen bytes with the change count at countAt. Changes beyond the new
+// count that the previous content used are cleared. It is the common body of
+// the three batch decoders, which read their own fixed fields.
+func decodeBatch(b []byte, fixedLen, countAt int, allowEmpty bool, nchanges *uint8, cs *[MaxChanges]Change) error {
+	if len(b) > MaxBody {
+		return errBodyTooBig
+	}
+	if len(b) < fixedLen {
+		return errTruncated
+	}
+	n, err := batchCount(b[countAt], allowEmpty)
+	if err != nil {
+		return err
+	}
+	old := min(int(*nchanges), MaxChanges)
+	*nchanges = uint8(n)
+	if old > n {
+		clear(cs[n:old])
+	}
+	return decodeChanges(b[fixedLen:], cs[:n])
+}
+
+// AppendUpdate appends one sealed update datagram carrying the leading
+// changes of changes, as many as fit (at least one), and returns how many it
+// took. An empty changes is an error: there is nothing to update. h as for
+// AppendHeartbeat.
+func (c *Codec) AppendUpdate(dst []byte, h *Header, changes []Change) (out []byte, n int, err error) {
+	if len(changes) == 0 {
+		return dst, 0, errNoChanges
+	}
+	return c.appendBatch(dst, h, TypeUpdate, updateFixed, changes, func(dst []byte, n int) []byte {
+		return append(dst, byte(n))
+	})
+}
+
 // DecodeUpdate decodes an update body (1 to MaxChanges changes) into m.
 // Names and causes alias b and are valid until the caller reuses the packet
 // buffer. Changes beyond m.NChanges are left zero, clearing only those the
 // previous content of m used, so reusing one Update is cheap and holds no
 // stale aliases into old packets.
 func DecodeUpdate(b []byte, m *Update) error {
-	if err := decodeUpdate(b, m); err != nil {
+	if err := decodeBatch(b, updateFixed, 0, false, &m.NChanges, &m.Changes); err != nil {
 		*m = Update{}
 		return err
 	}
 	return nil
-}
-
-func decodeUpdate(b []byte, m *Update) error {
-	if len(b) > MaxBody {
-		return errBodyTooBig
-	}
-	if len(b) < updateFixed {
-		return errTruncated
-	}
-	n, err := batchCount(b[0], false)
-	if err != nil {
-		return err
-	}
-	old := min(int(m.NChanges), MaxChanges)
-	m.NChanges = uint8(n)
-	if old > n {
-		clear(m.Changes[n:old])
-	}
-	return decodeChanges(b[updateFixed:], m.Changes[:n])
 }
 
 // AppendPrepare appends one sealed prepare datagram of transaction txn
@@ -213,52 +227,21 @@ func (c *Codec) AppendPrepare(dst []byte, h *Header, txn uint64, changes []Chang
 	if len(changes) == 0 {
 		return dst, 0, errNoChanges
 	}
-	n, err = fitChanges(MaxBody-prepareFixed, changes)
-	if err != nil {
-		return dst, 0, err
-	}
-	dst, start, err := c.begin(dst, h, TypePrepare)
-	if err != nil {
-		return dst, 0, err
-	}
-	dst = binary.BigEndian.AppendUint64(dst, txn)
-	dst = append(dst, byte(n))
-	dst = appendChanges(dst, changes[:n])
-	dst, err = c.seal(dst, start, h)
-	if err != nil {
-		return dst, 0, err
-	}
-	return dst, n, nil
+	return c.appendBatch(dst, h, TypePrepare, prepareFixed, changes, func(dst []byte, n int) []byte {
+		dst = binary.BigEndian.AppendUint64(dst, txn)
+		return append(dst, byte(n))
+	})
 }
 
 // DecodePrepare decodes a prepare body into m; aliasing and reuse as for
 // DecodeUpdate.
 func DecodePrepare(b []byte, m *Prepare) error {
-	if err := decodePrepare(b, m); err != nil {
+	if err := decodeBatch(b, prepareFixed, 8, false, &m.NChanges, &m.Changes); err != nil {
 		*m = Prepare{}
 		return err
 	}
-	return nil
-}
-
-func decodePrepare(b []byte, m *Prepare) error {
-	if len(b) > MaxBody {
-		return errBodyTooBig
-	}
-	if len(b) < prepareFixed {
-		return errTruncated
-	}
-	n, err := batchCount(b[8], false)
-	if err != nil {
-		return err
-	}
-	old := min(int(m.NChanges), MaxChanges)
 	m.Txn = binary.BigEndian.Uint64(b)
-	m.NChanges = uint8(n)
-	if old > n {
-		clear(m.Changes[n:old])
-	}
-	return decodeChanges(b[prepareFixed:], m.Changes[:n])
+	return nil
 }
 
 // AppendSnapshot appends one sealed snapshot chunk carrying the leading
@@ -270,24 +253,12 @@ func decodePrepare(b []byte, m *Prepare) error {
 // (the snapshot of an empty table is one empty last chunk). h as for
 // AppendHeartbeat.
 func (c *Codec) AppendSnapshot(dst []byte, h *Header, s *Snapshot, changes []Change) (out []byte, n int, err error) {
-	n, err = fitChanges(MaxBody-snapshotFixed, changes)
-	if err != nil {
-		return dst, 0, err
-	}
-	dst, start, err := c.begin(dst, h, TypeSnapshot)
-	if err != nil {
-		return dst, 0, err
-	}
-	dst = binary.BigEndian.AppendUint64(dst, s.ID)
-	dst = binary.BigEndian.AppendUint64(dst, s.UpToSeq)
-	dst = binary.BigEndian.AppendUint16(dst, s.Index)
-	dst = append(dst, b2u(s.Last && n == len(changes)), byte(n))
-	dst = appendChanges(dst, changes[:n])
-	dst, err = c.seal(dst, start, h)
-	if err != nil {
-		return dst, 0, err
-	}
-	return dst, n, nil
+	return c.appendBatch(dst, h, TypeSnapshot, snapshotFixed, changes, func(dst []byte, n int) []byte {
+		dst = binary.BigEndian.AppendUint64(dst, s.ID)
+		dst = binary.BigEndian.AppendUint64(dst, s.UpToSeq)
+		dst = binary.BigEndian.AppendUint16(dst, s.Index)
+		return append(dst, b2u(s.Last && n == len(changes)), byte(n))
+	})
 }
 
 // DecodeSnapshot decodes a snapshot chunk (0 to MaxChanges changes) into m;
@@ -301,28 +272,16 @@ func DecodeSnapshot(b []byte, m *Snapshot) error {
 }
 
 func decodeSnapshot(b []byte, m *Snapshot) error {
-	if len(b) > MaxBody {
-		return errBodyTooBig
-	}
-	if len(b) < snapshotFixed {
-		return errTruncated
+	if err := decodeBatch(b, snapshotFixed, 19, true, &m.NChanges, &m.Changes); err != nil {
+		return err
 	}
 	last, err := u2b(b[18])
 	if err != nil {
 		return err
 	}
-	n, err := batchCount(b[19], true)
-	if err != nil {
-		return err
-	}
-	old := min(int(m.NChanges), MaxChanges)
 	m.ID = binary.BigEndian.Uint64(b)
 	m.UpToSeq = binary.BigEndian.Uint64(b[8:])
 	m.Index = binary.BigEndian.Uint16(b[16:])
 	m.Last = last
-	m.NChanges = uint8(n)
-	if old > n {
-		clear(m.Changes[n:old])
-	}
-	return decodeChanges(b[snapshotFixed:], m.Changes[:n])
+	return nil
 }

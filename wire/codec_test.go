@@ -71,7 +71,7 @@ func roundTrips() []roundTrip {
 	}
 	for _, e := range []Election{
 		{Kind: ElectCall, Priority: 5, Generation: 9},
-		{Kind: ElectAnswer, Priority: 255, Generation: ^uint64(0)},
+		{Kind: ElectCall, Priority: 255, Generation: ^uint64(0)},
 		{Kind: ElectCoordinator, Priority: 1, Generation: 2, Vice: 0xFFFFFFFF},
 	} {
 		rts = append(rts, msg("election", TypeElection,
@@ -594,6 +594,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"heartbeat too big", heartbeat, make([]byte, MaxBody+1), ErrTooBig},
 		{"election kind 0", election, make([]byte, electionSize), ErrMalformed},
 		{"election kind 4", election, set(make([]byte, electionSize), 0, 4), ErrMalformed},
+		{"election kind 2 (reserved, was answer)", election, set(make([]byte, electionSize), 0, 2), ErrMalformed},
 		{"ack kind 0", ack, make([]byte, ackSize), ErrMalformed},
 		{"ack kind 3", ack, set(make([]byte, ackSize), 0, 3), ErrMalformed},
 		{"commit abort 2", commit, set(make([]byte, commitSize), 8, 2), ErrMalformed},

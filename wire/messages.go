@@ -164,7 +164,7 @@ func decodeHeartbeat(b []byte, m *Heartbeat) error {
 const electionSize = 14
 
 func checkElection(m *Election) error {
-	if m.Kind < ElectCall || m.Kind > ElectCoordinator {
+	if m.Kind != ElectCall && m.Kind != ElectCoordinator {
 		return errElectKind
 	}
 	return nil

@@ -149,11 +149,13 @@ type ElectionKind uint8
 
 const (
 	// ElectCall: the sender found no master and calls an election.
-	ElectCall ElectionKind = 1 + iota
-	// ElectAnswer: a better candidate answers a call ("I am alive, stand down").
-	ElectAnswer
+	ElectCall ElectionKind = 1
+	// 2 is reserved: the bully's "answer" ("I am alive, stand down") is the
+	// better candidate's heartbeat, which carries its rank, so no message
+	// is needed for it (docs/DESIGN.md §9). A decoder refuses it.
+
 	// ElectCoordinator: the sender is master from the header's epoch on.
-	ElectCoordinator
+	ElectCoordinator ElectionKind = 3
 )
 
 // Election is a bully-election message; the header's epoch is the term it is about.

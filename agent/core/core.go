@@ -15,6 +15,7 @@ package core
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"time"
 
@@ -28,8 +29,6 @@ import (
 const (
 	DefaultInterval = 10 * time.Millisecond
 	DefaultMisses   = 5
-	FastInterval    = 1 * time.Millisecond
-	FastMisses      = 3
 	DefaultStale    = 10 * time.Second
 )
 
@@ -83,6 +82,41 @@ func (c *Config) setDefaults() {
 	if c.Incarnation == 0 {
 		c.Incarnation = 1
 	}
+}
+
+// MinMisses is the fewest missed heartbeats that may declare a peer lost: a
+// virtual machine stalls for ~20 ms now and then, and with fewer than three
+// misses that reads as a failure (DESIGN §8).
+const MinMisses = 3
+
+// ErrBadConfig is the sentinel every error of Config.Validate wraps.
+var ErrBadConfig = errors.New("core: bad config")
+
+// Validate refuses a configuration the core cannot run safely, before the
+// defaults of the fields left zero are applied (as go.etcd.io/raft's
+// Config.validate). New panics on a Config that Validate refuses: the shell
+// checks it first and reports the error.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrBadConfig}, args...)...))
+	}
+	if c.Node == 0 {
+		bad("node ID 0 is reserved (it means none)")
+	}
+	if c.Interval < 0 {
+		bad("interval %v is negative", c.Interval)
+	}
+	if c.Misses != 0 && c.Misses < MinMisses {
+		bad("misses %d is below %d: a ~20 ms stall would read as a failure", c.Misses, MinMisses)
+	}
+	if c.StaleTimeout < 0 || c.TxnTimeout < 0 {
+		bad("stale timeout %v and transaction timeout %v may not be negative", c.StaleTimeout, c.TxnTimeout)
+	}
+	if c.MaxAlarms < 0 || c.RingSize < 0 {
+		bad("alarm limit %d and ring size %d may not be negative", c.MaxAlarms, c.RingSize)
+	}
+	return errors.Join(errs...)
 }
 
 // Detection is the silence after which a peer (or one of its links) is lost.
@@ -257,6 +291,9 @@ type Node struct {
 
 // New returns a node starting at now.
 func New(cfg Config, now time.Time) *Node {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
 	cfg.setDefaults()
 	chain := cfg.Chain
 	if chain == nil {

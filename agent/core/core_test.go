@@ -196,3 +196,21 @@ func TestSwitchover(t *testing.T) {
 	lone := core.New(core.Config{Node: 7, Key: []byte("k")}, t0)
 	assert.ErrorIs(t, lone.Switchover(t0), core.ErrNoMaster)
 }
+
+func TestConfigValidate(t *testing.T) {
+	ok := core.Config{Node: 1, Key: []byte("k")}
+	require.NoError(t, ok.Validate(), "zero fields take their defaults")
+	for name, c := range map[string]core.Config{
+		"two misses":      {Node: 1, Misses: 2},
+		"node 0":          {Node: 0},
+		"negative":        {Node: 1, Interval: -time.Millisecond},
+		"negative alarms": {Node: 1, MaxAlarms: -1},
+	} {
+		err := c.Validate()
+		require.ErrorIs(t, err, core.ErrBadConfig, name)
+	}
+	bad := core.Config{Node: 1, Misses: 1}
+	require.PanicsWithError(t, bad.Validate().Error(), func() {
+		core.New(bad, time.Unix(0, 0))
+	})
+}

@@ -162,7 +162,7 @@ func (n *Node) adoptGeneration(hb *wire.Heartbeat, master wire.NodeID) {
 	members := []wire.NodeID{master}
 	for i := 0; i < int(hb.NPeers); i++ {
 		v := &hb.Peers[i]
-		if v.Links&LinkFenced == 0 && v.Links != 0 {
+		if v.Links&wire.LinkFenced == 0 && v.Links != 0 {
 			members = append(members, v.Node)
 		}
 	}

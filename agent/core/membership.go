@@ -9,9 +9,6 @@ import (
 	"github.com/fmagent/fmagent/wire"
 )
 
-// LinkFenced marks a fenced peer in a heartbeat's per-link view.
-const LinkFenced = wire.LinkFenced
-
 // peer is what this node knows of another.
 type peer struct {
 	id      wire.NodeID
@@ -69,7 +66,7 @@ func (n *Node) onHeartbeat(now time.Time, net wire.Net, h *wire.Header, p *peer,
 	if st := n.el.State(); hb.Role == wire.RoleMaster && (st.Master == 0 || p.id == st.Master || h.Epoch > st.Epoch) {
 		for i := 0; i < int(hb.NPeers); i++ {
 			v := &hb.Peers[i]
-			if v.Node == n.cfg.Node && v.Incarnation == n.inc && v.Links&LinkFenced != 0 {
+			if v.Node == n.cfg.Node && v.Incarnation == n.inc && v.Links&wire.LinkFenced != 0 {
 				n.reincarnate(now)
 				break
 			}
@@ -220,16 +217,16 @@ func (n *Node) judge(now time.Time) {
 			}
 			continue
 		}
-		any := false
+		heardAny := false
 		for net := range p.heard {
 			up := n.heardOn(p, net, now)
-			any = any || up
+			heardAny = heardAny || up
 			if p.linkUp[net] && !up {
 				p.linkUp[net] = false
 				n.event(Event{Kind: EvLinkDown, Node: p.id, Net: wire.Net(net)})
 			}
 		}
-		if p.alive && !any {
+		if p.alive && !heardAny {
 			p.alive = false
 			n.event(Event{Kind: EvPeerDown, Node: p.id, Reason: "silent"})
 		}
@@ -335,7 +332,7 @@ func (n *Node) sendHeartbeat() {
 			continue
 		}
 		if p.fenced {
-			links |= LinkFenced
+			links |= wire.LinkFenced
 		}
 		hb.Peers[hb.NPeers] = wire.PeerView{Node: id, Incarnation: p.inc, Links: links}
 		hb.NPeers++

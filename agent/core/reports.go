@@ -2,7 +2,6 @@ package core
 
 import (
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/fmagent/fmagent/agent/plugin"
@@ -309,7 +308,7 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 			}
 		}
 		if kind == 0 {
-			kind = kindOfName(name)
+			kind = table.KindOfName(name)
 		}
 		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRegister, Entity: id, Name: []byte(name), EntityKind: kind,
 			Owner: owner, State: state, Incarnation: r.Incarnation, By: by, At: at})
@@ -319,7 +318,7 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 	if name == "" && v.Entity == r.Entity {
 		name = r.Name
 	}
-	owner := ownerOfName(name, r.From)
+	owner := table.OwnerOfName(name, r.From)
 	switch v.Kind {
 	case plugin.MarkDown:
 		e := ensure(v.Entity, name, r.EntityKind, owner, wire.StateDown)
@@ -376,35 +375,3 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 
 // has reports whether Entity.Alarm found the alarm.
 func has(_ *table.Alarm, ok bool) bool { return ok }
-
-// kindOfName infers an entity's kind from the naming convention.
-func kindOfName(name string) wire.EntityKind {
-	switch {
-	case strings.Contains(name, "/link/"):
-		return wire.KindLink
-	case strings.Contains(name, "/proc/"):
-		return wire.KindProcess
-	case strings.HasPrefix(name, "node/") && strings.Count(name, "/") == 1:
-		return wire.KindNode
-	case strings.HasPrefix(name, "svc/"):
-		return wire.KindService
-	}
-	return wire.KindCustom
-}
-
-// ownerOfName: "node/N/..." is owned by N; anything else by the reporter.
-func ownerOfName(name string, reporter wire.NodeID) wire.NodeID {
-	if !strings.HasPrefix(name, "node/") {
-		return reporter
-	}
-	rest := name[len("node/"):]
-	var id uint64
-	i := 0
-	for ; i < len(rest) && rest[i] >= '0' && rest[i] <= '9'; i++ {
-		id = id*10 + uint64(rest[i]-'0')
-	}
-	if i == 0 || id == 0 || id > 1<<32-1 {
-		return reporter
-	}
-	return wire.NodeID(id)
-}

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
-
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/wire"
 )
@@ -147,7 +145,7 @@ func (h *Handler) Register(ctx context.Context, cred api.Cred, req *api.Register
 		return &r, nil
 	}
 	e := &api.Entity{
-		ID:          api.ID(xxhash.Sum64String(req.Name)),
+		ID:          api.ID(wire.EntityID(req.Name)),
 		Name:        req.Name,
 		Kind:        req.Kind,
 		Owner:       h.Node,

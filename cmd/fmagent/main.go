@@ -88,13 +88,7 @@ func run(args []string, stderr io.Writer) int {
 // printConfigError prints one line per refused setting (config.Error gives
 // file:line:col: key = value: reason).
 func printConfigError(w io.Writer, err error) {
-	var list []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	} else {
-		list = []error{err}
-	}
-	for _, e := range list {
+	for _, e := range config.Errors(err) {
 		fmt.Fprintf(w, "fmagent: %s\n", strings.TrimPrefix(e.Error(), "config: "))
 	}
 }

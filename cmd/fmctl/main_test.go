@@ -699,10 +699,11 @@ func TestReportRaiseClear(t *testing.T) {
 		assert.Contains(t, r.stderr, "Usage:", "%q", args)
 	}
 
-	// An invalid cause is the agent's bad_request: exit 1.
+	// An invalid cause is refused before connecting, by the api package's
+	// own rule (the agent would answer bad_request with the same words).
 	r = a.run("raise", "svc/billing", "-cause", strings.Repeat("x", 65))
-	assert.Equal(t, exitFailure, r.code)
-	assert.Contains(t, r.stderr, "fmctl: raise svc/billing: cause is 65 bytes, the limit is 64")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, "fmctl raise: cause is 65 bytes, the limit is 64")
 }
 
 func TestUpDown(t *testing.T) {

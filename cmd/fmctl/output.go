@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/wire"
 )
 
 // ---- JSON ----
@@ -37,19 +38,19 @@ func age(d time.Duration) string {
 		d = 0 // the master's clock is ahead of ours
 	}
 	s := int64(d / time.Second)
-	const min, hour, day = 60, 3600, 86400
+	const minute, hour, day = 60, 3600, 86400
 	switch {
-	case s < min:
+	case s < minute:
 		return fmt.Sprintf("%ds", s)
-	case s < 10*min:
-		if s%min == 0 {
-			return fmt.Sprintf("%dm", s/min)
+	case s < 10*minute:
+		if s%minute == 0 {
+			return fmt.Sprintf("%dm", s/minute)
 		}
-		return fmt.Sprintf("%dm%ds", s/min, s%min)
+		return fmt.Sprintf("%dm%ds", s/minute, s%minute)
 	case s < hour:
-		return fmt.Sprintf("%dm", s/min)
+		return fmt.Sprintf("%dm", s/minute)
 	case s < 10*hour:
-		if m := s % hour / min; m != 0 {
+		if m := s % hour / minute; m != 0 {
 			return fmt.Sprintf("%dh%dm", s/hour, m)
 		}
 		return fmt.Sprintf("%dh", s/hour)
@@ -352,4 +353,12 @@ func help(stdout, stderr io.Writer, gfs *flag.FlagSet, args []string) int {
 	c.setup(fs)
 	cmdUsage(stdout, c, fs)
 	return exitOK
+}
+
+// nodeName shows a node ID, "none" for 0.
+func nodeName(n wire.NodeID) string {
+	if n == 0 {
+		return "none"
+	}
+	return fmt.Sprint(uint32(n))
 }

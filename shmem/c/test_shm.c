@@ -5,7 +5,7 @@
  *   1. xxhash64 agrees with Go's (known vectors, and lookups by name of
  *      entities named by the Go writer with lengths 1..200).
  *   2. Torn reads: the writer rewrites 64 entities with the known checksum
- *      pattern (shmem/internal/pattern) in transactions of 8, deleting some,
+ *      pattern (shmem/internal/testpattern) in transactions of 8, deleting some,
  *      while this reader does at least 1,000,000 verified reads and takes
  *      snapshots: zero torn reads, zero snapshots with half a transaction.
  *      Also follows the event ring and waits on the futex.
@@ -101,7 +101,7 @@ static void stop(pid_t pid, int sig)
 	waitpid(pid, &st, 0); /* reap: a zombie still has its pid */
 }
 
-/* ---- the known pattern (shmem/internal/pattern) ----------------------- */
+/* ---- the known pattern (shmem/internal/testpattern) ----------------------- */
 
 static void name_of(int i, char *buf, size_t n) { snprintf(buf, n, "ctest/%04d", i); }
 

@@ -3,7 +3,7 @@
 // product.
 //
 //	shmwriter -path /dev/shm/x -mode churn   rewrite entities with the known
-//	                                         pattern (shmem/internal/pattern)
+//	                                         pattern (shmem/internal/testpattern)
 //	                                         in group transactions until signalled
 //	shmwriter -path /dev/shm/x -mode static  write the entities once, then only beat
 //	shmwriter -path /dev/shm/x -mode stuck   as static, then leave entity 0's slot
@@ -29,7 +29,7 @@ import (
 
 	"github.com/fmagent/fmagent/shmem"
 	L "github.com/fmagent/fmagent/shmem/internal/layout"
-	"github.com/fmagent/fmagent/shmem/internal/pattern"
+	"github.com/fmagent/fmagent/shmem/internal/testpattern"
 )
 
 func main() {
@@ -53,10 +53,10 @@ func main() {
 		os.Exit(1)
 	}
 	var e shmem.Entity
-	set := pattern.NewSet(*n)
+	set := testpattern.NewSet(*n)
 	w.Begin()
-	for _, l := range pattern.LongLens {
-		pattern.FillLong(&e, l)
+	for _, l := range testpattern.LongLens {
+		testpattern.FillLong(&e, l)
 		must(w.Put(&e))
 	}
 	for i := 0; i < *n; i++ {
@@ -67,7 +67,7 @@ func main() {
 	w.Commit()
 
 	if *mode == "stuck" {
-		freeze(*path, shmem.IDOf(pattern.Name(0)))
+		freeze(*path, shmem.IDOf(testpattern.Name(0)))
 	}
 
 	var stop atomic.Bool
@@ -94,7 +94,7 @@ func main() {
 		if *deletes {
 			del = func() bool { return rng.IntN(16) == 0 }
 		}
-		must(set.CommitGroup(w, &e, int(v)%pattern.Groups(*n, *group), *group, v, del))
+		must(set.CommitGroup(w, &e, int(v)%testpattern.Groups(*n, *group), *group, v, del))
 		commits++
 		if *pause > 0 {
 			d := time.Duration(rng.Int64N(int64(*pause) + 1))

@@ -130,8 +130,7 @@ const (
 const (
 	RingHeaderSize = 128
 	RingCapOff     = 0  // u64: slots, power of two
-	RingRecOff     = 8  // u32: payload bytes per record
-	RingSlotOff    = 12 // u32: bytes per slot (8 + payload)
+	RingRecOff     = 8  // u64: payload bytes per record (low 32 bits) | bytes per slot, 8 + payload (high 32), stored as one word
 	RingTailOff    = 64 // u64: position of the next record to write
 
 	RingSlotSize   = 32

@@ -1,9 +1,9 @@
-// Package pattern is the known checksum pattern that the torn-read tests
+// Package testpattern is the known checksum pattern that the torn-read tests
 // write and verify: every field of an entity is a function of its index and
 // of a version v (stored as Incarnation), so a read that mixes two writes
 // fails Verify. shmem/c/test_shm.c implements the same functions in C; keep
 // them in step.
-package pattern
+package testpattern
 
 import (
 	"fmt"

@@ -1,0 +1,119 @@
+package api
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/fmagent/fmagent/wire"
+)
+
+// Results: what the agent answers.
+
+// Alarm is an active alarm on an entity.
+type Alarm struct {
+	Cause    string      `json:"cause"`
+	Severity Severity    `json:"severity"`
+	RaisedAt time.Time   `json:"raised_at"` // RFC 3339 with nanoseconds, master's clock
+	RaisedBy wire.NodeID `json:"raised_by"` // node whose report raised it
+}
+
+// Entity is one row of the cluster table.
+type Entity struct {
+	ID          ID          `json:"id"` // xxhash64 of Name, "0x%016x"
+	Name        string      `json:"name"`
+	Kind        Kind        `json:"kind"`
+	Owner       wire.NodeID `json:"owner"` // node that speaks for it
+	State       State       `json:"state"`
+	Incarnation uint64      `json:"incarnation"`
+	ChangedAt   time.Time   `json:"changed_at"`  // time of the last change, master's clock
+	ChangedSeq  uint64      `json:"changed_seq"` // table seq of the last change
+	ChangedBy   wire.NodeID `json:"changed_by"`  // node whose report caused it
+	Alarms      []Alarm     `json:"alarms"`      // never null: [] when none
+}
+
+// MarshalJSON writes alarms as [] rather than null when there are none, so
+// the JSON shape is stable.
+// Times are written in UTC.
+func (e Entity) MarshalJSON() ([]byte, error) {
+	type plain Entity
+	alarms := make([]Alarm, len(e.Alarms))
+	for i, a := range e.Alarms {
+		a.RaisedAt = a.RaisedAt.UTC()
+		alarms[i] = a
+	}
+	e.Alarms = alarms
+	e.ChangedAt = e.ChangedAt.UTC()
+	return json.Marshal(plain(e))
+}
+
+// Links is how one node hears a peer on each of the two networks.
+type Links struct {
+	A bool `json:"a"`
+	B bool `json:"b"`
+}
+
+// Member is one node of the cluster as this node sees it.
+type Member struct {
+	Node        wire.NodeID `json:"node"`
+	Incarnation uint64      `json:"incarnation"`
+	Role        Role        `json:"role"`
+	State       State       `json:"state"`
+	Links       Links       `json:"links"` // as this node hears the member
+	Priority    uint8       `json:"priority"`
+	Eligible    bool        `json:"eligible"` // may become master
+}
+
+// Status is the agent's view of itself and the cluster.
+type Status struct {
+	Node        wire.NodeID `json:"node"`
+	Cluster     uint32      `json:"cluster"`
+	Role        Role        `json:"role"`
+	Epoch       uint64      `json:"epoch"`
+	Master      wire.NodeID `json:"master"` // 0: none
+	Vice        wire.NodeID `json:"vice"`   // 0: none
+	Stale       bool        `json:"stale"`  // no word from the master for longer than the stale timeout
+	TableSeq    uint64      `json:"table_seq"`
+	Digest      Digest      `json:"digest"`
+	Incarnation uint64      `json:"incarnation"`
+	Shm         string      `json:"shm"`     // this agent's shared-memory segment ("" if none)
+	Members     []Member    `json:"members"` // never null
+}
+
+// MarshalJSON writes members as [] rather than null.
+func (s Status) MarshalJSON() ([]byte, error) {
+	type plain Status
+	if s.Members == nil {
+		s.Members = []Member{}
+	}
+	return json.Marshal(plain(s))
+}
+
+// EventKind is what happened to an entity.
+type EventKind string
+
+// Event kinds.
+const (
+	EventState      EventKind = "state"
+	EventRaise      EventKind = "raise"
+	EventClear      EventKind = "clear"
+	EventRegister   EventKind = "register"
+	EventUnregister EventKind = "unregister"
+)
+
+// Event is one table change streamed by Watch.
+type Event struct {
+	Seq    uint64    `json:"seq"` // table seq of the change
+	Kind   EventKind `json:"kind"`
+	Cause  string    `json:"cause,omitempty"` // with raise and clear: the alarm's cause
+	Entity Entity    `json:"entity"`          // the entity after the change (before it, for unregister)
+}
+
+// ReportResult is the outcome of a write that went through the master.
+type ReportResult struct {
+	// Seq is the table seq of the resulting change, 0 if the plugins
+	// ignored the report (or it changed nothing).
+	Seq uint64 `json:"seq"`
+	// Verdict names what the plugin chain decided, e.g. "raise",
+	// "clear", "down", "up", "blame-reporter", "ignore".
+	Verdict string `json:"verdict"`
+}
