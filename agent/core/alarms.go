@@ -163,7 +163,7 @@ func (n *Node) computePartition(net int, now time.Time, dst *partition, parent *
 		}
 		for v := 0; v < int(p.hb.NPeers); v++ {
 			pv := &p.hb.Peers[v]
-			if pv.Links&LinkFenced != 0 || pv.Links&(1<<net) == 0 {
+			if pv.Links&wire.LinkFenced != 0 || pv.Links&(1<<net) == 0 {
 				continue
 			}
 			if qi := idx(pv.Node); qi >= 0 {
