@@ -44,6 +44,7 @@ import (
 	"github.com/fmagent/fmagent/agent/plugin"
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/hooks"
 	"github.com/fmagent/fmagent/metrics"
 	"github.com/fmagent/fmagent/persist"
 	"github.com/fmagent/fmagent/procwatch"
@@ -103,6 +104,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	a := &agent{cfg: cfg, log: log}
 	if err := a.start(); err != nil {
 		a.closeAll()
+		a.hooks.Close()
 		return err
 	}
 	return a.run(ctx)
@@ -154,6 +156,8 @@ type agent struct {
 	scratch  shmem.Entity
 	events   []api.Event // scratch for watcher events
 	evlog    eventLog    // rate-limited and aggregated log lines (logevents.go)
+	journal  journal     // history, resumable watches, hook feed (journal.go)
+	hooks    *hooks.Runner
 
 	wake chan struct{} // pokes the timer loop
 	wg   sync.WaitGroup
@@ -176,6 +180,8 @@ func (a *agent) start() error {
 	a.seen = make(map[uint64]struct{})
 	a.procs = make(map[uint64]string)
 	a.masterCh = make(chan struct{})
+	a.journal.start(time.Now())
+	a.startHooks()
 	for i := range a.addrs {
 		a.addrs[i] = make(map[wire.NodeID]netip.AddrPort)
 	}
@@ -413,6 +419,7 @@ func (a *agent) shutdown(done chan struct{}) {
 	a.mu.Unlock()
 	a.saverWG.Wait()
 	a.closeAll()
+	a.hooks.Close()
 	a.log.Info("stopped")
 }
 

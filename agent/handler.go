@@ -379,6 +379,9 @@ func (h *handler) Watch(ctx context.Context, req *api.WatchRequest, send func(*a
 		return api.Errorf(api.ErrUnavailable, "the agent is shutting down")
 	}
 	a.watchers[w] = struct{}{}
+	// A snapshot or a resume, taken with the subscription under one lock:
+	// no change falls between them (journal.go).
+	initial := a.watchStart(req)
 	a.mu.Unlock()
 	defer func() {
 		a.mu.Lock()
@@ -386,6 +389,11 @@ func (h *handler) Watch(ctx context.Context, req *api.WatchRequest, send func(*a
 		a.mu.Unlock()
 	}()
 	req.Ready()
+	for i := range initial {
+		if err := send(&initial[i]); err != nil {
+			return err
+		}
+	}
 	for {
 		select {
 		case ev := <-w.ch:

@@ -61,6 +61,7 @@ var opNames = map[Op]string{
 	OpStatus:     "status",
 	OpSwitchover: "switchover",
 	OpEvent:      "event",
+	OpHistory:    "history",
 }
 
 func (o Op) String() string {
@@ -77,7 +78,7 @@ func (o Op) String() string {
 
 // IsRequest reports whether o is an op a client may send.
 func (o Op) IsRequest() bool {
-	return o >= OpRegister && o <= OpSwitchover
+	return o >= OpRegister && o <= OpSwitchover || o == OpHistory
 }
 
 // IsWrite reports whether o changes the cluster table (or the cluster) and so

@@ -106,6 +106,20 @@ type Event struct {
 	Kind   EventKind `json:"kind"`
 	Cause  string    `json:"cause,omitempty"` // with raise and clear: the alarm's cause
 	Entity Entity    `json:"entity"`          // the entity after the change (before it, for unregister)
+
+	// Appended (history.go). Cursor numbers the events of this agent run
+	// (Agent), one by one: what a Watch resumes from. Time is when the
+	// change was made (master's clock for table changes); By the node
+	// whose report made it.
+	Cursor   uint64      `json:"cursor,omitempty"`
+	Agent    uint64      `json:"agent,omitempty"`
+	Time     time.Time   `json:"time,omitzero"`
+	By       wire.NodeID `json:"by,omitempty"`
+	Severity Severity    `json:"severity,omitempty"` // with raise
+	Master   wire.NodeID `json:"master,omitempty"`   // with master, sync
+	Epoch    uint64      `json:"epoch,omitempty"`    // with master, sync
+	Role     Role        `json:"role,omitempty"`     // with role, sync
+	Resumed  bool        `json:"resumed,omitempty"`  // with sync
 }
 
 // ReportResult is the outcome of a write that went through the master.
