@@ -54,6 +54,7 @@ type misconfig struct {
 	quorumMissing []wire.NodeID // last reported (nil: not waiting)
 	quorumWaiting bool
 	quorumBuf     []wire.NodeID
+	hadMaster     bool // the quorum rule is for a cold start only (elect: formed)
 
 	// Split brain.
 	splitWith  wire.NodeID // the other master (0: none)
@@ -249,7 +250,10 @@ func (n *Node) misconfigTick(now time.Time) {
 // present. It names who is missing.
 func (n *Node) quorumTick(now time.Time, st elect.State) {
 	m := &n.mc
-	waiting := st.Master == 0 && !n.cfg.AllowAlone && len(n.cfg.Members) > 0 && now.Sub(n.start) >= n.cfg.Detection()
+	if st.Master != 0 {
+		m.hadMaster = true
+	}
+	waiting := st.Master == 0 && !m.hadMaster && !n.cfg.AllowAlone && len(n.cfg.Members) > 0 && now.Sub(n.start) >= n.cfg.Detection()
 	present := 0
 	missing := m.quorumBuf[:0]
 	if waiting {
