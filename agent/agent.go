@@ -243,6 +243,7 @@ func (a *agent) start() error {
 		AllowAlone:   cfg.AllowAlone,
 		MaxAlarms:    maxAlarms,
 		Chain:        chain,
+		Version:      agentVersion(),
 	}
 	if err := ccfg.Validate(); err != nil {
 		return fmt.Errorf("agent: %w", err)

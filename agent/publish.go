@@ -268,7 +268,9 @@ func (a *agent) statusOf(st *core.Status) *api.Status {
 	self := api.Member{
 		Node: st.Node, Incarnation: st.Incarnation, Role: api.RoleOf(st.Role), State: api.StateUp,
 		Links: api.Links{A: true, B: true}, Priority: a.cfg.Priority, Eligible: a.cfg.Eligible,
+		Version: agentVersion(), Interval: api.Duration(st.Interval), Misses: st.Misses,
 	}
+	statusExtra(out, st, a.cfg.Timing.Profile)
 	added := false
 	for _, p := range st.Peers {
 		if !added && p.Node > st.Node {
@@ -276,8 +278,10 @@ func (a *agent) statusOf(st *core.Status) *api.Status {
 			added = true
 		}
 		m := api.Member{
-			Node: p.Node, Incarnation: p.Incarnation, Role: api.RoleJoining, State: api.StateDown,
+			Node: p.Node, Incarnation: p.Incarnation, Role: api.RoleNone, State: api.StateDown,
 			Links: api.Links{A: p.Links[wire.NetA], B: p.Links[wire.NetB]}, Priority: p.Priority, Eligible: p.Eligible,
+			Version: p.Version, Interval: api.Duration(p.Interval), Misses: p.Misses,
+			HeardA: heardAt(p.LastHeard[wire.NetA]), HeardB: heardAt(p.LastHeard[wire.NetB]),
 		}
 		if p.Alive {
 			m.State = api.StateUp

@@ -61,6 +61,44 @@ type Member struct {
 	Links       Links       `json:"links"` // as this node hears the member
 	Priority    uint8       `json:"priority"`
 	Eligible    bool        `json:"eligible"` // may become master
+
+	// Appended (issue 11): the member's software version and timing, as
+	// its heartbeats say, and when this node last heard it on each network.
+	Version   string    `json:"version,omitempty"`
+	Interval  Duration  `json:"interval,omitempty"`
+	Misses    int       `json:"misses,omitempty"`
+	HeardA    time.Time `json:"heard_a,omitzero"`
+	HeardB    time.Time `json:"heard_b,omitzero"`
+}
+
+// Duration is a time.Duration written in JSON as its string ("10ms").
+type Duration time.Duration
+
+// MarshalText writes d as time.Duration's String.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads a time.ParseDuration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
+}
+
+// Timing is the failure detector's timing in force on a node.
+type Timing struct {
+	Profile   string   `json:"profile,omitempty"`
+	Interval  Duration `json:"interval"`
+	Misses    int      `json:"misses"`
+	Detection Duration `json:"detection"`
+}
+
+// Quorum is the cold-start rule's view: the persisted membership and
+// whether enough of it is present.
+type Quorum struct {
+	Members []wire.NodeID `json:"members"`
+	Present int           `json:"present"`
+	Needed  int           `json:"needed"`
+	Ok      bool          `json:"ok"`
 }
 
 // Status is the agent's view of itself and the cluster.
@@ -77,6 +115,16 @@ type Status struct {
 	Incarnation uint64      `json:"incarnation"`
 	Shm         string      `json:"shm"`     // this agent's shared-memory segment ("" if none)
 	Members     []Member    `json:"members"` // never null
+
+	// Appended (issue 11).
+	Version string `json:"version,omitempty"`
+	Timing  Timing `json:"timing"`
+	Quorum  Quorum `json:"quorum"`
+	// Refused: this node found its node_id in use and refused to join.
+	Refused bool `json:"refused,omitempty"`
+	// Partitions: for each network ("a", "b") split into parts, the parts
+	// as this node sees them; absent when whole.
+	Partitions map[string][][]wire.NodeID `json:"partitions,omitempty"`
 }
 
 // MarshalJSON writes members as [] rather than null.

@@ -371,6 +371,10 @@ type PeerInfo struct {
 	Fenced      bool
 	Links       [wire.NumNets]bool
 	LastHeard   [wire.NumNets]time.Time
+	// From the peer's heartbeat (statusExtra): its version and timing.
+	Version  string
+	Interval time.Duration
+	Misses   int
 }
 
 // Status is a snapshot of the node's view, for fmctl status.
@@ -386,6 +390,14 @@ type Status struct {
 	Digest      uint64
 	Generation  uint64
 	Peers       []PeerInfo
+
+	// statusExtra (misconfig.go): timing in force, quorum, partitions.
+	Interval   time.Duration
+	Misses     int
+	Members    []wire.NodeID // the persisted membership (the quorum rule's)
+	Quorum     bool          // a quorum of Members is present (or the rule no longer applies)
+	Refused    bool          // this node refused to join: its node ID is in use
+	Partitions [wire.NumNets][][]wire.NodeID
 }
 
 // Status returns the node's current view.
@@ -406,5 +418,6 @@ func (n *Node) Status() Status {
 		}
 		s.Peers = append(s.Peers, pi)
 	}
+	n.statusExtra(&s)
 	return s
 }

@@ -309,3 +309,29 @@ func ShortInc(inc uint64) string {
 	}
 	return fmt.Sprintf("%06x", inc&0xffffff)
 }
+
+// statusExtra fills the parts of Status about timing, quorum, partitions
+// and the peers' versions.
+func (n *Node) statusExtra(s *Status) {
+	s.Interval, s.Misses, s.Refused = n.cfg.Interval, n.cfg.Misses, n.mc.refused
+	s.Members = append([]wire.NodeID(nil), n.cfg.Members...)
+	present := 0
+	for _, id := range n.cfg.Members {
+		if id == n.cfg.Node {
+			present++
+		} else if p, ok := n.peers[id]; ok && n.live(p) {
+			present++
+		}
+	}
+	s.Quorum = n.mc.hadMaster || n.cfg.AllowAlone || len(n.cfg.Members) == 0 || present >= len(n.cfg.Members)/2+1
+	s.Partitions = n.Partitions()
+	for i := range s.Peers {
+		p := n.peers[s.Peers[i].Node]
+		if p == nil || !p.hbOK {
+			continue
+		}
+		s.Peers[i].Version = p.hb.VersionString()
+		s.Peers[i].Interval = time.Duration(p.hb.IntervalMicros) * time.Microsecond
+		s.Peers[i].Misses = int(p.hb.Misses)
+	}
+}
