@@ -64,11 +64,11 @@ type Member struct {
 
 	// Appended (issue 11): the member's software version and timing, as
 	// its heartbeats say, and when this node last heard it on each network.
-	Version   string    `json:"version,omitempty"`
-	Interval  Duration  `json:"interval,omitempty"`
-	Misses    int       `json:"misses,omitempty"`
-	HeardA    time.Time `json:"heard_a,omitzero"`
-	HeardB    time.Time `json:"heard_b,omitzero"`
+	Version  string    `json:"version,omitempty"`
+	Interval Duration  `json:"interval,omitempty"`
+	Misses   int       `json:"misses,omitempty"`
+	HeardA   time.Time `json:"heard_a,omitzero"`
+	HeardB   time.Time `json:"heard_b,omitzero"`
 }
 
 // Duration is a time.Duration written in JSON as its string ("10ms").
