@@ -44,6 +44,7 @@ import (
 	"github.com/fmagent/fmagent/agent/plugin"
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/daemon"
 	"github.com/fmagent/fmagent/hooks"
 	"github.com/fmagent/fmagent/metrics"
 	"github.com/fmagent/fmagent/persist"
@@ -120,12 +121,24 @@ type agent struct {
 	stateDir string
 	tr       *transport.Transport
 	pw       *procwatch.Watcher
-	wd       watchdog.Watchdog
-	srv      *api.Server
-	ln       *net.UnixListener
-	msrv     *metrics.Server
-	reg      *metrics.Registry
-	m        *agentMetrics
+	// The watchdog guard and the loops' health (guard.go), the daemon
+	// supervisor (daemons.go).
+	guard     *watchdog.Guard
+	wdDev     *watchdog.Device
+	health    *watchdog.Health
+	hRecv     [wire.NumNets][2]*watchdog.Loop
+	hTimer    *watchdog.Loop
+	hPublish  *watchdog.Loop
+	hProc     *watchdog.Loop
+	hAPI      *watchdog.Loop
+	sup       *daemon.Supervisor
+	escalated chan error
+	lastFence core.FenceStatus // the guard's last read of the fence decision (guard goroutine only)
+	srv       *api.Server
+	ln        *net.UnixListener
+	msrv      *metrics.Server
+	reg       *metrics.Registry
+	m         *agentMetrics
 
 	// mu guards the core and everything below it.
 	mu       sync.Mutex
@@ -147,7 +160,6 @@ type agent struct {
 	pubInit   bool
 	// masterCh is closed while a master is known, open while there is none.
 	masterCh chan struct{}
-	fenced   bool              // self-fence: the watchdog is no longer kicked
 	savedInc uint64            // the incarnation last persisted
 	saveq    chan core.Persist // states saved off the lock (saverLoop)
 	saverWG  sync.WaitGroup
@@ -291,8 +303,14 @@ func (a *agent) start() error {
 		}
 	}
 
-	if a.wd, err = watchdog.Open(cfg.Watchdog.Device, watchdog.DeviceOptions{}); err != nil {
-		return fmt.Errorf("agent: %w", err)
+	if err := a.openGuard(); err != nil {
+		return err
+	}
+	a.escalated = make(chan error, 1)
+	if len(cfg.Daemons) > 0 {
+		if a.sup, err = daemon.New(cfg.NodeID, cfg.Daemons, a.stateDir, a.log.With("part", "daemons")); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
 	}
 
 	var auth *api.Authorizer
@@ -342,13 +360,26 @@ func (a *agent) run(ctx context.Context) error {
 		a.saverLoop(q)
 	}(a.saveq)
 	a.goLoop(a.procLoop)
-	if p := watchdog.KickPeriod(a.wd); p > 0 {
-		a.goLoop(func() { a.kickLoop(done, p) })
-		a.log.Info("watchdog", "device", a.cfg.Watchdog.Device, "kick_every", p, "self_fence", a.cfg.Watchdog.SelfFence)
-	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- a.srv.Serve(a.ln) }()
+	a.goLoop(func() { a.guard.Run(done) })
+	a.goLoop(func() { a.apiProbe(done) })
+	a.goLoop(func() { a.bootAlarm(done) })
+	if st := a.guard.Status(); len(st.Kickers) > 0 {
+		a.log.Info("watchdog", "kicking", st.Kickers, "timeout", st.Timeout, "kick_every", st.Period)
+	} else {
+		a.log.Info("watchdog: none configured; the loops' health is still checked", "every", st.Period)
+	}
+	if a.sup != nil {
+		a.goLoop(func() { a.daemonEvents(done) })
+		if err := a.sup.Start(); err != nil {
+			a.log.Error("daemon supervisor", "err", err)
+		}
+	}
 
+	if testHookStarted != nil {
+		testHookStarted(a)
+	}
 	if _, err := sdnotify.Ready(); err != nil {
 		a.log.Warn("sd_notify READY", "err", err)
 	}
@@ -361,6 +392,8 @@ func (a *agent) run(ctx context.Context) error {
 	case err = <-serveErr:
 		err = fmt.Errorf("agent: API server: %w", err)
 		a.log.Error("shutting down after a failure", "err", err)
+	case err = <-a.escalated:
+		a.log.Error("shutting down: node down by escalation", "err", err)
 	}
 	a.shutdown(done)
 	return err
@@ -403,6 +436,9 @@ func (a *agent) shutdown(done chan struct{}) {
 
 	a.tr.Close() // ends the receive loops
 	a.pw.Close() // ends the process loop
+	if a.sup != nil {
+		a.sup.Close() // the daemons keep running: the next agent adopts them
+	}
 	wait := make(chan struct{})
 	go func() {
 		a.wg.Wait()
@@ -450,8 +486,12 @@ func (a *agent) closeAll() {
 	if a.msrv != nil {
 		a.msrv.Close()
 	}
-	if a.wd != nil {
-		if err := a.wd.Close(); err != nil {
+	if a.sup != nil {
+		a.sup.Close()
+	}
+	if a.guard != nil {
+		// A clean stop disarms the device (magic close).
+		if err := a.guard.Close(); err != nil {
 			a.log.Warn("closing the watchdog", "err", err)
 		}
 	}

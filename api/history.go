@@ -10,7 +10,7 @@ import (
 // OpHistory asks for the agent's recent history (HistoryRequest ->
 // HistoryResult). Served only by a Handler that also implements
 // HistoryHandler; others answer unavailable.
-const OpHistory Op = 0x0d
+const OpHistory Op = 0x0e
 
 // Events of a Watch about the cluster rather than one entity: delivered to
 // a watch of every entity (Prefix "").

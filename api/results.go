@@ -125,6 +125,9 @@ type Status struct {
 	// Partitions: for each network ("a", "b") split into parts, the parts
 	// as this node sees them; absent when whole.
 	Partitions map[string][][]wire.NodeID `json:"partitions,omitempty"`
+	// Watchdog is the watchdog and the agent's loops' health (nil from an
+	// agent that does not report it).
+	Watchdog *WatchdogStatus `json:"watchdog,omitempty"`
 }
 
 // MarshalJSON writes members as [] rather than null.

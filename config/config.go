@@ -73,6 +73,8 @@ type Config struct {
 	LogFormat string `toml:"log_format"`
 	// Hooks are notify scripts run on events ([[hooks]], events.go).
 	Hooks []Hook `toml:"hooks"`
+	// Daemons are the processes the agent supervises ([[daemons]] tables).
+	Daemons []Daemon `toml:"daemons"`
 
 	auto derived // which derived fields still follow their defaults
 }
@@ -137,11 +139,19 @@ type Metrics struct {
 
 // Watchdog is the watchdog configuration.
 type Watchdog struct {
-	// Device is the watchdog device ("" for none), e.g. "/dev/watchdog".
+	// Device is the watchdog device: "" for none, "auto" for
+	// /dev/watchdog0 then /dev/watchdog, or a path.
 	Device string `toml:"device"`
-	// SelfFence: an isolated node (both networks lost, no master) stops
-	// kicking the watchdog.
-	SelfFence bool `toml:"self_fence"`
+	// Timeout is asked of the device (WDIOC_SETTIMEOUT; the driver may
+	// round it).
+	Timeout time.Duration `toml:"timeout"`
+	// Systemd: kick systemd's watchdog too when it enabled one for us.
+	Systemd bool `toml:"systemd"`
+	// SelfFence: a node that was a member of a formed cluster, lost both
+	// networks and has seen no master for FenceTimeout stops kicking the
+	// watchdog ("auto": only with a device).
+	SelfFence    FenceMode     `toml:"self_fence"`
+	FenceTimeout time.Duration `toml:"fence_timeout"`
 }
 
 // derived records which fields still follow another field's value.
@@ -169,7 +179,7 @@ func base() *Config {
 		},
 		Timing:    Timing{Profile: ProfileDefault, StaleTimeout: 10 * time.Second},
 		Metrics:   Metrics{Listen: DefaultListen},
-		Watchdog:  Watchdog{SelfFence: true},
+		Watchdog:  Watchdog{Timeout: DefaultWDTimeout, Systemd: true, SelfFence: FenceAuto, FenceTimeout: DefaultFenceAfter},
 		MaxAlarms: 16,
 		LogFormat: LogText,
 		auto:      derived{stateDir: true, socket: true, shm: true},

@@ -53,7 +53,7 @@ func TestDefault(t *testing.T) {
 	assert.Equal(t, "/dev/shm/fmagent-1-1", c.ShmPath())
 	assert.Equal(t, "127.0.0.1:9464", c.Metrics.Listen)
 	assert.Empty(t, c.Watchdog.Device)
-	assert.True(t, c.Watchdog.SelfFence)
+	assert.Equal(t, FenceAuto, c.Watchdog.SelfFence)
 	assert.False(t, c.AllowAlone)
 	assert.Equal(t, 16, c.MaxAlarms)
 }
@@ -187,7 +187,7 @@ name = "passthrough"
 	assert.Equal(t, []string{"fmops"}, c.API.AllowGroups)
 	assert.Equal(t, "[::1]:9999", c.Metrics.Listen)
 	assert.Equal(t, "/dev/watchdog1", c.Watchdog.Device)
-	assert.False(t, c.Watchdog.SelfFence)
+	assert.Equal(t, FenceOff, c.Watchdog.SelfFence)
 	require.Len(t, c.Plugins, 2, "a [[plugins]] list replaces the default chain")
 	assert.Equal(t, Plugin{Name: "threshold", Args: map[string]string{"window": "10s", "count": "3"}}, c.Plugins[0])
 	assert.Equal(t, "passthrough", c.Plugins[1].Name)
@@ -241,7 +241,7 @@ func TestRefusals(t *testing.T) {
 		{"relative state dir", "[paths]\nstate_dir = \"var/fm\"\n", 2, `paths.state_dir = "var/fm": must be an absolute path`},
 		{"shm with slash", "[paths]\nshm = \"a/b\"\n", 2, `paths.shm = "a/b": must be a file name`},
 		{"relative key file", "key_file = \"key\"\n", 1, `key_file = "key": must be an absolute path`},
-		{"watchdog relative", "[watchdog]\ndevice = \"watchdog\"\n", 2, `watchdog.device = "watchdog": must be an absolute path`},
+		{"watchdog relative", "[watchdog]\ndevice = \"watchdog\"\n", 2, `watchdog.device = "watchdog": must be an absolute path, "auto"`},
 		{"max alarms", "max_alarms = 0\n", 1, `max_alarms = 0: must be in 1..255`},
 		{"empty plugin name", "[[plugins]]\nname = \"heartbeat\"\n\n[[plugins]]\nname = \"\"\n", 4, `plugins[1].name = "": must name a plugin`},
 		{"unknown plugin key", "[[plugins]]\nname = \"heartbeat\"\nnmae = \"x\"\n", 3, `plugins.nmae: unknown key (known keys in [plugins]: args, name)`},

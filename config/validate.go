@@ -172,7 +172,7 @@ func (c *Config) Validate() error {
 	if err := CheckLoopbackListen(c.Metrics.Listen); err != nil {
 		add(bad("metrics.listen", c.Metrics.Listen, "%v", err))
 	}
-	absPath("watchdog.device", c.Watchdog.Device, true)
+	c.validateGuardians(add)
 	if c.MaxAlarms < 1 || c.MaxAlarms > MaxMaxAlarms {
 		add(bad("max_alarms", c.MaxAlarms, "must be in 1..%d", MaxMaxAlarms))
 	}

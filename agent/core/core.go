@@ -287,6 +287,8 @@ type Node struct {
 	group    []wire.Change
 	hbOut    wire.Heartbeat  // the heartbeat being sent
 	hbIn     *wire.Heartbeat // decode buffer, swapped with a peer's when newer
+
+	fence fenceState // self-fence decision (fence.go)
 }
 
 // New returns a node starting at now.
@@ -459,6 +461,7 @@ var errSelf = errors.New("core: own or anonymous packet")
 // the election and the master's duties. Call it at NextDeadline (or later).
 func (n *Node) Tick(now time.Time) {
 	n.advance(now)
+	n.startWindow(now)
 	if n.mc.refused {
 		n.misconfigTick(now)
 		return
@@ -487,6 +490,7 @@ func (n *Node) Tick(now time.Time) {
 	}
 	n.reportTick(now)
 	n.misconfigTick(now)
+	n.fenceTick(now)
 }
 
 // NextDeadline is when Tick must next be called.

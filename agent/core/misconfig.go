@@ -36,7 +36,8 @@ import (
 //     one master again (EvSplitBrainHealed).
 type misconfig struct {
 	// Duplicate node ID.
-	listenUntil time.Time // start window: nothing is sent before it
+	listenUntil time.Time // start window: nothing is sent before it (zero: not started)
+	window      time.Duration
 	refused     bool      // this node refused to join (its ID is in use)
 	noticesLeft int       // duplicate notices still to send
 	nextNotice  time.Time
@@ -72,7 +73,7 @@ type noticeKey struct {
 }
 
 func (m *misconfig) init(now time.Time, cfg *Config) {
-	m.listenUntil = now.Add(cfg.Interval*2 + cfg.Interval/2)
+	m.window = cfg.Interval*2 + cfg.Interval/2
 	m.noticeFrom = make(map[noticeKey]bool)
 	m.timingLogged = make(map[wire.NodeID]uint64)
 }
@@ -82,7 +83,19 @@ func (m *misconfig) init(now time.Time, cfg *Config) {
 func (n *Node) Refused() bool { return n.mc.refused }
 
 // listening: still in the start window, or refused: nothing may be sent.
-func (n *Node) silent() bool { return n.mc.refused || n.now.Before(n.mc.listenUntil) }
+// The window starts at the first Tick, not at New: a shell may take a while
+// to open its sockets after building the node (on a loaded host, longer
+// than the window), and the window is for listening.
+func (n *Node) silent() bool {
+	return n.mc.refused || n.mc.listenUntil.IsZero() || n.now.Before(n.mc.listenUntil)
+}
+
+// startWindow starts the start window at the first Tick.
+func (n *Node) startWindow(now time.Time) {
+	if n.mc.listenUntil.IsZero() {
+		n.mc.listenUntil = now.Add(n.mc.window)
+	}
+}
 
 // fromSelfID takes an authenticated packet that carries this node's own ID.
 // Our own packets come back to us (multicast loopback) under an
@@ -119,7 +132,7 @@ func (n *Node) fromSelfID(now time.Time, h *wire.Header, body []byte) error {
 		return ErrDuplicateID
 	}
 	m.dupLogged = h.Incarnation
-	if !m.refused && now.Before(m.listenUntil) {
+	if !m.refused && (m.listenUntil.IsZero() || now.Before(m.listenUntil)) {
 		m.refused = true
 		m.noticesLeft, m.nextNotice = 3, now
 		n.event(Event{Kind: EvDuplicateNode, Node: n.cfg.Node, Reason: fmt.Sprintf(

@@ -182,7 +182,10 @@ func printMembers(w io.Writer, st *api.Status, now time.Time) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", node, shortInc(m.Incarnation), m.Role, m.State,
 			upDown(m.Links.A), upDown(m.Links.B), heardA, heardB, m.Priority, yesNo(m.Eligible), version)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printWatchdog(w, st.Watchdog, time.Now())
 }
 
 // shortInc shows an incarnation as people read it: incarnations are unix
