@@ -4,7 +4,7 @@ GOFLAGS  ?=
 PKGS     := ./...
 BIN      := bin
 
-.PHONY: all build test check demo simdemo bench fuzz lint clean ctest cbench
+.PHONY: test-deps all build test check demo simdemo bench fuzz lint clean ctest cbench
 
 all: build
 
@@ -12,7 +12,7 @@ build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 	$(MAKE) -C shmem/c all
 
-test: lint
+test: lint test-deps
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
 	@# Allocation budgets again without the race detector, which adds its own.
 	$(GO) test -count=1 -run 'Alloc' $(PKGS)
@@ -20,6 +20,12 @@ test: lint
 
 ctest:
 	$(MAKE) -C shmem/c test
+
+# What the tests need beyond Go and gcc: tmux (fmctl top is tested in a real
+# terminal pane). Installed with apt-get when missing and running as root.
+test-deps:
+	@command -v tmux >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+		apt-get install -y -qq tmux >/dev/null; } || { echo "make test needs tmux (apt-get install tmux)"; exit 1; }
 
 # Three real agents on loopback: election, an alarm, kill -9, measured detection.
 demo: build

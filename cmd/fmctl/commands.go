@@ -74,6 +74,16 @@ func init() {
 			setup: setupHistory,
 		},
 		{
+			name: "top", synopsis: "[-n N] [-interval D] [-history H]",
+			summary: "live one-screen view: members, links, active alarms, recent history",
+			help: "Redraws one screen, like crm_mon: the master, epoch and this node's role,\n" +
+				"the members with their roles, links and when last heard, the active alarms\n" +
+				"by severity, and this node's recent history. The table is read from the\n" +
+				"agent's shared memory and the screen is redrawn as soon as it changes (or\n" +
+				"every -interval, default 1s). -n N draws N screens and exits.",
+			setup: setupTop,
+		},
+		{
 			name: "entities", aliases: []string{"ls"},
 			synopsis: "[-prefix P] [-kind K] [-state up|down] [-alarmed]",
 			summary:  "list entities, sorted by name",
