@@ -38,8 +38,8 @@ type misconfig struct {
 	// Duplicate node ID.
 	listenUntil time.Time // start window: nothing is sent before it (zero: not started)
 	window      time.Duration
-	refused     bool      // this node refused to join (its ID is in use)
-	noticesLeft int       // duplicate notices still to send
+	refused     bool // this node refused to join (its ID is in use)
+	noticesLeft int  // duplicate notices still to send
 	nextNotice  time.Time
 	dupInc      uint64    // the other incarnation heard with our ID
 	dupSeqs     int       // its distinct heartbeats heard

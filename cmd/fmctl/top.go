@@ -247,4 +247,3 @@ func orDash(s string) string {
 	}
 	return s
 }
-
