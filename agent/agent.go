@@ -88,27 +88,7 @@ const recvBatch = 32
 // A nil cfg is config.Default() with AllowAlone set: a single-node cluster
 // on loopback.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if cfg == nil {
-		cfg = config.Default()
-		cfg.AllowAlone = true
-		log.Info("no configuration: running a single-node cluster on loopback (allow_alone)")
-	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("agent: configuration: %w", err)
-	}
-	// Every line names the node (issue 11: logs from several nodes are read
-	// side by side).
-	log = log.With("node", cfg.NodeID)
-	a := &agent{cfg: cfg, log: log}
-	if err := a.start(); err != nil {
-		a.closeAll()
-		a.hooks.Close()
-		return err
-	}
-	return a.run(ctx)
+	return RunReloadable(ctx, cfg, log, nil)
 }
 
 // agent is one running node.
@@ -139,6 +119,12 @@ type agent struct {
 	msrv      *metrics.Server
 	reg       *metrics.Registry
 	m         *agentMetrics
+	// reload brings new configurations (SIGHUP); inForce is what was
+	// applied of them (reload.go). Used by run's goroutine only.
+	reload   <-chan *config.Config
+	inForce  *config.Config
+	healthMu sync.Mutex
+	healthz  health
 
 	// mu guards the core and everything below it.
 	mu       sync.Mutex
@@ -293,14 +279,9 @@ func (a *agent) start() error {
 
 	a.reg = metrics.NewRegistry()
 	a.m = newMetrics(a.reg, a)
-	if cfg.Metrics.Listen != "" {
-		if a.msrv, err = metrics.NewServer(cfg.Metrics.Listen, a.reg); err != nil {
-			// Metrics are not worth failing over: the node still works.
-			a.log.Warn("metrics endpoint not started", "listen", cfg.Metrics.Listen, "err", err)
-			a.msrv = nil
-		} else {
-			a.log.Info("metrics endpoint", "addr", "http://"+a.msrv.Addr().String()+"/metrics")
-		}
+	if err := a.startMetrics(cfg.Metrics); err != nil {
+		// Metrics are not worth failing over: the node still works.
+		a.log.Warn("metrics endpoint not started", "listen", cfg.Metrics.Listen, "err", err)
 	}
 
 	if err := a.openGuard(); err != nil {
@@ -386,14 +367,22 @@ func (a *agent) run(ctx context.Context) error {
 	a.log.Info("serving", "socket", a.cfg.Paths.Socket, "shm", a.cfg.ShmPath())
 
 	var err error
-	select {
-	case <-ctx.Done():
-		a.log.Info("shutting down")
-	case err = <-serveErr:
-		err = fmt.Errorf("agent: API server: %w", err)
-		a.log.Error("shutting down after a failure", "err", err)
-	case err = <-a.escalated:
-		a.log.Error("shutting down: node down by escalation", "err", err)
+wait:
+	for {
+		select {
+		case c := <-a.reload:
+			a.applyReload(c)
+		case <-ctx.Done():
+			a.log.Info("shutting down")
+			break wait
+		case err = <-serveErr:
+			err = fmt.Errorf("agent: API server: %w", err)
+			a.log.Error("shutting down after a failure", "err", err)
+			break wait
+		case err = <-a.escalated:
+			a.log.Error("shutting down: node down by escalation", "err", err)
+			break wait
+		}
 	}
 	a.shutdown(done)
 	return err

@@ -113,6 +113,7 @@ func newMetrics(r *metrics.Registry, a *agent) *agentMetrics {
 		}
 		return 0
 	})
+	registerOpsMetrics(r, a)
 	return m
 }
 

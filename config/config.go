@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fmagent/fmagent/agent/plugin"
+	"github.com/fmagent/fmagent/api"
 )
 
 // Timing profiles.
@@ -75,6 +76,9 @@ type Config struct {
 	Hooks []Hook `toml:"hooks"`
 	// Daemons are the processes the agent supervises ([[daemons]] tables).
 	Daemons []Daemon `toml:"daemons"`
+	// LogLevel is the log level: debug, info, warn or error (fmagent's
+	// -log-level flag overrides it). SIGHUP reloads it.
+	LogLevel string `toml:"log_level"`
 
 	auto derived // which derived fields still follow their defaults
 }
@@ -117,7 +121,10 @@ type Paths struct {
 	// StateDir holds the persisted state. Default: /var/lib/fmagent as root,
 	// else $XDG_RUNTIME_DIR/fmagent, else /tmp/fmagent-<uid>.
 	StateDir string `toml:"state_dir"`
-	// Socket is the API's unix socket. Default: <state_dir>/fmagent.sock.
+	// Socket is the API's unix socket. Default: /run/fmagent/fmagent.sock
+	// as root (where fmctl and the client library look first, and the
+	// directory the unit's RuntimeDirectory= creates); otherwise, or when
+	// state_dir is set, <state_dir>/fmagent.sock.
 	Socket string `toml:"socket"`
 	// Shm is the shared-memory file's name under /dev/shm. Default:
 	// fmagent-<cluster_id>-<node_id>.
@@ -133,8 +140,13 @@ type API struct {
 
 // Metrics is the Prometheus endpoint.
 type Metrics struct {
-	// Listen is a loopback address:port, or "" for no endpoint.
+	// Listen is address:port, or "" for no endpoint. A loopback address
+	// unless AllowRemote.
 	Listen string `toml:"listen"`
+	// AllowRemote lets Listen be a non-loopback address (":9464",
+	// "10.0.0.5:9464") for a Prometheus on another host. The endpoint has no
+	// authentication: firewall it.
+	AllowRemote bool `toml:"allow_remote"`
 }
 
 // Watchdog is the watchdog configuration.
@@ -181,6 +193,7 @@ func base() *Config {
 		Metrics:   Metrics{Listen: DefaultListen},
 		Watchdog:  Watchdog{Timeout: DefaultWDTimeout, Systemd: true, SelfFence: FenceAuto, FenceTimeout: DefaultFenceAfter},
 		MaxAlarms: 16,
+		LogLevel:  "info",
 		LogFormat: LogText,
 		auto:      derived{stateDir: true, socket: true, shm: true},
 	}
@@ -208,7 +221,7 @@ func (c *Config) resolve() {
 		c.Paths.StateDir = DefaultStateDir()
 	}
 	if c.auto.socket {
-		c.Paths.Socket = filepath.Join(c.Paths.StateDir, "fmagent.sock")
+		c.Paths.Socket = DefaultSocket(c.Paths.StateDir, c.auto.stateDir)
 	}
 	if c.auto.shm {
 		c.Paths.Shm = fmt.Sprintf("fmagent-%d-%d", c.ClusterID, c.NodeID)
@@ -225,6 +238,20 @@ func DefaultStateDir() string {
 		return filepath.Join(d, "fmagent")
 	}
 	return fmt.Sprintf("/tmp/fmagent-%d", os.Geteuid())
+}
+
+// DefaultSocket is the API socket's default path. Root's agent with the
+// default state directory listens on api.DefaultSocketPath
+// (/run/fmagent/fmagent.sock), where fmctl and the client library look
+// first: the socket must be reachable by the users the allow-list names,
+// which the 0700 state directory would forbid. Otherwise (an unprivileged
+// agent, or an explicit state_dir, as tests and demos use) the socket lives
+// in the state directory, where client.DefaultSocket also looks.
+func DefaultSocket(stateDir string, defaultStateDir bool) string {
+	if defaultStateDir && os.Geteuid() == 0 {
+		return api.DefaultSocketPath
+	}
+	return filepath.Join(stateDir, "fmagent.sock")
 }
 
 // ShmPath is the shared-memory file's full path.

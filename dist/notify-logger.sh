@@ -4,7 +4,7 @@
 # Configure it in /etc/fmagent/fmagent.toml:
 #
 #   [[hooks]]
-#   command = "/usr/share/fmagent/notify-logger.sh"
+#   command = "/usr/local/lib/fmagent/notify-logger.sh"
 #   on = ["node", "link", "role", "alarm"]
 #   timeout = "5s"
 #

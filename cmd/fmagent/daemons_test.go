@@ -23,13 +23,6 @@ import (
 // test can run, SIGKILL and restart a real agent process.
 const mainEnv = "FMAGENT_TEST_RUN_MAIN"
 
-func TestMain(m *testing.M) {
-	if os.Getenv(mainEnv) == "1" {
-		os.Exit(run(os.Args[1:], os.Stderr))
-	}
-	os.Exit(m.Run())
-}
-
 func startFmagent(t *testing.T, cfg, logPath string) *exec.Cmd {
 	t.Helper()
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
