@@ -86,7 +86,7 @@ ctest:
 	$(MAKE) -C shmem/c test
 
 # What the tests need beyond Go, gcc and iproute2, from Debian when missing:
-# python3-yaml (dist/alerting_test.go parses the Prometheus rules) and clang
+# tmux (fmctl top's test), python3-yaml (dist/alerting_test.go parses the Prometheus rules) and clang
 # (shmem/c builds the header as C++ with clang++ too; without it that one
 # build is skipped with a message, g++ always runs).
 APT_GET = DEBIAN_FRONTEND=noninteractive apt-get -y -qq --no-install-recommends
@@ -98,6 +98,10 @@ test-deps:
 		echo "test-deps: installing clang"; \
 		{ apt-get update -qq && $(APT_GET) install clang; } >/dev/null 2>&1 || \
 		echo "test-deps: clang could not be installed; shmem/c will skip its clang++ build"; }
+	@# tmux: fmctl top is tested in a real terminal pane (cmd/fmctl).
+	@command -v tmux >/dev/null || { \
+		echo "test-deps: installing tmux"; \
+		{ apt-get update -qq && $(APT_GET) install tmux; } >/dev/null; }
 
 # Three real agents on loopback: election, an alarm, kill -9, measured detection.
 demo: build

@@ -47,6 +47,7 @@ import (
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/config"
 	"github.com/fmagent/fmagent/daemon"
+	"github.com/fmagent/fmagent/hooks"
 	"github.com/fmagent/fmagent/metrics"
 	"github.com/fmagent/fmagent/persist"
 	"github.com/fmagent/fmagent/procwatch"
@@ -155,6 +156,9 @@ type agent struct {
 	diskEp   uint64        // the highest epoch written (never goes back either)
 	scratch  shmem.Entity
 	events   []api.Event // scratch for watcher events
+	evlog    eventLog    // rate-limited and aggregated log lines (logevents.go)
+	journal  journal     // history, resumable watches, hook feed (journal.go)
+	hooks    *hooks.Runner
 
 	waiter    *transport.Waiter // the real-time loop's one blocking point
 	rtPrio    int               // SCHED_FIFO priority of the real-time loop; 0: not permitted or not asked
@@ -185,6 +189,8 @@ func (a *agent) start() error {
 	a.seen = make(map[uint64]struct{})
 	a.procs = make(map[uint64]string)
 	a.masterCh = make(chan struct{})
+	a.journal.start(time.Now())
+	a.startHooks()
 	for i := range a.addrs {
 		a.addrs[i] = make(map[wire.NodeID]netip.AddrPort)
 	}
@@ -247,6 +253,7 @@ func (a *agent) start() error {
 		AllowAlone:   cfg.AllowAlone,
 		MaxAlarms:    maxAlarms,
 		Chain:        chain,
+		Version:      agentVersion(),
 	}
 	if err := ccfg.Validate(); err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -472,6 +479,7 @@ func (a *agent) shutdown(done chan struct{}) {
 	a.mu.Unlock()
 	a.saverWG.Wait()
 	a.closeAll()
+	a.hooks.Close()
 	a.log.Info("stopped")
 }
 

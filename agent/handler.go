@@ -47,13 +47,18 @@ func (a *agent) write(ctx context.Context, req core.Request, check func(*core.Re
 			a.mu.Unlock()
 			return core.Result{}, api.Errorf(api.ErrUnavailable, "the agent is shutting down")
 		}
+		noMaster := a.core.Role().Master == 0
 		if check != nil {
-			if err := check(&req); err != nil {
+			// Without a master (a cold start waiting for quorum) this node's
+			// table may be empty or behind: "not found" would be a guess.
+			// Wait for a master, then check again; if none comes, the
+			// answer is no_master (issue 11).
+			if err := check(&req); err != nil && !(noMaster && errors.Is(err, api.ErrNotFound)) {
 				a.mu.Unlock()
 				return core.Result{}, err
 			}
 		}
-		if a.core.Role().Master != 0 {
+		if !noMaster {
 			break
 		}
 		// No master (yet: an election may be in progress): wait for one
@@ -150,15 +155,18 @@ func notFound(name string) error { return fmt.Errorf("entity %q: %w", name, api.
 func (a *agent) lookup(name string) (*table.Entity, bool) { return a.core.Table().Lookup(name) }
 
 // Register implements api.Handler.
-func (h *handler) Register(ctx context.Context, cred api.Cred, req *api.RegisterRequest) (*api.Entity, error) {
+func (h *handler) Register(ctx context.Context, cred api.Cred, req *api.RegisterRequest) (out *api.Entity, err error) {
 	a := h.a
+	defer func() {
+		a.audit(cred, "register", req.Name, []any{"kind", string(req.Kind), "process", req.Process}, nil, err)
+	}()
 	self := a.self
 	kind := req.Kind.Wire()
 	id := table.ID(req.Name)
 	if req.Process && cred.PID <= 0 {
 		return nil, api.Errorf(api.ErrBadRequest, "process: the caller's pid is unknown")
 	}
-	_, err := a.write(ctx, core.Request{Kind: wire.ReportRegister, Name: req.Name, EntityKind: kind, Txn: req.Txn}, func(*core.Request) error {
+	_, err = a.write(ctx, core.Request{Kind: wire.ReportRegister, Name: req.Name, EntityKind: kind, Txn: req.Txn}, func(*core.Request) error {
 		if e, ok := a.core.Table().Get(id); ok {
 			switch {
 			case e.Name != req.Name:
@@ -203,8 +211,9 @@ func (h *handler) Register(ctx context.Context, cred api.Cred, req *api.Register
 }
 
 // Unregister implements api.Handler.
-func (h *handler) Unregister(ctx context.Context, cred api.Cred, req *api.UnregisterRequest) (*api.ReportResult, error) {
+func (h *handler) Unregister(ctx context.Context, cred api.Cred, req *api.UnregisterRequest) (out *api.ReportResult, err error) {
 	a := h.a
+	defer func() { a.audit(cred, "unregister", req.Name, nil, out, err) }()
 	res, err := a.write(ctx, core.Request{Kind: wire.ReportUnregister, Name: req.Name}, func(*core.Request) error {
 		if _, ok := a.lookup(req.Name); !ok {
 			return notFound(req.Name)
@@ -227,8 +236,11 @@ func (h *handler) Unregister(ctx context.Context, cred api.Cred, req *api.Unregi
 
 // Report implements api.Handler. The verdict is read back from the table:
 // what the change with the result's seq did.
-func (h *handler) Report(ctx context.Context, cred api.Cred, req *api.ReportRequest) (*api.ReportResult, error) {
+func (h *handler) Report(ctx context.Context, cred api.Cred, req *api.ReportRequest) (out *api.ReportResult, err error) {
 	a := h.a
+	defer func() {
+		a.audit(cred, "report", req.Name, append(causeAttr(req.Cause), sevAttr(req.Severity)...), out, err)
+	}()
 	r := core.Request{Kind: wire.ReportFault, Name: req.Name, Severity: req.Severity.Wire(), Cause: req.Cause, Txn: req.Txn}
 	res, err := a.write(ctx, r, func(r *core.Request) error {
 		if e, ok := a.lookup(req.Name); ok {
@@ -242,7 +254,7 @@ func (h *handler) Report(ctx context.Context, cred api.Cred, req *api.ReportRequ
 	if err != nil {
 		return nil, err
 	}
-	out := &api.ReportResult{Seq: res.Seq, Verdict: "ignore"}
+	out = &api.ReportResult{Seq: res.Seq, Verdict: "ignore"}
 	if res.Seq == 0 {
 		return out, nil
 	}
@@ -276,8 +288,11 @@ func verdict(seq uint64, v string) string {
 }
 
 // Raise implements api.Handler.
-func (h *handler) Raise(ctx context.Context, cred api.Cred, req *api.RaiseRequest) (*api.ReportResult, error) {
+func (h *handler) Raise(ctx context.Context, cred api.Cred, req *api.RaiseRequest) (out *api.ReportResult, err error) {
 	a := h.a
+	defer func() {
+		a.audit(cred, "raise", req.Name, append(causeAttr(req.Cause), sevAttr(req.Severity)...), out, err)
+	}()
 	r := core.Request{Kind: wire.ReportRaise, Name: req.Name, Severity: req.Severity.Wire(), Cause: req.Cause}
 	res, err := a.write(ctx, r, func(r *core.Request) error {
 		e, ok := a.lookup(req.Name)
@@ -297,8 +312,9 @@ func (h *handler) Raise(ctx context.Context, cred api.Cred, req *api.RaiseReques
 }
 
 // Clear implements api.Handler.
-func (h *handler) Clear(ctx context.Context, cred api.Cred, req *api.ClearRequest) (*api.ReportResult, error) {
+func (h *handler) Clear(ctx context.Context, cred api.Cred, req *api.ClearRequest) (out *api.ReportResult, err error) {
 	a := h.a
+	defer func() { a.audit(cred, "clear", req.Name, causeAttr(req.Cause), out, err) }()
 	res, err := a.write(ctx, core.Request{Kind: wire.ReportClear, Name: req.Name, Cause: req.Cause}, func(*core.Request) error {
 		e, ok := a.lookup(req.Name)
 		if !ok {
@@ -317,8 +333,9 @@ func (h *handler) Clear(ctx context.Context, cred api.Cred, req *api.ClearReques
 
 // SetState implements api.Handler: the owner (this node) speaking for its
 // own entity.
-func (h *handler) SetState(ctx context.Context, cred api.Cred, req *api.SetStateRequest) (*api.ReportResult, error) {
+func (h *handler) SetState(ctx context.Context, cred api.Cred, req *api.SetStateRequest) (out *api.ReportResult, err error) {
 	a := h.a
+	defer func() { a.audit(cred, "set-state", req.Name, []any{"state", string(req.State)}, out, err) }()
 	kind := wire.ReportUp
 	if req.State == api.StateDown {
 		kind = wire.ReportDown
@@ -382,6 +399,9 @@ func (h *handler) Watch(ctx context.Context, req *api.WatchRequest, send func(*a
 		return api.Errorf(api.ErrUnavailable, "the agent is shutting down")
 	}
 	a.watchers[w] = struct{}{}
+	// A snapshot or a resume, taken with the subscription under one lock:
+	// no change falls between them (journal.go).
+	initial := a.watchStart(req)
 	a.mu.Unlock()
 	defer func() {
 		a.mu.Lock()
@@ -389,6 +409,11 @@ func (h *handler) Watch(ctx context.Context, req *api.WatchRequest, send func(*a
 		a.mu.Unlock()
 	}()
 	req.Ready()
+	for i := range initial {
+		if err := send(&initial[i]); err != nil {
+			return err
+		}
+	}
 	for {
 		select {
 		case ev := <-w.ch:
@@ -427,11 +452,12 @@ func (h *handler) Status(ctx context.Context) (*api.Status, error) {
 // Switchover implements api.Handler: the master hands over to the
 // vice-master (asked here, the request is forwarded to the master). It
 // returns once this node sees a new master, or with a timeout.
-func (h *handler) Switchover(ctx context.Context, cred api.Cred) error {
+func (h *handler) Switchover(ctx context.Context, cred api.Cred) (err error) {
 	a := h.a
+	defer func() { a.audit(cred, "switchover", "", nil, nil, err) }()
 	a.mu.Lock()
 	before := a.core.Role()
-	err := a.core.Switchover(time.Now())
+	err = a.core.Switchover(time.Now())
 	a.handleReady()
 	a.mu.Unlock()
 	switch {

@@ -18,6 +18,7 @@ func (a *agent) rejected(m *transport.Message, err error) {
 	if errors.Is(err, core.ErrPeerLimit) {
 		a.peerLimit(m)
 	}
+	a.warnRejected(m, err)
 	if a.log.Enabled(context.Background(), slog.LevelDebug) {
 		a.log.Debug("packet rejected", "net", netName(m.Net), "from", m.From.String(), "reason", wire.Reason(err), "err", err)
 	}
@@ -178,43 +179,8 @@ func (a *agent) send(p *core.Packet) {
 	}
 }
 
-// event logs a core event and counts it.
+// event logs a core event (logevents.go) and counts it.
 func (a *agent) event(e *core.Event) {
 	a.m.event(e.Kind)
-	switch e.Kind {
-	case core.EvRejected:
-		if a.log.Enabled(context.Background(), slog.LevelDebug) {
-			a.log.Debug("rejected", "reason", e.Reason)
-		}
-	case core.EvElected:
-		a.log.Info("elected master", "epoch", e.Epoch)
-	case core.EvSteppedDown:
-		a.log.Info("stepped down", "master", e.Node, "epoch", e.Epoch)
-	case core.EvFollowing:
-		a.log.Info("following master", "master", e.Node, "epoch", e.Epoch)
-	case core.EvMasterLost:
-		a.log.Info("master lost", "epoch", e.Epoch)
-	case core.EvPeerUp:
-		a.log.Info("peer up", "peer", e.Node, "net", netName(e.Net))
-	case core.EvPeerDown:
-		a.log.Info("peer down", "peer", e.Node, "reason", e.Reason)
-	case core.EvLinkUp:
-		a.log.Info("link up", "peer", e.Node, "net", netName(e.Net))
-	case core.EvLinkDown:
-		a.log.Info("link down", "peer", e.Node, "net", netName(e.Net))
-	case core.EvStale:
-		a.log.Warn("stale: no word from a master for longer than the stale timeout", "stale_timeout", a.cfg.Timing.StaleTimeout)
-	case core.EvFresh:
-		a.log.Info("fresh: a master again")
-	case core.EvReincarnated:
-		a.log.Info("reincarnated: the cluster had fenced this node", "incarnation", a.core.Incarnation(), "reason", e.Reason)
-	case core.EvSnapshotApplied:
-		a.log.Info("table replaced by a snapshot from the master")
-	case core.EvTxnSuspect:
-		a.log.Warn("a member did not acknowledge a transaction in time", "peer", e.Node)
-	case core.EvStalled:
-		a.log.Warn("this agent stalled; judging peers deferred", "gap", e.Reason)
-	default:
-		a.log.Info("event", "kind", e.Kind.String(), "node", e.Node, "reason", e.Reason)
-	}
+	a.logEvent(e)
 }

@@ -26,6 +26,7 @@ type shadow struct {
 	causes [shmem.MaxAlarms]string
 	sevs   [shmem.MaxAlarms]wire.Severity
 	aseqs  [shmem.MaxAlarms]uint64 // seq of each alarm's latest raise or refresh
+	rats   [shmem.MaxAlarms]int64  // each alarm's first raise (unchanged by a refresh or a snapshot)
 }
 
 func shadowOf(e *table.Entity) shadow {
@@ -34,7 +35,7 @@ func shadowOf(e *table.Entity) shadow {
 		if i == shmem.MaxAlarms {
 			break
 		}
-		s.causes[i], s.sevs[i], s.aseqs[i] = e.Alarms[i].Cause, e.Alarms[i].Severity, e.Alarms[i].Seq
+		s.causes[i], s.sevs[i], s.aseqs[i], s.rats[i] = e.Alarms[i].Cause, e.Alarms[i].Severity, e.Alarms[i].Seq, e.Alarms[i].RaisedAt
 		s.n++
 	}
 	return s
@@ -57,6 +58,14 @@ func (s *shadow) alarm(cause string) int {
 func (a *agent) publish(rd *core.Ready) {
 	if a.shm == nil {
 		return
+	}
+	defer a.clusterEvents() // after the table's events (journal.go)
+	if rd.Reset || len(rd.Changed) > 0 {
+		// The first table this node receives is history, not news: it
+		// is journaled but runs no hook (hookglue.go).
+		a.journal.loading = !a.journal.loaded
+		a.journal.loaded = true
+		defer func() { a.journal.loading = false }()
 	}
 	st := a.core.Role()
 	stale := a.core.Stale()
@@ -148,41 +157,51 @@ func (a *agent) put(e *table.Entity) {
 	old, had := a.shadow[e.ID]
 	now := shadowOf(e)
 	a.shadow[e.ID] = now
-	if len(a.watchers) == 0 {
-		return
-	}
+	// Every change is journaled (history, hooks, resumable watches), not
+	// only when someone watches.
 	if !had || old.name != now.name {
-		a.addEvent(api.EventRegister, "", e)
+		a.addEvent(api.EventRegister, "", 0, e)
 		return
 	}
-	n := len(a.events)
+	n := a.journal.cursor
 	if old.state != now.state {
-		a.addEvent(api.EventState, "", e)
+		a.addEvent(api.EventState, "", 0, e)
 	}
 	for i := 0; i < int(now.n); i++ {
-		// New, or raised again (a refresh: new seq, maybe a new severity).
-		if j := old.alarm(now.causes[i]); j < 0 || old.sevs[j] != now.sevs[i] || old.aseqs[j] != now.aseqs[i] {
-			a.addEvent(api.EventRaise, now.causes[i], e)
+		// New, or changed (severity, or a new first raise). A refresh of
+		// an unchanged alarm (an owner re-asserting it after a failover,
+		// a snapshot rebuilding the table) is not announced again.
+		if j := old.alarm(now.causes[i]); j < 0 || old.sevs[j] != now.sevs[i] || old.rats[j] != now.rats[i] {
+			a.addEvent(api.EventRaise, now.causes[i], now.sevs[i], e)
 		}
 	}
 	for i := 0; i < int(old.n); i++ {
 		if now.alarm(old.causes[i]) < 0 {
-			a.addEvent(api.EventClear, old.causes[i], e)
+			a.addEvent(api.EventClear, old.causes[i], 0, e)
 		}
 	}
-	if len(a.events) == n && (old.kind != now.kind || old.owner != now.owner || old.inc != now.inc) {
-		a.addEvent(api.EventRegister, "", e)
+	if a.journal.cursor == n && (old.kind != now.kind || old.owner != now.owner || old.inc != now.inc) {
+		a.addEvent(api.EventRegister, "", 0, e)
 	}
 }
 
-func (a *agent) addEvent(kind api.EventKind, cause string, e *table.Entity) {
-	a.events = append(a.events, api.Event{Seq: e.ChangedSeq, Kind: kind, Cause: cause, Entity: toAPI(e)})
+// addEvent journals one change of e, hands it to the hooks and, if anyone
+// watches, queues its Watch event.
+func (a *agent) addEvent(kind api.EventKind, cause string, sev wire.Severity, e *table.Entity) {
+	je := a.recordEntity(kind, cause, sev, e)
+	a.hookEntry(je)
+	if len(a.watchers) > 0 {
+		a.events = append(a.events, a.apiEvent(je, e))
+	}
 }
 
 // remove stages the deletion of id and records its unregister event.
 func (a *agent) remove(id uint64, old *shadow) {
 	a.shm.Delete(id)
 	delete(a.shadow, id)
+	je := a.journal.record(jentry{seq: a.core.Table().Seq(), at: time.Now().UnixNano(), kind: api.EventUnregister, id: id,
+		name: old.name, ekind: old.kind, owner: old.owner, state: old.state})
+	a.hookEntry(je)
 	if len(a.watchers) == 0 {
 		return
 	}
@@ -193,7 +212,8 @@ func (a *agent) remove(id uint64, old *shadow) {
 	for i := 0; i < int(old.n); i++ {
 		e.Alarms = append(e.Alarms, api.Alarm{Cause: old.causes[i], Severity: api.SeverityOf(old.sevs[i])})
 	}
-	a.events = append(a.events, api.Event{Seq: a.core.Table().Seq(), Kind: api.EventUnregister, Entity: e})
+	a.events = append(a.events, api.Event{Seq: a.core.Table().Seq(), Kind: api.EventUnregister, Entity: e,
+		Cursor: je.cursor, Agent: a.journal.run, Time: time.Unix(0, je.at).UTC()})
 }
 
 // toShm converts a table row into a shared-memory entity, without
@@ -248,7 +268,9 @@ func (a *agent) statusOf(st *core.Status) *api.Status {
 	self := api.Member{
 		Node: st.Node, Incarnation: st.Incarnation, Role: api.RoleOf(st.Role), State: api.StateUp,
 		Links: api.Links{A: true, B: true}, Priority: a.cfg.Priority, Eligible: a.cfg.Eligible,
+		Version: agentVersion(), Interval: api.Duration(st.Interval), Misses: st.Misses,
 	}
+	statusExtra(out, st, a.cfg.Timing.Profile)
 	added := false
 	for _, p := range st.Peers {
 		if !added && p.Node > st.Node {
@@ -256,9 +278,11 @@ func (a *agent) statusOf(st *core.Status) *api.Status {
 			added = true
 		}
 		m := api.Member{
-			Node: p.Node, Incarnation: p.Incarnation, Role: api.RoleJoining, State: api.StateDown,
+			Node: p.Node, Incarnation: p.Incarnation, Role: api.RoleNone, State: api.StateDown,
 			Links: api.Links{A: p.Links[wire.NetA], B: p.Links[wire.NetB]}, Priority: p.Priority, Eligible: p.Eligible,
-			Bound: p.Bound,
+			Bound:   p.Bound,
+			Version: p.Version, Interval: api.Duration(p.Interval), Misses: p.Misses,
+			HeardA: heardAt(p.LastHeard[wire.NetA]), HeardB: heardAt(p.LastHeard[wire.NetB]),
 		}
 		if p.Alive {
 			m.State = api.StateUp

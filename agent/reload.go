@@ -36,9 +36,13 @@ func RunReloadable(ctx context.Context, cfg *config.Config, log *slog.Logger, re
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("agent: configuration: %w", err)
 	}
+	// Every line names the node (issue 11: logs from several nodes are read
+	// side by side).
+	log = log.With("node", cfg.NodeID)
 	a := &agent{cfg: cfg, log: log, reload: reload, inForce: cfg}
 	if err := a.start(); err != nil {
 		a.closeAll()
+		a.hooks.Close()
 		return err
 	}
 	return a.run(ctx)

@@ -64,6 +64,7 @@ var opNames = map[Op]string{
 	OpSwitchover: "switchover",
 	OpEvent:      "event",
 	OpDaemons:    "daemons",
+	OpHistory:    "history",
 }
 
 func (o Op) String() string {
@@ -80,7 +81,7 @@ func (o Op) String() string {
 
 // IsRequest reports whether o is an op a client may send.
 func (o Op) IsRequest() bool {
-	return o >= OpRegister && o <= OpSwitchover || o == OpDaemons
+	return o >= OpRegister && o <= OpSwitchover || o == OpDaemons || o == OpHistory
 }
 
 // IsWrite reports whether o changes the cluster table (or the cluster) and so

@@ -73,6 +73,15 @@ func (r *ListRequest) Match(e *Entity) bool {
 // with Prefix ("" for all).
 type WatchRequest struct {
 	Prefix string `json:"prefix,omitempty"`
+	// Snapshot: start with every matching entity (EventSnapshot) and an
+	// EventSync, then stream the changes after it.
+	Snapshot bool `json:"snapshot,omitempty"`
+	// From and Agent resume a watch: the events after cursor From of agent
+	// run Agent (an EventSync's), replayed from the agent's history, then
+	// an EventSync (Resumed), then live. If the history no longer holds
+	// them (or the agent restarted), a snapshot is sent instead.
+	From  uint64 `json:"from,omitempty"`
+	Agent uint64 `json:"agent,omitempty"`
 
 	ready func() // set by the server; see Ready
 }

@@ -65,6 +65,44 @@ type Member struct {
 	// one, or wider after a false down (agent/core/detector.go); 0 for
 	// this node itself.
 	Bound time.Duration `json:"bound_ns,omitempty"`
+
+	// Appended (issue 11): the member's software version and timing, as
+	// its heartbeats say, and when this node last heard it on each network.
+	Version  string    `json:"version,omitempty"`
+	Interval Duration  `json:"interval,omitempty"`
+	Misses   int       `json:"misses,omitempty"`
+	HeardA   time.Time `json:"heard_a,omitzero"`
+	HeardB   time.Time `json:"heard_b,omitzero"`
+}
+
+// Duration is a time.Duration written in JSON as its string ("10ms").
+type Duration time.Duration
+
+// MarshalText writes d as time.Duration's String.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads a time.ParseDuration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
+}
+
+// Timing is the failure detector's timing in force on a node.
+type Timing struct {
+	Profile   string   `json:"profile,omitempty"`
+	Interval  Duration `json:"interval"`
+	Misses    int      `json:"misses"`
+	Detection Duration `json:"detection"`
+}
+
+// Quorum is the cold-start rule's view: the persisted membership and
+// whether enough of it is present.
+type Quorum struct {
+	Members []wire.NodeID `json:"members"`
+	Present int           `json:"present"`
+	Needed  int           `json:"needed"`
+	Ok      bool          `json:"ok"`
 }
 
 // Status is the agent's view of itself and the cluster.
@@ -81,6 +119,16 @@ type Status struct {
 	Incarnation uint64      `json:"incarnation"`
 	Shm         string      `json:"shm"`     // this agent's shared-memory segment ("" if none)
 	Members     []Member    `json:"members"` // never null
+
+	// Appended (issue 11).
+	Version string `json:"version,omitempty"`
+	Timing  Timing `json:"timing"`
+	Quorum  Quorum `json:"quorum"`
+	// Refused: this node found its node_id in use and refused to join.
+	Refused bool `json:"refused,omitempty"`
+	// Partitions: for each network ("a", "b") split into parts, the parts
+	// as this node sees them; absent when whole.
+	Partitions map[string][][]wire.NodeID `json:"partitions,omitempty"`
 	// Watchdog is the watchdog and the agent's loops' health (nil from an
 	// agent that does not report it).
 	Watchdog *WatchdogStatus `json:"watchdog,omitempty"`
@@ -113,6 +161,20 @@ type Event struct {
 	Kind   EventKind `json:"kind"`
 	Cause  string    `json:"cause,omitempty"` // with raise and clear: the alarm's cause
 	Entity Entity    `json:"entity"`          // the entity after the change (before it, for unregister)
+
+	// Appended (history.go). Cursor numbers the events of this agent run
+	// (Agent), one by one: what a Watch resumes from. Time is when the
+	// change was made (master's clock for table changes); By the node
+	// whose report made it.
+	Cursor   uint64      `json:"cursor,omitempty"`
+	Agent    uint64      `json:"agent,omitempty"`
+	Time     time.Time   `json:"time,omitzero"`
+	By       wire.NodeID `json:"by,omitempty"`
+	Severity Severity    `json:"severity,omitempty"` // with raise
+	Master   wire.NodeID `json:"master,omitempty"`   // with master, sync
+	Epoch    uint64      `json:"epoch,omitempty"`    // with master, sync
+	Role     Role        `json:"role,omitempty"`     // with role, sync
+	Resumed  bool        `json:"resumed,omitempty"`  // with sync
 }
 
 // ReportResult is the outcome of a write that went through the master.

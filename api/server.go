@@ -507,6 +507,17 @@ var operations = map[Op]serveFunc{
 	OpWatch: request(func(ctx context.Context, c *serverConn, h Header, req *WatchRequest) {
 		c.watch(ctx, h, req)
 	}),
+	OpHistory: unary(func(hd Handler, ctx context.Context, _ Cred, req *HistoryRequest) (*HistoryResult, error) {
+		hh, ok := hd.(HistoryHandler)
+		if !ok {
+			return nil, Errorf(ErrUnavailable, "this agent keeps no history")
+		}
+		res, err := hh.History(ctx, req)
+		if err == nil && res == nil {
+			err = Errorf(ErrInternal, "handler returned no history")
+		}
+		return res, err
+	}),
 }
 
 // request makes the serveFunc of an op whose body decodes into an R and is

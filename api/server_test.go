@@ -205,7 +205,7 @@ func TestUnknownOpAndVersionConnectionSurvives(t *testing.T) {
 	ts := startServer(t, nil)
 	c := dialRaw(t, ts.Path)
 
-	for _, op := range []api.Op{0x00, 0x0d, 0x55, api.OpEvent, api.OpGet | api.OpReply} {
+	for _, op := range []api.Op{0x00, 0x0f, 0x55, api.OpEvent, api.OpGet | api.OpReply} {
 		e := c.doErr(op, 7, `{}`)
 		assert.Equal(t, api.CodeUnknownOp, e.Code, "op %#x", uint8(op))
 		c.do(api.OpStatus, 8, ``, nil)

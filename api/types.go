@@ -141,6 +141,8 @@ const (
 	RoleVice    Role = "vice-master"
 	RoleMember  Role = "member"
 	RoleJoining Role = "joining"
+	// RoleNone is a member that is down: it has no role now.
+	RoleNone Role = "none"
 )
 
 // RoleOf returns the Role of a wire role.

@@ -616,3 +616,14 @@ func (c *Client) Switchover(ctx context.Context) error {
 	var r struct{}
 	return c.call(ctx, api.OpSwitchover, &api.SwitchoverRequest{}, &r)
 }
+
+// History returns this node's recent history (table changes, alarm changes,
+// master/role/stale changes), newest last, and the per-entity fail and flap
+// counts. limit 0 asks for api.DefaultHistory entries.
+func (c *Client) History(ctx context.Context, prefix string, limit int) (*api.HistoryResult, error) {
+	var r api.HistoryResult
+	if err := c.call(ctx, api.OpHistory, &api.HistoryRequest{Prefix: prefix, Limit: limit}, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}

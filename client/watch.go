@@ -45,13 +45,35 @@ const watchBuffer = 64
 // in seq order. The stream ends when ctx ends, Close is called, the agent
 // ends it or the connection is lost; then Events is closed and Err says why.
 func (c *Client) Watch(ctx context.Context, prefix string) (*Watch, error) {
+	return c.WatchWith(ctx, api.WatchRequest{Prefix: prefix})
+}
+
+// WatchSnapshot is Watch that starts with a snapshot: one EventSnapshot per
+// matching entity, then an EventSync, then the changes after it, with no
+// gap and no change twice.
+func (c *Client) WatchSnapshot(ctx context.Context, prefix string) (*Watch, error) {
+	return c.WatchWith(ctx, api.WatchRequest{Prefix: prefix, Snapshot: true})
+}
+
+// WatchFrom resumes a watch after the event with cursor from of agent run
+// agent (both from an event received before, e.g. the last one handled):
+// the agent replays what followed from its history, then sends an
+// EventSync with Resumed set, then streams. If it no longer holds them (or
+// it restarted: another agent run), it sends a snapshot and an EventSync
+// without Resumed instead.
+func (c *Client) WatchFrom(ctx context.Context, prefix string, agent, from uint64) (*Watch, error) {
+	return c.WatchWith(ctx, api.WatchRequest{Prefix: prefix, Agent: agent, From: from})
+}
+
+// WatchWith is Watch with every option of the request.
+func (c *Client) WatchWith(ctx context.Context, req api.WatchRequest) (*Watch, error) {
 	c.mu.Lock()
 	closed := c.closed
 	c.mu.Unlock()
 	if closed {
 		return nil, ErrClosed
 	}
-	body, err := json.Marshal(&api.WatchRequest{Prefix: prefix})
+	body, err := json.Marshal(&req)
 	if err != nil {
 		return nil, fmt.Errorf("fmagent watch: %w", err)
 	}

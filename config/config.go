@@ -67,6 +67,10 @@ type Config struct {
 	MaxAlarms int `toml:"max_alarms"`
 	// Shm sizes the shared-memory table ([shm]).
 	Shm Shm `toml:"shm"`
+	// LogFormat is "text" (default) or "json" (events.go).
+	LogFormat string `toml:"log_format"`
+	// Hooks are notify scripts run on events ([[hooks]], events.go).
+	Hooks []Hook `toml:"hooks"`
 	// Daemons are the processes the agent supervises ([[daemons]] tables).
 	Daemons []Daemon `toml:"daemons"`
 	// LogLevel is the log level: debug, info, warn or error (fmagent's
@@ -189,6 +193,7 @@ func base() *Config {
 		MaxAlarms: MaxMaxAlarms,
 		LogLevel:  "info",
 		Shm:       Shm{Entities: DefaultShmEntities, Events: DefaultShmEvents},
+		LogFormat: LogText,
 		auto:      derived{stateDir: true, socket: true, shm: true},
 	}
 	for _, p := range plugin.DefaultSpecs() {

@@ -180,6 +180,7 @@ func (c *Config) Validate() error {
 		add(bad("log_level", c.LogLevel, "must be \"debug\", \"info\", \"warn\" or \"error\""))
 	}
 	c.validShm(add)
+	c.validateEvents(add)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -21,10 +21,15 @@ import "encoding/binary"
 // Heartbeat: role u8 | priority u8 | eligible u8 | master u32 | vice u32 |
 // applied seq u64 | generation u64 | npeers u8 | npeers × (node u32 |
 // incarnation u64 | links u8) | table epoch u64.
+//
+// Then, appended: interval µs u32 | misses u8 | version length u8 | version
+// (a heartbeat that ends after the table epoch is still read, with these
+// zero).
 const (
-	heartbeatFixed = 28
-	heartbeatTail  = 8
-	peerSize       = 13
+	heartbeatFixed   = 28
+	heartbeatTail    = 8
+	peerSize         = 13
+	heartbeatTrailer = 6
 	// knownLinks has one bit per network.
 	knownLinks = 1<<NumNets - 1 | LinkFenced | LinkRecent
 )
@@ -72,6 +77,11 @@ func (c *Codec) AppendHeartbeat(dst []byte, h *Header, m *Heartbeat) ([]byte, er
 		dst = append(dst, p.Links)
 	}
 	dst = binary.BigEndian.AppendUint64(dst, m.TableEpoch)
+	if m.IntervalMicros != 0 || m.Misses != 0 || m.VersionLen != 0 {
+		dst = binary.BigEndian.AppendUint32(dst, m.IntervalMicros)
+		dst = append(dst, m.Misses, min(m.VersionLen, MaxVersion))
+		dst = append(dst, m.Version[:min(m.VersionLen, MaxVersion)]...)
+	}
 	return c.seal(dst, start, h)
 }
 
@@ -97,11 +107,27 @@ func decodeHeartbeat(b []byte, m *Heartbeat) error {
 	if n > MaxPeers {
 		return errNPeers
 	}
-	switch want := heartbeatFixed + int(n)*peerSize + heartbeatTail; {
+	want := heartbeatFixed + int(n)*peerSize + heartbeatTail
+	var trailer []byte // interval u32 | misses u8 | vlen u8 | version (absent from older senders)
+	switch {
 	case len(b) < want:
 		return errTruncated
-	case len(b) > want:
+	case len(b) == want:
+	case len(b) < want+heartbeatTrailer:
 		return errTrailing
+	default:
+		trailer = b[want:]
+		vl := int(trailer[5])
+		switch {
+		case vl > MaxVersion:
+			return errTrailing
+		case len(trailer) < heartbeatTrailer+vl:
+			return errTruncated
+		case len(trailer) > heartbeatTrailer+vl:
+			return errTrailing
+		case vl == 0 && binary.BigEndian.Uint32(trailer) == 0 && trailer[4] == 0:
+			return errTrailing // an all-zero trailer is written as none
+		}
 	}
 	eligible, err := u2b(b[2])
 	if err != nil {
@@ -128,6 +154,12 @@ func decodeHeartbeat(b []byte, m *Heartbeat) error {
 	m.TableEpoch = binary.BigEndian.Uint64(p)
 	if old > n {
 		clear(m.Peers[n:old])
+	}
+	m.IntervalMicros, m.Misses, m.VersionLen = 0, 0, 0
+	if trailer != nil {
+		m.IntervalMicros = binary.BigEndian.Uint32(trailer)
+		m.Misses = trailer[4]
+		m.VersionLen = uint8(copy(m.Version[:], trailer[heartbeatTrailer:]))
 	}
 	return checkHeartbeat(m)
 }

@@ -134,7 +134,24 @@ type Heartbeat struct {
 	// (with AppliedSeq, how up to date it is: the election compares them
 	// as raft compares logs).
 	TableEpoch uint64
+
+	// Appended after the peers (a heartbeat without them decodes with
+	// these zero): the sender's timing, so that a mismatch between nodes
+	// is seen and logged rather than read as failures, and its version.
+	IntervalMicros uint32 // heartbeat interval (0: not said)
+	Misses         uint8  // silent intervals before a peer is lost
+	VersionLen     uint8
+	Version        [MaxVersion]byte
 }
+
+// MaxVersion is the longest version string a heartbeat carries.
+const MaxVersion = 32
+
+// SetVersion sets the heartbeat's version string, cut to MaxVersion.
+func (m *Heartbeat) SetVersion(v string) { m.VersionLen = uint8(copy(m.Version[:], v)) }
+
+// VersionString returns the version string (allocates).
+func (m *Heartbeat) VersionString() string { return string(m.Version[:min(m.VersionLen, MaxVersion)]) }
 
 // ElectionKind is the step of the bully election a message carries.
 type ElectionKind uint8
@@ -352,3 +369,13 @@ type Report struct {
 type Leave struct {
 	Reason uint8
 }
+
+// Leave reasons.
+const (
+	// LeaveShutdown: a clean stop.
+	LeaveShutdown uint8 = 1
+	// LeaveDuplicate: the sender found its node ID in use by another
+	// node (another incarnation heard speaking) and refuses to join; peers
+	// log it and change nothing (the node never spoke as a member).
+	LeaveDuplicate uint8 = 2
+)

@@ -58,6 +58,9 @@ type Config struct {
 	MaxAlarms int
 	RingSize  int           // master's retransmit ring, in changes
 	Chain     *plugin.Chain // nil: plugin.DefaultChain()
+
+	// Version is carried in every heartbeat (peers show it in status).
+	Version string
 }
 
 func (c *Config) setDefaults() {
@@ -192,6 +195,16 @@ const (
 	EvStalled                              // this node's own ticks stalled; judgement deferred
 	EvDisplaced                            // as master: a raise displaced a less severe alarm (Reason names both)
 	EvSuperseded                           // as master: a re-asserted write was older than the table's (Reason names it)
+
+	// Events of alarms.go and misconfig.go (op-events).
+	EvPartitioned     // master: network Net is split into parts (Reason names them)
+	EvPartitionHealed // master: network Net is whole again
+	EvDuplicateNode   // another node uses node ID Node (Reason says which side this is)
+	EvTimingMismatch  // peer Node's interval or misses differ from ours
+	EvWaitingQuorum   // no master: not enough of the last membership present (Reason names the missing)
+	EvQuorumReached   // a master again after waiting for quorum
+	EvSplitBrain      // as master: node Node is master too
+	EvSplitBrainHealed
 )
 
 // Event is one thing that happened, for logs and metrics.
@@ -290,6 +303,8 @@ type Node struct {
 
 	// Master side.
 	ms masterState
+	al alarmState // the membership alarms (alarms.go)
+	mc misconfig  // misconfiguration and cluster trouble (misconfig.go)
 
 	// Local requests and what this node must re-assert after a master change.
 	nextReport  uint64
@@ -352,6 +367,7 @@ func New(cfg Config, now time.Time) *Node {
 	n.persist.Epoch = cfg.Epoch
 	n.ms.init(cfg.RingSize)
 	n.ledger.init()
+	n.mc.init(now, &n.cfg)
 	return n
 }
 
@@ -416,6 +432,9 @@ func (n *Node) header() wire.Header {
 }
 
 func (n *Node) send(to wire.NodeID, prio bool, data []byte) {
+	if n.silent() {
+		return // the start window, or refused (misconfig.go)
+	}
 	n.rd.Packets = append(n.rd.Packets, Packet{To: to, Nets: BothNets, Prio: prio, Data: data})
 }
 
@@ -428,8 +447,17 @@ func (n *Node) Step(now time.Time, net wire.Net, pkt []byte) (wire.NodeID, error
 	if err != nil {
 		return 0, err
 	}
-	if h.Sender == n.cfg.Node || h.Sender == 0 || net >= wire.NumNets {
+	if h.Sender == n.cfg.Node && net < wire.NumNets {
+		return 0, n.fromSelfID(now, &h, body)
+	}
+	if h.Sender == 0 || net >= wire.NumNets {
 		return 0, errSelf
+	}
+	if n.onLeaveNotice(&h, body) {
+		return 0, ErrDuplicateID
+	}
+	if n.mc.refused {
+		return h.Sender, nil
 	}
 	if err := n.admitPeer(h.Sender); err != nil {
 		return h.Sender, err
@@ -485,6 +513,11 @@ var errSelf = errors.New("core: own or anonymous packet")
 // the election and the master's duties. Call it at NextDeadline (or later).
 func (n *Node) Tick(now time.Time) {
 	n.advance(now)
+	n.startWindow(now)
+	if n.mc.refused {
+		n.misconfigTick(now)
+		return
+	}
 	if gap := now.Sub(n.lastTick); gap > 2*n.cfg.Interval {
 		// Our own process stalled (a paused VM, a GC, the scheduler): what
 		// waits in the receive queue must be read before anyone is judged
@@ -508,6 +541,7 @@ func (n *Node) Tick(now time.Time) {
 		n.followerTick(now)
 	}
 	n.reportTick(now)
+	n.misconfigTick(now)
 	n.fenceTick(now)
 }
 
@@ -567,7 +601,9 @@ func (n *Node) Shutdown(now time.Time) {
 }
 
 var eventNames = [...]string{"", "elected", "stepped-down", "following", "master-lost", "peer-up", "peer-down",
-	"link-up", "link-down", "stale", "fresh", "reincarnated", "snapshot-applied", "txn-suspect", "rejected", "stalled", "displaced", "superseded"}
+	"link-up", "link-down", "stale", "fresh", "reincarnated", "snapshot-applied", "txn-suspect", "rejected", "stalled", "displaced", "superseded",
+	"partitioned", "partition-healed", "duplicate-node", "timing-mismatch", "waiting-quorum", "quorum-reached",
+	"split-brain", "split-brain-healed"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {

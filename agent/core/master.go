@@ -65,6 +65,7 @@ func (n *Node) masterTick(now time.Time) {
 	n.judgeLinks(now)
 	n.adoptTick(now)
 	n.keepGeneration()
+	n.masterAlarms(now)
 }
 
 // judgeLinks decides each live node's links from evidence: node N's link on

@@ -58,6 +58,7 @@ func (n *Node) onHeartbeat(now time.Time, net wire.Net, h *wire.Header, p *peer,
 		p.hbOK = true
 		p.epoch = h.Epoch
 		p.wordSeq = h.Seq
+		n.checkTiming(p)
 	}
 	n.heardFrom(now, net, p)
 	// Were we told we are fenced? Only our master's word counts (or any
@@ -326,6 +327,7 @@ func (n *Node) sendHeartbeat() {
 		Master: st.Master, Vice: st.Vice, AppliedSeq: n.tab.Seq(), Generation: n.el.Self().Generation,
 		TableEpoch: n.tab.HeadEpoch(),
 	}
+	n.stampHeartbeat(hb)
 	for _, id := range n.peerIDs {
 		if hb.NPeers == wire.MaxPeers {
 			break
@@ -396,6 +398,10 @@ type PeerInfo struct {
 	Links       [wire.NumNets]bool
 	LastHeard   [wire.NumNets]time.Time
 	Bound       time.Duration // its detection bound now (widened after false downs)
+	// From the peer's heartbeat (statusExtra): its version and timing.
+	Version  string
+	Interval time.Duration
+	Misses   int
 }
 
 // Status is a snapshot of the node's view, for fmctl status.
@@ -411,6 +417,14 @@ type Status struct {
 	Digest      uint64
 	Generation  uint64
 	Peers       []PeerInfo
+
+	// statusExtra (misconfig.go): timing in force, quorum, partitions.
+	Interval   time.Duration
+	Misses     int
+	Members    []wire.NodeID // the persisted membership (the quorum rule's)
+	Quorum     bool          // a quorum of Members is present (or the rule no longer applies)
+	Refused    bool          // this node refused to join: its node ID is in use
+	Partitions [wire.NumNets][][]wire.NodeID
 }
 
 // Status returns the node's current view.
@@ -431,5 +445,6 @@ func (n *Node) Status() Status {
 		}
 		s.Peers = append(s.Peers, pi)
 	}
+	n.statusExtra(&s)
 	return s
 }

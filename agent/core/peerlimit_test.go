@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -19,10 +20,14 @@ func TestPeerLimit(t *testing.T) {
 	x := core.New(cfg(1000), t0)
 	heartbeat := func(id wire.NodeID) []byte {
 		n := core.New(cfg(id), t0)
-		n.Tick(t0)
-		for _, pk := range n.Ready().Packets {
-			if pk.To == 0 {
-				return append([]byte(nil), pk.Data...)
+		// A new node listens for its start window (a duplicate ID) before
+		// it sends: tick until its first heartbeat.
+		for now := t0; now.Before(t0.Add(time.Second)); now = now.Add(time.Millisecond) {
+			n.Tick(now)
+			for _, pk := range n.Ready().Packets {
+				if pk.To == 0 {
+					return append([]byte(nil), pk.Data...)
+				}
 			}
 		}
 		t.Fatalf("node %d sent no multicast", id)

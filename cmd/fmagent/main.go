@@ -107,7 +107,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	lv := new(slog.LevelVar)
 	setLevel(lv, cfg, *level)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	var log *slog.Logger
+	if cfg.LogFormat == config.LogJSON {
+		log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	} else {
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	}
 	log.Info("fmagent", "version", version.String(), "config", fl.ConfigPath)
 	if fl.ConfigPath == "" && !cfg.AllowAlone {
 		// No configuration at all: a single-node cluster on loopback.

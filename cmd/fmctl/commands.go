@@ -56,6 +56,34 @@ func init() {
 			setup: setupStatus,
 		},
 		{
+			name: "members", synopsis: "",
+			summary: "list the members: role, links, last heard per network, version",
+			help: "Lists every node this agent knows: its incarnation (short form), role (none\n" +
+				"when down), state, how this node hears it on each network and when it last\n" +
+				"did, its priority, and the fmagent version its heartbeats carry.",
+			setup: setupMembers,
+		},
+		{
+			name: "history", synopsis: "[-prefix P] [-n N]",
+			summary: "recent transitions and alarm changes on this node, and fail counts",
+			help: "Shows the last N entries (default 50) of this node's history: entities\n" +
+				"registered, up, down, alarms raised and cleared, the master, epoch and this\n" +
+				"node's role, stale and fresh; each with its cursor, time, table seq and the\n" +
+				"node whose report made it. Then the fail, flap and raise counts per entity.\n" +
+				"Every node keeps its own (bounded) history.",
+			setup: setupHistory,
+		},
+		{
+			name: "top", synopsis: "[-n N] [-interval D] [-history H]",
+			summary: "live one-screen view: members, links, active alarms, recent history",
+			help: "Redraws one screen, like crm_mon: the master, epoch and this node's role,\n" +
+				"the members with their roles, links and when last heard, the active alarms\n" +
+				"by severity, and this node's recent history. The table is read from the\n" +
+				"agent's shared memory and the screen is redrawn as soon as it changes (or\n" +
+				"every -interval, default 1s). -n N draws N screens and exits.",
+			setup: setupTop,
+		},
+		{
 			name: "entities", aliases: []string{"ls"},
 			synopsis: "[-prefix P] [-kind K] [-state up|down] [-alarmed]",
 			summary:  "list entities, sorted by name",
@@ -125,11 +153,14 @@ func init() {
 			setup:   setStateSetup(api.StateDown),
 		},
 		{
-			name: "watch", synopsis: "[-prefix P]",
+			name: "watch", synopsis: "[-prefix P] [-snapshot] [-from AGENT:CURSOR]",
 			summary: "stream table changes, one line each, until interrupted",
 			help: "Streams the changes of the entities whose name starts with P (all if none),\n" +
 				"one line per change, until Ctrl-C. -timeout bounds only the subscription.\n" +
-				"With -o json, one Event object per line (JSON Lines).",
+				"Without -prefix, the master, epoch, role and stale changes too.\n" +
+				"-snapshot starts with every matching entity and a sync line; -from resumes\n" +
+				"after a sync line's AGENT:CURSOR with what was missed (or a snapshot if the\n" +
+				"agent no longer has it). With -o json, one Event object per line (JSON Lines).",
 			setup: setupWatch,
 		},
 		{

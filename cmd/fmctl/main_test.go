@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -246,10 +247,10 @@ func TestStatus(t *testing.T) {
 	assert.NotContains(t, out, "WARNING")
 	_, members, ok := strings.Cut(out, "\n\n")
 	require.True(t, ok, out)
-	assert.Equal(t, []string{"NODE", "INC", "ROLE", "STATE", "LINK-A", "LINK-B", "PRIO", "ELIGIBLE", "BOUND"}, header(members))
+	assert.Equal(t, []string{"NODE", "INC", "ROLE", "STATE", "LINK-A", "LINK-B", "HEARD-A", "HEARD-B", "PRIO", "ELIGIBLE", "VERSION", "BOUND"}, header(members))
 	assert.Equal(t, []map[string]string{{
 		"NODE": "1*", "INC": "1", "ROLE": "master", "STATE": "up", "LINK-A": "up", "LINK-B": "up",
-		"PRIO": "10", "ELIGIBLE": "yes", "BOUND": "-",
+		"HEARD-A": "-", "HEARD-B": "-", "PRIO": "10", "ELIGIBLE": "yes", "VERSION": "-", "BOUND": "-",
 	}}, table(t, members))
 
 	var st api.Status
@@ -288,14 +289,14 @@ func TestStatusStaleCluster(t *testing.T) {
 	assert.Equal(t, "2", kv["vice"])
 	assert.Equal(t, "vice-master", table(t, out[strings.Index(out, "NODE"):])[1]["ROLE"])
 	assert.Equal(t, "0x9ae16a3b2f90404f", kv["digest"])
-	assert.Equal(t, "1741944413000000000", kv["incarnation"])
+	assert.Equal(t, fmt.Sprintf("%06x", uint64(1741944413000000000)&0xffffff), kv["incarnation"], "short incarnation")
 
 	rows := table(t, out[strings.Index(out, "NODE"):])
 	require.Len(t, rows, 3)
 	assert.Equal(t, []string{"1", "2", "3*"}, []string{rows[0]["NODE"], rows[1]["NODE"], rows[2]["NODE"]}, "sorted by node, this node marked")
 	assert.Equal(t, map[string]string{
-		"NODE": "1", "INC": "1741944300000000000", "ROLE": "master", "STATE": "down",
-		"LINK-A": "down", "LINK-B": "down", "PRIO": "200", "ELIGIBLE": "no", "BOUND": "-",
+		"NODE": "1", "INC": fmt.Sprintf("%06x", uint64(1741944300000000000)&0xffffff), "ROLE": "master", "STATE": "down",
+		"LINK-A": "down", "LINK-B": "down", "HEARD-A": "-", "HEARD-B": "-", "PRIO": "200", "ELIGIBLE": "no", "VERSION": "-", "BOUND": "-",
 	}, rows[0])
 	assert.Equal(t, "up", rows[2]["LINK-A"])
 	assert.Equal(t, "down", rows[2]["LINK-B"])
@@ -312,7 +313,7 @@ func TestStatusStaleCluster(t *testing.T) {
 	var raw map[string]any
 	require.NoError(t, json.Unmarshal([]byte(a.ok("-o", "json", "status")), &raw))
 	assert.ElementsMatch(t, []string{"node", "cluster", "role", "epoch", "master", "vice", "stale",
-		"table_seq", "digest", "incarnation", "shm", "members"}, keys(raw))
+		"table_seq", "digest", "incarnation", "shm", "members", "timing", "quorum"}, keys(raw))
 	assert.Equal(t, "0x9ae16a3b2f90404f", raw["digest"])
 	m := raw["members"].([]any)[0].(map[string]any)
 	assert.ElementsMatch(t, []string{"node", "incarnation", "role", "state", "links", "priority", "eligible"}, keys(m))

@@ -111,11 +111,23 @@ func upDown(b bool) string {
 }
 
 func printStatus(w io.Writer, st *api.Status) error {
+	if st.Refused {
+		fmt.Fprintf(w, "ERROR: this node refused to join: its node_id %d is in use by another node (see the agent's log)\n", st.Node)
+	}
 	if st.Stale {
 		fmt.Fprintln(w, "WARNING: cluster STALE: no word from the master for longer than the stale timeout; the table may be out of date")
 	}
 	if st.Master == 0 {
 		fmt.Fprintln(w, "WARNING: no master: writes fail until one is elected")
+	}
+	if len(st.Quorum.Members) > 0 && !st.Quorum.Ok {
+		fmt.Fprintf(w, "WARNING: waiting for quorum: %d of the last membership %s present, %d needed\n",
+			st.Quorum.Present, nodeSet(st.Quorum.Members), st.Quorum.Needed)
+	}
+	for _, net := range []string{"a", "b"} {
+		if parts, ok := st.Partitions[net]; ok {
+			fmt.Fprintf(w, "WARNING: network %s partitioned: %s\n", net, partsString(parts))
+		}
 	}
 	tw := newTable(w)
 	fmt.Fprintf(tw, "node:\t%s\n", nodeName(st.Node))
@@ -127,29 +139,100 @@ func printStatus(w io.Writer, st *api.Status) error {
 	fmt.Fprintf(tw, "stale:\t%s\n", yesNo(st.Stale))
 	fmt.Fprintf(tw, "table seq:\t%d\n", st.TableSeq)
 	fmt.Fprintf(tw, "digest:\t%s\n", st.Digest)
-	fmt.Fprintf(tw, "incarnation:\t%d\n", st.Incarnation)
+	fmt.Fprintf(tw, "incarnation:\t%s\n", shortInc(st.Incarnation))
+	if st.Version != "" {
+		fmt.Fprintf(tw, "version:\t%s\n", st.Version)
+	}
+	if st.Timing.Interval > 0 {
+		profile := ""
+		if st.Timing.Profile != "" {
+			profile = ", profile " + st.Timing.Profile
+		}
+		fmt.Fprintf(tw, "timing:\t%v × %d (detection %v%s)\n", time.Duration(st.Timing.Interval), st.Timing.Misses,
+			time.Duration(st.Timing.Detection), profile)
+	}
+	if len(st.Quorum.Members) > 0 {
+		ok := "ok"
+		if !st.Quorum.Ok {
+			ok = "WAITING"
+		}
+		fmt.Fprintf(tw, "quorum:\t%s: %d of %s present, %d needed\n", ok, st.Quorum.Present, nodeSet(st.Quorum.Members), st.Quorum.Needed)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintln(w)
-	tw = newTable(w)
-	fmt.Fprintln(tw, "NODE\tINC\tROLE\tSTATE\tLINK-A\tLINK-B\tPRIO\tELIGIBLE\tBOUND")
+	return printMembers(w, st, time.Now())
+}
+
+// printMembers is the members table of status (and of members).
+func printMembers(w io.Writer, st *api.Status, now time.Time) error {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "NODE\tINC\tROLE\tSTATE\tLINK-A\tLINK-B\tHEARD-A\tHEARD-B\tPRIO\tELIGIBLE\tVERSION\tBOUND")
 	for _, m := range st.Members {
 		node := nodeName(m.Node)
+		heardA, heardB := ago(m.HeardA, now), ago(m.HeardB, now)
 		if m.Node == st.Node {
 			node += "*" // this node
+		}
+		version := m.Version
+		if version == "" {
+			version = "-"
 		}
 		bound := "-"
 		if m.Bound > 0 {
 			bound = m.Bound.String()
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", node, m.Incarnation, m.Role, m.State,
-			upDown(m.Links.A), upDown(m.Links.B), m.Priority, yesNo(m.Eligible), bound)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", node, shortInc(m.Incarnation), m.Role, m.State,
+			upDown(m.Links.A), upDown(m.Links.B), heardA, heardB, m.Priority, yesNo(m.Eligible), version, bound)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	return printWatchdog(w, st.Watchdog, time.Now())
+}
+
+// shortInc shows an incarnation as people read it: incarnations are unix
+// nanoseconds at start (19 digits); the low 24 bits in hex (6 digits) tell
+// two lives of a node apart. Small ones (counters) print as they are.
+func shortInc(inc uint64) string {
+	if inc < 1_000_000 {
+		return fmt.Sprint(inc)
+	}
+	return fmt.Sprintf("%06x", inc&0xffffff)
+}
+
+// ago is how long before now t was, to the millisecond ("-" if never).
+func ago(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	if d < 0 {
+		d = 0
+	}
+	return d.Round(time.Millisecond).String() + " ago"
+}
+
+func nodeSet(ids []wire.NodeID) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprint(&b, id)
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+func partsString(parts [][]wire.NodeID) string {
+	s := make([]string, len(parts))
+	for i, p := range parts {
+		s[i] = nodeSet(p)
+	}
+	return strings.Join(s, " | ")
 }
 
 // alarmSummary is the ALARMS cell: "0", or the count and the worst severity.
@@ -255,11 +338,27 @@ func printEvent(w io.Writer, ev *api.Event, now time.Time) error {
 	if ev.Kind == api.EventUnregister {
 		state = "-"
 	}
+	switch ev.Kind {
+	case api.EventMaster, api.EventRole, api.EventStale, api.EventFresh, api.EventSync:
+		// About the cluster view, not an entity.
+		line := fmt.Sprintf("%s %d %-10s master %s epoch %d role %s", eventTime(ev, now).UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+			ev.Seq, ev.Kind, nodeName(ev.Master), ev.Epoch, ev.Role)
+		if ev.Kind == api.EventSync {
+			line += fmt.Sprintf(" resume-from %d:%d", ev.Agent, ev.Cursor)
+			if ev.Resumed {
+				line += " (resumed)"
+			}
+		}
+		_, err := fmt.Fprintln(w, line)
+		return err
+	}
 	line := fmt.Sprintf("%s %d %-10s %s %s", eventTime(ev, now).UTC().Format("2006-01-02T15:04:05.000Z07:00"),
 		ev.Seq, ev.Kind, ev.Entity.Name, state)
 	if ev.Cause != "" {
 		line += " " + ev.Cause
-		if ev.Kind == api.EventRaise {
+		if ev.Kind == api.EventRaise && ev.Severity != "" {
+			line += " (" + string(ev.Severity) + ")"
+		} else if ev.Kind == api.EventRaise {
 			for _, a := range ev.Entity.Alarms {
 				if a.Cause == ev.Cause {
 					line += " (" + string(a.Severity) + ")"
