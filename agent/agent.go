@@ -36,7 +36,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -54,13 +53,8 @@ import (
 	"github.com/fmagent/fmagent/wire"
 )
 
-// DevKey is the built-in development cluster key, used (with a warning)
-// when the configuration names no key file. Every agent built from this
-// source knows it: it authenticates nothing.
-const DevKey = "fmagent-insecure-development-key-do-not-use-in-production"
-
 // MinKeyLen is the shortest key file accepted.
-const MinKeyLen = 16
+const MinKeyLen = config.MinKeyLen
 
 // Tunables; variables so that tests can shorten them.
 var (
@@ -176,12 +170,17 @@ func (a *agent) start() error {
 		a.addrs[i] = make(map[wire.NodeID]netip.AddrPort)
 	}
 
-	key, err := loadKey(cfg.KeyFile)
+	key, acceptKeys, open, err := cfg.Keys()
 	if err != nil {
-		return err
+		return fmt.Errorf("agent: %w", err)
 	}
-	if cfg.KeyFile == "" {
-		a.log.Warn("no key_file configured: using the built-in development key; packets are not authenticated against anyone who has this source")
+	switch {
+	case open && cfg.Insecure:
+		a.log.Warn("insecure = true and no key_file: packets are NOT authenticated; anyone who can reach the networks can forge masters, alarms and downs. Write a key with 'fmagent -genkey FILE' and set key_file")
+	case open:
+		a.log.Warn("no key_file: every network is loopback, so only local processes can reach the cluster, and packets are not authenticated against them. Write a key with 'fmagent -genkey FILE' and set key_file")
+	case len(acceptKeys) > 0:
+		a.log.Warn("key change-over in progress: also accepting the keys of accept_key_files; remove them once every node seals with key_file", "accept_key_files", len(acceptKeys))
 	}
 
 	inc, err := persist.NextIncarnation(a.stateDir)
@@ -222,6 +221,7 @@ func (a *agent) start() error {
 		Node:         wire.NodeID(cfg.NodeID),
 		Cluster:      cfg.ClusterID,
 		Key:          key,
+		AcceptKeys:   acceptKeys,
 		Priority:     cfg.Priority,
 		Eligible:     cfg.Eligible,
 		Interval:     cfg.Timing.Interval,
@@ -299,21 +299,13 @@ func (a *agent) start() error {
 	return nil
 }
 
-// loadKey reads the cluster key: the file's bytes, trailing whitespace
-// (a final newline) removed. "" is the development key.
+// loadKey reads one key file (config.ReadKey: owner-only, long enough).
+// "" is no key: nil, nil (whether that is allowed is config.Keys's call).
 func loadKey(path string) ([]byte, error) {
 	if path == "" {
-		return []byte(DevKey), nil
+		return nil, nil
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("agent: key file: %w", err)
-	}
-	k := []byte(strings.TrimRight(string(b), " \t\r\n"))
-	if len(k) < MinKeyLen {
-		return nil, fmt.Errorf("agent: key file %s: %d bytes, at least %d needed", path, len(k), MinKeyLen)
-	}
-	return k, nil
+	return config.ReadKey(path)
 }
 
 // run starts the goroutines, serves until ctx is done or a part fails, and

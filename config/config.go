@@ -55,9 +55,18 @@ type Config struct {
 	Timing   Timing     `toml:"timing"`
 	// Plugins is the master's plugin chain, in order ([[plugins]] tables).
 	Plugins []Plugin `toml:"plugins"`
-	// KeyFile holds the cluster key; "" means the built-in development key
-	// (the agent warns about it).
-	KeyFile string  `toml:"key_file"`
+	// KeyFile holds the cluster key (fmagent -genkey writes one), readable
+	// by its owner only. "" is allowed only when every network is loopback
+	// or Insecure is set: packets are then authenticated with a key anyone
+	// can compute (config.InsecureKey).
+	KeyFile string `toml:"key_file"`
+	// AcceptKeyFiles are further keys accepted, never sent with: the other
+	// key of a key change-over (docs/security.md).
+	AcceptKeyFiles []string `toml:"accept_key_files"`
+	// Insecure lets the agent run without key_file on non-loopback
+	// networks (it warns at every start).
+	Insecure bool `toml:"insecure"`
+
 	Paths   Paths   `toml:"paths"`
 	API     API     `toml:"api"`
 	Metrics Metrics `toml:"metrics"`

@@ -84,6 +84,9 @@ func parse(file, data string) (*Config, error) {
 	if len(c.API.AllowUsers) == 0 {
 		c.API.AllowUsers = nil
 	}
+	if len(c.AcceptKeyFiles) == 0 {
+		c.AcceptKeyFiles = nil
+	}
 	if len(c.API.AllowGroups) == 0 {
 		c.API.AllowGroups = nil
 	}

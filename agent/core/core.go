@@ -55,6 +55,10 @@ type Config struct {
 	MaxAlarms int
 	RingSize  int           // master's retransmit ring, in changes
 	Chain     *plugin.Chain // nil: plugin.DefaultChain()
+
+	// AcceptKeys are further cluster keys accepted (never sent with)
+	// during a key change-over (wire.Codec.AcceptKey).
+	AcceptKeys [][]byte
 }
 
 func (c *Config) setDefaults() {
@@ -284,9 +288,13 @@ func New(cfg Config, now time.Time) *Node {
 	if chain == nil {
 		chain = plugin.DefaultChain()
 	}
+	codec := wire.NewCodec(cfg.Cluster, cfg.Key)
+	for _, k := range cfg.AcceptKeys {
+		codec.AcceptKey(k)
+	}
 	n := &Node{
 		cfg:         cfg,
-		codec:       wire.NewCodec(cfg.Cluster, cfg.Key),
+		codec:       codec,
 		tab:         table.New(cfg.MaxAlarms),
 		chain:       chain,
 		hist:        chain.History(),

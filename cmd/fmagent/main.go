@@ -4,6 +4,7 @@
 // unix socket.
 //
 //	fmagent [-config PATH] [-log-level debug|info|warn|error] [overrides]
+//	fmagent -genkey FILE
 //
 // The overrides (-node, -priority, -iface-a, -iface-b, -profile, -socket,
 // -shm, -state-dir, -allow-alone) take precedence over the file. Without
@@ -40,6 +41,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fl := config.RegisterFlags(fs)
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	genkey := fs.String("genkey", "", "write a new random cluster key to `FILE` (mode 0600, never over an existing file) and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: fmagent [-config PATH] [-log-level LEVEL] [overrides]\n\n")
 		fs.PrintDefaults()
@@ -55,6 +57,14 @@ func run(args []string, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
+	if *genkey != "" {
+		if err := config.GenerateKey(*genkey); err != nil {
+			fmt.Fprintf(stderr, "fmagent: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stderr, "fmagent: wrote a new cluster key to %s (mode 0600); copy it to every node and set key_file\n", *genkey)
+		return 0
+	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		fmt.Fprintf(stderr, "fmagent: -log-level %q: want debug, info, warn or error\n", *level)
@@ -63,6 +73,9 @@ func run(args []string, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 
 	cfg, err := fl.Load()
+	if err == nil {
+		err = fl.CheckHost(cfg)
+	}
 	if err != nil {
 		printConfigError(stderr, err)
 		return 2
