@@ -5,7 +5,7 @@ import L "github.com/fmagent/fmagent/shmem/internal/layout"
 // FreezeMidWrite leaves the slot of id with an odd seq, as a writer that
 // died in the middle of writing it would.
 func FreezeMidWrite(w *Writer, id uint64) bool {
-	_, s, ok := w.find(id)
+	s, ok := w.find(id)
 	if !ok {
 		return false
 	}
