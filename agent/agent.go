@@ -35,7 +35,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"time"
 
@@ -284,18 +283,15 @@ func (a *agent) start() error {
 		return fmt.Errorf("agent: %w", err)
 	}
 
-	var auth *api.Authorizer
-	mode := os.FileMode(0o660) // no allow-list: only the agent's user and group may connect (and write)
-	if len(cfg.API.AllowUsers) > 0 || len(cfg.API.AllowGroups) > 0 {
-		if auth, err = api.NewAuthorizer(cfg.API.AllowUsers, cfg.API.AllowGroups); err != nil {
-			return fmt.Errorf("agent: %w", err)
-		}
-		mode = 0o666 // anyone may read; the allow-list decides who writes
-	}
-	if a.ln, err = api.Listen(cfg.Paths.Socket, mode); err != nil {
+	auth, err := newAuthorizer(cfg.API)
+	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	a.srv = &api.Server{Handler: &handler{a}, Authorizer: auth, Log: a.log.With("part", "api")}
+	if a.ln, err = listenAPI(cfg.Paths.Socket, cfg.API, a.log); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.srv = &api.Server{Handler: &handler{a}, Authorizer: auth, Log: a.log.With("part", "api"),
+		MaxInFlight: cfg.API.MaxInFlight, Limits: apiLimits(cfg.API)}
 	return nil
 }
 

@@ -194,10 +194,11 @@ func (h *handler) Register(ctx context.Context, cred api.Cred, req *api.Register
 func (h *handler) Unregister(ctx context.Context, cred api.Cred, req *api.UnregisterRequest) (*api.ReportResult, error) {
 	a := h.a
 	res, err := a.write(ctx, core.Request{Kind: wire.ReportUnregister, Name: req.Name}, func(*core.Request) error {
-		if _, ok := a.lookup(req.Name); !ok {
+		e, ok := a.lookup(req.Name)
+		if !ok {
 			return notFound(req.Name)
 		}
-		return nil
+		return a.foreignCheck(cred, api.OpUnregister, e)
 	})
 	if err != nil {
 		return nil, err
@@ -269,7 +270,7 @@ func (h *handler) Raise(ctx context.Context, cred api.Cred, req *api.RaiseReques
 			return notFound(req.Name)
 		}
 		r.EntityKind = e.Kind
-		return nil
+		return a.foreignCheck(cred, api.OpRaise, e)
 	})
 	if err != nil {
 		return nil, err
@@ -288,7 +289,7 @@ func (h *handler) Clear(ctx context.Context, cred api.Cred, req *api.ClearReques
 		if _, ok := e.Alarm(req.Cause); !ok {
 			return fmt.Errorf("no alarm %q on %q: %w", req.Cause, req.Name, api.ErrNotFound)
 		}
-		return nil
+		return a.foreignCheck(cred, api.OpClear, e)
 	})
 	if err != nil {
 		return nil, err
@@ -314,7 +315,7 @@ func (h *handler) SetState(ctx context.Context, cred api.Cred, req *api.SetState
 		if e.Owner != a.self {
 			return api.Errorf(api.ErrPermission, "%q is owned by node %d; only its owner sets its state (report a fault instead)", req.Name, e.Owner)
 		}
-		return nil
+		return a.foreignCheck(cred, api.OpSetState, e)
 	})
 	if err != nil {
 		return nil, err

@@ -286,7 +286,7 @@ func (s *Server) serveConn(nc net.Conn, cred Cred) {
 		s:        s,
 		nc:       nc,
 		cred:     cred,
-		canWrite: s.Authorizer.Allowed(cred),
+		canWrite: s.Authorizer.Allowed(cred) || privileged(cred),
 		log:      s.log().With("pid", cred.PID, "uid", cred.UID),
 		cancel:   cancel,
 	}
@@ -491,7 +491,7 @@ func (c *serverConn) handle(ctx context.Context, h Header, body []byte) {
 			c.writeError(h.ID, replyOp(h.Op), Errorf(ErrInternal, "handler panic: %v", r))
 		}
 	}()
-	if h.Op.IsWrite() && !c.canWrite {
+	if h.Op.IsWrite() && !c.canWrite && !c.s.Authorizer.MayOp(c.cred, h.Op) {
 		c.writeError(h.ID, replyOp(h.Op), Errorf(ErrPermission,
 			"uid %d (gid %d) may not %s: not root, not an allowed user or group", c.cred.UID, c.cred.GID, h.Op))
 		return

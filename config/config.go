@@ -132,6 +132,37 @@ type Paths struct {
 type API struct {
 	AllowUsers  []string `toml:"allow_users"`
 	AllowGroups []string `toml:"allow_groups"`
+
+	// SocketMode is the socket file's mode, an octal string ("0660"):
+	// who may connect (and so read). It is never changed behind the
+	// operator's back.
+	SocketMode string `toml:"socket_mode"`
+	// SocketOwner and SocketGroup own the socket file ("": the agent's
+	// user and group). A group that may connect and is not in
+	// allow_groups is a read-only group (monitoring).
+	SocketOwner string `toml:"socket_owner"`
+	SocketGroup string `toml:"socket_group"`
+	// Grants are per-op permissions ([[api.grants]]).
+	Grants []Grant `toml:"grants"`
+
+	// Client limits (docs/api.md).
+	MaxConns       int           `toml:"max_conns"`
+	MaxConnsPerUID int           `toml:"max_conns_per_uid"`
+	MaxInFlight    int           `toml:"max_in_flight"`
+	IdleTimeout    time.Duration `toml:"idle_timeout"`
+	FrameTimeout   time.Duration `toml:"frame_timeout"`
+	WriteRate      float64       `toml:"write_rate"`
+	WriteBurst     int           `toml:"write_burst"`
+}
+
+// Grant lets users and groups perform some write ops (none: all), and with
+// Foreign on entities this node does not own as a client (another node's,
+// and this node's node/N and link entities).
+type Grant struct {
+	Users   []string `toml:"users"`
+	Groups  []string `toml:"groups"`
+	Ops     []string `toml:"ops"`
+	Foreign bool     `toml:"foreign"`
 }
 
 // Metrics is the Prometheus endpoint.
@@ -174,6 +205,8 @@ func base() *Config {
 		},
 		Timing:    Timing{Profile: ProfileDefault, StaleTimeout: 10 * time.Second},
 		Metrics:   Metrics{Listen: DefaultListen},
+		API: API{SocketMode: "0660", MaxConns: 512, MaxConnsPerUID: 128, MaxInFlight: 64,
+			IdleTimeout: 10 * time.Minute, FrameTimeout: 10 * time.Second, WriteRate: 200, WriteBurst: 1000},
 		Watchdog:  Watchdog{SelfFence: true},
 		MaxAlarms: 16,
 		auto:      derived{stateDir: true, socket: true, shm: true},

@@ -178,6 +178,7 @@ func (c *Config) Validate() error {
 			add(bad(fmt.Sprintf("api.allow_groups[%d]", i), g, "must be a group name or numeric gid"))
 		}
 	}
+	c.validateAPI(add)
 	if err := CheckLoopbackListen(c.Metrics.Listen); err != nil {
 		add(bad("metrics.listen", c.Metrics.Listen, "%v", err))
 	}
