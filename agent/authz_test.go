@@ -138,7 +138,7 @@ func TestAllowedUserLimitedToOwnEntities(t *testing.T) {
 		{s2, "unregister", "svc/two", "ok"},
 		{s1, "clear", "svc/one", "ok"}, // node 1's own client entity
 		{s2, "clear", "node/1", "permission_denied"},
-		{s1, "clear", "node/1", "ok"}, // node 1's grant: clear, foreign
+		{s1, "clear", "node/1", "ok"},                // node 1's grant: clear, foreign
 		{s1, "raise", "node/1", "permission_denied"}, // ... clear only
 	} {
 		require.Equal(t, tc.want, asClient(t, dir, tc.socket, tc.op, tc.name), "%s %s via %s", tc.op, tc.name, filepath.Base(filepath.Dir(tc.socket)))
