@@ -217,6 +217,7 @@ type Stats struct {
 	SnapshotsSent    uint64               // snapshot transfers served, as master
 	SnapshotsApplied uint64               // snapshots that replaced this node's table
 	ReportsHandled   uint64               // reports through the plugin chain, as master
+	ReportsRefused   uint64               // client reports refused for their name, as master
 }
 
 // Node is one fmagent node's protocol state.

@@ -251,6 +251,11 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report) {
 		n.ackReport(ref, seq, ackOK)
 		return
 	}
+	if r.Source != plugin.SourceMembership && !nameAllowed(from, r.Name, r.Kind == wire.ReportRegister) {
+		n.stats.ReportsRefused++
+		n.ackReport(ref, 0, ackBad)
+		return
+	}
 	g := &group{txn: r.Txn}
 	if r.ID != 0 {
 		g.acks = append(g.acks, ref)
@@ -300,6 +305,11 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 			return e
 		}
 		if name == "" || table.ID(name) != id {
+			return nil
+		}
+		if r.Source != plugin.SourceMembership && otherNodes(r.From, name) {
+			// A report does not create an entity under another node's
+			// prefix (it would be owned by that node).
 			return nil
 		}
 		for i := range g.changes { // registered earlier in this group
@@ -375,3 +385,25 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 
 // has reports whether Entity.Alarm found the alarm.
 func has(_ *table.Alarm, ok bool) bool { return ok }
+
+// nameAllowed reports whether a client report from node from may name
+// name: a good name (wire.CheckName) and, when the report registers it,
+// not under another node's node/N/ (node 3 must not register
+// node/1/proc/x). The master's own membership findings are not client
+// reports.
+func nameAllowed(from wire.NodeID, name string, registers bool) bool {
+	if name == "" {
+		return true // about an entity by ID only: it must exist
+	}
+	if wire.CheckName(name) != nil {
+		return false
+	}
+	return !registers || !otherNodes(from, name)
+}
+
+// otherNodes reports whether name is under node/N/ of a node N other than
+// from.
+func otherNodes(from wire.NodeID, name string) bool {
+	n, ok := table.NodeOfName(name)
+	return ok && n != from
+}
