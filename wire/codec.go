@@ -97,39 +97,55 @@ func (c *Codec) seal(dst []byte, start int, h *Header) ([]byte, error) {
 // caller reuses pkt. Open does not consult a replay window; the caller does,
 // after Open succeeded, with h.Incarnation and h.Seq.
 func (c *Codec) Open(pkt []byte) (h Header, body []byte, err error) {
-	if len(pkt) > MaxDatagram {
-		return Header{}, nil, errPacketTooBig
-	}
-	if len(pkt) < Overhead {
-		return Header{}, nil, errPacketShort
-	}
-	if binary.BigEndian.Uint16(pkt[offMagic:]) != Magic {
-		return Header{}, nil, ErrMagic
-	}
-	if pkt[offVersion] != Version {
-		return Header{}, nil, ErrVersion
-	}
-	if pkt[offReserved] != 0 {
-		return Header{}, nil, errReserved
-	}
-	h = getHeader(pkt)
-	if err := checkHeader(&h); err != nil {
+	h, end, err := c.peek(pkt)
+	if err != nil {
 		return Header{}, nil, err
-	}
-	if h.Cluster != c.cluster {
-		return Header{}, nil, ErrCluster
-	}
-	end := HeaderSize + int(h.Length)
-	switch {
-	case end+MACSize > len(pkt):
-		return Header{}, nil, errBodyShort
-	case end+MACSize < len(pkt):
-		return Header{}, nil, errTrailing
 	}
 	if !c.verify(pkt[:end], pkt[end:]) {
 		return Header{}, nil, ErrAuth
 	}
 	return h, pkt[HeaderSize:end:end], nil
+}
+
+// Peek runs every check of Open but the MAC and returns the header, not
+// yet authenticated: what a receiver may use to drop a packet before paying
+// for the MAC (a replay of a known sender), never to act on.
+func (c *Codec) Peek(pkt []byte) (Header, error) {
+	h, _, err := c.peek(pkt)
+	return h, err
+}
+
+func (c *Codec) peek(pkt []byte) (h Header, end int, err error) {
+	if len(pkt) > MaxDatagram {
+		return Header{}, 0, errPacketTooBig
+	}
+	if len(pkt) < Overhead {
+		return Header{}, 0, errPacketShort
+	}
+	if binary.BigEndian.Uint16(pkt[offMagic:]) != Magic {
+		return Header{}, 0, ErrMagic
+	}
+	if pkt[offVersion] != Version {
+		return Header{}, 0, ErrVersion
+	}
+	if pkt[offReserved] != 0 {
+		return Header{}, 0, errReserved
+	}
+	h = getHeader(pkt)
+	if err := checkHeader(&h); err != nil {
+		return Header{}, 0, err
+	}
+	if h.Cluster != c.cluster {
+		return Header{}, 0, ErrCluster
+	}
+	end = HeaderSize + int(h.Length)
+	switch {
+	case end+MACSize > len(pkt):
+		return Header{}, 0, errBodyShort
+	case end+MACSize < len(pkt):
+		return Header{}, 0, errTrailing
+	}
+	return h, end, nil
 }
 
 // verify reports whether mac is the MAC of b under the Codec's key or one

@@ -213,6 +213,7 @@ type Stats struct {
 	ChangesApplied   uint64               // replicated changes applied here
 	NacksSent        uint64               // requests for missing changes or a snapshot
 	NacksServed      uint64               // as master
+	NacksRefused     uint64               // as master: from a peer not live, or over its budget (serve.go)
 	Retransmits      uint64               // changes resent on a nack
 	SnapshotsSent    uint64               // snapshot transfers served, as master
 	SnapshotsApplied uint64               // snapshots that replaced this node's table
@@ -387,6 +388,24 @@ func (n *Node) send(to wire.NodeID, prio bool, data []byte) {
 // when the packet was dropped; a dropped packet changes nothing.
 func (n *Node) Step(now time.Time, net wire.Net, pkt []byte) (wire.NodeID, error) {
 	n.advance(now)
+	// Cheapest first (DESIGN, issue 9): size, magic, version, cluster and
+	// header checks (Peek), then, for a sender we know, its replay window,
+	// and only then the MAC. Checking the window before the MAC is safe:
+	// it records nothing, and a packet it rejects would be rejected after
+	// the MAC as well. Unknown senders go to the MAC (a node joining), and
+	// only an authenticated packet creates a peer.
+	ph, err := n.codec.Peek(pkt)
+	if err != nil {
+		return 0, err
+	}
+	if p, ok := n.peers[ph.Sender]; ok && net < wire.NumNets {
+		if ph.Incarnation < p.inc {
+			return 0, wire.ErrReplay
+		}
+		if err := p.replay[net].Check(ph.Incarnation, ph.Seq); err != nil {
+			return 0, err
+		}
+	}
 	h, body, err := n.codec.Open(pkt)
 	if err != nil {
 		return 0, err

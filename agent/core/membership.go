@@ -27,6 +27,12 @@ type peer struct {
 	alive      bool
 	aliveSince time.Time
 	linkUp     [wire.NumNets]bool
+
+	// What the master served this peer (serve.go): snapshots and NACK
+	// retransmissions are bounded per peer.
+	lastSnap    time.Time
+	serveSecond time.Time
+	servedInSec int
 }
 
 func (p *peer) reincarnated(inc uint64) {
