@@ -36,6 +36,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fmagent/fmagent/agent/core"
@@ -143,6 +144,8 @@ type agent struct {
 	diskInc  uint64     // the incarnation last written
 	scratch  shmem.Entity
 	events   []api.Event // scratch for watcher events
+
+	apiSrv atomic.Pointer[api.Server] // a.srv, for the metrics goroutine
 
 	wake chan struct{} // pokes the timer loop
 	wg   sync.WaitGroup
@@ -292,6 +295,7 @@ func (a *agent) start() error {
 	}
 	a.srv = &api.Server{Handler: &handler{a}, Authorizer: auth, Log: a.log.With("part", "api"),
 		MaxInFlight: cfg.API.MaxInFlight, Limits: apiLimits(cfg.API)}
+	a.apiSrv.Store(a.srv)
 	return nil
 }
 

@@ -76,6 +76,7 @@ func newMetrics(r *metrics.Registry, a *agent) *agentMetrics {
 	r.CounterFunc("fmagent_retransmits_total", "Changes resent on a nack (as master).", coreStat(func(s *core.Stats) uint64 { return s.Retransmits }))
 	r.CounterFunc("fmagent_snapshots_sent_total", "Snapshot transfers served (as master).", coreStat(func(s *core.Stats) uint64 { return s.SnapshotsSent }))
 	r.CounterFunc("fmagent_snapshots_applied_total", "Snapshots that replaced this node's table.", coreStat(func(s *core.Stats) uint64 { return s.SnapshotsApplied }))
+	limitMetrics(r, a, coreStat)
 	r.CounterFunc("fmagent_reports_handled_total", "Reports run through the plugin chain (as master).", coreStat(func(s *core.Stats) uint64 { return s.ReportsHandled }))
 	m.propagation = r.Histogram("fmagent_propagation_seconds",
 		"From the master's decision to the change applied here (master's clock to ours: exact on one host, otherwise as good as clock sync).",
