@@ -34,7 +34,7 @@ bench:
 	$(MAKE) -C shmem/c bench
 
 FUZZTIME ?= 20s
-FUZZPKGS := ./wire/ ./api/
+FUZZPKGS := ./wire/ ./api/ ./config/ ./shmem/
 # Every fuzz target, FUZZTIME each. The seed corpora under testdata/fuzz run
 # in `make test` anyway.
 fuzz:

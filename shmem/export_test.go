@@ -13,3 +13,6 @@ func FreezeMidWrite(w *Writer, id uint64) bool {
 	st64(p, L.SlotSeq, ld64(p, L.SlotSeq)+1)
 	return true
 }
+
+// SegmentBytes is the writer's segment memory.
+func SegmentBytes(w *Writer) []byte { return w.mem }
