@@ -1,11 +1,13 @@
 package core_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/fmagent/fmagent/agent/core"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -23,29 +25,14 @@ func snapshotRequest(c *wire.Codec, h *wire.Header) ([]byte, error) {
 	return c.AppendNack(nil, h, &wire.Nack{From: 0, To: 0})
 }
 
-// Snapshot requests are served to live members only, at most once per
-// four intervals per peer, and the refusals are counted: a flood of them
-// (replayed or not) does not make the master send its table each time.
-func TestSnapshotServiceBounded(t *testing.T) {
+// Snapshot requests are served to live members only, and the refusals are
+// counted: a node holding the key but not heard in heartbeats gets nothing.
+func TestSnapshotServiceOnlyToLiveMembers(t *testing.T) {
 	p := newPair(t)
 	p.run(200 * time.Millisecond)
 	require.Equal(t, wire.RoleMaster, p.a.Role().Role)
 	p.a.Ready()
-	before := p.a.Stats()
-
-	// From a member (node 2, live): 100 requests within one interval.
-	inc := p.b.Incarnation()
-	for i := range 100 {
-		pkt := forge(t, 2, inc, 1_000_000+uint64(i), snapshotRequest)
-		_, err := p.a.Step(p.now, 0, pkt)
-		require.NoError(t, err)
-	}
 	st := p.a.Stats()
-	require.Equal(t, before.SnapshotsSent+1, st.SnapshotsSent, "one snapshot for 100 requests")
-	require.Equal(t, before.NacksRefused+99, st.NacksRefused)
-
-	// From a node that holds the key but is not a live member (node 7,
-	// never heard in a heartbeat): nothing.
 	for i := range 10 {
 		_, err := p.a.Step(p.now, 0, forge(t, 7, 1, uint64(i+1), snapshotRequest))
 		require.NoError(t, err)
@@ -56,12 +43,34 @@ func TestSnapshotServiceBounded(t *testing.T) {
 	for _, pk := range rd.Packets {
 		require.NotEqual(t, wire.NodeID(7), pk.To, "nothing sent to node 7")
 	}
-
-	// After the gap, node 2 is served again.
-	p.now = p.now.Add(50 * time.Millisecond)
-	_, err := p.a.Step(p.now, 0, forge(t, 2, inc, 2_000_000, snapshotRequest))
+	// A member is served.
+	_, err := p.a.Step(p.now, 0, forge(t, 2, p.b.Incarnation(), 2_000_000, snapshotRequest))
 	require.NoError(t, err)
 	require.Equal(t, st.SnapshotsSent+1, p.a.Stats().SnapshotsSent)
+}
+
+// Retransmissions on NACKs are bounded per peer and per second.
+func TestRetransmitBudgetPerPeer(t *testing.T) {
+	p := newPair(t)
+	p.run(200 * time.Millisecond)
+	for i := range 20 {
+		p.b.Submit(p.now, core.Request{Kind: wire.ReportRegister, Name: fmt.Sprintf("node/2/proc/p%d", i), EntityKind: wire.KindProcess})
+		p.flush()
+	}
+	p.a.Ready()
+	st := p.a.Stats()
+	inc := p.b.Incarnation()
+	for i := range 1000 {
+		nack := func(c *wire.Codec, h *wire.Header) ([]byte, error) {
+			return c.AppendNack(nil, h, &wire.Nack{From: p.a.Table().Seq() - 5, To: p.a.Table().Seq()})
+		}
+		_, err := p.a.Step(p.now, 0, forge(t, 2, inc, 3_000_000+uint64(i), nack))
+		require.NoError(t, err)
+	}
+	got := p.a.Stats()
+	// One ring (4096 changes) per second, 6 changes per nack: 682 served.
+	require.Equal(t, st.NacksServed+682, got.NacksServed)
+	require.Equal(t, st.NacksRefused+1000-682, got.NacksRefused)
 }
 
 // A known sender's replay is rejected before the MAC is computed: a packet
