@@ -269,6 +269,7 @@ func (a *agent) start() error {
 	if a.pw, err = procwatch.New(); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	a.pw.MaxProcs, a.pw.MaxKeys = maxWatchedProcs, maxProcRegistrations
 
 	a.reg = metrics.NewRegistry()
 	a.m = newMetrics(a.reg, a)

@@ -126,3 +126,13 @@ func lookupNumeric(name string, lookup func(string) (string, error)) (int, error
 	id, err := strconv.ParseUint(s, 10, 32)
 	return int(id), err
 }
+
+// Bounds on process registrations: one pidfd per watched process (shared
+// by its registrations), at most maxWatchedProcs of them, and at most
+// maxProcRegistrations registrations; one more is refused with busy
+// (22,044 registrations used to exhaust the fd limit, after which
+// registrations succeeded with entities that would never go down).
+const (
+	maxWatchedProcs      = 4096
+	maxProcRegistrations = 16384
+)

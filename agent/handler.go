@@ -9,6 +9,7 @@ import (
 	"github.com/fmagent/fmagent/agent/core"
 	"github.com/fmagent/fmagent/agent/table"
 	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/procwatch"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -175,7 +176,18 @@ func (h *handler) Register(ctx context.Context, cred api.Cred, req *api.Register
 	defer a.mu.Unlock()
 	if req.Process {
 		if err := a.pw.Watch(cred.PID, id); err != nil {
-			return nil, api.Errorf(api.ErrInternal, "%q is registered, but its process %d cannot be watched: %v", req.Name, cred.PID, err)
+			// An entity whose process is not watched would never go
+			// down: take the registration back, and refuse it.
+			a.mu.Unlock()
+			_, uerr := a.write(ctx, core.Request{Kind: wire.ReportUnregister, Name: req.Name}, nil)
+			a.mu.Lock()
+			if uerr != nil {
+				return nil, api.Errorf(api.ErrInternal, "%q is registered, but its process %d cannot be watched (%v) and unregistering it failed: %v", req.Name, cred.PID, err, uerr)
+			}
+			if errors.Is(err, procwatch.ErrLimit) {
+				return nil, api.Errorf(api.ErrBusy, "%q: not registered: %v", req.Name, err)
+			}
+			return nil, api.Errorf(api.ErrInternal, "%q: not registered: its process %d cannot be watched: %v", req.Name, cred.PID, err)
 		}
 		a.procs[id] = req.Name
 	} else if _, ok := a.procs[id]; ok {
