@@ -4,7 +4,7 @@ GOFLAGS  ?=
 PKGS     := ./...
 BIN      := bin
 
-.PHONY: all build test check demo simdemo bench fuzz lint clean ctest cbench
+.PHONY: all build test check demo simdemo bench fuzz lint clean ctest cbench attack
 
 all: build
 
@@ -42,6 +42,12 @@ fuzz:
 		for t in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
 			echo "== $$p $$t"; \
 			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done
+
+# The attack test at 20× its make-test size (packets and local clients),
+# verbose: per attack the rejection counters, the RSS and fds.
+ATTACK_SCALE ?= 20
+attack:
+	$(GO) test -count=1 -v -run '^TestAttacks$$' -timeout 20m ./agent/ -attack-scale $(ATTACK_SCALE) 2>&1 | grep -v 'level=INFO'
 
 # staticcheck at a pinned version, installed from the Go module proxy into
 # .tools/ the first time (the version is in the file name, so a change of
