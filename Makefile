@@ -4,15 +4,79 @@ GOFLAGS  ?=
 PKGS     := ./...
 BIN      := bin
 
-.PHONY: all build test check demo simdemo bench fuzz lint clean ctest cbench attack
+.PHONY: all build bins test test-deps check demo simdemo bench fuzz lint clean ctest cbench install deb bench-e2e bench-peers attack
 
 all: build
 
-build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+# The version stamped into the binaries (fmagent -version, fmctl version,
+# fmagent_build_info): `git describe`, or VERSION=... from the caller.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0)
+LDFLAGS  := -X github.com/fmagent/fmagent/version.Version=$(VERSION)
+
+build: bins
 	$(MAKE) -C shmem/c all
 
-test: lint
+bins:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+# ---- install and package (docs/install.md) ----
+# make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc]
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SYSCONFDIR ?= /etc
+BINDIR     := $(PREFIX)/bin
+UNITDIR    := $(PREFIX)/lib/systemd/system
+MANDIR     := $(PREFIX)/share/man
+DOCDIR     := $(PREFIX)/share/doc/fmagent
+COMPDIR    := $(PREFIX)/share/bash-completion/completions
+INCLUDEDIR := $(PREFIX)/include
+CONFIG     := $(SYSCONFDIR)/fmagent/fmagent.toml
+
+install: bins
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(COMPDIR) \
+		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(SYSCONFDIR)/fmagent
+	install -m 0755 $(BIN)/fmagent $(BIN)/fmctl $(DESTDIR)$(BINDIR)/
+	sed -e 's|/usr/local/bin/fmagent|$(BINDIR)/fmagent|g' \
+		-e 's|/etc/fmagent/fmagent.toml|$(CONFIG)|g' dist/fmagent.service > $(DESTDIR)$(UNITDIR)/fmagent.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/fmagent.service
+	@# The configuration is the operator's: never overwrite one in place.
+	@if [ -e $(DESTDIR)$(CONFIG) ]; then echo "install: keeping $(DESTDIR)$(CONFIG)"; \
+		else install -m 0644 config/example.toml $(DESTDIR)$(CONFIG); fi
+	install -m 0644 config/example.toml $(DESTDIR)$(DOCDIR)/examples/fmagent.toml
+	install -m 0644 README.md docs/install.md docs/alerting.md docs/DESIGN.md docs/fmctl.md docs/api.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 dist/grafana-dashboard.json dist/prometheus-alerts.yml $(DESTDIR)$(DOCDIR)/examples/
+	gzip -9n < dist/man/fmagent.8 > $(DESTDIR)$(MANDIR)/man8/fmagent.8.gz
+	gzip -9n < dist/man/fmctl.8 > $(DESTDIR)$(MANDIR)/man8/fmctl.8.gz
+	gzip -9n < dist/man/fmagent.toml.5 > $(DESTDIR)$(MANDIR)/man5/fmagent.toml.5.gz
+	chmod 0644 $(DESTDIR)$(MANDIR)/man8/fmagent.8.gz $(DESTDIR)$(MANDIR)/man8/fmctl.8.gz $(DESTDIR)$(MANDIR)/man5/fmagent.toml.5.gz
+	install -m 0644 dist/completion/fmctl.bash $(DESTDIR)$(COMPDIR)/fmctl
+	install -m 0644 shmem/fmshm.h $(DESTDIR)$(INCLUDEDIR)/fmshm.h
+
+# make deb: a Debian package from the tree with dpkg-deb alone (no
+# debhelper): PREFIX=/usr, the unit in /usr/lib/systemd/system, the config a
+# conffile. DEBOUT is where the .deb goes.
+DEB_VERSION := $(shell echo '$(VERSION)' | sed -e 's/^v//' -e 's/-/+/g' -e '/^[0-9]/!s/^/0.0~git/')
+DEB_ARCH    := $(shell dpkg --print-architecture 2>/dev/null || $(GO) env GOARCH)
+DEBOUT      ?= $(BIN)
+DEBROOT     := $(BIN)/debroot
+DEB         := $(DEBOUT)/fmagent_$(DEB_VERSION)_$(DEB_ARCH).deb
+
+deb:
+	@command -v dpkg-deb >/dev/null || { echo "make deb needs dpkg-deb (Debian's dpkg package)"; exit 1; }
+	rm -rf $(DEBROOT)
+	CGO_ENABLED=0 $(MAKE) --no-print-directory install DESTDIR=$(abspath $(DEBROOT)) PREFIX=/usr SYSCONFDIR=/etc
+	install -d $(DEBROOT)/DEBIAN
+	sed -e 's|@VERSION@|$(DEB_VERSION)|' -e 's|@ARCH@|$(DEB_ARCH)|' \
+		-e "s|@SIZE@|$$(du -sk --exclude=DEBIAN $(DEBROOT) | cut -f1)|" dist/deb/control > $(DEBROOT)/DEBIAN/control
+	install -m 0644 dist/deb/conffiles $(DEBROOT)/DEBIAN/conffiles
+	install -m 0755 dist/deb/postinst dist/deb/postrm $(DEBROOT)/DEBIAN/
+	cd $(DEBROOT) && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum > DEBIAN/md5sums
+	mkdir -p $(DEBOUT)
+	dpkg-deb --root-owner-group -Zxz --build $(DEBROOT) $(DEB)
+	@echo "built $(DEB)"
+
+test: lint test-deps
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
 	@# Allocation budgets again without the race detector, which adds its own.
 	$(GO) test -count=1 -run 'Alloc' $(PKGS)
@@ -20,6 +84,20 @@ test: lint
 
 ctest:
 	$(MAKE) -C shmem/c test
+
+# What the tests need beyond Go, gcc and iproute2, from Debian when missing:
+# python3-yaml (dist/alerting_test.go parses the Prometheus rules) and clang
+# (shmem/c builds the header as C++ with clang++ too; without it that one
+# build is skipped with a message, g++ always runs).
+APT_GET = DEBIAN_FRONTEND=noninteractive apt-get -y -qq --no-install-recommends
+test-deps:
+	@/usr/bin/python3 -c 'import yaml' 2>/dev/null || python3 -c 'import yaml' 2>/dev/null || { \
+		echo "test-deps: installing python3-yaml"; \
+		{ apt-get update -qq && $(APT_GET) install python3-yaml; } >/dev/null; }
+	@command -v clang++ >/dev/null || { \
+		echo "test-deps: installing clang"; \
+		{ apt-get update -qq && $(APT_GET) install clang; } >/dev/null 2>&1 || \
+		echo "test-deps: clang could not be installed; shmem/c will skip its clang++ build"; }
 
 # Three real agents on loopback: election, an alarm, kill -9, measured detection.
 demo: build
@@ -32,6 +110,32 @@ simdemo:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./wire/ ./shmem/ ./ring/ ./agent/...
 	$(MAKE) -C shmem/c bench
+
+# End to end on real agents on lo: down propagation, report to everywhere,
+# the raw multicast baseline, detection and failover per profile, idle CPU
+# and RSS, and netsim's cost model; tables on stdout, JSON under
+# bench/results/ (docs/bench.md). Override with E2EFLAGS="-nodes 5 -runs 1".
+E2EFLAGS ?=
+bench-e2e:
+	$(GO) run ./bench/cmd/e2e $(E2EFLAGS)
+
+# Side by side, in one run: fmagent's detection (5 agents, each profile),
+# hashicorp/memberlist (its own module, bench/peers/memberlist) and keepalived
+# VRRP in network namespaces this target creates and removes (installed from
+# Debian's packages if missing; the row is skipped with a message if that
+# fails). JSON under bench/results/ (docs/bench.md).
+PEERSFLAGS ?=
+bench-peers:
+	@# A row that fails (a sample not seen everywhere) does not stop the others.
+	-$(GO) run ./bench/cmd/e2e -name peers-fmagent -nodes 5 -samples 0 -failovers 0 -idle 0 -costmodel "" -runs 1 -kills 10 $(PEERSFLAGS)
+	-cd bench/peers/memberlist && $(GO) run . -nodes 5 -kills 5 -out ../../results
+	@command -v keepalived >/dev/null 2>&1 || { \
+		echo "keepalived missing: apt-get install keepalived"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends keepalived >/dev/null; } \
+			|| echo "keepalived could not be installed: its row is skipped"; }
+	@if command -v keepalived >/dev/null 2>&1; then $(GO) build -o $(BIN)/fmbench-vrrp ./bench/cmd/vrrp && \
+		{ $(BIN)/fmbench-vrrp -routers 3 -kills 10 -out bench/results || test $$? -eq 3; }; \
+		else echo "keepalived: not installed, row skipped"; fi
 
 FUZZTIME ?= 20s
 FUZZPKGS := ./wire/ ./api/ ./config/ ./shmem/

@@ -43,6 +43,7 @@ import (
 	"github.com/fmagent/fmagent/agent/plugin"
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/daemon"
 	"github.com/fmagent/fmagent/metrics"
 	"github.com/fmagent/fmagent/persist"
 	"github.com/fmagent/fmagent/procwatch"
@@ -80,23 +81,7 @@ const recvBatch = 32
 // A nil cfg is config.Default() with AllowAlone set: a single-node cluster
 // on loopback.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if cfg == nil {
-		cfg = config.Default()
-		cfg.AllowAlone = true
-		log.Info("no configuration: running a single-node cluster on loopback (allow_alone)")
-	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("agent: configuration: %w", err)
-	}
-	a := &agent{cfg: cfg, log: log}
-	if err := a.start(); err != nil {
-		a.closeAll()
-		return err
-	}
-	return a.run(ctx)
+	return RunReloadable(ctx, cfg, log, nil)
 }
 
 // agent is one running node.
@@ -109,12 +94,30 @@ type agent struct {
 	stateDir string
 	tr       *transport.Transport
 	pw       *procwatch.Watcher
-	wd       watchdog.Watchdog
-	srv      *api.Server
-	ln       *net.UnixListener
-	msrv     *metrics.Server
-	reg      *metrics.Registry
-	m        *agentMetrics
+	// The watchdog guard and the loops' health (guard.go), the daemon
+	// supervisor (daemons.go).
+	guard     *watchdog.Guard
+	wdDev     *watchdog.Device
+	health    *watchdog.Health
+	hRecv     [wire.NumNets][2]*watchdog.Loop
+	hTimer    *watchdog.Loop
+	hPublish  *watchdog.Loop
+	hProc     *watchdog.Loop
+	hAPI      *watchdog.Loop
+	sup       *daemon.Supervisor
+	escalated chan error
+	lastFence core.FenceStatus // the guard's last read of the fence decision (guard goroutine only)
+	srv       *api.Server
+	ln        *net.UnixListener
+	msrv      *metrics.Server
+	reg       *metrics.Registry
+	m         *agentMetrics
+	// reload brings new configurations (SIGHUP); inForce is what was
+	// applied of them (reload.go). Used by run's goroutine only.
+	reload   <-chan *config.Config
+	inForce  *config.Config
+	healthMu sync.Mutex
+	healthz  health
 
 	// mu guards the core and everything below it.
 	mu       sync.Mutex
@@ -136,7 +139,6 @@ type agent struct {
 	pubInit   bool
 	// masterCh is closed while a master is known, open while there is none.
 	masterCh chan struct{}
-	fenced   bool              // self-fence: the watchdog is no longer kicked
 	savedInc uint64            // the incarnation last persisted
 	saveq    chan core.Persist // states saved off the lock (saverLoop)
 	saverWG  sync.WaitGroup
@@ -273,18 +275,19 @@ func (a *agent) start() error {
 
 	a.reg = metrics.NewRegistry()
 	a.m = newMetrics(a.reg, a)
-	if cfg.Metrics.Listen != "" {
-		if a.msrv, err = metrics.NewServer(cfg.Metrics.Listen, a.reg); err != nil {
-			// Metrics are not worth failing over: the node still works.
-			a.log.Warn("metrics endpoint not started", "listen", cfg.Metrics.Listen, "err", err)
-			a.msrv = nil
-		} else {
-			a.log.Info("metrics endpoint", "addr", "http://"+a.msrv.Addr().String()+"/metrics")
-		}
+	if err := a.startMetrics(cfg.Metrics); err != nil {
+		// Metrics are not worth failing over: the node still works.
+		a.log.Warn("metrics endpoint not started", "listen", cfg.Metrics.Listen, "err", err)
 	}
 
-	if a.wd, err = watchdog.Open(cfg.Watchdog.Device, watchdog.DeviceOptions{}); err != nil {
-		return fmt.Errorf("agent: %w", err)
+	if err := a.openGuard(); err != nil {
+		return err
+	}
+	a.escalated = make(chan error, 1)
+	if len(cfg.Daemons) > 0 {
+		if a.sup, err = daemon.New(cfg.NodeID, cfg.Daemons, a.stateDir, a.log.With("part", "daemons")); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
 	}
 
 	auth, err := newAuthorizer(cfg.API)
@@ -324,25 +327,48 @@ func (a *agent) run(ctx context.Context) error {
 		a.saverLoop(q)
 	}(a.saveq)
 	a.goLoop(a.procLoop)
-	if p := watchdog.KickPeriod(a.wd); p > 0 {
-		a.goLoop(func() { a.kickLoop(done, p) })
-		a.log.Info("watchdog", "device", a.cfg.Watchdog.Device, "kick_every", p, "self_fence", a.cfg.Watchdog.SelfFence)
-	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- a.srv.Serve(a.ln) }()
+	a.goLoop(func() { a.guard.Run(done) })
+	a.goLoop(func() { a.apiProbe(done) })
+	a.goLoop(func() { a.bootAlarm(done) })
+	if st := a.guard.Status(); len(st.Kickers) > 0 {
+		a.log.Info("watchdog", "kicking", st.Kickers, "timeout", st.Timeout, "kick_every", st.Period)
+	} else {
+		a.log.Info("watchdog: none configured; the loops' health is still checked", "every", st.Period)
+	}
+	if a.sup != nil {
+		a.goLoop(func() { a.daemonEvents(done) })
+		if err := a.sup.Start(); err != nil {
+			a.log.Error("daemon supervisor", "err", err)
+		}
+	}
 
+	if testHookStarted != nil {
+		testHookStarted(a)
+	}
 	if _, err := sdnotify.Ready(); err != nil {
 		a.log.Warn("sd_notify READY", "err", err)
 	}
 	a.log.Info("serving", "socket", a.cfg.Paths.Socket, "shm", a.cfg.ShmPath())
 
 	var err error
-	select {
-	case <-ctx.Done():
-		a.log.Info("shutting down")
-	case err = <-serveErr:
-		err = fmt.Errorf("agent: API server: %w", err)
-		a.log.Error("shutting down after a failure", "err", err)
+wait:
+	for {
+		select {
+		case c := <-a.reload:
+			a.applyReload(c)
+		case <-ctx.Done():
+			a.log.Info("shutting down")
+			break wait
+		case err = <-serveErr:
+			err = fmt.Errorf("agent: API server: %w", err)
+			a.log.Error("shutting down after a failure", "err", err)
+			break wait
+		case err = <-a.escalated:
+			a.log.Error("shutting down: node down by escalation", "err", err)
+			break wait
+		}
 	}
 	a.shutdown(done)
 	return err
@@ -385,6 +411,9 @@ func (a *agent) shutdown(done chan struct{}) {
 
 	a.tr.Close() // ends the receive loops
 	a.pw.Close() // ends the process loop
+	if a.sup != nil {
+		a.sup.Close() // the daemons keep running: the next agent adopts them
+	}
 	wait := make(chan struct{})
 	go func() {
 		a.wg.Wait()
@@ -431,8 +460,12 @@ func (a *agent) closeAll() {
 	if a.msrv != nil {
 		a.msrv.Close()
 	}
-	if a.wd != nil {
-		if err := a.wd.Close(); err != nil {
+	if a.sup != nil {
+		a.sup.Close()
+	}
+	if a.guard != nil {
+		// A clean stop disarms the device (magic close).
+		if err := a.guard.Close(); err != nil {
 			a.log.Warn("closing the watchdog", "err", err)
 		}
 	}

@@ -91,7 +91,7 @@ func newTestConfig(t *testing.T, id int, cluster uint32, ga, gb netip.Addr, port
 	return cfg
 }
 
-func startCluster(t *testing.T, n int) *testCluster {
+func startCluster(t *testing.T, n int, mods ...func(*config.Config)) *testCluster {
 	t.Helper()
 	ga, gb, port := testNet(t)
 	cluster := uint32(rand.IntN(1<<30) + 1000)
@@ -99,6 +99,9 @@ func startCluster(t *testing.T, n int) *testCluster {
 	tc := &testCluster{t: t}
 	for i := 1; i <= n; i++ {
 		cfg := newTestConfig(t, i, cluster, ga, gb, port, dir)
+		for _, mod := range mods {
+			mod(cfg)
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		nd := &testNode{id: i, cfg: cfg, cancel: cancel, done: make(chan error, 1)}
 		log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", i)

@@ -412,7 +412,9 @@ func (h *handler) Status(ctx context.Context) (*api.Status, error) {
 	a.mu.Lock()
 	st := a.core.Status()
 	a.mu.Unlock()
-	return a.statusOf(&st), nil
+	out := a.statusOf(&st)
+	out.Watchdog = a.watchdogStatus()
+	return out, nil
 }
 
 // Switchover implements api.Handler: the master hands over to the

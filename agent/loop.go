@@ -17,6 +17,10 @@ import (
 // socket) and Steps every datagram. The buffers are allocated once; nothing
 // on this path allocates per packet.
 func (a *agent) recvLoop(n wire.Net, unicast bool) {
+	h := a.hRecv[n][0]
+	if unicast {
+		h = a.hRecv[n][1]
+	}
 	msgs := make([]transport.Message, recvBatch)
 	for i := range msgs {
 		msgs[i].Buf = make([]byte, wire.MaxDatagram)
@@ -41,9 +45,11 @@ func (a *agent) recvLoop(n wire.Net, unicast bool) {
 			continue
 		}
 		backoff = time.Millisecond
+		h.Busy()
 		a.mu.Lock()
 		if a.stopping {
 			a.mu.Unlock()
+			h.Idle()
 			continue
 		}
 		for i := 0; i < k; i++ {
@@ -57,6 +63,7 @@ func (a *agent) recvLoop(n wire.Net, unicast bool) {
 			a.handleReady()
 		}
 		a.mu.Unlock()
+		h.Idle()
 	}
 }
 
@@ -81,6 +88,7 @@ func (a *agent) timerLoop(done chan struct{}) {
 		case <-t.C:
 		case <-a.wake:
 		}
+		a.hTimer.Busy()
 		a.mu.Lock()
 		if a.stopping {
 			a.mu.Unlock()
@@ -91,6 +99,7 @@ func (a *agent) timerLoop(done chan struct{}) {
 		a.handleReady()
 		next := a.core.NextDeadline()
 		a.mu.Unlock()
+		a.hTimer.Idle()
 		t.Reset(max(time.Until(next), 0))
 	}
 }
@@ -108,6 +117,7 @@ func (a *agent) poke() {
 // report that the entity is down.
 func (a *agent) procLoop() {
 	for ex := range a.pw.Events() {
+		a.hProc.Busy()
 		a.mu.Lock()
 		name, ok := a.procs[ex.Key]
 		if ok && !a.stopping {
@@ -120,58 +130,12 @@ func (a *agent) procLoop() {
 			a.handleReady()
 		}
 		a.mu.Unlock()
+		a.hProc.Idle()
 		if ok {
 			a.log.Info("process exited: reporting its entity down", "pid", ex.PID, "entity", name)
 			a.poke()
 		}
 	}
-}
-
-// kickLoop kicks the watchdog while the node is not isolated and stale
-// (DESIGN §2: an isolated node with no master fences itself when
-// watchdog.self_fence is set).
-func (a *agent) kickLoop(done chan struct{}, period time.Duration) {
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		}
-		a.mu.Lock()
-		fence := a.cfg.Watchdog.SelfFence && a.isolatedStale()
-		changed := fence != a.fenced
-		a.fenced = fence
-		a.mu.Unlock()
-		if changed {
-			if fence {
-				a.log.Error("isolated and stale: no longer kicking the watchdog (self-fence)")
-			} else {
-				a.log.Warn("no longer isolated: kicking the watchdog again")
-			}
-		}
-		if fence {
-			continue
-		}
-		if err := a.wd.Kick(); err != nil {
-			a.log.Warn("watchdog kick", "err", err)
-		}
-	}
-}
-
-// isolatedStale: no master for longer than the stale timeout and no live
-// peer on either network. mu held.
-func (a *agent) isolatedStale() bool {
-	if !a.core.Stale() {
-		return false
-	}
-	for _, p := range a.core.Status().Peers {
-		if p.Alive {
-			return false
-		}
-	}
-	return true
 }
 
 // handleReady carries out the core's Ready: persist first, then send, then
@@ -193,7 +157,9 @@ func (a *agent) handleReady() {
 	for i := range rd.Packets {
 		a.send(&rd.Packets[i])
 	}
+	a.hPublish.Busy()
 	a.publish(rd)
+	a.hPublish.Idle()
 	for _, d := range rd.Propagation {
 		a.m.propagation.ObserveDuration(d)
 	}

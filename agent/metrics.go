@@ -102,12 +102,19 @@ func newMetrics(r *metrics.Registry, a *agent) *agentMetrics {
 		}
 		return float64(n)
 	}))
-	r.GaugeFunc("fmagent_watchdog_fenced", "1 while the node fences itself (stops kicking the watchdog).", locked(func() float64 {
-		if a.fenced {
+	r.GaugeFunc("fmagent_watchdog_fenced", "1 while the node fences itself (the core's self-fence decision).", locked(func() float64 {
+		if a.core.Fence().Fenced {
 			return 1
 		}
 		return 0
 	}))
+	r.GaugeFunc("fmagent_watchdog_kicking", "1 while the watchdog is kicked (every loop healthy, no fence, no hold).", func() float64 {
+		if a.guard != nil && a.guard.Status().Kicking {
+			return 1
+		}
+		return 0
+	})
+	registerOpsMetrics(r, a)
 	return m
 }
 

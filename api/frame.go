@@ -43,6 +43,8 @@ const (
 	// OpEvent is never sent by a client: the server sends OpEvent|OpReply
 	// frames carrying the events of a Watch, with the Watch's request ID.
 	OpEvent Op = 0x0c
+	// OpDaemons lists the supervised daemons (read-only).
+	OpDaemons Op = 0x0d
 
 	// OpReply is set in the op of every frame the server sends.
 	OpReply Op = 0x80
@@ -61,6 +63,7 @@ var opNames = map[Op]string{
 	OpStatus:     "status",
 	OpSwitchover: "switchover",
 	OpEvent:      "event",
+	OpDaemons:    "daemons",
 }
 
 func (o Op) String() string {
@@ -77,7 +80,7 @@ func (o Op) String() string {
 
 // IsRequest reports whether o is an op a client may send.
 func (o Op) IsRequest() bool {
-	return o >= OpRegister && o <= OpSwitchover
+	return o >= OpRegister && o <= OpSwitchover || o == OpDaemons
 }
 
 // IsWrite reports whether o changes the cluster table (or the cluster) and so

@@ -77,6 +77,9 @@ type Status struct {
 	Incarnation uint64      `json:"incarnation"`
 	Shm         string      `json:"shm"`     // this agent's shared-memory segment ("" if none)
 	Members     []Member    `json:"members"` // never null
+	// Watchdog is the watchdog and the agent's loops' health (nil from an
+	// agent that does not report it).
+	Watchdog *WatchdogStatus `json:"watchdog,omitempty"`
 }
 
 // MarshalJSON writes members as [] rather than null.

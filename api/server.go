@@ -546,6 +546,17 @@ var operations = map[Op]serveFunc{
 	OpSwitchover: unary(func(hd Handler, ctx context.Context, cred Cred, _ *SwitchoverRequest) (struct{}, error) {
 		return struct{}{}, hd.Switchover(ctx, cred)
 	}),
+	OpDaemons: unary(func(hd Handler, ctx context.Context, _ Cred, _ *DaemonsRequest) ([]Daemon, error) {
+		dl, ok := hd.(DaemonLister)
+		if !ok {
+			return nil, Errorf(ErrUnknownOp, "this agent supervises no daemons")
+		}
+		ds, err := dl.Daemons(ctx)
+		if ds == nil {
+			ds = []Daemon{}
+		}
+		return ds, err
+	}),
 	OpList: request(func(ctx context.Context, c *serverConn, h Header, req *ListRequest) {
 		es, err := c.s.Handler.List(ctx, req)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,6 +44,7 @@ type cluster struct {
 	port      int
 	interval  time.Duration
 	misses    int
+	profile   string // a named timing profile ("": custom, interval and misses)
 	shmPrefix string
 	logLevel  string  // the agents' -log-level ("": theirs)
 	nodes     []*node // nodes[1..n]; nodes[0] is nil
@@ -54,9 +56,11 @@ type node struct {
 	sock string
 	shm  string // path under /dev/shm
 	log  string
-	cmd  *exec.Cmd
-	done chan struct{} // closed once the process has been reaped
-	r    *shmem.Reader
+	// metrics is the agent's metrics endpoint, host:port on 127.0.0.1.
+	metrics string
+	cmd     *exec.Cmd
+	done    chan struct{} // closed once the process has been reaped
+	r       *shmem.Reader
 }
 
 // newCluster writes the configurations of n agents, in a new directory
@@ -89,6 +93,12 @@ func newCluster(bin string, n int, interval time.Duration, misses int, base stri
 			shm:  fmt.Sprintf("/dev/shm/%s-%d", c.shmPrefix, i),
 			log:  filepath.Join(dir, fmt.Sprintf("n%d.log", i)),
 		}
+		port, err := freePort()
+		if err != nil {
+			c.cleanup()
+			return nil, err
+		}
+		nd.metrics = fmt.Sprintf("127.0.0.1:%d", port)
 		c.nodes[i] = nd
 		if err := os.MkdirAll(filepath.Join(dir, fmt.Sprintf("n%d", i)), 0o755); err != nil {
 			c.cleanup()
@@ -126,9 +136,7 @@ port = %d
 loopback = true
 
 [timing]
-profile = "custom"
-interval = %q
-misses = %d
+%s
 stale_timeout = "10s"
 
 [paths]
@@ -137,7 +145,7 @@ socket = %q
 shm = %q
 
 [metrics]
-listen = ""
+listen = %q
 
 [[plugins]]
 name = "heartbeat"
@@ -147,8 +155,27 @@ name = "process"
 
 [[plugins]]
 name = "passthrough"
-`, nd.id, c.clusterID, c.groupA, c.port, c.groupB, c.port, c.interval.String(), c.misses,
-		filepath.Dir(nd.sock), nd.sock, filepath.Base(nd.shm))
+`, nd.id, c.clusterID, c.groupA, c.port, c.groupB, c.port, c.timing(),
+		filepath.Dir(nd.sock), nd.sock, filepath.Base(nd.shm), nd.metrics)
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago
+// (for an agent's metrics endpoint).
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// timing is the [timing] section's profile lines.
+func (c *cluster) timing() string {
+	if c.profile != "" {
+		return fmt.Sprintf("profile = %q", c.profile)
+	}
+	return fmt.Sprintf("profile = \"custom\"\ninterval = %q\nmisses = %d", c.interval.String(), c.misses)
 }
 
 // start runs node i's agent (again, after a kill).
@@ -307,6 +334,14 @@ func (c *cluster) pids(ids []int) []int {
 		out[k] = c.nodes[i].cmd.Process.Pid
 	}
 	return out
+}
+
+// masterSeenBy is the master node i's segment shows (0: none or unknown).
+func (c *cluster) masterSeenBy(i int) int {
+	if r := c.nodes[i].r; r != nil {
+		return int(r.Header().Master)
+	}
+	return 0
 }
 
 // describe says what every node's segment shows of the entity name: for a

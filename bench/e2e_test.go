@@ -2,7 +2,9 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -34,11 +36,11 @@ func TestE2EShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const samples, kills = 30, 2
+	const samples, kills, failovers = 30, 2, 1
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := Run(ctx, Config{
-		Nodes: 3, Samples: samples, Warmup: 2, Kills: kills,
+		Nodes: 3, Samples: samples, Warmup: 2, Kills: kills, Failovers: failovers, Idle: time.Second,
 		Agent: bin, Gap: time.Millisecond, Log: logWriter{t},
 	})
 	if err != nil {
@@ -58,8 +60,11 @@ func TestE2EShort(t *testing.T) {
 	for _, f := range Figures {
 		d := f.Get(res)
 		want := samples
-		if strings.Contains(f.Name, "kill") || strings.Contains(f.Name, "survivor") {
+		switch {
+		case strings.HasPrefix(f.Key, "detect"):
 			want = kills
+		case strings.HasPrefix(f.Key, "failover"):
+			want = failovers
 		}
 		if len(d) != want {
 			t.Errorf("%s: %d samples, want %d", f.Name, len(d), want)
@@ -79,6 +84,61 @@ func TestE2EShort(t *testing.T) {
 	for _, k := range res.Kills {
 		if k.Victim == k.Master || k.Victim < 1 || k.Victim > 3 {
 			t.Errorf("kill %+v: the victim must be a node other than the master", k)
+		}
+	}
+	for _, k := range res.Failovers {
+		if k.Victim != k.Master || k.NewMaster == k.Victim || k.NewMaster < 1 || k.NewMaster > 3 {
+			t.Errorf("failover %+v: the victim must be the master, the decision another node's", k)
+		}
+	}
+	// The idle window saw every agent's process and its heartbeats.
+	if res.Idle == nil || len(res.Idle.PerAgent) != 3 {
+		t.Fatalf("idle window: %+v", res.Idle)
+	}
+	for _, a := range res.Idle.PerAgent {
+		if a.RSSKiB <= 0 || a.Sent == 0 || a.Received == 0 || a.CPUSec < 0 {
+			t.Errorf("idle window, node %d: %+v", a.Node, a)
+		}
+	}
+	checkResultsJSON(t, res)
+}
+
+// checkResultsJSON writes res the way bench/cmd/e2e does and reads it back.
+func checkResultsJSON(t *testing.T, res *Result) {
+	t.Helper()
+	dir := t.TempDir()
+	g := Group("10msx5", []*Result{res})
+	p, err := WriteResults(dir, "e2e", struct {
+		Groups []GroupJSON `json:"groups"`
+	}{[]GroupJSON{g}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{p, filepath.Join(dir, "e2e-latest.json")} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back struct {
+			Groups []GroupJSON `json:"groups"`
+		}
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if len(back.Groups) != 1 || len(back.Groups[0].Runs) != 1 {
+			t.Fatalf("%s: %d groups", f, len(back.Groups))
+		}
+		bg := back.Groups[0]
+		for _, key := range []string{"down", "report", "baseline", "detect", "failover"} {
+			if q := bg.Median[key]; q.N == 0 || q.P50 <= 0 || q.P50 > q.P99 || q.P99 > q.Max {
+				t.Errorf("%s: median %s = %+v", f, key, q)
+			}
+		}
+		if r := bg.MedianRatios["down"]; r.P50 <= 0 || r.P99 <= 0 {
+			t.Errorf("%s: ratios %+v", f, bg.MedianRatios)
+		}
+		if bg.MedianIdle == nil || bg.MedianIdle.MeanRSSKiB <= 0 {
+			t.Errorf("%s: idle %+v", f, bg.MedianIdle)
 		}
 	}
 }
@@ -101,5 +161,36 @@ func TestQuantile(t *testing.T) {
 	}
 	if (Dist{}).P99() != 0 {
 		t.Error("empty Dist")
+	}
+}
+
+func TestCostModel(t *testing.T) {
+	c := CostModel(3, 10*time.Millisecond, 5, 500*time.Millisecond)
+	// Every node multicasts a heartbeat per interval on both networks
+	// (200 datagrams/s) and hears the two others' (400/s); the master's
+	// few updates add nothing on an idle cluster.
+	if c.SentPerS < 200 || c.SentPerS > 210 || c.RecvPerS < 400 || c.RecvPerS > 420 {
+		t.Errorf("3 nodes at 10 ms: %+v", c)
+	}
+	if c.MeanDatagram <= 0 || c.SentBytesPS != c.SentPerS*c.MeanDatagram {
+		t.Errorf("bytes: %+v", c)
+	}
+}
+
+func TestParseCounters(t *testing.T) {
+	in := `# HELP fmagent_packets_sent_total Datagrams sent.
+fmagent_packets_sent_total{net="a"} 10
+fmagent_packets_sent_total{net="b"} 12
+fmagent_packets_received_total{net="a"} 5
+fmagent_events_total{kind="peer-down"} 2
+fmagent_events_total{kind="elected"} 1
+fmagent_events_total{kind="peer-up"} 7
+`
+	c, err := parseCounters(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != (agentCounters{sent: 22, received: 5, peerDowns: 2, elections: 1}) {
+		t.Errorf("%+v", c)
 	}
 }

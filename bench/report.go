@@ -10,6 +10,7 @@ import (
 
 // Figure is one distribution of a Result, by name.
 type Figure struct {
+	Key  string // the figure's key in the JSON results
 	Name string
 	Get  func(*Result) Dist
 }
@@ -17,27 +18,30 @@ type Figure struct {
 // Figures are the distributions Summary prints, in order. Names starting
 // with spaces are parts of the figure above them.
 var Figures = []Figure{
-	{"report to everywhere (fault report -> every shm)", func(r *Result) Dist { return r.Report }},
-	{"  client -> master's decision", func(r *Result) Dist { return r.ReportToMaster }},
-	{"  master's decision -> every shm", func(r *Result) Dist { return r.ReportFromMaster }},
-	{"  Report call returned", func(r *Result) Dist { return r.ReportReturn }},
-	{"down propagation (decision -> every shm)", func(r *Result) Dist { return r.Down }},
-	{"  master's decision -> first shm", func(r *Result) Dist { return r.DownFirst }},
-	{"  first shm -> last shm", func(r *Result) Dist { return r.DownSpread }},
-	{"  SetState(down) -> every shm", func(r *Result) Dist { return r.DownTotal }},
-	{"baseline: multicast -> all N receivers", func(r *Result) Dist { return r.Baseline }},
-	{"  -> first receiver", func(r *Result) Dist { return r.BaselineFirst }},
-	{"detection: kill -9 -> every survivor's shm", (*Result).DetectDist},
-	{"  kill -9 -> master's decision", (*Result).DecisionDist},
-	{"  decision -> last survivor's shm", (*Result).PropagateDist},
-	{"  first survivor -> last", (*Result).KillSpreadDist},
+	{"report", "report to everywhere (fault report -> every shm)", func(r *Result) Dist { return r.Report }},
+	{"report_to_master", "  client -> master's decision", func(r *Result) Dist { return r.ReportToMaster }},
+	{"report_from_master", "  master's decision -> every shm", func(r *Result) Dist { return r.ReportFromMaster }},
+	{"report_return", "  Report call returned", func(r *Result) Dist { return r.ReportReturn }},
+	{"down", "down propagation (decision -> every shm)", func(r *Result) Dist { return r.Down }},
+	{"down_first", "  master's decision -> first shm", func(r *Result) Dist { return r.DownFirst }},
+	{"down_spread", "  first shm -> last shm", func(r *Result) Dist { return r.DownSpread }},
+	{"down_total", "  SetState(down) -> every shm", func(r *Result) Dist { return r.DownTotal }},
+	{"baseline", "baseline: multicast -> all N receivers", func(r *Result) Dist { return r.Baseline }},
+	{"baseline_first", "  -> first receiver", func(r *Result) Dist { return r.BaselineFirst }},
+	{"detect", "detection: kill -9 -> every survivor's shm", (*Result).DetectDist},
+	{"detect_decision", "  kill -9 -> master's decision", (*Result).DecisionDist},
+	{"detect_propagate", "  decision -> last survivor's shm", (*Result).PropagateDist},
+	{"detect_spread", "  first survivor -> last", (*Result).KillSpreadDist},
+	{"failover", "failover: kill -9 of master -> every shm", (*Result).FailoverDist},
+	{"failover_decision", "  kill -9 -> new master's decision", (*Result).FailoverDecisionDist},
+	{"failover_propagate", "  decision -> last survivor's shm", (*Result).FailoverPropagateDist},
 }
 
 // Ratios are the figures compared with the baseline.
 var Ratios = []Figure{
-	{"report to everywhere", func(r *Result) Dist { return r.Report }},
-	{"report: master's decision -> every shm", func(r *Result) Dist { return r.ReportFromMaster }},
-	{"down propagation", func(r *Result) Dist { return r.Down }},
+	{"report", "report to everywhere", func(r *Result) Dist { return r.Report }},
+	{"report_from_master", "report: master's decision -> every shm", func(r *Result) Dist { return r.ReportFromMaster }},
+	{"down", "down propagation", func(r *Result) Dist { return r.Down }},
 }
 
 // ratios returns d's p50 and p99 over the baseline's.
@@ -48,20 +52,31 @@ func (r *Result) ratios(d Dist) (p50, p99 float64) {
 // Summary writes the figures of r.
 func (r *Result) Summary(w io.Writer) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d nodes on lo (master: node %d; client on node %d; detection bound interval × misses = %v)\n",
-		r.Nodes, r.Master, clientNode, r.Bound)
+	fmt.Fprintf(&b, "%d nodes on lo (master: node %d; client on node %d; %v × %d: detection bound %v; load average %.2f → %.2f)\n",
+		r.Nodes, r.Master, clientNode, r.Interval, r.Misses, r.Bound, r.LoadBefore, r.LoadAfter)
 	for _, f := range Figures {
 		if d := f.Get(r); len(d) > 0 {
 			fmt.Fprintf(&b, "  %-44s %s\n", f.Name, d)
 		}
 	}
 	fmt.Fprintf(&b, "  %-44s %8s  %8s\n", "ratio to the baseline", "p50/p50", "p99/p99")
-	for _, f := range Ratios {
-		p50, p99 := r.ratios(f.Get(r))
-		fmt.Fprintf(&b, "    %-42s %7.2f×  %7.2f×\n", f.Name, p50, p99)
+	if len(r.Baseline) > 0 {
+		fmt.Fprintf(&b, "  %-44s %8s  %8s\n", "ratio to the baseline", "p50/p50", "p99/p99")
+		for _, f := range Ratios {
+			p50, p99 := r.ratios(f.Get(r))
+			fmt.Fprintf(&b, "    %-42s %7.2f×  %7.2f×\n", f.Name, p50, p99)
+		}
 	}
 	if d := r.DetectDist(); len(d) > 0 {
-		fmt.Fprintf(&b, "  %-44s p50 %.2f×  max %.2f×\n", "detection / bound", Ratio(d.P50(), r.Bound), Ratio(d.Max(), r.Bound))
+		fmt.Fprintf(&b, "  %-44s p50 %.2f×  p99 %.2f×  max %.2f×\n", "detection / bound", Ratio(d.P50(), r.Bound), Ratio(d.P99(), r.Bound), Ratio(d.Max(), r.Bound))
+	}
+	if d := r.FailoverDist(); len(d) > 0 {
+		fmt.Fprintf(&b, "  %-44s p50 %.2f×  p99 %.2f×  max %.2f×\n", "failover / bound", Ratio(d.P50(), r.Bound), Ratio(d.P99(), r.Bound), Ratio(d.Max(), r.Bound))
+	}
+	if s := r.Idle; s != nil {
+		fmt.Fprintf(&b, "  idle %v (load %.2f): CPU per agent mean %.2f%% max %.2f%% of a core, RSS %.1f MiB, %.0f datagrams/s per agent, %s CPU per datagram; %d peer downs, %d elections\n",
+			s.Window.Round(time.Millisecond), s.LoadAverage, 100*s.MeanCPU, 100*s.MaxCPU, float64(s.MeanRSSKiB)/1024, s.MeanPacketsPerS,
+			FormatDuration(s.MeanCPUPerPacket), s.PeerDowns, s.Elections)
 	}
 	if len(r.Failures) > 0 {
 		fmt.Fprintf(&b, "  FAILURES (%d):\n", len(r.Failures))
@@ -79,7 +94,7 @@ func WriteMedians(w io.Writer, rs []*Result) {
 		return
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d nodes: median of %d runs\n", rs[0].Nodes, len(rs))
+	fmt.Fprintf(&b, "%d nodes, %v × %d: median of %d runs\n", rs[0].Nodes, rs[0].Interval, rs[0].Misses, len(rs))
 	fmt.Fprintf(&b, "  %-44s %8s  %8s  %8s  %8s\n", "", "p50", "p90", "p99", "max")
 	med := func(f func(*Result) time.Duration) time.Duration {
 		v := make([]time.Duration, len(rs))
@@ -106,16 +121,24 @@ func WriteMedians(w io.Writer, rs []*Result) {
 		slices.Sort(v)
 		return v[len(v)/2]
 	}
-	fmt.Fprintf(&b, "  %-44s %8s  %8s\n", "ratio to the baseline", "p50/p50", "p99/p99")
-	for _, f := range Ratios {
-		p50 := medf(func(r *Result) float64 { p, _ := r.ratios(f.Get(r)); return p })
-		p99 := medf(func(r *Result) float64 { _, p := r.ratios(f.Get(r)); return p })
-		fmt.Fprintf(&b, "    %-42s %7.2f×  %7.2f×\n", f.Name, p50, p99)
+	if len(rs[0].Baseline) > 0 {
+		fmt.Fprintf(&b, "  %-44s %8s  %8s\n", "ratio to the baseline", "p50/p50", "p99/p99")
+		for _, f := range Ratios {
+			p50 := medf(func(r *Result) float64 { p, _ := r.ratios(f.Get(r)); return p })
+			p99 := medf(func(r *Result) float64 { _, p := r.ratios(f.Get(r)); return p })
+			fmt.Fprintf(&b, "    %-42s %7.2f×  %7.2f×\n", f.Name, p50, p99)
+		}
 	}
 	if len(rs[0].Kills) > 0 {
 		p50 := medf(func(r *Result) float64 { return Ratio(r.DetectDist().P50(), r.Bound) })
+		p99 := medf(func(r *Result) float64 { return Ratio(r.DetectDist().P99(), r.Bound) })
 		mx := medf(func(r *Result) float64 { return Ratio(r.DetectDist().Max(), r.Bound) })
-		fmt.Fprintf(&b, "  %-44s p50 %.2f×  max %.2f×\n", "detection / bound", p50, mx)
+		fmt.Fprintf(&b, "  %-44s p50 %.2f×  p99 %.2f×  max %.2f×\n", "detection / bound", p50, p99, mx)
+	}
+	if rs[0].Idle != nil {
+		s := medianIdle(rs)
+		fmt.Fprintf(&b, "  idle (median of runs): CPU per agent %.2f%% of a core, RSS %.1f MiB, %.0f datagrams/s per agent, %s CPU per datagram; false peer downs %d, elections %d (summed)\n",
+			100*s.MeanCPU, float64(s.MeanRSSKiB)/1024, s.MeanPacketsPerS, FormatDuration(s.MeanCPUPerPacket), s.PeerDowns, s.Elections)
 	}
 	io.WriteString(w, b.String())
 }

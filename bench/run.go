@@ -25,10 +25,25 @@ type Config struct {
 	// Kills is the number of kill -9 repetitions of the failure-detection
 	// measurement (0: none).
 	Kills int
+	// Failovers is the number of kill -9 repetitions of the master: to the
+	// new master's first change (the old master's node down) visible in
+	// every survivor's shared memory (0: none).
+	Failovers int
+	// Idle is the window over which every agent's CPU, RSS and datagrams
+	// are measured, with nothing happening, right after the cluster forms
+	// (0: not measured).
+	Idle time.Duration
+	// NoSamples skips the latency samples (report, down, baseline): for
+	// runs that measure only detection and resource use.
+	NoSamples bool
 	// Interval and Misses are the agents' timing (profile "custom"): the
 	// detection bound is Interval × Misses.
 	Interval time.Duration
 	Misses   int
+	// Profile, if set, is a named timing profile the agents are given
+	// instead of Interval and Misses (which must still be the profile's:
+	// they give the bound).
+	Profile string
 	// Agent is the fmagent binary; "" builds cmd/fmagent (BuildAgent) into
 	// a temporary directory.
 	Agent string
@@ -57,7 +72,7 @@ func (c *Config) defaults() {
 	if c.Nodes == 0 {
 		c.Nodes = 3
 	}
-	if c.Samples == 0 {
+	if c.Samples == 0 && !c.NoSamples {
 		c.Samples = 200
 	}
 	if c.Interval == 0 {
@@ -76,9 +91,14 @@ func (c *Config) defaults() {
 
 // Result is what one Run measured.
 type Result struct {
-	Nodes  int
-	Master int // the master when the samples were taken
-	Bound  time.Duration
+	Nodes    int
+	Master   int // the master when the samples were taken
+	Bound    time.Duration
+	Interval time.Duration
+	Misses   int
+	// LoadBefore and LoadAfter are the 1-minute load average when the run
+	// started and ended: the machine is shared.
+	LoadBefore, LoadAfter float64
 
 	// Report to everywhere: client.Raise on node 2, from just before the
 	// call to the alarm readable in every node's shared memory.
@@ -102,8 +122,15 @@ type Result struct {
 	Baseline      Dist
 	BaselineFirst Dist
 
-	// Failure detection, one entry per kill.
+	// Failure detection, one entry per kill of a non-master.
 	Kills []Kill
+	// Failover, one entry per kill of the master: Detect is kill -9 to
+	// the old master's node down (the new master's first change) in every
+	// survivor's shared memory; NewMaster is who decided it.
+	Failovers []Kill
+
+	// Idle is the agents' resource use over Config.Idle (nil: not measured).
+	Idle *ResourceSummary
 
 	// Failures lists every sample that was not observed everywhere (each
 	// also left out of the distributions).
@@ -113,6 +140,9 @@ type Result struct {
 // Kill is one failure-detection repetition.
 type Kill struct {
 	Victim, Master int
+	// NewMaster is the master that decided the victim's down (the same as
+	// Master unless the victim was the master).
+	NewMaster int
 	// Detect is kill -9 to down in every survivor's shared memory.
 	Detect time.Duration
 	// ToDecision is kill -9 to the master's decision (node/N's ChangedAt);
@@ -141,9 +171,26 @@ func (r *Result) KillSpreadDist() Dist {
 	return r.killDist(func(k Kill) time.Duration { return k.Spread })
 }
 
-func (r *Result) killDist(f func(Kill) time.Duration) Dist {
-	d := make(Dist, len(r.Kills))
-	for i, k := range r.Kills {
+func (r *Result) killDist(f func(Kill) time.Duration) Dist { return killDist(r.Kills, f) }
+
+// FailoverDist is the Detect of every kill of the master.
+func (r *Result) FailoverDist() Dist {
+	return killDist(r.Failovers, func(k Kill) time.Duration { return k.Detect })
+}
+
+// FailoverDecisionDist is the ToDecision of every kill of the master.
+func (r *Result) FailoverDecisionDist() Dist {
+	return killDist(r.Failovers, func(k Kill) time.Duration { return k.ToDecision })
+}
+
+// FailoverPropagateDist is the Propagate of every kill of the master.
+func (r *Result) FailoverPropagateDist() Dist {
+	return killDist(r.Failovers, func(k Kill) time.Duration { return k.Propagate })
+}
+
+func killDist(ks []Kill, f func(Kill) time.Duration) Dist {
+	d := make(Dist, len(ks))
+	for i, k := range ks {
 		d[i] = f(k)
 	}
 	return d
@@ -195,6 +242,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	c.logLevel = cfg.LogLevel
+	c.profile = cfg.Profile
 	defer func() {
 		c.stop()
 		if cfg.LogDir != "" {
@@ -234,11 +282,28 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 
-	m := &measurer{cfg: cfg, c: c, o: o, res: &Result{Nodes: cfg.Nodes, Master: master, Bound: cfg.Interval * time.Duration(cfg.Misses)}, logf: logf}
-	if err := m.samples(ctx); err != nil {
+	m := &measurer{cfg: cfg, c: c, o: o, logf: logf, res: &Result{
+		Nodes: cfg.Nodes, Master: master, Bound: cfg.Interval * time.Duration(cfg.Misses),
+		Interval: cfg.Interval, Misses: cfg.Misses, LoadBefore: LoadAverage(),
+	}}
+	defer func() { m.res.LoadAfter = LoadAverage() }()
+	if cfg.Idle > 0 {
+		// Let the formation's traffic (snapshots, persistence) pass first.
+		time.Sleep(time.Second)
+		logf("idle window of %v: CPU, RSS and datagrams of every agent", cfg.Idle)
+		if m.res.Idle, err = measureIdle(ctx, c, cfg.Idle); err != nil {
+			return m.res, err
+		}
+	}
+	if !cfg.NoSamples {
+		if err := m.samples(ctx); err != nil {
+			return m.res, fmt.Errorf("%w\n%s", err, c.logs(10))
+		}
+	}
+	if err := m.kills(ctx, false, cfg.Kills); err != nil {
 		return m.res, fmt.Errorf("%w\n%s", err, c.logs(10))
 	}
-	if err := m.kills(ctx); err != nil {
+	if err := m.kills(ctx, true, cfg.Failovers); err != nil {
 		return m.res, fmt.Errorf("%w\n%s", err, c.logs(10))
 	}
 	return m.res, nil
@@ -414,28 +479,36 @@ func (m *measurer) down(ctx context.Context, i int, keep bool) error {
 	return nil
 }
 
-// kills takes the failure-detection samples: kill -9 of a non-master, down
-// in every survivor's segment, restart, wait for the cluster to re-form.
-func (m *measurer) kills(ctx context.Context) error {
+// kills takes the failure-detection samples: kill -9 of a non-master (of
+// the master when master is set), down in every survivor's segment,
+// restart, wait for the cluster to re-form.
+func (m *measurer) kills(ctx context.Context, ofMaster bool, count int) error {
 	c := m.c
-	if m.cfg.Kills == 0 {
+	if count == 0 {
 		return nil
 	}
-	m.logf("%d kill -9 repetitions (bound %v)", m.cfg.Kills, m.res.Bound)
+	what := "kill"
+	if ofMaster {
+		what = "failover"
+	}
+	m.logf("%d kill -9 repetitions of the %s (bound %v)", count, map[bool]string{false: "non-masters", true: "master"}[ofMaster], m.res.Bound)
 	next := 0
-	for k := 0; k < m.cfg.Kills; k++ {
+	for k := 0; k < count; k++ {
 		master, err := c.waitFormed(ctx, 20*time.Second)
 		if err != nil {
 			return err
 		}
-		var candidates []int
-		for _, i := range c.all() {
-			if i != master {
-				candidates = append(candidates, i)
+		victim := master
+		if !ofMaster {
+			var candidates []int
+			for _, i := range c.all() {
+				if i != master {
+					candidates = append(candidates, i)
+				}
 			}
+			victim = candidates[next%len(candidates)]
+			next++
 		}
-		victim := candidates[next%len(candidates)]
-		next++
 		var survivors []int
 		for _, i := range c.all() {
 			if i != victim {
@@ -448,22 +521,26 @@ func (m *measurer) kills(ctx context.Context) error {
 		})
 		<-c.nodes[victim].done
 		if err != nil {
-			if err := m.fail(fmt.Sprintf("kill %d of node %d", k, victim), err); err != nil {
+			if err := m.fail(fmt.Sprintf("%s %d of node %d", what, k, victim), err); err != nil {
 				return err
 			}
 		} else {
 			first, last := span(ss)
 			at := ss[0].stamp
 			kl := Kill{
-				Victim: victim, Master: master,
+				Victim: victim, Master: master, NewMaster: c.masterSeenBy(survivors[0]),
 				Detect:     time.Duration(last - t0),
 				ToDecision: time.Duration(at - t0wall),
 				Propagate:  time.Duration(lastWall(ss) - at),
 				Spread:     time.Duration(last - first),
 			}
-			m.res.Kills = append(m.res.Kills, kl)
-			m.logf("  kill %d: node %d (master %d) down everywhere after %v (decision at %v, then %v; spread %v)",
-				k+1, victim, master, kl.Detect.Round(time.Microsecond), kl.ToDecision.Round(time.Microsecond),
+			if ofMaster {
+				m.res.Failovers = append(m.res.Failovers, kl)
+			} else {
+				m.res.Kills = append(m.res.Kills, kl)
+			}
+			m.logf("  %s %d: node %d (master %d) down everywhere after %v (decision by %d at %v, then %v; spread %v)",
+				what, k+1, victim, master, kl.Detect.Round(time.Microsecond), kl.NewMaster, kl.ToDecision.Round(time.Microsecond),
 				kl.Propagate.Round(time.Microsecond), kl.Spread.Round(time.Microsecond))
 		}
 		// Restart it and wait until it is back everywhere.

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -68,8 +69,10 @@ var ErrClosed = errors.New("fmagent: client closed")
 //
 //  1. $FMAGENT_SOCKET if set and not empty;
 //  2. /run/fmagent/fmagent.sock (api.DefaultSocketPath) if it exists;
-//  3. /tmp/fmagent-<uid>/fmagent.sock if it exists (an agent run by an
-//     unprivileged user for development);
+//  3. $XDG_RUNTIME_DIR/fmagent/fmagent.sock, then
+//     /tmp/fmagent-<uid>/fmagent.sock, if it exists (an agent run by an
+//     unprivileged user with the default state directory puts its socket
+//     there: config.DefaultStateDir);
 //  4. otherwise /run/fmagent/fmagent.sock, so that the dial error names the
 //     system path.
 func DefaultSocket() string {
@@ -78,6 +81,11 @@ func DefaultSocket() string {
 	}
 	if exists(systemSocket) {
 		return systemSocket
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		if p := filepath.Join(d, "fmagent", "fmagent.sock"); exists(p) {
+			return p
+		}
 	}
 	if p := fmt.Sprintf(userSocket, os.Getuid()); exists(p) {
 		return p

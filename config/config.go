@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fmagent/fmagent/agent/plugin"
+	"github.com/fmagent/fmagent/api"
 )
 
 // Timing profiles.
@@ -78,6 +79,11 @@ type Config struct {
 	AllowAlone bool `toml:"allow_alone"`
 	// MaxAlarms is the most active alarms one entity carries.
 	MaxAlarms int `toml:"max_alarms"`
+	// Daemons are the processes the agent supervises ([[daemons]] tables).
+	Daemons []Daemon `toml:"daemons"`
+	// LogLevel is the log level: debug, info, warn or error (fmagent's
+	// -log-level flag overrides it). SIGHUP reloads it.
+	LogLevel string `toml:"log_level"`
 
 	auto derived // which derived fields still follow their defaults
 }
@@ -120,7 +126,10 @@ type Paths struct {
 	// StateDir holds the persisted state. Default: /var/lib/fmagent as root,
 	// else $XDG_RUNTIME_DIR/fmagent, else /tmp/fmagent-<uid>.
 	StateDir string `toml:"state_dir"`
-	// Socket is the API's unix socket. Default: <state_dir>/fmagent.sock.
+	// Socket is the API's unix socket. Default: /run/fmagent/fmagent.sock
+	// as root (where fmctl and the client library look first, and the
+	// directory the unit's RuntimeDirectory= creates); otherwise, or when
+	// state_dir is set, <state_dir>/fmagent.sock.
 	Socket string `toml:"socket"`
 	// Shm is the shared-memory file's name under /dev/shm. Default:
 	// fmagent-<cluster_id>-<node_id>.
@@ -167,17 +176,30 @@ type Grant struct {
 
 // Metrics is the Prometheus endpoint.
 type Metrics struct {
-	// Listen is a loopback address:port, or "" for no endpoint.
+	// Listen is address:port, or "" for no endpoint. A loopback address
+	// unless AllowRemote.
 	Listen string `toml:"listen"`
+	// AllowRemote lets Listen be a non-loopback address (":9464",
+	// "10.0.0.5:9464") for a Prometheus on another host. The endpoint has no
+	// authentication: firewall it.
+	AllowRemote bool `toml:"allow_remote"`
 }
 
 // Watchdog is the watchdog configuration.
 type Watchdog struct {
-	// Device is the watchdog device ("" for none), e.g. "/dev/watchdog".
+	// Device is the watchdog device: "" for none, "auto" for
+	// /dev/watchdog0 then /dev/watchdog, or a path.
 	Device string `toml:"device"`
-	// SelfFence: an isolated node (both networks lost, no master) stops
-	// kicking the watchdog.
-	SelfFence bool `toml:"self_fence"`
+	// Timeout is asked of the device (WDIOC_SETTIMEOUT; the driver may
+	// round it).
+	Timeout time.Duration `toml:"timeout"`
+	// Systemd: kick systemd's watchdog too when it enabled one for us.
+	Systemd bool `toml:"systemd"`
+	// SelfFence: a node that was a member of a formed cluster, lost both
+	// networks and has seen no master for FenceTimeout stops kicking the
+	// watchdog ("auto": only with a device).
+	SelfFence    FenceMode     `toml:"self_fence"`
+	FenceTimeout time.Duration `toml:"fence_timeout"`
 }
 
 // derived records which fields still follow another field's value.
@@ -207,8 +229,9 @@ func base() *Config {
 		Metrics: Metrics{Listen: DefaultListen},
 		API: API{SocketMode: "0660", MaxConns: 512, MaxConnsPerUID: 128, MaxInFlight: 64,
 			IdleTimeout: 10 * time.Minute, FrameTimeout: 10 * time.Second, WriteRate: 200, WriteBurst: 1000},
-		Watchdog:  Watchdog{SelfFence: true},
+		Watchdog:  Watchdog{Timeout: DefaultWDTimeout, Systemd: true, SelfFence: FenceAuto, FenceTimeout: DefaultFenceAfter},
 		MaxAlarms: 16,
+		LogLevel:  "info",
 		auto:      derived{stateDir: true, socket: true, shm: true},
 	}
 	for _, p := range plugin.DefaultSpecs() {
@@ -235,7 +258,7 @@ func (c *Config) resolve() {
 		c.Paths.StateDir = DefaultStateDir()
 	}
 	if c.auto.socket {
-		c.Paths.Socket = filepath.Join(c.Paths.StateDir, "fmagent.sock")
+		c.Paths.Socket = DefaultSocket(c.Paths.StateDir, c.auto.stateDir)
 	}
 	if c.auto.shm {
 		c.Paths.Shm = fmt.Sprintf("fmagent-%d-%d", c.ClusterID, c.NodeID)
@@ -252,6 +275,20 @@ func DefaultStateDir() string {
 		return filepath.Join(d, "fmagent")
 	}
 	return fmt.Sprintf("/tmp/fmagent-%d", os.Geteuid())
+}
+
+// DefaultSocket is the API socket's default path. Root's agent with the
+// default state directory listens on api.DefaultSocketPath
+// (/run/fmagent/fmagent.sock), where fmctl and the client library look
+// first: the socket must be reachable by the users the allow-list names,
+// which the 0700 state directory would forbid. Otherwise (an unprivileged
+// agent, or an explicit state_dir, as tests and demos use) the socket lives
+// in the state directory, where client.DefaultSocket also looks.
+func DefaultSocket(stateDir string, defaultStateDir bool) string {
+	if defaultStateDir && os.Geteuid() == 0 {
+		return api.DefaultSocketPath
+	}
+	return filepath.Join(stateDir, "fmagent.sock")
 }
 
 // ShmPath is the shared-memory file's full path.

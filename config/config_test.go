@@ -48,12 +48,19 @@ func TestDefault(t *testing.T) {
 	assert.Equal(t, []string{"heartbeat", "process", "threshold", "blame", "passthrough"}, names)
 	assert.Empty(t, c.KeyFile)
 	assert.Equal(t, DefaultStateDir(), c.Paths.StateDir)
-	assert.Equal(t, filepath.Join(c.Paths.StateDir, "fmagent.sock"), c.Paths.Socket)
+	if os.Geteuid() == 0 {
+		// Where fmctl and the client library look first (issue 11: they
+		// disagreed), outside the 0700 state directory.
+		assert.Equal(t, "/var/lib/fmagent", c.Paths.StateDir)
+		assert.Equal(t, "/run/fmagent/fmagent.sock", c.Paths.Socket)
+	} else {
+		assert.Equal(t, filepath.Join(c.Paths.StateDir, "fmagent.sock"), c.Paths.Socket)
+	}
 	assert.Equal(t, "fmagent-1-1", c.Paths.Shm)
 	assert.Equal(t, "/dev/shm/fmagent-1-1", c.ShmPath())
 	assert.Equal(t, "127.0.0.1:9464", c.Metrics.Listen)
 	assert.Empty(t, c.Watchdog.Device)
-	assert.True(t, c.Watchdog.SelfFence)
+	assert.Equal(t, FenceAuto, c.Watchdog.SelfFence)
 	assert.False(t, c.AllowAlone)
 	assert.Equal(t, 16, c.MaxAlarms)
 }
@@ -187,7 +194,7 @@ name = "passthrough"
 	assert.Equal(t, []string{"fmops"}, c.API.AllowGroups)
 	assert.Equal(t, "[::1]:9999", c.Metrics.Listen)
 	assert.Equal(t, "/dev/watchdog1", c.Watchdog.Device)
-	assert.False(t, c.Watchdog.SelfFence)
+	assert.Equal(t, FenceOff, c.Watchdog.SelfFence)
 	require.Len(t, c.Plugins, 2, "a [[plugins]] list replaces the default chain")
 	assert.Equal(t, Plugin{Name: "threshold", Args: map[string]string{"window": "10s", "count": "3"}}, c.Plugins[0])
 	assert.Equal(t, "passthrough", c.Plugins[1].Name)
@@ -238,10 +245,12 @@ func TestRefusals(t *testing.T) {
 		{"bad user", "[api]\nallow_users = [\"al ice\"]\n", 2, `api.allow_users[0] = "al ice": must be a user name`},
 		{"metrics not loopback", "[metrics]\nlisten = \"0.0.0.0:9464\"\n", 2, `metrics.listen = "0.0.0.0:9464": must be a loopback address`},
 		{"metrics bad", "[metrics]\nlisten = \"9464\"\n", 2, `metrics.listen = "9464": must be host:port`},
+		{"metrics remote needs the opt-in", "[metrics]\nlisten = \":9464\"\n", 2, `metrics.listen = ":9464": must be a loopback address (127.0.0.1, [::1] or localhost): the metrics endpoint has no authentication; to serve another host, set metrics.allow_remote = true`},
+		{"log level", "\nlog_level = \"loud\"\n", 2, `log_level = "loud": must be "debug", "info", "warn" or "error"`},
 		{"relative state dir", "[paths]\nstate_dir = \"var/fm\"\n", 2, `paths.state_dir = "var/fm": must be an absolute path`},
 		{"shm with slash", "[paths]\nshm = \"a/b\"\n", 2, `paths.shm = "a/b": must be a file name`},
 		{"relative key file", "key_file = \"key\"\n", 1, `key_file = "key": must be an absolute path`},
-		{"watchdog relative", "[watchdog]\ndevice = \"watchdog\"\n", 2, `watchdog.device = "watchdog": must be an absolute path`},
+		{"watchdog relative", "[watchdog]\ndevice = \"watchdog\"\n", 2, `watchdog.device = "watchdog": must be an absolute path, "auto"`},
 		{"max alarms", "max_alarms = 0\n", 1, `max_alarms = 0: must be in 1..255`},
 		{"empty plugin name", "[[plugins]]\nname = \"heartbeat\"\n\n[[plugins]]\nname = \"\"\n", 4, `plugins[1].name = "": must name a plugin`},
 		{"unknown plugin key", "[[plugins]]\nname = \"heartbeat\"\nnmae = \"x\"\n", 3, `plugins.nmae: unknown key (known keys in [plugins]: args, name)`},
@@ -377,6 +386,19 @@ func TestFlags(t *testing.T) {
 	c, err = fl.Load()
 	require.NoError(t, err)
 	assert.Equal(t, Default(), c)
+}
+
+func TestMetricsAllowRemote(t *testing.T) {
+	p := writeConfig(t, "[metrics]\nlisten = \":9464\"\nallow_remote = true\n")
+	c, err := Load(p)
+	require.NoError(t, err)
+	assert.Equal(t, ":9464", c.Metrics.Listen)
+	for _, ok := range []string{":9464", "0.0.0.0:9464", "10.0.0.1:9464", "[::]:9464", "127.0.0.1:9464"} {
+		assert.NoError(t, CheckListen(ok, true), ok)
+	}
+	for _, bad := range []string{"9464", "10.0.0.1:x", "10.0.0.1:70000"} {
+		assert.Error(t, CheckListen(bad, true), bad)
+	}
 }
 
 func TestCheckLoopbackListen(t *testing.T) {

@@ -179,10 +179,15 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateAPI(add)
-	if err := CheckLoopbackListen(c.Metrics.Listen); err != nil {
+	if err := CheckListen(c.Metrics.Listen, c.Metrics.AllowRemote); err != nil {
 		add(bad("metrics.listen", c.Metrics.Listen, "%v", err))
 	}
-	absPath("watchdog.device", c.Watchdog.Device, true)
+	c.validateGuardians(add)
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add(bad("log_level", c.LogLevel, "must be \"debug\", \"info\", \"warn\" or \"error\""))
+	}
 	if c.MaxAlarms < 1 || c.MaxAlarms > MaxMaxAlarms {
 		add(bad("max_alarms", c.MaxAlarms, "must be in 1..%d", MaxMaxAlarms))
 	}
@@ -198,7 +203,11 @@ func (c *Config) Validate() error {
 
 // CheckLoopbackListen accepts "" (no endpoint) or host:port with a loopback
 // host (127.0.0.0/8, ::1 or localhost): the endpoint has no authentication.
-func CheckLoopbackListen(addr string) error {
+func CheckLoopbackListen(addr string) error { return CheckListen(addr, false) }
+
+// CheckListen is CheckLoopbackListen, except that with allowRemote any
+// host (or none: ":9464") is accepted.
+func CheckListen(addr string, allowRemote bool) error {
 	if addr == "" {
 		return nil
 	}
@@ -209,12 +218,12 @@ func CheckLoopbackListen(addr string) error {
 	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 		return fmt.Errorf("port %q must be a number in 0..65535", port)
 	}
-	if host == "localhost" {
+	if host == "localhost" || allowRemote {
 		return nil
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil || !ip.Unmap().IsLoopback() {
-		return fmt.Errorf("must be a loopback address (127.0.0.1, [::1] or localhost): the metrics endpoint has no authentication")
+		return fmt.Errorf("must be a loopback address (127.0.0.1, [::1] or localhost): the metrics endpoint has no authentication; to serve another host, set metrics.allow_remote = true and firewall the port")
 	}
 	return nil
 }

@@ -107,6 +107,9 @@ type family struct {
 	name, help, kind string
 	bounds           []float64 // histograms
 	series           map[string]*series
+	// collect, for a collected family (collect.go), produces its series at
+	// each scrape instead.
+	collect func(emit func(value float64, labels ...string))
 }
 
 type series struct {
@@ -132,13 +135,35 @@ func (r *Registry) register(name, help, kind string, bounds []float64, labels []
 	if !nameRE.MatchString(name) {
 		panic(fmt.Sprintf("metrics: bad metric name %q", name))
 	}
+	l, err := renderLabels(kind, labels)
+	if err != nil {
+		panic(fmt.Sprintf("metrics: %s: %v", name, err))
+	}
+	s.labels = l
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.families[name]
+	if f == nil {
+		f = &family{name: name, help: help, kind: kind, bounds: bounds, series: map[string]*series{}}
+		r.families[name] = f
+	} else if f.kind != kind || f.help != help || !slices.Equal(f.bounds, bounds) || f.collect != nil {
+		panic(fmt.Sprintf("metrics: %s registered again as a different %s", name, kind))
+	}
+	if f.series[s.labels] != nil {
+		panic(fmt.Sprintf("metrics: %s{%s} registered twice", name, s.labels))
+	}
+	f.series[s.labels] = s
+}
+
+// renderLabels renders name, value pairs as a="x",b="y" (no braces).
+func renderLabels(kind string, labels []string) (string, error) {
 	if len(labels)%2 != 0 {
-		panic(fmt.Sprintf("metrics: %s: labels must be name, value pairs", name))
+		return "", fmt.Errorf("labels must be name, value pairs")
 	}
 	var b strings.Builder
 	for i := 0; i < len(labels); i += 2 {
 		if !labelRE.MatchString(labels[i]) || strings.HasPrefix(labels[i], "__") || (kind == kindHistogram && labels[i] == "le") {
-			panic(fmt.Sprintf("metrics: %s: bad label name %q", name, labels[i]))
+			return "", fmt.Errorf("bad label name %q", labels[i])
 		}
 		if i > 0 {
 			b.WriteByte(',')
@@ -148,20 +173,7 @@ func (r *Registry) register(name, help, kind string, bounds []float64, labels []
 		b.WriteString(escapeLabel(labels[i+1]))
 		b.WriteByte('"')
 	}
-	s.labels = b.String()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	f := r.families[name]
-	if f == nil {
-		f = &family{name: name, help: help, kind: kind, bounds: bounds, series: map[string]*series{}}
-		r.families[name] = f
-	} else if f.kind != kind || f.help != help || !slices.Equal(f.bounds, bounds) {
-		panic(fmt.Sprintf("metrics: %s registered again as a different %s", name, kind))
-	}
-	if f.series[s.labels] != nil {
-		panic(fmt.Sprintf("metrics: %s{%s} registered twice", name, s.labels))
-	}
-	f.series[s.labels] = s
+	return b.String(), nil
 }
 
 // Counter registers a counter series: name, help and label pairs, e.g.
@@ -229,6 +241,10 @@ func (r *Registry) WriteText(w io.Writer) error {
 		b = append(b, ' ')
 		b = append(b, f.kind...)
 		b = append(b, '\n')
+		if f.collect != nil {
+			b = writeCollected(b, f)
+			continue
+		}
 		r.mu.Lock()
 		ss := make([]*series, 0, len(f.series))
 		for _, s := range f.series {

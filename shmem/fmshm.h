@@ -3,7 +3,9 @@
  *
  * One header, C11, every function static inline. Compiles cleanly with
  *   gcc -std=c11 -Wall -Wextra -Werror -pedantic
- * and with -fsanitize=address,undefined. Linux, little-endian, 64-bit
+ * and with -fsanitize=address,undefined, and as C++17 or later with g++
+ * and clang++ (-Wall -Wextra -Werror -pedantic): in C++ the shared words
+ * are std::atomic and the functions are in an extern "C" block. Linux, little-endian, 64-bit
  * (x86-64, arm64), with lock-free 64-bit atomics.
  *
  * FEATURE MACROS: the futex and /proc code needs syscall(), kill(),
@@ -21,7 +23,7 @@
  * Concurrency: the writer writes every shared word with an atomic store. A
  * reader reads an entity slot with the seqlock recipe that is correct under
  * the C11 memory model: load seq (acquire); if odd, retry; load every data
- * word (relaxed atomic loads); atomic_thread_fence(acquire); load seq again
+ * word (relaxed atomic loads); FMSHM__FENCE(acquire); load seq again
  * (relaxed); if it changed, retry. Retries are bounded: a reader never spins
  * forever on a slot left odd by a writer that died (FMSHM_EWRITERDEAD) or
  * stays stuck (FMSHM_ETORN after max_wait_ns).
@@ -49,7 +51,6 @@
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,13 +63,45 @@
 #include <time.h>
 #include <unistd.h>
 
+/*
+ * C and C++: the same structs and functions compile as C11 and as C++17 (or
+ * later). In C++ the shared words are std::atomic<uint64_t> and
+ * std::atomic<uint32_t>, which are lock-free and laid out exactly like the
+ * integers (the static assertions below check it), and the functions have
+ * C linkage in an extern "C" block, as a C library's header would.
+ */
+#ifdef __cplusplus
+#include <atomic>
+#define FMSHM_ATOMIC_U64 std::atomic<uint64_t>
+#define FMSHM_ATOMIC_U32 std::atomic<uint32_t>
+#define FMSHM_STATIC_ASSERT static_assert
+#define FMSHM_ALIGNOF alignof
+#define FMSHM__LOAD std::atomic_load_explicit
+#define FMSHM__FENCE std::atomic_thread_fence
+#define FMSHM__RLX std::memory_order_relaxed
+#define FMSHM__ACQ std::memory_order_acquire
+#define FMSHM__SEQ std::memory_order_seq_cst
+extern "C" {
+#else
+#include <stdatomic.h>
+#define FMSHM_ATOMIC_U64 _Atomic uint64_t
+#define FMSHM_ATOMIC_U32 _Atomic uint32_t
+#define FMSHM_STATIC_ASSERT _Static_assert
+#define FMSHM_ALIGNOF _Alignof
+#define FMSHM__LOAD atomic_load_explicit
+#define FMSHM__FENCE atomic_thread_fence
+#define FMSHM__RLX memory_order_relaxed
+#define FMSHM__ACQ memory_order_acquire
+#define FMSHM__SEQ memory_order_seq_cst
+#endif
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "fmshm.h: the segment layout is little-endian; big-endian hosts are not supported"
 #endif
-_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "fmshm.h needs lock-free 64-bit atomics");
-_Static_assert(sizeof(void *) == 8, "fmshm.h needs a 64-bit host");
-_Static_assert(sizeof(_Atomic uint64_t) == 8 && _Alignof(_Atomic uint64_t) == 8, "atomic u64 layout");
-_Static_assert(sizeof(_Atomic uint32_t) == 4, "atomic u32 layout");
+FMSHM_STATIC_ASSERT(ATOMIC_LLONG_LOCK_FREE == 2, "fmshm.h needs lock-free 64-bit atomics");
+FMSHM_STATIC_ASSERT(sizeof(void *) == 8, "fmshm.h needs a 64-bit host");
+FMSHM_STATIC_ASSERT(sizeof(FMSHM_ATOMIC_U64) == 8 && FMSHM_ALIGNOF(FMSHM_ATOMIC_U64) == 8, "atomic u64 layout");
+FMSHM_STATIC_ASSERT(sizeof(FMSHM_ATOMIC_U32) == 4, "atomic u32 layout");
 
 /* ---------------------------------------------------------------------- */
 /* Constants (the same as package wire and shmem/internal/layout).        */
@@ -154,92 +187,92 @@ _Static_assert(sizeof(_Atomic uint32_t) == 4, "atomic u32 layout");
 /* Header, at offset 0 (the header region is 4096 bytes; 256..4095 zero). */
 struct fmshm_header {
 	/* line 0: identity and geometry, static */
-	_Atomic uint64_t magic;              /*   0 FMSHM_MAGIC */
-	_Atomic uint32_t version;            /*   8 major | minor << 16 */
-	_Atomic uint32_t header_size;        /*  12 256 */
-	_Atomic uint64_t total_size;         /*  16 file size */
-	_Atomic uint64_t index_off;          /*  24 */
-	_Atomic uint64_t index_size;         /*  32 */
-	_Atomic uint64_t slots_off;          /*  40 */
-	_Atomic uint64_t slots_size;         /*  48 */
-	_Atomic uint64_t ring_off;           /*  56 */
+	FMSHM_ATOMIC_U64 magic;              /*   0 FMSHM_MAGIC */
+	FMSHM_ATOMIC_U32 version;            /*   8 major | minor << 16 */
+	FMSHM_ATOMIC_U32 header_size;        /*  12 256 */
+	FMSHM_ATOMIC_U64 total_size;         /*  16 file size */
+	FMSHM_ATOMIC_U64 index_off;          /*  24 */
+	FMSHM_ATOMIC_U64 index_size;         /*  32 */
+	FMSHM_ATOMIC_U64 slots_off;          /*  40 */
+	FMSHM_ATOMIC_U64 slots_size;         /*  48 */
+	FMSHM_ATOMIC_U64 ring_off;           /*  56 */
 	/* line 1: geometry and writer identity, static */
-	_Atomic uint64_t ring_size;          /*  64 */
-	_Atomic uint32_t capacity;           /*  72 entity slots */
-	_Atomic uint32_t slot_size;          /*  76 960 */
-	_Atomic uint32_t max_alarms;         /*  80 8 */
-	_Atomic uint32_t index_buckets;      /*  84 power of two */
-	_Atomic uint32_t ring_capacity;      /*  88 events, power of two */
-	_Atomic uint32_t ring_slot_size;     /*  92 32 */
-	_Atomic uint64_t generation;         /*  96 */
-	_Atomic uint32_t writer_pid;         /* 104 */
-	_Atomic uint32_t node_id;            /* 108 */
-	_Atomic uint64_t writer_start;       /* 112 CLOCK_MONOTONIC ns */
-	_Atomic uint64_t writer_start_ticks; /* 120 /proc/PID/stat field 22 */
+	FMSHM_ATOMIC_U64 ring_size;          /*  64 */
+	FMSHM_ATOMIC_U32 capacity;           /*  72 entity slots */
+	FMSHM_ATOMIC_U32 slot_size;          /*  76 960 */
+	FMSHM_ATOMIC_U32 max_alarms;         /*  80 8 */
+	FMSHM_ATOMIC_U32 index_buckets;      /*  84 power of two */
+	FMSHM_ATOMIC_U32 ring_capacity;      /*  88 events, power of two */
+	FMSHM_ATOMIC_U32 ring_slot_size;     /*  92 32 */
+	FMSHM_ATOMIC_U64 generation;         /*  96 */
+	FMSHM_ATOMIC_U32 writer_pid;         /* 104 */
+	FMSHM_ATOMIC_U32 node_id;            /* 108 */
+	FMSHM_ATOMIC_U64 writer_start;       /* 112 CLOCK_MONOTONIC ns */
+	FMSHM_ATOMIC_U64 writer_start_ticks; /* 120 /proc/PID/stat field 22 */
 	/* line 2: rarely written */
-	_Atomic uint32_t ready;              /* 128 FMSHM_STATUS_* */
-	_Atomic uint32_t reserved2;          /* 132 */
-	_Atomic uint64_t index_seq;          /* 136 odd while the index is rebuilt */
-	_Atomic uint64_t hb_timeout;         /* 144 ns */
-	_Atomic uint64_t reserved3[5];       /* 152 */
+	FMSHM_ATOMIC_U32 ready;              /* 128 FMSHM_STATUS_* */
+	FMSHM_ATOMIC_U32 reserved2;          /* 132 */
+	FMSHM_ATOMIC_U64 index_seq;          /* 136 odd while the index is rebuilt */
+	FMSHM_ATOMIC_U64 hb_timeout;         /* 144 ns */
+	FMSHM_ATOMIC_U64 reserved3[5];       /* 152 */
 	/* line 3: written on every commit or beat */
-	_Atomic uint64_t table_seq;          /* 192 table seqlock; futex word = low 32 bits */
-	_Atomic uint64_t epoch;              /* 200 */
-	_Atomic uint32_t master;             /* 208 */
-	_Atomic uint32_t stale;              /* 212 */
-	_Atomic uint64_t count;              /* 216 live entities */
-	_Atomic uint64_t slots_used;         /* 224 high-water mark of slots */
-	_Atomic uint64_t heartbeat;          /* 232 CLOCK_MONOTONIC ns */
-	_Atomic uint64_t reserved4[2];       /* 240 */
+	FMSHM_ATOMIC_U64 table_seq;          /* 192 table seqlock; futex word = low 32 bits */
+	FMSHM_ATOMIC_U64 epoch;              /* 200 */
+	FMSHM_ATOMIC_U32 master;             /* 208 */
+	FMSHM_ATOMIC_U32 stale;              /* 212 */
+	FMSHM_ATOMIC_U64 count;              /* 216 live entities */
+	FMSHM_ATOMIC_U64 slots_used;         /* 224 high-water mark of slots */
+	FMSHM_ATOMIC_U64 heartbeat;          /* 232 CLOCK_MONOTONIC ns */
+	FMSHM_ATOMIC_U64 reserved4[2];       /* 240 */
 };
 
 /* Index bucket: open addressing, linear probing from
  * (id * 0x9E3779B97F4A7C15) >> (64 - log2(buckets)). */
 struct fmshm_bucket {
-	_Atomic uint64_t id;  /* 0: entity ID; 0 = empty */
-	_Atomic uint64_t ref; /* 8: slot index + 1; 0 with id != 0 = tombstone */
+	FMSHM_ATOMIC_U64 id;  /* 0: entity ID; 0 = empty */
+	FMSHM_ATOMIC_U64 ref; /* 8: slot index + 1; 0 with id != 0 = tombstone */
 };
 
 /* One alarm inside a slot. */
 struct fmshm_alarm_rec {
-	_Atomic uint64_t raised_at; /*  0 unix ns */
-	_Atomic uint64_t by_meta;   /*  8 raised_by u32 | severity u8 <<32 | cause_len u8 <<40 */
-	_Atomic uint64_t cause[8];  /* 16 64 bytes */
+	FMSHM_ATOMIC_U64 raised_at; /*  0 unix ns */
+	FMSHM_ATOMIC_U64 by_meta;   /*  8 raised_by u32 | severity u8 <<32 | cause_len u8 <<40 */
+	FMSHM_ATOMIC_U64 cause[8];  /* 16 64 bytes */
 };
 
 /* Entity slot: 960 bytes, cache-line aligned, under its own seqlock. */
 struct fmshm_slot {
-	_Atomic uint64_t seq;         /*   0 odd while written */
-	_Atomic uint64_t id;          /*   8 0 = free */
-	_Atomic uint64_t incarnation; /*  16 */
-	_Atomic uint64_t changed_at;  /*  24 unix ns */
-	_Atomic uint64_t changed_seq; /*  32 */
-	_Atomic uint64_t owner_by;    /*  40 owner u32 | changed_by u32 << 32 */
-	_Atomic uint64_t meta;        /*  48 kind | state<<8 | name_len<<16 | nalarms<<24 */
-	_Atomic uint64_t reserved;    /*  56 */
-	_Atomic uint64_t name[25];    /*  64 200 bytes */
+	FMSHM_ATOMIC_U64 seq;         /*   0 odd while written */
+	FMSHM_ATOMIC_U64 id;          /*   8 0 = free */
+	FMSHM_ATOMIC_U64 incarnation; /*  16 */
+	FMSHM_ATOMIC_U64 changed_at;  /*  24 unix ns */
+	FMSHM_ATOMIC_U64 changed_seq; /*  32 */
+	FMSHM_ATOMIC_U64 owner_by;    /*  40 owner u32 | changed_by u32 << 32 */
+	FMSHM_ATOMIC_U64 meta;        /*  48 kind | state<<8 | name_len<<16 | nalarms<<24 */
+	FMSHM_ATOMIC_U64 reserved;    /*  56 */
+	FMSHM_ATOMIC_U64 name[25];    /*  64 200 bytes */
 	struct fmshm_alarm_rec alarms[FMSHM_MAX_ALARMS]; /* 264 */
-	_Atomic uint64_t pad[7];      /* 904 */
+	FMSHM_ATOMIC_U64 pad[7];      /* 904 */
 };
 
 /* Event ring header, at ring_off. */
 struct fmshm_ring_header {
-	_Atomic uint64_t capacity;    /*  0 slots, power of two */
-	_Atomic uint64_t sizes;       /*  8 record size u32 (24) | slot size u32 (32) << 32 */
-	_Atomic uint64_t reserved[6]; /* 16 */
-	_Atomic uint64_t tail;        /* 64 position of the next record */
-	_Atomic uint64_t reserved2[7];/* 72 */
+	FMSHM_ATOMIC_U64 capacity;    /*  0 slots, power of two */
+	FMSHM_ATOMIC_U64 sizes;       /*  8 record size u32 (24) | slot size u32 (32) << 32 */
+	FMSHM_ATOMIC_U64 reserved[6]; /* 16 */
+	FMSHM_ATOMIC_U64 tail;        /* 64 position of the next record */
+	FMSHM_ATOMIC_U64 reserved2[7];/* 72 */
 };
 
 /* Event ring slot, at ring_off + 128 + (pos & (capacity-1)) * 32. */
 struct fmshm_event_rec {
-	_Atomic uint64_t seq;       /*  0 2*pos+1 while written, 2*pos+2 when complete */
-	_Atomic uint64_t table_seq; /*  8 */
-	_Atomic uint64_t entity_id; /* 16 */
-	_Atomic uint64_t meta;      /* 24 kind | state<<8 | severity<<16 */
+	FMSHM_ATOMIC_U64 seq;       /*  0 2*pos+1 while written, 2*pos+2 when complete */
+	FMSHM_ATOMIC_U64 table_seq; /*  8 */
+	FMSHM_ATOMIC_U64 entity_id; /* 16 */
+	FMSHM_ATOMIC_U64 meta;      /* 24 kind | state<<8 | severity<<16 */
 };
 
-#define FMSHM__OFF(t, f, o) _Static_assert(offsetof(struct t, f) == (o), #t "." #f " offset")
+#define FMSHM__OFF(t, f, o) FMSHM_STATIC_ASSERT(offsetof(struct t, f) == (o), #t "." #f " offset")
 FMSHM__OFF(fmshm_header, magic, 0);
 FMSHM__OFF(fmshm_header, version, 8);
 FMSHM__OFF(fmshm_header, header_size, 12);
@@ -274,15 +307,15 @@ FMSHM__OFF(fmshm_header, count, 216);
 FMSHM__OFF(fmshm_header, slots_used, 224);
 FMSHM__OFF(fmshm_header, heartbeat, 232);
 FMSHM__OFF(fmshm_header, reserved4, 240);
-_Static_assert(sizeof(struct fmshm_header) == FMSHM_HEADER_SIZE, "header size");
+FMSHM_STATIC_ASSERT(sizeof(struct fmshm_header) == FMSHM_HEADER_SIZE, "header size");
 FMSHM__OFF(fmshm_bucket, id, 0);
 FMSHM__OFF(fmshm_bucket, ref, 8);
-_Static_assert(sizeof(struct fmshm_bucket) == FMSHM_BUCKET_SIZE, "bucket size");
+FMSHM_STATIC_ASSERT(sizeof(struct fmshm_bucket) == FMSHM_BUCKET_SIZE, "bucket size");
 FMSHM__OFF(fmshm_alarm_rec, raised_at, 0);
 FMSHM__OFF(fmshm_alarm_rec, by_meta, 8);
 FMSHM__OFF(fmshm_alarm_rec, cause, 16);
-_Static_assert(sizeof(((struct fmshm_alarm_rec *)0)->cause) == FMSHM_MAX_CAUSE, "cause size");
-_Static_assert(sizeof(struct fmshm_alarm_rec) == FMSHM_ALARM_SIZE, "alarm size");
+FMSHM_STATIC_ASSERT(sizeof(((struct fmshm_alarm_rec *)0)->cause) == FMSHM_MAX_CAUSE, "cause size");
+FMSHM_STATIC_ASSERT(sizeof(struct fmshm_alarm_rec) == FMSHM_ALARM_SIZE, "alarm size");
 FMSHM__OFF(fmshm_slot, seq, 0);
 FMSHM__OFF(fmshm_slot, id, 8);
 FMSHM__OFF(fmshm_slot, incarnation, 16);
@@ -294,18 +327,18 @@ FMSHM__OFF(fmshm_slot, reserved, 56);
 FMSHM__OFF(fmshm_slot, name, 64);
 FMSHM__OFF(fmshm_slot, alarms, 264);
 FMSHM__OFF(fmshm_slot, pad, 904);
-_Static_assert(sizeof(((struct fmshm_slot *)0)->name) == FMSHM_MAX_NAME, "name size");
-_Static_assert(sizeof(struct fmshm_slot) == FMSHM_SLOT_SIZE, "slot size");
-_Static_assert(FMSHM_SLOT_SIZE % 64 == 0, "slots are cache-line aligned");
+FMSHM_STATIC_ASSERT(sizeof(((struct fmshm_slot *)0)->name) == FMSHM_MAX_NAME, "name size");
+FMSHM_STATIC_ASSERT(sizeof(struct fmshm_slot) == FMSHM_SLOT_SIZE, "slot size");
+FMSHM_STATIC_ASSERT(FMSHM_SLOT_SIZE % 64 == 0, "slots are cache-line aligned");
 FMSHM__OFF(fmshm_ring_header, capacity, 0);
 FMSHM__OFF(fmshm_ring_header, sizes, 8);
 FMSHM__OFF(fmshm_ring_header, tail, 64);
-_Static_assert(sizeof(struct fmshm_ring_header) == FMSHM_RING_HEADER_SIZE, "ring header size");
+FMSHM_STATIC_ASSERT(sizeof(struct fmshm_ring_header) == FMSHM_RING_HEADER_SIZE, "ring header size");
 FMSHM__OFF(fmshm_event_rec, seq, 0);
 FMSHM__OFF(fmshm_event_rec, table_seq, 8);
 FMSHM__OFF(fmshm_event_rec, entity_id, 16);
 FMSHM__OFF(fmshm_event_rec, meta, 24);
-_Static_assert(sizeof(struct fmshm_event_rec) == FMSHM_RING_SLOT_SIZE, "event slot size");
+FMSHM_STATIC_ASSERT(sizeof(struct fmshm_event_rec) == FMSHM_RING_SLOT_SIZE, "event slot size");
 
 /* ---------------------------------------------------------------------- */
 /* Plain values a reader fills in.                                        */
@@ -384,8 +417,6 @@ typedef struct fmshm_follower {
 /* ---------------------------------------------------------------------- */
 /* Helpers.                                                               */
 
-#define FMSHM__RLX memory_order_relaxed
-#define FMSHM__ACQ memory_order_acquire
 
 static inline const char *fmshm_strerror(int e)
 {
@@ -529,8 +560,8 @@ static inline int fmshm__proc_alive(uint32_t pid, uint64_t start_ticks)
  * process exists. */
 static inline int fmshm_writer_alive(fmshm *r)
 {
-	int64_t hb = (int64_t)atomic_load_explicit(&r->hdr->heartbeat, FMSHM__RLX);
-	int64_t to = (int64_t)atomic_load_explicit(&r->hdr->hb_timeout, FMSHM__RLX);
+	int64_t hb = (int64_t)FMSHM__LOAD(&r->hdr->heartbeat, FMSHM__RLX);
+	int64_t to = (int64_t)FMSHM__LOAD(&r->hdr->hb_timeout, FMSHM__RLX);
 	if (to > 0 && fmshm__mono_ns() - hb > to)
 		return 0;
 	return r->no_pid_check || fmshm__proc_alive(r->pid, r->start_ticks);
@@ -548,7 +579,7 @@ static inline int fmshm__status_err(uint32_t st)
 
 static inline int fmshm__status(fmshm *r)
 {
-	return fmshm__status_err(atomic_load_explicit(&r->hdr->ready, FMSHM__ACQ));
+	return fmshm__status_err(FMSHM__LOAD(&r->hdr->ready, FMSHM__ACQ));
 }
 
 /* Paces the attempts of one consistent read (see the handle's tunables). */
@@ -599,21 +630,21 @@ static inline int fmshm__attach(fmshm *r)
 	uint32_t cap, buckets, ringcap, v, shift;
 	uint64_t idx_off, slots_off, ring_off, ring_size, total;
 	r->hdr = h;
-	if (atomic_load_explicit(&h->magic, FMSHM__RLX) != FMSHM_MAGIC)
+	if (FMSHM__LOAD(&h->magic, FMSHM__RLX) != FMSHM_MAGIC)
 		return FMSHM_EBADMAGIC;
-	v = atomic_load_explicit(&h->version, FMSHM__RLX);
+	v = FMSHM__LOAD(&h->version, FMSHM__RLX);
 	if ((v & 0xffff) != FMSHM_MAJOR)
 		return FMSHM_EVERSION;
-	if (atomic_load_explicit(&h->ready, FMSHM__ACQ) == FMSHM_STATUS_INIT)
+	if (FMSHM__LOAD(&h->ready, FMSHM__ACQ) == FMSHM_STATUS_INIT)
 		return FMSHM_ENOTREADY;
-	cap = atomic_load_explicit(&h->capacity, FMSHM__RLX);
-	buckets = atomic_load_explicit(&h->index_buckets, FMSHM__RLX);
-	ringcap = atomic_load_explicit(&h->ring_capacity, FMSHM__RLX);
+	cap = FMSHM__LOAD(&h->capacity, FMSHM__RLX);
+	buckets = FMSHM__LOAD(&h->index_buckets, FMSHM__RLX);
+	ringcap = FMSHM__LOAD(&h->ring_capacity, FMSHM__RLX);
 	if (cap == 0 || cap > (1u << 24) || ringcap == 0 || (ringcap & (ringcap - 1)) != 0 ||
-	    atomic_load_explicit(&h->header_size, FMSHM__RLX) < FMSHM_HEADER_SIZE ||
-	    atomic_load_explicit(&h->slot_size, FMSHM__RLX) != FMSHM_SLOT_SIZE ||
-	    atomic_load_explicit(&h->max_alarms, FMSHM__RLX) != FMSHM_MAX_ALARMS ||
-	    atomic_load_explicit(&h->ring_slot_size, FMSHM__RLX) != FMSHM_RING_SLOT_SIZE)
+	    FMSHM__LOAD(&h->header_size, FMSHM__RLX) < FMSHM_HEADER_SIZE ||
+	    FMSHM__LOAD(&h->slot_size, FMSHM__RLX) != FMSHM_SLOT_SIZE ||
+	    FMSHM__LOAD(&h->max_alarms, FMSHM__RLX) != FMSHM_MAX_ALARMS ||
+	    FMSHM__LOAD(&h->ring_slot_size, FMSHM__RLX) != FMSHM_RING_SLOT_SIZE)
 		return FMSHM_ELAYOUT;
 	{ /* the geometry the writer computes (shmem/internal/layout.Compute) */
 		uint32_t b = 1;
@@ -629,18 +660,18 @@ static inline int fmshm__attach(fmshm *r)
 	ring_off = fmshm__align(slots_off + (uint64_t)cap * FMSHM_SLOT_SIZE, FMSHM_PAGE);
 	ring_size = FMSHM_RING_HEADER_SIZE + (uint64_t)ringcap * FMSHM_RING_SLOT_SIZE;
 	total = fmshm__align(ring_off + ring_size, FMSHM_PAGE);
-	if (atomic_load_explicit(&h->index_off, FMSHM__RLX) != idx_off ||
-	    atomic_load_explicit(&h->slots_off, FMSHM__RLX) != slots_off ||
-	    atomic_load_explicit(&h->ring_off, FMSHM__RLX) != ring_off ||
-	    atomic_load_explicit(&h->ring_size, FMSHM__RLX) != ring_size ||
-	    atomic_load_explicit(&h->total_size, FMSHM__RLX) != total || r->size < total)
+	if (FMSHM__LOAD(&h->index_off, FMSHM__RLX) != idx_off ||
+	    FMSHM__LOAD(&h->slots_off, FMSHM__RLX) != slots_off ||
+	    FMSHM__LOAD(&h->ring_off, FMSHM__RLX) != ring_off ||
+	    FMSHM__LOAD(&h->ring_size, FMSHM__RLX) != ring_size ||
+	    FMSHM__LOAD(&h->total_size, FMSHM__RLX) != total || r->size < total)
 		return FMSHM_ELAYOUT;
 	r->index = (struct fmshm_bucket *)(void *)(r->base + idx_off);
 	r->slots = (struct fmshm_slot *)(void *)(r->base + slots_off);
 	r->ring = (struct fmshm_ring_header *)(void *)(r->base + ring_off);
 	r->events = (struct fmshm_event_rec *)(void *)(r->base + ring_off + FMSHM_RING_HEADER_SIZE);
-	if (atomic_load_explicit(&r->ring->capacity, FMSHM__RLX) != ringcap ||
-	    atomic_load_explicit(&r->ring->sizes, FMSHM__RLX) !=
+	if (FMSHM__LOAD(&r->ring->capacity, FMSHM__RLX) != ringcap ||
+	    FMSHM__LOAD(&r->ring->sizes, FMSHM__RLX) !=
 	        ((uint64_t)FMSHM_EVENT_RECORD | (uint64_t)FMSHM_RING_SLOT_SIZE << 32))
 		return FMSHM_ELAYOUT;
 	for (shift = 0; (1u << shift) < buckets; shift++)
@@ -649,9 +680,9 @@ static inline int fmshm__attach(fmshm *r)
 	r->mask = buckets - 1;
 	r->shift = 64 - shift;
 	r->ring_mask = ringcap - 1;
-	r->generation = atomic_load_explicit(&h->generation, FMSHM__RLX);
-	r->pid = atomic_load_explicit(&h->writer_pid, FMSHM__RLX);
-	r->start_ticks = atomic_load_explicit(&h->writer_start_ticks, FMSHM__RLX);
+	r->generation = FMSHM__LOAD(&h->generation, FMSHM__RLX);
+	r->pid = FMSHM__LOAD(&h->writer_pid, FMSHM__RLX);
+	r->start_ticks = FMSHM__LOAD(&h->writer_start_ticks, FMSHM__RLX);
 	return FMSHM_OK;
 }
 
@@ -728,13 +759,13 @@ static inline int fmshm_lookup(fmshm *r, uint64_t id, uint32_t *slot)
 	if (id == 0)
 		return FMSHM_ENOTFOUND;
 	for (;;) {
-		uint64_t is = atomic_load_explicit(&r->hdr->index_seq, FMSHM__ACQ);
+		uint64_t is = FMSHM__LOAD(&r->hdr->index_seq, FMSHM__ACQ);
 		if (!(is & 1)) {
 			uint32_t b = (uint32_t)((id * 0x9E3779B97F4A7C15ULL) >> r->shift), n;
 			for (n = 0; n <= r->mask; n++) {
-				uint64_t k = atomic_load_explicit(&r->index[b].id, FMSHM__ACQ);
+				uint64_t k = FMSHM__LOAD(&r->index[b].id, FMSHM__ACQ);
 				if (k == id) {
-					uint64_t ref = atomic_load_explicit(&r->index[b].ref, FMSHM__ACQ);
+					uint64_t ref = FMSHM__LOAD(&r->index[b].ref, FMSHM__ACQ);
 					if (ref != 0 && ref <= r->capacity) {
 						*slot = (uint32_t)(ref - 1);
 						return FMSHM_OK;
@@ -745,8 +776,8 @@ static inline int fmshm_lookup(fmshm *r, uint64_t id, uint32_t *slot)
 					break;
 				b = (b + 1) & r->mask;
 			}
-			atomic_thread_fence(memory_order_acquire);
-			if (atomic_load_explicit(&r->hdr->index_seq, FMSHM__RLX) == is)
+			FMSHM__FENCE(FMSHM__ACQ);
+			if (FMSHM__LOAD(&r->hdr->index_seq, FMSHM__RLX) == is)
 				return FMSHM_ENOTFOUND;
 		}
 		if ((rc = fmshm__again(r, &rt)) != FMSHM_OK)
@@ -754,11 +785,11 @@ static inline int fmshm_lookup(fmshm *r, uint64_t id, uint32_t *slot)
 	}
 }
 
-static inline void fmshm__load_bytes(_Atomic uint64_t *w, char *dst, unsigned n)
+static inline void fmshm__load_bytes(FMSHM_ATOMIC_U64 *w, char *dst, unsigned n)
 {
 	unsigned i;
 	for (i = 0; i < n; i += 8) {
-		uint64_t v = atomic_load_explicit(&w[i / 8], FMSHM__RLX);
+		uint64_t v = FMSHM__LOAD(&w[i / 8], FMSHM__RLX);
 		memcpy(dst + i, &v, 8);
 	}
 	dst[n] = 0;
@@ -771,14 +802,14 @@ static inline uint64_t fmshm__decode(struct fmshm_slot *s, fmshm_entity *d)
 {
 	uint64_t m, ob;
 	unsigned j, nl, na;
-	d->id = atomic_load_explicit(&s->id, FMSHM__RLX);
-	d->incarnation = atomic_load_explicit(&s->incarnation, FMSHM__RLX);
-	d->changed_at = (int64_t)atomic_load_explicit(&s->changed_at, FMSHM__RLX);
-	d->changed_seq = atomic_load_explicit(&s->changed_seq, FMSHM__RLX);
-	ob = atomic_load_explicit(&s->owner_by, FMSHM__RLX);
+	d->id = FMSHM__LOAD(&s->id, FMSHM__RLX);
+	d->incarnation = FMSHM__LOAD(&s->incarnation, FMSHM__RLX);
+	d->changed_at = (int64_t)FMSHM__LOAD(&s->changed_at, FMSHM__RLX);
+	d->changed_seq = FMSHM__LOAD(&s->changed_seq, FMSHM__RLX);
+	ob = FMSHM__LOAD(&s->owner_by, FMSHM__RLX);
 	d->owner = (uint32_t)(ob >> FMSHM_OWNER_SHIFT);
 	d->changed_by = (uint32_t)(ob >> FMSHM_CHANGEDBY_SHIFT);
-	m = atomic_load_explicit(&s->meta, FMSHM__RLX);
+	m = FMSHM__LOAD(&s->meta, FMSHM__RLX);
 	d->kind = (uint8_t)(m >> FMSHM_META_KIND_SHIFT);
 	d->state = (uint8_t)(m >> FMSHM_META_STATE_SHIFT);
 	nl = (uint8_t)(m >> FMSHM_META_NAMELEN_SHIFT);
@@ -794,9 +825,9 @@ static inline uint64_t fmshm__decode(struct fmshm_slot *s, fmshm_entity *d)
 	for (j = 0; j < na; j++) {
 		struct fmshm_alarm_rec *a = &s->alarms[j];
 		fmshm_alarm *da = &d->alarms[j];
-		uint64_t bm = atomic_load_explicit(&a->by_meta, FMSHM__RLX);
+		uint64_t bm = FMSHM__LOAD(&a->by_meta, FMSHM__RLX);
 		unsigned cl = (uint8_t)(bm >> FMSHM_ALARM_CAUSELEN_SHIFT);
-		da->raised_at = (int64_t)atomic_load_explicit(&a->raised_at, FMSHM__RLX);
+		da->raised_at = (int64_t)FMSHM__LOAD(&a->raised_at, FMSHM__RLX);
 		da->raised_by = (uint32_t)(bm >> FMSHM_ALARM_BY_SHIFT);
 		da->severity = (uint8_t)(bm >> FMSHM_ALARM_SEV_SHIFT);
 		if (cl > FMSHM_MAX_CAUSE)
@@ -814,11 +845,11 @@ static inline int fmshm__read_slot(fmshm *r, uint32_t idx, uint64_t id, fmshm_en
 	struct fmshm__retry rt = {0, 0};
 	int rc;
 	for (;;) {
-		uint64_t s1 = atomic_load_explicit(&s->seq, FMSHM__ACQ);
+		uint64_t s1 = FMSHM__LOAD(&s->seq, FMSHM__ACQ);
 		if (!(s1 & 1)) {
 			uint64_t got = fmshm__decode(s, dst);
-			atomic_thread_fence(memory_order_acquire);
-			if (atomic_load_explicit(&s->seq, FMSHM__RLX) == s1)
+			FMSHM__FENCE(FMSHM__ACQ);
+			if (FMSHM__LOAD(&s->seq, FMSHM__RLX) == s1)
 				return got == id ? FMSHM_OK : FMSHM__MOVED;
 		}
 		if ((rc = fmshm__again(r, &rt)) != FMSHM_OK)
@@ -881,7 +912,7 @@ static inline int fmshm_read_by_name(fmshm *r, const char *name, fmshm_entity *d
 static inline int fmshm_foreach(fmshm *r, int (*fn)(const fmshm_entity *e, void *ctx), void *ctx)
 {
 	fmshm_entity e;
-	uint64_t used = atomic_load_explicit(&r->hdr->slots_used, FMSHM__ACQ);
+	uint64_t used = FMSHM__LOAD(&r->hdr->slots_used, FMSHM__ACQ);
 	uint32_t i;
 	int rc;
 	if (used > r->capacity)
@@ -892,11 +923,11 @@ static inline int fmshm_foreach(fmshm *r, int (*fn)(const fmshm_entity *e, void 
 		if ((rc = fmshm__status(r)) != FMSHM_OK)
 			return rc;
 		for (;;) {
-			uint64_t s1 = atomic_load_explicit(&s->seq, FMSHM__ACQ);
+			uint64_t s1 = FMSHM__LOAD(&s->seq, FMSHM__ACQ);
 			if (!(s1 & 1)) {
 				fmshm__decode(s, &e);
-				atomic_thread_fence(memory_order_acquire);
-				if (atomic_load_explicit(&s->seq, FMSHM__RLX) == s1)
+				FMSHM__FENCE(FMSHM__ACQ);
+				if (FMSHM__LOAD(&s->seq, FMSHM__RLX) == s1)
 					break;
 			}
 			if ((rc = fmshm__again(r, &rt)) != FMSHM_OK)
@@ -919,9 +950,9 @@ static inline int fmshm_snapshot(fmshm *r, fmshm_entity *dst, size_t cap, size_t
 		uint64_t s1;
 		if ((rc = fmshm__status(r)) != FMSHM_OK)
 			return rc;
-		s1 = atomic_load_explicit(&r->hdr->table_seq, FMSHM__ACQ);
+		s1 = FMSHM__LOAD(&r->hdr->table_seq, FMSHM__ACQ);
 		if (!(s1 & 1)) {
-			uint64_t used = atomic_load_explicit(&r->hdr->slots_used, FMSHM__ACQ);
+			uint64_t used = FMSHM__LOAD(&r->hdr->slots_used, FMSHM__ACQ);
 			size_t k = 0, need = 0;
 			uint32_t i;
 			int ok = 1;
@@ -930,14 +961,14 @@ static inline int fmshm_snapshot(fmshm *r, fmshm_entity *dst, size_t cap, size_t
 			for (i = 0; i < used && ok; i++) {
 				struct fmshm_slot *s = &r->slots[i];
 				fmshm_entity tmp, *e = k < cap ? &dst[k] : &tmp;
-				uint64_t q1 = atomic_load_explicit(&s->seq, FMSHM__ACQ);
+				uint64_t q1 = FMSHM__LOAD(&s->seq, FMSHM__ACQ);
 				if (q1 & 1) {
 					ok = 0;
 					break;
 				}
 				fmshm__decode(s, e);
-				atomic_thread_fence(memory_order_acquire);
-				if (atomic_load_explicit(&s->seq, FMSHM__RLX) != q1) {
+				FMSHM__FENCE(FMSHM__ACQ);
+				if (FMSHM__LOAD(&s->seq, FMSHM__RLX) != q1) {
 					ok = 0;
 					break;
 				}
@@ -947,8 +978,8 @@ static inline int fmshm_snapshot(fmshm *r, fmshm_entity *dst, size_t cap, size_t
 						k++;
 				}
 			}
-			atomic_thread_fence(memory_order_acquire);
-			if (ok && atomic_load_explicit(&r->hdr->table_seq, FMSHM__RLX) == s1) {
+			FMSHM__FENCE(FMSHM__ACQ);
+			if (ok && FMSHM__LOAD(&r->hdr->table_seq, FMSHM__RLX) == s1) {
 				*n = need > cap ? need : k;
 				if (seq)
 					*seq = s1;
@@ -963,40 +994,40 @@ static inline int fmshm_snapshot(fmshm *r, fmshm_entity *dst, size_t cap, size_t
 /* The current table seq (odd while a commit is being published). */
 static inline uint64_t fmshm_seq(fmshm *r)
 {
-	return atomic_load_explicit(&r->hdr->table_seq, FMSHM__ACQ);
+	return FMSHM__LOAD(&r->hdr->table_seq, FMSHM__ACQ);
 }
 
 /* Reads the header; master, epoch, stale, count and seq consistently. */
 static inline int fmshm_header(fmshm *r, fmshm_info *out)
 {
 	struct fmshm_header *h = r->hdr;
-	unsigned try;
-	uint32_t v = atomic_load_explicit(&h->version, FMSHM__RLX);
+	unsigned attempt;
+	uint32_t v = FMSHM__LOAD(&h->version, FMSHM__RLX);
 	memset(out, 0, sizeof *out);
 	out->major = v & 0xffff;
 	out->minor = v >> 16;
-	out->status = atomic_load_explicit(&h->ready, FMSHM__ACQ);
+	out->status = FMSHM__LOAD(&h->ready, FMSHM__ACQ);
 	out->capacity = r->capacity;
 	out->ring_capacity = r->ring_mask + 1;
-	out->node_id = atomic_load_explicit(&h->node_id, FMSHM__RLX);
+	out->node_id = FMSHM__LOAD(&h->node_id, FMSHM__RLX);
 	out->writer_pid = r->pid;
-	out->generation = atomic_load_explicit(&h->generation, FMSHM__RLX);
-	out->writer_start = (int64_t)atomic_load_explicit(&h->writer_start, FMSHM__RLX);
-	out->hb_timeout = (int64_t)atomic_load_explicit(&h->hb_timeout, FMSHM__RLX);
-	for (try = 0; try <= r->max_retries; try++) {
-		uint64_t s1 = atomic_load_explicit(&h->table_seq, FMSHM__ACQ);
-		out->master = atomic_load_explicit(&h->master, FMSHM__RLX);
-		out->epoch = atomic_load_explicit(&h->epoch, FMSHM__RLX);
-		out->stale = atomic_load_explicit(&h->stale, FMSHM__RLX) != 0;
-		out->count = atomic_load_explicit(&h->count, FMSHM__RLX);
+	out->generation = FMSHM__LOAD(&h->generation, FMSHM__RLX);
+	out->writer_start = (int64_t)FMSHM__LOAD(&h->writer_start, FMSHM__RLX);
+	out->hb_timeout = (int64_t)FMSHM__LOAD(&h->hb_timeout, FMSHM__RLX);
+	for (attempt = 0; attempt <= r->max_retries; attempt++) {
+		uint64_t s1 = FMSHM__LOAD(&h->table_seq, FMSHM__ACQ);
+		out->master = FMSHM__LOAD(&h->master, FMSHM__RLX);
+		out->epoch = FMSHM__LOAD(&h->epoch, FMSHM__RLX);
+		out->stale = FMSHM__LOAD(&h->stale, FMSHM__RLX) != 0;
+		out->count = FMSHM__LOAD(&h->count, FMSHM__RLX);
 		out->seq = s1;
-		atomic_thread_fence(memory_order_acquire);
-		if (!(s1 & 1) && atomic_load_explicit(&h->table_seq, FMSHM__RLX) == s1)
+		FMSHM__FENCE(FMSHM__ACQ);
+		if (!(s1 & 1) && FMSHM__LOAD(&h->table_seq, FMSHM__RLX) == s1)
 			break;
-		if (try > r->spin_retries)
+		if (attempt > r->spin_retries)
 			sched_yield();
 	}
-	out->heartbeat = (int64_t)atomic_load_explicit(&h->heartbeat, FMSHM__RLX);
+	out->heartbeat = (int64_t)FMSHM__LOAD(&h->heartbeat, FMSHM__RLX);
 	out->heartbeat_age = fmshm__mono_ns() - out->heartbeat;
 	out->writer_alive = out->status == FMSHM_STATUS_READY && fmshm_writer_alive(r);
 	return fmshm__status_err(out->status);
@@ -1036,7 +1067,7 @@ static inline int fmshm_wait(fmshm *r, uint64_t last, int timeout_ms, uint64_t *
 		int rc = fmshm__status(r);
 		if (rc != FMSHM_OK)
 			return rc;
-		s = atomic_load_explicit(&r->hdr->table_seq, memory_order_seq_cst);
+		s = FMSHM__LOAD(&r->hdr->table_seq, FMSHM__SEQ);
 		if (s != last && !(s & 1)) {
 			if (seq)
 				*seq = s;
@@ -1054,7 +1085,7 @@ static inline int fmshm_wait(fmshm *r, uint64_t last, int timeout_ms, uint64_t *
 		/* FUTEX_WAIT = 0; the futex word is the low half (little-endian) */
 		syscall(SYS_futex, (void *)&r->hdr->table_seq, 0, (uint32_t)s, &ts, NULL, 0);
 		if (fmshm__status(r) == FMSHM_OK &&
-		    atomic_load_explicit(&r->hdr->table_seq, FMSHM__ACQ) == s && !fmshm_writer_alive(r))
+		    FMSHM__LOAD(&r->hdr->table_seq, FMSHM__ACQ) == s && !fmshm_writer_alive(r))
 			return FMSHM_EWRITERDEAD;
 	}
 }
@@ -1066,7 +1097,7 @@ static inline int fmshm_wait(fmshm *r, uint64_t last, int timeout_ms, uint64_t *
  * in the ring). */
 static inline void fmshm_follow(fmshm *r, fmshm_follower *f, int from_oldest)
 {
-	uint64_t t = atomic_load_explicit(&r->ring->tail, FMSHM__ACQ), cap = (uint64_t)r->ring_mask + 1;
+	uint64_t t = FMSHM__LOAD(&r->ring->tail, FMSHM__ACQ), cap = (uint64_t)r->ring_mask + 1;
 	f->cursor = t;
 	if (from_oldest)
 		f->cursor = t > cap ? t - cap : 0;
@@ -1091,7 +1122,7 @@ static inline int fmshm_next_event(fmshm *r, fmshm_follower *f, fmshm_event *ev,
 	uint64_t cap = (uint64_t)r->ring_mask + 1, nlost = 0;
 	int got = 0;
 	for (;;) {
-		uint64_t t = atomic_load_explicit(&r->ring->tail, FMSHM__ACQ), c, want, s1, m;
+		uint64_t t = FMSHM__LOAD(&r->ring->tail, FMSHM__ACQ), c, want, s1, m;
 		struct fmshm_event_rec *e;
 		if (f->cursor >= t) {
 			if (f->cursor > t)
@@ -1105,21 +1136,21 @@ static inline int fmshm_next_event(fmshm *r, fmshm_follower *f, fmshm_event *ev,
 		c = f->cursor;
 		e = &r->events[c & r->ring_mask];
 		want = 2 * c + 2;
-		s1 = atomic_load_explicit(&e->seq, FMSHM__ACQ);
+		s1 = FMSHM__LOAD(&e->seq, FMSHM__ACQ);
 		if (s1 != want) {
 			if (s1 > want) {
-				nlost += fmshm__jump(r, f, atomic_load_explicit(&r->ring->tail, FMSHM__ACQ));
+				nlost += fmshm__jump(r, f, FMSHM__LOAD(&r->ring->tail, FMSHM__ACQ));
 				continue;
 			}
 			break; /* not complete yet */
 		}
 		ev->pos = c;
-		ev->table_seq = atomic_load_explicit(&e->table_seq, FMSHM__RLX);
-		ev->entity_id = atomic_load_explicit(&e->entity_id, FMSHM__RLX);
-		m = atomic_load_explicit(&e->meta, FMSHM__RLX);
-		atomic_thread_fence(memory_order_acquire);
-		if (atomic_load_explicit(&e->seq, FMSHM__RLX) != want) {
-			nlost += fmshm__jump(r, f, atomic_load_explicit(&r->ring->tail, FMSHM__ACQ));
+		ev->table_seq = FMSHM__LOAD(&e->table_seq, FMSHM__RLX);
+		ev->entity_id = FMSHM__LOAD(&e->entity_id, FMSHM__RLX);
+		m = FMSHM__LOAD(&e->meta, FMSHM__RLX);
+		FMSHM__FENCE(FMSHM__ACQ);
+		if (FMSHM__LOAD(&e->seq, FMSHM__RLX) != want) {
+			nlost += fmshm__jump(r, f, FMSHM__LOAD(&r->ring->tail, FMSHM__ACQ));
 			continue;
 		}
 		ev->kind = (uint8_t)(m >> FMSHM_EV_KIND_SHIFT);
@@ -1133,5 +1164,9 @@ static inline int fmshm_next_event(fmshm *r, fmshm_follower *f, fmshm_event *ev,
 		*lost = nlost;
 	return got;
 }
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
 
 #endif /* FMSHM_H */

@@ -1,14 +1,22 @@
-// Package watchdog puts the Linux watchdog device (/dev/watchdog and
+// Package watchdog puts the Linux watchdog device (/dev/watchdog0 and
 // friends, through the WDIOC_* ioctls) and systemd's service watchdog
-// (WATCHDOG=1 over sd_notify) behind one small interface. The agent kicks
-// it while the node is healthy; an isolated node that must fence itself
-// stops kicking (DESIGN §2) and the hardware, or systemd, resets it.
+// (WATCHDOG=1 over sd_notify) behind one small interface, Kicker, and kicks
+// them together from one health signal (Guard): every critical loop of the
+// agent made progress within the kick period, and nothing holds the kicks
+// (a self-fence decision of the core, a critical daemon that could not be
+// kept up). A node that must fence itself stops kicking (DESIGN §2) and the
+// hardware, or systemd, resets it.
+//
+// Opening a real watchdog device arms it: the tests use a fake ioctl on a
+// regular file, or the Fake kicker; the one test that opens a real device
+// (softdog) is opt-in and uses a long timeout and the magic close.
 package watchdog
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -18,57 +26,71 @@ import (
 	"github.com/fmagent/fmagent/sdnotify"
 )
 
-// Watchdog is kicked while the node is healthy.
-type Watchdog interface {
+// Kicker is one watchdog: a device or systemd's.
+type Kicker interface {
 	// Kick postpones the reset by one timeout.
 	Kick() error
-	// Close stops watching: the device is disarmed with the magic close
+	// Timeout is the reset timeout in force.
+	Timeout() time.Duration
+	// Close stops watching: a device is disarmed with the magic close
 	// (unless it was opened with KeepArmed).
 	Close() error
+	// Name says what it is ("/dev/watchdog0", "systemd").
+	Name() string
 }
 
-// Open returns the watchdog the configuration asks for: the device at path
-// when path is not empty, else systemd's watchdog when the service manager
-// enabled one for this process (WATCHDOG_USEC), else a no-op.
-func Open(path string, opts DeviceOptions) (Watchdog, error) {
-	if path != "" {
-		return OpenDevice(path, opts)
+// Sentinel errors.
+var (
+	// ErrClosed is returned by Kick after Close.
+	ErrClosed = errors.New("watchdog: closed")
+	// ErrNotSupported: the driver lacks an ioctl (ENOTTY). Not a failure
+	// by itself; it fails OpenDevice only when the timeout cannot be known.
+	ErrNotSupported = errors.New("watchdog: not supported by the driver")
+	// ErrNoDevice: "auto" found neither /dev/watchdog0 nor /dev/watchdog.
+	ErrNoDevice = errors.New("watchdog: no watchdog device")
+	// ErrNoSystemdWatchdog: systemd did not enable a watchdog for this process.
+	ErrNoSystemdWatchdog = errors.New("watchdog: systemd's watchdog is not enabled for this process (no WATCHDOG_USEC)")
+)
+
+// Auto is the device setting that picks the first of DefaultPaths present.
+const Auto = "auto"
+
+// DefaultPaths are tried in order for Auto: watchdog0 is the first device
+// of the watchdog core (with the full ioctl set); /dev/watchdog is the
+// legacy name, usually the same device.
+var DefaultPaths = []string{"/dev/watchdog0", "/dev/watchdog"}
+
+// ResolvePath returns the device path for a configured setting: "" stays ""
+// (no device), Auto is the first of DefaultPaths that exists, anything else
+// is used as is.
+func ResolvePath(setting string) (string, error) {
+	if setting != Auto {
+		return setting, nil
 	}
-	if s, err := NewSystemd(); err == nil {
-		return s, nil
+	for _, p := range DefaultPaths {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
 	}
-	return Noop{}, nil
+	return "", fmt.Errorf("%w (tried %s)", ErrNoDevice, strings.Join(DefaultPaths, ", "))
 }
-
-// KickPeriod is how often to kick w: a third of its timeout, so that one
-// late kick is not yet a reset; 0 for a watchdog with no timeout (Noop).
-func KickPeriod(w Watchdog) time.Duration {
-	if t, ok := w.(interface{ Timeout() time.Duration }); ok {
-		return t.Timeout() / 3
-	}
-	return 0
-}
-
-// Noop is the watchdog when none is configured.
-type Noop struct{}
-
-func (Noop) Kick() error  { return nil }
-func (Noop) Close() error { return nil }
 
 // ioctl numbers from <linux/watchdog.h>, as x/sys/unix has them.
 const (
-	wdiocKeepalive  = unix.WDIOC_KEEPALIVE  // _IOR('W', 5, int)
-	wdiocSetTimeout = unix.WDIOC_SETTIMEOUT // _IOWR('W', 6, int)
-	wdiocGetTimeout = unix.WDIOC_GETTIMEOUT // _IOR('W', 7, int)
+	wdiocGetSupport    = unix.WDIOC_GETSUPPORT    // _IOR('W', 0, struct watchdog_info)
+	wdiocGetBootStatus = unix.WDIOC_GETBOOTSTATUS // _IOR('W', 2, int)
+	wdiocKeepalive     = unix.WDIOC_KEEPALIVE     // _IOR('W', 5, int)
+	wdiocSetTimeout    = unix.WDIOC_SETTIMEOUT    // _IOWR('W', 6, int)
+	wdiocGetTimeout    = unix.WDIOC_GETTIMEOUT    // _IOR('W', 7, int)
 )
 
-// ioctlFunc performs one int-argument ioctl; tests replace it, because
-// opening a real watchdog device arms it and would reset the machine.
-type ioctlFunc func(fd uintptr, req uint, arg *int32) error
+// IoctlFunc performs one ioctl. Tests give a fake driver, because opening
+// a real watchdog device arms it and would reset the machine.
+type IoctlFunc func(fd uintptr, req uint, arg unsafe.Pointer) error
 
-func sysIoctl(fd uintptr, req uint, arg *int32) error {
+func sysIoctl(fd uintptr, req uint, arg unsafe.Pointer) error {
 	for {
-		_, _, e := unix.Syscall(unix.SYS_IOCTL, fd, uintptr(req), uintptr(unsafe.Pointer(arg)))
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, fd, uintptr(req), uintptr(arg))
 		switch e {
 		case 0:
 			return nil
@@ -85,33 +107,74 @@ type DeviceOptions struct {
 	// Timeout asks the driver for this timeout (whole seconds, rounded up);
 	// 0 keeps the driver's. The driver may pick another: see Timeout().
 	Timeout time.Duration
-	// KeepArmed makes Close leave the watchdog armed (no magic close): the
-	// machine then resets one timeout after the last kick unless someone
-	// opens the device again and kicks.
+	// KeepArmed makes Close leave the watchdog armed (no magic close).
 	KeepArmed bool
 
-	ioctl ioctlFunc // nil: the real ioctl(2)
+	// Ioctl is the driver: nil for the real ioctl(2); tests give a fake
+	// one (on a regular file standing in for the device).
+	Ioctl IoctlFunc
+}
+
+// Info is what the driver says about itself and the last boot.
+type Info struct {
+	Identity string // WDIOC_GETSUPPORT's identity, "" if not supported
+	Options  uint32 // WDIOF_* the driver supports
+	// BootStatus is WDIOC_GETBOOTSTATUS (WDIOF_* flags of the last reset);
+	// BootStatusKnown is false when the driver lacks the ioctl.
+	BootStatus      uint32
+	BootStatusKnown bool
+	// TimeoutSet is false when the driver lacks WDIOC_SETTIMEOUT (the
+	// driver's timeout stays).
+	TimeoutSet bool
+}
+
+// WatchdogReset reports whether the last reboot was caused by the watchdog
+// (WDIOF_CARDRESET in the boot status).
+func (i Info) WatchdogReset() bool {
+	return i.BootStatusKnown && i.BootStatus&unix.WDIOF_CARDRESET != 0
+}
+
+// BootStatusString describes the boot status for humans.
+func (i Info) BootStatusString() string {
+	switch {
+	case !i.BootStatusKnown:
+		return "unknown (not supported by the driver)"
+	case i.WatchdogReset():
+		return fmt.Sprintf("watchdog reset (0x%x)", i.BootStatus)
+	case i.BootStatus == 0:
+		return "normal"
+	}
+	return fmt.Sprintf("0x%x", i.BootStatus)
 }
 
 // Device is a Linux watchdog device. Opening it arms it.
 type Device struct {
 	mu        sync.Mutex
+	path      string
 	f         *os.File
-	ioctl     ioctlFunc
+	ioctl     IoctlFunc
 	timeout   time.Duration
 	keepArmed bool
+	writeKick bool // the driver lacks WDIOC_KEEPALIVE: kick by writing
+	info      Info
 }
 
-// OpenDevice opens and arms the watchdog device at path, sets its timeout
-// if asked, reads back the timeout in force and kicks it once. If any step
-// after opening fails, the device is disarmed (magic close) before the
-// error is returned, so a failed start does not reset the machine.
+var _ Kicker = (*Device)(nil)
+
+// OpenDevice opens and arms the watchdog device at path, reads what the
+// driver supports and the boot status, sets its timeout if asked, reads back
+// the timeout in force (drivers round) and kicks it once. ENOTTY from an
+// ioctl means the driver lacks it: GETSUPPORT and GETBOOTSTATUS are then
+// unknown, SETTIMEOUT leaves the driver's timeout, KEEPALIVE falls back to a
+// write; only a timeout that cannot be known at all fails. If any step after
+// opening fails, the device is disarmed (magic close) before the error is
+// returned, so a failed start does not reset the machine.
 func OpenDevice(path string, opts DeviceOptions) (*Device, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("watchdog: %w", err)
 	}
-	d := &Device{f: f, ioctl: opts.ioctl, keepArmed: opts.KeepArmed}
+	d := &Device{path: path, f: f, ioctl: opts.Ioctl, keepArmed: opts.KeepArmed}
 	if d.ioctl == nil {
 		d.ioctl = sysIoctl
 	}
@@ -120,14 +183,42 @@ func OpenDevice(path string, opts DeviceOptions) (*Device, error) {
 		d.Close()
 		return nil, fmt.Errorf("watchdog: %s %s: %w", what, path, err)
 	}
+	fd := f.Fd()
+	var wi unix.WatchdogInfo
+	switch err := d.ioctl(fd, wdiocGetSupport, unsafe.Pointer(&wi)); {
+	case err == nil:
+		d.info.Options = wi.Options
+		d.info.Identity = strings.TrimRight(string(wi.Identity[:]), "\x00")
+	case !errors.Is(err, unix.ENOTTY):
+		return fail("WDIOC_GETSUPPORT", err)
+	}
+	var boot int32
+	switch err := d.ioctl(fd, wdiocGetBootStatus, unsafe.Pointer(&boot)); {
+	case err == nil:
+		d.info.BootStatus, d.info.BootStatusKnown = uint32(boot), true
+	case !errors.Is(err, unix.ENOTTY):
+		return fail("WDIOC_GETBOOTSTATUS", err)
+	}
+	var setSecs int32
 	if opts.Timeout > 0 {
-		secs := int32((opts.Timeout + time.Second - 1) / time.Second)
-		if err := d.ioctl(f.Fd(), wdiocSetTimeout, &secs); err != nil {
+		setSecs = int32((opts.Timeout + time.Second - 1) / time.Second)
+		switch err := d.ioctl(fd, wdiocSetTimeout, unsafe.Pointer(&setSecs)); {
+		case err == nil:
+			d.info.TimeoutSet = true // the driver wrote back what it chose
+		case errors.Is(err, unix.ENOTTY):
+			setSecs = 0
+		default:
 			return fail("WDIOC_SETTIMEOUT", err)
 		}
 	}
 	var secs int32
-	if err := d.ioctl(f.Fd(), wdiocGetTimeout, &secs); err != nil {
+	switch err := d.ioctl(fd, wdiocGetTimeout, unsafe.Pointer(&secs)); {
+	case err == nil:
+	case errors.Is(err, unix.ENOTTY) && setSecs > 0:
+		secs = setSecs
+	case errors.Is(err, unix.ENOTTY):
+		return fail("WDIOC_GETTIMEOUT", fmt.Errorf("%w: %w: the timeout in force cannot be known", ErrNotSupported, err))
+	default:
 		return fail("WDIOC_GETTIMEOUT", err)
 	}
 	if secs <= 0 {
@@ -143,19 +234,33 @@ func OpenDevice(path string, opts DeviceOptions) (*Device, error) {
 // Timeout is the timeout the driver is using.
 func (d *Device) Timeout() time.Duration { return d.timeout }
 
-// ErrClosed is returned by Kick after Close.
-var ErrClosed = errors.New("watchdog: closed")
+// Name is the device's path.
+func (d *Device) Name() string { return d.path }
 
-// Kick sends WDIOC_KEEPALIVE.
+// Info is what the driver said at open.
+func (d *Device) Info() Info { return d.info }
+
+// Kick sends WDIOC_KEEPALIVE (or, for a driver without it, writes a byte
+// other than the magic 'V').
 func (d *Device) Kick() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.f == nil {
 		return ErrClosed
 	}
-	var dummy int32
-	if err := d.ioctl(d.f.Fd(), wdiocKeepalive, &dummy); err != nil {
-		return fmt.Errorf("watchdog: WDIOC_KEEPALIVE: %w", err)
+	if !d.writeKick {
+		var dummy int32
+		err := d.ioctl(d.f.Fd(), wdiocKeepalive, unsafe.Pointer(&dummy))
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.ENOTTY) {
+			return fmt.Errorf("watchdog: WDIOC_KEEPALIVE: %w", err)
+		}
+		d.writeKick = true
+	}
+	if _, err := d.f.Write([]byte{'k'}); err != nil {
+		return fmt.Errorf("watchdog: keepalive write: %w", err)
 	}
 	return nil
 }
@@ -163,15 +268,11 @@ func (d *Device) Kick() error {
 // Close disarms the device with the magic close (writing 'V' just before
 // closing it), unless it was opened with KeepArmed. Drivers built with
 // CONFIG_WATCHDOG_NOWAYOUT ignore the magic close.
-func (d *Device) Close() error {
-	return d.close(!d.keepArmed)
-}
+func (d *Device) Close() error { return d.close(!d.keepArmed) }
 
 // CloseArmed closes the device without the magic close, whatever the
 // options: the machine resets one timeout after the last kick.
-func (d *Device) CloseArmed() error {
-	return d.close(false)
-}
+func (d *Device) CloseArmed() error { return d.close(false) }
 
 func (d *Device) close(disarm bool) error {
 	d.mu.Lock()
@@ -198,8 +299,7 @@ type Systemd struct {
 	interval time.Duration
 }
 
-// ErrNoSystemdWatchdog: systemd did not enable a watchdog for this process.
-var ErrNoSystemdWatchdog = errors.New("watchdog: systemd's watchdog is not enabled for this process (no WATCHDOG_USEC)")
+var _ Kicker = (*Systemd)(nil)
 
 // NewSystemd returns systemd's watchdog if systemd enabled one for us.
 func NewSystemd() (*Systemd, error) {
@@ -212,6 +312,9 @@ func NewSystemd() (*Systemd, error) {
 
 // Timeout is WatchdogSec.
 func (s *Systemd) Timeout() time.Duration { return s.interval }
+
+// Name is "systemd".
+func (s *Systemd) Name() string { return "systemd" }
 
 // Kick sends WATCHDOG=1.
 func (s *Systemd) Kick() error {
@@ -227,3 +330,72 @@ func (s *Systemd) Kick() error {
 
 // Close does nothing: systemd stops watching when the service stops.
 func (s *Systemd) Close() error { return nil }
+
+// Fake is a Kicker for tests: it records every kick and the magic close.
+type Fake struct {
+	mu      sync.Mutex
+	T       time.Duration // Timeout()
+	Label   string        // Name(); "fake" if empty
+	kicks   []time.Time
+	closed  bool
+	magic   bool
+	KickErr error // returned by Kick when set
+}
+
+var _ Kicker = (*Fake)(nil)
+
+// Kick records a kick.
+func (f *Fake) Kick() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return ErrClosed
+	}
+	f.kicks = append(f.kicks, time.Now())
+	return f.KickErr
+}
+
+// Timeout returns T.
+func (f *Fake) Timeout() time.Duration { return f.T }
+
+// Name returns Label.
+func (f *Fake) Name() string {
+	if f.Label == "" {
+		return "fake"
+	}
+	return f.Label
+}
+
+// Close records the magic close.
+func (f *Fake) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.closed {
+		f.closed, f.magic = true, true
+	}
+	return nil
+}
+
+// Kicks is the number of kicks so far.
+func (f *Fake) Kicks() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.kicks)
+}
+
+// LastKick is the time of the last kick (zero if none).
+func (f *Fake) LastKick() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.kicks) == 0 {
+		return time.Time{}
+	}
+	return f.kicks[len(f.kicks)-1]
+}
+
+// MagicClosed reports whether Close (the magic close) was called.
+func (f *Fake) MagicClosed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.magic
+}

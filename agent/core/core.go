@@ -278,6 +278,8 @@ type Node struct {
 	group    []wire.Change
 	hbOut    wire.Heartbeat  // the heartbeat being sent
 	hbIn     *wire.Heartbeat // decode buffer, swapped with a peer's when newer
+
+	fence fenceState // self-fence decision (fence.go)
 }
 
 // New returns a node starting at now.
@@ -482,6 +484,7 @@ func (n *Node) Tick(now time.Time) {
 		n.followerTick(now)
 	}
 	n.reportTick(now)
+	n.fenceTick(now)
 }
 
 // NextDeadline is when Tick must next be called.

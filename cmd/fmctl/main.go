@@ -209,7 +209,7 @@ var globalNames = map[string]bool{"socket": true, "o": true, "timeout": true}
 // defaults (so that a flag given before the command survives its
 // definition on the command's flag set).
 func defineGlobals(fs *flag.FlagSet, e *env) {
-	fs.StringVar(&e.socket, "socket", e.socket, "agent's unix socket `path`; the default is $FMAGENT_SOCKET if set, else /run/fmagent/fmagent.sock, or /tmp/fmagent-<uid>/fmagent.sock if only that exists")
+	fs.StringVar(&e.socket, "socket", e.socket, "agent's unix socket `path`; the default is $FMAGENT_SOCKET if set, else /run/fmagent/fmagent.sock, or $XDG_RUNTIME_DIR/fmagent/fmagent.sock or /tmp/fmagent-<uid>/fmagent.sock if only that exists")
 	fs.StringVar(&e.format, "o", e.format, "output `format`: table or json")
 	fs.DurationVar(&e.timeout, "timeout", e.timeout, "bound on each request, e.g. 500ms, 10s; 0 for none")
 }

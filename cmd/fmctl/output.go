@@ -142,7 +142,10 @@ func printStatus(w io.Writer, st *api.Status) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", node, m.Incarnation, m.Role, m.State,
 			upDown(m.Links.A), upDown(m.Links.B), m.Priority, yesNo(m.Eligible))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printWatchdog(w, st.Watchdog, time.Now())
 }
 
 // alarmSummary is the ALARMS cell: "0", or the count and the worst severity.

@@ -4,21 +4,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"runtime"
-	"runtime/debug"
 
 	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/version"
 )
 
 // The version command.
 
-// version is fmctl's version; set it with
-// -ldflags "-X main.version=v1.2.3". Empty: from the build info.
-var version string
-
 // versionInfo is "fmctl version -o json".
 type versionInfo struct {
-	Version  string `json:"version"`  // fmctl's version
+	Version  string `json:"version"`  // fmctl's version (version.Version, stamped by the Makefile)
 	Commit   string `json:"commit"`   // VCS revision, "" if unknown
 	Go       string `json:"go"`       // Go version it was built with
 	Platform string `json:"platform"` // GOOS/GOARCH
@@ -26,31 +21,8 @@ type versionInfo struct {
 }
 
 func buildVersion() versionInfo {
-	v := versionInfo{
-		Version:  version,
-		Go:       runtime.Version(),
-		Platform: runtime.GOOS + "/" + runtime.GOARCH,
-		Protocol: int(api.Version),
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v.Version == "" && bi.Main.Version != "" {
-			v.Version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				v.Commit = s.Value
-			case "vcs.modified":
-				if s.Value == "true" && v.Commit != "" {
-					v.Commit += "-dirty"
-				}
-			}
-		}
-	}
-	if v.Version == "" {
-		v.Version = "(devel)"
-	}
-	return v
+	b := version.Get()
+	return versionInfo{Version: b.Version, Commit: b.Commit, Go: b.Go, Platform: b.Platform, Protocol: int(api.Version)}
 }
 
 func setupVersion(fs *flag.FlagSet) runFunc {

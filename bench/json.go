@@ -1,0 +1,247 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// Quantiles are a distribution's nearest-rank quantiles, in nanoseconds.
+type Quantiles struct {
+	N   int           `json:"n"`
+	P50 time.Duration `json:"p50_ns"`
+	P90 time.Duration `json:"p90_ns"`
+	P99 time.Duration `json:"p99_ns"`
+	Max time.Duration `json:"max_ns"`
+}
+
+func quantiles(d Dist) Quantiles {
+	return Quantiles{N: len(d), P50: d.P50(), P90: d.P90(), P99: d.P99(), Max: d.Max()}
+}
+
+// RatioPair is a figure's p50 over the baseline's p50 and p99 over p99.
+type RatioPair struct {
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+}
+
+// RunJSON is one Result as written to the JSON results.
+type RunJSON struct {
+	Nodes      int                  `json:"nodes"`
+	Master     int                  `json:"master"`
+	Interval   time.Duration        `json:"interval_ns"`
+	Misses     int                  `json:"misses"`
+	Bound      time.Duration        `json:"bound_ns"`
+	LoadBefore float64              `json:"load_average_before"`
+	LoadAfter  float64              `json:"load_average_after"`
+	Figures    map[string]Quantiles `json:"figures"`
+	Ratios     map[string]RatioPair `json:"ratios_to_baseline,omitempty"`
+	// DetectOverBound is detection / bound at p50, p99 and max.
+	DetectOverBound   map[string]float64 `json:"detect_over_bound,omitempty"`
+	FailoverOverBound map[string]float64 `json:"failover_over_bound,omitempty"`
+	Kills             []KillJSON         `json:"kills,omitempty"`
+	Failovers         []KillJSON         `json:"failovers,omitempty"`
+	Idle              *ResourceSummary   `json:"idle,omitempty"`
+	Failures          []string           `json:"failures,omitempty"`
+}
+
+// KillJSON is one Kill.
+type KillJSON struct {
+	Victim     int           `json:"victim"`
+	Master     int           `json:"master"`
+	NewMaster  int           `json:"new_master"`
+	Detect     time.Duration `json:"detect_ns"`
+	ToDecision time.Duration `json:"to_decision_ns"`
+	Propagate  time.Duration `json:"propagate_ns"`
+	Spread     time.Duration `json:"spread_ns"`
+}
+
+func killsJSON(ks []Kill) []KillJSON {
+	out := make([]KillJSON, len(ks))
+	for i, k := range ks {
+		out[i] = KillJSON(k)
+	}
+	return out
+}
+
+func overBound(d Dist, bound time.Duration) map[string]float64 {
+	if len(d) == 0 {
+		return nil
+	}
+	return map[string]float64{"p50": Ratio(d.P50(), bound), "p99": Ratio(d.P99(), bound), "max": Ratio(d.Max(), bound)}
+}
+
+// JSON returns r as written to the results.
+func (r *Result) JSON() RunJSON {
+	j := RunJSON{
+		Nodes: r.Nodes, Master: r.Master, Interval: r.Interval, Misses: r.Misses, Bound: r.Bound,
+		LoadBefore: r.LoadBefore, LoadAfter: r.LoadAfter,
+		Figures:           map[string]Quantiles{},
+		DetectOverBound:   overBound(r.DetectDist(), r.Bound),
+		FailoverOverBound: overBound(r.FailoverDist(), r.Bound),
+		Kills:             killsJSON(r.Kills), Failovers: killsJSON(r.Failovers),
+		Idle: r.Idle, Failures: r.Failures,
+	}
+	for _, f := range Figures {
+		if d := f.Get(r); len(d) > 0 {
+			j.Figures[f.Key] = quantiles(d)
+		}
+	}
+	if len(r.Baseline) > 0 {
+		j.Ratios = map[string]RatioPair{}
+		for _, f := range Ratios {
+			p50, p99 := r.ratios(f.Get(r))
+			j.Ratios[f.Key] = RatioPair{p50, p99}
+		}
+	}
+	return j
+}
+
+// GroupJSON is every run of one profile and cluster size, and the median
+// over the runs of each figure's quantiles and of each ratio.
+type GroupJSON struct {
+	Profile  string        `json:"profile"`
+	Nodes    int           `json:"nodes"`
+	Interval time.Duration `json:"interval_ns"`
+	Misses   int           `json:"misses"`
+	Bound    time.Duration `json:"bound_ns"`
+	Runs     []RunJSON     `json:"runs"`
+	// Median is, for each figure, the median over the runs of each quantile.
+	Median       map[string]Quantiles `json:"median"`
+	MedianRatios map[string]RatioPair `json:"median_ratios_to_baseline,omitempty"`
+	// MedianDetectOverBound is the median over the runs of detection /
+	// bound at p50, p99 and max (and the same for failover).
+	MedianDetectOverBound   map[string]float64 `json:"median_detect_over_bound,omitempty"`
+	MedianFailoverOverBound map[string]float64 `json:"median_failover_over_bound,omitempty"`
+	MedianIdle              *ResourceSummary   `json:"median_idle,omitempty"`
+	LoadAverages            []float64          `json:"load_averages"`
+}
+
+func medianDur(v []time.Duration) time.Duration {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func medianFloat(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// Group summarises the runs rs of one configuration.
+func Group(profile string, rs []*Result) GroupJSON {
+	g := GroupJSON{Profile: profile, Median: map[string]Quantiles{}}
+	if len(rs) == 0 {
+		return g
+	}
+	g.Nodes, g.Interval, g.Misses, g.Bound = rs[0].Nodes, rs[0].Interval, rs[0].Misses, rs[0].Bound
+	for _, r := range rs {
+		g.Runs = append(g.Runs, r.JSON())
+		g.LoadAverages = append(g.LoadAverages, r.LoadBefore, r.LoadAfter)
+	}
+	for _, f := range Figures {
+		var n int
+		var p50, p90, p99, mx []time.Duration
+		for _, r := range rs {
+			d := f.Get(r)
+			if len(d) == 0 {
+				continue
+			}
+			n += len(d)
+			p50, p90, p99, mx = append(p50, d.P50()), append(p90, d.P90()), append(p99, d.P99()), append(mx, d.Max())
+		}
+		if n > 0 {
+			g.Median[f.Key] = Quantiles{N: n, P50: medianDur(p50), P90: medianDur(p90), P99: medianDur(p99), Max: medianDur(mx)}
+		}
+	}
+	if len(rs[0].Baseline) > 0 {
+		g.MedianRatios = map[string]RatioPair{}
+		for _, f := range Ratios {
+			var a, b []float64
+			for _, r := range rs {
+				p50, p99 := r.ratios(f.Get(r))
+				a, b = append(a, p50), append(b, p99)
+			}
+			g.MedianRatios[f.Key] = RatioPair{medianFloat(a), medianFloat(b)}
+		}
+	}
+	med := func(get func(*Result) Dist) map[string]float64 {
+		out := map[string]float64{}
+		for _, q := range []struct {
+			k string
+			f func(Dist) time.Duration
+		}{{"p50", Dist.P50}, {"p99", Dist.P99}, {"max", Dist.Max}} {
+			var v []float64
+			for _, r := range rs {
+				if d := get(r); len(d) > 0 {
+					v = append(v, Ratio(q.f(d), r.Bound))
+				}
+			}
+			if len(v) == 0 {
+				return nil
+			}
+			out[q.k] = medianFloat(v)
+		}
+		return out
+	}
+	g.MedianDetectOverBound = med((*Result).DetectDist)
+	g.MedianFailoverOverBound = med((*Result).FailoverDist)
+	if rs[0].Idle != nil {
+		g.MedianIdle = medianIdle(rs)
+	}
+	return g
+}
+
+// medianIdle is the median over the runs of each mean of the idle window
+// (false downs and elections are summed over the runs).
+func medianIdle(rs []*Result) *ResourceSummary {
+	var cpu, mx, pps, load []float64
+	var rss, per, win []time.Duration
+	s := &ResourceSummary{}
+	for _, r := range rs {
+		if r.Idle == nil {
+			continue
+		}
+		cpu = append(cpu, r.Idle.MeanCPU)
+		mx = append(mx, r.Idle.MaxCPU)
+		pps = append(pps, r.Idle.MeanPacketsPerS)
+		load = append(load, r.Idle.LoadAverage)
+		rss = append(rss, time.Duration(r.Idle.MeanRSSKiB))
+		per = append(per, r.Idle.MeanCPUPerPacket)
+		win = append(win, r.Idle.Window)
+		s.PeerDowns += r.Idle.PeerDowns
+		s.Elections += r.Idle.Elections
+	}
+	if len(cpu) == 0 {
+		return nil
+	}
+	s.MeanCPU, s.MaxCPU, s.MeanPacketsPerS, s.LoadAverage = medianFloat(cpu), medianFloat(mx), medianFloat(pps), medianFloat(load)
+	s.MeanRSSKiB, s.MeanCPUPerPacket, s.Window = int64(medianDur(rss)), medianDur(per), medianDur(win)
+	return s
+}
+
+// WriteResults writes v as JSON to dir/<name>-<UTC timestamp>.json and to
+// dir/<name>-latest.json, and returns the timestamped file's path.
+func WriteResults(dir, name string, v any) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	b = append(b, '\n')
+	p := filepath.Join(dir, fmt.Sprintf("%s-%s.json", name, time.Now().UTC().Format("20060102T150405Z")))
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		return "", err
+	}
+	tmp := filepath.Join(dir, "."+name+"-latest.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return "", err
+	}
+	return p, os.Rename(tmp, filepath.Join(dir, name+"-latest.json"))
+}

@@ -1,0 +1,245 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Resource use of one agent over an idle window (nothing reported, nothing
+// changing: heartbeats only), from /proc/PID/stat (utime + stime, every
+// thread), /proc/PID/status (VmRSS, VmHWM) and the agent's own metrics
+// (datagrams sent and received on both networks, protocol events).
+type Resource struct {
+	Node int `json:"node"`
+	// CPU is the agent's CPU time over the window divided by the window: 0.01
+	// is 1% of one core.
+	CPU    float64 `json:"cpu_fraction"`
+	CPUSec float64 `json:"cpu_seconds"`
+	// RSS and HWM are VmRSS and VmHWM at the end of the window, in KiB.
+	RSSKiB int64 `json:"rss_kib"`
+	HWMKiB int64 `json:"hwm_kib"`
+	// Sent and Received are datagrams over the window (both networks).
+	Sent     uint64 `json:"packets_sent"`
+	Received uint64 `json:"packets_received"`
+	// CPUPerPacket is CPU time divided by datagrams sent plus received.
+	CPUPerPacket time.Duration `json:"cpu_per_packet_ns"`
+	// PeerDowns and Elections are the agent's peer-down and elected
+	// events over the window: on an idle cluster every one is false.
+	PeerDowns uint64 `json:"peer_downs"`
+	Elections uint64 `json:"elections"`
+}
+
+// ResourceSummary is the Resource of every agent of a run and their mean.
+type ResourceSummary struct {
+	Window      time.Duration `json:"window_ns"`
+	LoadAverage float64       `json:"load_average_1m"`
+	PerAgent    []Resource    `json:"per_agent"`
+	// Means over the agents.
+	MeanCPU          float64       `json:"mean_cpu_fraction"`
+	MaxCPU           float64       `json:"max_cpu_fraction"`
+	MeanRSSKiB       int64         `json:"mean_rss_kib"`
+	MeanPacketsPerS  float64       `json:"mean_packets_per_second"` // sent + received, per agent
+	MeanCPUPerPacket time.Duration `json:"mean_cpu_per_packet_ns"`
+	PeerDowns        uint64        `json:"peer_downs"` // summed over the agents
+	Elections        uint64        `json:"elections"`
+}
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100
+// on every Linux architecture Go supports.
+const clockTicks = 100
+
+// procCPU returns utime + stime of pid, in seconds.
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces:
+	// the fields after the last ')' start at field 3 (state).
+	s := string(b)
+	k := strings.LastIndexByte(s, ')')
+	if k < 0 {
+		return 0, fmt.Errorf("bench: /proc/%d/stat: malformed", pid)
+	}
+	f := strings.Fields(s[k+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("bench: /proc/%d/stat: %d fields", pid, len(f))
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64) // field 14
+	st, err2 := strconv.ParseUint(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bench: /proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
+	}
+	return float64(ut+st) / clockTicks, nil
+}
+
+// procMem returns VmRSS and VmHWM of pid in KiB.
+func procMem(pid int) (rss, hwm int64, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		fs := strings.Fields(v)
+		if len(fs) == 0 {
+			continue
+		}
+		n, _ := strconv.ParseInt(fs[0], 10, 64)
+		switch k {
+		case "VmRSS":
+			rss = n
+		case "VmHWM":
+			hwm = n
+		}
+	}
+	return rss, hwm, sc.Err()
+}
+
+// LoadAverage is the 1-minute load average (0 if unreadable).
+func LoadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
+// agentCounters are the metrics the resource window reads.
+type agentCounters struct {
+	sent, received, peerDowns, elections uint64
+}
+
+// scrape reads the agent's metrics endpoint.
+func scrape(ctx context.Context, addr string) (agentCounters, error) {
+	var c agentCounters
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return c, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return c, fmt.Errorf("bench: metrics of %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	return parseCounters(resp.Body)
+}
+
+// parseCounters sums the counters it needs from the Prometheus text format.
+func parseCounters(r io.Reader) (agentCounters, error) {
+	var c agentCounters
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			continue
+		}
+		base, labels, _ := strings.Cut(name, "{")
+		switch {
+		case base == "fmagent_packets_sent_total":
+			c.sent += uint64(v)
+		case base == "fmagent_packets_received_total":
+			c.received += uint64(v)
+		case base == "fmagent_events_total" && strings.Contains(labels, `kind="peer-down"`):
+			c.peerDowns += uint64(v)
+		case base == "fmagent_events_total" && strings.Contains(labels, `kind="elected"`):
+			c.elections += uint64(v)
+		}
+	}
+	return c, sc.Err()
+}
+
+// measureIdle measures every agent of c over window, with nothing else
+// happening.
+func measureIdle(ctx context.Context, c *cluster, window time.Duration) (*ResourceSummary, error) {
+	all := c.all()
+	cpu0 := make([]float64, len(all))
+	cnt0 := make([]agentCounters, len(all))
+	for k, i := range all {
+		var err error
+		if cnt0[k], err = scrape(ctx, c.nodes[i].metrics); err != nil {
+			return nil, err
+		}
+		if cpu0[k], err = procCPU(c.nodes[i].cmd.Process.Pid); err != nil {
+			return nil, err
+		}
+	}
+	t0 := time.Now()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(window):
+	}
+	s := &ResourceSummary{LoadAverage: LoadAverage()}
+	cpu1 := make([]float64, len(all))
+	for k, i := range all {
+		var err error
+		if cpu1[k], err = procCPU(c.nodes[i].cmd.Process.Pid); err != nil {
+			return nil, err
+		}
+	}
+	s.Window = time.Since(t0)
+	var sumCPU, sumPPS float64
+	var sumRSS int64
+	var sumPer time.Duration
+	for k, i := range all {
+		pid := c.nodes[i].cmd.Process.Pid
+		cnt1, err := scrape(ctx, c.nodes[i].metrics)
+		if err != nil {
+			return nil, err
+		}
+		rss, hwm, err := procMem(pid)
+		if err != nil {
+			return nil, err
+		}
+		r := Resource{
+			Node: i, CPUSec: cpu1[k] - cpu0[k], RSSKiB: rss, HWMKiB: hwm,
+			Sent: cnt1.sent - cnt0[k].sent, Received: cnt1.received - cnt0[k].received,
+			PeerDowns: cnt1.peerDowns - cnt0[k].peerDowns, Elections: cnt1.elections - cnt0[k].elections,
+		}
+		r.CPU = r.CPUSec / s.Window.Seconds()
+		if p := r.Sent + r.Received; p > 0 {
+			r.CPUPerPacket = time.Duration(r.CPUSec * 1e9 / float64(p))
+		}
+		s.PerAgent = append(s.PerAgent, r)
+		sumCPU += r.CPU
+		s.MaxCPU = max(s.MaxCPU, r.CPU)
+		sumRSS += rss
+		sumPPS += float64(r.Sent+r.Received) / s.Window.Seconds()
+		sumPer += r.CPUPerPacket
+		s.PeerDowns += r.PeerDowns
+		s.Elections += r.Elections
+	}
+	n := len(all)
+	s.MeanCPU = sumCPU / float64(n)
+	s.MeanRSSKiB = sumRSS / int64(n)
+	s.MeanPacketsPerS = sumPPS / float64(n)
+	s.MeanCPUPerPacket = sumPer / time.Duration(n)
+	return s, nil
+}

@@ -1,0 +1,116 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// WriteTables writes the medians of every group, and the cost model, as
+// Markdown tables (the ones docs/bench.md shows).
+func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
+	var b strings.Builder
+	f := FormatDuration
+	loads := func(g GroupJSON) string {
+		lo, hi := 0.0, 0.0
+		for i, l := range g.LoadAverages {
+			if i == 0 || l < lo {
+				lo = l
+			}
+			if i == 0 || l > hi {
+				hi = l
+			}
+		}
+		return fmt.Sprintf("%.1f–%.1f", lo, hi)
+	}
+
+	has := func(ok func(GroupJSON) bool) bool {
+		for _, g := range gs {
+			if ok(g) {
+				return true
+			}
+		}
+		return false
+	}
+	if has(func(g GroupJSON) bool { _, ok := g.Median["baseline"]; return ok }) {
+		b.WriteString("Latency (median over the runs of each quantile; × is the ratio to the baseline of the same run, median over the runs)\n\n")
+		b.WriteString("| profile | N | figure | p50 | p99 | max | p50 × | p99 × | load avg |\n|---|---:|---|---:|---:|---:|---:|---:|---|\n")
+		for _, g := range gs {
+			if _, ok := g.Median["baseline"]; !ok {
+				continue
+			}
+			for _, row := range []struct{ key, name string }{
+				{"down", "down propagation (decision → every shm)"},
+				{"report", "report → every shm"},
+				{"report_from_master", "report: decision → every shm"},
+				{"baseline", "baseline: multicast → N receivers"},
+			} {
+				q := g.Median[row.key]
+				r, ok := g.MedianRatios[row.key]
+				rs := [2]string{"", ""}
+				if ok {
+					rs = [2]string{fmt.Sprintf("%.2f×", r.P50), fmt.Sprintf("%.2f×", r.P99)}
+				}
+				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", g.Profile, g.Nodes, row.name, f(q.P50), f(q.P99), f(q.Max), rs[0], rs[1], loads(g))
+			}
+		}
+	}
+
+	if has(func(g GroupJSON) bool { _, ok := g.Median["detect"]; return ok }) {
+		b.WriteString("\nDetection (kill -9 of a non-master → down in every survivor's shm) and failover (kill -9 of the master → its down, the new master's first change, in every survivor's shm)\n\n")
+		b.WriteString("| profile | bound | N | detect p50 | p99 | max | p99 / bound | failover p50 | p99 | max | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		for _, g := range gs {
+			d, ok := g.Median["detect"]
+			if !ok {
+				continue
+			}
+			fo := [3]string{"—", "—", "—"}
+			if q, ok := g.Median["failover"]; ok {
+				fo = [3]string{f(q.P50), f(q.P99), f(q.Max)}
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %.2f× | %s | %s | %s | %s |\n", g.Profile, f(g.Bound), g.Nodes,
+				f(d.P50), f(d.P99), f(d.Max), g.MedianDetectOverBound["p99"], fo[0], fo[1], fo[2], loads(g))
+		}
+	}
+
+	if has(func(g GroupJSON) bool { return g.MedianIdle != nil }) {
+		b.WriteString("\nIdle resource use per agent (median over the runs; CPU from /proc/PID/stat, RSS from /proc/PID/status, datagrams from the agents' metrics, sent + received on both networks)\n\n")
+		b.WriteString("| profile | N | CPU (% of a core) | max agent | RSS | datagrams/s | CPU per datagram | false peer downs | elections | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		for _, g := range gs {
+			s := g.MedianIdle
+			if s == nil {
+				continue
+			}
+			fmt.Fprintf(&b, "| %s | %d | %.2f%% | %.2f%% | %.1f MiB | %.0f | %s | %d | %d | %.2f |\n", g.Profile, g.Nodes, 100*s.MeanCPU, 100*s.MaxCPU,
+				float64(s.MeanRSSKiB)/1024, s.MeanPacketsPerS, f(s.MeanCPUPerPacket), s.PeerDowns, s.Elections, s.LoadAverage)
+		}
+	}
+
+	if len(cost) > 0 {
+		b.WriteString("\nCost model of an idle cluster (netsim, the real core; per node and second, mean over the nodes). The CPU column multiplies the datagrams by the CPU per datagram measured above for the same interval at the largest N measured.\n\n")
+		b.WriteString("| interval × misses | N | sent/s | received/s | sent B/s | received B/s | mean datagram | est. CPU (% of a core) | sim CPU per received |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, c := range cost {
+			est := "—"
+			if per := perPacket(gs, c.Interval, c.Misses); per > 0 {
+				est = fmt.Sprintf("%.1f%%", 100*(c.SentPerS+c.RecvPerS)*per.Seconds())
+			}
+			fmt.Fprintf(&b, "| %v × %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f B | %s | %s |\n", c.Interval, c.Misses, c.Nodes,
+				c.SentPerS, c.RecvPerS, c.SentBytesPS, c.RecvBytesPS, c.MeanDatagram, est, f(c.SimCPUPerRecv))
+		}
+	}
+	io.WriteString(w, b.String())
+}
+
+// perPacket is the measured idle CPU per datagram of the largest cluster
+// measured with this timing (0: none).
+func perPacket(gs []GroupJSON, interval time.Duration, misses int) time.Duration {
+	var per time.Duration
+	n := 0
+	for _, g := range gs {
+		if g.Interval == interval && g.Misses == misses && g.MedianIdle != nil && g.Nodes > n {
+			n, per = g.Nodes, g.MedianIdle.MeanCPUPerPacket
+		}
+	}
+	return per
+}

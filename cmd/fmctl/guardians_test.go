@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fmagent/fmagent/api"
+)
+
+// The fake agent supervises two daemons.
+var fakeDaemons = []api.Daemon{
+	{Name: "billing", Entity: "node/1/proc/billing", State: "running", PID: 4242, Restarts: 2, LastExit: "signal killed", BackoffMS: 400, Critical: true},
+	{Name: "db", Entity: "node/1/proc/db", State: "failed", Restarts: 5, LastExit: "exit 3", BackoffMS: 30000, Critical: true, Escalated: true},
+}
+
+func (h *handler) Daemons(ctx context.Context) ([]api.Daemon, error) {
+	return fakeDaemons, nil
+}
+
+func TestDaemons(t *testing.T) {
+	t.Parallel()
+	a := startAgent(t)
+	out := a.ok("daemons")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 3, out)
+	assert.Equal(t, []string{"NAME", "PID", "STATE", "ADOPTED", "RESTARTS", "LAST", "EXIT", "BACKOFF", "CRITICAL", "ENTITY"}, strings.Fields(lines[0]))
+	assert.Equal(t, []string{"billing", "4242", "running", "no", "2", "signal", "killed", "400ms", "yes", "node/1/proc/billing"}, strings.Fields(lines[1]))
+	assert.Equal(t, []string{"db", "-", "failed", "ESCALATED", "no", "5", "exit", "3", "30s", "yes", "node/1/proc/db"}, strings.Fields(lines[2]))
+
+	var ds []api.Daemon
+	a.json(&ds, "daemons")
+	assert.Equal(t, fakeDaemons, ds)
+}
+
+func TestStatusWatchdog(t *testing.T) {
+	t.Parallel()
+	a := startAgent(t)
+	st, err := a.c.Status(ctxT(t))
+	require.NoError(t, err)
+	now := time.Now()
+	st.Watchdog = &api.WatchdogStatus{
+		Watchdogs: []string{"/dev/watchdog0", "systemd"}, Identity: "iTCO_wdt", TimeoutMS: 10000, PeriodMS: 3333,
+		Kicking: false, Reason: "stalled loop: timer", LastKick: now.Add(-5 * time.Second), Kicks: 99,
+		BootStatus: "watchdog reset (0x20)", SelfFence: true,
+		Loops: []api.LoopHealth{
+			{Name: "receive-a", Healthy: true, LastProgress: now},
+			{Name: "timer", Healthy: false, LastProgress: now.Add(-5 * time.Second), BusyMS: 5000},
+		},
+	}
+	a.h.setStatus(st)
+	out := a.ok("status")
+	assert.Contains(t, out, "WARNING: the watchdog is NOT being kicked: stalled loop: timer")
+	kv := keyValues(out[strings.Index(out, "watchdog:"):])
+	assert.Equal(t, "/dev/watchdog0, systemd (iTCO_wdt)", kv["watchdog"])
+	assert.Equal(t, "10s (kicked every 3.333s)", kv["timeout"])
+	assert.Equal(t, "no", kv["kicking"])
+	assert.Equal(t, "watchdog reset (0x20)", kv["boot status"])
+	assert.Equal(t, "on", kv["self-fence"])
+	assert.Equal(t, "receive-a", kv["loops healthy"])
+	assert.Contains(t, kv["loops STALLED"], "timer (busy 5s")
+	assert.Contains(t, kv["last kick"], "(99 kicks)")
+}
