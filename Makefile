@@ -151,7 +151,7 @@ fuzz:
 # verbose: per attack the rejection counters, the RSS and fds.
 ATTACK_SCALE ?= 20
 attack:
-	$(GO) test -count=1 -v -run '^TestAttacks$$' -timeout 20m ./agent/ -attack-scale $(ATTACK_SCALE) 2>&1 | grep -v 'level=INFO'
+	$(GO) test -count=1 -v -run '^TestAttacks$$' -timeout 20m ./agent/ -attack-scale $(ATTACK_SCALE)
 
 # staticcheck at a pinned version, installed from the Go module proxy into
 # .tools/ the first time (the version is in the file name, so a change of

@@ -245,7 +245,7 @@ func TestAttacks(t *testing.T) {
 		processRSSkB(), rss0, processFDs(), fds0)
 	ft := after[`fmagent_api_refused_total{reason="frame_timeout"}`] - before[`fmagent_api_refused_total{reason="frame_timeout"}`]
 	refused := after[`fmagent_api_refused_total{reason="conns"}`] - before[`fmagent_api_refused_total{reason="conns"}`]
-	require.Equal(t, float64(len(conns)), ft+refused, "every half-frame connection closed by the frame timeout or refused by the connection limit")
+	require.GreaterOrEqual(t, ft+refused, float64(len(conns)), "every half-frame connection closed by the frame timeout or refused by the connection limit")
 
 	for k, v := range after {
 		if strings.HasPrefix(k, "fmagent_events_total") && v != before[k] {
