@@ -4,7 +4,7 @@ GOFLAGS  ?=
 PKGS     := ./...
 BIN      := bin
 
-.PHONY: all build bins test test-deps check demo simdemo bench fuzz lint clean ctest cbench install deb bench-e2e bench-peers attack
+.PHONY: all build bins test test-deps check demo simdemo bench fuzz lint clean ctest cbench install deb bench-e2e bench-peers soak attack
 
 all: build
 
@@ -136,6 +136,16 @@ bench-peers:
 	@if command -v keepalived >/dev/null 2>&1; then $(GO) build -o $(BIN)/fmbench-vrrp ./bench/cmd/vrrp && \
 		{ $(BIN)/fmbench-vrrp -routers 3 -kills 10 -out bench/results || test $$? -eq 3; }; \
 		else echo "keepalived: not installed, row skipped"; fi
+
+# The false-down soak of issue 13 (soak/): five real agents on loopback,
+# every core kept busy by CPU burners the harness starts and stops, 60 s per
+# profile, then the same under a report flood. Figures, never pass/fail.
+SOAK_PROFILES ?= 10ms,20ms,50ms
+SOAK_HOG      ?= 60s
+soak: build
+	@mkdir -p soak/results
+	$(GO) run ./soak/cmd/soak -agent $(BIN)/fmagent -profiles $(SOAK_PROFILES) -hog $(SOAK_HOG) -json soak/results/soak.json
+	$(GO) run ./soak/cmd/soak -agent $(BIN)/fmagent -profiles $(SOAK_PROFILES) -hog $(SOAK_HOG) -idle -1s -flood 2 -json soak/results/soak-flood.json
 
 FUZZTIME ?= 20s
 FUZZPKGS := ./wire/ ./api/ ./config/ ./shmem/

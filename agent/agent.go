@@ -23,10 +23,12 @@
 // scheduler-bound hop) to every packet, which is what the down-propagation
 // budget (DESIGN §6) cannot afford.
 //
-// Goroutines: four receive loops (group and unicast socket of each
-// network), the timer loop (sleeps until core.NextDeadline with one
-// time.Timer and Ticks), the process-exit loop, the watchdog kicker, the API
-// server and, if configured, the metrics server.
+// Goroutines: the real-time loop (rtloop.go: one locked OS thread at
+// SCHED_FIFO that receives from the four sockets, Ticks at the core's
+// deadlines and carries out every Ready), the process-exit loop, the
+// watchdog kicker, the saver (membership fsyncs) and the bulk sender
+// (snapshot bursts), both off the lock, the API server and, if configured,
+// the metrics server.
 package agent
 
 import (
@@ -99,8 +101,7 @@ type agent struct {
 	guard     *watchdog.Guard
 	wdDev     *watchdog.Device
 	health    *watchdog.Health
-	hRecv     [wire.NumNets][2]*watchdog.Loop
-	hTimer    *watchdog.Loop
+	hRT       *watchdog.Loop
 	hPublish  *watchdog.Loop
 	hProc     *watchdog.Loop
 	hAPI      *watchdog.Loop
@@ -142,15 +143,20 @@ type agent struct {
 	savedInc uint64            // the incarnation last persisted
 	saveq    chan core.Persist // states saved off the lock (saverLoop)
 	saverWG  sync.WaitGroup
-	saveMu   sync.Mutex // orders saves; guards diskInc
-	diskInc  uint64     // the incarnation last written
+	bulkq    chan *bulkJob // snapshot bursts sent off the lock (bulkLoop)
+	saveMu   sync.Mutex    // orders saves; guards diskInc
+	diskInc  uint64        // the incarnation last written
 	scratch  shmem.Entity
 	events   []api.Event // scratch for watcher events
 
 	apiSrv atomic.Pointer[api.Server] // a.srv, for the metrics goroutine
 
-	wake chan struct{} // pokes the timer loop
-	wg   sync.WaitGroup
+	wake      chan struct{}     // pokes the timer loop
+	waiter    *transport.Waiter // the real-time loop's one blocking point
+	rtPrio    int               // SCHED_FIFO priority of the real-time loop; 0: not permitted or not asked
+	memLocked bool              // mlockall succeeded
+	rtDone    chan struct{}     // closed when the real-time loop has returned
+	wg        sync.WaitGroup
 }
 
 type seqWaiter struct {
@@ -163,7 +169,6 @@ func (a *agent) start() error {
 	cfg := a.cfg
 	a.self = wire.NodeID(cfg.NodeID)
 	a.stateDir = cfg.Paths.StateDir
-	a.wake = make(chan struct{}, 1)
 	a.waiters = make(map[uint64]chan core.Result)
 	a.watchers = make(map[*watcher]struct{})
 	a.shadow = make(map[uint64]shadow)
@@ -174,6 +179,9 @@ func (a *agent) start() error {
 		a.addrs[i] = make(map[wire.NodeID]netip.AddrPort)
 	}
 
+	if err := a.rtSetup(); err != nil {
+		return err
+	}
 	key, acceptKeys, open, err := cfg.Keys()
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -190,6 +198,7 @@ func (a *agent) start() error {
 	inc, err := persist.NextIncarnation(a.stateDir)
 	a.savedInc, a.diskInc = inc, inc
 	a.saveq = make(chan core.Persist, 1)
+	a.bulkq = make(chan *bulkJob, 4)
 	if err != nil {
 		return fmt.Errorf("agent: state directory %s: %w", a.stateDir, err)
 	}
@@ -258,6 +267,9 @@ func (a *agent) start() error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.snd = a.tr.NewSender()
+	if a.waiter, err = a.tr.NewWaiter(); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
 	for n := wire.Net(0); n < wire.NumNets; n++ {
 		a.log.Info("network", "net", netName(n), "interface", cfg.Networks[n].Interface,
 			"group", a.tr.Group(n).String(), "unicast", a.tr.LocalAddr(n).String())
@@ -315,12 +327,17 @@ func loadKey(path string) ([]byte, error) {
 // run starts the goroutines, serves until ctx is done or a part fails, and
 // shuts down.
 func (a *agent) run(ctx context.Context) error {
-	for n := wire.Net(0); n < wire.NumNets; n++ {
-		a.goLoop(func() { a.recvLoop(n, false) })
-		a.goLoop(func() { a.recvLoop(n, true) })
-	}
 	done := make(chan struct{})
-	a.goLoop(func() { a.timerLoop(done) })
+	a.rtDone = make(chan struct{})
+	a.goLoop(func() {
+		defer close(a.rtDone)
+		a.rtLoop()
+	})
+	a.saverWG.Add(1)
+	go func(q <-chan *bulkJob) {
+		defer a.saverWG.Done()
+		a.bulkLoop(q)
+	}(a.bulkq)
 	a.saverWG.Add(1)
 	go func(q <-chan core.Persist) {
 		defer a.saverWG.Done()
@@ -409,7 +426,13 @@ func (a *agent) shutdown(done chan struct{}) {
 	}
 	a.mu.Unlock()
 
-	a.tr.Close() // ends the receive loops
+	a.waiter.Stop() // ends the real-time loop
+	select {
+	case <-a.rtDone:
+	case <-time.After(time.Until(deadline)):
+	}
+	a.waiter.Close()
+	a.tr.Close()
 	a.pw.Close() // ends the process loop
 	if a.sup != nil {
 		a.sup.Close() // the daemons keep running: the next agent adopts them
@@ -428,6 +451,8 @@ func (a *agent) shutdown(done chan struct{}) {
 	a.mu.Lock()
 	close(a.saveq)
 	a.saveq = nil
+	close(a.bulkq)
+	a.bulkq = nil
 	a.mu.Unlock()
 	a.saverWG.Wait()
 	a.closeAll()
@@ -439,6 +464,12 @@ func (a *agent) shutdown(done chan struct{}) {
 func (a *agent) closeAll() {
 	if a.ln != nil && a.srv == nil {
 		a.ln.Close()
+	}
+	if a.waiter != nil {
+		a.waiter.Stop()
+		if a.rtDone == nil { // never started
+			a.waiter.Close()
+		}
 	}
 	if a.tr != nil {
 		a.tr.Close()

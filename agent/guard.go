@@ -93,14 +93,12 @@ func (a *agent) openGuard() error {
 		},
 		Log: a.log.With("part", "watchdog"),
 	}
-	a.hTimer = a.health.Loop("timer", true)
+	// The real-time loop receives, ticks and sends on one thread
+	// (rtloop.go): one loop, which must go round at least every interval.
+	a.hRT = a.health.Loop("realtime", true)
 	a.hPublish = a.health.Loop("publish", false)
 	a.hProc = a.health.Loop("process", false)
 	a.hAPI = a.health.Loop("api", true)
-	for n := wire.Net(0); n < wire.NumNets; n++ {
-		a.hRecv[n][0] = a.health.Loop("receive-"+netName(n), false)
-		a.hRecv[n][1] = a.health.Loop("receive-"+netName(n)+"-unicast", false)
-	}
 	return nil
 }
 

@@ -363,9 +363,9 @@ func TestWatchdogStalledLoop(t *testing.T) {
 	for _, l := range st.Watchdog.Loops {
 		names = append(names, l.Name)
 	}
-	require.Subset(t, names, []string{"timer", "publish", "api", "process", "receive-a", "receive-b-unicast"})
+	require.Subset(t, names, []string{"realtime", "publish", "api", "process"})
 
-	// The core's lock held (a deadlock, say): the timer loop stalls, the
+	// The core's lock held (a deadlock, say): the real-time loop stalls, the
 	// kicks stop.
 	a.mu.Lock()
 	time.Sleep(1500 * time.Millisecond)
@@ -375,7 +375,7 @@ func TestWatchdogStalledLoop(t *testing.T) {
 	stalled := a.guard.Status()
 	a.mu.Unlock()
 	require.False(t, g.Kicking)
-	require.Contains(t, g.Stalled, "timer")
+	require.Contains(t, g.Stalled, "realtime")
 	require.Contains(t, g.Reason, "stalled loop: ")
 	require.Equal(t, n, fake.Kicks(), "no kick while stalled")
 	require.False(t, stalled.Kicking)

@@ -2,9 +2,7 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/fmagent/fmagent/agent/core"
@@ -12,60 +10,6 @@ import (
 	"github.com/fmagent/fmagent/transport"
 	"github.com/fmagent/fmagent/wire"
 )
-
-// recvLoop reads one socket (network n's group socket, or its unicast
-// socket) and Steps every datagram. The buffers are allocated once; nothing
-// on this path allocates per packet.
-func (a *agent) recvLoop(n wire.Net, unicast bool) {
-	h := a.hRecv[n][0]
-	if unicast {
-		h = a.hRecv[n][1]
-	}
-	msgs := make([]transport.Message, recvBatch)
-	for i := range msgs {
-		msgs[i].Buf = make([]byte, wire.MaxDatagram)
-	}
-	backoff := time.Millisecond
-	for {
-		var k int
-		var err error
-		if unicast {
-			k, err = a.tr.ReadUnicastBatch(n, msgs)
-		} else {
-			k, err = a.tr.ReadBatch(n, msgs)
-		}
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Transient (ENOBUFS, ENOMEM...): counted by the transport.
-			a.log.Debug("receive", "net", netName(n), "unicast", unicast, "err", err)
-			time.Sleep(backoff)
-			backoff = min(2*backoff, 100*time.Millisecond)
-			continue
-		}
-		backoff = time.Millisecond
-		h.Busy()
-		a.mu.Lock()
-		if a.stopping {
-			a.mu.Unlock()
-			h.Idle()
-			continue
-		}
-		for i := 0; i < k; i++ {
-			m := &msgs[i]
-			from, err := a.core.Step(time.Now(), m.Net, m.Buf[:m.N])
-			if err != nil {
-				a.rejected(m, err)
-			} else if m.Net < wire.NumNets && a.addrs[m.Net][from] != m.From {
-				a.addrs[m.Net][from] = m.From
-			}
-			a.handleReady()
-		}
-		a.mu.Unlock()
-		h.Idle()
-	}
-}
 
 // rejected counts (and at debug level logs) a dropped datagram.
 func (a *agent) rejected(m *transport.Message, err error) {
@@ -75,43 +19,9 @@ func (a *agent) rejected(m *transport.Message, err error) {
 	}
 }
 
-// timerLoop sleeps until the core's next deadline and Ticks. One
-// time.Timer, reset each time; Go's timers are good to about a millisecond,
-// enough at the 10 ms default interval (DESIGN §8).
-func (a *agent) timerLoop(done chan struct{}) {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		case <-a.wake:
-		}
-		a.hTimer.Busy()
-		a.mu.Lock()
-		if a.stopping {
-			a.mu.Unlock()
-			return
-		}
-		a.core.Tick(time.Now())
-		a.shm.Beat()
-		a.handleReady()
-		next := a.core.NextDeadline()
-		a.mu.Unlock()
-		a.hTimer.Idle()
-		t.Reset(max(time.Until(next), 0))
-	}
-}
-
-// poke wakes the timer loop (after a Submit, which may need a tick sooner
-// than the one planned).
-func (a *agent) poke() {
-	select {
-	case a.wake <- struct{}{}:
-	default:
-	}
-}
+// poke wakes the real-time loop (after a Submit, which may need a tick
+// sooner than the one planned).
+func (a *agent) poke() { a.waiter.Wake() }
 
 // procLoop turns the exit of a process tied to an entity into the owner's
 // report that the entity is down.
@@ -154,8 +64,15 @@ func (a *agent) handleReady() {
 		a.savedInc = rd.Persist.Incarnation
 		a.save(rd.Persist)
 	}
+	bulk := a.bulkq != nil && bulkPackets(rd) >= bulkMin
 	for i := range rd.Packets {
+		if bulk && isBulk(&rd.Packets[i]) {
+			continue
+		}
 		a.send(&rd.Packets[i])
+	}
+	if bulk {
+		a.queueBulk(rd)
 	}
 	a.hPublish.Busy()
 	a.publish(rd)

@@ -1,28 +1,35 @@
 package agent
 
 import (
+	"runtime/metrics"
+	"sync/atomic"
+	"time"
+
 	"github.com/fmagent/fmagent/agent/core"
-	"github.com/fmagent/fmagent/metrics"
+	fmmetrics "github.com/fmagent/fmagent/metrics"
 	"github.com/fmagent/fmagent/transport"
 	"github.com/fmagent/fmagent/wire"
 )
 
 // agentMetrics are the agent's own counters; updating one is an atomic add.
 type agentMetrics struct {
-	events        [core.EvStalled + 1]*metrics.Counter // by core.EventKind
-	rejects       map[string]*metrics.Counter          // by wire.Reason
-	persistErrors *metrics.Counter
-	shmErrors     *metrics.Counter
-	noAddr        *metrics.Counter
-	watchDropped  *metrics.Counter
-	propagation   *metrics.Histogram
+	events        [core.EvStalled + 1]*fmmetrics.Counter // by core.EventKind
+	rejects       map[string]*fmmetrics.Counter          // by wire.Reason
+	persistErrors *fmmetrics.Counter
+	shmErrors     *fmmetrics.Counter
+	noAddr        *fmmetrics.Counter
+	watchDropped  *fmmetrics.Counter
+	bulkDropped   *fmmetrics.Counter
+	propagation   *fmmetrics.Histogram
+	tickLateness  *fmmetrics.Histogram
+	tickLateMax   atomic.Int64 // ns
 }
 
 // rejectReasons are the labels wire.Reason returns.
 var rejectReasons = []string{"short", "too_big", "magic", "version", "cluster", "auth", "replay", "malformed", "other"}
 
-func newMetrics(r *metrics.Registry, a *agent) *agentMetrics {
-	m := &agentMetrics{rejects: make(map[string]*metrics.Counter)}
+func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
+	m := &agentMetrics{rejects: make(map[string]*fmmetrics.Counter)}
 	for k := core.EventKind(1); k <= core.EvStalled; k++ {
 		m.events[k] = r.Counter("fmagent_events_total", "Protocol events (elections, peers and links up and down, stale...).", "kind", k.String())
 	}
@@ -32,6 +39,7 @@ func newMetrics(r *metrics.Registry, a *agent) *agentMetrics {
 	m.persistErrors = r.Counter("fmagent_persist_errors_total", "Failures to persist the membership state.")
 	m.shmErrors = r.Counter("fmagent_shm_errors_total", "Failures to publish an entity to shared memory.")
 	m.noAddr = r.Counter("fmagent_unicast_no_address_total", "Unicast packets not sent on a network: no address known for the peer there.")
+	m.bulkDropped = r.Counter("fmagent_bulk_dropped_total", "Snapshot or retransmission bursts not sent: the bulk sender was a full queue behind.")
 	m.watchDropped = r.Counter("fmagent_watchers_dropped_total", "API watchers dropped for falling behind.")
 
 	stat := func(f func(*transport.NetStats) uint64, n wire.Net) func() float64 {
@@ -78,6 +86,15 @@ func newMetrics(r *metrics.Registry, a *agent) *agentMetrics {
 	r.CounterFunc("fmagent_snapshots_applied_total", "Snapshots that replaced this node's table.", coreStat(func(s *core.Stats) uint64 { return s.SnapshotsApplied }))
 	limitMetrics(r, a, coreStat)
 	r.CounterFunc("fmagent_reports_handled_total", "Reports run through the plugin chain (as master).", coreStat(func(s *core.Stats) uint64 { return s.ReportsHandled }))
+	m.tickLateness = r.Histogram("fmagent_tick_lateness_seconds",
+		"How late the real-time loop woke for its timer deadline (heartbeat, judgement): what scheduling, the garbage collector or a page fault cost.",
+		[]float64{10e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3})
+	r.GaugeFunc("fmagent_tick_lateness_max_seconds", "The latest the real-time loop has woken for a deadline since start.",
+		func() float64 { return time.Duration(m.tickLateMax.Load()).Seconds() })
+	r.GaugeFunc("fmagent_gc_pause_max_seconds", "The longest stop-the-world pause of the garbage collector since start (runtime/metrics /sched/pauses/total/gc).",
+		func() float64 { _, mx := gcPauses(); return mx })
+	r.GaugeFunc("fmagent_gc_pause_p99_seconds", "The 99th percentile stop-the-world pause of the garbage collector since start (bucket upper bound).",
+		func() float64 { p99, _ := gcPauses(); return p99 })
 	m.propagation = r.Histogram("fmagent_propagation_seconds",
 		"From the master's decision to the change applied here (master's clock to ours: exact on one host, otherwise as good as clock sync).",
 		[]float64{50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3, 0.1, 1})
@@ -102,6 +119,30 @@ func newMetrics(r *metrics.Registry, a *agent) *agentMetrics {
 		}
 		return float64(n)
 	}))
+	r.CounterFunc("fmagent_false_downs_total", "Peers this node judged down that spoke again at the same incarnation within a second (slow, not dead): each widens that peer's bound.",
+		locked(func() float64 { return float64(a.core.DetectorStats().FalseDowns) }))
+	r.CounterFunc("fmagent_vouched_total", "Silence verdicts deferred because a live member's heartbeat vouched for the peer.",
+		locked(func() float64 { return float64(a.core.DetectorStats().Vouched) }))
+	r.GaugeFunc("fmagent_detection_bound_max_seconds", "The widest detection bound this node holds for a peer now (the configured bound unless a false down widened one).",
+		locked(func() float64 {
+			b := a.cfg.Timing.Detection()
+			for _, p := range a.core.Status().Peers {
+				b = max(b, p.Bound)
+			}
+			return b.Seconds()
+		}))
+	r.GaugeFunc("fmagent_realtime", "1 while the real-time loop runs at SCHED_FIFO.", func() float64 {
+		if a.rtPrio > 0 {
+			return 1
+		}
+		return 0
+	})
+	r.GaugeFunc("fmagent_memory_locked", "1 when mlockall succeeded at start.", func() float64 {
+		if a.memLocked {
+			return 1
+		}
+		return 0
+	})
 	r.GaugeFunc("fmagent_watchdog_fenced", "1 while the node fences itself (the core's self-fence decision).", locked(func() float64 {
 		if a.core.Fence().Fenced {
 			return 1
@@ -130,4 +171,34 @@ func (m *agentMetrics) reject(err error) {
 	} else {
 		m.rejects["other"].Inc()
 	}
+}
+
+// gcPauses reads the garbage collector's stop-the-world pause histogram:
+// its 99th percentile and its maximum (bucket upper bounds), in seconds.
+func gcPauses() (p99, maxPause float64) {
+	s := []metrics.Sample{{Name: "/sched/pauses/total/gc:seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64Histogram {
+		return 0, 0
+	}
+	h := s[0].Value.Float64Histogram()
+	var total uint64
+	for _, c := range h.Counts {
+		total += c
+	}
+	if total == 0 {
+		return 0, 0
+	}
+	var cum uint64
+	p99 = -1
+	for i, c := range h.Counts {
+		cum += c
+		if p99 < 0 && float64(cum) >= 0.99*float64(total) {
+			p99 = h.Buckets[i+1]
+		}
+		if c > 0 {
+			maxPause = h.Buckets[i+1]
+		}
+	}
+	return p99, maxPause
 }

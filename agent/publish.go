@@ -258,6 +258,7 @@ func (a *agent) statusOf(st *core.Status) *api.Status {
 		m := api.Member{
 			Node: p.Node, Incarnation: p.Incarnation, Role: api.RoleJoining, State: api.StateDown,
 			Links: api.Links{A: p.Links[wire.NetA], B: p.Links[wire.NetB]}, Priority: p.Priority, Eligible: p.Eligible,
+			Bound: p.Bound,
 		}
 		if p.Alive {
 			m.State = api.StateUp

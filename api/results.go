@@ -61,6 +61,10 @@ type Member struct {
 	Links       Links       `json:"links"` // as this node hears the member
 	Priority    uint8       `json:"priority"`
 	Eligible    bool        `json:"eligible"` // may become master
+	// Bound is this node's detection bound for the member: the configured
+	// one, or wider after a false down (agent/core/detector.go); 0 for
+	// this node itself.
+	Bound time.Duration `json:"bound_ns,omitempty"`
 }
 
 // Status is the agent's view of itself and the cluster.

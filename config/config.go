@@ -23,13 +23,6 @@ import (
 	"github.com/fmagent/fmagent/api"
 )
 
-// Timing profiles.
-const (
-	ProfileDefault = "default" // 10 ms × 5 = 50 ms detection
-	ProfileFast    = "fast"    // 1 ms × 3 = 3 ms detection (needs SCHED_FIFO; DESIGN §8)
-	ProfileCustom  = "custom"  // interval and misses from the file
-)
-
 // Limits.
 const (
 	MinMisses     = 3 // DESIGN §8
@@ -54,6 +47,8 @@ type Config struct {
 	// [networks.a] and [networks.b]).
 	Networks [2]Network `toml:"-"`
 	Timing   Timing     `toml:"timing"`
+	// Realtime is how the real-time thread is scheduled.
+	Realtime Realtime `toml:"realtime"`
 	// Plugins is the master's plugin chain, in order ([[plugins]] tables).
 	Plugins []Plugin `toml:"plugins"`
 	// KeyFile holds the cluster key (fmagent -genkey writes one), readable
@@ -225,8 +220,9 @@ func base() *Config {
 			{Name: "a", Interface: "lo", Group: netip.MustParseAddr("239.192.77.1"), Port: DefaultPort, TTL: 1, Loopback: true},
 			{Name: "b", Interface: "lo", Group: netip.MustParseAddr("239.192.77.2"), Port: DefaultPort, TTL: 1, Loopback: true},
 		},
-		Timing:  Timing{Profile: ProfileDefault, StaleTimeout: 10 * time.Second},
-		Metrics: Metrics{Listen: DefaultListen},
+		Timing:   Timing{Profile: "20ms", StaleTimeout: 10 * time.Second},
+		Realtime: DefaultRealtime(),
+		Metrics:  Metrics{Listen: DefaultListen},
 		API: API{SocketMode: "0660", MaxConns: 512, MaxConnsPerUID: 128, MaxInFlight: 64,
 			IdleTimeout: 10 * time.Minute, FrameTimeout: 10 * time.Second, WriteRate: 200, WriteBurst: 1000},
 		Watchdog:  Watchdog{Timeout: DefaultWDTimeout, Systemd: true, SelfFence: FenceAuto, FenceTimeout: DefaultFenceAfter},
@@ -244,11 +240,8 @@ func base() *Config {
 // applyProfile sets Interval and Misses from a named profile; "custom"
 // keeps them as they are (from the file, else the default profile's).
 func (t *Timing) applyProfile() {
-	switch t.Profile {
-	case ProfileDefault:
-		t.Interval, t.Misses = 10*time.Millisecond, 5
-	case ProfileFast:
-		t.Interval, t.Misses = time.Millisecond, 3
+	if p, ok := LookupProfile(t.Profile); ok {
+		t.Interval, t.Misses = p.Interval, p.Misses
 	}
 }
 

@@ -36,10 +36,10 @@ func TestDefault(t *testing.T) {
 	assert.Equal(t, "239.192.77.1", c.Networks[0].Group.String())
 	assert.Equal(t, "239.192.77.2", c.Networks[1].Group.String())
 	assert.Equal(t, 7410, c.Networks[0].Port)
-	assert.Equal(t, ProfileDefault, c.Timing.Profile)
-	assert.Equal(t, 10*time.Millisecond, c.Timing.Interval)
+	assert.Equal(t, "20ms", c.Timing.Profile)
+	assert.Equal(t, 4*time.Millisecond, c.Timing.Interval)
 	assert.Equal(t, 5, c.Timing.Misses)
-	assert.Equal(t, 50*time.Millisecond, c.Timing.Detection())
+	assert.Equal(t, 20*time.Millisecond, c.Timing.Detection())
 	assert.Equal(t, 10*time.Second, c.Timing.StaleTimeout)
 	var names []string
 	for _, p := range c.Plugins {
@@ -203,8 +203,15 @@ name = "passthrough"
 func TestFastProfile(t *testing.T) {
 	c, err := Load(writeConfig(t, "[timing]\nprofile = \"fast\"\n"))
 	require.NoError(t, err)
-	assert.Equal(t, time.Millisecond, c.Timing.Interval)
-	assert.Equal(t, 3, c.Timing.Misses)
+	assert.Equal(t, 2*time.Millisecond, c.Timing.Interval)
+	assert.Equal(t, 5, c.Timing.Misses)
+	for _, p := range Profiles {
+		c, err := Load(writeConfig(t, "[timing]\nprofile = \""+p.Name+"\"\n"))
+		require.NoError(t, err, p.Name)
+		assert.Equal(t, p.Name, c.Timing.Detection().String(), "a profile is named for its bound")
+	}
+	_, err = Load(writeConfig(t, "[realtime]\npriority = 99\n"))
+	require.ErrorContains(t, err, "realtime.priority = 99: must be in 1..98")
 }
 
 // Each refusal names the file, the right line and the reason.
@@ -227,8 +234,8 @@ func TestRefusals(t *testing.T) {
 		{"bad duration", "[timing]\nstale_timeout = \"ten seconds\"\n", 2, `ten seconds`},
 		{"duration without unit", "[timing]\nstale_timeout = 10\n", 2, `timing.stale_timeout: must be a duration string with a unit`},
 		{"interval with a named profile", "[timing]\nprofile = \"fast\"\nmisses = 4\n", 3, `timing.misses: is set, but profile "fast" fixes interval and misses`},
-		{"unknown profile", "\n[timing]\nprofile = \"turbo\"\n", 3, `timing.profile = "turbo": must be "default"`},
-		{"stale too short", "[timing]\nstale_timeout = \"40ms\"\n", 2, `timing.stale_timeout = "40ms": must be longer than the detection time, interval × misses = 50ms`},
+		{"unknown profile", "\n[timing]\nprofile = \"turbo\"\n", 3, `timing.profile = "turbo": must be "10ms"`},
+		{"stale too short", "[timing]\nstale_timeout = \"20ms\"\n", 2, `timing.stale_timeout = "20ms": must be longer than the detection time, interval × misses = 20ms`},
 		{"group not multicast", "[networks.a]\ninterface = \"eth1\"\ngroup = \"10.0.0.1\"\n", 3, `networks.a.group = "10.0.0.1": must be an IPv4 multicast address`},
 		{"group link-local block", "[networks.b]\ngroup = \"224.0.0.5\"\n", 2, `networks.b.group = "224.0.0.5": is in 224.0.0.0/24`},
 		{"group not an address", "[networks.a]\ngroup = \"not-an-ip\"\n", 2, `not-an-ip`},
@@ -320,7 +327,7 @@ func TestOverride(t *testing.T) {
 	require.NoError(t, c.Override("networks.a.group", "239.9.9.9"))
 	assert.Equal(t, "239.9.9.9", c.Networks[0].Group.String())
 	require.NoError(t, c.Override("timing.profile", "fast"))
-	assert.Equal(t, time.Millisecond, c.Timing.Interval)
+	assert.Equal(t, 2*time.Millisecond, c.Timing.Interval)
 	require.NoError(t, c.Override("timing.interval", "4ms"))
 	assert.Equal(t, ProfileCustom, c.Timing.Profile)
 	assert.Equal(t, 4*time.Millisecond, c.Timing.Interval)
@@ -359,7 +366,7 @@ func TestFlags(t *testing.T) {
 	assert.Equal(t, uint8(60), c.Priority, "flag over file")
 	assert.Equal(t, "eth1", c.Networks[0].Interface, "file, no flag")
 	assert.Equal(t, "eth9", c.Networks[1].Interface)
-	assert.Equal(t, time.Millisecond, c.Timing.Interval)
+	assert.Equal(t, 2*time.Millisecond, c.Timing.Interval)
 	assert.Equal(t, "/srv/fm/fmagent.sock", c.Paths.Socket)
 	assert.Equal(t, "myshm", c.Paths.Shm)
 	assert.True(t, c.AllowAlone)

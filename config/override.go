@@ -126,7 +126,7 @@ var flagKeys = []struct{ flag, key, usage string }{
 	{"priority", "priority", "election priority (0..255, higher wins)"},
 	{"iface-a", "networks.a.interface", "network a's interface"},
 	{"iface-b", "networks.b.interface", "network b's interface"},
-	{"profile", "timing.profile", `timing profile: "default" (10ms × 5), "fast" (1ms × 3) or "custom"`},
+	{"profile", "timing.profile", `timing profile, named for its detection bound: "10ms" (2ms × 5), "20ms" (4ms × 5, the default), "50ms" (10ms × 5) or "custom"`},
 	{"socket", "paths.socket", "API unix socket path"},
 	{"shm", "paths.shm", "shared-memory file name under /dev/shm"},
 	{"state-dir", "paths.state_dir", "state directory"},

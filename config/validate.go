@@ -118,10 +118,11 @@ func (c *Config) Validate() error {
 	}
 
 	t := c.Timing
-	switch t.Profile {
-	case ProfileDefault, ProfileFast, ProfileCustom:
-	default:
-		add(bad("timing.profile", t.Profile, "must be %q (10ms × 5), %q (1ms × 3) or %q", ProfileDefault, ProfileFast, ProfileCustom))
+	if _, ok := LookupProfile(t.Profile); !ok && t.Profile != ProfileCustom {
+		add(bad("timing.profile", t.Profile, "must be %s", profileChoices()))
+	}
+	if r := c.Realtime; r.Priority < 1 || r.Priority > 98 {
+		add(bad("realtime.priority", r.Priority, "must be in 1..98 (99 is the kernel's watchdog and migration threads')"))
 	}
 	intervalOK := false
 	switch {

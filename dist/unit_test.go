@@ -52,7 +52,7 @@ func TestUnit(t *testing.T) {
 	}
 	assert.NotEmpty(t, set["[Service]WatchdogSec"])
 	_, fifo := set["[Service]CPUSchedulingPolicy"]
-	assert.False(t, fifo, "CPUSchedulingPolicy would make every Go thread real-time: hints stay commented")
+	assert.False(t, fifo, "the agent sets its threads' policies itself (its loop above the rest): CPUSchedulingPolicy would flatten them; hints stay commented")
 
 	// systemd-analyze, where present, finds nothing wrong but the binary
 	// that is not installed here (nor are the man pages Documentation=

@@ -146,7 +146,13 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 			desc = fmt.Sprintf("crash %d", victim)
 			if calm && (victim != master || vice != 0 && vice != victim) {
 				res.Checked++
-				if err := run(det + interval); err != nil {
+				// A peer falsely judged down lately has a widened bound
+				// (and the verdict one more tick to spread).
+				wait := det + interval
+				if w := s.WidestBound(victim); w > det {
+					wait = w + 2*interval
+				}
+				if err := run(wait); err != nil {
 					return wrap(err)
 				}
 				harvest()
@@ -196,6 +202,16 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 		}
 		res.Actions = append(res.Actions, desc)
 		if err := run(time.Duration(2+pick.IntN(4)) * det); err != nil {
+			return wrap(err)
+		}
+		harvest()
+	}
+	// A node whose bound for a peer was widened after a false down
+	// (agent/core/detector.go) judges a silence later: let every verdict
+	// on the last partition land before healing, so that "the last master
+	// elected before the heal" means the same as with unwidened bounds.
+	if w := s.WidestBoundAny(); w > det {
+		if err := run(w - det); err != nil {
 			return wrap(err)
 		}
 		harvest()

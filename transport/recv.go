@@ -26,11 +26,14 @@ type reader struct {
 	n     int           // messages received
 	errno syscall.Errno // recvmmsg's error, 0 if none
 	fn    func(fd uintptr) bool
+	try   func(fd uintptr) // fn for RawConn.Control: one attempt, never waits
+	got   bool             // try's verdict: false means it would block
 }
 
 func newReader() *reader {
 	r := &reader{}
 	r.fn = r.recv // bound once: passing a method value per call would allocate
+	r.try = func(fd uintptr) { r.got = r.recv(fd) }
 	for i := range r.hdrs {
 		h := &r.hdrs[i].Hdr
 		h.Name = (*byte)(unsafe.Pointer(&r.names[i]))
@@ -74,7 +77,7 @@ func (t *Transport) ReadBatch(n wire.Net, msgs []Message) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return t.read(ns, ns.grp, false, msgs)
+	return t.read(ns, ns.grp, false, msgs, true)
 }
 
 // ReadUnicastBatch is ReadBatch for the unicast datagrams addressed to this
@@ -85,10 +88,27 @@ func (t *Transport) ReadUnicastBatch(n wire.Net, msgs []Message) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return t.read(ns, ns.uni, true, msgs)
+	return t.read(ns, ns.uni, true, msgs, true)
 }
 
-func (t *Transport) read(ns *netState, s *sock, unicast bool, msgs []Message) (int, error) {
+// TryReadBatch is ReadBatch (unicast false) or ReadUnicastBatch (unicast
+// true) that never waits: with nothing queued (or only datagrams it drops)
+// it returns 0 and no error. It is the read of the real-time loop, which
+// waits for every socket at once in Waiter.Wait on its own locked thread
+// rather than in Go's netpoller.
+func (t *Transport) TryReadBatch(n wire.Net, unicast bool, msgs []Message) (int, error) {
+	ns, err := t.netState(n)
+	if err != nil {
+		return 0, err
+	}
+	s := ns.grp
+	if unicast {
+		s = ns.uni
+	}
+	return t.read(ns, s, unicast, msgs, false)
+}
+
+func (t *Transport) read(ns *netState, s *sock, unicast bool, msgs []Message, wait bool) (int, error) {
 	if s == nil {
 		return 0, net.ErrClosed
 	}
@@ -116,7 +136,13 @@ func (t *Transport) read(ns *netState, s *sock, unicast bool, msgs []Message) (i
 			h.Len = 0
 		}
 		r.want = want
-		if err := s.rc.Read(r.fn); err != nil {
+		var err error
+		if wait {
+			err = s.rc.Read(r.fn)
+		} else if err = s.rc.Control(r.try); err == nil && !r.got {
+			return 0, nil // nothing queued
+		}
+		if err != nil {
 			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
 				ns.st.readErrors.Add(1)
 			}

@@ -236,6 +236,7 @@ type sock struct {
 	conn *net.UDPConn
 	rc   syscall.RawConn
 	r    *reader
+	fd   int // the descriptor, for Waiter's ppoll (valid until Close)
 }
 
 // Open opens both networks' sockets. On error nothing stays open.
@@ -459,7 +460,11 @@ func newSock(addr netip.AddrPort, shared bool, rcvbuf int) (_ *sock, err error) 
 		conn.Close()
 		return nil, err
 	}
-	s := &sock{conn: conn, rc: rc, r: newReader()}
+	s := &sock{conn: conn, rc: rc, r: newReader(), fd: -1}
+	if err := rc.Control(func(fd uintptr) { s.fd = int(fd) }); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -25,7 +25,7 @@ const (
 	heartbeatFixed = 28
 	peerSize       = 13
 	// knownLinks has one bit per network.
-	knownLinks = 1<<NumNets - 1 | LinkFenced
+	knownLinks = 1<<NumNets - 1 | LinkFenced | LinkRecent
 )
 
 func checkHeartbeat(m *Heartbeat) error {

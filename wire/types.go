@@ -114,6 +114,11 @@ type PeerView struct {
 // back with a new incarnation.
 const LinkFenced uint8 = 0x80
 
+// LinkRecent, set in PeerView.Links, says the sender heard that peer
+// recently (within its detection bound less three intervals): a member's
+// vouch that the peer is alive (agent/core/detector.go).
+const LinkRecent uint8 = 0x40
+
 // Heartbeat is sent on both networks every interval by every node.
 type Heartbeat struct {
 	Role       Role

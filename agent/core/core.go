@@ -223,12 +223,13 @@ type Stats struct {
 
 // Node is one fmagent node's protocol state.
 type Node struct {
-	cfg   Config
-	codec *wire.Codec
-	el    *elect.Elector
-	tab   *table.Table
-	chain *plugin.Chain
-	hist  *plugin.History
+	cfg      Config
+	detStats DetectorStats // detector.go
+	codec    *wire.Codec
+	el       *elect.Elector
+	tab      *table.Table
+	chain    *plugin.Chain
+	hist     *plugin.History
 
 	inc    uint64
 	pktSeq uint64

@@ -27,6 +27,7 @@ type peer struct {
 	alive      bool
 	aliveSince time.Time
 	linkUp     [wire.NumNets]bool
+	det        peerDetector // detector.go
 
 	// What the master served this peer (serve.go): snapshots and NACK
 	// retransmissions are bounded per peer.
@@ -47,7 +48,7 @@ func (p *peer) reincarnated(inc uint64) {
 }
 
 func (n *Node) heardOn(p *peer, net int, now time.Time) bool {
-	return !p.heard[net].IsZero() && now.Sub(p.heard[net]) <= n.cfg.Detection()
+	return !p.heard[net].IsZero() && now.Sub(p.heard[net]) <= n.bound(p)
 }
 
 // live reports whether p counts as a member now: heard on some network
@@ -94,6 +95,7 @@ func (n *Node) onHeartbeat(now time.Time, net wire.Net, h *wire.Header, p *peer,
 // proof that p and that link are alive.
 func (n *Node) heardFrom(now time.Time, net wire.Net, p *peer) {
 	p.heard[net] = now
+	n.heardAgain(p, now)
 	n.refreshFence(p)
 	if !p.fenced && !p.left {
 		if !p.linkUp[net] {
@@ -231,7 +233,8 @@ func (n *Node) judge(now time.Time) {
 				n.event(Event{Kind: EvLinkDown, Node: p.id, Net: wire.Net(net)})
 			}
 		}
-		if p.alive && !heardAny {
+		if p.alive && !heardAny && !n.vouched(p, now) {
+			n.judgedSilent(p, now)
 			p.alive = false
 			n.event(Event{Kind: EvPeerDown, Node: p.id, Reason: "silent"})
 		}
@@ -338,6 +341,9 @@ func (n *Node) sendHeartbeat() {
 		if p.fenced {
 			links |= wire.LinkFenced
 		}
+		if n.recent(p) {
+			links |= wire.LinkRecent
+		}
 		hb.Peers[hb.NPeers] = wire.PeerView{Node: id, Incarnation: p.inc, Links: links}
 		hb.NPeers++
 	}
@@ -375,6 +381,7 @@ type PeerInfo struct {
 	Fenced      bool
 	Links       [wire.NumNets]bool
 	LastHeard   [wire.NumNets]time.Time
+	Bound       time.Duration // its detection bound now (widened after false downs)
 }
 
 // Status is a snapshot of the node's view, for fmctl status.
@@ -401,7 +408,7 @@ func (n *Node) Status() Status {
 	}
 	for _, id := range n.peerIDs {
 		p := n.peers[id]
-		pi := PeerInfo{Node: id, Incarnation: p.inc, Alive: n.live(p), Fenced: p.fenced, LastHeard: p.heard}
+		pi := PeerInfo{Node: id, Incarnation: p.inc, Alive: n.live(p), Fenced: p.fenced, LastHeard: p.heard, Bound: n.bound(p)}
 		if p.hbOK {
 			pi.Role, pi.Priority, pi.Eligible = p.hb.Role, p.hb.Priority, p.hb.Eligible
 		}

@@ -246,10 +246,10 @@ func TestStatus(t *testing.T) {
 	assert.NotContains(t, out, "WARNING")
 	_, members, ok := strings.Cut(out, "\n\n")
 	require.True(t, ok, out)
-	assert.Equal(t, []string{"NODE", "INC", "ROLE", "STATE", "LINK-A", "LINK-B", "PRIO", "ELIGIBLE"}, header(members))
+	assert.Equal(t, []string{"NODE", "INC", "ROLE", "STATE", "LINK-A", "LINK-B", "PRIO", "ELIGIBLE", "BOUND"}, header(members))
 	assert.Equal(t, []map[string]string{{
 		"NODE": "1*", "INC": "1", "ROLE": "master", "STATE": "up", "LINK-A": "up", "LINK-B": "up",
-		"PRIO": "10", "ELIGIBLE": "yes",
+		"PRIO": "10", "ELIGIBLE": "yes", "BOUND": "-",
 	}}, table(t, members))
 
 	var st api.Status
@@ -295,7 +295,7 @@ func TestStatusStaleCluster(t *testing.T) {
 	assert.Equal(t, []string{"1", "2", "3*"}, []string{rows[0]["NODE"], rows[1]["NODE"], rows[2]["NODE"]}, "sorted by node, this node marked")
 	assert.Equal(t, map[string]string{
 		"NODE": "1", "INC": "1741944300000000000", "ROLE": "master", "STATE": "down",
-		"LINK-A": "down", "LINK-B": "down", "PRIO": "200", "ELIGIBLE": "no",
+		"LINK-A": "down", "LINK-B": "down", "PRIO": "200", "ELIGIBLE": "no", "BOUND": "-",
 	}, rows[0])
 	assert.Equal(t, "up", rows[2]["LINK-A"])
 	assert.Equal(t, "down", rows[2]["LINK-B"])

@@ -133,14 +133,18 @@ func printStatus(w io.Writer, st *api.Status) error {
 	}
 	fmt.Fprintln(w)
 	tw = newTable(w)
-	fmt.Fprintln(tw, "NODE\tINC\tROLE\tSTATE\tLINK-A\tLINK-B\tPRIO\tELIGIBLE")
+	fmt.Fprintln(tw, "NODE\tINC\tROLE\tSTATE\tLINK-A\tLINK-B\tPRIO\tELIGIBLE\tBOUND")
 	for _, m := range st.Members {
 		node := nodeName(m.Node)
 		if m.Node == st.Node {
 			node += "*" // this node
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", node, m.Incarnation, m.Role, m.State,
-			upDown(m.Links.A), upDown(m.Links.B), m.Priority, yesNo(m.Eligible))
+		bound := "-"
+		if m.Bound > 0 {
+			bound = m.Bound.String()
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", node, m.Incarnation, m.Role, m.State,
+			upDown(m.Links.A), upDown(m.Links.B), m.Priority, yesNo(m.Eligible), bound)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

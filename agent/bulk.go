@@ -1,0 +1,86 @@
+package agent
+
+import (
+	"net/netip"
+
+	"github.com/fmagent/fmagent/agent/core"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// bulkMin is the number of unicast, non-priority packets in one Ready from
+// which they are handed to the bulk sender instead of being sent under the
+// lock: a snapshot of a 20,000-entity table is ~200 datagrams, whose
+// sendmsgs held the lock (and so the heartbeats) for milliseconds (issue 8).
+const bulkMin = 8
+
+// bulkJob is one Ready's bulk packets, copied out of the core's buffers
+// (valid only until the next call into the core) with their destinations
+// resolved under the lock.
+type bulkJob struct {
+	data []byte // the packets, back to back
+	pkts []bulkPkt
+}
+
+type bulkPkt struct {
+	off, n int
+	net    wire.Net
+	to     netip.AddrPort
+}
+
+// bulkPackets counts the packets of rd that the bulk sender takes.
+func bulkPackets(rd *core.Ready) int {
+	k := 0
+	for i := range rd.Packets {
+		if isBulk(&rd.Packets[i]) {
+			k++
+		}
+	}
+	return k
+}
+
+func isBulk(p *core.Packet) bool { return p.To != 0 && !p.Prio }
+
+// queueBulk copies rd's bulk packets into a job for the bulk sender. mu held.
+// A copy allocates, but only for a snapshot or a burst of retransmissions,
+// never on the heartbeat or down path.
+func (a *agent) queueBulk(rd *core.Ready) {
+	job := &bulkJob{}
+	for i := range rd.Packets {
+		p := &rd.Packets[i]
+		if !isBulk(p) {
+			continue
+		}
+		off := len(job.data)
+		job.data = append(job.data, p.Data...)
+		for n := wire.Net(0); n < wire.NumNets; n++ {
+			if p.Nets&(1<<n) == 0 {
+				continue
+			}
+			to, ok := a.addrs[n][p.To]
+			if !ok {
+				a.m.noAddr.Inc()
+				continue
+			}
+			job.pkts = append(job.pkts, bulkPkt{off: off, n: len(p.Data), net: n, to: to})
+		}
+	}
+	select {
+	case a.bulkq <- job:
+	default:
+		// The sender is behind by a whole queue of snapshots: this one is
+		// dropped, as a datagram lost on the wire would be (the peer asks
+		// again).
+		a.m.bulkDropped.Inc()
+	}
+}
+
+// bulkLoop sends the queued bulk packets off the lock, with a sender of its
+// own (a Sender's buffers are not shared between goroutines).
+func (a *agent) bulkLoop(q <-chan *bulkJob) {
+	snd := a.tr.NewSender()
+	for job := range q {
+		for _, p := range job.pkts {
+			_ = snd.SendTo(p.net, p.to, job.data[p.off:p.off+p.n], false)
+		}
+	}
+}

@@ -1,0 +1,171 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/transport"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// The real-time loop (DESIGN §8) is the one thread whose timing is the
+// product: it sends the heartbeats, receives and judges the peers' packets,
+// and applies and publishes a down. It runs on an OS thread of its own
+// (transport.RunLocked), at SCHED_FIFO when permitted, and blocks in one
+// place only, transport.Waiter.Wait: a ppoll on the four sockets, a timerfd
+// armed at the core's next deadline (absolute CLOCK_MONOTONIC) and an
+// eventfd that Submit's callers write. So the kernel wakes this thread
+// itself when a datagram arrives or a deadline passes, ahead of every
+// normal thread of the machine, with no hop through Go's netpoller or
+// timers (whose threads a CPU hog delays by milliseconds).
+//
+// One thread for both: a received packet and a tick never wait for each
+// other's thread to be scheduled, and the core's mutex is contended only
+// by the API and the process watcher, whose critical sections are short
+// (slow work — fsyncs, snapshot transfers — is done off the lock).
+
+// wholeProcessFIFO: rtSetup puts every thread of the process at SCHED_FIFO
+// one below the loop's priority (transport.SetProcessFIFO says why). Off
+// in this package's tests, where many agents share the test binary.
+var wholeProcessFIFO = true
+
+// rtSetup reports what real-time scheduling the process may have, once and
+// clearly, and refuses a profile that cannot be held without it. It runs
+// before anything is opened.
+func (a *agent) rtSetup() error {
+	rt := a.cfg.Realtime
+	prof, named := config.LookupProfile(a.cfg.Timing.Profile)
+	a.rtPrio = 0
+	if !rt.Enabled {
+		a.log.Warn("realtime.enabled = false: the heartbeat thread runs at the normal scheduling policy; under CPU load its heartbeats and judgements are late by a scheduler time slice or more, and peers may be falsely declared down",
+			"profile", a.cfg.Timing.Profile, "bound", a.cfg.Timing.Detection())
+	} else if err := a.setFIFO(rt.Priority); err != nil {
+		msg := "real-time scheduling is not permitted: the heartbeat thread runs at the normal policy. Under CPU load it waits behind every other runnable thread for a time slice (milliseconds), so heartbeats are late and peers may be falsely declared down within the detection bound. Grant CAP_SYS_NICE (the unit file does) or raise RLIMIT_RTPRIO"
+		if named && prof.NeedsRealtime {
+			return fmt.Errorf("agent: timing profile %q (bound %v) needs SCHED_FIFO, which is not permitted: %w; %s, or choose a slower profile", prof.Name, prof.Bound(), err, "grant CAP_SYS_NICE or raise RLIMIT_RTPRIO")
+		}
+		a.log.Warn(msg, "err", err, "profile", a.cfg.Timing.Profile, "bound", a.cfg.Timing.Detection())
+	} else {
+		a.rtPrio = rt.Priority
+	}
+	if rt.LockMemory {
+		if err := transport.LockMemory(); err != nil {
+			a.log.Warn("memory not locked: a page fault (swap, a dropped file page) can stall a heartbeat; grant CAP_IPC_LOCK or raise RLIMIT_MEMLOCK (the unit file sets LimitMEMLOCK=infinity)", "err", err)
+		} else {
+			a.memLocked = true
+		}
+	}
+	a.log.Info("real-time path", "sched_fifo", a.rtPrio > 0, "priority", a.rtPrio, "other_threads_fifo", a.rtPrio > 0 && wholeProcessFIFO, "mlockall", a.memLocked,
+		"profile", a.cfg.Timing.Profile, "interval", a.cfg.Timing.Interval, "misses", a.cfg.Timing.Misses)
+	return nil
+}
+
+// setFIFO puts the process's threads at SCHED_FIFO below prio (when
+// wholeProcessFIFO) and checks that a thread may have prio itself.
+func (a *agent) setFIFO(prio int) error {
+	if wholeProcessFIFO {
+		if err := transport.SetProcessFIFO(max(prio-1, 1)); err != nil {
+			return err
+		}
+	}
+	return transport.ProbeRealtime(prio)
+}
+
+// rtLoop is the real-time loop; it returns when the waiter is stopped.
+func (a *agent) rtLoop() {
+	opts := transport.ThreadOptions{Realtime: a.rtPrio > 0, Priority: a.rtPrio,
+		Logf: func(f string, args ...any) { a.log.Warn(fmt.Sprintf(f, args...)) }}
+	_ = transport.RunLocked(opts, a.rtRun) // a refusal here was already reported by rtSetup
+}
+
+func (a *agent) rtRun() {
+	msgs := make([]transport.Message, recvBatch)
+	for i := range msgs {
+		msgs[i].Buf = make([]byte, wire.MaxDatagram)
+	}
+	a.mu.Lock()
+	next := a.core.NextDeadline()
+	a.mu.Unlock()
+	for {
+		ev, err := a.waiter.Wait(next)
+		if errors.Is(err, transport.ErrStopped) {
+			return
+		}
+		if err != nil {
+			a.log.Error("real-time loop: waiting", "err", err)
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		a.hRT.Busy()
+		// Datagrams first: a tick must judge with what has arrived.
+		for n := wire.Net(0); n < wire.NumNets; n++ {
+			for _, uni := range [2]bool{false, true} {
+				if ev&transport.Readable(n, uni) != 0 {
+					a.drainSocket(n, uni, msgs)
+				}
+			}
+		}
+		a.mu.Lock()
+		if a.stopping {
+			a.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		if ev&transport.EvTimer != 0 {
+			// How late the loop woke for its deadline: what a hog, the
+			// garbage collector or a page fault cost the heartbeats.
+			late := max(now.Sub(next), 0)
+			a.m.tickLateness.ObserveDuration(late)
+			if ns := int64(late); ns > a.m.tickLateMax.Load() {
+				a.m.tickLateMax.Store(ns)
+			}
+		}
+		if !now.Before(a.core.NextDeadline()) || ev&(transport.EvTimer|transport.EvWoken) != 0 {
+			a.core.Tick(now)
+			a.shm.Beat()
+			a.handleReady()
+		}
+		next = a.core.NextDeadline()
+		a.mu.Unlock()
+		a.hRT.Idle()
+	}
+}
+
+// drainSocket reads one socket until it has nothing queued, Stepping every
+// datagram under the lock batch by batch.
+func (a *agent) drainSocket(n wire.Net, unicast bool, msgs []transport.Message) {
+	for {
+		k, err := a.tr.TryReadBatch(n, unicast, msgs)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				a.log.Debug("receive", "net", netName(n), "unicast", unicast, "err", err)
+			}
+			return
+		}
+		if k == 0 {
+			return
+		}
+		a.mu.Lock()
+		if a.stopping {
+			a.mu.Unlock()
+			return
+		}
+		for i := 0; i < k; i++ {
+			m := &msgs[i]
+			from, err := a.core.Step(time.Now(), m.Net, m.Buf[:m.N])
+			if err != nil {
+				a.rejected(m, err)
+			} else if m.Net < wire.NumNets && a.addrs[m.Net][from] != m.From {
+				a.addrs[m.Net][from] = m.From
+			}
+			a.handleReady()
+		}
+		a.mu.Unlock()
+		if k < len(msgs) {
+			return
+		}
+	}
+}

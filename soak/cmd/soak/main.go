@@ -1,0 +1,95 @@
+// Command soak runs the false-down soak (package soak) for each timing
+// profile and prints a table and, with -json, the results as JSON.
+//
+//	go run ./soak/cmd/soak -profiles 10ms,20ms,50ms -hog 60s
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fmagent/fmagent/soak"
+)
+
+func main() {
+	var (
+		agent    = flag.String("agent", "", "fmagent binary (default: built from this module)")
+		profiles = flag.String("profiles", "10ms,20ms,50ms", "timing profiles, comma-separated")
+		nodes    = flag.Int("nodes", 5, "agents")
+		hog      = flag.Duration("hog", 60*time.Second, "time under the CPU hog, per profile")
+		idle     = flag.Duration("idle", 10*time.Second, "idle CPU measurement before the hog (negative: skip)")
+		burners  = flag.Int("burners", 0, "CPU burners (default: one per CPU)")
+		rt       = flag.Bool("realtime", true, "let the agents use SCHED_FIFO ([realtime] enabled)")
+		flood    = flag.Int("flood", 0, "API clients per agent raising and clearing alarms during the hog (a report flood)")
+		jsonOut  = flag.String("json", "", "also write the results as JSON to this file")
+		burn     = flag.Bool("burn", false, "be a CPU burner (used by the harness itself)")
+		floodCl  = flag.Bool("flood-client", false, "be a flood client: SOCKET NAME (used by the harness itself)")
+	)
+	flag.Parse()
+	if *burn {
+		soak.Burn()
+	}
+	if *floodCl {
+		soak.Flood(flag.Arg(0), flag.Arg(1))
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	self, err := os.Executable()
+	if err != nil {
+		fail(err)
+	}
+	if *agent == "" {
+		dir, err := os.MkdirTemp("", "soakbin")
+		if err != nil {
+			fail(err)
+		}
+		defer os.RemoveAll(dir)
+		*agent = filepath.Join(dir, "fmagent")
+		if out, err := exec.Command("go", "build", "-o", *agent, "github.com/fmagent/fmagent/cmd/fmagent").CombinedOutput(); err != nil {
+			fail(fmt.Errorf("building fmagent: %v\n%s", err, out))
+		}
+	}
+	var results []*soak.Result
+	fmt.Printf("%-7s %-5s %-3s %-9s %-6s %-6s %-6s %-9s %-9s %-9s %-9s %-9s %-8s %-10s %-9s %-9s %-8s %s\n",
+		"profile", "nodes", "rt", "false_dn", "links", "elect", "stalls", "gap_p50", "gap_p99", "gap_max", "idle_cpu", "cpu/pkt", "hog_cpu",
+		"tick_late", "gc_p99", "gc_max", "writes", "load(before→after)")
+	for _, p := range strings.Split(*profiles, ",") {
+		r, err := soak.Run(ctx, soak.Options{
+			Agent: *agent, Nodes: *nodes, Profile: p, Hog: *hog, Idle: *idle, Burners: *burners,
+			BurnCmd: []string{self, "-burn"}, Realtime: *rt, Flood: *flood,
+			FloodCmd: []string{self, "-flood-client"},
+			Logf:     func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
+		})
+		if err != nil {
+			fail(err)
+		}
+		results = append(results, r)
+		fmt.Printf("%-7s %-5d %-3v %-9d %-6d %-6d %-6d %-9v %-9v %-9v %-9s %-9v %-8s %-10v %-9v %-9v %-8d %s → %s\n",
+			r.Profile, r.Nodes, r.Realtime, r.FalseDowns, r.LinkDowns, r.Elections, r.Stalls,
+			r.GapP50.Round(time.Microsecond), r.GapP99.Round(time.Microsecond), r.GapMax.Round(time.Microsecond),
+			fmt.Sprintf("%.2f%%", 100*r.IdleCPU), r.CPUPerPkt.Round(100*time.Nanosecond), fmt.Sprintf("%.2f%%", 100*r.HogCPU),
+			r.TickLateMax.Round(time.Microsecond), r.GCPauseP99.Round(time.Microsecond), r.GCPauseMax.Round(time.Microsecond), r.FloodWrites,
+			r.LoadBefore, r.LoadAfter)
+	}
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(results, "", "  ")
+		if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
+			fail(err)
+		}
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "soak:", err)
+	os.Exit(1)
+}

@@ -1,0 +1,505 @@
+// Package soak is the false-down soak of issue 13: N real agents on
+// loopback, every core kept busy by a CPU burner the harness starts and
+// stops itself, for a while per timing profile; it counts the false downs
+// (every peer-down is one: nobody dies) and elections, measures the
+// heartbeat gaps on the wire from an observer at SCHED_FIFO, and, before the
+// hog, each idle agent's CPU and CPU per packet. `make soak` runs
+// soak/cmd/soak; bench (docs/bench.md) may call Run for its tables.
+//
+// Timing figures are measurements, never pass/fail: a test of this package
+// checks only that the harness counts what happens.
+package soak
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fmagent/fmagent/client"
+)
+
+// Options of one soak run.
+type Options struct {
+	Agent    string        // the fmagent binary
+	Nodes    int           // agents (default 5)
+	Profile  string        // timing profile name ("20ms", "10ms", ...)
+	Hog      time.Duration // how long under the CPU hog (default 60 s)
+	Idle     time.Duration // idle measurement before the hog (default 10 s; <0 skips)
+	Burners  int           // CPU burners (default runtime.NumCPU())
+	BurnCmd  []string      // the burner's command line (one process per burner)
+	Realtime bool          // the agents may use SCHED_FIFO ([realtime] enabled)
+	Flood    int           // clients raising and clearing alarms on every agent during the hog (0: none)
+	FloodCmd []string      // the flood client's command line; socket and entity name are appended
+	Dir      string        // parent of the run's directory ("": the temp dir)
+	Logf     func(format string, args ...any)
+}
+
+// Result of one soak run.
+type Result struct {
+	Profile     string        `json:"profile"`
+	Bound       time.Duration `json:"bound_ns"`
+	Nodes       int           `json:"nodes"`
+	Realtime    bool          `json:"realtime"`
+	Hog         time.Duration `json:"hog_ns"`
+	Burners     int           `json:"burners"`
+	LoadBefore  string        `json:"load_before"` // /proc/loadavg when the hog started
+	LoadAfter   string        `json:"load_after"`
+	FalseDowns  int64         `json:"false_downs"` // peer-down events summed over observers
+	LinkDowns   int64         `json:"link_downs"`
+	Elections   int64         `json:"elections"` // after the cluster formed
+	Stalls      int64         `json:"stalls"`    // an agent found its own ticks late
+	GapP50      time.Duration `json:"gap_p50_ns"`
+	GapP99      time.Duration `json:"gap_p99_ns"`
+	GapMax      time.Duration `json:"gap_max_ns"`
+	Gaps        int           `json:"gaps"`
+	IdleCPU     float64       `json:"idle_cpu_per_agent"` // fraction of a core, mean over agents
+	IdlePackets float64       `json:"idle_packets_per_s_per_agent"`
+	CPUPerPkt   time.Duration `json:"cpu_per_packet_ns"` // idle CPU / (sent + received)
+	HogCPU      float64       `json:"hog_cpu_per_agent"`
+	// Under the hog (and the flood, if any): the real-time loops' latest
+	// wake-up for a deadline and the garbage collector's pauses, the
+	// maxima over the agents; and the writes the flood had acknowledged.
+	TickLateMax time.Duration `json:"tick_late_max_ns"`
+	GCPauseP99  time.Duration `json:"gc_pause_p99_ns"`
+	GCPauseMax  time.Duration `json:"gc_pause_max_ns"`
+	FloodWrites int64         `json:"flood_writes"`
+}
+
+type agentProc struct {
+	id      int
+	dir     string
+	conf    string
+	log     string
+	metrics string
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+// Run runs one soak.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Nodes == 0 {
+		o.Nodes = 5
+	}
+	if o.Hog == 0 {
+		o.Hog = 60 * time.Second
+	}
+	if o.Idle == 0 {
+		o.Idle = 10 * time.Second
+	}
+	if o.Burners == 0 {
+		o.Burners = runtime.NumCPU()
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	dir, err := os.MkdirTemp(o.Dir, "fmsoak")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	x, y := 20+rand.IntN(200), 1+rand.IntN(250)
+	groupA, groupB := fmt.Sprintf("239.255.%d.%d", x, y), fmt.Sprintf("239.255.%d.%d", x+1, y)
+	port := 20000 + rand.IntN(20000)
+	cluster := 1000 + rand.IntN(1<<30)
+	shmPrefix := fmt.Sprintf("fmagent-soak-%d-%d", os.Getpid(), rand.IntN(1<<20))
+
+	// The harness itself (the observer, and every thread of the Go runtime
+	// that may hold its processor) above the burners, as the agents are.
+	if err := setPolicy(unix.SCHED_FIFO, 9); err != nil {
+		o.Logf("soak: the harness cannot run at SCHED_FIFO (%v): its gap figures include its own delays", err)
+	}
+	obs, err := newObserver(groupA, groupB, port)
+	if err != nil {
+		return nil, err
+	}
+	defer obs.close()
+
+	agents := make([]*agentProc, o.Nodes)
+	defer func() {
+		for _, a := range agents {
+			if a != nil && a.cmd != nil {
+				a.cmd.Process.Signal(syscall.SIGTERM)
+				select {
+				case <-a.done:
+				case <-time.After(3 * time.Second):
+					a.cmd.Process.Kill()
+					<-a.done
+				}
+			}
+		}
+		for i := range agents {
+			os.Remove(fmt.Sprintf("/dev/shm/%s-%d", shmPrefix, i+1))
+		}
+	}()
+	for i := range agents {
+		a := &agentProc{id: i + 1, dir: filepath.Join(dir, fmt.Sprintf("n%d", i+1))}
+		a.conf = a.dir + ".toml"
+		a.log = a.dir + ".log"
+		a.metrics = fmt.Sprintf("127.0.0.1:%d", 40000+rand.IntN(20000))
+		if err := os.MkdirAll(a.dir, 0o755); err != nil {
+			return nil, err
+		}
+		conf := fmt.Sprintf(`node_id = %d
+cluster_id = %d
+priority = %d
+[networks.a]
+interface = "lo"
+group = %q
+port = %d
+loopback = true
+[networks.b]
+interface = "lo"
+group = %q
+port = %d
+loopback = true
+[timing]
+profile = %q
+[realtime]
+enabled = %v
+[paths]
+state_dir = %q
+shm = "%s-%d"
+[metrics]
+listen = %q
+`, a.id, cluster, 100+a.id, groupA, port, groupB, port, o.Profile, o.Realtime, a.dir, shmPrefix, a.id, a.metrics)
+		if err := os.WriteFile(a.conf, []byte(conf), 0o644); err != nil {
+			return nil, err
+		}
+		logf, err := os.Create(a.log)
+		if err != nil {
+			return nil, err
+		}
+		a.cmd = exec.Command(o.Agent, "-config", a.conf)
+		a.cmd.Stdout, a.cmd.Stderr = logf, logf
+		a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		if err := a.cmd.Start(); err != nil {
+			logf.Close()
+			a.cmd = nil
+			return nil, fmt.Errorf("soak: starting agent %d: %w", a.id, err)
+		}
+		a.done = make(chan struct{})
+		go func() { a.cmd.Wait(); logf.Close(); close(a.done) }()
+		agents[i] = a
+	}
+	// Formed: every agent sees one master and every peer up.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok := true
+		for _, a := range agents {
+			m, err := scrape(a.metrics)
+			if err != nil || m[`fmagent_peers_alive`] != float64(o.Nodes-1) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("soak: the %d agents did not form a cluster in 20 s (logs under %s)", o.Nodes, dir)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // let the election settle
+	res := &Result{Profile: o.Profile, Nodes: o.Nodes, Realtime: o.Realtime, Hog: o.Hog, Burners: o.Burners}
+	if d, err := time.ParseDuration(o.Profile); err == nil {
+		res.Bound = d
+	}
+
+	// Idle: CPU per agent and per packet.
+	if o.Idle > 0 {
+		cpu0, pk0 := cpuAndPackets(agents)
+		t0 := time.Now()
+		if err := sleep(ctx, o.Idle); err != nil {
+			return nil, err
+		}
+		cpu1, pk1 := cpuAndPackets(agents)
+		el := time.Since(t0).Seconds()
+		res.IdleCPU = (cpu1 - cpu0) / el / float64(o.Nodes)
+		res.IdlePackets = (pk1 - pk0) / el / float64(o.Nodes)
+		if pk1 > pk0 {
+			res.CPUPerPkt = time.Duration((cpu1 - cpu0) / (pk1 - pk0) * 1e9)
+		}
+	}
+
+	// The hog.
+	base := sumEvents(agents)
+	obs.reset()
+	go obs.run()
+	res.LoadBefore = loadavg()
+	burners, err := startBurners(o)
+	if err != nil {
+		return nil, err
+	}
+	cpu0, _ := cpuAndPackets(agents)
+	t0 := time.Now()
+	// The flood clients are processes of their own at the normal policy,
+	// as applications are (in this process they would run at SCHED_FIFO).
+	var flood atomic.Int64
+	var fwg sync.WaitGroup
+	var floods []*exec.Cmd
+	for i := 0; i < o.Flood; i++ {
+		for _, a := range agents {
+			args := append(append([]string(nil), o.FloodCmd[1:]...), filepath.Join(a.dir, "fmagent.sock"), fmt.Sprintf("svc/soak-%d-%d", a.id, i))
+			cmd := exec.Command(o.FloodCmd[0], args...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				return nil, err
+			}
+			if err := cmd.Start(); err != nil {
+				return nil, fmt.Errorf("soak: starting a flood client: %w", err)
+			}
+			floods = append(floods, cmd)
+			fwg.Add(1)
+			go func() {
+				defer fwg.Done()
+				var n int64
+				fmt.Fscan(out, &n)
+				flood.Add(n)
+			}()
+		}
+	}
+	o.Logf("soak: profile %s, %d agents, %d burners, %v (load %s)", o.Profile, o.Nodes, len(burners), o.Hog, res.LoadBefore)
+	err = sleep(ctx, o.Hog)
+	for _, c := range floods {
+		c.Process.Signal(syscall.SIGTERM)
+	}
+	fwg.Wait()
+	for _, c := range floods {
+		c.Wait()
+	}
+	res.FloodWrites = flood.Load()
+	cpu1, _ := cpuAndPackets(agents)
+	res.HogCPU = (cpu1 - cpu0) / time.Since(t0).Seconds() / float64(o.Nodes)
+	res.LoadAfter = loadavg()
+	stopBurners(burners)
+	if err != nil {
+		return nil, err
+	}
+	end := sumEvents(agents)
+	res.FalseDowns = int64(end["peer-down"] - base["peer-down"])
+	res.LinkDowns = int64(end["link-down"] - base["link-down"])
+	res.Elections = int64(end["elected"] - base["elected"])
+	res.Stalls = int64(end["stalled"] - base["stalled"])
+	for _, a := range agents {
+		m, err := scrape(a.metrics)
+		if err != nil {
+			continue
+		}
+		sec := func(k string) time.Duration { return time.Duration(m[k] * 1e9) }
+		res.TickLateMax = max(res.TickLateMax, sec("fmagent_tick_lateness_max_seconds"))
+		res.GCPauseP99 = max(res.GCPauseP99, sec("fmagent_gc_pause_p99_seconds"))
+		res.GCPauseMax = max(res.GCPauseMax, sec("fmagent_gc_pause_max_seconds"))
+	}
+	gaps := obs.stop()
+	res.Gaps = len(gaps)
+	res.GapP50, res.GapP99, res.GapMax = quantile(gaps, 0.5), quantile(gaps, 0.99), quantile(gaps, 1)
+	return res, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// scrape reads an agent's metrics: "name{labels}" -> value.
+func scrape(addr string) (map[string]float64, error) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	m := make(map[string]float64)
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		m[line[:i]] = v
+	}
+	return m, sc.Err()
+}
+
+// sumEvents sums each event kind over the agents.
+func sumEvents(agents []*agentProc) map[string]float64 {
+	sum := make(map[string]float64)
+	for _, a := range agents {
+		m, err := scrape(a.metrics)
+		if err != nil {
+			continue
+		}
+		for k, v := range m {
+			if rest, ok := strings.CutPrefix(k, `fmagent_events_total{kind="`); ok {
+				sum[strings.TrimSuffix(rest, `"}`)] += v
+			}
+		}
+	}
+	return sum
+}
+
+// cpuAndPackets sums the agents' CPU seconds (utime+stime of every thread)
+// and the datagrams they sent and received.
+func cpuAndPackets(agents []*agentProc) (cpu, pkts float64) {
+	for _, a := range agents {
+		if c, err := procCPU(a.cmd.Process.Pid); err == nil {
+			cpu += c
+		}
+		m, err := scrape(a.metrics)
+		if err != nil {
+			continue
+		}
+		for k, v := range m {
+			if strings.HasPrefix(k, "fmagent_packets_sent_total{") || strings.HasPrefix(k, "fmagent_packets_received_total{") {
+				pkts += v
+			}
+		}
+	}
+	return cpu, pkts
+}
+
+// procCPU is utime + stime of pid in seconds (USER_HZ = 100).
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("soak: /proc/%d/stat: malformed", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("soak: /proc/%d/stat: short", pid)
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (u + st) / 100, nil
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// startBurners starts o.Burners CPU burners at the normal policy.
+func startBurners(o Options) ([]*exec.Cmd, error) {
+	var cmds []*exec.Cmd
+	for i := 0; i < o.Burners; i++ {
+		cmd := exec.Command(o.BurnCmd[0], o.BurnCmd[1:]...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			stopBurners(cmds)
+			return nil, fmt.Errorf("soak: starting the CPU burner %v: %w", o.BurnCmd, err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	return cmds, nil
+}
+
+func stopBurners(cmds []*exec.Cmd) {
+	for _, c := range cmds {
+		c.Process.Kill()
+		c.Wait()
+	}
+}
+
+// Burn spins one core until the process is killed: the soak's CPU burner
+// (soak -burn), at the normal scheduling policy.
+func Burn() {
+	// The harness runs at SCHED_FIFO (its observer must not be delayed by
+	// the burners it starts), and a child inherits that: the burner puts
+	// itself back to the normal policy, as a user's CPU hog would be.
+	setPolicy(unix.SCHED_NORMAL, 0)
+	runtime.GOMAXPROCS(1)
+	x := uint64(1)
+	for {
+		x = x*6364136223846793005 + 1442695040888963407
+		if x == 0 {
+			fmt.Println(x)
+		}
+	}
+}
+
+// setPolicy sets every thread of this process to policy at prio.
+func setPolicy(policy uint32, prio uint32) error {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy, Priority: prio}
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			if err := unix.SchedSetAttr(tid, &attr, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Flood is a flood client (soak -flood-client SOCKET NAME): at the normal
+// policy, it raises and clears an alarm on its own entity as fast as the
+// agent acknowledges until SIGTERM, then prints how many writes were
+// acknowledged. A report flood through the API, replicated to every node,
+// for the garbage collector's and the real-time loop's figures under load.
+func Flood(sock, name string) {
+	setPolicy(unix.SCHED_NORMAL, 0)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	var n atomic.Int64
+	c, err := client.Dial(ctx, sock)
+	if err == nil {
+		defer c.Close()
+		if _, err = c.Register(ctx, name, client.KindService); err == nil {
+			for ctx.Err() == nil {
+				if _, err := c.Raise(ctx, name, "soak-flood", client.Severity("minor")); err == nil {
+					n.Add(1)
+				}
+				if _, err := c.Clear(ctx, name, "soak-flood"); err == nil {
+					n.Add(1)
+				}
+			}
+		}
+	}
+	fmt.Println(n.Load())
+}

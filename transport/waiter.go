@@ -1,0 +1,178 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fmagent/fmagent/wire"
+)
+
+// Events is what Waiter.Wait found ready: one bit per socket (Readable),
+// EvTimer when the deadline passed, EvWoken after Wake, EvStopped after Stop.
+type Events uint32
+
+const (
+	EvTimer Events = 1 << (2*wire.NumNets + iota)
+	EvWoken
+	EvStopped
+)
+
+// Readable is the bit of network n's group socket (unicast false) or
+// unicast socket (unicast true).
+func Readable(n wire.Net, unicast bool) Events {
+	b := 2 * uint(n)
+	if unicast {
+		b++
+	}
+	return 1 << b
+}
+
+// ErrStopped is returned by Waiter.Wait once Stop was called.
+var ErrStopped = errors.New("transport: waiter stopped")
+
+// Waiter is the real-time loop's one blocking point (DESIGN §8): a single
+// ppoll on the four sockets, a timerfd armed at an absolute CLOCK_MONOTONIC
+// deadline and an eventfd that other goroutines write to wake the loop. It
+// is meant to run on a thread locked with RunLocked at SCHED_FIFO: the
+// kernel wakes that thread itself when a datagram arrives or the deadline
+// passes, with no hop through Go's netpoller (whose waiter is a normal
+// thread a CPU hog delays by milliseconds) and no Go timer (about 1 ms
+// granular, and run by the same normal threads). Sockets are then read with
+// TryReadBatch.
+//
+// Wait is called by one goroutine at a time; Wake and Stop from any. Wait
+// allocates nothing.
+type Waiter struct {
+	tfd, efd int
+	fds      [2*wire.NumNets + 2]unix.PollFd
+	its      unix.ItimerSpec
+	buf      [8]byte
+	stopped  atomic.Bool
+	mu       sync.RWMutex // Wake (read) against Close (write): no write to a reused fd
+	closed   bool
+}
+
+// NewWaiter opens the timerfd and the eventfd for t's sockets. Close it
+// before closing t.
+func (t *Transport) NewWaiter() (*Waiter, error) {
+	w := &Waiter{tfd: -1, efd: -1}
+	var err error
+	if w.tfd, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK); err != nil {
+		return nil, os.NewSyscallError("timerfd_create", err)
+	}
+	if w.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		unix.Close(w.tfd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	for n := range t.nets {
+		ns := &t.nets[n]
+		for u, s := range []*sock{ns.grp, ns.uni} {
+			if s == nil {
+				w.Close()
+				return nil, fmt.Errorf("transport: network %s: %w", netName(ns.net), errors.ErrUnsupported)
+			}
+			w.fds[2*n+u] = unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN}
+		}
+	}
+	w.fds[2*wire.NumNets] = unix.PollFd{Fd: int32(w.tfd), Events: unix.POLLIN}
+	w.fds[2*wire.NumNets+1] = unix.PollFd{Fd: int32(w.efd), Events: unix.POLLIN}
+	return w, nil
+}
+
+// Wait arms the timer at deadline (absolute: a deadline already past fires
+// at once) and blocks until a socket is readable, the deadline passes, Wake
+// or Stop is called. It returns what is ready, timer and eventfd consumed.
+func (w *Waiter) Wait(deadline time.Time) (Events, error) {
+	if w.stopped.Load() {
+		return EvStopped, ErrStopped
+	}
+	// The core's deadlines are time.Time (Go's monotonic clock is
+	// CLOCK_MONOTONIC); the timerfd wants an absolute CLOCK_MONOTONIC time.
+	var now unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
+		return 0, os.NewSyscallError("clock_gettime", err)
+	}
+	at := now.Nano() + max(int64(time.Until(deadline)), 1)
+	w.its.Value = unix.NsecToTimespec(at)
+	if err := unix.TimerfdSettime(w.tfd, unix.TFD_TIMER_ABSTIME, &w.its, nil); err != nil {
+		return 0, os.NewSyscallError("timerfd_settime", err)
+	}
+	for i := range w.fds {
+		w.fds[i].Revents = 0
+	}
+	for {
+		_, err := unix.Ppoll(w.fds[:], nil, nil)
+		if err == nil {
+			break
+		}
+		if err != unix.EINTR {
+			return 0, os.NewSyscallError("ppoll", err)
+		}
+	}
+	var ev Events
+	for i := 0; i < 2*wire.NumNets; i++ {
+		if w.fds[i].Revents != 0 {
+			ev |= 1 << i
+		}
+	}
+	if w.fds[2*wire.NumNets].Revents != 0 {
+		w.drain(w.tfd)
+		ev |= EvTimer
+	}
+	if w.fds[2*wire.NumNets+1].Revents != 0 {
+		w.drain(w.efd)
+		ev |= EvWoken
+	}
+	if w.stopped.Load() {
+		return ev | EvStopped, ErrStopped
+	}
+	return ev, nil
+}
+
+func (w *Waiter) drain(fd int) {
+	// Non-blocking: EAGAIN when another reader (none) or a reset got it.
+	_, _, _ = unix.Syscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&w.buf[0])), 8)
+}
+
+// Wake makes the current or next Wait return EvWoken (a request was
+// submitted that may need a tick sooner than the one planned). It allocates
+// nothing and never blocks.
+func (w *Waiter) Wake() {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return
+	}
+	one := [8]byte{1}
+	_, _, _ = unix.Syscall(unix.SYS_WRITE, uintptr(w.efd), uintptr(unsafe.Pointer(&one[0])), 8)
+}
+
+// Stop makes the current and every later Wait return ErrStopped.
+func (w *Waiter) Stop() {
+	w.stopped.Store(true)
+	w.Wake()
+}
+
+// Close releases the timerfd and the eventfd. Call it after the loop that
+// Waits has returned.
+func (w *Waiter) Close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	w.closed = true
+	if w.tfd >= 0 {
+		unix.Close(w.tfd)
+	}
+	if w.efd >= 0 {
+		unix.Close(w.efd)
+	}
+}
