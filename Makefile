@@ -4,7 +4,7 @@ GOFLAGS  ?=
 PKGS     := ./...
 BIN      := bin
 
-.PHONY: all build bins test test-deps check demo simdemo bench fuzz lint clean ctest cbench install deb bench-e2e bench-peers soak chaos
+.PHONY: all build bins test test-deps check demo simdemo bench fuzz lint clean ctest cbench install deb bench-e2e bench-peers soak chaos attack
 
 all: build
 
@@ -162,7 +162,7 @@ soak: build
 	$(GO) run ./soak/cmd/soak -agent $(BIN)/fmagent -profiles $(SOAK_PROFILES) -hog $(SOAK_HOG) -idle -1s -flood 2 -json soak/results/soak-flood.json
 
 FUZZTIME ?= 20s
-FUZZPKGS := ./wire/ ./api/
+FUZZPKGS := ./wire/ ./api/ ./config/ ./shmem/
 # Every fuzz target, FUZZTIME each. The seed corpora under testdata/fuzz run
 # in `make test` anyway.
 fuzz:
@@ -170,6 +170,12 @@ fuzz:
 		for t in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
 			echo "== $$p $$t"; \
 			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done
+
+# The attack test at 20× its make-test size (packets and local clients),
+# verbose: per attack the rejection counters, the RSS and fds.
+ATTACK_SCALE ?= 20
+attack:
+	$(GO) test -count=1 -v -run '^TestAttacks$$' -timeout 20m ./agent/ -attack-scale $(ATTACK_SCALE)
 
 # staticcheck at a pinned version, installed from the Go module proxy into
 # .tools/ the first time (the version is in the file name, so a change of

@@ -37,9 +37,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fmagent/fmagent/agent/core"
@@ -58,13 +57,8 @@ import (
 	"github.com/fmagent/fmagent/wire"
 )
 
-// DevKey is the built-in development cluster key, used (with a warning)
-// when the configuration names no key file. Every agent built from this
-// source knows it: it authenticates nothing.
-const DevKey = "fmagent-insecure-development-key-do-not-use-in-production"
-
 // MinKeyLen is the shortest key file accepted.
-const MinKeyLen = 16
+const MinKeyLen = config.MinKeyLen
 
 // Tunables; variables so that tests can shorten them.
 var (
@@ -160,6 +154,9 @@ type agent struct {
 	journal  journal     // history, resumable watches, hook feed (journal.go)
 	hooks    *hooks.Runner
 
+	apiSrv atomic.Pointer[api.Server] // a.srv, for the metrics goroutine
+
+	wake      chan struct{}     // pokes the timer loop
 	waiter    *transport.Waiter // the real-time loop's one blocking point
 	rtPrio    int               // SCHED_FIFO priority of the real-time loop; 0: not permitted or not asked
 	memLocked bool              // mlockall succeeded
@@ -198,12 +195,17 @@ func (a *agent) start() error {
 	if err := a.rtSetup(); err != nil {
 		return err
 	}
-	key, err := loadKey(cfg.KeyFile)
+	key, acceptKeys, open, err := cfg.Keys()
 	if err != nil {
-		return err
+		return fmt.Errorf("agent: %w", err)
 	}
-	if cfg.KeyFile == "" {
-		a.log.Warn("no key_file configured: using the built-in development key; packets are not authenticated against anyone who has this source")
+	switch {
+	case open && cfg.Insecure:
+		a.log.Warn("insecure = true and no key_file: packets are NOT authenticated; anyone who can reach the networks can forge masters, alarms and downs. Write a key with 'fmagent -genkey FILE' and set key_file")
+	case open:
+		a.log.Warn("no key_file: every network is loopback, so only local processes can reach the cluster, and packets are not authenticated against them. Write a key with 'fmagent -genkey FILE' and set key_file")
+	case len(acceptKeys) > 0:
+		a.log.Warn("key change-over in progress: also accepting the keys of accept_key_files; remove them once every node seals with key_file", "accept_key_files", len(acceptKeys))
 	}
 
 	inc, err := persist.NextIncarnation(a.stateDir)
@@ -241,6 +243,7 @@ func (a *agent) start() error {
 		Node:         wire.NodeID(cfg.NodeID),
 		Cluster:      cfg.ClusterID,
 		Key:          key,
+		AcceptKeys:   acceptKeys,
 		Priority:     cfg.Priority,
 		Eligible:     cfg.Eligible,
 		Interval:     cfg.Timing.Interval,
@@ -295,6 +298,7 @@ func (a *agent) start() error {
 	if a.pw, err = procwatch.New(); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	a.pw.MaxProcs, a.pw.MaxKeys = maxWatchedProcs, maxProcRegistrations
 
 	a.reg = metrics.NewRegistry()
 	a.m = newMetrics(a.reg, a)
@@ -313,36 +317,26 @@ func (a *agent) start() error {
 		}
 	}
 
-	var auth *api.Authorizer
-	mode := os.FileMode(0o660) // no allow-list: only the agent's user and group may connect (and write)
-	if len(cfg.API.AllowUsers) > 0 || len(cfg.API.AllowGroups) > 0 {
-		if auth, err = api.NewAuthorizer(cfg.API.AllowUsers, cfg.API.AllowGroups); err != nil {
-			return fmt.Errorf("agent: %w", err)
-		}
-		mode = 0o666 // anyone may read; the allow-list decides who writes
-	}
-	if a.ln, err = api.Listen(cfg.Paths.Socket, mode); err != nil {
+	auth, err := newAuthorizer(cfg.API)
+	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	a.srv = &api.Server{Handler: &handler{a}, Authorizer: auth, Log: a.log.With("part", "api")}
+	if a.ln, err = listenAPI(cfg.Paths.Socket, cfg.API, a.log); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.srv = &api.Server{Handler: &handler{a}, Authorizer: auth, Log: a.log.With("part", "api"),
+		MaxInFlight: cfg.API.MaxInFlight, Limits: apiLimits(cfg.API)}
+	a.apiSrv.Store(a.srv)
 	return nil
 }
 
-// loadKey reads the cluster key: the file's bytes, trailing whitespace
-// (a final newline) removed. "" is the development key.
+// loadKey reads one key file (config.ReadKey: owner-only, long enough).
+// "" is no key: nil, nil (whether that is allowed is config.Keys's call).
 func loadKey(path string) ([]byte, error) {
 	if path == "" {
-		return []byte(DevKey), nil
+		return nil, nil
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("agent: key file: %w", err)
-	}
-	k := []byte(strings.TrimRight(string(b), " \t\r\n"))
-	if len(k) < MinKeyLen {
-		return nil, fmt.Errorf("agent: key file %s: %d bytes, at least %d needed", path, len(k), MinKeyLen)
-	}
-	return k, nil
+	return config.ReadKey(path)
 }
 
 // run starts the goroutines, serves until ctx is done or a part fails, and

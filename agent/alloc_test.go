@@ -11,6 +11,7 @@ import (
 
 	"github.com/fmagent/fmagent/agent/core"
 	"github.com/fmagent/fmagent/agent/table"
+	"github.com/fmagent/fmagent/config"
 	"github.com/fmagent/fmagent/persist"
 	"github.com/fmagent/fmagent/wire"
 )
@@ -65,7 +66,7 @@ func TestReceivePathAllocs(t *testing.T) {
 		t.Skip("allocation counts are not meaningful under the race detector")
 	}
 	a, now := soloAgent(t)
-	codec := wire.NewCodec(a.cfg.ClusterID, []byte(DevKey))
+	codec := wire.NewCodec(a.cfg.ClusterID, config.InsecureKey(a.cfg.ClusterID))
 	const n = 400
 	pkts := make([][]byte, n)
 	for i := range pkts {

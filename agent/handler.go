@@ -9,6 +9,7 @@ import (
 	"github.com/fmagent/fmagent/agent/core"
 	"github.com/fmagent/fmagent/agent/table"
 	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/procwatch"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -195,7 +196,18 @@ func (h *handler) Register(ctx context.Context, cred api.Cred, req *api.Register
 	defer a.mu.Unlock()
 	if req.Process {
 		if err := a.pw.Watch(cred.PID, id); err != nil {
-			return nil, api.Errorf(api.ErrInternal, "%q is registered, but its process %d cannot be watched: %v", req.Name, cred.PID, err)
+			// An entity whose process is not watched would never go
+			// down: take the registration back, and refuse it.
+			a.mu.Unlock()
+			_, uerr := a.write(ctx, core.Request{Kind: wire.ReportUnregister, Name: req.Name}, nil)
+			a.mu.Lock()
+			if uerr != nil {
+				return nil, api.Errorf(api.ErrInternal, "%q is registered, but its process %d cannot be watched (%v) and unregistering it failed: %v", req.Name, cred.PID, err, uerr)
+			}
+			if errors.Is(err, procwatch.ErrLimit) {
+				return nil, api.Errorf(api.ErrBusy, "%q: not registered: %v", req.Name, err)
+			}
+			return nil, api.Errorf(api.ErrInternal, "%q: not registered: its process %d cannot be watched: %v", req.Name, cred.PID, err)
 		}
 		a.procs[id] = req.Name
 	} else if _, ok := a.procs[id]; ok {
@@ -215,10 +227,11 @@ func (h *handler) Unregister(ctx context.Context, cred api.Cred, req *api.Unregi
 	a := h.a
 	defer func() { a.audit(cred, "unregister", req.Name, nil, out, err) }()
 	res, err := a.write(ctx, core.Request{Kind: wire.ReportUnregister, Name: req.Name}, func(*core.Request) error {
-		if _, ok := a.lookup(req.Name); !ok {
+		e, ok := a.lookup(req.Name)
+		if !ok {
 			return notFound(req.Name)
 		}
-		return nil
+		return a.foreignCheck(cred, api.OpUnregister, e)
 	})
 	if err != nil {
 		return nil, err
@@ -300,7 +313,7 @@ func (h *handler) Raise(ctx context.Context, cred api.Cred, req *api.RaiseReques
 			return notFound(req.Name)
 		}
 		r.EntityKind = e.Kind
-		return nil
+		return a.foreignCheck(cred, api.OpRaise, e)
 	})
 	if err != nil {
 		return nil, err
@@ -323,7 +336,7 @@ func (h *handler) Clear(ctx context.Context, cred api.Cred, req *api.ClearReques
 		if _, ok := e.Alarm(req.Cause); !ok {
 			return fmt.Errorf("no alarm %q on %q: %w", req.Cause, req.Name, api.ErrNotFound)
 		}
-		return nil
+		return a.foreignCheck(cred, api.OpClear, e)
 	})
 	if err != nil {
 		return nil, err
@@ -350,7 +363,7 @@ func (h *handler) SetState(ctx context.Context, cred api.Cred, req *api.SetState
 		if e.Owner != a.self {
 			return api.Errorf(api.ErrPermission, "%q is owned by node %d; only its owner sets its state (report a fault instead)", req.Name, e.Owner)
 		}
-		return nil
+		return a.foreignCheck(cred, api.OpSetState, e)
 	})
 	if err != nil {
 		return nil, err

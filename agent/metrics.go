@@ -84,6 +84,7 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 	r.CounterFunc("fmagent_retransmits_total", "Changes resent on a nack (as master).", coreStat(func(s *core.Stats) uint64 { return s.Retransmits }))
 	r.CounterFunc("fmagent_snapshots_sent_total", "Snapshot transfers served (as master).", coreStat(func(s *core.Stats) uint64 { return s.SnapshotsSent }))
 	r.CounterFunc("fmagent_snapshots_applied_total", "Snapshots that replaced this node's table.", coreStat(func(s *core.Stats) uint64 { return s.SnapshotsApplied }))
+	limitMetrics(r, a, coreStat)
 	r.CounterFunc("fmagent_reports_handled_total", "Reports run through the plugin chain (as master).", coreStat(func(s *core.Stats) uint64 { return s.ReportsHandled }))
 	m.tickLateness = r.Histogram("fmagent_tick_lateness_seconds",
 		"How late the real-time loop woke for its timer deadline (heartbeat, judgement): what scheduling, the garbage collector or a page fault cost.",

@@ -85,8 +85,9 @@ func peerGroups(fd int) ([]uint32, error) {
 // A nil *Authorizer allows every caller: the socket's file mode is then the
 // only access control.
 type Authorizer struct {
-	uids []uint32
-	gids []uint32
+	uids   []uint32
+	gids   []uint32
+	grants []Grant // per-op grants (grants.go)
 }
 
 // NewAuthorizer resolves the allowed user and group names (or numeric IDs)

@@ -19,6 +19,9 @@ import (
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// RetryAfterMs, with code throttled, is how long the client should
+	// wait before its next write is accepted, in milliseconds.
+	RetryAfterMs int64 `json:"retry_after_ms,omitempty"`
 }
 
 // Error returns the message (the code if there is none), so that a Handler's
@@ -133,10 +136,12 @@ func ToError(err error) *Error {
 		return nil
 	}
 	code := CodeInternal
+	var retry int64
 	var e *Error
 	switch {
 	case errors.As(err, &e):
 		code = e.Code
+		retry = e.RetryAfterMs
 	case errors.Is(err, context.DeadlineExceeded):
 		code = CodeTimeout
 	case errors.Is(err, context.Canceled):
@@ -149,5 +154,5 @@ func ToError(err error) *Error {
 			msg = msg[:len(msg)-1]
 		}
 	}
-	return &Error{Code: code, Message: msg}
+	return &Error{Code: code, Message: msg, RetryAfterMs: retry}
 }

@@ -40,7 +40,7 @@ var knownCodes = map[string]bool{
 	api.CodeCollision: true, api.CodeNoMaster: true, api.CodeTimeout: true,
 	api.CodeUnsupported: true, api.CodeUnavailable: true, api.CodeUnsupportedVersion: true,
 	api.CodeUnknownOp: true, api.CodeFrameTooLarge: true, api.CodeBadMagic: true,
-	api.CodeBusy: true, api.CodeInternal: true, api.CodeLimit: true, api.CodeRefused: true,
+	api.CodeBusy: true, api.CodeInternal: true, api.CodeLimit: true, api.CodeRefused: true, api.CodeThrottled: true,
 }
 
 // FuzzServerFrame feeds arbitrary bytes to the server as one connection's

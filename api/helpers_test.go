@@ -131,3 +131,10 @@ func (c *rawConn) expectClosed() {
 	require.False(c.t, errors.Is(err, os.ErrDeadlineExceeded), "connection still open")
 	require.True(c.t, errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET), "%v", err)
 }
+
+func (c *rawConn) decodeError(b []byte) *api.Error {
+	c.t.Helper()
+	var e api.Error
+	require.NoError(c.t, json.Unmarshal(b, &e))
+	return &e
+}

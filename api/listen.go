@@ -37,6 +37,13 @@ type socketFile struct {
 // listener does not unlink path when closed; Server.Shutdown removes it if
 // it is still this listener's socket, and the next Listen removes it if stale.
 func Listen(path string, mode os.FileMode) (*net.UnixListener, error) {
+	return ListenOwned(path, mode, -1, -1)
+}
+
+// ListenOwned is Listen with the socket file owned by uid and gid (-1
+// keeps the process's), set before the socket appears at path. The
+// directory it creates is 0755: the socket's own mode decides who connects.
+func ListenOwned(path string, mode os.FileMode, uid, gid int) (*net.UnixListener, error) {
 	if path == "" {
 		return nil, errors.New("api: empty socket path")
 	}
@@ -48,7 +55,7 @@ func Listen(path string, mode os.FileMode) (*net.UnixListener, error) {
 		return nil, err
 	}
 	if len(dir)+len("/.fmsock0123456789/s") >= maxSunPath {
-		return listenInPlace(path, mode)
+		return listenInPlace(path, mode, uid, gid)
 	}
 	tmpdir, err := os.MkdirTemp(dir, ".fmsock")
 	if err != nil {
@@ -64,6 +71,11 @@ func Listen(path string, mode os.FileMode) (*net.UnixListener, error) {
 	fail := func(err error) (*net.UnixListener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("api: listen on %s: %w", path, err)
+	}
+	if uid >= 0 || gid >= 0 {
+		if err := os.Lchown(tmp, uid, gid); err != nil {
+			return fail(err)
+		}
 	}
 	if err := os.Chmod(tmp, mode.Perm()); err != nil {
 		return fail(err)
@@ -88,13 +100,16 @@ const maxSunPath = 108
 // listenInPlace is Listen when the temporary path would be too long for a
 // socket address: bind at path, then chmod (the socket briefly has the mode
 // the umask gives it).
-func listenInPlace(path string, mode os.FileMode) (*net.UnixListener, error) {
+func listenInPlace(path string, mode os.FileMode, uid, gid int) (*net.UnixListener, error) {
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("api: listen: %w", err)
 	}
 	ln.SetUnlinkOnClose(false)
 	fi, err := os.Lstat(path)
+	if err == nil && (uid >= 0 || gid >= 0) {
+		err = os.Lchown(path, uid, gid)
+	}
 	if err == nil {
 		err = os.Chmod(path, mode.Perm())
 	}

@@ -78,7 +78,11 @@ type Server struct {
 	// that has this many. Zero means DefaultMaxInFlight. Watches have their
 	// own limit of 16 per connection; one more gets ErrBusy.
 	MaxInFlight int
+	// Limits bound connections, idle and half-frame time and the write
+	// rate (zero fields: DefaultLimits). Set before Serve.
+	Limits Limits
 
+	lim       limiter
 	once      sync.Once
 	base      context.Context
 	cancel    context.CancelFunc
@@ -97,6 +101,7 @@ func (s *Server) init() {
 		s.base, s.cancel = context.WithCancel(context.Background())
 		s.listeners = make(map[*net.UnixListener]struct{})
 		s.conns = make(map[*serverConn]struct{})
+		s.lim.init(s.Limits)
 		if s.peerCred == nil {
 			s.peerCred = PeerCred
 		}
@@ -165,8 +170,17 @@ func (s *Server) Serve(ln *net.UnixListener) error {
 			nc.Close()
 			continue
 		}
+		if err := s.lim.admit(cred.UID); err != nil {
+			s.refuseConn(nc, err)
+			continue
+		}
 		s.startConn(nc, cred)
 	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func isTemporary(err error) bool {
@@ -220,10 +234,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// refuseConn answers a connection over a limit with err (a frame with
+// request ID 0) and closes it, without waiting for a slow reader.
+func (s *Server) refuseConn(nc net.Conn, err error) {
+	body, _ := json.Marshal(ToError(err))
+	nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	nc.Write(AppendFrame(nil, Header{Version: Version, Op: replyOp(OpStatus), Flags: FlagError}, body))
+	nc.Close()
+}
+
 func (s *Server) startConn(nc net.Conn, cred Cred) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		s.lim.release(cred.UID)
 		nc.Close()
 		return
 	}
@@ -231,6 +255,7 @@ func (s *Server) startConn(nc net.Conn, cred Cred) {
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
+		defer s.lim.release(cred.UID)
 		s.serveConn(nc, cred)
 	}()
 }
@@ -261,7 +286,7 @@ func (s *Server) serveConn(nc net.Conn, cred Cred) {
 		s:        s,
 		nc:       nc,
 		cred:     cred,
-		canWrite: s.Authorizer.Allowed(cred),
+		canWrite: s.Authorizer.Allowed(cred) || privileged(cred),
 		log:      s.log().With("pid", cred.PID, "uid", cred.UID),
 		cancel:   cancel,
 	}
@@ -276,8 +301,38 @@ func (s *Server) serveConn(nc net.Conn, cred Cred) {
 	sem := make(chan struct{}, s.maxInFlight())
 	c.log.Debug("api: connection opened", "write", c.canWrite)
 	br := bufio.NewReaderSize(nc, 4096)
+	lim := s.lim.l
 	for {
+		// Idle: no request in progress and no Watch; then no byte for
+		// IdleTimeout closes the connection. Once a frame begins, it must
+		// end within FrameTimeout. A deadline set after the connection's
+		// context ended would undo the wake-up above: check after setting.
+		idle := watches.Load() == 0 && len(sem) == 0
+		if idle {
+			nc.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
+		} else {
+			nc.SetReadDeadline(time.Time{})
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if _, err := br.Peek(1); err != nil {
+			if isTimeout(err) && ctx.Err() == nil {
+				s.lim.count(func(st *LimitStats) { st.IdleClosed++ })
+				c.log.Debug("api: idle connection closed", "idle", lim.IdleTimeout)
+			}
+			break
+		}
+		nc.SetReadDeadline(time.Now().Add(lim.FrameTimeout))
+		if ctx.Err() != nil {
+			break
+		}
 		h, body, err := ReadFrame(br)
+		if err != nil && isTimeout(err) && ctx.Err() == nil {
+			s.lim.count(func(st *LimitStats) { st.FrameTimeouts++ })
+			c.log.Warn("api: frame not finished in time, closing", "frame_timeout", lim.FrameTimeout)
+			break
+		}
 		if err != nil {
 			var e *Error
 			if errors.As(err, &e) {
@@ -436,10 +491,16 @@ func (c *serverConn) handle(ctx context.Context, h Header, body []byte) {
 			c.writeError(h.ID, replyOp(h.Op), Errorf(ErrInternal, "handler panic: %v", r))
 		}
 	}()
-	if h.Op.IsWrite() && !c.canWrite {
+	if h.Op.IsWrite() && !c.canWrite && !c.s.Authorizer.MayOp(c.cred, h.Op) {
 		c.writeError(h.ID, replyOp(h.Op), Errorf(ErrPermission,
 			"uid %d (gid %d) may not %s: not root, not an allowed user or group", c.cred.UID, c.cred.GID, h.Op))
 		return
+	}
+	if h.Op.IsWrite() {
+		if err := c.s.lim.write(c.cred.UID, time.Now()); err != nil {
+			c.writeError(h.ID, replyOp(h.Op), err)
+			return
+		}
 	}
 	serve, ok := operations[h.Op]
 	if !ok {

@@ -405,7 +405,10 @@ func TestWatchEndsOnShutdown(t *testing.T) {
 // TestSlowWatcherDisconnected checks that a watcher that does not read is
 // disconnected after the write timeout, and its Watch ends.
 func TestSlowWatcherDisconnected(t *testing.T) {
-	ts := startServer(t, func(s *api.Server) { s.WriteTimeout = 200 * time.Millisecond })
+	ts := startServer(t, func(s *api.Server) {
+		s.WriteTimeout = 200 * time.Millisecond
+		s.Limits.WriteRate, s.Limits.WriteBurst = 1e6, 1e6 // this test floods on purpose
+	})
 	w := dialRaw(t, ts.Path)
 	w.send(api.OpWatch, 1, ``)
 	h, _ := w.read()

@@ -69,7 +69,7 @@ func checkSeverity(s Severity, required bool) error {
 
 // Validate checks r; the error matches ErrBadRequest.
 func (r *RegisterRequest) Validate() error {
-	if err := checkText("name", r.Name, wire.MaxName, true); err != nil {
+	if err := checkName(r.Name); err != nil {
 		return err
 	}
 	return checkKind(r.Kind, true)
@@ -77,13 +77,13 @@ func (r *RegisterRequest) Validate() error {
 
 // Validate checks r; the error matches ErrBadRequest.
 func (r *UnregisterRequest) Validate() error {
-	return checkText("name", r.Name, wire.MaxName, true)
+	return checkName(r.Name)
 }
 
 // Validate checks r and fills in the default severity; the error matches
 // ErrBadRequest.
 func (r *ReportRequest) Validate() error {
-	if err := checkText("name", r.Name, wire.MaxName, true); err != nil {
+	if err := checkName(r.Name); err != nil {
 		return err
 	}
 	if err := checkText("cause", r.Cause, wire.MaxCause, false); err != nil {
@@ -100,7 +100,7 @@ func (r *ReportRequest) Validate() error {
 
 // Validate checks r; the error matches ErrBadRequest.
 func (r *RaiseRequest) Validate() error {
-	if err := checkText("name", r.Name, wire.MaxName, true); err != nil {
+	if err := checkName(r.Name); err != nil {
 		return err
 	}
 	if err := checkText("cause", r.Cause, wire.MaxCause, true); err != nil {
@@ -111,7 +111,7 @@ func (r *RaiseRequest) Validate() error {
 
 // Validate checks r; the error matches ErrBadRequest.
 func (r *ClearRequest) Validate() error {
-	if err := checkText("name", r.Name, wire.MaxName, true); err != nil {
+	if err := checkName(r.Name); err != nil {
 		return err
 	}
 	return checkText("cause", r.Cause, wire.MaxCause, true)
@@ -119,7 +119,7 @@ func (r *ClearRequest) Validate() error {
 
 // Validate checks r; the error matches ErrBadRequest.
 func (r *SetStateRequest) Validate() error {
-	if err := checkText("name", r.Name, wire.MaxName, true); err != nil {
+	if err := checkName(r.Name); err != nil {
 		return err
 	}
 	return checkState(r.State, true)
@@ -127,7 +127,7 @@ func (r *SetStateRequest) Validate() error {
 
 // Validate checks r; the error matches ErrBadRequest.
 func (r *GetRequest) Validate() error {
-	return checkText("name", r.Name, wire.MaxName, true)
+	return checkName(r.Name)
 }
 
 // Validate checks r; the error matches ErrBadRequest.
@@ -151,3 +151,16 @@ func (r *StatusRequest) Validate() error { return nil }
 
 // Validate accepts the empty request.
 func (r *SwitchoverRequest) Validate() error { return nil }
+
+// checkName checks an entity name against the protocol's rules
+// (wire.CheckName: valid UTF-8, no empty segment, no control, format, bidi
+// or combining characters, no mixed-script look-alikes).
+func checkName(name string) error {
+	if name == "" {
+		return badRequest("name is required")
+	}
+	if err := wire.CheckName(name); err != nil {
+		return badRequest("name %q: %v", name, err)
+	}
+	return nil
+}

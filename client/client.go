@@ -249,8 +249,31 @@ func (c *Client) call(ctx context.Context, op api.Op, req, result any) error {
 }
 
 // do sends one request and passes each reply frame (other than an error) to
-// fn until fn reports the reply done.
+// fn until fn reports the reply done. A write the agent throttled (nothing
+// was written) is sent again after the retry-after it asked for, as long as
+// ctx allows: a client over its write rate is slowed down, not failed.
 func (c *Client) do(ctx context.Context, op api.Op, req any, fn func(api.Header, []byte) (bool, error)) error {
+	for {
+		err := c.doOnce(ctx, op, req, fn)
+		var e *api.Error
+		if !errors.As(err, &e) || e.Code != api.CodeThrottled {
+			return err
+		}
+		wait := time.Duration(max(e.RetryAfterMs, 1)) * time.Millisecond
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+	}
+}
+
+func (c *Client) doOnce(ctx context.Context, op api.Op, req any, fn func(api.Header, []byte) (bool, error)) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("fmagent %s: %w", op, err)

@@ -50,9 +50,18 @@ type Config struct {
 	Realtime Realtime `toml:"realtime"`
 	// Plugins is the master's plugin chain, in order ([[plugins]] tables).
 	Plugins []Plugin `toml:"plugins"`
-	// KeyFile holds the cluster key; "" means the built-in development key
-	// (the agent warns about it).
-	KeyFile string  `toml:"key_file"`
+	// KeyFile holds the cluster key (fmagent -genkey writes one), readable
+	// by its owner only. "" is allowed only when every network is loopback
+	// or Insecure is set: packets are then authenticated with a key anyone
+	// can compute (config.InsecureKey).
+	KeyFile string `toml:"key_file"`
+	// AcceptKeyFiles are further keys accepted, never sent with: the other
+	// key of a key change-over (docs/security.md).
+	AcceptKeyFiles []string `toml:"accept_key_files"`
+	// Insecure lets the agent run without key_file on non-loopback
+	// networks (it warns at every start).
+	Insecure bool `toml:"insecure"`
+
 	Paths   Paths   `toml:"paths"`
 	API     API     `toml:"api"`
 	Metrics Metrics `toml:"metrics"`
@@ -133,6 +142,37 @@ type Paths struct {
 type API struct {
 	AllowUsers  []string `toml:"allow_users"`
 	AllowGroups []string `toml:"allow_groups"`
+
+	// SocketMode is the socket file's mode, an octal string ("0660"):
+	// who may connect (and so read). It is never changed behind the
+	// operator's back.
+	SocketMode string `toml:"socket_mode"`
+	// SocketOwner and SocketGroup own the socket file ("": the agent's
+	// user and group). A group that may connect and is not in
+	// allow_groups is a read-only group (monitoring).
+	SocketOwner string `toml:"socket_owner"`
+	SocketGroup string `toml:"socket_group"`
+	// Grants are per-op permissions ([[api.grants]]).
+	Grants []Grant `toml:"grants"`
+
+	// Client limits (docs/api.md).
+	MaxConns       int           `toml:"max_conns"`
+	MaxConnsPerUID int           `toml:"max_conns_per_uid"`
+	MaxInFlight    int           `toml:"max_in_flight"`
+	IdleTimeout    time.Duration `toml:"idle_timeout"`
+	FrameTimeout   time.Duration `toml:"frame_timeout"`
+	WriteRate      float64       `toml:"write_rate"`
+	WriteBurst     int           `toml:"write_burst"`
+}
+
+// Grant lets users and groups perform some write ops (none: all), and with
+// Foreign on entities this node does not own as a client (another node's,
+// and this node's node/N and link entities).
+type Grant struct {
+	Users   []string `toml:"users"`
+	Groups  []string `toml:"groups"`
+	Ops     []string `toml:"ops"`
+	Foreign bool     `toml:"foreign"`
 }
 
 // Metrics is the Prometheus endpoint.
@@ -186,9 +226,11 @@ func base() *Config {
 			{Name: "a", Interface: "lo", Group: netip.MustParseAddr("239.192.77.1"), Port: DefaultPort, TTL: 1, Loopback: true},
 			{Name: "b", Interface: "lo", Group: netip.MustParseAddr("239.192.77.2"), Port: DefaultPort, TTL: 1, Loopback: true},
 		},
-		Timing:    Timing{Profile: "20ms", StaleTimeout: 10 * time.Second},
-		Realtime:  DefaultRealtime(),
-		Metrics:   Metrics{Listen: DefaultListen},
+		Timing:   Timing{Profile: "20ms", StaleTimeout: 10 * time.Second},
+		Realtime: DefaultRealtime(),
+		Metrics:  Metrics{Listen: DefaultListen},
+		API: API{SocketMode: "0660", MaxConns: 512, MaxConnsPerUID: 128, MaxInFlight: 64,
+			IdleTimeout: 10 * time.Minute, FrameTimeout: 10 * time.Second, WriteRate: 200, WriteBurst: 1000},
 		Watchdog:  Watchdog{Timeout: DefaultWDTimeout, Systemd: true, SelfFence: FenceAuto, FenceTimeout: DefaultFenceAfter},
 		MaxAlarms: MaxMaxAlarms,
 		LogLevel:  "info",

@@ -61,7 +61,7 @@ func parse(file, data string) (*Config, error) {
 	}
 	// Durations must be strings with a unit: toml would take a bare integer
 	// as nanoseconds, and "interval = 10" meaning 10 ns is a trap.
-	for _, k := range []string{"timing.interval", "timing.stale_timeout", "watchdog.timeout", "watchdog.fence_timeout"} {
+	for _, k := range []string{"timing.interval", "timing.stale_timeout", "watchdog.timeout", "watchdog.fence_timeout", "api.idle_timeout", "api.frame_timeout"} {
 		path := strings.Split(k, ".")
 		if md.IsDefined(path...) && md.Type(path...) != "String" {
 			return nil, at(&Error{Key: k, Reason: "must be a duration string with a unit, like \"10ms\" or \"10s\""})
@@ -83,6 +83,12 @@ func parse(file, data string) (*Config, error) {
 	}
 	if len(c.API.AllowUsers) == 0 {
 		c.API.AllowUsers = nil
+	}
+	if len(c.API.Grants) == 0 {
+		c.API.Grants = nil
+	}
+	if len(c.AcceptKeyFiles) == 0 {
+		c.AcceptKeyFiles = nil
 	}
 	if len(c.API.AllowGroups) == 0 {
 		c.API.AllowGroups = nil

@@ -186,6 +186,16 @@ func (fl *Flags) Load() (*Config, error) {
 	return c, nil
 }
 
+// CheckHost runs c.CheckHost (interfaces, key files) and names, in its
+// errors, the file and line of the keys they are about.
+func (fl *Flags) CheckHost(c *Config) error {
+	err := c.CheckHost()
+	if err != nil && fl.ConfigPath != "" {
+		positionIn(fl.ConfigPath, err)
+	}
+	return err
+}
+
 // Apply applies the flags that were given to c and validates the result;
 // errors name the flag.
 func (fl *Flags) Apply(c *Config) error {

@@ -23,7 +23,13 @@ type Error struct {
 	Reason string
 	// Flag names the command-line flag that set the value, if one did.
 	Flag string
+
+	err error // the cause, if any (Unwrap)
 }
+
+// Unwrap returns the error behind the refusal, if any (config.ErrKeyFile for
+// a key file).
+func (e *Error) Unwrap() error { return e.err }
 
 func (e *Error) Error() string {
 	var b strings.Builder
@@ -155,6 +161,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	absPath("key_file", c.KeyFile, true)
+	for i, p := range c.AcceptKeyFiles {
+		absPath(fmt.Sprintf("accept_key_files[%d]", i), p, false)
+	}
 	absPath("paths.state_dir", c.Paths.StateDir, false)
 	absPath("paths.socket", c.Paths.Socket, false)
 	if s := c.Paths.Shm; s == "" || strings.ContainsRune(s, '/') || s == "." || s == ".." || len(s) > 255 {
@@ -170,6 +179,7 @@ func (c *Config) Validate() error {
 			add(bad(fmt.Sprintf("api.allow_groups[%d]", i), g, "must be a group name or numeric gid"))
 		}
 	}
+	c.validateAPI(add)
 	if err := CheckListen(c.Metrics.Listen, c.Metrics.AllowRemote); err != nil {
 		add(bad("metrics.listen", c.Metrics.Listen, "%v", err))
 	}

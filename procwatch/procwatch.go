@@ -54,10 +54,16 @@ type Watcher struct {
 	mu      sync.Mutex
 	closed  bool
 	serial  uint64            // last watch serial handed out
-	byKey   map[uint64]*watch // key -> watch
+	byKey   map[uint64]*watch // key -> the watch of its process
+	byPID   map[int32]*watch  // pid -> watch: one pidfd per process, shared by its keys
 	bySer   map[uint64]*watch // serial -> watch (epoll data)
 	queue   []Exit            // exits not yet delivered
 	pending chan struct{}     // signalled when queue grows
+
+	// MaxProcs and MaxKeys bound the processes watched (one pidfd each)
+	// and the keys; Watch beyond them fails with ErrLimit. Zero: no bound.
+	// Set before the first Watch.
+	MaxProcs, MaxKeys int
 
 	quit chan struct{} // closed by Close
 	wg   sync.WaitGroup
@@ -65,10 +71,13 @@ type Watcher struct {
 
 type watch struct {
 	pid    int32
-	key    uint64
+	keys   map[uint64]struct{}
 	serial uint64
 	fd     int
 }
+
+// ErrLimit is returned by Watch when MaxProcs or MaxKeys is reached.
+var ErrLimit = errors.New("procwatch: limit reached")
 
 // New starts a Watcher.
 func New() (*Watcher, error) {
@@ -93,6 +102,7 @@ func New() (*Watcher, error) {
 		wakefd:  wakefd,
 		events:  make(chan Exit),
 		byKey:   make(map[uint64]*watch),
+		byPID:   make(map[int32]*watch),
 		bySer:   make(map[uint64]*watch),
 		pending: make(chan struct{}, 1),
 		quit:    make(chan struct{}),
@@ -110,22 +120,46 @@ func (w *Watcher) Events() <-chan Exit { return w.events }
 // Watch starts watching process pid under key. If the process has already
 // exited, its Exit is delivered at once. Watching under a key already in use
 // replaces the previous watch of that key (which then produces no Exit).
-// The same pid may be watched under several keys.
+// The same pid may be watched under several keys: they share one pidfd, and
+// each gets its Exit. Beyond MaxProcs processes or MaxKeys keys Watch fails
+// with ErrLimit and watches nothing new.
 func (w *Watcher) Watch(pid int32, key uint64) error {
 	if pid <= 0 {
 		return fmt.Errorf("procwatch: invalid pid %d", pid)
 	}
-	fd, err := unix.PidfdOpen(int(pid), 0)
-	if err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("procwatch: pidfd_open(%d): %w", pid, err)
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		if fd >= 0 && err == nil {
-			unix.Close(fd)
-		}
 		return ErrClosed
+	}
+	if old, ok := w.byPID[pid]; ok && !exited(old.fd) {
+		if cur := w.byKey[key]; cur == old {
+			return nil
+		}
+		if w.MaxKeys > 0 && len(w.byKey) >= w.MaxKeys && w.byKey[key] == nil {
+			return fmt.Errorf("%w: %d registrations watched", ErrLimit, len(w.byKey))
+		}
+		w.removeLocked(key)
+		old.keys[key] = struct{}{}
+		w.byKey[key] = old
+		return nil
+	}
+	// A watch of this pid whose process has exited (its exit not handled
+	// yet; the pid may be a new process now) is finished first.
+	if old, ok := w.byPID[pid]; ok {
+		w.exitLocked(old)
+	}
+	if w.byKey[key] == nil {
+		if w.MaxKeys > 0 && len(w.byKey) >= w.MaxKeys {
+			return fmt.Errorf("%w: %d registrations watched", ErrLimit, len(w.byKey))
+		}
+	}
+	if w.MaxProcs > 0 && len(w.byPID) >= w.MaxProcs {
+		return fmt.Errorf("%w: %d processes watched", ErrLimit, len(w.byPID))
+	}
+	fd, err := unix.PidfdOpen(int(pid), 0)
+	if err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("procwatch: pidfd_open(%d): %w", pid, err)
 	}
 	w.removeLocked(key)
 	if err != nil { // ESRCH: no such process, it has exited already
@@ -134,7 +168,7 @@ func (w *Watcher) Watch(pid int32, key uint64) error {
 	}
 	unix.CloseOnExec(fd) // pidfd_open sets it already; be explicit
 	w.serial++
-	wt := &watch{pid: pid, key: key, serial: w.serial, fd: fd}
+	wt := &watch{pid: pid, keys: map[uint64]struct{}{key: {}}, serial: w.serial, fd: fd}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN}
 	putSerial(&ev, wt.serial)
 	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
@@ -142,8 +176,33 @@ func (w *Watcher) Watch(pid int32, key uint64) error {
 		return fmt.Errorf("procwatch: epoll_ctl: %w", err)
 	}
 	w.byKey[key] = wt
+	w.byPID[pid] = wt
 	w.bySer[wt.serial] = wt
 	return nil
+}
+
+// exited reports whether the pidfd's process has exited (it is readable).
+func exited(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0
+}
+
+// exitLocked ends wt: every key gets its Exit.
+func (w *Watcher) exitLocked(wt *watch) {
+	for key := range wt.keys {
+		w.pushLocked(Exit{PID: wt.pid, Key: key})
+	}
+	for key := range wt.keys {
+		w.removeLocked(key)
+	}
+}
+
+// Procs returns the number of processes (pidfds) being watched.
+func (w *Watcher) Procs() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.byPID)
 }
 
 // Unwatch stops watching key; it is not an error if key is not watched.
@@ -155,21 +214,29 @@ func (w *Watcher) Unwatch(key uint64) {
 	w.removeLocked(key)
 }
 
-// Len returns the number of processes being watched.
+// Len returns the number of keys being watched.
 func (w *Watcher) Len() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.byKey)
 }
 
-// removeLocked drops the watch of key, if any.
+// removeLocked drops the watch of key, if any, and closes its process's
+// pidfd when no key is left on it.
 func (w *Watcher) removeLocked(key uint64) {
 	wt, ok := w.byKey[key]
 	if !ok {
 		return
 	}
 	delete(w.byKey, key)
+	delete(wt.keys, key)
+	if len(wt.keys) > 0 {
+		return
+	}
 	delete(w.bySer, wt.serial)
+	if w.byPID[wt.pid] == wt {
+		delete(w.byPID, wt.pid)
+	}
 	unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, wt.fd, nil)
 	unix.Close(wt.fd)
 }
@@ -235,8 +302,7 @@ func (w *Watcher) poll() {
 			if !ok {
 				continue // unwatched after epoll_wait returned
 			}
-			w.removeLocked(wt.key)
-			w.pushLocked(Exit{PID: wt.pid, Key: wt.key})
+			w.exitLocked(wt)
 		}
 		w.mu.Unlock()
 	}

@@ -85,6 +85,11 @@ sock() { echo "$TMP/n$1/fmagent.sock"; }
 shm() { echo "/dev/shm/$SHM_PREFIX-$1"; }
 ctl() { local n=$1; shift; "$FMCTL" -socket "$(sock "$n")" "$@"; }
 
+# One cluster key for the three nodes (mode 0600). Without one the agents
+# would still run here, every network being loopback, but with a warning:
+# their packets would be authenticated with a key anyone can compute.
+"$FMAGENT" -genkey "$TMP/cluster.key"
+
 say "starting 3 agents (cluster $CLUSTER, groups $GA and $GB port $PORT on lo, interval $INTERVAL × misses $MISSES)"
 for i in 1 2 3; do
 	mkdir -p "$TMP/n$i"
@@ -93,6 +98,7 @@ node_id = $i
 cluster_id = $CLUSTER
 priority = 100
 allow_alone = false
+key_file = "$TMP/cluster.key"
 
 [networks.a]
 interface = "lo"

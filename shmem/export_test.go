@@ -5,7 +5,7 @@ import L "github.com/fmagent/fmagent/shmem/internal/layout"
 // FreezeMidWrite leaves the slot of id with an odd seq, as a writer that
 // died in the middle of writing it would.
 func FreezeMidWrite(w *Writer, id uint64) bool {
-	_, s, ok := w.find(id)
+	s, ok := w.find(id)
 	if !ok {
 		return false
 	}
@@ -13,3 +13,6 @@ func FreezeMidWrite(w *Writer, id uint64) bool {
 	st64(p, L.SlotSeq, ld64(p, L.SlotSeq)+1)
 	return true
 }
+
+// SegmentBytes is the writer's segment memory.
+func SegmentBytes(w *Writer) []byte { return w.mem }

@@ -100,6 +100,12 @@ type Writer struct {
 	used  int    // slots ever allocated (high-water mark)
 	tombs int    // tombstones in the index
 	free  []uint32
+	// own is the writer's private record of where each live entity is
+	// (ID → slot). The segment is shared memory that others with write
+	// access (root) can change under us: the writer never follows a slot
+	// reference read back from it, and rebuilds the index from own when
+	// what it reads there disagrees.
+	own map[uint64]uint32
 
 	inTxn    bool
 	ops      []op
@@ -248,6 +254,7 @@ func (w *Writer) init(geo L.Geometry, opts Options, gen uint64) error {
 	w.mask = uint32(geo.Buckets - 1)
 	w.shift = L.Shift(uint32(geo.Buckets))
 	w.free = make([]uint32, 0, geo.Capacity)
+	w.own = make(map[uint64]uint32, geo.Capacity) // sized once: Put never grows it
 	w.txnLive = make(map[uint64]bool)
 	w.ops = make([]op, 0, 64)
 	w.staged = make([]Entity, 0, 16)
@@ -347,7 +354,7 @@ func (w *Writer) live(id uint64) bool {
 	if v, ok := w.txnLive[id]; ok {
 		return v
 	}
-	_, _, found := w.find(id)
+	_, found := w.find(id)
 	return found
 }
 
@@ -484,24 +491,40 @@ func (w *Writer) bucket(b uint32) unsafe.Pointer {
 
 // find probes the index for id: the bucket holding it (live or tombstone),
 // its slot, and whether it is live.
-func (w *Writer) find(id uint64) (bucket, slot uint32, live bool) {
+func (w *Writer) find(id uint64) (slot uint32, live bool) {
+	slot, live = w.own[id]
+	return slot, live
+}
+
+// bucketOf returns the index bucket that refers id to slot, rebuilding
+// the index from the writer's own record first if the segment's index does
+// not have it (someone wrote into the segment).
+func (w *Writer) bucketOf(id uint64, slot uint32) uint32 {
+	if b, ok := w.probe(id, slot); ok {
+		return b
+	}
+	w.rebuild()
+	b, _ := w.probe(id, slot)
+	return b
+}
+
+// probe walks id's probe sequence for the bucket holding id → slot. Every
+// step is bounded by the index size the writer computed, never by what it
+// reads.
+func (w *Writer) probe(id uint64, slot uint32) (uint32, bool) {
 	b := uint32((id * 0x9E3779B97F4A7C15) >> w.shift)
 	for n := uint32(0); n <= w.mask; n++ {
 		bp := w.bucket(b)
 		k := ld64(bp, L.BucketID)
 		if k == 0 {
-			return b, 0, false
+			return 0, false
 		}
 		if k == id {
-			ref := ld64(bp, L.BucketRef)
-			if ref == 0 {
-				return b, 0, false
-			}
-			return b, uint32(ref - 1), true
+			return b, ld64(bp, L.BucketRef) == uint64(slot)+1
 		}
 		b = (b + 1) & w.mask
 	}
-	return 0, 0, false
+	return 0, false
 }
 
 // indexInsert records id -> slot: in id's own tombstone if it has one, else
@@ -549,10 +572,8 @@ func (w *Writer) rebuild() {
 		st64(bp, L.BucketRef, 0)
 	}
 	w.tombs = 0
-	for i := 0; i < w.used; i++ {
-		if id := ld64(w.slot(uint32(i)), L.SlotID); id != 0 {
-			w.indexInsert(id, uint32(i))
-		}
+	for id, slot := range w.own {
+		w.indexInsert(id, slot)
 	}
 	st64(p, L.HdrIndexSeq, is+2)
 }
@@ -566,7 +587,7 @@ func (w *Writer) publish(kind EventKind, id uint64, st wire.State, sev wire.Seve
 }
 
 func (w *Writer) applyPut(e *Entity, seq uint64) {
-	_, s, found := w.find(e.ID)
+	s, found := w.find(e.ID)
 	if found {
 		old := &w.scratch
 		decodeSlot(w.slot(s), old)
@@ -608,6 +629,7 @@ func (w *Writer) applyPut(e *Entity, seq uint64) {
 		w.used++
 	}
 	w.writeSlot(s2, e)
+	w.own[e.ID] = s2
 	w.indexInsert(e.ID, s2)
 	w.count++
 	w.publish(EventPut, e.ID, e.State, 0, seq)
@@ -617,10 +639,12 @@ func (w *Writer) applyPut(e *Entity, seq uint64) {
 }
 
 func (w *Writer) applyDelete(id uint64, seq uint64) {
-	b, s, found := w.find(id)
+	s, found := w.find(id)
 	if !found {
 		return
 	}
+	b := w.bucketOf(id, s)
+	delete(w.own, id)
 	st := wire.State(ld64(w.slot(s), L.SlotMeta) >> L.MetaStateShift)
 	// Tombstone first, then free the slot: a reader holding the old slot
 	// reference sees either the entity or an empty/reused slot, which it

@@ -18,6 +18,9 @@ type Codec struct {
 	cluster uint32
 	mac     hash.Hash
 	sum     [sha256.Size]byte
+	// accept are further keys Open verifies with, after mac: the keys of a
+	// key change-over (AcceptKey).
+	accept []hash.Hash
 }
 
 // NewCodec returns a Codec for the cluster with the given ID and key. The key
@@ -30,6 +33,18 @@ func NewCodec(cluster uint32, key []byte) *Codec {
 	// Doing it here keeps the first Seal/Open on the hot path allocation-free.
 	c.mac.Reset()
 	return c
+}
+
+// AcceptKey makes Open also accept datagrams sealed with key, besides the
+// Codec's own key (which still seals everything it sends). It is how a key
+// is changed without downtime: every node first accepts the new key, then
+// seals with it while accepting the old one, then drops the old one
+// (docs/security.md). A datagram under a wrong key costs one MAC per key:
+// keep the change-over short.
+func (c *Codec) AcceptKey(key []byte) {
+	m := hmac.New(sha256.New, key)
+	m.Reset() // see NewCodec
+	c.accept = append(c.accept, m)
 }
 
 // Cluster returns the cluster ID the Codec stamps on and expects in packets.
@@ -82,37 +97,69 @@ func (c *Codec) seal(dst []byte, start int, h *Header) ([]byte, error) {
 // caller reuses pkt. Open does not consult a replay window; the caller does,
 // after Open succeeded, with h.Incarnation and h.Seq.
 func (c *Codec) Open(pkt []byte) (h Header, body []byte, err error) {
-	if len(pkt) > MaxDatagram {
-		return Header{}, nil, errPacketTooBig
-	}
-	if len(pkt) < Overhead {
-		return Header{}, nil, errPacketShort
-	}
-	if binary.BigEndian.Uint16(pkt[offMagic:]) != Magic {
-		return Header{}, nil, ErrMagic
-	}
-	if pkt[offVersion] != Version {
-		return Header{}, nil, ErrVersion
-	}
-	if pkt[offReserved] != 0 {
-		return Header{}, nil, errReserved
-	}
-	h = getHeader(pkt)
-	if err := checkHeader(&h); err != nil {
+	h, end, err := c.peek(pkt)
+	if err != nil {
 		return Header{}, nil, err
 	}
-	if h.Cluster != c.cluster {
-		return Header{}, nil, ErrCluster
-	}
-	end := HeaderSize + int(h.Length)
-	switch {
-	case end+MACSize > len(pkt):
-		return Header{}, nil, errBodyShort
-	case end+MACSize < len(pkt):
-		return Header{}, nil, errTrailing
-	}
-	if subtle.ConstantTimeCompare(c.digest(pkt[:end]), pkt[end:]) != 1 {
+	if !c.verify(pkt[:end], pkt[end:]) {
 		return Header{}, nil, ErrAuth
 	}
 	return h, pkt[HeaderSize:end:end], nil
+}
+
+// Peek runs every check of Open but the MAC and returns the header, not
+// yet authenticated: what a receiver may use to drop a packet before paying
+// for the MAC (a replay of a known sender), never to act on.
+func (c *Codec) Peek(pkt []byte) (Header, error) {
+	h, _, err := c.peek(pkt)
+	return h, err
+}
+
+func (c *Codec) peek(pkt []byte) (h Header, end int, err error) {
+	if len(pkt) > MaxDatagram {
+		return Header{}, 0, errPacketTooBig
+	}
+	if len(pkt) < Overhead {
+		return Header{}, 0, errPacketShort
+	}
+	if binary.BigEndian.Uint16(pkt[offMagic:]) != Magic {
+		return Header{}, 0, ErrMagic
+	}
+	if pkt[offVersion] != Version {
+		return Header{}, 0, ErrVersion
+	}
+	if pkt[offReserved] != 0 {
+		return Header{}, 0, errReserved
+	}
+	h = getHeader(pkt)
+	if err := checkHeader(&h); err != nil {
+		return Header{}, 0, err
+	}
+	if h.Cluster != c.cluster {
+		return Header{}, 0, ErrCluster
+	}
+	end = HeaderSize + int(h.Length)
+	switch {
+	case end+MACSize > len(pkt):
+		return Header{}, 0, errBodyShort
+	case end+MACSize < len(pkt):
+		return Header{}, 0, errTrailing
+	}
+	return h, end, nil
+}
+
+// verify reports whether mac is the MAC of b under the Codec's key or one
+// of the keys it accepts, comparing in constant time.
+func (c *Codec) verify(b, mac []byte) bool {
+	if subtle.ConstantTimeCompare(c.digest(b), mac) == 1 {
+		return true
+	}
+	for _, m := range c.accept {
+		m.Reset()
+		m.Write(b)
+		if subtle.ConstantTimeCompare(m.Sum(c.sum[:0])[:MACSize], mac) == 1 {
+			return true
+		}
+	}
+	return false
 }

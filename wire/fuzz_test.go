@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
@@ -210,4 +211,20 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		return pkt
 	}())
 	write("FuzzOpen", "seed-oversize", make([]byte, MaxDatagram+1))
+}
+
+// FuzzCheckName: CheckName never panics, and what it accepts is valid
+// UTF-8 with no empty segment.
+func FuzzCheckName(f *testing.F) {
+	for _, s := range []string{"node/1", "svc/café", "n\u043ede/1", "svc/a\u200bb", "//", "svc/e\u0301"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if CheckName(s) != nil {
+			return
+		}
+		if !utf8.ValidString(s) || strings.Contains(s, "//") || strings.HasPrefix(s, "/") || strings.HasSuffix(s, "/") {
+			t.Fatalf("accepted %q", s)
+		}
+	})
 }

@@ -61,6 +61,9 @@ type Config struct {
 
 	// Version is carried in every heartbeat (peers show it in status).
 	Version string
+	// AcceptKeys are further cluster keys accepted (never sent with)
+	// during a key change-over (wire.Codec.AcceptKey).
+	AcceptKeys [][]byte
 }
 
 func (c *Config) setDefaults() {
@@ -253,10 +256,12 @@ type Stats struct {
 	ChangesApplied   uint64               // replicated changes applied here
 	NacksSent        uint64               // requests for missing changes or a snapshot
 	NacksServed      uint64               // as master
+	NacksRefused     uint64               // as master: from a peer not live, or over its budget (serve.go)
 	Retransmits      uint64               // changes resent on a nack
 	SnapshotsSent    uint64               // snapshot transfers served, as master
 	SnapshotsApplied uint64               // snapshots that replaced this node's table
 	ReportsHandled   uint64               // reports through the plugin chain, as master
+	ReportsRefused   uint64               // client reports refused for their name, as master
 }
 
 // Node is one fmagent node's protocol state.
@@ -339,9 +344,13 @@ func New(cfg Config, now time.Time) *Node {
 	if chain == nil {
 		chain = plugin.DefaultChain()
 	}
+	codec := wire.NewCodec(cfg.Cluster, cfg.Key)
+	for _, k := range cfg.AcceptKeys {
+		codec.AcceptKey(k)
+	}
 	n := &Node{
 		cfg:         cfg,
-		codec:       wire.NewCodec(cfg.Cluster, cfg.Key),
+		codec:       codec,
 		tab:         table.New(cfg.MaxAlarms),
 		chain:       chain,
 		hist:        chain.History(),
@@ -443,6 +452,24 @@ func (n *Node) send(to wire.NodeID, prio bool, data []byte) {
 // when the packet was dropped; a dropped packet changes nothing.
 func (n *Node) Step(now time.Time, net wire.Net, pkt []byte) (wire.NodeID, error) {
 	n.advance(now)
+	// Cheapest first (DESIGN, issue 9): size, magic, version, cluster and
+	// header checks (Peek), then, for a sender we know, its replay window,
+	// and only then the MAC. Checking the window before the MAC is safe:
+	// it records nothing, and a packet it rejects would be rejected after
+	// the MAC as well. Unknown senders go to the MAC (a node joining), and
+	// only an authenticated packet creates a peer.
+	ph, err := n.codec.Peek(pkt)
+	if err != nil {
+		return 0, err
+	}
+	if p, ok := n.peers[ph.Sender]; ok && net < wire.NumNets {
+		if ph.Incarnation < p.inc {
+			return 0, wire.ErrReplay
+		}
+		if err := p.replay[net].Check(ph.Incarnation, ph.Seq); err != nil {
+			return 0, err
+		}
+	}
 	h, body, err := n.codec.Open(pkt)
 	if err != nil {
 		return 0, err

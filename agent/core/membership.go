@@ -28,6 +28,12 @@ type peer struct {
 	aliveSince time.Time
 	linkUp     [wire.NumNets]bool
 	det        peerDetector // detector.go
+
+	// What the master served this peer (serve.go): snapshots and NACK
+	// retransmissions are bounded per peer.
+	lastSnap    time.Time
+	serveSecond time.Time
+	servedInSec int
 }
 
 func (p *peer) reincarnated(inc uint64) {

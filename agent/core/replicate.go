@@ -192,7 +192,7 @@ func (n *Node) stepReplication(now time.Time, h *wire.Header, p *peer, body []by
 		if err := wire.DecodeNack(body, &m); err != nil {
 			return err
 		}
-		if n.isMaster() {
+		if n.isMaster() && n.mayServe(p, &m) {
 			n.onNack(p.id, &m)
 		}
 	case wire.TypeSnapshot:

@@ -390,6 +390,11 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report, r
 		n.ackReport(ref, m.seq, m.code, m.ver)
 		return
 	}
+	if r.Source != plugin.SourceMembership && !nameAllowed(from, r.Name, r.Kind == wire.ReportRegister) {
+		n.stats.ReportsRefused++
+		n.ackReport(ref, 0, ackBad, wire.WriteVersion{})
+		return
+	}
 	if !re.ver.IsZero() && re.ver.Epoch > n.el.State().Epoch {
 		// Written in a reign newer than this master's (it claims above that
 		// epoch once it hears the re-asserter): asked again later.
@@ -507,6 +512,11 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 			return e
 		}
 		if name == "" || table.ID(name) != id {
+			return nil
+		}
+		if r.Source != plugin.SourceMembership && otherNodes(r.From, name) {
+			// A report does not create an entity under another node's
+			// prefix (it would be owned by that node).
 			return nil
 		}
 		for i := range g.changes { // registered earlier in this group
@@ -663,3 +673,25 @@ func reportName(k wire.ReportKind) string {
 
 // has reports whether Entity.Alarm found the alarm.
 func has(_ *table.Alarm, ok bool) bool { return ok }
+
+// nameAllowed reports whether a client report from node from may name
+// name: a good name (wire.CheckName) and, when the report registers it,
+// not under another node's node/N/ (node 3 must not register
+// node/1/proc/x). The master's own membership findings are not client
+// reports.
+func nameAllowed(from wire.NodeID, name string, registers bool) bool {
+	if name == "" {
+		return true // about an entity by ID only: it must exist
+	}
+	if wire.CheckName(name) != nil {
+		return false
+	}
+	return !registers || !otherNodes(from, name)
+}
+
+// otherNodes reports whether name is under node/N/ of a node N other than
+// from.
+func otherNodes(from wire.NodeID, name string) bool {
+	n, ok := table.NodeOfName(name)
+	return ok && n != from
+}

@@ -4,6 +4,7 @@
 // unix socket.
 //
 //	fmagent [-config PATH] [-log-level debug|info|warn|error] [overrides]
+//	fmagent -genkey FILE
 //	fmagent -check-config PATH
 //	fmagent -version
 //
@@ -55,6 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	level := fs.String("log-level", "", "log level: debug, info, warn or error (overrides log_level; default info)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	checkConfig := fs.String("check-config", "", "check the config file `PATH` (and the flags given with it) and exit: 0 good, 1 not")
+	genkey := fs.String("genkey", "", "write a new random cluster key to `FILE` (mode 0600, never over an existing file) and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: fmagent [-config PATH] [-log-level LEVEL] [overrides]\n       fmagent -check-config PATH\n       fmagent -version\n\n")
 		fs.PrintDefaults()
@@ -69,6 +71,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fmagent: unexpected argument %q\n", fs.Arg(0))
 		fs.Usage()
 		return 2
+	}
+	if *genkey != "" {
+		if err := config.GenerateKey(*genkey); err != nil {
+			fmt.Fprintf(stderr, "fmagent: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stderr, "fmagent: wrote a new cluster key to %s (mode 0600); copy it to every node and set key_file\n", *genkey)
+		return 0
 	}
 	if *showVersion {
 		v := version.Get()
@@ -101,6 +111,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 
 	cfg, err := fl.Load()
+	if err == nil {
+		err = fl.CheckHost(cfg)
+	}
 	if err != nil {
 		printConfigError(stderr, err)
 		return 2

@@ -115,6 +115,7 @@ func TestCheckConfig(t *testing.T) {
 
 	// What only start would have found: the key file, the plugins' args.
 	key := write("short.key", "short\n")
+	require.NoError(t, os.Chmod(key, 0o600)) // a key file others may read is refused first
 	late := write("late.toml", "node_id = 1\nkey_file = \""+key+"\"\n\n[[plugins]]\nname = \"threshold\"\nargs = { k = \"zero\" }\n\n[[plugins]]\nname = \"nosuch\"\n")
 	code, _, errOut = checkRun("-check-config", late)
 	assert.Equal(t, 1, code)
