@@ -156,7 +156,6 @@ type agent struct {
 
 	apiSrv atomic.Pointer[api.Server] // a.srv, for the metrics goroutine
 
-	wake      chan struct{}     // pokes the timer loop
 	waiter    *transport.Waiter // the real-time loop's one blocking point
 	rtPrio    int               // SCHED_FIFO priority of the real-time loop; 0: not permitted or not asked
 	memLocked bool              // mlockall succeeded

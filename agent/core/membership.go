@@ -29,9 +29,8 @@ type peer struct {
 	linkUp     [wire.NumNets]bool
 	det        peerDetector // detector.go
 
-	// What the master served this peer (serve.go): snapshots and NACK
+	// What the master served this peer (serve.go): NACK
 	// retransmissions are bounded per peer.
-	lastSnap    time.Time
 	serveSecond time.Time
 	servedInSec int
 }
