@@ -142,8 +142,12 @@ func mapErr(err error, name string) error {
 		return api.Errorf(api.ErrCollision, "%q: its ID collides with another entity's name", name)
 	case errors.Is(err, core.ErrBadName):
 		return api.Errorf(api.ErrBadRequest, "%q: bad entity name", name)
-	case errors.Is(err, table.ErrTooManyAlarms):
+	case errors.Is(err, table.ErrTooManyAlarms), errors.Is(err, core.ErrAlarmsFull):
 		return api.Errorf(api.ErrLimit, "%q: not applied: %v", name, err)
+	case errors.Is(err, core.ErrUnknownEntity):
+		return notFound(name)
+	case errors.Is(err, core.ErrBadRequest):
+		return api.Errorf(api.ErrBadRequest, "%q: not applied: %v", name, err)
 	}
 	// Any other answer of the master is a refusal: the write was not
 	// applied (core.ErrRejected, and whatever reason the core adds).

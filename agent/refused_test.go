@@ -44,8 +44,11 @@ func waitFormed(t *testing.T, tc *testCluster) {
 }
 
 // Issue 8: with an entity's alarms full, a raise was answered "verdict
-// raise, seq N" and stored nowhere. It is the error limit, the table does
-// not change, and a refresh of an alarm the entity carries still works.
+// raise, seq N" and stored nowhere. Now a raise no more severe than every
+// alarm the entity carries is the error limit and the table does not
+// change; a more severe one displaces the least severe (DESIGN §9: a
+// critical alarm is never refused in favour of minor ones); a refresh of
+// an alarm the entity carries still works.
 func TestRaiseOverLimitIsAnError(t *testing.T) {
 	const limit = 3
 	tc := startClusterWith(t, 2, func(c *config.Config) { c.MaxAlarms = limit })
@@ -66,18 +69,30 @@ func TestRaiseOverLimitIsAnError(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, before.Alarms, limit)
 
-		_, err = c.Raise(ctx, name, "outage", client.SevCritical)
-		require.ErrorIs(t, err, api.ErrLimit, "node %d: a raise over max_alarms", nd.id)
-		require.ErrorContains(t, err, "was not raised")
+		_, err = c.Raise(ctx, name, "another", client.SevMinor)
+		require.ErrorIs(t, err, api.ErrLimit, "node %d: a raise over max_alarms, no more severe", nd.id)
 
 		after, err := c.Get(ctx, name)
 		require.NoError(t, err)
 		require.Len(t, after.Alarms, limit)
 		for _, al := range after.Alarms {
-			require.NotEqual(t, "outage", al.Cause)
+			require.NotEqual(t, "another", al.Cause)
 		}
+
+		res, err := c.Raise(ctx, name, "outage", client.SevCritical)
+		require.NoError(t, err, "node %d: a more severe raise displaces", nd.id)
+		require.Equal(t, "raise", res.Verdict)
+		after, err = c.Get(ctx, name)
+		require.NoError(t, err)
+		require.Len(t, after.Alarms, limit)
+		causes := map[string]bool{}
+		for _, al := range after.Alarms {
+			causes[al.Cause] = true
+		}
+		require.True(t, causes["outage"], "the critical alarm is stored")
+		require.False(t, causes["cause-0"], "the oldest least severe alarm was displaced")
 		// A refresh of a carried alarm is not a new alarm: applied.
-		res, err := c.Raise(ctx, name, "cause-0", client.SevMajor)
+		res, err = c.Raise(ctx, name, "cause-1", client.SevMajor)
 		require.NoError(t, err)
 		require.Equal(t, "raise", res.Verdict)
 	}
