@@ -152,7 +152,14 @@ func SetProcessFIFO(prio int) error {
 	if prio < 1 || prio > 99 {
 		return fmt.Errorf("SCHED_FIFO priority %d out of range 1..99", prio)
 	}
-	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(prio)}
+	// Reset on fork: a process the agent starts (a supervised daemon, a
+	// hook script, a test's go build) must not inherit real-time priority;
+	// a CPU-bound child at SCHED_FIFO would starve the machine (seen: two
+	// go linkers at FIFO 9 spinning for 20 minutes under a test that ran an
+	// agent in-process). Threads the runtime creates later are at the
+	// normal policy too; those that exist now, and the loop's own thread,
+	// keep FIFO.
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(prio), Flags: unix.SCHED_FLAG_RESET_ON_FORK}
 	// Threads may be created while we go through the list: go through it
 	// until a pass finds nothing left to change.
 	done := make(map[int]bool)
