@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -80,20 +81,21 @@ type op struct {
 // all at once at Commit. Put, Delete, SetMaster and SetStale called outside
 // Begin/Commit are committed at once, each as its own transaction.
 type Writer struct {
-	path   string
-	fd     int
-	mapped bool
-	mem    []byte
-	base   unsafe.Pointer
-	index  unsafe.Pointer
-	slots  unsafe.Pointer
-	geo    L.Geometry
-	mask   uint32
-	shift  uint
-	dev    uint64
-	ino    uint64
-	bc     *ring.Broadcaster
-	closed bool
+	closeMu sync.Mutex // makes Close idempotent across goroutines
+	path    string
+	fd      int
+	mapped  bool
+	mem     []byte
+	base    unsafe.Pointer
+	index   unsafe.Pointer
+	slots   unsafe.Pointer
+	geo     L.Geometry
+	mask    uint32
+	shift   uint
+	dev     uint64
+	ino     uint64
+	bc      *ring.Broadcaster
+	closed  bool
 
 	seq   uint64 // last published (even) table seq
 	count int    // live entities
@@ -721,7 +723,13 @@ func (w *Writer) Reader() (*Reader, error) {
 // Close marks the segment closed (readers get ErrClosed), wakes waiters and
 // releases the mapping and the lock. The file stays, with the last state;
 // call Unlink to remove it.
+//
+// Close may be called more than once and from any goroutine (a test or a
+// shutdown path closing while a deferred Close is pending): the second call
+// does nothing.
 func (w *Writer) Close() error {
+	w.closeMu.Lock()
+	defer w.closeMu.Unlock()
 	if w.closed {
 		return nil
 	}
