@@ -219,7 +219,7 @@ func TestClusterInNetns(t *testing.T) {
 		})
 		t.Logf("links of node 5 restored (cut for %v): node 5 back with incarnation %d (was %d), %s up again, in every table after %v",
 			healed.Sub(cut).Round(time.Millisecond), st[victim].Incarnation, oldInc, proc, took.Round(time.Millisecond))
-		c.logHas(victim, "reincarnated")
+		c.logHas(victim, "rejoining under a new incarnation")
 	})
 
 	t.Run("kill-master", func(t *testing.T) {
