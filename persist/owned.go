@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,19 +112,7 @@ func DecodeOwned(b []byte) (*Owned, error) {
 // LoadOwned reads dir/owned: (nil, nil) if there is none; an error
 // wrapping ErrCorrupt if it fails its checks.
 func LoadOwned(dir string) (*Owned, error) {
-	p := filepath.Join(dir, OwnedFileName)
-	b, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("persist: %w", err)
-	}
-	o, err := DecodeOwned(b)
-	if err != nil {
-		return nil, fmt.Errorf("persist: %s: %w: %v", p, ErrCorrupt, err)
-	}
-	return o, nil
+	return loadFile(filepath.Join(dir, OwnedFileName), DecodeOwned)
 }
 
 // SaveOwned durably replaces dir/owned with o.

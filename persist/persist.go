@@ -36,7 +36,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -46,7 +45,6 @@ const (
 	// FileName is the state file's name in the state directory.
 	FileName = "state"
 	lockName = "state.lock"
-	tmpGlob  = ".state-*.tmp"
 	// MaxMembers bounds the persisted membership.
 	MaxMembers = 4096
 
@@ -159,49 +157,12 @@ func Save(dir string, s State) error {
 	return save(dir, s)
 }
 
-func save(dir string, s State) (err error) {
+func save(dir string, s State) error {
 	b, err := encode(s)
 	if err != nil {
 		return err
 	}
-	removeTemps(dir)
-	f, err := os.CreateTemp(dir, tmpGlob)
-	if err != nil {
-		return fmt.Errorf("persist: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(b); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("persist: writing %s: %w", tmp, err)
-	}
-	if err = os.Rename(tmp, Path(dir)); err != nil {
-		return fmt.Errorf("persist: %w", err)
-	}
-	if err = syncDir(dir); err != nil {
-		return fmt.Errorf("persist: fsync %s: %w", dir, err)
-	}
-	return nil
-}
-
-// removeTemps removes temporary files a crashed Save left behind (callers
-// hold the lock, so no Save is writing one).
-func removeTemps(dir string) {
-	left, _ := filepath.Glob(filepath.Join(dir, tmpGlob))
-	for _, p := range left {
-		if strings.HasPrefix(filepath.Base(p), ".state-") {
-			os.Remove(p)
-		}
-	}
+	return replaceFile(dir, FileName, b) // callers hold the lock
 }
 
 func syncDir(dir string) error {

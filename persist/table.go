@@ -260,8 +260,11 @@ func DecodeTable(b []byte) (*Table, error) {
 // LoadTable reads the table in dir. A missing file is (nil, nil): nothing
 // was persisted. A file that fails its checks is an error naming the file
 // and wrapping ErrCorrupt.
-func LoadTable(dir string) (*Table, error) {
-	p := TablePath(dir)
+func LoadTable(dir string) (*Table, error) { return loadFile(TablePath(dir), DecodeTable) }
+
+// loadFile reads and decodes the file at p: (nil, nil) if there is none; a
+// decoding failure is an error naming the file and wrapping ErrCorrupt.
+func loadFile[T any](p string, decode func([]byte) (*T, error)) (*T, error) {
 	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -269,11 +272,11 @@ func LoadTable(dir string) (*Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("persist: %w", err)
 	}
-	t, err := DecodeTable(b)
+	v, err := decode(b)
 	if err != nil {
 		return nil, fmt.Errorf("persist: %s: %w: %v", p, ErrCorrupt, err)
 	}
-	return t, nil
+	return v, nil
 }
 
 // SaveTableBytes durably replaces the table file in dir with b (made by
@@ -283,15 +286,22 @@ func SaveTableBytes(dir string, b []byte) error {
 	return writeAtomic(dir, TableFileName, tableLockName, b)
 }
 
-// writeAtomic durably replaces dir/name with b: a temporary file
-// (.name-*.tmp, left-overs of a crash removed), fsync, rename, fsync of the
-// directory, under flock on dir/lockName.
-func writeAtomic(dir, name, lockName string, b []byte) (err error) {
+// writeAtomic durably replaces dir/name with b under flock on
+// dir/lockName (see replaceFile).
+func writeAtomic(dir, name, lockName string, b []byte) error {
 	unlock, err := lockFile(dir, lockName)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	return replaceFile(dir, name, b)
+}
+
+// replaceFile durably replaces dir/name with b: a temporary file
+// (.name-*.tmp; those a crash left are removed first), fsync, rename, fsync
+// of the directory. The caller holds the file's lock, so no other save is
+// writing a temporary file. It is the one crash-safe write of the package.
+func replaceFile(dir, name string, b []byte) (err error) {
 	glob := "." + name + "-*.tmp"
 	left, _ := filepath.Glob(filepath.Join(dir, glob))
 	for _, p := range left {
