@@ -132,6 +132,19 @@ func TestAttacks(t *testing.T) {
 		r.Range(func(e *shmem.Entity) bool { m[e.NameString()] = e.State; return true })
 		return m
 	}
+	// The baseline is the formed table: every node's links are judged up
+	// too (the master does that a detection time after it hears a peer).
+	require.Eventually(t, func() bool {
+		m := snapshot()
+		for _, id := range ids {
+			for _, l := range []string{"a", "b"} {
+				if m[fmt.Sprintf("node/%d/link/%s", id, l)] != wire.StateUp {
+					return false
+				}
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond, "links judged up")
 	table0 := snapshot()
 	fds0, rss0 := processFDs(), processRSSkB()
 	before := metricsOf(t, cfgs[0].Metrics.Listen)
