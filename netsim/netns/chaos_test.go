@@ -224,13 +224,9 @@ func (c *cluster) inject(kind string, victim int, hold time.Duration, rng *rand.
 		if other := 1 + rng.IntN(len(c.nodes)); other != victim && rng.IntN(2) == 0 {
 			side = append(side, other)
 		}
-		for _, i := range side {
-			c.moveTo(i, "2")
-		}
+		c.moveTo("2", side...)
 		time.Sleep(hold)
-		for _, i := range side {
-			c.moveTo(i, "")
-		}
+		c.moveTo("", side...)
 	}
 }
 
@@ -239,7 +235,7 @@ func (c *cluster) inject(kind string, victim int, hold time.Duration, rng *rand.
 func (c *cluster) healAll() {
 	c.t.Helper()
 	for _, nd := range c.nodes {
-		c.moveTo(nd.id, "")
+		c.moveTo("", nd.id)
 		c.setLink(nd.id, "a", true)
 		c.setLink(nd.id, "b", true)
 		if nd.proc == nil || nd.proc.exited() {

@@ -602,12 +602,26 @@ func (c *cluster) setBridge(br string, up bool) {
 	c.must("-n", c.hub, "link", "set", br, updown(up))
 }
 
-// moveTo attaches node i's bridge-side ends to bridges bra<suffix> and
-// brb<suffix> ("" for the main ones, "2" for the other side of a partition).
-func (c *cluster) moveTo(i int, suffix string) {
+// moveTo attaches the bridge-side ends of the given nodes, on both
+// networks, to bridges bra<suffix> and brb<suffix> ("" the main ones, "2"
+// the partition's). Every move goes to one `ip -batch`, so a partition
+// or a heal of several nodes takes effect at once: done one `ip` process
+// per port, the moves were tens of milliseconds apart under load, and a
+// heal passed through a partition nobody asked for (one node of the
+// healed side already with the others, its partner not yet), which is a
+// different fault with a different rightful outcome.
+func (c *cluster) moveTo(suffix string, nodes ...int) {
 	c.t.Helper()
-	for _, net := range []string{"a", "b"} {
-		c.must("-n", c.hub, "link", "set", c.port(i, net), "master", "br"+net+suffix)
+	var batch strings.Builder
+	for _, i := range nodes {
+		for _, net := range []string{"a", "b"} {
+			fmt.Fprintf(&batch, "link set %s master br%s%s\n", c.port(i, net), net, suffix)
+		}
+	}
+	cmd := exec.Command("ip", "-n", c.hub, "-batch", "-")
+	cmd.Stdin = strings.NewReader(batch.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		c.t.Fatalf("ip -n %s -batch: %v: %s\n%s", c.hub, err, bytes.TrimSpace(out), batch.String())
 	}
 }
 

@@ -281,16 +281,12 @@ func TestClusterInNetns(t *testing.T) {
 			return true, ""
 		})
 
-		for _, i := range left {
-			c.moveTo(i, "2")
-		}
+		c.moveTo("2", left...)
 		parted := time.Now()
 		healed := false
 		defer func() {
 			if !healed {
-				for _, i := range left {
-					c.moveTo(i, "")
-				}
+				c.moveTo("", left...)
 			}
 		}()
 		var sides [2]api.Status // the master's status on each side
@@ -380,9 +376,7 @@ func TestClusterInNetns(t *testing.T) {
 		if sides[0].Epoch > sides[1].Epoch || sides[0].Epoch == sides[1].Epoch && sides[0].Node < sides[1].Node {
 			winner, loser = sides[0], sides[1]
 		}
-		for _, i := range left {
-			c.moveTo(i, "")
-		}
+		c.moveTo("", left...)
 		healed = true
 		healAt := time.Now()
 		losers := left
