@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"time"
 
 	"github.com/fmagent/fmagent/config"
@@ -89,6 +90,7 @@ func (a *agent) rtRun() {
 	a.mu.Lock()
 	next := a.core.NextDeadline()
 	a.mu.Unlock()
+	var lastYield time.Time
 	for {
 		ev, err := a.waiter.Wait(next)
 		if errors.Is(err, transport.ErrStopped) {
@@ -131,8 +133,24 @@ func (a *agent) rtRun() {
 		next = a.core.NextDeadline()
 		a.mu.Unlock()
 		a.hRT.Idle()
+		if now.Sub(lastYield) >= yieldEvery {
+			// See yieldEvery.
+			lastYield = now
+			runtime.Gosched()
+		}
 	}
 }
+
+// yieldEvery: how often the real-time loop yields to Go's scheduler. The
+// loop only makes system calls (ppoll, recvmmsg, sendmsg) and never blocks
+// in Go, so its P keeps one scheduling tick for ever; after 10 ms on one
+// tick the runtime's monitor thread (sysmon) takes it for a runaway
+// goroutine stuck in a system call, preempts it and retakes its P at every
+// wake-up, and so never backs off from its 20 µs polling. Measured on five
+// idle agents (50ms profile, N = 5): sysmon was 36–54% of each agent's CPU.
+// One yield every 5 ms (two thread switches for a locked thread) costs far
+// less.
+const yieldEvery = 5 * time.Millisecond
 
 // drainSocket reads one socket until it has nothing queued, Stepping every
 // datagram under the lock batch by batch.
