@@ -47,6 +47,14 @@ type localReport struct {
 	req      Request
 	sentAt   time.Time
 	internal bool // a re-assertion: nobody waits for its result
+	// epoch is the newest epoch of a master this request was sent to. A
+	// fresh write (no version yet) is never sent to a master of an older
+	// epoch: the newer one may have applied it without our hearing the
+	// ack, and its copy would then carry a newer version than the one the
+	// older master acknowledges, so every later write the older reign
+	// acknowledges on the same alarm or entity would lose to it when the
+	// newer reign wins the heal (chaos seed 2542).
+	epoch uint64
 }
 
 // ledgerKey names one thing this node asserted: a registration (cause ""),
@@ -218,6 +226,12 @@ func (n *Node) Submit(now time.Time, r Request) uint64 {
 func (n *Node) sendReport(lr *localReport) {
 	lr.sentAt = n.now
 	st := n.el.State()
+	if lr.req.Ver.IsZero() && st.Master != 0 {
+		if st.Epoch < lr.epoch {
+			return // held until we follow a master at least as new (the outcome is unknown meanwhile)
+		}
+		lr.epoch = st.Epoch
+	}
 	if n.isMaster() {
 		r := lr.req
 		n.handleReport(n.now, n.cfg.Node, &plugin.Report{
