@@ -410,6 +410,21 @@ func (e *Elector) TakeOver(now time.Time, peers []Peer) Event {
 	return Claimed
 }
 
+// ClaimAbove makes a master claim an epoch above epoch, if it is at or
+// below it: a write acknowledged in a reign newer than this master's was
+// re-asserted to it (its reporter follows it, the newer reign's master being
+// gone or out of reach). Until this master's reign is the newest, that write
+// can be neither applied (its version would outrank everything this reign
+// writes after it) nor dropped. Anyone else, or an epoch below ours: Nothing.
+func (e *Elector) ClaimAbove(epoch uint64, peers []Peer) Event {
+	if e.st.Role != wire.RoleMaster || epoch < e.st.Epoch {
+		return Nothing
+	}
+	e.floor = max(e.floor, epoch)
+	e.claim(peers)
+	return Claimed
+}
+
 // mayClaimWith applies the quorum and isolation rules.
 func (e *Elector) mayClaimWith(peers []Peer) bool {
 	if !e.quorum(peers) {

@@ -79,6 +79,23 @@ type ledger struct {
 	order []ledgerKey // insertion order, for deterministic re-assertion
 	tombs int
 	dirty bool
+	// maxEpoch bounds the epochs of the items' versions from above (it is
+	// recomputed only when it would hold a write back: newerThan).
+	maxEpoch uint64
+}
+
+// newerThan reports whether the ledger holds a write acknowledged at an
+// epoch above epoch.
+func (l *ledger) newerThan(epoch uint64) bool {
+	if l.maxEpoch <= epoch {
+		return false
+	}
+	m := uint64(0)
+	for _, r := range l.items {
+		m = max(m, r.Ver.Epoch)
+	}
+	l.maxEpoch = m
+	return m > epoch
 }
 
 const maxLedgerTombs = 1024
@@ -134,6 +151,7 @@ func (l *ledger) record(r *Request, v wire.WriteVersion) {
 	id := table.ID(r.Name)
 	w := *r
 	w.Ver, w.Txn = v, false
+	l.maxEpoch = max(l.maxEpoch, v.Epoch)
 	switch r.Kind {
 	case wire.ReportRegister:
 		if w.State == 0 {
@@ -227,8 +245,16 @@ func (n *Node) sendReport(lr *localReport) {
 	lr.sentAt = n.now
 	st := n.el.State()
 	if lr.req.Ver.IsZero() && st.Master != 0 {
-		if st.Epoch < lr.epoch {
-			return // held until we follow a master at least as new (the outcome is unknown meanwhile)
+		// A fresh write waits for a master at least as new as any it was
+		// sent to (see localReport.epoch), and as the newest write this
+		// node's clients had acknowledged: one acknowledged in a newer
+		// reign than this master's, re-asserted, would outrank this later
+		// write, which this master versions in its older epoch (chaos seed
+		// 2254). That re-assertion makes the master claim above its epoch
+		// (handleReport), so the wait is short. Meanwhile the outcome is
+		// unknown, as on a timeout.
+		if st.Epoch < lr.epoch || n.ledger.newerThan(st.Epoch) {
+			return
 		}
 		lr.epoch = st.Epoch
 	}
@@ -410,9 +436,15 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report, r
 		return
 	}
 	if !re.ver.IsZero() && re.ver.Epoch > n.el.State().Epoch {
-		// Written in a reign newer than this master's (it claims above that
-		// epoch once it hears the re-asserter): asked again later.
+		// Written in a reign newer than this master's: asked again later,
+		// once this master has claimed above that epoch (at once: the
+		// newer reign's master is gone or out of the re-asserter's reach,
+		// and without the claim the write would never be applied; chaos
+		// seed 1483).
 		n.ackReport(ref, 0, ackRetry, wire.WriteVersion{})
+		if from != n.cfg.Node {
+			n.onElectEvent(now, n.el.ClaimAbove(re.ver.Epoch, n.livePeers()))
+		}
 		return
 	}
 	g := &group{txn: r.Txn, re: re}
