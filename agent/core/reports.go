@@ -55,6 +55,7 @@ type localReport struct {
 	// acknowledges on the same alarm or entity would lose to it when the
 	// newer reign wins the heal (chaos seed 2542).
 	epoch uint64
+	key   ledgerKey // of an internal re-assertion: the ledger entry it asserts
 }
 
 // ledgerKey names one thing this node asserted: a registration (cause ""),
@@ -327,17 +328,43 @@ func (n *Node) reportTick(now time.Time) {
 				// that one, or the registration would undo it.
 				r.State = n.pendingState(k.entity, r.State)
 			}
-			lr := &localReport{id: n.newReportID(), req: r, internal: true}
+			lr := &localReport{id: n.newReportID(), req: r, internal: true, key: k}
 			n.outstanding[lr.id] = lr
 		}
 	}
 	retry := 5 * n.cfg.Interval
 	for _, id := range n.sortedOutstanding() {
-		lr := n.outstanding[id]
+		lr, ok := n.outstanding[id]
+		if !ok {
+			continue
+		}
 		if lr.sentAt.IsZero() || now.Sub(lr.sentAt) >= retry {
+			if lr.internal && !n.refreshReassertion(lr) {
+				delete(n.outstanding, id)
+				continue
+			}
 			n.sendReport(lr)
 		}
 	}
+}
+
+// refreshReassertion makes a queued re-assertion say what the ledger says
+// now: a write acknowledged since it was queued (a fresh registration
+// answered by this node as the new master, sent before it in ID order)
+// replaces it, and one the ledger dropped is not sent. Without this, the
+// copy queued before a re-registration carried the owner's older "down"
+// and set the entity the owner had just registered again down (chaos seed
+// 5293). It reports whether anything is left to send.
+func (n *Node) refreshReassertion(lr *localReport) bool {
+	r, ok := n.ledger.items[lr.key]
+	if !ok {
+		return false
+	}
+	if r.Kind == wire.ReportRegister {
+		r.State = n.pendingState(lr.key.entity, r.State)
+	}
+	lr.req = r
+	return true
 }
 
 // pendingState returns the state of the latest unanswered client request
@@ -349,6 +376,10 @@ func (n *Node) pendingState(entity uint64, st wire.State) wire.State {
 			continue
 		}
 		switch lr.req.Kind {
+		case wire.ReportRegister:
+			// A registration answered later than the ledger's word
+			// (re)starts the entity up (chaos seed 5293).
+			best, st = id, wire.StateUp
 		case wire.ReportDown:
 			best, st = id, wire.StateDown
 		case wire.ReportUp:
