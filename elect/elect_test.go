@@ -242,3 +242,19 @@ func TestFollowTakesMasterEpochClaimsAboveFloor(t *testing.T) {
 	require.Equal(t, Claimed, e.Evaluate(t0.Add(settle+10*time.Millisecond), nil))
 	assert.Equal(t, uint64(10), e.State().Epoch)
 }
+
+// A write acknowledged in a reign newer than the master's was re-asserted
+// to it (chaos seed 1483): the master claims above that epoch at once;
+// a non-master, or an epoch below the master's, changes nothing.
+func TestClaimAboveAReassertedEpoch(t *testing.T) {
+	m := newE(2, 100, 0)
+	m.st = State{Role: wire.RoleMaster, Epoch: 1, Master: 2}
+	peers := []Peer{peer(6, 100, wire.RoleMember, 1, 2, 0)}
+	assert.Equal(t, Claimed, m.ClaimAbove(2, peers))
+	assert.Equal(t, State{Role: wire.RoleMaster, Epoch: 3, Master: 2, Vice: 6}, m.State())
+	assert.Equal(t, Nothing, m.ClaimAbove(2, peers), "already above it")
+	f := newE(3, 100, 0)
+	f.st = State{Role: wire.RoleMember, Epoch: 1, Master: 2}
+	assert.Equal(t, Nothing, f.ClaimAbove(5, peers))
+	assert.Equal(t, uint64(1), f.State().Epoch)
+}
