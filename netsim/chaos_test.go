@@ -114,7 +114,7 @@ func TestChaos(t *testing.T) {
 // newer re-registration. They run whatever
 // -seeds says.
 var keptSeeds = []uint64{1, 4, 5, 11, 16, 17, 20, 21, 22, 23, 24, 25, 26, 27, 39, 40, 46, 47, 48, 49, 50,
-	72, 76, 99, 174, 222, 224, 388, 520, 607, 1036, 1113, 1793, 1483, 2254, 2542, 2748, 3118, 3887, 5293, 5767}
+	72, 76, 99, 174, 222, 224, 388, 520, 607, 1036, 1113, 1793, 1483, 2254, 2542, 2748, 3118, 3887, 5293, 5767, 17824}
 
 func TestChaosKeptSeeds(t *testing.T) {
 	for _, seed := range keptSeeds {
