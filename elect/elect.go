@@ -138,6 +138,10 @@ type Elector struct {
 	// mergedLoser is a master this one outlived after a partition healed;
 	// it is named vice-master once it is back.
 	mergedLoser wire.NodeID
+	// rival: as master, another master of our own epoch was heard (both
+	// sides of a partition claimed it) and we outrank it: we claim above
+	// once the heal has settled (see Evaluate).
+	rival bool
 	// lastSeen: when each peer was last among the live ones.
 	lastSeen map[wire.NodeID]time.Time
 	// peerJoined is when a peer last came into view.
@@ -288,13 +292,29 @@ func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
 			// A master elected before us in a partition that healed: it
 			// steps down on its side; name it vice once it is back with us.
 			e.mergedLoser = best.Node
+			if best.Epoch == e.st.Epoch {
+				e.rival = true
+			}
 		}
 		if e.isolated(now, peers) {
 			// Two or more peers went silent at once: far more likely our
 			// own links than everyone else's.
 			e.st = State{Role: wire.RoleJoining, Epoch: e.st.Epoch}
 			e.lostAt, e.lostVice = now, 0
+			e.rival = false
 			return Lost
+		}
+		if e.rival && now.Sub(e.peerJoined) >= e.cfg.Settle {
+			// Both sides of a partition claimed our epoch. Write versions
+			// order by epoch, then seq: the other side's writes of this
+			// epoch are not ordered before ours by who won, and one of its
+			// acknowledged writes re-asserted after the heal could undo a
+			// later one of ours. Once the heal has settled (a master of a
+			// newer epoch would have been heard, and followed), claim
+			// above both, so everything written from now on comes after
+			// either side's (chaos seed 2748).
+			e.claim(peers)
+			return Claimed
 		}
 		// A peer with no master follows us at our epoch, whatever epoch
 		// it knew (follow), so a restarted node's persisted epoch does not
@@ -390,6 +410,21 @@ func (e *Elector) TakeOver(now time.Time, peers []Peer) Event {
 	return Claimed
 }
 
+// ClaimAbove makes a master claim an epoch above epoch, if it is at or
+// below it: a write acknowledged in a reign newer than this master's was
+// re-asserted to it (its reporter follows it, the newer reign's master being
+// gone or out of reach). Until this master's reign is the newest, that write
+// can be neither applied (its version would outrank everything this reign
+// writes after it) nor dropped. Anyone else, or an epoch below ours: Nothing.
+func (e *Elector) ClaimAbove(epoch uint64, peers []Peer) Event {
+	if e.st.Role != wire.RoleMaster || epoch < e.st.Epoch {
+		return Nothing
+	}
+	e.floor = max(e.floor, epoch)
+	e.claim(peers)
+	return Claimed
+}
+
 // mayClaimWith applies the quorum and isolation rules.
 func (e *Elector) mayClaimWith(peers []Peer) bool {
 	if !e.quorum(peers) {
@@ -412,6 +447,11 @@ func (e *Elector) Observe(now time.Time, p Peer) Event {
 		if beats(p.Epoch, p.Candidate, e.st.Epoch, e.cfg.Self) {
 			e.follow(&p)
 			return SteppedDown
+		}
+		if p.Epoch == e.st.Epoch {
+			// A worse candidate claimed our own epoch: we claim above it
+			// once the heal settles (see Evaluate).
+			e.mergedLoser, e.rival = p.Node, true
 		}
 		return Nothing
 	}
@@ -437,6 +477,7 @@ func (e *Elector) follow(m *Peer) {
 	e.floor = max(e.floor, e.st.Epoch)
 	e.st = State{Role: e.roleUnder(m), Epoch: m.Epoch, Master: m.Node, Vice: m.Vice}
 	e.formed = true
+	e.rival = false
 	e.lostAt, e.lostVice = time.Time{}, 0
 }
 
@@ -448,6 +489,7 @@ func (e *Elector) claim(peers []Peer) {
 	e.st = State{Role: wire.RoleMaster, Epoch: epoch + 1, Master: e.cfg.Self.Node}
 	e.st.Vice = e.chooseVice(peers)
 	e.formed = true
+	e.rival = false
 	e.synced = true
 	e.lostAt, e.lostVice = time.Time{}, 0
 }

@@ -95,8 +95,38 @@ func TestSplitBrainSameEpochRankDecides(t *testing.T) {
 	b := newE(2, 100, 0)
 	b.st = State{Role: wire.RoleMaster, Epoch: 4, Master: 2}
 	now := t0.Add(time.Second)
+	// The better candidate stays master; once the heal has settled (a
+	// newer master would have been heard by then) it claims above the
+	// shared epoch, so that its writes from now on are ordered after both
+	// sides'.
 	assert.Equal(t, Nothing, a.Evaluate(now, []Peer{peer(2, 100, wire.RoleMaster, 4, 2, 0)}))
 	assert.Equal(t, SteppedDown, b.Evaluate(now, []Peer{peer(1, 100, wire.RoleMaster, 4, 1, 0)}))
+	later := now.Add(a.cfg.Settle)
+	for at := now.Add(10 * time.Millisecond); at.Before(later); at = at.Add(10 * time.Millisecond) {
+		assert.NotEqual(t, Claimed, a.Evaluate(at, []Peer{peer(2, 100, wire.RoleMember, 4, 1, 0)}), "settling")
+	}
+	assert.Equal(t, Claimed, a.Evaluate(later, []Peer{peer(2, 100, wire.RoleMember, 4, 1, 0)}))
+	assert.Equal(t, State{Role: wire.RoleMaster, Epoch: 5, Master: 1, Vice: 2}, a.State())
+	assert.Equal(t, Followed, b.Observe(later, peer(1, 100, wire.RoleMaster, 5, 1, 2)))
+	assert.Equal(t, uint64(5), b.State().Epoch)
+	assert.Equal(t, Nothing, a.Evaluate(later.Add(settle/2), []Peer{peer(2, 100, wire.RoleVice, 5, 1, 2)}))
+
+	// A master of a newer epoch heard while settling wins; no claim.
+	c := newE(3, 100, 0)
+	c.st = State{Role: wire.RoleMaster, Epoch: 4, Master: 3}
+	assert.Equal(t, Nothing, c.Observe(now, peer(4, 100, wire.RoleMaster, 4, 4, 0)))
+	assert.Equal(t, SteppedDown, c.Evaluate(now.Add(time.Millisecond), []Peer{peer(4, 100, wire.RoleMember, 4, 3, 0), peer(2, 100, wire.RoleMaster, 5, 2, 0)}))
+	assert.Equal(t, Nothing, c.Evaluate(later, []Peer{peer(2, 100, wire.RoleMaster, 5, 2, 0)}))
+	assert.Equal(t, uint64(5), c.State().Epoch)
+
+	// An older master heard is no rival: it just steps down.
+	d := newE(1, 100, 0)
+	d.st = State{Role: wire.RoleMaster, Epoch: 4, Master: 1}
+	assert.Equal(t, Nothing, d.Evaluate(now, []Peer{peer(2, 100, wire.RoleMaster, 3, 2, 0)}))
+	assert.Equal(t, ViceChanged, d.Evaluate(now.Add(10*time.Millisecond), []Peer{peer(2, 100, wire.RoleMember, 4, 1, 0)}))
+	for at := now.Add(20 * time.Millisecond); !at.After(later.Add(settle)); at = at.Add(10 * time.Millisecond) {
+		assert.Equal(t, Nothing, d.Evaluate(at, []Peer{peer(2, 100, wire.RoleVice, 4, 1, 2)}))
+	}
 }
 
 func TestOlderEpochClaimIgnored(t *testing.T) {

@@ -47,6 +47,15 @@ type localReport struct {
 	req      Request
 	sentAt   time.Time
 	internal bool // a re-assertion: nobody waits for its result
+	// epoch is the newest epoch of a master this request was sent to. A
+	// fresh write (no version yet) is never sent to a master of an older
+	// epoch: the newer one may have applied it without our hearing the
+	// ack, and its copy would then carry a newer version than the one the
+	// older master acknowledges, so every later write the older reign
+	// acknowledges on the same alarm or entity would lose to it when the
+	// newer reign wins the heal (chaos seed 2542).
+	epoch uint64
+	key   ledgerKey // of an internal re-assertion: the ledger entry it asserts
 }
 
 // ledgerKey names one thing this node asserted: a registration (cause ""),
@@ -71,6 +80,23 @@ type ledger struct {
 	order []ledgerKey // insertion order, for deterministic re-assertion
 	tombs int
 	dirty bool
+	// maxEpoch bounds the epochs of the items' versions from above (it is
+	// recomputed only when it would hold a write back: newerThan).
+	maxEpoch uint64
+}
+
+// newerThan reports whether the ledger holds a write acknowledged at an
+// epoch above epoch.
+func (l *ledger) newerThan(epoch uint64) bool {
+	if l.maxEpoch <= epoch {
+		return false
+	}
+	m := uint64(0)
+	for _, r := range l.items {
+		m = max(m, r.Ver.Epoch)
+	}
+	l.maxEpoch = m
+	return m > epoch
 }
 
 const maxLedgerTombs = 1024
@@ -136,6 +162,7 @@ func (l *ledger) record(r *Request, v wire.WriteVersion) {
 	id := table.ID(r.Name)
 	w := *r
 	w.Ver, w.Txn = v, false
+	l.maxEpoch = max(l.maxEpoch, v.Epoch)
 	switch r.Kind {
 	case wire.ReportRegister:
 		if w.State == 0 {
@@ -239,6 +266,20 @@ func (n *Node) Submit(now time.Time, r Request) uint64 {
 func (n *Node) sendReport(lr *localReport) {
 	lr.sentAt = n.now
 	st := n.el.State()
+	if lr.req.Ver.IsZero() && st.Master != 0 {
+		// A fresh write waits for a master at least as new as any it was
+		// sent to (see localReport.epoch), and as the newest write this
+		// node's clients had acknowledged: one acknowledged in a newer
+		// reign than this master's, re-asserted, would outrank this later
+		// write, which this master versions in its older epoch (chaos seed
+		// 2254). That re-assertion makes the master claim above its epoch
+		// (handleReport), so the wait is short. Meanwhile the outcome is
+		// unknown, as on a timeout.
+		if st.Epoch < lr.epoch || n.ledger.newerThan(st.Epoch) {
+			return
+		}
+		lr.epoch = st.Epoch
+	}
 	if n.isMaster() {
 		r := lr.req
 		n.handleReport(n.now, n.cfg.Node, &plugin.Report{
@@ -287,17 +328,43 @@ func (n *Node) reportTick(now time.Time) {
 				// that one, or the registration would undo it.
 				r.State = n.pendingState(k.entity, r.State)
 			}
-			lr := &localReport{id: n.newReportID(), req: r, internal: true}
+			lr := &localReport{id: n.newReportID(), req: r, internal: true, key: k}
 			n.outstanding[lr.id] = lr
 		}
 	}
 	retry := 5 * n.cfg.Interval
 	for _, id := range n.sortedOutstanding() {
-		lr := n.outstanding[id]
+		lr, ok := n.outstanding[id]
+		if !ok {
+			continue
+		}
 		if lr.sentAt.IsZero() || now.Sub(lr.sentAt) >= retry {
+			if lr.internal && !n.refreshReassertion(lr) {
+				delete(n.outstanding, id)
+				continue
+			}
 			n.sendReport(lr)
 		}
 	}
+}
+
+// refreshReassertion makes a queued re-assertion say what the ledger says
+// now: a write acknowledged since it was queued (a fresh registration
+// answered by this node as the new master, sent before it in ID order)
+// replaces it, and one the ledger dropped is not sent. Without this, the
+// copy queued before a re-registration carried the owner's older "down"
+// and set the entity the owner had just registered again down (chaos seed
+// 5293). It reports whether anything is left to send.
+func (n *Node) refreshReassertion(lr *localReport) bool {
+	r, ok := n.ledger.items[lr.key]
+	if !ok {
+		return false
+	}
+	if r.Kind == wire.ReportRegister {
+		r.State = n.pendingState(lr.key.entity, r.State)
+	}
+	lr.req = r
+	return true
 }
 
 // pendingState returns the state of the latest unanswered client request
@@ -309,6 +376,10 @@ func (n *Node) pendingState(entity uint64, st wire.State) wire.State {
 			continue
 		}
 		switch lr.req.Kind {
+		case wire.ReportRegister:
+			// A registration answered later than the ledger's word
+			// (re)starts the entity up (chaos seed 5293).
+			best, st = id, wire.StateUp
 		case wire.ReportDown:
 			best, st = id, wire.StateDown
 		case wire.ReportUp:
@@ -417,9 +488,15 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report, r
 		return
 	}
 	if !re.ver.IsZero() && re.ver.Epoch > n.el.State().Epoch {
-		// Written in a reign newer than this master's (it claims above that
-		// epoch once it hears the re-asserter): asked again later.
+		// Written in a reign newer than this master's: asked again later,
+		// once this master has claimed above that epoch (at once: the
+		// newer reign's master is gone or out of the re-asserter's reach,
+		// and without the claim the write would never be applied; chaos
+		// seed 1483).
 		n.ackReport(ref, 0, ackRetry, wire.WriteVersion{})
+		if from != n.cfg.Node {
+			n.onElectEvent(now, n.el.ClaimAbove(re.ver.Epoch, n.livePeers()))
+		}
 		return
 	}
 	g := &group{txn: r.Txn, re: re}
