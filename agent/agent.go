@@ -293,6 +293,10 @@ func (a *agent) start() error {
 	if err != nil {
 		return fmt.Errorf("agent: shared memory: %w", err)
 	}
+	if was := a.shm.ReplacedForeign(); was != "" {
+		a.log.Warn("shared memory: replaced a file at the segment's path that this agent did not create (never opened as a segment)",
+			"path", cfg.ShmPath(), "file", was)
+	}
 
 	if a.pw, err = procwatch.New(); err != nil {
 		return fmt.Errorf("agent: %w", err)

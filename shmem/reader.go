@@ -36,6 +36,11 @@ type ReaderOptions struct {
 	// pid namespace); the heartbeat alone then decides whether the writer
 	// is alive.
 	NoPIDCheck bool
+	// OwnerUID is a UID, besides root and the reader's own effective UID,
+	// whose segments the reader trusts (0: none besides those two). A file
+	// owned by anyone else, or writable by group or others, is refused
+	// with ErrForeign: someone else planted it at the agent's path.
+	OwnerUID uint32
 }
 
 var defaultReaderOptions = ReaderOptions{MaxRetries: 10000, SpinRetries: 100, MaxWait: 100 * time.Millisecond}
@@ -69,6 +74,7 @@ type Reader struct {
 	capacity   uint32
 	mask       uint32
 	shift      uint
+	seed       uint64 // the index seed (static once the segment is ready)
 	ringCap    uint32
 	gen        uint64
 	pid        uint32
@@ -93,7 +99,7 @@ func OpenWith(path string, o ReaderOptions) (*Reader, error) {
 	fail := func(err error, detail string) (*Reader, error) {
 		return nil, &Error{Op: "open", Path: path, Err: err, Detail: detail}
 	}
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return fail(err, "")
 	}
@@ -101,6 +107,10 @@ func OpenWith(path string, o ReaderOptions) (*Reader, error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
 		return fail(err, "fstat")
+	}
+	if why := foreign(&st, uint32(unix.Geteuid()), o.OwnerUID); why != "" {
+		unix.Close(fd)
+		return fail(ErrForeign, why)
 	}
 	if st.Size < L.HeaderRegion {
 		unix.Close(fd)
@@ -161,6 +171,7 @@ func (r *Reader) attach() error {
 		return fail(ErrLayout, "offsets")
 	}
 	r.capacity, r.mask, r.shift, r.ringCap = capacity, buckets-1, L.Shift(buckets), ringCap
+	r.seed = ld64(p, L.HdrIndexSeed)
 	r.index = unsafe.Add(p, geo.IndexOff)
 	r.slots = unsafe.Add(p, geo.SlotsOff)
 	r.gen = ld64(p, L.HdrGeneration)
@@ -276,7 +287,7 @@ func (r *Reader) lookup(id uint64, op string) (slot uint32, found bool, err erro
 	for {
 		is := ld64(r.base, L.HdrIndexSeq)
 		if is&1 == 0 {
-			b := uint32((id * 0x9E3779B97F4A7C15) >> r.shift)
+			b := uint32(L.Mix(id^r.seed) >> r.shift)
 			for n := uint32(0); n <= r.mask; n++ {
 				bp := unsafe.Add(r.index, uintptr(b)*L.BucketSize)
 				k := ld64(bp, L.BucketID)

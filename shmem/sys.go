@@ -3,6 +3,7 @@ package shmem
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math"
 	"os"
@@ -91,4 +92,21 @@ func processAlive(pid uint32, startTicks uint64) bool {
 		return false
 	}
 	return startTicks == 0 || start == startTicks
+}
+
+// foreign says why the file described by st is not a segment the agent
+// created ("" if it is): a segment is a regular file owned by root, by self
+// (the caller's effective UID) or by also (0: nobody more), and writable
+// only by its owner. A file anyone else could have made or changed is never
+// trusted.
+func foreign(st *unix.Stat_t, self, also uint32) string {
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return fmt.Sprintf("not a regular file (mode %#o)", st.Mode)
+	case st.Uid != 0 && st.Uid != self && (also == 0 || st.Uid != also):
+		return fmt.Sprintf("owned by uid %d, not root or uid %d", st.Uid, self)
+	case st.Mode&0o022 != 0:
+		return fmt.Sprintf("mode %#o is writable by group or others", st.Mode&0o7777)
+	}
+	return ""
 }
