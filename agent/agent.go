@@ -254,8 +254,12 @@ func (a *agent) start() error {
 		Members:      members,
 		AllowAlone:   cfg.AllowAlone,
 		MaxAlarms:    maxAlarms,
-		Chain:        chain,
-		Version:      agentVersion(),
+		// The master creates no more entities than shared memory holds,
+		// nor more than entities_per_owner for one node's clients.
+		MaxEntities:         cfg.Shm.Entities,
+		MaxEntitiesPerOwner: cfg.Shm.EntitiesPerOwner,
+		Chain:               chain,
+		Version:             agentVersion(),
 	}
 	if err := ccfg.Validate(); err != nil {
 		return fmt.Errorf("agent: %w", err)
