@@ -89,6 +89,7 @@ func processRSSkB() int {
 // this process: the RSS and fd figures it logs are the process's.
 func TestAttacks(t *testing.T) {
 	scale := *attackScale
+	const perOwner = 16 // entities node 1's clients may create
 	dir := t.TempDir()
 	key := filepath.Join(dir, "cluster.key")
 	require.NoError(t, config.GenerateKey(key))
@@ -105,6 +106,7 @@ func TestAttacks(t *testing.T) {
 		cfg.Metrics.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		cfg.API.IdleTimeout, cfg.API.FrameTimeout = 2*time.Second, 500*time.Millisecond
 		cfg.API.WriteRate, cfg.API.WriteBurst = 100, 50
+		cfg.Shm.EntitiesPerOwner = perOwner
 		cfgs = append(cfgs, cfg)
 		runNode(t, cfg)
 	}
@@ -217,6 +219,12 @@ func TestAttacks(t *testing.T) {
 	}
 
 	// Local clients: half-sent frames, a connection flood, a raise flood.
+	// Their time budget starts now: the floods above are sent by this
+	// process too, and on a loaded machine (load 18 on 2 cores seen) the
+	// sending alone took a minute.
+	cancel()
+	ctx, cancel = context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	var conns []net.Conn
 	for range 200 * scale {
 		nc, err := net.Dial("unix", cfgs[0].Paths.Socket)
@@ -259,6 +267,22 @@ func TestAttacks(t *testing.T) {
 	}
 	raw.Close()
 	require.Positive(t, throttled, "the raise flood was throttled")
+
+	// A registration flood from one client: past entities_per_owner every
+	// registration is answered limit, and nothing is created.
+	registered, limited := 1, 0 // svc/attack
+	for i := range 3 * perOwner {
+		_, err := cl.Register(ctx, fmt.Sprintf("svc/flood-%d", i), client.KindService)
+		if err != nil {
+			require.ErrorIs(t, err, api.ErrLimit, "registration %d", i)
+			limited++
+			continue
+		}
+		registered++
+	}
+	t.Logf("registration flood: %d registered, %d answered limit (entities_per_owner %d)", registered, limited, perOwner)
+	require.Equal(t, perOwner, registered, "node 1's clients hold exactly their limit")
+
 	after := metricsOf(t, cfgs[0].Metrics.Listen)
 	t.Logf("local clients: %d half frames, 300×%d raises: api refused frame_timeout=%.0f throttled=%.0f conns=%.0f; process RSS %d kB (start %d), fds %d (start %d)",
 		len(conns), scale, after[`fmagent_api_refused_total{reason="frame_timeout"}`]-before[`fmagent_api_refused_total{reason="frame_timeout"}`],
@@ -281,6 +305,9 @@ func TestAttacks(t *testing.T) {
 	require.Equal(t, st0.Epoch, st1.Epoch, "no election")
 	table1 := snapshot()
 	delete(table1, "svc/attack")
+	for i := range 3 * perOwner {
+		delete(table1, fmt.Sprintf("svc/flood-%d", i))
+	}
 	require.Equal(t, table0, table1, "no entity changed state, none appeared")
 	require.Equal(t, before[`fmagent_events_total{kind="election"}`], after[`fmagent_events_total{kind="election"}`])
 	require.LessOrEqual(t, processFDs(), fds0+20, "fds back to bounded")
