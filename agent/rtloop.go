@@ -101,10 +101,11 @@ func (a *agent) rtRun() {
 		}
 		a.hRT.Busy()
 		// Datagrams first: a tick must judge with what has arrived.
+		deaf := false
 		for n := wire.Net(0); n < wire.NumNets; n++ {
 			for _, uni := range [2]bool{false, true} {
-				if ev&transport.Readable(n, uni) != 0 {
-					a.drainSocket(n, uni, msgs)
+				if ev&transport.Readable(n, uni) != 0 && a.drainSocket(n, uni, msgs) {
+					deaf = true
 				}
 			}
 		}
@@ -114,6 +115,12 @@ func (a *agent) rtRun() {
 			return
 		}
 		now := time.Now()
+		if deaf {
+			// More arrived than the loop could read: the kernel drops
+			// what overflows, heartbeats too. Our deafness is not the
+			// peers' silence (core.Deafened).
+			a.core.Deafened(now)
+		}
 		if ev&transport.EvTimer != 0 {
 			// How late the loop woke for its deadline: what a hog, the
 			// garbage collector or a page fault cost the heartbeats.
@@ -149,23 +156,24 @@ const drainBatches = 4
 // drainSocket reads one socket until it has nothing queued or drainBatches
 // batches were read, Stepping every datagram under the lock batch by batch.
 // A rejected datagram costs its check and a count: the core's output is
-// handled after an accepted one, or once after the batch.
-func (a *agent) drainSocket(n wire.Net, unicast bool, msgs []transport.Message) {
+// handled after an accepted one, or once after the batch. It reports
+// whether the socket may still hold datagrams (the budget ran out).
+func (a *agent) drainSocket(n wire.Net, unicast bool, msgs []transport.Message) (backlog bool) {
 	for range drainBatches {
 		k, err := a.tr.TryReadBatch(n, unicast, msgs)
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				a.log.Debug("receive", "net", netName(n), "unicast", unicast, "err", err)
 			}
-			return
+			return false
 		}
 		if k == 0 {
-			return
+			return false
 		}
 		a.mu.Lock()
 		if a.stopping {
 			a.mu.Unlock()
-			return
+			return false
 		}
 		now := time.Now() // the batch was queued by now
 		unhandled := false
@@ -188,7 +196,8 @@ func (a *agent) drainSocket(n wire.Net, unicast bool, msgs []transport.Message) 
 		}
 		a.mu.Unlock()
 		if k < len(msgs) {
-			return
+			return false
 		}
 	}
+	return true
 }

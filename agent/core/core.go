@@ -293,6 +293,7 @@ type Node struct {
 	nextHB     time.Time
 	lastTick   time.Time
 	judgeAfter time.Time // after a stall, no one is judged silent before this
+	deafCount  uint64    // Deafened calls (deaf.go)
 
 	// Follower side.
 	masterWord   time.Time // last heard from the followed master
