@@ -8,8 +8,9 @@
  *      reader opens it and does every read: lookups by name, foreach,
  *      snapshot, header, check, the event follower. Each call must return
  *      (an error is fine) without a crash, a hang or, under ASan+UBSan, an
- *      out-of-bounds access. Rounds: argv[2] (default 2000); the seed is
- *      argv[3] (default: the time), printed so a failure can be replayed.
+ *      out-of-bounds access. Rounds: argv[2] (default 2000), or a duration
+ *      ("20s", "10m": as many rounds as fit, for make fuzz); the seed
+ *      is argv[3] (default: the time), printed so a failure can be replayed.
  *   2. Foreign files: a segment owned by another user, or writable by
  *      group or others, or a symlink, is refused with FMSHM_EFOREIGN by
  *      fmshm_open (and accepted by fmshm_open_owner for the named owner).
@@ -43,6 +44,8 @@ static char seg_path[128], fuzz_path[128], link_path[128];
 
 static uint64_t rng_state;
 static long opened, found; /* rounds that opened, names read */
+
+static double now_s(void) { return (double)fmshm__mono_ns() / 1e9; }
 
 static uint64_t rnd(void) /* xorshift64* */
 {
@@ -176,7 +179,7 @@ static void round_once(const unsigned char *seg, size_t size, unsigned char *wor
 	fmshm_close(&r);
 }
 
-static void test_random_segments(const unsigned char *seg, size_t size, long rounds)
+static void test_random_segments(const unsigned char *seg, size_t size, long rounds, double seconds)
 {
 	unsigned char *work = malloc(size);
 	fmshm_entity *snap = malloc(128 * sizeof *snap);
@@ -198,8 +201,14 @@ static void test_random_segments(const unsigned char *seg, size_t size, long rou
 		      "read ctest/0007 from the unpatched copy");
 		fmshm_close(&r);
 	}
-	for (i = 0; i < rounds; i++)
-		round_once(seg, size, work, snap);
+	if (seconds > 0) {
+		double end = now_s() + seconds;
+		for (rounds = 0; now_s() < end; rounds++)
+			round_once(seg, size, work, snap);
+	} else {
+		for (i = 0; i < rounds; i++)
+			round_once(seg, size, work, snap);
+	}
 	unlink(fuzz_path);
 	free(work);
 	free(snap);
@@ -257,12 +266,19 @@ int main(int argc, char **argv)
 	size_t size;
 	unsigned char *seg;
 	long rounds = 2000;
+	double seconds = 0;
 	if (argc < 2) {
 		fprintf(stderr, "usage: %s path/to/shmwriter [rounds [seed]]\n", argv[0]);
 		return 2;
 	}
-	if (argc > 2)
-		rounds = atol(argv[2]);
+	if (argc > 2) {
+		char *end;
+		double v = strtod(argv[2], &end);
+		if (*end == 's' || *end == 'm' || *end == 'h') /* a duration: 20s, 10m, 1h */
+			seconds = v * (*end == 'h' ? 3600 : *end == 'm' ? 60 : 1);
+		else
+			rounds = (long)v;
+	}
 	rng_state = argc > 3 ? strtoull(argv[3], NULL, 0) : (uint64_t)fmshm__mono_ns();
 	if (rng_state == 0)
 		rng_state = 1;
@@ -272,7 +288,7 @@ int main(int argc, char **argv)
 	snprintf(link_path, sizeof link_path, "/dev/shm/fmshm-chostile-%d.link", (int)getpid());
 	seg = real_segment(argv[1], &size);
 	test_foreign(seg, size);
-	test_random_segments(seg, size, rounds);
+	test_random_segments(seg, size, rounds, seconds);
 	free(seg);
 	unlink(fuzz_path);
 	unlink(link_path);

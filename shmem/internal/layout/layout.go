@@ -1,5 +1,5 @@
 // Package layout holds the byte offsets of the fmagent shared-memory segment,
-// version 1. It is the Go side of the contract that shmem/fmshm.h states for
+// version 2. It is the Go side of the contract that shmem/fmshm.h states for
 // C and docs/shm-layout.md states for people; shmem's layout test compiles the
 // C header and compares every offset and size printed by C with these.
 //
