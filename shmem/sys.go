@@ -9,17 +9,9 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-)
-
-// Futex operations (linux/futex.h). The segment is shared between processes,
-// so the non-private variants are used.
-const (
-	futexWait = 0
-	futexWake = 1
 )
 
 func ld64(p unsafe.Pointer, off uintptr) uint64 {
@@ -33,17 +25,6 @@ func st64(p unsafe.Pointer, off uintptr, v uint64) {
 }
 func st32(p unsafe.Pointer, off uintptr, v uint32) {
 	atomic.StoreUint32((*uint32)(unsafe.Add(p, off)), v)
-}
-
-// wake wakes every process waiting on the futex word at addr.
-func wake(addr unsafe.Pointer) {
-	unix.Syscall6(unix.SYS_FUTEX, uintptr(addr), futexWake, math.MaxInt32, 0, 0, 0)
-}
-
-// waitOn sleeps while the 32-bit word at addr equals val, at most d.
-func waitOn(addr unsafe.Pointer, val uint32, d time.Duration) {
-	ts := unix.NsecToTimespec(int64(d))
-	unix.Syscall6(unix.SYS_FUTEX, uintptr(addr), futexWait, uintptr(val), uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
 // monoNow is CLOCK_MONOTONIC in nanoseconds, the clock of the heartbeat (the
