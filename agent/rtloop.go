@@ -114,6 +114,11 @@ func (a *agent) rtRun() {
 			a.mu.Unlock()
 			return
 		}
+		if d := a.tr.Drops(); d != a.rxDrops {
+			// The kernel dropped datagrams a full socket buffer could
+			// not take: what we did not hear may have been sent.
+			a.rxDrops, deaf = d, true
+		}
 		now := time.Now()
 		if deaf {
 			// More arrived than the loop could read: the kernel drops
