@@ -158,7 +158,7 @@ type agent struct {
 
 	waiter    *transport.Waiter // the real-time loop's one blocking point
 	rtPrio    int               // SCHED_FIFO priority of the real-time loop; 0: not permitted or not asked
-	rxDrops   uint64            // the transport's receive drops when last looked (rtloop.go: core.Deafened)
+	rxDrops   atomic.Uint64     // the transport's receive drops when last looked (rtloop.go: core.Deafened)
 	memLocked bool              // mlockall succeeded
 	rtDone    chan struct{}     // closed when the real-time loop has returned
 	wg        sync.WaitGroup

@@ -104,7 +104,7 @@ func (a *agent) rtRun() {
 		deaf := false
 		for n := wire.Net(0); n < wire.NumNets; n++ {
 			for _, uni := range [2]bool{false, true} {
-				if ev&transport.Readable(n, uni) != 0 && a.drainSocket(n, uni, msgs) {
+				if ev&transport.Readable(n, uni) != 0 && a.drainSocket(n, uni, msgs, next) {
 					deaf = true
 				}
 			}
@@ -114,10 +114,11 @@ func (a *agent) rtRun() {
 			a.mu.Unlock()
 			return
 		}
-		if d := a.tr.Drops(); d != a.rxDrops {
+		if d := a.tr.Drops(); d != a.rxDrops.Load() {
 			// The kernel dropped datagrams a full socket buffer could
 			// not take: what we did not hear may have been sent.
-			a.rxDrops, deaf = d, true
+			a.rxDrops.Store(d)
+			deaf = true
 		}
 		now := time.Now()
 		if deaf {
@@ -146,25 +147,24 @@ func (a *agent) rtRun() {
 	}
 }
 
-// drainBatches bounds the batches drainSocket reads from one socket per
-// wake of the real-time loop. A flood arriving faster than the loop rejects
-// it must not hold the loop in one socket: the loop would neither read the
-// other sockets nor tick, and a node that does not tick sends no
-// heartbeats, so its peers judge it lost (issue 9: 40,000 wrong-magic
-// packets made the master silent for 200 ms and the cluster elected
-// another). After this many batches the loop ticks if its deadline has
-// passed and comes back to the socket at once (the wait reports it still
-// readable). What stays queued is bounded by the socket buffer, a
-// millisecond of work, so a tick still judges with what has arrived.
-const drainBatches = 4
-
-// drainSocket reads one socket until it has nothing queued or drainBatches
-// batches were read, Stepping every datagram under the lock batch by batch.
-// A rejected datagram costs its check and a count: the core's output is
-// handled after an accepted one, or once after the batch. It reports
-// whether the socket may still hold datagrams (the budget ran out).
-func (a *agent) drainSocket(n wire.Net, unicast bool, msgs []transport.Message) (backlog bool) {
-	for range drainBatches {
+// drainSocket reads a socket while the core's next deadline has not come.
+// A flood arriving faster than the loop rejects it must not hold the loop
+// in one socket: the loop would neither read the other sockets nor tick,
+// and a node that does not tick sends no heartbeats, so its peers judge it
+// lost (issue 9: 40,000 wrong-magic packets made the master silent for
+// 200 ms and the cluster elected another). Once the deadline has passed the
+// loop ticks and comes back to the socket at once (the wait reports it still
+// readable). What stays queued is bounded by the socket buffer, so a tick
+// still judges with what has arrived, or knows it could not
+// (core.Deafened).
+//
+// It reads until the socket has nothing queued or deadline has passed,
+// Stepping every datagram under the lock batch by batch. A rejected
+// datagram costs its check and a count: the core's output is handled after
+// an accepted one, or once after the batch. It reports whether the socket
+// may still hold datagrams (the deadline came first).
+func (a *agent) drainSocket(n wire.Net, unicast bool, msgs []transport.Message, deadline time.Time) (backlog bool) {
+	for {
 		k, err := a.tr.TryReadBatch(n, unicast, msgs)
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
@@ -203,6 +203,8 @@ func (a *agent) drainSocket(n wire.Net, unicast bool, msgs []transport.Message) 
 		if k < len(msgs) {
 			return false
 		}
+		if !now.Before(deadline) {
+			return true
+		}
 	}
-	return true
 }
