@@ -562,13 +562,21 @@ static inline int fmshm__proc_alive(uint32_t pid, uint64_t start_ticks)
 	return strtoull(p, NULL, 10) == start_ticks;
 }
 
+/* now - t in ns, wrapping as Go's int64 does: t is read from shared memory
+ * and may be anything (a signed subtraction could overflow, which is
+ * undefined behaviour in C). */
+static inline int64_t fmshm__age(int64_t t)
+{
+	return (int64_t)((uint64_t)fmshm__mono_ns() - (uint64_t)t);
+}
+
 /* 1 if the writer is alive: recent heartbeat and (unless no_pid_check) its
  * process exists. */
 static inline int fmshm_writer_alive(fmshm *r)
 {
 	int64_t hb = (int64_t)FMSHM__LOAD(&r->hdr->heartbeat, FMSHM__RLX);
 	int64_t to = (int64_t)FMSHM__LOAD(&r->hdr->hb_timeout, FMSHM__RLX);
-	if (to > 0 && fmshm__mono_ns() - hb > to)
+	if (to > 0 && fmshm__age(hb) > to)
 		return 0;
 	return r->no_pid_check || fmshm__proc_alive(r->pid, r->start_ticks);
 }
@@ -1062,7 +1070,7 @@ static inline int fmshm_header(fmshm *r, fmshm_info *out)
 			sched_yield();
 	}
 	out->heartbeat = (int64_t)FMSHM__LOAD(&h->heartbeat, FMSHM__RLX);
-	out->heartbeat_age = fmshm__mono_ns() - out->heartbeat;
+	out->heartbeat_age = fmshm__age(out->heartbeat);
 	out->writer_alive = out->status == FMSHM_STATUS_READY && fmshm_writer_alive(r);
 	return fmshm__status_err(out->status);
 }

@@ -228,6 +228,30 @@ static void test_foreign(const unsigned char *seg, size_t size)
 	CHECK(rc == FMSHM_OK, "own 0600 segment: %s", fmshm_strerror(rc));
 	fmshm_close(&r);
 
+	/* Found by the random rounds (10 minutes, UBSan): a heartbeat word far
+	 * from now overflowed the signed age computation. */
+	{
+		static const int64_t hbs[] = {INT64_MIN, INT64_MIN + 1, INT64_MAX, -1};
+		unsigned k;
+		for (k = 0; k < sizeof hbs / sizeof hbs[0]; k++) {
+			unsigned char *w = malloc(size);
+			fmshm_info info;
+			memcpy(w, seg, size);
+			memcpy(w + 232, &hbs[k], 8); /* heartbeat */
+			memcpy(w + 144, &hbs[k], 8); /* hb_timeout */
+			fd = open(fuzz_path, O_RDWR | O_TRUNC | O_CLOEXEC);
+			CHECK(fd >= 0 && write(fd, w, size) == (ssize_t)size, "write copy");
+			close(fd);
+			free(w);
+			if (fmshm_open(&r, fuzz_path) == FMSHM_OK) {
+				r.no_pid_check = 1;
+				(void)fmshm_header(&r, &info);
+				(void)fmshm_writer_alive(&r);
+				fmshm_close(&r);
+			}
+		}
+	}
+
 	chmod(fuzz_path, 0666);
 	rc = fmshm_open(&r, fuzz_path);
 	CHECK(rc == FMSHM_EFOREIGN, "0666 segment: got %s, want EFOREIGN", fmshm_strerror(rc));
@@ -282,6 +306,7 @@ int main(int argc, char **argv)
 	rng_state = argc > 3 ? strtoull(argv[3], NULL, 0) : (uint64_t)fmshm__mono_ns();
 	if (rng_state == 0)
 		rng_state = 1;
+	setvbuf(stdout, NULL, _IOLBF, 0); /* the seed is printed before a sanitizer aborts */
 	printf("seed %llu\n", (unsigned long long)rng_state);
 	snprintf(seg_path, sizeof seg_path, "/dev/shm/fmshm-chostile-%d", (int)getpid());
 	snprintf(fuzz_path, sizeof fuzz_path, "/dev/shm/fmshm-chostile-%d.fuzz", (int)getpid());
