@@ -163,13 +163,16 @@ soak: build
 
 FUZZTIME ?= 20s
 FUZZPKGS := ./wire/ ./api/ ./config/ ./shmem/
-# Every fuzz target, FUZZTIME each. The seed corpora under testdata/fuzz run
-# in `make test` anyway.
+# Every fuzz target, FUZZTIME each, then the C reader against random
+# segments for FUZZTIME (shmem/c/test_hostile.c under ASan+UBSan). The seed
+# corpora under testdata/fuzz run in `make test` anyway.
 fuzz:
 	@for p in $(FUZZPKGS); do \
 		for t in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
 			echo "== $$p $$t"; \
 			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done
+	@echo "== shmem/c test_hostile (C reader, random segments)"
+	@$(MAKE) -C shmem/c fuzz HOSTILE_ROUNDS=$(FUZZTIME)
 
 # The attack test at 20× its make-test size (packets and local clients),
 # verbose: per attack the rejection counters, the RSS and fds.

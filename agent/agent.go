@@ -158,6 +158,7 @@ type agent struct {
 
 	waiter    *transport.Waiter // the real-time loop's one blocking point
 	rtPrio    int               // SCHED_FIFO priority of the real-time loop; 0: not permitted or not asked
+	rxDrops   atomic.Uint64     // the transport's receive drops when last looked (rtloop.go: core.Deafened)
 	memLocked bool              // mlockall succeeded
 	rtDone    chan struct{}     // closed when the real-time loop has returned
 	wg        sync.WaitGroup
@@ -254,8 +255,12 @@ func (a *agent) start() error {
 		Members:      members,
 		AllowAlone:   cfg.AllowAlone,
 		MaxAlarms:    maxAlarms,
-		Chain:        chain,
-		Version:      agentVersion(),
+		// The master creates no more entities than shared memory holds,
+		// nor more than entities_per_owner for one node's clients.
+		MaxEntities:         cfg.Shm.Entities,
+		MaxEntitiesPerOwner: cfg.Shm.EntitiesPerOwner,
+		Chain:               chain,
+		Version:             agentVersion(),
 	}
 	if err := ccfg.Validate(); err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -292,6 +297,10 @@ func (a *agent) start() error {
 		Capacity: cfg.Shm.Entities, EventRingSize: cfg.Shm.Events})
 	if err != nil {
 		return fmt.Errorf("agent: shared memory: %w", err)
+	}
+	if was := a.shm.ReplacedForeign(); was != "" {
+		a.log.Warn("shared memory: replaced a file at the segment's path that this agent did not create (never opened as a segment)",
+			"path", cfg.ShmPath(), "file", was)
 	}
 
 	if a.pw, err = procwatch.New(); err != nil {

@@ -49,7 +49,8 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0) // the agent sees the exit and reports the entity down
 	}
-	os.Exit(m.Run())
+	removeDeadRunsSegments()
+	os.Exit(checkLeftovers(m.Run()))
 }
 
 // testNet picks two multicast groups and a port for one test, so that test

@@ -144,6 +144,8 @@ func mapErr(err error, name string) error {
 		return api.Errorf(api.ErrBadRequest, "%q: bad entity name", name)
 	case errors.Is(err, table.ErrTooManyAlarms), errors.Is(err, core.ErrAlarmsFull):
 		return api.Errorf(api.ErrLimit, "%q: not applied: %v", name, err)
+	case errors.Is(err, core.ErrEntityLimit):
+		return api.Errorf(api.ErrLimit, "%q was not registered: the master holds the cluster's limit of entities ([shm] entities) or this node's ([shm] entities_per_owner)", name)
 	case errors.Is(err, core.ErrUnknownEntity):
 		return notFound(name)
 	case errors.Is(err, core.ErrBadRequest):

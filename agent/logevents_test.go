@@ -172,6 +172,13 @@ func TestDuplicateNodeIDRealAgents(t *testing.T) {
 	go func() {
 		done <- Run(ctx, copyCfg, slog.New(slog.NewJSONHandler(lbCopy, nil)))
 	}()
+	stopped := false
+	t.Cleanup(func() { // also when an assertion below fails: the copy's segment must not outlive the test
+		if !stopped {
+			cancel()
+			<-done
+		}
+	})
 	require.Eventually(t, func() bool {
 		return len(lbCopy.lines("refuses to join")) > 0 && len(log2.lines("this node's node_id 2")) > 0 &&
 			len(log1.lines("a second node configured with node_id 2")) > 0
@@ -180,6 +187,7 @@ func TestDuplicateNodeIDRealAgents(t *testing.T) {
 	require.Equal(t, "WARN", log2.lines("this node's node_id 2")[0]["level"])
 	time.Sleep(200 * time.Millisecond)
 	cancel()
+	stopped = true
 	require.NoError(t, <-done)
 	time.Sleep(200 * time.Millisecond)
 	st, e := nd1.state("node/2")

@@ -33,6 +33,8 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 	for k := core.EventKind(1); k <= core.EvStalled; k++ {
 		m.events[k] = r.Counter("fmagent_events_total", "Protocol events (elections, peers and links up and down, stale...).", "kind", k.String())
 	}
+	r.CounterFunc("fmagent_receive_overflow_total", "Datagrams the kernel dropped because a socket's receive buffer was full (a flood faster than the agent rejects it); the agent judges no peer silent meanwhile.",
+		func() float64 { return float64(a.rxDrops.Load()) })
 	for _, reason := range rejectReasons {
 		m.rejects[reason] = r.Counter("fmagent_packets_rejected_total", "Datagrams the core dropped, by reason.", "reason", reason)
 	}

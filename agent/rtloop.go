@@ -103,10 +103,11 @@ func (a *agent) rtRun() {
 		}
 		a.hRT.Busy()
 		// Datagrams first: a tick must judge with what has arrived.
+		deaf := false
 		for n := wire.Net(0); n < wire.NumNets; n++ {
 			for _, uni := range [2]bool{false, true} {
-				if ev&transport.Readable(n, uni) != 0 {
-					a.drainSocket(n, uni, msgs)
+				if ev&transport.Readable(n, uni) != 0 && a.drainSocket(n, uni, msgs, next) {
+					deaf = true
 				}
 			}
 		}
@@ -115,7 +116,19 @@ func (a *agent) rtRun() {
 			a.mu.Unlock()
 			return
 		}
+		if d := a.tr.Drops(); d != a.rxDrops.Load() {
+			// The kernel dropped datagrams a full socket buffer could
+			// not take: what we did not hear may have been sent.
+			a.rxDrops.Store(d)
+			deaf = true
+		}
 		now := time.Now()
+		if deaf {
+			// More arrived than the loop could read: the kernel drops
+			// what overflows, heartbeats too. Our deafness is not the
+			// peers' silence (core.Deafened).
+			a.core.Deafened(now)
+		}
 		if ev&transport.EvTimer != 0 {
 			// How late the loop woke for its deadline: what a hog, the
 			// garbage collector or a page fault cost the heartbeats.
@@ -152,38 +165,64 @@ func (a *agent) rtRun() {
 // less.
 const yieldEvery = 5 * time.Millisecond
 
-// drainSocket reads one socket until it has nothing queued, Stepping every
-// datagram under the lock batch by batch.
-func (a *agent) drainSocket(n wire.Net, unicast bool, msgs []transport.Message) {
+// drainSocket reads a socket while the core's next deadline has not come.
+// A flood arriving faster than the loop rejects it must not hold the loop
+// in one socket: the loop would neither read the other sockets nor tick,
+// and a node that does not tick sends no heartbeats, so its peers judge it
+// lost (issue 9: 40,000 wrong-magic packets made the master silent for
+// 200 ms and the cluster elected another). Once the deadline has passed the
+// loop ticks and comes back to the socket at once (the wait reports it still
+// readable). What stays queued is bounded by the socket buffer, so a tick
+// still judges with what has arrived, or knows it could not
+// (core.Deafened).
+//
+// It reads until the socket has nothing queued or deadline has passed,
+// Stepping every datagram under the lock batch by batch. A rejected
+// datagram costs its check and a count: the core's output is handled after
+// an accepted one, or once after the batch. It reports whether the socket
+// may still hold datagrams (the deadline came first).
+func (a *agent) drainSocket(n wire.Net, unicast bool, msgs []transport.Message, deadline time.Time) (backlog bool) {
 	for {
 		k, err := a.tr.TryReadBatch(n, unicast, msgs)
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				a.log.Debug("receive", "net", netName(n), "unicast", unicast, "err", err)
 			}
-			return
+			return false
 		}
 		if k == 0 {
-			return
+			return false
 		}
 		a.mu.Lock()
 		if a.stopping {
 			a.mu.Unlock()
-			return
+			return false
 		}
+		now := time.Now() // the batch was queued by now
+		unhandled := false
 		for i := 0; i < k; i++ {
 			m := &msgs[i]
-			from, err := a.core.Step(time.Now(), m.Net, m.Buf[:m.N])
+			from, err := a.core.Step(now, m.Net, m.Buf[:m.N])
 			if err != nil {
 				a.rejected(m, err)
-			} else if m.Net < wire.NumNets && a.addrs[m.Net][from] != m.From {
+				unhandled = true // a rejection may still have output (a duplicate node ID's notice)
+				continue
+			}
+			if m.Net < wire.NumNets && a.addrs[m.Net][from] != m.From {
 				a.addrs[m.Net][from] = m.From
 			}
+			a.handleReady()
+			unhandled = false
+		}
+		if unhandled {
 			a.handleReady()
 		}
 		a.mu.Unlock()
 		if k < len(msgs) {
-			return
+			return false
+		}
+		if !now.Before(deadline) {
+			return true
 		}
 	}
 }

@@ -357,6 +357,9 @@ type pendingCall struct {
 type conn struct {
 	nc   net.Conn
 	dead chan struct{} // closed when the connection fails
+	// agentUID is the agent's UID as the kernel recorded it (SO_PEERCRED):
+	// shared memory owned by it is the agent's (see shmGetter.reader).
+	agentUID uint32
 
 	wmu  sync.Mutex
 	wbuf []byte
@@ -372,6 +375,11 @@ func newConn(nc net.Conn) *conn {
 		nc:      nc,
 		dead:    make(chan struct{}),
 		pending: make(map[uint32]*pendingCall),
+	}
+	if uc, ok := nc.(*net.UnixConn); ok {
+		if cred, err := api.PeerCred(uc); err == nil {
+			cc.agentUID = cred.UID
+		}
 	}
 	go cc.readLoop()
 	return cc

@@ -58,7 +58,16 @@ func (g *shmGetter) reader(ctx context.Context) *shmem.Reader {
 	if err != nil || st.Shm == "" {
 		return nil
 	}
-	if r, err := shmem.Open(st.Shm); err == nil {
+	// The segment must be the agent's: owned by root, by us, or by the UID
+	// the kernel says is at the other end of the socket (a file another
+	// user planted at the path is refused, and reads go to the socket).
+	var owner uint32
+	g.c.mu.Lock()
+	if g.c.cc != nil {
+		owner = g.c.cc.agentUID
+	}
+	g.c.mu.Unlock()
+	if r, err := shmem.OpenWith(st.Shm, shmem.ReaderOptions{OwnerUID: owner}); err == nil {
 		g.r = r
 	}
 	return g.r

@@ -13,6 +13,9 @@ const (
 	// shared-memory table and its event ring.
 	DefaultShmEntities = 4096
 	DefaultShmEvents   = 4096
+	// DefaultShmEntitiesPerOwner is how many entities one node's clients
+	// may create by default (core.DefaultMaxEntitiesPerOwner).
+	DefaultShmEntitiesPerOwner = 1024
 	// MaxShmEntities and MaxShmEvents bound them (the layout's 2^24).
 	MaxShmEntities = 1 << 24
 	MaxShmEvents   = 1 << 24
@@ -27,6 +30,10 @@ type Shm struct {
 	Entities int `toml:"entities"`
 	// Events is the event ring's capacity, a power of two.
 	Events int `toml:"events"`
+	// EntitiesPerOwner is how many entities the clients of one node may
+	// create (its node and link entities not counted); the master refuses
+	// more with the error "limit", as it refuses any past Entities.
+	EntitiesPerOwner int `toml:"entities_per_owner"`
 }
 
 // validShm appends the errors of c.Shm and MaxAlarms.
@@ -36,6 +43,9 @@ func (c *Config) validShm(add func(*Error)) {
 	}
 	if c.Shm.Entities < 1 || c.Shm.Entities > MaxShmEntities {
 		add(bad("shm.entities", c.Shm.Entities, "must be in 1..%d", MaxShmEntities))
+	}
+	if c.Shm.EntitiesPerOwner < 1 || c.Shm.EntitiesPerOwner > MaxShmEntities {
+		add(bad("shm.entities_per_owner", c.Shm.EntitiesPerOwner, "must be in 1..%d", MaxShmEntities))
 	}
 	if e := c.Shm.Events; e < 1 || e > MaxShmEvents || e&(e-1) != 0 {
 		add(bad("shm.events", c.Shm.Events, "must be a power of two in 1..%d", MaxShmEvents))

@@ -234,7 +234,7 @@ func base() *Config {
 		Watchdog:  Watchdog{Timeout: DefaultWDTimeout, Systemd: true, SelfFence: FenceAuto, FenceTimeout: DefaultFenceAfter},
 		MaxAlarms: MaxMaxAlarms,
 		LogLevel:  "info",
-		Shm:       Shm{Entities: DefaultShmEntities, Events: DefaultShmEvents},
+		Shm:       Shm{Entities: DefaultShmEntities, Events: DefaultShmEvents, EntitiesPerOwner: DefaultShmEntitiesPerOwner},
 		LogFormat: LogText,
 		auto:      derived{stateDir: true, socket: true, shm: true},
 	}

@@ -24,7 +24,8 @@ func TestMain(m *testing.M) {
 		helper(mode, os.Getenv("FMSHM_PATH"))
 		return
 	}
-	os.Exit(m.Run())
+	removeDeadRunsSegments()
+	os.Exit(checkLeftovers(m.Run()))
 }
 
 func helper(mode, path string) {

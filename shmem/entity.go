@@ -8,7 +8,7 @@ import (
 )
 
 // MaxAlarms is the number of alarms an entity slot holds. It is fixed by the
-// layout (version 1): a slot is 960 bytes with room for exactly 8 alarms.
+// layout (versions 1 and 2): a slot is 960 bytes with room for exactly 8 alarms.
 const MaxAlarms = 8
 
 // Compile-time checks that the Go side agrees with the layout.

@@ -32,6 +32,10 @@ var (
 	ErrNotReady = errors.New("shmem: segment not ready")
 	// ErrInUse: a live writer holds the segment.
 	ErrInUse = errors.New("shmem: segment in use by a live writer")
+	// ErrForeign: the file at the segment's path is not one the agent
+	// created: not a regular file, owned by another user, or writable by
+	// group or others. Readers refuse it; the writer replaces it.
+	ErrForeign = errors.New("shmem: segment not created by the agent")
 	// ErrFull: no free entity slot.
 	ErrFull = errors.New("shmem: table full")
 	// ErrInvalid: an entity with an invalid field (zero ID, ID not the hash

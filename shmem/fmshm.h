@@ -108,7 +108,7 @@ FMSHM_STATIC_ASSERT(sizeof(FMSHM_ATOMIC_U32) == 4, "atomic u32 layout");
 
 #define FMSHM_DEFAULT_PATH "/dev/shm/fmagent" /* the agent's default segment */
 #define FMSHM_MAGIC 0x4241544d48534d46ULL /* "FMSHMTAB" little-endian */
-#define FMSHM_MAJOR 1
+#define FMSHM_MAJOR 2
 #define FMSHM_MINOR 0
 
 #define FMSHM_MAX_ALARMS 8
@@ -179,6 +179,7 @@ FMSHM_STATIC_ASSERT(sizeof(FMSHM_ATOMIC_U32) == 4, "atomic u32 layout");
 #define FMSHM_ESYS (-10)       /* system call failed: see errno */
 #define FMSHM_ETIMEOUT (-11)   /* fmshm_wait timed out */
 #define FMSHM_ERANGE (-12)     /* destination too small */
+#define FMSHM_EFOREIGN (-13)   /* the file is not the agent's: owned by another user, or writable by others */
 #define FMSHM__MOVED (-100)    /* internal: slot holds another entity */
 
 /* ---------------------------------------------------------------------- */
@@ -214,7 +215,8 @@ struct fmshm_header {
 	FMSHM_ATOMIC_U32 reserved2;          /* 132 */
 	FMSHM_ATOMIC_U64 index_seq;          /* 136 odd while the index is rebuilt */
 	FMSHM_ATOMIC_U64 hb_timeout;         /* 144 ns */
-	FMSHM_ATOMIC_U64 reserved3[5];       /* 152 */
+	FMSHM_ATOMIC_U64 index_seed;         /* 152 random per segment, mixed into the home bucket */
+	FMSHM_ATOMIC_U64 reserved3[4];       /* 160 */
 	/* line 3: written on every commit or beat */
 	FMSHM_ATOMIC_U64 table_seq;          /* 192 table seqlock; futex word = low 32 bits */
 	FMSHM_ATOMIC_U64 epoch;              /* 200 */
@@ -226,8 +228,10 @@ struct fmshm_header {
 	FMSHM_ATOMIC_U64 reserved4[2];       /* 240 */
 };
 
-/* Index bucket: open addressing, linear probing from
- * (id * 0x9E3779B97F4A7C15) >> (64 - log2(buckets)). */
+/* Index bucket: open addressing, linear probing from the home bucket
+ * fmshm__mix(id ^ index_seed) >> (64 - log2(buckets)) (fmshm__mix is
+ * MurmurHash3's fmix64; the seed is random per segment, so names that share
+ * a bucket cannot be found in advance). */
 struct fmshm_bucket {
 	FMSHM_ATOMIC_U64 id;  /* 0: entity ID; 0 = empty */
 	FMSHM_ATOMIC_U64 ref; /* 8: slot index + 1; 0 with id != 0 = tombstone */
@@ -298,7 +302,8 @@ FMSHM__OFF(fmshm_header, ready, 128);
 FMSHM__OFF(fmshm_header, reserved2, 132);
 FMSHM__OFF(fmshm_header, index_seq, 136);
 FMSHM__OFF(fmshm_header, hb_timeout, 144);
-FMSHM__OFF(fmshm_header, reserved3, 152);
+FMSHM__OFF(fmshm_header, index_seed, 152);
+FMSHM__OFF(fmshm_header, reserved3, 160);
 FMSHM__OFF(fmshm_header, table_seq, 192);
 FMSHM__OFF(fmshm_header, epoch, 200);
 FMSHM__OFF(fmshm_header, master, 208);
@@ -401,7 +406,7 @@ typedef struct fmshm {
 	struct fmshm_event_rec *events;
 	uint32_t capacity, mask, shift, ring_mask;
 	uint32_t pid;
-	uint64_t generation, start_ticks;
+	uint64_t generation, start_ticks, index_seed;
 	dev_t dev;
 	ino_t ino;
 	unsigned spin_retries, max_retries;
@@ -434,6 +439,7 @@ static inline const char *fmshm_strerror(int e)
 	case FMSHM_ESYS: return "system error (see errno)";
 	case FMSHM_ETIMEOUT: return "timeout";
 	case FMSHM_ERANGE: return "destination too small";
+	case FMSHM_EFOREIGN: return "segment not created by the agent (owner or mode)";
 	}
 	return "unknown error";
 }
@@ -556,13 +562,21 @@ static inline int fmshm__proc_alive(uint32_t pid, uint64_t start_ticks)
 	return strtoull(p, NULL, 10) == start_ticks;
 }
 
+/* now - t in ns, wrapping as Go's int64 does: t is read from shared memory
+ * and may be anything (a signed subtraction could overflow, which is
+ * undefined behaviour in C). */
+static inline int64_t fmshm__age(int64_t t)
+{
+	return (int64_t)((uint64_t)fmshm__mono_ns() - (uint64_t)t);
+}
+
 /* 1 if the writer is alive: recent heartbeat and (unless no_pid_check) its
  * process exists. */
 static inline int fmshm_writer_alive(fmshm *r)
 {
 	int64_t hb = (int64_t)FMSHM__LOAD(&r->hdr->heartbeat, FMSHM__RLX);
 	int64_t to = (int64_t)FMSHM__LOAD(&r->hdr->hb_timeout, FMSHM__RLX);
-	if (to > 0 && fmshm__mono_ns() - hb > to)
+	if (to > 0 && fmshm__age(hb) > to)
 		return 0;
 	return r->no_pid_check || fmshm__proc_alive(r->pid, r->start_ticks);
 }
@@ -683,11 +697,27 @@ static inline int fmshm__attach(fmshm *r)
 	r->generation = FMSHM__LOAD(&h->generation, FMSHM__RLX);
 	r->pid = FMSHM__LOAD(&h->writer_pid, FMSHM__RLX);
 	r->start_ticks = FMSHM__LOAD(&h->writer_start_ticks, FMSHM__RLX);
+	r->index_seed = FMSHM__LOAD(&h->index_seed, FMSHM__RLX);
 	return FMSHM_OK;
 }
 
-/* Maps the segment at path read-only. On failure r is left closed. */
-static inline int fmshm_open(fmshm *r, const char *path)
+/* MurmurHash3's fmix64, the mixer of the index's home bucket. */
+static inline uint64_t fmshm__mix(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h;
+}
+
+/* Maps the segment at path read-only, if it is the agent's: a regular file
+ * owned by root, by the reader's own effective UID or by owner (pass
+ * (uid_t)-1 for none), and writable by nobody else (FMSHM_EFOREIGN
+ * otherwise: a file another user planted at the agent's path is never
+ * trusted). On failure r is left closed. */
+static inline int fmshm_open_owner(fmshm *r, const char *path, uid_t owner)
 {
 	struct stat st;
 	void *m;
@@ -702,11 +732,16 @@ static inline int fmshm_open(fmshm *r, const char *path)
 		return FMSHM_ESYS;
 	}
 	strcpy(r->path, path);
-	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	r->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (r->fd < 0)
 		return FMSHM_ESYS;
 	if (fstat(r->fd, &st) != 0) {
 		rc = FMSHM_ESYS;
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode) || (st.st_mode & 022) != 0 ||
+	    (st.st_uid != 0 && st.st_uid != geteuid() && st.st_uid != owner)) {
+		rc = FMSHM_EFOREIGN;
 		goto fail;
 	}
 	if (st.st_size < FMSHM_HEADER_REGION) {
@@ -737,6 +772,13 @@ fail:
 	return rc;
 }
 
+/* Maps the segment at path read-only: fmshm_open_owner trusting root and
+ * the reader's own effective UID. */
+static inline int fmshm_open(fmshm *r, const char *path)
+{
+	return fmshm_open_owner(r, path, (uid_t)-1);
+}
+
 static inline void fmshm_close(fmshm *r)
 {
 	if (r->base != NULL)
@@ -761,7 +803,7 @@ static inline int fmshm_lookup(fmshm *r, uint64_t id, uint32_t *slot)
 	for (;;) {
 		uint64_t is = FMSHM__LOAD(&r->hdr->index_seq, FMSHM__ACQ);
 		if (!(is & 1)) {
-			uint32_t b = (uint32_t)((id * 0x9E3779B97F4A7C15ULL) >> r->shift), n;
+			uint32_t b = (uint32_t)(fmshm__mix(id ^ r->index_seed) >> r->shift), n;
 			for (n = 0; n <= r->mask; n++) {
 				uint64_t k = FMSHM__LOAD(&r->index[b].id, FMSHM__ACQ);
 				if (k == id) {
@@ -1028,7 +1070,7 @@ static inline int fmshm_header(fmshm *r, fmshm_info *out)
 			sched_yield();
 	}
 	out->heartbeat = (int64_t)FMSHM__LOAD(&h->heartbeat, FMSHM__RLX);
-	out->heartbeat_age = fmshm__mono_ns() - out->heartbeat;
+	out->heartbeat_age = fmshm__age(out->heartbeat);
 	out->writer_alive = out->status == FMSHM_STATUS_READY && fmshm_writer_alive(r);
 	return fmshm__status_err(out->status);
 }

@@ -73,7 +73,7 @@ func layoutItems() []layoutItem {
 		off(h, "generation", L.HdrGeneration), off(h, "writer_pid", L.HdrWriterPID), off(h, "node_id", L.HdrNodeID),
 		off(h, "writer_start", L.HdrWriterStart), off(h, "writer_start_ticks", L.HdrWriterStartTk),
 		off(h, "ready", L.HdrReady), off(h, "reserved2", L.HdrReserved2), off(h, "index_seq", L.HdrIndexSeq),
-		off(h, "hb_timeout", L.HdrHBTimeout), off(h, "table_seq", L.HdrTableSeq), off(h, "epoch", L.HdrEpoch),
+		off(h, "hb_timeout", L.HdrHBTimeout), off(h, "index_seed", L.HdrIndexSeed), off(h, "table_seq", L.HdrTableSeq), off(h, "epoch", L.HdrEpoch),
 		off(h, "master", L.HdrMaster), off(h, "stale", L.HdrStale), off(h, "count", L.HdrCount),
 		off(h, "slots_used", L.HdrSlotsUsed), off(h, "heartbeat", L.HdrHeartbeat),
 		size("((struct fmshm_header *)0)->ready", 4), size("((struct fmshm_header *)0)->writer_pid", 4),

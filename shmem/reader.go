@@ -1,7 +1,6 @@
 package shmem
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/fmagent/fmagent/ring"
 	L "github.com/fmagent/fmagent/shmem/internal/layout"
 	"github.com/fmagent/fmagent/wire"
 )
@@ -36,6 +34,11 @@ type ReaderOptions struct {
 	// pid namespace); the heartbeat alone then decides whether the writer
 	// is alive.
 	NoPIDCheck bool
+	// OwnerUID is a UID, besides root and the reader's own effective UID,
+	// whose segments the reader trusts (0: none besides those two). A file
+	// owned by anyone else, or writable by group or others, is refused
+	// with ErrForeign: someone else planted it at the agent's path.
+	OwnerUID uint32
 }
 
 var defaultReaderOptions = ReaderOptions{MaxRetries: 10000, SpinRetries: 100, MaxWait: 100 * time.Millisecond}
@@ -69,6 +72,7 @@ type Reader struct {
 	capacity   uint32
 	mask       uint32
 	shift      uint
+	seed       uint64 // the index seed (static once the segment is ready)
 	ringCap    uint32
 	gen        uint64
 	pid        uint32
@@ -93,7 +97,7 @@ func OpenWith(path string, o ReaderOptions) (*Reader, error) {
 	fail := func(err error, detail string) (*Reader, error) {
 		return nil, &Error{Op: "open", Path: path, Err: err, Detail: detail}
 	}
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return fail(err, "")
 	}
@@ -101,6 +105,10 @@ func OpenWith(path string, o ReaderOptions) (*Reader, error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
 		return fail(err, "fstat")
+	}
+	if why := foreign(&st, uint32(unix.Geteuid()), o.OwnerUID); why != "" {
+		unix.Close(fd)
+		return fail(ErrForeign, why)
 	}
 	if st.Size < L.HeaderRegion {
 		unix.Close(fd)
@@ -161,6 +169,7 @@ func (r *Reader) attach() error {
 		return fail(ErrLayout, "offsets")
 	}
 	r.capacity, r.mask, r.shift, r.ringCap = capacity, buckets-1, L.Shift(buckets), ringCap
+	r.seed = ld64(p, L.HdrIndexSeed)
 	r.index = unsafe.Add(p, geo.IndexOff)
 	r.slots = unsafe.Add(p, geo.SlotsOff)
 	r.gen = ld64(p, L.HdrGeneration)
@@ -262,53 +271,6 @@ func (r *Reader) again(rt *retry, op string, id uint64, what func() string) erro
 		runtime.Gosched()
 	}
 	return nil
-}
-
-// lookup probes the index for id. A hit is only a hint (the caller verifies
-// the ID in the slot); a miss counts only if the index seq was even and
-// unchanged around the probe. err is non-nil only if the index stayed
-// mid-rebuild beyond the retry bound.
-func (r *Reader) lookup(id uint64, op string) (slot uint32, found bool, err error) {
-	if id == 0 {
-		return 0, false, nil
-	}
-	var rt retry
-	for {
-		is := ld64(r.base, L.HdrIndexSeq)
-		if is&1 == 0 {
-			b := uint32((id * 0x9E3779B97F4A7C15) >> r.shift)
-			for n := uint32(0); n <= r.mask; n++ {
-				bp := unsafe.Add(r.index, uintptr(b)*L.BucketSize)
-				k := ld64(bp, L.BucketID)
-				if k == id {
-					ref := ld64(bp, L.BucketRef)
-					if ref != 0 && ref <= uint64(r.capacity) {
-						return uint32(ref - 1), true, nil
-					}
-					break
-				}
-				if k == 0 {
-					break
-				}
-				b = (b + 1) & r.mask
-			}
-			if ld64(r.base, L.HdrIndexSeq) == is {
-				return 0, false, nil
-			}
-		}
-		if err := r.again(&rt, op, id, func() string { return "index rebuild" }); err != nil {
-			return 0, false, err
-		}
-	}
-}
-
-// Lookup finds the slot of entity id. It allocates nothing.
-func (r *Reader) Lookup(id uint64) (Slot, bool) {
-	i, found, _ := r.lookup(id, "lookup")
-	if !found {
-		return Slot{}, false
-	}
-	return Slot{Index: i, ID: id}, true
 }
 
 func (r *Reader) slot(i uint32) unsafe.Pointer {
@@ -643,108 +605,4 @@ func (r *Reader) Check() error {
 		return &Error{Op: "check", Path: r.path, Err: ErrWriterDead, Detail: why}
 	}
 	return nil
-}
-
-// waitSlice bounds one futex wait, so that cancellation and a dead writer
-// are noticed within it.
-const waitSlice = 100 * time.Millisecond
-
-// Wait blocks until the table seq differs from last and is even (a commit
-// was published), and returns it. It sleeps on a futex the writer wakes
-// after every commit. It returns ctx's error when ctx is done (noticed
-// within 100 ms), ErrClosed or ErrRecreated when the segment is closed or
-// replaced, ErrWriterDead when the writer dies.
-func (r *Reader) Wait(ctx context.Context, last uint64) (uint64, error) {
-	deadline, _ := ctx.Deadline()
-	return r.wait(ctx.Done(), ctx.Err, deadline, last)
-}
-
-// WaitTimeout is Wait with a timeout instead of a context; it fails with
-// ErrTimeout.
-func (r *Reader) WaitTimeout(last uint64, d time.Duration) (uint64, error) {
-	return r.wait(nil, nil, time.Now().Add(d), last)
-}
-
-func (r *Reader) wait(done <-chan struct{}, ctxErr func() error, deadline time.Time, last uint64) (uint64, error) {
-	addr := unsafe.Add(r.base, L.HdrTableSeq)
-	for {
-		if st := r.status(); st != L.StatusReady {
-			return 0, r.statusErr("wait", 0, st)
-		}
-		s := ld64(r.base, L.HdrTableSeq)
-		if s != last && s&1 == 0 {
-			return s, nil
-		}
-		select {
-		case <-done:
-			return s, ctxErr()
-		default:
-		}
-		d := waitSlice
-		if !deadline.IsZero() {
-			left := time.Until(deadline)
-			if left <= 0 {
-				if ctxErr != nil {
-					return s, context.DeadlineExceeded
-				}
-				return s, &Error{Op: "wait", Path: r.path, Err: ErrTimeout}
-			}
-			d = min(d, left)
-		}
-		waitOn(addr, uint32(s), d)
-		if r.status() == L.StatusReady && ld64(r.base, L.HdrTableSeq) == s {
-			if ok, why := r.writerAlive(); !ok {
-				return s, &Error{Op: "wait", Path: r.path, Err: ErrWriterDead, Detail: why}
-			}
-		}
-	}
-}
-
-// EventFollower follows the event ring of a segment. One goroutine at a time.
-type EventFollower struct {
-	r   *Reader
-	rc  *ring.Receiver
-	buf [L.EventRecord]byte
-}
-
-// Follow returns a follower positioned after the newest event: Next returns
-// the events of commits published from now on.
-func (r *Reader) Follow() (*EventFollower, error) {
-	off := int(ld64(r.base, L.HdrRingOff))
-	size := int(ld64(r.base, L.HdrRingSize))
-	rc, err := ring.NewReceiver(r.mem[off : off+size])
-	if err != nil {
-		return nil, &Error{Op: "follow", Path: r.path, Err: ErrLayout, Detail: err.Error()}
-	}
-	if rc.RecordSize() != L.EventRecord || rc.Capacity() != int(r.ringCap) {
-		return nil, &Error{Op: "follow", Path: r.path, Err: ErrLayout, Detail: "event ring geometry"}
-	}
-	return &EventFollower{r: r, rc: rc}, nil
-}
-
-// SeekOldest moves to the oldest event still in the ring.
-func (f *EventFollower) SeekOldest() { f.rc.SeekOldest() }
-
-// SeekNewest skips every event published so far.
-func (f *EventFollower) SeekNewest() { f.rc.SeekTail() }
-
-// Next reads the next event into ev. ok is false when there is none yet.
-// lost is the number of events this follower missed because it fell more
-// than the ring's size behind (it then jumps forward). It allocates nothing.
-func (f *EventFollower) Next(ev *Event) (lost uint64, ok bool) {
-	pos, lost, ok := f.rc.Next(f.buf[:])
-	if !ok {
-		return lost, false
-	}
-	b := f.buf[:]
-	m := binary.LittleEndian.Uint64(b[16:])
-	*ev = Event{
-		Pos:      pos,
-		TableSeq: binary.LittleEndian.Uint64(b[0:]),
-		EntityID: binary.LittleEndian.Uint64(b[8:]),
-		Kind:     EventKind(m >> L.EventKindShift),
-		State:    wire.State(m >> L.EventStShift),
-		Severity: wire.Severity(m >> L.EventSevShift),
-	}
-	return lost, true
 }

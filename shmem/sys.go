@@ -3,22 +3,15 @@ package shmem
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math"
 	"os"
 	"strconv"
 	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-)
-
-// Futex operations (linux/futex.h). The segment is shared between processes,
-// so the non-private variants are used.
-const (
-	futexWait = 0
-	futexWake = 1
 )
 
 func ld64(p unsafe.Pointer, off uintptr) uint64 {
@@ -32,17 +25,6 @@ func st64(p unsafe.Pointer, off uintptr, v uint64) {
 }
 func st32(p unsafe.Pointer, off uintptr, v uint32) {
 	atomic.StoreUint32((*uint32)(unsafe.Add(p, off)), v)
-}
-
-// wake wakes every process waiting on the futex word at addr.
-func wake(addr unsafe.Pointer) {
-	unix.Syscall6(unix.SYS_FUTEX, uintptr(addr), futexWake, math.MaxInt32, 0, 0, 0)
-}
-
-// waitOn sleeps while the 32-bit word at addr equals val, at most d.
-func waitOn(addr unsafe.Pointer, val uint32, d time.Duration) {
-	ts := unix.NsecToTimespec(int64(d))
-	unix.Syscall6(unix.SYS_FUTEX, uintptr(addr), futexWait, uintptr(val), uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
 // monoNow is CLOCK_MONOTONIC in nanoseconds, the clock of the heartbeat (the
@@ -91,4 +73,21 @@ func processAlive(pid uint32, startTicks uint64) bool {
 		return false
 	}
 	return startTicks == 0 || start == startTicks
+}
+
+// foreign says why the file described by st is not a segment the agent
+// created ("" if it is): a segment is a regular file owned by root, by self
+// (the caller's effective UID) or by also (0: nobody more), and writable
+// only by its owner. A file anyone else could have made or changed is never
+// trusted.
+func foreign(st *unix.Stat_t, self, also uint32) string {
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return fmt.Sprintf("not a regular file (mode %#o)", st.Mode)
+	case st.Uid != 0 && st.Uid != self && (also == 0 || st.Uid != also):
+		return fmt.Sprintf("owned by uid %d, not root or uid %d", st.Uid, self)
+	case st.Mode&0o022 != 0:
+		return fmt.Sprintf("mode %#o is writable by group or others", st.Mode&0o7777)
+	}
+	return ""
 }

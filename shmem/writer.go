@@ -1,6 +1,7 @@
 package shmem
 
 import (
+	crand "crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -92,10 +93,13 @@ type Writer struct {
 	geo     L.Geometry
 	mask    uint32
 	shift   uint
+	seed    uint64 // the index seed: random, so bucket collisions cannot be computed in advance
 	dev     uint64
 	ino     uint64
 	bc      *ring.Broadcaster
 	closed  bool
+	// replaced says what foreign file Create replaced at path ("" if none).
+	replaced string
 
 	seq   uint64 // last published (even) table seq
 	count int    // live entities
@@ -124,11 +128,20 @@ type Writer struct {
 }
 
 // Create creates the segment file at path (normally under /dev/shm) and
-// returns its writer. If a segment already exists there, Create fails with
-// ErrInUse if a live writer holds it; otherwise it marks the old segment
-// replaced (readers of it get ErrRecreated) and replaces it with a new one
-// of a higher generation. The new file is built under a temporary name and
-// renamed into place, so a reader never opens a half-built segment.
+// returns its writer. The new segment is built in a file created with O_EXCL
+// under a random name beside path and renamed over path when ready, so a
+// reader never opens a half-built segment and nobody can plant the file the
+// writer builds in.
+//
+// What was at path before is never opened as the agent's and trusted: if it
+// is a segment this UID created (a regular file it owns, writable by nobody
+// else), Create fails with ErrInUse when a live writer holds it, and
+// otherwise marks it replaced (its readers get ErrRecreated); anything else
+// (a file another user planted, one writable by others, a symlink, a FIFO)
+// is left untouched and replaced by the rename, and ReplacedForeign says
+// what it was, for the log. If the rename cannot replace it (a user other
+// than root cannot replace another user's file in /dev/shm), Create fails
+// with ErrForeign.
 func Create(path string, opts Options) (*Writer, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
@@ -138,27 +151,24 @@ func Create(path string, opts Options) (*Writer, error) {
 	}
 	gen := uint64(time.Now().UnixNano())
 
-	// The old segment, if any: refuse to replace a live writer's.
-	oldFd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
-	haveOld := err == nil
-	if haveOld {
-		defer unix.Close(oldFd)
-		if err := unix.Flock(oldFd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	old, err := inspectOld(path)
+	if err != nil {
+		return fail(err, "open old segment")
+	}
+	if old.fd >= 0 {
+		defer unix.Close(old.fd)
+		if err := unix.Flock(old.fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 			return fail(ErrInUse, "flock: "+err.Error())
 		}
-		if g, ok := oldGeneration(oldFd); ok && g >= gen {
+		if g, ok := oldGeneration(old.fd); ok && g >= gen {
 			gen = g + 1
 		}
-	} else if err != unix.ENOENT {
-		return fail(err, "open old segment")
 	}
 
 	geo := L.Compute(opts.Capacity, opts.EventRingSize)
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp."+strconv.Itoa(os.Getpid()))
-	unix.Unlink(tmp) // left by an earlier process with our pid that died here
-	fd, err := unix.Open(tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, uint32(opts.Mode.Perm()))
+	fd, tmp, err := createTemp(path, opts.Mode.Perm())
 	if err != nil {
-		return fail(err, "create "+tmp)
+		return fail(err, "create a temporary segment beside it")
 	}
 	cleanup := func() { unix.Close(fd); unix.Unlink(tmp) }
 	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
@@ -178,7 +188,7 @@ func Create(path string, opts Options) (*Writer, error) {
 		cleanup()
 		return fail(err, "mmap")
 	}
-	w := &Writer{path: path, fd: fd, mapped: true, mem: mem}
+	w := &Writer{path: path, fd: fd, mapped: true, mem: mem, replaced: old.foreign}
 	if err := w.init(geo, opts, gen); err != nil {
 		unix.Munmap(mem)
 		cleanup()
@@ -188,15 +198,85 @@ func Create(path string, opts Options) (*Writer, error) {
 	if err := unix.Fstat(fd, &st); err == nil {
 		w.dev, w.ino = st.Dev, st.Ino
 	}
-	if haveOld {
-		markReplaced(oldFd)
+	if old.fd >= 0 {
+		markReplaced(old.fd)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		unix.Munmap(mem)
 		cleanup()
+		if old.foreign != "" {
+			return fail(ErrForeign, "a file "+old.foreign+" is at the path and cannot be replaced ("+err.Error()+"): remove it")
+		}
 		return fail(err, "rename")
 	}
 	return w, nil
+}
+
+// ReplacedForeign says what Create found at the segment's path and replaced
+// without trusting it ("" if nothing, or an old segment of this UID): the
+// agent logs it, since someone else put it there.
+func (w *Writer) ReplacedForeign() string { return w.replaced }
+
+// oldSegment is what Create found at the path: fd is an open descriptor
+// (read-only) of an old segment of this UID, or -1; foreign says why the
+// file there is not trusted ("" if there is none or it is ours).
+type oldSegment struct {
+	fd      int
+	foreign string
+}
+
+// inspectOld looks at what is at path without following a symlink or
+// blocking on a FIFO, and keeps it open only if it is a segment this UID
+// created.
+func inspectOld(path string) (oldSegment, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	switch {
+	case err == unix.ENOENT:
+		return oldSegment{fd: -1}, nil
+	case err == unix.ELOOP:
+		return oldSegment{fd: -1, foreign: "that is a symbolic link"}, nil
+	case err == unix.EACCES || err == unix.EPERM:
+		return oldSegment{fd: -1, foreign: "this user cannot read"}, nil
+	case err != nil:
+		return oldSegment{fd: -1}, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return oldSegment{fd: -1}, err
+	}
+	self := uint32(unix.Geteuid())
+	why := foreign(&st, self, 0)
+	if why == "" && st.Uid != self {
+		why = fmt.Sprintf("owned by uid %d, not this agent's uid %d", st.Uid, self)
+	}
+	if why != "" {
+		unix.Close(fd)
+		return oldSegment{fd: -1, foreign: why}, nil
+	}
+	return oldSegment{fd: fd}, nil
+}
+
+// createTemp creates, with O_EXCL, a file under a random name in path's
+// directory: a name nobody can guess, so nobody can plant it.
+func createTemp(path string, perm os.FileMode) (int, string, error) {
+	var err error
+	for range 8 {
+		var b [8]byte
+		if _, err = crand.Read(b[:]); err != nil {
+			return -1, "", err
+		}
+		tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.tmp.%d.%x", filepath.Base(path), os.Getpid(), b))
+		var fd int
+		fd, err = unix.Open(tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(perm))
+		if err == nil {
+			return fd, tmp, nil
+		}
+		if err != unix.EEXIST {
+			break
+		}
+	}
+	return -1, "", err
 }
 
 // oldGeneration reads the generation of an existing segment, if valid.
@@ -216,7 +296,13 @@ func markReplaced(fd int) {
 	if unix.Fstat(fd, &st) != nil || st.Size < L.HeaderRegion {
 		return
 	}
-	m, err := unix.Mmap(fd, 0, L.HeaderRegion, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	// fd is read-only; the same file opened again through it, to write.
+	wfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(wfd)
+	m, err := unix.Mmap(wfd, 0, L.HeaderRegion, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return
 	}
@@ -255,6 +341,11 @@ func (w *Writer) init(geo L.Geometry, opts Options, gen uint64) error {
 	w.slots = unsafe.Add(w.base, geo.SlotsOff)
 	w.mask = uint32(geo.Buckets - 1)
 	w.shift = L.Shift(uint32(geo.Buckets))
+	var sb [8]byte
+	if _, err := crand.Read(sb[:]); err != nil {
+		return fmt.Errorf("index seed: %w", err)
+	}
+	w.seed = binary.LittleEndian.Uint64(sb[:])
 	w.free = make([]uint32, 0, geo.Capacity)
 	w.own = make(map[uint64]uint32, geo.Capacity) // sized once: Put never grows it
 	w.txnLive = make(map[uint64]bool)
@@ -293,6 +384,7 @@ func (w *Writer) init(geo L.Geometry, opts Options, gen uint64) error {
 	st64(p, L.HdrWriterStart, uint64(now))
 	st64(p, L.HdrWriterStartTk, ticks)
 	st64(p, L.HdrHBTimeout, uint64(opts.HeartbeatTimeout))
+	st64(p, L.HdrIndexSeed, w.seed)
 	st64(p, L.HdrHeartbeat, uint64(now))
 	// The index, slots and the rest of the header are zero (fresh file or
 	// fresh slice). The ready word is written last.
@@ -485,99 +577,6 @@ func (w *Writer) Commit() uint64 {
 
 func (w *Writer) slot(i uint32) unsafe.Pointer {
 	return unsafe.Add(w.slots, uintptr(i)*L.SlotSize)
-}
-
-func (w *Writer) bucket(b uint32) unsafe.Pointer {
-	return unsafe.Add(w.index, uintptr(b)*L.BucketSize)
-}
-
-// find probes the index for id: the bucket holding it (live or tombstone),
-// its slot, and whether it is live.
-func (w *Writer) find(id uint64) (slot uint32, live bool) {
-	slot, live = w.own[id]
-	return slot, live
-}
-
-// bucketOf returns the index bucket that refers id to slot, rebuilding
-// the index from the writer's own record first if the segment's index does
-// not have it (someone wrote into the segment).
-func (w *Writer) bucketOf(id uint64, slot uint32) uint32 {
-	if b, ok := w.probe(id, slot); ok {
-		return b
-	}
-	w.rebuild()
-	b, _ := w.probe(id, slot)
-	return b
-}
-
-// probe walks id's probe sequence for the bucket holding id → slot. Every
-// step is bounded by the index size the writer computed, never by what it
-// reads.
-func (w *Writer) probe(id uint64, slot uint32) (uint32, bool) {
-	b := uint32((id * 0x9E3779B97F4A7C15) >> w.shift)
-	for n := uint32(0); n <= w.mask; n++ {
-		bp := w.bucket(b)
-		k := ld64(bp, L.BucketID)
-		if k == 0 {
-			return 0, false
-		}
-		if k == id {
-			return b, ld64(bp, L.BucketRef) == uint64(slot)+1
-		}
-		b = (b + 1) & w.mask
-	}
-	return 0, false
-}
-
-// indexInsert records id -> slot: in id's own tombstone if it has one, else
-// in the first tombstone or empty bucket of its probe sequence. The slot
-// reference is written before the ID, so a reader that sees the ID sees the
-// reference.
-func (w *Writer) indexInsert(id uint64, slot uint32) {
-	b := uint32((id * 0x9E3779B97F4A7C15) >> w.shift)
-	firstTomb := int64(-1)
-	for n := uint32(0); n <= w.mask; n++ {
-		bp := w.bucket(b)
-		k := ld64(bp, L.BucketID)
-		if k == id { // id's own tombstone
-			st64(bp, L.BucketRef, uint64(slot)+1)
-			w.tombs--
-			return
-		}
-		if k == 0 {
-			break
-		}
-		if firstTomb < 0 && ld64(bp, L.BucketRef) == 0 {
-			firstTomb = int64(b)
-		}
-		b = (b + 1) & w.mask
-	}
-	if firstTomb >= 0 {
-		b = uint32(firstTomb)
-		w.tombs--
-	}
-	bp := w.bucket(b)
-	st64(bp, L.BucketRef, uint64(slot)+1)
-	st64(bp, L.BucketID, id)
-}
-
-// rebuild rewrites the index from the live slots, dropping tombstones, under
-// the index seqlock: a reader that misses an ID while the index seq is odd
-// or changed retries (a reader that finds one verifies it in the slot).
-func (w *Writer) rebuild() {
-	p := w.base
-	is := ld64(p, L.HdrIndexSeq)
-	st64(p, L.HdrIndexSeq, is+1)
-	for b := uint32(0); b <= w.mask; b++ {
-		bp := w.bucket(b)
-		st64(bp, L.BucketID, 0)
-		st64(bp, L.BucketRef, 0)
-	}
-	w.tombs = 0
-	for id, slot := range w.own {
-		w.indexInsert(id, slot)
-	}
-	st64(p, L.HdrIndexSeq, is+2)
 }
 
 func (w *Writer) publish(kind EventKind, id uint64, st wire.State, sev wire.Severity, seq uint64) {

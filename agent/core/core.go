@@ -56,8 +56,13 @@ type Config struct {
 	Epoch uint64
 
 	MaxAlarms int
-	RingSize  int           // master's retransmit ring, in changes
-	Chain     *plugin.Chain // nil: plugin.DefaultChain()
+	// MaxEntities and MaxEntitiesPerOwner bound the entities the master
+	// lets clients create, in the cluster and per owning node (nodes and
+	// links not counted per owner); 0: DefaultMaxEntities and
+	// DefaultMaxEntitiesPerOwner (entitylimit.go).
+	MaxEntities, MaxEntitiesPerOwner int
+	RingSize                         int           // master's retransmit ring, in changes
+	Chain                            *plugin.Chain // nil: plugin.DefaultChain()
 
 	// Version is carried in every heartbeat (peers show it in status).
 	Version string
@@ -118,6 +123,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StaleTimeout < 0 || c.TxnTimeout < 0 {
 		bad("stale timeout %v and transaction timeout %v may not be negative", c.StaleTimeout, c.TxnTimeout)
+	}
+	if c.MaxEntities < 0 || c.MaxEntitiesPerOwner < 0 {
+		bad("entity limits %d and %d may not be negative", c.MaxEntities, c.MaxEntitiesPerOwner)
 	}
 	if c.MaxAlarms < 0 || c.RingSize < 0 {
 		bad("alarm limit %d and ring size %d may not be negative", c.MaxAlarms, c.RingSize)
@@ -285,6 +293,7 @@ type Node struct {
 	nextHB     time.Time
 	lastTick   time.Time
 	judgeAfter time.Time // after a stall, no one is judged silent before this
+	deafCount  uint64    // Deafened calls (deaf.go)
 
 	// Follower side.
 	masterWord   time.Time // last heard from the followed master

@@ -417,6 +417,9 @@ func (n *Node) onReportAck(m *wire.Ack) {
 		res.Displaced = m.Err == ackDisplaced
 		if !lr.internal {
 			n.ledger.record(&lr.req, m.Ver)
+			if lr.req.Kind == wire.ReportRaise {
+				n.ledger.boundAlarms(table.ID(lr.req.Name), n.tab.MaxAlarms())
+			}
 		}
 	case ackSuperseded:
 		n.ledger.superseded(&lr.req)
@@ -424,6 +427,8 @@ func (n *Node) onReportAck(m *wire.Ack) {
 		res.Err = ErrCollision
 	case ackFull:
 		res.Err = ErrAlarmsFull
+	case ackLimit:
+		res.Err = ErrEntityLimit
 	case ackUnknown:
 		res.Err = ErrUnknownEntity
 	default:
@@ -512,6 +517,9 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report, r
 		if r.Entity != table.ID(r.Name) {
 			n.ackReport(ref, 0, ackBad, wire.WriteVersion{})
 			return
+		}
+		if n.overEntityLimit(g, r, r.Entity, r.From) {
+			break // answered limit
 		}
 		n.register(g, r)
 	case wire.ReportUnregister:
@@ -636,6 +644,9 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 				return nil
 			}
 		}
+		if n.overEntityLimit(g, r, id, owner) {
+			return nil // answered limit
+		}
 		if kind == 0 {
 			kind = table.KindOfName(name)
 		}
@@ -719,8 +730,8 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 			if !on && len(e.Alarms) >= n.tab.MaxAlarms() && !n.displace(g, r, e, sev, v.Cause) {
 				return
 			}
-		} else {
-			ensure(id, nm, 0, owner, wire.StateUp)
+		} else if ensure(id, nm, 0, owner, wire.StateUp); g.code == ackLimit {
+			return
 		}
 		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRaise, Entity: id, Severity: sev, Cause: []byte(v.Cause), By: by, At: at, Ver: rv})
 	case plugin.Clear:

@@ -1,5 +1,5 @@
 // Package layout holds the byte offsets of the fmagent shared-memory segment,
-// version 1. It is the Go side of the contract that shmem/fmshm.h states for
+// version 2. It is the Go side of the contract that shmem/fmshm.h states for
 // C and docs/shm-layout.md states for people; shmem's layout test compiles the
 // C header and compares every offset and size printed by C with these.
 //
@@ -15,7 +15,7 @@ const Magic uint64 = 0x4241544d48534d46
 // Version of the layout. A reader accepts any minor version of the major it
 // knows: a minor version only adds fields in reserved space.
 const (
-	Major = 1
+	Major = 2 // 2: the index home bucket is seeded (HdrIndexSeed)
 	Minor = 0
 )
 
@@ -72,6 +72,7 @@ const (
 	HdrReserved2 = 132 // u32
 	HdrIndexSeq  = 136 // u64: seqlock of the index (odd while it is rebuilt)
 	HdrHBTimeout = 144 // u64: ns; a heartbeat older than this means the writer is dead
+	HdrIndexSeed = 152 // u64: random per segment, mixed into the home bucket (static)
 
 	// line 3: written on every commit or beat
 	HdrTableSeq  = 192 // u64: table seqlock; futex word is its low 32 bits (offset 192)
@@ -187,10 +188,24 @@ func Compute(capacity, ringCap int) Geometry {
 	return g
 }
 
-// BucketOf is the home bucket of an entity ID: Fibonacci hashing of the ID
-// (which is itself an xxhash64), so that IDs that are not hashes still spread.
-func BucketOf(id uint64, buckets uint32) uint32 {
-	return uint32((id * 0x9E3779B97F4A7C15) >> (64 - log2(buckets)))
+// BucketOf is the home bucket of an entity ID in an index of buckets
+// buckets seeded with seed: the ID (an xxhash64 of the name, which anyone
+// can compute) XOR the segment's random seed, through the 64-bit finalizer of
+// MurmurHash3, top bits. Without the seed, names that share a bucket cannot
+// be found in advance; the seed changes with every segment.
+func BucketOf(id, seed uint64, buckets uint32) uint32 {
+	return uint32(Mix(id^seed) >> (64 - log2(buckets)))
+}
+
+// Mix is MurmurHash3's fmix64: every input bit changes every output bit with
+// probability one half.
+func Mix(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
 }
 
 func log2(n uint32) uint {
