@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +16,7 @@ import (
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/client"
 	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/internal/testutil"
 	"github.com/fmagent/fmagent/shmem"
 	"github.com/fmagent/fmagent/wire"
 )
@@ -56,15 +54,7 @@ func TestMain(m *testing.M) {
 // binaries running at the same time never hear each other.
 func testNet(t *testing.T) (a, b netip.Addr, port int) {
 	t.Helper()
-	x := byte(rand.IntN(200) + 20)
-	y := byte(rand.IntN(250) + 1)
-	a = netip.AddrFrom4([4]byte{239, 255, x, y})
-	b = netip.AddrFrom4([4]byte{239, 255, x + 1, y})
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	port = c.LocalAddr().(*net.UDPAddr).Port
-	require.NoError(t, c.Close())
-	return a, b, port
+	return testutil.MulticastNet(t)
 }
 
 type testNode struct {
@@ -81,18 +71,14 @@ type testCluster struct {
 	nodes []*testNode
 }
 
+// newTestConfig is node id's configuration on lo (testutil.Net.Config) at
+// the 50 ms custom timing these tests were written for, never forming a
+// cluster alone, validated.
 func newTestConfig(t *testing.T, id int, cluster uint32, ga, gb netip.Addr, port int, dir string) *config.Config {
-	cfg := config.Default()
-	cfg.NodeID = uint32(id)
-	cfg.ClusterID = cluster
-	cfg.Networks[0].Group, cfg.Networks[0].Port = ga, port
-	cfg.Networks[1].Group, cfg.Networks[1].Port = gb, port
+	t.Helper()
+	cfg := testutil.Net{A: ga, B: gb, Port: port, Cluster: cluster}.Config(id, dir)
 	cfg.Timing.Profile = config.ProfileCustom
 	cfg.Timing.Interval, cfg.Timing.Misses = 10*time.Millisecond, 5
-	cfg.Paths.StateDir = filepath.Join(dir, fmt.Sprintf("n%d", id))
-	cfg.Paths.Socket = filepath.Join(cfg.Paths.StateDir, "fmagent.sock")
-	cfg.Paths.Shm = fmt.Sprintf("fmagent-test-%d-%d-%d", os.Getpid(), cluster, id)
-	cfg.Metrics.Listen = ""
 	cfg.AllowAlone = false
 	require.NoError(t, cfg.Validate())
 	return cfg
@@ -113,12 +99,11 @@ func startClusterWith(t *testing.T, n int, tune func(*config.Config)) *testClust
 
 func startCluster(t *testing.T, n int, mods ...func(*config.Config)) *testCluster {
 	t.Helper()
-	ga, gb, port := testNet(t)
-	cluster := uint32(rand.IntN(1<<30) + 1000)
+	tn := testutil.NewNet(t)
 	dir := t.TempDir()
 	tc := &testCluster{t: t}
 	for i := 1; i <= n; i++ {
-		cfg := newTestConfig(t, i, cluster, ga, gb, port, dir)
+		cfg := newTestConfig(t, i, tn.Cluster, tn.A, tn.B, tn.Port, dir)
 		for _, mod := range mods {
 			mod(cfg)
 		}
