@@ -37,6 +37,7 @@ func TestChaos(t *testing.T) {
 		co.Trace = true
 		res, s, err := RunChaos(*flagSeed, co)
 		t.Logf("seed %d: %d nodes, actions %v", res.Seed, res.Nodes, res.Actions)
+		traceIfAsked(*flagSeed, s) // -fulltrace (trace_test.go)
 		if err != nil {
 			t.Fatalf("%v\ntrace (last 200 lines):\n%s", err, s.Trace(200))
 		}
