@@ -310,10 +310,9 @@ func (a *agent) start() error {
 		return err
 	}
 	a.escalated = make(chan error, 1)
-	if len(cfg.Daemons) > 0 {
-		if a.sup, err = daemon.New(cfg.NodeID, cfg.Daemons, a.stateDir, a.log.With("part", "daemons")); err != nil {
-			return fmt.Errorf("agent: %w", err)
-		}
+	// Always, even with no [[daemons]]: a reload may add some.
+	if a.sup, err = daemon.New(cfg.NodeID, cfg.Daemons, a.stateDir, a.log.With("part", "daemons")); err != nil {
+		return fmt.Errorf("agent: %w", err)
 	}
 
 	auth, err := newAuthorizer(cfg.API)

@@ -79,6 +79,15 @@ func (a *agent) daemonReport(ctx context.Context, ev daemon.Event) error {
 		state = e.State
 	}
 	a.mu.Unlock()
+	if ev.Kind == daemon.Removed {
+		// No longer configured: its entity leaves the table (if this node
+		// still holds it).
+		if !have || e.Owner != a.self {
+			return nil
+		}
+		_, err := a.write(ctx, core.Request{Kind: wire.ReportUnregister, Name: name}, nil)
+		return err
+	}
 	if !have {
 		if _, err := a.write(ctx, core.Request{Kind: wire.ReportRegister, Name: name, EntityKind: wire.KindProcess}, func(*core.Request) error {
 			if e, ok := a.core.Table().Get(id); ok && (e.Name != name || e.Owner != a.self || e.Kind != wire.KindProcess) {

@@ -17,11 +17,13 @@ import (
 // Reloadable keys: what a SIGHUP applies without a restart. log_level is
 // applied by the caller (cmd/fmagent owns the logger's level); the rest
 // here. Every other key that changed is logged as needing a restart.
-var reloadable = []string{"log_level", "plugins", "metrics.listen", "metrics.allow_remote"}
+var reloadable = []string{"log_level", "plugins", "daemons", "metrics.listen", "metrics.allow_remote"}
 
 // RunReloadable is Run, and applies each configuration received on reload
 // (already loaded and validated, as after SIGHUP): the plugin chain (names
-// and arguments; the report history is kept), the metrics endpoint, and it
+// and arguments; the report history is kept), the daemons (added ones
+// start, removed ones stop, changed ones keep running: daemon.Reconfigure),
+// the metrics endpoint, and it
 // logs, key by key, what differs from the configuration in force but needs
 // a restart. A nil reload is Run.
 func RunReloadable(ctx context.Context, cfg *config.Config, log *slog.Logger, reload <-chan *config.Config) error {
@@ -74,6 +76,19 @@ func (a *agent) applyReload(c *config.Config) {
 		} else {
 			next.Plugins = c.Plugins
 			applied = append(applied, "plugins")
+		}
+	}
+	if slices.Contains(changed, "daemons") {
+		r, err := a.sup.Reconfigure(c.Daemons)
+		if err != nil {
+			a.log.Error("reload: daemons not changed", "err", err)
+		} else {
+			next.Daemons = c.Daemons
+			applied = append(applied, "daemons")
+			a.log.Info("reload: daemons", "added", fmt.Sprint(r.Added), "removed", fmt.Sprint(r.Removed), "changed", fmt.Sprint(r.Changed))
+			if len(r.NextStart) > 0 {
+				a.log.Warn("reload: how these daemons are started changed; they keep running as they are, and start the new way when they next start", "daemons", fmt.Sprint(r.NextStart))
+			}
 		}
 	}
 	if slices.Contains(changed, "metrics.listen") || slices.Contains(changed, "metrics.allow_remote") {

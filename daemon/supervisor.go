@@ -29,6 +29,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -54,6 +55,10 @@ const (
 	// LimitHit: the restart limit was hit; no more restarts. The agent
 	// raises a critical alarm and, for a critical daemon, escalates.
 	LimitHit
+	// Removed: the daemon left the configuration (Reconfigure) and is no
+	// longer supervised; one the agent started has been stopped. The agent
+	// unregisters its entity.
+	Removed
 )
 
 func (k EventKind) String() string {
@@ -64,6 +69,8 @@ func (k EventKind) String() string {
 		return "down"
 	case LimitHit:
 		return "limit-hit"
+	case Removed:
+		return "removed"
 	}
 	return "unknown"
 }
@@ -113,6 +120,8 @@ type daemon struct {
 	timer     *time.Timer
 	escalated bool
 	out       *os.File // the FIFO, our reading end
+	removing  bool     // left the configuration: stopping, not restarted
+	kill      *time.Timer
 }
 
 // Supervisor supervises the configured daemons of one node.
@@ -224,32 +233,38 @@ func (s *Supervisor) Start() error {
 	s.wg.Add(1)
 	go s.exits()
 	for _, d := range s.ds {
-		if p, ok := prev[d.spec.Name]; ok && s.adoptLocked(d, p.PID, p.Ticks, "state file") {
-			if p.Started {
-				s.openOutputLocked(d)
-			}
-			continue
-		}
-		if d.spec.PidFile != "" {
-			pid, ticks, err := ReadPidFile(d.spec.PidFile)
-			if err == nil && s.adoptLocked(d, int32(pid), ticks, d.spec.PidFile) {
-				continue
-			}
-			if err != nil {
-				s.log.Info("daemon not adopted from its pidfile", "daemon", d.spec.Name, "err", err)
-			}
-		}
-		if d.spec.Command == "" {
-			d.state, d.lastExit = StateStopped, "not running"
-			s.emitLocked(Event{Kind: Down, Name: d.spec.Name, Exit: d.lastExit, Failed: true})
-			continue
-		}
-		if err := s.startLocked(d); err != nil {
-			s.exitedLocked(d, "start failed: "+err.Error(), true)
-		}
+		s.bringUpLocked(d, prev)
 	}
 	s.saveLocked()
 	return nil
+}
+
+// bringUpLocked adopts d (from the state file's record prev, then its
+// pidfile) or starts it.
+func (s *Supervisor) bringUpLocked(d *daemon, prev map[string]saved) {
+	if p, ok := prev[d.spec.Name]; ok && s.adoptLocked(d, p.PID, p.Ticks, "state file") {
+		if p.Started {
+			s.openOutputLocked(d)
+		}
+		return
+	}
+	if d.spec.PidFile != "" {
+		pid, ticks, err := ReadPidFile(d.spec.PidFile)
+		if err == nil && s.adoptLocked(d, int32(pid), ticks, d.spec.PidFile) {
+			return
+		}
+		if err != nil {
+			s.log.Info("daemon not adopted from its pidfile", "daemon", d.spec.Name, "err", err)
+		}
+	}
+	if d.spec.Command == "" {
+		d.state, d.lastExit = StateStopped, "not running"
+		s.emitLocked(Event{Kind: Down, Name: d.spec.Name, Exit: d.lastExit, Failed: true})
+		return
+	}
+	if err := s.startLocked(d); err != nil {
+		s.exitedLocked(d, "start failed: "+err.Error(), true)
+	}
 }
 
 func (s *Supervisor) nextKey() uint64 {
@@ -441,6 +456,13 @@ func (s *Supervisor) exits() {
 			err := d.cmd.Wait() // it has exited: reaps at once
 			status, failed = exitStatus(d.cmd.ProcessState, err)
 		}
+		if d.removing {
+			s.log.Info("daemon stopped: it left the configuration", "daemon", d.spec.Name, "pid", d.pid, "status", status)
+			d.lastExit = status
+			s.removeLocked(d)
+			s.mu.Unlock()
+			continue
+		}
 		s.log.Warn("daemon exited", "daemon", d.spec.Name, "pid", d.pid, "status", status)
 		s.exitedLocked(d, status, failed)
 		s.saveLocked()
@@ -509,6 +531,157 @@ func (s *Supervisor) exitedLocked(d *daemon, status string, failed bool) {
 	})
 }
 
+// StopTimeout is how long a daemon that left the configuration has after
+// SIGTERM before it gets SIGKILL.
+var StopTimeout = 10 * time.Second
+
+// Reconfigured says what Reconfigure changed, by daemon name.
+type Reconfigured struct {
+	Added, Removed, Changed []string
+	// NextStart: changed in how it is started (command, arguments,
+	// environment, user, group, directory); a running daemon keeps running
+	// as it was started, and the change applies when it next starts.
+	NextStart []string
+}
+
+// Reconfigure applies a new list of daemons (defaults applied, validated),
+// as a SIGHUP does:
+//   - a daemon new to the list is adopted or started, as at Start;
+//   - a daemon gone from the list is no longer supervised: one this agent
+//     started (its output is ours) is stopped, SIGTERM to its process group
+//     and SIGKILL after StopTimeout; one only adopted is left running. Its
+//     Removed event comes once it is stopped (or at once);
+//   - a daemon whose settings changed keeps running; its restart policy,
+//     backoff, limit and escalation apply from its next exit, and how it is
+//     started from its next start.
+//
+// Nothing that runs is restarted: a reload must not take a service down.
+func (s *Supervisor) Reconfigure(specs []config.Daemon) (Reconfigured, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var r Reconfigured
+	if s.done {
+		return r, ErrClosed
+	}
+	want := make(map[string]bool, len(specs))
+	var kept []*daemon
+	for _, sp := range specs {
+		want[sp.Name] = true
+		d := s.find(sp.Name)
+		if d != nil && d.removing {
+			// Back in the list while stopping: it finishes stopping and
+			// is started again once gone (below, on the next reload).
+			// Rare; keep it simple and say so.
+			s.log.Warn("daemon is back in the configuration while it is being stopped: it is not restarted until the next reload", "daemon", sp.Name)
+			continue
+		}
+		if d == nil {
+			d = &daemon{spec: sp, entity: EntityName(s.node, sp.Name), state: StateStarting, backoff: sp.Backoff}
+			s.ds = append(s.ds, d)
+			s.bringUpLocked(d, nil)
+			r.Added = append(r.Added, sp.Name)
+			kept = append(kept, d)
+			continue
+		}
+		kept = append(kept, d)
+		if specEqual(d.spec, sp) {
+			continue
+		}
+		r.Changed = append(r.Changed, sp.Name)
+		if !startEqual(d.spec, sp) && d.pid != 0 {
+			r.NextStart = append(r.NextStart, sp.Name)
+		}
+		d.spec = sp
+	}
+	for _, d := range slices.Clone(s.ds) { // stopLocked may remove from s.ds
+		if want[d.spec.Name] || d.removing {
+			continue
+		}
+		r.Removed = append(r.Removed, d.spec.Name)
+		s.stopLocked(d)
+	}
+	// Status lists the configuration's order, then what is still stopping.
+	for _, d := range s.ds {
+		if d.removing {
+			kept = append(kept, d)
+		}
+	}
+	s.ds = kept
+	s.saveLocked()
+	return r, nil
+}
+
+// stopLocked stops supervising d, which left the configuration.
+func (s *Supervisor) stopLocked(d *daemon) {
+	d.removing = true
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	ours := d.cmd != nil || d.adopted && d.out != nil
+	if d.pid == 0 || !ours {
+		if d.pid != 0 {
+			s.pw.Unwatch(d.key)
+			delete(s.byKey, d.key)
+			s.log.Info("daemon no longer supervised (it left the configuration); it was adopted, not started here: left running", "daemon", d.spec.Name, "pid", d.pid)
+		}
+		s.removeLocked(d)
+		return
+	}
+	// Its own session (startLocked): the process group is its PID.
+	s.log.Info("daemon left the configuration: stopping it", "daemon", d.spec.Name, "pid", d.pid, "kill_after", StopTimeout)
+	signalGroup(d.pid, syscall.SIGTERM)
+	pid := d.pid
+	d.kill = time.AfterFunc(StopTimeout, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if d.pid == pid && d.removing {
+			s.log.Warn("daemon did not stop within the timeout: SIGKILL", "daemon", d.spec.Name, "pid", pid, "timeout", StopTimeout)
+			signalGroup(pid, syscall.SIGKILL)
+		}
+	})
+}
+
+// signalGroup signals pid's process group, or pid alone if it has none of
+// its own.
+func signalGroup(pid int32, sig syscall.Signal) {
+	if err := syscall.Kill(-int(pid), sig); err != nil {
+		syscall.Kill(int(pid), sig)
+	}
+}
+
+// removeLocked forgets d: its Removed event, its output reader and FIFO.
+func (s *Supervisor) removeLocked(d *daemon) {
+	if d.kill != nil {
+		d.kill.Stop()
+	}
+	s.emitLocked(Event{Kind: Removed, Name: d.spec.Name, Exit: d.lastExit})
+	d.pid, d.ticks, d.cmd, d.state = 0, 0, nil, StateStopped
+	if d.out != nil {
+		d.out.Close() // ends its reader
+		d.out = nil
+	}
+	os.Remove(s.fifoPath(d))
+	for i, x := range s.ds {
+		if x == d {
+			s.ds = append(s.ds[:i], s.ds[i+1:]...)
+			break
+		}
+	}
+	s.saveLocked()
+}
+
+// specEqual: a and b are the same settings.
+func specEqual(a, b config.Daemon) bool {
+	return startEqual(a, b) && a.PidFile == b.PidFile && a.Restart == b.Restart && a.Backoff == b.Backoff &&
+		a.BackoffMax == b.BackoffMax && a.Limit == b.Limit && a.Window == b.Window && a.Critical == b.Critical && a.Escalate == b.Escalate
+}
+
+// startEqual: a and b start the same process.
+func startEqual(a, b config.Daemon) bool {
+	return a.Command == b.Command && slices.Equal(a.Args, b.Args) && slices.Equal(a.Env, b.Env) &&
+		a.User == b.User && a.Group == b.Group && a.WorkDir == b.WorkDir
+}
+
 // Status lists every daemon.
 func (s *Supervisor) Status() []api.Daemon {
 	s.mu.Lock()
@@ -540,6 +713,9 @@ func (s *Supervisor) Close() error {
 	for _, d := range s.ds {
 		if d.timer != nil {
 			d.timer.Stop()
+		}
+		if d.kill != nil {
+			d.kill.Stop()
 		}
 	}
 	s.saveLocked()

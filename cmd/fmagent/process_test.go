@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -157,7 +158,13 @@ func TestSIGHUPReloads(t *testing.T) {
 	m1, m2 := testutil.FreeTCPPort(t), testutil.FreeTCPPort(t)
 	conf := filepath.Join(dir, "fmagent.toml")
 	sock := filepath.Join(dir, "state", "fmagent.sock")
-	writeConf := func(level string, metricsPort int, k string, prio int) {
+	worker := `
+[[daemons]]
+name = "worker"
+command = "/bin/sleep"
+args = ["300"]
+`
+	writeConf := func(level string, metricsPort int, k string, prio int, daemons string) {
 		body := fmt.Sprintf(`node_id = 1
 cluster_id = %d
 priority = %d
@@ -184,10 +191,10 @@ args = { k = %q, m = "1" }
 
 [[plugins]]
 name = "passthrough"
-`, 50000+os.Getpid()%10000, prio, level, x, port, x, port, filepath.Join(dir, "state"), shm, metricsPort, k)
+`, 50000+os.Getpid()%10000, prio, level, x, port, x, port, filepath.Join(dir, "state"), shm, metricsPort, k) + daemons
 		require.NoError(t, os.WriteFile(conf, []byte(body), 0o644))
 	}
-	writeConf("info", m1, "1", 100)
+	writeConf("info", m1, "1", 100, "")
 
 	t.Cleanup(func() { os.Remove(filepath.Join("/dev/shm", shm)) })
 	p := testutil.StartProcess(t, exec.Command(bin, "-config", conf))
@@ -225,8 +232,8 @@ name = "passthrough"
 	require.NoError(t, err)
 	assert.Equal(t, api.StateDown, e.State, "threshold k=1 before the reload")
 
-	// 1. A changed file.
-	writeConf("debug", m2, "1000", 150)
+	// 1. A changed file, with a daemon to supervise.
+	writeConf("debug", m2, "1000", 150, worker)
 	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
 	testutil.WaitFor(t, 5*time.Second, "the reload", func() bool { return strings.Contains(logs.String(), "reload: configuration applied") })
 	alive()
@@ -235,7 +242,19 @@ name = "passthrough"
 	assert.Contains(t, l, `msg="reload: plugin chain replaced (report history kept)" node=1 chain="[threshold passthrough]"`)
 	assert.Contains(t, l, fmt.Sprintf(`addr=http://127.0.0.1:%d/metrics`, m2))
 	assert.Contains(t, l, `level=WARN msg="reload: changed in the configuration, takes effect at the next restart" node=1 key=priority`)
-	assert.Contains(t, l, `applied="[log_level plugins metrics]" needs_restart=[priority]`)
+	assert.Contains(t, l, `applied="[log_level plugins daemons metrics]" needs_restart=[priority]`)
+	assert.Contains(t, l, `msg="reload: daemons" node=1 added=[worker] removed=[] changed=[]`)
+	var workerPID int32
+	testutil.WaitFor(t, 5*time.Second, "the new daemon up in the table", func() bool {
+		e, err := c.Get(ctx, "node/1/proc/worker")
+		ds, derr := c.Daemons(ctx)
+		if err != nil || derr != nil || e.State != api.StateUp || len(ds) != 1 {
+			return false
+		}
+		workerPID = ds[0].PID
+		return ds[0].State == "running"
+	})
+	t.Cleanup(func() { syscall.Kill(int(workerPID), syscall.SIGKILL) })
 	_, _, err = httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", m1))
 	assert.Error(t, err, "the old metrics address is closed")
 	code, body, err = httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", m2))
@@ -267,7 +286,7 @@ name = "passthrough"
 	assert.Equal(t, 200, code)
 
 	// 3. The same file as in force: nothing to do.
-	writeConf("debug", m2, "1000", 100)
+	writeConf("debug", m2, "1000", 100, worker)
 	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
 	testutil.WaitFor(t, 5*time.Second, "no-op reload", func() bool {
 		return strings.Contains(logs.String(), "reload: the configuration is unchanged") ||
@@ -275,6 +294,21 @@ name = "passthrough"
 	})
 	alive()
 	assert.Contains(t, logs.String(), "reload: the configuration is unchanged")
+
+	// 4. The daemon removed: this agent started it, so it is stopped, and
+	// its entity leaves the table.
+	writeConf("debug", m2, "1000", 100, "")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+	var getErr, killErr error
+	if !testutil.Within(10*time.Second, func() bool {
+		_, getErr = c.Get(ctx, "node/1/proc/worker")
+		killErr = syscall.Kill(int(workerPID), 0)
+		return errors.Is(getErr, api.ErrNotFound) && killErr != nil
+	}) {
+		t.Fatalf("the daemon not stopped and unregistered: get: %v; kill -0 %d: %v\n%s", getErr, workerPID, killErr, logs.String())
+	}
+	alive()
+	assert.Contains(t, logs.String(), `msg="reload: daemons" node=1 added=[] removed=[worker] changed=[]`)
 
 	// SIGTERM: clean exit, nothing left behind.
 	c.Close()
