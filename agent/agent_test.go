@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +16,7 @@ import (
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/client"
 	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/internal/testutil"
 	"github.com/fmagent/fmagent/shmem"
 	"github.com/fmagent/fmagent/wire"
 )
@@ -57,15 +55,7 @@ func TestMain(m *testing.M) {
 // binaries running at the same time never hear each other.
 func testNet(t *testing.T) (a, b netip.Addr, port int) {
 	t.Helper()
-	x := byte(rand.IntN(200) + 20)
-	y := byte(rand.IntN(250) + 1)
-	a = netip.AddrFrom4([4]byte{239, 255, x, y})
-	b = netip.AddrFrom4([4]byte{239, 255, x + 1, y})
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	port = c.LocalAddr().(*net.UDPAddr).Port
-	require.NoError(t, c.Close())
-	return a, b, port
+	return testutil.MulticastNet(t)
 }
 
 type testNode struct {
@@ -82,18 +72,14 @@ type testCluster struct {
 	nodes []*testNode
 }
 
+// newTestConfig is node id's configuration on lo (testutil.Net.Config) at
+// the 50 ms custom timing these tests were written for, never forming a
+// cluster alone, validated.
 func newTestConfig(t *testing.T, id int, cluster uint32, ga, gb netip.Addr, port int, dir string) *config.Config {
-	cfg := config.Default()
-	cfg.NodeID = uint32(id)
-	cfg.ClusterID = cluster
-	cfg.Networks[0].Group, cfg.Networks[0].Port = ga, port
-	cfg.Networks[1].Group, cfg.Networks[1].Port = gb, port
+	t.Helper()
+	cfg := testutil.Net{A: ga, B: gb, Port: port, Cluster: cluster}.Config(id, dir)
 	cfg.Timing.Profile = config.ProfileCustom
 	cfg.Timing.Interval, cfg.Timing.Misses = 10*time.Millisecond, 5
-	cfg.Paths.StateDir = filepath.Join(dir, fmt.Sprintf("n%d", id))
-	cfg.Paths.Socket = filepath.Join(cfg.Paths.StateDir, "fmagent.sock")
-	cfg.Paths.Shm = fmt.Sprintf("fmagent-test-%d-%d-%d", os.Getpid(), cluster, id)
-	cfg.Metrics.Listen = ""
 	cfg.AllowAlone = false
 	require.NoError(t, cfg.Validate())
 	return cfg
@@ -114,12 +100,11 @@ func startClusterWith(t *testing.T, n int, tune func(*config.Config)) *testClust
 
 func startCluster(t *testing.T, n int, mods ...func(*config.Config)) *testCluster {
 	t.Helper()
-	ga, gb, port := testNet(t)
-	cluster := uint32(rand.IntN(1<<30) + 1000)
+	tn := testutil.NewNet(t)
 	dir := t.TempDir()
 	tc := &testCluster{t: t}
 	for i := 1; i <= n; i++ {
-		cfg := newTestConfig(t, i, cluster, ga, gb, port, dir)
+		cfg := newTestConfig(t, i, tn.Cluster, tn.A, tn.B, tn.Port, dir)
 		for _, mod := range mods {
 			mod(cfg)
 		}
@@ -204,128 +189,144 @@ func waitShm(t *testing.T, nd *testNode, d time.Duration, what string, cond func
 	}
 }
 
+// TestThreeAgents walks three real agents on lo through the life of a
+// cluster, one step after another (each step needs the ones before it, so
+// the first that fails ends the test).
 func TestThreeAgents(t *testing.T) {
 	tc := startCluster(t, 3)
 	nodes := tc.nodes
+	step := func(name string, f func(t *testing.T)) {
+		t.Helper()
+		if !t.Run(name, f) {
+			t.FailNow()
+		}
+	}
+	var master wire.NodeID
+	var c2, c3 *client.Client
 
-	// One master, and node/1..3 up in every node's shared memory.
-	for _, nd := range nodes {
-		waitShm(t, nd, 10*time.Second, "cluster formed", func() bool {
-			h := nd.shm.Header()
-			if h.Master == 0 {
-				return false
-			}
-			for i := 1; i <= 3; i++ {
-				if st, _ := nd.state(fmt.Sprintf("node/%d", i)); st != wire.StateUp {
+	step("one master and every node up everywhere", func(t *testing.T) {
+		for _, nd := range nodes {
+			waitShm(t, nd, 10*time.Second, "cluster formed", func() bool {
+				h := nd.shm.Header()
+				if h.Master == 0 {
 					return false
 				}
+				for i := 1; i <= 3; i++ {
+					if st, _ := nd.state(fmt.Sprintf("node/%d", i)); st != wire.StateUp {
+						return false
+					}
+				}
+				return true
+			})
+		}
+		master = nodes[0].shm.Header().Master
+		masters := 0
+		for _, nd := range nodes {
+			require.Equal(t, master, nd.shm.Header().Master, "node %d follows another master", nd.id)
+			st, err := nd.client(t).Status(context.Background())
+			require.NoError(t, err)
+			require.Equal(t, master, st.Master)
+			require.Len(t, st.Members, 3)
+			for _, m := range st.Members {
+				require.Equal(t, api.StateUp, m.State, "node %d sees member %d", nd.id, m.Node)
 			}
-			return true
-		})
-	}
-	master := nodes[0].shm.Header().Master
-	masters := 0
-	for _, nd := range nodes {
-		require.Equal(t, master, nd.shm.Header().Master, "node %d follows another master", nd.id)
-		st, err := nd.client(t).Status(context.Background())
-		require.NoError(t, err)
-		require.Equal(t, master, st.Master)
-		require.Len(t, st.Members, 3)
-		for _, m := range st.Members {
-			require.Equal(t, api.StateUp, m.State, "node %d sees member %d", nd.id, m.Node)
+			if st.Role == api.RoleMaster {
+				masters++
+				require.Equal(t, wire.NodeID(nd.id), master)
+			}
 		}
-		if st.Role == api.RoleMaster {
-			masters++
-			require.Equal(t, wire.NodeID(nd.id), master)
-		}
-	}
-	require.Equal(t, 1, masters, "exactly one master")
-	t.Logf("master: node %d", master)
-
-	// A watcher on node 3 sees what a client raises on node 2.
-	c2, c3 := nodes[1].client(t), nodes[2].client(t)
-	wctx, wcancel := context.WithCancel(context.Background())
-	defer wcancel()
-	w, err := c3.Watch(wctx, "svc/")
-	require.NoError(t, err)
-	defer w.Close()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	e, err := c2.Register(ctx, "svc/billing", client.KindService)
-	require.NoError(t, err)
-	require.Equal(t, wire.NodeID(2), e.Owner)
-	require.Equal(t, api.StateUp, e.State)
-	res, err := c2.Raise(ctx, "svc/billing", "rpc-timeout", client.SevMajor)
-	require.NoError(t, err)
-	require.Equal(t, "raise", res.Verdict)
-	require.NotZero(t, res.Seq)
-	// Read-your-writes on node 2.
-	got, err := c2.Get(ctx, "svc/billing")
-	require.NoError(t, err)
-	require.Len(t, got.Alarms, 1)
-
-	waitShm(t, nodes[2], 2*time.Second, "alarm on node 3", func() bool {
-		_, e := nodes[2].state("svc/billing")
-		if e == nil {
-			return false
-		}
-		a, ok := e.FindAlarm([]byte("rpc-timeout"))
-		return ok && a.Severity == wire.SevMajor && a.RaisedBy == 2
+		require.Equal(t, 1, masters, "exactly one master")
+		t.Logf("master: node %d", master)
 	})
-	var kinds []api.EventKind
-	timeout := time.After(2 * time.Second)
-	for len(kinds) < 2 {
-		select {
-		case ev, ok := <-w.Events():
-			require.True(t, ok, "watch ended: %v", w.Err())
-			require.Equal(t, "svc/billing", ev.Entity.Name)
-			kinds = append(kinds, ev.Kind)
-		case <-timeout:
-			t.Fatalf("watch on node 3: events %v, want register and raise", kinds)
-		}
-	}
-	require.Equal(t, []api.EventKind{api.EventRegister, api.EventRaise}, kinds)
+	c2, c3 = nodes[1].client(t), nodes[2].client(t)
 
-	// Errors the handler decides.
-	_, err = c2.Raise(ctx, "svc/nope", "x", client.SevMinor)
-	require.ErrorIs(t, err, api.ErrNotFound)
-	_, err = c3.SetState(ctx, "svc/billing", client.StateDown)
-	require.ErrorIs(t, err, api.ErrPermission)
-	_, err = c3.Register(ctx, "svc/billing", client.KindCustom)
-	require.ErrorIs(t, err, api.ErrCollision)
+	step("a watcher on node 3 sees what a client raises on node 2", func(t *testing.T) {
+		wctx, wcancel := context.WithCancel(context.Background())
+		defer wcancel()
+		w, err := c3.Watch(wctx, "svc/")
+		require.NoError(t, err)
+		defer w.Close()
 
-	// A process entity goes down when its process exits, and comes up
-	// again when a new process registers it.
-	pw, err := c3.Watch(wctx, "node/2/proc/")
-	require.NoError(t, err)
-	defer pw.Close()
-	for run := 1; run <= 2; run++ {
-		child := exec.Command(os.Args[0], "-test.run=^$")
-		child.Env = append(os.Environ(), childEnv+"="+nodes[1].cfg.Paths.Socket+"|node/2/proc/child")
-		out, err := child.CombinedOutput()
-		require.NoError(t, err, "child: %s", out)
-		waitShm(t, nodes[2], 3*time.Second, "process entity down on node 3", func() bool {
-			st, _ := nodes[2].state("node/2/proc/child")
-			return st == wire.StateDown
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e, err := c2.Register(ctx, "svc/billing", client.KindService)
+		require.NoError(t, err)
+		require.Equal(t, wire.NodeID(2), e.Owner)
+		require.Equal(t, api.StateUp, e.State)
+		res, err := c2.Raise(ctx, "svc/billing", "rpc-timeout", client.SevMajor)
+		require.NoError(t, err)
+		require.Equal(t, "raise", res.Verdict)
+		require.NotZero(t, res.Seq)
+		// Read-your-writes on node 2.
+		got, err := c2.Get(ctx, "svc/billing")
+		require.NoError(t, err)
+		require.Len(t, got.Alarms, 1)
+
+		waitShm(t, nodes[2], 2*time.Second, "alarm on node 3", func() bool {
+			_, e := nodes[2].state("svc/billing")
+			if e == nil {
+				return false
+			}
+			a, ok := e.FindAlarm([]byte("rpc-timeout"))
+			return ok && a.Severity == wire.SevMajor && a.RaisedBy == 2
 		})
-	}
-	var states []string
-	timeout = time.After(2 * time.Second)
-	for len(states) < 4 {
-		select {
-		case ev, ok := <-pw.Events():
-			require.True(t, ok, "watch ended: %v", pw.Err())
-			states = append(states, string(ev.Kind)+":"+string(ev.Entity.State))
-		case <-timeout:
-			t.Fatalf("watch on node 3: events %v", states)
+		var kinds []api.EventKind
+		timeout := time.After(2 * time.Second)
+		for len(kinds) < 2 {
+			select {
+			case ev, ok := <-w.Events():
+				require.True(t, ok, "watch ended: %v", w.Err())
+				require.Equal(t, "svc/billing", ev.Entity.Name)
+				kinds = append(kinds, ev.Kind)
+			case <-timeout:
+				t.Fatalf("watch on node 3: events %v, want register and raise", kinds)
+			}
 		}
-	}
-	require.Equal(t, []string{"register:up", "state:down", "state:up", "state:down"}, states)
+		require.Equal(t, []api.EventKind{api.EventRegister, api.EventRaise}, kinds)
+	})
 
-	// A switchover asked on a member: the vice-master takes over at a new
-	// epoch, everyone follows it, and nothing goes down.
-	{
+	step("errors the handler decides", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := c2.Raise(ctx, "svc/nope", "x", client.SevMinor)
+		require.ErrorIs(t, err, api.ErrNotFound)
+		_, err = c3.SetState(ctx, "svc/billing", client.StateDown)
+		require.ErrorIs(t, err, api.ErrPermission)
+		_, err = c3.Register(ctx, "svc/billing", client.KindCustom)
+		require.ErrorIs(t, err, api.ErrCollision)
+	})
+
+	step("a process entity goes down when its process exits and up with a new one", func(t *testing.T) {
+		wctx, wcancel := context.WithCancel(context.Background())
+		defer wcancel()
+		pw, err := c3.Watch(wctx, "node/2/proc/")
+		require.NoError(t, err)
+		defer pw.Close()
+		for run := 1; run <= 2; run++ {
+			child := exec.Command(os.Args[0], "-test.run=^$")
+			child.Env = append(os.Environ(), childEnv+"="+nodes[1].cfg.Paths.Socket+"|node/2/proc/child")
+			out, err := child.CombinedOutput()
+			require.NoError(t, err, "child: %s", out)
+			waitShm(t, nodes[2], 3*time.Second, "process entity down on node 3", func() bool {
+				st, _ := nodes[2].state("node/2/proc/child")
+				return st == wire.StateDown
+			})
+		}
+		var states []string
+		timeout := time.After(2 * time.Second)
+		for len(states) < 4 {
+			select {
+			case ev, ok := <-pw.Events():
+				require.True(t, ok, "watch ended: %v", pw.Err())
+				states = append(states, string(ev.Kind)+":"+string(ev.Entity.State))
+			case <-timeout:
+				t.Fatalf("watch on node 3: events %v", states)
+			}
+		}
+		require.Equal(t, []string{"register:up", "state:down", "state:up", "state:down"}, states)
+	})
+
+	step("a switchover asked on a member: the vice takes over, nothing goes down", func(t *testing.T) {
 		var member *testNode
 		for _, nd := range nodes {
 			if wire.NodeID(nd.id) != master {
@@ -356,32 +357,33 @@ func TestThreeAgents(t *testing.T) {
 		require.Greater(t, after.Epoch, before.Epoch)
 		t.Logf("switchover: master %d -> %d, epoch %d -> %d", before.Master, after.Master, before.Epoch, after.Epoch)
 		master = after.Master
-	}
+	})
 
-	// A node that stops says goodbye: the others mark it down at once.
-	var leaver *testNode
-	for _, nd := range nodes {
-		if wire.NodeID(nd.id) != master {
-			leaver = nd
+	step("a node that stops says goodbye and is down at once", func(t *testing.T) {
+		var leaver *testNode
+		for _, nd := range nodes {
+			if wire.NodeID(nd.id) != master {
+				leaver = nd
+			}
 		}
-	}
-	name := fmt.Sprintf("node/%d", leaver.id)
-	start := time.Now()
-	leaver.cancel()
-	require.NoError(t, <-leaver.done)
-	leaver.done <- nil
-	for _, nd := range nodes {
-		if nd == leaver {
-			continue
+		name := fmt.Sprintf("node/%d", leaver.id)
+		start := time.Now()
+		leaver.cancel()
+		require.NoError(t, <-leaver.done)
+		leaver.done <- nil
+		for _, nd := range nodes {
+			if nd == leaver {
+				continue
+			}
+			waitShm(t, nd, 2*time.Second, name+" down", func() bool {
+				st, _ := nd.state(name)
+				return st == wire.StateDown
+			})
 		}
-		waitShm(t, nd, 2*time.Second, name+" down", func() bool {
-			st, _ := nd.state(name)
-			return st == wire.StateDown
-		})
-	}
-	t.Logf("%s down everywhere %v after its agent was stopped (detection bound %v)", name, time.Since(start), nodes[0].cfg.Timing.Detection())
-	_, err = os.Stat(leaver.cfg.ShmPath())
-	require.ErrorIs(t, err, os.ErrNotExist, "the stopped agent removes its segment")
+		t.Logf("%s down everywhere %v after its agent was stopped (detection bound %v)", name, time.Since(start), nodes[0].cfg.Timing.Detection())
+		_, err := os.Stat(leaver.cfg.ShmPath())
+		require.ErrorIs(t, err, os.ErrNotExist, "the stopped agent removes its segment")
+	})
 }
 
 func TestRunRefusesBadConfig(t *testing.T) {

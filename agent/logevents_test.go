@@ -1,14 +1,10 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,42 +13,17 @@ import (
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/client"
 	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/internal/testutil"
 	"github.com/fmagent/fmagent/persist"
 	"github.com/fmagent/fmagent/shmem"
 	"github.com/fmagent/fmagent/wire"
 )
 
-// logBuf collects JSON log lines.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// lines returns the decoded lines whose msg contains substr.
-func (l *logBuf) lines(substr string) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, ln := range strings.Split(l.b.String(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(ln), &m) == nil && strings.Contains(m["msg"].(string), substr) {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // runAgent runs cfg in this process with a JSON logger writing to a new
-// logBuf, until the test ends.
-func runAgent(t *testing.T, cfg *config.Config) *logBuf {
+// testutil.SyncBuffer, until the test ends.
+func runAgent(t *testing.T, cfg *config.Config) *testutil.SyncBuffer {
 	t.Helper()
-	lb := &logBuf{}
+	lb := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(lb, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -95,19 +66,19 @@ func TestMisconfigurationIsLogged(t *testing.T) {
 	log3 := runAgent(t, cfg3)
 
 	require.Eventually(t, func() bool {
-		return len(log1.lines("fail authentication")) > 0 && len(log1.lines("timing mismatch")) > 0
+		return len(log1.JSONLines("fail authentication")) > 0 && len(log1.JSONLines("timing mismatch")) > 0
 	}, 10*time.Second, 20*time.Millisecond)
 	time.Sleep(300 * time.Millisecond) // node 2 keeps sending: still one line
-	auth := log1.lines("fail authentication")
+	auth := log1.JSONLines("fail authentication")
 	require.Len(t, auth, 1, "rate-limited")
 	require.Equal(t, "WARN", auth[0]["level"])
 	require.Equal(t, float64(1), auth[0]["node"])
 	require.Contains(t, auth[0]["from"], "127.0.0.1:", "names the sender's address")
-	tm := log1.lines("timing mismatch")
+	tm := log1.JSONLines("timing mismatch")
 	require.Len(t, tm, 1)
 	require.Equal(t, "WARN", tm[0]["level"])
 	require.Contains(t, tm[0]["msg"], "node 3 sends every 20ms and judges after 4 misses")
-	require.Len(t, log3.lines("timing mismatch"), 1, "the other side says so too")
+	require.Len(t, log3.JSONLines("timing mismatch"), 1, "the other side says so too")
 
 	// Audit: who, from which node, what, verdict.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -121,7 +92,7 @@ func TestMisconfigurationIsLogged(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.Clear(ctx, "svc/audited", "no-such-alarm")
 	require.Error(t, err)
-	audits := log1.lines("audit")
+	audits := log1.JSONLines("audit")
 	require.Len(t, audits, 3)
 	for _, a := range audits {
 		require.Equal(t, float64(1), a["node"])
@@ -167,7 +138,7 @@ func TestDuplicateNodeIDRealAgents(t *testing.T) {
 	copyCfg := newTestConfig(t, 2, 4343, ga, gb, port, filepath.Join(dir, "copy"))
 	copyCfg.Paths.Shm += "-copy" // on one host; on another it would be the same name
 	ctx, cancel := context.WithCancel(context.Background())
-	lbCopy := &logBuf{}
+	lbCopy := &testutil.SyncBuffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, copyCfg, slog.New(slog.NewJSONHandler(lbCopy, nil)))
@@ -180,11 +151,11 @@ func TestDuplicateNodeIDRealAgents(t *testing.T) {
 		}
 	})
 	require.Eventually(t, func() bool {
-		return len(lbCopy.lines("refuses to join")) > 0 && len(log2.lines("this node's node_id 2")) > 0 &&
-			len(log1.lines("a second node configured with node_id 2")) > 0
+		return len(lbCopy.JSONLines("refuses to join")) > 0 && len(log2.JSONLines("this node's node_id 2")) > 0 &&
+			len(log1.JSONLines("a second node configured with node_id 2")) > 0
 	}, 10*time.Second, 20*time.Millisecond, "copy:\n%s\nnode 2:\n%s\nnode 1:\n%s", lbCopy, log2, log1)
-	require.Equal(t, "ERROR", lbCopy.lines("refuses to join")[0]["level"])
-	require.Equal(t, "WARN", log2.lines("this node's node_id 2")[0]["level"])
+	require.Equal(t, "ERROR", lbCopy.JSONLines("refuses to join")[0]["level"])
+	require.Equal(t, "WARN", log2.JSONLines("this node's node_id 2")[0]["level"])
 	time.Sleep(200 * time.Millisecond)
 	cancel()
 	stopped = true
@@ -193,7 +164,7 @@ func TestDuplicateNodeIDRealAgents(t *testing.T) {
 	st, e := nd1.state("node/2")
 	require.Equal(t, wire.StateUp, st, "node 2 stays up")
 	require.Equal(t, inc, e.Incarnation, "the real node 2, never replaced by the copy")
-	require.Len(t, log1.lines("a second node configured with node_id 2"), 1, "once")
+	require.Len(t, log1.JSONLines("a second node configured with node_id 2"), 1, "once")
 }
 
 // A cold start waiting for quorum: the log names who is missing, and a
@@ -208,8 +179,8 @@ func TestColdStartWaitingForQuorum(t *testing.T) {
 	require.NoError(t, os.MkdirAll(cfg.Paths.StateDir, 0o700))
 	require.NoError(t, persist.Save(cfg.Paths.StateDir, persist.State{Incarnation: 5, Generation: 7, Members: []uint32{1, 2, 3}}))
 	lb := runAgent(t, cfg)
-	require.Eventually(t, func() bool { return len(lb.lines("waiting for a quorum")) > 0 }, 5*time.Second, 20*time.Millisecond)
-	w := lb.lines("waiting for a quorum")
+	require.Eventually(t, func() bool { return len(lb.JSONLines("waiting for a quorum")) > 0 }, 5*time.Second, 20*time.Millisecond)
+	w := lb.JSONLines("waiting for a quorum")
 	require.Len(t, w, 1)
 	require.Equal(t, "WARN", w[0]["level"])
 	require.Contains(t, w[0]["msg"], "missing {2,3}")
@@ -221,10 +192,4 @@ func TestColdStartWaitingForQuorum(t *testing.T) {
 	defer c.Close()
 	_, err = c.Raise(ctx, "svc/anything", "cause", client.SevMajor)
 	require.ErrorIs(t, err, api.ErrNoMaster)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -19,34 +19,25 @@ import (
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/api/apitest"
 	"github.com/fmagent/fmagent/client"
+	"github.com/fmagent/fmagent/internal/testutil"
+	"github.com/fmagent/fmagent/internal/testutil/agenttest"
 )
 
 type agent struct {
-	srv  *api.Server
+	stop func() // the agent goes away
 	fake *apitest.Handler
 	path string
 }
 
-// startAgent runs a real api.Server with the fake handler on a unix socket.
+// startAgent runs a real api.Server with the fake handler on a unix socket
+// (path, or one in a temporary directory when "").
 func startAgent(t *testing.T, path string) *agent {
 	t.Helper()
+	fake := apitest.NewHandler()
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "fmagent.sock")
 	}
-	fake := apitest.NewHandler()
-	srv := &api.Server{Handler: fake}
-	ln, err := api.Listen(path, 0o660)
-	require.NoError(t, err)
-	go srv.Serve(ln)
-	a := &agent{srv: srv, fake: fake, path: path}
-	t.Cleanup(func() { a.stop() })
-	return a
-}
-
-func (a *agent) stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	a.srv.Shutdown(ctx)
+	return &agent{stop: agenttest.ServeAPIAt(t, fake, path), fake: fake, path: path}
 }
 
 func dial(t *testing.T, path string) *client.Client {
@@ -57,11 +48,7 @@ func dial(t *testing.T, path string) *client.Client {
 	return c
 }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t *testing.T) context.Context { return testutil.Context(t, 10*time.Second) }
 
 func TestEveryOp(t *testing.T) {
 	a := startAgent(t, "")

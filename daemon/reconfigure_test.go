@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/internal/testutil"
 )
 
 // alive: pid names a process that has not exited (a zombie counts as
@@ -36,7 +37,7 @@ func alive(pid int32) bool {
 // stopped (SIGTERM) and announced Removed, a changed one keeps running (same
 // PID) and its new restart policy applies at its next exit.
 func TestReconfigure(t *testing.T) {
-	var log logBuf
+	var log testutil.SyncBuffer
 	keep := spec("keep", `exec sleep 100`, nil)
 	gone := spec("gone", `exec sleep 100`, nil)
 	s := newSup(t, t.TempDir(), &log, keep, gone)
@@ -109,7 +110,7 @@ func TestReconfigureStopTimeoutAndAdopted(t *testing.T) {
 	db.ApplyDefaults()
 	stubborn := spec("stubborn", `trap "" TERM; echo ready; while :; do sleep 0.05; done`, nil)
 
-	var log logBuf
+	var log testutil.SyncBuffer
 	s := newSup(t, filepath.Join(dir, "state"), &log, db, stubborn)
 	defer s.Close()
 	a, b := next(t, s, Up), next(t, s, Up)

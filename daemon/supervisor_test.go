@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,24 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/internal/testutil"
 )
-
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func spec(name string, script string, mod func(*config.Daemon)) config.Daemon {
 	d := config.Daemon{Name: name, Command: "/bin/sh", Args: []string{"-c", script}, Backoff: 50 * time.Millisecond, BackoffMax: time.Second, Window: 10 * time.Second}
@@ -58,7 +40,7 @@ func next(t *testing.T, s *Supervisor, want EventKind) Event {
 	return Event{}
 }
 
-func newSup(t *testing.T, dir string, log *logBuf, specs ...config.Daemon) *Supervisor {
+func newSup(t *testing.T, dir string, log *testutil.SyncBuffer, specs ...config.Daemon) *Supervisor {
 	t.Helper()
 	var h slog.Handler = slog.DiscardHandler
 	if log != nil {
@@ -78,7 +60,7 @@ func kill(t *testing.T, pid int32) {
 // Started, its output logged line by line with its name, killed with
 // SIGKILL: Down at once with the signal, then Up again after the backoff.
 func TestStartKillRestart(t *testing.T) {
-	var log logBuf
+	var log testutil.SyncBuffer
 	s := newSup(t, t.TempDir(), &log, spec("loop", `echo "hello from $$"; echo second line; exec sleep 100`, nil))
 	defer s.Close()
 	up := next(t, s, Up)
@@ -171,7 +153,7 @@ func TestPolicies(t *testing.T) {
 // exit.
 func TestAdoptAfterRestart(t *testing.T) {
 	dir := t.TempDir()
-	var log logBuf
+	var log testutil.SyncBuffer
 	sp := spec("keep", `while :; do read line < /dev/null; echo tick; sleep 0.05; done`, nil)
 	s1 := newSup(t, dir, nil, sp)
 	up := next(t, s1, Up)
@@ -249,7 +231,7 @@ func TestUserEnvWorkdir(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to start a daemon as another user")
 	}
-	var log logBuf
+	var log testutil.SyncBuffer
 	wd, err := os.MkdirTemp("", "fmagent-daemon-wd-") // t.TempDir's parent is 0700: nobody could not enter it
 	require.NoError(t, err)
 	defer os.RemoveAll(wd)

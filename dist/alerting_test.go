@@ -3,25 +3,19 @@ package dist
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/fmagent/fmagent/agent"
-	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/internal/testutil"
+	"github.com/fmagent/fmagent/internal/testutil/agenttest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -217,40 +211,17 @@ func scrapeTwoNodeCluster(t *testing.T) string {
 // address and API socket.
 func startTwoNodeCluster(t *testing.T) (maddr, sock1 string) {
 	t.Helper()
-	x, y := byte(rand.IntN(200)+20), byte(rand.IntN(250)+1)
-	ga, gb := netip.AddrFrom4([4]byte{239, 255, x, y}), netip.AddrFrom4([4]byte{239, 255, x + 1, y})
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := c.LocalAddr().(*net.UDPAddr).Port
-	c.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	maddr = ln.Addr().String()
-	ln.Close()
-	cluster := uint32(rand.IntN(1<<30) + 1000)
+	n := testutil.NewNet(t)
+	maddr = testutil.FreeTCPAddr(t)
 	dir := t.TempDir()
 	for id := 1; id <= 2; id++ {
-		cfg := config.Default()
-		cfg.NodeID, cfg.ClusterID = uint32(id), cluster
-		cfg.Networks[0].Group, cfg.Networks[0].Port = ga, port
-		cfg.Networks[1].Group, cfg.Networks[1].Port = gb, port
-		cfg.Paths.StateDir = filepath.Join(dir, fmt.Sprintf("n%d", id))
-		cfg.Paths.Socket = filepath.Join(cfg.Paths.StateDir, "fmagent.sock")
-		cfg.Paths.Shm = fmt.Sprintf("fmagent-disttest-%d-%d", os.Getpid(), id)
-		cfg.Metrics.Listen = ""
+		cfg := n.Config(id, dir)
 		if id == 1 {
 			cfg.Metrics.Listen = maddr
 			sock1 = cfg.Paths.Socket
 		}
 		cfg.AllowAlone = true
-		require.NoError(t, cfg.Validate())
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- agent.Run(ctx, cfg, nil) }()
-		t.Cleanup(func() {
-			cancel()
-			assert.NoError(t, <-done)
-		})
+		agenttest.Start(t, cfg, nil)
 	}
 	return maddr, sock1
 }

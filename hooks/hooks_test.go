@@ -1,35 +1,18 @@
 package hooks
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/fmagent/fmagent/internal/testutil"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func script(t *testing.T, body string) string {
 	t.Helper()
@@ -68,7 +51,7 @@ cat >> `+out+`
 // A hook that outlives its timeout is killed with what it started, and the
 // failure is logged; a failing hook is logged with its output.
 func TestHookTimeoutAndFailureLogged(t *testing.T) {
-	logs := &syncBuf{}
+	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	slow := script(t, "sleep 30 & sleep 30\n")
 	bad := script(t, "echo something went wrong >&2; exit 3\n")
@@ -89,7 +72,7 @@ func TestNotifyNeverBlocks(t *testing.T) {
 	old := QueueSize
 	QueueSize = 4
 	defer func() { QueueSize = old }()
-	logs := &syncBuf{}
+	logs := &testutil.SyncBuffer{}
 	r := New([]Hook{{Command: script(t, "sleep 5\n"), Timeout: 10 * time.Second}}, slog.New(slog.NewTextHandler(logs, nil)))
 	for i := 0; i < 100; i++ {
 		r.Notify(&Event{Kind: KindState, Action: "down"})

@@ -39,6 +39,7 @@ func TestChaos(t *testing.T) {
 		co.Trace = true
 		res, s, err := RunChaos(*flagSeed, co)
 		t.Logf("seed %d: %d nodes, actions %v", res.Seed, res.Nodes, res.Actions)
+		traceIfAsked(*flagSeed, s) // -fulltrace (trace_test.go)
 		if err != nil {
 			lines := *flagLines
 			if lines <= 0 {

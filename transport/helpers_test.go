@@ -3,7 +3,6 @@ package transport
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/fmagent/fmagent/internal/testutil"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -22,16 +22,7 @@ import (
 // default groups and port) never see each other's datagrams.
 func testGroups(t testing.TB) (a, b netip.Addr, port int) {
 	t.Helper()
-	x := byte(rand.IntN(200) + 20)
-	y := byte(rand.IntN(250) + 1)
-	a = netip.AddrFrom4([4]byte{239, 255, x, y})
-	b = netip.AddrFrom4([4]byte{239, 255, x + 1, y})
-	// A free port on 127.0.0.1 is very likely free for the groups too.
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	port = c.LocalAddr().(*net.UDPAddr).Port
-	require.NoError(t, c.Close())
-	return a, b, port
+	return testutil.MulticastNet(t)
 }
 
 func loConfig(a, b netip.Addr, port int) Config {

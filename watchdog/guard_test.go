@@ -1,37 +1,20 @@
 package watchdog
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/fmagent/fmagent/internal/testutil"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A device and systemd's watchdog are kicked together, from the same
 // decision; a stalled loop stops both, says which loop, and they resume
@@ -39,7 +22,7 @@ func (s *syncBuf) String() string {
 func TestGuardStalledLoopStopsKicks(t *testing.T) {
 	dev := &Fake{T: 30 * time.Second, Label: "/dev/watchdog0"}
 	sd := &Fake{T: 9 * time.Second, Label: "systemd"}
-	var log syncBuf
+	var log testutil.SyncBuffer
 	h := &Health{}
 	recv := h.Loop("receive-a", false)
 	timer := h.Loop("timer", true)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/fmagent/fmagent/elect"
@@ -290,26 +289,12 @@ func (n *Node) quorumTick(now time.Time, st elect.State) {
 		m.quorumMissing = append(m.quorumMissing[:0], missing...)
 		n.event(Event{Kind: EvWaitingQuorum, Reason: fmt.Sprintf(
 			"waiting for a quorum of the last membership %s: %d of %d present, %d needed; missing %s (allow_alone overrides)",
-			nodeList(n.cfg.Members), present, len(n.cfg.Members), len(n.cfg.Members)/2+1, nodeList(missing))})
+			wire.NodeSet(n.cfg.Members), present, len(n.cfg.Members), len(n.cfg.Members)/2+1, wire.NodeSet(missing))})
 	case !waiting && m.quorumWaiting && st.Master != 0:
 		m.quorumWaiting = false
 		m.quorumMissing = m.quorumMissing[:0]
 		n.event(Event{Kind: EvQuorumReached, Node: st.Master, Epoch: st.Epoch})
 	}
-}
-
-// nodeList formats node IDs as "{1,2,3}".
-func nodeList(ids []wire.NodeID) string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, id := range ids {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprint(&b, id)
-	}
-	b.WriteByte('}')
-	return b.String()
 }
 
 // ShortInc is an incarnation as people read it. Incarnations are unix

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/client"
+	"github.com/fmagent/fmagent/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -131,51 +131,6 @@ func TestCheckConfig(t *testing.T) {
 	assert.Contains(t, errOut, "no such file")
 }
 
-// freePort returns a TCP port nothing listens on now.
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	if !waitUntil(d, cond) {
-		t.Fatalf("timed out after %v waiting for %s", d, what)
-	}
-}
-
-// waitUntil polls cond until it holds (true) or d has passed (false).
-func waitUntil(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
-}
-
 func httpGet(url string) (int, string, error) {
 	c := http.Client{Timeout: 2 * time.Second}
 	resp, err := c.Get(url)
@@ -200,7 +155,7 @@ func TestSIGHUPReloads(t *testing.T) {
 	port := 20000 + os.Getpid()%20000
 	x := 1 + os.Getpid()%250
 	shm := fmt.Sprintf("fmagent-hup-test-%d", os.Getpid())
-	m1, m2 := freePort(t), freePort(t)
+	m1, m2 := testutil.FreeTCPPort(t), testutil.FreeTCPPort(t)
 	conf := filepath.Join(dir, "fmagent.toml")
 	sock := filepath.Join(dir, "state", "fmagent.sock")
 	worker := `
@@ -241,37 +196,26 @@ name = "passthrough"
 	}
 	writeConf("info", m1, "1", 100, "")
 
-	var logs syncBuffer
-	cmd := exec.Command(bin, "-config", conf)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		os.Remove(filepath.Join("/dev/shm", shm))
-	})
+	t.Cleanup(func() { os.Remove(filepath.Join("/dev/shm", shm)) })
+	p := testutil.StartProcess(t, exec.Command(bin, "-config", conf))
+	cmd, logs := p.Cmd, &p.Out
 	alive := func() {
 		t.Helper()
-		select {
-		case err := <-exited:
-			exited <- err
+		if err, exited := p.Exited(); exited {
 			t.Fatalf("the agent exited: %v\n%s", err, logs.String())
-		default:
 		}
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var c *client.Client
-	waitFor(t, 10*time.Second, "the socket", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the socket", func() bool {
 		var err error
 		c, err = client.Dial(ctx, sock)
 		return err == nil
 	})
 	defer c.Close()
-	waitFor(t, 10*time.Second, "master", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "master", func() bool {
 		st, err := c.Status(ctx)
 		return err == nil && st.Role == api.RoleMaster
 	})
@@ -291,7 +235,7 @@ name = "passthrough"
 	// 1. A changed file, with a daemon to supervise.
 	writeConf("debug", m2, "1000", 150, worker)
 	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
-	waitFor(t, 5*time.Second, "the reload", func() bool { return strings.Contains(logs.String(), "reload: configuration applied") })
+	testutil.WaitFor(t, 5*time.Second, "the reload", func() bool { return strings.Contains(logs.String(), "reload: configuration applied") })
 	alive()
 	l := logs.String()
 	assert.Contains(t, l, `msg="SIGHUP: log level changed" from=INFO to=DEBUG`)
@@ -301,7 +245,7 @@ name = "passthrough"
 	assert.Contains(t, l, `applied="[log_level plugins daemons metrics]" needs_restart=[priority]`)
 	assert.Contains(t, l, `msg="reload: daemons" node=1 added=[worker] removed=[] changed=[]`)
 	var workerPID int32
-	waitFor(t, 5*time.Second, "the new daemon up in the table", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the new daemon up in the table", func() bool {
 		e, err := c.Get(ctx, "node/1/proc/worker")
 		ds, derr := c.Daemons(ctx)
 		if err != nil || derr != nil || e.State != api.StateUp || len(ds) != 1 {
@@ -334,7 +278,7 @@ name = "passthrough"
 	// 2. A broken file: logged with its line, nothing changes.
 	require.NoError(t, os.WriteFile(conf, []byte("node_id = 1\n[timing]\nmisses = \"x\"\n"), 0o644))
 	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
-	waitFor(t, 5*time.Second, "the refusal", func() bool { return strings.Contains(logs.String(), "configuration refused") })
+	testutil.WaitFor(t, 5*time.Second, "the refusal", func() bool { return strings.Contains(logs.String(), "configuration refused") })
 	alive()
 	assert.Regexp(t, `level=ERROR msg="SIGHUP: configuration refused; keeping the one in force" err=".*`+conf+`:3`, logs.String())
 	code, _, err = httpGet(fmt.Sprintf("http://127.0.0.1:%d/healthz", m2))
@@ -344,7 +288,7 @@ name = "passthrough"
 	// 3. The same file as in force: nothing to do.
 	writeConf("debug", m2, "1000", 100, worker)
 	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
-	waitFor(t, 5*time.Second, "no-op reload", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "no-op reload", func() bool {
 		return strings.Contains(logs.String(), "reload: the configuration is unchanged") ||
 			strings.Count(logs.String(), "reload: configuration applied") > 1
 	})
@@ -356,7 +300,7 @@ name = "passthrough"
 	writeConf("debug", m2, "1000", 100, "")
 	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
 	var getErr, killErr error
-	if !waitUntil(10*time.Second, func() bool {
+	if !testutil.Within(10*time.Second, func() bool {
 		_, getErr = c.Get(ctx, "node/1/proc/worker")
 		killErr = syscall.Kill(int(workerPID), 0)
 		return errors.Is(getErr, api.ErrNotFound) && killErr != nil
@@ -369,13 +313,9 @@ name = "passthrough"
 	// SIGTERM: clean exit, nothing left behind.
 	c.Close()
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case err := <-exited:
-		exited <- err
-		require.NoError(t, err, logs.String())
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no exit after SIGTERM\n%s", logs.String())
-	}
+	err, exited := p.Wait(10 * time.Second)
+	require.True(t, exited, "no exit after SIGTERM\n%s", logs.String())
+	require.NoError(t, err, logs.String())
 	assert.NoFileExists(t, sock)
 	assert.NoFileExists(t, filepath.Join("/dev/shm", shm))
 	assert.Contains(t, logs.String(), "msg=stopped")
@@ -407,38 +347,22 @@ shm = %q
 [metrics]
 listen = ""
 `, 60000+os.Getpid()%10000, x, port, x, port, filepath.Join(dir, "state"), shm)), 0o644))
-	var logs syncBuffer
-	cmd := exec.Command(bin, "-config", conf)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		os.Remove(filepath.Join("/dev/shm", shm))
-	})
-	waitFor(t, 10*time.Second, "serving", func() bool { return strings.Contains(logs.String(), "msg=serving") })
+	t.Cleanup(func() { os.Remove(filepath.Join("/dev/shm", shm)) })
+	p := testutil.StartProcess(t, exec.Command(bin, "-config", conf))
+	cmd, logs := p.Cmd, &p.Out
+	testutil.WaitFor(t, 10*time.Second, "serving", func() bool { return strings.Contains(logs.String(), "msg=serving") })
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGUSR1))
-	waitFor(t, 5*time.Second, "SIGUSR1 logged", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "SIGUSR1 logged", func() bool {
 		return strings.Contains(logs.String(), `msg="signal ignored" signal="user defined signal 1"`)
 	})
-	select {
-	case err := <-exited:
-		exited <- err
+	if err, exited := p.Wait(200 * time.Millisecond); exited {
 		t.Fatalf("SIGUSR1 ended the agent: %v", err)
-	case <-time.After(200 * time.Millisecond):
 	}
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGABRT))
-	var err error
-	select {
-	case err = <-exited:
-		exited <- err
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no exit after SIGABRT\n%s", logs.String())
-	}
+	err, exited := p.Wait(10 * time.Second)
+	require.True(t, exited, "no exit after SIGABRT\n%s", logs.String())
 	var ee *exec.ExitError
 	require.ErrorAs(t, err, &ee)
 	// The Go runtime's exit after a signal's stack dump.

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +12,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	agentpkg "github.com/fmagent/fmagent/agent"
 	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/internal/testutil"
+	"github.com/fmagent/fmagent/internal/testutil/agenttest"
 )
 
 // fmctl history, members and status against a real single-node agent.
@@ -23,30 +22,9 @@ import (
 // ends and returns its fmctl socket arguments.
 func startRealAgent(t *testing.T) (*config.Config, []string) {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := config.Default()
+	cfg := testutil.NewNet(t).Config(1, t.TempDir())
 	cfg.AllowAlone = true
-	cfg.ClusterID = uint32(os.Getpid()%100000+7000) + uint32(len(t.Name()))
-	cfg.Paths.StateDir = dir
-	cfg.Paths.Socket = filepath.Join(dir, "fmagent.sock")
-	cfg.Paths.Shm = fmt.Sprintf("fmagent-fmctl-test-%d-%s", os.Getpid(), t.Name())
-	cfg.Metrics.Listen = ""
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := c.LocalAddr().(*net.UDPAddr).Port
-	c.Close()
-	for i := range cfg.Networks {
-		cfg.Networks[i].Port = port
-		cfg.Networks[i].Group = cfg.Networks[i].Group.Next().Next()
-	}
-	require.NoError(t, cfg.Validate())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- agentpkg.Run(ctx, cfg, nil) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	agenttest.Start(t, cfg, nil)
 	sock := []string{"-socket", cfg.Paths.Socket}
 	require.Eventually(t, func() bool {
 		r := fmctl(t, append(sock, "status")...)

@@ -23,6 +23,8 @@ import (
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/api/apitest"
 	"github.com/fmagent/fmagent/client"
+	"github.com/fmagent/fmagent/internal/testutil"
+	"github.com/fmagent/fmagent/internal/testutil/agenttest"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -74,7 +76,7 @@ func (h *handler) Status(ctx context.Context) (*api.Status, error) {
 
 type agent struct {
 	t    *testing.T
-	srv  *api.Server
+	stop func() // the agent goes away
 	h    *handler
 	path string
 	c    *client.Client // for setting up and checking the table
@@ -84,32 +86,18 @@ type agent struct {
 // in a temporary directory.
 func startAgent(t *testing.T) *agent {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "fmagent.sock")
 	h := &handler{Handler: apitest.NewHandler()}
 	h.Handler.Hook = h.runHook
-	srv := &api.Server{Handler: h}
-	ln, err := api.Listen(path, 0o660)
-	require.NoError(t, err)
-	go srv.Serve(ln)
-	a := &agent{t: t, srv: srv, h: h, path: path}
-	t.Cleanup(a.stop)
+	path, stop := agenttest.ServeAPI(t, h)
+	a := &agent{t: t, stop: stop, h: h, path: path}
+	var err error
 	a.c, err = client.Dial(ctxT(t), path)
 	require.NoError(t, err)
 	t.Cleanup(func() { a.c.Close() })
 	return a
 }
 
-func (a *agent) stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	a.srv.Shutdown(ctx)
-}
-
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t *testing.T) context.Context { return testutil.Context(t, 20*time.Second) }
 
 // result is one run of fmctl.
 type result struct {
@@ -767,35 +755,9 @@ func TestWritePermissionDenied(t *testing.T) {
 
 // ---- watch ----
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) lines() []string {
-	out := strings.TrimRight(s.String(), "\n")
-	if out == "" {
-		return nil
-	}
-	return strings.Split(out, "\n")
-}
-
 // watching runs fmctl watch in the background until stop.
 type watching struct {
-	out, err syncBuffer
+	out, err testutil.SyncBuffer
 	cancel   context.CancelFunc
 	done     chan int
 }
@@ -817,9 +779,9 @@ func (a *agent) watch(args ...string) *watching {
 // waitLines waits until w printed n lines.
 func (w *watching) waitLines(t *testing.T, n int) []string {
 	t.Helper()
-	require.Eventually(t, func() bool { return len(w.out.lines()) >= n }, 10*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return len(w.out.Lines()) >= n }, 10*time.Second, time.Millisecond,
 		"got %q", w.out.String())
-	return w.out.lines()
+	return w.out.Lines()
 }
 
 // stop interrupts the watch (Ctrl-C) and returns its exit status.

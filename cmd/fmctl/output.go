@@ -122,7 +122,7 @@ func printStatus(w io.Writer, st *api.Status) error {
 	}
 	if len(st.Quorum.Members) > 0 && !st.Quorum.Ok {
 		fmt.Fprintf(w, "WARNING: waiting for quorum: %d of the last membership %s present, %d needed\n",
-			st.Quorum.Present, nodeSet(st.Quorum.Members), st.Quorum.Needed)
+			st.Quorum.Present, wire.NodeSet(st.Quorum.Members), st.Quorum.Needed)
 	}
 	for _, net := range []string{"a", "b"} {
 		if parts, ok := st.Partitions[net]; ok {
@@ -156,7 +156,7 @@ func printStatus(w io.Writer, st *api.Status) error {
 		if !st.Quorum.Ok {
 			ok = "WAITING"
 		}
-		fmt.Fprintf(tw, "quorum:\t%s: %d of %s present, %d needed\n", ok, st.Quorum.Present, nodeSet(st.Quorum.Members), st.Quorum.Needed)
+		fmt.Fprintf(tw, "quorum:\t%s: %d of %s present, %d needed\n", ok, st.Quorum.Present, wire.NodeSet(st.Quorum.Members), st.Quorum.Needed)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -214,23 +214,10 @@ func ago(t, now time.Time) string {
 	return d.Round(time.Millisecond).String() + " ago"
 }
 
-func nodeSet(ids []wire.NodeID) string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, id := range ids {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprint(&b, id)
-	}
-	b.WriteByte('}')
-	return b.String()
-}
-
 func partsString(parts [][]wire.NodeID) string {
 	s := make([]string, len(parts))
 	for i, p := range parts {
-		s[i] = nodeSet(p)
+		s[i] = wire.NodeSet(p)
 	}
 	return strings.Join(s, " | ")
 }

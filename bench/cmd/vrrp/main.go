@@ -23,7 +23,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,13 +33,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fmagent/fmagent/bench"
 )
 
 // quit is closed on SIGINT or SIGTERM: the measurement stops, and the
@@ -347,32 +347,12 @@ type Result struct {
 	Error          string          `json:"error,omitempty"`
 }
 
-func quantile(d []time.Duration, q float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	k := int(float64(len(s))*q+0.999999) - 1
-	return s[max(0, min(k, len(s)-1))]
-}
-
-func loadavg() float64 {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	v, _ := strconv.ParseFloat(f[0], 64)
-	return v
-}
-
 func measure(self string, routers, kills int, soak time.Duration, rt bool, logf func(string, ...any)) (res Result) {
-	res = Result{Variant: "10ms x 3", Routers: routers, AdvertInterval: 10 * time.Millisecond, RTPriority: rt, Soak: soak, LoadBefore: loadavg()}
+	res = Result{Variant: "10ms x 3", Routers: routers, AdvertInterval: 10 * time.Millisecond, RTPriority: rt, Soak: soak, LoadBefore: bench.LoadAverage()}
 	if rt {
 		res.Variant += ", vrrp_rt_priority 99"
 	}
-	defer func() { res.LoadAfter = loadavg() }()
+	defer func() { res.LoadAfter = bench.LoadAverage() }()
 	dir, err := os.MkdirTemp("", "fmkb")
 	if err != nil {
 		res.Error = err.Error()
@@ -463,7 +443,7 @@ soaking:
 			return res
 		}
 	}
-	res.P50, res.P99, res.Max = quantile(res.Takeover, 0.5), quantile(res.Takeover, 0.99), quantile(res.Takeover, 1)
+	res.P50, res.P99, res.Max = bench.Dist(res.Takeover).P50(), bench.Dist(res.Takeover).P99(), bench.Dist(res.Takeover).Max()
 	return res
 }
 
@@ -524,10 +504,12 @@ func run() int {
 			"cpus": runtime.NumCPU(), "go": runtime.Version(), "args": os.Args[1:], "results": results,
 			"note": "measured on a shared machine, under the load of other jobs (load_average_*)",
 		}
-		if err := write(*out, "keepalived", doc); err != nil {
+		p, err := bench.WriteResults(*out, "keepalived", doc)
+		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		fmt.Printf("results: %s\n", p)
 	}
 	if failed {
 		return 1
@@ -536,20 +518,3 @@ func run() int {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
-
-func write(dir, name string, v any) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	b = append(b, '\n')
-	p := filepath.Join(dir, fmt.Sprintf("%s-%s.json", name, time.Now().UTC().Format("20060102T150405Z")))
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		return err
-	}
-	fmt.Printf("results: %s\n", p)
-	return os.WriteFile(filepath.Join(dir, name+"-latest.json"), b, 0o644)
-}
