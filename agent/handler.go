@@ -171,7 +171,7 @@ func (h *handler) Register(ctx context.Context, cred api.Cred, req *api.Register
 	if req.Process && cred.PID <= 0 {
 		return nil, api.Errorf(api.ErrBadRequest, "process: the caller's pid is unknown")
 	}
-	_, err = a.write(ctx, core.Request{Kind: wire.ReportRegister, Name: req.Name, EntityKind: kind, Txn: req.Txn}, func(*core.Request) error {
+	res, err := a.write(ctx, core.Request{Kind: wire.ReportRegister, Name: req.Name, EntityKind: kind, Txn: req.Txn}, func(*core.Request) error {
 		if e, ok := a.core.Table().Get(id); ok {
 			switch {
 			case e.Name != req.Name:
@@ -220,6 +220,9 @@ func (h *handler) Register(ctx context.Context, cred api.Cred, req *api.Register
 	}
 	if e, ok := a.lookup(req.Name); ok {
 		out := toAPI(e)
+		if v := api.VersionOf(res.Ver); v != nil {
+			out.Version = v // this registration's, even if the table has moved on
+		}
 		return &out, nil
 	}
 	// Registered, then removed again before we could read it.
@@ -248,7 +251,7 @@ func (h *handler) Unregister(ctx context.Context, cred api.Cred, req *api.Unregi
 		delete(a.procs, id)
 	}
 	a.mu.Unlock()
-	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, "unregister")}, nil
+	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, "unregister"), Version: api.VersionOf(res.Ver)}, nil
 }
 
 // Report implements api.Handler. The verdict is read back from the table:
@@ -271,7 +274,7 @@ func (h *handler) Report(ctx context.Context, cred api.Cred, req *api.ReportRequ
 	if err != nil {
 		return nil, err
 	}
-	out = &api.ReportResult{Seq: res.Seq, Verdict: "ignore"}
+	out = &api.ReportResult{Seq: res.Seq, Verdict: "ignore", Version: api.VersionOf(res.Ver)}
 	if res.Seq == 0 {
 		return out, nil
 	}
@@ -325,7 +328,7 @@ func (h *handler) Raise(ctx context.Context, cred api.Cred, req *api.RaiseReques
 	if err := a.raised(req.Name, req.Cause, res.Seq); err != nil {
 		return nil, err
 	}
-	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, "raise")}, nil
+	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, "raise"), Version: api.VersionOf(res.Ver)}, nil
 }
 
 // Clear implements api.Handler.
@@ -345,7 +348,7 @@ func (h *handler) Clear(ctx context.Context, cred api.Cred, req *api.ClearReques
 	if err != nil {
 		return nil, err
 	}
-	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, "clear")}, nil
+	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, "clear"), Version: api.VersionOf(res.Ver)}, nil
 }
 
 // SetState implements api.Handler: the owner (this node) speaking for its
@@ -373,7 +376,7 @@ func (h *handler) SetState(ctx context.Context, cred api.Cred, req *api.SetState
 		return nil, err
 	}
 	a.ownedState(req.Name, req.State.Wire())
-	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, string(req.State))}, nil
+	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, string(req.State)), Version: api.VersionOf(res.Ver)}, nil
 }
 
 // Get implements api.Handler.

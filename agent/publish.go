@@ -247,7 +247,7 @@ func toAPI(e *table.Entity) api.Entity {
 		ID: api.ID(e.ID), Name: e.Name, Kind: api.KindOf(e.Kind), Owner: e.Owner,
 		State: api.StateOf(e.State), Incarnation: e.Incarnation,
 		ChangedAt: time.Unix(0, e.ChangedAt).UTC(), ChangedSeq: e.ChangedSeq, ChangedBy: e.ChangedBy,
-		Alarms: make([]api.Alarm, len(e.Alarms)),
+		Alarms: make([]api.Alarm, len(e.Alarms)), Version: api.VersionOf(e.Ver),
 	}
 	for i, al := range e.Alarms {
 		out.Alarms[i] = api.Alarm{Cause: al.Cause, Severity: api.SeverityOf(al.Severity),

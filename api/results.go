@@ -29,6 +29,9 @@ type Entity struct {
 	ChangedSeq  uint64      `json:"changed_seq"` // table seq of the last change
 	ChangedBy   wire.NodeID `json:"changed_by"`  // node whose report caused it
 	Alarms      []Alarm     `json:"alarms"`      // never null: [] when none
+	// Version is that of the entity's latest registration (see
+	// ReportResult.Version); in a register reply, that registration's.
+	Version *WriteVersion `json:"version,omitempty"`
 }
 
 // MarshalJSON writes alarms as [] rather than null when there are none, so
@@ -185,4 +188,38 @@ type ReportResult struct {
 	// Verdict names what the plugin chain decided, e.g. "raise",
 	// "clear", "down", "up", "blame-reporter", "ignore".
 	Verdict string `json:"verdict"`
+	// Version is the write's place in the cluster's order (DESIGN §9, the
+	// consistency model): of two acknowledged writes on the same entity or
+	// alarm, the table keeps the one with the higher version, also when
+	// they were acknowledged on the two sides of a split brain. Nil when
+	// nothing was written.
+	Version *WriteVersion `json:"version,omitempty"`
+}
+
+// WriteVersion orders acknowledged writes: by Epoch (of the master that
+// applied the write), then Seq (in that master's table), then Master.
+type WriteVersion struct {
+	Epoch  uint64      `json:"epoch"`
+	Seq    uint64      `json:"seq"`
+	Master wire.NodeID `json:"master"`
+}
+
+// VersionOf converts a write version; nil for the zero version.
+func VersionOf(v wire.WriteVersion) *WriteVersion {
+	if v.IsZero() {
+		return nil
+	}
+	return &WriteVersion{Epoch: v.Epoch, Seq: v.Seq, Master: v.Node}
+}
+
+// Less reports whether v is older than w (a nil version is older than any
+// other).
+func (v *WriteVersion) Less(w *WriteVersion) bool {
+	switch {
+	case w == nil:
+		return false
+	case v == nil:
+		return true
+	}
+	return wire.WriteVersion{Epoch: v.Epoch, Seq: v.Seq, Node: v.Master}.Less(wire.WriteVersion{Epoch: w.Epoch, Seq: w.Seq, Node: w.Master})
 }

@@ -79,6 +79,16 @@ const maxLedgerTombs = 1024
 // not register through this node.
 const stateKey = "\x00state"
 
+// tombKey is the ledger's cause for an unregister followed by a
+// registration of the same entity through this node: both are re-asserted,
+// the unregister first (ledger order), so a master that never had the
+// unregister removes the alarms of the entity's earlier life before the
+// registration starts the new one. Kept in the registration's place, the
+// unregister was lost, and alarms raised before it (on this side of a
+// split brain, or replicated before this master was cut off) came back
+// with the new registration (netns chaos: svc/w4-2's cpu and net).
+const tombKey = "\x00tomb"
+
 func (l *ledger) init() { l.items = make(map[ledgerKey]Request) }
 
 func isTomb(r *Request) bool { return r.Kind == wire.ReportUnregister || r.Kind == wire.ReportClear }
@@ -132,6 +142,11 @@ func (l *ledger) record(r *Request, v wire.WriteVersion) {
 			w.State = wire.StateUp
 		}
 		l.del(ledgerKey{id, stateKey})
+		if cur, ok := l.items[ledgerKey{id, ""}]; ok && cur.Kind == wire.ReportUnregister {
+			// The unregister stays, before the registration (tombKey).
+			l.del(ledgerKey{id, ""})
+			l.put(ledgerKey{id, tombKey}, cur)
+		}
 		l.put(ledgerKey{id, ""}, w)
 	case wire.ReportUnregister:
 		// What this node wrote about the entity is superseded by the
@@ -172,6 +187,12 @@ func (l *ledger) superseded(r *Request) {
 	}
 	if cur, ok := l.items[k]; ok && cur.Ver == r.Ver && cur.Kind == r.Kind {
 		l.del(k)
+	}
+	if r.Kind == wire.ReportUnregister {
+		k.cause = tombKey
+		if cur, ok := l.items[k]; ok && cur.Ver == r.Ver && cur.Kind == r.Kind {
+			l.del(k)
+		}
 	}
 }
 
@@ -488,9 +509,23 @@ func (n *Node) register(g *group, r *plugin.Report) {
 // if the entity is absent), or a re-assertion of one.
 func (n *Node) unregister(g *group, r *plugin.Report) {
 	rv := g.re.ver
-	ver, _, present := n.tab.EntityVersion(r.Entity)
+	ver, born, present := n.tab.EntityVersion(r.Entity)
 	if !rv.IsZero() {
 		if present && rv.Less(ver) {
+			// Registered again since. If this unregister is newer than the
+			// end of the entity's previous life (born), it ended the life
+			// the present registration follows: the alarms raised in that
+			// life, older than the unregister, go with it (cleared at its
+			// version); the registration and newer alarms stand.
+			if born.Less(rv) {
+				if e, ok := n.tab.Get(r.Entity); ok {
+					for i := range e.Alarms {
+						if a := &e.Alarms[i]; a.Ver.Less(rv) {
+							g.changes = append(g.changes, wire.Change{Kind: wire.ChangeClear, Entity: r.Entity, Cause: []byte(a.Cause), By: r.From, At: r.At, Ver: rv})
+						}
+					}
+				}
+			}
 			n.supersede(g, r, "registered again since")
 			return
 		}

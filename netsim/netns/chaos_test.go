@@ -125,8 +125,8 @@ func TestChaosNetns(t *testing.T) {
 		total += faults[k]
 	}
 	t.Logf("chaos: %d faults injected: %v", total, faults)
-	t.Logf("chaos: writes acknowledged %v, refused (not applied) %v, outcome unknown %v; ack log %s",
-		m.acked, m.refused, m.unknown, logf.Name())
+	t.Logf("chaos: writes acknowledged %v (of which older than a write already acknowledged on the same key, the other side of a split brain: %v), refused (not applied) %v, outcome unknown %v; ack log %s",
+		m.acked, m.older, m.refused, m.unknown, logf.Name())
 
 	// Every node's table against the model.
 	checked, tainted := 0, 0
@@ -248,16 +248,31 @@ func (c *cluster) healAll() {
 
 // ---- the model of acknowledged writes ----
 
-// keyState is what the latest acknowledged writes say about one key: an
-// entity (existence, owner, state) or one alarm of an entity.
+// keyState is what the acknowledged writes say about one key: an entity
+// (existence, and the state its owner set) or one alarm of an entity. Of
+// two acknowledged writes on a key the one with the higher version counts
+// (DESIGN §9, the consistency model), whatever the order of their
+// acknowledgements: on the two sides of a split brain, a write
+// acknowledged later in real time may be older in the cluster's order.
 type keyState struct {
-	entity string
-	cause  string // "" for the entity itself
-	exists bool   // entity registered / alarm raised
-	state  wire.State
-	sev    wire.Severity
-	unsure time.Time // a write of unknown outcome: uncertain until an ack of a write sent after this
-	last   string    // the latest acknowledged write, for reports
+	entity   string
+	cause    string // "" for the entity itself
+	exists   bool   // entity registered / alarm raised
+	ver      *api.WriteVersion
+	state    wire.State // entity: the state set by the latest of register, up and down
+	stateVer *api.WriteVersion
+	sev      wire.Severity
+	unsure   time.Time // a write of unknown outcome: uncertain until an ack of a write sent after this
+	last     string    // the latest acknowledged write, for reports
+}
+
+// newer reports whether a write acknowledged with version v (nil: none
+// given) is ordered after cur, the version a key holds.
+func newer(v, cur *api.WriteVersion) bool {
+	if v == nil {
+		return cur == nil // both unversioned: the later acknowledgement
+	}
+	return cur.Less(v)
 }
 
 func (ks *keyState) check(tb table) string {
@@ -298,6 +313,9 @@ type chaosModel struct {
 	acked   map[string]int
 	refused map[string]int
 	unknown map[string]int
+	// older: acknowledged, but older (a lower version) than a write already
+	// acknowledged on the same key: the other side of a split brain.
+	older map[string]int
 }
 
 func (m *chaosModel) logf(format string, args ...any) {
@@ -347,8 +365,9 @@ type chaosWrite struct {
 // while a master is reachable).
 const settle = 10 * time.Second
 
-// outcome records the result of w in the model.
-func (m *chaosModel) outcome(w *chaosWrite, res *api.ReportResult, err error, causes []string) {
+// outcome records the result of w in the model; ver is the version the
+// write was acknowledged with.
+func (m *chaosModel) outcome(w *chaosWrite, ver *api.WriteVersion, err error, causes []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	desc := fmt.Sprintf("%s %s", w.op, w.entity)
@@ -364,12 +383,11 @@ func (m *chaosModel) outcome(w *chaosWrite, res *api.ReportResult, err error, ca
 	switch {
 	case err == nil:
 		count(&m.acked, w.op)
-		seq := uint64(0)
-		if res != nil {
-			seq = res.Seq
+		vs := "no version"
+		if ver != nil {
+			vs = fmt.Sprintf("version %d/%d/%d", ver.Epoch, ver.Seq, ver.Master)
 		}
-		last := fmt.Sprintf("%s at %.3fs, seq %d", desc, at, seq)
-		fmt.Fprintf(m.log, "%9.3fs ack %s seq %d\n", at, desc, seq)
+		last := fmt.Sprintf("%s at %.3fs, %s", desc, at, vs)
 		ent := m.key(w.entity, "")
 		certain := func(ks *keyState) {
 			if !ks.unsure.IsZero() && w.sent.After(ks.unsure) {
@@ -387,26 +405,46 @@ func (m *chaosModel) outcome(w *chaosWrite, res *api.ReportResult, err error, ca
 		default:
 			certain(m.key(w.entity, w.cause))
 		}
+		applied := false
 		switch w.op {
 		case "register":
-			ent.exists, ent.state, ent.last = true, wire.StateUp, last
+			if newer(ver, ent.ver) {
+				ent.exists, ent.ver, ent.last, applied = true, ver, last, true
+			}
+			if newer(ver, ent.stateVer) {
+				ent.state, ent.stateVer = wire.StateUp, ver // registered: up
+			}
 		case "unregister":
-			ent.exists, ent.state, ent.last = false, 0, last
+			if newer(ver, ent.ver) {
+				ent.exists, ent.ver, ent.last, applied = false, ver, last, true
+			}
+			// The entity's alarms go with it: those older than this.
 			for _, c := range causes {
-				a := m.key(w.entity, c)
-				a.exists, a.last = false, last
+				if a := m.key(w.entity, c); newer(ver, a.ver) {
+					a.exists, a.ver, a.last = false, ver, last
+				}
 			}
 		case "up", "down":
-			ent.state, ent.last = wire.StateUp, last
-			if w.op == "down" {
-				ent.state = wire.StateDown
+			if newer(ver, ent.stateVer) {
+				ent.state, ent.stateVer, ent.last, applied = wire.StateUp, ver, last, true
+				if w.op == "down" {
+					ent.state = wire.StateDown
+				}
 			}
 		case "raise":
-			a := m.key(w.entity, w.cause)
-			a.exists, a.sev, a.last = true, w.sev.Wire(), last
+			if a := m.key(w.entity, w.cause); newer(ver, a.ver) {
+				a.exists, a.sev, a.ver, a.last, applied = true, w.sev.Wire(), ver, last, true
+			}
 		case "clear":
-			a := m.key(w.entity, w.cause)
-			a.exists, a.last = false, last
+			if a := m.key(w.entity, w.cause); newer(ver, a.ver) {
+				a.exists, a.ver, a.last, applied = false, ver, last, true
+			}
+		}
+		if applied {
+			fmt.Fprintf(m.log, "%9.3fs ack %s %s\n", at, desc, vs)
+		} else {
+			count(&m.older, w.op)
+			fmt.Fprintf(m.log, "%9.3fs ack %s %s: older than the key's latest write, which stands\n", at, desc, vs)
 		}
 	case errors.As(err, &ae) && (ae.Code == api.CodeNotFound || ae.Code == api.CodeLimit || ae.Code == api.CodeRefused ||
 		ae.Code == api.CodePermission || ae.Code == api.CodeCollision || ae.Code == api.CodeBadRequest):
@@ -495,7 +533,10 @@ func chaosWriter(c *cluster, m *chaosModel, w int, rng *rand.Rand, stop <-chan s
 		var res *api.ReportResult
 		switch wr.op {
 		case "register":
-			_, err = cl.Register(ctx, wr.entity, client.KindService)
+			var e *api.Entity
+			if e, err = cl.Register(ctx, wr.entity, client.KindService); err == nil {
+				res = &api.ReportResult{Version: e.Version}
+			}
 		case "unregister":
 			res, err = cl.Unregister(ctx, wr.entity)
 		case "raise":
@@ -508,7 +549,11 @@ func chaosWriter(c *cluster, m *chaosModel, w int, rng *rand.Rand, stop <-chan s
 			res, err = cl.SetState(ctx, wr.entity, client.StateDown)
 		}
 		cancel()
-		m.outcome(wr, res, err, causes)
+		var ver *api.WriteVersion
+		if res != nil {
+			ver = res.Version
+		}
+		m.outcome(wr, ver, err, causes)
 		var ae *api.Error
 		if err != nil && !errors.As(err, &ae) || ae != nil && ae.Code == api.CodeUnavailable {
 			cl.Close() // the connection may be gone: dial again next time
