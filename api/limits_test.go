@@ -83,7 +83,11 @@ func TestHalfFramesAndIdleConnectionsClosed(t *testing.T) {
 // retry-after; after waiting that long it may write again; reads are not
 // throttled; the bucket is the UID's, not the connection's.
 func TestWriteRateThrottled(t *testing.T) {
-	ts := startServer(t, func(s *api.Server) { s.Limits.WriteRate, s.Limits.WriteBurst = 20, 10 })
+	// 2 writes/s: one token per 500 ms, so the loop below and the second
+	// connection's dial cannot see a token refilled on a slow machine (at
+	// 20/s, 50 ms between the last throttled write and the other
+	// connection's refilled one: seen under -race in make test).
+	ts := startServer(t, func(s *api.Server) { s.Limits.WriteRate, s.Limits.WriteBurst = 2, 10 })
 	c := dialRaw(t, ts.Path)
 	c.do(api.OpRegister, 1, `{"name":"svc/a","kind":"service"}`, nil)
 	ok, throttled := 1, 0
@@ -101,7 +105,7 @@ func TestWriteRateThrottled(t *testing.T) {
 		throttled++
 		last = e
 	}
-	require.LessOrEqual(t, ok, 10+5, "burst of 10 plus what 20/s refills meanwhile")
+	require.LessOrEqual(t, ok, 10+5, "burst of 10 plus what 2/s refills meanwhile")
 	require.Positive(t, throttled)
 	require.ErrorIs(t, last, api.ErrThrottled)
 	c.do(api.OpStatus, 500, ``, nil) // reads go on
