@@ -47,8 +47,8 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0) // the agent sees the exit and reports the entity down
 	}
-	removeDeadRunsSegments()
-	os.Exit(checkLeftovers(m.Run()))
+	testutil.RemoveDeadShm("fmagent-test-")
+	os.Exit(testutil.CheckShmLeftovers("fmagent-test-", m.Run()))
 }
 
 // testNet picks two multicast groups and a port for one test, so that test

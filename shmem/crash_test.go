@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fmagent/fmagent/internal/testutil"
+
 	"github.com/fmagent/fmagent/shmem"
 	"github.com/fmagent/fmagent/wire"
 )
@@ -24,8 +26,8 @@ func TestMain(m *testing.M) {
 		helper(mode, os.Getenv("FMSHM_PATH"))
 		return
 	}
-	removeDeadRunsSegments()
-	os.Exit(checkLeftovers(m.Run()))
+	testutil.RemoveDeadShm("fmshm-test-")
+	os.Exit(testutil.CheckShmLeftovers("fmshm-test-", m.Run()))
 }
 
 func helper(mode, path string) {
