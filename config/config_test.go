@@ -232,7 +232,7 @@ func TestRefusals(t *testing.T) {
 		{"interval negative", "[timing]\nprofile = \"custom\"\n\ninterval = \"-5ms\"\n", 4, `timing.interval = "-5ms": must be positive`},
 		{"interval too short", "[timing]\nprofile = \"custom\"\ninterval = \"100us\"\n", 3, `must be at least 1ms`},
 		{"bad duration", "[timing]\nstale_timeout = \"ten seconds\"\n", 2, `ten seconds`},
-		{"duration without unit", "[timing]\nstale_timeout = 10\n", 2, `timing.stale_timeout: must be a duration string with a unit`},
+		{"duration without unit", "[timing]\nstale_timeout = 10\n", 2, `timing.stale_timeout = 10: must be a duration string with a unit`},
 		{"interval with a named profile", "[timing]\nprofile = \"fast\"\nmisses = 4\n", 3, `timing.misses: is set, but profile "fast" fixes interval and misses`},
 		{"unknown profile", "\n[timing]\nprofile = \"turbo\"\n", 3, `timing.profile = "turbo": must be "10ms"`},
 		{"stale too short", "[timing]\nstale_timeout = \"20ms\"\n", 2, `timing.stale_timeout = "20ms": must be longer than the detection time, interval × misses = 20ms`},

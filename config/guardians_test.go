@@ -67,7 +67,7 @@ func TestDaemonErrors(t *testing.T) {
 		{"relative command", "[[daemons]]\nname = \"a\"\ncommand = \"true\"\n", 1, `must be an absolute path`},
 		{"escalate", "[[daemons]]\nname = \"a\"\ncommand = \"/bin/true\"\nescalate = \"panic\"\n", 1, `daemons[0].escalate = "panic"`},
 		{"adopted restart", "[[daemons]]\nname = \"a\"\npidfile = \"/run/a.pid\"\n", 1, `needs a command`},
-		{"bare backoff", "[[daemons]]\nname = \"a\"\ncommand = \"/bin/true\"\nbackoff = 5\n", 1, `must be at least 10ms`},
+		{"bare backoff", "[[daemons]]\nname = \"a\"\ncommand = \"/bin/true\"\nbackoff = 5\n", 4, `daemons[0].backoff = 5: must be a duration string`},
 		{"unknown daemon key", "[[daemons]]\nname = \"a\"\ncommand = \"/bin/true\"\nretsart = \"always\"\n", 4, `daemons.retsart: unknown key`},
 		{"self_fence", "[watchdog]\nself_fence = \"maybe\"\n", 2, `watchdog.self_fence = "maybe"`},
 		{"wd timeout", "[watchdog]\ntimeout = \"100ms\"\n", 2, `watchdog.timeout = "100ms": must be between 1s and 1h`},

@@ -38,8 +38,25 @@ func parse(file, data string) (*Config, error) {
 	// Syntax first, so that syntax errors are reported as such (with the
 	// column) and not as a problem of the last key decoded.
 	var syntax map[string]any
-	if _, err := toml.Decode(data, &syntax); err != nil {
+	smd, err := toml.Decode(data, &syntax)
+	if err != nil {
 		return nil, decodeError(file, err, false)
+	}
+	// Durations must be strings with a unit: toml would take a bare integer
+	// as nanoseconds, and "interval = 10" meaning 10 ns is a trap
+	// (durations.go). Every such key is reported, each at its own line,
+	// before the typed decode (which would stop at the first float).
+	if bare := bareDurations(syntax); len(bare) > 0 {
+		errs := make([]error, len(bare))
+		for i, e := range bare {
+			e.File = file
+			e.Line, e.Col = keyInArrayTable(data, e.Key)
+			if e.Line == 0 {
+				e.Line, e.Col = keyPosition(data, &smd, e.Key)
+			}
+			errs[i] = e
+		}
+		return nil, errors.Join(errs...)
 	}
 
 	var fc fileConfig
@@ -58,14 +75,6 @@ func parse(file, data string) (*Config, error) {
 		k := und[0]
 		e := &Error{Key: k.String(), Reason: "unknown key" + knownKeys(k)}
 		return nil, at(e)
-	}
-	// Durations must be strings with a unit: toml would take a bare integer
-	// as nanoseconds, and "interval = 10" meaning 10 ns is a trap.
-	for _, k := range []string{"timing.interval", "timing.stale_timeout", "watchdog.timeout", "watchdog.fence_timeout", "api.idle_timeout", "api.frame_timeout"} {
-		path := strings.Split(k, ".")
-		if md.IsDefined(path...) && md.Type(path...) != "String" {
-			return nil, at(&Error{Key: k, Reason: "must be a duration string with a unit, like \"10ms\" or \"10s\""})
-		}
 	}
 	c := &fc.Config
 	c.Networks[0], c.Networks[1] = fc.Networks.A, fc.Networks.B
