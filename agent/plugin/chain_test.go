@@ -172,7 +172,12 @@ func TestPluginArgs(t *testing.T) {
 		ok   bool
 	}{
 		{"threshold", map[string]string{"k": "5", "m": "3", "window": "2s"}, true},
-		{"threshold", map[string]string{"window": "1500000000"}, true},
+		{"threshold", map[string]string{"window": "1.5s"}, true},
+		// A bare number would be nanoseconds: refused, like a bare
+		// number for a duration key of the file.
+		{"threshold", map[string]string{"window": "1500000000"}, false},
+		{"threshold", map[string]string{"window": "10"}, false},
+		{"blame", map[string]string{"window": "10"}, false},
 		{"threshold", map[string]string{"k": "0"}, false},
 		{"threshold", map[string]string{"k": "-1"}, false},
 		{"threshold", map[string]string{"k": "three"}, false},

@@ -167,14 +167,16 @@ func (a *args) int(key string, def int) int {
 }
 
 // duration reads a positive duration argument in nanoseconds: a Go duration
-// ("10s", "250ms") or a plain integer of nanoseconds.
+// with a unit ("10s", "250ms"). A bare number is refused: window = "10"
+// read as 10 ns would make the plugin count nothing, without a word.
 func (a *args) duration(key string, def int64) int64 {
 	s, ok := a.get(key)
 	if !ok {
 		return def
 	}
-	if v, err := strconv.ParseInt(s, 10, 64); err == nil && v > 0 {
-		return v
+	if _, err := strconv.ParseFloat(s, 64); err == nil {
+		a.fail(fmt.Errorf("argument %s=%q: want a duration with a unit, such as \"10s\" (a bare number would be nanoseconds)", key, s))
+		return def
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {

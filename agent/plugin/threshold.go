@@ -44,7 +44,7 @@ func init() {
 // Otherwise, and for every report that is not a ReportFault, it passes.
 //
 // Arguments: k (default 3), m (default 2), window (default 10s; a Go duration
-// or integer nanoseconds).
+// with a unit).
 type ThresholdPlugin struct {
 	K, M   int
 	Window int64 // nanoseconds
