@@ -41,12 +41,15 @@ func (a *agent) rtSetup() error {
 	prof, named := config.LookupProfile(a.cfg.Timing.Profile)
 	a.rtPrio = 0
 	if !rt.Enabled {
+		if named && prof.NeedsRealtime { // config.Validate refuses it too
+			return fmt.Errorf("agent: realtime.enabled = false: %s; set realtime.enabled = true, or choose a slower profile", config.RealtimeRefusal(prof))
+		}
 		a.log.Warn("realtime.enabled = false: the heartbeat thread runs at the normal scheduling policy; under CPU load its heartbeats and judgements are late by a scheduler time slice or more, and peers may be falsely declared down",
 			"profile", a.cfg.Timing.Profile, "bound", a.cfg.Timing.Detection())
 	} else if err := a.setFIFO(rt.Priority); err != nil {
 		msg := "real-time scheduling is not permitted: the heartbeat thread runs at the normal policy. Under CPU load it waits behind every other runnable thread for a time slice (milliseconds), so heartbeats are late and peers may be falsely declared down within the detection bound. Grant CAP_SYS_NICE (the unit file does) or raise RLIMIT_RTPRIO"
 		if named && prof.NeedsRealtime {
-			return fmt.Errorf("agent: timing profile %q (bound %v) needs SCHED_FIFO, which is not permitted: %w; %s, or choose a slower profile", prof.Name, prof.Bound(), err, "grant CAP_SYS_NICE or raise RLIMIT_RTPRIO")
+			return fmt.Errorf("agent: %s, and SCHED_FIFO is not permitted: %w; grant CAP_SYS_NICE or raise RLIMIT_RTPRIO, or choose a slower profile", config.RealtimeRefusal(prof), err)
 		}
 		a.log.Warn(msg, "err", err, "profile", a.cfg.Timing.Profile, "bound", a.cfg.Timing.Detection())
 	} else {

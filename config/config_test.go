@@ -419,3 +419,25 @@ func TestCheckLoopbackListen(t *testing.T) {
 		assert.Error(t, CheckLoopbackListen(bad), bad)
 	}
 }
+
+// A profile that needs SCHED_FIFO with real-time scheduling switched off is
+// refused (it used to start with a warning and false downs under load),
+// with the file, the line of realtime.enabled, the reason and the fix; so
+// fmagent -check-config sees it too. Slower profiles only warn at start.
+func TestRealtimeOffRefusesTheFastProfile(t *testing.T) {
+	for _, name := range []string{"10ms", "fast"} {
+		p := writeConfig(t, "[timing]\nprofile = \""+name+"\"\n\n[realtime]\nenabled = false\n")
+		_, err := Load(p)
+		require.Error(t, err, name)
+		assert.Equal(t, p+`:5:11: realtime.enabled = false: timing profile "10ms" (2ms × 5) needs SCHED_FIFO on the heartbeat thread: at the normal policy, under CPU load, it waits behind other threads for a time slice (milliseconds), so heartbeats are late and peers are falsely declared down within the 10ms bound: set realtime.enabled = true (the agent needs CAP_SYS_NICE or RLIMIT_RTPRIO; the unit file grants it), or choose timing.profile = "20ms"`, err.Error())
+	}
+	for _, p := range Profiles {
+		if p.NeedsRealtime {
+			continue
+		}
+		_, err := Load(writeConfig(t, "[timing]\nprofile = \""+p.Name+"\"\n[realtime]\nenabled = false\n"))
+		require.NoError(t, err, p.Name)
+	}
+	_, err := Load(writeConfig(t, "[timing]\nprofile = \"custom\"\ninterval = \"2ms\"\nmisses = 5\n[realtime]\nenabled = false\n"))
+	require.NoError(t, err, "custom timing is the operator's own choice")
+}

@@ -20,6 +20,14 @@ type Profile struct {
 	NeedsRealtime bool
 }
 
+// RealtimeRefusal says why a profile that NeedsRealtime is refused without
+// SCHED_FIFO: a profile the machine cannot hold is refused at start, with
+// the reason (issue 13), whether real-time scheduling is switched off in the
+// file (config.Validate) or not permitted (the agent's rtSetup).
+func RealtimeRefusal(p Profile) string {
+	return fmt.Sprintf("timing profile %q (%v × %d) needs SCHED_FIFO on the heartbeat thread: at the normal policy, under CPU load, it waits behind other threads for a time slice (milliseconds), so heartbeats are late and peers are falsely declared down within the %v bound", p.Name, p.Interval, p.Misses, p.Bound())
+}
+
 // Bound is the profile's detection bound.
 func (p Profile) Bound() time.Duration { return p.Interval * time.Duration(p.Misses) }
 
@@ -71,7 +79,9 @@ type Realtime struct {
 	// Enabled asks for SCHED_FIFO on the real-time thread (default true).
 	// When the process is not permitted it (no CAP_SYS_NICE, RLIMIT_RTPRIO
 	// below Priority), the agent says so once at start and runs at the
-	// normal policy; a profile that needs it is refused.
+	// normal policy. A profile that needs it (NeedsRealtime) is refused
+	// both when it is not permitted (at start) and when Enabled is false
+	// (by Validate, so fmagent -check-config sees it).
 	Enabled bool `toml:"enabled"`
 	// Priority is the SCHED_FIFO priority, 1..98 (default 10: above every
 	// normal thread, below the kernel's threaded interrupt handlers at 50).

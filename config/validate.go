@@ -121,6 +121,9 @@ func (c *Config) Validate() error {
 	if _, ok := LookupProfile(t.Profile); !ok && t.Profile != ProfileCustom {
 		add(bad("timing.profile", t.Profile, "must be %s", profileChoices()))
 	}
+	if p, ok := LookupProfile(t.Profile); ok && p.NeedsRealtime && !c.Realtime.Enabled {
+		add(bad("realtime.enabled", false, "%s", RealtimeRefusal(p)+": set realtime.enabled = true (the agent needs CAP_SYS_NICE or RLIMIT_RTPRIO; the unit file grants it), or choose timing.profile = \"20ms\""))
+	}
 	if r := c.Realtime; r.Priority < 1 || r.Priority > 98 {
 		add(bad("realtime.priority", r.Priority, "must be in 1..98 (99 is the kernel's watchdog and migration threads')"))
 	}
