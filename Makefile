@@ -30,25 +30,37 @@ MANDIR     := $(PREFIX)/share/man
 DOCDIR     := $(PREFIX)/share/doc/fmagent
 COMPDIR    := $(PREFIX)/share/bash-completion/completions
 INCLUDEDIR := $(PREFIX)/include
+LIBEXECDIR := $(PREFIX)/libexec/fmagent
 CONFIG     := $(SYSCONFDIR)/fmagent/fmagent.toml
+
+# The man pages, the example config and the example hook name the paths of
+# the package (PREFIX=/usr, SYSCONFDIR=/etc); INSTALLED rewrites them for
+# the PREFIX and SYSCONFDIR of this install, so every path they name is one
+# this install wrote (dist/install_test.go checks it).
+INSTALLED := sed -e 's|/usr/share/doc/fmagent|$(DOCDIR)|g' -e 's|/usr/libexec/fmagent|$(LIBEXECDIR)|g' \
+	-e 's|/usr/include/|$(INCLUDEDIR)/|g' -e 's|/usr/share/bash-completion/completions|$(COMPDIR)|g' \
+	-e 's|/etc/fmagent/|$(SYSCONFDIR)/fmagent/|g'
 
 install: bins
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man5 \
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(COMPDIR) \
-		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(SYSCONFDIR)/fmagent
+		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(SYSCONFDIR)/fmagent $(DESTDIR)$(LIBEXECDIR)
 	install -m 0755 $(BIN)/fmagent $(BIN)/fmctl $(DESTDIR)$(BINDIR)/
 	sed -e 's|/usr/local/bin/fmagent|$(BINDIR)/fmagent|g' \
 		-e 's|/etc/fmagent/fmagent.toml|$(CONFIG)|g' dist/fmagent.service > $(DESTDIR)$(UNITDIR)/fmagent.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/fmagent.service
+	$(INSTALLED) config/example.toml > $(BIN)/fmagent.toml.installed
 	@# The configuration is the operator's: never overwrite one in place.
 	@if [ -e $(DESTDIR)$(CONFIG) ]; then echo "install: keeping $(DESTDIR)$(CONFIG)"; \
-		else install -m 0644 config/example.toml $(DESTDIR)$(CONFIG); fi
-	install -m 0644 config/example.toml $(DESTDIR)$(DOCDIR)/examples/fmagent.toml
-	install -m 0644 README.md docs/install.md docs/alerting.md docs/DESIGN.md docs/fmctl.md docs/api.md $(DESTDIR)$(DOCDIR)/
+		else install -m 0644 $(BIN)/fmagent.toml.installed $(DESTDIR)$(CONFIG); fi
+	install -m 0644 $(BIN)/fmagent.toml.installed $(DESTDIR)$(DOCDIR)/examples/fmagent.toml
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
 	install -m 0644 dist/grafana-dashboard.json dist/prometheus-alerts.yml $(DESTDIR)$(DOCDIR)/examples/
-	gzip -9n < dist/man/fmagent.8 > $(DESTDIR)$(MANDIR)/man8/fmagent.8.gz
-	gzip -9n < dist/man/fmctl.8 > $(DESTDIR)$(MANDIR)/man8/fmctl.8.gz
-	gzip -9n < dist/man/fmagent.toml.5 > $(DESTDIR)$(MANDIR)/man5/fmagent.toml.5.gz
+	$(INSTALLED) dist/notify-logger.sh > $(DESTDIR)$(LIBEXECDIR)/notify-logger.sh
+	chmod 0755 $(DESTDIR)$(LIBEXECDIR)/notify-logger.sh
+	$(INSTALLED) dist/man/fmagent.8 | gzip -9n > $(DESTDIR)$(MANDIR)/man8/fmagent.8.gz
+	$(INSTALLED) dist/man/fmctl.8 | gzip -9n > $(DESTDIR)$(MANDIR)/man8/fmctl.8.gz
+	$(INSTALLED) dist/man/fmagent.toml.5 | gzip -9n > $(DESTDIR)$(MANDIR)/man5/fmagent.toml.5.gz
 	chmod 0644 $(DESTDIR)$(MANDIR)/man8/fmagent.8.gz $(DESTDIR)$(MANDIR)/man8/fmctl.8.gz $(DESTDIR)$(MANDIR)/man5/fmagent.toml.5.gz
 	install -m 0644 dist/completion/fmctl.bash $(DESTDIR)$(COMPDIR)/fmctl
 	install -m 0644 shmem/fmshm.h $(DESTDIR)$(INCLUDEDIR)/fmshm.h

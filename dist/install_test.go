@@ -31,11 +31,16 @@ var debLayout = map[string]fs.FileMode{
 	"usr/share/bash-completion/completions/fmctl": 0o644,
 	"usr/include/fmshm.h":                         0o644,
 	"usr/share/doc/fmagent/examples/fmagent.toml": 0o644,
+	"usr/libexec/fmagent/notify-logger.sh":        0o755,
 
 	"usr/share/doc/fmagent/examples/grafana-dashboard.json": 0o644,
 	"usr/share/doc/fmagent/examples/prometheus-alerts.yml":  0o644,
 	"usr/share/doc/fmagent/install.md":                      0o644,
 	"usr/share/doc/fmagent/alerting.md":                     0o644,
+	"usr/share/doc/fmagent/hooks.md":                        0o644,
+	"usr/share/doc/fmagent/security.md":                     0o644,
+	"usr/share/doc/fmagent/plugins.md":                      0o644,
+	"usr/share/doc/fmagent/api.md":                          0o644,
 }
 
 // TestDebInstall builds the package with `make deb`, unpacks it into a
@@ -135,6 +140,7 @@ func TestDebInstall(t *testing.T) {
 			assert.Contains(t, string(text), "NAME", page)
 		}
 	}
+	checkNamedPathsInstalled(t, root, "/usr", "/etc")
 	out, err = exec.Command("bash", "-n", filepath.Join(root, "usr/share/bash-completion/completions/fmctl")).CombinedOutput()
 	assert.NoError(t, err, "completion script: %s", out)
 	// The installed header compiles from the installed include directory.

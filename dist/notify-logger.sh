@@ -1,10 +1,11 @@
 #!/bin/sh
-# fmagent notify hook: one syslog line per event (docs/hooks.md).
+# fmagent notify hook: one syslog line per event
+# (/usr/share/doc/fmagent/hooks.md).
 #
 # Configure it in /etc/fmagent/fmagent.toml:
 #
 #   [[hooks]]
-#   command = "/usr/local/lib/fmagent/notify-logger.sh"
+#   command = "/usr/libexec/fmagent/notify-logger.sh"
 #   on = ["node", "link", "role", "alarm"]
 #   timeout = "5s"
 #
