@@ -83,13 +83,21 @@ type Realtime struct {
 	// both when it is not permitted (at start) and when Enabled is false
 	// (by Validate, so fmagent -check-config sees it).
 	Enabled bool `toml:"enabled"`
-	// Priority is the SCHED_FIFO priority, 1..98 (default 10: above every
-	// normal thread, below the kernel's threaded interrupt handlers at 50).
+	// Priority is the heartbeat loop's SCHED_FIFO priority, 2..98 (default
+	// 10: above every normal thread, below the kernel's threaded interrupt
+	// handlers at 50). The agent's other threads run at Priority-1, so
+	// that the loop preempts them: hence not 1, SCHED_FIFO's lowest.
 	Priority int `toml:"priority"`
 	// LockMemory: mlockall(MCL_CURRENT|MCL_FUTURE) at start when permitted
 	// (default true).
 	LockMemory bool `toml:"lock_memory"`
 }
+
+// The range of realtime.priority.
+const (
+	MinRealtimePriority = 2
+	MaxRealtimePriority = 98
+)
 
 // DefaultRealtime is the [realtime] table's defaults.
 func DefaultRealtime() Realtime { return Realtime{Enabled: true, Priority: 10, LockMemory: true} }
