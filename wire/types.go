@@ -227,6 +227,12 @@ const (
 	// ChangeGroupEnd marks the last change of an atomic group: a receiver
 	// applies a group's changes together and publishes only at a group end.
 	ChangeGroupEnd uint8 = 1 << 0
+	// ChangeImplicit marks a Register that creates an entity for a report
+	// about an absent one (a raise, a mark up or down), not a
+	// registration: nobody vouches for the entity's life, and the first
+	// real registration claims it, whatever its version (see
+	// table.Entity.Implicit).
+	ChangeImplicit uint8 = 1 << 1
 )
 
 // Change is one table change, ordered by the master's Seq. Name and Cause

@@ -572,10 +572,10 @@ func (n *Node) register(g *group, r *plugin.Report) {
 		case !present && !ver.Less(rv):
 			n.supersede(g, r, "unregistered since")
 			return
-		case present && rv.Less(ver) && e.Owner != r.From:
+		case present && rv.Less(ver) && e.Owner != r.From && !e.Implicit:
 			n.supersede(g, r, "registered by another since")
 			return
-		case present && !ver.Less(rv) && e.Owner == r.From && e.Kind == r.EntityKind:
+		case present && !ver.Less(rv) && e.Owner == r.From && e.Kind == r.EntityKind && !e.Implicit:
 			// There, as new or newer: only the owner's word on its state.
 			if e.State != state || e.Incarnation < r.Incarnation {
 				g.prio = state == wire.StateDown
@@ -652,8 +652,8 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 		}
 		// Created by a re-asserted raise: born with the raise's version,
 		// or the raise would predate it.
-		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRegister, Entity: id, Name: []byte(name), EntityKind: kind,
-			Owner: owner, State: state, Incarnation: r.Incarnation, By: by, At: at, Ver: rv})
+		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRegister, Flags: wire.ChangeImplicit, Entity: id, Name: []byte(name),
+			EntityKind: kind, Owner: owner, State: state, Incarnation: r.Incarnation, By: by, At: at, Ver: rv})
 		return nil
 	}
 	name := v.Name

@@ -543,8 +543,9 @@ func (c *cluster) start(i int) {
 	registry.Unlock()
 	nd.proc = a
 	// Make sure the pid is fmagent's (ip has exec'd it) before anyone
-	// signals it.
-	c.eventually(5*time.Second, fmt.Sprintf("node %d's process to be fmagent", i), func() (bool, string) {
+	// signals it. Generous: at load 28 on two cores `ip netns exec`
+	// (unshare, remount /sys) once took over 5 s to exec the agent.
+	c.eventually(30*time.Second, fmt.Sprintf("node %d's process to be fmagent", i), func() (bool, string) {
 		if a.exited() {
 			t.Fatalf("node %d's agent exited at start: %v", i, a.waitErr)
 		}
