@@ -776,12 +776,14 @@ func TestVersionsRoundTrip(t *testing.T) {
 	var a Ack
 	require.NoError(t, DecodeAck(open(pkt), &a))
 	require.Equal(t, v, a.Ver)
-	pkt, err = c.AppendReport(nil, &h, &Report{ID: 1, Kind: ReportRegister, Entity: 2, Name: []byte("svc/a"), Ver: v, State: StateDown})
+	pkt, err = c.AppendReport(nil, &h, &Report{ID: 1, Kind: ReportRegister, Entity: 2, Name: []byte("svc/a"), Ver: v, State: StateDown,
+		StateVer: WriteVersion{Epoch: v.Epoch + 1, Seq: 3, Node: 4}})
 	require.NoError(t, err)
 	var r Report
 	require.NoError(t, DecodeReport(open(pkt), &r))
 	require.Equal(t, v, r.Ver)
 	require.Equal(t, StateDown, r.State)
+	require.Equal(t, WriteVersion{Epoch: v.Epoch + 1, Seq: 3, Node: 4}, r.StateVer)
 	pkt, _, err = c.AppendUpdate(nil, &h, []Change{{Seq: 1, Kind: ChangeClear, Entity: 2, Cause: []byte("c"), Ver: v}, {Seq: 2, Kind: ChangeRaise, Entity: 2, Cause: []byte("d"), Severity: SevMajor}})
 	require.NoError(t, err)
 	var u Update

@@ -367,8 +367,14 @@ type Report struct {
 	// replaced it since.
 	Ver WriteVersion
 	// State, with a re-asserted ReportRegister: the owner's latest word on
-	// the entity's state (0: up).
-	State State
+	// the entity's state (0: up). StateVer is the version that word was
+	// acknowledged with (newer than Ver when the owner set the state after
+	// registering): a master older than its epoch claims above it before
+	// applying the registration, as for Ver, or the owner's later writes
+	// would be versioned below a word it already had acknowledged (chaos
+	// seed 17231).
+	State    State
+	StateVer WriteVersion
 }
 
 // Leave is sent on clean shutdown so peers do not wait for a timeout.

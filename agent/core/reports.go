@@ -18,9 +18,12 @@ type Request struct {
 	Cause      string
 	Txn        bool
 	// Ver, set only on the ledger's re-assertions: the version the write
-	// was acknowledged with. State: a re-asserted registration's state.
-	Ver   wire.WriteVersion
-	State wire.State
+	// was acknowledged with. State: a re-asserted registration's state,
+	// acknowledged with StateVer (the registration's own version, or that
+	// of the owner's later up or down).
+	Ver      wire.WriteVersion
+	State    wire.State
+	StateVer wire.WriteVersion
 }
 
 // Ack error codes carried in wire.Ack.Err.
@@ -93,7 +96,7 @@ func (l *ledger) newerThan(epoch uint64) bool {
 	}
 	m := uint64(0)
 	for _, r := range l.items {
-		m = max(m, r.Ver.Epoch)
+		m = max(m, r.Ver.Epoch, r.StateVer.Epoch)
 	}
 	l.maxEpoch = m
 	return m > epoch
@@ -168,6 +171,7 @@ func (l *ledger) record(r *Request, v wire.WriteVersion) {
 		if w.State == 0 {
 			w.State = wire.StateUp
 		}
+		w.StateVer = v
 		l.del(ledgerKey{id, stateKey})
 		if cur, ok := l.items[ledgerKey{id, ""}]; ok && cur.Kind == wire.ReportUnregister {
 			// The unregister stays, before the registration (tombKey).
@@ -194,7 +198,7 @@ func (l *ledger) record(r *Request, v wire.WriteVersion) {
 			st = wire.StateDown
 		}
 		if reg, ok := l.items[ledgerKey{id, ""}]; ok && reg.Kind == wire.ReportRegister {
-			reg.State = st
+			reg.State, reg.StateVer = st, v
 			l.items[ledgerKey{id, ""}] = reg
 			return
 		}
@@ -285,7 +289,7 @@ func (n *Node) sendReport(lr *localReport) {
 		n.handleReport(n.now, n.cfg.Node, &plugin.Report{
 			From: n.cfg.Node, ID: lr.id, Source: sourceOf(r.Kind), Kind: r.Kind, Entity: table.ID(r.Name), Name: r.Name,
 			EntityKind: r.EntityKind, Severity: r.Severity, Cause: r.Cause, Incarnation: n.inc, At: n.now.UnixNano(), Txn: r.Txn,
-		}, reassert{r.Ver, r.State})
+		}, reassert{r.Ver, r.State, r.StateVer})
 		return
 	}
 	if st.Master == 0 {
@@ -294,7 +298,7 @@ func (n *Node) sendReport(lr *localReport) {
 	h := n.header()
 	m := wire.Report{ID: lr.id, Kind: lr.req.Kind, Txn: lr.req.Txn, Entity: table.ID(lr.req.Name), EntityKind: lr.req.EntityKind,
 		Severity: lr.req.Severity, Incarnation: n.inc, Name: []byte(lr.req.Name), Cause: []byte(lr.req.Cause),
-		Ver: lr.req.Ver, State: lr.req.State}
+		Ver: lr.req.Ver, State: lr.req.State, StateVer: lr.req.StateVer}
 	if b, err := n.codec.AppendReport(n.buf(), &h, &m); err == nil {
 		n.send(st.Master, false, b)
 	}
@@ -465,9 +469,13 @@ func (n *Node) ackReport(a reportRef, seq uint64, code uint8, ver wire.WriteVers
 // acknowledged with (zero: a fresh write) and, with a registration, the
 // owner's latest word on the entity's state.
 type reassert struct {
-	ver   wire.WriteVersion
-	state wire.State
+	ver      wire.WriteVersion
+	state    wire.State
+	stateVer wire.WriteVersion // the version state was acknowledged with
 }
+
+// epoch is the newest epoch the re-asserted write carries a version of.
+func (re reassert) epoch() uint64 { return max(re.ver.Epoch, re.stateVer.Epoch) }
 
 type ackMemo struct {
 	seq  uint64
@@ -492,7 +500,7 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report, r
 		n.ackReport(ref, 0, ackBad, wire.WriteVersion{})
 		return
 	}
-	if !re.ver.IsZero() && re.ver.Epoch > n.el.State().Epoch {
+	if !re.ver.IsZero() && re.epoch() > n.el.State().Epoch {
 		// Written in a reign newer than this master's: asked again later,
 		// once this master has claimed above that epoch (at once: the
 		// newer reign's master is gone or out of the re-asserter's reach,
@@ -500,7 +508,7 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report, r
 		// seed 1483).
 		n.ackReport(ref, 0, ackRetry, wire.WriteVersion{})
 		if from != n.cfg.Node {
-			n.onElectEvent(now, n.el.ClaimAbove(re.ver.Epoch, n.livePeers()))
+			n.onElectEvent(now, n.el.ClaimAbove(re.epoch(), n.livePeers()))
 		}
 		return
 	}
