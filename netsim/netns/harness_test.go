@@ -650,6 +650,15 @@ func (c *cluster) ctl(i int, args ...string) ([]byte, error) {
 	return stdout.Bytes(), nil
 }
 
+// ctlText runs fmctl on node i with its text output (for people: failure
+// reports).
+func (c *cluster) ctlText(i int, args ...string) (string, error) {
+	nd := c.nodes[i-1]
+	full := append([]string{"netns", "exec", nd.ns, filepath.Join(binDir, "fmctl"), "-socket", nd.sock, "-timeout", "5s"}, args...)
+	out, err := exec.Command("ip", full...).CombinedOutput()
+	return string(out), err
+}
+
 // mustCtl is ctl that fails the test on error.
 func (c *cluster) mustCtl(i int, args ...string) []byte {
 	c.t.Helper()
