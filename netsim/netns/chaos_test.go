@@ -118,13 +118,16 @@ func TestChaosNetns(t *testing.T) {
 		faults[kind]++
 		time.Sleep(time.Duration(300+rng.IntN(1200)) * time.Millisecond)
 	}
+	// Heal everything, the writers still writing: they go on for a quiet
+	// tail longer than settle, so that a key left uncertain by a write of
+	// unknown outcome near the end of the faults gets a later acknowledged
+	// write and is checked too. Then let the cluster converge, and check
+	// once the adoption grace period is over (restarted agents have
+	// adopted their entities).
+	c.healAll()
+	time.Sleep(settle + 8*time.Second)
 	close(stop)
 	wg.Wait()
-
-	// Heal everything and let the cluster converge; then once more after
-	// the adoption grace period, when restarted agents have adopted their
-	// entities.
-	c.healAll()
 	c.converged(all, 60*time.Second, "a converged cluster after the heal")
 	time.Sleep(3 * time.Second)
 
