@@ -43,6 +43,10 @@ const (
 	ackRetry = 6
 	// ackUnknown: the owner's state of an entity the table does not hold.
 	ackUnknown = 7
+	// ackIgnored: a client's write the plugin chain decided not to apply
+	// (an owner's down or up about an earlier life of the entity, a
+	// plugin's Ignore): not applied, so an error, never a success.
+	ackIgnored = 9
 )
 
 type localReport struct {
@@ -435,6 +439,8 @@ func (n *Node) onReportAck(m *wire.Ack) {
 		res.Err = ErrEntityLimit
 	case ackUnknown:
 		res.Err = ErrUnknownEntity
+	case ackIgnored:
+		res.Err = ErrIgnored
 	default:
 		res.Err = ErrRejected
 	}
@@ -550,6 +556,16 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report, r
 		for i := range n.verdicts {
 			n.addVerdict(g, r, &n.verdicts[i])
 		}
+		if r.ID != 0 && re.ver.IsZero() && r.Kind != wire.ReportFault && len(g.changes) == 0 && g.code == ackOK {
+			// A client's write (a fault report excepted: an opinion,
+			// counted) always changes the table when applied, even to
+			// the same value (a new version); nothing changed means the
+			// plugins left it unapplied. It was once answered as a
+			// success without a version, and the owner's ledger then
+			// re-asserted a "down" the master had ignored (netns chaos,
+			// svc/w4-1).
+			g.code = ackIgnored
+		}
 	}
 	n.issue(g)
 }
@@ -572,7 +588,12 @@ func (n *Node) register(g *group, r *plugin.Report) {
 	e, present := n.tab.Get(r.Entity)
 	ver, _, _ := n.tab.EntityVersion(r.Entity)
 	inc := r.Incarnation
-	if present {
+	if present && e.Owner == r.From {
+		// Never backwards for one owner. A new owner's registration
+		// takes its own incarnation: keeping a higher one of the
+		// previous owner's (a node restarted later) made the process
+		// plugin ignore the new owner's every down and up as "about an
+		// earlier life" (netns chaos, svc/w4-1).
 		inc = max(inc, e.Incarnation)
 	}
 	if !rv.IsZero() {
