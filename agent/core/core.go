@@ -144,7 +144,7 @@ var (
 	// (an owner's state about an earlier life of the entity, a plugin's
 	// Ignore). It wraps ErrRejected.
 	ErrIgnored = fmt.Errorf("%w: the plugin chain ignored it", ErrRejected)
-	ErrBadName  = errors.New("core: bad entity name")
+	ErrBadName = errors.New("core: bad entity name")
 	// ErrAlarmsFull: the entity already holds MaxAlarms alarms, none less
 	// severe than the one asked for; the raise was not applied.
 	ErrAlarmsFull = errors.New("core: the entity's alarms are full with alarms at least as severe")
