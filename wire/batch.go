@@ -28,7 +28,7 @@ const (
 	// batch body, so a single valid change never fails to fit.
 	MaxChangeSize = changeFixed + MaxName + MaxCause
 
-	knownChangeFlags = ChangeGroupEnd
+	knownChangeFlags = ChangeGroupEnd | ChangeImplicit
 )
 
 // Fixed parts of the batch bodies, before the changes.

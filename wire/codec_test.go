@@ -378,7 +378,7 @@ func TestEncodeRejects(t *testing.T) {
 	}{
 		{"change kind 0", func(ch *Change) { ch.Kind = 0 }},
 		{"change kind", func(ch *Change) { ch.Kind = ChangeUnregister + 1 }},
-		{"change flags", func(ch *Change) { ch.Flags = 2 }},
+		{"change flags", func(ch *Change) { ch.Flags = 4 }},
 		{"entity kind", func(ch *Change) { ch.EntityKind = KindCustom + 1 }},
 		{"state", func(ch *Change) { ch.State = StateDown + 1 }},
 		{"severity", func(ch *Change) { ch.Severity = SevCritical + 1 }},
@@ -616,7 +616,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"update count under content", update, set(upd, 0, 1), ErrMalformed},
 		{"update kind 0", update, set(upd, u+8, 0), ErrMalformed},
 		{"update kind 6", update, set(upd, u+8, 6), ErrMalformed},
-		{"update flags", update, set(upd, u+9, 2), ErrMalformed},
+		{"update flags", update, set(upd, u+9, 4), ErrMalformed},
 		{"update entity kind", update, set(upd, u+18, 6), ErrMalformed},
 		{"update state", update, set(upd, u+19, 3), ErrMalformed},
 		{"update severity", update, set(upd, u+20, 6), ErrMalformed},
@@ -776,12 +776,14 @@ func TestVersionsRoundTrip(t *testing.T) {
 	var a Ack
 	require.NoError(t, DecodeAck(open(pkt), &a))
 	require.Equal(t, v, a.Ver)
-	pkt, err = c.AppendReport(nil, &h, &Report{ID: 1, Kind: ReportRegister, Entity: 2, Name: []byte("svc/a"), Ver: v, State: StateDown})
+	pkt, err = c.AppendReport(nil, &h, &Report{ID: 1, Kind: ReportRegister, Entity: 2, Name: []byte("svc/a"), Ver: v, State: StateDown,
+		StateVer: WriteVersion{Epoch: v.Epoch + 1, Seq: 3, Node: 4}})
 	require.NoError(t, err)
 	var r Report
 	require.NoError(t, DecodeReport(open(pkt), &r))
 	require.Equal(t, v, r.Ver)
 	require.Equal(t, StateDown, r.State)
+	require.Equal(t, WriteVersion{Epoch: v.Epoch + 1, Seq: 3, Node: 4}, r.StateVer)
 	pkt, _, err = c.AppendUpdate(nil, &h, []Change{{Seq: 1, Kind: ChangeClear, Entity: 2, Cause: []byte("c"), Ver: v}, {Seq: 2, Kind: ChangeRaise, Entity: 2, Cause: []byte("d"), Severity: SevMajor}})
 	require.NoError(t, err)
 	var u Update

@@ -88,6 +88,8 @@ func maxReport() *Report {
 	return &Report{
 		ID: ^uint64(0), Kind: ReportRaise, Txn: true, Entity: 42, EntityKind: KindCustom,
 		Severity: SevCritical, Incarnation: 9, Name: fill(MaxName, 1), Cause: fill(MaxCause, 2),
+		Ver: WriteVersion{Epoch: ^uint64(0), Seq: ^uint64(0), Node: ^NodeID(0)}, State: StateDown,
+		StateVer: WriteVersion{Epoch: ^uint64(0) - 1, Seq: 7, Node: 3},
 	}
 }
 

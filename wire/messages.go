@@ -331,10 +331,10 @@ func DecodeNack(b []byte, m *Nack) error {
 
 // Report: id u64 | kind u8 | txn u8 | entity u64 | entity kind u8 |
 // severity u8 | incarnation u64 | name len u8 | cause len u8 | name | cause |
-// version | state u8.
+// version | state u8 | state version.
 const (
 	reportFixed = 30
-	reportTail  = versionSize + 1 // version | state u8
+	reportTail  = versionSize + 1 + versionSize // version | state u8 | state version
 )
 
 func checkReport(m *Report) error {
@@ -375,6 +375,7 @@ func (c *Codec) AppendReport(dst []byte, h *Header, m *Report) ([]byte, error) {
 	dst = append(dst, m.Cause...)
 	dst = appendVersion(dst, m.Ver)
 	dst = append(dst, byte(m.State))
+	dst = appendVersion(dst, m.StateVer)
 	return c.seal(dst, start, h)
 }
 
@@ -412,6 +413,7 @@ func DecodeReport(b []byte, m *Report) error {
 		Cause:       sub(b, reportFixed+nl, cl),
 		Ver:         decodeVersion(b[reportFixed+nl+cl:]),
 		State:       State(b[reportFixed+nl+cl+versionSize]),
+		StateVer:    decodeVersion(b[reportFixed+nl+cl+versionSize+1:]),
 	}
 	if err := checkReport(&r); err != nil {
 		return err

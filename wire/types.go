@@ -227,6 +227,12 @@ const (
 	// ChangeGroupEnd marks the last change of an atomic group: a receiver
 	// applies a group's changes together and publishes only at a group end.
 	ChangeGroupEnd uint8 = 1 << 0
+	// ChangeImplicit marks a Register that creates an entity for a report
+	// about an absent one (a raise, a mark up or down), not a
+	// registration: nobody vouches for the entity's life, and the first
+	// real registration claims it, whatever its version (see
+	// table.Entity.Implicit).
+	ChangeImplicit uint8 = 1 << 1
 )
 
 // Change is one table change, ordered by the master's Seq. Name and Cause
@@ -361,8 +367,14 @@ type Report struct {
 	// replaced it since.
 	Ver WriteVersion
 	// State, with a re-asserted ReportRegister: the owner's latest word on
-	// the entity's state (0: up).
-	State State
+	// the entity's state (0: up). StateVer is the version that word was
+	// acknowledged with (newer than Ver when the owner set the state after
+	// registering): a master older than its epoch claims above it before
+	// applying the registration, as for Ver, or the owner's later writes
+	// would be versioned below a word it already had acknowledged (chaos
+	// seed 17231).
+	State    State
+	StateVer WriteVersion
 }
 
 // Leave is sent on clean shutdown so peers do not wait for a timeout.

@@ -64,7 +64,7 @@ func (n *Node) adoptInit(now time.Time) {
 	clear(a.pending)
 	deadline := now.Add(n.cfg.AdoptGrace())
 	n.tab.Range(func(e *table.Entity) bool {
-		if e.Kind == wire.KindLink || e.Kind == wire.KindNode || e.State != wire.StateUp {
+		if e.Kind == wire.KindLink || e.Kind == wire.KindNode || e.State != wire.StateUp || !e.OwnedBy(e.Owner) {
 			return true
 		}
 		if ne, ok := n.tab.Get(table.NodeEntityID(e.Owner)); ok && ne.State == wire.StateUp && ne.Incarnation > e.Incarnation {

@@ -209,7 +209,7 @@ func (n *Node) stepReplication(now time.Time, h *wire.Header, p *peer, body []by
 			return err
 		}
 		if n.isMaster() {
-			n.handleReport(now, p.id, reportFromWire(&m), reassert{m.Ver, m.State})
+			n.handleReport(now, p.id, reportFromWire(&m), reassert{m.Ver, m.State, m.StateVer})
 		}
 	}
 	return nil

@@ -18,9 +18,12 @@ type Request struct {
 	Cause      string
 	Txn        bool
 	// Ver, set only on the ledger's re-assertions: the version the write
-	// was acknowledged with. State: a re-asserted registration's state.
-	Ver   wire.WriteVersion
-	State wire.State
+	// was acknowledged with. State: a re-asserted registration's state,
+	// acknowledged with StateVer (the registration's own version, or that
+	// of the owner's later up or down).
+	Ver      wire.WriteVersion
+	State    wire.State
+	StateVer wire.WriteVersion
 }
 
 // Ack error codes carried in wire.Ack.Err.
@@ -40,6 +43,10 @@ const (
 	ackRetry = 6
 	// ackUnknown: the owner's state of an entity the table does not hold.
 	ackUnknown = 7
+	// ackIgnored: a client's write the plugin chain decided not to apply
+	// (an owner's down or up about an earlier life of the entity, a
+	// plugin's Ignore): not applied, so an error, never a success.
+	ackIgnored = 9
 )
 
 type localReport struct {
@@ -93,7 +100,7 @@ func (l *ledger) newerThan(epoch uint64) bool {
 	}
 	m := uint64(0)
 	for _, r := range l.items {
-		m = max(m, r.Ver.Epoch)
+		m = max(m, r.Ver.Epoch, r.StateVer.Epoch)
 	}
 	l.maxEpoch = m
 	return m > epoch
@@ -168,6 +175,7 @@ func (l *ledger) record(r *Request, v wire.WriteVersion) {
 		if w.State == 0 {
 			w.State = wire.StateUp
 		}
+		w.StateVer = v
 		l.del(ledgerKey{id, stateKey})
 		if cur, ok := l.items[ledgerKey{id, ""}]; ok && cur.Kind == wire.ReportUnregister {
 			// The unregister stays, before the registration (tombKey).
@@ -194,7 +202,7 @@ func (l *ledger) record(r *Request, v wire.WriteVersion) {
 			st = wire.StateDown
 		}
 		if reg, ok := l.items[ledgerKey{id, ""}]; ok && reg.Kind == wire.ReportRegister {
-			reg.State = st
+			reg.State, reg.StateVer = st, v
 			l.items[ledgerKey{id, ""}] = reg
 			return
 		}
@@ -285,7 +293,7 @@ func (n *Node) sendReport(lr *localReport) {
 		n.handleReport(n.now, n.cfg.Node, &plugin.Report{
 			From: n.cfg.Node, ID: lr.id, Source: sourceOf(r.Kind), Kind: r.Kind, Entity: table.ID(r.Name), Name: r.Name,
 			EntityKind: r.EntityKind, Severity: r.Severity, Cause: r.Cause, Incarnation: n.inc, At: n.now.UnixNano(), Txn: r.Txn,
-		}, reassert{r.Ver, r.State})
+		}, reassert{r.Ver, r.State, r.StateVer})
 		return
 	}
 	if st.Master == 0 {
@@ -294,7 +302,7 @@ func (n *Node) sendReport(lr *localReport) {
 	h := n.header()
 	m := wire.Report{ID: lr.id, Kind: lr.req.Kind, Txn: lr.req.Txn, Entity: table.ID(lr.req.Name), EntityKind: lr.req.EntityKind,
 		Severity: lr.req.Severity, Incarnation: n.inc, Name: []byte(lr.req.Name), Cause: []byte(lr.req.Cause),
-		Ver: lr.req.Ver, State: lr.req.State}
+		Ver: lr.req.Ver, State: lr.req.State, StateVer: lr.req.StateVer}
 	if b, err := n.codec.AppendReport(n.buf(), &h, &m); err == nil {
 		n.send(st.Master, false, b)
 	}
@@ -431,6 +439,8 @@ func (n *Node) onReportAck(m *wire.Ack) {
 		res.Err = ErrEntityLimit
 	case ackUnknown:
 		res.Err = ErrUnknownEntity
+	case ackIgnored:
+		res.Err = ErrIgnored
 	default:
 		res.Err = ErrRejected
 	}
@@ -465,9 +475,13 @@ func (n *Node) ackReport(a reportRef, seq uint64, code uint8, ver wire.WriteVers
 // acknowledged with (zero: a fresh write) and, with a registration, the
 // owner's latest word on the entity's state.
 type reassert struct {
-	ver   wire.WriteVersion
-	state wire.State
+	ver      wire.WriteVersion
+	state    wire.State
+	stateVer wire.WriteVersion // the version state was acknowledged with
 }
+
+// epoch is the newest epoch the re-asserted write carries a version of.
+func (re reassert) epoch() uint64 { return max(re.ver.Epoch, re.stateVer.Epoch) }
 
 type ackMemo struct {
 	seq  uint64
@@ -492,7 +506,7 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report, r
 		n.ackReport(ref, 0, ackBad, wire.WriteVersion{})
 		return
 	}
-	if !re.ver.IsZero() && re.ver.Epoch > n.el.State().Epoch {
+	if !re.ver.IsZero() && re.epoch() > n.el.State().Epoch {
 		// Written in a reign newer than this master's: asked again later,
 		// once this master has claimed above that epoch (at once: the
 		// newer reign's master is gone or out of the re-asserter's reach,
@@ -500,7 +514,7 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report, r
 		// seed 1483).
 		n.ackReport(ref, 0, ackRetry, wire.WriteVersion{})
 		if from != n.cfg.Node {
-			n.onElectEvent(now, n.el.ClaimAbove(re.ver.Epoch, n.livePeers()))
+			n.onElectEvent(now, n.el.ClaimAbove(re.epoch(), n.livePeers()))
 		}
 		return
 	}
@@ -542,6 +556,16 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report, r
 		for i := range n.verdicts {
 			n.addVerdict(g, r, &n.verdicts[i])
 		}
+		if r.ID != 0 && re.ver.IsZero() && r.Kind != wire.ReportFault && len(g.changes) == 0 && g.code == ackOK {
+			// A client's write (a fault report excepted: an opinion,
+			// counted) always changes the table when applied, even to
+			// the same value (a new version); nothing changed means the
+			// plugins left it unapplied. It was once answered as a
+			// success without a version, and the owner's ledger then
+			// re-asserted a "down" the master had ignored (netns chaos,
+			// svc/w4-1).
+			g.code = ackIgnored
+		}
 	}
 	n.issue(g)
 }
@@ -564,7 +588,12 @@ func (n *Node) register(g *group, r *plugin.Report) {
 	e, present := n.tab.Get(r.Entity)
 	ver, _, _ := n.tab.EntityVersion(r.Entity)
 	inc := r.Incarnation
-	if present {
+	if present && e.Owner == r.From {
+		// Never backwards for one owner. A new owner's registration
+		// takes its own incarnation: keeping a higher one of the
+		// previous owner's (a node restarted later) made the process
+		// plugin ignore the new owner's every down and up as "about an
+		// earlier life" (netns chaos, svc/w4-1).
 		inc = max(inc, e.Incarnation)
 	}
 	if !rv.IsZero() {
@@ -572,10 +601,10 @@ func (n *Node) register(g *group, r *plugin.Report) {
 		case !present && !ver.Less(rv):
 			n.supersede(g, r, "unregistered since")
 			return
-		case present && rv.Less(ver) && e.Owner != r.From:
+		case present && rv.Less(ver) && e.Owner != r.From && !e.Implicit:
 			n.supersede(g, r, "registered by another since")
 			return
-		case present && !ver.Less(rv) && e.Owner == r.From && e.Kind == r.EntityKind:
+		case present && !ver.Less(rv) && e.Owner == r.From && e.Kind == r.EntityKind && !e.Implicit:
 			// There, as new or newer: only the owner's word on its state.
 			if e.State != state || e.Incarnation < r.Incarnation {
 				g.prio = state == wire.StateDown
@@ -652,8 +681,8 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 		}
 		// Created by a re-asserted raise: born with the raise's version,
 		// or the raise would predate it.
-		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRegister, Entity: id, Name: []byte(name), EntityKind: kind,
-			Owner: owner, State: state, Incarnation: r.Incarnation, By: by, At: at, Ver: rv})
+		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRegister, Flags: wire.ChangeImplicit, Entity: id, Name: []byte(name),
+			EntityKind: kind, Owner: owner, State: state, Incarnation: r.Incarnation, By: by, At: at, Ver: rv})
 		return nil
 	}
 	name := v.Name

@@ -11,7 +11,7 @@ import (
 const digestVersion = 2
 
 // Digest is a hash of the table's replicated content, in ID order: for every
-// entity its ID, name, kind, owner, state, incarnation and alarms (cause,
+// entity its ID, name, kind (and Implicit), owner, state, incarnation and alarms (cause,
 // severity, raised-at, raised-by). Two tables that applied the same changes,
 // or one rebuilt from the other's SnapshotChanges, have equal digests; a
 // difference in any of those fields changes it.
@@ -38,7 +38,11 @@ func (t *Table) Digest() uint64 {
 		b = binary.LittleEndian.AppendUint64(b, e.ID)
 		b = binary.LittleEndian.AppendUint16(b, uint16(len(e.Name)))
 		b = append(b, e.Name...)
-		b = append(b, byte(e.Kind), byte(e.State))
+		k := byte(e.Kind) // < 0x80
+		if e.Implicit {
+			k |= 0x80
+		}
+		b = append(b, k, byte(e.State))
 		b = binary.LittleEndian.AppendUint32(b, uint32(e.Owner))
 		b = binary.LittleEndian.AppendUint64(b, e.Incarnation)
 		b = appendVer(b, e.Born)
@@ -83,9 +87,14 @@ func (t *Table) SnapshotChanges(dst []wire.Change) []wire.Change {
 			// registration below picks it up as Born.
 			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeUnregister, Entity: e.ID, Ver: e.Born})
 		}
+		var fl uint8
+		if e.Implicit {
+			fl = wire.ChangeImplicit
+		}
 		dst = append(dst, wire.Change{
 			Ver:         e.Ver,
 			Seq:         t.seq,
+			Flags:       fl,
 			Kind:        wire.ChangeRegister,
 			Entity:      e.ID,
 			EntityKind:  e.Kind,

@@ -72,6 +72,16 @@ type Entity struct {
 	// it was about that life. Ver is the version of its latest
 	// registration: an unregister older than Ver was overtaken by it.
 	Born, Ver wire.WriteVersion
+	// Implicit: the entity was created by a report about it (a raise or a
+	// mark up or down for an absent entity), not registered. Its Owner is
+	// the reporter, for lack of anyone else, but nobody vouches for its
+	// life: the owner going down does not take it down (unless its name
+	// is under the owner's node/N/ prefix), and a registration claims it
+	// even if the registration's version is older than the report that
+	// created it (re-asserted writes arrive in any order after a failover:
+	// a raise acknowledged after a registration must not make the
+	// registration look superseded; netns chaos, svc/w2-2).
+	Implicit bool
 	// ChangedAt, ChangedSeq and ChangedBy describe the latest change applied to
 	// the entity (At, Seq and By of that change). They are bookkeeping about
 	// how this node got here, not replicated content: after a rebuild from a
@@ -82,6 +92,13 @@ type Entity struct {
 	// Alarms are sorted by Cause, so iteration, the digest and the snapshot
 	// are the same on every node.
 	Alarms []Alarm
+}
+
+// OwnedBy reports whether node vouches for e's life: it registered e, or
+// e's name is under node's prefix. An entity a report created (Implicit)
+// elsewhere is the reporter's only in name.
+func (e *Entity) OwnedBy(node wire.NodeID) bool {
+	return e.Owner == node && (!e.Implicit || OwnerOfName(e.Name, 0) == node)
 }
 
 // Alarm returns the active alarm with cause, if any.
@@ -273,7 +290,7 @@ func (t *Table) Range(fn func(*Entity) bool) {
 func (t *Table) Contained(node wire.NodeID, dst []uint64) []uint64 {
 	self := NodeEntityID(node)
 	for _, e := range t.sorted {
-		if e.Owner == node && e.ID != self {
+		if e.OwnedBy(node) && e.ID != self {
 			dst = append(dst, e.ID)
 		}
 	}
@@ -373,9 +390,11 @@ func (t *Table) Apply(c *wire.Change) error {
 	switch c.Kind {
 	case wire.ChangeRegister:
 		if e == nil {
-			e = &Entity{ID: c.Entity, Name: string(c.Name), Born: t.gone[c.Entity]}
+			e = &Entity{ID: c.Entity, Name: string(c.Name), Born: t.gone[c.Entity], Implicit: c.Flags&wire.ChangeImplicit != 0}
 			t.insert(e)
 			delete(t.gone, c.Entity)
+		} else if c.Flags&wire.ChangeImplicit == 0 {
+			e.Implicit = false // registered now
 		}
 		e.Ver = maxVer(e.Ver, c.Ver)
 		e.Kind = c.EntityKind

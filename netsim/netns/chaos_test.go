@@ -71,6 +71,15 @@ func TestChaosNetns(t *testing.T) {
 		t.Fatalf("-chaos.nodes %d: at least 3", n)
 	}
 	t.Logf("chaos: seed %d (replay the schedule with -chaos.seed=%d), %d nodes, %v", seed, seed, n, *chaosDuration)
+	// The story of a failure is logged last, after the harness's log
+	// dumps (cleanups run last-registered first): CI shows a failure's
+	// head and tail, and the tail must be what explains it.
+	var story strings.Builder
+	t.Cleanup(func() {
+		if story.Len() > 0 {
+			t.Log("chaos: the story of the first discrepancies (ack log, each node's journal):\n" + story.String())
+		}
+	})
 	c := newCluster(t, n)
 	all := ids(1, n)
 	for _, i := range all {
@@ -109,13 +118,16 @@ func TestChaosNetns(t *testing.T) {
 		faults[kind]++
 		time.Sleep(time.Duration(300+rng.IntN(1200)) * time.Millisecond)
 	}
+	// Heal everything, the writers still writing: they go on for a quiet
+	// tail longer than settle, so that a key left uncertain by a write of
+	// unknown outcome near the end of the faults gets a later acknowledged
+	// write and is checked too. Then let the cluster converge, and check
+	// once the adoption grace period is over (restarted agents have
+	// adopted their entities).
+	c.healAll()
+	time.Sleep(settle + 8*time.Second)
 	close(stop)
 	wg.Wait()
-
-	// Heal everything and let the cluster converge; then once more after
-	// the adoption grace period, when restarted agents have adopted their
-	// entities.
-	c.healAll()
 	c.converged(all, 60*time.Second, "a converged cluster after the heal")
 	time.Sleep(3 * time.Second)
 
@@ -193,7 +205,13 @@ func TestChaosNetns(t *testing.T) {
 			if len(lines) > 80 {
 				lines = lines[len(lines)-80:]
 			}
-			t.Logf("chaos: history of %s (and the faults), last %d lines:\n%s", ent, len(lines), strings.Join(lines, "\n"))
+			fmt.Fprintf(&story, "== %s: acknowledgements (and the faults), last %d lines:\n%s\n", ent, len(lines), strings.Join(lines, "\n"))
+			// Each node's journal of the entity: which change (seq, by
+			// which node's report) made the table differ.
+			for _, nd := range c.nodes {
+				out, err := c.ctlText(nd.id, "history", "-prefix", ent, "-n", "30")
+				fmt.Fprintf(&story, "== %s: node %d's journal (fmctl history -prefix %s -n 30):\n%s%v\n", ent, nd.id, ent, out, errOrEmpty(err))
+			}
 		}
 		for _, nd := range c.nodes {
 			for life := 1; life <= nd.lives; life++ {
@@ -599,4 +617,11 @@ func chaosWriter(c *cluster, m *chaosModel, w int, rng *rand.Rand, stop <-chan s
 		}
 		time.Sleep(time.Duration(5+rng.IntN(30)) * time.Millisecond)
 	}
+}
+
+func errOrEmpty(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

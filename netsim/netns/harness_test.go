@@ -543,8 +543,9 @@ func (c *cluster) start(i int) {
 	registry.Unlock()
 	nd.proc = a
 	// Make sure the pid is fmagent's (ip has exec'd it) before anyone
-	// signals it.
-	c.eventually(5*time.Second, fmt.Sprintf("node %d's process to be fmagent", i), func() (bool, string) {
+	// signals it. Generous: at load 28 on two cores `ip netns exec`
+	// (unshare, remount /sys) once took over 5 s to exec the agent.
+	c.eventually(30*time.Second, fmt.Sprintf("node %d's process to be fmagent", i), func() (bool, string) {
 		if a.exited() {
 			t.Fatalf("node %d's agent exited at start: %v", i, a.waitErr)
 		}
@@ -647,6 +648,15 @@ func (c *cluster) ctl(i int, args ...string) ([]byte, error) {
 		return stdout.Bytes(), fmt.Errorf("node %d: fmctl %s: %w: %s", i, strings.Join(args, " "), err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return stdout.Bytes(), nil
+}
+
+// ctlText runs fmctl on node i with its text output (for people: failure
+// reports).
+func (c *cluster) ctlText(i int, args ...string) (string, error) {
+	nd := c.nodes[i-1]
+	full := append([]string{"netns", "exec", nd.ns, filepath.Join(binDir, "fmctl"), "-socket", nd.sock, "-timeout", "5s"}, args...)
+	out, err := exec.Command("ip", full...).CombinedOutput()
+	return string(out), err
 }
 
 // mustCtl is ctl that fails the test on error.
