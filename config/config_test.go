@@ -448,3 +448,37 @@ func TestRealtimeOffRefusesTheFastProfile(t *testing.T) {
 	_, err := Load(writeConfig(t, "[timing]\nprofile = \"custom\"\ninterval = \"2ms\"\nmisses = 5\n[realtime]\nenabled = false\n"))
 	require.NoError(t, err, "custom timing is the operator's own choice")
 }
+
+// fmagent -check-config prints every problem of a file, not only the first:
+// unknown keys, keys a named profile fixes and bare durations no longer
+// stop the check before the others (each key once, each at its line).
+func TestEveryProblemReported(t *testing.T) {
+	p := writeConfig(t, `node_id = 0
+nodeid = 4
+[timing]
+profile = "20ms"
+misses = 4
+stale_timeout = 10
+[timnig]
+misses = 4
+[shm]
+events = 1000
+`)
+	_, err := Load(p)
+	require.Error(t, err)
+	var got []string
+	for _, e := range Errors(err) {
+		var ce *Error
+		require.True(t, errors.As(e, &ce), "%T %v", e, e)
+		assert.Equal(t, p, ce.File)
+		got = append(got, fmt.Sprintf("%d %s", ce.Line, ce.Key))
+	}
+	assert.Equal(t, []string{ // in the file's order
+		"1 node_id",              // Validate's
+		"2 nodeid",               // unknown key
+		"5 timing.misses",        // fixed by the profile
+		"6 timing.stale_timeout", // bare duration
+		"7 timnig",               // unknown table, reported once (not timnig.misses)
+		"10 shm.events",          // Validate's
+	}, got, err.Error())
+}

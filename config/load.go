@@ -1,11 +1,13 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,21 +44,31 @@ func parse(file, data string) (*Config, error) {
 	if err != nil {
 		return nil, decodeError(file, err, false)
 	}
+	// Every problem the file has is reported, not only the first (fmagent
+	// -check-config prints them all): bare durations, unknown keys, keys a
+	// named profile fixes and Validate's findings are collected, each key
+	// once. Only a syntax error or a value of the wrong type, which stop
+	// the decoder, end the search early.
+	var errs []error
+	reported := map[string]bool{}
+	report := func(e *Error) {
+		if !reported[e.Key] {
+			reported[e.Key] = true
+			errs = append(errs, e)
+		}
+	}
+
 	// Durations must be strings with a unit: toml would take a bare integer
 	// as nanoseconds, and "interval = 10" meaning 10 ns is a trap
-	// (durations.go). Every such key is reported, each at its own line,
-	// before the typed decode (which would stop at the first float).
-	if bare := bareDurations(syntax); len(bare) > 0 {
-		errs := make([]error, len(bare))
-		for i, e := range bare {
-			e.File = file
-			e.Line, e.Col = keyInArrayTable(data, e.Key)
-			if e.Line == 0 {
-				e.Line, e.Col = keyPosition(data, &smd, e.Key)
-			}
-			errs[i] = e
+	// (durations.go). Checked before the typed decode, which would stop at
+	// the first float.
+	for _, e := range bareDurations(syntax) {
+		e.File = file
+		e.Line, e.Col = keyInArrayTable(data, e.Key)
+		if e.Line == 0 {
+			e.Line, e.Col = keyPosition(data, &smd, e.Key)
 		}
-		return nil, errors.Join(errs...)
+		report(e)
 	}
 
 	var fc fileConfig
@@ -64,6 +76,9 @@ func parse(file, data string) (*Config, error) {
 	fc.Networks.A, fc.Networks.B = fc.Config.Networks[0], fc.Config.Networks[1]
 	md, err := toml.Decode(data, &fc)
 	if err != nil {
+		if len(errs) > 0 {
+			return nil, errors.Join(errs...) // a float where a duration goes
+		}
 		return nil, decodeError(file, err, true)
 	}
 	at := func(e *Error) *Error {
@@ -71,10 +86,17 @@ func parse(file, data string) (*Config, error) {
 		e.Line, e.Col = keyPosition(data, &md, e.Key)
 		return e
 	}
-	if und := md.Undecoded(); len(und) > 0 {
-		k := und[0]
-		e := &Error{Key: k.String(), Reason: "unknown key" + knownKeys(k)}
-		return nil, at(e)
+	var unknown []string
+	for _, k := range md.Undecoded() {
+		ks := k.String()
+		inside := false // in an unknown table already reported
+		for _, u := range unknown {
+			inside = inside || strings.HasPrefix(ks, u+".")
+		}
+		if !inside {
+			unknown = append(unknown, ks)
+			report(at(&Error{Key: ks, Reason: "unknown key" + knownKeys(k)}))
+		}
 	}
 	c := &fc.Config
 	c.Networks[0], c.Networks[1] = fc.Networks.A, fc.Networks.B
@@ -84,8 +106,7 @@ func parse(file, data string) (*Config, error) {
 	if c.Timing.Profile != ProfileCustom {
 		for _, k := range []string{"interval", "misses"} {
 			if md.IsDefined("timing", k) {
-				e := &Error{Key: "timing." + k, Reason: fmt.Sprintf("is set, but profile %q fixes interval and misses: set profile = %q to choose them", c.Timing.Profile, ProfileCustom)}
-				return nil, at(e)
+				report(at(&Error{Key: "timing." + k, Reason: fmt.Sprintf("is set, but profile %q fixes interval and misses: set profile = %q to choose them", c.Timing.Profile, ProfileCustom)}))
 			}
 		}
 		c.Timing.applyProfile()
@@ -112,9 +133,33 @@ func parse(file, data string) (*Config, error) {
 	}
 	c.resolve()
 	if err := c.Validate(); err != nil {
-		return nil, locate(err, at)
+		for _, e := range Errors(locate(err, at)) {
+			var ce *Error
+			if errors.As(e, &ce) {
+				report(ce)
+			} else {
+				errs = append(errs, e)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		// In the file's order; what has no line (a default) last.
+		slices.SortStableFunc(errs, func(a, b error) int {
+			la, lb := errLine(a), errLine(b)
+			return cmp.Compare(la-1, lb-1) // 0 - 1 wraps: last
+		})
+		return nil, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// errLine is the line an *Error names, 0 if none.
+func errLine(err error) uint {
+	var ce *Error
+	if errors.As(err, &ce) && ce.Line > 0 {
+		return uint(ce.Line)
+	}
+	return 0
 }
 
 // Errors lists the errors joined in err (Load and Validate join one per
