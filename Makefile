@@ -47,7 +47,7 @@ install: bins
 		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(SYSCONFDIR)/fmagent $(DESTDIR)$(LIBEXECDIR)
 	install -m 0755 $(BIN)/fmagent $(BIN)/fmctl $(DESTDIR)$(BINDIR)/
 	sed -e 's|/usr/local/bin/fmagent|$(BINDIR)/fmagent|g' \
-		-e 's|/etc/fmagent/fmagent.toml|$(CONFIG)|g' dist/fmagent.service > $(DESTDIR)$(UNITDIR)/fmagent.service
+		-e 's|/etc/fmagent/fmagent.toml|$(CONFIG)|g' dist/fmagent.service | $(INSTALLED) > $(DESTDIR)$(UNITDIR)/fmagent.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/fmagent.service
 	$(INSTALLED) config/example.toml > $(BIN)/fmagent.toml.installed
 	@# The configuration is the operator's: never overwrite one in place.

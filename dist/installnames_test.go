@@ -16,7 +16,7 @@ import (
 
 // TestInstallShipsWhatTheDocsName runs make install into a scratch root with
 // a PREFIX and SYSCONFDIR of its own, and checks that every file the
-// installed man pages, example configuration and example hook name is one
+// installed man pages, example configuration, example hook and unit name is one
 // the install wrote: the example hook script (executable), hooks.md,
 // security.md, plugins.md and every other page of /usr/share/doc/fmagent
 // they cite (issue 11 review: the example config named a notify script and
@@ -40,11 +40,13 @@ func TestInstallShipsWhatTheDocsName(t *testing.T) {
 		prefix + "/share/doc/fmagent/api.md",
 		prefix + "/share/doc/fmagent/examples/fmagent.toml",
 		prefix + "/include/fmshm.h",
+		prefix + "/share/doc/fmagent/install.md",
+		prefix + "/bin/fmagent",
 		sysconf + "/fmagent/fmagent.toml",
 	} {
 		assert.Contains(t, named, want, "the installed docs name %s", want)
 	}
-	t.Logf("%d installed paths named by the man pages, the example config and the hook script, all installed", len(named))
+	t.Logf("%d installed paths named by the man pages, the example config, the hook script and the unit, all installed", len(named))
 }
 
 // docPathRE finds absolute paths in man pages (after \- is unescaped) and
@@ -63,7 +65,7 @@ var notShipped = map[string]string{
 }
 
 // checkNamedPathsInstalled reads the man pages, the example configuration
-// (both copies) and the hook script as installed under root (PREFIX prefix,
+// (both copies), the hook script and the unit as installed under root (PREFIX prefix,
 // SYSCONFDIR sysconf), and checks that every path they name under prefix or
 // sysconf exists under root, that they name no other /usr or /etc path
 // (one make install would not have rewritten), and that every *.md page they
@@ -86,6 +88,7 @@ func checkNamedPathsInstalled(t *testing.T, root, prefix, sysconf string) []stri
 		filepath.Join(sysconf, "fmagent/fmagent.toml"),
 		filepath.Join(prefix, "share/doc/fmagent/examples/fmagent.toml"),
 		filepath.Join(prefix, "libexec/fmagent/notify-logger.sh"),
+		filepath.Join(prefix, "lib/systemd/system/fmagent.service"),
 	} {
 		b, err := os.ReadFile(filepath.Join(root, p))
 		require.NoError(t, err, "%s is installed", p)
