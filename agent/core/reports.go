@@ -761,6 +761,14 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 			}
 		} else if ensure(id, nm, 0, owner, wire.StateUp); g.code == ackLimit {
 			return
+		} else if !registeredIn(g.changes, id) {
+			// Absent and not to be created by this report (a name
+			// under another node's prefix, or not the report's own):
+			// the raise cannot be applied, and is answered so. It was
+			// once ordered all the same, failed to apply on every node,
+			// and was acknowledged as a success.
+			g.code = ackUnknown
+			return
 		}
 		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRaise, Entity: id, Severity: sev, Cause: []byte(v.Cause), By: by, At: at, Ver: rv})
 	case plugin.Clear:
@@ -777,6 +785,16 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 		}
 		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeClear, Entity: v.Entity, Cause: []byte(v.Cause), By: by, At: at, Ver: rv})
 	}
+}
+
+// registeredIn reports whether cs registers entity id.
+func registeredIn(cs []wire.Change, id uint64) bool {
+	for i := range cs {
+		if cs[i].Kind == wire.ChangeRegister && cs[i].Entity == id {
+			return true
+		}
+	}
+	return false
 }
 
 // displace makes room for a raise of severity sev on e, whose alarms are

@@ -446,6 +446,13 @@ func (m *chaosModel) outcome(w *chaosWrite, ver *api.WriteVersion, err error, ca
 		default:
 			certain(m.key(w.entity, w.cause))
 		}
+		// An up, down or raise acknowledged with a version newer than
+		// the entity's latest known unregister proves the entity was
+		// there at that version: registered again by a write of unknown
+		// outcome (or created by the raise).
+		if (w.op == "up" || w.op == "down" || w.op == "raise") && !ent.exists && newer(ver, ent.ver) {
+			ent.exists, ent.ver, ent.last = true, ver, last+" (which proves the entity was registered)"
+		}
 		applied := false
 		switch w.op {
 		case "register":
