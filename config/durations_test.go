@@ -71,7 +71,7 @@ func TestEveryDurationKeyRefusesABareNumber(t *testing.T) {
 				var ce *Error
 				for _, e := range Errors(err) {
 					var c *Error
-					if errors.As(e, &c) && c.Key == want {
+					if errors.As(e, &c) && c.Key == want && strings.Contains(c.Reason, "duration string") {
 						ce = c
 					}
 				}

@@ -46,16 +46,15 @@ func parse(file, data string) (*Config, error) {
 	}
 	// Every problem the file has is reported, not only the first (fmagent
 	// -check-config prints them all): bare durations, unknown keys, keys a
-	// named profile fixes and Validate's findings are collected, each key
-	// once. Only a syntax error or a value of the wrong type, which stop
-	// the decoder, end the search early.
+	// named profile fixes and Validate's findings are collected; Validate
+	// says nothing more about a key refused before it (a bare "10" for a
+	// duration is not also "shorter than 10ms"). Only a syntax error or a
+	// value of the wrong type, which stop the decoder, end the search early.
 	var errs []error
 	reported := map[string]bool{}
 	report := func(e *Error) {
-		if !reported[e.Key] {
-			reported[e.Key] = true
-			errs = append(errs, e)
-		}
+		reported[e.Key] = true
+		errs = append(errs, e)
 	}
 
 	// Durations must be strings with a unit: toml would take a bare integer
@@ -135,11 +134,10 @@ func parse(file, data string) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		for _, e := range Errors(locate(err, at)) {
 			var ce *Error
-			if errors.As(e, &ce) {
-				report(ce)
-			} else {
-				errs = append(errs, e)
+			if errors.As(e, &ce) && ce.Key != "" && reported[ce.Key] {
+				continue
 			}
+			errs = append(errs, e)
 		}
 	}
 	if len(errs) > 0 {
