@@ -647,6 +647,23 @@ func (n *Node) unregister(g *group, r *plugin.Report) {
 			g.ver = ver // gone already, as new or newer
 			return
 		}
+		if e, ok := n.tab.Get(r.Entity); ok && alarmNewer(e, rv) {
+			// An alarm raised after this unregister in the cluster's
+			// order (on the other side of a split brain) says the
+			// entity lived on after it: the unregister ends only what
+			// is older. It once removed the entity with every alarm,
+			// and the re-registration that followed brought it back
+			// bare (netns chaos in CI: svc/w5-0's cpu alarm, acknowledged
+			// at 11/1045/1, absent from every table; golden
+			// split-brain-unregister.txt).
+			for i := range e.Alarms {
+				if a := &e.Alarms[i]; a.Ver.Less(rv) {
+					g.changes = append(g.changes, wire.Change{Kind: wire.ChangeClear, Entity: r.Entity, Cause: []byte(a.Cause), By: r.From, At: r.At, Ver: rv})
+				}
+			}
+			n.supersede(g, r, "raised on since")
+			return
+		}
 	}
 	g.changes = append(g.changes, wire.Change{Kind: wire.ChangeUnregister, Entity: r.Entity, By: r.From, At: r.At, Ver: rv})
 }
@@ -785,6 +802,16 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 		}
 		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeClear, Entity: v.Entity, Cause: []byte(v.Cause), By: by, At: at, Ver: rv})
 	}
+}
+
+// alarmNewer reports whether e holds an alarm with a version newer than v.
+func alarmNewer(e *table.Entity, v wire.WriteVersion) bool {
+	for i := range e.Alarms {
+		if v.Less(e.Alarms[i].Ver) {
+			return true
+		}
+	}
+	return false
 }
 
 // registeredIn reports whether cs registers entity id.
