@@ -3,34 +3,16 @@ package config
 import (
 	"fmt"
 	"strings"
-	"time"
+
+	"github.com/fmagent/fmagent/agent/core"
 )
 
-// Profile is a named detector timing, named for its bound: the silence on
-// both networks after which a peer is judged down (interval × misses).
-// DESIGN §8 says what each needs from the machine; docs/bench.md gives each
-// one's measured false-down rate under a full CPU hog.
-type Profile struct {
-	Name     string
-	Interval time.Duration
-	Misses   int
-	// NeedsRealtime: the profile is refused at start when its heartbeat
-	// thread cannot have SCHED_FIFO (under CPU load a normal thread waits
-	// longer than the bound's slack; issue 13's soak).
-	NeedsRealtime bool
-}
+// Profile is a named detector timing; the table of them is the core's
+// (core.Profiles), defined there once.
+type Profile = core.Profile
 
-// Bound is the profile's detection bound.
-func (p Profile) Bound() time.Duration { return p.Interval * time.Duration(p.Misses) }
-
-// Profiles, fastest first. Five misses each: one late heartbeat (a 20 ms VM
-// stall at the 50 ms profile, a few milliseconds of scheduling delay at the
-// others) never reads as a failure.
-var Profiles = []Profile{
-	{Name: "10ms", Interval: 2 * time.Millisecond, Misses: 5, NeedsRealtime: true},
-	{Name: "20ms", Interval: 4 * time.Millisecond, Misses: 5},
-	{Name: "50ms", Interval: 10 * time.Millisecond, Misses: 5},
-}
+// Profiles, fastest first.
+var Profiles = core.Profiles
 
 // Profile names.
 const (
@@ -40,19 +22,14 @@ const (
 )
 
 // profileAliases map the older names to the profiles named for their bound.
-var profileAliases = map[string]string{ProfileDefault: "20ms", ProfileFast: "10ms"}
+var profileAliases = map[string]string{ProfileDefault: core.DefaultProfile, ProfileFast: "10ms"}
 
 // LookupProfile finds a named profile (or its alias).
 func LookupProfile(name string) (Profile, bool) {
 	if a, ok := profileAliases[name]; ok {
 		name = a
 	}
-	for _, p := range Profiles {
-		if p.Name == name {
-			return p, true
-		}
-	}
-	return Profile{}, false
+	return core.LookupProfile(name)
 }
 
 // profileChoices is the validation message's list of profiles.
@@ -61,7 +38,7 @@ func profileChoices() string {
 	for _, p := range Profiles {
 		fmt.Fprintf(&b, "%q (%v × %d), ", p.Name, p.Interval, p.Misses)
 	}
-	fmt.Fprintf(&b, "%q (= \"20ms\"), %q (= \"10ms\") or %q", ProfileDefault, ProfileFast, ProfileCustom)
+	fmt.Fprintf(&b, "%q (= %q), %q (= %q) or %q", ProfileDefault, profileAliases[ProfileDefault], ProfileFast, profileAliases[ProfileFast], ProfileCustom)
 	return b.String()
 }
 
