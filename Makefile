@@ -165,12 +165,13 @@ FUZZTIME ?= 20s
 FUZZPKGS := ./wire/ ./api/ ./config/ ./shmem/
 # Every fuzz target, FUZZTIME each, then the C reader against random
 # segments for FUZZTIME (shmem/c/test_hostile.c under ASan+UBSan). The seed
-# corpora under testdata/fuzz run in `make test` anyway.
+# corpora under testdata/fuzz run in `make test` anyway. -timeout 0: go
+# test's default 10-minute timeout would end a FUZZTIME=10m run early.
 fuzz:
 	@for p in $(FUZZPKGS); do \
 		for t in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
 			echo "== $$p $$t"; \
-			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done
+			$(GO) test -timeout 0 -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done
 	@echo "== shmem/c test_hostile (C reader, random segments)"
 	@$(MAKE) -C shmem/c fuzz HOSTILE_ROUNDS=$(FUZZTIME)
 

@@ -227,8 +227,13 @@ func (h *handler) Register(ctx context.Context, cred api.Cred, req *api.Register
 		}
 		return &out, nil
 	}
-	// Registered, then removed again before we could read it.
-	return nil, api.Errorf(api.ErrNotFound, "%q was registered and is already gone", req.Name)
+	// Registered, then removed again by a later write before we could read
+	// it: the registration was applied all the same, and is answered as
+	// such, with its version. (It was once answered not_found, an error
+	// for a write the master had applied and this node's ledger went on
+	// re-asserting: netns chaos, svc/w3-0.)
+	return &api.Entity{ID: api.ID(id), Name: req.Name, Kind: req.Kind, Owner: self, State: api.StateUp,
+		ChangedSeq: res.Seq, ChangedBy: self, Alarms: []api.Alarm{}, Version: api.VersionOf(res.Ver)}, nil
 }
 
 // Unregister implements api.Handler.

@@ -133,7 +133,11 @@ func (c *Config) Detection() time.Duration { return c.Interval * time.Duration(c
 var (
 	ErrNoMaster = errors.New("core: no master")
 	ErrRejected = errors.New("core: rejected by the master")
-	ErrBadName  = errors.New("core: bad entity name")
+	// ErrIgnored: the master's plugin chain decided not to apply the write
+	// (an owner's state about an earlier life of the entity, a plugin's
+	// Ignore). It wraps ErrRejected.
+	ErrIgnored = fmt.Errorf("%w: the plugin chain ignored it", ErrRejected)
+	ErrBadName = errors.New("core: bad entity name")
 	// ErrAlarmsFull: the entity already holds MaxAlarms alarms, none less
 	// severe than the one asked for; the raise was not applied.
 	ErrAlarmsFull = errors.New("core: the entity's alarms are full with alarms at least as severe")

@@ -27,16 +27,21 @@ func TestReportsDoNotCreateUnderAnotherNodesPrefix(t *testing.T) {
 		require.Greater(t, len(p.results[2]), n, "answered")
 		return p.results[2][n]
 	}
-	submit(core.Request{Kind: wire.ReportDown, Name: "node/1/proc/x", EntityKind: wire.KindProcess})
+	// Not applied, so answered with an error (they were once answered as
+	// successes: the raise was ordered and failed to apply everywhere).
+	res := submit(core.Request{Kind: wire.ReportDown, Name: "node/1/proc/x", EntityKind: wire.KindProcess})
+	require.Error(t, res.Err, "down")
+	res = submit(core.Request{Kind: wire.ReportRaise, Name: "node/1/proc/v", Severity: wire.SevMajor, Cause: "boom"})
+	require.Error(t, res.Err, "raise")
 	submit(core.Request{Kind: wire.ReportFault, Name: "node/1/proc/y", Severity: wire.SevMajor, Cause: "boom"})
-	res := submit(core.Request{Kind: wire.ReportRegister, Name: "node/1/proc/z", EntityKind: wire.KindProcess})
+	res = submit(core.Request{Kind: wire.ReportRegister, Name: "node/1/proc/z", EntityKind: wire.KindProcess})
 	require.Error(t, res.Err)
 	res = submit(core.Request{Kind: wire.ReportRegister, Name: "n\u043ede/2/proc/w", EntityKind: wire.KindProcess})
 	require.Error(t, res.Err)
 	res = submit(core.Request{Kind: wire.ReportRegister, Name: "svc/a\u200bb", EntityKind: wire.KindService})
 	require.Error(t, res.Err)
 	for _, n := range []*core.Node{p.a, p.b} {
-		for _, name := range []string{"node/1/proc/x", "node/1/proc/y", "node/1/proc/z", "n\u043ede/2/proc/w", "svc/a\u200bb"} {
+		for _, name := range []string{"node/1/proc/x", "node/1/proc/v", "node/1/proc/y", "node/1/proc/z", "n\u043ede/2/proc/w", "svc/a\u200bb"} {
 			_, ok := n.Table().Lookup(name)
 			require.False(t, ok, "node %d holds %q", n.ID(), name)
 		}

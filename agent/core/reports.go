@@ -43,6 +43,10 @@ const (
 	ackRetry = 6
 	// ackUnknown: the owner's state of an entity the table does not hold.
 	ackUnknown = 7
+	// ackIgnored: a client's write the plugin chain decided not to apply
+	// (an owner's down or up about an earlier life of the entity, a
+	// plugin's Ignore): not applied, so an error, never a success.
+	ackIgnored = 9
 )
 
 type localReport struct {
@@ -435,6 +439,8 @@ func (n *Node) onReportAck(m *wire.Ack) {
 		res.Err = ErrEntityLimit
 	case ackUnknown:
 		res.Err = ErrUnknownEntity
+	case ackIgnored:
+		res.Err = ErrIgnored
 	default:
 		res.Err = ErrRejected
 	}
@@ -550,6 +556,16 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report, r
 		for i := range n.verdicts {
 			n.addVerdict(g, r, &n.verdicts[i])
 		}
+		if r.ID != 0 && re.ver.IsZero() && r.Kind != wire.ReportFault && len(g.changes) == 0 && g.code == ackOK {
+			// A client's write (a fault report excepted: an opinion,
+			// counted) always changes the table when applied, even to
+			// the same value (a new version); nothing changed means the
+			// plugins left it unapplied. It was once answered as a
+			// success without a version, and the owner's ledger then
+			// re-asserted a "down" the master had ignored (netns chaos,
+			// svc/w4-1).
+			g.code = ackIgnored
+		}
 	}
 	n.issue(g)
 }
@@ -572,7 +588,12 @@ func (n *Node) register(g *group, r *plugin.Report) {
 	e, present := n.tab.Get(r.Entity)
 	ver, _, _ := n.tab.EntityVersion(r.Entity)
 	inc := r.Incarnation
-	if present {
+	if present && e.Owner == r.From {
+		// Never backwards for one owner. A new owner's registration
+		// takes its own incarnation: keeping a higher one of the
+		// previous owner's (a node restarted later) made the process
+		// plugin ignore the new owner's every down and up as "about an
+		// earlier life" (netns chaos, svc/w4-1).
 		inc = max(inc, e.Incarnation)
 	}
 	if !rv.IsZero() {
@@ -624,6 +645,23 @@ func (n *Node) unregister(g *group, r *plugin.Report) {
 		}
 		if !present && !ver.Less(rv) {
 			g.ver = ver // gone already, as new or newer
+			return
+		}
+		if e, ok := n.tab.Get(r.Entity); ok && alarmNewer(e, rv) {
+			// An alarm raised after this unregister in the cluster's
+			// order (on the other side of a split brain) says the
+			// entity lived on after it: the unregister ends only what
+			// is older. It once removed the entity with every alarm,
+			// and the re-registration that followed brought it back
+			// bare (netns chaos in CI: svc/w5-0's cpu alarm, acknowledged
+			// at 11/1045/1, absent from every table; golden
+			// split-brain-unregister.txt).
+			for i := range e.Alarms {
+				if a := &e.Alarms[i]; a.Ver.Less(rv) {
+					g.changes = append(g.changes, wire.Change{Kind: wire.ChangeClear, Entity: r.Entity, Cause: []byte(a.Cause), By: r.From, At: r.At, Ver: rv})
+				}
+			}
+			n.supersede(g, r, "raised on since")
 			return
 		}
 	}
@@ -740,6 +778,14 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 			}
 		} else if ensure(id, nm, 0, owner, wire.StateUp); g.code == ackLimit {
 			return
+		} else if !registeredIn(g.changes, id) {
+			// Absent and not to be created by this report (a name
+			// under another node's prefix, or not the report's own):
+			// the raise cannot be applied, and is answered so. It was
+			// once ordered all the same, failed to apply on every node,
+			// and was acknowledged as a success.
+			g.code = ackUnknown
+			return
 		}
 		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRaise, Entity: id, Severity: sev, Cause: []byte(v.Cause), By: by, At: at, Ver: rv})
 	case plugin.Clear:
@@ -756,6 +802,26 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 		}
 		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeClear, Entity: v.Entity, Cause: []byte(v.Cause), By: by, At: at, Ver: rv})
 	}
+}
+
+// alarmNewer reports whether e holds an alarm with a version newer than v.
+func alarmNewer(e *table.Entity, v wire.WriteVersion) bool {
+	for i := range e.Alarms {
+		if v.Less(e.Alarms[i].Ver) {
+			return true
+		}
+	}
+	return false
+}
+
+// registeredIn reports whether cs registers entity id.
+func registeredIn(cs []wire.Change, id uint64) bool {
+	for i := range cs {
+		if cs[i].Kind == wire.ChangeRegister && cs[i].Entity == id {
+			return true
+		}
+	}
+	return false
 }
 
 // displace makes room for a raise of severity sev on e, whose alarms are
