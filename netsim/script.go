@@ -38,6 +38,11 @@ type Script struct {
 	Sim  *Sim
 	out  []string
 	reqs map[reqKey]string // what each request was, to print its result
+	// The request being submitted, and whether it was answered within
+	// Submit (a master's own client).
+	submitting wire.NodeID
+	submitWhat string
+	answered   bool
 }
 
 type reqKey struct {
@@ -205,8 +210,11 @@ func (sc *Script) observe(n *Node, rd *core.Ready) {
 		sc.out = append(sc.out, line)
 	}
 	for _, r := range rd.Results {
-		what := sc.reqs[reqKey{n.ID, r.ID}]
+		what, ok := sc.reqs[reqKey{n.ID, r.ID}]
 		delete(sc.reqs, reqKey{n.ID, r.ID})
+		if !ok && n.ID == sc.submitting {
+			what, sc.answered = sc.submitWhat, true
+		}
 		switch {
 		case r.Err != nil:
 			sc.printf("%s node %d: %s: error: %v", sc.at(), n.ID, what, r.Err)
@@ -426,7 +434,15 @@ func (sc *Script) write(cmd string, args []string) error {
 		r.EntityKind = table.KindOfName(r.Name)
 	}
 	what := strings.Join(append([]string{cmd}, args[1:]...), " ")
+	// A master answers its own client within Submit: the result is
+	// observed before Submit returns the request's ID.
+	sc.submitting, sc.submitWhat = id, what
 	rid, ok := sc.Sim.Submit(id, r)
+	sc.submitting, sc.submitWhat = 0, ""
+	if sc.answered {
+		sc.answered = false
+		return nil
+	}
 	if !ok {
 		sc.printf("%s node %d: %s: not running", sc.at(), id, what)
 		return nil
