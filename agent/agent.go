@@ -57,6 +57,10 @@ import (
 	"github.com/fmagent/fmagent/wire"
 )
 
+// testBind, if set, is node's network in place of the multicast transport
+// (tests that are not about sockets: a transport/bindtest fake).
+var testBind func(node uint32) transport.Bind
+
 // MinKeyLen is the shortest key file accepted.
 const MinKeyLen = config.MinKeyLen
 
@@ -95,7 +99,7 @@ type agent struct {
 	// Set at start, read-only afterwards.
 	self     wire.NodeID
 	stateDir string
-	tr       *transport.Transport
+	tr       transport.Bind // the multicast transport; a bindtest fake in tests
 	pw       *procwatch.Watcher
 	// The watchdog guard and the loops' health (guard.go), the daemon
 	// supervisor (daemons.go).
@@ -125,7 +129,7 @@ type agent struct {
 	mu       sync.Mutex
 	core     *core.Node
 	stopping bool
-	snd      *transport.Sender
+	snd      transport.BindSender
 	shm      *shmem.Writer
 	addrs    [wire.NumNets]map[wire.NodeID]netip.AddrPort
 	waiters  map[uint64]chan core.Result
@@ -156,11 +160,11 @@ type agent struct {
 
 	apiSrv atomic.Pointer[api.Server] // a.srv, for the metrics goroutine
 
-	waiter    *transport.Waiter // the real-time loop's one blocking point
-	rtPrio    int               // SCHED_FIFO priority of the real-time loop; 0: not permitted or not asked
-	rxDrops   atomic.Uint64     // the transport's receive drops when last looked (rtloop.go: core.Deafened)
-	memLocked bool              // mlockall succeeded
-	rtDone    chan struct{}     // closed when the real-time loop has returned
+	waiter    transport.BindWaiter // the real-time loop's one blocking point
+	rtPrio    int                  // SCHED_FIFO priority of the real-time loop; 0: not permitted or not asked
+	rxDrops   atomic.Uint64        // the transport's receive drops when last looked (rtloop.go: core.Deafened)
+	memLocked bool                 // mlockall succeeded
+	rtDone    chan struct{}        // closed when the real-time loop has returned
 	wg        sync.WaitGroup
 
 	tsave    tableSaver // the table on disk (tablesave.go)
@@ -281,7 +285,9 @@ func (a *agent) start() error {
 			Loopback: n.Loopback, Source: n.Source,
 		}
 	}
-	if a.tr, err = transport.Open(tc); err != nil {
+	if testBind != nil {
+		a.tr = testBind(cfg.NodeID)
+	} else if a.tr, err = transport.OpenBind(tc); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.snd = a.tr.NewSender()

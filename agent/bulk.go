@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/fmagent/fmagent/agent/core"
+	"github.com/fmagent/fmagent/transport"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -75,12 +76,32 @@ func (a *agent) queueBulk(rd *core.Ready) {
 }
 
 // bulkLoop sends the queued bulk packets off the lock, with a sender of its
-// own (a Sender's buffers are not shared between goroutines).
+// own (a Sender's buffers are not shared between goroutines). A job's
+// packets go network by network, each run of them to one peer in one
+// sendmmsg per transport.MaxBatch (WriteBatchTo): a snapshot of 64
+// datagrams took half the time of one sendmsg each on lo
+// (BenchmarkUnicastBurst in transport).
 func (a *agent) bulkLoop(q <-chan *bulkJob) {
 	snd := a.tr.NewSender()
+	batch := make([][]byte, 0, transport.MaxBatch)
 	for job := range q {
-		for _, p := range job.pkts {
-			_ = snd.SendTo(p.net, p.to, job.data[p.off:p.off+p.n], false)
+		for n := wire.Net(0); n < wire.NumNets; n++ {
+			var to netip.AddrPort
+			for _, p := range job.pkts {
+				if p.net != n {
+					continue
+				}
+				if len(batch) > 0 && p.to != to {
+					_, _ = snd.WriteBatchTo(n, to, batch, false)
+					batch = batch[:0]
+				}
+				to = p.to
+				batch = append(batch, job.data[p.off:p.off+p.n])
+			}
+			if len(batch) > 0 {
+				_, _ = snd.WriteBatchTo(n, to, batch, false)
+				batch = batch[:0]
+			}
 		}
 	}
 }

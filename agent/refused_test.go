@@ -43,6 +43,9 @@ func waitFormed(t *testing.T, tc *testCluster) {
 	}
 }
 
+// On the fake network (bindtest): what is tested is the master's refusal
+// and the API's answer, not sockets.
+//
 // Issue 8: with an entity's alarms full, a raise was answered "verdict
 // raise, seq N" and stored nowhere. Now a raise no more severe than every
 // alarm the entity carries is the error limit and the table does not
@@ -51,7 +54,7 @@ func waitFormed(t *testing.T, tc *testCluster) {
 // an alarm the entity carries still works.
 func TestRaiseOverLimitIsAnError(t *testing.T) {
 	const limit = 3
-	tc := startClusterWith(t, 2, func(c *config.Config) { c.MaxAlarms = limit })
+	tc, _ := startFakeClusterWith(t, 2, func(c *config.Config) { c.MaxAlarms = limit })
 	waitFormed(t, tc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -98,13 +101,15 @@ func TestRaiseOverLimitIsAnError(t *testing.T) {
 	}
 }
 
+// On the fake network (bindtest), like TestRaiseOverLimitIsAnError.
+//
 // Issue 8: past the shared memory's capacity, entities the API listed were
 // missing from shared memory ("fmctl get" said "no entity"). A registration
 // that does not fit is refused with limit, and everything the API lists is
 // in every node's shared memory.
 func TestRegisterPastShmCapacity(t *testing.T) {
 	const capacity = 16
-	tc := startClusterWith(t, 2, func(c *config.Config) { c.Shm.Entities = capacity })
+	tc, _ := startFakeClusterWith(t, 2, func(c *config.Config) { c.Shm.Entities = capacity })
 	waitFormed(t, tc)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -19,13 +19,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/fmagent/fmagent/agent/core"
 	"github.com/fmagent/fmagent/agent/plugin"
 	"github.com/fmagent/fmagent/api"
 )
 
 // Limits.
 const (
-	MinMisses     = 3 // DESIGN §8
+	MinMisses     = core.MinMisses // DESIGN §8
 	MinInterval   = time.Millisecond
 	MaxInterval   = 10 * time.Second
 	DefaultPort   = 7410
@@ -226,13 +227,13 @@ func base() *Config {
 			{Name: "a", Interface: "lo", Group: netip.MustParseAddr("239.192.77.1"), Port: DefaultPort, TTL: 1, Loopback: true},
 			{Name: "b", Interface: "lo", Group: netip.MustParseAddr("239.192.77.2"), Port: DefaultPort, TTL: 1, Loopback: true},
 		},
-		Timing:   Timing{Profile: "20ms", StaleTimeout: 10 * time.Second},
+		Timing:   Timing{Profile: core.DefaultProfile, StaleTimeout: core.DefaultStale},
 		Realtime: DefaultRealtime(),
 		Metrics:  Metrics{Listen: DefaultListen},
 		API: API{SocketMode: "0660", MaxConns: 512, MaxConnsPerUID: 128, MaxInFlight: 64,
 			IdleTimeout: 10 * time.Minute, FrameTimeout: 10 * time.Second, WriteRate: 200, WriteBurst: 1000},
 		Watchdog:  Watchdog{Timeout: DefaultWDTimeout, Systemd: true, SelfFence: FenceAuto, FenceTimeout: DefaultFenceAfter},
-		MaxAlarms: MaxMaxAlarms,
+		MaxAlarms: core.DefaultMaxAlarms,
 		LogLevel:  "info",
 		Shm:       Shm{Entities: DefaultShmEntities, Events: DefaultShmEvents, EntitiesPerOwner: DefaultShmEntitiesPerOwner},
 		LogFormat: LogText,

@@ -3,22 +3,13 @@ package config
 import (
 	"fmt"
 	"strings"
-	"time"
+
+	"github.com/fmagent/fmagent/agent/core"
 )
 
-// Profile is a named detector timing, named for its bound: the silence on
-// both networks after which a peer is judged down (interval × misses).
-// DESIGN §8 says what each needs from the machine; docs/bench.md gives each
-// one's measured false-down rate under a full CPU hog.
-type Profile struct {
-	Name     string
-	Interval time.Duration
-	Misses   int
-	// NeedsRealtime: the profile is refused at start when its heartbeat
-	// thread cannot have SCHED_FIFO (under CPU load a normal thread waits
-	// longer than the bound's slack; issue 13's soak).
-	NeedsRealtime bool
-}
+// Profile is a named detector timing; the table of them is the core's
+// (core.Profiles), defined there once.
+type Profile = core.Profile
 
 // RealtimeRefusal says why a profile that NeedsRealtime is refused without
 // SCHED_FIFO: a profile the machine cannot hold is refused at start, with
@@ -28,17 +19,8 @@ func RealtimeRefusal(p Profile) string {
 	return fmt.Sprintf("timing profile %q (%v × %d) needs SCHED_FIFO on the heartbeat thread: at the normal policy, under CPU load, it waits behind other threads for a time slice (milliseconds), so heartbeats are late and peers are falsely declared down within the %v bound", p.Name, p.Interval, p.Misses, p.Bound())
 }
 
-// Bound is the profile's detection bound.
-func (p Profile) Bound() time.Duration { return p.Interval * time.Duration(p.Misses) }
-
-// Profiles, fastest first. Five misses each: one late heartbeat (a 20 ms VM
-// stall at the 50 ms profile, a few milliseconds of scheduling delay at the
-// others) never reads as a failure.
-var Profiles = []Profile{
-	{Name: "10ms", Interval: 2 * time.Millisecond, Misses: 5, NeedsRealtime: true},
-	{Name: "20ms", Interval: 4 * time.Millisecond, Misses: 5},
-	{Name: "50ms", Interval: 10 * time.Millisecond, Misses: 5},
-}
+// Profiles, fastest first.
+var Profiles = core.Profiles
 
 // Profile names.
 const (
@@ -48,19 +30,14 @@ const (
 )
 
 // profileAliases map the older names to the profiles named for their bound.
-var profileAliases = map[string]string{ProfileDefault: "20ms", ProfileFast: "10ms"}
+var profileAliases = map[string]string{ProfileDefault: core.DefaultProfile, ProfileFast: "10ms"}
 
 // LookupProfile finds a named profile (or its alias).
 func LookupProfile(name string) (Profile, bool) {
 	if a, ok := profileAliases[name]; ok {
 		name = a
 	}
-	for _, p := range Profiles {
-		if p.Name == name {
-			return p, true
-		}
-	}
-	return Profile{}, false
+	return core.LookupProfile(name)
 }
 
 // profileChoices is the validation message's list of profiles.
@@ -69,7 +46,7 @@ func profileChoices() string {
 	for _, p := range Profiles {
 		fmt.Fprintf(&b, "%q (%v × %d), ", p.Name, p.Interval, p.Misses)
 	}
-	fmt.Fprintf(&b, "%q (= \"20ms\"), %q (= \"10ms\") or %q", ProfileDefault, ProfileFast, ProfileCustom)
+	fmt.Fprintf(&b, "%q (= %q), %q (= %q) or %q", ProfileDefault, profileAliases[ProfileDefault], ProfileFast, profileAliases[ProfileFast], ProfileCustom)
 	return b.String()
 }
 

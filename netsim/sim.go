@@ -104,11 +104,14 @@ type Sim struct {
 
 // New builds a cluster of opt.Nodes nodes, all started at Epoch0.
 func New(opt Options) *Sim {
+	// The simulator's timing is the 50ms profile's (10 ms × 5), not the
+	// agent's default: the goldens and kept seeds were made with it.
+	simTiming, _ := core.LookupProfile("50ms")
 	if opt.Interval == 0 {
-		opt.Interval = core.DefaultInterval
+		opt.Interval = simTiming.Interval
 	}
 	if opt.Misses == 0 {
-		opt.Misses = core.DefaultMisses
+		opt.Misses = simTiming.Misses
 	}
 	if opt.Key == nil {
 		opt.Key = []byte("netsim cluster key")

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"errors"
 	"net/netip"
 	"os"
 	"syscall"
@@ -89,17 +88,6 @@ func (s *Sender) Send(n wire.Net, pkt []byte, prio bool) error {
 	return err
 }
 
-// SendBoth sends pkt to both networks' groups (network a first); it
-// returns the errors of both.
-func (s *Sender) SendBoth(pkt []byte, prio bool) error {
-	ea := s.Send(wire.NetA, pkt, prio)
-	eb := s.Send(wire.NetB, pkt, prio)
-	if ea == nil && eb == nil {
-		return nil
-	}
-	return errors.Join(ea, eb)
-}
-
 // SendTo sends pkt by unicast to one peer on network n (its LocalAddr there).
 func (s *Sender) SendTo(n wire.Net, to netip.AddrPort, pkt []byte, prio bool) error {
 	ns, err := s.t.netState(n)
@@ -116,18 +104,9 @@ func (s *Sender) SendTo(n wire.Net, to netip.AddrPort, pkt []byte, prio bool) er
 	return err
 }
 
-// WriteBatch sends pkts to network n's group with as few sendmmsg calls as
-// MaxBatch allows, and returns how many were sent.
-func (s *Sender) WriteBatch(n wire.Net, pkts [][]byte, prio bool) (int, error) {
-	ns, err := s.t.netState(n)
-	if err != nil {
-		return 0, err
-	}
-	s.to = ns.groupSA
-	return s.batch(ns, pkts, prio)
-}
-
-// WriteBatchTo sends pkts by unicast to one peer on network n.
+// WriteBatchTo sends pkts by unicast to one peer on network n with as few
+// sendmmsg calls as MaxBatch allows, and returns how many were sent. The
+// agent's bulk sender sends snapshots and resend bursts with it.
 func (s *Sender) WriteBatchTo(n wire.Net, to netip.AddrPort, pkts [][]byte, prio bool) (int, error) {
 	ns, err := s.t.netState(n)
 	if err != nil {
@@ -241,30 +220,9 @@ func (t *Transport) Send(n wire.Net, pkt []byte, prio bool) error {
 	return t.def.Send(n, pkt, prio)
 }
 
-// SendBoth sends pkt to both networks' groups.
-func (t *Transport) SendBoth(pkt []byte, prio bool) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.def.SendBoth(pkt, prio)
-}
-
 // SendTo sends pkt by unicast to one peer on network n.
 func (t *Transport) SendTo(n wire.Net, to netip.AddrPort, pkt []byte, prio bool) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.def.SendTo(n, to, pkt, prio)
-}
-
-// WriteBatch sends pkts to network n's group.
-func (t *Transport) WriteBatch(n wire.Net, pkts [][]byte, prio bool) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.def.WriteBatch(n, pkts, prio)
-}
-
-// WriteBatchTo sends pkts by unicast to one peer on network n.
-func (t *Transport) WriteBatchTo(n wire.Net, to netip.AddrPort, pkts [][]byte, prio bool) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.def.WriteBatchTo(n, to, pkts, prio)
 }

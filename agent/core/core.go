@@ -25,13 +25,6 @@ import (
 	"github.com/fmagent/fmagent/wire"
 )
 
-// Timing profiles (DESIGN §4, §8): at least three misses, always.
-const (
-	DefaultInterval = 10 * time.Millisecond
-	DefaultMisses   = 5
-	DefaultStale    = 10 * time.Second
-)
-
 // Config is a node's fixed configuration.
 type Config struct {
 	Node     wire.NodeID
@@ -85,10 +78,10 @@ func (c *Config) setDefaults() {
 		c.TxnTimeout = 3 * c.Interval
 	}
 	if c.MaxAlarms <= 0 {
-		c.MaxAlarms = 16
+		c.MaxAlarms = DefaultMaxAlarms
 	}
 	if c.RingSize <= 0 {
-		c.RingSize = 4096
+		c.RingSize = DefaultRingSize
 	}
 	if c.Incarnation == 0 {
 		c.Incarnation = 1

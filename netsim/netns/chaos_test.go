@@ -70,7 +70,13 @@ func TestChaosNetns(t *testing.T) {
 	if n < 3 {
 		t.Fatalf("-chaos.nodes %d: at least 3", n)
 	}
-	t.Logf("chaos: seed %d (replay the schedule with -chaos.seed=%d), %d nodes, %v", seed, seed, n, *chaosDuration)
+	duration := *chaosDuration
+	if testing.Short() && !flagSet("chaos.duration") {
+		// make check: a few faults, every kind of check; make test and
+		// make chaos run the full length.
+		duration = 6 * time.Second
+	}
+	t.Logf("chaos: seed %d (replay the schedule with -chaos.seed=%d), %d nodes, %v", seed, seed, n, duration)
 	// The story of a failure is logged last, after the harness's log
 	// dumps (cleanups run last-registered first): CI shows a failure's
 	// head and tail, and the tail must be what explains it.
@@ -108,7 +114,7 @@ func TestChaosNetns(t *testing.T) {
 
 	faults := map[string]int{}
 	rng := rand.New(rand.NewPCG(seed, 0))
-	end := time.Now().Add(*chaosDuration)
+	end := time.Now().Add(duration)
 	for time.Now().Before(end) {
 		kind := faultKinds[rng.IntN(len(faultKinds))]
 		victim := 1 + rng.IntN(n)
@@ -638,4 +644,11 @@ func errOrEmpty(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// flagSet reports whether the named flag was given on the command line.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

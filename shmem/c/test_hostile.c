@@ -17,26 +17,7 @@
  *
  * Exit status 0 only if every check passed.
  */
-#define _GNU_SOURCE
-#include "../fmshm.h"
-
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-
-static int failures;
-
-#define CHECK(cond, ...)                                                      \
-	do {                                                                  \
-		if (!(cond)) {                                                \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                         \
-			fputc('\n', stderr);                                  \
-			failures++;                                           \
-		}                                                             \
-	} while (0)
+#include "test_common.h"
 
 #define N_ENT 32
 
@@ -44,8 +25,6 @@ static char seg_path[128], fuzz_path[128], link_path[128];
 
 static uint64_t rng_state;
 static long opened, found; /* rounds that opened, names read */
-
-static double now_s(void) { return (double)fmshm__mono_ns() / 1e9; }
 
 static uint64_t rnd(void) /* xorshift64* */
 {
@@ -59,37 +38,12 @@ static uint64_t rnd(void) /* xorshift64* */
  * the segment into memory, stops the writer and removes the file. */
 static unsigned char *real_segment(const char *writer, size_t *size)
 {
-	int fds[2], st, fd;
-	pid_t pid;
-	char line[64];
-	FILE *f;
+	char *argv[] = {(char *)writer, (char *)"-path", seg_path, (char *)"-mode", (char *)"static",
+			(char *)"-n", (char *)"32", (char *)"-capacity", (char *)"64", (char *)"-events", (char *)"64", NULL};
+	int fd;
+	pid_t pid = spawn_writer(argv);
 	struct stat sb;
 	unsigned char *buf;
-	if (pipe(fds) != 0) {
-		perror("pipe");
-		exit(2);
-	}
-	pid = fork();
-	if (pid < 0) {
-		perror("fork");
-		exit(2);
-	}
-	if (pid == 0) {
-		dup2(fds[1], 1);
-		close(fds[0]);
-		close(fds[1]);
-		execl(writer, writer, "-path", seg_path, "-mode", "static", "-n", "32", "-capacity", "64",
-		      "-events", "64", (char *)NULL);
-		perror("execl");
-		_exit(127);
-	}
-	close(fds[1]);
-	f = fdopen(fds[0], "r");
-	if (f == NULL || fgets(line, sizeof line, f) == NULL || strcmp(line, "ready\n") != 0) {
-		fprintf(stderr, "FAIL: writer %s did not start\n", writer);
-		exit(1);
-	}
-	fclose(f);
 	fd = open(seg_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &sb) != 0) {
 		perror(seg_path);
@@ -102,8 +56,7 @@ static unsigned char *real_segment(const char *writer, size_t *size)
 		exit(1);
 	}
 	close(fd);
-	kill(pid, SIGTERM);
-	waitpid(pid, &st, 0);
+	stop_writer(pid, SIGTERM);
 	unlink(seg_path); /* the writer unlinks it too (no -keep) */
 	return buf;
 }

@@ -16,26 +16,7 @@
  *
  * Exit status 0 only if every check passed.
  */
-#define _GNU_SOURCE
-#include "../fmshm.h"
-
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-
-static int failures;
-
-#define CHECK(cond, ...)                                                        \
-	do {                                                                    \
-		if (!(cond)) {                                                  \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);   \
-			fprintf(stderr, __VA_ARGS__);                           \
-			fputc('\n', stderr);                                    \
-			failures++;                                             \
-		}                                                               \
-	} while (0)
+#include "test_common.h"
 
 #define N_ENT 64
 #define GROUP 8
@@ -44,61 +25,13 @@ static int failures;
 static const char *writer_bin;
 static char seg_path[128];
 
-static double now_s(void) { return (double)fmshm__mono_ns() / 1e9; }
-
 /* ---- the Go writer --------------------------------------------------- */
 
 static pid_t spawn(const char *mode, const char *extra)
 {
-	int fds[2];
-	pid_t pid;
-	char line[64];
-	FILE *f;
-	if (pipe(fds) != 0) {
-		perror("pipe");
-		exit(2);
-	}
-	pid = fork();
-	if (pid < 0) {
-		perror("fork");
-		exit(2);
-	}
-	if (pid == 0) {
-		char *argv[12];
-		int a = 0;
-		dup2(fds[1], 1);
-		close(fds[0]);
-		close(fds[1]);
-		argv[a++] = (char *)writer_bin;
-		argv[a++] = (char *)"-path";
-		argv[a++] = seg_path;
-		argv[a++] = (char *)"-mode";
-		argv[a++] = (char *)mode;
-		argv[a++] = (char *)"-n";
-		argv[a++] = (char *)"64";
-		argv[a++] = (char *)"-keep";
-		if (extra != NULL)
-			argv[a++] = (char *)extra;
-		argv[a] = NULL;
-		execv(writer_bin, argv);
-		perror("execv");
-		_exit(127);
-	}
-	close(fds[1]);
-	f = fdopen(fds[0], "r");
-	if (f == NULL || fgets(line, sizeof line, f) == NULL || strcmp(line, "ready\n") != 0) {
-		fprintf(stderr, "FAIL: writer %s did not start\n", writer_bin);
-		exit(1);
-	}
-	fclose(f);
-	return pid;
-}
-
-static void stop(pid_t pid, int sig)
-{
-	int st;
-	kill(pid, sig);
-	waitpid(pid, &st, 0); /* reap: a zombie still has its pid */
+	char *argv[] = {(char *)writer_bin, (char *)"-path", seg_path, (char *)"-mode", (char *)mode,
+			(char *)"-n", (char *)"64", (char *)"-keep", (char *)extra, NULL};
+	return spawn_writer(argv);
 }
 
 /* ---- the known pattern (shmem/internal/testpattern) ----------------------- */
@@ -311,7 +244,7 @@ static void test_torn(void)
 	CHECK(events > 0 && bad_events == 0, "events: %ld, %ld malformed", events, bad_events);
 
 	/* a clean close */
-	stop(w, SIGTERM);
+	stop_writer(w, SIGTERM);
 	rc = fmshm_read(&r, ids[0], &e);
 	CHECK(rc == FMSHM_ECLOSED, "read after close: %s", fmshm_strerror(rc));
 	rc = fmshm_wait(&r, fmshm_seq(&r), 100, &seq1);
@@ -348,7 +281,7 @@ static void test_dead_writer(void)
 	CHECK(rc == FMSHM_ETORN, "stuck writer: %s", fmshm_strerror(rc));
 	CHECK(el < 1.0, "stuck writer: took %.3fs", el);
 
-	stop(w, SIGKILL);
+	stop_writer(w, SIGKILL);
 	t0 = now_s();
 	rc = fmshm_read(&r, stuck_id, &e);
 	el = now_s() - t0;
@@ -380,7 +313,7 @@ static void test_dead_writer(void)
 	       (unsigned long long)r.generation, (unsigned long long)r2.generation);
 	fmshm_close(&r2);
 	fmshm_close(&r);
-	stop(w, SIGTERM);
+	stop_writer(w, SIGTERM);
 	unlink(seg_path);
 }
 
