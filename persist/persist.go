@@ -37,8 +37,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -175,26 +173,7 @@ func syncDir(dir string) error {
 }
 
 // lock takes an exclusive flock on dir's lock file, creating dir if needed.
-func lock(dir string) (func(), error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("persist: %w", err)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("persist: %w", err)
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("persist: flock %s: %w", f.Name(), err)
-	}
-	return func() { f.Close() }, nil // closing releases the lock
-}
+func lock(dir string) (func(), error) { return lockFile(dir, lockName) }
 
 // now is the clock NextIncarnation uses (tests replace it).
 var now = time.Now
