@@ -83,6 +83,7 @@ type Server struct {
 	Limits Limits
 
 	lim       limiter
+	frameLog  logGate // frame timeouts and framing errors: one WARN a second
 	once      sync.Once
 	base      context.Context
 	cancel    context.CancelFunc
@@ -102,6 +103,7 @@ func (s *Server) init() {
 		s.listeners = make(map[*net.UnixListener]struct{})
 		s.conns = make(map[*serverConn]struct{})
 		s.lim.init(s.Limits)
+		s.frameLog.period = time.Second
 		if s.peerCred == nil {
 			s.peerCred = PeerCred
 		}
@@ -330,7 +332,9 @@ func (s *Server) serveConn(nc net.Conn, cred Cred) {
 		h, body, err := ReadFrame(br)
 		if err != nil && isTimeout(err) && ctx.Err() == nil {
 			s.lim.count(func(st *LimitStats) { st.FrameTimeouts++ })
-			c.log.Warn("api: frame not finished in time, closing", "frame_timeout", lim.FrameTimeout)
+			if ok, held := s.frameLog.allow(time.Now()); ok {
+				c.log.Warn("api: frame not finished in time, closing", "frame_timeout", lim.FrameTimeout, "held_back", held)
+			}
 			break
 		}
 		if err != nil {
@@ -338,7 +342,9 @@ func (s *Server) serveConn(nc net.Conn, cred Cred) {
 			if errors.As(err, &e) {
 				// Bad magic or oversize length: the stream cannot be
 				// resynchronised. Say why, then close.
-				c.log.Warn("api: framing error, closing", "err", err)
+				if ok, held := s.frameLog.allow(time.Now()); ok {
+					c.log.Warn("api: framing error, closing", "err", err, "held_back", held)
+				}
 				c.writeError(h.ID, replyOp(h.Op), e)
 			} else if err != io.EOF && ctx.Err() == nil {
 				c.log.Debug("api: read", "err", err)
