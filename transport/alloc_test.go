@@ -90,17 +90,7 @@ func TestZeroAllocs(t *testing.T) {
 // BenchmarkRoundTrip measures one datagram sent on lo and received by
 // another transport (multicast, group socket), per iteration.
 func BenchmarkRoundTrip(b *testing.B) {
-	a, g, port := benchGroups(b)
-	t1, err := Open(loConfig(a, g, port))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer t1.Close()
-	t2, err := Open(loConfig(a, g, port))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer t2.Close()
+	t1, t2 := benchPair(b)
 	s := t1.NewSender()
 	pkt := make([]byte, 200)
 	msgs := newMsgs(1, wire.MaxDatagram)
@@ -119,17 +109,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 // BenchmarkRoundTripLocked is BenchmarkRoundTrip with the receiver on its
 // own locked thread, as the agent runs it.
 func BenchmarkRoundTripLocked(b *testing.B) {
-	a, g, port := benchGroups(b)
-	t1, err := Open(loConfig(a, g, port))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer t1.Close()
-	t2, err := Open(loConfig(a, g, port))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer t2.Close()
+	t1, t2 := benchPair(b)
 	s2 := t2.NewSender()
 	done := make(chan struct{})
 	go RunLocked(ThreadOptions{}, func() { // echo server
@@ -170,20 +150,11 @@ func BenchmarkRoundTripLocked(b *testing.B) {
 // show what the raw recvmmsg/sendmmsg path saves: x/net allocates a
 // net.UDPAddr per datagram received, and more.
 func BenchmarkXNetRoundTrip(b *testing.B) {
-	a, g, port := benchGroups(b)
-	t1, err := Open(loConfig(a, g, port))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer t1.Close()
-	t2, err := Open(loConfig(a, g, port))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer t2.Close()
+	t1, t2 := benchPair(b)
 	send := ipv4.NewPacketConn(t1.nets[0].uni.conn)
 	recv := ipv4.NewPacketConn(t2.nets[0].grp.conn)
-	to := &net.UDPAddr{IP: a.AsSlice(), Port: port}
+	grp := t2.Group(wire.NetA)
+	to := &net.UDPAddr{IP: grp.Addr().AsSlice(), Port: int(grp.Port())}
 	pkt := make([]byte, 200)
 	ms := []ipv4.Message{{Buffers: [][]byte{make([]byte, wire.MaxDatagram)}, OOB: ipv4.NewControlMessage(ipv4.FlagInterface | ipv4.FlagDst)}}
 	var cm ipv4.ControlMessage
@@ -212,22 +183,28 @@ func BenchmarkXNetRoundTrip(b *testing.B) {
 
 func benchGroups(b *testing.B) (netip.Addr, netip.Addr, int) { return testGroups(b) }
 
+// benchPair opens two transports on the same groups of lo, closed when the
+// benchmark ends.
+func benchPair(b *testing.B) (*Transport, *Transport) {
+	a, g, port := benchGroups(b)
+	var ts [2]*Transport
+	for i := range ts {
+		t, err := Open(loConfig(a, g, port))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { t.Close() })
+		ts[i] = t
+	}
+	return ts[0], ts[1]
+}
+
 // BenchmarkUnicastBurst is the bulk sender's work (a snapshot or a resend
 // burst: many datagrams to one peer): one SendTo per datagram against
 // WriteBatchTo (one sendmmsg per MaxBatch), 64 datagrams of 1,200 bytes per
 // iteration, read back by the peer.
 func BenchmarkUnicastBurst(b *testing.B) {
-	a, g, port := benchGroups(b)
-	t1, err := Open(loConfig(a, g, port))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer t1.Close()
-	t2, err := Open(loConfig(a, g, port))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer t2.Close()
+	t1, t2 := benchPair(b)
 	s := t1.NewSender()
 	to := t2.LocalAddr(wire.NetA)
 	pkts := make([][]byte, MaxBatch)

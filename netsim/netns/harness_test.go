@@ -638,10 +638,7 @@ func updown(up bool) string {
 // ctl runs fmctl on node i (in its namespace) with -o json; it returns
 // stdout, and an error with the exit status and stderr.
 func (c *cluster) ctl(i int, args ...string) ([]byte, error) {
-	nd := c.nodes[i-1]
-	full := append([]string{"netns", "exec", nd.ns, filepath.Join(binDir, "fmctl"),
-		"-socket", nd.sock, "-o", "json", "-timeout", "5s"}, args...)
-	cmd := exec.Command("ip", full...)
+	cmd := c.fmctl(i, append([]string{"-o", "json"}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -653,10 +650,16 @@ func (c *cluster) ctl(i int, args ...string) ([]byte, error) {
 // ctlText runs fmctl on node i with its text output (for people: failure
 // reports).
 func (c *cluster) ctlText(i int, args ...string) (string, error) {
+	out, err := c.fmctl(i, args...).CombinedOutput()
+	return string(out), err
+}
+
+// fmctl is the command that runs fmctl with args in node i's namespace,
+// against its agent.
+func (c *cluster) fmctl(i int, args ...string) *exec.Cmd {
 	nd := c.nodes[i-1]
 	full := append([]string{"netns", "exec", nd.ns, filepath.Join(binDir, "fmctl"), "-socket", nd.sock, "-timeout", "5s"}, args...)
-	out, err := exec.Command("ip", full...).CombinedOutput()
-	return string(out), err
+	return exec.Command("ip", full...)
 }
 
 // mustCtl is ctl that fails the test on error.
