@@ -281,8 +281,8 @@ func (a *agent) start() error {
 	var tc transport.Config
 	for i, n := range cfg.Networks {
 		tc.Nets[i] = transport.NetConfig{
-			Interface: n.Interface, Group: n.Group, Port: n.Port, TTL: n.TTL,
-			Loopback: n.Loopback, Source: n.Source,
+			Interface: n.Interface, Group: n.Group, Port: n.Port, HeartbeatPort: n.HeartbeatPort,
+			TTL: n.TTL, Loopback: n.Loopback, Source: n.Source,
 		}
 	}
 	if testBind != nil {

@@ -81,7 +81,7 @@ func TestReceivePathAllocs(t *testing.T) {
 	i := 0
 	step := func() {
 		now = now.Add(100 * time.Microsecond)
-		_, err := a.core.Step(now, wire.NetA, pkts[i])
+		_, err := a.core.StepHeartbeat(now, wire.NetA, pkts[i])
 		if err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}

@@ -163,9 +163,18 @@ func TestAttacks(t *testing.T) {
 	pc := ipv4.NewPacketConn(c)
 	require.NoError(t, pc.SetMulticastInterface(lo))
 	require.NoError(t, pc.SetMulticastLoopback(true))
-	dsts := []*net.UDPAddr{{IP: ga.AsSlice(), Port: port}, {IP: gb.AsSlice(), Port: port}}
+	// Heartbeats to the heartbeat port (port + 1), where they meet the MAC;
+	// anything else to the group port. A heartbeat sent to the group port
+	// is refused before the MAC as "socket" (TestHeartbeatOnlyThroughHeartbeatSocket).
+	dsts := func(b []byte) []*net.UDPAddr {
+		p := port
+		if wire.PeekType(b) == wire.TypeHeartbeat {
+			p = port + 1
+		}
+		return []*net.UDPAddr{{IP: ga.AsSlice(), Port: p}, {IP: gb.AsSlice(), Port: p}}
+	}
 	send := func(b []byte) {
-		for _, d := range dsts {
+		for _, d := range dsts(b) {
 			c.WriteTo(b, d)
 		}
 	}

@@ -163,7 +163,9 @@ func (a *agent) send(p *core.Packet) {
 			continue
 		}
 		var err error
-		if p.To == 0 {
+		if p.Heartbeat {
+			err = a.snd.SendHeartbeat(n, p.Data)
+		} else if p.To == 0 {
 			err = a.snd.Send(n, p.Data, p.Prio)
 		} else {
 			to, ok := a.addrs[n][p.To]

@@ -26,7 +26,7 @@ type agentMetrics struct {
 }
 
 // rejectReasons are the labels wire.Reason returns.
-var rejectReasons = []string{"short", "too_big", "magic", "version", "cluster", "auth", "replay", "malformed", "other"}
+var rejectReasons = []string{"short", "too_big", "magic", "version", "cluster", "auth", "replay", "malformed", "socket", "other"}
 
 func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 	m := &agentMetrics{rejects: make(map[string]*fmmetrics.Counter)}

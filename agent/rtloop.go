@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"time"
 
 	"github.com/fmagent/fmagent/config"
@@ -16,12 +15,21 @@ import (
 // product: it sends the heartbeats, receives and judges the peers' packets,
 // and applies and publishes a down. It runs on an OS thread of its own
 // (transport.RunLocked), at SCHED_FIFO when permitted, and blocks in one
-// place only, transport.Waiter.Wait: a ppoll on the four sockets, a timerfd
-// armed at the core's next deadline (absolute CLOCK_MONOTONIC) and an
-// eventfd that Submit's callers write. So the kernel wakes this thread
-// itself when a datagram arrives or a deadline passes, ahead of every
-// normal thread of the machine, with no hop through Go's netpoller or
-// timers (whose threads a CPU hog delays by milliseconds).
+// place only, transport.Waiter.Wait: a ppoll on the group and unicast
+// sockets, a timerfd armed at the core's next deadline (absolute
+// CLOCK_MONOTONIC) and an eventfd that Submit's callers write. So the
+// kernel wakes this thread itself when a datagram arrives or a deadline
+// passes, ahead of every normal thread of the machine, with no hop through
+// Go's netpoller or timers (whose threads a CPU hog delays by
+// milliseconds).
+//
+// Peers' heartbeats do not wake it: they come to the heartbeat sockets,
+// which the loop reads each time it wakes, first, and steps with the time
+// the kernel received each (core.StepHeartbeat). The loop wakes at least
+// once an interval (to send its own heartbeat), and at a peer's judgement
+// deadline, where it reads them before it judges; so a heartbeat is judged
+// exactly as if it had woken the loop, for a fraction of the wake-ups
+// (one per interval instead of one per peer's datagram).
 //
 // One thread for both: a received packet and a tick never wait for each
 // other's thread to be scheduled, and the core's mutex is contended only
@@ -82,10 +90,10 @@ func (a *agent) setFIFO(prio int) error {
 func (a *agent) rtLoop() {
 	opts := transport.ThreadOptions{Realtime: a.rtPrio > 0, Priority: a.rtPrio,
 		Logf: func(f string, args ...any) { a.log.Warn(fmt.Sprintf(f, args...)) }}
-	_ = transport.RunLocked(opts, a.rtRun) // a refusal here was already reported by rtSetup
+	_ = transport.RunLockedWith(opts, a.rtRun) // a refusal here was already reported by rtSetup
 }
 
-func (a *agent) rtRun() {
+func (a *agent) rtRun(th *transport.Locked) {
 	msgs := make([]transport.Message, recvBatch)
 	for i := range msgs {
 		msgs[i].Buf = make([]byte, wire.MaxDatagram)
@@ -105,13 +113,22 @@ func (a *agent) rtRun() {
 			continue
 		}
 		a.hRT.Busy()
-		// Datagrams first: a tick must judge with what has arrived.
+		// Datagrams first: a tick must judge with what has arrived. What
+		// woke us (a change, a claim, a request) before the heartbeats
+		// queued since the last wake-up: it is what a reader of the table
+		// waits for, and the heartbeats are judged by their arrival stamps
+		// whenever they are read, as long as it is before the tick.
 		deaf := false
 		for n := wire.Net(0); n < wire.NumNets; n++ {
 			for _, uni := range [2]bool{false, true} {
 				if ev&transport.Readable(n, uni) != 0 && a.drainSocket(n, uni, msgs, next) {
 					deaf = true
 				}
+			}
+		}
+		for n := wire.Net(0); n < wire.NumNets; n++ {
+			if a.drainHeartbeats(n, msgs, next) {
+				deaf = true
 			}
 		}
 		a.mu.Lock()
@@ -152,7 +169,7 @@ func (a *agent) rtRun() {
 		if now.Sub(lastYield) >= yieldEvery {
 			// See yieldEvery.
 			lastYield = now
-			runtime.Gosched()
+			th.Yield()
 		}
 	}
 }
@@ -164,9 +181,61 @@ func (a *agent) rtRun() {
 // goroutine stuck in a system call, preempts it and retakes its P at every
 // wake-up, and so never backs off from its 20 µs polling. Measured on five
 // idle agents (50ms profile, N = 5): sysmon was 36–54% of each agent's CPU.
-// One yield every 5 ms (two thread switches for a locked thread) costs far
-// less.
+// One yield every 5 ms costs far less, and transport.Locked.Yield less than
+// a locked goroutine's Gosched.
 const yieldEvery = 5 * time.Millisecond
+
+// drainHeartbeats reads network n's heartbeat socket as drainSocket reads
+// the others, stepping each heartbeat at the time the kernel received it.
+func (a *agent) drainHeartbeats(n wire.Net, msgs []transport.Message, deadline time.Time) (backlog bool) {
+	for {
+		k, err := a.tr.TryReadHeartbeats(n, msgs)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				a.log.Debug("receive heartbeats", "net", netName(n), "err", err)
+			}
+			return false
+		}
+		if k == 0 {
+			return false
+		}
+		a.mu.Lock()
+		if a.stopping {
+			a.mu.Unlock()
+			return false
+		}
+		now := time.Now()
+		unhandled := false
+		for i := 0; i < k; i++ {
+			m := &msgs[i]
+			at := m.At
+			if at.IsZero() || at.After(now) {
+				at = now
+			}
+			from, err := a.core.StepHeartbeat(at, m.Net, m.Buf[:m.N])
+			if err != nil {
+				a.rejected(m, err)
+				unhandled = true
+				continue
+			}
+			if m.Net < wire.NumNets && a.addrs[m.Net][from] != m.From {
+				a.addrs[m.Net][from] = m.From
+			}
+			a.handleReady() // before the next step: its output's buffers are reused
+			unhandled = false
+		}
+		if unhandled {
+			a.handleReady()
+		}
+		a.mu.Unlock()
+		if k < len(msgs) {
+			return false
+		}
+		if !now.Before(deadline) {
+			return true
+		}
+	}
+}
 
 // drainSocket reads a socket while the core's next deadline has not come.
 // A flood arriving faster than the loop rejects it must not hold the loop

@@ -96,9 +96,12 @@ type Network struct {
 	Interface string     `toml:"interface"` // NIC, e.g. "eth1"
 	Group     netip.Addr `toml:"group"`     // IPv4 multicast group
 	Port      int        `toml:"port"`      // group port
-	TTL       int        `toml:"ttl"`       // multicast TTL
-	Loopback  bool       `toml:"loopback"`  // IP_MULTICAST_LOOP (several agents on one host)
-	Source    netip.Addr `toml:"source"`    // local address; unset: the interface's first IPv4
+	// HeartbeatPort is the group port heartbeats go to (the real-time loop
+	// reads them when it wakes, not when each arrives); 0: Port + 1.
+	HeartbeatPort int        `toml:"heartbeat_port"`
+	TTL           int        `toml:"ttl"`      // multicast TTL
+	Loopback      bool       `toml:"loopback"` // IP_MULTICAST_LOOP (several agents on one host)
+	Source        netip.Addr `toml:"source"`   // local address; unset: the interface's first IPv4
 }
 
 // Timing is the failure detector's timing.

@@ -65,7 +65,7 @@ type Realtime struct {
 	// handlers at 50). The agent's other threads run at Priority-1, so
 	// that the loop preempts them: hence not 1, SCHED_FIFO's lowest.
 	Priority int `toml:"priority"`
-	// LockMemory: mlockall(MCL_CURRENT|MCL_FUTURE) at start when permitted
+	// LockMemory: mlockall(MCL_CURRENT|MCL_FUTURE|MCL_ONFAULT) at start when permitted
 	// (default true).
 	LockMemory bool `toml:"lock_memory"`
 }

@@ -105,6 +105,14 @@ func (c *Config) Validate() error {
 		if n.Port < 1 || n.Port > 65535 {
 			add(bad(k+"port", n.Port, "must be in 1..65535"))
 		}
+		switch hp := n.HeartbeatPort; {
+		case hp == 0 && n.Port == 65535:
+			add(bad(k+"port", n.Port, "leaves no room for the heartbeat port (port + 1 unless heartbeat_port is set): use 1..65534"))
+		case hp != 0 && (hp < 1 || hp > 65535):
+			add(bad(k+"heartbeat_port", hp, "must be in 1..65535 (0 or unset: port + 1)"))
+		case hp != 0 && hp == n.Port:
+			add(bad(k+"heartbeat_port", hp, "is the group port: heartbeats need a port of their own"))
+		}
 		if n.TTL < 1 || n.TTL > 255 {
 			add(bad(k+"ttl", n.TTL, "must be in 1..255"))
 		}

@@ -78,6 +78,7 @@ type TimedResult struct {
 type delivery struct {
 	net  wire.Net
 	data []byte
+	hb   bool // to the heartbeat port (core.Packet.Heartbeat)
 }
 
 // Sim is a simulated cluster.
@@ -361,7 +362,7 @@ func (s *Sim) transmit(from *Node, p *core.Packet) {
 				if c.MaxDelay > c.MinDelay {
 					d += time.Duration(s.Rng.Int64N(int64(c.MaxDelay - c.MinDelay + 1)))
 				}
-				s.push(event{at: s.Now.Add(d), kind: evDeliver, node: to.ID, net: net, data: s.copyBuf(p.Data)})
+				s.push(event{at: s.Now.Add(d), kind: evDeliver, node: to.ID, net: net, hb: p.Heartbeat, data: s.copyBuf(p.Data)})
 			}
 		}
 	}
@@ -379,7 +380,11 @@ func (s *Sim) copyBuf(b []byte) []byte {
 }
 
 func (s *Sim) deliverNow(n *Node, d delivery) {
-	if from, err := n.Core.Step(s.Now, d.net, d.data); err == nil {
+	step := n.Core.Step
+	if d.hb {
+		step = n.Core.StepHeartbeat
+	}
+	if from, err := step(s.Now, d.net, d.data); err == nil {
 		s.Delivered++
 		if n.HeardAt == nil {
 			n.HeardAt = make(map[wire.NodeID]time.Time)
@@ -407,9 +412,9 @@ func (s *Sim) Step() bool {
 		case !n.Up:
 			s.pool = append(s.pool, e.data)
 		case n.Paused:
-			n.inbox = append(n.inbox, delivery{e.net, e.data})
+			n.inbox = append(n.inbox, delivery{e.net, e.data, e.hb})
 		default:
-			s.deliverNow(n, delivery{e.net, e.data})
+			s.deliverNow(n, delivery{e.net, e.data, e.hb})
 			s.collect(n)
 		}
 	case evTick:
@@ -468,6 +473,7 @@ type event struct {
 	kind evKind
 	node wire.NodeID
 	net  wire.Net
+	hb   bool
 	gen  uint64
 	data []byte
 	fn   func()

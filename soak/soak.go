@@ -124,7 +124,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := setPolicy(unix.SCHED_FIFO, 9); err != nil {
 		o.Logf("soak: the harness cannot run at SCHED_FIFO (%v): its gap figures include its own delays", err)
 	}
-	obs, err := newObserver(groupA, groupB, port)
+	obs, err := newObserver(groupA, groupB, port+1) // the heartbeat port
 	if err != nil {
 		return nil, err
 	}

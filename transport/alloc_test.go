@@ -3,12 +3,14 @@ package transport
 import (
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/fmagent/fmagent/wire"
 )
@@ -151,8 +153,8 @@ func BenchmarkRoundTripLocked(b *testing.B) {
 // net.UDPAddr per datagram received, and more.
 func BenchmarkXNetRoundTrip(b *testing.B) {
 	t1, t2 := benchPair(b)
-	send := ipv4.NewPacketConn(t1.nets[0].uni.conn)
-	recv := ipv4.NewPacketConn(t2.nets[0].grp.conn)
+	send := ipv4.NewPacketConn(udpConn(b, t1.nets[0].uni.fd))
+	recv := ipv4.NewPacketConn(udpConn(b, t2.nets[0].grp.fd))
 	grp := t2.Group(wire.NetA)
 	to := &net.UDPAddr{IP: grp.Addr().AsSlice(), Port: int(grp.Port())}
 	pkt := make([]byte, 200)
@@ -241,4 +243,22 @@ func BenchmarkUnicastBurst(b *testing.B) {
 			drain()
 		}
 	})
+}
+
+// udpConn is a *net.UDPConn on a duplicate of fd, for x/net's PacketConn
+// (the transport's own sockets are plain descriptors).
+func udpConn(tb testing.TB, fd int) *net.UDPConn {
+	tb.Helper()
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := os.NewFile(uintptr(dup), "dup")
+	defer f.Close()
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { pc.Close() })
+	return pc.(*net.UDPConn)
 }

@@ -25,6 +25,10 @@ type Bind interface {
 	// TryReadBatch reads what is queued on network n's group socket
 	// (unicast false) or unicast socket, without blocking: 0 when nothing.
 	TryReadBatch(n wire.Net, unicast bool, msgs []Message) (int, error)
+	// TryReadHeartbeats reads what is queued on network n's heartbeat
+	// socket, without blocking; Message.At is when each arrived. The
+	// waiter does not wait for it: read it at every wake-up.
+	TryReadHeartbeats(n wire.Net, msgs []Message) (int, error)
 	// LocalAddr is this node's unicast address on network n: the source of
 	// everything it sends there.
 	LocalAddr(n wire.Net) netip.AddrPort
@@ -40,6 +44,7 @@ type Bind interface {
 // BindSender sends datagrams; see Sender, the real one.
 type BindSender interface {
 	Send(n wire.Net, pkt []byte, prio bool) error
+	SendHeartbeat(n wire.Net, pkt []byte) error
 	SendTo(n wire.Net, to netip.AddrPort, pkt []byte, prio bool) error
 	WriteBatchTo(n wire.Net, to netip.AddrPort, pkts [][]byte, prio bool) (int, error)
 }

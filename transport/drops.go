@@ -21,7 +21,7 @@ func (t *Transport) Drops() uint64 {
 		if err != nil {
 			continue
 		}
-		for _, s := range [2]*sock{ns.grp, ns.uni} {
+		for _, s := range [3]*sock{ns.grp, ns.hb, ns.uni} {
 			if s != nil && s.fd > 0 {
 				total += sockDrops(s.fd)
 			}

@@ -2,12 +2,13 @@ package transport
 
 import (
 	"encoding/binary"
-	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -22,18 +23,14 @@ type reader struct {
 	iovs  [MaxBatch]unix.Iovec
 	names [MaxBatch]unix.RawSockaddrInet4
 	oob   [MaxBatch * oobSize]byte
-	want  int           // messages asked for
-	n     int           // messages received
-	errno syscall.Errno // recvmmsg's error, 0 if none
-	fn    func(fd uintptr) bool
-	try   func(fd uintptr) // fn for RawConn.Control: one attempt, never waits
-	got   bool             // try's verdict: false means it would block
+	want  int            // messages asked for
+	n     int            // messages received
+	errno syscall.Errno  // recvmmsg's error, 0 if none
+	pfd   [2]unix.PollFd // a waiting read's ppoll: the socket, the close eventfd
 }
 
 func newReader() *reader {
 	r := &reader{}
-	r.fn = r.recv // bound once: passing a method value per call would allocate
-	r.try = func(fd uintptr) { r.got = r.recv(fd) }
 	for i := range r.hdrs {
 		h := &r.hdrs[i].Hdr
 		h.Name = (*byte)(unsafe.Pointer(&r.names[i]))
@@ -44,17 +41,19 @@ func newReader() *reader {
 	return r
 }
 
-// recv runs inside RawConn.Read: false means "would block, wait for the
-// netpoller", true means done (r.n or r.errno is set).
-func (r *reader) recv(fd uintptr) bool {
+// recv makes one recvmmsg: false means "would block", true means done (r.n
+// or r.errno is set). The socket is non-blocking, so the system call never
+// waits: RawSyscall6, not Syscall6, whose entersyscall/exitsyscall would
+// let Go's scheduler hand this thread's P away for nothing.
+func (r *reader) recv(fd int) bool {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.want), 0, 0, 0)
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.want), 0, 0, 0)
 		switch e {
 		case 0:
 			r.n, r.errno = int(n), 0
 			return true
 		case unix.EINTR:
-			continue // the netpoller is edge-triggered: retry now, do not wait
+			continue
 		case unix.EAGAIN:
 			return false
 		default:
@@ -91,6 +90,27 @@ func (t *Transport) ReadUnicastBatch(n wire.Net, msgs []Message) (int, error) {
 	return t.read(ns, ns.uni, true, msgs, true)
 }
 
+// TryReadHeartbeats reads what is queued on network n's heartbeat socket
+// (see the package doc), without blocking: 0 when nothing. Each message's
+// At is when the kernel received it. It allocates nothing.
+func (t *Transport) TryReadHeartbeats(n wire.Net, msgs []Message) (int, error) {
+	ns, err := t.netState(n)
+	if err != nil {
+		return 0, err
+	}
+	return t.read(ns, ns.hb, false, msgs, false)
+}
+
+// ReadHeartbeats is TryReadHeartbeats that waits for at least one (as
+// ReadBatch does).
+func (t *Transport) ReadHeartbeats(n wire.Net, msgs []Message) (int, error) {
+	ns, err := t.netState(n)
+	if err != nil {
+		return 0, err
+	}
+	return t.read(ns, ns.hb, false, msgs, true)
+}
+
 // TryReadBatch is ReadBatch (unicast false) or ReadUnicastBatch (unicast
 // true) that never waits: with nothing queued (or only datagrams it drops)
 // it returns 0 and no error. It is the read of the real-time loop, which
@@ -124,7 +144,12 @@ func (t *Transport) read(ns *netState, s *sock, unicast bool, msgs []Message, wa
 			return 0, ErrEmptyBuffer
 		}
 	}
+	t.life.RLock()
+	defer t.life.RUnlock()
 	for {
+		if t.closed.Load() {
+			return 0, net.ErrClosed
+		}
 		for i := 0; i < want; i++ {
 			b := msgs[i].Buf
 			r.iovs[i].Base = &b[0]
@@ -136,17 +161,14 @@ func (t *Transport) read(ns *netState, s *sock, unicast bool, msgs []Message, wa
 			h.Len = 0
 		}
 		r.want = want
-		var err error
-		if wait {
-			err = s.rc.Read(r.fn)
-		} else if err = s.rc.Control(r.try); err == nil && !r.got {
-			return 0, nil // nothing queued
-		}
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
-				ns.st.readErrors.Add(1)
+		if !r.recv(s.fd) {
+			if !wait {
+				return 0, nil // nothing queued
 			}
-			return 0, err
+			if err := t.waitReadable(s); err != nil {
+				return 0, err
+			}
+			continue
 		}
 		if r.errno != 0 {
 			ns.st.readErrors.Add(1)
@@ -159,7 +181,7 @@ func (t *Transport) read(ns *netState, s *sock, unicast bool, msgs []Message, wa
 				ns.st.trunc.Add(1)
 				continue
 			}
-			ifindex, dst, tos := parseOOB(r.oob[i*oobSize : i*oobSize+int(h.Hdr.Controllen)])
+			ifindex, dst, tos, stamp := parseOOB(r.oob[i*oobSize : i*oobSize+int(h.Hdr.Controllen)])
 			from := netip.AddrPortFrom(netip.AddrFrom4(r.names[i].Addr), getPort(&r.names[i]))
 			if unicast {
 				if ifindex != ns.ifindex && ifindex != t.loIndex {
@@ -190,6 +212,10 @@ func (t *Transport) read(ns *netState, s *sock, unicast bool, msgs []Message, wa
 			m.Net = ns.net
 			m.Unicast = unicast
 			m.TOS = tos
+			m.At = time.Time{}
+			if stamp != 0 {
+				m.At = stampTime(stamp)
+			}
 			bytes += m.N
 			k++
 		}
@@ -202,9 +228,57 @@ func (t *Transport) read(ns *netState, s *sock, unicast bool, msgs []Message, wa
 	}
 }
 
-// parseOOB reads IP_PKTINFO (arrival interface, header destination) and
-// IP_TOS from a datagram's control messages.
-func parseOOB(b []byte) (ifindex int, dst [4]byte, tos uint8) {
+// readSlice is the longest a waiting read sleeps before it looks at the
+// deadline again (SetReadDeadline may have moved it).
+const readSlice = 50 * time.Millisecond
+
+// waitReadable waits until s is readable, the transport is closed
+// (net.ErrClosed) or the read deadline passes (os.ErrDeadlineExceeded).
+// The caller holds life for reading and s.r.mu.
+func (t *Transport) waitReadable(s *sock) error {
+	r := s.r
+	for {
+		slice := readSlice
+		if d := t.deadline.Load(); d != 0 {
+			left := time.Duration(d - time.Now().UnixNano())
+			if left <= 0 {
+				return fmt.Errorf("transport: read: %w", os.ErrDeadlineExceeded)
+			}
+			slice = min(slice, left)
+		}
+		r.pfd = [2]unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}, {Fd: int32(t.closeFD), Events: unix.POLLIN}}
+		ts := unix.NsecToTimespec(int64(slice))
+		n, err := unix.Ppoll(r.pfd[:], &ts, nil)
+		if err != nil && err != unix.EINTR {
+			return os.NewSyscallError("ppoll", err)
+		}
+		if t.closed.Load() || r.pfd[1].Revents != 0 {
+			return net.ErrClosed
+		}
+		if n > 0 && r.pfd[0].Revents != 0 {
+			return nil
+		}
+	}
+}
+
+// stampTime turns a kernel receive time (SO_TIMESTAMPNS: CLOCK_REALTIME, in
+// ns) into a time.Time on Go's monotonic clock, which the core's deadlines
+// use: now minus the datagram's age by the wall clock. An age below zero
+// or above a second (the wall clock was stepped between the two readings)
+// is taken as zero: "now", what the stamp would be without SO_TIMESTAMPNS.
+func stampTime(realNs int64) time.Time {
+	now := time.Now()
+	age := time.Duration(now.UnixNano() - realNs)
+	if age < 0 || age > time.Second {
+		return now
+	}
+	return now.Add(-age)
+}
+
+// parseOOB reads IP_PKTINFO (arrival interface, header destination),
+// IP_TOS and SO_TIMESTAMPNS (ns since the epoch; 0 if absent) from a
+// datagram's control messages.
+func parseOOB(b []byte) (ifindex int, dst [4]byte, tos uint8, stamp int64) {
 	const hdrLen = unix.SizeofCmsghdr
 	for len(b) >= hdrLen {
 		var l int
@@ -220,6 +294,11 @@ func parseOOB(b []byte) (ifindex int, dst [4]byte, tos uint8) {
 			return
 		}
 		data := b[hdrLen:l]
+		if level == unix.SOL_SOCKET && typ == unix.SO_TIMESTAMPNS && len(data) >= 16 {
+			sec := int64(binary.NativeEndian.Uint64(data[0:8]))
+			nsec := int64(binary.NativeEndian.Uint64(data[8:16]))
+			stamp = sec*1e9 + nsec
+		}
 		if level == unix.IPPROTO_IP {
 			switch typ {
 			case unix.IP_PKTINFO:

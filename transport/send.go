@@ -1,9 +1,11 @@
 package transport
 
 import (
+	"net"
 	"net/netip"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -26,13 +28,12 @@ type Sender struct {
 	n       int
 	sent    int
 	errno   syscall.Errno
-	fn      func(fd uintptr) bool
+	pfd     [1]unix.PollFd // waiting for room in the socket's buffer
 }
 
 // NewSender returns a Sender for one goroutine's use.
 func (t *Transport) NewSender() *Sender {
 	s := &Sender{t: t}
-	s.fn = s.send
 	one := unix.CmsgSpace(4)
 	s.oob = make([]byte, 2*one) // heap-allocated, so 8-aligned
 	putCmsg(s.oob[:one], unix.IPPROTO_IP, unix.IP_TOS, PriorityTOS)
@@ -55,10 +56,12 @@ func putCmsg(b []byte, level, typ int32, val int32) {
 	*(*int32)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = val
 }
 
-// send runs inside RawConn.Write.
-func (s *Sender) send(fd uintptr) bool {
+// send makes sendmmsg calls until hdrs[:n] are sent (true), the socket's
+// buffer is full (false) or an error (true, errno set). The socket is
+// non-blocking: RawSyscall6 (see reader.recv).
+func (s *Sender) send(fd int) bool {
 	for s.sent < s.n {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[s.sent])), uintptr(s.n-s.sent), 0, 0, 0)
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&s.hdrs[s.sent])), uintptr(s.n-s.sent), 0, 0, 0)
 		switch e {
 		case 0:
 			s.sent += int(n)
@@ -85,6 +88,22 @@ func (s *Sender) Send(n wire.Net, pkt []byte, prio bool) error {
 		return err
 	}
 	_, err = s.flush(ns, 1, prio)
+	return err
+}
+
+// SendHeartbeat sends a heartbeat to network n's group on its heartbeat
+// port (see the package doc). Nothing but heartbeats may go there: a
+// receiver accepts only heartbeats from that socket.
+func (s *Sender) SendHeartbeat(n wire.Net, pkt []byte) error {
+	ns, err := s.t.netState(n)
+	if err != nil {
+		return err
+	}
+	s.to = ns.hbSA
+	if err := s.set(0, pkt); err != nil {
+		return err
+	}
+	_, err = s.flush(ns, 1, false)
 	return err
 }
 
@@ -178,7 +197,7 @@ func (s *Sender) flush(ns *netState, n int, prio bool) (int, error) {
 			h.SetControllen(ctlLen)
 		}
 		s.n, s.sent, s.errno = n, 0, 0
-		err := ns.uni.rc.Write(s.fn)
+		err := s.write(ns.uni)
 		if s.sent > 0 {
 			bytes := 0
 			for i := 0; i < s.sent; i++ {
@@ -213,6 +232,34 @@ func (s *Sender) flush(ns *netState, n int, prio bool) (int, error) {
 	}
 }
 
+// sendWait is the longest a send waits for room in a full socket buffer
+// before it gives up with EAGAIN: the sender may be the real-time loop, and
+// every datagram here is one the protocol can lose (it retransmits what
+// matters).
+const sendWait = 5 * time.Millisecond
+
+// write sends hdrs[:s.n] on sock, waiting at most sendWait for room.
+func (s *Sender) write(sk *sock) error {
+	t := s.t
+	t.life.RLock()
+	defer t.life.RUnlock()
+	if t.closed.Load() || sk.fd < 0 {
+		return net.ErrClosed
+	}
+	if s.send(sk.fd) {
+		return nil
+	}
+	s.pfd[0] = unix.PollFd{Fd: int32(sk.fd), Events: unix.POLLOUT}
+	ts := unix.NsecToTimespec(int64(sendWait))
+	if n, err := unix.Ppoll(s.pfd[:], &ts, nil); err == nil && n > 0 && s.send(sk.fd) {
+		return nil
+	}
+	if s.errno == 0 {
+		s.errno = unix.EAGAIN
+	}
+	return nil
+}
+
 // Send sends pkt to network n's group through the transport's shared Sender.
 func (t *Transport) Send(n wire.Net, pkt []byte, prio bool) error {
 	t.mu.Lock()
@@ -225,4 +272,12 @@ func (t *Transport) SendTo(n wire.Net, to netip.AddrPort, pkt []byte, prio bool)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.def.SendTo(n, to, pkt, prio)
+}
+
+// SendHeartbeat sends a heartbeat to network n's heartbeat port through
+// the transport's shared Sender.
+func (t *Transport) SendHeartbeat(n wire.Net, pkt []byte) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.def.SendHeartbeat(n, pkt)
 }

@@ -4,7 +4,7 @@
 //
 // # Sockets
 //
-// Per network the transport opens two sockets:
+// Per network the transport opens three sockets:
 //
 //   - the group socket receives the network's multicast group. It is bound to
 //     group:port (not 0.0.0.0:port, which Go's net package would pick for a
@@ -15,6 +15,18 @@
 //     only), IP_MULTICAST_ALL off so it never sees a group that another
 //     socket on the host joined, and is joined to the group on the network's
 //     interface only. Unicast can never reach it.
+//   - the heartbeat socket is a second group socket, bound to group and the
+//     heartbeat port (NetConfig.HeartbeatPort, by default the group port +
+//     1). Heartbeats, and nothing else, are sent there. The real-time loop
+//     does not wait for it: it reads it each time it wakes (at the latest at
+//     its next heartbeat, one interval away), and judges each heartbeat by
+//     the time the kernel received it (SO_TIMESTAMPNS), not the time it was
+//     read. So a peer's heartbeat costs no wake-up of its own: at 10 ms × 5
+//     with five nodes the loop woke ~1,000 times a second, once per
+//     datagram, and a wake-up (two context switches) was most of an idle
+//     agent's CPU. What does wake the loop at once is the other group
+//     socket's traffic: changes, elections, everything whose latency is the
+//     product.
 //   - the unicast socket sends everything (multicast to the group and
 //     unicast to one peer) and receives the unicast addressed to this node on
 //     this network. It is bound to the network's address (NetConfig.Source,
@@ -64,14 +76,29 @@
 // and for good, to IP_TOS alone, from which those kernels derive the packet's
 // priority themselves (Stats.PrioCmsgFallback reports it).
 //
+// # Not in Go's netpoller
+//
+// The sockets are plain descriptors, never handed to package net: a socket
+// registered with Go's netpoller (epoll, edge-triggered) wakes the
+// runtime's poller thread for every datagram that arrives and for the send
+// buffer space every sent datagram frees, although nothing reads or writes
+// through the netpoller here (the real-time loop waits in its own ppoll,
+// Waiter). Five idle agents on lo at 10 ms × 5 measured ~800 such thread
+// wake-ups a second each, half of an idle agent's CPU on this
+// paravirtualised VM, where a context switch costs tens of µs. Reads that
+// wait (ReadBatch, for tests and tools) wait in ppoll on the socket and the
+// transport's close eventfd; a send finding the socket's buffer full waits
+// for room at most sendWait. Transport.life (a read lock per read or send)
+// keeps a descriptor from being closed and reused under a call.
+//
 // # Allocation
 //
 // x/net's ipv4.PacketConn.ReadBatch allocates a net.UDPAddr per datagram
 // (and ControlMessage.Parse a net.IP), so receiving and sending use
-// recvmmsg/sendmmsg from x/sys/unix directly on the raw fd through
-// syscall.RawConn, with message headers, iovecs, sockaddrs and control
-// buffers allocated once per socket (receive) or per Sender (send). Nothing
-// is allocated per packet; transport_test.go proves it with AllocsPerRun.
+// recvmmsg/sendmmsg from x/sys/unix directly on the raw fd, with message
+// headers, iovecs, sockaddrs and control buffers allocated once per socket
+// (receive) or per Sender (send). Nothing is allocated per packet;
+// transport_test.go proves it with AllocsPerRun.
 package transport
 
 import (
@@ -82,11 +109,9 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
 	"github.com/fmagent/fmagent/wire"
@@ -106,7 +131,7 @@ const (
 	// PrioritySO is the SO_PRIORITY of priority packets.
 	PrioritySO = 6
 
-	oobSize = 64 // per datagram: IP_PKTINFO (32) + IP_TOS (24), 8-aligned
+	oobSize = 96 // per datagram: IP_PKTINFO (32) + IP_TOS (24) + SO_TIMESTAMPNS (32), 8-aligned
 )
 
 // NetConfig describes one network.
@@ -117,6 +142,8 @@ type NetConfig struct {
 	Group netip.Addr
 	// Port is the group port; 0 means Config.Port.
 	Port int
+	// HeartbeatPort is the heartbeat socket's port; 0 means Port + 1.
+	HeartbeatPort int
 	// TTL is the multicast TTL; 0 means DefaultTTL.
 	TTL int
 	// Loopback sets IP_MULTICAST_LOOP, needed when several agents share a
@@ -148,8 +175,11 @@ type Message struct {
 	From    netip.AddrPort // source address: the sender's LocalAddr on this net
 	IfIndex int            // arrival interface, from IP_PKTINFO
 	Net     wire.Net       // the network it was received on
-	Unicast bool           // read from the unicast socket (else the group)
+	Unicast bool           // read from the unicast socket (else a group's)
 	TOS     uint8          // IP TOS byte (PriorityTOS on priority packets)
+	// At is when the kernel received it (SO_TIMESTAMPNS), on the heartbeat
+	// socket; the zero Time on the others (read at once, so "now").
+	At time.Time
 }
 
 // NetStats are one network's counters.
@@ -216,8 +246,17 @@ type Transport struct {
 	def *Sender    // used by Transport.Send & co.
 
 	noPrioCmsg atomic.Bool
-	closeOnce  sync.Once
-	closeErr   error
+
+	// life: every read and send holds it for reading while it uses a
+	// descriptor; Close takes it for writing, after waking waiting reads
+	// through closeFD, so no call uses a descriptor closed (and perhaps
+	// reused) under it.
+	life      sync.RWMutex
+	closed    atomic.Bool
+	closeFD   int          // eventfd, readable once Close began
+	deadline  atomic.Int64 // ReadBatch's deadline, Unix ns; 0: none
+	closeOnce sync.Once
+	closeErr  error
 }
 
 type netState struct {
@@ -225,23 +264,23 @@ type netState struct {
 	cfg     NetConfig // resolved: Port and TTL set
 	ifindex int
 	groupSA unix.RawSockaddrInet4 // the group, preresolved for sendmmsg
+	hbSA    unix.RawSockaddrInet4 // the group's heartbeat port
 	group4  [4]byte
 	local   netip.AddrPort // the unicast socket's address
 	grp     *sock
+	hb      *sock
 	uni     *sock
 	st      counters
 }
 
 type sock struct {
-	conn *net.UDPConn
-	rc   syscall.RawConn
-	r    *reader
-	fd   int // the descriptor, for Waiter's ppoll (valid until Close)
+	r  *reader
+	fd int // the descriptor (valid until Close)
 }
 
 // Open opens both networks' sockets. On error nothing stays open.
 func Open(cfg Config) (*Transport, error) {
-	t := &Transport{}
+	t := &Transport{closeFD: -1}
 	lo, err := loopbackIndex()
 	if err != nil {
 		return nil, err
@@ -255,6 +294,9 @@ func Open(cfg Config) (*Transport, error) {
 		if nc.Port == 0 {
 			nc.Port = DefaultPort
 		}
+		if nc.HeartbeatPort == 0 {
+			nc.HeartbeatPort = nc.Port + 1
+		}
 		if nc.TTL == 0 {
 			nc.TTL = DefaultTTL
 		}
@@ -265,8 +307,17 @@ func Open(cfg Config) (*Transport, error) {
 		t.nets[i].cfg = nc
 	}
 	a, b := t.nets[0].cfg, t.nets[1].cfg
-	if a.Group == b.Group && a.Port == b.Port {
-		return nil, fmt.Errorf("transport: networks a and b use the same group %v port %d: they could not be told apart", a.Group, a.Port)
+	if a.Group == b.Group {
+		for _, pa := range []int{a.Port, a.HeartbeatPort} {
+			for _, pb := range []int{b.Port, b.HeartbeatPort} {
+				if pa == pb {
+					return nil, fmt.Errorf("transport: networks a and b use the same group %v and port %d: they could not be told apart", a.Group, pa)
+				}
+			}
+		}
+	}
+	if t.closeFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return nil, os.NewSyscallError("eventfd", err)
 	}
 	for i := range t.nets {
 		if err := t.open(&t.nets[i], cfg.RecvBuffer); err != nil {
@@ -287,6 +338,10 @@ func checkNet(n wire.Net, nc NetConfig) error {
 		return fmt.Errorf("transport: network %s: group %v is not an IPv4 multicast address", name, nc.Group)
 	case nc.Port < 1 || nc.Port > 65535:
 		return fmt.Errorf("transport: network %s: port %d out of range", name, nc.Port)
+	case nc.HeartbeatPort < 1 || nc.HeartbeatPort > 65535:
+		return fmt.Errorf("transport: network %s: heartbeat port %d out of range (by default the port + 1)", name, nc.HeartbeatPort)
+	case nc.HeartbeatPort == nc.Port:
+		return fmt.Errorf("transport: network %s: the heartbeat port is the group port %d", name, nc.Port)
 	case nc.TTL < 1 || nc.TTL > 255:
 		return fmt.Errorf("transport: network %s: TTL %d out of range", name, nc.TTL)
 	case nc.UnicastPort < 0 || nc.UnicastPort > 65535:
@@ -342,52 +397,63 @@ func (t *Transport) open(ns *netState, rcvbuf int) error {
 	ns.group4 = nc.Group.As4()
 	ns.groupSA = rawSockaddr(netip.AddrPortFrom(nc.Group, uint16(nc.Port)))
 
-	// Group socket: bound to group:port, shared port, joined on ifi only.
-	ns.grp, err = newSock(netip.AddrPortFrom(nc.Group, uint16(nc.Port)), true, rcvbuf)
-	if err != nil {
-		return fmt.Errorf("transport: network %s: group socket %v:%d: %w", name, nc.Group, nc.Port, err)
-	}
-	gp := ipv4.NewPacketConn(ns.grp.conn)
-	if err := gp.JoinGroup(ifi, &net.UDPAddr{IP: nc.Group.AsSlice()}); err != nil {
-		hint := ""
-		if ifi.Flags&net.FlagMulticast == 0 {
-			hint = fmt.Sprintf(" (interface %s lacks the MULTICAST flag: ip link set %s multicast on)", ifi.Name, ifi.Name)
+	ns.hbSA = rawSockaddr(netip.AddrPortFrom(nc.Group, uint16(nc.HeartbeatPort)))
+
+	// Group sockets: bound to group:port (and group:heartbeat port),
+	// shared ports, joined on ifi only.
+	for _, g := range []struct {
+		s     **sock
+		port  int
+		stamp bool
+		what  string
+	}{{&ns.grp, nc.Port, false, "group"}, {&ns.hb, nc.HeartbeatPort, true, "heartbeat"}} {
+		*g.s, err = newSock(netip.AddrPortFrom(nc.Group, uint16(g.port)), true, g.stamp, rcvbuf)
+		if err != nil {
+			return fmt.Errorf("transport: network %s: %s socket %v:%d: %w", name, g.what, nc.Group, g.port, err)
 		}
-		return fmt.Errorf("transport: network %s: joining %v on %s: %w%s", name, nc.Group, ifi.Name, err, hint)
-	}
-	if err := gp.SetControlMessage(ipv4.FlagInterface|ipv4.FlagDst, true); err != nil {
-		return fmt.Errorf("transport: network %s: IP_PKTINFO: %w", name, err)
+		if err := unix.SetsockoptIPMreqn((*g.s).fd, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP,
+			&unix.IPMreqn{Multiaddr: ns.group4, Ifindex: int32(ifi.Index)}); err != nil {
+			hint := ""
+			if ifi.Flags&net.FlagMulticast == 0 {
+				hint = fmt.Sprintf(" (interface %s lacks the MULTICAST flag: ip link set %s multicast on)", ifi.Name, ifi.Name)
+			}
+			return fmt.Errorf("transport: network %s: joining %v on %s: %w%s", name, nc.Group, ifi.Name, os.NewSyscallError("setsockopt IP_ADD_MEMBERSHIP", err), hint)
+		}
 	}
 
 	// Unicast socket: sends everything, receives unicast for this node.
-	ns.uni, err = newSock(netip.AddrPortFrom(src, uint16(nc.UnicastPort)), false, rcvbuf)
+	ns.uni, err = newSock(netip.AddrPortFrom(src, uint16(nc.UnicastPort)), false, false, rcvbuf)
 	if err != nil {
 		return fmt.Errorf("transport: network %s: unicast socket %v:%d: %w", name, src, nc.UnicastPort, err)
 	}
-	up := ipv4.NewPacketConn(ns.uni.conn)
 	// IP_MULTICAST_IF by index and address (ip_mreqn): the group is reached
 	// through this interface whatever the routing table says (a default
 	// route would otherwise take 239/8 to another NIC).
-	if err := ns.uni.control(func(fd int) error {
-		return unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF,
-			&unix.IPMreqn{Address: src.As4(), Ifindex: int32(ifi.Index)})
-	}); err != nil {
+	if err := unix.SetsockoptIPMreqn(ns.uni.fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF,
+		&unix.IPMreqn{Address: src.As4(), Ifindex: int32(ifi.Index)}); err != nil {
 		return fmt.Errorf("transport: network %s: IP_MULTICAST_IF %s: %w", name, ifi.Name, err)
 	}
-	if err := up.SetMulticastTTL(nc.TTL); err != nil {
-		return fmt.Errorf("transport: network %s: IP_MULTICAST_TTL: %w", name, err)
+	loop := 0
+	if nc.Loopback {
+		loop = 1
 	}
-	if err := up.SetMulticastLoopback(nc.Loopback); err != nil {
-		return fmt.Errorf("transport: network %s: IP_MULTICAST_LOOP: %w", name, err)
+	for _, o := range []struct {
+		opt, val int
+		what     string
+	}{{unix.IP_MULTICAST_TTL, nc.TTL, "IP_MULTICAST_TTL"}, {unix.IP_MULTICAST_LOOP, loop, "IP_MULTICAST_LOOP"}} {
+		if err := unix.SetsockoptInt(ns.uni.fd, unix.IPPROTO_IP, o.opt, o.val); err != nil {
+			return fmt.Errorf("transport: network %s: %s: %w", name, o.what, err)
+		}
 	}
-	if err := up.SetControlMessage(ipv4.FlagInterface|ipv4.FlagDst, true); err != nil {
-		return fmt.Errorf("transport: network %s: IP_PKTINFO: %w", name, err)
+	sa, err := unix.Getsockname(ns.uni.fd)
+	if err != nil {
+		return fmt.Errorf("transport: network %s: getsockname: %w", name, err)
 	}
-	la, ok := ns.uni.conn.LocalAddr().(*net.UDPAddr)
+	la, ok := sa.(*unix.SockaddrInet4)
 	if !ok {
-		return fmt.Errorf("transport: network %s: unexpected local address %v", name, ns.uni.conn.LocalAddr())
+		return fmt.Errorf("transport: network %s: unexpected local address %T", name, sa)
 	}
-	ap := la.AddrPort()
+	ap := netip.AddrPortFrom(netip.AddrFrom4(la.Addr), uint16(la.Port))
 	ns.local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	return nil
 }
@@ -407,16 +473,17 @@ func firstIPv4(ifi *net.Interface) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 address: set the network's source address", ifi.Name)
 }
 
-// newSock creates a non-blocking UDP socket bound to addr. shared sets
-// SO_REUSEADDR and SO_REUSEPORT and turns IP_MULTICAST_ALL off (the group
-// socket); the unicast socket gets neither (see the package doc).
-func newSock(addr netip.AddrPort, shared bool, rcvbuf int) (_ *sock, err error) {
+// newSock creates a non-blocking UDP socket bound to addr, with IP_PKTINFO
+// and IP_RECVTOS on. shared sets SO_REUSEADDR and SO_REUSEPORT and turns
+// IP_MULTICAST_ALL off (the group socket); the unicast socket gets neither
+// (see the package doc). stamp sets SO_TIMESTAMPNS (the heartbeat socket).
+func newSock(addr netip.AddrPort, shared, stamp bool, rcvbuf int) (_ *sock, err error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
 	defer func() {
-		if fd >= 0 {
+		if err != nil {
 			unix.Close(fd)
 		}
 	}()
@@ -424,12 +491,15 @@ func newSock(addr netip.AddrPort, shared bool, rcvbuf int) (_ *sock, err error) 
 		level, name, val int
 		what             string
 	}
-	opts := []opt{{unix.IPPROTO_IP, unix.IP_RECVTOS, 1, "IP_RECVTOS"}}
+	opts := []opt{{unix.IPPROTO_IP, unix.IP_RECVTOS, 1, "IP_RECVTOS"}, {unix.IPPROTO_IP, unix.IP_PKTINFO, 1, "IP_PKTINFO"}}
 	if shared {
 		opts = append(opts,
 			opt{unix.SOL_SOCKET, unix.SO_REUSEADDR, 1, "SO_REUSEADDR"},
 			opt{unix.SOL_SOCKET, unix.SO_REUSEPORT, 1, "SO_REUSEPORT"},
 			opt{unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0, "IP_MULTICAST_ALL"})
+	}
+	if stamp {
+		opts = append(opts, opt{unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS"})
 	}
 	if rcvbuf > 0 {
 		opts = append(opts, opt{unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf, "SO_RCVBUF"})
@@ -443,38 +513,7 @@ func newSock(addr netip.AddrPort, shared bool, rcvbuf int) (_ *sock, err error) 
 	if err := unix.Bind(fd, sa); err != nil {
 		return nil, os.NewSyscallError("bind", err)
 	}
-	f := os.NewFile(uintptr(fd), "udp:"+addr.String())
-	fd = -1                          // f owns it now
-	pc, err := net.FilePacketConn(f) // dups the descriptor
-	f.Close()
-	if err != nil {
-		return nil, err
-	}
-	conn, ok := pc.(*net.UDPConn)
-	if !ok {
-		pc.Close()
-		return nil, fmt.Errorf("unexpected connection type %T", pc)
-	}
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	s := &sock{conn: conn, rc: rc, r: newReader(), fd: -1}
-	if err := rc.Control(func(fd uintptr) { s.fd = int(fd) }); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-// control runs fn on the socket's descriptor.
-func (s *sock) control(fn func(fd int) error) error {
-	var ferr error
-	if err := s.rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
+	return &sock{r: newReader(), fd: fd}, nil
 }
 
 func rawSockaddr(ap netip.AddrPort) unix.RawSockaddrInet4 {
@@ -510,6 +549,14 @@ func (t *Transport) LocalAddr(n wire.Net) netip.AddrPort {
 	return t.nets[n].local
 }
 
+// HeartbeatGroup is network n's multicast group and heartbeat port.
+func (t *Transport) HeartbeatGroup(n wire.Net) netip.AddrPort {
+	if n >= wire.NumNets {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(t.nets[n].cfg.Group, uint16(t.nets[n].cfg.HeartbeatPort))
+}
+
 // Group is network n's multicast group and port.
 func (t *Transport) Group(n wire.Net) netip.AddrPort {
 	if n >= wire.NumNets {
@@ -526,19 +573,17 @@ func (t *Transport) IfIndex(n wire.Net) int {
 	return t.nets[n].ifindex
 }
 
-// SetReadDeadline sets the read deadline of every receive socket; a
-// ReadBatch blocked past it returns an error wrapping os.ErrDeadlineExceeded.
-// The zero time means no deadline.
+// SetReadDeadline sets the deadline of ReadBatch and ReadUnicastBatch: a
+// call waiting past it returns an error wrapping os.ErrDeadlineExceeded.
+// The zero time means no deadline. A call already waiting sees a new
+// deadline within readSlice.
 func (t *Transport) SetReadDeadline(d time.Time) error {
-	var errs []error
-	for i := range t.nets {
-		for _, s := range []*sock{t.nets[i].grp, t.nets[i].uni} {
-			if s != nil {
-				errs = append(errs, s.conn.SetReadDeadline(d))
-			}
-		}
+	if d.IsZero() {
+		t.deadline.Store(0)
+	} else {
+		t.deadline.Store(max(d.UnixNano(), 1))
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // Stats returns a snapshot of the counters.
@@ -551,16 +596,31 @@ func (t *Transport) Stats() Stats {
 	return s
 }
 
-// Close closes every socket; blocked ReadBatch calls return net.ErrClosed.
+// Close closes every socket; waiting ReadBatch calls return net.ErrClosed,
+// and so does every call after it.
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
+		t.closed.Store(true)
+		if t.closeFD >= 0 {
+			one := [8]byte{1}
+			_, _ = unix.Write(t.closeFD, one[:]) // wakes the waiting reads
+		}
+		t.life.Lock()
+		defer t.life.Unlock()
 		var errs []error
 		for i := range t.nets {
-			for _, s := range []*sock{t.nets[i].grp, t.nets[i].uni} {
-				if s != nil {
-					errs = append(errs, s.conn.Close())
+			for _, s := range []*sock{t.nets[i].grp, t.nets[i].hb, t.nets[i].uni} {
+				if s != nil && s.fd >= 0 {
+					if err := unix.Close(s.fd); err != nil {
+						errs = append(errs, os.NewSyscallError("close", err))
+					}
+					s.fd = -1
 				}
 			}
+		}
+		if t.closeFD >= 0 {
+			unix.Close(t.closeFD)
+			t.closeFD = -1
 		}
 		t.closeErr = errors.Join(errs...)
 	})

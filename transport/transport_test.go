@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -241,12 +242,7 @@ func TestMulticastInterfaceIsSetExplicitly(t *testing.T) {
 	t1 := openLo(t, loConfig(a, b, port))
 	t2 := openLo(t, loConfig(a, b, port))
 	for nt := range wire.Net(wire.NumNets) {
-		var addr [4]byte
-		err := t1.nets[nt].uni.control(func(fd int) error {
-			a, err := unix.GetsockoptInet4Addr(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF)
-			addr = a
-			return err
-		})
+		addr, err := unix.GetsockoptInet4Addr(t1.nets[nt].uni.fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF)
 		require.NoError(t, err)
 		assert.Equal(t, [4]byte{127, 0, 0, 1}, addr, "IP_MULTICAST_IF must be set on net %d", nt)
 		assert.Equal(t, loIndex(t), t1.IfIndex(nt))
@@ -335,7 +331,7 @@ func TestOpenRefusals(t *testing.T) {
 func TestSameGroupDifferentPorts(t *testing.T) {
 	a, _, port := testGroups(t)
 	cfg := loConfig(a, a, port)
-	cfg.Nets[1].Port = port + 1
+	cfg.Nets[1].Port = port + 2 // port + 1 is network a's heartbeat port
 	t1 := openLo(t, cfg)
 	t2 := openLo(t, cfg)
 	require.NoError(t, t1.Send(wire.NetB, []byte("b"), false))
@@ -367,14 +363,22 @@ func TestParseOOB(t *testing.T) {
 	pi := b[:32]
 	putCmsgBytes(pi, 0 /*IPPROTO_IP*/, 8 /*IP_PKTINFO*/, []byte{7, 0, 0, 0, 127, 0, 0, 1, 239, 1, 2, 3})
 	putCmsgBytes(b[32:], 0, 1 /*IP_TOS*/, []byte{0xb8})
-	ifindex, dst, tos := parseOOB(b[:32+17])
+	ifindex, dst, tos, stamp := parseOOB(b[:32+17])
 	assert.Equal(t, 7, ifindex)
 	assert.Equal(t, [4]byte{239, 1, 2, 3}, dst)
 	assert.Equal(t, uint8(0xb8), tos)
+	assert.Zero(t, stamp)
+	// SO_TIMESTAMPNS after them: a struct timespec.
+	ts := make([]byte, 16)
+	binary.NativeEndian.PutUint64(ts[0:], 1764547200)
+	binary.NativeEndian.PutUint64(ts[8:], 123456789)
+	putCmsgBytes(b[56:], 1 /*SOL_SOCKET*/, 35 /*SO_TIMESTAMPNS*/, ts)
+	_, _, _, stamp = parseOOB(b[:56+32])
+	assert.Equal(t, int64(1764547200123456789), stamp)
 	// Garbage lengths stop the walk without panicking.
-	ifindex, _, _ = parseOOB([]byte{200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0})
+	ifindex, _, _, _ = parseOOB([]byte{200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0})
 	assert.Zero(t, ifindex)
-	ifindex, _, _ = parseOOB(nil)
+	ifindex, _, _, _ = parseOOB(nil)
 	assert.Zero(t, ifindex)
 }
 
@@ -391,4 +395,61 @@ func putCmsgBytes(b []byte, level, typ int32, data []byte) {
 
 func putLE32(b []byte, v uint32) {
 	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+}
+
+// Heartbeats go to the heartbeat socket only (the group socket, which the
+// real-time loop waits for, never sees them, nor the heartbeat socket
+// anything else), stamped with the time the kernel received them: a
+// heartbeat read 30 ms after it arrived is judged by its arrival.
+func TestHeartbeatSocketStampsArrival(t *testing.T) {
+	a, b, port := testGroups(t)
+	t1 := openLo(t, loConfig(a, b, port))
+	t2 := openLo(t, loConfig(a, b, port))
+	assert.Equal(t, port+1, int(t2.HeartbeatGroup(wire.NetA).Port()))
+	for nt := range wire.Net(wire.NumNets) {
+		sent := time.Now()
+		require.NoError(t, t1.SendHeartbeat(nt, []byte("beat")))
+		require.NoError(t, t1.Send(nt, []byte("change"), true))
+		time.Sleep(30 * time.Millisecond)
+		read := time.Now()
+		msgs := newMsgs(4, wire.MaxDatagram)
+		k, err := t2.TryReadHeartbeats(nt, msgs)
+		require.NoError(t, err)
+		require.Equal(t, 1, k, "net %d: the heartbeat on the heartbeat socket", nt)
+		m := msgs[0]
+		assert.Equal(t, "beat", string(m.Buf[:m.N]))
+		assert.Equal(t, t1.LocalAddr(nt), m.From)
+		assert.Equal(t, nt, m.Net)
+		assert.False(t, m.Unicast)
+		require.False(t, m.At.IsZero(), "no SO_TIMESTAMPNS stamp")
+		assert.False(t, m.At.Before(sent.Add(-time.Millisecond)), "stamped %v before it was sent", sent.Sub(m.At))
+		assert.True(t, m.At.Before(read.Add(-20*time.Millisecond)), "stamped %v before it was read: the read time, not the arrival", read.Sub(m.At))
+		got, _ := readN(t, t2, nt, false, 1)
+		assert.Equal(t, "change", string(got[0].Buf), "net %d: the group socket has the change and not the heartbeat", nt)
+		assert.True(t, got[0].At.IsZero())
+		k, err = t2.TryReadHeartbeats(nt, msgs)
+		require.NoError(t, err)
+		assert.Zero(t, k)
+		expectNothing(t, t2, nt, false, 20*time.Millisecond)
+	}
+	// Our own heartbeats come back on lo and are dropped, counted.
+	k, err := t1.TryReadHeartbeats(wire.NetA, newMsgs(4, wire.MaxDatagram))
+	require.NoError(t, err)
+	assert.Zero(t, k)
+	assert.NotZero(t, t1.Stats().Nets[wire.NetA].DroppedSelf)
+}
+
+// A heartbeat port equal to the group port, or shared by the two networks
+// on one group, is refused: the sockets could not be told apart.
+func TestHeartbeatPortClash(t *testing.T) {
+	a, b, port := testGroups(t)
+	cfg := loConfig(a, b, port)
+	cfg.Nets[0].HeartbeatPort = port
+	_, err := Open(cfg)
+	require.ErrorContains(t, err, "heartbeat port is the group port")
+	cfg = loConfig(a, a, port)
+	cfg.Nets[1].Port = port + 1
+	cfg.Nets[1].HeartbeatPort = port + 2
+	_, err = Open(cfg)
+	require.ErrorContains(t, err, "could not be told apart")
 }

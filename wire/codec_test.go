@@ -731,6 +731,7 @@ func TestReason(t *testing.T) {
 		{ErrReplay, "replay"},
 		{errReplayDup, "replay"},
 		{ErrMalformed, "malformed"},
+		{ErrWrongSocket, "socket"},
 		{errChangeKind, "malformed"},
 		{errors.New("x"), "other"},
 	}

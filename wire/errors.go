@@ -23,6 +23,10 @@ var (
 	// ErrMalformed: structurally invalid content (bad enum, count over a
 	// bound, trailing bytes, ...), on decode or on encode.
 	ErrMalformed = errors.New("wire: malformed")
+	// ErrWrongSocket: a heartbeat that came to the group or unicast port,
+	// or anything else that came to the heartbeat port (each has its own
+	// replay window: DESIGN §4).
+	ErrWrongSocket = errors.New("wire: wrong port for this packet type (heartbeats come only to the heartbeat port, and nothing else)")
 )
 
 // detailError adds a fixed detail to a sentinel. Every instance is a
@@ -81,7 +85,8 @@ var (
 
 // Reason returns a short stable label for err, for a counter of rejected
 // packets: "short", "too_big", "magic", "version", "cluster", "auth",
-// "replay", "malformed", or "other" for an error not from this package.
+// "replay", "malformed", "socket", or "other" for an error not from this
+// package.
 // Reason(nil) is "".
 func Reason(err error) string {
 	switch {
@@ -103,6 +108,8 @@ func Reason(err error) string {
 		return "replay"
 	case errors.Is(err, ErrMalformed):
 		return "malformed"
+	case errors.Is(err, ErrWrongSocket):
+		return "socket"
 	}
 	return "other"
 }

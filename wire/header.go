@@ -111,3 +111,14 @@ func getHeader(b []byte) Header {
 		Length:      binary.BigEndian.Uint16(b[offLength:]),
 	}
 }
+
+// PeekType is the type byte of pkt's header, unauthenticated (0 when pkt
+// is shorter than a header): for tests and tools that route a datagram by
+// its type, as the sender's transport does (heartbeats to the heartbeat
+// port). Decisions are made only on what Codec.Open returns.
+func PeekType(pkt []byte) Type {
+	if len(pkt) < HeaderSize {
+		return 0
+	}
+	return Type(pkt[offType])
+}

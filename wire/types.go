@@ -11,7 +11,7 @@ package wire
 // Protocol constants.
 const (
 	Magic   uint16 = 0x464d // "FM"
-	Version uint8  = 2      // 2: Report.StateVer, ChangeImplicit
+	Version uint8  = 3      // 2: Report.StateVer, ChangeImplicit; 3: heartbeats on their own port
 
 	// MaxDatagram is the largest datagram fmagent ever sends: the MTU seen
 	// on real hosts here, so nothing is fragmented.

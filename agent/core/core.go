@@ -154,7 +154,10 @@ type Packet struct {
 	To   wire.NodeID // 0: the networks' multicast groups
 	Nets uint8       // bit n: send on wire.Net n
 	Prio bool        // high TOS / SO_PRIORITY: down changes and elections
-	Data []byte
+	// Heartbeat: a heartbeat, sent to the groups' heartbeat port, where
+	// receivers read it with StepHeartbeat (DESIGN §4).
+	Heartbeat bool
+	Data      []byte
 }
 
 // BothNets is the Nets mask for both networks.
@@ -453,10 +456,41 @@ func (n *Node) send(to wire.NodeID, prio bool, data []byte) {
 	n.rd.Packets = append(n.rd.Packets, Packet{To: to, Nets: BothNets, Prio: prio, Data: data})
 }
 
+// sendHeartbeatPacket queues a heartbeat for the groups' heartbeat port.
+func (n *Node) sendHeartbeatPacket(data []byte) {
+	if n.silent() {
+		return
+	}
+	n.rd.Packets = append(n.rd.Packets, Packet{Nets: BothNets, Heartbeat: true, Data: data})
+}
+
 // Step takes one received datagram that arrived on net. It returns the
 // authenticated sender (so the shell can learn its address), or an error
-// when the packet was dropped; a dropped packet changes nothing.
+// when the packet was dropped; a dropped packet changes nothing. A
+// heartbeat is refused here (ErrWrongSocket): heartbeats come through
+// StepHeartbeat.
 func (n *Node) Step(now time.Time, net wire.Net, pkt []byte) (wire.NodeID, error) {
+	return n.step(now, net, pkt, false)
+}
+
+// StepHeartbeat takes one datagram of the heartbeat socket (Packet.Heartbeat
+// says which packets go there), received at at (the kernel's stamp, which
+// may be earlier than the time of packets stepped before it: the shell
+// reads this socket when it wakes for something else, not when a heartbeat
+// arrives). Only heartbeats are accepted, under a replay window of their
+// own: read later than the group socket's traffic, they are out of order
+// with it, and a window shared with it would refuse a heartbeat overtaken
+// by more than its width of the sender's other packets; and nothing else
+// may come through this window, or a replayed change would be fresh to it.
+func (n *Node) StepHeartbeat(at time.Time, net wire.Net, pkt []byte) (wire.NodeID, error) {
+	return n.step(at, net, pkt, true)
+}
+
+// ErrWrongSocket: a heartbeat on the group or unicast socket, or anything
+// else on the heartbeat socket (see StepHeartbeat); dropped before the MAC.
+var ErrWrongSocket = wire.ErrWrongSocket
+
+func (n *Node) step(now time.Time, net wire.Net, pkt []byte, hbSock bool) (wire.NodeID, error) {
 	n.advance(now)
 	// Cheapest first (DESIGN, issue 9): size, magic, version, cluster and
 	// header checks (Peek), then, for a sender we know, its replay window,
@@ -468,11 +502,14 @@ func (n *Node) Step(now time.Time, net wire.Net, pkt []byte) (wire.NodeID, error
 	if err != nil {
 		return 0, err
 	}
+	if (ph.Type == wire.TypeHeartbeat) != hbSock {
+		return 0, ErrWrongSocket
+	}
 	if p, ok := n.peers[ph.Sender]; ok && net < wire.NumNets {
 		if ph.Incarnation < p.inc {
 			return 0, wire.ErrReplay
 		}
-		if err := p.replay[net].Check(ph.Incarnation, ph.Seq); err != nil {
+		if err := p.window(net, hbSock).Check(ph.Incarnation, ph.Seq); err != nil {
 			return 0, err
 		}
 	}
@@ -499,7 +536,7 @@ func (n *Node) Step(now time.Time, net wire.Net, pkt []byte) (wire.NodeID, error
 	if h.Incarnation < p.inc {
 		return 0, wire.ErrReplay
 	}
-	if err := p.replay[net].Admit(h.Incarnation, h.Seq); err != nil {
+	if err := p.window(net, hbSock).Admit(h.Incarnation, h.Seq); err != nil {
 		return 0, err
 	}
 	if h.Incarnation > p.inc {

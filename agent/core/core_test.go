@@ -48,7 +48,7 @@ func (p *pair) flush() {
 				}
 			}
 			for _, x := range pkts {
-				to.Step(p.now, x[0].(wire.Net), x[1].([]byte))
+				stepAny(to, p.now, x[0].(wire.Net), x[1].([]byte))
 				moved = true
 			}
 		}
@@ -119,7 +119,7 @@ func TestForgedPacketsChangeNothing(t *testing.T) {
 	evil := core.New(core.Config{Node: 1, Cluster: 9, Key: []byte("wrong key"), Priority: 255, Eligible: true, Incarnation: 99}, p.now)
 	evil.Tick(p.now)
 	for _, pk := range evil.Ready().Packets {
-		_, err := p.b.Step(p.now, wire.NetA, pk.Data)
+		_, err := stepAny(p.b, p.now, wire.NetA, pk.Data)
 		assert.ErrorIs(t, err, wire.ErrAuth)
 	}
 	assert.Equal(t, before, p.b.Table().Digest())
@@ -148,7 +148,7 @@ func TestAllocStepHeartbeat(t *testing.T) {
 	bnow := p.now
 	allocs := testing.AllocsPerRun(runs, func() {
 		bnow = bnow.Add(time.Millisecond / 4)
-		if _, err := p.b.Step(bnow, wire.NetA, hbs[i]); err != nil {
+		if _, err := stepAny(p.b, bnow, wire.NetA, hbs[i]); err != nil {
 			t.Fatal(err)
 		}
 		i++

@@ -13,9 +13,10 @@ import (
 type peer struct {
 	id      wire.NodeID
 	inc     uint64
-	heard   [wire.NumNets]time.Time // last heartbeat per network (zero: never)
-	replay  [wire.NumNets]wire.ReplayWindow
-	hb      *wire.Heartbeat // latest heartbeat (swapped with the decode buffer, not copied)
+	heard   [wire.NumNets]time.Time         // last heartbeat per network (zero: never)
+	replay  [wire.NumNets]wire.ReplayWindow // the group and unicast sockets'
+	hbWin   [wire.NumNets]wire.ReplayWindow // the heartbeat socket's (StepHeartbeat)
+	hb      *wire.Heartbeat                 // latest heartbeat (swapped with the decode buffer, not copied)
 	hbOK    bool
 	wordSeq uint64 // header seq of the newest heartbeat or claim taken
 	callSeq uint64 // header seq of the last switchover call taken
@@ -33,6 +34,15 @@ type peer struct {
 	// retransmissions are bounded per peer.
 	serveSecond time.Time
 	servedInSec int
+}
+
+// window is the replay window of net's heartbeat socket (hb) or of its
+// other sockets.
+func (p *peer) window(net wire.Net, hb bool) *wire.ReplayWindow {
+	if hb {
+		return &p.hbWin[net]
+	}
+	return &p.replay[net]
 }
 
 func (p *peer) reincarnated(inc uint64) {
@@ -80,7 +90,9 @@ func (n *Node) onHeartbeat(now time.Time, net wire.Net, h *wire.Header, p *peer,
 	}
 	st := n.el.State()
 	if p.id == st.Master && h.Epoch == st.Epoch && !n.isMaster() {
-		n.masterWord = now
+		if now.After(n.masterWord) {
+			n.masterWord = now
+		}
 		if hb.AppliedSeq > n.masterSeq {
 			n.masterSeq = hb.AppliedSeq
 		}
@@ -93,7 +105,14 @@ func (n *Node) onHeartbeat(now time.Time, net wire.Net, h *wire.Header, p *peer,
 
 // heardFrom records an authenticated heartbeat or claim from p on net: the
 // proof that p and that link are alive.
+//
+// now may be earlier than a word from p already taken (a heartbeat is read
+// later than a claim that overtook it: StepHeartbeat); what was heard last
+// stays the latest.
 func (n *Node) heardFrom(now time.Time, net wire.Net, p *peer) {
+	if !now.After(p.heard[net]) {
+		now = p.heard[net]
+	}
 	p.heard[net] = now
 	n.heardAgain(p, now)
 	n.refreshFence(p)
@@ -360,7 +379,7 @@ func (n *Node) sendHeartbeat() {
 	b, err := n.codec.AppendHeartbeat(n.buf(), &h, hb)
 	if err == nil {
 		n.stats.HeartbeatsSent++
-		n.send(0, false, b)
+		n.sendHeartbeatPacket(b)
 	}
 }
 

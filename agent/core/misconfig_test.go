@@ -70,7 +70,7 @@ func (m *mesh) deliver() {
 		for _, p := range pkts {
 			for _, n := range m.nodes {
 				if !m.down[n] && (p.to == 0 || p.to == n.ID()) {
-					n.Step(m.now, p.net, p.data)
+					stepAny(n, m.now, p.net, p.data)
 				}
 			}
 		}

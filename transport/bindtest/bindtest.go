@@ -92,7 +92,7 @@ type Bind struct {
 	closed atomic.Bool
 
 	mu    sync.Mutex
-	q     [wire.NumNets][2][]datagram // [net][unicast]
+	q     [wire.NumNets][3][]datagram // [net][qGroup, qUnicast, qHeartbeat]
 	stats transport.Stats
 	drops uint64
 }
@@ -101,7 +101,16 @@ type datagram struct {
 	data []byte
 	from netip.AddrPort
 	tos  uint8
+	at   time.Time // queued (the heartbeat socket's Message.At)
 }
+
+// The queues of one network: the group socket, the unicast socket and the
+// heartbeat socket (which, as the real one, the waiter does not wait for).
+const (
+	qGroup = iota
+	qUnicast
+	qHeartbeat
+)
 
 var _ transport.Bind = (*Bind)(nil)
 
@@ -145,7 +154,7 @@ func (b *Bind) Close() error {
 	}
 	b.nw.mu.Unlock()
 	b.mu.Lock()
-	b.q = [wire.NumNets][2][]datagram{}
+	b.q = [wire.NumNets][3][]datagram{}
 	b.mu.Unlock()
 	b.poke()
 	return nil
@@ -153,16 +162,26 @@ func (b *Bind) Close() error {
 
 // TryReadBatch reads what is queued on one of b's sockets.
 func (b *Bind) TryReadBatch(n wire.Net, unicast bool, msgs []transport.Message) (int, error) {
+	u := qGroup
+	if unicast {
+		u = qUnicast
+	}
+	return b.read(n, u, msgs)
+}
+
+// TryReadHeartbeats reads what is queued on b's heartbeat socket of n.
+func (b *Bind) TryReadHeartbeats(n wire.Net, msgs []transport.Message) (int, error) {
+	return b.read(n, qHeartbeat, msgs)
+}
+
+func (b *Bind) read(n wire.Net, u int, msgs []transport.Message) (int, error) {
 	if n >= wire.NumNets {
 		return 0, transport.ErrBadNet
 	}
 	if b.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	u := 0
-	if unicast {
-		u = 1
-	}
+	unicast := u == qUnicast
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	q := b.q[n][u]
@@ -179,6 +198,10 @@ func (b *Bind) TryReadBatch(n wire.Net, unicast bool, msgs []transport.Message) 
 		m := &msgs[k]
 		m.N = copy(m.Buf, d.data)
 		m.From, m.Net, m.Unicast, m.TOS = d.from, n, unicast, d.tos
+		m.At = time.Time{}
+		if u == qHeartbeat {
+			m.At = d.at
+		}
 		m.IfIndex = 1 // lo, where the real one runs in tests
 		st.RecvPackets++
 		st.RecvBytes += uint64(m.N)
@@ -197,9 +220,9 @@ func (b *Bind) readable() transport.Events {
 	defer b.mu.Unlock()
 	var ev transport.Events
 	for n := wire.Net(0); n < wire.NumNets; n++ {
-		for u := range 2 {
+		for _, u := range []int{qGroup, qUnicast} {
 			if len(b.q[n][u]) > 0 {
-				ev |= transport.Readable(n, u == 1)
+				ev |= transport.Readable(n, u == qUnicast)
 			}
 		}
 	}
@@ -213,13 +236,9 @@ func (b *Bind) poke() {
 	}
 }
 
-// deliver queues a copy of pkt on to's socket (unicast or group) of
-// network n. Called without any lock held.
-func (b *Bind) deliver(n wire.Net, unicast bool, d datagram) {
-	u := 0
-	if unicast {
-		u = 1
-	}
+// deliver queues a copy of pkt on to's socket u (qGroup, qUnicast,
+// qHeartbeat) of network n. Called without any lock held.
+func (b *Bind) deliver(n wire.Net, u int, d datagram) {
 	b.mu.Lock()
 	if len(b.q[n][u]) >= QueueLen {
 		b.drops++
@@ -238,14 +257,18 @@ var ErrNoRoute = errors.New("bindtest: no such address")
 type sender struct{ b *Bind }
 
 func (s sender) Send(n wire.Net, pkt []byte, prio bool) error {
-	return s.send(n, netip.AddrPort{}, pkt, prio)
+	return s.send(n, netip.AddrPort{}, pkt, prio, qGroup)
+}
+
+func (s sender) SendHeartbeat(n wire.Net, pkt []byte) error {
+	return s.send(n, netip.AddrPort{}, pkt, false, qHeartbeat)
 }
 
 func (s sender) SendTo(n wire.Net, to netip.AddrPort, pkt []byte, prio bool) error {
 	if !to.IsValid() {
 		return fmt.Errorf("bindtest: unicast to %v: %w", to, ErrNoRoute)
 	}
-	return s.send(n, to, pkt, prio)
+	return s.send(n, to, pkt, prio, qUnicast)
 }
 
 func (s sender) WriteBatchTo(n wire.Net, to netip.AddrPort, pkts [][]byte, prio bool) (int, error) {
@@ -257,9 +280,9 @@ func (s sender) WriteBatchTo(n wire.Net, to netip.AddrPort, pkts [][]byte, prio 
 	return len(pkts), nil
 }
 
-// send delivers pkt to network n's group (to invalid) or to the Bind whose
-// LocalAddr on n is to.
-func (s sender) send(n wire.Net, to netip.AddrPort, pkt []byte, prio bool) error {
+// send delivers pkt to network n's group (to invalid; queue u: qGroup or
+// qHeartbeat) or to the Bind whose LocalAddr on n is to (qUnicast).
+func (s sender) send(n wire.Net, to netip.AddrPort, pkt []byte, prio bool, u int) error {
 	b := s.b
 	if n >= wire.NumNets {
 		return transport.ErrBadNet
@@ -270,7 +293,7 @@ func (s sender) send(n wire.Net, to netip.AddrPort, pkt []byte, prio bool) error
 	if b.closed.Load() {
 		return net.ErrClosed
 	}
-	d := datagram{data: append([]byte(nil), pkt...), from: b.LocalAddr(n)}
+	d := datagram{data: append([]byte(nil), pkt...), from: b.LocalAddr(n), at: time.Now()}
 	if prio {
 		d.tos = transport.PriorityTOS
 	}
@@ -304,7 +327,7 @@ func (s sender) send(n wire.Net, to netip.AddrPort, pkt []byte, prio bool) error
 		return nil
 	}
 	for _, o := range dst {
-		o.deliver(n, to.IsValid(), d)
+		o.deliver(n, u, d)
 	}
 	return nil
 }
