@@ -592,7 +592,18 @@ func (n *Node) Tick(now time.Time) {
 		// Our own process stalled (a paused VM, a GC, the scheduler): what
 		// waits in the receive queue must be read before anyone is judged
 		// silent, so a stall of ours never reads as a failure of theirs.
-		n.judgeAfter = now.Add(n.cfg.Interval)
+		// And a stall that paused us may have paused our peers too (a
+		// paused VM pauses every agent on it; a CPU hog delays every
+		// agent's thread): they need about as long again to be scheduled
+		// and speak. So no one is judged silent for as long as we were
+		// stalled, at least an interval and at most one detection bound.
+		// One interval was not enough: the 10 ms profile's soak (five
+		// agents, two CPU burners) saw a 133 ms stall of every agent at
+		// once followed by 63 false downs.
+		wait := min(max(gap, n.cfg.Interval), n.cfg.Interval*time.Duration(n.cfg.Misses))
+		if t := now.Add(wait); t.After(n.judgeAfter) {
+			n.judgeAfter = t
+		}
 		n.event(Event{Kind: EvStalled, Reason: gap.String()})
 	}
 	n.lastTick = now

@@ -18,7 +18,9 @@ import (
 //     vouch never delays the detection of a real death). A vouch bridges at
 //     most one more bound: a one-sided cut that lasts is judged as before.
 //   - The stall deferral (core.go: Tick): a node whose own ticks come late
-//     judges no one until it has read what waited in its receive queue.
+//     judges no one until it has read what waited in its receive queue,
+//     and for as long as it was stalled (at most a bound), since the peers
+//     may have been stalled with it.
 //   - Widening after a false down (knet's pong backoff, BFD's detect
 //     multiplier): a peer judged down that speaks again at the same
 //     incarnation within falseDownWindow was slow, not dead (or cut off for
