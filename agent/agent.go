@@ -294,6 +294,7 @@ func (a *agent) start() error {
 	if a.waiter, err = a.tr.NewWaiter(); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	a.holdP()
 	for n := wire.Net(0); n < wire.NumNets; n++ {
 		a.log.Info("network", "net", netName(n), "interface", cfg.Networks[n].Interface,
 			"group", a.tr.Group(n).String(), "unicast", a.tr.LocalAddr(n).String())

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"runtime"
 	"time"
 
 	"github.com/fmagent/fmagent/config"
@@ -84,6 +86,27 @@ func (a *agent) setFIFO(prio int) error {
 		}
 	}
 	return transport.ProbeRealtime(prio)
+}
+
+// holdP lets the real-time loop keep its P while it waits
+// (transport.Waiter.HoldP says why) and gives the rest of the process the P
+// back: GOMAXPROCS one above what the runtime chose, unless the
+// environment set it. Only for a real-time loop in a process of its own
+// (not the agents that this package's tests run in one binary), and with
+// at least two Ps.
+func (a *agent) holdP() {
+	w, ok := a.waiter.(*transport.Waiter)
+	if !ok || a.rtPrio == 0 || !wholeProcessFIFO {
+		return
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
+	}
+	if runtime.GOMAXPROCS(0) < 2 {
+		return
+	}
+	w.HoldP = true
+	a.log.Info("real-time loop keeps its P while it waits", "gomaxprocs", runtime.GOMAXPROCS(0))
 }
 
 // rtLoop is the real-time loop; it returns when the waiter is stopped.

@@ -57,6 +57,19 @@ type Waiter struct {
 	stopped  atomic.Bool
 	mu       sync.RWMutex // Wake (read) against Close (write): no write to a reused fd
 	closed   bool
+
+	// HoldP makes Wait block in a raw ppoll that keeps the calling
+	// goroutine's P (Go's scheduler is not told of the system call), so
+	// the thread wakes straight into Go code: it never waits for a P that
+	// other goroutines took meanwhile (a loop thread at SCHED_FIFO waiting
+	// for a P held by a normal thread a CPU hog preempts waits behind the
+	// hog), and no thread is woken to take the P over. The rest of the
+	// process then has one P less (the agent raises GOMAXPROCS by one). A
+	// signal (Go's preemption, a stop-the-world) interrupts the wait: Wait
+	// returns with no event so the goroutine reaches a safe point. Only
+	// for a goroutine locked to its thread, with GOMAXPROCS of 2 or more:
+	// with one P, nothing else would run until the wait ends.
+	HoldP bool
 }
 
 // NewWaiter opens the timerfd and the eventfd for t's sockets. Close it
@@ -107,13 +120,23 @@ func (w *Waiter) Wait(deadline time.Time) (Events, error) {
 	for i := range w.fds {
 		w.fds[i].Revents = 0
 	}
-	for {
-		_, err := unix.Ppoll(w.fds[:], nil, nil)
-		if err == nil {
-			break
+	if w.HoldP {
+		_, _, e := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&w.fds[0])), uintptr(len(w.fds)), 0, 0, 0, 0)
+		if e == unix.EINTR {
+			return 0, nil // a signal: let the caller reach a safe point
 		}
-		if err != unix.EINTR {
-			return 0, os.NewSyscallError("ppoll", err)
+		if e != 0 {
+			return 0, os.NewSyscallError("ppoll", e)
+		}
+	} else {
+		for {
+			_, err := unix.Ppoll(w.fds[:], nil, nil)
+			if err == nil {
+				break
+			}
+			if err != unix.EINTR {
+				return 0, os.NewSyscallError("ppoll", err)
+			}
 		}
 	}
 	var ev Events

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
@@ -94,5 +95,62 @@ func TestWaiterAllocs(t *testing.T) {
 	f()
 	if n := testing.AllocsPerRun(100, f); n != 0 {
 		t.Errorf("Waiter.Wait + TryReadBatch + Wake: %v allocations per run, want 0", n)
+	}
+}
+
+// With HoldP the waiting goroutine keeps its P through the system call; a
+// stop-the-world (here a forced GC) must still get it: the preemption
+// signal interrupts the wait, which returns with no event so the goroutine
+// reaches a safe point. Without that the GC would wait for the deadline.
+func TestWaiterHoldPLetsTheWorldStop(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Fatalf("HoldP needs GOMAXPROCS >= 2, have %d", runtime.GOMAXPROCS(0))
+	}
+	a, b, port := testGroups(t)
+	t1 := openLo(t, loConfig(a, b, port))
+	w, err := t1.NewWaiter()
+	require.NoError(t, err)
+	defer w.Close()
+	w.HoldP = true
+	deadline := time.Now().Add(10 * time.Second)
+	type result struct {
+		spurious, woken int
+		err             error
+	}
+	res := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		var r result
+		for {
+			ev, err := w.Wait(deadline)
+			if err != nil {
+				r.err = err
+				break
+			}
+			if ev == 0 {
+				r.spurious++ // a signal: Go's preemption
+			}
+			if ev&EvWoken != 0 {
+				r.woken++
+				break
+			}
+		}
+		res <- r
+	}()
+	time.Sleep(20 * time.Millisecond) // the goroutine is in its wait
+	for range 3 {
+		start := time.Now()
+		runtime.GC()
+		require.Less(t, time.Since(start), 2*time.Second, "a GC waited for the held P")
+	}
+	w.Wake()
+	select {
+	case r := <-res:
+		require.NoError(t, r.err)
+		require.Equal(t, 1, r.woken)
+		t.Logf("interrupted %d times by the runtime's signals before the wake", r.spurious)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wake did not end the held wait")
 	}
 }
