@@ -143,14 +143,14 @@ func (a *agent) rtRun(th *transport.Locked) {
 		// whenever they are read, as long as it is before the tick.
 		deaf := false
 		for n := wire.Net(0); n < wire.NumNets; n++ {
-			for _, uni := range [2]bool{false, true} {
-				if ev&transport.Readable(n, uni) != 0 && a.drainSocket(n, uni, msgs, next) {
+			for sock, uni := range [2]bool{false, true} {
+				if ev&transport.Readable(n, uni) != 0 && a.drainSocket(n, sock, msgs, next) {
 					deaf = true
 				}
 			}
 		}
 		for n := wire.Net(0); n < wire.NumNets; n++ {
-			if a.drainHeartbeats(n, msgs, next) {
+			if a.drainSocket(n, sockHeartbeat, msgs, next) {
 				deaf = true
 			}
 		}
@@ -208,57 +208,12 @@ func (a *agent) rtRun(th *transport.Locked) {
 // a locked goroutine's Gosched.
 const yieldEvery = 5 * time.Millisecond
 
-// drainHeartbeats reads network n's heartbeat socket as drainSocket reads
-// the others, stepping each heartbeat at the time the kernel received it.
-func (a *agent) drainHeartbeats(n wire.Net, msgs []transport.Message, deadline time.Time) (backlog bool) {
-	for {
-		k, err := a.tr.TryReadHeartbeats(n, msgs)
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				a.log.Debug("receive heartbeats", "net", netName(n), "err", err)
-			}
-			return false
-		}
-		if k == 0 {
-			return false
-		}
-		a.mu.Lock()
-		if a.stopping {
-			a.mu.Unlock()
-			return false
-		}
-		now := time.Now()
-		unhandled := false
-		for i := 0; i < k; i++ {
-			m := &msgs[i]
-			at := m.At
-			if at.IsZero() || at.After(now) {
-				at = now
-			}
-			from, err := a.core.StepHeartbeat(at, m.Net, m.Buf[:m.N])
-			if err != nil {
-				a.rejected(m, err)
-				unhandled = true
-				continue
-			}
-			if m.Net < wire.NumNets && a.addrs[m.Net][from] != m.From {
-				a.addrs[m.Net][from] = m.From
-			}
-			a.handleReady() // before the next step: its output's buffers are reused
-			unhandled = false
-		}
-		if unhandled {
-			a.handleReady()
-		}
-		a.mu.Unlock()
-		if k < len(msgs) {
-			return false
-		}
-		if !now.Before(deadline) {
-			return true
-		}
-	}
-}
+// The sockets drainSocket reads.
+const (
+	sockGroup     = iota // the group socket (Readable(n, false))
+	sockUnicast          // the unicast socket (Readable(n, true))
+	sockHeartbeat        // the heartbeat socket, read at every wake-up
+)
 
 // drainSocket reads a socket while the core's next deadline has not come.
 // A flood arriving faster than the loop rejects it must not hold the loop
@@ -272,16 +227,24 @@ func (a *agent) drainHeartbeats(n wire.Net, msgs []transport.Message, deadline t
 // (core.Deafened).
 //
 // It reads until the socket has nothing queued or deadline has passed,
-// Stepping every datagram under the lock batch by batch. A rejected
-// datagram costs its check and a count: the core's output is handled after
-// an accepted one, or once after the batch. It reports whether the socket
-// may still hold datagrams (the deadline came first).
-func (a *agent) drainSocket(n wire.Net, unicast bool, msgs []transport.Message, deadline time.Time) (backlog bool) {
+// Stepping every datagram under the lock batch by batch; a heartbeat
+// (sockHeartbeat) at the time the kernel received it. A rejected datagram
+// costs its check and a count: the core's output is handled after an
+// accepted one (before the next step, which reuses its buffers), or once
+// after the batch. It reports whether the socket may still hold datagrams
+// (the deadline came first).
+func (a *agent) drainSocket(n wire.Net, sock int, msgs []transport.Message, deadline time.Time) (backlog bool) {
 	for {
-		k, err := a.tr.TryReadBatch(n, unicast, msgs)
+		var k int
+		var err error
+		if sock == sockHeartbeat {
+			k, err = a.tr.TryReadHeartbeats(n, msgs)
+		} else {
+			k, err = a.tr.TryReadBatch(n, sock == sockUnicast, msgs)
+		}
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
-				a.log.Debug("receive", "net", netName(n), "unicast", unicast, "err", err)
+				a.log.Debug("receive", "net", netName(n), "socket", sock, "err", err)
 			}
 			return false
 		}
@@ -297,7 +260,16 @@ func (a *agent) drainSocket(n wire.Net, unicast bool, msgs []transport.Message, 
 		unhandled := false
 		for i := 0; i < k; i++ {
 			m := &msgs[i]
-			from, err := a.core.Step(now, m.Net, m.Buf[:m.N])
+			var from wire.NodeID
+			if sock == sockHeartbeat {
+				at := m.At
+				if at.IsZero() || at.After(now) {
+					at = now
+				}
+				from, err = a.core.StepHeartbeat(at, m.Net, m.Buf[:m.N])
+			} else {
+				from, err = a.core.Step(now, m.Net, m.Buf[:m.N])
+			}
 			if err != nil {
 				a.rejected(m, err)
 				unhandled = true // a rejection may still have output (a duplicate node ID's notice)
