@@ -26,8 +26,9 @@ import (
 // milliseconds).
 //
 // Peers' heartbeats do not wake it: they come to the heartbeat sockets,
-// which the loop reads each time it wakes, first, and steps with the time
-// the kernel received each (core.StepHeartbeat). The loop wakes at least
+// which the loop reads each time it wakes (after what woke it, before it
+// ticks), and steps with the time the kernel received each
+// (core.StepHeartbeat). The loop wakes at least
 // once an interval (to send its own heartbeat), and at a peer's judgement
 // deadline, where it reads them before it judges; so a heartbeat is judged
 // exactly as if it had woken the loop, for a fraction of the wake-ups
@@ -143,8 +144,8 @@ func (a *agent) rtRun(th *transport.Locked) {
 		// whenever they are read, as long as it is before the tick.
 		deaf := false
 		for n := wire.Net(0); n < wire.NumNets; n++ {
-			for sock, uni := range [2]bool{false, true} {
-				if ev&transport.Readable(n, uni) != 0 && a.drainSocket(n, sock, msgs, next) {
+			for _, sock := range [2]int{sockGroup, sockUnicast} {
+				if ev&transport.Readable(n, sock == sockUnicast) != 0 && a.drainSocket(n, sock, msgs, next) {
 					deaf = true
 				}
 			}
@@ -262,8 +263,8 @@ func (a *agent) drainSocket(n wire.Net, sock int, msgs []transport.Message, dead
 			m := &msgs[i]
 			var from wire.NodeID
 			if sock == sockHeartbeat {
-				at := m.At
-				if at.IsZero() || at.After(now) {
+				at := m.At // read before now, so not after it
+				if at.IsZero() {
 					at = now
 				}
 				from, err = a.core.StepHeartbeat(at, m.Net, m.Buf[:m.N])

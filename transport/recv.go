@@ -101,16 +101,6 @@ func (t *Transport) TryReadHeartbeats(n wire.Net, msgs []Message) (int, error) {
 	return t.read(ns, ns.hb, false, msgs, false)
 }
 
-// ReadHeartbeats is TryReadHeartbeats that waits for at least one (as
-// ReadBatch does).
-func (t *Transport) ReadHeartbeats(n wire.Net, msgs []Message) (int, error) {
-	ns, err := t.netState(n)
-	if err != nil {
-		return 0, err
-	}
-	return t.read(ns, ns.hb, false, msgs, true)
-}
-
 // TryReadBatch is ReadBatch (unicast false) or ReadUnicastBatch (unicast
 // true) that never waits: with nothing queued (or only datagrams it drops)
 // it returns 0 and no error. It is the read of the real-time loop, which
@@ -175,6 +165,7 @@ func (t *Transport) read(ns *netState, s *sock, unicast bool, msgs []Message, wa
 			return 0, os.NewSyscallError("recvmmsg", r.errno)
 		}
 		k, bytes := 0, 0
+		var now time.Time // read once a batch, for the stamps
 		for i := 0; i < r.n; i++ {
 			h := &r.hdrs[i]
 			if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
@@ -214,7 +205,10 @@ func (t *Transport) read(ns *netState, s *sock, unicast bool, msgs []Message, wa
 			m.TOS = tos
 			m.At = time.Time{}
 			if stamp != 0 {
-				m.At = stampTime(stamp)
+				if now.IsZero() {
+					now = time.Now()
+				}
+				m.At = stampTime(now, stamp)
 			}
 			bytes += m.N
 			k++
@@ -266,8 +260,7 @@ func (t *Transport) waitReadable(s *sock) error {
 // use: now minus the datagram's age by the wall clock. An age below zero
 // or above a second (the wall clock was stepped between the two readings)
 // is taken as zero: "now", what the stamp would be without SO_TIMESTAMPNS.
-func stampTime(realNs int64) time.Time {
-	now := time.Now()
+func stampTime(now time.Time, realNs int64) time.Time {
 	age := time.Duration(now.UnixNano() - realNs)
 	if age < 0 || age > time.Second {
 		return now

@@ -79,31 +79,30 @@ func (s *Sender) send(fd int) bool {
 // Send sends pkt to network n's group. prio marks it a priority packet
 // (TOS EF, SO_PRIORITY 6).
 func (s *Sender) Send(n wire.Net, pkt []byte, prio bool) error {
-	ns, err := s.t.netState(n)
-	if err != nil {
-		return err
-	}
-	s.to = ns.groupSA
-	if err := s.set(0, pkt); err != nil {
-		return err
-	}
-	_, err = s.flush(ns, 1, prio)
-	return err
+	return s.sendGroup(n, false, pkt, prio)
 }
 
 // SendHeartbeat sends a heartbeat to network n's group on its heartbeat
 // port (see the package doc). Nothing but heartbeats may go there: a
 // receiver accepts only heartbeats from that socket.
 func (s *Sender) SendHeartbeat(n wire.Net, pkt []byte) error {
+	return s.sendGroup(n, true, pkt, false)
+}
+
+// sendGroup sends pkt to network n's group port, or its heartbeat port.
+func (s *Sender) sendGroup(n wire.Net, heartbeat bool, pkt []byte, prio bool) error {
 	ns, err := s.t.netState(n)
 	if err != nil {
 		return err
 	}
-	s.to = ns.hbSA
+	s.to = ns.groupSA
+	if heartbeat {
+		s.to = ns.hbSA
+	}
 	if err := s.set(0, pkt); err != nil {
 		return err
 	}
-	_, err = s.flush(ns, 1, false)
+	_, err = s.flush(ns, 1, prio)
 	return err
 }
 

@@ -450,24 +450,21 @@ func (n *Node) header() wire.Header {
 }
 
 func (n *Node) send(to wire.NodeID, prio bool, data []byte) {
+	n.queue(Packet{To: to, Nets: BothNets, Prio: prio, Data: data})
+}
+
+// queue adds p to the Ready's packets, unless this node is silent.
+func (n *Node) queue(p Packet) {
 	if n.silent() {
 		return // the start window, or refused (misconfig.go)
 	}
-	n.rd.Packets = append(n.rd.Packets, Packet{To: to, Nets: BothNets, Prio: prio, Data: data})
-}
-
-// sendHeartbeatPacket queues a heartbeat for the groups' heartbeat port.
-func (n *Node) sendHeartbeatPacket(data []byte) {
-	if n.silent() {
-		return
-	}
-	n.rd.Packets = append(n.rd.Packets, Packet{Nets: BothNets, Heartbeat: true, Data: data})
+	n.rd.Packets = append(n.rd.Packets, p)
 }
 
 // Step takes one received datagram that arrived on net. It returns the
 // authenticated sender (so the shell can learn its address), or an error
 // when the packet was dropped; a dropped packet changes nothing. A
-// heartbeat is refused here (ErrWrongSocket): heartbeats come through
+// heartbeat is refused here (wire.ErrWrongSocket): heartbeats come through
 // StepHeartbeat.
 func (n *Node) Step(now time.Time, net wire.Net, pkt []byte) (wire.NodeID, error) {
 	return n.step(now, net, pkt, false)
@@ -486,10 +483,6 @@ func (n *Node) StepHeartbeat(at time.Time, net wire.Net, pkt []byte) (wire.NodeI
 	return n.step(at, net, pkt, true)
 }
 
-// ErrWrongSocket: a heartbeat on the group or unicast socket, or anything
-// else on the heartbeat socket (see StepHeartbeat); dropped before the MAC.
-var ErrWrongSocket = wire.ErrWrongSocket
-
 func (n *Node) step(now time.Time, net wire.Net, pkt []byte, hbSock bool) (wire.NodeID, error) {
 	n.advance(now)
 	// Cheapest first (DESIGN, issue 9): size, magic, version, cluster and
@@ -503,7 +496,7 @@ func (n *Node) step(now time.Time, net wire.Net, pkt []byte, hbSock bool) (wire.
 		return 0, err
 	}
 	if (ph.Type == wire.TypeHeartbeat) != hbSock {
-		return 0, ErrWrongSocket
+		return 0, wire.ErrWrongSocket // before the MAC: it records nothing
 	}
 	if p, ok := n.peers[ph.Sender]; ok && net < wire.NumNets {
 		if ph.Incarnation < p.inc {

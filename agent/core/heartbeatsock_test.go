@@ -23,14 +23,14 @@ func TestHeartbeatOnlyThroughHeartbeatSocket(t *testing.T) {
 	x := core.New(core.Config{Node: 1, Cluster: 9, Key: []byte("k"), Priority: 100, Eligible: true}, t0)
 	hb := forge(t, 2, 1, 1, heartbeatPkt)
 	_, err := x.Step(t0, wire.NetA, hb)
-	require.ErrorIs(t, err, core.ErrWrongSocket)
+	require.ErrorIs(t, err, wire.ErrWrongSocket)
 	from, err := x.StepHeartbeat(t0, wire.NetA, hb)
 	require.NoError(t, err)
 	require.Equal(t, wire.NodeID(2), from)
 	_, err = x.StepHeartbeat(t0, wire.NetA, hb)
 	require.ErrorIs(t, err, wire.ErrReplay, "the heartbeat socket's own window")
 	_, err = x.StepHeartbeat(t0, wire.NetA, forge(t, 2, 1, 2, snapshotRequest))
-	require.ErrorIs(t, err, core.ErrWrongSocket)
+	require.ErrorIs(t, err, wire.ErrWrongSocket)
 }
 
 // The heartbeat socket is read when the loop wakes, so a heartbeat is

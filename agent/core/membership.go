@@ -379,7 +379,7 @@ func (n *Node) sendHeartbeat() {
 	b, err := n.codec.AppendHeartbeat(n.buf(), &h, hb)
 	if err == nil {
 		n.stats.HeartbeatsSent++
-		n.sendHeartbeatPacket(b)
+		n.queue(Packet{Nets: BothNets, Heartbeat: true, Data: b})
 	}
 }
 
