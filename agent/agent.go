@@ -162,6 +162,8 @@ type agent struct {
 
 	waiter    transport.BindWaiter // the real-time loop's one blocking point
 	rtPrio    int                  // SCHED_FIFO priority of the real-time loop; 0: not permitted or not asked
+	otherNice int                  // nice value of the other threads (SetProcessNice); 0: left alone
+	childNice int                  // nice value of the process before; its children get it (hooks)
 	rxDrops   atomic.Uint64        // the transport's receive drops when last looked (rtloop.go: core.Deafened)
 	memLocked bool                 // mlockall succeeded
 	rtDone    chan struct{}        // closed when the real-time loop has returned
@@ -330,6 +332,7 @@ func (a *agent) start() error {
 	if a.sup, err = daemon.New(cfg.NodeID, cfg.Daemons, a.stateDir, a.log.With("part", "daemons")); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	a.sup.StartProcess = a.startChild
 
 	auth, err := newAuthorizer(cfg.API)
 	if err != nil {
@@ -380,6 +383,7 @@ func (a *agent) run(ctx context.Context) error {
 	a.goLoop(func() { a.guard.Run(done) })
 	a.goLoop(func() { a.apiProbe(done) })
 	a.goLoop(func() { a.bootAlarm(done) })
+	a.goLoop(func() { a.keepNice(done) })
 	if st := a.guard.Status(); len(st.Kickers) > 0 {
 		a.log.Info("watchdog", "kicking", st.Kickers, "timeout", st.Timeout, "kick_every", st.Period)
 	} else {

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 	// Agents in this test binary share it with the tests and with each
 	// other: only their real-time loops go to SCHED_FIFO, not the whole
 	// binary (which would put the race detector's work above the machine's).
-	wholeProcessFIFO = false
+	wholeProcess = false
 	if js := os.Getenv(childAgentEnv); js != "" {
 		os.Exit(runChildAgent(js))
 	}

@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"os/exec"
 	"time"
 
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/hooks"
+	"github.com/fmagent/fmagent/transport"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -14,11 +16,22 @@ func (a *agent) startHooks() {
 	for i, h := range a.cfg.Hooks {
 		hs[i] = hooks.Hook{Command: h.Command, Args: h.Args, On: h.On, Timeout: h.Timeout}
 	}
-	a.hooks = hooks.New(hs, a.log.With("part", "hooks"))
+	// Started from a thread at the normal policy and the process's
+	// original nice value: a child takes the policy and nice value of the
+	// thread it is cloned from, which may be the real-time loop's or one
+	// at nice -20 (transport.SetProcessNice).
+	a.hooks = hooks.New(hs, a.log.With("part", "hooks"), a.startChild)
 	if a.hooks != nil {
 		a.log.Info("notify hooks", "count", len(hs))
 	}
 }
+
+// startChild starts a hook's or a daemon's process from a thread at the
+// normal policy and the nice value the agent was started with: a child
+// takes the policy and nice value of the thread it is cloned from, which
+// may be the real-time loop's (SCHED_FIFO) or one at nice -20
+// (transport.SetProcessNice). a.childNice is set before any child starts.
+func (a *agent) startChild(cmd *exec.Cmd) error { return transport.StartNormal(cmd, a.childNice) }
 
 // hookKind is the hook event kind of a journal entry.
 func hookKind(je *jentry) string {

@@ -112,6 +112,7 @@ func (a *agent) stalled(gap string) {
 	}
 	l.stallCount++
 	l.stallWorst = max(l.stallWorst, d)
+	a.log.Debug("stalled", "gap", gap)
 	if !l.stallLogged.IsZero() && now.Sub(l.stallLogged) < stallLogEvery {
 		return
 	}
@@ -143,7 +144,11 @@ func (a *agent) logEvent(e *core.Event) {
 	case core.EvPeerUp:
 		a.log.Info("peer up", "peer", e.Node, "net", netName(e.Net))
 	case core.EvPeerDown:
-		a.log.Warn("peer down", "peer", e.Node, "reason", e.Reason)
+		if e.Bound > 0 {
+			a.log.Warn("peer down", "peer", e.Node, "reason", e.Reason, "unheard", e.Unheard, "bound", e.Bound)
+		} else {
+			a.log.Warn("peer down", "peer", e.Node, "reason", e.Reason)
+		}
 	case core.EvLinkUp:
 		a.log.Info("link up", "peer", e.Node, "net", netName(e.Net))
 	case core.EvLinkDown:

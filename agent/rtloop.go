@@ -39,10 +39,15 @@ import (
 // by the API and the process watcher, whose critical sections are short
 // (slow work — fsyncs, snapshot transfers — is done off the lock).
 
-// wholeProcessFIFO: rtSetup puts every thread of the process at SCHED_FIFO
-// one below the loop's priority (transport.SetProcessFIFO says why). Off
-// in this package's tests, where many agents share the test binary.
-var wholeProcessFIFO = true
+// wholeProcess: rtSetup gives every other thread of the process nice -20
+// (transport.SetProcessNice says why), and the real-time loop keeps its P
+// (holdP). Off in this package's tests, where many agents share the test
+// binary.
+var wholeProcess = true
+
+// otherThreadsNice is the nice value of the process's threads other than
+// the real-time loop's.
+const otherThreadsNice = -20
 
 // rtSetup reports what real-time scheduling the process may have, once and
 // clearly, and refuses a profile that cannot be held without it. It runs
@@ -51,6 +56,9 @@ func (a *agent) rtSetup() error {
 	rt := a.cfg.Realtime
 	prof, named := config.LookupProfile(a.cfg.Timing.Profile)
 	a.rtPrio = 0
+	if n, err := transport.CurrentNice(); err == nil {
+		a.childNice = n
+	}
 	if !rt.Enabled {
 		if named && prof.NeedsRealtime { // config.Validate refuses it too
 			return fmt.Errorf("agent: realtime.enabled = false: %s; set realtime.enabled = true, or choose a slower profile", config.RealtimeRefusal(prof))
@@ -73,20 +81,53 @@ func (a *agent) rtSetup() error {
 			a.memLocked = true
 		}
 	}
-	a.log.Info("real-time path", "sched_fifo", a.rtPrio > 0, "priority", a.rtPrio, "other_threads_fifo", a.rtPrio > 0 && wholeProcessFIFO, "mlockall", a.memLocked,
+	a.log.Info("real-time path", "sched_fifo", a.rtPrio > 0, "priority", a.rtPrio, "other_threads_nice", a.otherNice, "mlockall", a.memLocked,
 		"profile", a.cfg.Timing.Profile, "interval", a.cfg.Timing.Interval, "misses", a.cfg.Timing.Misses)
 	return nil
 }
 
-// setFIFO puts the process's threads at SCHED_FIFO below prio (when
-// wholeProcessFIFO) and checks that a thread may have prio itself.
+// setFIFO checks that a thread may have SCHED_FIFO prio and (when
+// wholeProcess) gives the process's other threads nice -20; not being
+// permitted that is only warned about (the loop is what must be on time).
 func (a *agent) setFIFO(prio int) error {
-	if wholeProcessFIFO {
-		if err := transport.SetProcessFIFO(max(prio-1, 1)); err != nil {
-			return err
+	if err := transport.ProbeRealtime(prio); err != nil {
+		return err
+	}
+	if wholeProcess {
+		orig, err := transport.SetProcessNice(otherThreadsNice)
+		if err != nil {
+			a.log.Warn("the agent's other threads stay at their nice value: under CPU load the garbage collector may stop the real-time loop for a time slice while it waits for them", "err", err)
+			return nil
+		}
+		a.childNice, a.otherNice = orig, otherThreadsNice
+	}
+	return nil
+}
+
+// keepNice gives nice -20 to threads Go created since (those cloned from
+// the real-time loop's thread are at nice 0: its SCHED_FLAG_RESET_ON_FORK),
+// every second until done.
+func (a *agent) keepNice(done chan struct{}) {
+	if a.otherNice == 0 {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		n, err := transport.KeepNice(a.otherNice)
+		if err != nil {
+			a.log.Warn("renicing the agent's threads", "err", err)
+			return
+		}
+		if n > 0 {
+			a.log.Debug("reniced threads created at another nice value", "threads", n, "nice", a.otherNice)
 		}
 	}
-	return transport.ProbeRealtime(prio)
 }
 
 // holdP lets the real-time loop keep its P while it waits
@@ -97,7 +138,7 @@ func (a *agent) setFIFO(prio int) error {
 // at least two Ps.
 func (a *agent) holdP() {
 	w, ok := a.waiter.(*transport.Waiter)
-	if !ok || a.rtPrio == 0 || !wholeProcessFIFO {
+	if !ok || a.rtPrio == 0 || !wholeProcess {
 		return
 	}
 	if os.Getenv("GOMAXPROCS") == "" {

@@ -211,13 +211,13 @@ func TestFastProfile(t *testing.T) {
 		assert.Equal(t, p.Name, c.Timing.Detection().String(), "a profile is named for its bound")
 	}
 	_, err = Load(writeConfig(t, "[realtime]\npriority = 99\n"))
-	require.ErrorContains(t, err, "realtime.priority = 99: must be in 2..98")
-	// At 1 the other threads, one below the loop, would be at the loop's
-	// own priority (SCHED_FIFO's lowest is 1): refused, with the reason.
-	p := writeConfig(t, "[realtime]\npriority = 1\n")
+	require.ErrorContains(t, err, "realtime.priority = 99: must be in 1..98")
+	p := writeConfig(t, "[realtime]\npriority = 0\n")
 	_, err = Load(p)
-	require.EqualError(t, err, p+":2:12: realtime.priority = 1: must be in 2..98: the agent's other threads run at SCHED_FIFO one below the heartbeat loop, so that it preempts them, and 1 is SCHED_FIFO's lowest priority (at 1 they would share the loop's); use 2 for the lowest real-time priority")
-	_, err = Load(writeConfig(t, "[realtime]\npriority = 2\n"))
+	require.ErrorContains(t, err, p+":2:12: realtime.priority = 0: must be in 1..98")
+	// The other threads are not at SCHED_FIFO (transport.SetProcessNice),
+	// so the lowest real-time priority is the loop's to take.
+	_, err = Load(writeConfig(t, "[realtime]\npriority = 1\n"))
 	require.NoError(t, err)
 }
 

@@ -60,10 +60,10 @@ type Realtime struct {
 	// both when it is not permitted (at start) and when Enabled is false
 	// (by Validate, so fmagent -check-config sees it).
 	Enabled bool `toml:"enabled"`
-	// Priority is the heartbeat loop's SCHED_FIFO priority, 2..98 (default
+	// Priority is the heartbeat loop's SCHED_FIFO priority, 1..98 (default
 	// 10: above every normal thread, below the kernel's threaded interrupt
-	// handlers at 50). The agent's other threads run at Priority-1, so
-	// that the loop preempts them: hence not 1, SCHED_FIFO's lowest.
+	// handlers at 50). The agent's other threads run at the normal policy,
+	// nice -20 (transport.SetProcessNice says why not SCHED_FIFO).
 	Priority int `toml:"priority"`
 	// LockMemory: mlockall(MCL_CURRENT|MCL_FUTURE|MCL_ONFAULT) at start when permitted
 	// (default true).
@@ -72,7 +72,7 @@ type Realtime struct {
 
 // The range of realtime.priority.
 const (
-	MinRealtimePriority = 2
+	MinRealtimePriority = 1
 	MaxRealtimePriority = 98
 )
 

@@ -133,12 +133,6 @@ func (c *Config) Validate() error {
 		add(bad("realtime.enabled", false, "%s", RealtimeRefusal(p)+": set realtime.enabled = true (the agent needs CAP_SYS_NICE or RLIMIT_RTPRIO; the unit file grants it), or choose timing.profile = \"20ms\""))
 	}
 	switch r := c.Realtime; {
-	case r.Priority == 1:
-		// The agent's other threads run at SCHED_FIFO one below the loop
-		// (agent/rtloop.go, transport.SetProcessFIFO); 1 is SCHED_FIFO's
-		// lowest, so they would run at the loop's own priority and a
-		// runtime thread could hold the CPU the loop needs.
-		add(bad("realtime.priority", r.Priority, "must be in %d..%d: the agent's other threads run at SCHED_FIFO one below the heartbeat loop, so that it preempts them, and 1 is SCHED_FIFO's lowest priority (at 1 they would share the loop's); use 2 for the lowest real-time priority", MinRealtimePriority, MaxRealtimePriority))
 	case r.Priority < MinRealtimePriority || r.Priority > MaxRealtimePriority:
 		add(bad("realtime.priority", r.Priority, "must be in %d..%d (99 is the kernel's watchdog and migration threads')", MinRealtimePriority, MaxRealtimePriority))
 	}

@@ -137,6 +137,10 @@ type Supervisor struct {
 	gen   uint64
 	done  bool
 	wg    sync.WaitGroup
+	// StartProcess starts a daemon's process (nil: exec.Cmd.Start). Set
+	// before Start. A real-time agent passes transport.StartNormal, so no
+	// daemon inherits its threads' scheduling.
+	StartProcess func(*exec.Cmd) error
 }
 
 // ErrClosed is returned by Start after Close.
@@ -397,7 +401,11 @@ func (s *Supervisor) startLocked(d *daemon) error {
 		// are not the daemon's, and it outlives the agent.
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true, Credential: cred},
 	}
-	if err := cmd.Start(); err != nil {
+	start := s.StartProcess
+	if start == nil {
+		start = (*exec.Cmd).Start
+	}
+	if err := start(cmd); err != nil {
 		return err
 	}
 	pid := int32(cmd.Process.Pid)

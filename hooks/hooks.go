@@ -115,6 +115,7 @@ type Runner struct {
 	wg      sync.WaitGroup
 	ctx     context.Context
 	cancel  context.CancelFunc
+	start   func(*exec.Cmd) error
 	Stats   Stats
 }
 
@@ -126,13 +127,18 @@ type worker struct {
 	dropLast time.Time
 }
 
-// New starts a runner for hooks (nil if there are none).
-func New(hooks []Hook, log *slog.Logger) *Runner {
+// New starts a runner for hooks (nil if there are none). start starts a
+// hook's process (nil: exec.Cmd.Start); an agent whose threads are all at
+// SCHED_FIFO passes transport.StartNormal, so no script inherits it.
+func New(hooks []Hook, log *slog.Logger, start func(*exec.Cmd) error) *Runner {
 	if len(hooks) == 0 {
 		return nil
 	}
+	if start == nil {
+		start = (*exec.Cmd).Start
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Runner{log: log, ctx: ctx, cancel: cancel}
+	r := &Runner{log: log, ctx: ctx, cancel: cancel, start: start}
 	for _, h := range hooks {
 		w := &worker{h: h, q: make(chan *Event, QueueSize)}
 		r.workers = append(r.workers, w)
@@ -227,7 +233,9 @@ func (r *Runner) run(h *Hook, e *Event) {
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	start := time.Now()
-	err = cmd.Run()
+	if err = r.start(cmd); err == nil {
+		err = cmd.Wait()
+	}
 	r.Stats.Runs.Add(1)
 	took := time.Since(start)
 	if err == nil {

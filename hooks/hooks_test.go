@@ -28,7 +28,7 @@ func TestHookGetsTheEvent(t *testing.T) {
 	cmd := script(t, `echo "$FMAGENT_EVENT $FMAGENT_ACTION $FMAGENT_ENTITY $FMAGENT_CAUSE $FMAGENT_SEVERITY $FMAGENT_NODE $FMAGENT_SEQ" >> `+out+`
 cat >> `+out+`
 `)
-	r := New([]Hook{{Command: cmd, On: []string{KindAlarm, KindNode}, Timeout: 5 * time.Second}}, slog.New(slog.DiscardHandler))
+	r := New([]Hook{{Command: cmd, On: []string{KindAlarm, KindNode}, Timeout: 5 * time.Second}}, slog.New(slog.DiscardHandler), nil)
 	at := time.Unix(1_700_000_000, 0).UTC()
 	r.Notify(&Event{Kind: KindAlarm, Action: "raise", Node: 2, Entity: "svc/db", Cause: "disk-full", Severity: "major", Seq: 7, Time: at})
 	r.Notify(&Event{Kind: KindLink, Action: "down", Node: 2, Entity: "node/3/link/a", Seq: 8, Time: at}) // not asked for
@@ -55,7 +55,7 @@ func TestHookTimeoutAndFailureLogged(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	slow := script(t, "sleep 30 & sleep 30\n")
 	bad := script(t, "echo something went wrong >&2; exit 3\n")
-	r := New([]Hook{{Command: slow, Timeout: 200 * time.Millisecond}, {Command: bad, Timeout: 5 * time.Second}}, log)
+	r := New([]Hook{{Command: slow, Timeout: 200 * time.Millisecond}, {Command: bad, Timeout: 5 * time.Second}}, log, nil)
 	r.Notify(&Event{Kind: KindRole, Action: "master"})
 	require.Eventually(t, func() bool { return r.Stats.Runs.Load() == 2 }, 10*time.Second, 10*time.Millisecond)
 	r.Close()
@@ -73,7 +73,7 @@ func TestNotifyNeverBlocks(t *testing.T) {
 	QueueSize = 4
 	defer func() { QueueSize = old }()
 	logs := &testutil.SyncBuffer{}
-	r := New([]Hook{{Command: script(t, "sleep 5\n"), Timeout: 10 * time.Second}}, slog.New(slog.NewTextHandler(logs, nil)))
+	r := New([]Hook{{Command: script(t, "sleep 5\n"), Timeout: 10 * time.Second}}, slog.New(slog.NewTextHandler(logs, nil)), nil)
 	for i := 0; i < 100; i++ {
 		r.Notify(&Event{Kind: KindState, Action: "down"})
 	}
@@ -84,7 +84,7 @@ func TestNotifyNeverBlocks(t *testing.T) {
 
 // A runner with no hooks is nil, and a nil runner does nothing.
 func TestNoHooks(t *testing.T) {
-	r := New(nil, slog.New(slog.DiscardHandler))
+	r := New(nil, slog.New(slog.DiscardHandler), nil)
 	require.Nil(t, r)
 	require.False(t, r.Wants(KindNode))
 	r.Notify(&Event{Kind: KindNode})

@@ -47,6 +47,8 @@ type Options struct {
 	Flood    int           // clients raising and clearing alarms on every agent during the hog (0: none)
 	FloodCmd []string      // the flood client's command line; socket and entity name are appended
 	Dir      string        // parent of the run's directory ("": the temp dir)
+	Keep     bool          // keep the run's directory (agents' logs, configs) and say where
+	LogLevel string        // the agents' -log-level ("": their default)
 	Logf     func(format string, args ...any)
 }
 
@@ -112,7 +114,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	if o.Keep {
+		defer o.Logf("soak: agents' logs and configs kept under %s", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	x, y := 20+rand.IntN(200), 1+rand.IntN(250)
 	groupA, groupB := fmt.Sprintf("239.255.%d.%d", x, y), fmt.Sprintf("239.255.%d.%d", x+1, y)
 	port := 20000 + rand.IntN(20000)
@@ -185,7 +191,11 @@ listen = %q
 		if err != nil {
 			return nil, err
 		}
-		a.cmd = exec.Command(o.Agent, "-config", a.conf)
+		args := []string{"-config", a.conf}
+		if o.LogLevel != "" {
+			args = append(args, "-log-level", o.LogLevel)
+		}
+		a.cmd = exec.Command(o.Agent, args...)
 		a.cmd.Stdout, a.cmd.Stderr = logf, logf
 		a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 		if err := a.cmd.Start(); err != nil {
@@ -461,7 +471,15 @@ func Burn() {
 
 // setPolicy sets every thread of this process to policy at prio.
 func setPolicy(policy uint32, prio uint32) error {
+	// Reset on fork: the agents, burners and flood clients the harness
+	// starts begin at the normal policy, as under an init system; agents
+	// that inherited SCHED_FIFO on every thread measured a process that
+	// no operator runs (and Go's runtime livelocks at SCHED_FIFO:
+	// transport.SetProcessNice says how).
 	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy, Priority: prio}
+	if policy != unix.SCHED_NORMAL {
+		attr.Flags = unix.SCHED_FLAG_RESET_ON_FORK
+	}
 	ents, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return err

@@ -1,46 +1,118 @@
 package transport
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
-const forkChildEnv = "FMAGENT_TEST_FIFO_PARENT"
+const forkChildEnv = "FMAGENT_TEST_NICE_PARENT"
 
-// A process the agent starts (a daemon, a hook) must not inherit the
-// agent's real-time policy: SetProcessFIFO sets SCHED_RESET_ON_FORK. The
-// FIFO part runs in a re-executed test binary, so this one stays normal.
-func TestChildOfFIFOProcessIsNormal(t *testing.T) {
+// After SetProcessNice every thread of the process is at the normal policy
+// (a real-time policy inherited from the parent is dropped) with the nice
+// value,
+// including the threads Go creates afterwards (a thread at nice 0 holding
+// a P holds up a stop-the-world, and so the real-time loop, behind a CPU
+// hog); a child started with StartNormal has the process's original nice
+// value, while one started plainly inherits -20 (which is why the agent
+// starts its hooks and daemons with StartNormal). Runs in a re-executed
+// test binary, so this one keeps its nice value.
+func TestProcessNiceThreadsAndChildren(t *testing.T) {
 	if os.Getenv(forkChildEnv) == "1" {
-		if err := SetProcessFIFO(1); err != nil {
-			os.Stdout.WriteString("no-fifo " + err.Error() + "\n")
+		// As if started by a parent at SCHED_FIFO (without reset on
+		// fork): SetProcessNice puts the thread back at the normal policy.
+		runtime.LockOSThread()
+		if err := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1}, 0); err != nil {
+			os.Stdout.WriteString("no-nice " + err.Error() + "\n")
 			return
 		}
-		self, err := os.ReadFile("/proc/self/stat")
+		orig, err := SetProcessNice(-20)
+		if err != nil {
+			os.Stdout.WriteString("no-nice " + err.Error() + "\n")
+			return
+		}
+		before := len(threads(t))
+		// Make Go create threads: each locked goroutine blocked holds one.
+		var wg, ready sync.WaitGroup
+		release := make(chan struct{})
+		for range 8 {
+			wg.Add(1)
+			ready.Add(1)
+			go func() {
+				defer wg.Done()
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				ready.Done()
+				<-release
+			}()
+		}
+		ready.Wait()
+		time.Sleep(10 * time.Millisecond)
+		after := threads(t)
+		other := 0
+		for _, tid := range after {
+			if a, err := unix.SchedGetAttr(tid, 0); err == nil && (a.Nice != -20 || a.Policy != 0) {
+				other++
+			}
+		}
+		close(release)
+		wg.Wait()
+		runtime.UnlockOSThread()
+		plain, err := exec.Command("cat", "/proc/self/stat").Output()
 		require.NoError(t, err)
-		child, err := exec.Command("cat", "/proc/self/stat").Output()
-		require.NoError(t, err)
-		os.Stdout.WriteString("self " + policy(string(self)) + " child " + policy(string(child)) + "\n")
+		var out strings.Builder
+		c := exec.Command("cat", "/proc/self/stat")
+		c.Stdout = &out
+		require.NoError(t, StartNormal(c, orig))
+		require.NoError(t, c.Wait())
+		fmt.Printf("threads %d→%d other %d orig %d plain-child %s normal-child %s\n",
+			before, len(after), other, orig, statField(string(plain), 19), statField(out.String(), 19))
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestChildOfFIFOProcessIsNormal$", "-test.v")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestProcessNiceThreadsAndChildren$", "-test.v")
 	cmd.Env = append(os.Environ(), forkChildEnv+"=1")
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	if strings.Contains(string(out), "no-fifo") {
-		t.Skipf("SCHED_FIFO is not permitted here (not root?): %s", out)
+	if strings.Contains(string(out), "no-nice") {
+		t.Skipf("nice -20 is not permitted here (not root?): %s", out)
 	}
-	// Policy 1 is SCHED_FIFO, 0 SCHED_OTHER (field 41 of /proc/PID/stat).
-	require.Contains(t, string(out), "self 1 child 0", "%s", out)
+	var before, after, other, orig int
+	var plain, child string
+	i := strings.Index(string(out), "threads ")
+	require.GreaterOrEqual(t, i, 0, "%s", out)
+	_, err = fmt.Sscanf(string(out)[i:], "threads %d→%d other %d orig %d plain-child %s normal-child %s", &before, &after, &other, &orig, &plain, &child)
+	require.NoError(t, err, "%s", out)
+	require.Greater(t, after, before, "the test created no thread: %s", out)
+	require.Zero(t, other, "threads created after SetProcessNice do not have its nice value: %s", out)
+	require.Equal(t, "-20", plain, "a plain child inherits the nice value: %s", out)
+	require.Equal(t, fmt.Sprint(orig), child, "StartNormal's child has the original nice value: %s", out)
 }
 
-// policy is field 41 of a /proc/PID/stat line.
-func policy(stat string) string {
+// threads lists the process's thread IDs.
+func threads(t *testing.T) []int {
+	ents, err := os.ReadDir("/proc/self/task")
+	require.NoError(t, err)
+	var tids []int
+	for _, e := range ents {
+		var tid int
+		if _, err := fmt.Sscan(e.Name(), &tid); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids
+}
+
+// statField is field n (1-based, as in proc(5)) of a /proc/PID/stat line.
+func statField(stat string, n int) string {
 	i := strings.LastIndexByte(stat, ')')
 	f := strings.Fields(stat[i+1:])
-	return f[41-3]
+	return f[n-3]
 }

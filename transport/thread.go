@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 
@@ -188,59 +189,131 @@ func LockMemory() error {
 	return nil
 }
 
-// SetProcessFIFO puts every thread of the process at SCHED_FIFO priority
-// prio, without SCHED_FLAG_RESET_ON_FORK, so that the threads Go creates
-// later inherit it (Go creates them with clone from a thread of the process,
-// or from its template thread, which is one of them).
+// SetProcessNice gives every thread of the process the nice value nice
+// (normally -20, the most favoured) at the normal policy, and returns the
+// nice value the process had, which StartNormal gives to child processes.
+// The threads Go creates later inherit it from the thread they are cloned
+// from; KeepNice gives it to any that did not (one cloned from the
+// real-time thread, whose SCHED_FLAG_RESET_ON_FORK resets it to 0).
 //
-// Why the whole process and not only the real-time thread: the Go runtime
-// shares its processors (Ps) among all of the process's threads. A thread at
-// the normal policy that holds a P (running a goroutine, spinning for work,
-// or in a stop-the-world of the garbage collector) and is preempted by a CPU
-// hog keeps that P for a scheduler time slice; a real-time thread coming
-// back from ppoll then finds no P and waits behind the hog too (measured by
-// the soak: ~180 late ticks a minute and 131 false downs at the 10 ms profile
-// with only the loop's thread at SCHED_FIFO). corosync runs every thread at
-// SCHED_RR for the same reason. RunLocked then raises its own thread above
-// the others.
-func SetProcessFIFO(prio int) error {
-	if prio < 1 || prio > 99 {
-		return fmt.Errorf("SCHED_FIFO priority %d out of range 1..99", prio)
+// Why the rest of the process needs more than the normal share, and why
+// not SCHED_FIFO. The Go runtime shares its processors (Ps) among all of
+// the process's threads, and a garbage collector's stop-the-world waits for
+// every P: a thread holding one that a CPU hog keeps off the CPU holds up
+// the real-time loop too (the loop itself keeps its P: Waiter.HoldP). At
+// nice -20 such a thread weighs 88 times a nice-0 hog, so the kernel runs
+// it as soon as it is runnable. SCHED_FIFO for the whole process was tried
+// and is unsafe with Go: the runtime's background work (the sweeper, the
+// scheduler's spinning) loops on runtime.Gosched waiting for another
+// thread of the process, which a real-time thread never lets run on its
+// CPU. Measured: two agents each spinning a CPU at SCHED_FIFO for ten
+// minutes, until killed, with every other thread of theirs runnable and
+// starved; and, with the other threads one priority below the loop,
+// stalls of every agent of 0.8 to 1.0 s (the kernel's real-time
+// throttling, 950 ms a second, ended them). The normal policy shares the
+// CPU among all threads, so such a wait lasts a time slice at most.
+func SetProcessNice(nice int) (orig int, err error) {
+	if nice < -20 || nice > 19 {
+		return 0, fmt.Errorf("nice %d out of range -20..19", nice)
 	}
-	// Reset on fork: a process the agent starts (a supervised daemon, a
-	// hook script, a test's go build) must not inherit real-time priority;
-	// a CPU-bound child at SCHED_FIFO would starve the machine (seen: two
-	// go linkers at FIFO 9 spinning for 20 minutes under a test that ran an
-	// agent in-process). Threads the runtime creates later are at the
-	// normal policy too; those that exist now, and the loop's own thread,
-	// keep FIFO.
-	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(prio), Flags: unix.SCHED_FLAG_RESET_ON_FORK}
-	// Threads may be created while we go through the list: go through it
-	// until a pass finds nothing left to change.
-	done := make(map[int]bool)
+	orig, err = CurrentNice()
+	if err != nil {
+		return 0, err
+	}
+	// A real-time policy inherited from the parent (a harness, `chrt -f
+	// 99 fmagent`) goes: the process's threads are at the normal policy
+	// but for the real-time loop's, which RunLocked raises afterwards.
+	if err := forEachThread(func(tid int) error {
+		attr, err := unix.SchedGetAttr(tid, 0)
+		if err != nil || attr.Policy == 0 {
+			return nil
+		}
+		normal := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: 0, Nice: int32(nice)}
+		return unix.SchedSetAttr(tid, &normal, 0)
+	}); err != nil {
+		return 0, fmt.Errorf("normal policy: %w", err)
+	}
+	if _, err := KeepNice(nice); err != nil {
+		return 0, err
+	}
+	return orig, nil
+}
+
+// CurrentNice is the calling thread's nice value.
+func CurrentNice() (int, error) {
+	// getpriority's raw system call returns 20 - nice.
+	r, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
+	if err != nil {
+		return 0, fmt.Errorf("getpriority: %w", err)
+	}
+	return 20 - r, nil
+}
+
+// forEachThread calls fn for every thread of the process once, going
+// through the list again until a pass finds no new thread (threads may be
+// created meanwhile). A thread that ended (ESRCH) is skipped.
+func forEachThread(fn func(tid int) error) error {
+	seen := make(map[int]bool)
 	for pass := 0; pass < 10; pass++ {
 		ents, err := os.ReadDir("/proc/self/task")
 		if err != nil {
 			return fmt.Errorf("listing the process's threads: %w", err)
 		}
-		changed := false
+		found := false
 		for _, e := range ents {
 			tid, err := strconv.Atoi(e.Name())
-			if err != nil || done[tid] {
+			if err != nil || seen[tid] {
 				continue
 			}
-			if err := unix.SchedSetAttr(tid, &attr, 0); err != nil {
-				if errors.Is(err, unix.ESRCH) {
-					continue // the thread ended
-				}
-				return fmt.Errorf("SCHED_FIFO %d on thread %d: %w", prio, tid, err)
+			seen[tid], found = true, true
+			if err := fn(tid); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("thread %d: %w", tid, err)
 			}
-			done[tid] = true
-			changed = true
 		}
-		if !changed {
+		if !found {
 			return nil
 		}
 	}
 	return nil
+}
+
+// KeepNice gives nice to every thread of the process at the normal policy
+// whose nice value differs (a thread at SCHED_FIFO keeps its policy) and
+// returns how many it changed. nice is per thread on Linux (setpriority
+// with a thread's ID), so it goes through /proc/self/task.
+func KeepNice(nice int) (int, error) {
+	changed := 0
+	err := forEachThread(func(tid int) error {
+		attr, err := unix.SchedGetAttr(tid, 0)
+		if err != nil || attr.Policy != 0 || int(attr.Nice) == nice { // gone, real-time, or done
+			return nil
+		}
+		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil {
+			return fmt.Errorf("nice %d: %w", nice, err)
+		}
+		changed++
+		return nil
+	})
+	return changed, err
+}
+
+// StartNormal starts cmd (exec.Cmd.Start) from a thread at the normal
+// scheduling policy and nice value nice (what SetProcessNice returned), so
+// that the child does not inherit what SetProcessNice or SCHED_FIFO gave
+// this process's threads: a child process is cloned from the thread that
+// starts it and takes that thread's policy and nice value. The thread is
+// discarded afterwards (its goroutine ends locked to it).
+func StartNormal(cmd *exec.Cmd, nice int) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Never unlocked: Go ends the thread with the goroutine.
+		normal := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: 0, Nice: int32(nice)} // SCHED_OTHER
+		if err := unix.SchedSetAttr(0, &normal, 0); err != nil {
+			errc <- fmt.Errorf("starting %s at the normal scheduling policy: sched_setattr: %w", cmd.Path, err)
+			return
+		}
+		errc <- cmd.Start()
+	}()
+	return <-errc
 }

@@ -225,6 +225,11 @@ type Event struct {
 	Net    wire.Net
 	Epoch  uint64
 	Reason string
+	// Unheard and Bound, for a peer judged silent: how long it had not
+	// been heard on either network, and the bound it was judged by (the
+	// configured one, widened after false downs), so a log line says by
+	// how much a verdict was earned.
+	Unheard, Bound time.Duration
 }
 
 // Ready is what the shell must do after a call into the Node. Slices are

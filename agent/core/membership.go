@@ -255,7 +255,13 @@ func (n *Node) judge(now time.Time) {
 		if p.alive && !heardAny && !n.vouched(p, now) {
 			n.judgedSilent(p, now)
 			p.alive = false
-			n.event(Event{Kind: EvPeerDown, Node: p.id, Reason: "silent"})
+			last := p.heard[0]
+			for _, h := range p.heard[1:] {
+				if h.After(last) {
+					last = h
+				}
+			}
+			n.event(Event{Kind: EvPeerDown, Node: p.id, Reason: "silent", Unheard: now.Sub(last), Bound: n.bound(p)})
 		}
 	}
 }

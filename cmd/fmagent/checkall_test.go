@@ -17,7 +17,7 @@ import (
 // used to hide every other problem until it was fixed.
 func TestCheckConfigPrintsEveryProblem(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "bad.toml")
-	require.NoError(t, os.WriteFile(p, []byte("node_id = 0\nnodeid = 4\n[[hooks]]\ncommand = \"/bin/true\"\ntimeout = 10\n[realtime]\npriority = 1\n"), 0o644))
+	require.NoError(t, os.WriteFile(p, []byte("node_id = 0\nnodeid = 4\n[[hooks]]\ncommand = \"/bin/true\"\ntimeout = 10\n[realtime]\npriority = 99\n"), 0o644))
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(fmagentBin(t), "-check-config", p)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -31,5 +31,5 @@ func TestCheckConfigPrintsEveryProblem(t *testing.T) {
 	assert.Regexp(t, `^fmagent: `+p+`:1:\d+: node_id = 0: must be at least 1`, lines[0])
 	assert.Regexp(t, `^fmagent: `+p+`:2:\d+: nodeid: unknown key`, lines[1])
 	assert.Regexp(t, `^fmagent: `+p+`:5:11: hooks\[0\]\.timeout = 10: must be a duration string with a unit`, lines[2])
-	assert.Regexp(t, `^fmagent: `+p+`:7:12: realtime\.priority = 1: must be in 2\.\.98`, lines[3])
+	assert.Regexp(t, `^fmagent: `+p+`:7:12: realtime\.priority = 99: must be in 1\.\.98`, lines[3])
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// threadPolicies returns each thread of pid as "FIFO n" or "OTHER".
+// threadPolicies returns each thread of pid as "FIFO prio" or "OTHER nice".
 func threadPolicies(t *testing.T, pid int) map[int]string {
 	t.Helper()
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
@@ -32,7 +33,7 @@ func threadPolicies(t *testing.T, pid int) map[int]string {
 		case unix.SCHED_FIFO:
 			out[tid] = fmt.Sprintf("FIFO %d", a.Priority)
 		case 0: // SCHED_OTHER (SCHED_NORMAL)
-			out[tid] = "OTHER"
+			out[tid] = fmt.Sprintf("OTHER %d", a.Nice)
 		default:
 			out[tid] = fmt.Sprintf("policy %d", a.Policy)
 		}
@@ -41,11 +42,10 @@ func threadPolicies(t *testing.T, pid int) map[int]string {
 }
 
 // The heartbeat loop runs above every other thread of the agent
-// (fmagent.toml(5), [realtime] priority): at realtime.priority = 2, the
-// lowest allowed, exactly one thread is at SCHED_FIFO 2 and every other
-// thread at SCHED_FIFO 1 or the normal policy. (At priority = 1, now
-// refused, every SCHED_FIFO thread of the agent ran at 1: measured 8 at
-// FIFO 1 and 3 at the normal policy, so the loop preempted none of them.)
+// (fmagent.toml(5), [realtime] priority): at realtime.priority = 1, the
+// lowest, exactly one thread is at SCHED_FIFO 1 and every other thread at
+// the normal policy, nice -20 (transport.SetProcessNice), although the
+// agent is started from a thread at SCHED_FIFO 5, as by `chrt -f 5`.
 func TestRealtimeLoopAboveOtherThreads(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (CAP_SYS_NICE) for SCHED_FIFO; CI runs as root")
@@ -63,7 +63,7 @@ port = %d
 group = "239.192.91.2"
 port = %d
 [realtime]
-priority = 2
+priority = 1
 lock_memory = false
 [paths]
 state_dir = %q
@@ -71,16 +71,16 @@ shm = %q
 [metrics]
 listen = ""
 `, 60000+os.Getpid()%5000, 20000+os.Getpid()%20000, 20000+os.Getpid()%20000, filepath.Join(dir, "state"), shm)), 0o644))
-	// At 1, SCHED_FIFO's lowest, the other threads would share the loop's
-	// priority: refused, with the reason, before anything starts.
-	one := filepath.Join(dir, "one.toml")
-	require.NoError(t, os.WriteFile(one, []byte("[realtime]\npriority = 1\n"), 0o644))
-	out, err := exec.Command(fmagentBin(t), "-check-config", one).CombinedOutput()
-	require.Error(t, err, "priority = 1 must be refused: %s", out)
-	assert.Contains(t, string(out), one+":2:12: realtime.priority = 1: must be in 2..98: the agent's other threads run at SCHED_FIFO one below the heartbeat loop")
-
 	logPath := filepath.Join(dir, "agent.log")
-	cmd := startFmagent(t, cfg, logPath)
+	// Started from a thread at SCHED_FIFO 5 without reset on fork, as by
+	// `chrt -f 5 fmagent`: the agent inherits it on its first thread.
+	started := make(chan *exec.Cmd)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		require.NoError(t, unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 5}, 0))
+		started <- startFmagent(t, cfg, logPath)
+	}()
+	cmd := <-started
 
 	var log string
 	require.Eventually(t, func() bool {
@@ -88,7 +88,7 @@ listen = ""
 		log = string(b)
 		return strings.Contains(log, "real-time path")
 	}, 20*time.Second, 50*time.Millisecond, "the agent reports its real-time path")
-	require.Contains(t, log, "sched_fifo=true priority=2 other_threads_fifo=true", log)
+	require.Contains(t, log, "sched_fifo=true priority=1 other_threads_nice=-20", log)
 	// The loop's thread raises itself to realtime.priority as it starts,
 	// after the log line; on a loaded machine that can take a while.
 	var counts map[string]int
@@ -97,12 +97,12 @@ listen = ""
 		for _, p := range threadPolicies(t, cmd.Process.Pid) {
 			counts[p]++
 		}
-		return counts["FIFO 2"] > 0
+		return counts["FIFO 1"] > 0
 	}, 20*time.Second, 20*time.Millisecond, "the loop's thread at realtime.priority")
-	assert.Equal(t, 1, counts["FIFO 2"], "one thread, the loop, at realtime.priority: %v", counts)
+	assert.Equal(t, 1, counts["FIFO 1"], "one thread, the loop, at realtime.priority: %v", counts)
 	for p, n := range counts {
-		assert.Contains(t, []string{"FIFO 2", "FIFO 1", "OTHER"}, p, "%d threads at %s: every other thread below the loop (%v)", n, p, counts)
+		assert.Contains(t, []string{"FIFO 1", "OTHER -20"}, p, "%d threads at %s: every other thread at the normal policy, nice -20 (%v)", n, p, counts)
 	}
-	assert.Positive(t, counts["FIFO 1"], "the runtime's threads present at start run one below the loop: %v", counts)
-	t.Logf("threads of the agent at realtime.priority = 2: %v", counts)
+	assert.Positive(t, counts["OTHER -20"], "the other threads: %v", counts)
+	t.Logf("threads of the agent at realtime.priority = 1: %v", counts)
 }

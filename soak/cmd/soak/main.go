@@ -31,6 +31,8 @@ func main() {
 		rt       = flag.Bool("realtime", true, "let the agents use SCHED_FIFO ([realtime] enabled)")
 		flood    = flag.Int("flood", 0, "API clients per agent raising and clearing alarms during the hog (a report flood)")
 		jsonOut  = flag.String("json", "", "also write the results as JSON to this file")
+		logLevel = flag.String("log-level", "", "the agents' log level (default: theirs)")
+		keep     = flag.Bool("keep", false, "keep each run's directory (the agents' logs) and print where")
 		burn     = flag.Bool("burn", false, "be a CPU burner (used by the harness itself)")
 		floodCl  = flag.Bool("flood-client", false, "be a flood client: SOCKET NAME (used by the harness itself)")
 	)
@@ -67,8 +69,8 @@ func main() {
 		r, err := soak.Run(ctx, soak.Options{
 			Agent: *agent, Nodes: *nodes, Profile: p, Hog: *hog, Idle: *idle, Burners: *burners,
 			BurnCmd: []string{self, "-burn"}, Realtime: *rt, Flood: *flood,
-			FloodCmd: []string{self, "-flood-client"},
-			Logf:     func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
+			FloodCmd: []string{self, "-flood-client"}, Keep: *keep, LogLevel: *logLevel,
+			Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
 		})
 		if err != nil {
 			fail(err)
