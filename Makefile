@@ -168,10 +168,14 @@ bench-peers:
 # profile, then the same under a report flood. Figures, never pass/fail.
 SOAK_PROFILES ?= 10ms,20ms,50ms
 SOAK_HOG      ?= 60s
+# machine_stall is the control measured beside the agents: a C thread at
+# SCHED_FIFO 50 pinned to each CPU (soak/vcpustall), whose lateness no agent
+# can beat.
 soak: build
 	@mkdir -p soak/results
-	$(GO) run ./soak/cmd/soak -agent $(BIN)/fmagent -profiles $(SOAK_PROFILES) -hog $(SOAK_HOG) -json soak/results/soak.json
-	$(GO) run ./soak/cmd/soak -agent $(BIN)/fmagent -profiles $(SOAK_PROFILES) -hog $(SOAK_HOG) -idle -1s -flood 2 -json soak/results/soak-flood.json
+	$(CC) -O2 -Wall -pthread -o $(BIN)/vcpustall soak/vcpustall/vcpustall.c
+	$(GO) run ./soak/cmd/soak -agent $(BIN)/fmagent -stall-probe $(BIN)/vcpustall -profiles $(SOAK_PROFILES) -hog $(SOAK_HOG) -json soak/results/soak.json
+	$(GO) run ./soak/cmd/soak -agent $(BIN)/fmagent -stall-probe $(BIN)/vcpustall -profiles $(SOAK_PROFILES) -hog $(SOAK_HOG) -idle -1s -flood 2 -json soak/results/soak-flood.json
 
 FUZZTIME ?= 20s
 FUZZPKGS := ./wire/ ./api/ ./config/ ./shmem/

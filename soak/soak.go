@@ -49,7 +49,12 @@ type Options struct {
 	Dir      string        // parent of the run's directory ("": the temp dir)
 	Keep     bool          // keep the run's directory (agents' logs, configs) and say where
 	LogLevel string        // the agents' -log-level ("": their default)
-	Logf     func(format string, args ...any)
+	// StallProbe is soak/vcpustall's binary ("": none): run for the hog's
+	// duration beside the agents, it measures the machine's own stalls (a
+	// pinned C thread at SCHED_FIFO 50 per CPU), the floor under every
+	// agent's figures.
+	StallProbe string
+	Logf       func(format string, args ...any)
 }
 
 // Result of one soak run.
@@ -81,6 +86,11 @@ type Result struct {
 	GCPauseP99  time.Duration `json:"gc_pause_p99_ns"`
 	GCPauseMax  time.Duration `json:"gc_pause_max_ns"`
 	FloodWrites int64         `json:"flood_writes"`
+	// The machine's own stalls under the hog (Options.StallProbe): the
+	// latest wake-up of a SCHED_FIFO 50 C thread pinned to each CPU, and
+	// how many times one was more than 20 ms late. -1: not measured.
+	MachineStallMax      time.Duration `json:"machine_stall_max_ns"`
+	MachineStallEpisodes int           `json:"machine_stall_episodes"`
 }
 
 type agentProc struct {
@@ -287,7 +297,24 @@ listen = %q
 		}
 	}
 	o.Logf("soak: profile %s, %d agents, %d burners, %v (load %s)", o.Profile, o.Nodes, len(burners), o.Hog, res.LoadBefore)
+	res.MachineStallMax, res.MachineStallEpisodes = -1, -1
+	var probeOut strings.Builder
+	var probe *exec.Cmd
+	if o.StallProbe != "" {
+		probe = exec.Command(o.StallProbe, fmt.Sprint(int(o.Hog.Seconds())))
+		probe.Stdout = &probeOut
+		probe.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := probe.Start(); err != nil {
+			o.Logf("soak: stall probe %s: %v", o.StallProbe, err)
+			probe = nil
+		}
+	}
 	err = sleep(ctx, o.Hog)
+	if probe != nil {
+		probe.Wait()
+		res.MachineStallMax, res.MachineStallEpisodes = parseStallProbe(probeOut.String())
+		o.Logf("soak: the machine's own stalls (soak/vcpustall):\n%s", strings.TrimSpace(probeOut.String()))
+	}
 	for _, c := range floods {
 		c.Process.Signal(syscall.SIGTERM)
 	}
@@ -520,4 +547,19 @@ func Flood(sock, name string) {
 		}
 	}
 	fmt.Println(n.Load())
+}
+
+// parseStallProbe reads vcpustall's summary lines ("cpu N: worst W ms,
+// episodes E"): the worst over the CPUs and the episodes summed.
+func parseStallProbe(out string) (time.Duration, int) {
+	worst, episodes := time.Duration(0), 0
+	for _, line := range strings.Split(out, "\n") {
+		var cpu, e int
+		var w float64
+		if n, _ := fmt.Sscanf(line, "cpu %d: worst %g ms, episodes %d", &cpu, &w, &e); n == 3 {
+			worst = max(worst, time.Duration(w*float64(time.Millisecond)))
+			episodes += e
+		}
+	}
+	return worst, episodes
 }

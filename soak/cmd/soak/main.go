@@ -32,6 +32,7 @@ func main() {
 		flood    = flag.Int("flood", 0, "API clients per agent raising and clearing alarms during the hog (a report flood)")
 		jsonOut  = flag.String("json", "", "also write the results as JSON to this file")
 		logLevel = flag.String("log-level", "", "the agents' log level (default: theirs)")
+		probe    = flag.String("stall-probe", "", "soak/vcpustall binary: measure the machine's own stalls beside the agents (make soak builds it)")
 		keep     = flag.Bool("keep", false, "keep each run's directory (the agents' logs) and print where")
 		burn     = flag.Bool("burn", false, "be a CPU burner (used by the harness itself)")
 		floodCl  = flag.Bool("flood-client", false, "be a flood client: SOCKET NAME (used by the harness itself)")
@@ -62,26 +63,26 @@ func main() {
 		}
 	}
 	var results []*soak.Result
-	fmt.Printf("%-7s %-5s %-3s %-9s %-6s %-6s %-6s %-9s %-9s %-9s %-9s %-9s %-8s %-10s %-9s %-9s %-8s %s\n",
+	fmt.Printf("%-7s %-5s %-3s %-9s %-6s %-6s %-6s %-9s %-9s %-9s %-9s %-9s %-8s %-10s %-9s %-9s %-8s %-13s %s\n",
 		"profile", "nodes", "rt", "false_dn", "links", "elect", "stalls", "gap_p50", "gap_p99", "gap_max", "idle_cpu", "cpu/pkt", "hog_cpu",
-		"tick_late", "gc_p99", "gc_max", "writes", "load(before→after)")
+		"tick_late", "gc_p99", "gc_max", "writes", "machine_stall", "load(before→after)")
 	for _, p := range strings.Split(*profiles, ",") {
 		r, err := soak.Run(ctx, soak.Options{
 			Agent: *agent, Nodes: *nodes, Profile: p, Hog: *hog, Idle: *idle, Burners: *burners,
 			BurnCmd: []string{self, "-burn"}, Realtime: *rt, Flood: *flood,
-			FloodCmd: []string{self, "-flood-client"}, Keep: *keep, LogLevel: *logLevel,
+			FloodCmd: []string{self, "-flood-client"}, Keep: *keep, LogLevel: *logLevel, StallProbe: *probe,
 			Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
 		})
 		if err != nil {
 			fail(err)
 		}
 		results = append(results, r)
-		fmt.Printf("%-7s %-5d %-3v %-9d %-6d %-6d %-6d %-9v %-9v %-9v %-9s %-9v %-8s %-10v %-9v %-9v %-8d %s → %s\n",
+		fmt.Printf("%-7s %-5d %-3v %-9d %-6d %-6d %-6d %-9v %-9v %-9v %-9s %-9v %-8s %-10v %-9v %-9v %-8d %-13s %s → %s\n",
 			r.Profile, r.Nodes, r.Realtime, r.FalseDowns, r.LinkDowns, r.Elections, r.Stalls,
 			r.GapP50.Round(time.Microsecond), r.GapP99.Round(time.Microsecond), r.GapMax.Round(time.Microsecond),
 			fmt.Sprintf("%.2f%%", 100*r.IdleCPU), r.CPUPerPkt.Round(100*time.Nanosecond), fmt.Sprintf("%.2f%%", 100*r.HogCPU),
 			r.TickLateMax.Round(time.Microsecond), r.GCPauseP99.Round(time.Microsecond), r.GCPauseMax.Round(time.Microsecond), r.FloodWrites,
-			r.LoadBefore, r.LoadAfter)
+			machineStall(r), r.LoadBefore, r.LoadAfter)
 	}
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(results, "", "  ")
@@ -94,4 +95,13 @@ func main() {
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "soak:", err)
 	os.Exit(1)
+}
+
+// machineStall is the stall probe's figure: its worst wake-up and, in
+// brackets, how many times it was more than 20 ms late.
+func machineStall(r *soak.Result) string {
+	if r.MachineStallEpisodes < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%v(%d)", r.MachineStallMax.Round(100*time.Microsecond), r.MachineStallEpisodes)
 }
