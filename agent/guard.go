@@ -107,14 +107,7 @@ func (a *agent) openGuard() error {
 // handling and the handler's lock, end to end).
 func (a *agent) apiProbe(done chan struct{}) {
 	p := a.guard.Status().Period / 3
-	t := time.NewTicker(p)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		}
+	every(done, p, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), p)
 		c, err := client.Dial(ctx, a.cfg.Paths.Socket)
 		if err == nil {
@@ -127,7 +120,8 @@ func (a *agent) apiProbe(done chan struct{}) {
 		} else if !errors.Is(err, context.Canceled) {
 			a.log.Debug("API probe", "err", err)
 		}
-	}
+		return true
+	})
 }
 
 // bootAlarm raises the alarm "watchdog-reset" on this node's entity when

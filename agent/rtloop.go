@@ -111,7 +111,22 @@ func (a *agent) keepNice(done chan struct{}) {
 	if a.otherNice == 0 {
 		return
 	}
-	t := time.NewTicker(time.Second)
+	every(done, time.Second, func() bool {
+		n, err := transport.KeepNice(a.otherNice)
+		if err != nil {
+			a.log.Warn("renicing the agent's threads", "err", err)
+			return false
+		}
+		if n > 0 {
+			a.log.Debug("reniced threads created at another nice value", "threads", n, "nice", a.otherNice)
+		}
+		return true
+	})
+}
+
+// every calls fn every period until done is closed or fn returns false.
+func every(done chan struct{}, period time.Duration, fn func() bool) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
@@ -119,13 +134,8 @@ func (a *agent) keepNice(done chan struct{}) {
 			return
 		case <-t.C:
 		}
-		n, err := transport.KeepNice(a.otherNice)
-		if err != nil {
-			a.log.Warn("renicing the agent's threads", "err", err)
+		if !fn() {
 			return
-		}
-		if n > 0 {
-			a.log.Debug("reniced threads created at another nice value", "threads", n, "nice", a.otherNice)
 		}
 	}
 }
