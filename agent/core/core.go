@@ -296,7 +296,7 @@ type Node struct {
 	peerIDs []wire.NodeID // sorted, for deterministic iteration
 
 	nextHB     time.Time
-	lastTick   time.Time
+	lastTick   time.Time // zero until the first Tick
 	judgeAfter time.Time // after a stall, no one is judged silent before this
 	deafCount  uint64    // Deafened calls (deaf.go)
 
@@ -376,7 +376,6 @@ func New(cfg Config, now time.Time) *Node {
 		staged:      make(map[uint64][]*heldChange),
 		outstanding: make(map[uint64]*localReport),
 		nextHB:      now,
-		lastTick:    now,
 		masterWord:  now,
 		hbIn:        new(wire.Heartbeat),
 	}
@@ -586,7 +585,10 @@ func (n *Node) Tick(now time.Time) {
 		n.misconfigTick(now)
 		return
 	}
-	if gap := now.Sub(n.lastTick); gap > 2*n.cfg.Interval {
+	// The first tick measures no stall: the time since New is the shell's
+	// start-up (opening sockets, the shared memory, the API), not a pause
+	// in heartbeats, and before it no peer has been judged alive.
+	if gap := now.Sub(n.lastTick); !n.lastTick.IsZero() && gap > 2*n.cfg.Interval {
 		// Our own process stalled (a paused VM, a GC, the scheduler): what
 		// waits in the receive queue must be read before anyone is judged
 		// silent, so a stall of ours never reads as a failure of theirs.

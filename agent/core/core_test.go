@@ -214,3 +214,31 @@ func TestConfigValidate(t *testing.T) {
 		core.New(bad, time.Unix(0, 0))
 	})
 }
+
+// stalls counts the stall events of a Ready.
+func stalls(rd *core.Ready) int {
+	n := 0
+	for _, e := range rd.Events {
+		if e.Kind == core.EvStalled {
+			n++
+		}
+	}
+	return n
+}
+
+// The time from New to the first Tick is the shell's start-up, not a stall
+// of this node's ticks: no stall event, no deferred judgement. A gap
+// between two ticks is one.
+func TestFirstTickIsNotAStall(t *testing.T) {
+	cfg := core.Config{Node: 1, Cluster: 9, Key: []byte("k"), Priority: 100, Eligible: true, Interval: 10 * time.Millisecond, Misses: 5}
+	n := core.New(cfg, t0)
+	now := t0.Add(70 * time.Millisecond) // start-up work
+	n.Tick(now)
+	assert.Zero(t, stalls(n.Ready()), "the first tick after 70 ms of start-up")
+	now = now.Add(10 * time.Millisecond)
+	n.Tick(now)
+	assert.Zero(t, stalls(n.Ready()))
+	now = now.Add(70 * time.Millisecond)
+	n.Tick(now)
+	assert.Equal(t, 1, stalls(n.Ready()), "70 ms between two ticks at a 10 ms interval")
+}
