@@ -256,8 +256,8 @@ func (a *agent) rtRun(th *transport.Locked) {
 // goroutine stuck in a system call, preempts it and retakes its P at every
 // wake-up, and so never backs off from its 20 µs polling. Measured on five
 // idle agents (50ms profile, N = 5): sysmon was 36–54% of each agent's CPU.
-// One yield every 5 ms costs far less, and transport.Locked.Yield less than
-// a locked goroutine's Gosched.
+// One yield every 5 ms costs far less. It stays on its thread
+// (transport.Locked.Yield says what unlocking for it cost).
 const yieldEvery = 5 * time.Millisecond
 
 // The sockets drainSocket reads.
