@@ -16,10 +16,6 @@ func (a *agent) startHooks() {
 	for i, h := range a.cfg.Hooks {
 		hs[i] = hooks.Hook{Command: h.Command, Args: h.Args, On: h.On, Timeout: h.Timeout}
 	}
-	// Started from a thread at the normal policy and the process's
-	// original nice value: a child takes the policy and nice value of the
-	// thread it is cloned from, which may be the real-time loop's or one
-	// at nice -20 (transport.SetProcessNice).
 	a.hooks = hooks.New(hs, a.log.With("part", "hooks"), a.startChild)
 	if a.hooks != nil {
 		a.log.Info("notify hooks", "count", len(hs))

@@ -128,8 +128,9 @@ type worker struct {
 }
 
 // New starts a runner for hooks (nil if there are none). start starts a
-// hook's process (nil: exec.Cmd.Start); an agent whose threads are all at
-// SCHED_FIFO passes transport.StartNormal, so no script inherits it.
+// hook's process (nil: exec.Cmd.Start); the agent passes one that starts
+// it at the normal scheduling policy and nice value
+// (transport.StartNormal), so no script inherits its threads'.
 func New(hooks []Hook, log *slog.Logger, start func(*exec.Cmd) error) *Runner {
 	if len(hooks) == 0 {
 		return nil

@@ -311,6 +311,9 @@ listen = %q
 	}
 	err = sleep(ctx, o.Hog)
 	if probe != nil {
+		if err != nil {
+			probe.Process.Kill() // interrupted: its figures would be partial
+		}
 		probe.Wait()
 		res.MachineStallMax, res.MachineStallEpisodes = parseStallProbe(probeOut.String())
 		o.Logf("soak: the machine's own stalls (soak/vcpustall):\n%s", strings.TrimSpace(probeOut.String()))

@@ -192,19 +192,10 @@ func SetProcessNice(nice int) (orig int, err error) {
 		return 0, err
 	}
 	// A real-time policy inherited from the parent (a harness, `chrt -f
-	// 99 fmagent`) goes: the process's threads are at the normal policy
-	// but for the real-time loop's, which RunLocked raises afterwards.
-	if err := forEachThread(func(tid int) error {
-		attr, err := unix.SchedGetAttr(tid, 0)
-		if err != nil || attr.Policy == 0 {
-			return nil
-		}
-		normal := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: 0, Nice: int32(nice)}
-		return unix.SchedSetAttr(tid, &normal, 0)
-	}); err != nil {
-		return 0, fmt.Errorf("normal policy: %w", err)
-	}
-	if _, err := KeepNice(nice); err != nil {
+	// 99 fmagent`) goes too: the process's threads are at the normal
+	// policy but for the real-time loop's, which RunLocked raises
+	// afterwards.
+	if _, err := renice(nice, true); err != nil {
 		return 0, err
 	}
 	return orig, nil
@@ -252,15 +243,21 @@ func forEachThread(fn func(tid int) error) error {
 // whose nice value differs (a thread at SCHED_FIFO keeps its policy) and
 // returns how many it changed. nice is per thread on Linux (setpriority
 // with a thread's ID), so it goes through /proc/self/task.
-func KeepNice(nice int) (int, error) {
+func KeepNice(nice int) (int, error) { return renice(nice, false) }
+
+// renice puts every thread of the process at the normal policy with nice
+// value nice, those at a real-time policy too when dropRealtime, and
+// returns how many it changed.
+func renice(nice int, dropRealtime bool) (int, error) {
 	changed := 0
+	normal := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: 0, Nice: int32(nice)} // SCHED_OTHER
 	err := forEachThread(func(tid int) error {
 		attr, err := unix.SchedGetAttr(tid, 0)
-		if err != nil || attr.Policy != 0 || int(attr.Nice) == nice { // gone, real-time, or done
-			return nil
+		if err != nil || (attr.Policy == 0 && int(attr.Nice) == nice) || (attr.Policy != 0 && !dropRealtime) {
+			return nil // gone, done, or real-time and kept
 		}
-		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil {
-			return fmt.Errorf("nice %d: %w", nice, err)
+		if err := unix.SchedSetAttr(tid, &normal, 0); err != nil {
+			return fmt.Errorf("normal policy, nice %d: %w", nice, err)
 		}
 		changed++
 		return nil

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -74,13 +73,14 @@ listen = ""
 	logPath := filepath.Join(dir, "agent.log")
 	// Started from a thread at SCHED_FIFO 5 without reset on fork, as by
 	// `chrt -f 5 fmagent`: the agent inherits it on its first thread.
-	started := make(chan *exec.Cmd)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		require.NoError(t, unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 5}, 0))
-		started <- startFmagent(t, cfg, logPath)
-	}()
-	cmd := <-started
+	runtime.LockOSThread()
+	before, err := unix.SchedGetAttr(0, 0)
+	require.NoError(t, err)
+	require.NoError(t, unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 5}, 0))
+	cmd := startFmagent(t, cfg, logPath)
+	before.Size = unix.SizeofSchedAttr
+	require.NoError(t, unix.SchedSetAttr(0, before, 0), "the test's thread back to its policy")
+	runtime.UnlockOSThread()
 
 	var log string
 	require.Eventually(t, func() bool {
