@@ -26,13 +26,13 @@ import (
 // milliseconds).
 //
 // Peers' heartbeats do not wake it: they come to the heartbeat sockets,
-// which the loop reads each time it wakes (after what woke it, before it
-// ticks), and steps with the time the kernel received each
-// (core.StepHeartbeat). The loop wakes at least
-// once an interval (to send its own heartbeat), and at a peer's judgement
-// deadline, where it reads them before it judges; so a heartbeat is judged
-// exactly as if it had woken the loop, for a fraction of the wake-ups
-// (one per interval instead of one per peer's datagram).
+// which the loop reads each time it ticks (after what woke it, before the
+// tick), and steps with the time the kernel received each
+// (core.StepHeartbeat). The loop ticks at least once an interval (to send
+// its own heartbeat), and at a peer's judgement deadline, where it reads
+// them before it judges; so a heartbeat is judged exactly as if it had
+// woken the loop, for a fraction of the wake-ups (one per interval instead
+// of one per peer's datagram).
 //
 // One thread for both: a received packet and a tick never wait for each
 // other's thread to be scheduled, and the core's mutex is contended only
@@ -189,10 +189,13 @@ func (a *agent) rtRun(th *transport.Locked) {
 		}
 		a.hRT.Busy()
 		// Datagrams first: a tick must judge with what has arrived. What
-		// woke us (a change, a claim, a request) before the heartbeats
-		// queued since the last wake-up: it is what a reader of the table
-		// waits for, and the heartbeats are judged by their arrival stamps
-		// whenever they are read, as long as it is before the tick.
+		// woke us (a change, a claim, a request) is read at once: it is
+		// what a reader of the table waits for. The heartbeats queued
+		// since the last tick are read only when this wake-up ticks,
+		// just before it: they are judged by their arrival stamps
+		// whenever they are read, as long as it is before the tick, and a
+		// wake-up for a change (on the path of a down to every node's
+		// table) then costs no more system calls than it must.
 		deaf := false
 		for n := wire.Net(0); n < wire.NumNets; n++ {
 			for _, sock := range [2]int{sockGroup, sockUnicast} {
@@ -201,23 +204,36 @@ func (a *agent) rtRun(th *transport.Locked) {
 				}
 			}
 		}
-		for n := wire.Net(0); n < wire.NumNets; n++ {
-			if a.drainSocket(n, sockHeartbeat, msgs, next) {
-				deaf = true
-			}
-		}
 		a.mu.Lock()
 		if a.stopping {
 			a.mu.Unlock()
 			return
 		}
-		if d := a.tr.Drops(); d != a.rxDrops.Load() {
-			// The kernel dropped datagrams a full socket buffer could
-			// not take: what we did not hear may have been sent.
-			a.rxDrops.Store(d)
-			deaf = true
-		}
 		now := time.Now()
+		due := !now.Before(a.core.NextDeadline()) || ev&(transport.EvTimer|transport.EvWoken) != 0
+		if due {
+			a.mu.Unlock()
+			for n := wire.Net(0); n < wire.NumNets; n++ {
+				if a.drainSocket(n, sockHeartbeat, msgs, next) {
+					deaf = true
+				}
+			}
+			a.mu.Lock()
+			if a.stopping {
+				a.mu.Unlock()
+				return
+			}
+			if d := a.tr.Drops(); d != a.rxDrops.Load() {
+				// The kernel dropped datagrams a full socket buffer
+				// could not take: what we did not hear may have been
+				// sent. (Read before a tick only: it is the tick that
+				// judges, and six getsockopt calls on every wake-up
+				// were a tenth of the loop's time.)
+				a.rxDrops.Store(d)
+				deaf = true
+			}
+			now = time.Now()
+		}
 		if deaf {
 			// More arrived than the loop could read: the kernel drops
 			// what overflows, heartbeats too. Our deafness is not the
@@ -233,7 +249,7 @@ func (a *agent) rtRun(th *transport.Locked) {
 				a.m.tickLateMax.Store(ns)
 			}
 		}
-		if !now.Before(a.core.NextDeadline()) || ev&(transport.EvTimer|transport.EvWoken) != 0 {
+		if due {
 			a.core.Tick(now)
 			a.shm.Beat()
 			a.handleReady()

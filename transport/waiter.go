@@ -3,6 +3,7 @@ package transport
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,18 @@ type Waiter struct {
 	mu       sync.RWMutex // Wake (read) against Close (write): no write to a reused fd
 	closed   bool
 
+	// base and baseNs are one instant on Go's monotonic clock and as
+	// CLOCK_MONOTONIC (the same clock): a deadline is then converted with
+	// no clock read (Wait would otherwise make a clock_gettime system
+	// call every time: x/sys/unix's is not the vDSO's).
+	base   time.Time
+	baseNs int64
+	// armed is the absolute CLOCK_MONOTONIC time the timer is armed at
+	// and has not yet been seen to fire (0: not armed). Wait re-arms it
+	// only for another time: most wake-ups (a datagram, a Wake) leave
+	// the next deadline where it was.
+	armed int64
+
 	// HoldP makes Wait block in a raw ppoll that keeps the calling
 	// goroutine's P (Go's scheduler is not told of the system call), so
 	// the thread wakes straight into Go code: it never waits for a P that
@@ -96,6 +109,15 @@ func (t *Transport) NewWaiter() (*Waiter, error) {
 	}
 	w.fds[2*wire.NumNets] = unix.PollFd{Fd: int32(w.tfd), Events: unix.POLLIN}
 	w.fds[2*wire.NumNets+1] = unix.PollFd{Fd: int32(w.efd), Events: unix.POLLIN}
+	var now unix.Timespec
+	w.base = time.Now()
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
+		w.Close()
+		return nil, os.NewSyscallError("clock_gettime", err)
+	}
+	// Read after base: a deadline fires at most the time between the two
+	// reads (well under a microsecond) late, never early.
+	w.baseNs = now.Nano()
 	return w, nil
 }
 
@@ -107,15 +129,22 @@ func (w *Waiter) Wait(deadline time.Time) (Events, error) {
 		return EvStopped, ErrStopped
 	}
 	// The core's deadlines are time.Time (Go's monotonic clock is
-	// CLOCK_MONOTONIC); the timerfd wants an absolute CLOCK_MONOTONIC time.
-	var now unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
-		return 0, os.NewSyscallError("clock_gettime", err)
+	// CLOCK_MONOTONIC); the timerfd wants an absolute CLOCK_MONOTONIC time
+	// (a time already past fires at once; 0 would disarm it).
+	d := deadline.Sub(w.base) // saturates: a zero deadline is long past
+	at := int64(1)
+	if d > 0 && int64(d) > math.MaxInt64-w.baseNs {
+		at = math.MaxInt64 // never, in practice
+	} else {
+		at = max(w.baseNs+int64(d), 1)
 	}
-	at := now.Nano() + max(int64(time.Until(deadline)), 1)
-	w.its.Value = unix.NsecToTimespec(at)
-	if err := unix.TimerfdSettime(w.tfd, unix.TFD_TIMER_ABSTIME, &w.its, nil); err != nil {
-		return 0, os.NewSyscallError("timerfd_settime", err)
+	if at != w.armed {
+		w.its.Value = unix.NsecToTimespec(at)
+		if err := unix.TimerfdSettime(w.tfd, unix.TFD_TIMER_ABSTIME, &w.its, nil); err != nil {
+			w.armed = 0
+			return 0, os.NewSyscallError("timerfd_settime", err)
+		}
+		w.armed = at
 	}
 	for i := range w.fds {
 		w.fds[i].Revents = 0
@@ -147,6 +176,7 @@ func (w *Waiter) Wait(deadline time.Time) (Events, error) {
 	}
 	if w.fds[2*wire.NumNets].Revents != 0 {
 		w.drain(w.tfd)
+		w.armed = 0 // fired: a one-shot timer is disarmed
 		ev |= EvTimer
 	}
 	if w.fds[2*wire.NumNets+1].Revents != 0 {
