@@ -116,3 +116,74 @@ func statField(stat string, n int) string {
 	f := strings.Fields(stat[i+1:])
 	return f[n-3]
 }
+
+// A Background's thread is at SCHED_BATCH and its nice value, and stays
+// there through SetProcessNice and KeepNice (which give every other thread
+// -20); the work given to Do runs on it; Stop ends the thread. Runs in a
+// re-executed test binary, as above.
+func TestBackgroundKeepsItsPriority(t *testing.T) {
+	if os.Getenv(forkChildEnv) == "bg" {
+		bg, err := StartBackground(10)
+		if err != nil {
+			fmt.Printf("error %v\n", err)
+			return
+		}
+		if _, err := SetProcessNice(-20); err != nil {
+			os.Stdout.WriteString("no-nice " + err.Error() + "\n")
+			return
+		}
+		if _, err := KeepNice(-20); err != nil {
+			fmt.Printf("error %v\n", err)
+			return
+		}
+		var ranOn int
+		var attr *unix.SchedAttr
+		bg.Do(func() {
+			ranOn = unix.Gettid()
+			attr, err = unix.SchedGetAttr(0, 0)
+		})
+		if err != nil {
+			fmt.Printf("error %v\n", err)
+			return
+		}
+		others := 0
+		for _, tid := range threads(t) {
+			if a, err := unix.SchedGetAttr(tid, 0); err == nil && tid != bg.Tid() && (a.Nice != -20 || a.Policy != 0) {
+				others++
+			}
+		}
+		bg.Stop()
+		// Go ends a locked goroutine's thread just after it returns, but
+		// for the process's main thread, which it parks for good.
+		if bg.Tid() == os.Getpid() {
+			err = os.ErrNotExist
+		}
+		for i := 0; i < 100 && err == nil; i++ {
+			if _, err = os.Stat(fmt.Sprintf("/proc/self/task/%d", bg.Tid())); err != nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		fmt.Printf("background tid %d ran-on %d policy %d nice %d others %d gone %v\n",
+			bg.Tid(), ranOn, attr.Policy, attr.Nice, others, os.IsNotExist(err))
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBackgroundKeepsItsPriority$", "-test.v")
+	cmd.Env = append(os.Environ(), forkChildEnv+"=bg")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	if strings.Contains(string(out), "no-nice") {
+		t.Skipf("nice -20 is not permitted here (not root?): %s", out)
+	}
+	i := strings.Index(string(out), "background ")
+	require.GreaterOrEqual(t, i, 0, "%s", out)
+	var tid, ranOn, policy, nice, others int
+	var gone bool
+	_, err = fmt.Sscanf(string(out)[i:], "background tid %d ran-on %d policy %d nice %d others %d gone %t", &tid, &ranOn, &policy, &nice, &others, &gone)
+	require.NoError(t, err, "%s", out)
+	require.Equal(t, tid, ranOn, "Do ran on another thread: %s", out)
+	require.Equal(t, unix.SCHED_BATCH, policy, "%s", out)
+	require.Equal(t, 10, nice, "SetProcessNice or KeepNice changed the background thread: %s", out)
+	require.Zero(t, others, "%s", out)
+	require.True(t, gone, "the thread outlived Stop: %s", out)
+}

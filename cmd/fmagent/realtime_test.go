@@ -33,6 +33,8 @@ func threadPolicies(t *testing.T, pid int) map[int]string {
 			out[tid] = fmt.Sprintf("FIFO %d", a.Priority)
 		case 0: // SCHED_OTHER (SCHED_NORMAL)
 			out[tid] = fmt.Sprintf("OTHER %d", a.Nice)
+		case unix.SCHED_BATCH:
+			out[tid] = fmt.Sprintf("BATCH %d", a.Nice)
 		default:
 			out[tid] = fmt.Sprintf("policy %d", a.Policy)
 		}
@@ -42,9 +44,11 @@ func threadPolicies(t *testing.T, pid int) map[int]string {
 
 // The heartbeat loop runs above every other thread of the agent
 // (fmagent.toml(5), [realtime] priority): at realtime.priority = 1, the
-// lowest, exactly one thread is at SCHED_FIFO 1 and every other thread at
-// the normal policy, nice -20 (transport.SetProcessNice), although the
-// agent is started from a thread at SCHED_FIFO 5, as by `chrt -f 5`.
+// lowest, exactly one thread is at SCHED_FIFO 1, one (the table file's
+// writer, transport.Background) at SCHED_BATCH nice 10, below the table's
+// readers, and every other thread at the normal policy, nice -20
+// (transport.SetProcessNice), although the agent is started from a thread
+// at SCHED_FIFO 5, as by `chrt -f 5`.
 func TestRealtimeLoopAboveOtherThreads(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (CAP_SYS_NICE) for SCHED_FIFO; CI runs as root")
@@ -97,11 +101,12 @@ listen = ""
 		for _, p := range threadPolicies(t, cmd.Process.Pid) {
 			counts[p]++
 		}
-		return counts["FIFO 1"] > 0
-	}, 20*time.Second, 20*time.Millisecond, "the loop's thread at realtime.priority")
+		return counts["FIFO 1"] > 0 && counts["BATCH 10"] > 0
+	}, 20*time.Second, 20*time.Millisecond, "the loop's thread at realtime.priority, the table's writer below the readers")
 	assert.Equal(t, 1, counts["FIFO 1"], "one thread, the loop, at realtime.priority: %v", counts)
+	assert.Equal(t, 1, counts["BATCH 10"], "one thread, the table file's writer, at SCHED_BATCH nice 10: %v", counts)
 	for p, n := range counts {
-		assert.Contains(t, []string{"FIFO 1", "OTHER -20"}, p, "%d threads at %s: every other thread at the normal policy, nice -20 (%v)", n, p, counts)
+		assert.Contains(t, []string{"FIFO 1", "BATCH 10", "OTHER -20"}, p, "%d threads at %s: every other thread at the normal policy, nice -20 (%v)", n, p, counts)
 	}
 	assert.Positive(t, counts["OTHER -20"], "the other threads: %v", counts)
 	t.Logf("threads of the agent at realtime.priority = 1: %v", counts)
