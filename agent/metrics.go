@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"math"
 	"runtime/metrics"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -97,6 +99,12 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 		func() float64 { _, mx := gcPauses(); return mx })
 	r.GaugeFunc("fmagent_gc_pause_p99_seconds", "The 99th percentile stop-the-world pause of the garbage collector since start (bucket upper bound).",
 		func() float64 { p99, _ := gcPauses(); return p99 })
+	r.CounterCollector("fmagent_gc_pauses_total", "Stop-the-world pauses of the garbage collector since start that lasted at most at_most seconds (cumulative, as a histogram's buckets: the difference of two scrapes gives the pauses of the time between).",
+		func(emit func(float64, ...string)) {
+			for i, c := range gcPauseCounts(gcPauseBounds) {
+				emit(float64(c), "at_most", gcPauseLabels[i])
+			}
+		})
 	m.propagation = r.Histogram("fmagent_propagation_seconds",
 		"From the master's decision to the change applied here (master's clock to ours: exact on one host, otherwise as good as clock sync).",
 		[]float64{50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3, 0.1, 1})
@@ -173,6 +181,39 @@ func (m *agentMetrics) reject(err error) {
 	} else {
 		m.rejects["other"].Inc()
 	}
+}
+
+// gcPauseBounds are the at_most bounds of fmagent_gc_pauses_total (the
+// last, +Inf, counts every pause).
+var gcPauseBounds = []float64{50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 20e-3, 50e-3, 100e-3, math.Inf(1)}
+
+var gcPauseLabels = func() []string {
+	l := make([]string, len(gcPauseBounds))
+	for i, b := range gcPauseBounds {
+		l[i] = strconv.FormatFloat(b, 'g', -1, 64)
+	}
+	return l
+}()
+
+// gcPauseCounts counts the garbage collector's stop-the-world pauses since
+// start no longer than each of bounds (a runtime bucket counts under a
+// bound its upper end does not pass: never too low a pause).
+func gcPauseCounts(bounds []float64) []uint64 {
+	out := make([]uint64, len(bounds))
+	s := []metrics.Sample{{Name: "/sched/pauses/total/gc:seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64Histogram {
+		return out
+	}
+	h := s[0].Value.Float64Histogram()
+	for i, c := range h.Counts {
+		for j, b := range bounds {
+			if h.Buckets[i+1] <= b {
+				out[j] += c
+			}
+		}
+	}
+	return out
 }
 
 // gcPauses reads the garbage collector's stop-the-world pause histogram:

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,9 +81,10 @@ type Result struct {
 	IdlePackets float64       `json:"idle_packets_per_s_per_agent"`
 	CPUPerPkt   time.Duration `json:"cpu_per_packet_ns"` // idle CPU / (sent + received)
 	HogCPU      float64       `json:"hog_cpu_per_agent"`
-	// Under the hog (and the flood, if any): the real-time loops' latest
-	// wake-up for a deadline and the garbage collector's pauses, the
-	// maxima over the agents; and the writes the flood had acknowledged.
+	// Under the hog (and the flood, if any) and nothing before it: the
+	// real-time loops' latest wake-up for a deadline and the garbage
+	// collector's pauses (the upper bounds of their buckets), the maxima
+	// over the agents; and the writes the flood had acknowledged.
 	TickLateMax time.Duration `json:"tick_late_max_ns"`
 	GCPauseP99  time.Duration `json:"gc_pause_p99_ns"`
 	GCPauseMax  time.Duration `json:"gc_pause_max_ns"`
@@ -260,6 +263,7 @@ listen = %q
 
 	// The hog.
 	base := sumEvents(agents)
+	before := scrapeAll(agents)
 	obs.reset()
 	go obs.run()
 	res.LoadBefore = loadavg()
@@ -338,15 +342,29 @@ listen = %q
 	res.LinkDowns = int64(end["link-down"] - base["link-down"])
 	res.Elections = int64(end["elected"] - base["elected"])
 	res.Stalls = int64(end["stalled"] - base["stalled"])
-	for _, a := range agents {
-		m, err := scrape(a.metrics)
-		if err != nil {
+	// Over the hog only: the differences of the agents' cumulative
+	// buckets between its start and its end (an agent's start-up, whose
+	// first ticks and collections are late, is not the hog's).
+	after := scrapeAll(agents)
+	for i := range agents {
+		if before[i] == nil || after[i] == nil {
 			continue
 		}
-		sec := func(k string) time.Duration { return time.Duration(m[k] * 1e9) }
-		res.TickLateMax = max(res.TickLateMax, sec("fmagent_tick_lateness_max_seconds"))
-		res.GCPauseP99 = max(res.GCPauseP99, sec("fmagent_gc_pause_p99_seconds"))
-		res.GCPauseMax = max(res.GCPauseMax, sec("fmagent_gc_pause_max_seconds"))
+		sec := func(k string) time.Duration { return time.Duration(after[i][k] * 1e9) }
+		late, _ := windowQuantiles(before[i], after[i], "fmagent_tick_lateness_seconds_bucket", "le")
+		if math.IsInf(late, 1) { // beyond the last bucket: the latest since start is the hog's
+			late = sec("fmagent_tick_lateness_max_seconds").Seconds()
+		}
+		res.TickLateMax = max(res.TickLateMax, time.Duration(late*1e9))
+		gcMax, gcP99 := windowQuantiles(before[i], after[i], "fmagent_gc_pauses_total", "at_most")
+		if math.IsInf(gcMax, 1) {
+			gcMax = sec("fmagent_gc_pause_max_seconds").Seconds()
+		}
+		if math.IsInf(gcP99, 1) {
+			gcP99 = gcMax
+		}
+		res.GCPauseMax = max(res.GCPauseMax, time.Duration(gcMax*1e9))
+		res.GCPauseP99 = max(res.GCPauseP99, time.Duration(gcP99*1e9))
 	}
 	gaps := obs.stop()
 	res.Gaps = len(gaps)
@@ -392,6 +410,55 @@ func scrape(addr string) (map[string]float64, error) {
 }
 
 // sumEvents sums each event kind over the agents.
+// scrapeAll scrapes every agent's metrics (nil for one that did not answer).
+func scrapeAll(agents []*agentProc) []map[string]float64 {
+	out := make([]map[string]float64, len(agents))
+	for i, a := range agents {
+		out[i], _ = scrape(a.metrics)
+	}
+	return out
+}
+
+// windowQuantiles reads cumulative buckets — the series name{label="BOUND"}
+// of two scrapes, counts of observations no larger than BOUND — and returns
+// the bucket bounds of the largest observation and of the 99th percentile
+// made between the two scrapes (0, 0 if none; +Inf if beyond every finite
+// bound).
+func windowQuantiles(before, after map[string]float64, name, label string) (maxBound, p99Bound float64) {
+	type bucket struct{ bound, n float64 }
+	var bs []bucket
+	prefix := name + "{" + label + `="`
+	for k, v := range after {
+		rest, ok := strings.CutPrefix(k, prefix)
+		if !ok {
+			continue
+		}
+		b, err := strconv.ParseFloat(strings.TrimSuffix(rest, `"}`), 64)
+		if err != nil {
+			continue
+		}
+		bs = append(bs, bucket{b, v - before[k]})
+	}
+	if len(bs) == 0 {
+		return 0, 0
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].bound < bs[j].bound })
+	total := bs[len(bs)-1].n
+	if total <= 0 {
+		return 0, 0
+	}
+	maxBound, p99Bound = -1, -1
+	for _, b := range bs {
+		if p99Bound < 0 && b.n >= 0.99*total {
+			p99Bound = b.bound
+		}
+		if maxBound < 0 && b.n >= total {
+			maxBound = b.bound
+		}
+	}
+	return maxBound, p99Bound
+}
+
 func sumEvents(agents []*agentProc) map[string]float64 {
 	sum := make(map[string]float64)
 	for _, a := range agents {
