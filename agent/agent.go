@@ -145,8 +145,9 @@ type agent struct {
 	pubInit   bool
 	// masterCh is closed while a master is known, open while there is none.
 	masterCh chan struct{}
-	savedInc uint64            // the incarnation last persisted
-	saveq    chan core.Persist // states saved off the lock (saverLoop)
+	savedInc uint64                // the incarnation last persisted
+	saveq    chan core.Persist     // states saved off the lock (saverLoop)
+	bg       *transport.Background // writes files below the table's readers (nil: not started)
 	saverWG  sync.WaitGroup
 	bulkq    chan *bulkJob // snapshot bursts sent off the lock (bulkLoop)
 	saveMu   sync.Mutex    // orders saves; guards diskInc and diskEp
@@ -361,6 +362,7 @@ func loadKey(path string) ([]byte, error) {
 func (a *agent) run(ctx context.Context) error {
 	done := make(chan struct{})
 	a.rtDone = make(chan struct{})
+	a.startBackground()
 	a.goLoop(func() {
 		defer close(a.rtDone)
 		a.rtLoop()
@@ -490,6 +492,9 @@ func (a *agent) shutdown(done chan struct{}) {
 	a.bulkq = nil
 	a.mu.Unlock()
 	a.saverWG.Wait()
+	if a.bg != nil {
+		a.bg.Stop() // after the savers: what they still give it runs on their threads
+	}
 	a.closeAll()
 	a.hooks.Close()
 	a.log.Info("stopped")

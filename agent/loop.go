@@ -67,7 +67,7 @@ func (a *agent) handleReady() {
 	late := rd.Persist != nil && rd.Persist.Incarnation == a.savedInc && !rd.MustSync // MustSync: a new epoch too
 	if rd.Persist != nil && !late {
 		a.savedInc = rd.Persist.Incarnation
-		a.save(rd.Persist)
+		a.saveNow(rd.Persist)
 	}
 	bulk := a.bulkq != nil && bulkPackets(rd) >= bulkMin
 	for i := range rd.Packets {
@@ -107,7 +107,7 @@ func (a *agent) handleReady() {
 // older one still waiting is replaced. mu held.
 func (a *agent) saveLater(p *core.Persist) {
 	if a.saveq == nil { // shutting down: the saver is gone
-		a.save(p)
+		a.saveNow(p)
 		return
 	}
 	st := *p
@@ -123,11 +123,45 @@ func (a *agent) saveLater(p *core.Persist) {
 	}
 }
 
-// saverLoop writes the states saveLater queues, until q is closed.
+// saverLoop writes the states saveLater queues, until q is closed: on the
+// background thread (a.bg), below the table's readers, as a node's death
+// is when they wait for its down.
 func (a *agent) saverLoop(q <-chan core.Persist) {
 	for st := range q {
-		a.save(&st)
+		if a.bg != nil {
+			a.bg.Do(func() { a.save(&st) })
+		} else {
+			a.save(&st)
+		}
 	}
+}
+
+// saveNow saves p before anything more is sent (mu held): a new
+// incarnation or epoch. The background thread may be in the middle of a
+// save (saveMu); it is hurried to the agent's priority meanwhile, so
+// that the loop waits for that save's disk and not also for every normal
+// thread of the machine.
+func (a *agent) saveNow(p *core.Persist) {
+	if a.bg != nil {
+		defer a.bg.Hurry(a.otherNice)()
+	}
+	a.save(p)
+}
+
+// persistNice is the nice value of the background thread that writes the
+// table and membership files (below the table's readers, at 0 unless told
+// otherwise; the agent's original nice value if that is higher).
+const persistNice = 10
+
+// startBackground starts a.bg; without it the files are written at the
+// agent's priority.
+func (a *agent) startBackground() {
+	bg, err := transport.StartBackground(max(persistNice, a.childNice))
+	if err != nil {
+		a.log.Warn("the table and membership files are written at the agent's priority, ahead of the table's readers", "err", err)
+		return
+	}
+	a.bg = bg
 }
 
 // save writes the persisted state durably (persist.Save: temporary file,

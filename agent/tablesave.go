@@ -12,7 +12,6 @@ import (
 	"github.com/fmagent/fmagent/agent/table"
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/persist"
-	"github.com/fmagent/fmagent/transport"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -91,26 +90,13 @@ func (a *agent) tableChanged(rd *core.Ready) {
 	}
 }
 
-// persistNice is the nice value the table file is written at (below the
-// table's readers, at 0 unless told otherwise; above the agent's original
-// nice value if that is higher).
-const persistNice = 10
 
 // tableSaverLoop saves the table after changes, until done is closed.
 func (a *agent) tableSaverLoop(done <-chan struct{}) {
 	ts := &a.tsave
 	// The file is written on a thread of its own below the table's
-	// readers (transport.Background says why and what it cost); the
+	// readers (a.bg, transport.Background says why and what it cost); the
 	// encoding stays here, under a.mu, at the other threads' priority.
-	var bg *transport.Background
-	if ts.on {
-		var err error
-		if bg, err = transport.StartBackground(max(persistNice, a.childNice)); err != nil {
-			a.log.Warn("the table file is written at the agent's priority, ahead of the table's readers", "err", err)
-		} else {
-			defer bg.Stop()
-		}
-	}
 	for {
 		select {
 		case <-done:
@@ -127,8 +113,8 @@ func (a *agent) tableSaverLoop(done <-chan struct{}) {
 			// A save a client's write waits for (waitSaved) is written
 			// here, at the agent's priority: the write is answered when
 			// it is on disk. The others go behind the readers.
-			if bg != nil && !awaited {
-				bg.Do(func() { err = persist.SaveTableBytes(a.stateDir, b) })
+			if a.bg != nil && !awaited {
+				a.bg.Do(func() { err = persist.SaveTableBytes(a.stateDir, b) })
 			} else {
 				err = persist.SaveTableBytes(a.stateDir, b)
 			}

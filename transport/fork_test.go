@@ -119,7 +119,8 @@ func statField(stat string, n int) string {
 
 // A Background's thread is at SCHED_BATCH and its nice value, and stays
 // there through SetProcessNice and KeepNice (which give every other thread
-// -20); the work given to Do runs on it; Stop ends the thread. Runs in a
+// -20); Hurry raises it for a while; the work given to Do runs on it; Stop
+// ends the thread, and work given after runs on the caller's. Runs in a
 // re-executed test binary, as above.
 func TestBackgroundKeepsItsPriority(t *testing.T) {
 	if os.Getenv(forkChildEnv) == "bg" {
@@ -146,6 +147,16 @@ func TestBackgroundKeepsItsPriority(t *testing.T) {
 			fmt.Printf("error %v\n", err)
 			return
 		}
+		// Hurried: at the normal policy and -20 until done.
+		done := bg.Hurry(-20)
+		hurried, herr := unix.SchedGetAttr(bg.Tid(), 0)
+		done()
+		back, berr := unix.SchedGetAttr(bg.Tid(), 0)
+		if herr != nil || berr != nil {
+			fmt.Printf("error %v %v\n", herr, berr)
+			return
+		}
+		fmt.Printf("hurried %d/%d back %d/%d\n", hurried.Policy, hurried.Nice, back.Policy, back.Nice)
 		others := 0
 		for _, tid := range threads(t) {
 			if a, err := unix.SchedGetAttr(tid, 0); err == nil && tid != bg.Tid() && (a.Nice != -20 || a.Policy != 0) {
@@ -153,6 +164,12 @@ func TestBackgroundKeepsItsPriority(t *testing.T) {
 			}
 		}
 		bg.Stop()
+		after := 0
+		bg.Do(func() { after = unix.Gettid() })
+		if after == bg.Tid() {
+			fmt.Printf("error: work ran on the stopped thread\n")
+			return
+		}
 		// Go ends a locked goroutine's thread just after it returns, but
 		// for the process's main thread, which it parks for good.
 		if bg.Tid() == os.Getpid() {
@@ -186,4 +203,5 @@ func TestBackgroundKeepsItsPriority(t *testing.T) {
 	require.Equal(t, 10, nice, "SetProcessNice or KeepNice changed the background thread: %s", out)
 	require.Zero(t, others, "%s", out)
 	require.True(t, gone, "the thread outlived Stop: %s", out)
+	require.Contains(t, string(out), fmt.Sprintf("hurried 0/-20 back %d/10", unix.SCHED_BATCH), "Hurry raises the thread and its done puts it back")
 }

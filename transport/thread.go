@@ -292,7 +292,8 @@ func StartNormal(cmd *exec.Cmd, nice int) error {
 
 // Background is an OS thread of the process's own for slow work that must
 // not compete with the readers of the table for the CPU: writing and
-// fsyncing the table file after every change. At nice -20 (what
+// fsyncing the table file after every change, and the membership file
+// after a node's death or return. At nice -20 (what
 // SetProcessNice gives the process's threads) that work ran ahead of every
 // normal process of the node, readers of the shared-memory table among
 // them, on the very path of a down to them: five agents on two CPUs, 10 ms
@@ -301,12 +302,17 @@ func StartNormal(cmd *exec.Cmd, nice int) error {
 // preemption: it waits for its turn) and a nice value above the readers',
 // and SetProcessNice and KeepNice leave it alone.
 //
-// Work given to it must take no lock the real-time loop takes: the loop
-// would wait for a thread that waits behind every normal thread.
+// The real-time loop must not wait for a lock that work given to it holds
+// (it would wait behind every normal thread too), unless it calls Hurry
+// first.
 type Background struct {
 	work chan func()
 	tid  int
+	nice int
 	done chan struct{}
+
+	mu      sync.RWMutex // Do (read) against Stop (write)
+	stopped bool
 }
 
 // backgroundTids holds the thread IDs of the running Backgrounds.
@@ -318,7 +324,7 @@ func StartBackground(nice int) (*Background, error) {
 	if nice < -20 || nice > 19 {
 		return nil, fmt.Errorf("nice %d out of range -20..19", nice)
 	}
-	b := &Background{work: make(chan func()), done: make(chan struct{})}
+	b := &Background{work: make(chan func()), nice: nice, done: make(chan struct{})}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -328,9 +334,8 @@ func StartBackground(nice int) (*Background, error) {
 		b.tid = unix.Gettid()
 		backgroundTids.Store(b.tid, struct{}{})
 		defer backgroundTids.Delete(b.tid)
-		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_BATCH, Nice: int32(nice)}
-		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
-			errc <- fmt.Errorf("background thread: SCHED_BATCH, nice %d: sched_setattr: %w", nice, err)
+		if err := b.setAttr(unix.SCHED_BATCH, nice); err != nil {
+			errc <- fmt.Errorf("background thread: SCHED_BATCH, nice %d: %w", nice, err)
 			return
 		}
 		errc <- nil
@@ -345,9 +350,24 @@ func StartBackground(nice int) (*Background, error) {
 	return b, nil
 }
 
+func (b *Background) setAttr(policy uint32, nice int) error {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy, Nice: int32(nice)}
+	if err := unix.SchedSetAttr(b.tid, &attr, 0); err != nil {
+		return fmt.Errorf("sched_setattr: %w", err)
+	}
+	return nil
+}
+
 // Do runs fn on the background thread and returns when it has returned.
-// Calls are run one at a time, in order.
+// Calls are run one at a time, in order. After Stop, fn runs on the
+// caller's thread.
 func (b *Background) Do(fn func()) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.stopped {
+		fn()
+		return
+	}
 	ran := make(chan struct{})
 	b.work <- func() {
 		defer close(ran)
@@ -356,13 +376,31 @@ func (b *Background) Do(fn func()) {
 	<-ran
 }
 
+// Hurry puts the background thread at the normal policy and nice value
+// nice until the function it returns is called: for a caller about to
+// wait for something the background work holds (a lock, a file), which
+// must not wait behind the work's low priority too. Raising a thread's
+// priority needs CAP_SYS_NICE; without it Hurry does nothing.
+func (b *Background) Hurry(nice int) (done func()) {
+	if b.setAttr(0, nice) != nil { // SCHED_OTHER
+		return func() {}
+	}
+	return func() { _ = b.setAttr(unix.SCHED_BATCH, b.nice) }
+}
+
 // Tid is the thread's ID.
 func (b *Background) Tid() int { return b.tid }
 
 // Stop ends the thread once the work in progress is done (Go parks the
-// process's main thread for good instead, if that is the one it got). Do
-// must not be called after it.
+// process's main thread for good instead, if that is the one it got).
+// Work given after it runs on the caller's thread.
 func (b *Background) Stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return
+	}
+	b.stopped = true
 	close(b.work)
 	<-b.done
 }
