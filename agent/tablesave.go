@@ -90,7 +90,6 @@ func (a *agent) tableChanged(rd *core.Ready) {
 	}
 }
 
-
 // tableSaverLoop saves the table after changes, until done is closed.
 func (a *agent) tableSaverLoop(done <-chan struct{}) {
 	ts := &a.tsave
