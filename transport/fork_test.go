@@ -77,23 +77,32 @@ func TestProcessNiceThreadsAndChildren(t *testing.T) {
 			before, len(after), other, orig, statField(string(plain), 19), statField(out.String(), 19))
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestProcessNiceThreadsAndChildren$", "-test.v")
-	cmd.Env = append(os.Environ(), forkChildEnv+"=1")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	if strings.Contains(string(out), "no-nice") {
-		t.Skipf("nice -20 is not permitted here (not root?): %s", out)
-	}
+	out := reexec(t, "TestProcessNiceThreadsAndChildren", "1")
 	var before, after, other, orig int
 	var plain, child string
-	i := strings.Index(string(out), "threads ")
+	i := strings.Index(out, "threads ")
 	require.GreaterOrEqual(t, i, 0, "%s", out)
-	_, err = fmt.Sscanf(string(out)[i:], "threads %d→%d other %d orig %d plain-child %s normal-child %s", &before, &after, &other, &orig, &plain, &child)
+	_, err := fmt.Sscanf(out[i:], "threads %d→%d other %d orig %d plain-child %s normal-child %s", &before, &after, &other, &orig, &plain, &child)
 	require.NoError(t, err, "%s", out)
 	require.Greater(t, after, before, "the test created no thread: %s", out)
 	require.Zero(t, other, "threads created after SetProcessNice do not have its nice value: %s", out)
 	require.Equal(t, "-20", plain, "a plain child inherits the nice value: %s", out)
 	require.Equal(t, fmt.Sprint(orig), child, "StartNormal's child has the original nice value: %s", out)
+}
+
+// reexec runs test again in a new test binary with forkChildEnv set to
+// val and returns its output; a child that may not set nice -20 (it prints
+// "no-nice") skips the test.
+func reexec(t *testing.T, test, val string) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.v")
+	cmd.Env = append(os.Environ(), forkChildEnv+"="+val)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	if strings.Contains(string(out), "no-nice") {
+		t.Skipf("nice -20 is not permitted here (not root?): %s", out)
+	}
+	return string(out)
 }
 
 // threads lists the process's thread IDs.
@@ -185,23 +194,17 @@ func TestBackgroundKeepsItsPriority(t *testing.T) {
 			bg.Tid(), ranOn, attr.Policy, attr.Nice, others, os.IsNotExist(err))
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBackgroundKeepsItsPriority$", "-test.v")
-	cmd.Env = append(os.Environ(), forkChildEnv+"=bg")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	if strings.Contains(string(out), "no-nice") {
-		t.Skipf("nice -20 is not permitted here (not root?): %s", out)
-	}
-	i := strings.Index(string(out), "background ")
+	out := reexec(t, "TestBackgroundKeepsItsPriority", "bg")
+	i := strings.Index(out, "background ")
 	require.GreaterOrEqual(t, i, 0, "%s", out)
 	var tid, ranOn, policy, nice, others int
 	var gone bool
-	_, err = fmt.Sscanf(string(out)[i:], "background tid %d ran-on %d policy %d nice %d others %d gone %t", &tid, &ranOn, &policy, &nice, &others, &gone)
+	_, err := fmt.Sscanf(out[i:], "background tid %d ran-on %d policy %d nice %d others %d gone %t", &tid, &ranOn, &policy, &nice, &others, &gone)
 	require.NoError(t, err, "%s", out)
 	require.Equal(t, tid, ranOn, "Do ran on another thread: %s", out)
 	require.Equal(t, unix.SCHED_BATCH, policy, "%s", out)
 	require.Equal(t, 10, nice, "SetProcessNice or KeepNice changed the background thread: %s", out)
 	require.Zero(t, others, "%s", out)
 	require.True(t, gone, "the thread outlived Stop: %s", out)
-	require.Contains(t, string(out), fmt.Sprintf("hurried 0/-20 back %d/10", unix.SCHED_BATCH), "Hurry raises the thread and its done puts it back")
+	require.Contains(t, out, fmt.Sprintf("hurried 0/-20 back %d/10", unix.SCHED_BATCH), "Hurry raises the thread and its done puts it back")
 }
