@@ -164,8 +164,8 @@ func (a *agent) startBackground() {
 	a.bg = bg
 }
 
-// save writes the persisted state durably (persist.Save: temporary file,
-// fsync, rename, fsync of the directory). Called with mu held for a new
+// save writes the persisted state durably (persist.Save: the older of two
+// slots overwritten, fdatasync). Called with mu held for a new
 // incarnation (before anything carries it), and by the saver goroutine
 // otherwise; saveMu orders the two, and the incarnation on disk never goes
 // back (a queued older state written after a newer one keeps the newer's).

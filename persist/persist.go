@@ -5,27 +5,44 @@
 // the highest election epoch it held (a restarted node never claims an epoch
 // it used before, so a (master, epoch) pair names one reign).
 //
-// The state is one small file, <dir>/state, in a fixed big-endian binary
-// layout with a CRC-32C trailer:
+// The state is one file, <dir>/state, of two slots of SlotSize bytes; each
+// holds one record, in a fixed big-endian binary layout with a CRC-32C
+// trailer, the rest of the slot zero:
 //
 //	offset  size  field
 //	0       4     magic "FMST"
-//	4       2     version (2)
+//	4       2     version (3)
 //	6       2     flags (0)
 //	8       8     incarnation
 //	16      8     generation
 //	24      4     number of members n (at most MaxMembers)
 //	28      4n    members (node IDs)
-//	28+4n   8     epoch (version 2; a version 1 file has none: epoch 0)
-//	36+4n   4     CRC-32C (Castagnoli) of every byte before it
+//	28+4n   8     epoch
+//	36+4n   8     save sequence number
+//	44+4n   4     CRC-32C (Castagnoli) of every byte of the record before it
 //
-// Save writes a temporary file in the same directory, fsyncs it, renames it
-// over the state file and fsyncs the directory, so after a crash the file is
-// either the old state or the new one, never a mix; a temporary file left
-// behind by a crash is ignored by Load and removed by the next Save. Saves
-// (and NextIncarnation's read-increment-write) are serialized between
-// processes with flock on <dir>/state.lock. Agents sharing a host must have
-// their own state directories.
+// Load takes the valid slot with the higher sequence number. Save
+// overwrites the other slot in place (pwrite) and fdatasyncs the file: the
+// file's size and blocks never change, so that is one flush of the disk,
+// where replacing the file (a temporary file, fsync, rename, fsync of the
+// directory) took about five times as long here (150 against 800 µs), and
+// the agent makes this save on its real-time loop before it may send a new
+// epoch or incarnation. A crash in the middle of a save tears only the slot
+// being written, whose checksum then fails: Load returns the state before
+// that save, which is what the node had promised nothing beyond. The
+// file is created (or a file of an earlier version, or a corrupt one,
+// replaced) the old way: a temporary file with the record in slot 0,
+// fsync, rename, fsync of the directory; a temporary file left behind by a
+// crash is ignored by Load and removed then.
+//
+// A file of version 1 or 2 (one record the size of the file; version 1
+// without the epoch, version 2 without the sequence number) still loads;
+// the next Save replaces it. An agent older than version 3 refuses a
+// version 3 file as corrupt.
+//
+// Saves (and NextIncarnation's read-increment-write) are serialized
+// between processes with flock on <dir>/state.lock. Agents sharing a host
+// must have their own state directories.
 package persist
 
 import (
@@ -37,6 +54,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -46,8 +65,12 @@ const (
 	// MaxMembers bounds the persisted membership.
 	MaxMembers = 4096
 
+	// SlotSize is the size of each of the state file's two slots: room
+	// for a record of MaxMembers members.
+	SlotSize = 20480
+
 	magic   = "FMST"
-	version = 2
+	version = 3
 	hdrLen  = 28
 )
 
@@ -81,11 +104,73 @@ func Load(dir string) (State, error) {
 	if err != nil {
 		return State{}, fmt.Errorf("persist: %w", err)
 	}
-	s, err := decode(b)
+	s, _, _, err := decodeFile(b)
 	if err != nil {
 		return State{}, fmt.Errorf("persist: %s: %w: %v", p, ErrCorrupt, err)
 	}
 	return s, nil
+}
+
+// decodeFile decodes a state file: the valid slot with the higher sequence
+// number of a version 3 file (slot is its index, seq its number), or the
+// one record of a version 1 or 2 file (slot -1).
+func decodeFile(b []byte) (s State, slot int, seq uint64, err error) {
+	if len(b) != 2*SlotSize || len(b) < 6 || binary.BigEndian.Uint16(b[4:]) < version && binary.BigEndian.Uint16(b[SlotSize+4:]) < version {
+		s, err = decode(b)
+		return s, -1, 0, err
+	}
+	slot = -1
+	var errs [2]error
+	for i := 0; i < 2; i++ {
+		si, sq, err := decodeSlot(b[i*SlotSize : (i+1)*SlotSize])
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		if slot < 0 || sq > seq {
+			s, slot, seq = si, i, sq
+		}
+	}
+	if slot < 0 {
+		return State{}, -1, 0, fmt.Errorf("no valid slot (slot 0: %v; slot 1: %v)", errs[0], errs[1])
+	}
+	return s, slot, seq, nil
+}
+
+// decodeSlot decodes the version 3 record at the start of a slot.
+func decodeSlot(b []byte) (State, uint64, error) {
+	if len(b) < hdrLen+20 {
+		return State{}, 0, fmt.Errorf("%d bytes, shorter than the smallest record", len(b))
+	}
+	if string(b[:4]) != magic {
+		return State{}, 0, fmt.Errorf("bad magic %q", b[:4])
+	}
+	if v := binary.BigEndian.Uint16(b[4:]); v != version {
+		return State{}, 0, fmt.Errorf("version %d in a slot, want %d", v, version)
+	}
+	n := binary.BigEndian.Uint32(b[24:])
+	if n > MaxMembers {
+		return State{}, 0, fmt.Errorf("%d members, at most %d", n, MaxMembers)
+	}
+	end := hdrLen + 4*int(n) + 16
+	if end+4 > len(b) {
+		return State{}, 0, fmt.Errorf("%d members do not fit a slot", n)
+	}
+	if got, sum := crc32.Checksum(b[:end], castagnoli), binary.BigEndian.Uint32(b[end:]); got != sum {
+		return State{}, 0, fmt.Errorf("checksum %08x, want %08x", got, sum)
+	}
+	s := State{
+		Incarnation: binary.BigEndian.Uint64(b[8:]),
+		Generation:  binary.BigEndian.Uint64(b[16:]),
+		Epoch:       binary.BigEndian.Uint64(b[hdrLen+4*int(n):]),
+	}
+	if n > 0 {
+		s.Members = make([]uint32, n)
+		for i := range s.Members {
+			s.Members[i] = binary.BigEndian.Uint32(b[hdrLen+4*i:])
+		}
+	}
+	return s, binary.BigEndian.Uint64(b[hdrLen+4*int(n)+8:]), nil
 }
 
 func decode(b []byte) (State, error) {
@@ -100,8 +185,8 @@ func decode(b []byte) (State, error) {
 		return State{}, fmt.Errorf("checksum %08x, want %08x", got, sum)
 	}
 	v := binary.BigEndian.Uint16(b[4:])
-	if v != 1 && v != version {
-		return State{}, fmt.Errorf("version %d, this agent reads versions 1 and %d", v, version)
+	if v != 1 && v != 2 {
+		return State{}, fmt.Errorf("version %d in a file of %d bytes: this agent reads versions 1 and 2, and %d in a file of %d bytes", v, len(b), version, 2*SlotSize)
 	}
 	tail := 0
 	if v >= 2 {
@@ -127,11 +212,12 @@ func decode(b []byte) (State, error) {
 	return s, nil
 }
 
-func encode(s State) ([]byte, error) {
+// encode encodes s as a version 3 record with sequence number seq.
+func encode(s State, seq uint64) ([]byte, error) {
 	if len(s.Members) > MaxMembers {
 		return nil, fmt.Errorf("persist: %d members, at most %d", len(s.Members), MaxMembers)
 	}
-	b := make([]byte, hdrLen, hdrLen+4*len(s.Members)+12)
+	b := make([]byte, hdrLen, hdrLen+4*len(s.Members)+20)
 	copy(b, magic)
 	binary.BigEndian.PutUint16(b[4:], version)
 	binary.BigEndian.PutUint64(b[8:], s.Incarnation)
@@ -141,6 +227,7 @@ func encode(s State) ([]byte, error) {
 		b = binary.BigEndian.AppendUint32(b, m)
 	}
 	b = binary.BigEndian.AppendUint64(b, s.Epoch)
+	b = binary.BigEndian.AppendUint64(b, seq)
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
 
@@ -155,12 +242,54 @@ func Save(dir string, s State) error {
 	return save(dir, s)
 }
 
+// save writes s (the caller holds the lock): over the older slot of a
+// version 3 file, or as a new file.
 func save(dir string, s State) error {
-	b, err := encode(s)
+	p := Path(dir)
+	old, err := os.ReadFile(p)
+	if err == nil && len(old) == 2*SlotSize {
+		if _, slot, seq, derr := decodeFile(old); derr == nil && slot >= 0 {
+			return overwriteSlot(p, 1-slot, s, seq+1)
+		}
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("persist: %w", err)
+	}
+	rec, err := encode(s, 1)
 	if err != nil {
 		return err
 	}
-	return replaceFile(dir, FileName, b) // callers hold the lock
+	b := make([]byte, 2*SlotSize)
+	copy(b, rec)
+	return replaceFile(dir, FileName, b)
+}
+
+// overwriteSlot writes s as record seq into slot of the version 3 file at
+// p, in place, and waits until it is on disk.
+func overwriteSlot(p string, slot int, s State, seq uint64) error {
+	rec, err := encode(s, seq)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("persist: %w", err)
+	}
+	if _, err = f.WriteAt(rec, int64(slot)*SlotSize); err == nil {
+		// The file's size and blocks are unchanged: its data is all
+		// that must reach the disk.
+		err = unix.Fdatasync(int(f.Fd()))
+		if err != nil {
+			err = fmt.Errorf("fdatasync: %w", err)
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("persist: writing %s slot %d: %w", p, slot, err)
+	}
+	return nil
 }
 
 func syncDir(dir string) error {
@@ -202,5 +331,6 @@ func NextIncarnation(dir string) (uint64, error) {
 	if err := save(dir, s); err != nil {
 		return 0, err
 	}
+	removeLeftovers(dir, FileName) // once a boot: what a crashed creation left
 	return next, nil
 }

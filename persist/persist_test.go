@@ -47,50 +47,151 @@ func TestSaveLoad(t *testing.T) {
 
 func TestLayout(t *testing.T) {
 	dir := t.TempDir()
-	require.NoError(t, Save(dir, State{Incarnation: 0x0102030405060708, Generation: 9, Members: []uint32{3}, Epoch: 77}))
+	st := State{Incarnation: 0x0102030405060708, Generation: 9, Members: []uint32{3}, Epoch: 77}
+	require.NoError(t, Save(dir, st))
 	b, err := os.ReadFile(Path(dir))
 	require.NoError(t, err)
-	require.Len(t, b, 28+4+8+4)
-	assert.Equal(t, "FMST", string(b[:4]))
-	assert.Equal(t, uint16(2), binary.BigEndian.Uint16(b[4:]))
-	assert.Equal(t, uint64(77), binary.BigEndian.Uint64(b[32:]))
-	assert.Equal(t, uint64(0x0102030405060708), binary.BigEndian.Uint64(b[8:]))
-	assert.Equal(t, uint64(9), binary.BigEndian.Uint64(b[16:]))
-	assert.Equal(t, uint32(1), binary.BigEndian.Uint32(b[24:]))
-	assert.Equal(t, uint32(3), binary.BigEndian.Uint32(b[28:]))
+	require.Len(t, b, 2*SlotSize)
+	rec := b[:28+4+8+8+4]
+	assert.Equal(t, "FMST", string(rec[:4]))
+	assert.Equal(t, uint16(3), binary.BigEndian.Uint16(rec[4:]))
+	assert.Equal(t, uint64(0x0102030405060708), binary.BigEndian.Uint64(rec[8:]))
+	assert.Equal(t, uint64(9), binary.BigEndian.Uint64(rec[16:]))
+	assert.Equal(t, uint32(1), binary.BigEndian.Uint32(rec[24:]))
+	assert.Equal(t, uint32(3), binary.BigEndian.Uint32(rec[28:]))
+	assert.Equal(t, uint64(77), binary.BigEndian.Uint64(rec[32:]))
+	assert.Equal(t, uint64(1), binary.BigEndian.Uint64(rec[40:]), "the first save's sequence number")
+	assert.Equal(t, reseal(rec[:len(rec)-4]), rec)
+	assert.Equal(t, make([]byte, 2*SlotSize-len(rec)), b[len(rec):], "the rest is zero: slot 1 is empty")
 
-	// A version 1 file (no epoch) still loads, with epoch 0.
-	v1 := append([]byte(nil), b[:32]...)
-	binary.BigEndian.PutUint16(v1[4:], 1)
-	require.NoError(t, os.WriteFile(Path(dir), reseal(v1), 0o600))
+	// Saves alternate between the slots, each with the next sequence
+	// number, and leave the other slot as it was; the file never grows.
+	for i := 2; i <= 5; i++ {
+		st.Generation = uint64(10 + i)
+		require.NoError(t, Save(dir, st))
+		c, err := os.ReadFile(Path(dir))
+		require.NoError(t, err)
+		require.Len(t, c, 2*SlotSize)
+		cur, prev := c[((i+1)%2)*SlotSize:], c[(i%2)*SlotSize:]
+		assert.Equal(t, uint64(i), binary.BigEndian.Uint64(cur[40:]), "save %d's slot", i)
+		assert.Equal(t, uint64(10+i), binary.BigEndian.Uint64(cur[16:]))
+		if i > 2 {
+			assert.Equal(t, uint64(i-1), binary.BigEndian.Uint64(prev[40:]), "the other slot keeps save %d", i-1)
+		}
+		got, err := Load(dir)
+		require.NoError(t, err)
+		assert.Equal(t, st, got)
+	}
+}
+
+// Files of version 1 (no epoch) and 2 (one record, no sequence number)
+// still load; the next Save replaces them with a version 3 file.
+func TestEarlierVersions(t *testing.T) {
+	dir := t.TempDir()
+	v2 := legacy(2, State{Incarnation: 0x0102030405060708, Generation: 9, Members: []uint32{3}, Epoch: 77})
+	require.Len(t, v2, 28+4+8+4)
+	require.NoError(t, os.WriteFile(Path(dir), v2, 0o600))
 	got, err := Load(dir)
 	require.NoError(t, err)
-	assert.Equal(t, State{Incarnation: 0x0102030405060708, Generation: 9, Members: []uint32{3}}, got)
+	assert.Equal(t, State{Incarnation: 0x0102030405060708, Generation: 9, Members: []uint32{3}, Epoch: 77}, got)
+
+	require.NoError(t, os.WriteFile(Path(dir), legacy(1, State{Incarnation: 5, Generation: 6, Members: []uint32{1, 2}}), 0o600))
+	got, err = Load(dir)
+	require.NoError(t, err)
+	assert.Equal(t, State{Incarnation: 5, Generation: 6, Members: []uint32{1, 2}}, got)
+
+	n, err := NextIncarnation(dir)
+	require.NoError(t, err)
+	b, err := os.ReadFile(Path(dir))
+	require.NoError(t, err)
+	assert.Len(t, b, 2*SlotSize, "replaced by a version 3 file")
+	got, err = Load(dir)
+	require.NoError(t, err)
+	assert.Equal(t, State{Incarnation: n, Generation: 6, Members: []uint32{1, 2}}, got)
+}
+
+// A save torn by a crash (the slot being written fails its checksum) loses
+// only that save: Load returns the one before, and the next save goes
+// over the torn slot again.
+func TestTornSlot(t *testing.T) {
+	dir := t.TempDir()
+	a := State{Incarnation: 1, Generation: 1, Members: []uint32{1}, Epoch: 1}
+	b := State{Incarnation: 1, Generation: 2, Members: []uint32{1, 2}, Epoch: 2}
+	require.NoError(t, Save(dir, a)) // slot 0, seq 1
+	require.NoError(t, Save(dir, b)) // slot 1, seq 2
+	good, err := os.ReadFile(Path(dir))
+	require.NoError(t, err)
+
+	for name, torn := range map[string][]byte{
+		"bit flip":  flip(good, SlotSize+17),
+		"half":      append(append(append([]byte(nil), good[:SlotSize+20]...), make([]byte, 8)...), good[SlotSize+28:]...),
+		"zeroed":    append(append([]byte(nil), good[:SlotSize]...), make([]byte, SlotSize)...),
+		"old magic": append(append(append([]byte(nil), good[:SlotSize]...), "XXXX"...), good[SlotSize+4:]...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.NoError(t, os.WriteFile(Path(dir), torn, 0o600))
+			got, err := Load(dir)
+			require.NoError(t, err)
+			assert.Equal(t, a, got, "the save before the torn one")
+			c := State{Incarnation: 2, Generation: 3, Epoch: 3}
+			require.NoError(t, Save(dir, c))
+			got, err = Load(dir)
+			require.NoError(t, err)
+			assert.Equal(t, c, got)
+			after, err := os.ReadFile(Path(dir))
+			require.NoError(t, err)
+			assert.Equal(t, good[:SlotSize], after[:SlotSize], "the good slot was not written over")
+		})
+	}
+
+	// The older slot torn: the newer one is the state.
+	require.NoError(t, os.WriteFile(Path(dir), flip(good, 9), 0o600))
+	got, err := Load(dir)
+	require.NoError(t, err)
+	assert.Equal(t, b, got)
 }
 
 func TestCorrupt(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, Save(dir, State{Incarnation: 5, Generation: 6, Members: []uint32{1, 2}}))
-	good, err := os.ReadFile(Path(dir))
+	good, err := os.ReadFile(Path(dir)) // slot 0 only
 	require.NoError(t, err)
+	rec := good[:28+8+8+8+4]
+	v2 := legacy(2, State{Incarnation: 5, Generation: 6, Members: []uint32{1, 2}})
 
+	inSlot0 := func(r []byte) []byte {
+		b := make([]byte, 2*SlotSize)
+		copy(b, r)
+		return b
+	}
 	cases := map[string][]byte{
-		"empty":      {},
-		"short":      good[:10],
-		"truncated":  good[:len(good)-3],
-		"bit flip":   flip(good, 12),
-		"bad magic":  append([]byte("XXXX"), good[4:]...),
-		"bad crc":    flip(good, len(good)-1),
-		"extra byte": append(append([]byte(nil), good...), 0),
+		"empty":              {},
+		"short":              v2[:10],
+		"truncated":          v2[:len(v2)-3],
+		"bit flip":           flip(good, 12),
+		"bad magic":          append([]byte("XXXX"), good[4:]...),
+		"bad crc":            flip(good, len(rec)-1),
+		"extra byte":         append(append([]byte(nil), good...), 0),
+		"slots cut short":    good[:2*SlotSize-1],
+		"no slot written":    make([]byte, 2*SlotSize),
+		"a record, no slots": rec,
+		"legacy bit flip":    flip(v2, 12),
+		"legacy extra byte":  append(append([]byte(nil), v2...), 0),
 	}
 	// A newer version with a valid checksum is refused too.
-	v2 := append([]byte(nil), good[:len(good)-4]...)
-	binary.BigEndian.PutUint16(v2[4:], 3)
-	cases["future version"] = reseal(v2)
-	// A member count that does not match the length, with a valid checksum.
-	bad := append([]byte(nil), good[:len(good)-4]...)
+	future := append([]byte(nil), rec[:len(rec)-4]...)
+	binary.BigEndian.PutUint16(future[4:], 4)
+	cases["future version"] = inSlot0(reseal(future))
+	// A member count that does not match the record, with a valid checksum.
+	bad := append([]byte(nil), rec[:len(rec)-4]...)
 	binary.BigEndian.PutUint32(bad[24:], 100)
-	cases["member count"] = reseal(bad)
+	cases["member count"] = inSlot0(reseal(bad))
+	huge := append([]byte(nil), rec[:len(rec)-4]...)
+	binary.BigEndian.PutUint32(huge[24:], MaxMembers+1)
+	cases["too many members"] = inSlot0(reseal(huge))
+	badv2 := append([]byte(nil), v2[:len(v2)-4]...)
+	binary.BigEndian.PutUint32(badv2[24:], 100)
+	cases["legacy member count"] = reseal(badv2)
 
 	for name, b := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -105,6 +206,24 @@ func TestCorrupt(t *testing.T) {
 	}
 }
 
+// legacy encodes s in the single-record layout of version 1 (no epoch) or
+// 2.
+func legacy(v uint16, s State) []byte {
+	b := make([]byte, 28)
+	copy(b, "FMST")
+	binary.BigEndian.PutUint16(b[4:], v)
+	binary.BigEndian.PutUint64(b[8:], s.Incarnation)
+	binary.BigEndian.PutUint64(b[16:], s.Generation)
+	binary.BigEndian.PutUint32(b[24:], uint32(len(s.Members)))
+	for _, m := range s.Members {
+		b = binary.BigEndian.AppendUint32(b, m)
+	}
+	if v >= 2 {
+		b = binary.BigEndian.AppendUint64(b, s.Epoch)
+	}
+	return reseal(b)
+}
+
 func flip(b []byte, i int) []byte {
 	c := append([]byte(nil), b...)
 	c[i] ^= 0x40
@@ -115,15 +234,18 @@ func reseal(body []byte) []byte {
 	return binary.BigEndian.AppendUint32(body, crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)))
 }
 
-// A crash between writing the temporary file and renaming it leaves the
-// temporary file: Load ignores it and the next Save removes it.
+// A crash between writing the temporary file and renaming it (when the
+// file is created) leaves the temporary file: Load ignores it, and the
+// next boot's NextIncarnation or the next creation removes it.
 func TestLeftoverTempIsIgnored(t *testing.T) {
 	dir := t.TempDir()
 	old := State{Incarnation: 1, Generation: 1, Members: []uint32{1}}
 	require.NoError(t, Save(dir, old))
-	// What a crashed Save of a newer state leaves: a complete or a partial temp.
-	newer, err := encode(State{Incarnation: 2, Generation: 2})
+	// What a crashed creation of a newer state leaves: a complete or a partial temp.
+	rec, err := encode(State{Incarnation: 2, Generation: 2}, 1)
 	require.NoError(t, err)
+	newer := make([]byte, 2*SlotSize)
+	copy(newer, rec)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, ".state-123.tmp"), newer, 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, ".state-456.tmp"), newer[:7], 0o600))
 
@@ -132,6 +254,11 @@ func TestLeftoverTempIsIgnored(t *testing.T) {
 	assert.Equal(t, old, got, "the state is the last one renamed into place")
 
 	require.NoError(t, Save(dir, State{Incarnation: 3}))
+	got, err = Load(dir)
+	require.NoError(t, err)
+	assert.Equal(t, State{Incarnation: 3}, got)
+	_, err = NextIncarnation(dir)
+	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"state", "state.lock"}, dirNames(t, dir))
 
 	// A leftover temp and no state file at all: still the zero state.

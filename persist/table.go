@@ -302,13 +302,7 @@ func writeAtomic(dir, name, lockName string, b []byte) error {
 // of the directory. The caller holds the file's lock, so no other save is
 // writing a temporary file. It is the one crash-safe write of the package.
 func replaceFile(dir, name string, b []byte) (err error) {
-	glob := "." + name + "-*.tmp"
-	left, _ := filepath.Glob(filepath.Join(dir, glob))
-	for _, p := range left {
-		if strings.HasPrefix(filepath.Base(p), "."+name+"-") {
-			os.Remove(p)
-		}
-	}
+	glob := removeLeftovers(dir, name)
 	f, err := os.CreateTemp(dir, glob)
 	if err != nil {
 		return fmt.Errorf("persist: %w", err)
@@ -335,6 +329,20 @@ func replaceFile(dir, name string, b []byte) (err error) {
 		return fmt.Errorf("persist: fsync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// removeLeftovers removes the temporary files a crashed replaceFile of
+// dir/name left (the caller holds the file's lock) and returns their
+// pattern.
+func removeLeftovers(dir, name string) string {
+	glob := "." + name + "-*.tmp"
+	left, _ := filepath.Glob(filepath.Join(dir, glob))
+	for _, p := range left {
+		if strings.HasPrefix(filepath.Base(p), "."+name+"-") {
+			os.Remove(p)
+		}
+	}
+	return glob
 }
 
 // SaveTable encodes and saves t (see SaveTableBytes).
