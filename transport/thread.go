@@ -304,7 +304,11 @@ func StartNormal(cmd *exec.Cmd, nice int) error {
 //
 // The real-time loop must not wait for a lock that work given to it holds
 // (it would wait behind every normal thread too), unless it calls Hurry
-// first.
+// first. Nor can the garbage collector stop the world while the thread,
+// preempted between two system calls, holds one of Go's Ps: under a
+// report flood and a CPU hog that took up to 117 ms (13 ms with the work
+// at nice -20), and the loop stops with the world (DESIGN §8 weighs it).
+// Give it only work whose Go code between system calls is short.
 type Background struct {
 	work chan func()
 	tid  int
