@@ -149,8 +149,9 @@ func (a *agent) saveNow(p *core.Persist) {
 }
 
 // persistNice is the nice value of the background thread that writes the
-// table and membership files (below the table's readers, at 0 unless told
-// otherwise; the agent's original nice value if that is higher).
+// table and membership files: below the table's readers, which run at nice
+// 0 unless their operator says otherwise (the agent's original nice value
+// is used instead if it is higher).
 const persistNice = 10
 
 // startBackground starts a.bg; without it the files are written at the
