@@ -115,7 +115,11 @@ func Load(dir string) (State, error) {
 // number of a version 3 file (slot is its index, seq its number), or the
 // one record of a version 1 or 2 file (slot -1).
 func decodeFile(b []byte) (s State, slot int, seq uint64, err error) {
-	if len(b) != 2*SlotSize || len(b) < 6 || binary.BigEndian.Uint16(b[4:]) < version && binary.BigEndian.Uint16(b[SlotSize+4:]) < version {
+	// A version 3 file has its size, and version 3 in a slot that was
+	// written (a torn or never written one may hold anything).
+	slotted := len(b) == 2*SlotSize &&
+		(binary.BigEndian.Uint16(b[4:]) >= version || binary.BigEndian.Uint16(b[SlotSize+4:]) >= version)
+	if !slotted {
 		s, err = decode(b)
 		return s, -1, 0, err
 	}
@@ -159,10 +163,17 @@ func decodeSlot(b []byte) (State, uint64, error) {
 	if got, sum := crc32.Checksum(b[:end], castagnoli), binary.BigEndian.Uint32(b[end:]); got != sum {
 		return State{}, 0, fmt.Errorf("checksum %08x, want %08x", got, sum)
 	}
+	s := decodeHeader(b, n)
+	s.Epoch = binary.BigEndian.Uint64(b[hdrLen+4*int(n):])
+	return s, binary.BigEndian.Uint64(b[hdrLen+4*int(n)+8:]), nil
+}
+
+// decodeHeader reads a checked record's incarnation, generation and n
+// members (every version's layout).
+func decodeHeader(b []byte, n uint32) State {
 	s := State{
 		Incarnation: binary.BigEndian.Uint64(b[8:]),
 		Generation:  binary.BigEndian.Uint64(b[16:]),
-		Epoch:       binary.BigEndian.Uint64(b[hdrLen+4*int(n):]),
 	}
 	if n > 0 {
 		s.Members = make([]uint32, n)
@@ -170,7 +181,7 @@ func decodeSlot(b []byte) (State, uint64, error) {
 			s.Members[i] = binary.BigEndian.Uint32(b[hdrLen+4*i:])
 		}
 	}
-	return s, binary.BigEndian.Uint64(b[hdrLen+4*int(n)+8:]), nil
+	return s
 }
 
 func decode(b []byte) (State, error) {
@@ -196,18 +207,9 @@ func decode(b []byte) (State, error) {
 	if n > MaxMembers || len(body) != hdrLen+4*int(n)+tail {
 		return State{}, fmt.Errorf("%d members in %d bytes", n, len(body))
 	}
-	s := State{
-		Incarnation: binary.BigEndian.Uint64(b[8:]),
-		Generation:  binary.BigEndian.Uint64(b[16:]),
-	}
+	s := decodeHeader(b, n)
 	if tail > 0 {
 		s.Epoch = binary.BigEndian.Uint64(b[hdrLen+4*int(n):])
-	}
-	if n > 0 {
-		s.Members = make([]uint32, n)
-		for i := range s.Members {
-			s.Members[i] = binary.BigEndian.Uint32(b[hdrLen+4*i:])
-		}
 	}
 	return s, nil
 }

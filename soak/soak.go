@@ -409,7 +409,6 @@ func scrape(addr string) (map[string]float64, error) {
 	return m, sc.Err()
 }
 
-// sumEvents sums each event kind over the agents.
 // scrapeAll scrapes every agent's metrics (nil for one that did not answer).
 func scrapeAll(agents []*agentProc) []map[string]float64 {
 	out := make([]map[string]float64, len(agents))
@@ -459,6 +458,7 @@ func windowQuantiles(before, after map[string]float64, name, label string) (maxB
 	return maxBound, p99Bound
 }
 
+// sumEvents sums each event kind over the agents.
 func sumEvents(agents []*agentProc) map[string]float64 {
 	sum := make(map[string]float64)
 	for _, a := range agents {

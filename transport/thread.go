@@ -254,13 +254,12 @@ func KeepNice(nice int) (int, error) { return renice(nice, false) }
 // returns how many it changed.
 func renice(nice int, dropRealtime bool) (int, error) {
 	changed := 0
-	normal := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: 0, Nice: int32(nice)} // SCHED_OTHER
 	err := forEachThread(func(tid int) error {
 		attr, err := unix.SchedGetAttr(tid, 0)
 		if err != nil || (attr.Policy == 0 && int(attr.Nice) == nice) || (attr.Policy != 0 && !dropRealtime) {
 			return nil // gone, done, or real-time and kept
 		}
-		if err := unix.SchedSetAttr(tid, &normal, 0); err != nil {
+		if err := schedSet(tid, unix.SCHED_NORMAL, nice); err != nil {
 			return fmt.Errorf("normal policy, nice %d: %w", nice, err)
 		}
 		changed++
@@ -280,9 +279,8 @@ func StartNormal(cmd *exec.Cmd, nice int) error {
 	go func() {
 		runtime.LockOSThread()
 		// Never unlocked: Go ends the thread with the goroutine.
-		normal := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: 0, Nice: int32(nice)} // SCHED_OTHER
-		if err := unix.SchedSetAttr(0, &normal, 0); err != nil {
-			errc <- fmt.Errorf("starting %s at the normal scheduling policy: sched_setattr: %w", cmd.Path, err)
+		if err := schedSet(0, unix.SCHED_NORMAL, nice); err != nil {
+			errc <- fmt.Errorf("starting %s at the normal scheduling policy: %w", cmd.Path, err)
 			return
 		}
 		errc <- cmd.Start()
@@ -354,9 +352,13 @@ func StartBackground(nice int) (*Background, error) {
 	return b, nil
 }
 
-func (b *Background) setAttr(policy uint32, nice int) error {
+func (b *Background) setAttr(policy uint32, nice int) error { return schedSet(b.tid, policy, nice) }
+
+// schedSet puts thread tid (0: the calling thread) at a non-real-time
+// policy (SCHED_NORMAL, SCHED_BATCH) and nice value.
+func schedSet(tid int, policy uint32, nice int) error {
 	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy, Nice: int32(nice)}
-	if err := unix.SchedSetAttr(b.tid, &attr, 0); err != nil {
+	if err := unix.SchedSetAttr(tid, &attr, 0); err != nil {
 		return fmt.Errorf("sched_setattr: %w", err)
 	}
 	return nil
@@ -386,7 +388,7 @@ func (b *Background) Do(fn func()) {
 // must not wait behind the work's low priority too. Raising a thread's
 // priority needs CAP_SYS_NICE; without it Hurry does nothing.
 func (b *Background) Hurry(nice int) (done func()) {
-	if b.setAttr(0, nice) != nil { // SCHED_OTHER
+	if b.setAttr(unix.SCHED_NORMAL, nice) != nil {
 		return func() {}
 	}
 	return func() { _ = b.setAttr(unix.SCHED_BATCH, b.nice) }

@@ -132,7 +132,7 @@ func (w *Waiter) Wait(deadline time.Time) (Events, error) {
 	// CLOCK_MONOTONIC); the timerfd wants an absolute CLOCK_MONOTONIC time
 	// (a time already past fires at once; 0 would disarm it).
 	d := deadline.Sub(w.base) // saturates: a zero deadline is long past
-	at := int64(1)
+	var at int64
 	if d > 0 && int64(d) > math.MaxInt64-w.baseNs {
 		at = math.MaxInt64 // never, in practice
 	} else {
