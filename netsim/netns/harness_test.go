@@ -26,10 +26,19 @@ import (
 	"github.com/fmagent/fmagent/wire"
 )
 
-// Timing of the agents under test: the default profile, 10 ms × 5.
+// Timing of the agents under test: 20 ms × 10, a 200 ms bound. What these
+// tests check is behaviour (one network cut downs nothing, a partition heals
+// to the master elected last, an isolated node comes back new), not speed,
+// and that needs a bound the machine can hold. This VM stops a vCPU for
+// ~100 ms at times (soak/vcpustall's SCHED_FIFO control sees the same), and
+// the agents on it stop with it: at 10 ms × 5 (50 ms) a busy run of make
+// test saw four agents frozen 94-111 ms at one instant, and the fifth, still
+// running, lost every peer at once; and once a master frozen just after a
+// heal, and its vice taking over. Detection at small bounds is measured
+// under load by make bench-e2e and make soak, not asserted here.
 const (
-	interval = 10 * time.Millisecond
-	misses   = 5
+	interval = 20 * time.Millisecond
+	misses   = 10
 	// pollEvery paces the polling of fmctl (and shared memory with it);
 	// pollShm the polling of shared memory alone, where a time is measured.
 	pollEvery = 20 * time.Millisecond

@@ -102,8 +102,8 @@ func TestClusterInNetns(t *testing.T) {
 			return true, ""
 		})
 		t.Logf("network A cut: all 5 links down with a link-down alarm in all 5 tables after %v", took.Round(time.Millisecond))
-		// Stay cut for a while (dozens of detection times): still nothing down.
-		hold := time.Now().Add(time.Second)
+		// Stay cut for ten detection times: still nothing down.
+		hold := time.Now().Add(10 * interval * misses)
 		for time.Now().Before(hold) {
 			watch(c.tables(all))
 			time.Sleep(pollEvery)
@@ -181,14 +181,20 @@ func TestClusterInNetns(t *testing.T) {
 		})
 		t.Logf("both links of node 5 cut: node/5 and %s down in tables of nodes 1-4 %v after the first link went down (bound: %v × %d = %v)",
 			proc, time.Since(cut).Round(time.Millisecond), interval, misses, interval*misses)
-		// Stay cut for a while (dozens of detection times): node 5, which
+		// Stay cut for ten detection times: node 5, which
 		// had peers and now hears none, must not make itself master, and
 		// the others must not lose theirs.
 		st0, err := c.statuses(others)
 		if err != nil {
 			t.Fatal(err)
 		}
-		hold := time.Now().Add(time.Second)
+		// Node 5 judges its peers on its own ticks, a little before or
+		// after they judge it: first it sees its master gone.
+		c.eventually(5*time.Second, "node 5, isolated, without a master", func() (bool, string) {
+			own := c.read(victim)
+			return own.err == nil && own.hdr.Master == 0, fmt.Sprintf("node 5: master %d epoch %d (err %v)", own.hdr.Master, own.hdr.Epoch, own.err)
+		})
+		hold := time.Now().Add(10 * interval * misses)
 		for time.Now().Before(hold) {
 			own := c.read(victim)
 			if own.err != nil || own.hdr.Master != 0 {
