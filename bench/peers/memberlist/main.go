@@ -8,7 +8,7 @@
 // It is a separate Go module so that memberlist stays out of fmagent's
 // dependencies.
 //
-//	go run . [-nodes 5] [-kills 5] [-soak 20s] [-profiles lan,p200ms,p100ms,p50ms,p20ms] [-out ../../results]
+//	go run . [-nodes 5] [-kills 5] [-soak 20s] [-profiles lan,p200ms,p100ms,p50ms,p20ms,p10ms,p5ms] [-out ../../results]
 //
 // Profiles: "lan" is memberlist.DefaultLANConfig() as it is (probe every
 // 1 s, probe timeout 500 ms, suspicion multiplier 4, gossip every 200 ms);
@@ -410,7 +410,7 @@ func run() int {
 	n := flag.Int("nodes", 5, "members")
 	kills := flag.Int("kills", 5, "kill -9 repetitions per profile")
 	soak := flag.Duration("soak", 20*time.Second, "idle window per profile in which false deaths are counted")
-	profiles := flag.String("profiles", "lan,p200ms,p100ms,p50ms,p20ms", "settings profiles: lan or pDURATION (LAN scaled to that probe interval)")
+	profiles := flag.String("profiles", "lan,p200ms,p100ms,p50ms,p20ms,p10ms,p5ms", "settings profiles: lan or pDURATION (LAN scaled to that probe interval)")
 	out := flag.String("out", "", "write the JSON results under DIR as memberlist-<time>.json and memberlist-latest.json")
 	verbose := flag.Bool("v", false, "progress on stderr")
 	flag.Parse()
