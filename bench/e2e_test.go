@@ -73,7 +73,8 @@ func TestE2EShort(t *testing.T) {
 	// Causality, on the monotonic clock: nothing is seen before it is done.
 	for name, d := range map[string]Dist{
 		"report": res.Report, "report return": res.ReportReturn, "down total": res.DownTotal,
-		"baseline": res.Baseline, "baseline first": res.BaselineFirst, "detection": res.DetectDist(),
+		"baseline": res.Baseline, "baseline first": res.BaselineFirst, "floor": res.Floor, "floor first": res.FloorFirst,
+		"detection": res.DetectDist(),
 	} {
 		for _, v := range d {
 			if v <= 0 {

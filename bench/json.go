@@ -30,15 +30,16 @@ type RatioPair struct {
 
 // RunJSON is one Result as written to the JSON results.
 type RunJSON struct {
-	Nodes      int                  `json:"nodes"`
-	Master     int                  `json:"master"`
-	Interval   time.Duration        `json:"interval_ns"`
-	Misses     int                  `json:"misses"`
-	Bound      time.Duration        `json:"bound_ns"`
-	LoadBefore float64              `json:"load_average_before"`
-	LoadAfter  float64              `json:"load_average_after"`
-	Figures    map[string]Quantiles `json:"figures"`
-	Ratios     map[string]RatioPair `json:"ratios_to_baseline,omitempty"`
+	Nodes       int                  `json:"nodes"`
+	Master      int                  `json:"master"`
+	Interval    time.Duration        `json:"interval_ns"`
+	Misses      int                  `json:"misses"`
+	Bound       time.Duration        `json:"bound_ns"`
+	LoadBefore  float64              `json:"load_average_before"`
+	LoadAfter   float64              `json:"load_average_after"`
+	Figures     map[string]Quantiles `json:"figures"`
+	Ratios      map[string]RatioPair `json:"ratios_to_baseline,omitempty"`
+	FloorRatios map[string]RatioPair `json:"ratios_to_floor,omitempty"`
 	// DetectOverBound is detection / bound at p50, p99 and max.
 	DetectOverBound   map[string]float64 `json:"detect_over_bound,omitempty"`
 	FailoverOverBound map[string]float64 `json:"failover_over_bound,omitempty"`
@@ -97,6 +98,13 @@ func (r *Result) JSON() RunJSON {
 			j.Ratios[f.Key] = RatioPair{p50, p99}
 		}
 	}
+	if len(r.Floor) > 0 {
+		j.FloorRatios = map[string]RatioPair{}
+		for _, f := range FloorRatios {
+			p50, p99 := r.floorRatios(f.Get(r))
+			j.FloorRatios[f.Key] = RatioPair{p50, p99}
+		}
+	}
 	return j
 }
 
@@ -110,8 +118,9 @@ type GroupJSON struct {
 	Bound    time.Duration `json:"bound_ns"`
 	Runs     []RunJSON     `json:"runs"`
 	// Median is, for each figure, the median over the runs of each quantile.
-	Median       map[string]Quantiles `json:"median"`
-	MedianRatios map[string]RatioPair `json:"median_ratios_to_baseline,omitempty"`
+	Median            map[string]Quantiles `json:"median"`
+	MedianRatios      map[string]RatioPair `json:"median_ratios_to_baseline,omitempty"`
+	MedianFloorRatios map[string]RatioPair `json:"median_ratios_to_floor,omitempty"`
 	// MedianDetectOverBound is the median over the runs of detection /
 	// bound at p50, p99 and max (and the same for failover).
 	MedianDetectOverBound   map[string]float64 `json:"median_detect_over_bound,omitempty"`
@@ -167,6 +176,17 @@ func Group(profile string, rs []*Result) GroupJSON {
 				a, b = append(a, p50), append(b, p99)
 			}
 			g.MedianRatios[f.Key] = RatioPair{medianFloat(a), medianFloat(b)}
+		}
+	}
+	if len(rs[0].Floor) > 0 {
+		g.MedianFloorRatios = map[string]RatioPair{}
+		for _, f := range FloorRatios {
+			var a, b []float64
+			for _, r := range rs {
+				p50, p99 := r.floorRatios(f.Get(r))
+				a, b = append(a, p50), append(b, p99)
+			}
+			g.MedianFloorRatios[f.Key] = RatioPair{medianFloat(a), medianFloat(b)}
 		}
 	}
 	med := func(get func(*Result) Dist) map[string]float64 {

@@ -41,18 +41,22 @@ import (
 //     entity and while the condition does not hold sleeps in Reader.Wait (a
 //     futex the agent wakes after every commit) and reads again; the stamp
 //     is taken when the read shows the condition: what a local reader does.
+//   - The two-hop floor (relay.go): observer i also has relay i's segment
+//     open (slot 1), and watches it the same way.
 //
 // Protocol, one line each way (stdin: commands; stdout: answers):
 //
-//	open ID PATH PID TIMEOUT    -> opened ID | fail ID MSG
-//	watch ID COND NAME ARG TIMEOUT -> armed ID, then seen ID MONO WALL STAMP | fail ID MSG
-//	(a datagram SEQ)            -> mc SEQ MONO
+//	open ID PATH PID TIMEOUT [SLOT]    -> opened ID | fail ID MSG
+//	watch ID COND NAME ARG TIMEOUT [SLOT] -> armed ID, then seen ID MONO WALL STAMP | fail ID MSG
+//	(a datagram SEQ)                   -> mc SEQ MONO
 //
 // COND is alarm (ARG: a cause raised), noalarm (ARG: a cause not raised),
-// state (ARG: up or down) or exists (ARG ignored). STAMP is the alarm's
-// RaisedAt for alarm, the entity's ChangedAt otherwise (the master's wall
-// clock at its decision). TIMEOUT is in nanoseconds. The observer ends when
-// its stdin closes.
+// state (ARG: up or down), exists (ARG ignored) or seq (ARG: a number the
+// entity's Incarnation has reached: the relays' datagram count). STAMP is
+// the alarm's RaisedAt for alarm, the entity's ChangedAt otherwise (the
+// master's wall clock at its decision). TIMEOUT is in nanoseconds. SLOT
+// (0, the default, or 1) chooses which open segment a command is about.
+// The observer ends when its stdin closes.
 
 const (
 	helperEnv      = "FMAGENT_BENCH_HELPER"
@@ -70,6 +74,8 @@ func MaybeHelper() {
 		return
 	case helperObserver:
 		os.Exit(observerMain(os.Getenv(helperGroupEnv), os.Stdin, os.Stdout))
+	case helperRelay:
+		os.Exit(relayMain(os.Getenv(helperGroupEnv), os.Getenv(helperShmEnv), os.Stdin, os.Stdout))
 	default:
 		fmt.Fprintf(os.Stderr, "bench: unknown helper %q\n", os.Getenv(helperEnv))
 		os.Exit(2)
@@ -129,7 +135,14 @@ func observerMain(group string, in io.Reader, out io.Writer) int {
 		}
 	}()
 
-	var r *shmem.Reader
+	var readers [2]*shmem.Reader // slot 0: the agent's segment; 1: the relay's
+	slotOf := func(f []string, n int) (int, bool) {
+		if len(f) == n {
+			return 0, true
+		}
+		k, err := strconv.Atoi(f[n])
+		return k, len(f) == n+1 && err == nil && k >= 0 && k < len(readers)
+	}
 	sayf("ready\n")
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
@@ -139,22 +152,33 @@ func observerMain(group string, in io.Reader, out io.Writer) int {
 		}
 		id := f[1]
 		switch {
-		case f[0] == "open" && len(f) == 5:
+		case f[0] == "open" && (len(f) == 5 || len(f) == 6):
+			slot, ok := slotOf(f, 5)
+			if !ok {
+				sayf("fail %s bad slot in %q\n", id, sc.Text())
+				continue
+			}
 			pid, _ := strconv.Atoi(f[3])
 			d, _ := strconv.ParseInt(f[4], 10, 64)
-			if r != nil {
-				r.Close()
-				r = nil
+			if readers[slot] != nil {
+				readers[slot].Close()
+				readers[slot] = nil
 			}
 			var err error
-			if r, err = openWriter(f[2], pid, time.Duration(d)); err != nil {
+			if readers[slot], err = openWriter(f[2], pid, time.Duration(d)); err != nil {
 				sayf("fail %s %v\n", id, err)
 			} else {
 				sayf("opened %s\n", id)
 			}
-		case f[0] == "watch" && len(f) == 6:
+		case f[0] == "watch" && (len(f) == 6 || len(f) == 7):
+			slot, ok := slotOf(f, 6)
+			if !ok {
+				sayf("fail %s bad slot in %q\n", id, sc.Text())
+				continue
+			}
+			r := readers[slot]
 			if r == nil {
-				sayf("fail %s no segment open\n", id)
+				sayf("fail %s no segment open in slot %d\n", id, slot)
 				continue
 			}
 			cond, err := condition(f[2], f[4])
@@ -232,6 +256,12 @@ func condition(kind, arg string) (func(*shmem.Entity) (bool, int64), error) {
 		return func(e *shmem.Entity) (bool, int64) { return e.State == want, e.ChangedAt }, nil
 	case "exists":
 		return func(e *shmem.Entity) (bool, int64) { return true, e.ChangedAt }, nil
+	case "seq":
+		n, err := strconv.ParseUint(arg, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("seq %q: %w", arg, err)
+		}
+		return func(e *shmem.Entity) (bool, int64) { return e.Incarnation >= n, e.ChangedAt }, nil
 	}
 	return nil, fmt.Errorf("condition %q", kind)
 }
@@ -321,23 +351,32 @@ func startObservers(self string, n int) (*observers, error) {
 		}
 		go o.read(i, sc)
 	}
+	var err error
+	if o.conn, err = multicastSender(); err != nil {
+		o.stop()
+		return nil, err
+	}
+	return o, nil
+}
+
+// multicastSender is a UDP socket on 127.0.0.1 that sends multicast on lo.
+func multicastSender() (*net.UDPConn, error) {
 	lo, err := net.InterfaceByName("lo")
 	if err != nil {
-		o.stop()
 		return nil, err
 	}
-	if o.conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-		o.stop()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
 		return nil, err
 	}
-	p := ipv4.NewPacketConn(o.conn)
+	p := ipv4.NewPacketConn(c)
 	for _, err := range []error{p.SetMulticastInterface(lo), p.SetMulticastTTL(1), p.SetMulticastLoopback(true)} {
 		if err != nil {
-			o.stop()
+			c.Close()
 			return nil, err
 		}
 	}
-	return o, nil
+	return c, nil
 }
 
 // read parses observer i's answers.
@@ -434,11 +473,16 @@ func (o *observers) await(which []int, id uint64, kind string, timeout time.Dura
 // open has the observers of nodes ids (1-based) open their node's segment
 // as published by the agent with pid pids[k].
 func (o *observers) open(ids []int, paths []string, pids []int, timeout time.Duration) error {
+	return o.openSlot(0, ids, paths, pids, timeout)
+}
+
+// openSlot is open into reader slot (0: the agents', 1: the relays').
+func (o *observers) openSlot(slot int, ids []int, paths []string, pids []int, timeout time.Duration) error {
 	o.id++
 	which := make([]int, len(ids))
 	for k, i := range ids {
 		which[k] = i - 1
-		if err := o.send(i-1, "open %d %s %d %d", o.id, paths[k], pids[k], int64(timeout)); err != nil {
+		if err := o.send(i-1, "open %d %s %d %d %d", o.id, paths[k], pids[k], int64(timeout), slot); err != nil {
 			return err
 		}
 	}
@@ -458,6 +502,11 @@ type armed struct {
 // protocol) on the entity name, and returns once every one has armed: no
 // commit after watch returns can be missed.
 func (o *observers) watch(ids []int, cond, name, arg string, timeout time.Duration) (*armed, error) {
+	return o.watchSlot(0, ids, cond, name, arg, timeout)
+}
+
+// watchSlot is watch on the segments of reader slot.
+func (o *observers) watchSlot(slot int, ids []int, cond, name, arg string, timeout time.Duration) (*armed, error) {
 	if arg == "" {
 		arg = "-"
 	}
@@ -465,7 +514,7 @@ func (o *observers) watch(ids []int, cond, name, arg string, timeout time.Durati
 	which := make([]int, len(ids))
 	for k, i := range ids {
 		which[k] = i - 1
-		if err := o.send(i-1, "watch %d %s %s %s %d", o.id, cond, name, arg, int64(timeout)); err != nil {
+		if err := o.send(i-1, "watch %d %s %s %s %d %d", o.id, cond, name, arg, int64(timeout), slot); err != nil {
 			return nil, err
 		}
 	}

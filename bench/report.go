@@ -28,6 +28,8 @@ var Figures = []Figure{
 	{"down_total", "  SetState(down) -> every shm", func(r *Result) Dist { return r.DownTotal }},
 	{"baseline", "baseline: multicast -> all N receivers", func(r *Result) Dist { return r.Baseline }},
 	{"baseline_first", "  -> first receiver", func(r *Result) Dist { return r.BaselineFirst }},
+	{"floor", "two-hop floor: via N RT relays -> every shm", func(r *Result) Dist { return r.Floor }},
+	{"floor_first", "  -> first shm", func(r *Result) Dist { return r.FloorFirst }},
 	{"detect", "detection: kill -9 -> every survivor's shm", (*Result).DetectDist},
 	{"detect_decision", "  kill -9 -> master's decision", (*Result).DecisionDist},
 	{"detect_propagate", "  decision -> last survivor's shm", (*Result).PropagateDist},
@@ -49,6 +51,18 @@ func (r *Result) ratios(d Dist) (p50, p99 float64) {
 	return Ratio(d.P50(), r.Baseline.P50()), Ratio(d.P99(), r.Baseline.P99())
 }
 
+// floorRatios returns d's p50 and p99 over the two-hop floor's.
+func (r *Result) floorRatios(d Dist) (p50, p99 float64) {
+	return Ratio(d.P50(), r.Floor.P50()), Ratio(d.P99(), r.Floor.P99())
+}
+
+// FloorRatios are the figures compared with the two-hop floor: the paths
+// that end in every node's shared memory from one datagram of the master.
+var FloorRatios = []Figure{
+	{"report_from_master", "report: master's decision -> every shm", func(r *Result) Dist { return r.ReportFromMaster }},
+	{"down", "down propagation", func(r *Result) Dist { return r.Down }},
+}
+
 // Summary writes the figures of r.
 func (r *Result) Summary(w io.Writer) {
 	var b strings.Builder
@@ -59,11 +73,17 @@ func (r *Result) Summary(w io.Writer) {
 			fmt.Fprintf(&b, "  %-44s %s\n", f.Name, d)
 		}
 	}
-	fmt.Fprintf(&b, "  %-44s %8s  %8s\n", "ratio to the baseline", "p50/p50", "p99/p99")
 	if len(r.Baseline) > 0 {
 		fmt.Fprintf(&b, "  %-44s %8s  %8s\n", "ratio to the baseline", "p50/p50", "p99/p99")
 		for _, f := range Ratios {
 			p50, p99 := r.ratios(f.Get(r))
+			fmt.Fprintf(&b, "    %-42s %7.2f×  %7.2f×\n", f.Name, p50, p99)
+		}
+	}
+	if len(r.Floor) > 0 {
+		fmt.Fprintf(&b, "  %-44s %8s  %8s\n", "ratio to the two-hop floor", "p50/p50", "p99/p99")
+		for _, f := range FloorRatios {
+			p50, p99 := r.floorRatios(f.Get(r))
 			fmt.Fprintf(&b, "    %-42s %7.2f×  %7.2f×\n", f.Name, p50, p99)
 		}
 	}
@@ -126,6 +146,14 @@ func WriteMedians(w io.Writer, rs []*Result) {
 		for _, f := range Ratios {
 			p50 := medf(func(r *Result) float64 { p, _ := r.ratios(f.Get(r)); return p })
 			p99 := medf(func(r *Result) float64 { _, p := r.ratios(f.Get(r)); return p })
+			fmt.Fprintf(&b, "    %-42s %7.2f×  %7.2f×\n", f.Name, p50, p99)
+		}
+	}
+	if len(rs[0].Floor) > 0 {
+		fmt.Fprintf(&b, "  %-44s %8s  %8s\n", "ratio to the two-hop floor", "p50/p50", "p99/p99")
+		for _, f := range FloorRatios {
+			p50 := medf(func(r *Result) float64 { p, _ := r.floorRatios(f.Get(r)); return p })
+			p99 := medf(func(r *Result) float64 { _, p := r.floorRatios(f.Get(r)); return p })
 			fmt.Fprintf(&b, "    %-42s %7.2f×  %7.2f×\n", f.Name, p50, p99)
 		}
 	}

@@ -121,6 +121,12 @@ type Result struct {
 	// received by all (and by the first).
 	Baseline      Dist
 	BaselineFirst Dist
+	// Floor: the same datagram through two hops, to Nodes real-time relays
+	// that each commit it to a segment of their own, read by the observers
+	// through the futex as they read the agents' (relay.go): send to seen in
+	// every segment (and in the first).
+	Floor      Dist
+	FloorFirst Dist
 
 	// Failure detection, one entry per kill of a non-master.
 	Kills []Kill
@@ -276,13 +282,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	var relay *relays
 	defer o.stop()
 	all := c.all()
 	if err := o.open(all, c.paths(all), c.pids(all), 10*time.Second); err != nil {
 		return nil, err
 	}
 
-	m := &measurer{cfg: cfg, c: c, o: o, logf: logf, res: &Result{
+	if !cfg.NoSamples {
+		r, err := startRelays(self, "/dev/shm/"+c.shmPrefix+"-relay", cfg.Nodes)
+		if err != nil {
+			return nil, err
+		}
+		defer r.stop()
+		if err := o.openSlot(1, all, r.paths, r.pids(), 10*time.Second); err != nil {
+			return nil, err
+		}
+		relay = r
+	}
+
+	m := &measurer{cfg: cfg, c: c, o: o, r: relay, logf: logf, res: &Result{
 		Nodes: cfg.Nodes, Master: master, Bound: cfg.Interval * time.Duration(cfg.Misses),
 		Interval: cfg.Interval, Misses: cfg.Misses, LoadBefore: LoadAverage(),
 	}}
@@ -313,6 +332,7 @@ type measurer struct {
 	cfg  Config
 	c    *cluster
 	o    *observers
+	r    *relays // the two-hop floor's (nil without samples)
 	cl   *client.Client
 	res  *Result
 	logf func(string, ...any)
@@ -363,7 +383,7 @@ func (m *measurer) do(ctx context.Context, ids []int, cond, name, arg string, ca
 	return ss, t0, t0wall, ret, err
 }
 
-// samples takes the report, down and baseline samples, interleaved.
+// samples takes the report, down, baseline and floor samples, interleaved.
 func (m *measurer) samples(ctx context.Context) error {
 	c := m.c
 	all := c.all()
@@ -386,7 +406,7 @@ func (m *measurer) samples(ctx context.Context) error {
 	}
 
 	total := m.cfg.Warmup + m.cfg.Samples
-	m.logf("%d samples each (%d warm-up) of report to everywhere, down propagation and the baseline", m.cfg.Samples, m.cfg.Warmup)
+	m.logf("%d samples each (%d warm-up) of report to everywhere, down propagation, the baseline and the two-hop floor", m.cfg.Samples, m.cfg.Warmup)
 	for i := 0; i < total; i++ {
 		keep := i >= m.cfg.Warmup
 		if err := ctx.Err(); err != nil {
@@ -401,6 +421,18 @@ func (m *measurer) samples(ctx context.Context) error {
 		} else if keep {
 			m.res.Baseline = append(m.res.Baseline, last)
 			m.res.BaselineFirst = append(m.res.BaselineFirst, first)
+		}
+		m.pause()
+
+		// The two-hop floor.
+		first, last, err = m.r.sample(m.o, m.cfg.Timeout)
+		if err != nil {
+			if err := m.fail(fmt.Sprintf("floor sample %d", i), err); err != nil {
+				return err
+			}
+		} else if keep {
+			m.res.Floor = append(m.res.Floor, last)
+			m.res.FloorFirst = append(m.res.FloorFirst, first)
 		}
 		m.pause()
 
