@@ -105,6 +105,7 @@ func relayMain(group, path string, in io.Reader, out io.Writer) int {
 				} else {
 					w.Abort()
 				}
+				w.Beat() // after the commit (off the readers' path): a busy relay is alive too
 			}
 		})
 	}()
