@@ -34,8 +34,8 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 		return false
 	}
 	if has(func(g GroupJSON) bool { _, ok := g.Median["baseline"]; return ok }) {
-		b.WriteString("Latency (median over the runs of each quantile; × is the ratio to the baseline of the same run, median over the runs)\n\n")
-		b.WriteString("| profile | N | figure | p50 | p99 | max | p50 × | p99 × | load avg |\n|---|---:|---|---:|---:|---:|---:|---:|---|\n")
+		b.WriteString("Latency (median over the runs of each quantile; × is the ratio to the baseline of the same run, × floor to the two-hop floor's, medians over the runs)\n\n")
+		b.WriteString("| profile | N | figure | p50 | p99 | max | p50 × | p99 × | p50 × floor | p99 × floor | load avg |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, g := range gs {
 			if _, ok := g.Median["baseline"]; !ok {
 				continue
@@ -45,14 +45,20 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 				{"report", "report → every shm"},
 				{"report_from_master", "report: decision → every shm"},
 				{"baseline", "baseline: multicast → N receivers"},
+				{"floor", "two-hop floor: via N RT relays → every shm"},
 			} {
-				q := g.Median[row.key]
-				r, ok := g.MedianRatios[row.key]
-				rs := [2]string{"", ""}
-				if ok {
-					rs = [2]string{fmt.Sprintf("%.2f×", r.P50), fmt.Sprintf("%.2f×", r.P99)}
+				q, ok := g.Median[row.key]
+				if !ok {
+					continue
 				}
-				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", g.Profile, g.Nodes, row.name, f(q.P50), f(q.P99), f(q.Max), rs[0], rs[1], loads(g))
+				rs := [4]string{}
+				if r, ok := g.MedianRatios[row.key]; ok {
+					rs[0], rs[1] = fmt.Sprintf("%.2f×", r.P50), fmt.Sprintf("%.2f×", r.P99)
+				}
+				if r, ok := g.MedianFloorRatios[row.key]; ok {
+					rs[2], rs[3] = fmt.Sprintf("%.2f×", r.P50), fmt.Sprintf("%.2f×", r.P99)
+				}
+				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", g.Profile, g.Nodes, row.name, f(q.P50), f(q.P99), f(q.Max), rs[0], rs[1], rs[2], rs[3], loads(g))
 			}
 		}
 	}

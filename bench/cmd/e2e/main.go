@@ -18,6 +18,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -74,10 +75,25 @@ func run() int {
 	stateBase := flag.String("statedir", "", "make the agents' state directories under DIR (default $TMPDIR)")
 	logLevel := flag.String("log-level", "", "the agents' -log-level (debug, info, warn, error)")
 	logDir := flag.String("logs", "", "copy the agents' logs of each run into DIR/<profile>-<nodes>n-run<k>/")
+	tables := flag.String("tables", "", "measure nothing: print the tables of the results FILE (a JSON this command wrote)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		flag.Usage()
 		return 2
+	}
+	if *tables != "" {
+		b, err := os.ReadFile(*tables)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+			return 1
+		}
+		var o Output
+		if err := json.Unmarshal(b, &o); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %s: %v\n", *tables, err)
+			return 1
+		}
+		bench.WriteTables(os.Stdout, o.Groups, o.CostModel)
+		return 0
 	}
 	var sizes []int // none: the cost model only
 	var err error
