@@ -324,30 +324,13 @@ func startObservers(self string, n int) (*observers, error) {
 		uint16(40000+rand.IntN(20000)))
 	o := &observers{n: n, dst: net.UDPAddrFromAddrPort(group), mc: make(chan msg, 64*n), ctl: make(chan msg, 64*n), got: make([]int64, n)}
 	for i := 0; i < n; i++ {
-		cmd := exec.Command(self)
-		cmd.Env = append(os.Environ(), helperEnv+"="+helperObserver, helperGroupEnv+"="+group.String())
-		cmd.Stderr = os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		in, err := cmd.StdinPipe()
+		cmd, in, sc, err := startHelper(self, helperEnv+"="+helperObserver, helperGroupEnv+"="+group.String())
+		if cmd != nil {
+			o.procs, o.stdin = append(o.procs, cmd), append(o.stdin, in)
+		}
 		if err != nil {
 			o.stop()
-			return nil, err
-		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			o.stop()
-			return nil, err
-		}
-		if err := cmd.Start(); err != nil {
-			o.stop()
-			return nil, fmt.Errorf("bench: starting an observer: %w", err)
-		}
-		o.procs = append(o.procs, cmd)
-		o.stdin = append(o.stdin, in)
-		sc := bufio.NewScanner(out)
-		if !sc.Scan() || sc.Text() != "ready" {
-			o.stop()
-			return nil, fmt.Errorf("bench: observer %d did not start", i)
+			return nil, fmt.Errorf("bench: observer %d: %w", i+1, err)
 		}
 		go o.read(i, sc)
 	}
@@ -610,10 +593,42 @@ func (o *observers) stop() {
 	if o.conn != nil {
 		o.conn.Close()
 	}
-	for _, in := range o.stdin {
+	stopHelpers(o.stdin, o.procs)
+}
+
+// startHelper starts this program again as a helper with env added, and
+// waits for its "ready". A helper that started is returned (with its stdin
+// and the scanner of its stdout) even with an error, for the caller to stop.
+func startHelper(self string, env ...string) (*exec.Cmd, io.WriteCloser, *bufio.Scanner, error) {
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, nil, fmt.Errorf("starting: %w", err)
+	}
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || sc.Text() != "ready" {
+		return cmd, in, nil, errors.New("did not start")
+	}
+	return cmd, in, sc, nil
+}
+
+// stopHelpers closes the helpers' stdin (they end) and waits for them,
+// killing any that takes over 2 s.
+func stopHelpers(stdin []io.WriteCloser, procs []*exec.Cmd) {
+	for _, in := range stdin {
 		in.Close()
 	}
-	for _, p := range o.procs {
+	for _, p := range procs {
 		done := make(chan struct{})
 		go func() {
 			p.Wait()

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -163,28 +161,13 @@ func startRelays(self, prefix string, n int) (*relays, error) {
 	r := &relays{n: n, dst: net.UDPAddrFromAddrPort(group)}
 	for i := 0; i < n; i++ {
 		path := fmt.Sprintf("%s-%d", prefix, i+1)
-		cmd := exec.Command(self)
-		cmd.Env = append(os.Environ(), helperEnv+"="+helperRelay, helperGroupEnv+"="+group.String(), helperShmEnv+"="+path)
-		cmd.Stderr = os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		in, err := cmd.StdinPipe()
+		cmd, in, _, err := startHelper(self, helperEnv+"="+helperRelay, helperGroupEnv+"="+group.String(), helperShmEnv+"="+path)
+		if cmd != nil {
+			r.procs, r.stdin, r.paths = append(r.procs, cmd), append(r.stdin, in), append(r.paths, path)
+		}
 		if err != nil {
 			r.stop()
-			return nil, err
-		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			r.stop()
-			return nil, err
-		}
-		if err := cmd.Start(); err != nil {
-			r.stop()
-			return nil, fmt.Errorf("bench: starting a relay: %w", err)
-		}
-		r.procs, r.stdin, r.paths = append(r.procs, cmd), append(r.stdin, in), append(r.paths, path)
-		if sc := bufio.NewScanner(out); !sc.Scan() || sc.Text() != "ready" {
-			r.stop()
-			return nil, fmt.Errorf("bench: relay %d did not start", i+1)
+			return nil, fmt.Errorf("bench: relay %d: %w", i+1, err)
 		}
 	}
 	var err error
@@ -237,20 +220,5 @@ func (r *relays) stop() {
 	if r.conn != nil {
 		r.conn.Close()
 	}
-	for _, in := range r.stdin {
-		in.Close()
-	}
-	for _, p := range r.procs {
-		done := make(chan struct{})
-		go func() {
-			p.Wait()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(2 * time.Second):
-			p.Process.Kill()
-			<-done
-		}
-	}
+	stopHelpers(r.stdin, r.procs)
 }
