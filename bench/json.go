@@ -91,20 +91,7 @@ func (r *Result) JSON() RunJSON {
 			j.Figures[f.Key] = quantiles(d)
 		}
 	}
-	if len(r.Baseline) > 0 {
-		j.Ratios = map[string]RatioPair{}
-		for _, f := range Ratios {
-			p50, p99 := r.ratios(f.Get(r))
-			j.Ratios[f.Key] = RatioPair{p50, p99}
-		}
-	}
-	if len(r.Floor) > 0 {
-		j.FloorRatios = map[string]RatioPair{}
-		for _, f := range FloorRatios {
-			p50, p99 := r.floorRatios(f.Get(r))
-			j.FloorRatios[f.Key] = RatioPair{p50, p99}
-		}
-	}
+	j.Ratios, j.FloorRatios = toBaseline.pairs(r), toFloor.pairs(r)
 	return j
 }
 
@@ -167,28 +154,7 @@ func Group(profile string, rs []*Result) GroupJSON {
 			g.Median[f.Key] = Quantiles{N: n, P50: medianDur(p50), P90: medianDur(p90), P99: medianDur(p99), Max: medianDur(mx)}
 		}
 	}
-	if len(rs[0].Baseline) > 0 {
-		g.MedianRatios = map[string]RatioPair{}
-		for _, f := range Ratios {
-			var a, b []float64
-			for _, r := range rs {
-				p50, p99 := r.ratios(f.Get(r))
-				a, b = append(a, p50), append(b, p99)
-			}
-			g.MedianRatios[f.Key] = RatioPair{medianFloat(a), medianFloat(b)}
-		}
-	}
-	if len(rs[0].Floor) > 0 {
-		g.MedianFloorRatios = map[string]RatioPair{}
-		for _, f := range FloorRatios {
-			var a, b []float64
-			for _, r := range rs {
-				p50, p99 := r.floorRatios(f.Get(r))
-				a, b = append(a, p50), append(b, p99)
-			}
-			g.MedianFloorRatios[f.Key] = RatioPair{medianFloat(a), medianFloat(b)}
-		}
-	}
+	g.MedianRatios, g.MedianFloorRatios = toBaseline.medianPairs(rs), toFloor.medianPairs(rs)
 	med := func(get func(*Result) Dist) map[string]float64 {
 		out := map[string]float64{}
 		for _, q := range []struct {

@@ -46,21 +46,69 @@ var Ratios = []Figure{
 	{"down", "down propagation", func(r *Result) Dist { return r.Down }},
 }
 
-// ratios returns d's p50 and p99 over the baseline's.
-func (r *Result) ratios(d Dist) (p50, p99 float64) {
-	return Ratio(d.P50(), r.Baseline.P50()), Ratio(d.P99(), r.Baseline.P99())
-}
-
-// floorRatios returns d's p50 and p99 over the two-hop floor's.
-func (r *Result) floorRatios(d Dist) (p50, p99 float64) {
-	return Ratio(d.P50(), r.Floor.P50()), Ratio(d.P99(), r.Floor.P99())
-}
-
 // FloorRatios are the figures compared with the two-hop floor: the paths
 // that end in every node's shared memory from one datagram of the master.
 var FloorRatios = []Figure{
 	{"report_from_master", "report: master's decision -> every shm", func(r *Result) Dist { return r.ReportFromMaster }},
 	{"down", "down propagation", func(r *Result) Dist { return r.Down }},
+}
+
+// reference is what some figures are divided by: the baseline, or the
+// two-hop floor.
+type reference struct {
+	title string
+	get   func(*Result) Dist
+	figs  []Figure
+}
+
+var (
+	toBaseline = reference{"ratio to the baseline", func(r *Result) Dist { return r.Baseline }, Ratios}
+	toFloor    = reference{"ratio to the two-hop floor", func(r *Result) Dist { return r.Floor }, FloorRatios}
+	references = []reference{toBaseline, toFloor}
+)
+
+// pairs is each of x's figures' p50 and p99 over the reference's, in r
+// (nil if r has no reference samples).
+func (x reference) pairs(r *Result) map[string]RatioPair {
+	ref := x.get(r)
+	if len(ref) == 0 {
+		return nil
+	}
+	out := map[string]RatioPair{}
+	for _, f := range x.figs {
+		d := f.Get(r)
+		out[f.Key] = RatioPair{Ratio(d.P50(), ref.P50()), Ratio(d.P99(), ref.P99())}
+	}
+	return out
+}
+
+// medianPairs is, for each figure, the median over rs of pairs (nil if
+// the first run has no reference samples).
+func (x reference) medianPairs(rs []*Result) map[string]RatioPair {
+	if len(x.get(rs[0])) == 0 {
+		return nil
+	}
+	out := map[string]RatioPair{}
+	for _, f := range x.figs {
+		var a, b []float64
+		for _, r := range rs {
+			p := x.pairs(r)[f.Key]
+			a, b = append(a, p.P50), append(b, p.P99)
+		}
+		out[f.Key] = RatioPair{medianFloat(a), medianFloat(b)}
+	}
+	return out
+}
+
+// write writes pairs (of x's figures) under x's title; nothing if nil.
+func (x reference) write(b *strings.Builder, pairs map[string]RatioPair) {
+	if pairs == nil {
+		return
+	}
+	fmt.Fprintf(b, "  %-44s %8s  %8s\n", x.title, "p50/p50", "p99/p99")
+	for _, f := range x.figs {
+		fmt.Fprintf(b, "    %-42s %7.2f×  %7.2f×\n", f.Name, pairs[f.Key].P50, pairs[f.Key].P99)
+	}
 }
 
 // Summary writes the figures of r.
@@ -73,19 +121,8 @@ func (r *Result) Summary(w io.Writer) {
 			fmt.Fprintf(&b, "  %-44s %s\n", f.Name, d)
 		}
 	}
-	if len(r.Baseline) > 0 {
-		fmt.Fprintf(&b, "  %-44s %8s  %8s\n", "ratio to the baseline", "p50/p50", "p99/p99")
-		for _, f := range Ratios {
-			p50, p99 := r.ratios(f.Get(r))
-			fmt.Fprintf(&b, "    %-42s %7.2f×  %7.2f×\n", f.Name, p50, p99)
-		}
-	}
-	if len(r.Floor) > 0 {
-		fmt.Fprintf(&b, "  %-44s %8s  %8s\n", "ratio to the two-hop floor", "p50/p50", "p99/p99")
-		for _, f := range FloorRatios {
-			p50, p99 := r.floorRatios(f.Get(r))
-			fmt.Fprintf(&b, "    %-42s %7.2f×  %7.2f×\n", f.Name, p50, p99)
-		}
+	for _, x := range references {
+		x.write(&b, x.pairs(r))
 	}
 	if d := r.DetectDist(); len(d) > 0 {
 		fmt.Fprintf(&b, "  %-44s p50 %.2f×  p99 %.2f×  max %.2f×\n", "detection / bound", Ratio(d.P50(), r.Bound), Ratio(d.P99(), r.Bound), Ratio(d.Max(), r.Bound))
@@ -141,21 +178,8 @@ func WriteMedians(w io.Writer, rs []*Result) {
 		slices.Sort(v)
 		return v[len(v)/2]
 	}
-	if len(rs[0].Baseline) > 0 {
-		fmt.Fprintf(&b, "  %-44s %8s  %8s\n", "ratio to the baseline", "p50/p50", "p99/p99")
-		for _, f := range Ratios {
-			p50 := medf(func(r *Result) float64 { p, _ := r.ratios(f.Get(r)); return p })
-			p99 := medf(func(r *Result) float64 { _, p := r.ratios(f.Get(r)); return p })
-			fmt.Fprintf(&b, "    %-42s %7.2f×  %7.2f×\n", f.Name, p50, p99)
-		}
-	}
-	if len(rs[0].Floor) > 0 {
-		fmt.Fprintf(&b, "  %-44s %8s  %8s\n", "ratio to the two-hop floor", "p50/p50", "p99/p99")
-		for _, f := range FloorRatios {
-			p50 := medf(func(r *Result) float64 { p, _ := r.floorRatios(f.Get(r)); return p })
-			p99 := medf(func(r *Result) float64 { _, p := r.floorRatios(f.Get(r)); return p })
-			fmt.Fprintf(&b, "    %-42s %7.2f×  %7.2f×\n", f.Name, p50, p99)
-		}
+	for _, x := range references {
+		x.write(&b, x.medianPairs(rs))
 	}
 	if len(rs[0].Kills) > 0 {
 		p50 := medf(func(r *Result) float64 { return Ratio(r.DetectDist().P50(), r.Bound) })

@@ -407,34 +407,33 @@ func (m *measurer) samples(ctx context.Context) error {
 
 	total := m.cfg.Warmup + m.cfg.Samples
 	m.logf("%d samples each (%d warm-up) of report to everywhere, down propagation, the baseline and the two-hop floor", m.cfg.Samples, m.cfg.Warmup)
+	// The references: one datagram to every observer (the baseline), and
+	// through the relays (the two-hop floor).
+	refs := []struct {
+		what        string
+		sample      func() (first, last time.Duration, err error)
+		last, first *Dist
+	}{
+		{"baseline", func() (time.Duration, time.Duration, error) { return m.o.sample(m.cfg.Timeout) }, &m.res.Baseline, &m.res.BaselineFirst},
+		{"floor", func() (time.Duration, time.Duration, error) { return m.r.sample(m.o, m.cfg.Timeout) }, &m.res.Floor, &m.res.FloorFirst},
+	}
 	for i := 0; i < total; i++ {
 		keep := i >= m.cfg.Warmup
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		// The baseline.
-		first, last, err := m.o.sample(m.cfg.Timeout)
-		if err != nil {
-			if err := m.fail(fmt.Sprintf("baseline sample %d", i), err); err != nil {
-				return err
+		for _, ref := range refs {
+			first, last, err := ref.sample()
+			if err != nil {
+				if err := m.fail(fmt.Sprintf("%s sample %d", ref.what, i), err); err != nil {
+					return err
+				}
+			} else if keep {
+				*ref.last = append(*ref.last, last)
+				*ref.first = append(*ref.first, first)
 			}
-		} else if keep {
-			m.res.Baseline = append(m.res.Baseline, last)
-			m.res.BaselineFirst = append(m.res.BaselineFirst, first)
+			m.pause()
 		}
-		m.pause()
-
-		// The two-hop floor.
-		first, last, err = m.r.sample(m.o, m.cfg.Timeout)
-		if err != nil {
-			if err := m.fail(fmt.Sprintf("floor sample %d", i), err); err != nil {
-				return err
-			}
-		} else if keep {
-			m.res.Floor = append(m.res.Floor, last)
-			m.res.FloorFirst = append(m.res.FloorFirst, first)
-		}
-		m.pause()
 
 		if err := m.report(ctx, i, keep); err != nil {
 			return err
