@@ -26,6 +26,10 @@
 //     down in every survivor's shared memory, split at the master's decision
 //     (ChangedAt of node/N), against the bound interval × misses; the killed
 //     agent is restarted between repetitions.
+//   - idle resource use: every agent's CPU, RSS and datagrams over a window
+//     with nothing happening, and the idle floors right after (idlefloor.go):
+//     N processes that do only the agents' idle ticks, in Go with the
+//     agent's transport and thread and in C (csrc/hbloop.c).
 //
 // An observer of the agents sleeps in shmem.Reader.Wait on the table seq (a
 // futex the agent wakes after every commit), reads the entity when it wakes

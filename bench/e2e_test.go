@@ -40,7 +40,7 @@ func TestE2EShort(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := Run(ctx, Config{
-		Nodes: 3, Samples: samples, Warmup: 2, Kills: kills, Failovers: failovers, Idle: time.Second,
+		Nodes: 3, Samples: samples, Warmup: 2, Kills: kills, Failovers: failovers, Idle: time.Second, IdleFloors: true,
 		Agent: bin, Gap: time.Millisecond, Log: logWriter{t},
 	})
 	if err != nil {
@@ -99,6 +99,29 @@ func TestE2EShort(t *testing.T) {
 	for _, a := range res.Idle.PerAgent {
 		if a.RSSKiB <= 0 || a.Sent == 0 || a.Received == 0 || a.CPUSec < 0 {
 			t.Errorf("idle window, node %d: %+v", a.Node, a)
+		}
+	}
+	// The idle floors ran and heartbeated as the agents do: the same
+	// datagrams per second, within the jitter of their start and stop.
+	fl := res.Idle.Floors
+	if fl == nil {
+		t.Fatal("idle floors not measured")
+	}
+	if strings.HasPrefix(fl.CNote, "no C compiler") {
+		t.Logf("C floor: %s", fl.CNote)
+	} else if fl.CNote != "" {
+		t.Errorf("C floor: %s", fl.CNote)
+	}
+	for _, x := range []struct {
+		name string
+		pps  float64
+		cpu  float64
+	}{{"Go", fl.GoPPS, fl.GoCPU}, {"C", fl.CPPS, fl.CCPU}} {
+		if x.name == "C" && fl.CNote != "" {
+			continue
+		}
+		if want := res.Idle.MeanPacketsPerS; x.pps < want/2 || x.pps > want*3/2 || x.cpu < 0 {
+			t.Errorf("%s floor: %.0f datagrams/s per process (agents %.0f), CPU %.4f", x.name, x.pps, want, x.cpu)
 		}
 	}
 	checkResultsJSON(t, res)

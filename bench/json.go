@@ -207,7 +207,43 @@ func medianIdle(rs []*Result) *ResourceSummary {
 	}
 	s.MeanCPU, s.MaxCPU, s.MeanPacketsPerS, s.LoadAverage = medianFloat(cpu), medianFloat(mx), medianFloat(pps), medianFloat(load)
 	s.MeanRSSKiB, s.MeanCPUPerPacket, s.Window = int64(medianDur(rss)), medianDur(per), medianDur(win)
+	s.Floors = medianFloors(rs)
 	return s
+}
+
+// medianFloors is the median over the runs of each idle floor (nil: none
+// measured; a floor no run measured stays 0, with the first run's note).
+func medianFloors(rs []*Result) *IdleFloors {
+	var gos, cs, gpps, cpps []float64
+	var note string
+	for _, r := range rs {
+		if r.Idle == nil || r.Idle.Floors == nil {
+			continue
+		}
+		f := r.Idle.Floors
+		if f.GoCPU > 0 {
+			gos, gpps = append(gos, f.GoCPU), append(gpps, f.GoPPS)
+		}
+		if f.CCPU > 0 {
+			cs, cpps = append(cs, f.CCPU), append(cpps, f.CPPS)
+		}
+		if note == "" {
+			note = f.CNote
+		}
+	}
+	if len(gos) == 0 && len(cs) == 0 && note == "" {
+		return nil
+	}
+	fl := &IdleFloors{}
+	if len(gos) > 0 {
+		fl.GoCPU, fl.GoPPS = medianFloat(gos), medianFloat(gpps)
+	}
+	if len(cs) > 0 {
+		fl.CCPU, fl.CPPS = medianFloat(cs), medianFloat(cpps)
+	} else {
+		fl.CNote = note
+	}
+	return fl
 }
 
 // WriteResults writes v as JSON to dir/<name>-<UTC timestamp>.json and to

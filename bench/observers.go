@@ -76,6 +76,8 @@ func MaybeHelper() {
 		os.Exit(observerMain(os.Getenv(helperGroupEnv), os.Stdin, os.Stdout))
 	case helperRelay:
 		os.Exit(relayMain(os.Getenv(helperGroupEnv), os.Getenv(helperShmEnv), os.Stdin, os.Stdout))
+	case helperHeartbeat:
+		os.Exit(heartbeatMain(os.Getenv(helperGroupEnv), os.Getenv(helperIntervalEnv), os.Stdin, os.Stdout))
 	default:
 		fmt.Fprintf(os.Stderr, "bench: unknown helper %q\n", os.Getenv(helperEnv))
 		os.Exit(2)

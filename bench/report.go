@@ -134,6 +134,7 @@ func (r *Result) Summary(w io.Writer) {
 		fmt.Fprintf(&b, "  idle %v (load %.2f): CPU per agent mean %.2f%% max %.2f%% of a core, RSS %.1f MiB, %.0f datagrams/s per agent, %s CPU per datagram; %d peer downs, %d elections\n",
 			s.Window.Round(time.Millisecond), s.LoadAverage, 100*s.MeanCPU, 100*s.MaxCPU, float64(s.MeanRSSKiB)/1024, s.MeanPacketsPerS,
 			FormatDuration(s.MeanCPUPerPacket), s.PeerDowns, s.Elections)
+		writeFloors(&b, s)
 	}
 	if len(r.Failures) > 0 {
 		fmt.Fprintf(&b, "  FAILURES (%d):\n", len(r.Failures))
@@ -191,6 +192,25 @@ func WriteMedians(w io.Writer, rs []*Result) {
 		s := medianIdle(rs)
 		fmt.Fprintf(&b, "  idle (median of runs): CPU per agent %.2f%% of a core, RSS %.1f MiB, %.0f datagrams/s per agent, %s CPU per datagram; false peer downs %d, elections %d (summed)\n",
 			100*s.MeanCPU, float64(s.MeanRSSKiB)/1024, s.MeanPacketsPerS, FormatDuration(s.MeanCPUPerPacket), s.PeerDowns, s.Elections)
+		writeFloors(&b, s)
 	}
 	io.WriteString(w, b.String())
+}
+
+// writeFloors writes the idle floors of s and the agents' CPU over each.
+func writeFloors(b *strings.Builder, s *ResourceSummary) {
+	f := s.Floors
+	if f == nil {
+		return
+	}
+	fmt.Fprintf(b, "  idle floors (the same ticks, no protocol):")
+	if f.GoCPU > 0 {
+		fmt.Fprintf(b, " Go loop %.2f%% at %.0f datagrams/s (agent %.2f×)", 100*f.GoCPU, f.GoPPS, s.MeanCPU/f.GoCPU)
+	}
+	if f.CCPU > 0 {
+		fmt.Fprintf(b, ", C loop %.2f%% at %.0f datagrams/s (agent %.2f×, Go loop %.2f×)", 100*f.CCPU, f.CPPS, s.MeanCPU/f.CCPU, f.GoCPU/f.CCPU)
+	} else if f.CNote != "" {
+		fmt.Fprintf(b, ", C loop not measured: %s", f.CNote)
+	}
+	b.WriteString("\n")
 }

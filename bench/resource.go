@@ -49,6 +49,9 @@ type ResourceSummary struct {
 	MeanCPUPerPacket time.Duration `json:"mean_cpu_per_packet_ns"`
 	PeerDowns        uint64        `json:"peer_downs"` // summed over the agents
 	Elections        uint64        `json:"elections"`
+	// Floors is what the same ticks cost without the protocol, and without
+	// Go's scheduler, measured right after (nil: not measured).
+	Floors *IdleFloors `json:"floors,omitempty"`
 }
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100

@@ -33,6 +33,9 @@ type Config struct {
 	// are measured, with nothing happening, right after the cluster forms
 	// (0: not measured).
 	Idle time.Duration
+	// IdleFloors measures, after the agents' idle window, the idle floors
+	// (idlefloor.go) over as long a window each.
+	IdleFloors bool
 	// NoSamples skips the latency samples (report, down, baseline): for
 	// runs that measure only detection and resource use.
 	NoSamples bool
@@ -312,6 +315,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		logf("idle window of %v: CPU, RSS and datagrams of every agent", cfg.Idle)
 		if m.res.Idle, err = measureIdle(ctx, c, cfg.Idle); err != nil {
 			return m.res, err
+		}
+		if cfg.IdleFloors {
+			logf("idle floors: %d Go heartbeat loops, then %d C ones, %v each", cfg.Nodes, cfg.Nodes, cfg.Idle)
+			if m.res.Idle.Floors, err = measureIdleFloors(ctx, self, c.dir, cfg.Nodes, cfg.Interval, cfg.Idle); err != nil {
+				return m.res, err
+			}
 		}
 	}
 	if !cfg.NoSamples {

@@ -63,6 +63,7 @@ func run() int {
 	kills := flag.Int("kills", 10, "kill -9 repetitions of a non-master per run (failure detection)")
 	failovers := flag.Int("failovers", 5, "kill -9 repetitions of the master per run (failover)")
 	idle := flag.Duration("idle", 10*time.Second, "idle window per run over which every agent's CPU, RSS and datagrams are measured (0: none)")
+	idleFloors := flag.Bool("idle-floors", true, "after each idle window, measure the idle floors (N Go then N C heartbeat loops, no protocol) over as long a window each")
 	runs := flag.Int("runs", 3, "runs per profile and cluster size, each on a fresh cluster; the medians over the runs are printed and written")
 	interval := flag.Duration("interval", 0, "shorthand: measure the single profile INTERVAL × -misses (overrides -profiles)")
 	misses := flag.Int("misses", 5, "with -interval: missed heartbeats before down")
@@ -163,7 +164,7 @@ func run() int {
 					break
 				}
 				cfg := bench.Config{
-					Nodes: n, Samples: *samples, Warmup: *warmup, Kills: *kills, Failovers: *failovers, Idle: *idle,
+					Nodes: n, Samples: *samples, Warmup: *warmup, Kills: *kills, Failovers: *failovers, Idle: *idle, IdleFloors: *idleFloors,
 					NoSamples: pi > 0 || *samples == 0, Interval: p.Interval, Misses: p.Misses, Profile: p.Name,
 					Agent: bin, Gap: *gap, Log: log, StateBase: *stateBase, LogLevel: *logLevel,
 				}
