@@ -167,6 +167,7 @@ type agent struct {
 	childNice int                  // nice value of the process before; its children get it (hooks)
 	rxDrops   atomic.Uint64        // the transport's receive drops when last looked (rtloop.go: core.Deafened)
 	memLocked bool                 // mlockall succeeded
+	pinned    []int                // the CPUs every thread is pinned to (realtime.cpus); nil: not pinned
 	rtDone    chan struct{}        // closed when the real-time loop has returned
 	wg        sync.WaitGroup
 

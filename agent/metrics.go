@@ -147,6 +147,9 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 		}
 		return 0
 	})
+	r.GaugeFunc("fmagent_cpus_pinned", "How many CPUs every thread of the agent is pinned to (realtime.cpus); 0: not pinned.", func() float64 {
+		return float64(len(a.pinned))
+	})
 	r.GaugeFunc("fmagent_memory_locked", "1 when mlockall succeeded at start.", func() float64 {
 		if a.memLocked {
 			return 1

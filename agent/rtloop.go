@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/fmagent/fmagent/config"
@@ -81,8 +82,29 @@ func (a *agent) rtSetup() error {
 			a.memLocked = true
 		}
 	}
+	if err := a.pin(rt.CPUs); err != nil {
+		return err
+	}
 	a.log.Info("real-time path", "sched_fifo", a.rtPrio > 0, "priority", a.rtPrio, "other_threads_nice", a.otherNice, "mlockall", a.memLocked,
-		"profile", a.cfg.Timing.Profile, "interval", a.cfg.Timing.Interval, "misses", a.cfg.Timing.Misses)
+		"cpus", a.pinned, "profile", a.cfg.Timing.Profile, "interval", a.cfg.Timing.Interval, "misses", a.cfg.Timing.Misses)
+	return nil
+}
+
+// pin pins every thread of the process to cpus (realtime.cpus), if any. A
+// CPU the process may not use is a configuration the agent refuses: the
+// operator asked for a placement it cannot have.
+func (a *agent) pin(cpus []int) error {
+	if len(cpus) == 0 {
+		return nil
+	}
+	if !wholeProcess {
+		a.log.Warn("realtime.cpus ignored: agents share this process (tests)", "cpus", cpus)
+		return nil
+	}
+	if err := transport.PinProcess(cpus); err != nil {
+		return fmt.Errorf("agent: realtime.cpus = %v: %w", cpus, err)
+	}
+	a.pinned = slices.Clone(cpus)
 	return nil
 }
 
@@ -152,7 +174,13 @@ func (a *agent) holdP() {
 		return
 	}
 	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
+		// Pinned, the runtime's count (the CPUs it could use at start)
+		// is not what it has now.
+		n := runtime.GOMAXPROCS(0)
+		if len(a.pinned) > 0 {
+			n = len(a.pinned)
+		}
+		runtime.GOMAXPROCS(n + 1)
 	}
 	if runtime.GOMAXPROCS(0) < 2 {
 		return

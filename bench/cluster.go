@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fmagent/fmagent/shmem"
+	"github.com/fmagent/fmagent/transport"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -58,9 +60,11 @@ type node struct {
 	log  string
 	// metrics is the agent's metrics endpoint, host:port on 127.0.0.1.
 	metrics string
-	cmd     *exec.Cmd
-	done    chan struct{} // closed once the process has been reaped
-	r       *shmem.Reader
+	// cpu is the CPU the agent is pinned to (realtime.cpus); -1: none.
+	cpu  int
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process has been reaped
+	r    *shmem.Reader
 }
 
 // newCluster writes the configurations of n agents, in a new directory
@@ -92,6 +96,7 @@ func newCluster(bin string, n int, interval time.Duration, misses int, base stri
 			sock: filepath.Join(dir, fmt.Sprintf("n%d", i), "fmagent.sock"),
 			shm:  fmt.Sprintf("/dev/shm/%s-%d", c.shmPrefix, i),
 			log:  filepath.Join(dir, fmt.Sprintf("n%d.log", i)),
+			cpu:  -1,
 		}
 		port, err := freePort()
 		if err != nil {
@@ -104,12 +109,36 @@ func newCluster(bin string, n int, interval time.Duration, misses int, base stri
 			c.cleanup()
 			return nil, err
 		}
-		if err := os.WriteFile(nd.conf, []byte(c.config(nd)), 0o644); err != nil {
-			c.cleanup()
-			return nil, err
-		}
 	}
 	return c, nil
+}
+
+// writeConfigs writes every node's configuration (c.config), once the
+// cluster's options are set.
+func (c *cluster) writeConfigs() error {
+	for i := 1; i <= c.n; i++ {
+		if err := os.WriteFile(c.nodes[i].conf, []byte(c.config(c.nodes[i])), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pinSpread pins node i's agent to the ith CPU this process may use, round
+// robin (realtime.cpus): one agent per CPU as far as they go, as an
+// operator of several agents on one host would place them.
+func (c *cluster) pinSpread() error {
+	cpus, err := transport.ProcessCPUs()
+	if err != nil {
+		return err
+	}
+	if len(cpus) == 0 {
+		return errors.New("bench: no CPU to pin the agents to")
+	}
+	for i := 1; i <= c.n; i++ {
+		c.nodes[i].cpu = cpus[(i-1)%len(cpus)]
+	}
+	return nil
 }
 
 // config is the node's configuration: scripts/demo.sh's, with this run's
@@ -138,6 +167,7 @@ loopback = true
 [timing]
 %s
 stale_timeout = "10s"
+%s
 
 [paths]
 state_dir = %q
@@ -155,8 +185,16 @@ name = "process"
 
 [[plugins]]
 name = "passthrough"
-`, nd.id, c.clusterID, c.groupA, c.port, c.groupB, c.port, c.timing(),
+`, nd.id, c.clusterID, c.groupA, c.port, c.groupB, c.port, c.timing(), nd.realtime(),
 		filepath.Dir(nd.sock), nd.sock, filepath.Base(nd.shm), nd.metrics)
+}
+
+// realtime is the node's [realtime] table: its pinning, if any.
+func (nd *node) realtime() string {
+	if nd.cpu < 0 {
+		return ""
+	}
+	return fmt.Sprintf("\n[realtime]\ncpus = [%d]\n", nd.cpu)
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago

@@ -33,6 +33,10 @@ type Config struct {
 	// are measured, with nothing happening, right after the cluster forms
 	// (0: not measured).
 	Idle time.Duration
+	// PinAgents pins agent i to the ith CPU this process may use, round
+	// robin (realtime.cpus; cluster.pinSpread); false leaves them where the
+	// kernel puts them (the agent's default).
+	PinAgents bool
 	// IdleFloors measures, after the agents' idle window, the idle floors
 	// (idlefloor.go) over as long a window each.
 	IdleFloors bool
@@ -252,6 +256,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	c.logLevel = cfg.LogLevel
 	c.profile = cfg.Profile
+	if cfg.PinAgents {
+		if err := c.pinSpread(); err != nil {
+			c.cleanup()
+			return nil, err
+		}
+	}
+	if err := c.writeConfigs(); err != nil {
+		c.cleanup()
+		return nil, err
+	}
 	defer func() {
 		c.stop()
 		if cfg.LogDir != "" {

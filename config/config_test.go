@@ -221,6 +221,21 @@ func TestFastProfile(t *testing.T) {
 	require.NoError(t, err)
 }
 
+func TestRealtimeCPUs(t *testing.T) {
+	c, err := Load(writeConfig(t, "[realtime]\ncpus = [1, 0]\n"))
+	require.NoError(t, err)
+	assert.Equal(t, []int{1, 0}, c.Realtime.CPUs)
+	c, err = Load(writeConfig(t, "node_id = 1\n"))
+	require.NoError(t, err)
+	assert.Empty(t, c.Realtime.CPUs, "not pinned unless asked")
+	p := writeConfig(t, "[realtime]\ncpus = [2, -1]\n")
+	_, err = Load(p)
+	require.ErrorContains(t, err, p+":2:")
+	require.ErrorContains(t, err, "CPU -1: must be in 0..1023")
+	_, err = Load(writeConfig(t, "[realtime]\ncpus = [3, 3]\n"))
+	require.ErrorContains(t, err, "CPU 3 is listed twice")
+}
+
 // Each refusal names the file, the right line and the reason.
 func TestRefusals(t *testing.T) {
 	cases := []struct {

@@ -68,6 +68,15 @@ type Realtime struct {
 	// LockMemory: mlockall(MCL_CURRENT|MCL_FUTURE|MCL_ONFAULT) at start when permitted
 	// (default true).
 	LockMemory bool `toml:"lock_memory"`
+	// CPUs, when set, pins every thread of the agent to these CPUs
+	// (sched_setaffinity; default: none, the kernel places them). On one
+	// CPU the real-time loop's hand-offs to Go's scheduler stay on it: a
+	// wake-up on another, idle CPU costs an interrupt and, on a virtual
+	// machine, a vCPU exit (transport.PinProcess; measured in
+	// docs/bench.md: half the idle CPU, and down propagation a third
+	// faster). Choose a CPU no other real-time task is pinned to: the loop
+	// cannot move off it. A CPU the process may not use is refused at start.
+	CPUs []int `toml:"cpus"`
 }
 
 // The range of realtime.priority.
@@ -75,6 +84,10 @@ const (
 	MinRealtimePriority = 1
 	MaxRealtimePriority = 98
 )
+
+// MaxCPU bounds realtime.cpus: the kernel's CPU mask as sched_setaffinity
+// takes it here (unix.CPUSet).
+const MaxCPU = 1024
 
 // DefaultRealtime is the [realtime] table's defaults.
 func DefaultRealtime() Realtime { return Realtime{Enabled: true, Priority: 10, LockMemory: true} }

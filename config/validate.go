@@ -136,6 +136,16 @@ func (c *Config) Validate() error {
 	case r.Priority < MinRealtimePriority || r.Priority > MaxRealtimePriority:
 		add(bad("realtime.priority", r.Priority, "must be in %d..%d (99 is the kernel's watchdog and migration threads')", MinRealtimePriority, MaxRealtimePriority))
 	}
+	seenCPU := map[int]bool{}
+	for _, cpu := range c.Realtime.CPUs {
+		switch {
+		case cpu < 0 || cpu >= MaxCPU:
+			add(bad("realtime.cpus", c.Realtime.CPUs, "CPU %d: must be in 0..%d", cpu, MaxCPU-1))
+		case seenCPU[cpu]:
+			add(bad("realtime.cpus", c.Realtime.CPUs, "CPU %d is listed twice", cpu))
+		}
+		seenCPU[cpu] = true
+	}
 	intervalOK := false
 	switch {
 	case t.Interval <= 0:

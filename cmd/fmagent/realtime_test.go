@@ -111,3 +111,107 @@ listen = ""
 	assert.Positive(t, counts["OTHER -20"], "the other threads: %v", counts)
 	t.Logf("threads of the agent at realtime.priority = 1: %v", counts)
 }
+
+// rtTestConfig writes the configuration of the tests above with extra
+// lines appended to its [realtime] table.
+func rtTestConfig(t *testing.T, dir, realtime string) string {
+	t.Helper()
+	cfg := filepath.Join(dir, "fmagent.toml")
+	port := 20000 + (os.Getpid()+7)%20000
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`node_id = 6
+cluster_id = %d
+allow_alone = true
+[networks.a]
+group = "239.192.92.1"
+port = %d
+[networks.b]
+group = "239.192.92.2"
+port = %d
+[realtime]
+lock_memory = false
+%s
+[paths]
+state_dir = %q
+shm = %q
+[metrics]
+listen = ""
+`, 60000+(os.Getpid()+7)%5000, port, port, realtime, filepath.Join(dir, "state"), fmt.Sprintf("fmagent-pintest-%d", os.Getpid()))), 0o644))
+	return cfg
+}
+
+// cpusAllowed returns each thread of pid's Cpus_allowed_list.
+func cpusAllowed(t *testing.T, pid int) map[int]string {
+	t.Helper()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	require.NoError(t, err)
+	out := map[int]string{}
+	for _, e := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, e.Name()))
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
+				tid, _ := strconv.Atoi(e.Name())
+				out[tid] = strings.TrimSpace(v)
+			}
+		}
+	}
+	return out
+}
+
+// realtime.cpus pins every thread of the agent, those it creates after
+// start included, to the CPUs listed (fmagent.toml(5)); a CPU the process
+// may not run on is refused at start with the reason.
+func TestRealtimeCPUsPinEveryThread(t *testing.T) {
+	var allowed unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(0, &allowed))
+	cpu := -1
+	for c := 0; c < 1024; c++ {
+		if allowed.IsSet(c) {
+			cpu = c // the last this test may use
+		}
+	}
+	require.GreaterOrEqual(t, cpu, 0)
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "agent.log")
+	cmd := startFmagent(t, rtTestConfig(t, dir, fmt.Sprintf("cpus = [%d]", cpu)), logPath)
+	var log string
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(logPath)
+		log = string(b)
+		return strings.Contains(log, "real-time path")
+	}, 20*time.Second, 50*time.Millisecond, "the agent reports its real-time path")
+	require.Contains(t, log, fmt.Sprintf("cpus=[%d]", cpu), log)
+	// Threads Go creates later (the loop's, the table writer's, those the
+	// scheduler adds) inherit it: look again once the agent has run a while.
+	want := strconv.Itoa(cpu)
+	for _, wait := range []time.Duration{0, time.Second} {
+		time.Sleep(wait)
+		threads := cpusAllowed(t, cmd.Process.Pid)
+		require.NotEmpty(t, threads)
+		for tid, list := range threads {
+			assert.Equal(t, want, list, "thread %d of %d", tid, len(threads))
+		}
+	}
+
+	if allowed.Count() < 1024 {
+		dir := t.TempDir()
+		logPath := filepath.Join(dir, "agent.log")
+		bad := 1023
+		for allowed.IsSet(bad) {
+			bad--
+		}
+		cmd := startFmagent(t, rtTestConfig(t, dir, fmt.Sprintf("cpus = [%d]", bad)), logPath)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			require.Error(t, err, "the agent must refuse to start")
+		case <-time.After(20 * time.Second):
+			t.Fatal("the agent did not refuse a CPU it may not run on")
+		}
+		b, _ := os.ReadFile(logPath)
+		assert.Contains(t, string(b), fmt.Sprintf("realtime.cpus = [%d]: CPU %d is not one this process may run on", bad, bad), string(b))
+	}
+}

@@ -49,6 +49,7 @@ type Output struct {
 	Go        string            `json:"go"`
 	Kernel    string            `json:"kernel"`
 	Args      []string          `json:"args"`
+	Pinned    bool              `json:"agents_pinned"` // -pin: agent i on the ith CPU
 	Note      string            `json:"note"`
 	Groups    []bench.GroupJSON `json:"groups"`
 	Errors    []string          `json:"errors,omitempty"`
@@ -63,6 +64,7 @@ func run() int {
 	kills := flag.Int("kills", 10, "kill -9 repetitions of a non-master per run (failure detection)")
 	failovers := flag.Int("failovers", 5, "kill -9 repetitions of the master per run (failover)")
 	idle := flag.Duration("idle", 10*time.Second, "idle window per run over which every agent's CPU, RSS and datagrams are measured (0: none)")
+	pin := flag.Bool("pin", true, "pin agent i to the ith CPU, round robin ([realtime] cpus); false: the kernel places them (the agent's default)")
 	idleFloors := flag.Bool("idle-floors", true, "after each idle window, measure the idle floors (N Go then N C heartbeat loops, no protocol) over as long a window each")
 	runs := flag.Int("runs", 3, "runs per profile and cluster size, each on a fresh cluster; the medians over the runs are printed and written")
 	interval := flag.Duration("interval", 0, "shorthand: measure the single profile INTERVAL × -misses (overrides -profiles)")
@@ -149,11 +151,15 @@ func run() int {
 	host, _ := os.Hostname()
 	o := Output{
 		Benchmark: "e2e", Started: time.Now().UTC(), Host: host, CPUs: runtime.NumCPU(), Go: runtime.Version(),
-		Kernel: kernel(), Args: os.Args[1:],
+		Kernel: kernel(), Args: os.Args[1:], Pinned: *pin,
 		Note: "measured on a shared machine: every figure is taken under the load of other jobs; see load_average_* next to each run",
 	}
-	fmt.Printf("fmagent e2e on %s (%s, %d CPUs, %s), %s UTC; per run: %d samples, %d kills, %d failovers, idle %v; %d runs each; load average %.2f\n\n",
-		host, o.Kernel, o.CPUs, o.Go, o.Started.Format(time.DateTime), *samples, *kills, *failovers, *idle, *runs, bench.LoadAverage())
+	pinned := "not pinned"
+	if *pin {
+		pinned = "agent i pinned to CPU i mod CPUs"
+	}
+	fmt.Printf("fmagent e2e on %s (%s, %d CPUs, %s), %s UTC; per run: %d samples, %d kills, %d failovers, idle %v; %d runs each; agents %s; load average %.2f\n\n",
+		host, o.Kernel, o.CPUs, o.Go, o.Started.Format(time.DateTime), *samples, *kills, *failovers, *idle, *runs, pinned, bench.LoadAverage())
 
 	failed := false
 	for pi, p := range profs {
@@ -164,7 +170,7 @@ func run() int {
 					break
 				}
 				cfg := bench.Config{
-					Nodes: n, Samples: *samples, Warmup: *warmup, Kills: *kills, Failovers: *failovers, Idle: *idle, IdleFloors: *idleFloors,
+					Nodes: n, Samples: *samples, Warmup: *warmup, Kills: *kills, Failovers: *failovers, Idle: *idle, IdleFloors: *idleFloors, PinAgents: *pin,
 					NoSamples: pi > 0 || *samples == 0, Interval: p.Interval, Misses: p.Misses, Profile: p.Name,
 					Agent: bin, Gap: *gap, Log: log, StateBase: *stateBase, LogLevel: *logLevel,
 				}
