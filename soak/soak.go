@@ -34,6 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fmagent/fmagent/client"
+	"github.com/fmagent/fmagent/transport"
 )
 
 // Options of one soak run.
@@ -46,6 +47,7 @@ type Options struct {
 	Burners  int           // CPU burners (default runtime.NumCPU())
 	BurnCmd  []string      // the burner's command line (one process per burner)
 	Realtime bool          // the agents may use SCHED_FIFO ([realtime] enabled)
+	Pin      bool          // pin agent i to the ith CPU this process may use, round robin ([realtime] cpus)
 	Flood    int           // clients raising and clearing alarms on every agent during the hog (0: none)
 	FloodCmd []string      // the flood client's command line; socket and entity name are appended
 	Dir      string        // parent of the run's directory ("": the temp dir)
@@ -65,6 +67,7 @@ type Result struct {
 	Bound       time.Duration `json:"bound_ns"`
 	Nodes       int           `json:"nodes"`
 	Realtime    bool          `json:"realtime"`
+	Pinned      bool          `json:"pinned"` // Options.Pin
 	Hog         time.Duration `json:"hog_ns"`
 	Burners     int           `json:"burners"`
 	LoadBefore  string        `json:"load_before"` // /proc/loadavg when the hog started
@@ -166,8 +169,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			os.Remove(fmt.Sprintf("/dev/shm/%s-%d", shmPrefix, i+1))
 		}
 	}()
+	var cpus []int
+	if o.Pin {
+		if cpus, err = transport.ProcessCPUs(); err != nil {
+			return nil, err
+		}
+	}
 	for i := range agents {
 		a := &agentProc{id: i + 1, dir: filepath.Join(dir, fmt.Sprintf("n%d", i+1))}
+		pin := ""
+		if len(cpus) > 0 {
+			pin = fmt.Sprintf("cpus = [%d]", cpus[i%len(cpus)])
+		}
 		a.conf = a.dir + ".toml"
 		a.log = a.dir + ".log"
 		a.metrics = fmt.Sprintf("127.0.0.1:%d", 40000+rand.IntN(20000))
@@ -191,12 +204,13 @@ loopback = true
 profile = %q
 [realtime]
 enabled = %v
+%s
 [paths]
 state_dir = %q
 shm = "%s-%d"
 [metrics]
 listen = %q
-`, a.id, cluster, 100+a.id, groupA, port, groupB, port, o.Profile, o.Realtime, a.dir, shmPrefix, a.id, a.metrics)
+`, a.id, cluster, 100+a.id, groupA, port, groupB, port, o.Profile, o.Realtime, pin, a.dir, shmPrefix, a.id, a.metrics)
 		if err := os.WriteFile(a.conf, []byte(conf), 0o644); err != nil {
 			return nil, err
 		}
@@ -240,7 +254,7 @@ listen = %q
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second) // let the election settle
-	res := &Result{Profile: o.Profile, Nodes: o.Nodes, Realtime: o.Realtime, Hog: o.Hog, Burners: o.Burners}
+	res := &Result{Profile: o.Profile, Nodes: o.Nodes, Realtime: o.Realtime, Pinned: len(cpus) > 0, Hog: o.Hog, Burners: o.Burners}
 	if d, err := time.ParseDuration(o.Profile); err == nil {
 		res.Bound = d
 	}

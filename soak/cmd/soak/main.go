@@ -29,6 +29,7 @@ func main() {
 		idle     = flag.Duration("idle", 10*time.Second, "idle CPU measurement before the hog (negative: skip)")
 		burners  = flag.Int("burners", 0, "CPU burners (default: one per CPU)")
 		rt       = flag.Bool("realtime", true, "let the agents use SCHED_FIFO ([realtime] enabled)")
+		pin      = flag.Bool("pin", false, "pin agent i to CPU i mod CPUs ([realtime] cpus)")
 		flood    = flag.Int("flood", 0, "API clients per agent raising and clearing alarms during the hog (a report flood)")
 		jsonOut  = flag.String("json", "", "also write the results as JSON to this file")
 		logLevel = flag.String("log-level", "", "the agents' log level (default: theirs)")
@@ -69,7 +70,7 @@ func main() {
 	for _, p := range strings.Split(*profiles, ",") {
 		r, err := soak.Run(ctx, soak.Options{
 			Agent: *agent, Nodes: *nodes, Profile: p, Hog: *hog, Idle: *idle, Burners: *burners,
-			BurnCmd: []string{self, "-burn"}, Realtime: *rt, Flood: *flood,
+			BurnCmd: []string{self, "-burn"}, Realtime: *rt, Pin: *pin, Flood: *flood,
 			FloodCmd: []string{self, "-flood-client"}, Keep: *keep, LogLevel: *logLevel, StallProbe: *probe,
 			Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
 		})
