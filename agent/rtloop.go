@@ -105,6 +105,10 @@ func (a *agent) pin(cpus []int) error {
 		return fmt.Errorf("agent: realtime.cpus = %v: %w", cpus, err)
 	}
 	a.pinned = slices.Clone(cpus)
+	if len(cpus) == 1 && a.rtPrio > 0 {
+		a.log.Warn("pinned to one CPU with a real-time loop: the loop shares it with the agent's other threads, which it preempts; under a CPU hog garbage-collector pauses grow, and a wait of the loop inside Go's runtime for one of them can last until the kernel's real-time throttling ends it (about a second; seen once in five pinned soak runs, docs/bench.md). List two CPUs or more, or none",
+			"cpus", cpus)
+	}
 	return nil
 }
 

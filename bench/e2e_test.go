@@ -40,7 +40,7 @@ func TestE2EShort(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := Run(ctx, Config{
-		Nodes: 3, Samples: samples, Warmup: 2, Kills: kills, Failovers: failovers, Idle: time.Second, IdleFloors: true, PinAgents: true,
+		Nodes: 3, Samples: samples, Warmup: 2, Kills: kills, Failovers: failovers, Idle: time.Second, IdleFloors: true, PinAgents: true, // pinned: the path -pin takes
 		Agent: bin, Gap: time.Millisecond, Log: logWriter{t},
 	})
 	if err != nil {

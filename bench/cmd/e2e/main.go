@@ -64,7 +64,7 @@ func run() int {
 	kills := flag.Int("kills", 10, "kill -9 repetitions of a non-master per run (failure detection)")
 	failovers := flag.Int("failovers", 5, "kill -9 repetitions of the master per run (failover)")
 	idle := flag.Duration("idle", 10*time.Second, "idle window per run over which every agent's CPU, RSS and datagrams are measured (0: none)")
-	pin := flag.Bool("pin", true, "pin agent i to the ith CPU, round robin ([realtime] cpus); false: the kernel places them (the agent's default)")
+	pin := flag.Bool("pin", false, "pin agent i to the ith CPU, round robin ([realtime] cpus); default: the kernel places them (the agent's default)")
 	idleFloors := flag.Bool("idle-floors", true, "after each idle window, measure the idle floors (N Go then N C heartbeat loops, no protocol) over as long a window each")
 	runs := flag.Int("runs", 3, "runs per profile and cluster size, each on a fresh cluster; the medians over the runs are printed and written")
 	interval := flag.Duration("interval", 0, "shorthand: measure the single profile INTERVAL × -misses (overrides -profiles)")
