@@ -95,4 +95,6 @@ const (
 const MaxCPU = 1024
 
 // DefaultRealtime is the [realtime] table's defaults.
-func DefaultRealtime() Realtime { return Realtime{Enabled: true, Priority: 10, LockMemory: true} }
+func DefaultRealtime() Realtime {
+	return Realtime{Enabled: true, Priority: 10, LockMemory: true, CPUs: []int{}}
+}
