@@ -85,6 +85,7 @@ func (a *agent) rtSetup() error {
 	if err := a.pin(rt.CPUs); err != nil {
 		return err
 	}
+	a.warnOneCPU()
 	a.log.Info("real-time path", "sched_fifo", a.rtPrio > 0, "priority", a.rtPrio, "other_threads_nice", a.otherNice, "mlockall", a.memLocked,
 		"cpus", a.pinned, "profile", a.cfg.Timing.Profile, "interval", a.cfg.Timing.Interval, "misses", a.cfg.Timing.Misses)
 	return nil
@@ -105,11 +106,28 @@ func (a *agent) pin(cpus []int) error {
 		return fmt.Errorf("agent: realtime.cpus = %v: %w", cpus, err)
 	}
 	a.pinned = slices.Clone(cpus)
-	if len(cpus) == 1 && a.rtPrio > 0 {
-		a.log.Warn("pinned to one CPU with a real-time loop: the loop shares it with the agent's other threads, which it preempts; under a CPU hog garbage-collector pauses grow, and a wait of the loop inside Go's runtime for one of them can last until the kernel's real-time throttling ends it (about a second; seen once in five pinned soak runs, docs/bench.md). List two CPUs or more, or none",
-			"cpus", cpus)
-	}
 	return nil
+}
+
+// warnOneCPU says, once at start, when the real-time loop can only run on
+// the CPU the agent's other threads run on (realtime.cpus of one CPU, a
+// one-CPU cpuset or taskset, a one-vCPU machine). There the loop at
+// SCHED_FIFO preempts the very threads it may wait for inside Go's runtime:
+// a garbage-collector assist that scans another goroutine's stack, or a
+// system call's return while the runtime retakes its P, spins until the
+// other thread runs, which at SCHED_FIFO is when the kernel's real-time
+// throttling stops the loop — about a second (soak/cmd/rtinversion
+// reproduces it in seconds: 954 ms to 1.004 s, against 8 ms on two CPUs).
+func (a *agent) warnOneCPU() {
+	if a.rtPrio == 0 || !wholeProcess {
+		return
+	}
+	cpus, err := transport.ProcessCPUs()
+	if err != nil || len(cpus) != 1 {
+		return
+	}
+	a.log.Warn("the agent may run on one CPU only, real-time loop included: there the loop can wait inside Go's runtime for a thread it keeps off the CPU, until the kernel's real-time throttling ends it (about a second, and peers then declare this node down). Give the agent two CPUs or more (realtime.cpus, its cpuset, taskset)",
+		"cpus", cpus)
 }
 
 // setFIFO checks that a thread may have SCHED_FIFO prio and (when

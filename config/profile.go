@@ -77,8 +77,9 @@ type Realtime struct {
 	// faster). But on one CPU the real-time loop also preempts the threads
 	// it may wait for inside Go's runtime (garbage collection): under a CPU
 	// hog GC pauses reached 50 ms at p99 (20 ms unpinned), and once in five soak runs a
-	// loop waited about a second, until the kernel's real-time throttling;
-	// the agent warns at start when pinned to one CPU. Choose CPUs no other
+	// loop waited about a second, until the kernel's real-time throttling
+	// (soak/cmd/rtinversion reproduces it); the agent warns at start when it
+	// may run on one CPU only. Choose CPUs no other
 	// real-time task is pinned to: the loop cannot move off them. A CPU the
 	// process may not use is refused at start.
 	CPUs []int `toml:"cpus"`

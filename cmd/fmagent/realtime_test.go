@@ -109,15 +109,26 @@ listen = ""
 		assert.Contains(t, []string{"FIFO 1", "BATCH 10", "OTHER -20"}, p, "%d threads at %s: every other thread at the normal policy, nice -20 (%v)", n, p, counts)
 	}
 	assert.Positive(t, counts["OTHER -20"], "the other threads: %v", counts)
+	var allowed unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(0, &allowed))
+	if allowed.Count() > 1 {
+		assert.NotContains(t, log, "may run on one CPU only", "two CPUs or more: no warning")
+	}
 	t.Logf("threads of the agent at realtime.priority = 1: %v", counts)
 }
+
+// rtConfigs counts rtTestConfig's configurations: each is a cluster of
+// its own (port, cluster ID, segment), as the agents may run together.
+var rtConfigs int
 
 // rtTestConfig writes the configuration of the tests above with extra
 // lines appended to its [realtime] table.
 func rtTestConfig(t *testing.T, dir, realtime string) string {
 	t.Helper()
+	rtConfigs++
+	k := os.Getpid() + 7*rtConfigs
 	cfg := filepath.Join(dir, "fmagent.toml")
-	port := 20000 + (os.Getpid()+7)%20000
+	port := 20000 + k%20000
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`node_id = 6
 cluster_id = %d
 allow_alone = true
@@ -135,7 +146,7 @@ state_dir = %q
 shm = %q
 [metrics]
 listen = ""
-`, 60000+(os.Getpid()+7)%5000, port, port, realtime, filepath.Join(dir, "state"), fmt.Sprintf("fmagent-pintest-%d", os.Getpid()))), 0o644))
+`, 60000+k%5000, port, port, realtime, filepath.Join(dir, "state"), fmt.Sprintf("fmagent-pintest-%d-%d", os.Getpid(), rtConfigs))), 0o644))
 	return cfg
 }
 
@@ -184,10 +195,7 @@ func TestRealtimeCPUsPinEveryThread(t *testing.T) {
 	}, 20*time.Second, 50*time.Millisecond, "the agent reports its real-time path")
 	require.Contains(t, log, fmt.Sprintf("cpus=[%d]", cpu), log)
 	if os.Geteuid() == 0 { // SCHED_FIFO permitted: one CPU is warned about
-		require.Eventually(t, func() bool {
-			b, _ := os.ReadFile(logPath)
-			return strings.Contains(string(b), "pinned to one CPU with a real-time loop")
-		}, 5*time.Second, 20*time.Millisecond, "the warning for one CPU")
+		require.Contains(t, log, "the agent may run on one CPU only", "the warning for one CPU")
 	}
 	// Threads Go creates later (the loop's, the table writer's, those the
 	// scheduler adds) inherit it: look again once the agent has run a while.
@@ -199,6 +207,29 @@ func TestRealtimeCPUsPinEveryThread(t *testing.T) {
 		for tid, list := range threads {
 			assert.Equal(t, want, list, "thread %d of %d", tid, len(threads))
 		}
+	}
+
+	// Not pinned by the configuration but started on one CPU (a taskset, a
+	// cpuset): the same warning.
+	if os.Geteuid() == 0 {
+		dir := t.TempDir()
+		logPath := filepath.Join(dir, "agent.log")
+		var one unix.CPUSet
+		one.Set(cpu)
+		runtime.LockOSThread()
+		var before unix.CPUSet
+		require.NoError(t, unix.SchedGetaffinity(0, &before))
+		require.NoError(t, unix.SchedSetaffinity(0, &one))
+		startFmagent(t, rtTestConfig(t, dir, ""), logPath)
+		require.NoError(t, unix.SchedSetaffinity(0, &before), "the test's thread back to its CPUs")
+		runtime.UnlockOSThread()
+		require.Eventually(t, func() bool {
+			b, _ := os.ReadFile(logPath)
+			return strings.Contains(string(b), "real-time path")
+		}, 20*time.Second, 50*time.Millisecond, "the agent reports its real-time path")
+		b, _ := os.ReadFile(logPath)
+		assert.Contains(t, string(b), "the agent may run on one CPU only", string(b))
+		assert.Contains(t, string(b), "cpus=[]", "not pinned by its configuration")
 	}
 
 	if allowed.Count() < 1024 {
