@@ -21,9 +21,13 @@ const (
 	futexWake = 1
 )
 
-// wake wakes every process waiting on the futex word at addr.
+// wake wakes every process waiting on the futex word at addr. FUTEX_WAKE
+// never blocks, so it is a raw system call: Syscall6's entersyscall and
+// exitsyscall would let Go's scheduler retake the writer's P meanwhile, and
+// a writer on a real-time thread then spins in exitsyscall for the thread
+// retaking it (agent: the one-CPU warning).
 func wake(addr unsafe.Pointer) {
-	unix.Syscall6(unix.SYS_FUTEX, uintptr(addr), futexWake, math.MaxInt32, 0, 0, 0)
+	unix.RawSyscall6(unix.SYS_FUTEX, uintptr(addr), futexWake, math.MaxInt32, 0, 0, 0)
 }
 
 // waitOn sleeps while the 32-bit word at addr equals val, at most d.

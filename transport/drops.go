@@ -33,7 +33,8 @@ func (t *Transport) Drops() uint64 {
 func sockDrops(fd int) uint64 {
 	var mem [unix.SK_MEMINFO_VARS]uint32
 	l := uint32(unsafe.Sizeof(mem))
-	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+	// Never blocks: a raw system call, as reader.recv's.
+	_, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
 		uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&l)), 0)
 	if e != 0 {
 		return 0

@@ -140,9 +140,11 @@ func (w *Waiter) Wait(deadline time.Time) (Events, error) {
 	}
 	if at != w.armed {
 		w.its.Value = unix.NsecToTimespec(at)
-		if err := unix.TimerfdSettime(w.tfd, unix.TFD_TIMER_ABSTIME, &w.its, nil); err != nil {
+		// Never blocks: a raw system call (reader.recv says why).
+		if _, _, e := unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(w.tfd), unix.TFD_TIMER_ABSTIME,
+			uintptr(unsafe.Pointer(&w.its)), 0, 0, 0); e != 0 {
 			w.armed = 0
-			return 0, os.NewSyscallError("timerfd_settime", err)
+			return 0, os.NewSyscallError("timerfd_settime", e)
 		}
 		w.armed = at
 	}
@@ -190,8 +192,9 @@ func (w *Waiter) Wait(deadline time.Time) (Events, error) {
 }
 
 func (w *Waiter) drain(fd int) {
-	// Non-blocking: EAGAIN when another reader (none) or a reset got it.
-	_, _, _ = unix.Syscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&w.buf[0])), 8)
+	// Non-blocking (EAGAIN when another reader, none, or a reset got it):
+	// a raw system call, as reader.recv's.
+	_, _, _ = unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&w.buf[0])), 8)
 }
 
 // Wake makes the current or next Wait return EvWoken (a request was
@@ -204,7 +207,8 @@ func (w *Waiter) Wake() {
 		return
 	}
 	one := [8]byte{1}
-	_, _, _ = unix.Syscall(unix.SYS_WRITE, uintptr(w.efd), uintptr(unsafe.Pointer(&one[0])), 8)
+	// Non-blocking (EFD_NONBLOCK): a raw system call, as reader.recv's.
+	_, _, _ = unix.RawSyscall(unix.SYS_WRITE, uintptr(w.efd), uintptr(unsafe.Pointer(&one[0])), 8)
 }
 
 // Stop makes the current and every later Wait return ErrStopped.

@@ -12,6 +12,9 @@
 //
 //	go run ./soak/cmd/rtinversion -cpus 1   # worst about 1 s within 20 s here
 //	go run ./soak/cmd/rtinversion -cpus 2   # worst a few ms
+//
+// -raw sleeps as the agent's loop waits, in a raw system call keeping its
+// P, which leaves the collector's assists as the way in.
 package main
 
 import (
@@ -20,6 +23,7 @@ import (
 	"os"
 	"runtime"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -29,6 +33,7 @@ import (
 func main() {
 	ncpu := flag.Int("cpus", 1, "pin the process to its first N allowed CPUs (0: leave it)")
 	dur := flag.Duration("for", 20*time.Second, "how long")
+	raw := flag.Bool("raw", false, "sleep in a raw system call that keeps the P, as the agent's loop waits (transport.Waiter.HoldP): no exitsyscall")
 	flag.Parse()
 	if *ncpu > 0 {
 		all, err := transport.ProcessCPUs()
@@ -67,7 +72,12 @@ func main() {
 				w = d
 				fmt.Printf("worst so far %v at %s\n", d, time.Now().Format("15:04:05.000"))
 			}
-			_ = unix.Nanosleep(&unix.Timespec{Nsec: int64(time.Millisecond)}, nil)
+			ts := unix.Timespec{Nsec: int64(time.Millisecond)}
+			if *raw {
+				unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
+			} else {
+				_ = unix.Nanosleep(&ts, nil)
+			}
 		}
 		worst <- w
 	}()
