@@ -113,11 +113,14 @@ func (a *agent) pin(cpus []int) error {
 // the CPU the agent's other threads run on (realtime.cpus of one CPU, a
 // one-CPU cpuset or taskset, a one-vCPU machine). There the loop at
 // SCHED_FIFO preempts the very threads it may wait for inside Go's runtime:
-// a garbage-collector assist that scans another goroutine's stack, or a
-// system call's return while the runtime retakes its P, spins until the
-// other thread runs, which at SCHED_FIFO is when the kernel's real-time
-// throttling stops the loop — about a second (soak/cmd/rtinversion
-// reproduces it in seconds: 954 ms to 1.004 s, against 8 ms on two CPUs).
+// a garbage-collector assist that scans another goroutine's stack, an
+// allocation waiting for another thread to publish a span, a system call's
+// return while the runtime retakes its P — each spins until the other
+// thread runs, which at SCHED_FIFO is when the kernel's real-time
+// throttling stops the loop, about a second later (soak/cmd/rtinversion
+// reproduces it within 20 s: 948 ms to 1.005 s, against 7–8 ms on two
+// CPUs; docs/bench.md). The loop's own system calls are raw, which removes
+// the last of the three, not the others.
 func (a *agent) warnOneCPU() {
 	if a.rtPrio == 0 || !wholeProcess {
 		return

@@ -72,16 +72,16 @@ type Realtime struct {
 	// (sched_setaffinity; default: none, the kernel places them). On one
 	// CPU the real-time loop's hand-offs to Go's scheduler stay on it: a
 	// wake-up on another, idle CPU costs an interrupt and, on a virtual
-	// machine, a vCPU exit (transport.PinProcess; measured in
-	// docs/bench.md: half the idle CPU, and down propagation a fifth
-	// faster). But on one CPU the real-time loop also preempts the threads
-	// it may wait for inside Go's runtime (garbage collection): under a CPU
-	// hog GC pauses reached 50 ms at p99 (20 ms unpinned), and once in five soak runs a
-	// loop waited about a second, until the kernel's real-time throttling
-	// (soak/cmd/rtinversion reproduces it); the agent warns at start when it
-	// may run on one CPU only. Choose CPUs no other
-	// real-time task is pinned to: the loop cannot move off them. A CPU the
-	// process may not use is refused at start.
+	// machine, a vCPU exit (transport.PinProcess; docs/bench.md: half the
+	// idle CPU, down propagation a fifth faster). But on one CPU the loop
+	// at SCHED_FIFO also preempts the threads it may wait for inside Go's
+	// runtime: under a CPU hog GC pauses reached 50 ms at p99 (20 ms
+	// unpinned), and once in five soak runs a loop waited about a second,
+	// until the kernel's real-time throttling (soak/cmd/rtinversion
+	// reproduces it); the agent warns at start when it may run on one CPU
+	// only. Choose CPUs no other real-time task is pinned to: the loop
+	// cannot move off them. A CPU the process may not use is refused at
+	// start.
 	CPUs []int `toml:"cpus"`
 }
 

@@ -420,9 +420,12 @@ func (b *Background) Stop() {
 // the real-time loop's every yield to Go's scheduler hands its P to other
 // threads and back (Locked.Yield); on one CPU those hand-offs are local.
 // Measured, five idle agents at 10 ms × 5 on two vCPUs, each pinned to one
-// CPU or not, alternated: 1.40–1.80 % of a core per agent against 2.50–2.94
-// %, and down propagation p50 638–680 µs against 886–1,021 µs (docs/bench.md).
-// A CPU the process may not use (its cgroup's cpuset, taskset) is an error.
+// CPU or not, alternated: 1.40–1.88 % of a core per agent against 3.12–3.96
+// %, and down propagation p50 685–833 µs against 979–1,242 µs. But a
+// SCHED_FIFO thread alone on one CPU with the rest of its process can spin
+// for a second inside Go's runtime (docs/bench.md, agent's warnOneCPU), so
+// the agent pins only when told. A CPU the process may not use (its
+// cgroup's cpuset, taskset) is an error.
 func PinProcess(cpus []int) error {
 	if len(cpus) == 0 {
 		return errors.New("transport: no CPU to pin to")
