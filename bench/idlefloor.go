@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/fmagent/fmagent/transport"
@@ -264,50 +263,39 @@ func (f *floorProcs) stop() (pps float64) {
 	return float64(total) / life.Seconds() / float64(len(f.procs))
 }
 
-// startGoFloor starts n Go heartbeat processes (this program again).
-func startGoFloor(self string, n int, interval time.Duration) (*floorProcs, error) {
-	a, _, port := floorNets()
+// startFloor starts n floor processes, command(a, b, port) each, on a
+// fresh pair of groups a and b and port.
+func startFloor(n int, command func(a, b netip.Addr, port int) *exec.Cmd) (*floorProcs, error) {
+	a, b, port := floorNets()
 	f := &floorProcs{started: time.Now()}
 	for i := 0; i < n; i++ {
-		cmd, in, out, err := startHelper(self, helperEnv+"="+helperHeartbeat,
-			helperGroupEnv+"="+netip.AddrPortFrom(a, uint16(port)).String(), helperIntervalEnv+"="+interval.String())
+		cmd, in, out, err := startReady(command(a, b, port))
 		f.add(cmd, in, out)
 		if err != nil {
 			f.stop()
-			return nil, fmt.Errorf("bench: Go floor process %d: %w", i+1, err)
+			return nil, fmt.Errorf("process %d: %w", i+1, err)
 		}
 	}
 	return f, nil
 }
 
-// startCFloor starts n hbloop processes.
-func startCFloor(bin string, n int, interval time.Duration) (*floorProcs, error) {
-	a, b, port := floorNets()
-	f := &floorProcs{started: time.Now()}
-	for i := 0; i < n; i++ {
-		cmd := exec.Command(bin, a.String(), b.String(), strconv.Itoa(port), strconv.FormatInt(int64(interval), 10),
-			strconv.Itoa(transport.DefaultRTPriority))
-		cmd.Stderr = os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		in, err := cmd.StdinPipe()
-		if err == nil {
-			var out io.ReadCloser
-			if out, err = cmd.StdoutPipe(); err == nil {
-				if err = cmd.Start(); err == nil {
-					sc := bufio.NewScanner(out)
-					f.add(cmd, in, sc)
-					if !sc.Scan() || sc.Text() != "ready" {
-						err = errors.New("did not start")
-					}
-				}
-			}
-		}
-		if err != nil {
-			f.stop()
-			return nil, fmt.Errorf("bench: C floor process %d: %w", i+1, err)
-		}
+// goFloor is a Go heartbeat process: this program again (heartbeatMain),
+// which derives network b from a.
+func goFloor(self string, interval time.Duration) func(a, b netip.Addr, port int) *exec.Cmd {
+	return func(a, _ netip.Addr, port int) *exec.Cmd {
+		cmd := exec.Command(self)
+		cmd.Env = append(os.Environ(), helperEnv+"="+helperHeartbeat,
+			helperGroupEnv+"="+netip.AddrPortFrom(a, uint16(port)).String(), helperIntervalEnv+"="+interval.String())
+		return cmd
 	}
-	return f, nil
+}
+
+// cFloor is an hbloop process.
+func cFloor(bin string, interval time.Duration) func(a, b netip.Addr, port int) *exec.Cmd {
+	return func(a, b netip.Addr, port int) *exec.Cmd {
+		return exec.Command(bin, a.String(), b.String(), strconv.Itoa(port), strconv.FormatInt(int64(interval), 10),
+			strconv.Itoa(transport.DefaultRTPriority))
+	}
 }
 
 // floorCPU is the mean CPU, as a fraction of a core, of procs over window
@@ -346,28 +334,29 @@ func floorCPU(ctx context.Context, procs []*exec.Cmd, window time.Duration) (flo
 // dir), n processes each at interval, over window each.
 func measureIdleFloors(ctx context.Context, self, dir string, n int, interval, window time.Duration) (*IdleFloors, error) {
 	fl := &IdleFloors{}
-	g, err := startGoFloor(self, n, interval)
-	if err != nil {
-		return nil, err
-	}
-	fl.GoCPU, err = floorCPU(ctx, g.procs, window)
-	fl.GoPPS = g.stop()
-	if err != nil {
-		return nil, err
+	var err error
+	if fl.GoCPU, fl.GoPPS, err = measureFloor(ctx, n, window, goFloor(self, interval)); err != nil {
+		return nil, fmt.Errorf("bench: the Go idle floor: %w", err)
 	}
 	bin, err := buildHbloop(dir)
 	if err != nil {
 		fl.CNote = err.Error()
 		return fl, nil
 	}
-	c, err := startCFloor(bin, n, interval)
-	if err != nil {
-		return nil, err
-	}
-	fl.CCPU, err = floorCPU(ctx, c.procs, window)
-	fl.CPPS = c.stop()
-	if err != nil {
-		return nil, err
+	if fl.CCPU, fl.CPPS, err = measureFloor(ctx, n, window, cFloor(bin, interval)); err != nil {
+		return nil, fmt.Errorf("bench: the C idle floor: %w", err)
 	}
 	return fl, nil
+}
+
+// measureFloor runs one floor's n processes for window (floorCPU) and
+// returns their mean CPU and datagram rate.
+func measureFloor(ctx context.Context, n int, window time.Duration, command func(a, b netip.Addr, port int) *exec.Cmd) (cpu, pps float64, err error) {
+	f, err := startFloor(n, command)
+	if err != nil {
+		return 0, 0, err
+	}
+	cpu, err = floorCPU(ctx, f.procs, window)
+	pps = f.stop()
+	return cpu, pps, err
 }

@@ -599,11 +599,18 @@ func (o *observers) stop() {
 }
 
 // startHelper starts this program again as a helper with env added, and
-// waits for its "ready". A helper that started is returned (with its stdin
-// and the scanner of its stdout) even with an error, for the caller to stop.
+// waits for its "ready" (startReady).
 func startHelper(self string, env ...string) (*exec.Cmd, io.WriteCloser, *bufio.Scanner, error) {
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), env...)
+	return startReady(cmd)
+}
+
+// startReady starts cmd, a helper that says "ready" on its stdout and ends
+// when its stdin closes, killed if this process dies, and waits for its
+// "ready". A helper that started is returned (with its stdin and the
+// scanner of its stdout) even with an error, for the caller to stop.
+func startReady(cmd *exec.Cmd) (*exec.Cmd, io.WriteCloser, *bufio.Scanner, error) {
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in, err := cmd.StdinPipe()

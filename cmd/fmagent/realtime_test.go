@@ -54,26 +54,7 @@ func TestRealtimeLoopAboveOtherThreads(t *testing.T) {
 		t.Skip("needs root (CAP_SYS_NICE) for SCHED_FIFO; CI runs as root")
 	}
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "fmagent.toml")
-	shm := fmt.Sprintf("fmagent-rttest-%d", os.Getpid())
-	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`node_id = 5
-cluster_id = %d
-allow_alone = true
-[networks.a]
-group = "239.192.91.1"
-port = %d
-[networks.b]
-group = "239.192.91.2"
-port = %d
-[realtime]
-priority = 1
-lock_memory = false
-[paths]
-state_dir = %q
-shm = %q
-[metrics]
-listen = ""
-`, 60000+os.Getpid()%5000, 20000+os.Getpid()%20000, 20000+os.Getpid()%20000, filepath.Join(dir, "state"), shm)), 0o644))
+	cfg := rtTestConfig(t, dir, "priority = 1")
 	logPath := filepath.Join(dir, "agent.log")
 	// Started from a thread at SCHED_FIFO 5 without reset on fork, as by
 	// `chrt -f 5 fmagent`: the agent inherits it on its first thread.
@@ -121,7 +102,7 @@ listen = ""
 // its own (port, cluster ID, segment), as the agents may run together.
 var rtConfigs int
 
-// rtTestConfig writes the configuration of the tests above with extra
+// rtTestConfig writes the configuration of this file's tests, with extra
 // lines appended to its [realtime] table.
 func rtTestConfig(t *testing.T, dir, realtime string) string {
 	t.Helper()
@@ -146,7 +127,7 @@ state_dir = %q
 shm = %q
 [metrics]
 listen = ""
-`, 60000+k%5000, port, port, realtime, filepath.Join(dir, "state"), fmt.Sprintf("fmagent-pintest-%d-%d", os.Getpid(), rtConfigs))), 0o644))
+`, 60000+k%5000, port, port, realtime, filepath.Join(dir, "state"), fmt.Sprintf("fmagent-rttest-%d-%d", os.Getpid(), rtConfigs))), 0o644))
 	return cfg
 }
 
