@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -51,22 +53,103 @@ func RunLocked(opts ThreadOptions, fn func()) error {
 	return RunLockedWith(opts, func(*Locked) { fn() })
 }
 
-// Locked is the thread RunLockedWith runs its function on.
+// Locked is the real-time thread RunLockedWith runs its function on: the
+// function's goroutine is locked to it (YieldUnlocked unlocks it for a
+// moment and carries the thread's SCHED_FIFO to wherever it comes back).
 type Locked struct {
-	old *unix.SchedAttr // the thread's attributes before SCHED_FIFO; nil if not set
+	// old is the attributes the thread had before SCHED_FIFO (nil: not
+	// real-time, nothing to carry across a move); tid is the thread's ID
+	// (0 after a move that failed to carry SCHED_FIFO).
+	old               *unix.SchedAttr
+	tid               int
+	fifo              unix.SchedAttr // the attributes setFIFO gave the thread
+	spare             unix.SchedAttr // the next thread's previous attributes
+	normal            unix.SchedAttr // SCHED_NORMAL, nice 0
+	moves, moveErrors atomic.Uint64
 }
 
-// Yield lets Go's scheduler run (a runtime.Gosched) without leaving the
+// Yield lets Go's scheduler run (a runtime.Gosched, which a loop that
+// never blocks in Go needs: Waiter.HoldP says why) without leaving the
 // thread: the goroutine stays locked, so it comes back on this thread at
-// its policy. (Unlocking for the moment of the Gosched costs one thread
-// wake-up instead of three, but another thread of the process can take the
-// goroutine from the run queue first, and at the normal policy — the
-// agent's other threads: SetProcessNice — that thread waits behind other
-// processes' threads before it runs the loop. Measured, five idle agents
-// at 2 ms × 5, 10 s each, alternated: false peer downs in 4 of 6 runs
-// unlocked (0, 11, 4, 8, 0, 9), 1 of 6 locked (4); CPU per agent 5.2–6.1 %
-// unlocked, 6.0–7.5 % locked.)
+// its policy. It costs three thread wake-ups (the P handed to another
+// thread, which finds the goroutine locked elsewhere and hands the P back);
+// YieldUnlocked costs one and was measured against it, and is not what the
+// agent uses (its comment says why).
 func (l *Locked) Yield() { runtime.Gosched() }
+
+// YieldUnlocked is Yield with the goroutine unlocked for the moment of the
+// Gosched. The same thread takes it back from the run queue almost always,
+// but the thread the Gosched woke to look for work sometimes takes it first
+// (1–3 % of yields in yieldlat, up to one in ten in the idle Go floor,
+// idle or under a CPU hog); that thread is at the
+// normal policy, so YieldUnlocked then puts it at SCHED_FIFO and the thread
+// the goroutine left back at its previous attributes before returning
+// (Moves counts it). Unlocking without that (b57456f) left the loop at the
+// normal policy and caused false downs at idle.
+//
+// Measured (soak/cmd/yieldlat and e2e, 1 December 2026): idle, it saves
+// CPU — five idle agents at N = 5, six alternated rounds, median CPU per
+// agent 2.72 % locked against 1.87 % at 10 ms × 5, 5.89 against 5.17 % at
+// 2 ms × 5, with as many idle false downs (2 of 12 runs each). Under two
+// CPU burners it loses in the tail: a move leaves the loop on a normal
+// thread until it runs again, and that wait is the slow yields (of the
+// unlocked yields over 1 ms in eleven 30 s runs of yieldlat at 4 ms, all
+// but one were moves); the worst wake-up per run had a median of 19.3 ms
+// (at most 56.1) against 11.2 ms (at most 21.5) locked, for as many
+// wake-ups later than an interval (103 against 114 in all).
+// Detection that never cries wolf comes before idle CPU, so the agent
+// yields locked.
+//
+// YieldUnlocked allocates nothing.
+func (l *Locked) YieldUnlocked() {
+	runtime.UnlockOSThread()
+	runtime.Gosched()
+	runtime.LockOSThread()
+	if l.old == nil {
+		return // not real-time: any thread will do
+	}
+	if tid := unix.Gettid(); tid != l.tid {
+		l.moved(tid)
+	}
+}
+
+// moved carries SCHED_FIFO from thread l.tid to tid, the calling thread.
+// Raw system calls: nothing here may allocate or wait for the scheduler.
+func (l *Locked) moved(tid int) {
+	l.moves.Add(1)
+	promoted := schedGetAttr(0, &l.spare) == 0 && schedSetAttr(0, &l.fifo) == 0
+	if l.tid != 0 {
+		l.old.Size = unix.SizeofSchedAttr
+		if e := schedSetAttr(l.tid, l.old); e != 0 && e != unix.ESRCH {
+			// Never leave a thread that runs other goroutines at
+			// SCHED_FIFO: the normal policy at nice 0 needs no privilege.
+			l.moveErrors.Add(1)
+			l.normal = unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}
+			_ = schedSetAttr(l.tid, &l.normal)
+		}
+	}
+	if !promoted { // cannot happen (the thread was permitted before): try again at the next Yield
+		l.moveErrors.Add(1)
+		l.tid = 0
+		return
+	}
+	*l.old = l.spare
+	l.tid = tid
+}
+
+// Moves returns how many times YieldUnlocked found the goroutine on another thread
+// and carried SCHED_FIFO to it, and how many of those failed in part.
+func (l *Locked) Moves() (moves, failed uint64) { return l.moves.Load(), l.moveErrors.Load() }
+
+func schedGetAttr(tid int, attr *unix.SchedAttr) unix.Errno {
+	_, _, e := unix.RawSyscall6(unix.SYS_SCHED_GETATTR, uintptr(tid), uintptr(unsafe.Pointer(attr)), unix.SizeofSchedAttr, 0, 0, 0)
+	return e
+}
+
+func schedSetAttr(tid int, attr *unix.SchedAttr) unix.Errno {
+	_, _, e := unix.RawSyscall(unix.SYS_SCHED_SETATTR, uintptr(tid), uintptr(unsafe.Pointer(attr)), 0)
+	return e
+}
 
 // RunLockedWith is RunLocked for a function that yields (Locked.Yield).
 func RunLockedWith(opts ThreadOptions, fn func(*Locked)) error {
@@ -75,12 +158,14 @@ func RunLockedWith(opts ThreadOptions, fn func(*Locked)) error {
 	if logf == nil {
 		logf = log.Printf
 	}
-	l := &Locked{}
+	l := &Locked{tid: unix.Gettid()}
 	var rtErr error
 	if opts.Realtime {
 		l.old, rtErr = setFIFO(opts.Priority)
 		if rtErr != nil {
 			logf("fmagent: %v; running at the normal scheduling policy (detection under load will be worse; DESIGN §8)", rtErr)
+		} else {
+			l.fifo = fifoAttr(opts.Priority)
 		}
 	}
 	fn(l)
@@ -108,16 +193,25 @@ func setFIFO(prio int) (*unix.SchedAttr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sched_getattr: %w", err)
 	}
-	attr := unix.SchedAttr{
+	attr := fifoAttr(prio)
+	if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+		return nil, fmt.Errorf("SCHED_FIFO %d on thread %d: %w", prio, unix.Gettid(), err)
+	}
+	return old, nil
+}
+
+// fifoAttr is SCHED_FIFO at prio (0: DefaultRTPriority); RESET_ON_FORK so
+// that no thread or process cloned from the thread inherits it.
+func fifoAttr(prio int) unix.SchedAttr {
+	if prio == 0 {
+		prio = DefaultRTPriority
+	}
+	return unix.SchedAttr{
 		Size:     unix.SizeofSchedAttr,
 		Policy:   unix.SCHED_FIFO,
 		Priority: uint32(prio),
 		Flags:    unix.SCHED_FLAG_RESET_ON_FORK,
 	}
-	if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
-		return nil, fmt.Errorf("SCHED_FIFO %d on thread %d: %w", prio, unix.Gettid(), err)
-	}
-	return old, nil
 }
 
 // ProbeRealtime reports whether this process may put a thread at SCHED_FIFO

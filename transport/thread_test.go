@@ -2,7 +2,9 @@ package transport
 
 import (
 	"fmt"
+	"os"
 	"runtime"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -74,6 +76,12 @@ func TestRunLockedBadPriority(t *testing.T) {
 // SCHED_FIFO.
 func assertNoFIFOThreads(t *testing.T) {
 	t.Helper()
+	assert.Empty(t, fifoThreads(t), "threads left at SCHED_FIFO")
+}
+
+// fifoThreads lists the threads of the process at SCHED_FIFO.
+func fifoThreads(t *testing.T) []int {
+	t.Helper()
 	d, err := unix.Open("/proc/self/task", unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	require.NoError(t, err)
 	defer unix.Close(d)
@@ -83,6 +91,7 @@ func assertNoFIFOThreads(t *testing.T) {
 	var names []string
 	_, _, names = unix.ParseDirent(buf[:n], -1, names)
 	checked := 0
+	var fifo []int
 	for _, name := range names {
 		var tid int
 		if _, err := fmt.Sscan(name, &tid); err != nil {
@@ -93,9 +102,153 @@ func assertNoFIFOThreads(t *testing.T) {
 			continue // the thread exited
 		}
 		checked++
-		assert.NotEqual(t, uint32(unix.SCHED_FIFO), attr.Policy, "thread %d left at SCHED_FIFO", tid)
+		if attr.Policy == unix.SCHED_FIFO {
+			fifo = append(fifo, tid)
+		}
 	}
-	assert.Positive(t, checked)
+	require.Positive(t, checked)
+	return fifo
+}
+
+// needFIFO fails the test unless this process may use SCHED_FIFO (CI runs
+// as root), and skips it when not root, where that is expected.
+func needFIFO(t *testing.T) {
+	t.Helper()
+	if err := ProbeRealtime(5); err != nil {
+		if os.Geteuid() != 0 {
+			t.Skipf("needs CAP_SYS_NICE for SCHED_FIFO (CI runs as root): %v", err)
+		}
+		t.Fatalf("SCHED_FIFO refused to root: %v", err)
+	}
+}
+
+// YieldUnlocked unlocks the goroutine for the moment of its Gosched, so it may come
+// back on another thread: wherever it does, it runs at SCHED_FIFO, and no
+// other thread of the process is left at it. Goroutines ping-ponging on
+// channels keep threads waking to look for work (as the agent's other
+// goroutines do), which is what takes the goroutine to another thread.
+func TestLockedYieldUnlockedCarriesFIFO(t *testing.T) {
+	needFIFO(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(4, runtime.GOMAXPROCS(0))))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 {
+		ping, pong := make(chan int), make(chan int)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case ping <- 1:
+				case <-stop:
+					return
+				}
+				<-pong
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ping:
+				case <-stop:
+					return
+				}
+				pong <- 1
+			}
+		}()
+	}
+	var (
+		moves, failed uint64
+		wrong         []string
+		nWrong        int
+	)
+	note := func(f string, a ...any) {
+		if nWrong++; len(wrong) < 5 {
+			wrong = append(wrong, fmt.Sprintf(f, a...))
+		}
+	}
+	err := RunLockedWith(ThreadOptions{Realtime: true, Priority: 5}, func(l *Locked) {
+		seen := uint64(0)
+		for i := 0; i < 200000 && seen < 30; i++ {
+			l.YieldUnlocked()
+			if attr, err := unix.SchedGetAttr(0, 0); err != nil {
+				note("yield %d: %v", i, err)
+			} else if attr.Policy != unix.SCHED_FIFO || attr.Priority != 5 {
+				note("yield %d: thread %d at policy %d priority %d", i, unix.Gettid(), attr.Policy, attr.Priority)
+			}
+			if m, _ := l.Moves(); m != seen {
+				seen = m
+				if f := fifoThreads(t); len(f) != 1 || f[0] != unix.Gettid() {
+					note("after move %d: threads at SCHED_FIFO %v, the loop on %d", m, f, unix.Gettid())
+				}
+			}
+		}
+		moves, failed = l.Moves()
+	})
+	close(stop)
+	wg.Wait()
+	require.NoError(t, err)
+	assert.Zero(t, nWrong, "the first: %v", wrong)
+	assert.Zero(t, failed)
+	require.Positive(t, moves, "the goroutine never came back on another thread: nothing was tested")
+	t.Logf("%d moves", moves)
+	assertNoFIFOThreads(t)
+}
+
+// A move — the goroutine found on another thread after the Gosched — takes
+// SCHED_FIFO to the new thread and gives the old one back its attributes,
+// allocating nothing. The move is staged: thread old is a thread of the
+// test's own, put at SCHED_FIFO as if the loop had run there.
+func TestLockedMoveAllocatesNothing(t *testing.T) {
+	needFIFO(t)
+	oldTid := make(chan int)
+	release := make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		oldTid <- unix.Gettid()
+		<-release
+	}()
+	old := <-oldTid
+	defer close(release)
+	before, err := unix.SchedGetAttr(old, 0)
+	require.NoError(t, err)
+
+	err = RunLockedWith(ThreadOptions{Realtime: true, Priority: 7}, func(l *Locked) {
+		self := unix.Gettid()
+		prev := *l.old
+		normal := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}
+		stage := func() {
+			// As if the loop had been on old until now: old at FIFO,
+			// this thread at the normal policy, l.old old's attributes.
+			*l.old = *before
+			require.Zero(t, schedSetAttr(old, &l.fifo))
+			require.Zero(t, schedSetAttr(0, &normal))
+			l.tid = old
+		}
+		stage()
+		l.moved(self)
+		after, err := unix.SchedGetAttr(0, 0)
+		require.NoError(t, err)
+		assert.Equal(t, uint32(unix.SCHED_FIFO), after.Policy)
+		assert.Equal(t, uint32(7), after.Priority)
+		oldNow, err := unix.SchedGetAttr(old, 0)
+		require.NoError(t, err)
+		assert.Equal(t, before.Policy, oldNow.Policy, "the old thread's policy restored")
+		assert.Equal(t, before.Nice, oldNow.Nice, "the old thread's nice value restored")
+		assert.Equal(t, self, l.tid)
+		assert.Equal(t, uint32(unix.SCHED_NORMAL), l.old.Policy, "l.old is now this thread's attributes before the move")
+		moves, failed := l.Moves()
+		assert.Equal(t, uint64(1), moves)
+		assert.Zero(t, failed)
+
+		if n := testing.AllocsPerRun(50, func() { stage(); l.moved(self) }); n != 0 {
+			t.Errorf("a move allocates %.1f times", n)
+		}
+		*l.old = prev // what RunLockedWith restores at the end
+	})
+	require.NoError(t, err)
+	assertNoFIFOThreads(t)
 }
 
 // Without CAP_SYS_NICE and with RLIMIT_RTPRIO 0, SCHED_FIFO is refused:
