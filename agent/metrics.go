@@ -147,6 +147,9 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 		}
 		return 0
 	})
+	r.GaugeFunc("fmagent_gc_percent", "The garbage collector's GOGC (400 unless the environment sets GOGC; -1: off).", func() float64 {
+		return float64(gcPercentNow())
+	})
 	r.GaugeFunc("fmagent_cpus_pinned", "How many CPUs every thread of the agent is pinned to (realtime.cpus); 0: not pinned.", func() float64 {
 		return float64(len(a.pinned))
 	})

@@ -3,9 +3,12 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"time"
 
@@ -50,6 +53,42 @@ var wholeProcess = true
 // the real-time loop's.
 const otherThreadsNice = -20
 
+// gcPercent is the garbage collector's GOGC in an agent's own process
+// unless the environment sets GOGC: a collection every fifth heap growth
+// instead of every doubling. Every collection stops the world twice, and
+// the real-time loop with it (a stop-the-world waits for every P, so for
+// the agent's threads a busy machine keeps off the CPU); fewer
+// collections are fewer such stalls. Measured: the 20ms soak under a
+// report flood (`soak -profiles 20ms -hog 30s -idle -1s -flood 2`, two
+// burners, four alternated rounds, no stall of the machine's own over 13
+// ms): false downs 30 / 31 / 32 / 14 and elections 3 / 4 / 3 / 0 at
+// GOGC 100, 13 / 20 / 9 / 31 and 0 / 0 / 0 / 1 at 400; longest heartbeat
+// gap 154 / 197 / 175 / 43 ms against 77 / 79 / 60 / 97 ms; RSS under the
+// flood 20–25 MiB against 28–32 MiB.
+const gcPercent = 400
+
+// tuneGC sets gcPercent, in a process of the agent's own, unless GOGC is
+// in the environment (which Go's runtime has applied already).
+func tuneGC() {
+	if wholeProcess && os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
+}
+
+// gcPercentNow is the collector's GOGC now (-1: off).
+func gcPercentNow() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	v := s[0].Value.Uint64()
+	if v == math.MaxUint64 {
+		return -1
+	}
+	return int(v)
+}
+
 // rtSetup reports what real-time scheduling the process may have, once and
 // clearly, and refuses a profile that cannot be held without it. It runs
 // before anything is opened.
@@ -86,8 +125,9 @@ func (a *agent) rtSetup() error {
 		return err
 	}
 	a.warnOneCPU()
+	tuneGC()
 	a.log.Info("real-time path", "sched_fifo", a.rtPrio > 0, "priority", a.rtPrio, "other_threads_nice", a.otherNice, "mlockall", a.memLocked,
-		"cpus", a.pinned, "profile", a.cfg.Timing.Profile, "interval", a.cfg.Timing.Interval, "misses", a.cfg.Timing.Misses)
+		"cpus", a.pinned, "gc_percent", gcPercentNow(), "profile", a.cfg.Timing.Profile, "interval", a.cfg.Timing.Interval, "misses", a.cfg.Timing.Misses)
 	return nil
 }
 

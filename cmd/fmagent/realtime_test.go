@@ -233,3 +233,36 @@ func TestRealtimeCPUsPinEveryThread(t *testing.T) {
 		assert.Contains(t, string(b), fmt.Sprintf("realtime.cpus = [%d]: CPU %d is not one this process may run on", bad, bad), string(b))
 	}
 }
+
+// An agent runs its garbage collector at GOGC 400 (agent/rtloop.go:
+// gcPercent says why), unless the environment sets GOGC, and says which at
+// start.
+func TestAgentGCPercent(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		want string
+	}{
+		{"", "gc_percent=400"},
+		{"150", "gc_percent=150"},
+		{"off", "gc_percent=-1"},
+	} {
+		t.Run("GOGC="+tc.env, func(t *testing.T) {
+			if tc.env != "" {
+				t.Setenv("GOGC", tc.env)
+			} else if v, ok := os.LookupEnv("GOGC"); ok {
+				os.Unsetenv("GOGC")
+				t.Cleanup(func() { os.Setenv("GOGC", v) })
+			}
+			dir := t.TempDir()
+			logPath := filepath.Join(dir, "agent.log")
+			startFmagent(t, rtTestConfig(t, dir, ""), logPath)
+			var log string
+			require.Eventually(t, func() bool {
+				b, _ := os.ReadFile(logPath)
+				log = string(b)
+				return strings.Contains(log, "real-time path")
+			}, 20*time.Second, 50*time.Millisecond, "the agent reports its real-time path")
+			assert.Contains(t, log, tc.want+" ", log)
+		})
+	}
+}
