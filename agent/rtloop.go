@@ -60,11 +60,12 @@ const otherThreadsNice = -20
 // the agent's threads a busy machine keeps off the CPU); fewer
 // collections are fewer such stalls. Measured: the 20ms soak under a
 // report flood (`soak -profiles 20ms -hog 30s -idle -1s -flood 2`, two
-// burners, four alternated rounds, no stall of the machine's own over 13
-// ms): false downs 30 / 31 / 32 / 14 and elections 3 / 4 / 3 / 0 at
-// GOGC 100, 13 / 20 / 9 / 31 and 0 / 0 / 0 / 1 at 400; longest heartbeat
-// gap 154 / 197 / 175 / 43 ms against 77 / 79 / 60 / 97 ms; RSS under the
-// flood 20–25 MiB against 28–32 MiB.
+// burners, seven alternated rounds, the last three against this build's
+// default; no stall of the machine's own over 14 ms): false downs 30 / 31
+// / 32 / 14 / 26 / 27 / 33 (median 30) and 16 elections in all at GOGC
+// 100, 13 / 20 / 9 / 31 / 25 / 19 / 12 (median 19) and 7 at 400; the
+// longest collector pause 50–537 ms against 10–100 ms; RSS under the flood
+// 20–25 MiB against 28–32 MiB.
 const gcPercent = 400
 
 // tuneGC sets gcPercent, in a process of the agent's own, unless GOGC is

@@ -25,7 +25,14 @@ type observer struct {
 	mu      sync.Mutex
 	last    map[netip.AddrPort]time.Time
 	gaps    []time.Duration
+	// bound is the detection bound: a gap longer is a silence, kept
+	// with its times (the first and the last datagram around it).
+	bound    time.Duration
+	silences []span
 }
+
+// span is a stretch of time.
+type span struct{ from, to time.Time }
 
 func newObserver(groupA, groupB string, port int) (*observer, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
@@ -61,11 +68,13 @@ func newObserver(groupA, groupB string, port int) (*observer, error) {
 	return o, nil
 }
 
-// reset forgets what was seen (the gaps start at the next datagram).
-func (o *observer) reset() {
+// reset forgets what was seen (the gaps start at the next datagram) and
+// keeps every gap longer than bound from then on as a silence.
+func (o *observer) reset(bound time.Duration) {
 	o.mu.Lock()
 	clear(o.last)
 	o.gaps = o.gaps[:0]
+	o.bound, o.silences = bound, o.silences[:0]
 	o.mu.Unlock()
 }
 
@@ -92,15 +101,19 @@ func (o *observer) run() {
 		src := netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
 		o.mu.Lock()
 		if t, ok := o.last[src]; ok {
-			o.gaps = append(o.gaps, now.Sub(t))
+			gap := now.Sub(t)
+			o.gaps = append(o.gaps, gap)
+			if o.bound > 0 && gap > o.bound {
+				o.silences = append(o.silences, span{t, now})
+			}
 		}
 		o.last[src] = now
 		o.mu.Unlock()
 	}
 }
 
-// stop ends run and returns the gaps, sorted.
-func (o *observer) stop() []time.Duration {
+// stop ends run and returns the gaps, sorted, and the silences.
+func (o *observer) stop() ([]time.Duration, []span) {
 	o.stopped.Store(true)
 	if o.done != nil {
 		<-o.done
@@ -109,7 +122,34 @@ func (o *observer) stop() []time.Duration {
 	defer o.mu.Unlock()
 	g := slices.Clone(o.gaps)
 	slices.Sort(g)
-	return g
+	return g, slices.Clone(o.silences)
+}
+
+// attribute merges overlapping silences (one agent silent on both
+// networks, or several agents at once, is one) and counts how many of
+// them overlap a stall of the machine (widened by tol either side: the
+// probe's clock starts a little after the harness's).
+func attribute(silences, stalls []span, tol time.Duration) (merged, inStall int) {
+	slices.SortFunc(silences, func(a, b span) int { return a.from.Compare(b.from) })
+	var cur []span
+	for _, s := range silences {
+		if n := len(cur); n > 0 && !s.from.After(cur[n-1].to) {
+			if s.to.After(cur[n-1].to) {
+				cur[n-1].to = s.to
+			}
+			continue
+		}
+		cur = append(cur, s)
+	}
+	for _, s := range cur {
+		for _, m := range stalls {
+			if !s.from.After(m.to.Add(tol)) && !m.from.Add(-tol).After(s.to) {
+				inStall++
+				break
+			}
+		}
+	}
+	return len(cur), inStall
 }
 
 func (o *observer) close() { unix.Close(o.fd) }

@@ -97,6 +97,13 @@ type Result struct {
 	// how many times one was more than 20 ms late. -1: not measured.
 	MachineStallMax      time.Duration `json:"machine_stall_max_ns"`
 	MachineStallEpisodes int           `json:"machine_stall_episodes"`
+	// Silences are the times the observer heard nothing from some agent
+	// on a network for longer than the bound (what a false down needs),
+	// overlapping ones merged; SilencesInStall how many of them overlap
+	// one of the machine's own stall episodes (more than 20 ms: -1 when
+	// the probe did not run). The others are the agents' own.
+	Silences        int `json:"silences"`
+	SilencesInStall int `json:"silences_in_machine_stall"`
 }
 
 type agentProc struct {
@@ -278,7 +285,7 @@ listen = %q
 	// The hog.
 	base := sumEvents(agents)
 	before := scrapeAll(agents)
-	obs.reset()
+	obs.reset(res.Bound)
 	go obs.run()
 	res.LoadBefore = loadavg()
 	burners, err := startBurners(o)
@@ -318,7 +325,9 @@ listen = %q
 	res.MachineStallMax, res.MachineStallEpisodes = -1, -1
 	var probeOut strings.Builder
 	var probe *exec.Cmd
+	var probeStart time.Time
 	if o.StallProbe != "" {
+		probeStart = time.Now()
 		probe = exec.Command(o.StallProbe, fmt.Sprint(int(o.Hog.Seconds())))
 		probe.Stdout = &probeOut
 		probe.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -380,7 +389,16 @@ listen = %q
 		res.GCPauseMax = max(res.GCPauseMax, time.Duration(gcMax*1e9))
 		res.GCPauseP99 = max(res.GCPauseP99, time.Duration(gcP99*1e9))
 	}
-	gaps := obs.stop()
+	gaps, silences := obs.stop()
+	res.SilencesInStall = -1
+	var stalls []span
+	if probe != nil {
+		stalls = parseStallEpisodes(probeOut.String(), probeStart)
+	}
+	res.Silences, res.SilencesInStall = attribute(silences, stalls, 15*time.Millisecond)
+	if probe == nil {
+		res.SilencesInStall = -1
+	}
 	res.Gaps = len(gaps)
 	res.GapP50, res.GapP99, res.GapMax = quantile(gaps, 0.5), quantile(gaps, 0.99), quantile(gaps, 1)
 	return res, nil
@@ -631,6 +649,22 @@ func Flood(sock, name string) {
 		}
 	}
 	fmt.Println(n.Load())
+}
+
+// parseStallEpisodes reads vcpustall's episode lines ("cpu N: at +T s, L
+// ms late": a wake-up L late at T after the probe started) as spans of time
+// (the probe started at start).
+func parseStallEpisodes(out string, start time.Time) []span {
+	var eps []span
+	for _, line := range strings.Split(out, "\n") {
+		var cpu int
+		var at, late float64
+		if n, _ := fmt.Sscanf(line, "cpu %d: at +%g s, %g ms late", &cpu, &at, &late); n == 3 {
+			to := start.Add(time.Duration(at * float64(time.Second)))
+			eps = append(eps, span{to.Add(-time.Duration(late * float64(time.Millisecond))), to})
+		}
+	}
+	return eps
 }
 
 // parseStallProbe reads vcpustall's summary lines ("cpu N: worst W ms,

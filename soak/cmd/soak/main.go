@@ -64,9 +64,9 @@ func main() {
 		}
 	}
 	var results []*soak.Result
-	fmt.Printf("%-7s %-5s %-3s %-9s %-6s %-6s %-6s %-9s %-9s %-9s %-9s %-9s %-8s %-10s %-9s %-9s %-8s %-13s %s\n",
+	fmt.Printf("%-7s %-5s %-3s %-9s %-6s %-6s %-6s %-9s %-9s %-9s %-9s %-9s %-8s %-10s %-9s %-9s %-8s %-13s %-15s %s\n",
 		"profile", "nodes", "rt", "false_dn", "links", "elect", "stalls", "gap_p50", "gap_p99", "gap_max", "idle_cpu", "cpu/pkt", "hog_cpu",
-		"tick_late", "gc_p99", "gc_max", "writes", "machine_stall", "load(before→after)")
+		"tick_late", "gc_p99", "gc_max", "writes", "machine_stall", "silent(stall)", "load(before→after)")
 	for _, p := range strings.Split(*profiles, ",") {
 		r, err := soak.Run(ctx, soak.Options{
 			Agent: *agent, Nodes: *nodes, Profile: p, Hog: *hog, Idle: *idle, Burners: *burners,
@@ -78,12 +78,12 @@ func main() {
 			fail(err)
 		}
 		results = append(results, r)
-		fmt.Printf("%-7s %-5d %-3v %-9d %-6d %-6d %-6d %-9v %-9v %-9v %-9s %-9v %-8s %-10v %-9v %-9v %-8d %-13s %s → %s\n",
+		fmt.Printf("%-7s %-5d %-3v %-9d %-6d %-6d %-6d %-9v %-9v %-9v %-9s %-9v %-8s %-10v %-9v %-9v %-8d %-13s %-15s %s → %s\n",
 			r.Profile, r.Nodes, r.Realtime, r.FalseDowns, r.LinkDowns, r.Elections, r.Stalls,
 			r.GapP50.Round(time.Microsecond), r.GapP99.Round(time.Microsecond), r.GapMax.Round(time.Microsecond),
 			fmt.Sprintf("%.2f%%", 100*r.IdleCPU), r.CPUPerPkt.Round(100*time.Nanosecond), fmt.Sprintf("%.2f%%", 100*r.HogCPU),
 			r.TickLateMax.Round(time.Microsecond), r.GCPauseP99.Round(time.Microsecond), r.GCPauseMax.Round(time.Microsecond), r.FloodWrites,
-			machineStall(r), r.LoadBefore, r.LoadAfter)
+			machineStall(r), silences(r), r.LoadBefore, r.LoadAfter)
 	}
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(results, "", "  ")
@@ -105,4 +105,13 @@ func machineStall(r *soak.Result) string {
 		return "-"
 	}
 	return fmt.Sprintf("%v(%d)", r.MachineStallMax.Round(100*time.Microsecond), r.MachineStallEpisodes)
+}
+
+// silences is the agents' silences over the bound and, in brackets, how
+// many of them the machine's own stalls overlap.
+func silences(r *soak.Result) string {
+	if r.SilencesInStall < 0 {
+		return fmt.Sprint(r.Silences)
+	}
+	return fmt.Sprintf("%d(%d)", r.Silences, r.SilencesInStall)
 }
