@@ -79,13 +79,13 @@ func (l *Locked) Yield() { runtime.Gosched() }
 
 // YieldUnlocked is Yield with the goroutine unlocked for the moment of the
 // Gosched. The same thread takes it back from the run queue almost always,
-// but the thread the Gosched woke to look for work sometimes takes it first
-// (1–3 % of yields in yieldlat, up to one in ten in the idle Go floor,
-// idle or under a CPU hog); that thread is at the
-// normal policy, so YieldUnlocked then puts it at SCHED_FIFO and the thread
-// the goroutine left back at its previous attributes before returning
-// (Moves counts it). Unlocking without that (b57456f) left the loop at the
-// normal policy and caused false downs at idle.
+// but the thread the Gosched woke to look for work sometimes takes it
+// first (1–3 % of yields in yieldlat, up to one in ten in the idle Go
+// floor, idle or under a CPU hog); that thread is at the normal policy, so
+// YieldUnlocked then puts it at SCHED_FIFO and the thread the goroutine
+// left back at its previous attributes before returning (Moves counts
+// it). Unlocking without that (b57456f) left the loop at the normal policy
+// and caused false downs at idle.
 //
 // Measured (soak/cmd/yieldlat and e2e, 1 December 2026): idle, it saves
 // CPU — five idle agents at N = 5, six alternated rounds, median CPU per
@@ -128,7 +128,7 @@ func (l *Locked) moved(tid int) {
 			_ = schedSetAttr(l.tid, &l.normal)
 		}
 	}
-	if !promoted { // cannot happen (the thread was permitted before): try again at the next Yield
+	if !promoted { // cannot happen (the thread was permitted before): try again at the next yield
 		l.moveErrors.Add(1)
 		l.tid = 0
 		return
@@ -137,8 +137,9 @@ func (l *Locked) moved(tid int) {
 	l.tid = tid
 }
 
-// Moves returns how many times YieldUnlocked found the goroutine on another thread
-// and carried SCHED_FIFO to it, and how many of those failed in part.
+// Moves returns how many times YieldUnlocked found the goroutine on
+// another thread and carried SCHED_FIFO to it, and how many of those
+// failed in part.
 func (l *Locked) Moves() (moves, failed uint64) { return l.moves.Load(), l.moveErrors.Load() }
 
 func schedGetAttr(tid int, attr *unix.SchedAttr) unix.Errno {
