@@ -34,8 +34,17 @@ var attackScale = flag.Int("attack-scale", 1, "TestAttacks: packets and clients 
 // metricsOf scrapes one agent's /metrics into name{labels} → value.
 func metricsOf(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	m, err := scrapeMetrics(addr)
 	require.NoError(t, err)
+	return m
+}
+
+// scrapeMetrics is metricsOf for a caller that waits for the endpoint.
+func scrapeMetrics(addr string) (map[string]float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
 	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
@@ -53,7 +62,7 @@ func metricsOf(t *testing.T, addr string) map[string]float64 {
 			out[line[:i]] = v
 		}
 	}
-	return out
+	return out, sc.Err()
 }
 
 func freePort(t *testing.T) int {

@@ -25,6 +25,10 @@ type agentMetrics struct {
 	propagation   *fmmetrics.Histogram
 	tickLateness  *fmmetrics.Histogram
 	tickLateMax   atomic.Int64 // ns
+	yieldTime     *fmmetrics.Histogram
+	yieldMax      atomic.Int64 // ns
+	lockWait      *fmmetrics.Histogram
+	lockWaitMax   atomic.Int64 // ns
 }
 
 // rejectReasons are the labels wire.Reason returns.
@@ -93,6 +97,16 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 	m.tickLateness = r.Histogram("fmagent_tick_lateness_seconds",
 		"How late the real-time loop woke for its timer deadline (heartbeat, judgement): what scheduling, the garbage collector or a page fault cost.",
 		[]float64{10e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3})
+	m.yieldTime = r.Histogram("fmagent_rt_yield_seconds",
+		"How long each of the real-time loop's yields to Go's scheduler took (one every 5 ms: its P handed to another thread of the agent and back), time in which the loop could not run.",
+		[]float64{10e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3})
+	m.lockWait = r.Histogram("fmagent_rt_lock_wait_seconds",
+		"How long the real-time loop waited for the agent's lock when another goroutine held it (API, publishing, process watcher), time in which the loop could not run.",
+		[]float64{10e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3})
+	r.GaugeFunc("fmagent_rt_lock_wait_max_seconds", "The real-time loop's longest wait for the agent's lock since start.",
+		func() float64 { return time.Duration(m.lockWaitMax.Load()).Seconds() })
+	r.GaugeFunc("fmagent_rt_yield_max_seconds", "The longest yield of the real-time loop to Go's scheduler since start.",
+		func() float64 { return time.Duration(m.yieldMax.Load()).Seconds() })
 	r.GaugeFunc("fmagent_tick_lateness_max_seconds", "The latest the real-time loop has woken for a deadline since start.",
 		func() float64 { return time.Duration(m.tickLateMax.Load()).Seconds() })
 	r.GaugeFunc("fmagent_gc_pause_max_seconds", "The longest stop-the-world pause of the garbage collector since start (runtime/metrics /sched/pauses/total/gc).",

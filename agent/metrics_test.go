@@ -1,11 +1,15 @@
 package agent
 
 import (
+	"fmt"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	fmmetrics "github.com/fmagent/fmagent/metrics"
 )
 
 // fmagent_gc_pauses_total counts every stop-the-world pause under +Inf,
@@ -23,4 +27,54 @@ func TestGCPauseCounts(t *testing.T) {
 		assert.GreaterOrEqual(t, after[i], after[i-1], "cumulative: bound %s", gcPauseLabels[i])
 	}
 	assert.GreaterOrEqual(t, after[len(after)-1]-before[len(before)-1], uint64(2), "two collections, at least two pauses")
+}
+
+// The real-time loop's yields to Go's scheduler are counted and timed:
+// one every 5 ms or so (yieldEvery), each shorter than the longest, which
+// fmagent_rt_yield_max_seconds gives.
+func TestYieldMetrics(t *testing.T) {
+	dir := t.TempDir()
+	ga, gb, port := testNet(t)
+	cfg := newTestConfig(t, 1, uint32(time.Now().UnixNano()%(1<<30)+1000), ga, gb, port, dir)
+	cfg.AllowAlone = true
+	cfg.Metrics.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	runNode(t, cfg)
+	var m map[string]float64
+	require.Eventually(t, func() bool {
+		m, _ = scrapeMetrics(cfg.Metrics.Listen)
+		return m["fmagent_rt_yield_seconds_count"] >= 20
+	}, 10*time.Second, 50*time.Millisecond, "yields counted")
+	n0, t0 := m["fmagent_rt_yield_seconds_count"], time.Now()
+	time.Sleep(500 * time.Millisecond)
+	m = metricsOf(t, cfg.Metrics.Listen)
+	rate := (m["fmagent_rt_yield_seconds_count"] - n0) / time.Since(t0).Seconds()
+	assert.Greater(t, rate, 20.0, "about one yield every 5 to 10 ms")
+	assert.Less(t, rate, 1/yieldEvery.Seconds()+1, "at most one every yieldEvery")
+	assert.Positive(t, m["fmagent_rt_yield_seconds_sum"])
+	assert.Positive(t, m["fmagent_rt_yield_max_seconds"])
+	assert.LessOrEqual(t, m["fmagent_rt_yield_seconds_sum"]/m["fmagent_rt_yield_seconds_count"], m["fmagent_rt_yield_max_seconds"])
+}
+
+// The real-time loop's lock: taken at once, nothing is observed; held by
+// another goroutine, the loop's wait is timed.
+func TestRTLockWait(t *testing.T) {
+	a := &agent{}
+	a.m = newMetrics(fmmetrics.NewRegistry(), a)
+	a.rtLock()
+	a.mu.Unlock()
+	assert.Zero(t, a.m.lockWait.Count(), "uncontended: not timed")
+
+	a.mu.Lock()
+	held := make(chan struct{})
+	go func() {
+		close(held)
+		time.Sleep(20 * time.Millisecond)
+		a.mu.Unlock()
+	}()
+	<-held
+	a.rtLock() // waits for the goroutine above
+	a.mu.Unlock()
+	assert.Equal(t, uint64(1), a.m.lockWait.Count())
+	assert.GreaterOrEqual(t, a.m.lockWait.Sum(), 0.010)
+	assert.GreaterOrEqual(t, time.Duration(a.m.lockWaitMax.Load()), 10*time.Millisecond)
 }

@@ -298,7 +298,7 @@ func (a *agent) rtRun(th *transport.Locked) {
 				}
 			}
 		}
-		a.mu.Lock()
+		a.rtLock()
 		if a.stopping {
 			a.mu.Unlock()
 			return
@@ -312,7 +312,7 @@ func (a *agent) rtRun(th *transport.Locked) {
 					deaf = true
 				}
 			}
-			a.mu.Lock()
+			a.rtLock()
 			if a.stopping {
 				a.mu.Unlock()
 				return
@@ -354,8 +354,30 @@ func (a *agent) rtRun(th *transport.Locked) {
 		if now.Sub(lastYield) >= yieldEvery {
 			// See yieldEvery.
 			lastYield = now
+			t0 := time.Now()
 			th.Yield()
+			d := time.Since(t0)
+			a.m.yieldTime.ObserveDuration(d)
+			if int64(d) > a.m.yieldMax.Load() {
+				a.m.yieldMax.Store(int64(d))
+			}
 		}
+	}
+}
+
+// rtLock takes a.mu for the real-time loop, timing the wait when another
+// goroutine holds it: that goroutine runs on a thread at the normal policy,
+// which a busy machine may keep off the CPU while the loop waits behind it.
+func (a *agent) rtLock() {
+	if a.mu.TryLock() {
+		return
+	}
+	t0 := time.Now()
+	a.mu.Lock()
+	d := time.Since(t0)
+	a.m.lockWait.ObserveDuration(d)
+	if int64(d) > a.m.lockWaitMax.Load() {
+		a.m.lockWaitMax.Store(int64(d))
 	}
 }
 
@@ -413,7 +435,7 @@ func (a *agent) drainSocket(n wire.Net, sock int, msgs []transport.Message, dead
 		if k == 0 {
 			return false
 		}
-		a.mu.Lock()
+		a.rtLock()
 		if a.stopping {
 			a.mu.Unlock()
 			return false

@@ -88,10 +88,14 @@ type Result struct {
 	// real-time loops' latest wake-up for a deadline and the garbage
 	// collector's pauses (the upper bounds of their buckets), the maxima
 	// over the agents; and the writes the flood had acknowledged.
-	TickLateMax time.Duration `json:"tick_late_max_ns"`
-	GCPauseP99  time.Duration `json:"gc_pause_p99_ns"`
-	GCPauseMax  time.Duration `json:"gc_pause_max_ns"`
-	FloodWrites int64         `json:"flood_writes"`
+	TickLateMax   time.Duration `json:"tick_late_max_ns"`
+	YieldMax      time.Duration `json:"yield_max_ns"`     // the loops' longest yield to Go's scheduler
+	YieldsOver    int64         `json:"yields_over_10ms"` // the loops' yields longer than 10 ms, summed
+	LockWaitMax   time.Duration `json:"lock_wait_max_ns"` // the loops' longest wait for their agent's lock
+	LockWaitsOver int64         `json:"lock_waits_over_10ms"`
+	GCPauseP99    time.Duration `json:"gc_pause_p99_ns"`
+	GCPauseMax    time.Duration `json:"gc_pause_max_ns"`
+	FloodWrites   int64         `json:"flood_writes"`
 	// The machine's own stalls under the hog (Options.StallProbe): the
 	// latest wake-up of a SCHED_FIFO 50 C thread pinned to each CPU, and
 	// how many times one was more than 20 ms late. -1: not measured.
@@ -379,6 +383,18 @@ listen = %q
 			late = sec("fmagent_tick_lateness_max_seconds").Seconds()
 		}
 		res.TickLateMax = max(res.TickLateMax, time.Duration(late*1e9))
+		y, _ := windowQuantiles(before[i], after[i], "fmagent_rt_yield_seconds_bucket", "le")
+		if math.IsInf(y, 1) { // beyond the last bucket: the longest since start is the hog's
+			y = sec("fmagent_rt_yield_max_seconds").Seconds()
+		}
+		res.YieldMax = max(res.YieldMax, time.Duration(y*1e9))
+		res.YieldsOver += int64(windowCountAbove(before[i], after[i], "fmagent_rt_yield_seconds_bucket", "le", "0.01"))
+		w, _ := windowQuantiles(before[i], after[i], "fmagent_rt_lock_wait_seconds_bucket", "le")
+		if math.IsInf(w, 1) {
+			w = sec("fmagent_rt_lock_wait_max_seconds").Seconds()
+		}
+		res.LockWaitMax = max(res.LockWaitMax, time.Duration(w*1e9))
+		res.LockWaitsOver += int64(windowCountAbove(before[i], after[i], "fmagent_rt_lock_wait_seconds_bucket", "le", "0.01"))
 		gcMax, gcP99 := windowQuantiles(before[i], after[i], "fmagent_gc_pauses_total", "at_most")
 		if math.IsInf(gcMax, 1) {
 			gcMax = sec("fmagent_gc_pause_max_seconds").Seconds()
@@ -455,6 +471,17 @@ func scrapeAll(agents []*agentProc) []map[string]float64 {
 // the bucket bounds of the largest observation and of the 99th percentile
 // made between the two scrapes (0, 0 if none; +Inf if beyond every finite
 // bound).
+// windowCountAbove is how many observations of a cumulative histogram
+// (name{label="bound"}) fell above bound between two scrapes.
+func windowCountAbove(before, after map[string]float64, name, label, bound string) float64 {
+	all := name + "{" + label + `="+Inf"}`
+	at := name + "{" + label + `="` + bound + `"}`
+	if _, ok := after[at]; !ok {
+		return 0
+	}
+	return (after[all] - before[all]) - (after[at] - before[at])
+}
+
 func windowQuantiles(before, after map[string]float64, name, label string) (maxBound, p99Bound float64) {
 	type bucket struct{ bound, n float64 }
 	var bs []bucket

@@ -36,3 +36,14 @@ func TestWindowQuantiles(t *testing.T) {
 	mx, _ = windowQuantiles(nil, map[string]float64{}, "x_bucket", "le")
 	assert.Zero(t, mx)
 }
+
+// Between two scrapes, the observations above a bucket's bound are the
+// window's +Inf count less its count at that bound.
+func TestWindowCountAbove(t *testing.T) {
+	const h = "fmagent_rt_yield_seconds_bucket"
+	before := map[string]float64{h + `{le="0.01"}`: 100, h + `{le="0.05"}`: 101, h + `{le="+Inf"}`: 102}
+	after := map[string]float64{h + `{le="0.01"}`: 300, h + `{le="0.05"}`: 304, h + `{le="+Inf"}`: 306}
+	assert.Equal(t, 4.0, windowCountAbove(before, after, h, "le", "0.01"))
+	assert.Equal(t, 1.0, windowCountAbove(before, after, h, "le", "0.05"))
+	assert.Zero(t, windowCountAbove(before, after, h, "le", "0.02"), "no such bucket")
+}
