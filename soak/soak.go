@@ -406,7 +406,6 @@ listen = %q
 		res.GCPauseP99 = max(res.GCPauseP99, time.Duration(gcP99*1e9))
 	}
 	gaps, silences := obs.stop()
-	res.SilencesInStall = -1
 	var stalls []span
 	if probe != nil {
 		stalls = parseStallEpisodes(probeOut.String(), probeStart)

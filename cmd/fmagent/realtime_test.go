@@ -15,8 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// threadPolicies returns each thread of pid as "FIFO prio" or "OTHER nice".
-func threadPolicies(t *testing.T, pid int) map[int]string {
+// eachThread returns describe(tid) for each thread of pid that it
+// describes (false: the thread ended meanwhile).
+func eachThread(t *testing.T, pid int, describe func(tid int) (string, bool)) map[int]string {
 	t.Helper()
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	require.NoError(t, err)
@@ -24,22 +25,32 @@ func threadPolicies(t *testing.T, pid int) map[int]string {
 	for _, e := range tasks {
 		tid, err := strconv.Atoi(e.Name())
 		require.NoError(t, err)
-		a, err := unix.SchedGetAttr(tid, 0)
-		if err != nil {
-			continue // the thread ended meanwhile
-		}
-		switch a.Policy {
-		case unix.SCHED_FIFO:
-			out[tid] = fmt.Sprintf("FIFO %d", a.Priority)
-		case 0: // SCHED_OTHER (SCHED_NORMAL)
-			out[tid] = fmt.Sprintf("OTHER %d", a.Nice)
-		case unix.SCHED_BATCH:
-			out[tid] = fmt.Sprintf("BATCH %d", a.Nice)
-		default:
-			out[tid] = fmt.Sprintf("policy %d", a.Policy)
+		if d, ok := describe(tid); ok {
+			out[tid] = d
 		}
 	}
 	return out
+}
+
+// threadPolicies returns each thread of pid as "FIFO prio" or "OTHER nice".
+func threadPolicies(t *testing.T, pid int) map[int]string {
+	t.Helper()
+	return eachThread(t, pid, func(tid int) (string, bool) {
+		a, err := unix.SchedGetAttr(tid, 0)
+		if err != nil {
+			return "", false
+		}
+		switch a.Policy {
+		case unix.SCHED_FIFO:
+			return fmt.Sprintf("FIFO %d", a.Priority), true
+		case 0: // SCHED_OTHER (SCHED_NORMAL)
+			return fmt.Sprintf("OTHER %d", a.Nice), true
+		case unix.SCHED_BATCH:
+			return fmt.Sprintf("BATCH %d", a.Nice), true
+		default:
+			return fmt.Sprintf("policy %d", a.Policy), true
+		}
+	})
 }
 
 // The heartbeat loop runs above every other thread of the agent
@@ -134,22 +145,18 @@ listen = ""
 // cpusAllowed returns each thread of pid's Cpus_allowed_list.
 func cpusAllowed(t *testing.T, pid int) map[int]string {
 	t.Helper()
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	require.NoError(t, err)
-	out := map[int]string{}
-	for _, e := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, e.Name()))
+	return eachThread(t, pid, func(tid int) (string, bool) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
 		if err != nil {
-			continue // the thread ended meanwhile
+			return "", false
 		}
 		for _, l := range strings.Split(string(b), "\n") {
 			if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
-				tid, _ := strconv.Atoi(e.Name())
-				out[tid] = strings.TrimSpace(v)
+				return strings.TrimSpace(v), true
 			}
 		}
-	}
-	return out
+		return "", false
+	})
 }
 
 // realtime.cpus pins every thread of the agent, those it creates after
