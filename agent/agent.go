@@ -154,9 +154,11 @@ type agent struct {
 	diskInc  uint64        // the incarnation last written
 	diskEp   uint64        // the highest epoch written (never goes back either)
 	scratch  shmem.Entity
-	events   []api.Event // scratch for watcher events
-	evlog    eventLog    // rate-limited and aggregated log lines (logevents.go)
-	journal  journal     // history, resumable watches, hook feed (journal.go)
+	events   []api.Event   // scratch for watcher events
+	evlog    eventLog      // rate-limited and aggregated log lines (logevents.go)
+	late     lateLog       // the real-time loop's late ticks, for lateLogger (rtlate.go)
+	rtWaited time.Duration // the real-time loop's lock waits since its last wake-up (its goroutine's only)
+	journal  journal       // history, resumable watches, hook feed (journal.go)
 	hooks    *hooks.Runner
 
 	apiSrv atomic.Pointer[api.Server] // a.srv, for the metrics goroutine
@@ -387,6 +389,7 @@ func (a *agent) run(ctx context.Context) error {
 	a.goLoop(func() { a.apiProbe(done) })
 	a.goLoop(func() { a.bootAlarm(done) })
 	a.goLoop(func() { a.keepNice(done) })
+	a.goLoop(func() { a.lateLogger(done) })
 	if st := a.guard.Status(); len(st.Kickers) > 0 {
 		a.log.Info("watchdog", "kicking", st.Kickers, "timeout", st.Timeout, "kick_every", st.Period)
 	} else {

@@ -29,6 +29,7 @@ type agentMetrics struct {
 	yieldMax      atomic.Int64 // ns
 	lockWait      *fmmetrics.Histogram
 	lockWaitMax   atomic.Int64 // ns
+	lateTicks     [numLateCauses]*fmmetrics.Counter
 }
 
 // rejectReasons are the labels wire.Reason returns.
@@ -103,6 +104,11 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 	m.lockWait = r.Histogram("fmagent_rt_lock_wait_seconds",
 		"How long the real-time loop waited for the agent's lock when another goroutine held it (API, publishing, process watcher), time in which the loop could not run.",
 		[]float64{10e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3})
+	for c, name := range lateCauseNames {
+		m.lateTicks[c] = r.Counter("fmagent_rt_late_ticks_total",
+			"The real-time loop's wake-ups for a deadline two heartbeat intervals late or more (this node's heartbeat went out late), by what held most of it: a yield to Go's scheduler, a wait for the agent's lock, or waking (the kernel ran the loop late: the machine). Each is logged with its parts.",
+			"cause", name)
+	}
 	r.GaugeFunc("fmagent_rt_lock_wait_max_seconds", "The real-time loop's longest wait for the agent's lock since start.",
 		func() float64 { return time.Duration(m.lockWaitMax.Load()).Seconds() })
 	r.GaugeFunc("fmagent_rt_yield_max_seconds", "The longest yield of the real-time loop to Go's scheduler since start.",

@@ -270,7 +270,9 @@ func (a *agent) rtRun(th *transport.Locked) {
 	a.mu.Lock()
 	next := a.core.NextDeadline()
 	a.mu.Unlock()
-	var lastYield time.Time
+	// The last yield (from..to) and the lock waits since the wake-up
+	// (rtWaited): what held a late tick (lateTick).
+	var lastYield, yieldFrom, yieldTo time.Time
 	for {
 		ev, err := a.waiter.Wait(next)
 		if errors.Is(err, transport.ErrStopped) {
@@ -282,6 +284,7 @@ func (a *agent) rtRun(th *transport.Locked) {
 			continue
 		}
 		a.hRT.Busy()
+		a.rtWaited = 0
 		// Datagrams first: a tick must judge with what has arrived. What
 		// woke us (a change, a claim, a request) is read at once: it is
 		// what a reader of the table waits for. The heartbeats queued
@@ -342,6 +345,11 @@ func (a *agent) rtRun(th *transport.Locked) {
 			if ns := int64(late); ns > a.m.tickLateMax.Load() {
 				a.m.tickLateMax.Store(ns)
 			}
+			if late >= lateTickIntervals*a.cfg.Timing.Interval {
+				t := lateTick{due: next, late: late, yield: yieldPast(yieldFrom, yieldTo, next), lockWait: a.rtWaited}
+				a.m.lateTicks[t.cause()].Inc()
+				a.late.record(t)
+			}
 		}
 		if due {
 			a.core.Tick(now)
@@ -354,9 +362,10 @@ func (a *agent) rtRun(th *transport.Locked) {
 		if now.Sub(lastYield) >= yieldEvery {
 			// See yieldEvery.
 			lastYield = now
-			t0 := time.Now()
+			yieldFrom = time.Now()
 			th.Yield()
-			d := time.Since(t0)
+			yieldTo = time.Now()
+			d := yieldTo.Sub(yieldFrom)
 			a.m.yieldTime.ObserveDuration(d)
 			if int64(d) > a.m.yieldMax.Load() {
 				a.m.yieldMax.Store(int64(d))
@@ -368,6 +377,7 @@ func (a *agent) rtRun(th *transport.Locked) {
 // rtLock takes a.mu for the real-time loop, timing the wait when another
 // goroutine holds it: that goroutine runs on a thread at the normal policy,
 // which a busy machine may keep off the CPU while the loop waits behind it.
+// The waits add up in rtWaited.
 func (a *agent) rtLock() {
 	if a.mu.TryLock() {
 		return
@@ -379,6 +389,7 @@ func (a *agent) rtLock() {
 	if int64(d) > a.m.lockWaitMax.Load() {
 		a.m.lockWaitMax.Store(int64(d))
 	}
+	a.rtWaited += d
 }
 
 // yieldEvery: how often the real-time loop yields to Go's scheduler. The

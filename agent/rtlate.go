@@ -1,0 +1,175 @@
+package agent
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// A late tick is a wake-up of the real-time loop for a deadline (a
+// heartbeat to send, a peer to judge) that came lateTickIntervals heartbeat
+// intervals or more after it: this node's heartbeat went out late, and its
+// peers heard it silent for that long. The loop records each with what held it,
+// and the agent logs it (lateLogger) and counts it by cause
+// (fmagent_rt_late_ticks_total), so that a peer's suspicion of this node,
+// or a false down, can be traced to its cause at this node:
+//
+//   - yield: the loop's yield to Go's scheduler (yieldEvery) ran past the
+//     deadline. The yield hands the loop's P to another thread of the
+//     agent, at the normal policy, and back; CPU load on the agent's CPUs,
+//     the garbage collector's workers or a burst of the agent's other
+//     goroutines keep that thread, and the loop, waiting.
+//   - lock_wait: the loop waited for the agent's lock, held by the API,
+//     publishing or the process watcher.
+//   - wake: the rest — the kernel ran the loop's SCHED_FIFO thread late
+//     (a paused or descheduled virtual CPU, real-time throttling, an
+//     interrupt storm), a page fault, or the loop reading its sockets.
+type lateTick struct {
+	due      time.Time     // the deadline
+	late     time.Duration // how long after it the loop ticked
+	yield    time.Duration // of late, in a yield that ran past the deadline
+	lockWait time.Duration // of late, waiting for the agent's lock
+}
+
+// lateTickIntervals: how many heartbeat intervals after its deadline a
+// tick is late. Two: a peer tolerates one missed heartbeat at every
+// profile, and the core defers its own judgements past two (EvStalled).
+const lateTickIntervals = 2
+
+// The causes of a late tick, the labels of fmagent_rt_late_ticks_total.
+const (
+	lateYield = iota
+	lateLockWait
+	lateWake
+	numLateCauses
+)
+
+var lateCauseNames = [numLateCauses]string{"yield", "lock_wait", "wake"}
+
+// waking is what is left of late once the yield and the lock wait are
+// taken out.
+func (l *lateTick) waking() time.Duration { return max(l.late-l.yield-l.lockWait, 0) }
+
+// cause is the largest of the three parts (yield, lock wait, waking).
+func (l *lateTick) cause() int {
+	c, d := lateWake, l.waking()
+	if l.yield > d {
+		c, d = lateYield, l.yield
+	}
+	if l.lockWait > d {
+		c = lateLockWait
+	}
+	return c
+}
+
+// yieldPast is how much of a yield from..to ran past due.
+func yieldPast(from, to, due time.Time) time.Duration {
+	if !to.After(due) {
+		return 0
+	}
+	if from.After(due) {
+		return to.Sub(from)
+	}
+	return to.Sub(due)
+}
+
+// lateLog holds the late ticks the loop recorded and the logger has not
+// logged yet; record allocates nothing and never waits for the logger
+// longer than a copy.
+type lateLog struct {
+	mu      sync.Mutex
+	pending [lateLogCap]lateTick
+	n       int // pending[:n]
+	dropped int // recorded while pending was full
+}
+
+// lateLogCap: late ticks kept between two of the logger's passes; more are
+// counted (and still in the metric), not kept.
+const lateLogCap = 32
+
+func (l *lateLog) record(t lateTick) {
+	l.mu.Lock()
+	if l.n < len(l.pending) {
+		l.pending[l.n] = t
+		l.n++
+	} else {
+		l.dropped++
+	}
+	l.mu.Unlock()
+}
+
+// take appends the pending late ticks to dst and empties the log.
+func (l *lateLog) take(dst []lateTick) ([]lateTick, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	dst = append(dst, l.pending[:l.n]...)
+	dropped := l.dropped
+	l.n, l.dropped = 0, 0
+	return dst, dropped
+}
+
+// lateTickMsg is the log message of a late tick (soak reads it).
+const lateTickMsg = "real-time loop late: this node's heartbeat went out late, and its peers heard it silent as long"
+
+// lateLinesPerPass: late ticks logged one by one in a pass of the logger
+// (the longest); the rest of the pass are summed up in one line.
+const lateLinesPerPass = 5
+
+var lateHints = [numLateCauses]string{
+	"its yield to Go's scheduler waited for another thread of the agent (normal policy): CPU load on the agent's CPUs, the garbage collector, a burst of API work",
+	"it waited for the agent's lock (API, publishing, process watcher)",
+	"the kernel ran its thread late (a paused or descheduled virtual CPU, real-time throttling, an interrupt storm, a page fault; without SCHED_FIFO, any CPU load), or it was reading a flood from its sockets",
+}
+
+// lateLogger logs the late ticks once a second until done: each of the
+// lateLinesPerPass longest of the second with its parts and cause, the
+// others summed up.
+func (a *agent) lateLogger(done chan struct{}) {
+	var buf []lateTick
+	every(done, time.Second, func() bool {
+		var dropped int
+		buf, dropped = a.late.take(buf[:0])
+		a.logLate(buf, dropped)
+		return true
+	})
+}
+
+func (a *agent) logLate(ticks []lateTick, dropped int) {
+	// The lateLinesPerPass longest are logged one by one (in the order
+	// they came): they are what a peer may have judged.
+	cut := time.Duration(-1)
+	if len(ticks) > lateLinesPerPass {
+		var top [lateLinesPerPass]time.Duration
+		for i := range top {
+			top[i] = -1
+		}
+		for i := range ticks {
+			if l := ticks[i].late; l > top[0] {
+				top[0] = l
+				slices.Sort(top[:])
+			}
+		}
+		cut = top[0]
+	}
+	var worst time.Duration
+	var counts [numLateCauses]int
+	logged := 0
+	for i := range ticks {
+		t := &ticks[i]
+		if logged < lateLinesPerPass && t.late >= cut {
+			logged++
+			c := t.cause()
+			a.log.Warn(lateTickMsg, "due", t.due.UTC().Format(time.RFC3339Nano), "late", t.late,
+				"in_yield", t.yield, "in_lock_wait", t.lockWait, "waking", t.waking(),
+				"cause", lateCauseNames[c], "hint", lateHints[c])
+			continue
+		}
+		worst = max(worst, t.late)
+		counts[t.cause()]++
+	}
+	if more := len(ticks) - logged + dropped; more > 0 {
+		a.log.Warn("real-time loop late again: further late ticks this second (counted by cause in fmagent_rt_late_ticks_total)",
+			"ticks", more, "worst_late", worst, "yield", counts[lateYield], "lock_wait", counts[lateLockWait], "wake", counts[lateWake],
+			"not_kept", dropped)
+	}
+}
