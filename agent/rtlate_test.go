@@ -157,7 +157,9 @@ func TestLateTickOnLockWait(t *testing.T) {
 	var logs lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))) }()
+	go func() {
+		done <- Run(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
