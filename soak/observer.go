@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fmagent/fmagent/wire"
 )
 
 // observer timestamps every multicast datagram of the cluster on a locked
@@ -26,20 +28,30 @@ type observer struct {
 	last    map[netip.AddrPort]time.Time
 	gaps    []time.Duration
 	// bound is the detection bound: a gap longer is a silence, kept
-	// with its times (the first and the last datagram around it).
+	// with its times (the first and the last datagram around it) and its
+	// sender, read from the header (wire.Codec.Peek: not authenticated,
+	// which a harness that wrote the agents' configurations can afford).
 	bound    time.Duration
-	silences []span
+	silences []silence
+	codec    *wire.Codec
 }
 
 // span is a stretch of time.
 type span struct{ from, to time.Time }
 
-func newObserver(groupA, groupB string, port int) (*observer, error) {
+// silence is a span in which the observer heard nothing from one agent on
+// one network (node: its ID; 0 when its datagrams had no header).
+type silence struct {
+	span
+	node int
+}
+
+func newObserver(groupA, groupB string, port int, cluster uint32) (*observer, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
 		return nil, fmt.Errorf("soak: observer socket: %w", err)
 	}
-	o := &observer{fd: fd, last: make(map[netip.AddrPort]time.Time)}
+	o := &observer{fd: fd, last: make(map[netip.AddrPort]time.Time), codec: wire.NewCodec(cluster, nil)}
 	fail := func(what string, err error) (*observer, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("soak: observer %s: %w", what, err)
@@ -89,7 +101,7 @@ func (o *observer) run() {
 	_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 10, Flags: unix.SCHED_FLAG_RESET_ON_FORK}, 0)
 	buf := make([]byte, 2048)
 	for !o.stopped.Load() {
-		_, from, err := unix.Recvfrom(o.fd, buf, 0)
+		n, from, err := unix.Recvfrom(o.fd, buf, 0)
 		now := time.Now()
 		if err != nil {
 			continue // EAGAIN after the receive timeout: check stop
@@ -104,7 +116,11 @@ func (o *observer) run() {
 			gap := now.Sub(t)
 			o.gaps = append(o.gaps, gap)
 			if o.bound > 0 && gap > o.bound {
-				o.silences = append(o.silences, span{t, now})
+				node := 0
+				if h, err := o.codec.Peek(buf[:n]); err == nil {
+					node = int(h.Sender)
+				}
+				o.silences = append(o.silences, silence{span{t, now}, node})
 			}
 		}
 		o.last[src] = now
@@ -113,7 +129,7 @@ func (o *observer) run() {
 }
 
 // stop ends run and returns the gaps, sorted, and the silences.
-func (o *observer) stop() ([]time.Duration, []span) {
+func (o *observer) stop() ([]time.Duration, []silence) {
 	o.stopped.Store(true)
 	if o.done != nil {
 		<-o.done
@@ -125,31 +141,71 @@ func (o *observer) stop() ([]time.Duration, []span) {
 	return g, slices.Clone(o.silences)
 }
 
+// lateTick is a late tick an agent logged (agent/rtlate.go): from the
+// deadline it was due at to when it came, on node, and what held it most
+// (yield, lock_wait, wake).
+type lateTick struct {
+	span
+	node  int
+	cause string
+}
+
+// attribution of the silences of a soak.
+type attribution struct {
+	merged  int            // silences, overlapping ones merged
+	inStall int            // of them, overlapping a stall of the machine's own
+	ownLate map[string]int // of the others, in a late tick of a silent agent's own, by its cause
+}
+
 // attribute merges overlapping silences (one agent silent on both
 // networks, or several agents at once, is one) and counts how many of
-// them overlap a stall of the machine (widened by tol either side: the
-// probe's clock starts a little after the harness's).
-func attribute(silences, stalls []span, tol time.Duration) (merged, inStall int) {
-	slices.SortFunc(silences, func(a, b span) int { return a.from.Compare(b.from) })
-	var cur []span
+// them overlap a stall of the machine (widened by stallTol either side:
+// the probe's clock starts a little after the harness's), and how many of
+// the others overlap a late tick that one of the silent agents logged
+// itself (widened by lateTol: its heartbeat went out as it ticked), by the
+// tick's cause.
+func attribute(silences []silence, stalls []span, late []lateTick, stallTol, lateTol time.Duration) attribution {
+	slices.SortFunc(silences, func(a, b silence) int { return a.from.Compare(b.from) })
+	var groups [][]silence
+	var cur span
 	for _, s := range silences {
-		if n := len(cur); n > 0 && !s.from.After(cur[n-1].to) {
-			if s.to.After(cur[n-1].to) {
-				cur[n-1].to = s.to
+		if n := len(groups); n > 0 && !s.from.After(cur.to) {
+			groups[n-1] = append(groups[n-1], s)
+			if s.to.After(cur.to) {
+				cur.to = s.to
 			}
 			continue
 		}
-		cur = append(cur, s)
+		groups, cur = append(groups, []silence{s}), s.span
 	}
-	for _, s := range cur {
+	overlaps := func(a, b span, tol time.Duration) bool {
+		return !a.from.After(b.to.Add(tol)) && !b.from.Add(-tol).After(a.to)
+	}
+	at := attribution{merged: len(groups), ownLate: map[string]int{}}
+group:
+	for _, g := range groups {
+		whole := g[0].span
+		for _, s := range g {
+			if s.to.After(whole.to) {
+				whole.to = s.to
+			}
+		}
 		for _, m := range stalls {
-			if !s.from.After(m.to.Add(tol)) && !m.from.Add(-tol).After(s.to) {
-				inStall++
-				break
+			if overlaps(whole, m, stallTol) {
+				at.inStall++
+				continue group
+			}
+		}
+		for _, s := range g {
+			for _, l := range late {
+				if l.node == s.node && overlaps(s.span, l.span, lateTol) {
+					at.ownLate[l.cause]++
+					continue group
+				}
 			}
 		}
 	}
-	return len(cur), inStall
+	return at
 }
 
 func (o *observer) close() { unix.Close(o.fd) }

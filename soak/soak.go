@@ -12,9 +12,12 @@ package soak
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -108,6 +111,11 @@ type Result struct {
 	// the probe did not run). The others are the agents' own.
 	Silences        int `json:"silences"`
 	SilencesInStall int `json:"silences_in_machine_stall"`
+	// SilencesOwnLate: of the silences not in a machine stall, those in
+	// a late tick that the silent agent logged itself (agent/rtlate.go),
+	// by the cause it gave: yield, lock_wait or wake. What is in neither
+	// is unexplained.
+	SilencesOwnLate map[string]int `json:"silences_in_own_late_tick"`
 }
 
 type agentProc struct {
@@ -157,7 +165,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := setPolicy(unix.SCHED_FIFO, 9); err != nil {
 		o.Logf("soak: the harness cannot run at SCHED_FIFO (%v): its gap figures include its own delays", err)
 	}
-	obs, err := newObserver(groupA, groupB, port+1) // the heartbeat port
+	obs, err := newObserver(groupA, groupB, port+1, uint32(cluster)) // the heartbeat port
 	if err != nil {
 		return nil, err
 	}
@@ -201,6 +209,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		conf := fmt.Sprintf(`node_id = %d
 cluster_id = %d
 priority = %d
+log_format = "json"
 [networks.a]
 interface = "lo"
 group = %q
@@ -410,7 +419,21 @@ listen = %q
 	if probe != nil {
 		stalls = parseStallEpisodes(probeOut.String(), probeStart)
 	}
-	res.Silences, res.SilencesInStall = attribute(silences, stalls, 15*time.Millisecond)
+	// The agents log their late ticks once a second: those of the hog's
+	// last second are in their logs a second later.
+	if err := sleep(ctx, 1200*time.Millisecond); err != nil {
+		return nil, err
+	}
+	var late []lateTick
+	for _, a := range agents {
+		l, err := readLateTicks(a.log, a.id)
+		if err != nil {
+			o.Logf("soak: agent %d's late ticks: %v", a.id, err)
+		}
+		late = append(late, l...)
+	}
+	at := attribute(silences, stalls, late, 15*time.Millisecond, 5*time.Millisecond)
+	res.Silences, res.SilencesInStall, res.SilencesOwnLate = at.merged, at.inStall, at.ownLate
 	if probe == nil {
 		res.SilencesInStall = -1
 	}
@@ -706,4 +729,46 @@ func parseStallProbe(out string) (time.Duration, int) {
 		}
 	}
 	return worst, episodes
+}
+
+// lateTickMsg starts the message of an agent's late tick (agent/rtlate.go:
+// lateTickMsg).
+const lateTickMsg = "real-time loop late:"
+
+// readLateTicks reads the late ticks agent node logged (in JSON,
+// log_format = "json") in the file at path.
+func readLateTicks(path string, node int) ([]lateTick, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parseLateTicks(f, node)
+}
+
+func parseLateTicks(r io.Reader, node int) ([]lateTick, error) {
+	var out []lateTick
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.Contains(line, []byte(lateTickMsg)) {
+			continue
+		}
+		var l struct {
+			Msg   string `json:"msg"`
+			Due   string `json:"due"`
+			Late  int64  `json:"late"` // slog's JSON: nanoseconds
+			Cause string `json:"cause"`
+		}
+		if err := json.Unmarshal(line, &l); err != nil || !strings.HasPrefix(l.Msg, lateTickMsg) {
+			continue
+		}
+		due, err := time.Parse(time.RFC3339Nano, l.Due)
+		if err != nil {
+			return out, fmt.Errorf("soak: a late tick's due %q: %w", l.Due, err)
+		}
+		out = append(out, lateTick{span{due, due.Add(time.Duration(l.Late))}, node, l.Cause})
+	}
+	return out, sc.Err()
 }

@@ -64,9 +64,9 @@ func main() {
 		}
 	}
 	var results []*soak.Result
-	fmt.Printf("%-7s %-5s %-3s %-9s %-6s %-6s %-6s %-9s %-9s %-9s %-9s %-9s %-8s %-10s %-16s %-16s %-9s %-9s %-8s %-13s %-15s %s\n",
+	fmt.Printf("%-7s %-5s %-3s %-9s %-6s %-6s %-6s %-9s %-9s %-9s %-9s %-9s %-8s %-10s %-16s %-16s %-9s %-9s %-8s %-13s %-18s %s\n",
 		"profile", "nodes", "rt", "false_dn", "links", "elect", "stalls", "gap_p50", "gap_p99", "gap_max", "idle_cpu", "cpu/pkt", "hog_cpu",
-		"tick_late", "yield_max(>10ms)", "lock_max(>10ms)", "gc_p99", "gc_max", "writes", "machine_stall", "silent(stall)", "load(before→after)")
+		"tick_late", "yield_max(>10ms)", "lock_max(>10ms)", "gc_p99", "gc_max", "writes", "machine_stall", "silent(stall,own)", "load(before→after)")
 	for _, p := range strings.Split(*profiles, ",") {
 		r, err := soak.Run(ctx, soak.Options{
 			Agent: *agent, Nodes: *nodes, Profile: p, Hog: *hog, Idle: *idle, Burners: *burners,
@@ -78,7 +78,7 @@ func main() {
 			fail(err)
 		}
 		results = append(results, r)
-		fmt.Printf("%-7s %-5d %-3v %-9d %-6d %-6d %-6d %-9v %-9v %-9v %-9s %-9v %-8s %-10v %-16s %-16s %-9v %-9v %-8d %-13s %-15s %s → %s\n",
+		fmt.Printf("%-7s %-5d %-3v %-9d %-6d %-6d %-6d %-9v %-9v %-9v %-9s %-9v %-8s %-10v %-16s %-16s %-9v %-9v %-8d %-13s %-18s %s → %s\n",
 			r.Profile, r.Nodes, r.Realtime, r.FalseDowns, r.LinkDowns, r.Elections, r.Stalls,
 			r.GapP50.Round(time.Microsecond), r.GapP99.Round(time.Microsecond), r.GapMax.Round(time.Microsecond),
 			fmt.Sprintf("%.2f%%", 100*r.IdleCPU), r.CPUPerPkt.Round(100*time.Nanosecond), fmt.Sprintf("%.2f%%", 100*r.HogCPU),
@@ -109,10 +109,13 @@ func machineStall(r *soak.Result) string {
 }
 
 // silences is the agents' silences over the bound and, in brackets, how
-// many of them the machine's own stalls overlap.
+// many of them the machine's own stalls overlap and how many of the others
+// a late tick of the silent agent's own, by cause (y yield, l lock wait, w
+// waking): "16(9,y5l0w1)".
 func silences(r *soak.Result) string {
+	own := fmt.Sprintf("y%dl%dw%d", r.SilencesOwnLate["yield"], r.SilencesOwnLate["lock_wait"], r.SilencesOwnLate["wake"])
 	if r.SilencesInStall < 0 {
-		return fmt.Sprint(r.Silences)
+		return fmt.Sprintf("%d(-,%s)", r.Silences, own)
 	}
-	return fmt.Sprintf("%d(%d)", r.Silences, r.SilencesInStall)
+	return fmt.Sprintf("%d(%d,%s)", r.Silences, r.SilencesInStall, own)
 }

@@ -28,6 +28,8 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"sort"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -41,6 +43,7 @@ func main() {
 	unlocked := flag.Bool("unlocked", false, "yield with Locked.YieldUnlocked instead of Locked.Yield (the agent's)")
 	churners := flag.Int("churn", 2, "goroutines allocating in the background")
 	pingers := flag.Int("pingpong", 2, "pairs of goroutines ping-ponging on channels every 100 µs")
+	slice := flag.Duration("slice", 0, "the process's other threads' EEVDF slice (sched_attr.sched_runtime, Linux 6.12+; 0: the kernel's)")
 	flag.Parse()
 
 	var cfg transport.Config
@@ -62,6 +65,14 @@ func main() {
 	if _, err := transport.SetProcessNice(-20); err != nil {
 		fmt.Fprintln(os.Stderr, "yieldlat:", err)
 	}
+	if *slice > 0 {
+		go func() {
+			for {
+				setSlice(*slice)
+				time.Sleep(200 * time.Millisecond)
+			}
+		}()
+	}
 	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	w.HoldP = true
 
@@ -75,6 +86,7 @@ func main() {
 	_ = unix.Getrusage(unix.RUSAGE_SELF, &before)
 	start := time.Now()
 	lates := make([]time.Duration, 0, int(*dur / *iv)+16)
+	yields := make([]time.Duration, 0, int(*dur/(5*time.Millisecond))+16)
 	var moves uint64
 	rtErr := transport.RunLockedWith(transport.ThreadOptions{Realtime: true}, func(th *transport.Locked) {
 		next := time.Now().Add(*iv)
@@ -102,7 +114,9 @@ func main() {
 				} else {
 					th.Yield()
 				}
-				if d := time.Since(t0); d > time.Millisecond {
+				d := time.Since(t0)
+				yields = append(yields, d)
+				if d > time.Millisecond {
 					m1, _ := th.Moves()
 					if m1 != m0 {
 						slowMoved++
@@ -132,11 +146,33 @@ func main() {
 		mode = "unlocked+carry"
 	}
 	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
-	fmt.Printf("%-14s wakes %d late p50 %v p99 %v p99.9 %v max %v; > interval %d; moves %d; process CPU %.1f%%; yields > 1 ms: %d moved, %d not\n",
-		mode, len(lates), q(0.5), q(0.99), q(0.999), lates[len(lates)-1], over, moves, 100*cpu.Seconds()/time.Since(start).Seconds(), slowMoved, slowStayed)
+	if *slice > 0 {
+		mode += fmt.Sprintf(" slice %v", *slice)
+	}
+	slices.Sort(yields)
+	y4 := len(yields) - sort.Search(len(yields), func(i int) bool { return yields[i] > 4*time.Millisecond })
+	fmt.Printf("%-14s wakes %d late p50 %v p99 %v p99.9 %v max %v; > interval %d; moves %d; process CPU %.1f%%; yields > 1 ms: %d moved, %d not; yields p99 %v max %v, > 4 ms %d\n",
+		mode, len(lates), q(0.5), q(0.99), q(0.999), lates[len(lates)-1], over, moves, 100*cpu.Seconds()/time.Since(start).Seconds(), slowMoved, slowStayed,
+		yields[len(yields)*99/100], yields[len(yields)-1], y4)
 }
 
 var slowMoved, slowStayed int
+
+// setSlice gives every thread at the normal policy nice -20 and the EEVDF
+// slice d.
+func setSlice(d time.Duration) {
+	ents, _ := os.ReadDir("/proc/self/task")
+	for _, e := range ents {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if a, err := unix.SchedGetAttr(tid, 0); err != nil || a.Policy != unix.SCHED_NORMAL || a.Runtime == uint64(d) {
+			continue
+		}
+		_ = unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL, Nice: -20, Runtime: uint64(d)}, 0)
+	}
+}
 
 // churn allocates about 20 MB/s in small pieces, keeping the last few
 // thousand: the collector runs every few hundred milliseconds.
