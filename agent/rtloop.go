@@ -273,6 +273,9 @@ func (a *agent) rtRun(th *transport.Locked) {
 	// The last yield (from..to) and the lock waits since the wake-up
 	// (rtWaited): what held a late tick (lateTick).
 	var lastYield, yieldFrom, yieldTo time.Time
+	// The first wake-up's deadline was set before the sockets, the
+	// shared memory and the API were opened: its lateness is the start's.
+	first := true
 	for {
 		ev, err := a.waiter.Wait(next)
 		if errors.Is(err, transport.ErrStopped) {
@@ -345,7 +348,7 @@ func (a *agent) rtRun(th *transport.Locked) {
 			if ns := int64(late); ns > a.m.tickLateMax.Load() {
 				a.m.tickLateMax.Store(ns)
 			}
-			if late >= lateTickIntervals*a.cfg.Timing.Interval {
+			if late >= lateTickIntervals*a.cfg.Timing.Interval && !first {
 				t := lateTick{due: next, late: late, yield: yieldPast(yieldFrom, yieldTo, next), lockWait: a.rtWaited}
 				a.m.lateTicks[t.cause()].Inc()
 				a.late.record(t)
@@ -359,6 +362,7 @@ func (a *agent) rtRun(th *transport.Locked) {
 		next = a.core.NextDeadline()
 		a.mu.Unlock()
 		a.hRT.Idle()
+		first = false
 		if now.Sub(lastYield) >= yieldEvery {
 			// See yieldEvery.
 			lastYield = now

@@ -1,6 +1,7 @@
 package soak
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -14,8 +15,11 @@ import (
 	"github.com/fmagent/fmagent/wire"
 )
 
-// observer timestamps every multicast datagram of the cluster on a locked
-// thread at SCHED_FIFO (when permitted) with blocking reads, and keeps the
+// observer timestamps every multicast datagram of the cluster with the
+// time the kernel received it (SO_TIMESTAMPNS, as the agents judge their
+// peers' heartbeats), read on a locked thread at SCHED_FIFO (when
+// permitted) with blocking reads, so that its own delays in reading do not
+// shift the times it keeps; and it keeps the
 // gap between consecutive datagrams of each source (an agent on one
 // network): heartbeats are the periodic traffic, so the gaps are the
 // heartbeat gaps as a real-time receiver sees them. Other packets only
@@ -56,7 +60,7 @@ func newObserver(groupA, groupB string, port int, cluster uint32) (*observer, er
 		unix.Close(fd)
 		return nil, fmt.Errorf("soak: observer %s: %w", what, err)
 	}
-	for _, opt := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
+	for _, opt := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT, unix.SO_TIMESTAMPNS} {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, 1); err != nil {
 			return fail("setsockopt", err)
 		}
@@ -90,21 +94,29 @@ func (o *observer) reset(bound time.Duration) {
 	o.mu.Unlock()
 }
 
+// start runs the observer (run) until stop.
+func (o *observer) start() {
+	o.done = make(chan struct{})
+	go o.run()
+}
+
 // run reads until stop, on its own locked thread.
 func (o *observer) run() {
-	o.done = make(chan struct{})
 	defer close(o.done)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	// Best effort: without SCHED_FIFO the observer's own delays add to the
 	// gaps it reports (said in the results: realtime false).
 	_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 10, Flags: unix.SCHED_FLAG_RESET_ON_FORK}, 0)
-	buf := make([]byte, 2048)
+	buf, oob := make([]byte, 2048), make([]byte, 64)
 	for !o.stopped.Load() {
-		n, from, err := unix.Recvfrom(o.fd, buf, 0)
-		now := time.Now()
+		n, oobn, _, from, err := unix.Recvmsg(o.fd, buf, oob, 0)
 		if err != nil {
 			continue // EAGAIN after the receive timeout: check stop
+		}
+		now, ok := kernelStamp(oob[:oobn])
+		if !ok {
+			now = time.Now()
 		}
 		sa, ok := from.(*unix.SockaddrInet4)
 		if !ok {
@@ -209,6 +221,21 @@ group:
 }
 
 func (o *observer) close() { unix.Close(o.fd) }
+
+// kernelStamp is the SO_TIMESTAMPNS time in a datagram's control messages.
+func kernelStamp(oob []byte) (time.Time, bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
+			sec, nsec := binary.NativeEndian.Uint64(m.Data[0:8]), binary.NativeEndian.Uint64(m.Data[8:16])
+			return time.Unix(int64(sec), int64(nsec)), true
+		}
+	}
+	return time.Time{}, false
+}
 
 // quantile of sorted durations (q = 1: the maximum).
 func quantile(sorted []time.Duration, q float64) time.Duration {

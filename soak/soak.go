@@ -299,7 +299,7 @@ listen = %q
 	base := sumEvents(agents)
 	before := scrapeAll(agents)
 	obs.reset(res.Bound)
-	go obs.run()
+	obs.start()
 	res.LoadBefore = loadavg()
 	burners, err := startBurners(o)
 	if err != nil {
