@@ -85,8 +85,17 @@ func newObserver(groupA, groupB string, port int, cluster uint32) (*observer, er
 }
 
 // reset forgets what was seen (the gaps start at the next datagram) and
-// keeps every gap longer than bound from then on as a silence.
+// keeps every gap longer than bound from then on as a silence. What the
+// socket queued meanwhile (the cluster's forming, the idle window) is
+// discarded unread: with the kernel's times, a queue that overflowed
+// while no one read it would read as a silence as long as the wait.
 func (o *observer) reset(bound time.Duration) {
+	buf := make([]byte, 2048)
+	for range 1 << 20 {
+		if _, _, err := unix.Recvfrom(o.fd, buf, unix.MSG_DONTWAIT); err != nil {
+			break
+		}
+	}
 	o.mu.Lock()
 	clear(o.last)
 	o.gaps = o.gaps[:0]

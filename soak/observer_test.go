@@ -16,13 +16,13 @@ import (
 
 // The observer keeps the times the kernel received the datagrams, not the
 // times it read them: two datagrams 80 ms apart, both read at once after
-// the second, are one gap of about 80 ms — a silence over a 50 ms bound.
+// the second, are one gap of about 80 ms — a silence over a 50 ms bound;
+// and what was queued before reset is not observed.
 func TestObserverKernelStamps(t *testing.T) {
 	ga, gb, port := testutil.MulticastNet(t)
 	o, err := newObserver(ga.String(), gb.String(), port, 7)
 	require.NoError(t, err)
 	defer o.close()
-	o.reset(50 * time.Millisecond)
 
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)
@@ -49,6 +49,12 @@ func TestObserverKernelStamps(t *testing.T) {
 		return err == nil && ok && time.Since(at) >= 15*time.Millisecond
 	}, 5*time.Second, time.Millisecond, "receive timestamps")
 
+	// Queued before reset: not observed (it would be a 30 ms gap).
+	_, err = c.WriteTo([]byte("stale"), to)
+	require.NoError(t, err)
+	time.Sleep(30 * time.Millisecond)
+	o.reset(50 * time.Millisecond)
+
 	_, err = c.WriteTo([]byte("one"), to)
 	require.NoError(t, err)
 	time.Sleep(80 * time.Millisecond)
@@ -59,7 +65,7 @@ func TestObserverKernelStamps(t *testing.T) {
 	o.start()
 	time.Sleep(50 * time.Millisecond)
 	gaps, silences := o.stop()
-	require.Len(t, gaps, 1, "one source, two datagrams")
+	require.Len(t, gaps, 1, "one source, two datagrams after reset")
 	assert.GreaterOrEqual(t, gaps[0], 75*time.Millisecond, "the kernel's times, not the reads'")
 	assert.Less(t, gaps[0], time.Second)
 	require.Len(t, silences, 1)
