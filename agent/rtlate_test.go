@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -106,6 +107,7 @@ func TestLogLateLines(t *testing.T) {
 	}
 	assert.Equal(t, []time.Duration{40 * ms, 40 * ms, 90 * ms, 40 * ms, 60 * ms}, lates, "the longest, in order")
 	first := lines[0]
+	assert.True(t, strings.HasPrefix(lateTickMsg, "real-time loop late:"), "soak (soak/soak.go: lateTickMsg) finds the lines by this prefix")
 	assert.Equal(t, "2026-12-01T21:00:00.123456789Z", first["due"])
 	assert.EqualValues(t, 35*ms, first["in_yield"])
 	assert.EqualValues(t, 5*ms, first["waking"])
