@@ -114,8 +114,10 @@ func (o *observer) run() {
 	defer close(o.done)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	// Best effort: without SCHED_FIFO the observer's own delays add to the
-	// gaps it reports (said in the results: realtime false).
+	// Best effort: its own delays no longer shift the times it keeps (the
+	// kernel's), but one longer than its socket can queue (4 MiB, about
+	// a second of the 10 ms profile's heartbeats) would lose datagrams
+	// and read as silences.
 	_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 10, Flags: unix.SCHED_FLAG_RESET_ON_FORK}, 0)
 	buf, oob := make([]byte, 2048), make([]byte, 64)
 	for !o.stopped.Load() {

@@ -163,7 +163,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// The harness itself (the observer, and every thread of the Go runtime
 	// that may hold its processor) above the burners, as the agents are.
 	if err := setPolicy(unix.SCHED_FIFO, 9); err != nil {
-		o.Logf("soak: the harness cannot run at SCHED_FIFO (%v): its gap figures include its own delays", err)
+		o.Logf("soak: the harness cannot run at SCHED_FIFO (%v): its observer may fall behind, and lose datagrams when its socket's queue overflows", err)
 	}
 	obs, err := newObserver(groupA, groupB, port+1, uint32(cluster)) // the heartbeat port
 	if err != nil {
