@@ -2,11 +2,9 @@ package agent
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -93,12 +91,7 @@ func TestLogLateLines(t *testing.T) {
 		{due: due.Add(ms), late: 60 * ms},
 	}
 	a.logLate(ticks, 4)
-	var lines []map[string]any
-	for _, l := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
-		var m map[string]any
-		require.NoError(t, json.Unmarshal(l, &m))
-		lines = append(lines, m)
-	}
+	lines := jsonLines(buf.String(), "")
 	require.Len(t, lines, lateLinesPerPass+1)
 	var lates []time.Duration
 	for _, l := range lines[:lateLinesPerPass] {
@@ -127,25 +120,13 @@ func TestLogLateLines(t *testing.T) {
 	assert.Zero(t, buf.Len(), "nothing late, nothing logged")
 }
 
-// lockedBuffer is a bytes.Buffer for a logger that several goroutines use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines(msg string) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// jsonLines parses the JSON log lines in s whose msg is msg (every line
+// when msg is empty); other lines are skipped.
+func jsonLines(s, msg string) []map[string]any {
 	var out []map[string]any
-	for _, line := range bytes.Split(l.b.Bytes(), []byte("\n")) {
+	for _, line := range strings.Split(s, "\n") {
 		var m map[string]any
-		if json.Unmarshal(line, &m) == nil && m["msg"] == msg {
+		if json.Unmarshal([]byte(line), &m) == nil && (msg == "" || m["msg"] == msg) {
 			out = append(out, m)
 		}
 	}
@@ -161,21 +142,7 @@ func TestLateTickOnLockWait(t *testing.T) {
 	ga, gb, port := testNet(t)
 	cfg := newTestConfig(t, 1, uint32(time.Now().UnixNano()%(1<<30)+1000), ga, gb, port, t.TempDir())
 	cfg.AllowAlone = true
-	var logs lockedBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(5 * time.Second):
-			t.Fatal("Run did not return")
-		}
-	})
+	logs := runAgent(t, cfg)
 	a := <-started
 	require.Eventually(t, func() bool { return a.m.yieldTime.Count() >= 2 }, 5*time.Second, 10*time.Millisecond, "the loop runs")
 
@@ -188,13 +155,13 @@ func TestLateTickOnLockWait(t *testing.T) {
 
 	var late []map[string]any
 	require.Eventually(t, func() bool {
-		for _, l := range logs.lines(lateTickMsg) {
+		for _, l := range jsonLines(logs.String(), lateTickMsg) {
 			if l["cause"] == "lock_wait" {
 				late = append(late, l)
 			}
 		}
 		return len(late) > 0
-	}, 5*time.Second, 50*time.Millisecond, "the late tick is logged within the logger's second: %s", logs.all())
+	}, 5*time.Second, 50*time.Millisecond, "the late tick is logged within the logger's second")
 	l := late[0]
 	wait := time.Duration(l["in_lock_wait"].(float64))
 	// At least the hold less one interval (the deadline came within an
@@ -204,10 +171,4 @@ func TestLateTickOnLockWait(t *testing.T) {
 	_, err := time.Parse(time.RFC3339Nano, l["due"].(string))
 	assert.NoError(t, err)
 	assert.GreaterOrEqual(t, a.m.lateTicks[lateLockWait].Value(), uint64(1), "counted")
-}
-
-func (l *lockedBuffer) all() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

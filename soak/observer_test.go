@@ -67,7 +67,7 @@ func TestObserverKernelStamps(t *testing.T) {
 	gaps, silences := o.stop()
 	require.Len(t, gaps, 1, "one source, two datagrams after reset")
 	assert.GreaterOrEqual(t, gaps[0], 75*time.Millisecond, "the kernel's times, not the reads'")
-	assert.Less(t, gaps[0], time.Second)
+	assert.Less(t, gaps[0], 30*time.Second, "a time, not garbage (the bound is no timing claim)")
 	require.Len(t, silences, 1)
 	assert.Equal(t, 0, silences[0].node, "not a datagram of the cluster: no sender")
 	assert.Equal(t, gaps[0], silences[0].to.Sub(silences[0].from))

@@ -78,12 +78,7 @@ func TestRealtimeLoopAboveOtherThreads(t *testing.T) {
 	require.NoError(t, unix.SchedSetAttr(0, before, 0), "the test's thread back to its policy")
 	runtime.UnlockOSThread()
 
-	var log string
-	require.Eventually(t, func() bool {
-		b, _ := os.ReadFile(logPath)
-		log = string(b)
-		return strings.Contains(log, "real-time path")
-	}, 20*time.Second, 50*time.Millisecond, "the agent reports its real-time path")
+	log := waitRealtimeLine(t, logPath)
 	require.Contains(t, log, "sched_fifo=true priority=1 other_threads_nice=-20", log)
 	// The loop's thread raises itself to realtime.priority as it starts,
 	// after the log line; on a loaded machine that can take a while.
@@ -175,12 +170,7 @@ func TestRealtimeCPUsPinEveryThread(t *testing.T) {
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "agent.log")
 	cmd := startFmagent(t, rtTestConfig(t, dir, fmt.Sprintf("cpus = [%d]", cpu)), logPath)
-	var log string
-	require.Eventually(t, func() bool {
-		b, _ := os.ReadFile(logPath)
-		log = string(b)
-		return strings.Contains(log, "real-time path")
-	}, 20*time.Second, 50*time.Millisecond, "the agent reports its real-time path")
+	log := waitRealtimeLine(t, logPath)
 	require.Contains(t, log, fmt.Sprintf("cpus=[%d]", cpu), log)
 	if os.Geteuid() == 0 { // SCHED_FIFO permitted: one CPU is warned about
 		require.Contains(t, log, "the agent may run on one CPU only", "the warning for one CPU")
@@ -263,13 +253,21 @@ func TestAgentGCPercent(t *testing.T) {
 			dir := t.TempDir()
 			logPath := filepath.Join(dir, "agent.log")
 			startFmagent(t, rtTestConfig(t, dir, ""), logPath)
-			var log string
-			require.Eventually(t, func() bool {
-				b, _ := os.ReadFile(logPath)
-				log = string(b)
-				return strings.Contains(log, "real-time path")
-			}, 20*time.Second, 50*time.Millisecond, "the agent reports its real-time path")
+			log := waitRealtimeLine(t, logPath)
 			assert.Contains(t, log, tc.want+" ", log)
 		})
 	}
+}
+
+// waitRealtimeLine waits for the agent logging to logPath to report its
+// real-time path at start, and returns the log so far.
+func waitRealtimeLine(t *testing.T, logPath string) string {
+	t.Helper()
+	var log string
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(logPath)
+		log = string(b)
+		return strings.Contains(log, "real-time path")
+	}, 20*time.Second, 50*time.Millisecond, "the agent reports its real-time path")
+	return log
 }
