@@ -17,13 +17,12 @@ import (
 
 // observer timestamps every multicast datagram of the cluster with the
 // time the kernel received it (SO_TIMESTAMPNS, as the agents judge their
-// peers' heartbeats), read on a locked thread at SCHED_FIFO (when
-// permitted) with blocking reads, so that its own delays in reading do not
-// shift the times it keeps; and it keeps the
-// gap between consecutive datagrams of each source (an agent on one
-// network): heartbeats are the periodic traffic, so the gaps are the
-// heartbeat gaps as a real-time receiver sees them. Other packets only
-// shorten a gap, never lengthen it.
+// peers' heartbeats), read every observerPace on a locked thread at
+// SCHED_FIFO (when permitted), so that its own delays in reading do not
+// shift the times it keeps; and it keeps the gap between consecutive
+// datagrams of each source (an agent on one network): heartbeats are the
+// periodic traffic, so the gaps are the heartbeat gaps as a real-time
+// receiver sees them. Other packets only shorten a gap, never lengthen it.
 type observer struct {
 	fd      int
 	stopped atomic.Bool
@@ -109,46 +108,73 @@ func (o *observer) start() {
 	go o.run()
 }
 
-// run reads until stop, on its own locked thread.
+// observerPace is how often the observer reads what its socket queued.
+// It keeps the kernel's receive times, so a later read shifts nothing; and
+// every wake-up of its thread is a context switch at SCHED_FIFO, which
+// takes the CPU from the agents' own threads at the normal policy (the
+// very threads whose late wake-ups stretch a real-time loop's yield:
+// DESIGN §8). Woken by every datagram, as it was, the observer woke 5,000
+// times a second at the 10 ms profile (five agents, two networks); paced,
+// 250. The socket's queue (4 MiB) holds more than half a second of them.
+const observerPace = 4 * time.Millisecond
+
+// run reads until stop, on its own locked thread, everything queued once
+// every observerPace.
 func (o *observer) run() {
 	defer close(o.done)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	// Best effort: its own delays no longer shift the times it keeps (the
-	// kernel's), but one longer than its socket can queue (4 MiB, about
-	// a second of the 10 ms profile's heartbeats) would lose datagrams
-	// and read as silences.
+	// kernel's), but one longer than its socket can queue would lose
+	// datagrams and read as silences.
 	_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 10, Flags: unix.SCHED_FLAG_RESET_ON_FORK}, 0)
 	buf, oob := make([]byte, 2048), make([]byte, 64)
+	var next unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &next)
 	for !o.stopped.Load() {
-		n, oobn, _, from, err := unix.Recvmsg(o.fd, buf, oob, 0)
-		if err != nil {
-			continue // EAGAIN after the receive timeout: check stop
-		}
-		now, ok := kernelStamp(oob[:oobn])
-		if !ok {
-			now = time.Now()
-		}
-		sa, ok := from.(*unix.SockaddrInet4)
-		if !ok {
-			continue
-		}
-		src := netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-		o.mu.Lock()
-		if t, ok := o.last[src]; ok {
-			gap := now.Sub(t)
-			o.gaps = append(o.gaps, gap)
-			if o.bound > 0 && gap > o.bound {
-				node := 0
-				if h, err := o.codec.Peek(buf[:n]); err == nil {
-					node = int(h.Sender)
-				}
-				o.silences = append(o.silences, silence{span{t, now}, node})
+		for {
+			n, oobn, _, from, err := unix.Recvmsg(o.fd, buf, oob, unix.MSG_DONTWAIT)
+			if err != nil {
+				break // EAGAIN: all read
 			}
+			o.note(buf[:n], oob[:oobn], from)
 		}
-		o.last[src] = now
-		o.mu.Unlock()
+		next = unix.NsecToTimespec(next.Nano() + int64(observerPace))
+		var now unix.Timespec
+		if unix.ClockGettime(unix.CLOCK_MONOTONIC, &now) == nil && now.Nano() > next.Nano() {
+			next = now // behind (a stall of the machine's): no catching up
+		}
+		for unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &next, nil) == unix.EINTR {
+		}
 	}
+}
+
+// note keeps the gap since the last datagram of pkt's source, at the
+// kernel's receive time in oob.
+func (o *observer) note(pkt, oob []byte, from unix.Sockaddr) {
+	now, ok := kernelStamp(oob)
+	if !ok {
+		now = time.Now()
+	}
+	sa, ok := from.(*unix.SockaddrInet4)
+	if !ok {
+		return
+	}
+	src := netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if t, ok := o.last[src]; ok {
+		gap := now.Sub(t)
+		o.gaps = append(o.gaps, gap)
+		if o.bound > 0 && gap > o.bound {
+			node := 0
+			if h, err := o.codec.Peek(pkt); err == nil {
+				node = int(h.Sender)
+			}
+			o.silences = append(o.silences, silence{span{t, now}, node})
+		}
+	}
+	o.last[src] = now
 }
 
 // stop ends run and returns the gaps, sorted, and the silences.

@@ -160,11 +160,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	cluster := 1000 + rand.IntN(1<<30)
 	shmPrefix := fmt.Sprintf("fmagent-soak-%d-%d", os.Getpid(), rand.IntN(1<<20))
 
-	// The harness itself (the observer, and every thread of the Go runtime
-	// that may hold its processor) above the burners, as the agents are.
-	if err := setPolicy(unix.SCHED_FIFO, 9); err != nil {
-		o.Logf("soak: the harness cannot run at SCHED_FIFO (%v): its observer may fall behind, and lose datagrams when its socket's queue overflows", err)
-	}
+	// The harness stays at the normal policy but for its observer's
+	// thread (observer.run): at SCHED_FIFO (as it ran until 2 December
+	// 2026) its Go runtime's threads, its collector's among them, took the
+	// CPU from the agents' threads at the normal policy, which a real
+	// node does not run beside them.
 	obs, err := newObserver(groupA, groupB, port+1, uint32(cluster)) // the heartbeat port
 	if err != nil {
 		return nil, err
@@ -633,9 +633,10 @@ func stopBurners(cmds []*exec.Cmd) {
 // Burn spins one core until the process is killed: the soak's CPU burner
 // (soak -burn), at the normal scheduling policy.
 func Burn() {
-	// The harness runs at SCHED_FIFO (its observer must not be delayed by
-	// the burners it starts), and a child inherits that: the burner puts
-	// itself back to the normal policy, as a user's CPU hog would be.
+	// Should it be started by a thread at SCHED_FIFO (the observer's
+	// resets its children on fork; one started by hand may not), the
+	// burner puts itself back to the normal policy, as a user's CPU hog
+	// would be.
 	setPolicy(unix.SCHED_NORMAL, 0)
 	runtime.GOMAXPROCS(1)
 	x := uint64(1)
