@@ -367,7 +367,7 @@ func (a *agent) rtRun(th *transport.Locked) {
 			// See yieldEvery.
 			lastYield = now
 			yieldFrom = time.Now()
-			th.Yield()
+			th.YieldInPlace()
 			yieldTo = time.Now()
 			d := yieldTo.Sub(yieldFrom)
 			a.m.yieldTime.ObserveDuration(d)
@@ -403,8 +403,13 @@ func (a *agent) rtLock() {
 // goroutine stuck in a system call, preempts it and retakes its P at every
 // wake-up, and so never backs off from its 20 µs polling. Measured on five
 // idle agents (50ms profile, N = 5): sysmon was 36–54% of each agent's CPU.
-// One yield every 5 ms costs far less. It stays on its thread
-// (transport.Locked.Yield says what unlocking for it cost).
+// One yield every 5 ms costs far less. It yields in place
+// (transport.Locked.YieldInPlace): no other thread is woken, and the
+// goroutine comes back on its own thread at once. Locked (a Gosched, until
+// 2 December 2026), each yield handed the P to an idle thread at the
+// normal policy and waited for it to be scheduled and hand the P back,
+// which under a CPU hog took up to tens of milliseconds: the 10 ms
+// profile's false downs of DESIGN §8.
 const yieldEvery = 5 * time.Millisecond
 
 // The sockets drainSocket reads.

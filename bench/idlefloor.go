@@ -181,7 +181,7 @@ func heartbeatLoop(t *transport.Transport, w *transport.Waiter, th *transport.Lo
 		}
 		if now.Sub(lastYield) >= floorYieldEvery {
 			lastYield = now
-			th.Yield()
+			th.YieldInPlace() // as the agent's loop yields
 		}
 	}
 }

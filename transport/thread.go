@@ -72,9 +72,10 @@ type Locked struct {
 // never blocks in Go needs: Waiter.HoldP says why) without leaving the
 // thread: the goroutine stays locked, so it comes back on this thread at
 // its policy. It costs three thread wake-ups (the P handed to another
-// thread, which finds the goroutine locked elsewhere and hands the P back);
-// YieldUnlocked costs one and was measured against it, and is not what the
-// agent uses (its comment says why).
+// thread, which finds the goroutine locked elsewhere and hands the P back),
+// and under a CPU hog it waits for that thread, at the normal policy, to
+// be scheduled. The agent yields with YieldInPlace, which wakes none; Yield
+// and YieldUnlocked stay to be measured against it (soak/cmd/yieldlat).
 func (l *Locked) Yield() { runtime.Gosched() }
 
 // YieldUnlocked is Yield with the goroutine unlocked for the moment of the
@@ -98,10 +99,14 @@ func (l *Locked) Yield() { runtime.Gosched() }
 // (at most 56.1) against 11.2 ms (at most 21.5) locked, for as many
 // wake-ups later than an interval (103 against 114 in all).
 // Detection that never cries wolf comes before idle CPU, so the agent
-// yields locked.
+// kept the locked yield, until YieldInPlace.
 //
 // YieldUnlocked allocates nothing.
 func (l *Locked) YieldUnlocked() {
+	if l.old != nil && realtimeLoops.Load() > 1 {
+		runtime.Gosched() // see realtimeLoops
+		return
+	}
 	runtime.UnlockOSThread()
 	runtime.Gosched()
 	runtime.LockOSThread()
@@ -112,6 +117,65 @@ func (l *Locked) YieldUnlocked() {
 		l.moved(tid)
 	}
 }
+
+// YieldInPlace is YieldUnlocked with the runtime's own yield in place of
+// runtime.Gosched: the goroutine goes to the tail of its P's local run
+// queue, and its thread, unlocked for that moment, schedules at once —
+// normally finding the goroutine again after whatever else that P had to
+// run. No other thread is woken: a Gosched puts the goroutine on the
+// global queue and wakes a thread to look for work (the moves
+// YieldUnlocked pays for under load), and the locked Yield hands the P to
+// another thread and waits for it to be scheduled and hand the P back
+// (DESIGN §8: under a CPU hog such a thread, at the normal policy, may
+// wait milliseconds for a CPU). A thread already looking for work may
+// still take the goroutine off the queue; then SCHED_FIFO is carried to
+// it, as YieldUnlocked does. Go's scheduler has run either way: a
+// goroutine taken off a local queue's tail starts a new scheduling tick,
+// which is all sysmon asks for.
+//
+// Whatever the P had queued runs first, on this thread and at its
+// policy: goroutines the loop itself readied (they run at SCHED_FIFO for
+// as long as they run, which for the agent's is until they block, as
+// with any yield), and a timer or a garbage-collector worker the runtime
+// starts on the P.
+//
+// YieldInPlace allocates nothing.
+func (l *Locked) YieldInPlace() {
+	if l.old != nil && realtimeLoops.Load() > 1 {
+		runtime.Gosched() // see realtimeLoops
+		return
+	}
+	runtime.UnlockOSThread()
+	goyield()
+	runtime.LockOSThread()
+	if l.old == nil {
+		return // not real-time: any thread will do
+	}
+	if tid := unix.Gettid(); tid != l.tid {
+		l.moved(tid)
+	}
+}
+
+// realtimeLoops counts the functions RunLockedWith runs at SCHED_FIFO now.
+// With more than one, the unlocked yields (YieldUnlocked, YieldInPlace)
+// yield locked instead: two loops whose goroutines are unlocked at once
+// can each come back on the thread the other left, and each would then
+// carry SCHED_FIFO by its own account of the other's thread — restoring a
+// thread the other loop now runs on, or recording SCHED_FIFO as a thread's
+// attributes to restore — and leave a thread at SCHED_FIFO that runs
+// ordinary goroutines. Seen: three agents in one test binary, yielding in
+// place, failed their own API probes for seconds (the watchdog stopped
+// kicking) and TestAttacks saw a master change; yielding locked while more
+// than one loop runs, they pass. The agent runs one loop per process; the
+// tests that run several agents in one binary yield locked.
+var realtimeLoops atomic.Int32
+
+// goyield is the runtime's yield to the local run queue (runtime.goyield).
+// The runtime keeps it for the packages that link to it, gVisor among
+// them: "Do not remove or change the type signature" (go.dev/issue/67401).
+//
+//go:linkname goyield runtime.goyield
+func goyield()
 
 // moved carries SCHED_FIFO from thread l.tid to tid, the calling thread.
 // Raw system calls: nothing here may allocate or wait for the scheduler.
@@ -152,7 +216,7 @@ func schedSetAttr(tid int, attr *unix.SchedAttr) unix.Errno {
 	return e
 }
 
-// RunLockedWith is RunLocked for a function that yields (Locked.Yield).
+// RunLockedWith is RunLocked for a function that yields (Locked.YieldInPlace).
 func RunLockedWith(opts ThreadOptions, fn func(*Locked)) error {
 	runtime.LockOSThread()
 	logf := opts.Logf
@@ -167,6 +231,8 @@ func RunLockedWith(opts ThreadOptions, fn func(*Locked)) error {
 			logf("fmagent: %v; running at the normal scheduling policy (detection under load will be worse; DESIGN §8)", rtErr)
 		} else {
 			l.fifo = fifoAttr(opts.Priority)
+			realtimeLoops.Add(1)
+			defer realtimeLoops.Add(-1)
 		}
 	}
 	fn(l)
@@ -512,9 +578,9 @@ func (b *Background) Stop() {
 // from the thread that creates them, which is one of these). Why: on a
 // virtual machine waking a thread on another, idle CPU costs an
 // inter-processor interrupt and a halted vCPU's exit, tens of µs each, and
-// the real-time loop's every yield to Go's scheduler hands its P to other
-// threads and back (Locked.Yield); on one CPU those hand-offs are local.
-// Measured, five idle agents at 10 ms × 5 on two vCPUs, each pinned to one
+// the real-time loop's every yield to Go's scheduler handed its P to other
+// threads and back (Locked.Yield, the agent's until YieldInPlace); on one
+// CPU those hand-offs are local. Measured with that yield, five idle agents at 10 ms × 5 on two vCPUs, each pinned to one
 // CPU or not, alternated: 1.40–1.88 % of a core per agent against 3.12–3.96
 // %, and down propagation p50 685–833 µs against 979–1,242 µs. But a
 // SCHED_FIFO thread alone on one CPU with the rest of its process can spin

@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -128,6 +129,23 @@ func needFIFO(t *testing.T) {
 // channels keep threads waking to look for work (as the agent's other
 // goroutines do), which is what takes the goroutine to another thread.
 func TestLockedYieldUnlockedCarriesFIFO(t *testing.T) {
+	moves := yieldKeepsFIFO(t, (*Locked).YieldUnlocked, 30)
+	require.Positive(t, moves, "the goroutine never came back on another thread: nothing was tested")
+}
+
+// YieldInPlace leaves its thread only when a thread looking for work takes
+// the goroutine off the local queue first (rarely: no thread is woken for
+// it); whatever happens, the loop is at SCHED_FIFO after every yield and
+// no other thread of the process is.
+func TestLockedYieldInPlaceKeepsFIFO(t *testing.T) {
+	yieldKeepsFIFO(t, (*Locked).YieldInPlace, 30)
+}
+
+// yieldKeepsFIFO yields with yield, beside goroutines ping-ponging on
+// channels, up to 200,000 times or until wantMoves moves, checking after
+// each that the calling thread is at SCHED_FIFO 5 and, after a move, that
+// it is the process's only such thread. It returns the moves.
+func yieldKeepsFIFO(t *testing.T, yield func(*Locked), wantMoves uint64) uint64 {
 	needFIFO(t)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(4, runtime.GOMAXPROCS(0))))
 	stop := make(chan struct{})
@@ -170,8 +188,8 @@ func TestLockedYieldUnlockedCarriesFIFO(t *testing.T) {
 	}
 	err := RunLockedWith(ThreadOptions{Realtime: true, Priority: 5}, func(l *Locked) {
 		seen := uint64(0)
-		for i := 0; i < 200000 && seen < 30; i++ {
-			l.YieldUnlocked()
+		for i := 0; i < 200000 && seen < wantMoves; i++ {
+			yield(l)
 			if attr, err := unix.SchedGetAttr(0, 0); err != nil {
 				note("yield %d: %v", i, err)
 			} else if attr.Policy != unix.SCHED_FIFO || attr.Priority != 5 {
@@ -191,8 +209,84 @@ func TestLockedYieldUnlockedCarriesFIFO(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, nWrong, "the first: %v", wrong)
 	assert.Zero(t, failed)
-	require.Positive(t, moves, "the goroutine never came back on another thread: nothing was tested")
-	t.Logf("%d moves", moves)
+	assertNoFIFOThreads(t)
+	return moves
+}
+
+// With two real-time loops in the process, each yields locked: neither
+// goroutine leaves its thread, so neither can carry SCHED_FIFO by its own
+// account of a thread the other now runs on (realtimeLoops).
+func TestLockedYieldInPlaceTwoLoopsStayLocked(t *testing.T) {
+	needFIFO(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(4, runtime.GOMAXPROCS(0))))
+	var started, wg sync.WaitGroup
+	started.Add(2)
+	errs := make(chan error, 2)
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- RunLockedWith(ThreadOptions{Realtime: true, Priority: 5}, func(l *Locked) {
+				started.Done()
+				started.Wait() // both loops run before either yields
+				tid := unix.Gettid()
+				for i := range 20000 {
+					l.YieldInPlace()
+					if got := unix.Gettid(); got != tid {
+						errs <- fmt.Errorf("yield %d: the loop left thread %d for %d", i, tid, got)
+						return
+					}
+				}
+				if m, _ := l.Moves(); m != 0 {
+					errs <- fmt.Errorf("%d moves", m)
+				}
+			})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		assert.NoError(t, err)
+	}
+	assertNoFIFOThreads(t)
+}
+
+// YieldInPlace lets Go's scheduler run: with one P, a goroutine started
+// just before it (queued on that P) has run by the time it returns, on the
+// loop's own thread, which is still at SCHED_FIFO. Without a yield it
+// could not have run (the one P is the loop's).
+func TestLockedYieldInPlaceRunsTheQueue(t *testing.T) {
+	needFIFO(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	err := RunLockedWith(ThreadOptions{Realtime: true, Priority: 5}, func(l *Locked) {
+		tid := unix.Gettid()
+		for i := range 100 {
+			var ran atomic.Bool
+			go ran.Store(true)
+			l.YieldInPlace()
+			require.True(t, ran.Load(), "yield %d: the queued goroutine did not run", i)
+			require.Equal(t, tid, unix.Gettid(), "one P: no other thread can take the goroutine")
+			attr, err := unix.SchedGetAttr(0, 0)
+			require.NoError(t, err)
+			require.Equal(t, uint32(unix.SCHED_FIFO), attr.Policy)
+		}
+		moves, _ := l.Moves()
+		require.Zero(t, moves)
+	})
+	require.NoError(t, err)
+	assertNoFIFOThreads(t)
+}
+
+// The agent's loop yields every 5 ms: a yield in place allocates nothing.
+func TestLockedYieldInPlaceAllocatesNothing(t *testing.T) {
+	needFIFO(t)
+	err := RunLockedWith(ThreadOptions{Realtime: true, Priority: 5}, func(l *Locked) {
+		l.YieldInPlace()
+		if n := testing.AllocsPerRun(500, l.YieldInPlace); n != 0 {
+			t.Errorf("YieldInPlace allocates %.1f times", n)
+		}
+	})
+	require.NoError(t, err)
 	assertNoFIFOThreads(t)
 }
 

@@ -11,7 +11,9 @@
 // Locked.YieldUnlocked (unlocked for the Gosched, SCHED_FIFO carried to
 // whichever thread it comes back on). It prints the lateness percentiles,
 // the wake-ups later than an interval, the process's CPU, the moves and
-// the yields slower than 1 ms (with a move or not). Run as root
+// the yields slower than 1 ms (with a move or not); -inplace uses
+// Locked.YieldInPlace (the runtime's yield to the local run queue, no
+// thread woken). Run as root
 // (SCHED_FIFO), alternating the two, with the machine busy or not
 // (stress-ng --cpu N beside it): the figures are in Locked.YieldUnlocked's
 // comment.
@@ -40,7 +42,8 @@ import (
 func main() {
 	dur := flag.Duration("for", 30*time.Second, "how long")
 	iv := flag.Duration("interval", 4*time.Millisecond, "the loop's timer period (the 20ms profile's heartbeat)")
-	unlocked := flag.Bool("unlocked", false, "yield with Locked.YieldUnlocked instead of Locked.Yield (the agent's)")
+	unlocked := flag.Bool("unlocked", false, "yield with Locked.YieldUnlocked instead of Locked.Yield")
+	inPlace := flag.Bool("inplace", false, "yield with Locked.YieldInPlace instead of Locked.Yield")
 	churners := flag.Int("churn", 2, "goroutines allocating in the background")
 	pingers := flag.Int("pingpong", 2, "pairs of goroutines ping-ponging on channels every 100 µs")
 	slice := flag.Duration("slice", 0, "the process's other threads' EEVDF slice (sched_attr.sched_runtime, Linux 6.12+; 0: the kernel's)")
@@ -109,9 +112,12 @@ func main() {
 				lastYield = now
 				m0, _ := th.Moves()
 				t0 := time.Now()
-				if *unlocked {
+				switch {
+				case *inPlace:
+					th.YieldInPlace()
+				case *unlocked:
 					th.YieldUnlocked()
-				} else {
+				default:
 					th.Yield()
 				}
 				d := time.Since(t0)
@@ -142,7 +148,10 @@ func main() {
 		}
 	}
 	mode := "locked"
-	if *unlocked {
+	switch {
+	case *inPlace:
+		mode = "in-place+carry"
+	case *unlocked:
 		mode = "unlocked+carry"
 	}
 	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
