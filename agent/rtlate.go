@@ -15,10 +15,14 @@ import (
 // or a false down, can be traced to its cause at this node:
 //
 //   - yield: the loop's yield to Go's scheduler (yieldEvery) ran past the
-//     deadline. The yield hands the loop's P to another thread of the
-//     agent, at the normal policy, and back; CPU load on the agent's CPUs,
-//     the garbage collector's workers or a burst of the agent's other
-//     goroutines keep that thread, and the loop, waiting.
+//     deadline. The loop yields in place (transport.Locked.YieldInPlace):
+//     what its P had queued runs first, on the loop's thread, and another
+//     thread may take the loop's goroutine (then the loop waits for that
+//     thread, at the normal policy, to run); so a burst of the agent's
+//     other goroutines, the garbage collector's work, or CPU load on the
+//     agent's CPUs after such a move, keep the loop waiting. (Until
+//     2 December 2026 every yield handed the P to another thread and
+//     back: most late ticks of the 10 ms profile under a CPU hog.)
 //   - lock_wait: the loop waited for the agent's lock, held by the API,
 //     publishing or the process watcher.
 //   - wake: the rest — the kernel ran the loop's SCHED_FIFO thread late
@@ -116,7 +120,7 @@ const lateTickMsg = "real-time loop late: this node's heartbeat went out late, a
 const lateLinesPerPass = 5
 
 var lateHints = [numLateCauses]string{
-	"its yield to Go's scheduler waited for another thread of the agent (normal policy): CPU load on the agent's CPUs, the garbage collector, a burst of API work",
+	"its yield to Go's scheduler ran other work of the agent first (a burst of API work, the garbage collector) or moved it to another thread that CPU load then kept waiting",
 	"it waited for the agent's lock (API, publishing, process watcher)",
 	"the kernel ran its thread late (a paused or descheduled virtual CPU, real-time throttling, an interrupt storm, a page fault; without SCHED_FIFO, any CPU load), or it was reading a flood from its sockets",
 }
