@@ -580,9 +580,10 @@ func (b *Background) Stop() {
 // inter-processor interrupt and a halted vCPU's exit, tens of µs each, and
 // the real-time loop's every yield to Go's scheduler handed its P to other
 // threads and back (Locked.Yield, the agent's until YieldInPlace); on one
-// CPU those hand-offs are local. Measured with that yield, five idle agents at 10 ms × 5 on two vCPUs, each pinned to one
-// CPU or not, alternated: 1.40–1.88 % of a core per agent against 3.12–3.96
-// %, and down propagation p50 685–833 µs against 979–1,242 µs. But a
+// CPU those hand-offs are local. Measured with that yield, five idle
+// agents at 10 ms × 5 on two vCPUs, each pinned to one CPU or not,
+// alternated: 1.40–1.88 % of a core per agent against 3.12–3.96 %, and
+// down propagation p50 685–833 µs against 979–1,242 µs. But a
 // SCHED_FIFO thread alone on one CPU with the rest of its process can spin
 // for a second inside Go's runtime (docs/bench.md, agent's warnOneCPU), so
 // the agent pins only when told. A CPU the process may not use (its
