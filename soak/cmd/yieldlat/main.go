@@ -1,24 +1,25 @@
 // Command yieldlat measures what the real-time loop's periodic yield to
-// Go's scheduler costs its timing, for the two ways transport.Locked
+// Go's scheduler costs its timing, for the three ways transport.Locked
 // yields: a goroutine locked to a SCHED_FIFO thread waits on a timerfd
 // deadline every -interval in a raw ppoll that keeps its P
 // (transport.Waiter with HoldP, as the agent's loop), yields every 5 ms,
 // and records how late each wake-up is and how long each yield took,
 // while other goroutines of the process allocate (the collector runs) and
 // ping-pong on channels (threads wake to look for work), as an agent's API
-// and publishing goroutines do. By default it yields as the agent does
-// (Locked.Yield: a Gosched with the goroutine locked); -unlocked uses
+// and publishing goroutines do. By default it yields locked (Locked.Yield:
+// a Gosched with the goroutine locked, the agent's until 2 December 2026);
+// -inplace uses Locked.YieldInPlace (the agent's: the runtime's yield to
+// the local run queue, no thread woken); -unlocked uses
 // Locked.YieldUnlocked (unlocked for the Gosched, SCHED_FIFO carried to
 // whichever thread it comes back on). It prints the lateness percentiles,
-// the wake-ups later than an interval, the process's CPU, the moves and
-// the yields slower than 1 ms (with a move or not); -inplace uses
-// Locked.YieldInPlace (the runtime's yield to the local run queue, no
-// thread woken). Run as root
-// (SCHED_FIFO), alternating the two, with the machine busy or not
-// (stress-ng --cpu N beside it): the figures are in Locked.YieldUnlocked's
-// comment.
+// the wake-ups later than an interval, the process's CPU, the moves, the
+// yields slower than 1 ms (with a move or not) and the yields' p99 and
+// longest. Run as root (SCHED_FIFO), alternating them, with the machine
+// busy or not (stress-ng --cpu N or soak -burn beside it): the figures are
+// in docs/bench.md and in Locked.YieldUnlocked's comment.
 //
 //	go run ./soak/cmd/yieldlat -for 30s
+//	go run ./soak/cmd/yieldlat -for 30s -inplace
 //	go run ./soak/cmd/yieldlat -for 30s -unlocked
 package main
 
