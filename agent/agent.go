@@ -161,6 +161,10 @@ type agent struct {
 	journal  journal       // history, resumable watches, hook feed (journal.go)
 	hooks    *hooks.Runner
 
+	// The real-time loop's thread while it runs: its yields' moves, for
+	// the metrics.
+	rtThread atomic.Pointer[transport.Locked]
+
 	apiSrv atomic.Pointer[api.Server] // a.srv, for the metrics goroutine
 
 	waiter    transport.BindWaiter // the real-time loop's one blocking point

@@ -99,7 +99,7 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 		"How late the real-time loop woke for its timer deadline (heartbeat, judgement): what scheduling, the garbage collector or a page fault cost.",
 		[]float64{10e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3})
 	m.yieldTime = r.Histogram("fmagent_rt_yield_seconds",
-		"How long each of the real-time loop's yields to Go's scheduler took (one every 5 ms: its P handed to another thread of the agent and back), time in which the loop could not run.",
+		"How long each of the real-time loop's yields to Go's scheduler took (one every 5 ms, in place: what its processor had queued runs first), time in which the loop could not run.",
 		[]float64{10e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3})
 	m.lockWait = r.Histogram("fmagent_rt_lock_wait_seconds",
 		"How long the real-time loop waited for the agent's lock when another goroutine held it (API, publishing, process watcher), time in which the loop could not run.",
@@ -111,6 +111,21 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 	}
 	r.GaugeFunc("fmagent_rt_lock_wait_max_seconds", "The real-time loop's longest wait for the agent's lock since start.",
 		func() float64 { return time.Duration(m.lockWaitMax.Load()).Seconds() })
+	moves := func(failed bool) func() float64 {
+		return func() float64 {
+			th := a.rtThread.Load()
+			if th == nil {
+				return 0
+			}
+			n, f := th.Moves()
+			if failed {
+				return float64(f)
+			}
+			return float64(n)
+		}
+	}
+	r.CounterFunc("fmagent_rt_yield_moves_total", "Yields after which the real-time loop came back on another thread of the agent (rare: a thread looking for work took it), which it then put at SCHED_FIFO, the thread it left back at its own policy.", moves(false))
+	r.CounterFunc("fmagent_rt_yield_move_failures_total", "Of those moves, the ones the kernel refused in part (the loop tries again at its next yield; the thread it left is never left at SCHED_FIFO).", moves(true))
 	r.GaugeFunc("fmagent_rt_yield_max_seconds", "The longest yield of the real-time loop to Go's scheduler since start.",
 		func() float64 { return time.Duration(m.yieldMax.Load()).Seconds() })
 	r.GaugeFunc("fmagent_tick_lateness_max_seconds", "The latest the real-time loop has woken for a deadline since start.",

@@ -56,6 +56,15 @@ func TestYieldMetrics(t *testing.T) {
 	assert.Positive(t, m["fmagent_rt_yield_seconds_sum"])
 	assert.Positive(t, m["fmagent_rt_yield_max_seconds"])
 	assert.LessOrEqual(t, m["fmagent_rt_yield_seconds_sum"]/m["fmagent_rt_yield_seconds_count"], m["fmagent_rt_yield_max_seconds"])
+	// The yields' moves, from the loop's own thread: a yield in place
+	// comes back on another thread rarely (none is woken for it), and
+	// carrying SCHED_FIFO there is never refused to an agent that had it.
+	moves, ok := m["fmagent_rt_yield_moves_total"]
+	require.True(t, ok, "fmagent_rt_yield_moves_total exported")
+	failures, ok := m["fmagent_rt_yield_move_failures_total"]
+	require.True(t, ok, "fmagent_rt_yield_move_failures_total exported")
+	assert.Zero(t, failures)
+	assert.LessOrEqual(t, moves, m["fmagent_rt_yield_seconds_count"], "a move is a yield's")
 }
 
 // The real-time loop's lock: taken at once, nothing is observed; held by

@@ -263,6 +263,7 @@ func (a *agent) rtLoop() {
 }
 
 func (a *agent) rtRun(th *transport.Locked) {
+	a.rtThread.Store(th)
 	msgs := make([]transport.Message, recvBatch)
 	for i := range msgs {
 		msgs[i].Buf = make([]byte, wire.MaxDatagram)
