@@ -219,9 +219,10 @@ func yieldKeepsFIFO(t *testing.T, yield func(*Locked), wantMoves uint64) uint64 
 func TestLockedYieldInPlaceTwoLoopsStayLocked(t *testing.T) {
 	needFIFO(t)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(4, runtime.GOMAXPROCS(0))))
-	var started, wg sync.WaitGroup
+	var started, yielded, wg sync.WaitGroup
 	started.Add(2)
-	errs := make(chan error, 2)
+	yielded.Add(2)
+	errs := make(chan error, 4) // each loop: at most one of its own, and RunLockedWith's
 	for range 2 {
 		wg.Add(1)
 		go func() {
@@ -229,6 +230,10 @@ func TestLockedYieldInPlaceTwoLoopsStayLocked(t *testing.T) {
 			errs <- RunLockedWith(ThreadOptions{Realtime: true, Priority: 5}, func(l *Locked) {
 				started.Done()
 				started.Wait() // both loops run before either yields
+				// Neither ends (and so leaves the other the only loop,
+				// which may move) before both have done their yields.
+				defer yielded.Wait()
+				defer yielded.Done()
 				tid := unix.Gettid()
 				for i := range 20000 {
 					l.YieldInPlace()
