@@ -633,11 +633,7 @@ func stopBurners(cmds []*exec.Cmd) {
 // Burn spins one core until the process is killed: the soak's CPU burner
 // (soak -burn), at the normal scheduling policy.
 func Burn() {
-	// Should it be started by a thread at SCHED_FIFO (the observer's
-	// resets its children on fork; one started by hand may not), the
-	// burner puts itself back to the normal policy, as a user's CPU hog
-	// would be.
-	setPolicy(unix.SCHED_NORMAL, 0)
+	_ = normalPolicy() // as a user's CPU hog would be
 	runtime.GOMAXPROCS(1)
 	x := uint64(1)
 	for {
@@ -648,17 +644,12 @@ func Burn() {
 	}
 }
 
-// setPolicy sets every thread of this process to policy at prio.
-func setPolicy(policy uint32, prio uint32) error {
-	// Reset on fork: the agents, burners and flood clients the harness
-	// starts begin at the normal policy, as under an init system; agents
-	// that inherited SCHED_FIFO on every thread measured a process that
-	// no operator runs (and Go's runtime livelocks at SCHED_FIFO:
-	// transport.SetProcessNice says how).
-	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy, Priority: prio}
-	if policy != unix.SCHED_NORMAL {
-		attr.Flags = unix.SCHED_FLAG_RESET_ON_FORK
-	}
+// normalPolicy puts every thread of this process at the normal scheduling
+// policy: a burner or flood client started from a thread at SCHED_FIFO
+// (by hand; the harness's own real-time thread resets its children on
+// fork) would otherwise measure a hog no user runs.
+func normalPolicy() error {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}
 	ents, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return err
@@ -680,7 +671,7 @@ func setPolicy(policy uint32, prio uint32) error {
 // acknowledged. A report flood through the API, replicated to every node,
 // for the garbage collector's and the real-time loop's figures under load.
 func Flood(sock, name string) {
-	setPolicy(unix.SCHED_NORMAL, 0)
+	_ = normalPolicy()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	var n atomic.Int64

@@ -102,21 +102,7 @@ func (l *Locked) Yield() { runtime.Gosched() }
 // kept the locked yield, until YieldInPlace.
 //
 // YieldUnlocked allocates nothing.
-func (l *Locked) YieldUnlocked() {
-	if l.old != nil && realtimeLoops.Load() > 1 {
-		runtime.Gosched() // see realtimeLoops
-		return
-	}
-	runtime.UnlockOSThread()
-	runtime.Gosched()
-	runtime.LockOSThread()
-	if l.old == nil {
-		return // not real-time: any thread will do
-	}
-	if tid := unix.Gettid(); tid != l.tid {
-		l.moved(tid)
-	}
-}
+func (l *Locked) YieldUnlocked() { l.yieldUnlocked(runtime.Gosched) }
 
 // YieldInPlace is YieldUnlocked with the runtime's own yield in place of
 // runtime.Gosched: the goroutine goes to the tail of its P's local run
@@ -140,13 +126,18 @@ func (l *Locked) YieldUnlocked() {
 // starts on the P.
 //
 // YieldInPlace allocates nothing.
-func (l *Locked) YieldInPlace() {
+func (l *Locked) YieldInPlace() { l.yieldUnlocked(goyield) }
+
+// yieldUnlocked runs yield with the goroutine unlocked and carries
+// SCHED_FIFO to the thread it comes back on, if another; with more than
+// one real-time loop in the process it yields locked (realtimeLoops).
+func (l *Locked) yieldUnlocked(yield func()) {
 	if l.old != nil && realtimeLoops.Load() > 1 {
-		runtime.Gosched() // see realtimeLoops
+		runtime.Gosched()
 		return
 	}
 	runtime.UnlockOSThread()
-	goyield()
+	yield()
 	runtime.LockOSThread()
 	if l.old == nil {
 		return // not real-time: any thread will do
