@@ -79,9 +79,8 @@ func (a *agent) write(ctx context.Context, req core.Request, check func(*core.Re
 	ch := make(chan core.Result, 1)
 	id := a.core.Submit(time.Now(), req)
 	a.waiters[id] = ch
-	a.handleReady()
 	a.mu.Unlock()
-	a.poke()
+	a.poke() // the real-time loop sends what Submit queued (poke says why)
 
 	var res core.Result
 	select {

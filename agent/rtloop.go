@@ -310,6 +310,12 @@ func (a *agent) rtRun(th *transport.Locked) {
 			a.mu.Unlock()
 			return
 		}
+		if ev&transport.EvWoken != 0 {
+			// A request submitted off the loop (the API, the process
+			// watcher) left its Ready to us (poke says why): its packets go
+			// out now, before the heartbeats are read and the tick.
+			a.handleReady()
+		}
 		now := time.Now()
 		due := !now.Before(a.core.NextDeadline()) || ev&(transport.EvTimer|transport.EvWoken) != 0
 		if due {

@@ -37,6 +37,18 @@ type Network struct {
 	cut   map[cutKey]bool
 
 	delivered atomic.Uint64
+	onSend    atomic.Pointer[func(node uint32, n wire.Net, pkt []byte)]
+}
+
+// OnSend makes every Bind of the network call f, on the sender's goroutine,
+// with each datagram it is about to send (nil: none). For tests about who
+// sends what: f must not keep pkt.
+func (nw *Network) OnSend(f func(node uint32, n wire.Net, pkt []byte)) {
+	if f == nil {
+		nw.onSend.Store(nil)
+		return
+	}
+	nw.onSend.Store(&f)
 }
 
 type cutKey struct {
@@ -292,6 +304,9 @@ func (s sender) send(n wire.Net, to netip.AddrPort, pkt []byte, prio bool, u int
 	}
 	if b.closed.Load() {
 		return net.ErrClosed
+	}
+	if f := b.nw.onSend.Load(); f != nil {
+		(*f)(b.node, n, pkt)
 	}
 	d := datagram{data: append([]byte(nil), pkt...), from: b.LocalAddr(n), at: time.Now()}
 	if prio {

@@ -1,0 +1,84 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fmagent/fmagent/client"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// On the fake network (bindtest), whose OnSend hook sees the sender's
+// goroutine.
+//
+// Issue 13: the API's goroutine sent a request's packets itself, holding
+// a.mu, on a thread at the normal policy: the report to the master and,
+// on the master, the change to every node. Its first send woke the other
+// agents' real-time loops, which preempted it, and its own node's loop,
+// woken by the master's change, waited for a.mu meanwhile (0.9 ms in a
+// trace of five agents). Every report and every change must leave from the
+// real-time loop: clients on the master and on the other nodes register an
+// entity, take it down and up, and raise and clear an alarm.
+func TestRequestsAreSentByTheRealtimeLoop(t *testing.T) {
+	tc, nw := startFakeClusterWith(t, 3, nil)
+	waitFormed(t, tc)
+
+	var mu sync.Mutex
+	byLoop := map[wire.Type]int{}
+	var elsewhere []string // the stacks of those sent from another goroutine
+	nw.OnSend(func(node uint32, n wire.Net, pkt []byte) {
+		typ := wire.PeekType(pkt)
+		if typ != wire.TypeReport && typ != wire.TypeUpdate {
+			return
+		}
+		buf := make([]byte, 32<<10)
+		stack := string(buf[:runtime.Stack(buf, false)])
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.Contains(stack, ".(*agent).rtRun(") {
+			byLoop[typ]++
+		} else {
+			elsewhere = append(elsewhere, fmt.Sprintf("node %d, %v:\n%s", node, typ, stack))
+		}
+	})
+	t.Cleanup(func() { nw.OnSend(nil) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	master := tc.nodes[0].shm.Header().Master
+	sawMaster, sawOther := false, false
+	for _, nd := range tc.nodes {
+		if wire.NodeID(nd.id) == master {
+			sawMaster = true
+		} else {
+			sawOther = true
+		}
+		c := nd.client(t)
+		name := fmt.Sprintf("svc/sent-by-loop-%d", nd.id)
+		_, err := c.Register(ctx, name, client.KindService)
+		require.NoError(t, err)
+		for _, st := range []client.State{client.StateDown, client.StateUp} {
+			_, err = c.SetState(ctx, name, st)
+			require.NoError(t, err, "node %d: %v", nd.id, st)
+		}
+		_, err = c.Raise(ctx, name, "overload", client.SevMajor)
+		require.NoError(t, err)
+		_, err = c.Clear(ctx, name, "overload")
+		require.NoError(t, err)
+	}
+	nw.OnSend(nil)
+	require.True(t, sawMaster && sawOther, "clients on the master and on other nodes")
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Empty(t, elsewhere, "reports and changes sent by a goroutine other than the real-time loop")
+	require.Positive(t, byLoop[wire.TypeReport], "the followers' reports, sent by their loops")
+	require.Positive(t, byLoop[wire.TypeUpdate], "the master's changes, sent by its loop")
+}
