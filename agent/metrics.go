@@ -18,6 +18,8 @@ type agentMetrics struct {
 	events        [core.EvStalled + 1]*fmmetrics.Counter // by core.EventKind
 	rejects       map[string]*fmmetrics.Counter          // by wire.Reason
 	persistErrors *fmmetrics.Counter
+	tableSaves    *fmmetrics.Counter
+	tableErrors   *fmmetrics.Counter
 	shmErrors     *fmmetrics.Counter
 	noAddr        *fmmetrics.Counter
 	watchDropped  *fmmetrics.Counter
@@ -46,6 +48,8 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 		m.rejects[reason] = r.Counter("fmagent_packets_rejected_total", "Datagrams the core dropped, by reason.", "reason", reason)
 	}
 	m.persistErrors = r.Counter("fmagent_persist_errors_total", "Failures to persist the membership state.")
+	m.tableSaves = r.Counter("fmagent_table_saves_total", "Saves of the cluster table to this node's disk (master-eligible nodes): one per burst of changes and every 20 ms while it lasts, and one for each write a client of this node waits for.")
+	m.tableErrors = r.Counter("fmagent_table_save_errors_total", "Failures to save the cluster table to this node's disk.")
 	m.shmErrors = r.Counter("fmagent_shm_errors_total", "Failures to publish an entity to shared memory.")
 	m.noAddr = r.Counter("fmagent_unicast_no_address_total", "Unicast packets not sent on a network: no address known for the peer there.")
 	m.bulkDropped = r.Counter("fmagent_bulk_dropped_total", "Snapshot or retransmission bursts not sent: the bulk sender was a full queue behind.")

@@ -365,6 +365,7 @@ func (a *agent) rtRun(th *transport.Locked) {
 			a.core.Tick(now)
 			a.shm.Beat()
 			a.handleReady()
+			a.kickTableSaver()
 		}
 		next = a.core.NextDeadline()
 		a.mu.Unlock()

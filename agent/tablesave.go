@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fmagent/fmagent/agent/core"
@@ -25,11 +26,23 @@ import (
 // the next one. A write the API answers waits for a save that began after
 // the write reached this node's table: acknowledged means on this node's
 // disk.
+//
+// The real-time loop does not wake the saver for each change: it marks the
+// table dirty, and at its next tick (within an interval) wakes the saver
+// if the saver is not already polling; the saver then saves, and polls
+// every tableSaveEvery for as long as changes keep coming. A wake per change
+// was a futex call on the loop's path right after each publication, and a
+// thread of Go's at nice -20 woken on every node at the moment the table's
+// readers were woken, ahead of them, then a save and its fsync per change
+// (hundreds a second per node under the end-to-end benchmark's changes).
+// A write a client waits for still wakes the saver at once (waitSaved).
 type tableSaver struct {
-	on   bool           // this node is master-eligible: it persists the table
-	kick chan struct{}  // a change to save (cap 1)
-	buf  []byte         // encoding scratch; under a.mu
-	row  persist.Entity // encoding scratch; under a.mu
+	on      bool          // this node is master-eligible: it persists the table
+	kick    chan struct{} // a save to start (cap 1)
+	dirty   atomic.Bool   // the table changed since the last encoding began
+	polling atomic.Bool   // the saver polls dirty; no kick needed
+	buf     []byte        // encoding scratch; under a.mu
+	row     persist.Entity
 
 	started uint64 // saves begun; under a.mu
 
@@ -38,6 +51,12 @@ type tableSaver struct {
 	err   error      // the last save's error
 	waits []saveWaiter
 }
+
+// tableSaveEvery is how often the saver looks for changes while they keep
+// coming: what a burst of changes may wait to be on this node's disk, on
+// top of the interval the loop may take to wake the saver (a change no
+// client waits for; one a client waits for is saved at once).
+const tableSaveEvery = 20 * time.Millisecond
 
 type saveWaiter struct {
 	gen uint64
@@ -83,59 +102,140 @@ func (a *agent) initTableSaver() {
 // tableChanged notes a Ready that changed the table. mu held.
 func (a *agent) tableChanged(rd *core.Ready) {
 	if a.tsave.on && (len(rd.Changed) > 0 || len(rd.Removed) > 0 || rd.Reset) {
+		a.tsave.dirty.Store(true)
+	}
+}
+
+// kickTableSaver wakes the saver if the table changed and the saver is not
+// polling. The real-time loop calls it when it ticks: off the path of a
+// change to the table's readers (tableSaver says why).
+func (a *agent) kickTableSaver() {
+	ts := &a.tsave
+	if !ts.dirty.Load() || ts.polling.Load() {
+		return
+	}
+	select {
+	case ts.kick <- struct{}{}:
+	default:
+	}
+}
+
+// tableSaverLoop saves the table after changes, until done is closed: once
+// kicked, at once and then every tableSaveEvery while the table keeps
+// changing or a client waits for a save.
+func (a *agent) tableSaverLoop(done <-chan struct{}) {
+	ts := &a.tsave
+	poll := time.NewTimer(tableSaveEvery)
+	poll.Stop()
+	defer poll.Stop()
+	// At the end, what changed since the last save (a stopped node's
+	// file is what a full-cluster restart finds).
+	final := func() {
+		if ts.dirty.Load() {
+			a.saveTable()
+		}
+	}
+	for {
 		select {
-		case a.tsave.kick <- struct{}{}:
-		default:
+		case <-done:
+			final()
+			return
+		case <-ts.kick:
+		}
+		ts.polling.Store(true)
+		for a.saveTable() {
+			poll.Reset(tableSaveEvery)
+			select {
+			case <-done:
+				final()
+				return
+			case <-ts.kick: // a client waits (waitSaved)
+			case <-poll.C:
+			}
+		}
+		ts.polling.Store(false)
+		if ts.dirty.Load() {
+			// Changed after saveTable looked, before polling was
+			// cleared: the loop saw polling and did not kick.
+			a.kickSelf()
 		}
 	}
 }
 
-// tableSaverLoop saves the table after changes, until done is closed.
-func (a *agent) tableSaverLoop(done <-chan struct{}) {
-	ts := &a.tsave
-	// The file is written on a thread of its own below the table's
-	// readers (a.bg, transport.Background says why and what it cost); the
-	// encoding stays here, under a.mu, at the other threads' priority.
-	for {
-		select {
-		case <-done:
-			return
-		case <-ts.kick:
-		}
-		a.mu.Lock()
-		gen, b, err := a.encodeTable()
-		ts.mu.Lock()
-		awaited := len(ts.waits) > 0
-		ts.mu.Unlock()
-		a.mu.Unlock()
-		if err == nil {
-			// A save a client's write waits for (waitSaved) is written
-			// here, at the agent's priority: the write is answered when
-			// it is on disk. The others go behind the readers.
-			if a.bg != nil && !awaited {
-				a.bg.Do(func() { err = persist.SaveTableBytes(a.stateDir, b) })
-			} else {
-				err = persist.SaveTableBytes(a.stateDir, b)
-			}
-		}
-		if err != nil {
-			a.log.Error("saving the table", "err", err)
-		}
-		ts.mu.Lock()
-		ts.done, ts.err = gen, err
-		k := 0
-		for _, w := range ts.waits {
-			if w.gen <= gen {
-				w.ch <- err // buffered
-			} else {
-				ts.waits[k] = w
-				k++
-			}
-		}
-		clear(ts.waits[k:])
-		ts.waits = ts.waits[:k]
-		ts.mu.Unlock()
+// kickSelf queues a kick of the saver's own.
+func (a *agent) kickSelf() {
+	select {
+	case a.tsave.kick <- struct{}{}:
+	default:
 	}
+}
+
+// saveTable saves the table if it changed since the last save began or a
+// client waits for a save, and reports whether it saved.
+func (a *agent) saveTable() bool {
+	ts := &a.tsave
+	waiting := func() bool {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		return len(ts.waits) > 0
+	}
+	if !ts.dirty.Load() && !waiting() {
+		return false // without a.mu: the last poll of a burst
+	}
+	a.mu.Lock()
+	awaited := waiting()
+	if !ts.dirty.Swap(false) && !awaited {
+		a.mu.Unlock()
+		return false
+	}
+	gen, b, err := a.encodeTable()
+	a.mu.Unlock()
+	if err == nil {
+		err = a.writeTable(b, awaited)
+	}
+	a.m.tableSaves.Inc()
+	if err != nil {
+		a.m.tableErrors.Inc()
+		a.log.Error("saving the table", "err", err)
+	}
+	ts.mu.Lock()
+	ts.done, ts.err = gen, err
+	k := 0
+	for _, w := range ts.waits {
+		if w.gen <= gen {
+			w.ch <- err // buffered
+		} else {
+			ts.waits[k] = w
+			k++
+		}
+	}
+	clear(ts.waits[k:])
+	ts.waits = ts.waits[:k]
+	ts.mu.Unlock()
+	return true
+}
+
+// writeTable writes an encoded table on the background thread (a.bg),
+// below the table's readers; a save a client waits for (awaited) at the
+// agent's priority, the thread hurried. Never on the goroutine that calls
+// it: that goroutine may be running on the real-time loop's thread, at
+// SCHED_FIFO, where the loop's yield runs what the loop readied
+// (transport.Locked.YieldInPlace), and an fsync there blocked the loop's
+// thread (traced: 44 fsyncs at SCHED_FIFO in 3 s of the benchmark).
+// Without a background thread, or without the privilege to hurry it
+// (then the loop is not at SCHED_FIFO either: setFIFO), an awaited save is
+// written here.
+func (a *agent) writeTable(b []byte, awaited bool) error {
+	save := func() error { return persist.SaveTableBytes(a.stateDir, b) }
+	if a.bg == nil || (awaited && a.otherNice == 0) {
+		return save()
+	}
+	if awaited {
+		defer a.bg.Hurry(a.otherNice)()
+	}
+	var err error
+	a.bg.Do(func() { err = save() })
+	return err
 }
 
 // encodeTable encodes the table as it is now, as save number started+1,
