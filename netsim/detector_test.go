@@ -90,6 +90,50 @@ func TestDetectorSlowNotDead(t *testing.T) {
 	require.Equal(t, det, boundAt(s, master, slow), "back to the configured bound")
 }
 
+// A widened bound lasts through the new incarnation a falsely judged node
+// takes, but not through a real death: a node judged down whose judged
+// incarnation never speaks again, and that comes back restarted, is judged
+// at the configured bound again, so its next real death is detected within
+// it (the widening used to stay for tens of seconds of halvings, and every
+// kill of that node meanwhile was detected a bound late).
+func TestDetectorWideningEndsWithARealDeath(t *testing.T) {
+	s := New(Options{Seed: 13, Nodes: 5, Trace: true})
+	c := NewChecker(s)
+	master, slow := formed(t, s, c)
+	interval := s.Opt.Interval
+	det := interval * time.Duration(s.Opt.Misses)
+	d := downs(s, slow)
+
+	// A false down: widened, and still widened under the incarnation the
+	// slow node takes when it learns of the verdict.
+	s.Pause(slow)
+	require.NoError(t, s.RunUntil(s.Now.Add(det+2*interval), c.Step))
+	s.Resume(slow)
+	require.NoError(t, s.RunUntil(s.Now.Add(200*time.Millisecond), c.Step))
+	require.Positive(t, s.Node(master).Core.DetectorStats().FalseDowns, "a false down\n%s", s.Trace(60))
+	require.Equal(t, 2*det, boundAt(s, master, slow), "widened")
+	e, _ := s.Node(master).Core.Table().Get(table.NodeEntityID(slow))
+	require.Equal(t, wire.StateUp, e.State, "back up under a new incarnation, still widened")
+
+	// A real death, judged at the widened bound, then a restart.
+	before, inc := d[master], s.Node(slow).Core.Incarnation()
+	s.Crash(slow)
+	require.NoError(t, s.RunUntil(s.Now.Add(2*det+2*interval), c.Step))
+	require.Equal(t, before+1, d[master], "the crash is judged\n%s", s.Trace(60))
+	s.Restart(slow)
+	require.NoError(t, s.RunUntil(s.Now.Add(300*time.Millisecond), c.Step))
+	e2, _ := s.Node(master).Core.Table().Get(table.NodeEntityID(slow))
+	require.Equal(t, wire.StateUp, e2.State, "restarted\n%s", s.Trace(60))
+	require.Greater(t, s.Node(slow).Core.Incarnation(), inc, "a new incarnation")
+	require.Equal(t, det, boundAt(s, master, slow), "the verdict was true: the restarted node is judged at the configured bound")
+
+	// Its next death is detected within the configured bound.
+	before = d[master]
+	s.Crash(slow)
+	require.NoError(t, s.RunUntil(s.Now.Add(det+interval), c.Step))
+	require.Equal(t, before+1, d[master], "detected within the bound plus an interval\n%s", s.Trace(60))
+}
+
 // One-sided loss: the master hears a node on neither network for longer
 // than the bound, but other members hear it (their heartbeats vouch for
 // it): the master does not mark it down. A cut that lasts past one more
