@@ -39,10 +39,20 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/fmagent/fmagent/agent"
 	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/logq"
 	"github.com/fmagent/fmagent/version"
+)
+
+// The agent's log queue (logq): at most logQueueBytes waiting, written out
+// every logFlushEvery, and at exit for at most logCloseWait.
+const (
+	logQueueBytes = 1 << 20
+	logFlushEvery = 50 * time.Millisecond
+	logCloseWait  = 2 * time.Second
 )
 
 func main() {
@@ -120,12 +130,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	lv := new(slog.LevelVar)
 	setLevel(lv, cfg, *level)
+	// The log is queued and written by a thread of its own: the real-time
+	// loop logs too, and must never wait for the journal (logq says why).
+	logOut := logq.New(stderr, logQueueBytes, logFlushEvery)
+	defer logOut.Close(logCloseWait)
 	var log *slog.Logger
 	if cfg.LogFormat == config.LogJSON {
-		log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
+		log = slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: lv}))
 	} else {
-		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+		log = slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: lv}))
 	}
+	logOut.OnDrop(func(n uint64) {
+		log.Warn("log lines dropped: the log output (stderr, the journal) did not take them in time", "lines", n)
+	})
 	log.Info("fmagent", "version", version.String(), "config", fl.ConfigPath)
 	if fl.ConfigPath == "" && !cfg.AllowAlone {
 		// No configuration at all: a single-node cluster on loopback.
@@ -136,7 +153,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	reload := make(chan *config.Config, 1)
-	go handleSignals(ctx, sigs, fl, *level, lv, reload, log)
+	go handleSignals(ctx, sigs, fl, *level, lv, reload, log, func() { logOut.Close(logCloseWait) })
 	if err := agent.RunReloadable(ctx, cfg, log, reload); err != nil {
 		log.Error("fmagent failed", "err", err)
 		return 1
@@ -184,7 +201,7 @@ func check(fl *config.Flags, path string, stdout, stderr io.Writer) int {
 // handleSignals serves SIGHUP (reload), SIGPIPE (ignored: a restarted
 // journald must not take the agent down with it) and SIGABRT (logged, then
 // the runtime's stack dump) until ctx is done.
-func handleSignals(ctx context.Context, sigs <-chan os.Signal, fl *config.Flags, flagLevel string, lv *slog.LevelVar, reload chan<- *config.Config, log *slog.Logger) {
+func handleSignals(ctx context.Context, sigs <-chan os.Signal, fl *config.Flags, flagLevel string, lv *slog.LevelVar, reload chan<- *config.Config, log *slog.Logger, closeLog func()) {
 	for {
 		var sig os.Signal
 		select {
@@ -220,6 +237,7 @@ func handleSignals(ctx context.Context, sigs <-chan os.Signal, fl *config.Flags,
 			log.Warn("signal ignored", "signal", sig.String())
 		case syscall.SIGABRT:
 			log.Error("SIGABRT (systemd's watchdog when the agent stops notifying it): dumping every goroutine and exiting")
+			closeLog() // the queued lines, this one last, before the dump
 			debug.SetTraceback("all")
 			signal.Reset(syscall.SIGABRT)
 			syscall.Kill(os.Getpid(), syscall.SIGABRT)

@@ -308,7 +308,10 @@ name = "passthrough"
 		t.Fatalf("the daemon not stopped and unregistered: get: %v; kill -0 %d: %v\n%s", getErr, workerPID, killErr, logs.String())
 	}
 	alive()
-	assert.Contains(t, logs.String(), `msg="reload: daemons" node=1 added=[] removed=[worker] changed=[]`)
+	// The log is written within logFlushEvery of the line (logq).
+	testutil.WaitFor(t, 5*time.Second, "the reload's daemons line", func() bool {
+		return strings.Contains(logs.String(), `msg="reload: daemons" node=1 added=[] removed=[worker] changed=[]`)
+	})
 
 	// SIGTERM: clean exit, nothing left behind.
 	c.Close()

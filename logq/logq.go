@@ -1,0 +1,132 @@
+// Package logq is an io.Writer for a daemon's log that never blocks the
+// goroutine that logs: what is written is queued, and a goroutine locked to
+// a thread of its own writes it out at a fixed period.
+//
+// Why: fmagent's real-time loop logs what it decides (a peer down, a master
+// elected) on its own thread, at SCHED_FIFO. Written straight to stderr —
+// under systemd, a stream socket to journald — a line costs a system call
+// on the path of a down (three lines after a node's death took 90 µs of the
+// master's loop, traced), and when the journal does not keep up the write
+// blocks, and the loop with it: no heartbeat goes out, and the peers judge
+// this node down. corosync's logsys queues its log for a thread of its own
+// for the same reason. A line waits at most a period here; what does not fit
+// in the queue is dropped, and counted, and said (OnDrop) once the output
+// takes lines again.
+package logq
+
+import (
+	"io"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// Writer queues writes for out. Its zero value is not usable: see New.
+type Writer struct {
+	out   io.Writer
+	limit int
+
+	mu      sync.Mutex
+	pending []byte
+	dropped uint64 // writes dropped since the last OnDrop
+	closed  bool
+	onDrop  func(n uint64)
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// New starts a Writer that writes what is queued to out every period, in
+// the order it was written, and queues at most limit bytes: a write that
+// does not fit is dropped whole.
+func New(out io.Writer, limit int, period time.Duration) *Writer {
+	w := &Writer{out: out, limit: limit, stop: make(chan struct{}), done: make(chan struct{})}
+	go w.run(period)
+	return w
+}
+
+// OnDrop sets f, which the writing goroutine calls with how many writes
+// were dropped after it has written out what was queued before them. f may
+// log through the Writer: its line is written at the next period.
+func (w *Writer) OnDrop(f func(n uint64)) {
+	w.mu.Lock()
+	w.onDrop = f
+	w.mu.Unlock()
+}
+
+// Write queues p and returns at once: len(p), nil, queued or dropped (a log
+// handler has nothing better to do with an error). After Close it writes
+// p to out itself.
+func (w *Writer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return w.out.Write(p)
+	}
+	if len(w.pending)+len(p) > w.limit {
+		w.dropped++
+	} else {
+		w.pending = append(w.pending, p...)
+	}
+	w.mu.Unlock()
+	return len(p), nil
+}
+
+// run writes the queue out every period until Close.
+func (w *Writer) run(period time.Duration) {
+	// Never unlocked: Go ends the thread with the goroutine. A goroutine
+	// that is not locked can be run by any thread, the real-time loop's
+	// among them (it runs what it readied when it yields), and a write
+	// that blocks there would block that thread.
+	runtime.LockOSThread()
+	defer close(w.done)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	var spare []byte
+	for {
+		select {
+		case <-w.stop:
+			w.flush(&spare)
+			return
+		case <-t.C:
+			w.flush(&spare)
+		}
+	}
+}
+
+// flush writes out what is queued, then reports what was dropped.
+func (w *Writer) flush(spare *[]byte) {
+	w.mu.Lock()
+	b := w.pending
+	w.pending = (*spare)[:0]
+	dropped, onDrop := w.dropped, w.onDrop
+	w.dropped = 0
+	w.mu.Unlock()
+	if len(b) > 0 {
+		_, _ = w.out.Write(b)
+	}
+	*spare = b
+	if dropped > 0 && onDrop != nil {
+		onDrop(dropped)
+	}
+}
+
+// Close writes out what is queued, waiting at most wait for the output,
+// and from then on writes straight to out. It returns false if the output
+// did not take the queue in time (its writer goes on trying).
+func (w *Writer) Close(wait time.Duration) bool {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return true
+	}
+	w.closed = true
+	w.mu.Unlock()
+	close(w.stop)
+	select {
+	case <-w.done:
+		return true
+	case <-time.After(wait):
+		return false
+	}
+}
