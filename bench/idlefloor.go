@@ -21,8 +21,8 @@ import (
 )
 
 // The idle floors. An idle agent's CPU is mostly what one tick of its
-// real-time loop costs, every interval: a wake-up, the heartbeats read, the
-// drop counters, one heartbeat sent per network. Two kinds of process do
+// real-time loop costs, every interval: a wake-up, the heartbeats read, one
+// heartbeat sent per network, and every floorDropsEvery the drop counters. Two kinds of process do
 // exactly that and nothing else, N of them on their own groups, measured
 // over the same window and in the same way as the agents, right after them:
 //
@@ -49,6 +49,10 @@ const (
 	floorHeartbeatSize = 128
 	// floorYieldEvery is the agent's yieldEvery (agent/rtloop.go).
 	floorYieldEvery = 5 * time.Millisecond
+	// floorDropsEvery is the agent's dropsEvery (agent/rtloop.go): how
+	// often an idle agent, no peer near its judgement, reads the six
+	// sockets' drop counters (csrc/hbloop.c: DROPS_EVERY_NS).
+	floorDropsEvery = 100 * time.Millisecond
 )
 
 // IdleFloors is the floors' CPU over an idle window, each the mean over
@@ -139,7 +143,7 @@ func heartbeatLoop(t *transport.Transport, w *transport.Waiter, th *transport.Lo
 		msgs[i].Buf = make([]byte, wire.MaxDatagram)
 	}
 	next := time.Now()
-	var lastYield time.Time
+	var lastYield, dropsAt time.Time
 	for {
 		ev, err := w.Wait(next)
 		if errors.Is(err, transport.ErrStopped) {
@@ -170,7 +174,10 @@ func heartbeatLoop(t *transport.Transport, w *transport.Waiter, th *transport.Lo
 				}
 			}
 		}
-		pkt[0] = byte(t.Drops())
+		if now.Sub(dropsAt) >= floorDropsEvery { // as the idle agent reads them
+			dropsAt = now
+			pkt[0] = byte(t.Drops())
+		}
 		for n := wire.Net(0); n < wire.NumNets; n++ {
 			if s.SendHeartbeat(n, pkt) == nil {
 				sent++

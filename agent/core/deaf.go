@@ -27,3 +27,29 @@ func (n *Node) Deafened(now time.Time) {
 
 // DeafCount is how many times the shell reported this node deafened.
 func (n *Node) DeafCount() uint64 { return n.deafCount }
+
+// JudgementNear reports whether a peer or one of its links may be judged
+// silent within d of now: whether the shell must read, before this tick,
+// what could have made this node deaf (Deafened). Far from any judgement a
+// drop the kernel counted changes nothing this tick decides; it is seen at
+// the latest at the tick that judges.
+func (n *Node) JudgementNear(now time.Time, d time.Duration) bool {
+	det := n.cfg.Detection()
+	by := now.Add(d)
+	for _, id := range n.peerIDs {
+		p := n.peers[id]
+		var last time.Time // the peer is judged by its latest word on any network
+		for net, h := range p.heard {
+			if p.linkUp[net] && !h.Add(det).After(by) {
+				return true // a link
+			}
+			if h.After(last) {
+				last = h
+			}
+		}
+		if p.alive && !last.IsZero() && !last.Add(det).After(by) {
+			return true // the peer
+		}
+	}
+	return false
+}

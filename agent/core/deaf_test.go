@@ -52,3 +52,36 @@ func TestDeafenedNodeJudgesNoOneSilent(t *testing.T) {
 	}
 	require.False(t, peerAlive(p.b, 1), "not judged silent once hearing again and still silent")
 }
+
+// JudgementNear is false while every peer and link is heard within the
+// bound less an interval, and true from an interval before the first
+// judgement a silence would bring (the shell then reads its drop counters
+// before each tick), until the peer is judged.
+func TestJudgementNear(t *testing.T) {
+	p := newPair(t)
+	p.run(300 * time.Millisecond)
+	require.True(t, peerAlive(p.b, 1))
+	iv, bound := core.DefaultInterval, core.DefaultInterval*core.DefaultMisses
+	require.False(t, p.b.JudgementNear(p.now, iv), "every peer heard")
+	// Node 1 silent from now on: node 2 last heard it by now.
+	last := p.now
+	for {
+		p.now = p.now.Add(time.Millisecond)
+		p.a.Ready()
+		p.b.Tick(p.now)
+		p.b.Ready()
+		if !peerAlive(p.b, 1) {
+			break
+		}
+		near := p.b.JudgementNear(p.now, iv)
+		switch {
+		case p.now.Add(iv).Before(last.Add(bound - iv)):
+			require.False(t, near, "%v into the silence: no judgement within an interval", p.now.Sub(last))
+		case !p.now.Add(iv).Before(last.Add(bound)):
+			require.True(t, near, "%v into the silence: the bound is within an interval", p.now.Sub(last))
+		}
+		require.Less(t, p.now.Sub(last), 3*bound, "judged at last")
+	}
+	require.GreaterOrEqual(t, p.now.Sub(last), bound-iv, "not judged before its bound")
+	require.False(t, p.b.JudgementNear(p.now, iv), "judged: nothing left to judge")
+}
