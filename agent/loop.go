@@ -25,8 +25,9 @@ func (a *agent) rejected(m *transport.Message, err error) {
 }
 
 // poke wakes the real-time loop after a Submit off the loop: the loop
-// carries out the Ready it left (submitted), and computes its next deadline
-// again (the request may need a tick sooner than the one planned).
+// carries out the Ready the Submit left (rtRun, on EvWoken), and computes
+// its next deadline again (the request may need a tick sooner than the one
+// planned).
 //
 // A goroutine other than the loop that calls Submit does not carry out the
 // Ready itself: it would send the request's packets (a report to the
