@@ -111,12 +111,8 @@ func (a *agent) tableChanged(rd *core.Ready) {
 // change to the table's readers (tableSaver says why).
 func (a *agent) kickTableSaver() {
 	ts := &a.tsave
-	if !ts.dirty.Load() || ts.polling.Load() {
-		return
-	}
-	select {
-	case ts.kick <- struct{}{}:
-	default:
+	if ts.dirty.Load() && !ts.polling.Load() {
+		a.kickSaver()
 	}
 }
 
@@ -157,13 +153,13 @@ func (a *agent) tableSaverLoop(done <-chan struct{}) {
 		if ts.dirty.Load() {
 			// Changed after saveTable looked, before polling was
 			// cleared: the loop saw polling and did not kick.
-			a.kickSelf()
+			a.kickSaver()
 		}
 	}
 }
 
-// kickSelf queues a kick of the saver's own.
-func (a *agent) kickSelf() {
+// kickSaver wakes the saver, or leaves it the kick it has not taken yet.
+func (a *agent) kickSaver() {
 	select {
 	case a.tsave.kick <- struct{}{}:
 	default:
@@ -283,10 +279,7 @@ func (a *agent) waitSaved(ctx context.Context, seq uint64) error {
 	ts.mu.Lock()
 	ts.waits = append(ts.waits, saveWaiter{gen: gen, ch: ch})
 	ts.mu.Unlock()
-	select {
-	case ts.kick <- struct{}{}:
-	default:
-	}
+	a.kickSaver()
 	a.mu.Unlock()
 	select {
 	case err := <-ch:

@@ -22,9 +22,10 @@ import (
 
 // The idle floors. An idle agent's CPU is mostly what one tick of its
 // real-time loop costs, every interval: a wake-up, the heartbeats read, one
-// heartbeat sent per network, and every floorDropsEvery the drop counters. Two kinds of process do
-// exactly that and nothing else, N of them on their own groups, measured
-// over the same window and in the same way as the agents, right after them:
+// heartbeat sent per network, and every floorDropsEvery the drop counters.
+// Two kinds of process do exactly that and nothing else, N of them on their
+// own groups, measured over the same window and in the same way as the
+// agents, right after them:
 //
 //   - the Go floor: this program again (helper "heartbeat"), with the
 //     agent's transport, waiter and real-time thread set up as the agent

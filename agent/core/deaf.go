@@ -38,17 +38,14 @@ func (n *Node) JudgementNear(now time.Time, d time.Duration) bool {
 	by := now.Add(d)
 	for _, id := range n.peerIDs {
 		p := n.peers[id]
-		var last time.Time // the peer is judged by its latest word on any network
 		for net, h := range p.heard {
 			if p.linkUp[net] && !h.Add(det).After(by) {
 				return true // a link
 			}
-			if h.After(last) {
-				last = h
-			}
 		}
-		if p.alive && !last.IsZero() && !last.Add(det).After(by) {
-			return true // the peer
+		// The peer is judged by its latest word on any network.
+		if last := p.lastHeard(); p.alive && !last.IsZero() && !last.Add(det).After(by) {
+			return true
 		}
 	}
 	return false

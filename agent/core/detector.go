@@ -116,13 +116,7 @@ func (n *Node) vouched(p *peer, now time.Time) bool {
 		if m == p || !n.live(m) || !m.hbOK {
 			continue
 		}
-		latest := m.heard[0]
-		for _, h := range m.heard[1:] {
-			if h.After(latest) {
-				latest = h
-			}
-		}
-		if now.Sub(latest) > fresh {
+		if now.Sub(m.lastHeard()) > fresh {
 			continue
 		}
 		for i := 0; i < int(m.hb.NPeers); i++ {

@@ -60,6 +60,17 @@ func (n *Node) heardOn(p *peer, net int, now time.Time) bool {
 	return !p.heard[net].IsZero() && now.Sub(p.heard[net]) <= n.bound(p)
 }
 
+// lastHeard is when p was last heard on any network (zero: never).
+func (p *peer) lastHeard() time.Time {
+	last := p.heard[0]
+	for _, h := range p.heard[1:] {
+		if h.After(last) {
+			last = h
+		}
+	}
+	return last
+}
+
 // live reports whether p counts as a member now: heard on some network
 // within the detection time, not fenced, not gone.
 func (n *Node) live(p *peer) bool { return p.alive && !p.fenced && !p.left }
@@ -255,13 +266,7 @@ func (n *Node) judge(now time.Time) {
 		if p.alive && !heardAny && !n.vouched(p, now) {
 			n.judgedSilent(p, now)
 			p.alive = false
-			last := p.heard[0]
-			for _, h := range p.heard[1:] {
-				if h.After(last) {
-					last = h
-				}
-			}
-			n.event(Event{Kind: EvPeerDown, Node: p.id, Reason: "silent", Unheard: now.Sub(last), Bound: n.bound(p)})
+			n.event(Event{Kind: EvPeerDown, Node: p.id, Reason: "silent", Unheard: now.Sub(p.lastHeard()), Bound: n.bound(p)})
 		}
 	}
 }
