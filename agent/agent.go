@@ -327,10 +327,6 @@ func (a *agent) start() error {
 
 	a.reg = metrics.NewRegistry()
 	a.m = newMetrics(a.reg, a)
-	if err := a.startMetrics(cfg.Metrics); err != nil {
-		// Metrics are not worth failing over: the node still works.
-		a.log.Warn("metrics endpoint not started", "listen", cfg.Metrics.Listen, "err", err)
-	}
 
 	if err := a.openGuard(); err != nil {
 		return err
@@ -352,6 +348,14 @@ func (a *agent) start() error {
 	a.srv = &api.Server{Handler: &handler{a}, Authorizer: auth, Log: a.log.With("part", "api"),
 		MaxInFlight: cfg.API.MaxInFlight, Limits: apiLimits(cfg.API)}
 	a.apiSrv.Store(a.srv)
+
+	// Last: a scrape reads what start sets (the guard, the core's fence
+	// decision, the supervisor) from the server's goroutines, so the
+	// endpoint opens only once start has written all of it.
+	if err := a.startMetrics(cfg.Metrics); err != nil {
+		// Metrics are not worth failing over: the node still works.
+		a.log.Warn("metrics endpoint not started", "listen", cfg.Metrics.Listen, "err", err)
+	}
 	return nil
 }
 
