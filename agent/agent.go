@@ -455,6 +455,8 @@ func (a *agent) shutdown(done chan struct{}) {
 	a.mu.Lock()
 	a.stopping = true
 	a.core.Shutdown(time.Now())
+	// The one Ready not left to the real-time loop (poke): the loop ends
+	// when it sees stopping, so the goodbye is sent here.
 	a.handleReady()
 	a.mu.Unlock()
 	close(done)

@@ -484,8 +484,10 @@ func (h *handler) Switchover(ctx context.Context, cred api.Cred) (err error) {
 	a.mu.Lock()
 	before := a.core.Role()
 	err = a.core.Switchover(time.Now())
-	a.handleReady()
 	a.mu.Unlock()
+	// The call for the switchover is sent by the real-time loop, as every
+	// request off the loop is (poke says why).
+	a.poke()
 	switch {
 	case errors.Is(err, core.ErrNoMaster):
 		return api.Errorf(api.ErrNoMaster, "no master to hand over from")

@@ -82,3 +82,53 @@ func TestRequestsAreSentByTheRealtimeLoop(t *testing.T) {
 	require.Positive(t, byLoop[wire.TypeReport], "the followers' reports, sent by their loops")
 	require.Positive(t, byLoop[wire.TypeUpdate], "the master's changes, sent by its loop")
 }
+
+// A switchover asked through the API: its call (an election packet to the
+// master, which passes it to the vice) is sent by the asking node's
+// real-time loop, not by the API's goroutine holding the agent's lock.
+func TestSwitchoverIsSentByTheRealtimeLoop(t *testing.T) {
+	tc, nw := startFakeClusterWith(t, 3, nil)
+	waitFormed(t, tc)
+	master := tc.nodes[0].shm.Header().Master
+	var member *testNode
+	for _, nd := range tc.nodes {
+		if wire.NodeID(nd.id) != master {
+			member = nd
+		}
+	}
+	before, err := member.client(t).Status(context.Background())
+	require.NoError(t, err)
+	require.NotZero(t, before.Vice, "a vice-master to hand over to")
+
+	var mu sync.Mutex
+	byLoop := 0
+	var elsewhere []string
+	nw.OnSend(func(node uint32, n wire.Net, pkt []byte) {
+		if wire.PeekType(pkt) != wire.TypeElection {
+			return
+		}
+		buf := make([]byte, 32<<10)
+		stack := string(buf[:runtime.Stack(buf, false)])
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.Contains(stack, ".(*agent).rtRun(") {
+			byLoop++
+		} else {
+			elsewhere = append(elsewhere, fmt.Sprintf("node %d:\n%s", node, stack))
+		}
+	})
+	t.Cleanup(func() { nw.OnSend(nil) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, member.client(t).Switchover(ctx))
+	after, err := member.client(t).Status(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, before.Vice, after.Master, "the vice took over")
+	nw.OnSend(nil)
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Empty(t, elsewhere, "election packets sent by a goroutine other than the real-time loop")
+	require.Positive(t, byLoop, "the call and the election, sent by the loops")
+}
