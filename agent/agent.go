@@ -161,6 +161,13 @@ type agent struct {
 	journal  journal       // history, resumable watches, hook feed (journal.go)
 	hooks    *hooks.Runner
 
+	// What the real-time loop hands to the agent's other threads once the
+	// table's readers have had the CPUs (handOffQuiet). Under mu.
+	lastPub        time.Time    // the segment's last commit
+	pendingSave    core.Persist // the latest state saveLater kept for the saver
+	hasPendingSave bool
+	handOffSince   time.Time // when a hand-off was first held back (zero: none is)
+
 	// The real-time loop's thread while it runs: its yields' moves, for
 	// the metrics.
 	rtThread atomic.Pointer[transport.Locked]
@@ -498,8 +505,12 @@ func (a *agent) shutdown(done chan struct{}) {
 	case <-time.After(time.Until(deadline)):
 		a.log.Warn("shutdown: some goroutines did not stop in time")
 	}
-	// The last membership state queued (after the goodbye's Ready).
+	// The last membership state kept or queued (after the goodbye's Ready).
 	a.mu.Lock()
+	if a.hasPendingSave {
+		a.queueSave(a.pendingSave)
+		a.hasPendingSave = false
+	}
 	close(a.saveq)
 	a.saveq = nil
 	close(a.bulkq)

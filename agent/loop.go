@@ -113,11 +113,14 @@ func (a *agent) handleReady() {
 	}
 }
 
-// saveLater hands a state that need not be on disk before anything is sent
-// (a new membership generation) to the saver goroutine: its fsyncs must not
-// hold a.mu, which heartbeats and receives wait for (on a loaded disk an
-// fsync takes hundreds of milliseconds). Only the latest state matters: an
-// older one still waiting is replaced. mu held.
+// saveLater keeps a state that need not be on disk before anything is sent
+// (a new membership generation) for the saver goroutine, to which the
+// real-time loop hands it once the table's readers have had the CPUs
+// (handOffQuiet): its fsyncs must not hold a.mu, which heartbeats and
+// receives wait for (on a loaded disk an fsync takes hundreds of
+// milliseconds). Only the latest state matters: an older one still kept
+// or waiting is replaced. At shutdown (the loop has stopped) it is queued
+// at once. mu held.
 func (a *agent) saveLater(p *core.Persist) {
 	if a.saveq == nil { // shutting down: the saver is gone
 		a.saveNow(p)
@@ -125,6 +128,16 @@ func (a *agent) saveLater(p *core.Persist) {
 	}
 	st := *p
 	st.Members = append([]wire.NodeID(nil), p.Members...)
+	if a.stopping {
+		a.queueSave(st)
+		return
+	}
+	a.pendingSave, a.hasPendingSave = st, true
+}
+
+// queueSave hands st to the saver goroutine, replacing a state it has not
+// taken yet. mu held.
+func (a *agent) queueSave(st core.Persist) {
 	select {
 	case a.saveq <- st:
 	default:
@@ -132,11 +145,11 @@ func (a *agent) saveLater(p *core.Persist) {
 		case <-a.saveq:
 		default:
 		}
-		a.saveq <- st // room now: only handleReady sends, under mu
+		a.saveq <- st // room now: every sender holds mu
 	}
 }
 
-// saverLoop writes the states saveLater queues, until q is closed: on the
+// saverLoop writes the states handed to it (queueSave), until q is closed: on the
 // background thread (a.bg), below the table's readers, as a node's death
 // is when they wait for its down.
 func (a *agent) saverLoop(q <-chan core.Persist) {

@@ -114,6 +114,7 @@ func (a *agent) publish(rd *core.Ready) {
 		a.pubMaster, a.pubEpoch, a.pubStale, a.pubInit = st.Master, st.Epoch, stale, true
 	}
 	a.shm.Commit()
+	a.lastPub = time.Now()
 
 	for i := range a.events {
 		a.broadcast(&a.events[i])

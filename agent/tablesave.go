@@ -28,8 +28,10 @@ import (
 // disk.
 //
 // The real-time loop does not wake the saver for each change: it marks the
-// table dirty, and at its next tick (within an interval) wakes the saver
-// if the saver is not already polling; the saver then saves, and polls
+// table dirty, and at its next tick at least quietAfterPublish after the
+// segment's last commit (handOffQuiet; within an interval or two, at most
+// quietMax) wakes the saver if the saver is not already polling; the saver
+// then saves, and polls
 // every tableSaveEvery for as long as changes keep coming. A wake per change
 // was a futex call on the loop's path right after each publication, and a
 // thread of Go's at nice -20 woken on every node at the moment the table's
@@ -107,8 +109,8 @@ func (a *agent) tableChanged(rd *core.Ready) {
 }
 
 // kickTableSaver wakes the saver if the table changed and the saver is not
-// polling. The real-time loop calls it when it ticks: off the path of a
-// change to the table's readers (tableSaver says why).
+// polling. The real-time loop calls it from handOffQuiet: off the path of a
+// change to the table's readers (tableSaver and quietAfterPublish say why).
 func (a *agent) kickTableSaver() {
 	ts := &a.tsave
 	if ts.dirty.Load() && !ts.polling.Load() {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/fmagent/fmagent/agent/core"
 	"github.com/fmagent/fmagent/client"
 	"github.com/fmagent/fmagent/config"
 	"github.com/fmagent/fmagent/persist"
@@ -93,4 +94,73 @@ func TestTableSavedOncePerPollWhileChangesLast(t *testing.T) {
 		require.Positive(t, n, "node %d", nd.id)
 	}
 	t.Logf("%d changes in %v: at most %v saves on the other nodes", changes, burst, bound)
+}
+
+// The loop hands the table saver's kick and a membership state to the
+// agent's other threads only once the segment's readers have had the
+// CPUs: not within quietAfterPublish of the last commit, unless the
+// hand-off has waited quietMax (commits that never stop).
+func TestHandOffWaitsForTheReaders(t *testing.T) {
+	a := &agent{saveq: make(chan core.Persist, 1)}
+	a.tsave.kick = make(chan struct{}, 1)
+	kicked := func() bool {
+		select {
+		case <-a.tsave.kick:
+			return true
+		default:
+			return false
+		}
+	}
+	queued := func() (core.Persist, bool) {
+		select {
+		case st := <-a.saveq:
+			return st, true
+		default:
+			return core.Persist{}, false
+		}
+	}
+	t0 := time.Unix(1000, 0)
+
+	// A commit, the table dirty, a membership state kept: nothing handed
+	// over within quietAfterPublish of the commit.
+	a.lastPub = t0
+	a.tsave.dirty.Store(true)
+	a.saveLater(&core.Persist{Incarnation: 7, Generation: 3, Members: []wire.NodeID{1, 2}})
+	_, q := queued()
+	require.False(t, q, "saveLater keeps the state for the loop")
+	a.handOffQuiet(t0.Add(quietAfterPublish / 2))
+	require.False(t, kicked(), "no kick right after a commit")
+	_, q = queued()
+	require.False(t, q, "no membership hand-off right after a commit")
+
+	// Once the readers have had their time: both at the next tick.
+	a.handOffQuiet(t0.Add(quietAfterPublish))
+	require.True(t, kicked(), "the saver kicked once quiet")
+	st, q := queued()
+	require.True(t, q, "the membership state handed over once quiet")
+	require.Equal(t, uint64(3), st.Generation)
+	require.Equal(t, []wire.NodeID{1, 2}, st.Members)
+
+	// Nothing pending: nothing to do, whatever the time.
+	a.tsave.dirty.Store(false)
+	a.handOffQuiet(t0.Add(time.Second))
+	require.False(t, kicked())
+	require.True(t, a.handOffSince.IsZero())
+
+	// Commits that never stop: the hand-off waits at most quietMax.
+	a.tsave.dirty.Store(true)
+	start := t0.Add(2 * time.Second)
+	for at := start; at.Sub(start) < quietMax; at = at.Add(time.Millisecond) {
+		a.lastPub = at
+		a.handOffQuiet(at)
+		require.False(t, kicked(), "held back %v after the first try", at.Sub(start))
+	}
+	a.lastPub = start.Add(quietMax)
+	a.handOffQuiet(start.Add(quietMax))
+	require.True(t, kicked(), "kicked after quietMax although a commit was just made")
+
+	// The saver already polling needs no kick.
+	a.tsave.polling.Store(true)
+	a.handOffQuiet(t0.Add(10 * time.Second))
+	require.False(t, kicked())
 }
