@@ -191,3 +191,37 @@ func TestDetectorDeadInBoundDespiteVouch(t *testing.T) {
 		require.NoError(t, c.CheckCrashDetected(victim, inc, at), "seed %d", seed)
 	}
 }
+
+// A node's death reaches every table as one update: the node down, its
+// links and contents down and its node-unreachable alarm in one group, so
+// no table shows the node down without the alarm, and every follower
+// applies and publishes the verdict once (the alarm used to follow in a
+// group of its own).
+func TestDeathIsOneUpdate(t *testing.T) {
+	s := New(Options{Seed: 15, Nodes: 5, Trace: true})
+	c := NewChecker(s)
+	master, victim := formed(t, s, c)
+	id := table.NodeEntityID(victim)
+	type seen struct {
+		down, alarm bool
+	}
+	first := map[wire.NodeID]seen{} // each survivor's first Ready with the node down
+	s.OnReady = func(n *Node, rd *core.Ready) {
+		if _, ok := first[n.ID]; ok || n.ID == victim {
+			return
+		}
+		e, ok := n.Core.Table().Get(id)
+		if !ok || e.State != wire.StateDown {
+			return
+		}
+		_, unreach := e.Alarm(core.UnreachableCause)
+		first[n.ID] = seen{down: true, alarm: unreach}
+	}
+	s.Crash(victim)
+	det := s.Opt.Interval * time.Duration(s.Opt.Misses)
+	require.NoError(t, s.RunUntil(s.Now.Add(det+2*s.Opt.Interval), c.Step))
+	require.Len(t, first, len(s.Nodes)-1, "every survivor has the node down\n%s", s.Trace(40))
+	for obs, f := range first {
+		require.True(t, f.alarm, "node %d (master %d) had node %d down without its unreachable alarm\n%s", obs, master, victim, s.Trace(40))
+	}
+}

@@ -212,6 +212,16 @@ func (n *Node) Partitions() [wire.NumNets][][]wire.NodeID {
 	return out
 }
 
+// nodeDownAlarm is the alarm the master raises on node entity e, down:
+// node-left when the node said goodbye, node-unreachable otherwise.
+func (n *Node) nodeDownAlarm(e *table.Entity, at int64) wire.Change {
+	cause, sev := UnreachableCause, wire.SevCritical
+	if p, ok := n.peers[e.Owner]; ok && p.left {
+		cause, sev = LeftCause, wire.SevWarning
+	}
+	return wire.Change{Kind: wire.ChangeRaise, Entity: e.ID, Severity: sev, Cause: []byte(cause), By: n.cfg.Node, At: at}
+}
+
 // masterAlarms keeps the membership alarms true to the master's view:
 // node-unreachable (or node-left) on every node entity down, cleared on every
 // one up; network-partitioned on a network split for a detection time,
@@ -246,11 +256,7 @@ func (n *Node) masterAlarms(now time.Time) {
 		}
 		var cs []wire.Change
 		if e.State == wire.StateDown {
-			cause, sev := UnreachableCause, wire.SevCritical
-			if p, ok := n.peers[e.Owner]; ok && p.left {
-				cause, sev = LeftCause, wire.SevWarning
-			}
-			cs = append(cs, wire.Change{Kind: wire.ChangeRaise, Entity: id, Severity: sev, Cause: []byte(cause), By: self, At: at})
+			cs = append(cs, n.nodeDownAlarm(e, at))
 		} else {
 			for _, c := range [...]string{UnreachableCause, LeftCause} {
 				if has(e.Alarm(c)) {

@@ -117,9 +117,13 @@ func (n *Node) stamp(g *group) {
 }
 
 // expandNodeDowns adds, for every node the group takes down, the entities it
-// contains that are up, so they go down in the same group. It runs when the
-// group is numbered, not when it was decided: a group that waited behind a
-// transaction must also take down what that transaction registered.
+// contains that are up, so they go down in the same group, and the node's
+// membership alarm (nodeDownAlarm), which masterAlarms would otherwise
+// raise in a group of its own right after: one update, applied and
+// published once on every node, and no reader sees the node down without
+// it. It runs when the group is numbered, not when it was decided: a group
+// that waited behind a transaction must also take down what that
+// transaction registered.
 func (n *Node) expandNodeDowns(g *group) {
 	for i := 0; i < len(g.changes); i++ {
 		c := &g.changes[i]
@@ -136,7 +140,23 @@ func (n *Node) expandNodeDowns(g *group) {
 				g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: cid, State: wire.StateDown, Incarnation: ce.Incarnation, By: by, At: at})
 			}
 		}
+		_, unreach := e.Alarm(UnreachableCause)
+		_, left := e.Alarm(LeftCause)
+		if !unreach && !left && !raisedIn(g.changes, e.ID) {
+			g.changes = append(g.changes, n.nodeDownAlarm(e, at))
+		}
 	}
+}
+
+// raisedIn reports whether cs raise a membership alarm on entity id.
+func raisedIn(cs []wire.Change, id uint64) bool {
+	for i := range cs {
+		if c := &cs[i]; c.Entity == id && c.Kind == wire.ChangeRaise &&
+			(string(c.Cause) == UnreachableCause || string(c.Cause) == LeftCause) {
+			return true
+		}
+	}
+	return false
 }
 
 func downIn(cs []wire.Change, id uint64) bool {
