@@ -415,8 +415,7 @@ const (
 // committed less than quietAfterPublish before now and the hand-off has
 // not yet waited quietMax. The loop calls it at every tick. mu held.
 func (a *agent) handOffQuiet(now time.Time) {
-	ts := &a.tsave
-	if !a.hasPendingSave && !(ts.dirty.Load() && !ts.polling.Load()) {
+	if !a.hasPendingSave && !a.tsave.wantsKick() {
 		a.handOffSince = time.Time{}
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fmagent/fmagent/client"
+	"github.com/fmagent/fmagent/transport/bindtest"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -30,25 +32,7 @@ func TestRequestsAreSentByTheRealtimeLoop(t *testing.T) {
 	tc, nw := startFakeClusterWith(t, 3, nil)
 	waitFormed(t, tc)
 
-	var mu sync.Mutex
-	byLoop := map[wire.Type]int{}
-	var elsewhere []string // the stacks of those sent from another goroutine
-	nw.OnSend(func(node uint32, n wire.Net, pkt []byte) {
-		typ := wire.PeekType(pkt)
-		if typ != wire.TypeReport && typ != wire.TypeUpdate {
-			return
-		}
-		buf := make([]byte, 32<<10)
-		stack := string(buf[:runtime.Stack(buf, false)])
-		mu.Lock()
-		defer mu.Unlock()
-		if strings.Contains(stack, ".(*agent).rtRun(") {
-			byLoop[typ]++
-		} else {
-			elsewhere = append(elsewhere, fmt.Sprintf("node %d, %v:\n%s", node, typ, stack))
-		}
-	})
-	t.Cleanup(func() { nw.OnSend(nil) })
+	sent := recordSenders(t, nw, wire.TypeReport, wire.TypeUpdate)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -73,14 +57,51 @@ func TestRequestsAreSentByTheRealtimeLoop(t *testing.T) {
 		_, err = c.Clear(ctx, name, "overload")
 		require.NoError(t, err)
 	}
-	nw.OnSend(nil)
+	byLoop, elsewhere := sent.stop()
 	require.True(t, sawMaster && sawOther, "clients on the master and on other nodes")
 
-	mu.Lock()
-	defer mu.Unlock()
 	require.Empty(t, elsewhere, "reports and changes sent by a goroutine other than the real-time loop")
 	require.Positive(t, byLoop[wire.TypeReport], "the followers' reports, sent by their loops")
 	require.Positive(t, byLoop[wire.TypeUpdate], "the master's changes, sent by its loop")
+}
+
+// senders records, for the packet types asked for, how many each type the
+// real-time loop sent and the stacks of those another goroutine sent.
+type senders struct {
+	nw        *bindtest.Network
+	mu        sync.Mutex
+	byLoop    map[wire.Type]int
+	elsewhere []string
+}
+
+// recordSenders starts recording on nw until stop or the test's end.
+func recordSenders(t *testing.T, nw *bindtest.Network, types ...wire.Type) *senders {
+	s := &senders{nw: nw, byLoop: map[wire.Type]int{}}
+	nw.OnSend(func(node uint32, n wire.Net, pkt []byte) {
+		typ := wire.PeekType(pkt)
+		if !slices.Contains(types, typ) {
+			return
+		}
+		buf := make([]byte, 32<<10)
+		stack := string(buf[:runtime.Stack(buf, false)])
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if strings.Contains(stack, ".(*agent).rtRun(") {
+			s.byLoop[typ]++
+		} else {
+			s.elsewhere = append(s.elsewhere, fmt.Sprintf("node %d, %v:\n%s", node, typ, stack))
+		}
+	})
+	t.Cleanup(func() { nw.OnSend(nil) })
+	return s
+}
+
+// stop ends the recording and returns what it saw.
+func (s *senders) stop() (byLoop map[wire.Type]int, elsewhere []string) {
+	s.nw.OnSend(nil)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byLoop, s.elsewhere
 }
 
 // A switchover asked through the API: its call (an election packet to the
@@ -100,24 +121,7 @@ func TestSwitchoverIsSentByTheRealtimeLoop(t *testing.T) {
 	require.NoError(t, err)
 	require.NotZero(t, before.Vice, "a vice-master to hand over to")
 
-	var mu sync.Mutex
-	byLoop := 0
-	var elsewhere []string
-	nw.OnSend(func(node uint32, n wire.Net, pkt []byte) {
-		if wire.PeekType(pkt) != wire.TypeElection {
-			return
-		}
-		buf := make([]byte, 32<<10)
-		stack := string(buf[:runtime.Stack(buf, false)])
-		mu.Lock()
-		defer mu.Unlock()
-		if strings.Contains(stack, ".(*agent).rtRun(") {
-			byLoop++
-		} else {
-			elsewhere = append(elsewhere, fmt.Sprintf("node %d:\n%s", node, stack))
-		}
-	})
-	t.Cleanup(func() { nw.OnSend(nil) })
+	sent := recordSenders(t, nw, wire.TypeElection)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -125,10 +129,8 @@ func TestSwitchoverIsSentByTheRealtimeLoop(t *testing.T) {
 	after, err := member.client(t).Status(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, before.Vice, after.Master, "the vice took over")
-	nw.OnSend(nil)
+	byLoop, elsewhere := sent.stop()
 
-	mu.Lock()
-	defer mu.Unlock()
 	require.Empty(t, elsewhere, "election packets sent by a goroutine other than the real-time loop")
-	require.Positive(t, byLoop, "the call and the election, sent by the loops")
+	require.Positive(t, byLoop[wire.TypeElection], "the call and the election, sent by the loops")
 }

@@ -112,11 +112,13 @@ func (a *agent) tableChanged(rd *core.Ready) {
 // polling. The real-time loop calls it from handOffQuiet: off the path of a
 // change to the table's readers (tableSaver and quietAfterPublish say why).
 func (a *agent) kickTableSaver() {
-	ts := &a.tsave
-	if ts.dirty.Load() && !ts.polling.Load() {
+	if a.tsave.wantsKick() {
 		a.kickSaver()
 	}
 }
+
+// wantsKick reports whether the table changed and the saver is not polling.
+func (ts *tableSaver) wantsKick() bool { return ts.dirty.Load() && !ts.polling.Load() }
 
 // tableSaverLoop saves the table after changes, until done is closed: once
 // kicked, at once and then every tableSaveEvery while the table keeps

@@ -212,6 +212,14 @@ func (n *Node) Partitions() [wire.NumNets][][]wire.NodeID {
 	return out
 }
 
+// nodeAlarmed reports whether node entity e carries its membership alarm
+// (node-unreachable or node-left).
+func nodeAlarmed(e *table.Entity) bool {
+	_, unreach := e.Alarm(UnreachableCause)
+	_, left := e.Alarm(LeftCause)
+	return unreach || left
+}
+
 // nodeDownAlarm is the alarm the master raises on node entity e, down:
 // node-left when the node said goodbye, node-unreachable otherwise.
 func (n *Node) nodeDownAlarm(e *table.Entity, at int64) wire.Change {
@@ -242,9 +250,7 @@ func (n *Node) masterAlarms(now time.Time) {
 		if e.Kind != wire.KindNode {
 			return true
 		}
-		_, unreach := e.Alarm(UnreachableCause)
-		_, left := e.Alarm(LeftCause)
-		if (e.State == wire.StateDown) != (unreach || left) {
+		if (e.State == wire.StateDown) != nodeAlarmed(e) {
 			st.ids = append(st.ids, e.ID)
 		}
 		return true

@@ -140,9 +140,7 @@ func (n *Node) expandNodeDowns(g *group) {
 				g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: cid, State: wire.StateDown, Incarnation: ce.Incarnation, By: by, At: at})
 			}
 		}
-		_, unreach := e.Alarm(UnreachableCause)
-		_, left := e.Alarm(LeftCause)
-		if !unreach && !left && !raisedIn(g.changes, e.ID) {
+		if !nodeAlarmed(e) && !raisedIn(g.changes, e.ID) {
 			g.changes = append(g.changes, n.nodeDownAlarm(e, at))
 		}
 	}
