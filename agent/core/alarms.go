@@ -246,10 +246,7 @@ func (n *Node) masterAlarms(now time.Time) {
 	// Nodes.
 	st.ids = st.ids[:0]
 	st.leftBuf = st.leftBuf[:0]
-	n.tab.Range(func(e *table.Entity) bool {
-		if e.Kind != wire.KindNode {
-			return true
-		}
+	n.tab.RangeNodes(func(e *table.Entity) bool {
 		if (e.State == wire.StateDown) != nodeAlarmed(e) {
 			st.ids = append(st.ids, e.ID)
 		}

@@ -323,7 +323,10 @@ type Node struct {
 	// Master side.
 	ms masterState
 	al alarmState // the membership alarms (alarms.go)
-	mc misconfig  // misconfiguration and cluster trouble (misconfig.go)
+	// lost is masterTick's scratch: the node entities found up but no
+	// longer heard, reported once the walk is over.
+	lost []uint64
+	mc   misconfig // misconfiguration and cluster trouble (misconfig.go)
 
 	// Local requests and what this node must re-assert after a master change.
 	nextReport  uint64

@@ -4,7 +4,6 @@ import (
 	"errors"
 
 	"github.com/fmagent/fmagent/agent/plugin"
-	"github.com/fmagent/fmagent/agent/table"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -67,13 +66,7 @@ func (n *Node) overEntityLimit(g *group, r *plugin.Report, id uint64, owner wire
 		g.code = ackLimit
 		return true
 	}
-	n.tab.Range(func(e *table.Entity) bool {
-		if e.Owner == owner && e.Kind != wire.KindNode && e.Kind != wire.KindLink {
-			mine++
-		}
-		return mine < perOwner
-	})
-	if mine >= perOwner {
+	if mine+n.tab.Owned(owner) >= perOwner {
 		g.code = ackLimit
 		return true
 	}

@@ -23,7 +23,6 @@ func (n *Node) masterTick(now time.Time) {
 		n.finishTxn()
 	}
 	n.dropWaiting()
-	det := n.cfg.Detection()
 	self := n.cfg.Node
 	if e, ok := n.tab.Get(table.NodeEntityID(self)); !ok || e.State != wire.StateUp || e.Incarnation < n.inc {
 		n.membershipReport(now, self, wire.ReportUp, wire.KindNode, table.NodeEntityID(self), table.NodeName(self), n.inc)
@@ -43,29 +42,44 @@ func (n *Node) masterTick(now time.Time) {
 	// Nodes in the table we no longer hear: down. A node we have never
 	// heard since becoming master gets one detection time to show up.
 	if !now.Before(n.judgeAfter) {
-		n.tab.Range(func(e *table.Entity) bool {
-			if e.Kind != wire.KindNode || e.State != wire.StateUp || e.Owner == self {
-				return true
+		// Found first, then reported: a report runs the plugin chain and
+		// commits, which must not happen while the table is walked. Each
+		// is judged again when its turn comes, against the table the
+		// reports before it left.
+		n.lost = n.lost[:0]
+		n.tab.RangeNodes(func(e *table.Entity) bool {
+			if n.lostNode(now, e) {
+				n.lost = append(n.lost, e.ID)
 			}
-			p, ok := n.peers[e.Owner]
-			if ok && n.live(p) && p.inc >= e.Incarnation {
-				return true
-			}
-			// A node we have heard and lost is down now (the detector
-			// already waited); one we never heard in this life gets one
-			// detection time from when we started leading.
-			heardOnce := ok && !p.aliveSince.IsZero()
-			if !heardOnce && now.Sub(n.ms.since) <= det {
-				return true
-			}
-			n.membershipReport(now, e.Owner, wire.ReportDown, wire.KindNode, e.ID, e.Name, e.Incarnation)
 			return true
 		})
+		for _, id := range n.lost {
+			if e, ok := n.tab.Get(id); ok && n.lostNode(now, e) {
+				n.membershipReport(now, e.Owner, wire.ReportDown, wire.KindNode, e.ID, e.Name, e.Incarnation)
+			}
+		}
 	}
 	n.judgeLinks(now)
 	n.adoptTick(now)
 	n.keepGeneration()
 	n.masterAlarms(now)
+}
+
+// lostNode: node entity e is up in the table but the master no longer hears
+// its node (under e's incarnation or a later one), and it is time to say so.
+func (n *Node) lostNode(now time.Time, e *table.Entity) bool {
+	if e.Kind != wire.KindNode || e.State != wire.StateUp || e.Owner == n.cfg.Node {
+		return false
+	}
+	p, ok := n.peers[e.Owner]
+	if ok && n.live(p) && p.inc >= e.Incarnation {
+		return false
+	}
+	// A node we have heard and lost is down now (the detector already
+	// waited); one we never heard in this life gets one detection time
+	// from when we started leading.
+	heardOnce := ok && !p.aliveSince.IsZero()
+	return heardOnce || now.Sub(n.ms.since) > n.cfg.Detection()
 }
 
 // judgeLinks decides each live node's links from evidence: node N's link on

@@ -126,6 +126,14 @@ type Table struct {
 	// and removal are O(n) copies of pointers, which is cheap at the size of a
 	// cluster's table (thousands) and keeps iteration free of sorting.
 	sorted []*Entity
+	// nodes holds the node entities in ascending ID order, and owned the
+	// number of entities other than nodes and links each node owns: the
+	// master's tick judges the nodes and the entity limit counts an owner's
+	// entities, each every time, and a table of thousands of processes
+	// and services must not make either a walk over all of them (the tick
+	// runs on the real-time loop before anything it sends).
+	nodes []*Entity
+	owned map[wire.NodeID]int
 	// hash replaces ID when set: tests use it to force a collision, which
 	// xxhash64 does not let anyone find. Nil in production, so IDs are
 	// computed without a call through a func value or a string copy.
@@ -157,6 +165,7 @@ func New(maxAlarms int) *Table {
 	return &Table{
 		maxAlarms: maxAlarms,
 		byID:      make(map[uint64]*Entity),
+		owned:     make(map[wire.NodeID]int),
 		scratch:   make([]byte, 0, 512),
 		gone:      make(map[uint64]wire.WriteVersion),
 		cleared:   make(map[alarmKey]*wire.WriteVersion),
@@ -283,6 +292,22 @@ func (t *Table) Range(fn func(*Entity) bool) {
 	}
 }
 
+// RangeNodes calls fn for every node entity (Kind KindNode) in ascending ID
+// order until fn returns false: Range over the nodes alone, without a walk
+// over the rest of the table. fn must not change the table.
+func (t *Table) RangeNodes(fn func(*Entity) bool) {
+	for _, e := range t.nodes {
+		if !fn(e) {
+			return
+		}
+	}
+}
+
+// Owned is the number of entities owner owns (by Owner, Implicit ones
+// included) other than nodes and links: what the per-owner entity limit
+// counts.
+func (t *Table) Owned(owner wire.NodeID) int { return t.owned[owner] }
+
 // Contained appends to dst, in ascending ID order, the IDs of the entities
 // owned by node other than the node entity itself: what goes down with the
 // node (its links, processes, services...). Ownership, not the name, decides:
@@ -304,6 +329,9 @@ func (t *Table) Reset() {
 	clear(t.byID)
 	clear(t.sorted)
 	t.sorted = t.sorted[:0]
+	clear(t.nodes)
+	t.nodes = t.nodes[:0]
+	clear(t.owned)
 	t.seq = 0
 	t.headEpoch = 0
 	clear(t.gone)
@@ -391,14 +419,20 @@ func (t *Table) Apply(c *wire.Change) error {
 	case wire.ChangeRegister:
 		if e == nil {
 			e = &Entity{ID: c.Entity, Name: string(c.Name), Born: t.gone[c.Entity], Implicit: c.Flags&wire.ChangeImplicit != 0}
-			t.insert(e)
 			delete(t.gone, c.Entity)
-		} else if c.Flags&wire.ChangeImplicit == 0 {
-			e.Implicit = false // registered now
+			e.Kind, e.Owner = c.EntityKind, c.Owner
+			t.insert(e)
+		} else {
+			if c.Flags&wire.ChangeImplicit == 0 {
+				e.Implicit = false // registered now
+			}
+			if e.Kind != c.EntityKind || e.Owner != c.Owner {
+				t.unindex(e)
+				e.Kind, e.Owner = c.EntityKind, c.Owner
+				t.index(e)
+			}
 		}
 		e.Ver = maxVer(e.Ver, c.Ver)
-		e.Kind = c.EntityKind
-		e.Owner = c.Owner
 		e.State = c.State
 		e.Incarnation = c.Incarnation
 	case wire.ChangeState:
@@ -463,21 +497,53 @@ func (t *Table) advance(seq uint64) {
 	t.sumValid = false
 }
 
+// insert puts e, its Kind and Owner set, into the table and its indexes.
 func (t *Table) insert(e *Entity) {
-	i, _ := t.search(e.ID)
+	i, _ := search(t.sorted, e.ID)
 	t.sorted = slices.Insert(t.sorted, i, e)
 	t.byID[e.ID] = e
+	t.index(e)
 }
 
+// remove takes e out of the table and its indexes.
 func (t *Table) remove(e *Entity) {
-	if i, ok := t.search(e.ID); ok {
+	if i, ok := search(t.sorted, e.ID); ok {
 		t.sorted = slices.Delete(t.sorted, i, i+1)
 	}
 	delete(t.byID, e.ID)
+	t.unindex(e)
 }
 
-func (t *Table) search(id uint64) (int, bool) {
-	return slices.BinarySearchFunc(t.sorted, id, func(e *Entity, id uint64) int {
+// index puts e into the indexes its Kind and Owner select (nodes, owned).
+func (t *Table) index(e *Entity) {
+	switch e.Kind {
+	case wire.KindNode:
+		i, _ := search(t.nodes, e.ID)
+		t.nodes = slices.Insert(t.nodes, i, e)
+	case wire.KindLink:
+	default:
+		t.owned[e.Owner]++
+	}
+}
+
+// unindex takes e out of the indexes, under the Kind and Owner it was
+// indexed with.
+func (t *Table) unindex(e *Entity) {
+	switch e.Kind {
+	case wire.KindNode:
+		if i, ok := search(t.nodes, e.ID); ok {
+			t.nodes = slices.Delete(t.nodes, i, i+1)
+		}
+	case wire.KindLink:
+	default:
+		if t.owned[e.Owner]--; t.owned[e.Owner] <= 0 {
+			delete(t.owned, e.Owner)
+		}
+	}
+}
+
+func search(es []*Entity, id uint64) (int, bool) {
+	return slices.BinarySearchFunc(es, id, func(e *Entity, id uint64) int {
 		return cmp.Compare(e.ID, id)
 	})
 }

@@ -479,3 +479,48 @@ func TestReset(t *testing.T) {
 	require.NoError(t, tb.Apply(reg("svc/a", wire.KindService, 1, wire.StateUp, 1)))
 	assert.Equal(t, 1, tb.Len())
 }
+
+// TestIndexesFollowTheTable: after every change of a random history (kinds
+// and owners changed by registering again, unregisters, a reset midway),
+// RangeNodes walks exactly the node entities Range finds, in the same
+// order, and Owned counts exactly what a walk counts.
+func TestIndexesFollowTheTable(t *testing.T) {
+	for seed := uint64(1); seed <= 20; seed++ {
+		r := rand.New(rand.NewPCG(seed, 1))
+		tb := table.New(3)
+		for seq := uint64(1); seq <= 400; seq++ {
+			if seq == 200 {
+				tb.Reset()
+			}
+			_ = tb.Apply(randomChange(r, seq)) // refused changes change nothing
+			var want, got []uint64
+			owned := map[wire.NodeID]int{}
+			tb.Range(func(e *table.Entity) bool {
+				switch e.Kind {
+				case wire.KindNode:
+					want = append(want, e.ID)
+				case wire.KindLink:
+				default:
+					owned[e.Owner]++
+				}
+				return true
+			})
+			tb.RangeNodes(func(e *table.Entity) bool {
+				got = append(got, e.ID)
+				assert.Equal(t, wire.KindNode, e.Kind)
+				return true
+			})
+			require.Equal(t, want, got, "seed %d seq %d: the node index", seed, seq)
+			for o := wire.NodeID(0); o <= 4; o++ {
+				require.Equal(t, owned[o], tb.Owned(o), "seed %d seq %d: entities owned by %d", seed, seq, o)
+			}
+		}
+	}
+	tb := table.New(3)
+	for _, id := range []wire.NodeID{3, 1, 2} {
+		require.NoError(t, tb.Apply(reg(table.NodeName(id), wire.KindNode, id, wire.StateUp, 1)))
+	}
+	n := 0
+	tb.RangeNodes(func(*table.Entity) bool { n++; return n < 2 })
+	assert.Equal(t, 2, n, "RangeNodes stops when fn returns false")
+}

@@ -1,0 +1,76 @@
+package core_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fmagent/fmagent/agent/core"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// newLoadedPair is a formed pair whose table holds about size entities:
+// the two nodes and their links, and processes registered by node 2 (half
+// of them with an alarm), so that the master's tick is measured against
+// the table a real cluster carries, not the benchmark's handful.
+func newLoadedPair(tb testing.TB, size int) *pair {
+	cfg := func(id wire.NodeID) core.Config {
+		return core.Config{Node: id, Cluster: 9, Key: []byte("k"), Priority: 100, Eligible: true,
+			MaxEntities: size + 64, MaxEntitiesPerOwner: size + 64}
+	}
+	p := &pair{a: core.New(cfg(1), t0), b: core.New(cfg(2), t0), now: t0, results: map[wire.NodeID][]core.Result{}}
+	p.run(200 * time.Millisecond)
+	require.Equal(tb, wire.RoleMaster, p.a.Role().Role)
+	for i := p.a.Table().Len(); i < size; i++ {
+		name := fmt.Sprintf("node/2/proc/%d", i)
+		p.b.Submit(p.now, core.Request{Kind: wire.ReportRegister, Name: name, EntityKind: wire.KindProcess})
+		if i%2 == 0 {
+			p.b.Submit(p.now, core.Request{Kind: wire.ReportRaise, Name: name, EntityKind: wire.KindProcess, Severity: wire.SevMinor, Cause: "slow"})
+		}
+		if i%64 == 0 {
+			p.flush()
+		}
+	}
+	p.flush()
+	p.run(20 * time.Millisecond)
+	require.GreaterOrEqual(tb, p.a.Table().Len(), size)
+	require.Equal(tb, p.a.Table().Digest(), p.b.Table().Digest())
+	return p
+}
+
+// BenchmarkMasterTick is the master's steady-state tick (its heartbeat,
+// the peers judged, membership, links and alarms kept) against the size
+// of the table: the real-time loop runs it every interval, before anything
+// it sends.
+//
+// cache=cold evicts the CPU's caches before every tick (outside the
+// timing), as the milliseconds between two ticks of a busy node do.
+func BenchmarkMasterTick(b *testing.B) {
+	evict := make([]byte, 64<<20)
+	for _, cache := range []string{"warm", "cold"} {
+		for _, size := range []int{16, 1024, 4096, 16384} {
+			b.Run(fmt.Sprintf("cache=%s/entities=%d", cache, size), func(b *testing.B) {
+				p := newLoadedPair(b, size)
+				now := p.now
+				b.ReportAllocs()
+				b.ResetTimer()
+				for range b.N {
+					if cache == "cold" {
+						b.StopTimer()
+						for i := 0; i < len(evict); i += 64 {
+							evict[i]++
+						}
+						b.StartTimer()
+					}
+					// Within the detection time of the last heartbeat
+					// from node 2: the steady state, nothing judged.
+					now = now.Add(time.Microsecond)
+					p.a.Tick(now)
+					p.a.Ready()
+				}
+			})
+		}
+	}
+}
