@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/fmagent/fmagent/agent/core"
@@ -402,16 +403,25 @@ func (h *handler) Get(ctx context.Context, name string) (*api.Entity, error) {
 func (h *handler) List(ctx context.Context, req *api.ListRequest) ([]api.Entity, error) {
 	a := h.a
 	kind, state := req.Kind.Wire(), req.State.Wire()
-	var out []api.Entity
+	rc := newRowCopy()
+	defer rc.release()
 	a.mu.Lock()
 	a.core.Table().Range(func(e *table.Entity) bool {
 		if (kind == 0 || e.Kind == kind) && (state == 0 || e.State == state) &&
-			(!req.AlarmedOnly || len(e.Alarms) > 0) && len(e.Name) >= len(req.Prefix) && e.Name[:len(req.Prefix)] == req.Prefix {
-			out = append(out, toAPI(e))
+			(!req.AlarmedOnly || len(e.Alarms) > 0) && strings.HasPrefix(e.Name, req.Prefix) {
+			rc.add(e)
 		}
 		return true
 	})
 	a.mu.Unlock()
+	rows := rc.entities()
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	out := make([]api.Entity, len(rows))
+	for i := range rows {
+		out[i] = toAPI(&rows[i])
+	}
 	return out, nil
 }
 
@@ -427,8 +437,9 @@ func (h *handler) Watch(ctx context.Context, req *api.WatchRequest, send func(*a
 	a.watchers[w] = struct{}{}
 	// A snapshot or a resume, taken with the subscription under one lock:
 	// no change falls between them (journal.go).
-	initial := a.watchStart(req)
+	start := a.watchStart(req)
 	a.mu.Unlock()
+	initial := start.events()
 	defer func() {
 		a.mu.Lock()
 		delete(a.watchers, w)

@@ -193,39 +193,70 @@ func (a *agent) apiEvent(je *jentry, e *table.Entity) api.Event {
 	return ev
 }
 
-// watchStart registers w and returns what it must be sent before the live
-// events: a snapshot or the replay of a resume, ended by a sync event (nil
-// for a plain watch). mu held.
-func (a *agent) watchStart(req *api.WatchRequest) []api.Event {
-	if !req.Snapshot && req.From == 0 {
+// watchBegin is what a watch must be sent before the live events: the
+// replay of a resume, or a snapshot (the rows copied under mu, turned into
+// events after, rowCopy), then the sync event. None for a plain watch.
+type watchBegin struct {
+	replay   []api.Event
+	snapshot *rowCopy // nil: none
+	cursor   uint64
+	run      uint64
+	sync     *api.Event
+}
+
+// events are the watch's first events. Without mu.
+func (b *watchBegin) events() []api.Event {
+	if b.sync == nil {
 		return nil
+	}
+	out := b.replay
+	if b.snapshot == nil {
+		return append(out, *b.sync)
+	}
+	defer b.snapshot.release()
+	rows := b.snapshot.entities()
+	for i := range rows {
+		e := &rows[i]
+		out = append(out, api.Event{Seq: e.ChangedSeq, Kind: api.EventSnapshot, Entity: toAPI(e), Cursor: b.cursor, Agent: b.run,
+			Time: time.Unix(0, e.ChangedAt).UTC(), By: e.ChangedBy})
+	}
+	return append(out, *b.sync)
+}
+
+// watchStart returns what a new watch must be sent before the live events:
+// a snapshot or the replay of a resume, ended by a sync event (nothing for
+// a plain watch). mu held.
+func (a *agent) watchStart(req *api.WatchRequest) *watchBegin {
+	b := &watchBegin{}
+	if !req.Snapshot && req.From == 0 {
+		return b
 	}
 	j := &a.journal
 	tab := a.core.Table()
 	st := a.core.Role()
 	sync := api.Event{Kind: api.EventSync, Cursor: j.cursor, Agent: j.run, Seq: tab.Seq(), Time: time.Now().UTC(),
 		Master: st.Master, Epoch: st.Epoch, Role: api.RoleOf(st.Role)}
-	var out []api.Event
+	b.sync, b.cursor, b.run = &sync, j.cursor, j.run
 	if req.From > 0 && req.Agent == j.run {
 		if entries, ok := j.since(req.From); ok {
 			for _, je := range entries {
 				if je.id == 0 && req.Prefix != "" || !strings.HasPrefix(je.name, req.Prefix) {
 					continue
 				}
-				out = append(out, a.apiEvent(je, nil))
+				b.replay = append(b.replay, a.apiEvent(je, nil))
 			}
 			sync.Resumed = true
-			return append(out, sync)
+			return b
 		}
 	}
+	b.snapshot = newRowCopy()
 	tab.Range(func(e *table.Entity) bool {
 		if strings.HasPrefix(e.Name, req.Prefix) {
-			out = append(out, api.Event{Seq: e.ChangedSeq, Kind: api.EventSnapshot, Entity: toAPI(e), Cursor: j.cursor, Agent: j.run,
-				Time: time.Unix(0, e.ChangedAt).UTC(), By: e.ChangedBy})
+			b.snapshot.add(e)
 		}
 		return true
 	})
-	return append(out, sync)
+	return b
 }
 
 // History implements api.HistoryHandler.

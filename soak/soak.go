@@ -53,9 +53,17 @@ type Options struct {
 	Pin      bool          // pin agent i to the ith CPU this process may use, round robin ([realtime] cpus)
 	Flood    int           // clients raising and clearing alarms on every agent during the hog (0: none)
 	FloodCmd []string      // the flood client's command line; socket and entity name are appended
-	Dir      string        // parent of the run's directory ("": the temp dir)
-	Keep     bool          // keep the run's directory (agents' logs, configs) and say where
-	LogLevel string        // the agents' -log-level ("": their default)
+	// Listers are clients on every agent that register ListEntities
+	// entities each before the hog, then list the whole table over and
+	// over during it, as an operator's `fmctl list` or a monitoring
+	// system's poll does (0: none). ListCmd is the list client's command
+	// line; socket, name prefix and entity count are appended.
+	Listers      int
+	ListEntities int
+	ListCmd      []string
+	Dir          string // parent of the run's directory ("": the temp dir)
+	Keep         bool   // keep the run's directory (agents' logs, configs) and say where
+	LogLevel     string // the agents' -log-level ("": their default)
 	// StallProbe is soak/vcpustall's binary ("": none): run for the hog's
 	// duration beside the agents, it measures the machine's own stalls (a
 	// pinned C thread at SCHED_FIFO 50 per CPU), the floor under every
@@ -99,6 +107,10 @@ type Result struct {
 	GCPauseP99    time.Duration `json:"gc_pause_p99_ns"`
 	GCPauseMax    time.Duration `json:"gc_pause_max_ns"`
 	FloodWrites   int64         `json:"flood_writes"`
+	// Lists: whole-table lists the listers were answered during the hog;
+	// TableSize: the entities in the table when the hog started.
+	Lists     int64 `json:"lists,omitempty"`
+	TableSize int   `json:"table_size,omitempty"`
 	// The machine's own stalls under the hog (Options.StallProbe): the
 	// latest wake-up of a SCHED_FIFO 50 C thread pinned to each CPU, and
 	// how many times one was more than 20 ms late. -1: not measured.
@@ -295,6 +307,24 @@ listen = %q
 		}
 	}
 
+	// The listers register their entities before the hog.
+	listers, err := startListers(o, agents)
+	defer listers.stop()
+	if err != nil {
+		return nil, err
+	}
+	if o.Listers > 0 {
+		m, err := scrape(agents[0].metrics)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range m {
+			if strings.HasPrefix(k, "fmagent_entities{") {
+				res.TableSize += int(v)
+			}
+		}
+	}
+
 	// The hog.
 	base := sumEvents(agents)
 	before := scrapeAll(agents)
@@ -366,6 +396,7 @@ listen = %q
 		c.Wait()
 	}
 	res.FloodWrites = flood.Load()
+	res.Lists = listers.stop()
 	cpu1, _ := cpuAndPackets(agents)
 	res.HogCPU = (cpu1 - cpu0) / time.Since(t0).Seconds() / float64(o.Nodes)
 	res.LoadAfter = loadavg()
@@ -663,6 +694,112 @@ func normalPolicy() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// listers are the list clients of a run (Options.Listers).
+type listers struct {
+	cmds    []*exec.Cmd
+	wg      sync.WaitGroup
+	lists   atomic.Int64
+	stopped bool
+}
+
+// startListers starts o.Listers list clients on every agent and waits
+// until each has registered its entities.
+func startListers(o Options, agents []*agentProc) (*listers, error) {
+	l := &listers{}
+	ready := make(chan error, o.Listers*len(agents))
+	for i := 0; i < o.Listers; i++ {
+		for _, a := range agents {
+			args := append(append([]string(nil), o.ListCmd[1:]...), filepath.Join(a.dir, "fmagent.sock"),
+				fmt.Sprintf("svc/soak-list-%d-%d", a.id, i), strconv.Itoa(o.ListEntities))
+			cmd := exec.Command(o.ListCmd[0], args...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				return l, err
+			}
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				return l, fmt.Errorf("soak: starting a list client: %w", err)
+			}
+			l.cmds = append(l.cmds, cmd)
+			l.wg.Add(1)
+			go func() {
+				defer l.wg.Done()
+				var word string
+				if _, err := fmt.Fscan(out, &word); err != nil || word != "ready" {
+					ready <- fmt.Errorf("soak: a list client on agent %d did not register its entities (%q, %v)", a.id, word, err)
+					return
+				}
+				ready <- nil
+				var n int64
+				fmt.Fscan(out, &n)
+				l.lists.Add(n)
+			}()
+		}
+	}
+	timeout := time.After(120 * time.Second)
+	for range l.cmds {
+		select {
+		case err := <-ready:
+			if err != nil {
+				return l, err
+			}
+		case <-timeout:
+			return l, errors.New("soak: the list clients did not register their entities in 120 s")
+		}
+	}
+	return l, nil
+}
+
+// stop ends the list clients and returns the lists they were answered
+// (once; 0 after).
+func (l *listers) stop() int64 {
+	if l.stopped {
+		return 0
+	}
+	l.stopped = true
+	for _, c := range l.cmds {
+		c.Process.Signal(syscall.SIGTERM)
+	}
+	l.wg.Wait()
+	for _, c := range l.cmds {
+		c.Wait()
+	}
+	return l.lists.Load()
+}
+
+// List is a list client (soak -list-client SOCKET PREFIX N): at the normal
+// policy, it registers N entities PREFIX/0 … PREFIX/N-1, says "ready", then
+// lists the whole table as fast as the agent answers until SIGTERM, and
+// prints how many lists it was answered.
+func List(sock, prefix string, entities int) {
+	_ = normalPolicy()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	c, err := client.Dial(ctx, sock)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "soak list client:", err)
+		fmt.Println("failed")
+		return
+	}
+	defer c.Close()
+	for i := range entities {
+		if _, err := c.Register(ctx, fmt.Sprintf("%s/%d", prefix, i), client.KindService); err != nil {
+			fmt.Fprintln(os.Stderr, "soak list client:", err)
+			fmt.Println("failed")
+			return
+		}
+	}
+	fmt.Println("ready")
+	var n int64
+	for ctx.Err() == nil {
+		if _, err := c.List(ctx, client.Filter{}); err == nil {
+			n++
+		}
+	}
+	fmt.Println(n)
 }
 
 // Flood is a flood client (soak -flood-client SOCKET NAME): at the normal

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +38,9 @@ func main() {
 		keep     = flag.Bool("keep", false, "keep each run's directory (the agents' logs) and print where")
 		burn     = flag.Bool("burn", false, "be a CPU burner (used by the harness itself)")
 		floodCl  = flag.Bool("flood-client", false, "be a flood client: SOCKET NAME (used by the harness itself)")
+		listers  = flag.Int("listers", 0, "API clients per agent listing the whole table over and over during the hog")
+		listEnts = flag.Int("list-entities", 800, "entities each lister registers before the hog (with -listers)")
+		listCl   = flag.Bool("list-client", false, "be a list client: SOCKET PREFIX N (used by the harness itself)")
 	)
 	flag.Parse()
 	if *burn {
@@ -44,6 +48,14 @@ func main() {
 	}
 	if *floodCl {
 		soak.Flood(flag.Arg(0), flag.Arg(1))
+		return
+	}
+	if *listCl {
+		n, err := strconv.Atoi(flag.Arg(2))
+		if err != nil {
+			fail(fmt.Errorf("-list-client: entity count %q: %w", flag.Arg(2), err))
+		}
+		soak.List(flag.Arg(0), flag.Arg(1), n)
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -71,13 +83,17 @@ func main() {
 		r, err := soak.Run(ctx, soak.Options{
 			Agent: *agent, Nodes: *nodes, Profile: p, Hog: *hog, Idle: *idle, Burners: *burners,
 			BurnCmd: []string{self, "-burn"}, Realtime: *rt, Pin: *pin, Flood: *flood,
-			FloodCmd: []string{self, "-flood-client"}, Keep: *keep, LogLevel: *logLevel, StallProbe: *probe,
+			FloodCmd: []string{self, "-flood-client"}, Listers: *listers, ListEntities: *listEnts,
+			ListCmd: []string{self, "-list-client"}, Keep: *keep, LogLevel: *logLevel, StallProbe: *probe,
 			Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
 		})
 		if err != nil {
 			fail(err)
 		}
 		results = append(results, r)
+		if *listers > 0 {
+			fmt.Fprintf(os.Stderr, "soak: %d lists of the whole table (%d entities) answered during the hog\n", r.Lists, r.TableSize)
+		}
 		fmt.Printf("%-7s %-5d %-3v %-9d %-6d %-6d %-6d %-9v %-9v %-9v %-9s %-9v %-8s %-10v %-16s %-16s %-9v %-9v %-8d %-13s %-18s %s → %s\n",
 			r.Profile, r.Nodes, r.Realtime, r.FalseDowns, r.LinkDowns, r.Elections, r.Stalls,
 			r.GapP50.Round(time.Microsecond), r.GapP99.Round(time.Microsecond), r.GapMax.Round(time.Microsecond),
