@@ -29,13 +29,18 @@ var rowCopies = sync.Pool{New: func() any { return new(rowCopy) }}
 // rows are converted.
 func newRowCopy() *rowCopy { return rowCopies.Get().(*rowCopy) }
 
-// release empties c (the names and causes it shares are not kept alive)
-// and gives it back to rowCopies. Nothing of its rows may be used after.
+// release resets c and gives it back to rowCopies.
 func (c *rowCopy) release() {
+	c.reset()
+	rowCopies.Put(c)
+}
+
+// reset empties c, keeping its buffers; the names and causes it shared are
+// not kept alive. Nothing of its rows may be used after.
+func (c *rowCopy) reset() {
 	clear(c.rows)
 	clear(c.alarms)
 	c.rows, c.alarms, c.ends = c.rows[:0], c.alarms[:0], c.ends[:0]
-	rowCopies.Put(c)
 }
 
 // add copies e. mu held.

@@ -97,3 +97,34 @@ func BenchmarkListLockHeld(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkTableSaveLockHeld is the table save's work at 4,096 entities:
+// step=copy is what it does under the agent's lock now (copyTable's walk),
+// step=encode what it did there too until 2 December 2026 and does after
+// the lock is released now (encodeTable).
+func BenchmarkTableSaveLockHeld(b *testing.B) {
+	tab := loadedTable(b, 4096)
+	a := &agent{}
+	ts := &a.tsave
+	copyRows := func() {
+		ts.rows.reset()
+		tab.Range(func(e *table.Entity) bool { ts.rows.add(e); return true })
+	}
+	b.Run("step=copy", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			copyRows()
+		}
+	})
+	b.Run("step=encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			b.StopTimer()
+			copyRows()
+			b.StartTimer()
+			if _, err := a.encodeTable(tableHeader{seq: tab.Seq()}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -21,9 +21,12 @@ import (
 // registered entity and every alarm raised and not cleared (core.Restore
 // decides what of it is trusted).
 //
-// The table is encoded under a.mu (a copy, no I/O) and written and fsync'd
-// off it, by one goroutine; changes that arrive during a save are covered by
-// the next one. A write the API answers waits for a save that began after
+// The table's rows are copied under a.mu (rowCopy, no allocation once its
+// buffers have grown), then encoded, written and fsync'd off it, by one
+// goroutine; changes that arrive during a save are covered by the next
+// one. Encoding under a.mu, as until 2 December 2026, held the real-time
+// loop for 0.2-3.4 ms at 4,096 entities (28 ms the first time), after every
+// quiet write. A write the API answers waits for a save that began after
 // the write reached this node's table: acknowledged means on this node's
 // disk.
 //
@@ -43,8 +46,11 @@ type tableSaver struct {
 	kick    chan struct{} // a save to start (cap 1)
 	dirty   atomic.Bool   // the table changed since the last encoding began
 	polling atomic.Bool   // the saver polls dirty; no kick needed
-	buf     []byte        // encoding scratch; under a.mu
-	row     persist.Entity
+	// The saver goroutine's own: the rows copied under a.mu, the
+	// encoding scratch.
+	rows rowCopy
+	buf  []byte
+	row  persist.Entity
 
 	started uint64 // saves begun; under a.mu
 
@@ -188,8 +194,9 @@ func (a *agent) saveTable() bool {
 		a.mu.Unlock()
 		return false
 	}
-	gen, b, err := a.encodeTable()
+	gen, hdr := a.copyTable()
 	a.mu.Unlock()
+	b, err := a.encodeTable(hdr)
 	if err == nil {
 		err = a.writeTable(b, awaited)
 	}
@@ -238,19 +245,40 @@ func (a *agent) writeTable(b []byte, awaited bool) error {
 	return err
 }
 
-// encodeTable encodes the table as it is now, as save number started+1,
-// straight from the table's rows into a reused buffer (one reused row, no
-// allocation per entity: it runs under mu). mu held.
-func (a *agent) encodeTable() (uint64, []byte, error) {
+// tableHeader is what a saved table's header says of the table copied.
+type tableHeader struct {
+	seq, epoch uint64
+	master     wire.NodeID
+}
+
+// copyTable copies the table as it is now into ts.rows, as save number
+// started+1, and returns that number and the header. mu held.
+func (a *agent) copyTable() (uint64, tableHeader) {
 	ts := &a.tsave
 	tab := a.core.Table()
 	st := a.core.Role()
-	b, err := persist.AppendTableHeader(ts.buf[:0], tab.Seq(), st.Epoch, uint32(st.Master), tab.Len())
-	r := &ts.row
+	ts.rows.reset()
 	tab.Range(func(e *table.Entity) bool {
+		ts.rows.add(e)
+		return true
+	})
+	ts.started++
+	return ts.started, tableHeader{seq: tab.Seq(), epoch: st.Epoch, master: st.Master}
+}
+
+// encodeTable encodes the rows copyTable copied into a reused buffer (one
+// reused row, no allocation per entity). The saver's goroutine, without mu.
+func (a *agent) encodeTable(h tableHeader) ([]byte, error) {
+	ts := &a.tsave
+	rows := ts.rows.entities()
+	defer ts.rows.reset()
+	b, err := persist.AppendTableHeader(ts.buf[:0], h.seq, h.epoch, uint32(h.master), len(rows))
+	r := &ts.row
+	for i := range rows {
 		if err != nil {
-			return false
+			break
 		}
+		e := &rows[i]
 		*r = persist.Entity{Name: e.Name, Kind: uint8(e.Kind), State: uint8(e.State), Owner: uint32(e.Owner),
 			Incarnation: e.Incarnation, ChangedAt: e.ChangedAt, ChangedSeq: e.ChangedSeq, ChangedBy: uint32(e.ChangedBy),
 			Alarms: r.Alarms[:0]}
@@ -259,14 +287,12 @@ func (a *agent) encodeTable() (uint64, []byte, error) {
 				RaisedBy: uint32(al.RaisedBy), Seq: al.Seq})
 		}
 		b, err = persist.AppendTableEntity(b, r)
-		return true
-	})
+	}
 	if err == nil {
 		b = persist.FinishTable(b, 0)
 	}
 	ts.buf = b
-	ts.started++
-	return ts.started, b, err
+	return b, err
 }
 
 // waitSaved waits, on a master-eligible node, until a save that began
