@@ -150,6 +150,7 @@ type agent struct {
 	bg       *transport.Background // writes files below the table's readers (nil: not started)
 	saverWG  sync.WaitGroup
 	bulkq    chan *bulkJob // snapshot bursts sent off the lock (bulkLoop)
+	bulkFree chan *bulkJob // jobs sent, for queueBulk to fill again
 	saveMu   sync.Mutex    // orders saves; guards diskInc and diskEp
 	diskInc  uint64        // the incarnation last written
 	diskEp   uint64        // the highest epoch written (never goes back either)
@@ -233,6 +234,7 @@ func (a *agent) start() error {
 	a.savedInc, a.diskInc = inc, inc
 	a.saveq = make(chan core.Persist, 1)
 	a.bulkq = make(chan *bulkJob, 4)
+	a.bulkFree = make(chan *bulkJob, cap(a.bulkq)+1)
 	if err != nil {
 		return fmt.Errorf("agent: state directory %s: %w", a.stateDir, err)
 	}

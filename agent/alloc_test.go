@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -132,4 +133,43 @@ func TestEncodeTableAllocs(t *testing.T) {
 		}
 	})
 	require.Zero(t, allocs, "allocations per table encoding")
+}
+
+// A snapshot's packets handed to the bulk sender are copied, on the
+// real-time loop, into a job the sender gave back: once one has come back
+// big enough, nothing is allocated; and each packet is copied whole, to
+// every network it is for.
+func TestQueueBulkAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under the race detector")
+	}
+	a, _ := soloAgent(t)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	const peer = wire.NodeID(2)
+	for n := range a.addrs {
+		a.addrs[n][peer] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(40000+n))
+	}
+	rd := &core.Ready{}
+	for i := range 2 * bulkMin {
+		data := make([]byte, 1000+i)
+		data[0], data[len(data)-1] = byte(i), byte(i)
+		rd.Packets = append(rd.Packets, core.Packet{To: peer, Nets: 1<<wire.NumNets - 1, Data: data})
+	}
+	rd.Packets = append(rd.Packets, core.Packet{To: peer, Prio: true, Nets: 1, Data: []byte("not bulk")})
+	sendOne := func() *bulkJob {
+		a.queueBulk(rd)
+		job := <-a.bulkq
+		a.bulkDone(job) // as bulkLoop does once it has sent them
+		return job
+	}
+	job := sendOne()
+	require.Len(t, job.pkts, 2*bulkMin*wire.NumNets)
+	for _, p := range job.pkts {
+		got := job.data[p.off : p.off+p.n]
+		i := int(got[0])
+		require.Equal(t, rd.Packets[i].Data, got, "packet %d", i)
+		require.Equal(t, a.addrs[p.net][peer], p.to)
+	}
+	require.Zero(t, testing.AllocsPerRun(50, func() { sendOne() }), "allocations per queued snapshot")
 }

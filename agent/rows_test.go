@@ -2,10 +2,12 @@ package agent
 
 import (
 	"fmt"
+	"net/netip"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/fmagent/fmagent/agent/core"
 	"github.com/fmagent/fmagent/agent/table"
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/wire"
@@ -127,4 +129,43 @@ func BenchmarkTableSaveLockHeld(b *testing.B) {
 			}
 		}
 	})
+}
+
+// bulkAgent is an agent with just what queueBulk uses: the bulk sender's
+// queues and one peer's addresses.
+func bulkAgent(peer wire.NodeID) *agent {
+	a := &agent{bulkq: make(chan *bulkJob, 4)}
+	a.bulkFree = make(chan *bulkJob, cap(a.bulkq)+1)
+	for n := range a.addrs {
+		a.addrs[n] = map[wire.NodeID]netip.AddrPort{peer: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(40000+n))}
+	}
+	return a
+}
+
+// BenchmarkQueueBulk is the real-time loop's copy of a snapshot (300
+// datagrams of 1,400 bytes, about 4,000 entities) for the bulk sender:
+// job=given-back fills a job the sender gave back, as the agent does;
+// job=new a new one each time (allocated at the packets' size at once).
+func BenchmarkQueueBulk(b *testing.B) {
+	const peer = wire.NodeID(2)
+	rd := &core.Ready{}
+	for range 300 {
+		rd.Packets = append(rd.Packets, core.Packet{To: peer, Nets: 1<<wire.NumNets - 1, Data: make([]byte, 1400)})
+	}
+	for _, back := range []bool{true, false} {
+		name := "job=new"
+		if back {
+			name = "job=given-back"
+		}
+		b.Run(name, func(b *testing.B) {
+			a := bulkAgent(peer)
+			b.ReportAllocs()
+			for range b.N {
+				a.queueBulk(rd)
+				if job := <-a.bulkq; back {
+					a.bulkDone(job)
+				}
+			}
+		})
+	}
 }
