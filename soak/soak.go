@@ -111,6 +111,15 @@ type Result struct {
 	// TableSize: the entities in the table when the hog started.
 	Lists     int64 `json:"lists,omitempty"`
 	TableSize int   `json:"table_size,omitempty"`
+	// The listers' registrations, before the hog and without it (a
+	// registration storm: every lister at once, as applications starting
+	// or owners re-asserting after a failover): how long they took, the
+	// registrations that failed and were tried again, and the false downs
+	// and elections meanwhile (summed over the agents, as under the hog).
+	RegisterTime       time.Duration `json:"register_ns,omitempty"`
+	RegisterRetries    int64         `json:"register_retries,omitempty"`
+	RegisterFalseDowns int64         `json:"register_false_downs,omitempty"`
+	RegisterElections  int64         `json:"register_elections,omitempty"`
 	// The machine's own stalls under the hog (Options.StallProbe): the
 	// latest wake-up of a SCHED_FIFO 50 C thread pinned to each CPU, and
 	// how many times one was more than 20 ms late. -1: not measured.
@@ -308,12 +317,18 @@ listen = %q
 	}
 
 	// The listers register their entities before the hog.
+	regBase, regStart := sumEvents(agents), time.Now()
 	listers, err := startListers(o, agents)
 	defer listers.stop()
 	if err != nil {
 		return nil, err
 	}
 	if o.Listers > 0 {
+		res.RegisterTime = time.Since(regStart)
+		res.RegisterRetries = listers.retries.Load()
+		regEnd := sumEvents(agents)
+		res.RegisterFalseDowns = int64(regEnd["peer-down"] - regBase["peer-down"])
+		res.RegisterElections = int64(regEnd["elected"] - regBase["elected"])
 		m, err := scrape(agents[0].metrics)
 		if err != nil {
 			return nil, err
@@ -701,6 +716,7 @@ type listers struct {
 	cmds    []*exec.Cmd
 	wg      sync.WaitGroup
 	lists   atomic.Int64
+	retries atomic.Int64
 	stopped bool
 }
 
@@ -728,10 +744,12 @@ func startListers(o Options, agents []*agentProc) (*listers, error) {
 			go func() {
 				defer l.wg.Done()
 				var word string
-				if _, err := fmt.Fscan(out, &word); err != nil || word != "ready" {
+				var retries int64
+				if _, err := fmt.Fscan(out, &word, &retries); err != nil || word != "ready" {
 					ready <- fmt.Errorf("soak: a list client on agent %d did not register its entities (%q, %v)", a.id, word, err)
 					return
 				}
+				l.retries.Add(retries)
 				ready <- nil
 				var n int64
 				fmt.Fscan(out, &n)
@@ -771,9 +789,11 @@ func (l *listers) stop() int64 {
 }
 
 // List is a list client (soak -list-client SOCKET PREFIX N): at the normal
-// policy, it registers N entities PREFIX/0 … PREFIX/N-1, says "ready", then
-// lists the whole table as fast as the agent answers until SIGTERM, and
-// prints how many lists it was answered.
+// policy, it registers N entities PREFIX/0 … PREFIX/N-1 (each tried again,
+// up to registerTries times, while the agent answers with an error, as an
+// application would), says "ready" and how many registrations it tried
+// again, then lists the whole table as fast as the agent answers until
+// SIGTERM, and prints how many lists it was answered.
 func List(sock, prefix string, entities int) {
 	_ = normalPolicy()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -785,14 +805,23 @@ func List(sock, prefix string, entities int) {
 		return
 	}
 	defer c.Close()
+	retries := 0
 	for i := range entities {
-		if _, err := c.Register(ctx, fmt.Sprintf("%s/%d", prefix, i), client.KindService); err != nil {
-			fmt.Fprintln(os.Stderr, "soak list client:", err)
-			fmt.Println("failed")
-			return
+		for try := 1; ; try++ {
+			_, err := c.Register(ctx, fmt.Sprintf("%s/%d", prefix, i), client.KindService)
+			if err == nil {
+				break
+			}
+			if try == registerTries || ctx.Err() != nil {
+				fmt.Fprintln(os.Stderr, "soak list client:", err)
+				fmt.Println("failed")
+				return
+			}
+			retries++
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	fmt.Println("ready")
+	fmt.Println("ready", retries)
 	var n int64
 	for ctx.Err() == nil {
 		if _, err := c.List(ctx, client.Filter{}); err == nil {
@@ -801,6 +830,9 @@ func List(sock, prefix string, entities int) {
 	}
 	fmt.Println(n)
 }
+
+// registerTries: how many times a list client tries one registration.
+const registerTries = 50
 
 // Flood is a flood client (soak -flood-client SOCKET NAME): at the normal
 // policy, it raises and clears an alarm on its own entity as fast as the

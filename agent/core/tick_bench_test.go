@@ -74,3 +74,23 @@ func BenchmarkMasterTick(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSendSnapshot is the master's answer to a node that needs the
+// whole table (a node that joins or rejoins, or one further behind than
+// the retransmit ring): the table walked, encoded into datagrams and each
+// sealed, on the real-time loop.
+func BenchmarkSendSnapshot(b *testing.B) {
+	for _, size := range []int{1024, 4096} {
+		b.Run(fmt.Sprintf("entities=%d", size), func(b *testing.B) {
+			p := newLoadedPair(b, size)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				core.SendSnapshot(p.a, 2)
+				if rd := p.a.Ready(); len(rd.Packets) == 0 {
+					b.Fatal("no snapshot sent")
+				}
+			}
+		})
+	}
+}

@@ -41,6 +41,7 @@ func main() {
 		listers  = flag.Int("listers", 0, "API clients per agent listing the whole table over and over during the hog")
 		listEnts = flag.Int("list-entities", 800, "entities each lister registers before the hog (with -listers)")
 		listCl   = flag.Bool("list-client", false, "be a list client: SOCKET PREFIX N (used by the harness itself)")
+		dir      = flag.String("dir", "", "where each run's directory (the agents' state directories) is made (default: the temp dir)")
 	)
 	flag.Parse()
 	if *burn {
@@ -84,7 +85,7 @@ func main() {
 			Agent: *agent, Nodes: *nodes, Profile: p, Hog: *hog, Idle: *idle, Burners: *burners,
 			BurnCmd: []string{self, "-burn"}, Realtime: *rt, Pin: *pin, Flood: *flood,
 			FloodCmd: []string{self, "-flood-client"}, Listers: *listers, ListEntities: *listEnts,
-			ListCmd: []string{self, "-list-client"}, Keep: *keep, LogLevel: *logLevel, StallProbe: *probe,
+			ListCmd: []string{self, "-list-client"}, Dir: *dir, Keep: *keep, LogLevel: *logLevel, StallProbe: *probe,
 			Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
 		})
 		if err != nil {
@@ -92,7 +93,8 @@ func main() {
 		}
 		results = append(results, r)
 		if *listers > 0 {
-			fmt.Fprintf(os.Stderr, "soak: %d lists of the whole table (%d entities) answered during the hog\n", r.Lists, r.TableSize)
+			fmt.Fprintf(os.Stderr, "soak: registering: %v, %d tried again, %d false downs, %d elections; %d lists of the whole table (%d entities) answered during the hog\n",
+				r.RegisterTime.Round(time.Millisecond), r.RegisterRetries, r.RegisterFalseDowns, r.RegisterElections, r.Lists, r.TableSize)
 		}
 		fmt.Printf("%-7s %-5d %-3v %-9d %-6d %-6d %-6d %-9v %-9v %-9v %-9s %-9v %-8s %-10v %-16s %-16s %-9v %-9v %-8d %-13s %-18s %s → %s\n",
 			r.Profile, r.Nodes, r.Realtime, r.FalseDowns, r.LinkDowns, r.Elections, r.Stalls,
