@@ -94,3 +94,20 @@ func BenchmarkSendSnapshot(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReassertLedger is the tick at which a node re-asserts what its
+// clients registered (after every master change): 800 registrations of
+// node 2's, queued and sent to the master in one tick.
+func BenchmarkReassertLedger(b *testing.B) {
+	p := newLoadedPair(b, 800)
+	require.Positive(b, core.LedgerLen(p.b))
+	b.ResetTimer()
+	for range b.N {
+		core.DirtyLedger(p.b)
+		p.now = p.now.Add(time.Millisecond)
+		p.b.Tick(p.now)
+		b.StopTimer()
+		p.flush() // the master answers; nothing left outstanding
+		b.StartTimer()
+	}
+}
