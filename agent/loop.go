@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/fmagent/fmagent/agent/core"
@@ -83,12 +84,7 @@ func (a *agent) handleReady() {
 		a.saveNow(rd.Persist)
 	}
 	bulk := a.bulkq != nil && bulkPackets(rd) >= bulkMin
-	for i := range rd.Packets {
-		if bulk && isBulk(&rd.Packets[i]) {
-			continue
-		}
-		a.send(&rd.Packets[i])
-	}
+	a.send(rd.Packets, bulk)
 	if bulk {
 		a.queueBulk(rd)
 	}
@@ -214,31 +210,45 @@ func (a *agent) save(p *core.Persist) {
 	a.log.Info("persisted", "incarnation", p.Incarnation, "generation", p.Generation, "members", st.Members)
 }
 
-// send sends one packet: multicast on the networks of p.Nets, or unicast to
-// the address last learned for p.To on each of them. A peer never heard on
-// a network has no address there; the packet is not sent on that network
-// (the core retries what matters).
-func (a *agent) send(p *core.Packet) {
+// send sends ps (but the bulk sender's, if bulk): each multicast on the
+// networks of its Nets, or unicast to the address last learned for its To
+// on each of them, network by network, each network's in one sendmmsg
+// (transport.Sender.Queue), in their order. A peer never heard on a
+// network has no address there; the packet is not sent on that network
+// (the core retries what matters). One sendmsg per packet and network,
+// as until 2 December 2026, was two thirds of the master's loop in a
+// registration storm (perf: 41 ms at a stretch on the CPU the other
+// agents' loops waited for).
+func (a *agent) send(ps []core.Packet, bulk bool) {
+	var err error
 	for n := wire.Net(0); n < wire.NumNets; n++ {
-		if p.Nets&(1<<n) == 0 {
-			continue
-		}
-		var err error
-		if p.Heartbeat {
-			err = a.snd.SendHeartbeat(n, p.Data)
-		} else if p.To == 0 {
-			err = a.snd.Send(n, p.Data, p.Prio)
-		} else {
-			to, ok := a.addrs[n][p.To]
-			if !ok {
-				a.m.noAddr.Inc()
+		for i := range ps {
+			p := &ps[i]
+			if p.Nets&(1<<n) == 0 || bulk && isBulk(p) {
 				continue
 			}
-			err = a.snd.SendTo(n, to, p.Data, p.Prio)
+			kind, to := transport.ToGroup, netip.AddrPort{}
+			switch {
+			case p.Heartbeat:
+				kind = transport.ToHeartbeat
+			case p.To != 0:
+				var ok bool
+				if to, ok = a.addrs[n][p.To]; !ok {
+					a.m.noAddr.Inc()
+					continue
+				}
+				kind = transport.ToPeer
+			}
+			if e := a.snd.Queue(n, kind, to, p.Data, p.Prio); e != nil && err == nil {
+				err = e
+			}
 		}
-		if err != nil && a.log.Enabled(context.Background(), slog.LevelDebug) {
-			a.log.Debug("send", "net", netName(n), "to", p.To, "err", err)
-		}
+	}
+	if e := a.snd.Flush(); e != nil && err == nil {
+		err = e
+	}
+	if err != nil && a.log.Enabled(context.Background(), slog.LevelDebug) {
+		a.log.Debug("send", "err", err)
 	}
 }
 

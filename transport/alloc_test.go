@@ -86,6 +86,23 @@ func TestZeroAllocs(t *testing.T) {
 		}
 		read(t2, wire.NetB, true, len(batch))
 	})
+	check("Sender.Queue (group, peer, both networks) + Flush", func() {
+		for nt := range wire.Net(wire.NumNets) {
+			if err := s.Queue(nt, ToGroup, netip.AddrPort{}, pkt, true); err != nil {
+				panic(err)
+			}
+			if err := s.Queue(nt, ToPeer, t2.LocalAddr(nt), pkt, false); err != nil {
+				panic(err)
+			}
+		}
+		if err := s.Flush(); err != nil {
+			panic(err)
+		}
+		for nt := range wire.Net(wire.NumNets) {
+			read(t2, nt, false, 1)
+			read(t2, nt, true, 1)
+		}
+	})
 	check("Stats", func() { _ = t1.Stats() })
 }
 
@@ -261,4 +278,53 @@ func udpConn(tb testing.TB, fd int) *net.UDPConn {
 	}
 	tb.Cleanup(func() { pc.Close() })
 	return pc.(*net.UDPConn)
+}
+
+// BenchmarkSendReady is what the real-time loop sends for one Ready of the
+// master in a registration storm: the change to the group and the answer
+// to the reporter, on both networks. mode=one-by-one is a sendmsg per
+// datagram and network (the agent until 2 December 2026), mode=queued
+// Queue and one Flush (a sendmmsg per network). The receiver's sockets are
+// drained outside the timing.
+func BenchmarkSendReady(b *testing.B) {
+	t1, t2 := benchPair(b)
+	pkt := make([]byte, 300)
+	msgs := newMsgs(MaxBatch, wire.MaxDatagram)
+	drain := func() {
+		for nt := range wire.Net(wire.NumNets) {
+			for _, uni := range []bool{false, true} {
+				for {
+					if k, _ := t2.TryReadBatch(nt, uni, msgs); k == 0 {
+						break
+					}
+				}
+			}
+		}
+	}
+	for _, mode := range []string{"one-by-one", "queued"} {
+		b.Run("mode="+mode, func(b *testing.B) {
+			s := t1.NewSender()
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				for nt := range wire.Net(wire.NumNets) {
+					to := t2.LocalAddr(nt)
+					if mode == "queued" {
+						_ = s.Queue(nt, ToGroup, netip.AddrPort{}, pkt, false)
+						_ = s.Queue(nt, ToPeer, to, pkt, false)
+					} else {
+						_ = s.Send(nt, pkt, false)
+						_ = s.SendTo(nt, to, pkt, false)
+					}
+				}
+				if mode == "queued" {
+					_ = s.Flush()
+				}
+				if i%16 == 15 {
+					b.StopTimer()
+					drain()
+					b.StartTimer()
+				}
+			}
+		})
+	}
 }

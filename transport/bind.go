@@ -43,6 +43,10 @@ type Bind interface {
 
 // BindSender sends datagrams; see Sender, the real one.
 type BindSender interface {
+	// Queue adds a datagram to those Flush sends (pkt unchanged until
+	// then); Flush sends them, one system call per network.
+	Queue(n wire.Net, kind SendKind, to netip.AddrPort, pkt []byte, prio bool) error
+	Flush() error
 	Send(n wire.Net, pkt []byte, prio bool) error
 	SendHeartbeat(n wire.Net, pkt []byte) error
 	SendTo(n wire.Net, to netip.AddrPort, pkt []byte, prio bool) error

@@ -143,6 +143,61 @@ func TestUnicastReply(t *testing.T) {
 	}
 }
 
+// Queued datagrams go nowhere until Flush, then each where it was queued
+// for (the group, its heartbeat port, a peer), with its own priority, in
+// order; more than MaxBatch for a network, or a datagram for another
+// network, send what was queued first.
+func TestQueueAndFlush(t *testing.T) {
+	a, b, port := testGroups(t)
+	t1 := openLo(t, loConfig(a, b, port))
+	t2 := openLo(t, loConfig(a, b, port))
+	s := t1.NewSender()
+	none := netip.AddrPort{}
+	require.NoError(t, s.Queue(wire.NetA, ToHeartbeat, none, []byte("beat"), false))
+	require.NoError(t, s.Queue(wire.NetA, ToGroup, none, []byte("down"), true))
+	require.NoError(t, s.Queue(wire.NetA, ToPeer, t2.LocalAddr(wire.NetA), []byte("answer"), false))
+	require.NoError(t, s.Queue(wire.NetA, ToGroup, none, []byte("later"), false))
+	expectNothing(t, t2, wire.NetA, false, 30*time.Millisecond)
+	assert.Zero(t, t1.Stats().Nets[wire.NetA].SentPackets, "nothing sent before Flush")
+	require.NoError(t, s.Queue(wire.NetB, ToGroup, none, []byte("on b"), true)) // sends net A's
+	require.NoError(t, s.Flush())
+
+	got, _ := readN(t, t2, wire.NetA, false, 2)
+	assert.Equal(t, "down", string(got[0].Buf))
+	assert.Equal(t, uint8(PriorityTOS), got[0].TOS)
+	assert.Equal(t, "later", string(got[1].Buf))
+	assert.Equal(t, uint8(0), got[1].TOS, "priority is per datagram")
+	got, _ = readN(t, t2, wire.NetA, true, 1)
+	assert.Equal(t, "answer", string(got[0].Buf))
+	msgs := newMsgs(4, wire.MaxDatagram)
+	k, err := t2.TryReadHeartbeats(wire.NetA, msgs)
+	require.NoError(t, err)
+	require.Equal(t, 1, k)
+	assert.Equal(t, "beat", string(msgs[0].Buf[:msgs[0].N]))
+	got, _ = readN(t, t2, wire.NetB, false, 1)
+	assert.Equal(t, "on b", string(got[0].Buf))
+	assert.Equal(t, uint8(PriorityTOS), got[0].TOS)
+	st := t1.Stats()
+	assert.Equal(t, uint64(4), st.Nets[wire.NetA].SentPackets)
+	assert.Equal(t, uint64(1), st.Nets[wire.NetA].PriorityPackets)
+	assert.Equal(t, uint64(1), st.Nets[wire.NetB].SentPackets)
+
+	// More than a batch: all of it, in order.
+	for i := range MaxBatch + 3 {
+		require.NoError(t, s.Queue(wire.NetB, ToGroup, none, []byte(fmt.Sprint(i)), false))
+	}
+	require.NoError(t, s.Flush())
+	got, _ = readN(t, t2, wire.NetB, false, MaxBatch+3)
+	for i, m := range got {
+		assert.Equal(t, fmt.Sprint(i), string(m.Buf))
+	}
+	// Bad input queues nothing.
+	assert.ErrorIs(t, s.Queue(wire.NetA, ToGroup, none, make([]byte, wire.MaxDatagram+1), false), ErrTooLarge)
+	assert.ErrorIs(t, s.Queue(wire.NetA, ToPeer, netip.MustParseAddrPort("[::1]:9"), []byte("x"), false), ErrNotIPv4)
+	require.NoError(t, s.Flush())
+	expectNothing(t, t2, wire.NetA, false, 20*time.Millisecond)
+}
+
 func TestPriorityMarking(t *testing.T) {
 	a, b, port := testGroups(t)
 	t1 := openLo(t, loConfig(a, b, port))
@@ -161,14 +216,20 @@ func TestPriorityMarking(t *testing.T) {
 	}
 }
 
-func TestPriorityFallbackWithoutSOPriorityCmsg(t *testing.T) {
+// oldKernelSender is a sender on t1 whose second cmsg is one no kernel
+// accepts, as a kernel before 6.14 refuses SO_PRIORITY: it must fall back
+// to IP_TOS alone. t2 receives.
+func oldKernelSender(t *testing.T) (t1, t2 *Transport, s *Sender) {
 	a, b, port := testGroups(t)
-	t1 := openLo(t, loConfig(a, b, port))
-	t2 := openLo(t, loConfig(a, b, port))
-	s := t1.NewSender()
-	// Make the second cmsg one no kernel accepts, as an old kernel refuses
-	// SO_PRIORITY: the sender must fall back to IP_TOS alone.
+	t1 = openLo(t, loConfig(a, b, port))
+	t2 = openLo(t, loConfig(a, b, port))
+	s = t1.NewSender()
 	putCmsg(s.oob[s.tosOnly:], unix.SOL_SOCKET, 0x7fff, 0)
+	return t1, t2, s
+}
+
+func TestPriorityFallbackWithoutSOPriorityCmsg(t *testing.T) {
+	t1, t2, s := oldKernelSender(t)
 	require.NoError(t, s.Send(wire.NetA, []byte("urgent"), true))
 	assert.True(t, t1.Stats().PrioCmsgFallback)
 	got, _ := readN(t, t2, wire.NetA, false, 1)
@@ -176,6 +237,25 @@ func TestPriorityFallbackWithoutSOPriorityCmsg(t *testing.T) {
 	assert.Equal(t, uint8(PriorityTOS), got[0].TOS)
 	assert.Equal(t, uint64(1), t1.Stats().Nets[wire.NetA].SentPackets)
 	assert.Zero(t, t1.Stats().Nets[wire.NetA].SendErrors)
+}
+
+// The same fallback met in the middle of a batch: what was sent before the
+// refused datagram is not sent again, what follows it is sent.
+func TestPriorityFallbackMidBatch(t *testing.T) {
+	t1, t2, s := oldKernelSender(t)
+	for i, prio := range []bool{false, true, false, true} {
+		require.NoError(t, s.Queue(wire.NetA, ToGroup, netip.AddrPort{}, []byte(fmt.Sprint(i)), prio))
+	}
+	require.NoError(t, s.Flush())
+	assert.True(t, t1.Stats().PrioCmsgFallback)
+	got, _ := readN(t, t2, wire.NetA, false, 4)
+	for i, m := range got {
+		assert.Equal(t, fmt.Sprint(i), string(m.Buf))
+		assert.Equal(t, uint8(PriorityTOS)*uint8(i%2), m.TOS, "datagram %d", i)
+	}
+	expectNothing(t, t2, wire.NetA, false, 20*time.Millisecond)
+	assert.Equal(t, uint64(4), t1.Stats().Nets[wire.NetA].SentPackets)
+	assert.Equal(t, uint64(2), t1.Stats().Nets[wire.NetA].PriorityPackets)
 }
 
 // kernelAtLeast reports whether the running kernel is at least major.minor.

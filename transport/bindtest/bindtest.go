@@ -268,6 +268,20 @@ var ErrNoRoute = errors.New("bindtest: no such address")
 
 type sender struct{ b *Bind }
 
+// Queue delivers at once: the fake network has no system calls to save.
+func (s sender) Queue(n wire.Net, kind transport.SendKind, to netip.AddrPort, pkt []byte, prio bool) error {
+	switch kind {
+	case transport.ToGroup:
+		return s.Send(n, pkt, prio)
+	case transport.ToHeartbeat:
+		return s.SendHeartbeat(n, pkt)
+	default:
+		return s.SendTo(n, to, pkt, prio)
+	}
+}
+
+func (s sender) Flush() error { return nil }
+
 func (s sender) Send(n wire.Net, pkt []byte, prio bool) error {
 	return s.send(n, netip.AddrPort{}, pkt, prio, qGroup)
 }
