@@ -176,6 +176,7 @@ soak: build
 	$(CC) -O2 -Wall -pthread -o $(BIN)/vcpustall soak/vcpustall/vcpustall.c
 	$(GO) run ./soak/cmd/soak -agent $(BIN)/fmagent -stall-probe $(BIN)/vcpustall -profiles $(SOAK_PROFILES) -hog $(SOAK_HOG) -json soak/results/soak.json
 	$(GO) run ./soak/cmd/soak -agent $(BIN)/fmagent -stall-probe $(BIN)/vcpustall -profiles $(SOAK_PROFILES) -hog $(SOAK_HOG) -idle -1s -flood 2 -json soak/results/soak-flood.json
+	$(GO) run ./soak/cmd/soak -agent $(BIN)/fmagent -stall-probe $(BIN)/vcpustall -profiles 20ms -hog $(SOAK_HOG) -idle -1s -listers 1 -list-entities 800 -json soak/results/soak-listers.json
 
 FUZZTIME ?= 20s
 FUZZPKGS := ./wire/ ./api/ ./config/ ./shmem/
