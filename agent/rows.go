@@ -10,8 +10,11 @@ import (
 // and turned into the API's types after it is released. The real-time loop
 // takes a.mu at every wake-up; converting a table of 4,096 entities
 // (an allocation or two each) held it for 1.5–13.5 ms here, so an
-// operator's `fmctl list`, or a watcher's snapshot, made the node miss its
-// heartbeats at the 10 ms profile. The copy is three appends into buffers
+// operator's `fmctl list`, or a watcher's snapshot, held the heartbeats
+// as long: clients listing 4,015 entities over and over under a CPU hog
+// made the loops wait for the lock over 10 ms 5–20 times in 20 s, and the
+// 20 ms profile's agents fall silent in those waits (soak -listers;
+// soak/results). The copy is three appends into buffers
 // kept from the last copy (rowCopies), so nothing is allocated while the
 // lock is held once they have grown to the table's size; names and causes
 // are immutable strings, shared, not copied. The alarms are copied
