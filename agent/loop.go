@@ -216,9 +216,9 @@ func (a *agent) save(p *core.Persist) {
 // (transport.Sender.Queue), in their order. A peer never heard on a
 // network has no address there; the packet is not sent on that network
 // (the core retries what matters). One sendmsg per packet and network,
-// as until 2 December 2026, was two thirds of the master's loop in a
-// registration storm (perf: 41 ms at a stretch on the CPU the other
-// agents' loops waited for).
+// as until 2 December 2026, was two thirds of a 41 ms stretch of the
+// master's loop in a registration storm (perf), on a CPU the other
+// agents' loops waited for.
 func (a *agent) send(ps []core.Packet, bulk bool) {
 	var err error
 	for n := wire.Net(0); n < wire.NumNets; n++ {
