@@ -42,14 +42,23 @@ func soloAgent(t *testing.T) (*agent, time.Time) {
 	return a, now
 }
 
-// Publishing a changed entity to shared memory allocates nothing.
-func TestPublishAllocs(t *testing.T) {
+// allocAgent is soloAgent for counting allocations, with a.mu held until
+// the test ends. Under the race detector, whose instrumentation allocates,
+// the count means nothing and the test is skipped.
+func allocAgent(t *testing.T) (*agent, time.Time) {
+	t.Helper()
 	if raceEnabled {
 		t.Skip("allocation counts are not meaningful under the race detector")
 	}
-	a, _ := soloAgent(t)
+	a, now := soloAgent(t)
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	t.Cleanup(a.mu.Unlock)
+	return a, now
+}
+
+// Publishing a changed entity to shared memory allocates nothing.
+func TestPublishAllocs(t *testing.T) {
+	a, _ := allocAgent(t)
 	id := table.NodeEntityID(a.self)
 	_, ok := a.core.Table().Get(id)
 	require.True(t, ok)
@@ -63,10 +72,7 @@ func TestPublishAllocs(t *testing.T) {
 
 // Stepping a peer's heartbeat and handling the Ready allocates nothing.
 func TestReceivePathAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts are not meaningful under the race detector")
-	}
-	a, now := soloAgent(t)
+	a, now := allocAgent(t)
 	codec := wire.NewCodec(a.cfg.ClusterID, config.InsecureKey(a.cfg.ClusterID))
 	const n = 400
 	pkts := make([][]byte, n)
@@ -77,8 +83,6 @@ func TestReceivePathAllocs(t *testing.T) {
 		pkts[i], err = codec.AppendHeartbeat(nil, &h, &hb)
 		require.NoError(t, err)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	i := 0
 	step := func() {
 		now = now.Add(100 * time.Microsecond)
@@ -106,12 +110,7 @@ func TestReceivePathAllocs(t *testing.T) {
 // Copying the table for its save (under the agent's lock) and encoding the
 // copy (off it) allocate nothing once the buffers have grown.
 func TestEncodeTableAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts are not meaningful under the race detector")
-	}
-	a, now := soloAgent(t)
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a, now := allocAgent(t)
 	for i := range 50 {
 		name := fmt.Sprintf("svc/e%d", i)
 		a.core.Submit(now, core.Request{Kind: wire.ReportRegister, Name: name, EntityKind: wire.KindService})
@@ -140,12 +139,7 @@ func TestEncodeTableAllocs(t *testing.T) {
 // big enough, nothing is allocated; and each packet is copied whole, to
 // every network it is for.
 func TestQueueBulkAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts are not meaningful under the race detector")
-	}
-	a, _ := soloAgent(t)
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a, _ := allocAgent(t)
 	const peer = wire.NodeID(2)
 	for n := range a.addrs {
 		a.addrs[n][peer] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(40000+n))

@@ -37,8 +37,8 @@ func loadedTable(tb testing.TB, size int) *table.Table {
 }
 
 // A row copy is the table as it was when copied: the changes applied
-// after it (alarms inserted before and removed from the middle of an
-// entity's alarm slice, which Apply does in place, a state change, an
+// after it (an alarm refreshed and one removed, which Apply does in place
+// in the entity's alarm slice, alarms inserted, a state change, an
 // unregister) do not show in it.
 func TestRowCopyIsTheTableWhenCopied(t *testing.T) {
 	tab := loadedTable(t, 64)
@@ -53,8 +53,12 @@ func TestRowCopyIsTheTableWhenCopied(t *testing.T) {
 	seq := tab.Seq()
 	tab.Range(func(e *table.Entity) bool {
 		for _, c := range []wire.Change{
-			{Kind: wire.ChangeRaise, Entity: e.ID, Cause: []byte("a-first"), Severity: wire.SevMajor},
+			// In place first (a refresh, then a removal that shifts the
+			// rest down in the same array), before an insertion may move
+			// the alarms to a new one.
+			{Kind: wire.ChangeRaise, Entity: e.ID, Cause: []byte("d-full"), Severity: wire.SevCritical},
 			{Kind: wire.ChangeClear, Entity: e.ID, Cause: []byte("b-slow")},
+			{Kind: wire.ChangeRaise, Entity: e.ID, Cause: []byte("a-first"), Severity: wire.SevMajor},
 			{Kind: wire.ChangeRaise, Entity: e.ID, Cause: []byte("c-mid"), Severity: wire.SevCritical},
 			{Kind: wire.ChangeState, Entity: e.ID, State: wire.StateDown, Incarnation: 1},
 		} {
