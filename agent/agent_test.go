@@ -53,7 +53,7 @@ func TestMain(m *testing.M) {
 
 // testNet picks two multicast groups and a port for one test, so that test
 // binaries running at the same time never hear each other.
-func testNet(t *testing.T) (a, b netip.Addr, port int) {
+func testNet(t testing.TB) (a, b netip.Addr, port int) {
 	t.Helper()
 	return testutil.MulticastNet(t)
 }
@@ -75,7 +75,7 @@ type testCluster struct {
 // newTestConfig is node id's configuration on lo (testutil.Net.Config) at
 // the 50 ms custom timing these tests were written for, never forming a
 // cluster alone, validated.
-func newTestConfig(t *testing.T, id int, cluster uint32, ga, gb netip.Addr, port int, dir string) *config.Config {
+func newTestConfig(t testing.TB, id int, cluster uint32, ga, gb netip.Addr, port int, dir string) *config.Config {
 	t.Helper()
 	cfg := testutil.Net{A: ga, B: gb, Port: port, Cluster: cluster}.Config(id, dir)
 	cfg.Timing.Profile = config.ProfileCustom

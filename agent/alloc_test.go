@@ -19,7 +19,7 @@ import (
 
 // soloAgent starts (without its goroutines) a one-node agent that may form
 // a cluster alone, and drives its core by hand until it is master.
-func soloAgent(t *testing.T) (*agent, time.Time) {
+func soloAgent(t testing.TB) (*agent, time.Time) {
 	t.Helper()
 	ga, gb, port := testNet(t)
 	cfg := newTestConfig(t, 1, uint32(rand.IntN(1<<30)+1000), ga, gb, port, t.TempDir())

@@ -10,32 +10,38 @@ import (
 	"github.com/fmagent/fmagent/wire"
 )
 
-// shadow is what the agent last published of one entity: enough to tell
-// what a change changed (for the Watch events) and, after a snapshot,
-// which entities must be removed. A fixed-size value (the alarm causes are
-// the table's own immutable strings), so keeping it allocates nothing
-// beyond the map's growth.
+// shadow is what the agent last published of one entity: every field
+// toShm writes (so that a snapshot's entity equal to its shadow is already
+// in shared memory as it is), enough to tell what a change changed (for
+// the Watch events) and, after a snapshot, which entities must be removed.
+// A fixed-size value (the alarm causes are the table's own immutable
+// strings), so keeping it allocates nothing beyond the map's growth.
 type shadow struct {
-	name   string
-	kind   wire.EntityKind
-	owner  wire.NodeID
-	state  wire.State
-	inc    uint64
-	seq    uint64
-	n      uint8
-	causes [shmem.MaxAlarms]string
-	sevs   [shmem.MaxAlarms]wire.Severity
-	aseqs  [shmem.MaxAlarms]uint64 // seq of each alarm's latest raise or refresh
-	rats   [shmem.MaxAlarms]int64  // each alarm's first raise (unchanged by a refresh or a snapshot)
+	name      string
+	kind      wire.EntityKind
+	owner     wire.NodeID
+	state     wire.State
+	inc       uint64
+	seq       uint64
+	changedAt int64
+	changedBy wire.NodeID
+	n         uint8
+	causes    [shmem.MaxAlarms]string
+	sevs      [shmem.MaxAlarms]wire.Severity
+	aseqs     [shmem.MaxAlarms]uint64      // seq of each alarm's latest raise or refresh
+	rats      [shmem.MaxAlarms]int64       // each alarm's first raise (unchanged by a refresh or a snapshot)
+	rbys      [shmem.MaxAlarms]wire.NodeID // who raised each alarm
 }
 
 func shadowOf(e *table.Entity) shadow {
-	s := shadow{name: e.Name, kind: e.Kind, owner: e.Owner, state: e.State, inc: e.Incarnation, seq: e.ChangedSeq}
+	s := shadow{name: e.Name, kind: e.Kind, owner: e.Owner, state: e.State, inc: e.Incarnation, seq: e.ChangedSeq,
+		changedAt: e.ChangedAt, changedBy: e.ChangedBy}
 	for i := range e.Alarms {
 		if i == shmem.MaxAlarms {
 			break
 		}
-		s.causes[i], s.sevs[i], s.aseqs[i], s.rats[i] = e.Alarms[i].Cause, e.Alarms[i].Severity, e.Alarms[i].Seq, e.Alarms[i].RaisedAt
+		al := &e.Alarms[i]
+		s.causes[i], s.sevs[i], s.aseqs[i], s.rats[i], s.rbys[i] = al.Cause, al.Severity, al.Seq, al.RaisedAt, al.RaisedBy
 		s.n++
 	}
 	return s
@@ -77,14 +83,22 @@ func (a *agent) publish(rd *core.Ready) {
 	a.events = a.events[:0]
 	a.shm.Begin()
 	if rd.Reset {
-		// A snapshot replaced the table: remove what is gone, put the rest.
+		// A snapshot replaced the table: remove what is gone, put what
+		// differs from what was published. A node that rejoins a cluster
+		// of thousands of entities gets the whole table again, most of it
+		// as it was: staging and comparing every entity in the segment
+		// again made the real-time loop's wake-up that applied the
+		// snapshot milliseconds longer (BenchmarkResetPublish). An entity
+		// equal to its shadow makes no Watch event either (put).
 		for id, old := range a.shadow {
 			if _, ok := tab.Get(id); !ok {
 				a.remove(id, &old)
 			}
 		}
 		tab.Range(func(e *table.Entity) bool {
-			a.put(e)
+			if old, ok := a.shadow[e.ID]; !ok || old != shadowOf(e) {
+				a.put(e)
+			}
 			return true
 		})
 	} else {

@@ -158,3 +158,30 @@ func BenchmarkEventNext(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFirstBigCommit is a new writer's first transaction of 4,096
+// entities, as an agent publishes the whole table the first time it is
+// replaced by a snapshot (a node joining, or rejoining after it was
+// declared down, a cluster of thousands of entities): on the real-time
+// loop, so the staging's growth is on it too.
+func BenchmarkFirstBigCommit(b *testing.B) {
+	const n = 4096
+	set := testpattern.NewSet(n)
+	var e shmem.Entity
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		w, err := shmem.Create(shmPath(b), shmem.Options{Capacity: n})
+		check(b, err)
+		b.StartTimer()
+		w.Begin()
+		for i := range n {
+			set.Fill(&e, i, 1)
+			check(b, w.Put(&e))
+		}
+		w.Commit()
+		b.StopTimer()
+		w.Close()
+		b.StartTimer()
+	}
+}

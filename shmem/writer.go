@@ -74,6 +74,39 @@ type op struct {
 	ent  int // index into Writer.staged for opPut
 }
 
+// stageChunk is how many entities one chunk of a writer's staging holds
+// (888 bytes each: 57 KB a chunk).
+const stageChunk = 64
+
+// staging holds the entities a transaction puts, copied (the caller may
+// reuse its Entity at once), in chunks that are kept for the next
+// transactions. Chunks, not one slice: a slice grown by append copied every
+// entity staged so far at each doubling, and a transaction of thousands
+// (the whole table, after a snapshot replaced it) cost tens of
+// milliseconds the first time, on the agent's real-time loop
+// (BenchmarkFirstBigCommit).
+type staging struct {
+	chunks [][]Entity
+	n      int
+}
+
+// add copies e into the staging and returns its index.
+func (s *staging) add(e *Entity) int {
+	c := s.n / stageChunk
+	if c == len(s.chunks) {
+		s.chunks = append(s.chunks, make([]Entity, stageChunk))
+	}
+	s.chunks[c][s.n%stageChunk] = *e
+	s.n++
+	return s.n - 1
+}
+
+// at returns the entity staged at index i.
+func (s *staging) at(i int) *Entity { return &s.chunks[i/stageChunk][i%stageChunk] }
+
+// reset empties the staging, keeping its chunks.
+func (s *staging) reset() { s.n = 0 }
+
 // Writer is the single writer of a segment. Its methods are not safe for
 // concurrent use, with one exception: Beat may run concurrently with any
 // method but Close.
@@ -115,7 +148,7 @@ type Writer struct {
 
 	inTxn    bool
 	ops      []op
-	staged   []Entity
+	staged   staging
 	txnLive  map[uint64]bool // presence of IDs after the staged ops
 	txnCount int             // live count after the staged ops
 	ctlDirty bool
@@ -350,7 +383,6 @@ func (w *Writer) init(geo L.Geometry, opts Options, gen uint64) error {
 	w.own = make(map[uint64]uint32, geo.Capacity) // sized once: Put never grows it
 	w.txnLive = make(map[uint64]bool)
 	w.ops = make([]op, 0, 64)
-	w.staged = make([]Entity, 0, 16)
 	bc, err := ring.NewBroadcaster(w.mem[geo.RingOff:geo.RingOff+geo.RingSize], geo.RingCapacity, L.EventRecord)
 	if err != nil {
 		return err
@@ -423,7 +455,7 @@ func (w *Writer) Abort() { w.resetTxn() }
 func (w *Writer) resetTxn() {
 	w.inTxn = false
 	w.ops = w.ops[:0]
-	w.staged = w.staged[:0]
+	w.staged.reset()
 	clear(w.txnLive)
 	w.ctlDirty = false
 }
@@ -474,8 +506,7 @@ func (w *Writer) Put(e *Entity) error {
 		w.txnCount++
 		w.txnLive[e.ID] = true
 	}
-	w.staged = append(w.staged, *e)
-	w.ops = append(w.ops, op{kind: opPut, id: e.ID, ent: len(w.staged) - 1})
+	w.ops = append(w.ops, op{kind: opPut, id: e.ID, ent: w.staged.add(e)})
 	if auto {
 		w.Commit()
 	}
@@ -552,7 +583,7 @@ func (w *Writer) Commit() uint64 {
 		o := &w.ops[i]
 		switch o.kind {
 		case opPut:
-			w.applyPut(&w.staged[o.ent], next)
+			w.applyPut(w.staged.at(o.ent), next)
 		case opDelete:
 			w.applyDelete(o.id, next)
 		}
