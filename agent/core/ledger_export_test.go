@@ -12,3 +12,6 @@ func SendSnapshot(n *Node, to wire.NodeID) { n.sendSnapshot(to) }
 // DirtyLedger makes n re-assert its whole ledger at its next tick, as it
 // does after a master change.
 func DirtyLedger(n *Node) { n.ledger.dirty = true }
+
+// WantSnapshot makes n accept the next snapshot, as after asking for one.
+func WantSnapshot(n *Node) { n.wantSnapshot = true }

@@ -89,7 +89,7 @@ func (n *Node) becomeMaster(now time.Time) {
 	n.ms.since = now
 	clear(n.pending)
 	clear(n.staged)
-	n.snap.reset()
+	n.snap.reset(&n.free)
 	n.wantSnapshot = false
 	n.masterWord = now
 	n.setFresh()
@@ -105,7 +105,7 @@ func (n *Node) followNew(now time.Time) {
 	n.tableSynced = false
 	clear(n.pending)
 	clear(n.staged)
-	n.snap.reset()
+	n.snap.reset(&n.free)
 	n.wantSnapshot = true
 	n.masterSeq = 0
 	n.masterWord = now
