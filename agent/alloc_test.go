@@ -107,31 +107,43 @@ func TestReceivePathAllocs(t *testing.T) {
 	require.Zero(t, allocs, "allocations per received heartbeat")
 }
 
-// Copying the table for its save (under the agent's lock) and encoding the
-// copy (off it) allocate nothing once the buffers have grown.
+// Copying the table for its save (under the agent's lock: the whole table,
+// or the rows changed since the last save), merging the copy into the
+// saver's own and encoding it (off the lock) allocate nothing once the
+// buffers have grown.
 func TestEncodeTableAllocs(t *testing.T) {
 	a, now := allocAgent(t)
+	var ids []uint64
 	for i := range 50 {
 		name := fmt.Sprintf("svc/e%d", i)
 		a.core.Submit(now, core.Request{Kind: wire.ReportRegister, Name: name, EntityKind: wire.KindService})
 		a.core.Submit(now, core.Request{Kind: wire.ReportRaise, Name: name, EntityKind: wire.KindService, Severity: wire.SevMajor, Cause: "c"})
 		a.handleReady()
+		ids = append(ids, table.ID(name))
 	}
 	require.Greater(t, a.core.Table().Len(), 50)
-	_, hdr := a.copyTable()
-	b, err := a.encodeTable(hdr)
-	require.NoError(t, err)
-	tb, err := persist.DecodeTable(b)
+	save := func(full bool) []byte {
+		ts := &a.tsave
+		ts.full = full
+		ts.changed = append(ts.changed[:0], ids[:10]...)
+		_, hdr := a.copyTable()
+		if !a.mergeCopy() {
+			t.Fatal("the saver's copy disagrees with the table")
+		}
+		b, err := a.encodeTable(hdr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tb, err := persist.DecodeTable(save(true))
 	require.NoError(t, err)
 	require.Len(t, tb.Entities, a.core.Table().Len())
 	require.Equal(t, a.core.Table().Seq(), tb.Seq)
-	allocs := testing.AllocsPerRun(50, func() {
-		_, hdr := a.copyTable()
-		if _, err := a.encodeTable(hdr); err != nil {
-			t.Fatal(err)
-		}
-	})
-	require.Zero(t, allocs, "allocations per table encoding")
+	for _, full := range []bool{true, false} {
+		allocs := testing.AllocsPerRun(50, func() { save(full) })
+		require.Zero(t, allocs, "allocations per table save's copy and encoding (whole table: %v)", full)
+	}
 }
 
 // A snapshot's packets handed to the bulk sender are copied, on the

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -17,7 +18,13 @@ import (
 // two alarms.
 func loadedTable(tb testing.TB, size int) *table.Table {
 	t := table.New(8)
-	seq := uint64(0)
+	fillTable(tb, t, size)
+	return t
+}
+
+// fillTable adds to t what loadedTable holds.
+func fillTable(tb testing.TB, t *table.Table, size int) {
+	seq := t.Seq()
 	apply := func(c *wire.Change) {
 		seq++
 		c.Seq = seq
@@ -33,7 +40,6 @@ func loadedTable(tb testing.TB, size int) *table.Table {
 			}
 		}
 	}
-	return t
 }
 
 // A row copy is the table as it was when copied: the changes applied
@@ -105,34 +111,57 @@ func BenchmarkListLockHeld(b *testing.B) {
 }
 
 // BenchmarkTableSaveLockHeld is the table save's work at 4,096 entities:
-// step=copy is what it does under the agent's lock now (copyTable's walk),
-// step=encode what it did there too until 2 December 2026 and does after
-// the lock is released now (encodeTable).
+// step=copy-all is what it did under the agent's lock until 3 December 2026
+// at every save (copyTable's walk of the whole table), and still does at
+// the first save and after a snapshot; step=copy-changes what it does at
+// the others (16 entities changed since the last save); step=encode what it
+// did there too until 2 December 2026 and does after the lock is released
+// now (mergeCopy and encodeTable; encode-all after a whole copy).
 func BenchmarkTableSaveLockHeld(b *testing.B) {
-	tab := loadedTable(b, 4096)
 	a := &agent{}
+	a.core = core.New(core.Config{Node: 1, Cluster: 9, Key: []byte("k"), Priority: 100, Eligible: true}, time.Now())
+	tab := a.core.Table()
+	fillTable(b, tab, 4096)
 	ts := &a.tsave
-	copyRows := func() {
-		ts.rows.reset()
-		tab.Range(func(e *table.Entity) bool { ts.rows.add(e); return true })
-	}
-	b.Run("step=copy", func(b *testing.B) {
-		b.ReportAllocs()
-		for range b.N {
-			copyRows()
+	var changed []uint64
+	tab.Range(func(e *table.Entity) bool {
+		if len(changed) < 16 {
+			changed = append(changed, e.ID)
 		}
+		return true
 	})
-	b.Run("step=encode", func(b *testing.B) {
-		b.ReportAllocs()
-		for range b.N {
-			b.StopTimer()
-			copyRows()
-			b.StartTimer()
-			if _, err := a.encodeTable(tableHeader{seq: tab.Seq()}); err != nil {
-				b.Fatal(err)
+	for _, step := range []string{"copy-all", "copy-changes"} {
+		b.Run("step="+step, func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				ts.full = step == "copy-all"
+				ts.changed = append(ts.changed[:0], changed...)
+				a.copyTable()
+				b.StopTimer()
+				a.mergeCopy()
+				b.StartTimer()
 			}
-		}
-	})
+		})
+	}
+	// Off the lock: the changes merged into the saver's copy and the
+	// table encoded (encode), or a whole table's copy merged and encoded
+	// (encode-all).
+	for _, step := range []string{"encode", "encode-all"} {
+		b.Run("step="+step, func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				b.StopTimer()
+				ts.full = step == "encode-all"
+				ts.changed = append(ts.changed[:0], changed...)
+				a.copyTable()
+				b.StartTimer()
+				a.mergeCopy()
+				if _, err := a.encodeTable(tableHeader{seq: tab.Seq()}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 // bulkAgent is an agent with just what queueBulk uses: the bulk sender's

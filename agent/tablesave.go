@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,15 +23,20 @@ import (
 // registered entity and every alarm raised and not cleared (core.Restore
 // decides what of it is trusted).
 //
-// The table's rows are copied under a.mu (rowCopy, no allocation once its
-// buffers have grown), then encoded, written and fsync'd off it, by one
+// The rows changed since the last save are copied under a.mu (rowCopy, no
+// allocation once its buffers have grown), merged into the saver's own
+// copy of the table, encoded, written and fsync'd off it, by one
 // goroutine; changes that arrive during a save are covered by the next
 // one. Encoding under a.mu, as until 2 December 2026, held the real-time
 // loop after every quiet write: at 4,096 entities 186-210 us
 // (BenchmarkTableSaveLockHeld; the copy 90-118 us), 0.2-3.4 ms while the
-// machine was busy, 28 ms the first time (the buffer's growth). A write the API answers waits for a save that began after
-// the write reached this node's table: acknowledged means on this node's
-// disk.
+// machine was busy, 28 ms the first time (the buffer's growth). Copying
+// the whole table under a.mu, as then until 3 December 2026, held it 2-6
+// ms a save on the busy machine in a registration storm (five agents of
+// 4,000 entities, every node saving every tableSaveEvery and for every
+// write it answers): the loops waited for it. A write the API answers
+// waits for a save that began after the write reached this node's table:
+// acknowledged means on this node's disk.
 //
 // The real-time loop does not wake the saver for each change: it marks the
 // table dirty, and at its next tick at least quietAfterPublish after the
@@ -47,11 +54,24 @@ type tableSaver struct {
 	kick    chan struct{} // a save to start (cap 1)
 	dirty   atomic.Bool   // the table changed since the last encoding began
 	polling atomic.Bool   // the saver polls dirty; no kick needed
-	// The saver goroutine's own: the rows copied under a.mu, the
-	// encoding scratch.
-	rows rowCopy
-	buf  []byte
-	row  persist.Entity
+	// What changed since the last copy (under a.mu): the IDs of the
+	// entities changed or removed, or full (the whole table: the first
+	// save, a snapshot replaced the table, or more changes than rows).
+	changed []uint64
+	full    bool
+	// The saver goroutine's own: the rows copied under a.mu (delta, and
+	// the IDs removed, gone; the whole table when fullCopy), its own copy
+	// of the table they are merged into (mirror) and the count the table
+	// had (rowsWant), the encoding scratch.
+	delta    rowCopy
+	gone     []uint64
+	fullCopy bool
+	rowsWant int
+	mirror   map[uint64]*mirrorRow
+	order    []*mirrorRow // the mirror's rows, in ID order
+	mirrorAt uint64       // the copy merged last (mirrorRow.at)
+	buf      []byte
+	row      persist.Entity
 
 	started uint64 // saves begun; under a.mu
 
@@ -108,10 +128,25 @@ func (a *agent) initTableSaver() {
 		"saved_master", t.Master, "saved_epoch", t.Epoch, "refused", refused)
 }
 
-// tableChanged notes a Ready that changed the table. mu held.
+// tableChanged notes a Ready that changed the table, and which entities
+// it changed. mu held.
 func (a *agent) tableChanged(rd *core.Ready) {
-	if a.tsave.on && (len(rd.Changed) > 0 || len(rd.Removed) > 0 || rd.Reset) {
-		a.tsave.dirty.Store(true)
+	ts := &a.tsave
+	if !ts.on || (len(rd.Changed) == 0 && len(rd.Removed) == 0 && !rd.Reset) {
+		return
+	}
+	ts.dirty.Store(true)
+	switch {
+	case rd.Reset:
+		ts.full, ts.changed = true, ts.changed[:0]
+	case !ts.full:
+		ts.changed = append(ts.changed, rd.Changed...)
+		ts.changed = append(ts.changed, rd.Removed...)
+		if len(ts.changed) > max(1024, 2*a.core.Table().Len()) {
+			// A saver that cannot keep up (a hung disk): the whole
+			// table next time, not an ever longer list.
+			ts.full, ts.changed = true, ts.changed[:0]
+		}
 	}
 }
 
@@ -197,6 +232,17 @@ func (a *agent) saveTable() bool {
 	}
 	gen, hdr := a.copyTable()
 	a.mu.Unlock()
+	if !a.mergeCopy() {
+		// The saver's copy of the table does not have the table's count:
+		// a change it was not told of. Never saved so: the whole table
+		// again, and said.
+		a.log.Error("table saver: its copy of the table disagrees with the table; copying the whole table", "copy", len(ts.mirror), "table", ts.rowsWant)
+		a.mu.Lock()
+		ts.full = true
+		gen, hdr = a.copyTable()
+		a.mu.Unlock()
+		a.mergeCopy()
+	}
 	b, err := a.encodeTable(hdr)
 	if err == nil {
 		err = a.writeTable(b, awaited)
@@ -246,40 +292,116 @@ func (a *agent) writeTable(b []byte, awaited bool) error {
 	return err
 }
 
+// mirrorRow is a row of the saver's copy of the table: the entity, its
+// alarms the copy's own, and the copy that last brought it (a whole
+// table's copy drops the rows it did not bring, without clearing the map:
+// the rows it brings keep their alarm slices, and nothing is allocated).
+type mirrorRow struct {
+	e  table.Entity
+	at uint64
+}
+
 // tableHeader is what a saved table's header says of the table copied.
 type tableHeader struct {
 	seq, epoch uint64
 	master     wire.NodeID
 }
 
-// copyTable copies the table as it is now into ts.rows, as save number
+// copyTable copies what changed in the table since the last copy (the
+// whole table the first time, after a snapshot replaced it, or when
+// changes outgrew it) into ts.delta and ts.gone, as save number
 // started+1, and returns that number and the header. mu held.
 func (a *agent) copyTable() (uint64, tableHeader) {
 	ts := &a.tsave
 	tab := a.core.Table()
 	st := a.core.Role()
-	ts.rows.reset()
-	tab.Range(func(e *table.Entity) bool {
-		ts.rows.add(e)
-		return true
-	})
+	ts.delta.reset()
+	ts.gone = ts.gone[:0]
+	ts.fullCopy = ts.full || ts.mirror == nil
+	if ts.fullCopy {
+		tab.Range(func(e *table.Entity) bool {
+			ts.delta.add(e)
+			return true
+		})
+	} else {
+		slices.Sort(ts.changed)
+		for _, id := range slices.Compact(ts.changed) {
+			if e, ok := tab.Get(id); ok {
+				ts.delta.add(e)
+			} else {
+				ts.gone = append(ts.gone, id)
+			}
+		}
+	}
+	ts.changed, ts.full = ts.changed[:0], false
+	ts.rowsWant = tab.Len()
 	ts.started++
 	return ts.started, tableHeader{seq: tab.Seq(), epoch: st.Epoch, master: st.Master}
 }
 
-// encodeTable encodes the rows copyTable copied into a reused buffer (one
-// reused row, no allocation per entity). The saver's goroutine, without mu.
+// mergeCopy merges the rows copyTable copied into the saver's copy of the
+// table, and reports whether it then has as many entities as the table
+// had. The saver's goroutine, without mu.
+func (a *agent) mergeCopy() bool {
+	ts := &a.tsave
+	if ts.mirror == nil {
+		ts.mirror = make(map[uint64]*mirrorRow)
+	}
+	ts.mirrorAt++
+	if ts.fullCopy {
+		clear(ts.order)
+		ts.order = ts.order[:0] // rebuilt from the rows, in the table's (ID) order
+	}
+	for _, e := range ts.delta.entities() {
+		r, had := ts.mirror[e.ID]
+		if !had {
+			r = new(mirrorRow)
+			ts.mirror[e.ID] = r
+		}
+		al := append(r.e.Alarms[:0], e.Alarms...) // the copy's own
+		r.e, r.e.Alarms, r.at = e, al, ts.mirrorAt
+		switch {
+		case ts.fullCopy:
+			ts.order = append(ts.order, r)
+		case !had:
+			i, _ := slices.BinarySearchFunc(ts.order, e.ID, byRowID)
+			ts.order = slices.Insert(ts.order, i, r)
+		}
+	}
+	for _, id := range ts.gone {
+		if _, ok := ts.mirror[id]; !ok {
+			continue
+		}
+		delete(ts.mirror, id)
+		if i, ok := slices.BinarySearchFunc(ts.order, id, byRowID); ok {
+			ts.order = slices.Delete(ts.order, i, i+1)
+		}
+	}
+	if ts.fullCopy {
+		for id, r := range ts.mirror {
+			if r.at != ts.mirrorAt {
+				delete(ts.mirror, id)
+			}
+		}
+	}
+	ts.delta.reset()
+	return len(ts.mirror) == ts.rowsWant && len(ts.order) == ts.rowsWant
+}
+
+func byRowID(r *mirrorRow, id uint64) int { return cmp.Compare(r.e.ID, id) }
+
+// encodeTable encodes the saver's copy of the table, in ID order, into a
+// reused buffer (one reused row, no allocation per entity). The saver's
+// goroutine, without mu.
 func (a *agent) encodeTable(h tableHeader) ([]byte, error) {
 	ts := &a.tsave
-	rows := ts.rows.entities()
-	defer ts.rows.reset()
-	b, err := persist.AppendTableHeader(ts.buf[:0], h.seq, h.epoch, uint32(h.master), len(rows))
+	b, err := persist.AppendTableHeader(ts.buf[:0], h.seq, h.epoch, uint32(h.master), len(ts.order))
 	r := &ts.row
-	for i := range rows {
+	for _, row := range ts.order {
 		if err != nil {
 			break
 		}
-		e := &rows[i]
+		e := &row.e
 		*r = persist.Entity{Name: e.Name, Kind: uint8(e.Kind), State: uint8(e.State), Owner: uint32(e.Owner),
 			Incarnation: e.Incarnation, ChangedAt: e.ChangedAt, ChangedSeq: e.ChangedSeq, ChangedBy: uint32(e.ChangedBy),
 			Alarms: r.Alarms[:0]}

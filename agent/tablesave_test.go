@@ -3,12 +3,14 @@ package agent
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/fmagent/fmagent/agent/core"
+	"github.com/fmagent/fmagent/agent/table"
 	"github.com/fmagent/fmagent/client"
 	"github.com/fmagent/fmagent/config"
 	"github.com/fmagent/fmagent/persist"
@@ -163,4 +165,55 @@ func TestHandOffWaitsForTheReaders(t *testing.T) {
 	a.tsave.polling.Store(true)
 	a.handOffQuiet(t0.Add(10 * time.Second))
 	require.False(t, kicked())
+}
+
+// The table save copies only what changed since the last save into the
+// saver's own copy of the table: after any history (registrations, alarms
+// raised and cleared, states, unregistrations, a snapshot replacing the
+// table) every save is the table as it was when copied, and the saver's
+// copy never needed its safety net (a whole copy when its count is wrong).
+func TestTableSaveFollowsTheTable(t *testing.T) {
+	a, now := soloAgent(t)
+	a.tsave.on = true
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rng := rand.New(rand.NewPCG(7, 13))
+	kinds := []wire.ReportKind{wire.ReportRegister, wire.ReportRaise, wire.ReportClear, wire.ReportDown, wire.ReportUp, wire.ReportUnregister}
+	saves, full := 0, 0
+	for step := range 3000 {
+		name := fmt.Sprintf("svc/%d", rng.IntN(200))
+		k := kinds[rng.IntN(len(kinds))]
+		a.core.Submit(now, core.Request{Kind: k, Name: name, EntityKind: wire.KindService,
+			Cause: fmt.Sprintf("c%d", rng.IntN(3)), Severity: wire.SevMinor})
+		a.handleReady()
+		if rng.IntN(500) == 0 {
+			a.tableChanged(&core.Ready{Reset: true}) // as a snapshot's
+			full++
+		}
+		if rng.IntN(20) != 0 {
+			continue
+		}
+		saves++
+		_, hdr := a.copyTable()
+		require.True(t, a.mergeCopy(), "step %d: the saver's copy has %d rows, the table %d", step, len(a.tsave.mirror), a.core.Table().Len())
+		b, err := a.encodeTable(hdr)
+		require.NoError(t, err)
+		got, err := persist.DecodeTable(b)
+		require.NoError(t, err)
+		var want []persist.Entity
+		a.core.Table().Range(func(e *table.Entity) bool {
+			pe := persist.Entity{Name: e.Name, Kind: uint8(e.Kind), State: uint8(e.State), Owner: uint32(e.Owner),
+				Incarnation: e.Incarnation, ChangedAt: e.ChangedAt, ChangedSeq: e.ChangedSeq, ChangedBy: uint32(e.ChangedBy)}
+			for _, al := range e.Alarms {
+				pe.Alarms = append(pe.Alarms, persist.Alarm{Cause: al.Cause, Severity: uint8(al.Severity), RaisedAt: al.RaisedAt,
+					RaisedBy: uint32(al.RaisedBy), Seq: al.Seq})
+			}
+			want = append(want, pe)
+			return true
+		})
+		require.Equal(t, want, got.Entities, "step %d: the saved table", step)
+		require.Equal(t, a.core.Table().Seq(), got.Seq)
+	}
+	require.Greater(t, saves, 100)
+	require.Positive(t, full)
 }
