@@ -315,6 +315,15 @@ func (a *agent) copyTable() (uint64, tableHeader) {
 	ts := &a.tsave
 	tab := a.core.Table()
 	st := a.core.Role()
+	// Changes applied and not yet handed to the loop in a Ready (a
+	// Submit on the master applies its change at once, the loop
+	// handles its Ready after): in the table, so in this copy.
+	if ch, rm, reset := a.core.UnhandedChanges(); reset {
+		ts.full = true
+	} else if !ts.full {
+		ts.changed = append(ts.changed, ch...)
+		ts.changed = append(ts.changed, rm...)
+	}
 	ts.delta.reset()
 	ts.gone = ts.gone[:0]
 	ts.fullCopy = ts.full || ts.mirror == nil

@@ -426,6 +426,17 @@ func (n *Node) Syncing() bool { return n.wantSnapshot && !n.isMaster() }
 // Stale reports whether the node has had no master for the stale timeout.
 func (n *Node) Stale() bool { return n.stale }
 
+// UnhandedChanges returns the table changes the next Ready will carry, so
+// far: the entities changed and removed, and whether the table was
+// replaced. A Submit applies a change to the master's table at once, and
+// its Ready may be handled later (by another goroutine than the one that
+// submitted); what copies the table between the two must know of it. The
+// slices are the Node's own: read them before the next Step, Tick or
+// Submit.
+func (n *Node) UnhandedChanges() (changed, removed []uint64, reset bool) {
+	return n.rd.Changed, n.rd.Removed, n.rd.Reset
+}
+
 // Ready returns what the shell must do, and resets it: call after every
 // Step, Tick or Submit.
 func (n *Node) Ready() *Ready {
