@@ -31,10 +31,10 @@ import (
 // loop after every quiet write: at 4,096 entities 186-210 us
 // (BenchmarkTableSaveLockHeld; the copy 90-118 us), 0.2-3.4 ms while the
 // machine was busy, 28 ms the first time (the buffer's growth). Copying
-// the whole table under a.mu, as then until 3 December 2026, held it 2-6
-// ms a save on the busy machine in a registration storm (five agents of
-// 4,000 entities, every node saving every tableSaveEvery and for every
-// write it answers): the loops waited for it. A write the API answers
+// the whole table under a.mu, as then until the evening of 2 December
+// 2026, held it 2-6 ms a save on the busy machine in a registration storm
+// (five agents of 4,000 entities, every node saving every tableSaveEvery
+// and for every write it answers): the loops waited for it. A write the API answers
 // waits for a save that began after the write reached this node's table:
 // acknowledged means on this node's disk.
 //
