@@ -113,8 +113,8 @@ func BenchmarkListLockHeld(b *testing.B) {
 // BenchmarkTableSaveLockHeld is the table save's work at 4,096 entities:
 // step=copy-all is what it did under the agent's lock at every save until
 // the evening of 2 December 2026 (copyTable's walk of the whole table), and
-// still does at
-// the first save and after a snapshot; step=copy-changes what it does at
+// still does at the first save and after a snapshot; step=copy-changes what
+// it does at
 // the others (16 entities changed since the last save); step=encode what it
 // did there too until 2 December 2026 and does after the lock is released
 // now (mergeCopy and encodeTable; encode-all after a whole copy).
