@@ -114,10 +114,10 @@ func BenchmarkListLockHeld(b *testing.B) {
 // step=copy-all is what it did under the agent's lock at every save until
 // the evening of 2 December 2026 (copyTable's walk of the whole table), and
 // still does at the first save and after a snapshot; step=copy-changes what
-// it does at
-// the others (16 entities changed since the last save); step=encode what it
-// did there too until 2 December 2026 and does after the lock is released
-// now (mergeCopy and encodeTable; encode-all after a whole copy).
+// it does at the others (16 entities changed since the last save);
+// step=encode what it did there too until 2 December 2026 and does after
+// the lock is released now (mergeCopy and encodeTable; encode-all after a
+// whole copy).
 func BenchmarkTableSaveLockHeld(b *testing.B) {
 	a := &agent{}
 	a.core = core.New(core.Config{Node: 1, Cluster: 9, Key: []byte("k"), Priority: 100, Eligible: true}, time.Now())
