@@ -410,14 +410,7 @@ func (a *agent) encodeTable(h tableHeader) ([]byte, error) {
 		if err != nil {
 			break
 		}
-		e := &row.e
-		*r = persist.Entity{Name: e.Name, Kind: uint8(e.Kind), State: uint8(e.State), Owner: uint32(e.Owner),
-			Incarnation: e.Incarnation, ChangedAt: e.ChangedAt, ChangedSeq: e.ChangedSeq, ChangedBy: uint32(e.ChangedBy),
-			Alarms: r.Alarms[:0]}
-		for _, al := range e.Alarms {
-			r.Alarms = append(r.Alarms, persist.Alarm{Cause: al.Cause, Severity: uint8(al.Severity), RaisedAt: al.RaisedAt,
-				RaisedBy: uint32(al.RaisedBy), Seq: al.Seq})
-		}
+		persistRow(&row.e, r)
 		b, err = persist.AppendTableEntity(b, r)
 	}
 	if err == nil {
@@ -425,6 +418,17 @@ func (a *agent) encodeTable(h tableHeader) ([]byte, error) {
 	}
 	ts.buf = b
 	return b, err
+}
+
+// persistRow sets r to the table file's row of e, reusing r's alarm slice.
+func persistRow(e *table.Entity, r *persist.Entity) {
+	*r = persist.Entity{Name: e.Name, Kind: uint8(e.Kind), State: uint8(e.State), Owner: uint32(e.Owner),
+		Incarnation: e.Incarnation, ChangedAt: e.ChangedAt, ChangedSeq: e.ChangedSeq, ChangedBy: uint32(e.ChangedBy),
+		Alarms: r.Alarms[:0]}
+	for _, al := range e.Alarms {
+		r.Alarms = append(r.Alarms, persist.Alarm{Cause: al.Cause, Severity: uint8(al.Severity), RaisedAt: al.RaisedAt,
+			RaisedBy: uint32(al.RaisedBy), Seq: al.Seq})
+	}
 }
 
 // waitSaved waits, on a master-eligible node, until a save that began

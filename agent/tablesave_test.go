@@ -212,12 +212,8 @@ func TestTableSaveFollowsTheTable(t *testing.T) {
 		require.NoError(t, err)
 		var want []persist.Entity
 		a.core.Table().Range(func(e *table.Entity) bool {
-			pe := persist.Entity{Name: e.Name, Kind: uint8(e.Kind), State: uint8(e.State), Owner: uint32(e.Owner),
-				Incarnation: e.Incarnation, ChangedAt: e.ChangedAt, ChangedSeq: e.ChangedSeq, ChangedBy: uint32(e.ChangedBy)}
-			for _, al := range e.Alarms {
-				pe.Alarms = append(pe.Alarms, persist.Alarm{Cause: al.Cause, Severity: uint8(al.Severity), RaisedAt: al.RaisedAt,
-					RaisedBy: uint32(al.RaisedBy), Seq: al.Seq})
-			}
+			var pe persist.Entity
+			persistRow(e, &pe)
 			want = append(want, pe)
 			return true
 		})
