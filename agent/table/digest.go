@@ -3,18 +3,21 @@ package table
 import (
 	"encoding/binary"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/fmagent/fmagent/wire"
 )
 
 // digestVersion starts the canonical encoding, so a change of encoding never
-// makes old and new digests agree by accident.
-const digestVersion = 2
+// makes old and new digests agree by accident. 3: the digest became a sum of
+// per-entity hashes.
+const digestVersion = 3
 
-// Digest is a hash of the table's replicated content, in ID order: for every
-// entity its ID, name, kind (and Implicit), owner, state, incarnation and alarms (cause,
-// severity, raised-at, raised-by). Two tables that applied the same changes,
-// or one rebuilt from the other's SnapshotChanges, have equal digests; a
-// difference in any of those fields changes it.
+// Digest is a hash of the table's replicated content: for every entity its
+// ID, name, kind (and Implicit), owner, state, incarnation, Born, Ver and
+// alarms (cause, severity, raised-at, raised-by, version). Two tables that
+// applied the same changes, or one rebuilt from the other's SnapshotChanges,
+// have equal digests; a difference in any of those fields changes it.
 //
 // Left out, on purpose: the table's Seq (compare it separately; digests are
 // meaningful between tables at the same seq), and each entity's ChangedAt,
@@ -22,47 +25,76 @@ const digestVersion = 2
 // its copy (change by change, or from a snapshot) rather than what the copy
 // says, and so legitimately differ between nodes that agree.
 //
+// It is not a hash of the whole table in ID order but one of the entity
+// count and the sum (mod 2^64) of a 64-bit hash of each entity's canonical
+// encoding, each kept with its entity. Apply only lists the entity it
+// changed; Digest rehashes the listed ones and moves the sum by the
+// difference, so a digest after k changed entities costs O(k), not O(n):
+// core's Status calls it under the agent's lock, which the real-time loop
+// takes, and operators and monitors poll Status on tables of thousands of
+// entities. A sum does not depend on the order of its terms, which is fine
+// because IDs are unique and each entity's hash covers its ID.
+//
 // The result is cached until the next change, and computing it allocates
-// nothing once the scratch buffer has grown to the largest entity.
+// nothing once the scratch buffer has grown to the largest entity and the
+// dirty list to the most entities changed between two digests.
 func (t *Table) Digest() uint64 {
 	if t.sumValid {
 		return t.sum
 	}
-	d := &t.digest
-	d.Reset()
-	b := append(t.scratch[:0], digestVersion)
-	b = binary.LittleEndian.AppendUint64(b, uint64(len(t.sorted)))
-	_, _ = d.Write(b)
-	for _, e := range t.sorted {
-		b = b[:0]
-		b = binary.LittleEndian.AppendUint64(b, e.ID)
-		b = binary.LittleEndian.AppendUint16(b, uint16(len(e.Name)))
-		b = append(b, e.Name...)
-		k := byte(e.Kind) // < 0x80
-		if e.Implicit {
-			k |= 0x80
-		}
-		b = append(b, k, byte(e.State))
-		b = binary.LittleEndian.AppendUint32(b, uint32(e.Owner))
-		b = binary.LittleEndian.AppendUint64(b, e.Incarnation)
-		b = appendVer(b, e.Born)
-		b = appendVer(b, e.Ver)
-		b = binary.LittleEndian.AppendUint16(b, uint16(len(e.Alarms)))
-		for i := range e.Alarms {
-			a := &e.Alarms[i]
-			b = append(b, byte(len(a.Cause)))
-			b = append(b, a.Cause...)
-			b = append(b, byte(a.Severity))
-			b = binary.LittleEndian.AppendUint64(b, uint64(a.RaisedAt))
-			b = binary.LittleEndian.AppendUint32(b, uint32(a.RaisedBy))
-			b = appendVer(b, a.Ver)
-		}
-		_, _ = d.Write(b)
+	b := t.scratch[:0]
+	for _, e := range t.dirty {
+		// Every entity listed is in the table: remove takes an entity
+		// off the list (undirty) as it subtracts its hash.
+		t.acc -= e.sum
+		b = appendEntity(b[:0], e)
+		e.sum = xxhash.Sum64(b)
+		t.acc += e.sum
+		e.dirty = 0
 	}
+	clear(t.dirty) // the entities are the table's, but hold none past now
+	t.dirty = t.dirty[:0]
+	t.sum, b = tableDigest(b, len(t.sorted), t.acc)
 	t.scratch = b[:0]
-	t.sum = d.Sum64()
 	t.sumValid = true
 	return t.sum
+}
+
+// tableDigest is the digest of a table of n entities whose hashes sum to
+// acc, computed in b (returned for reuse).
+func tableDigest(b []byte, n int, acc uint64) (uint64, []byte) {
+	b = append(b[:0], digestVersion)
+	b = binary.LittleEndian.AppendUint64(b, uint64(n))
+	b = binary.LittleEndian.AppendUint64(b, acc)
+	return xxhash.Sum64(b), b
+}
+
+// appendEntity appends to b the canonical encoding of e's replicated
+// content, the bytes whose hash is e.sum.
+func appendEntity(b []byte, e *Entity) []byte {
+	b = binary.LittleEndian.AppendUint64(b, e.ID)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(e.Name)))
+	b = append(b, e.Name...)
+	k := byte(e.Kind) // < 0x80
+	if e.Implicit {
+		k |= 0x80
+	}
+	b = append(b, k, byte(e.State))
+	b = binary.LittleEndian.AppendUint32(b, uint32(e.Owner))
+	b = binary.LittleEndian.AppendUint64(b, e.Incarnation)
+	b = appendVer(b, e.Born)
+	b = appendVer(b, e.Ver)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(e.Alarms)))
+	for i := range e.Alarms {
+		a := &e.Alarms[i]
+		b = append(b, byte(len(a.Cause)))
+		b = append(b, a.Cause...)
+		b = append(b, byte(a.Severity))
+		b = binary.LittleEndian.AppendUint64(b, uint64(a.RaisedAt))
+		b = binary.LittleEndian.AppendUint32(b, uint32(a.RaisedBy))
+		b = appendVer(b, a.Ver)
+	}
+	return b
 }
 
 // SnapshotChanges appends to dst the changes that rebuild the whole table on

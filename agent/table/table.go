@@ -15,8 +15,6 @@ import (
 	"slices"
 	"unsafe"
 
-	"github.com/cespare/xxhash/v2"
-
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -92,6 +90,14 @@ type Entity struct {
 	// Alarms are sorted by Cause, so iteration, the digest and the snapshot
 	// are the same on every node.
 	Alarms []Alarm
+
+	// sum is the hash of the entity's canonical encoding (appendEntity) as
+	// last folded into the table's Table.acc: 0 until the first Digest
+	// after the entity's creation. dirty is 1 + the entity's index in
+	// Table.dirty while it is listed there (its content changed since sum
+	// was computed), else 0.
+	sum   uint64
+	dirty int32
 }
 
 // OwnedBy reports whether node vouches for e's life: it registered e, or
@@ -150,7 +156,12 @@ type Table struct {
 	cleared  map[alarmKey]*wire.WriteVersion
 	clearedQ []alarmKey
 
-	digest   xxhash.Digest
+	// The digest (digest.go): acc is the sum, mod 2^64, of every entity's
+	// sum, and dirty lists (once each) the entities changed since their
+	// sum was computed, for Digest to rehash; sum is the cached digest,
+	// valid until the next change.
+	acc      uint64
+	dirty    []*Entity
 	scratch  []byte
 	sum      uint64
 	sumValid bool
@@ -338,6 +349,12 @@ func (t *Table) Reset() {
 	clear(t.cleared)
 	t.goneQ = t.goneQ[:0]
 	t.clearedQ = t.clearedQ[:0]
+	for _, e := range t.dirty {
+		e.dirty = 0
+	}
+	clear(t.dirty)
+	t.dirty = t.dirty[:0]
+	t.acc = 0
 	t.sumValid = false
 }
 
@@ -475,6 +492,9 @@ func (t *Table) Apply(c *wire.Change) error {
 		t.advance(c.Seq)
 		return nil
 	}
+	// Every change that reaches here may have changed e's replicated
+	// content (a new entity's included): Digest rehashes it.
+	t.markDirty(e)
 	e.ChangedAt = c.At
 	e.ChangedSeq = c.Seq
 	e.ChangedBy = c.By
@@ -505,13 +525,39 @@ func (t *Table) insert(e *Entity) {
 	t.index(e)
 }
 
-// remove takes e out of the table and its indexes.
+// remove takes e out of the table, its indexes and the digest.
 func (t *Table) remove(e *Entity) {
 	if i, ok := search(t.sorted, e.ID); ok {
 		t.sorted = slices.Delete(t.sorted, i, i+1)
 	}
 	delete(t.byID, e.ID)
 	t.unindex(e)
+	t.acc -= e.sum // what acc holds of e, listed as dirty or not
+	t.undirty(e)
+}
+
+// markDirty lists e for Digest to rehash, unless it is listed already.
+func (t *Table) markDirty(e *Entity) {
+	if e.dirty == 0 {
+		t.dirty = append(t.dirty, e)
+		e.dirty = int32(len(t.dirty))
+	}
+}
+
+// undirty takes e off the dirty list, if it is on it, moving the last
+// entity listed into its place: a removed entity is neither rehashed nor
+// kept alive by the list, however long nobody asks for a digest.
+func (t *Table) undirty(e *Entity) {
+	if e.dirty == 0 {
+		return
+	}
+	i, last := int(e.dirty-1), len(t.dirty)-1
+	l := t.dirty[last]
+	t.dirty[i] = l
+	l.dirty = int32(i + 1)
+	t.dirty[last] = nil
+	t.dirty = t.dirty[:last]
+	e.dirty = 0
 }
 
 // index puts e into the indexes its Kind and Owner select (nodes, owned).
