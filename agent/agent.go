@@ -23,6 +23,14 @@
 // scheduler-bound hop) to every packet, which is what the down-propagation
 // budget (DESIGN §6) cannot afford.
 //
+// The mutex inherits priority (internal/pimutex, a PI futex): the real-time
+// loop takes it at every wake-up, and the API, the savers and the metrics
+// take it on threads at the normal policy. A holder preempted (by a CPU
+// hog, or by other real-time threads) kept the loop waiting 2–13 ms; now,
+// while the loop waits, the holder runs at the loop's priority, and the
+// lock goes to the loop first when it is released. A goroutine stays on
+// its thread while it holds the lock, and must unlock it itself.
+//
 // Goroutines: the real-time loop (rtloop.go: one locked OS thread at
 // SCHED_FIFO that receives from the four sockets, Ticks at the core's
 // deadlines and carries out every Ready), the process-exit loop, the
@@ -47,6 +55,7 @@ import (
 	"github.com/fmagent/fmagent/config"
 	"github.com/fmagent/fmagent/daemon"
 	"github.com/fmagent/fmagent/hooks"
+	"github.com/fmagent/fmagent/internal/pimutex"
 	"github.com/fmagent/fmagent/metrics"
 	"github.com/fmagent/fmagent/persist"
 	"github.com/fmagent/fmagent/procwatch"
@@ -126,7 +135,7 @@ type agent struct {
 	healthz  health
 
 	// mu guards the core and everything below it.
-	mu       sync.Mutex
+	mu       pimutex.Mutex
 	core     *core.Node
 	stopping bool
 	snd      transport.BindSender
@@ -159,6 +168,7 @@ type agent struct {
 	evlog    eventLog      // rate-limited and aggregated log lines (logevents.go)
 	late     lateLog       // the real-time loop's late ticks, for lateLogger (rtlate.go)
 	rtWaited time.Duration // the real-time loop's lock waits since its last wake-up (its goroutine's only)
+	rtTid    int           // the real-time loop's thread (its goroutine's only; rtLock)
 	journal  journal       // history, resumable watches, hook feed (journal.go)
 	hooks    *hooks.Runner
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	fmmetrics "github.com/fmagent/fmagent/metrics"
 )
@@ -72,13 +73,16 @@ func TestYieldMetrics(t *testing.T) {
 func TestRTLockWait(t *testing.T) {
 	a := &agent{}
 	a.m = newMetrics(fmmetrics.NewRegistry(), a)
+	runtime.LockOSThread() // as the loop's goroutine is
+	defer runtime.UnlockOSThread()
+	a.rtTid = unix.Gettid()
 	a.rtLock()
 	a.mu.Unlock()
 	assert.Zero(t, a.m.lockWait.Count(), "uncontended: not timed")
 
-	a.mu.Lock()
 	held := make(chan struct{})
 	go func() {
+		a.mu.Lock() // the lock is its holder's to unlock (a PI futex)
 		close(held)
 		time.Sleep(50 * time.Millisecond)
 		a.mu.Unlock()

@@ -264,11 +264,12 @@ func (a *agent) rtLoop() {
 
 func (a *agent) rtRun(th *transport.Locked) {
 	a.rtThread.Store(th)
+	a.rtTid = th.Tid()
 	msgs := make([]transport.Message, recvBatch)
 	for i := range msgs {
 		msgs[i].Buf = make([]byte, wire.MaxDatagram)
 	}
-	a.mu.Lock()
+	a.rtLock()
 	next := a.core.NextDeadline()
 	a.mu.Unlock()
 	// The last yield (from..to) and the lock waits since the wake-up
@@ -381,6 +382,7 @@ func (a *agent) rtRun(th *transport.Locked) {
 			lastYield = now
 			yieldFrom = time.Now()
 			th.YieldInPlace()
+			a.rtTid = th.Tid() // the yield may have moved us
 			yieldTo = time.Now()
 			d := yieldTo.Sub(yieldFrom)
 			a.m.yieldTime.ObserveDuration(d)
@@ -435,14 +437,16 @@ func (a *agent) handOffQuiet(now time.Time) {
 
 // rtLock takes a.mu for the real-time loop, timing the wait when another
 // goroutine holds it: that goroutine runs on a thread at the normal policy,
-// which a busy machine may keep off the CPU while the loop waits behind it.
-// The waits add up in rtWaited.
+// which a busy machine would keep off the CPU while the loop waits behind
+// it, were it not for the lock's priority inheritance (the holder runs at
+// the loop's priority until it unlocks). The waits add up in rtWaited. The
+// loop knows its thread (rtTid), which saves a gettid per lock.
 func (a *agent) rtLock() {
-	if a.mu.TryLock() {
+	if a.mu.TryLockOnThread(a.rtTid) {
 		return
 	}
 	t0 := time.Now()
-	a.mu.Lock()
+	a.mu.LockOnThread(a.rtTid)
 	d := time.Since(t0)
 	a.m.lockWait.ObserveDuration(d)
 	if int64(d) > a.m.lockWaitMax.Load() {

@@ -62,6 +62,7 @@ type Locked struct {
 	// (0 after a move that failed to carry SCHED_FIFO).
 	old               *unix.SchedAttr
 	tid               int
+	cur               int            // the thread the goroutine is on (Tid)
 	fifo              unix.SchedAttr // the attributes setFIFO gave the thread
 	spare             unix.SchedAttr // the next thread's previous attributes
 	normal            unix.SchedAttr // SCHED_NORMAL, nice 0
@@ -139,13 +140,19 @@ func (l *Locked) yieldUnlocked(yield func()) {
 	runtime.UnlockOSThread()
 	yield()
 	runtime.LockOSThread()
+	l.cur = unix.Gettid()
 	if l.old == nil {
 		return // not real-time: any thread will do
 	}
-	if tid := unix.Gettid(); tid != l.tid {
-		l.moved(tid)
+	if l.cur != l.tid {
+		l.moved(l.cur)
 	}
 }
+
+// Tid is the ID of the thread the function runs on: fixed between yields
+// (the goroutine is wired to it), and known without a system call, for
+// pimutex.Mutex.LockOnThread.
+func (l *Locked) Tid() int { return l.cur }
 
 // realtimeLoops counts the functions RunLockedWith runs at SCHED_FIFO now.
 // With more than one, the unlocked yields (YieldUnlocked, YieldInPlace)
@@ -215,6 +222,7 @@ func RunLockedWith(opts ThreadOptions, fn func(*Locked)) error {
 		logf = log.Printf
 	}
 	l := &Locked{tid: unix.Gettid()}
+	l.cur = l.tid
 	var rtErr error
 	if opts.Realtime {
 		l.old, rtErr = setFIFO(opts.Priority)

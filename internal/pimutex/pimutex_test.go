@@ -1,0 +1,210 @@
+package pimutex_test
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/fmagent/fmagent/internal/pimutex"
+	"github.com/fmagent/fmagent/transport"
+)
+
+// Many goroutines, on many threads, increment a plain counter under the
+// lock: none is lost (and, under -race, the detector sees the lock's
+// hand-overs, including those made by the kernel).
+func TestMutualExclusion(t *testing.T) {
+	var m pimutex.Mutex
+	counter := 0
+	const workers, each = 16, 2000
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				switch (w + i) % 4 {
+				case 0:
+					for !m.TryLock() {
+						runtime.Gosched()
+					}
+				case 1:
+					runtime.LockOSThread()
+					m.LockOnThread(unix.Gettid())
+					runtime.UnlockOSThread() // still wired: the lock's own
+				default:
+					m.Lock()
+				}
+				c := counter
+				if i%100 == 0 {
+					time.Sleep(10 * time.Microsecond) // waiters pile up in the kernel
+				}
+				counter = c + 1
+				m.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, workers*each, counter)
+}
+
+func TestTryLock(t *testing.T) {
+	var m pimutex.Mutex
+	require.True(t, m.TryLock())
+	other := make(chan bool)
+	go func() { other <- m.TryLock() }()
+	assert.False(t, <-other, "held: another thread cannot take it")
+	m.Unlock()
+	go func() {
+		ok := m.TryLock()
+		if ok {
+			m.Unlock()
+		}
+		other <- ok
+	}()
+	assert.True(t, <-other, "released: another thread takes it")
+}
+
+// The lock belongs to the thread that took it: unlocking it twice is a bug,
+// and panics rather than corrupting it; so does, under the race detector
+// (make test runs the agent's tests under it), unlocking it from another
+// goroutine, which is on another thread, the holder's being wired to it.
+func TestUnlockByOtherPanics(t *testing.T) {
+	var m pimutex.Mutex
+	m.Lock()
+	if pimutex.RaceEnabled {
+		panicked := make(chan bool)
+		go func() {
+			defer func() { panicked <- recover() != nil }()
+			m.Unlock()
+		}()
+		assert.True(t, <-panicked, "unlock from another thread")
+	}
+	m.Unlock()
+	assert.Panics(t, m.Unlock, "unlock of an unlocked mutex")
+	// Still usable.
+	require.True(t, m.TryLock())
+	m.Unlock()
+}
+
+// Lock wires the goroutine to its thread until Unlock, and only until then.
+func TestLockWiresGoroutineToThread(t *testing.T) {
+	var m pimutex.Mutex
+	m.Lock()
+	tid := unix.Gettid()
+	for range 50 {
+		runtime.Gosched()
+		time.Sleep(10 * time.Microsecond)
+		require.Equal(t, tid, unix.Gettid(), "moved off the thread that holds the lock")
+	}
+	m.Unlock()
+}
+
+// threadPrio is the kernel's current priority of thread tid
+// (/proc/self/task/TID/stat, field 18): 0..39 (20 + nice) at the normal
+// policy, -2..-100 (-1 - the real-time priority) when the thread runs, or is
+// boosted to run, at SCHED_FIFO.
+func threadPrio(t *testing.T, tid int) int {
+	b, err := os.ReadFile("/proc/self/task/" + strconv.Itoa(tid) + "/stat")
+	require.NoError(t, err)
+	s := string(b)
+	// Fields after the command name (which may hold spaces), field 3 on.
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	p, err := strconv.Atoi(f[18-3])
+	require.NoError(t, err)
+	return p
+}
+
+// The point of the package: a thread at the normal policy holding the lock
+// runs at the priority of a SCHED_FIFO thread waiting for it, and at its
+// own again once it has unlocked. sync.Mutex fails this (the holder stays
+// at 20).
+func TestPriorityInheritance(t *testing.T) {
+	if err := transport.ProbeRealtime(10); err != nil {
+		t.Skipf("needs CAP_SYS_NICE for SCHED_FIFO (CI runs as root): %v", err)
+	}
+	var m pimutex.Mutex
+	m.Lock()
+	holder := unix.Gettid()
+	before := threadPrio(t, holder)
+	require.GreaterOrEqual(t, before, 0, "the holder starts at the normal policy")
+
+	got := make(chan struct{})
+	waiterDone := make(chan error, 1)
+	go func() {
+		waiterDone <- transport.RunLocked(transport.ThreadOptions{Realtime: true, Priority: 10}, func() {
+			m.LockOnThread(unix.Gettid()) // as the real-time loop does
+			close(got)
+			m.Unlock()
+		})
+	}()
+	// The waiter sleeps in the kernel; the holder is boosted to its
+	// priority (-11: SCHED_FIFO 10) for as long as it waits.
+	boosted := before
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if boosted = threadPrio(t, holder); boosted < 0 {
+			break
+		}
+	}
+	assert.Equal(t, -11, boosted, "the holder runs at the waiting SCHED_FIFO 10 thread's priority")
+	select {
+	case <-got:
+		t.Fatal("the waiter took a held lock")
+	default:
+	}
+	m.Unlock()
+	<-got
+	require.NoError(t, <-waiterDone)
+	assert.Equal(t, before, threadPrio(t, holder), "unlocked, the boost ends")
+}
+
+func TestLockAllocs(t *testing.T) {
+	var m pimutex.Mutex
+	assert.Zero(t, testing.AllocsPerRun(1000, func() {
+		m.Lock()
+		m.Unlock()
+		if m.TryLock() {
+			m.Unlock()
+		}
+		runtime.LockOSThread()
+		m.LockOnThread(unix.Gettid())
+		m.Unlock()
+		runtime.UnlockOSThread()
+	}))
+}
+
+// BenchmarkUncontended: what the lock costs the real-time loop, which takes
+// it two or three times a wake-up, against sync.Mutex.
+func BenchmarkUncontended(b *testing.B) {
+	b.Run("pimutex", func(b *testing.B) {
+		var m pimutex.Mutex
+		for b.Loop() {
+			m.Lock()
+			m.Unlock()
+		}
+	})
+	b.Run("pimutex-on-thread", func(b *testing.B) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		var m pimutex.Mutex
+		tid := unix.Gettid()
+		for b.Loop() {
+			m.LockOnThread(tid)
+			m.Unlock()
+		}
+	})
+	b.Run("sync.Mutex", func(b *testing.B) {
+		var m sync.Mutex
+		for b.Loop() {
+			m.Lock()
+			m.Unlock()
+		}
+	})
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package pimutex
+
+const raceEnabled = false
