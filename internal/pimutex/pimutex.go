@@ -70,8 +70,18 @@ func (m *Mutex) Lock() {
 // a system call (about 1 µs on a VM), which the real-time loop would pay
 // at every wake-up. tid must be the calling thread's.
 func (m *Mutex) LockOnThread(tid int) {
+	checkTid(tid) // the caller is wired to its thread already
 	runtime.LockOSThread()
 	m.lock(uint32(tid))
+}
+
+// checkTid panics, under the race detector, if tid is not the calling
+// thread's: a stale thread ID in the futex word would lend priority to
+// another thread, or make every waiter's FUTEX_LOCK_PI fail.
+func checkTid(tid int) {
+	if raceEnabled && tid != unix.Gettid() {
+		panic("pimutex: LockOnThread with another thread's ID")
+	}
 }
 
 func (m *Mutex) lock(tid uint32) {
@@ -110,6 +120,7 @@ func (m *Mutex) TryLock() bool {
 // TryLockOnThread is TryLock for a goroutine already wired to thread tid
 // (see LockOnThread).
 func (m *Mutex) TryLockOnThread(tid int) bool {
+	checkTid(tid)
 	runtime.LockOSThread()
 	return m.tryLock(uint32(tid))
 }

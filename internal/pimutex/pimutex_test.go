@@ -73,9 +73,11 @@ func TestTryLock(t *testing.T) {
 }
 
 // The lock belongs to the thread that took it: unlocking it twice is a bug,
-// and panics rather than corrupting it; so does, under the race detector
-// (make test runs the agent's tests under it), unlocking it from another
-// goroutine, which is on another thread, the holder's being wired to it.
+// and panics rather than corrupting it; so do, under the race detector
+// (make test runs every package's tests under it), unlocking it from
+// another goroutine, which is on another thread, the holder's being wired
+// to it, and taking it with LockOnThread or TryLockOnThread under another
+// thread's ID (a stale one, kept across a move).
 func TestUnlockByOtherPanics(t *testing.T) {
 	var m pimutex.Mutex
 	m.Lock()
@@ -89,6 +91,12 @@ func TestUnlockByOtherPanics(t *testing.T) {
 	}
 	m.Unlock()
 	assert.Panics(t, m.Unlock, "unlock of an unlocked mutex")
+	if pimutex.RaceEnabled {
+		runtime.LockOSThread()
+		assert.Panics(t, func() { m.LockOnThread(unix.Gettid() + 1) }, "another thread's ID")
+		assert.Panics(t, func() { m.TryLockOnThread(unix.Gettid() + 1) }, "another thread's ID")
+		runtime.UnlockOSThread()
+	}
 	// Still usable.
 	require.True(t, m.TryLock())
 	m.Unlock()
