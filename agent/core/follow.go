@@ -97,6 +97,18 @@ func (n *Node) followerTick(now time.Time) {
 		return
 	}
 	if n.wantSnapshot {
+		if s := &n.snap; s.id != 0 && now.Sub(s.at) < n.cfg.Interval {
+			// A snapshot is arriving. Asking again would make the
+			// master build, seal and send the whole table again on its
+			// real-time loop (a snapshot of 4,015 entities is some 300
+			// datagrams, which take longer than an interval to arrive
+			// from a busy master), and make us drop the half we have
+			// for the newer one: traced in a registration storm, the
+			// master's loop spent a sixth of its time in sendSnapshot.
+			// Ask again once its chunks stop for an interval (one was
+			// lost).
+			return
+		}
 		n.sendNack(st.Master, 0, 0)
 		return
 	}
