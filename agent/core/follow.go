@@ -103,8 +103,9 @@ func (n *Node) followerTick(now time.Time) {
 			// real-time loop (a snapshot of 4,015 entities is some 300
 			// datagrams, which take longer than an interval to arrive
 			// from a busy master), and make us drop the half we have
-			// for the newer one: traced in a registration storm, the
-			// master's loop spent a sixth of its time in sendSnapshot.
+			// for the newer one: traced in a registration storm, a sixth
+			// of the five agents' loop samples were the master's
+			// sendSnapshot.
 			// Ask again once its chunks stop for an interval (one was
 			// lost).
 			return
