@@ -168,7 +168,6 @@ type agent struct {
 	evlog    eventLog      // rate-limited and aggregated log lines (logevents.go)
 	late     lateLog       // the real-time loop's late ticks, for lateLogger (rtlate.go)
 	rtWaited time.Duration // the real-time loop's lock waits since its last wake-up (its goroutine's only)
-	rtTid    int           // the real-time loop's thread (its goroutine's only; rtLock)
 	journal  journal       // history, resumable watches, hook feed (journal.go)
 	hooks    *hooks.Runner
 

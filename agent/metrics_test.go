@@ -8,9 +8,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	fmmetrics "github.com/fmagent/fmagent/metrics"
+	"github.com/fmagent/fmagent/transport"
 )
 
 // fmagent_gc_pauses_total counts every stop-the-world pause under +Inf,
@@ -73,25 +73,27 @@ func TestYieldMetrics(t *testing.T) {
 func TestRTLockWait(t *testing.T) {
 	a := &agent{}
 	a.m = newMetrics(fmmetrics.NewRegistry(), a)
-	runtime.LockOSThread() // as the loop's goroutine is
-	defer runtime.UnlockOSThread()
-	a.rtTid = unix.Gettid()
-	a.rtLock()
-	a.mu.Unlock()
-	assert.Zero(t, a.m.lockWait.Count(), "uncontended: not timed")
-
-	held := make(chan struct{})
-	go func() {
-		a.mu.Lock() // the lock is its holder's to unlock (a PI futex)
-		close(held)
-		time.Sleep(50 * time.Millisecond)
+	var elapsed time.Duration
+	// On a thread of its own, as the loop's goroutine is.
+	require.NoError(t, transport.RunLockedWith(transport.ThreadOptions{}, func(th *transport.Locked) {
+		a.rtThread.Store(th)
+		a.rtLock()
 		a.mu.Unlock()
-	}()
-	<-held
-	start := time.Now()
-	a.rtLock() // waits for the goroutine above
-	elapsed := time.Since(start)
-	a.mu.Unlock()
+		assert.Zero(t, a.m.lockWait.Count(), "uncontended: not timed")
+
+		held := make(chan struct{})
+		go func() {
+			a.mu.Lock() // the lock is its holder's to unlock (a PI futex)
+			close(held)
+			time.Sleep(50 * time.Millisecond)
+			a.mu.Unlock()
+		}()
+		<-held
+		start := time.Now()
+		a.rtLock() // waits for the goroutine above
+		elapsed = time.Since(start)
+		a.mu.Unlock()
+	}))
 	require.Equal(t, uint64(1), a.m.lockWait.Count())
 	wait := a.m.lockWait.Sum()
 	assert.Positive(t, wait)

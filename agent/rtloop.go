@@ -264,7 +264,6 @@ func (a *agent) rtLoop() {
 
 func (a *agent) rtRun(th *transport.Locked) {
 	a.rtThread.Store(th)
-	a.rtTid = th.Tid()
 	msgs := make([]transport.Message, recvBatch)
 	for i := range msgs {
 		msgs[i].Buf = make([]byte, wire.MaxDatagram)
@@ -382,7 +381,6 @@ func (a *agent) rtRun(th *transport.Locked) {
 			lastYield = now
 			yieldFrom = time.Now()
 			th.YieldInPlace()
-			a.rtTid = th.Tid() // the yield may have moved us
 			yieldTo = time.Now()
 			d := yieldTo.Sub(yieldFrom)
 			a.m.yieldTime.ObserveDuration(d)
@@ -440,13 +438,14 @@ func (a *agent) handOffQuiet(now time.Time) {
 // which a busy machine would keep off the CPU while the loop waits behind
 // it, were it not for the lock's priority inheritance (the holder runs at
 // the loop's priority until it unlocks). The waits add up in rtWaited. The
-// loop knows its thread (rtTid), which saves a gettid per lock.
+// loop knows its thread (rtThread's Tid), which saves a gettid per lock.
 func (a *agent) rtLock() {
-	if a.mu.TryLockOnThread(a.rtTid) {
+	tid := a.rtThread.Load().Tid()
+	if a.mu.TryLockOnThread(tid) {
 		return
 	}
 	t0 := time.Now()
-	a.mu.LockOnThread(a.rtTid)
+	a.mu.LockOnThread(tid)
 	d := time.Since(t0)
 	a.m.lockWait.ObserveDuration(d)
 	if int64(d) > a.m.lockWaitMax.Load() {
