@@ -230,10 +230,10 @@ func every(done chan struct{}, period time.Duration, fn func() bool) {
 
 // holdP lets the real-time loop keep its P while it waits
 // (transport.Waiter.HoldP says why) and gives the rest of the process the P
-// back: GOMAXPROCS one above what the runtime chose, or more (see
-// procsForLoop), unless the environment set it. Only for a real-time loop
-// in a process of its own (not the agents that this package's tests run
-// in one binary), and with at least two Ps.
+// back: GOMAXPROCS one above what the runtime chose, unless the
+// environment set it. Only for a real-time loop in a process of its own
+// (not the agents that this package's tests run in one binary), and with
+// at least two Ps.
 func (a *agent) holdP() {
 	w, ok := a.waiter.(*transport.Waiter)
 	if !ok || a.rtPrio == 0 || !wholeProcess {
@@ -246,60 +246,13 @@ func (a *agent) holdP() {
 		if len(a.pinned) > 0 {
 			n = len(a.pinned)
 		}
-		runtime.GOMAXPROCS(procsForLoop(n + 1))
+		runtime.GOMAXPROCS(n + 1)
 	}
 	if runtime.GOMAXPROCS(0) < 2 {
 		return
 	}
 	w.HoldP = true
 	a.log.Info("real-time loop keeps its P while it waits", "gomaxprocs", runtime.GOMAXPROCS(0))
-}
-
-// procsForLoop is the P count the agent runs with when the real-time loop
-// keeps a P: n, or the next count above it with which the garbage
-// collector marks with dedicated workers only (fractionalMarking).
-//
-// Why. With fractional workers, every P that has done less than its share
-// of a collection's marking runs a mark worker whenever it schedules, and
-// the loop's P, busy with the loop, always has: nearly every yield the
-// loop made while the collector marked (transport.Locked.YieldInPlace)
-// ran a worker on the loop's thread, at SCHED_FIFO, until the P had done
-// its share — milliseconds, during which the loop waited behind it. A
-// worker scanning a running goroutine's stack busy-waits for that
-// goroutine to stop (runtime.suspendG polls with sched_yield), and at
-// SCHED_FIFO it keeps that goroutine's thread off its CPU; five FIFO
-// loops on two CPUs, and the wait lasted until the kernel moved the
-// thread or throttled the loop: the "collapses" of DESIGN §8, the
-// collector's pauses of 300–900 ms. With dedicated workers only, a worker
-// is assigned at the start of marking to a P that was idle (the loop's
-// never is: it holds its P) and the others run none. On two CPUs that is
-// four Ps instead of three. Measured in the soak's list runs (`soak
-// -profiles 20ms -hog 30s -idle -1s -listers 1 -list-entities 800`, four
-// alternated rounds): yields made while marking that took 1 ms or more,
-// 11 of 760 at 4 Ps against 104 of 1,014 at 3 (over 10 ms: none against
-// 4); false downs under the hog 0, 0, 0, 0 against 6, 0, 10, 25 (5
-// elections), and the collector's longest pause 5–10 ms against two
-// collapses of 336 and 537 ms. Idle CPU did not change (docs/bench.md).
-// Under a report flood the collector still paused 100–200 ms at times:
-// the loop yields to goroutines it readied itself too (DESIGN §8).
-func procsForLoop(n int) int {
-	for fractionalMarking(n) {
-		n++
-	}
-	return n
-}
-
-// fractionalMarking reports whether Go's garbage collector, with p Ps, has
-// fractional mark workers: its background marking is a quarter of the
-// Ps, in dedicated workers of a whole P each, rounded, unless rounding
-// puts it more than 30 % off, which fractional workers then make up
-// (runtime.gcControllerState.startCycle: "this happens for GOMAXPROCS<=3
-// or GOMAXPROCS=6").
-func fractionalMarking(p int) bool {
-	goal := 0.25 * float64(p)
-	dedicated := math.Floor(goal + 0.5)
-	e := dedicated/goal - 1
-	return e < -0.3 || e > 0.3
 }
 
 // rtLoop is the real-time loop; it returns when the waiter is stopped.
