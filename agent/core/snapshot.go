@@ -53,7 +53,17 @@ func (s *snapAssembly) reset(free *[]*heldChange) {
 
 func (n *Node) onSnapshot(now time.Time, m *wire.Snapshot) {
 	if !n.wantSnapshot {
-		return
+		// The master answers a gap it no longer holds in its ring with
+		// the whole table (onNack). A follower with that gap takes it:
+		// ignored, as it was, the follower asked again every interval
+		// and the master built, sealed and sent the whole table every
+		// time, in vain — traced in a registration storm, a master's
+		// loop ran 90–100 ms at a stretch in sendSnapshot, twice in 200
+		// ms. A snapshot that covers nothing we lack is an old answer.
+		if !n.tableSynced || n.masterSeq <= n.tab.Seq() || m.UpToSeq <= n.tab.Seq() {
+			return
+		}
+		n.wantSnapshot = true
 	}
 	s := &n.snap
 	if m.ID < s.id {
