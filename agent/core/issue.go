@@ -6,6 +6,7 @@ package core
 import (
 	"time"
 
+	"github.com/fmagent/fmagent/agent/plugin"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -16,7 +17,7 @@ type masterState struct {
 	ring     []heldChange // retransmit ring, indexed by seq % len
 	oldest   uint64       // oldest seq still in the ring (0: empty)
 	txn      *pendingTxn
-	queue    []*group // groups waiting behind the transaction
+	queue    []queued // what waits behind the transaction, in arrival order
 	nextTxn  uint64
 	nextSnap uint64
 	// clock: the seq part of the last version this master gave a write
@@ -72,6 +73,15 @@ func (m *masterState) get(seq uint64) *wire.Change {
 	return &h.c
 }
 
+// queued is what waits behind the transaction in flight: a group already
+// decided (the master's own findings: membership alarms, adoptions), or a
+// report, decided only when its turn comes (handleReport).
+type queued struct {
+	g  *group
+	r  *plugin.Report
+	re reassert
+}
+
 // issue orders a group of changes: at once, or behind the transaction in flight.
 func (n *Node) issue(g *group) {
 	if len(g.changes) == 0 {
@@ -81,7 +91,7 @@ func (n *Node) issue(g *group) {
 		return
 	}
 	if n.ms.txn != nil {
-		n.ms.queue = append(n.ms.queue, g)
+		n.ms.queue = append(n.ms.queue, queued{g: g})
 		return
 	}
 	n.expandNodeDowns(g)

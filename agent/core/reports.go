@@ -526,9 +526,29 @@ type ackMemo struct {
 // on the master and goes through the plugin chain (registrations excepted).
 // A re-asserted write (re.ver set) is applied only if nothing newer on the
 // same entity or alarm is in the table, and keeps its version.
+//
+// While a transaction is in flight, a report waits behind it undecided:
+// decided on arrival, its group was numbered and applied after whatever
+// queued before it, so the decision had been taken against a table that
+// was no longer the one it changed. Chaos seed 449 (with the master
+// answering each snapshot request once): a node's re-assertion of a
+// registration {4, 93, node 2}, decided while the entity was absent and
+// had no tombstone, was applied after the client's unregister {4, 108,
+// node 4} that had queued before it, and brought the entity back.
 func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report, re reassert) {
 	r.From = from
 	r.At = now.UnixNano()
+	if n.ms.txn != nil {
+		n.ms.queue = append(n.ms.queue, queued{r: r, re: re})
+		return
+	}
+	n.decide(r, re)
+}
+
+// decide runs r through the checks and the plugin chain against the table
+// as it is now, and issues what it decides.
+func (n *Node) decide(r *plugin.Report, re reassert) {
+	from := r.From
 	ref := reportRef{from: from, inc: r.Incarnation, id: r.ID}
 	if m, dup := n.ms.dedup[ref]; dup && r.ID != 0 {
 		n.ackReport(ref, m.seq, m.code, m.ver)
@@ -547,7 +567,7 @@ func (n *Node) handleReport(now time.Time, from wire.NodeID, r *plugin.Report, r
 		// seed 1483).
 		n.ackReport(ref, 0, ackRetry, wire.WriteVersion{})
 		if from != n.cfg.Node {
-			n.onElectEvent(now, n.el.ClaimAbove(re.epoch(), n.livePeers()))
+			n.onElectEvent(n.now, n.el.ClaimAbove(re.epoch(), n.livePeers()))
 		}
 		return
 	}

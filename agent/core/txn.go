@@ -116,8 +116,21 @@ func (n *Node) finishTxn() {
 	}
 	q := n.ms.queue
 	n.ms.queue = nil
-	for i, qg := range q {
-		n.issue(qg)
+	reign := n.el.State().Epoch
+	for i, item := range q {
+		if item.r != nil {
+			n.decide(item.r, item.re)
+		} else {
+			n.issue(item.g)
+		}
+		if !n.ms.active || n.el.State().Epoch != reign {
+			// A decision made this master claim a newer epoch (a
+			// re-asserted write of a newer reign) or step down: its
+			// master state was reset, and what waited is dropped with
+			// it, unanswered, as by masterState.stop (the reporters ask
+			// again).
+			return
+		}
 		if n.ms.txn != nil {
 			n.ms.queue = append(n.ms.queue, q[i+1:]...)
 			break
