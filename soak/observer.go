@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -23,13 +24,26 @@ import (
 // datagrams of each source (an agent on one network): heartbeats are the
 // periodic traffic, so the gaps are the heartbeat gaps as a real-time
 // receiver sees them. Other packets only shorten a gap, never lengthen it.
+//
+// What it does for a datagram allocates nothing (drain, tested by
+// TestObserverDrainAllocs): an observer that allocates sets Go's collector
+// going in the harness, whose mark assists and workers then hold CPUs
+// beside the agents' own loops (a trace showed the observer's goroutine on
+// a CPU for 163 ms straight as an agent collapsed), which a real node does
+// not run beside them.
 type observer struct {
 	fd      int
 	stopped atomic.Bool
 	done    chan struct{}
 	mu      sync.Mutex
-	last    map[netip.AddrPort]time.Time
-	gaps    []time.Duration
+	// last is the kernel's time of the last datagram of each source since
+	// reset: a slice searched in order, not a map, as there are a few
+	// sources (an agent on one network each) and no insertion may allocate
+	// (its capacity, observerSources, is set once).
+	last []lastSeen
+	// gaps is allocated once with room for a soak's (observerGaps), so that
+	// keeping one does not allocate (only a longer soak's would grow it).
+	gaps []time.Duration
 	// bound is the detection bound: a gap longer is a silence, kept
 	// with its times (the first and the last datagram around it) and its
 	// sender, read from the header (wire.Codec.Peek: not authenticated,
@@ -37,6 +51,49 @@ type observer struct {
 	bound    time.Duration
 	silences []silence
 	codec    *wire.Codec
+	rx       rxBatch // what drain reads into, under mu
+}
+
+// lastSeen is the kernel's time of a source's last datagram.
+type lastSeen struct {
+	src netip.AddrPort
+	at  time.Time
+}
+
+// observerBatch is how many datagrams one system call reads (recvmmsg): a
+// wake-up finds about 4 ms of the cluster's traffic queued (some twenty
+// heartbeats at the 10 ms profile, five agents, two networks), so usually
+// one call reads them all.
+const observerBatch = 64
+
+// observerSources is the capacity last is allocated with: a source is an
+// agent on one network, ten in a soak of five agents.
+const observerSources = 64
+
+// observerGaps is the capacity gaps is allocated with: a 60 s hog of five
+// agents on two networks at 100 Hz is 60,000 heartbeats, and other traffic
+// (elections, the flood's alarms) some more; 1<<20 (8 MiB) is ample.
+const observerGaps = 1 << 20
+
+// rxBatch is what one recvmmsg reads into, set up once (newObserver) so
+// that reading allocates nothing: a header per datagram (unix.Mmsghdr,
+// struct mmsghdr), each pointing at its own buffer, address and control
+// buffer. It holds pointers into itself, so it lives where it was set up
+// (in the observer, never copied).
+type rxBatch struct {
+	msgs  [observerBatch]unix.Mmsghdr
+	iovs  [observerBatch]unix.Iovec
+	names [observerBatch]unix.RawSockaddrInet4
+	ctls  [observerBatch]cmsgBuf
+	bufs  [observerBatch][2048]byte // more than a datagram of the cluster's (wire.MaxDatagram)
+}
+
+// cmsgBuf is a control buffer, aligned as the kernel's control messages
+// are (their headers are read in place: kernelStamp). The SO_TIMESTAMPNS
+// message it is for takes 32 bytes.
+type cmsgBuf struct {
+	_ [0]uint64
+	b [64]byte
 }
 
 // span is a stretch of time.
@@ -54,7 +111,22 @@ func newObserver(groupA, groupB string, port int, cluster uint32) (*observer, er
 	if err != nil {
 		return nil, fmt.Errorf("soak: observer socket: %w", err)
 	}
-	o := &observer{fd: fd, last: make(map[netip.AddrPort]time.Time), codec: wire.NewCodec(cluster, nil)}
+	o := &observer{
+		fd:    fd,
+		last:  make([]lastSeen, 0, observerSources),
+		gaps:  make([]time.Duration, 0, observerGaps),
+		codec: wire.NewCodec(cluster, nil),
+	}
+	rx := &o.rx
+	for i := range rx.msgs {
+		rx.iovs[i].Base = &rx.bufs[i][0]
+		rx.iovs[i].SetLen(len(rx.bufs[i]))
+		h := &rx.msgs[i].Hdr
+		h.Name = (*byte)(unsafe.Pointer(&rx.names[i]))
+		h.Iov = &rx.iovs[i]
+		h.SetIovlen(1)
+		h.Control = &rx.ctls[i].b[0]
+	}
 	fail := func(what string, err error) (*observer, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("soak: observer %s: %w", what, err)
@@ -89,14 +161,13 @@ func newObserver(groupA, groupB string, port int, cluster uint32) (*observer, er
 // discarded unread: with the kernel's times, a queue that overflowed
 // while no one read it would read as a silence as long as the wait.
 func (o *observer) reset(bound time.Duration) {
-	buf := make([]byte, 2048)
-	for range 1 << 20 {
-		if _, _, err := unix.Recvfrom(o.fd, buf, unix.MSG_DONTWAIT); err != nil {
+	o.mu.Lock()
+	for range (1 << 20) / observerBatch {
+		if o.recv() < observerBatch {
 			break
 		}
 	}
-	o.mu.Lock()
-	clear(o.last)
+	o.last = o.last[:0]
 	o.gaps = o.gaps[:0]
 	o.bound, o.silences = bound, o.silences[:0]
 	o.mu.Unlock()
@@ -124,21 +195,18 @@ func (o *observer) run() {
 	defer close(o.done)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	// Best effort: its own delays no longer shift the times it keeps (the
-	// kernel's), but one longer than its socket can queue would lose
-	// datagrams and read as silences.
-	_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 10, Flags: unix.SCHED_FLAG_RESET_ON_FORK}, 0)
-	buf, oob := make([]byte, 2048), make([]byte, 64)
+	// Best effort, at SCHED_FIFO 1: below the agents' loops (10). It keeps
+	// the kernel's times, so its own delays shift nothing it reports; it
+	// only must not lose datagrams, which takes a delay longer than its
+	// socket can queue (4 MiB, more than half a second of them; they would
+	// read as silences), and above the normal policy (the burners') it is
+	// not delayed that long. And it must never take a CPU from an agent's
+	// loop, whose lateness is what the soak measures.
+	_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1, Flags: unix.SCHED_FLAG_RESET_ON_FORK}, 0)
 	var next unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &next)
 	for !o.stopped.Load() {
-		for {
-			n, oobn, _, from, err := unix.Recvmsg(o.fd, buf, oob, unix.MSG_DONTWAIT)
-			if err != nil {
-				break // EAGAIN: all read
-			}
-			o.note(buf[:n], oob[:oobn], from)
-		}
+		o.drain()
 		next = unix.NsecToTimespec(next.Nano() + int64(observerPace))
 		var now unix.Timespec
 		if unix.ClockGettime(unix.CLOCK_MONOTONIC, &now) == nil && now.Nano() > next.Nano() {
@@ -149,32 +217,76 @@ func (o *observer) run() {
 	}
 }
 
-// note keeps the gap since the last datagram of pkt's source, at the
-// kernel's receive time in oob.
-func (o *observer) note(pkt, oob []byte, from unix.Sockaddr) {
-	now, ok := kernelStamp(oob)
-	if !ok {
-		now = time.Now()
-	}
-	sa, ok := from.(*unix.SockaddrInet4)
-	if !ok {
-		return
-	}
-	src := netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+// drain reads everything its socket queued, observerBatch datagrams a
+// system call, and keeps their gaps (note); it returns how many datagrams
+// it read. It allocates nothing (TestObserverDrainAllocs): the datagrams,
+// their senders and their times are read in place (rxBatch, kernelStamp),
+// and the mutex is taken once for all of them, not once a datagram.
+func (o *observer) drain() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if t, ok := o.last[src]; ok {
-		gap := now.Sub(t)
-		o.gaps = append(o.gaps, gap)
-		if o.bound > 0 && gap > o.bound {
-			node := 0
-			if h, err := o.codec.Peek(pkt); err == nil {
-				node = int(h.Sender)
+	read := 0
+	for {
+		n := o.recv()
+		for i := range n {
+			m, name := &o.rx.msgs[i], &o.rx.names[i]
+			if m.Hdr.Namelen < unix.SizeofSockaddrInet4 || name.Family != unix.AF_INET {
+				continue // not from an IPv4 sender: none of the cluster's
 			}
-			o.silences = append(o.silences, silence{span{t, now}, node})
+			now, ok := kernelStamp(o.rx.ctls[i].b[:min(int(m.Hdr.Controllen), len(o.rx.ctls[i].b))])
+			if !ok {
+				now = time.Now()
+			}
+			port := (*[2]byte)(unsafe.Pointer(&name.Port)) // network byte order
+			src := netip.AddrPortFrom(netip.AddrFrom4(name.Addr), uint16(port[0])<<8|uint16(port[1]))
+			o.note(o.rx.bufs[i][:min(int(m.Len), len(o.rx.bufs[i]))], src, now)
+		}
+		read += n
+		if n < observerBatch {
+			return read // all read (or an error: EAGAIN, none queued)
 		}
 	}
-	o.last[src] = now
+}
+
+// recv reads up to observerBatch queued datagrams into o.rx without
+// waiting, and returns how many (0 on an error: EAGAIN, none queued).
+// o.mu is held.
+func (o *observer) recv() int {
+	for i := range o.rx.msgs {
+		// The kernel writes back the lengths it used.
+		o.rx.msgs[i].Hdr.Namelen = unix.SizeofSockaddrInet4
+		o.rx.msgs[i].Hdr.SetControllen(len(o.rx.ctls[i].b))
+	}
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(o.fd), uintptr(unsafe.Pointer(&o.rx.msgs[0])), observerBatch, unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return 0
+	}
+	return int(n)
+}
+
+// note keeps the gap since the last datagram of src, received (the
+// kernel's time) at now. o.mu is held.
+func (o *observer) note(pkt []byte, src netip.AddrPort, now time.Time) {
+	i := 0
+	for i < len(o.last) && o.last[i].src != src {
+		i++
+	}
+	if i == len(o.last) {
+		o.last = append(o.last, lastSeen{src, now})
+		return
+	}
+	t := o.last[i].at
+	gap := now.Sub(t)
+	o.gaps = append(o.gaps, gap)
+	if o.bound > 0 && gap > o.bound {
+		// Rare: Peek allocates nothing, the append may.
+		node := 0
+		if h, err := o.codec.Peek(pkt); err == nil {
+			node = int(h.Sender)
+		}
+		o.silences = append(o.silences, silence{span{t, now}, node})
+	}
+	o.last[i].at = now
 }
 
 // stop ends run and returns the gaps, sorted, and the silences.
@@ -259,17 +371,26 @@ group:
 
 func (o *observer) close() { unix.Close(o.fd) }
 
-// kernelStamp is the SO_TIMESTAMPNS time in a datagram's control messages.
+// kernelStamp is the SO_TIMESTAMPNS time in a datagram's control messages,
+// read in place (unix.ParseSocketControlMessage would allocate a slice of
+// them for every datagram).
 func kernelStamp(oob []byte) (time.Time, bool) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return time.Time{}, false
-	}
-	for _, m := range msgs {
-		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
-			sec, nsec := binary.NativeEndian.Uint64(m.Data[0:8]), binary.NativeEndian.Uint64(m.Data[8:16])
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		n := int(h.Len)
+		if n < unix.CmsgLen(0) || n > len(oob) {
+			break // malformed or cut short (MSG_CTRUNC)
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SO_TIMESTAMPNS && n >= unix.CmsgLen(16) {
+			data := oob[unix.CmsgLen(0):n]
+			sec, nsec := binary.NativeEndian.Uint64(data[0:8]), binary.NativeEndian.Uint64(data[8:16])
 			return time.Unix(int64(sec), int64(nsec)), true
 		}
+		next := unix.CmsgSpace(n - unix.CmsgLen(0)) // the next header is aligned
+		if next > len(oob) {
+			break
+		}
+		oob = oob[next:]
 	}
 	return time.Time{}, false
 }
