@@ -298,6 +298,7 @@ type Node struct {
 	nextHB     time.Time
 	lastTick   time.Time // zero until the first Tick
 	judgeAfter time.Time // after a stall, no one is judged silent before this
+	judgedAt   time.Time // when judge last ran (NextDeadline: what is still due)
 	deafCount  uint64    // Deafened calls (deaf.go)
 
 	// Follower side.
@@ -645,22 +646,42 @@ func (n *Node) Tick(now time.Time) {
 	n.fenceTick(now)
 }
 
-// NextDeadline is when Tick must next be called.
+// NextDeadline is when Tick must next be called: at the latest the next
+// heartbeat, and as soon as a silence is due for judgement. A judgement
+// that fell due and has not been made yet (judge has not run since) is due
+// now, even if a packet was stepped after it: only the judge's own runs
+// retire a deadline. Retired by any step, as it was, the judgement waited
+// for the next heartbeat's tick, up to an interval late (chaos seed 7221:
+// a peer's silence due at 810.546 ms, a packet stepped at 810.546 ms, the
+// master judged it at 820 ms, and its followers learnt it after the bound).
+// The bound is the peer's own (widened after a false down).
 func (n *Node) NextDeadline() time.Time {
 	d := n.nextHB
-	det := n.cfg.Detection()
 	for _, id := range n.peerIDs {
 		p := n.peers[id]
+		if !p.alive {
+			continue
+		}
+		b := n.bound(p)
 		for net := range p.heard {
-			if !p.heard[net].IsZero() && n.now.Sub(p.heard[net]) <= det {
-				if t := p.heard[net].Add(det + 1); t.Before(d) {
-					d = t
-				}
+			if p.heard[net].IsZero() {
+				continue
+			}
+			// Due after the judge's last run: not yet judged. (Not
+			// before it: judged already, or deferred by a vouch, which
+			// the heartbeats' ticks re-examine.)
+			if t := p.heard[net].Add(b + 1); t.After(n.judgedAt) && t.Before(d) {
+				d = t
 			}
 		}
 	}
-	if !n.judgeAfter.IsZero() && n.judgeAfter.After(n.now) && n.judgeAfter.Before(d) {
+	if d.Before(n.judgeAfter) {
+		// No one is judged before judgeAfter (a stall of ours): a
+		// deadline already due would only spin the loop until then.
 		d = n.judgeAfter
+		if n.nextHB.Before(d) {
+			d = n.nextHB
+		}
 	}
 	if n.ms.txn != nil && n.ms.txn.deadline.Before(d) {
 		d = n.ms.txn.deadline

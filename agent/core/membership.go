@@ -243,6 +243,7 @@ func (n *Node) judge(now time.Time) {
 	if now.Before(n.judgeAfter) {
 		return
 	}
+	n.judgedAt = now
 	for _, id := range n.peerIDs {
 		p := n.peers[id]
 		n.refreshFence(p)
