@@ -31,9 +31,12 @@ type peer struct {
 	det        peerDetector // detector.go
 
 	// What the master served this peer (serve.go): NACK
-	// retransmissions are bounded per peer.
+	// retransmissions are bounded per peer, and a snapshot is sent once
+	// per ask (snapServed: when the last one was), not once per network
+	// the ask came on.
 	serveSecond time.Time
 	servedInSec int
+	snapServed  time.Time
 }
 
 // window is the replay window of net's heartbeat socket (hb) or of its

@@ -110,3 +110,25 @@ func TestReplayCheckedBeforeMAC(t *testing.T) {
 	require.Len(t, p.a.Status().Peers, 1, "invented node IDs without a valid MAC are not peers")
 	require.Equal(t, entities, p.a.Table().Len(), "nor entities")
 }
+
+// A follower's snapshot ask comes on both networks; the master sends the
+// whole table once for it (on both networks), not once per copy of the
+// ask. The next ask, an interval later (a chunk was lost), is served.
+func TestSnapshotServedOncePerAsk(t *testing.T) {
+	p := newPair(t)
+	p.run(200 * time.Millisecond)
+	require.Equal(t, wire.RoleMaster, p.a.Role().Role)
+	p.a.Ready()
+	st := p.a.Stats()
+	inc := p.b.Incarnation()
+	ask := func(seq uint64, net wire.Net, at time.Time) {
+		_, err := p.a.Step(at, net, forge(t, 2, inc, seq, snapshotRequest))
+		require.NoError(t, err)
+	}
+	ask(2_000_000, wire.NetA, p.now)
+	ask(2_000_001, wire.NetB, p.now.Add(100*time.Microsecond))
+	require.Equal(t, st.SnapshotsSent+1, p.a.Stats().SnapshotsSent, "one snapshot for the two copies of an ask")
+	require.Equal(t, st.NacksRefused, p.a.Stats().NacksRefused, "the second copy is answered, not refused")
+	ask(2_000_002, wire.NetA, p.now.Add(core.DefaultInterval))
+	require.Equal(t, st.SnapshotsSent+2, p.a.Stats().SnapshotsSent, "the next ask is served")
+}
