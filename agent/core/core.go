@@ -602,7 +602,12 @@ func (n *Node) Tick(now time.Time) {
 	n.advance(now)
 	n.startWindow(now)
 	if n.mc.refused {
+		// Nothing is sent or judged any more but the duplicate notices
+		// (misconfigTick): one tick an interval. Left where it was,
+		// nextHB made NextDeadline a time long past, and the shell's
+		// real-time loop would have ticked without a pause.
 		n.misconfigTick(now)
+		n.nextHB = now.Add(n.cfg.Interval)
 		return
 	}
 	// The first tick measures no stall: the time since New is the shell's
@@ -657,6 +662,9 @@ func (n *Node) Tick(now time.Time) {
 // The bound is the peer's own (widened after a false down).
 func (n *Node) NextDeadline() time.Time {
 	d := n.nextHB
+	if n.mc.refused {
+		return d // Tick judges no one (see Tick)
+	}
 	for _, id := range n.peerIDs {
 		p := n.peers[id]
 		if !p.alive {

@@ -122,6 +122,13 @@ func TestDuplicateNodeIDRefused(t *testing.T) {
 	require.True(t, dup.Refused(), "the newcomer refuses to join")
 	require.False(t, n2.Refused(), "the real node does not")
 	require.Zero(t, m.sentHB[dup], "the newcomer never sent a heartbeat")
+	// Refused, it still ticks at an interval, not without a pause (its
+	// shell's loop sleeps until NextDeadline).
+	for range 3 {
+		at := dup.NextDeadline()
+		dup.Tick(at)
+		require.True(t, dup.NextDeadline().After(at), "a refused node's next deadline %v is not after its tick at %v", dup.NextDeadline(), at)
+	}
 
 	// Both nodes say so, once; so does everyone else.
 	for _, n := range []*core.Node{dup, n2, n1, n3} {
