@@ -1,6 +1,6 @@
 // Package logq is an io.Writer for a daemon's log that never blocks the
 // goroutine that logs: what is written is queued, and a goroutine locked to
-// a thread of its own writes it out at a fixed period.
+// a thread of its own writes it out a period after the first line queued.
 //
 // Why: fmagent's real-time loop logs what it decides (a peer down, a master
 // elected) on its own thread, at SCHED_FIFO. Written straight to stderr —
@@ -18,6 +18,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,15 +33,27 @@ type Writer struct {
 	closed  bool
 	onDrop  func(n uint64)
 
+	// kick wakes the writing goroutine when a write finds the queue
+	// empty: it then waits a period (the lines that follow join the
+	// same write) and writes the queue out. An idle daemon's writer so
+	// never wakes: a ticker woke it, and with it a thread of the
+	// process, twenty times a second for nothing (handing a locked
+	// goroutine's P to its thread and back is several thread switches,
+	// a noticeable part of an idle agent's CPU on a VM).
+	kick chan struct{}
+	// wakes counts the writing goroutine's wake-ups (tests).
+	wakes atomic.Uint64
+
 	stop chan struct{}
 	done chan struct{}
 }
 
-// New starts a Writer that writes what is queued to out every period, in
-// the order it was written, and queues at most limit bytes: a write that
-// does not fit is dropped whole.
+// New starts a Writer that writes what is queued to out a period after the
+// first line queued (so at most once a period), in the order it was
+// written, and queues at most limit bytes: a write that does not fit is
+// dropped whole.
 func New(out io.Writer, limit int, period time.Duration) *Writer {
-	w := &Writer{out: out, limit: limit, stop: make(chan struct{}), done: make(chan struct{})}
+	w := &Writer{out: out, limit: limit, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go w.run(period)
 	return w
 }
@@ -63,16 +76,23 @@ func (w *Writer) Write(p []byte) (int, error) {
 		w.mu.Unlock()
 		return w.out.Write(p)
 	}
+	first := len(w.pending) == 0 && w.dropped == 0
 	if len(w.pending)+len(p) > w.limit {
 		w.dropped++
 	} else {
 		w.pending = append(w.pending, p...)
 	}
 	w.mu.Unlock()
+	if first {
+		select {
+		case w.kick <- struct{}{}:
+		default: // a kick is waiting already
+		}
+	}
 	return len(p), nil
 }
 
-// run writes the queue out every period until Close.
+// run writes the queue out a period after each first line, until Close.
 func (w *Writer) run(period time.Duration) {
 	// Never unlocked: Go ends the thread with the goroutine. A goroutine
 	// that is not locked can be run by any thread, the real-time loop's
@@ -80,7 +100,8 @@ func (w *Writer) run(period time.Duration) {
 	// that blocks there would block that thread.
 	runtime.LockOSThread()
 	defer close(w.done)
-	t := time.NewTicker(period)
+	t := time.NewTimer(period)
+	t.Stop()
 	defer t.Stop()
 	var spare []byte
 	for {
@@ -88,9 +109,17 @@ func (w *Writer) run(period time.Duration) {
 		case <-w.stop:
 			w.flush(&spare)
 			return
-		case <-t.C:
-			w.flush(&spare)
+		case <-w.kick:
 		}
+		w.wakes.Add(1)
+		t.Reset(period)
+		select {
+		case <-w.stop:
+			w.flush(&spare)
+			return
+		case <-t.C:
+		}
+		w.flush(&spare)
 	}
 }
 

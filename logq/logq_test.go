@@ -119,3 +119,24 @@ func TestWriteAllocatesNothing(t *testing.T) {
 	allocs := testing.AllocsPerRun(200, func() { _, _ = w.Write(l) })
 	assert.Zero(t, allocs)
 }
+
+// An idle Writer's goroutine sleeps: it wakes once for a burst of lines
+// (the first kicks it, the rest join its write a period later), and not at
+// all while nothing is written. A ticker woke it every period.
+func TestIdleWriterDoesNotWake(t *testing.T) {
+	var out lockedBuffer
+	w := New(&out, 1<<20, time.Millisecond)
+	defer w.Close(time.Second)
+	time.Sleep(50 * time.Millisecond)
+	assert.Zero(t, w.wakes.Load(), "woken with nothing written")
+
+	for i := range 100 {
+		_, _ = w.Write(line(i))
+	}
+	require.Eventually(t, func() bool { return strings.Count(out.String(), "\n") == 100 }, 10*time.Second, time.Millisecond)
+	woken := w.wakes.Load()
+	assert.LessOrEqual(t, woken, uint64(10), "a burst is written in a few writes, not one per line")
+	assert.Positive(t, woken)
+	time.Sleep(50 * time.Millisecond)
+	assert.Equal(t, woken, w.wakes.Load(), "woken again with nothing written")
+}

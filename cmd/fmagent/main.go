@@ -48,7 +48,8 @@ import (
 )
 
 // The agent's log queue (logq): at most logQueueBytes waiting, written out
-// every logFlushEvery, and at exit for at most logCloseWait.
+// logFlushEvery after the first line queued (so at most once that often),
+// and at exit for at most logCloseWait.
 const (
 	logQueueBytes = 1 << 20
 	logFlushEvery = 50 * time.Millisecond
