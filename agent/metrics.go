@@ -132,6 +132,10 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 	r.CounterFunc("fmagent_rt_yield_move_failures_total", "Of those moves, the ones the kernel refused in part (the loop tries again at its next yield; the thread it left is never left at SCHED_FIFO).", moves(true))
 	r.GaugeFunc("fmagent_rt_yield_max_seconds", "The longest yield of the real-time loop to Go's scheduler since start.",
 		func() float64 { return time.Duration(m.yieldMax.Load()).Seconds() })
+	r.CounterFunc("fmagent_rt_profile_overruns_total", "Wake-ups of the real-time loop that the kernel made later than the timing profile tolerates, (misses - 1) x interval: every peer heard this node silent past the bound. Above zero, this machine cannot hold the profile (the agent says so in its log, and fmctl status).",
+		func() float64 { return float64(a.fit.overruns.Load()) })
+	r.GaugeFunc("fmagent_rt_wake_late_max_seconds", "The longest the kernel took to wake the real-time loop for a deadline since start, without the loop's own yields and lock waits: the machine's part of its latest tick.",
+		func() float64 { return time.Duration(a.fit.worst.Load()).Seconds() })
 	r.GaugeFunc("fmagent_tick_lateness_max_seconds", "The latest the real-time loop has woken for a deadline since start.",
 		func() float64 { return time.Duration(m.tickLateMax.Load()).Seconds() })
 	r.GaugeFunc("fmagent_gc_pause_max_seconds", "The longest stop-the-world pause of the garbage collector since start (runtime/metrics /sched/pauses/total/gc).",

@@ -286,6 +286,8 @@ func (a *agent) statusOf(st *core.Status) *api.Status {
 		Version: agentVersion(), Interval: api.Duration(st.Interval), Misses: st.Misses,
 	}
 	statusExtra(out, st, a.cfg.Timing.Profile)
+	out.Timing.Overruns = a.fit.overruns.Load()
+	out.Timing.WorstWake = api.Duration(a.fit.worst.Load())
 	added := false
 	for _, p := range st.Peers {
 		if !added && p.Node > st.Node {

@@ -134,6 +134,7 @@ func (a *agent) lateLogger(done chan struct{}) {
 		var dropped int
 		buf, dropped = a.late.take(buf[:0])
 		a.logLate(buf, dropped)
+		a.warnFit(time.Now())
 		return true
 	})
 }

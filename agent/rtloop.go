@@ -364,6 +364,7 @@ func (a *agent) rtRun(th *transport.Locked) {
 				t := lateTick{due: next, late: late, yield: yieldPast(yieldFrom, yieldTo, next), lockWait: a.rtWaited}
 				a.m.lateTicks[t.cause()].Inc()
 				a.late.record(t)
+				a.fit.observe(&t, fitTolerance(a.cfg.Timing))
 			}
 		}
 		if due {

@@ -97,6 +97,15 @@ type Timing struct {
 	Interval  Duration `json:"interval"`
 	Misses    int      `json:"misses"`
 	Detection Duration `json:"detection"`
+	// Overruns counts this agent's wake-ups that the machine made later
+	// than the profile tolerates, (misses − 1) × interval, since start:
+	// every peer heard the node silent past the bound. Above zero, the
+	// machine cannot hold the profile. WorstWake is the latest the
+	// machine woke the agent's real-time loop since start (its part of a
+	// late wake-up: not the agent's own yields and lock waits). Appended
+	// (issue 13); absent from agents that do not report them.
+	Overruns  uint64   `json:"overruns,omitempty"`
+	WorstWake Duration `json:"worst_wake,omitempty"`
 }
 
 // Quorum is the cold-start rule's view: the persisted membership and

@@ -209,12 +209,13 @@ fmagent_packets_received_total{net="a"} 5
 fmagent_events_total{kind="peer-down"} 2
 fmagent_events_total{kind="elected"} 1
 fmagent_events_total{kind="peer-up"} 7
+fmagent_rt_profile_overruns_total 3
 `
 	c, err := parseCounters(strings.NewReader(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c != (agentCounters{sent: 22, received: 5, peerDowns: 2, elections: 1}) {
+	if c != (agentCounters{sent: 22, received: 5, peerDowns: 2, elections: 1, overruns: 3}) {
 		t.Errorf("%+v", c)
 	}
 }

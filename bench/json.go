@@ -201,6 +201,7 @@ func medianIdle(rs []*Result) *ResourceSummary {
 		win = append(win, r.Idle.Window)
 		s.PeerDowns += r.Idle.PeerDowns
 		s.Elections += r.Idle.Elections
+		s.Overruns += r.Idle.Overruns
 	}
 	if len(cpu) == 0 {
 		return nil

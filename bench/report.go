@@ -131,9 +131,9 @@ func (r *Result) Summary(w io.Writer) {
 		fmt.Fprintf(&b, "  %-44s p50 %.2f×  p99 %.2f×  max %.2f×\n", "failover / bound", Ratio(d.P50(), r.Bound), Ratio(d.P99(), r.Bound), Ratio(d.Max(), r.Bound))
 	}
 	if s := r.Idle; s != nil {
-		fmt.Fprintf(&b, "  idle %v (load %.2f): CPU per agent mean %.2f%% max %.2f%% of a core, RSS %.1f MiB, %.0f datagrams/s per agent, %s CPU per datagram; %d peer downs, %d elections\n",
+		fmt.Fprintf(&b, "  idle %v (load %.2f): CPU per agent mean %.2f%% max %.2f%% of a core, RSS %.1f MiB, %.0f datagrams/s per agent, %s CPU per datagram; %d peer downs, %d elections; the machine woke agents later than the profile tolerates %d times\n",
 			s.Window.Round(time.Millisecond), s.LoadAverage, 100*s.MeanCPU, 100*s.MaxCPU, float64(s.MeanRSSKiB)/1024, s.MeanPacketsPerS,
-			FormatDuration(s.MeanCPUPerPacket), s.PeerDowns, s.Elections)
+			FormatDuration(s.MeanCPUPerPacket), s.PeerDowns, s.Elections, s.Overruns)
 		writeFloors(&b, s)
 	}
 	if len(r.Failures) > 0 {
@@ -190,8 +190,8 @@ func WriteMedians(w io.Writer, rs []*Result) {
 	}
 	if rs[0].Idle != nil {
 		s := medianIdle(rs)
-		fmt.Fprintf(&b, "  idle (median of runs): CPU per agent %.2f%% of a core, RSS %.1f MiB, %.0f datagrams/s per agent, %s CPU per datagram; false peer downs %d, elections %d (summed)\n",
-			100*s.MeanCPU, float64(s.MeanRSSKiB)/1024, s.MeanPacketsPerS, FormatDuration(s.MeanCPUPerPacket), s.PeerDowns, s.Elections)
+		fmt.Fprintf(&b, "  idle (median of runs): CPU per agent %.2f%% of a core, RSS %.1f MiB, %.0f datagrams/s per agent, %s CPU per datagram; false peer downs %d, elections %d, machine overruns %d (summed)\n",
+			100*s.MeanCPU, float64(s.MeanRSSKiB)/1024, s.MeanPacketsPerS, FormatDuration(s.MeanCPUPerPacket), s.PeerDowns, s.Elections, s.Overruns)
 		writeFloors(&b, s)
 	}
 	io.WriteString(w, b.String())

@@ -34,6 +34,10 @@ type Resource struct {
 	// events over the window: on an idle cluster every one is false.
 	PeerDowns uint64 `json:"peer_downs"`
 	Elections uint64 `json:"elections"`
+	// Overruns are the agent's wake-ups that the machine made later than
+	// the profile tolerates (fmagent_rt_profile_overruns_total): the
+	// machine's stalls that every peer heard as a silence past the bound.
+	Overruns uint64 `json:"machine_overruns"`
 }
 
 // ResourceSummary is the Resource of every agent of a run and their mean.
@@ -49,6 +53,7 @@ type ResourceSummary struct {
 	MeanCPUPerPacket time.Duration `json:"mean_cpu_per_packet_ns"`
 	PeerDowns        uint64        `json:"peer_downs"` // summed over the agents
 	Elections        uint64        `json:"elections"`
+	Overruns         uint64        `json:"machine_overruns"`
 	// Floors is what the same ticks cost without the protocol, and without
 	// Go's scheduler, measured right after (nil: not measured).
 	Floors *IdleFloors `json:"floors,omitempty"`
@@ -127,7 +132,7 @@ func LoadAverage() float64 {
 
 // agentCounters are the metrics the resource window reads.
 type agentCounters struct {
-	sent, received, peerDowns, elections uint64
+	sent, received, peerDowns, elections, overruns uint64
 }
 
 // scrape reads the agent's metrics endpoint.
@@ -173,6 +178,8 @@ func parseCounters(r io.Reader) (agentCounters, error) {
 			c.peerDowns += uint64(v)
 		case base == "fmagent_events_total" && strings.Contains(labels, `kind="elected"`):
 			c.elections += uint64(v)
+		case base == "fmagent_rt_profile_overruns_total":
+			c.overruns += uint64(v)
 		}
 	}
 	return c, sc.Err()
@@ -225,6 +232,7 @@ func measureIdle(ctx context.Context, c *cluster, window time.Duration) (*Resour
 			Node: i, CPUSec: cpu1[k] - cpu0[k], RSSKiB: rss, HWMKiB: hwm,
 			Sent: cnt1.sent - cnt0[k].sent, Received: cnt1.received - cnt0[k].received,
 			PeerDowns: cnt1.peerDowns - cnt0[k].peerDowns, Elections: cnt1.elections - cnt0[k].elections,
+			Overruns: cnt1.overruns - cnt0[k].overruns,
 		}
 		r.CPU = r.CPUSec / s.Window.Seconds()
 		if p := r.Sent + r.Received; p > 0 {
@@ -238,6 +246,7 @@ func measureIdle(ctx context.Context, c *cluster, window time.Duration) (*Resour
 		sumPer += r.CPUPerPacket
 		s.PeerDowns += r.PeerDowns
 		s.Elections += r.Elections
+		s.Overruns += r.Overruns
 	}
 	n := len(all)
 	s.MeanCPU = sumCPU / float64(n)

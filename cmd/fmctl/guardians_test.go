@@ -65,3 +65,20 @@ func TestStatusWatchdog(t *testing.T) {
 	assert.Contains(t, kv["loops STALLED"], "timer (busy 5s")
 	assert.Contains(t, kv["last kick"], "(99 kicks)")
 }
+
+// fmctl status says when the machine cannot hold the agent's profile, and
+// says nothing of it when it can.
+func TestStatusMachineCannotHoldProfile(t *testing.T) {
+	t.Parallel()
+	a := startAgent(t)
+	st, err := a.c.Status(ctxT(t))
+	require.NoError(t, err)
+	st.Timing = api.Timing{Profile: "10ms", Interval: api.Duration(2 * time.Millisecond), Misses: 5, Detection: api.Duration(10 * time.Millisecond)}
+	a.h.setStatus(st)
+	assert.NotContains(t, a.ok("status"), "machine:", "no overrun: no line")
+
+	st.Timing.Overruns, st.Timing.WorstWake = 7, api.Duration(13300*time.Microsecond)
+	a.h.setStatus(st)
+	kv := keyValues(a.ok("status"))
+	assert.Equal(t, "CANNOT HOLD THE PROFILE: woken 7 times later than its 8ms tolerance (worst 13.3ms); see the agent's log", kv["machine"])
+}

@@ -150,6 +150,11 @@ func printStatus(w io.Writer, st *api.Status) error {
 		}
 		fmt.Fprintf(tw, "timing:\t%v × %d (detection %v%s)\n", time.Duration(st.Timing.Interval), st.Timing.Misses,
 			time.Duration(st.Timing.Detection), profile)
+		if st.Timing.Overruns > 0 {
+			tol := time.Duration(st.Timing.Detection) - time.Duration(st.Timing.Interval)
+			fmt.Fprintf(tw, "machine:\tCANNOT HOLD THE PROFILE: woken %d times later than its %v tolerance (worst %v); see the agent's log\n",
+				st.Timing.Overruns, tol, time.Duration(st.Timing.WorstWake))
+		}
 	}
 	if len(st.Quorum.Members) > 0 {
 		ok := "ok"
