@@ -120,6 +120,16 @@ type Result struct {
 	RegisterRetries    int64         `json:"register_retries,omitempty"`
 	RegisterFalseDowns int64         `json:"register_false_downs,omitempty"`
 	RegisterElections  int64         `json:"register_elections,omitempty"`
+	// RegisterStallMax is the machine's latest wake-up of the stall probe
+	// meanwhile (Options.StallProbe; -1: not measured), and
+	// RegisterOverruns the agents' wake-ups the machine made later than
+	// the profile tolerates (fmagent_rt_profile_overruns_total), summed.
+	// On this VM, CPUs busy and the disk written stall every vCPU for
+	// 8–15 ms every 100 ms (docs/bench.md): a registration storm is both.
+	RegisterStallMax time.Duration `json:"register_machine_stall_max_ns,omitempty"`
+	RegisterOverruns int64         `json:"register_overruns,omitempty"`
+	// Overruns: the same over the hog.
+	Overruns int64 `json:"overruns"`
 	// The machine's own stalls under the hog (Options.StallProbe): the
 	// latest wake-up of a SCHED_FIFO 50 C thread pinned to each CPU, and
 	// how many times one was more than 20 ms late. -1: not measured.
@@ -316,10 +326,28 @@ listen = %q
 		}
 	}
 
-	// The listers register their entities before the hog.
+	// The listers register their entities before the hog, the stall probe
+	// beside them (until SIGTERM).
+	var regProbe *exec.Cmd
+	var regProbeOut strings.Builder
+	if o.StallProbe != "" && o.Listers > 0 {
+		regProbe = exec.Command(o.StallProbe, "3600")
+		regProbe.Stdout = &regProbeOut
+		regProbe.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := regProbe.Start(); err != nil {
+			o.Logf("soak: stall probe %s: %v", o.StallProbe, err)
+			regProbe = nil
+		}
+	}
 	regBase, regStart := sumEvents(agents), time.Now()
 	listers, err := startListers(o, agents)
 	defer listers.stop()
+	res.RegisterStallMax = -1
+	if regProbe != nil {
+		regProbe.Process.Signal(syscall.SIGTERM)
+		regProbe.Wait()
+		res.RegisterStallMax, _ = parseStallProbe(regProbeOut.String())
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -329,6 +357,7 @@ listen = %q
 		regEnd := sumEvents(agents)
 		res.RegisterFalseDowns = int64(regEnd["peer-down"] - regBase["peer-down"])
 		res.RegisterElections = int64(regEnd["elected"] - regBase["elected"])
+		res.RegisterOverruns = int64(regEnd[overrunsKey] - regBase[overrunsKey])
 		m, err := scrape(agents[0].metrics)
 		if err != nil {
 			return nil, err
@@ -423,6 +452,7 @@ listen = %q
 	res.FalseDowns = int64(end["peer-down"] - base["peer-down"])
 	res.LinkDowns = int64(end["link-down"] - base["link-down"])
 	res.Elections = int64(end["elected"] - base["elected"])
+	res.Overruns = int64(end[overrunsKey] - base[overrunsKey])
 	res.Stalls = int64(end["stalled"] - base["stalled"])
 	// Over the hog only: the differences of the agents' cumulative
 	// buckets between its start and its end (an agent's start-up, whose
@@ -598,9 +628,14 @@ func sumEvents(agents []*agentProc) map[string]float64 {
 				sum[strings.TrimSuffix(rest, `"}`)] += v
 			}
 		}
+		sum[overrunsKey] += m["fmagent_rt_profile_overruns_total"]
 	}
 	return sum
 }
+
+// overrunsKey is sumEvents' key for the agents' profile overruns (agent's
+// fmagent_rt_profile_overruns_total), beside the events' kinds.
+const overrunsKey = "profile-overruns"
 
 // cpuAndPackets sums the agents' CPU seconds (utime+stime of every thread)
 // and the datagrams they sent and received.

@@ -29,6 +29,16 @@ func TestWaiter(t *testing.T) {
 	require.NotZero(t, ev&EvTimer, "events %b", ev)
 	require.False(t, time.Now().Before(at), "woke before the deadline")
 
+	// The timer is not drained after it fired: arming it again clears
+	// it, so the next deadline is waited for.
+	for range 3 {
+		at = time.Now().Add(15 * time.Millisecond)
+		ev, err = w.Wait(at)
+		require.NoError(t, err)
+		require.NotZero(t, ev&EvTimer, "events %b", ev)
+		require.False(t, time.Now().Before(at), "woke before the deadline: the timer that fired before is still readable")
+	}
+
 	// A datagram on network b's group socket, read without waiting.
 	require.NoError(t, t1.Send(wire.NetB, []byte("hello"), false))
 	ev, err = w.Wait(time.Now().Add(5 * time.Second))

@@ -9,10 +9,13 @@
  *
  * Usage: vcpustall SECONDS
  * Prints, per CPU: "cpu N: worst W ms, episodes E" where an episode is a
- * run of wake-ups more than 20 ms late; and one line per episode.
+ * run of wake-ups more than 20 ms late; and one line per episode. SIGTERM
+ * ends it early, summary printed (the soak measures a phase of unknown
+ * length so: the listers' registrations).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +23,13 @@
 #include <unistd.h>
 
 static long secs;
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
 
 static long ns(struct timespec t) { return t.tv_sec * 1000000000L + t.tv_nsec; }
 
@@ -60,7 +70,7 @@ static void *probe(void *arg)
 		} else {
 			in = 0;
 		}
-		if (ns(now) - ns(t0) >= secs * 1000000000L)
+		if (ns(now) - ns(t0) >= secs * 1000000000L || stop)
 			break;
 	}
 	printf("cpu %d: worst %.3f ms, episodes %d\n", cpu, worst / 1e6, episodes);
@@ -75,6 +85,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	struct sigaction sa = {.sa_handler = on_term};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	pthread_t *th = calloc(n, sizeof *th);
 	for (long i = 0; i < n; i++)

@@ -93,8 +93,12 @@ func main() {
 		}
 		results = append(results, r)
 		if *listers > 0 {
-			fmt.Fprintf(os.Stderr, "soak: registering: %v, %d tried again, %d false downs, %d elections; %d lists of the whole table (%d entities) answered during the hog\n",
-				r.RegisterTime.Round(time.Millisecond), r.RegisterRetries, r.RegisterFalseDowns, r.RegisterElections, r.Lists, r.TableSize)
+			stall := "not measured"
+			if r.RegisterStallMax >= 0 {
+				stall = r.RegisterStallMax.Round(100 * time.Microsecond).String()
+			}
+			fmt.Fprintf(os.Stderr, "soak: registering: %v, %d tried again, %d false downs, %d elections; the machine's longest stall meanwhile %s, agents woken later than the profile tolerates %d times; %d lists of the whole table (%d entities) answered during the hog\n",
+				r.RegisterTime.Round(time.Millisecond), r.RegisterRetries, r.RegisterFalseDowns, r.RegisterElections, stall, r.RegisterOverruns, r.Lists, r.TableSize)
 		}
 		fmt.Printf("%-7s %-5d %-3v %-9d %-6d %-6d %-6d %-9v %-9v %-9v %-9s %-9v %-8s %-10v %-16s %-16s %-9v %-9v %-8d %-13s %-18s %s → %s\n",
 			r.Profile, r.Nodes, r.Realtime, r.FalseDowns, r.LinkDowns, r.Elections, r.Stalls,
