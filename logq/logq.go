@@ -15,11 +15,15 @@
 package logq
 
 import (
+	"encoding/binary"
 	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // Writer queues writes for out. Its zero value is not usable: see New.
@@ -33,14 +37,25 @@ type Writer struct {
 	closed  bool
 	onDrop  func(n uint64)
 
-	// kick wakes the writing goroutine when a write finds the queue
-	// empty: it then waits a period (the lines that follow join the
-	// same write) and writes the queue out. An idle daemon's writer so
-	// never wakes: a ticker woke it, and with it a thread of the
+	// efd (an eventfd) wakes the writing goroutine when a write finds
+	// the queue empty: it then waits a period (the lines that follow join
+	// the same write) and writes the queue out. An idle daemon's writer
+	// so never wakes: a ticker woke it, and with it a thread of the
 	// process, twenty times a second for nothing (handing a locked
 	// goroutine's P to its thread and back is several thread switches,
 	// a noticeable part of an idle agent's CPU on a VM).
-	kick chan struct{}
+	//
+	// An eventfd and not a channel: a channel send readies the receiver
+	// on the sender's P, and the sender is often fmagent's real-time loop
+	// (it logs what it decides), whose yield to Go's scheduler would then
+	// find a goroutine locked to another thread first in its queue and
+	// hand its P over to that thread (the loop's goroutine moving to a
+	// thread at the normal policy). A write to the eventfd wakes the
+	// writer's thread through the kernel, blocked in its read. Kicked
+	// under mu (Close sets closed under it, so no write comes after the
+	// writer closed it); one is the counter's increment.
+	efd int
+	one [8]byte
 	// wakes counts the writing goroutine's wake-ups (tests).
 	wakes atomic.Uint64
 
@@ -53,7 +68,15 @@ type Writer struct {
 // written, and queues at most limit bytes: a write that does not fit is
 // dropped whole.
 func New(out io.Writer, limit int, period time.Duration) *Writer {
-	w := &Writer{out: out, limit: limit, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	w := &Writer{out: out, limit: limit, stop: make(chan struct{}), done: make(chan struct{})}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		// No eventfd (never on Linux since 2.6.22): the writer writes
+		// every period, as it did.
+		efd = -1
+	}
+	w.efd = efd
+	binary.NativeEndian.PutUint64(w.one[:], 1)
 	go w.run(period)
 	return w
 }
@@ -82,13 +105,11 @@ func (w *Writer) Write(p []byte) (int, error) {
 	} else {
 		w.pending = append(w.pending, p...)
 	}
-	w.mu.Unlock()
-	if first {
-		select {
-		case w.kick <- struct{}{}:
-		default: // a kick is waiting already
-		}
+	if first && w.efd >= 0 {
+		// Never blocks (the counter cannot overflow): a raw system call.
+		_, _, _ = unix.RawSyscall(unix.SYS_WRITE, uintptr(w.efd), uintptr(unsafe.Pointer(&w.one[0])), 8)
 	}
+	w.mu.Unlock()
 	return len(p), nil
 }
 
@@ -104,23 +125,45 @@ func (w *Writer) run(period time.Duration) {
 	t.Stop()
 	defer t.Stop()
 	var spare []byte
+	var buf [8]byte
 	for {
-		select {
-		case <-w.stop:
-			w.flush(&spare)
-			return
-		case <-w.kick:
+		if w.efd >= 0 {
+			// A blocking read Go's scheduler is told of: the thread
+			// sleeps in the kernel, its P handed to others.
+			for {
+				if _, err := unix.Read(w.efd, buf[:]); err != unix.EINTR {
+					break
+				}
+			}
+			select {
+			case <-w.stop:
+				w.exit(&spare)
+				return
+			default:
+			}
 		}
 		w.wakes.Add(1)
 		t.Reset(period)
 		select {
 		case <-w.stop:
-			w.flush(&spare)
+			w.exit(&spare)
 			return
 		case <-t.C:
 		}
 		w.flush(&spare)
 	}
+}
+
+// exit writes out what is queued and closes the eventfd, under mu: Close
+// writes to it under mu, and no write does once closed is set.
+func (w *Writer) exit(spare *[]byte) {
+	w.flush(spare)
+	w.mu.Lock()
+	if w.efd >= 0 {
+		unix.Close(w.efd)
+		w.efd = -1
+	}
+	w.mu.Unlock()
 }
 
 // flush writes out what is queued, then reports what was dropped.
@@ -150,8 +193,11 @@ func (w *Writer) Close(wait time.Duration) bool {
 		return true
 	}
 	w.closed = true
-	w.mu.Unlock()
 	close(w.stop)
+	if w.efd >= 0 {
+		_, _, _ = unix.RawSyscall(unix.SYS_WRITE, uintptr(w.efd), uintptr(unsafe.Pointer(&w.one[0])), 8)
+	}
+	w.mu.Unlock()
 	select {
 	case <-w.done:
 		return true
