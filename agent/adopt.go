@@ -102,10 +102,11 @@ func (a *agent) ownedPut(name string, kind wire.EntityKind, pid int32, drop bool
 // real-time loop readies when it answers their write, and a goroutine the
 // loop readied runs on the loop's thread at its yield
 // (transport.Locked.YieldInPlace): its file writes and fsyncs there
-// blocked the loop's thread. Traced in a registration storm (`soak
-// -listers 1`, 4,000 registrations, each rewriting this file): loop
-// yields of 13, 24 and 153 ms, and false downs of the nodes whose loops
-// they were; writeTable has the same rule for the table.
+// would block the loop's thread. A registration storm (`soak -listers
+// 1`, 4,000 registrations, each rewriting this file) had loop yields of
+// 13–357 ms and false downs of the nodes whose loops they were: 86 in six
+// rounds before, 38 after (docs/bench.md). writeTable has the same rule
+// for the table.
 func (o *ownedSet) saveLocked(a *agent) {
 	f := &persist.Owned{BootID: o.boot, Entries: make([]persist.OwnedEntity, 0, len(o.byName))}
 	for _, e := range o.byName {
