@@ -46,17 +46,26 @@ func TestStoppedAgentSaysTheMachineCannotHoldItsProfile(t *testing.T) {
 	require.Eventually(t, func() bool { _, _, err := status(); return err == nil }, 20*time.Second, 50*time.Millisecond, "the agent serves")
 	time.Sleep(200 * time.Millisecond) // past the loop's first wake-up, whose lateness is the start's
 
+	// A stop that falls in the loop's yield or lock wait (microseconds
+	// every few milliseconds) is the loop's own lateness, not the
+	// machine's: then the agent is stopped again, at most three times.
 	const stop = 250 * time.Millisecond
-	require.NoError(t, cmd.Process.Signal(syscall.SIGSTOP))
-	time.Sleep(stop)
-	require.NoError(t, cmd.Process.Signal(syscall.SIGCONT))
-
 	var log string
-	require.Eventually(t, func() bool {
+	warned := func() bool {
 		b, _ := os.ReadFile(logPath)
 		log = string(b)
 		return strings.Contains(log, fitMsg)
-	}, 10*time.Second, 50*time.Millisecond, "the agent warns that the machine cannot hold its profile")
+	}
+	for try := 0; try < 3 && !warned(); try++ {
+		require.NoError(t, cmd.Process.Signal(syscall.SIGSTOP))
+		time.Sleep(stop)
+		require.NoError(t, cmd.Process.Signal(syscall.SIGCONT))
+		deadline := time.Now().Add(3 * time.Second) // the agent logs once a second
+		for time.Now().Before(deadline) && !warned() {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	require.True(t, warned(), "the agent warns that the machine cannot hold its profile:\n%s", log)
 	line := log[strings.Index(log, fitMsg):]
 	line = line[:strings.IndexByte(line, '\n')]
 	assert.Contains(t, line, "profile=20ms")
