@@ -1,7 +1,6 @@
 package soak
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -13,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fmagent/fmagent/transport"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -371,28 +371,15 @@ group:
 
 func (o *observer) close() { unix.Close(o.fd) }
 
-// kernelStamp is the SO_TIMESTAMPNS time in a datagram's control messages,
-// read in place (unix.ParseSocketControlMessage would allocate a slice of
-// them for every datagram).
+// kernelStamp is the SO_TIMESTAMPNS time in a datagram's control messages
+// (transport.KernelStamp: read in place, where unix.ParseSocketControlMessage
+// would allocate a slice of them for every datagram).
 func kernelStamp(oob []byte) (time.Time, bool) {
-	for len(oob) >= unix.SizeofCmsghdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		n := int(h.Len)
-		if n < unix.CmsgLen(0) || n > len(oob) {
-			break // malformed or cut short (MSG_CTRUNC)
-		}
-		if h.Level == unix.SOL_SOCKET && h.Type == unix.SO_TIMESTAMPNS && n >= unix.CmsgLen(16) {
-			data := oob[unix.CmsgLen(0):n]
-			sec, nsec := binary.NativeEndian.Uint64(data[0:8]), binary.NativeEndian.Uint64(data[8:16])
-			return time.Unix(int64(sec), int64(nsec)), true
-		}
-		next := unix.CmsgSpace(n - unix.CmsgLen(0)) // the next header is aligned
-		if next > len(oob) {
-			break
-		}
-		oob = oob[next:]
+	ns := transport.KernelStamp(oob)
+	if ns == 0 {
+		return time.Time{}, false
 	}
-	return time.Time{}, false
+	return time.Unix(0, ns), true
 }
 
 // quantile of sorted durations (q = 1: the maximum).

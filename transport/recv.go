@@ -268,6 +268,15 @@ func stampTime(now time.Time, realNs int64) time.Time {
 	return now.Add(-age)
 }
 
+// KernelStamp is the SO_TIMESTAMPNS time (ns since the epoch, 0 if absent)
+// in a datagram's control messages, for a reader of a socket of its own
+// (the soak's observer): the transport's own parser, read in place,
+// allocating nothing.
+func KernelStamp(oob []byte) int64 {
+	_, _, _, stamp := parseOOB(oob)
+	return stamp
+}
+
 // parseOOB reads IP_PKTINFO (arrival interface, header destination),
 // IP_TOS and SO_TIMESTAMPNS (ns since the epoch; 0 if absent) from a
 // datagram's control messages.
