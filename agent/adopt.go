@@ -96,37 +96,25 @@ func (a *agent) ownedPut(name string, kind wire.EntityKind, pid int32, drop bool
 	o.saveLocked(a)
 }
 
-// saveLocked writes the set (o.mu held) on the background thread (a.bg),
-// hurried to the agent's priority, since the caller waits for it: never on
-// the calling goroutine's thread. The callers are API handlers, which the
-// real-time loop readies when it answers their write, and a goroutine the
-// loop readied runs on the loop's thread at its yield
-// (transport.Locked.YieldInPlace): its file writes and fsyncs there
-// would block the loop's thread. A registration storm (`soak -listers
-// 1`, 4,000 registrations, each rewriting this file) had loop yields of
-// 13–357 ms and false downs of the nodes whose loops they were: 86 in six
-// rounds before, 38 after (docs/bench.md). writeTable has the same rule
-// for the table.
+// saveLocked writes the set (o.mu held); the caller, an API handler,
+// waits for it. It goes to the background thread like the table's writes
+// (onBackground): the handler may be running on the real-time loop's
+// thread, which the loop's yield lends to what the loop readied, and each
+// register or unregister rewrote and fsynced this file there. A
+// registration storm (`soak -listers 1`, 4,000 registrations) had loop
+// yields of 13–357 ms and false downs of the nodes whose loops they were:
+// 86 in six rounds before, 38 after (docs/bench.md).
 func (o *ownedSet) saveLocked(a *agent) {
 	f := &persist.Owned{BootID: o.boot, Entries: make([]persist.OwnedEntity, 0, len(o.byName))}
 	for _, e := range o.byName {
 		f.Entries = append(f.Entries, e)
 	}
-	save := func() error {
+	err := a.onBackground(true, func() error {
 		if testHookOwnedSaved != nil {
 			testHookOwnedSaved()
 		}
 		return persist.SaveOwned(a.stateDir, f)
-	}
-	var err error
-	if a.bg == nil {
-		err = save()
-	} else {
-		if a.otherNice != 0 {
-			defer a.bg.Hurry(a.otherNice)()
-		}
-		a.bg.Do(func() { err = save() })
-	}
+	})
 	if err != nil && o.saveErr == nil {
 		a.log.Error("saving the owned entities (an agent restart will not adopt them)", "err", err)
 		o.saveErr = err

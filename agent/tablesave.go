@@ -269,26 +269,36 @@ func (a *agent) saveTable() bool {
 	return true
 }
 
-// writeTable writes an encoded table on the background thread (a.bg),
-// below the table's readers; a save a client waits for (awaited) at the
-// agent's priority, the thread hurried. Never on the goroutine that calls
-// it: that goroutine may be running on the real-time loop's thread, at
-// SCHED_FIFO, where the loop's yield runs what the loop readied
-// (transport.Locked.YieldInPlace), and an fsync there blocked the loop's
-// thread (traced: 44 fsyncs at SCHED_FIFO in 3 s of the benchmark).
-// Without a background thread, or without the privilege to hurry it
-// (then the loop is not at SCHED_FIFO either: setFIFO), an awaited save is
-// written here.
+// writeTable writes an encoded table (onBackground).
 func (a *agent) writeTable(b []byte, awaited bool) error {
-	save := func() error { return persist.SaveTableBytes(a.stateDir, b) }
-	if a.bg == nil || (awaited && a.otherNice == 0) {
-		return save()
+	return a.onBackground(awaited, func() error { return persist.SaveTableBytes(a.stateDir, b) })
+}
+
+// onBackground runs a file write on the background thread (a.bg), below
+// the table's readers, and returns its error; a write a client waits for
+// (awaited) at the agent's priority, the thread hurried, where the agent
+// could renice its threads. Never on the goroutine that calls it while the
+// real-time loop is at SCHED_FIFO: that goroutine may be running on the
+// loop's thread, where the loop's yield runs what the loop readied
+// (transport.Locked.YieldInPlace), and an fsync there blocked the loop's
+// thread (traced: 44 fsyncs of the table at SCHED_FIFO in 3 s of the
+// benchmark; the owned file's, 13–357 ms loop yields in a registration
+// storm). Without a background thread, or for an awaited write while the
+// loop is at the normal policy, it is written on the caller: there it is
+// not ahead of the loop, and at nice 10 under a CPU hog the client would
+// wait longer. (Until 2 December 2026 the table's rule was "the agent
+// could not renice its threads", which RLIMIT_RTPRIO without RLIMIT_NICE
+// makes true of a loop at SCHED_FIFO; the owned file's was "always the
+// background thread".)
+func (a *agent) onBackground(awaited bool, write func() error) error {
+	if a.bg == nil || (awaited && a.rtPrio == 0) {
+		return write()
 	}
-	if awaited {
+	if awaited && a.otherNice != 0 {
 		defer a.bg.Hurry(a.otherNice)()
 	}
 	var err error
-	a.bg.Do(func() { err = save() })
+	a.bg.Do(func() { err = write() })
 	return err
 }
 
