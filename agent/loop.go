@@ -98,9 +98,11 @@ func (a *agent) handleReady() {
 	for _, r := range rd.Results {
 		if ch, ok := a.waiters[r.ID]; ok {
 			delete(a.waiters, r.ID)
-			ch <- r // buffered
+			// Sent by the dispatcher, not here (dispatch.go).
+			a.wakes.results = append(a.wakes.results, pendingResult{ch: ch, r: r})
 		}
 	}
+	a.handWakes(&a.wakes)
 	for i := range rd.Events {
 		a.event(&rd.Events[i])
 	}

@@ -427,7 +427,10 @@ func (a *agent) handOffQuiet(now time.Time) {
 		return
 	}
 	a.handOffSince = time.Time{}
-	a.kickTableSaver()
+	if a.tsave.wantsKick() {
+		a.wakes.kickSaver = true // by the dispatcher (dispatch.go)
+		a.handWakes(&a.wakes)
+	}
 	if a.hasPendingSave {
 		a.queueSave(a.pendingSave)
 		a.hasPendingSave = false
