@@ -195,11 +195,6 @@ type agent struct {
 	rtDone    chan struct{}        // closed when the real-time loop has returned
 	wg        sync.WaitGroup
 
-	// wakes is what the real-time loop would ready, for the dispatcher
-	// (dispatch.go); under mu.
-	wakes wakeBatch
-	disp  *dispatcher // nil: the loop readies its waiters itself
-
 	tsave    tableSaver // the table on disk (tablesave.go)
 	owned    ownedSet   // what this node registered, for a restarted agent to adopt (adopt.go)
 	startInc uint64     // the incarnation this agent started with
@@ -398,7 +393,6 @@ func (a *agent) run(ctx context.Context) error {
 	done := make(chan struct{})
 	a.rtDone = make(chan struct{})
 	a.startBackground()
-	a.startDispatcher()
 	a.goLoop(func() {
 		defer close(a.rtDone)
 		a.rtLoop()
@@ -507,9 +501,6 @@ func (a *agent) shutdown(done chan struct{}) {
 	case <-a.rtDone:
 	case <-time.After(time.Until(deadline)):
 	}
-	// After the loop and the goodbye's Ready: what they answered is
-	// delivered; later answers are delivered by whoever makes them.
-	a.stopDispatcher()
 	a.waiter.Close()
 	a.tr.Close()
 	a.pw.Close() // ends the process loop

@@ -98,11 +98,9 @@ func (a *agent) handleReady() {
 	for _, r := range rd.Results {
 		if ch, ok := a.waiters[r.ID]; ok {
 			delete(a.waiters, r.ID)
-			// Sent by the dispatcher, not here (dispatch.go).
-			a.wakes.results = append(a.wakes.results, pendingResult{ch: ch, r: r})
+			ch <- r // buffered
 		}
 	}
-	a.handWakes(&a.wakes)
 	for i := range rd.Events {
 		a.event(&rd.Events[i])
 	}

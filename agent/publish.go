@@ -138,7 +138,7 @@ func (a *agent) publish(rd *core.Ready) {
 		k := 0
 		for _, w := range a.seqWait {
 			if w.seq <= cur {
-				a.wakes.closes = append(a.wakes.closes, w.ch) // handleReady hands it over
+				close(w.ch)
 			} else {
 				a.seqWait[k] = w
 				k++
@@ -154,7 +154,7 @@ func (a *agent) setMaster(m wire.NodeID) {
 	had := a.pubInit && a.pubMaster != 0
 	switch {
 	case m != 0 && !had:
-		a.wakes.closes = append(a.wakes.closes, a.masterCh) // handleReady hands it over
+		close(a.masterCh)
 	case m == 0 && had:
 		a.masterCh = make(chan struct{})
 	}

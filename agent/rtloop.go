@@ -427,10 +427,7 @@ func (a *agent) handOffQuiet(now time.Time) {
 		return
 	}
 	a.handOffSince = time.Time{}
-	if a.tsave.wantsKick() {
-		a.wakes.kickSaver = true // by the dispatcher (dispatch.go)
-		a.handWakes(&a.wakes)
-	}
+	a.kickTableSaver()
 	if a.hasPendingSave {
 		a.queueSave(a.pendingSave)
 		a.hasPendingSave = false

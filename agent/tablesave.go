@@ -150,10 +150,16 @@ func (a *agent) tableChanged(rd *core.Ready) {
 	}
 }
 
+// kickTableSaver wakes the saver if the table changed and the saver is not
+// polling. The real-time loop calls it from handOffQuiet: off the path of a
+// change to the table's readers (tableSaver and quietAfterPublish say why).
+func (a *agent) kickTableSaver() {
+	if a.tsave.wantsKick() {
+		a.kickSaver()
+	}
+}
+
 // wantsKick reports whether the table changed and the saver is not polling.
-// The real-time loop then has the dispatcher kick it (handOffQuiet), off
-// the path of a change to the table's readers (tableSaver and
-// quietAfterPublish say why).
 func (ts *tableSaver) wantsKick() bool { return ts.dirty.Load() && !ts.polling.Load() }
 
 // tableSaverLoop saves the table after changes, until done is closed: once
