@@ -42,8 +42,14 @@ func (a *agent) initOwned() {
 	o.boot = persist.BootID()
 	o.byName = make(map[string]persist.OwnedEntity)
 	prev, err := persist.LoadOwned(a.stateDir)
+	if errors.Is(err, persist.ErrCorrupt) {
+		// It is written without fsync (persist.SaveOwned): after a crash
+		// of the host it may be torn, and then is of another boot anyway.
+		a.log.Warn("the owned-entities file fails its checks (torn by a crash of the host, as it is not synced, or damaged); adopting nothing", "err", err)
+		return
+	}
 	if err != nil {
-		a.log.Error("the owned-entities file cannot be trusted; adopting nothing", "err", err)
+		a.log.Error("the owned-entities file cannot be read; adopting nothing", "err", err)
 		return
 	}
 	if prev == nil || prev.BootID != o.boot || o.boot == "" {

@@ -12,9 +12,12 @@ import (
 
 // What a node's agent registered for its local clients, so that an agent
 // restarted on a host that kept running adopts what still runs instead of
-// letting it be marked down: <dir>/owned, rewritten whole like the table
-// (temporary file, fsync, rename, fsync of the directory), big-endian, with
-// a CRC-32C trailer:
+// letting it be marked down: <dir>/owned, rewritten whole (temporary file,
+// rename) but not synced — what it says is void after a reboot (the boot
+// ID), and a file replaced in the page cache survives the agent's crash,
+// the one case it serves; a host's crash may leave it torn, and the next
+// boot adopts nothing from it, as it would anyway. Big-endian, with a
+// CRC-32C trailer:
 //
 //	0     4   magic "FMOW"
 //	4     2   version (1)
@@ -115,13 +118,16 @@ func LoadOwned(dir string) (*Owned, error) {
 	return loadFile(filepath.Join(dir, OwnedFileName), DecodeOwned)
 }
 
-// SaveOwned durably replaces dir/owned with o.
+// SaveOwned replaces dir/owned with o, atomically but without fsync (see
+// above): an agent registering thousands of entities rewrote and fsynced
+// it twice per registration, disk writes that on a virtual machine the
+// host answered with stalls of the whole machine (docs/bench.md).
 func SaveOwned(dir string, o *Owned) error {
 	b, err := EncodeOwned(o)
 	if err != nil {
 		return err
 	}
-	return writeAtomic(dir, OwnedFileName, ownedLockName, b)
+	return writeLocked(dir, OwnedFileName, ownedLockName, b, false)
 }
 
 // BootID is this boot's ID (/proc/sys/kernel/random/boot_id), "" if it

@@ -300,8 +300,11 @@ func syncDir(dir string) error {
 		return err
 	}
 	defer d.Close()
-	return d.Sync()
+	return fsync(d)
 }
+
+// fsync syncs f (tests count the calls).
+var fsync = (*os.File).Sync
 
 // lock takes an exclusive flock on dir's lock file, creating dir if needed.
 func lock(dir string) (func(), error) { return lockFile(dir, lockName) }

@@ -289,11 +289,20 @@ func SaveTableBytes(dir string, b []byte) error {
 // writeAtomic durably replaces dir/name with b under flock on
 // dir/lockName (see replaceFile).
 func writeAtomic(dir, name, lockName string, b []byte) error {
+	return writeLocked(dir, name, lockName, b, true)
+}
+
+// writeLocked replaces dir/name with b under flock on dir/lockName,
+// durably (replaceFile) or not (replaceFileUnsynced).
+func writeLocked(dir, name, lockName string, b []byte, durable bool) error {
 	unlock, err := lockFile(dir, lockName)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	if !durable {
+		return replaceFileUnsynced(dir, name, b)
+	}
 	return replaceFile(dir, name, b)
 }
 
@@ -301,7 +310,17 @@ func writeAtomic(dir, name, lockName string, b []byte) error {
 // (.name-*.tmp; those a crash left are removed first), fsync, rename, fsync
 // of the directory. The caller holds the file's lock, so no other save is
 // writing a temporary file. It is the one crash-safe write of the package.
-func replaceFile(dir, name string, b []byte) (err error) {
+func replaceFile(dir, name string, b []byte) error { return replace(dir, name, b, true) }
+
+// replaceFileUnsynced is replaceFile without its fsyncs: the file is
+// replaced atomically for every process of this boot (a rename in the page
+// cache), but a crash of the host may leave the old content, the new, or
+// neither. For a file whose content is void after a reboot (the owned
+// file): it costs no disk wait, and the kernel's writeback coalesces its
+// rewrites.
+func replaceFileUnsynced(dir, name string, b []byte) error { return replace(dir, name, b, false) }
+
+func replace(dir, name string, b []byte, durable bool) (err error) {
 	glob := removeLeftovers(dir, name)
 	f, err := os.CreateTemp(dir, glob)
 	if err != nil {
@@ -313,8 +332,8 @@ func replaceFile(dir, name string, b []byte) (err error) {
 			os.Remove(tmp)
 		}
 	}()
-	if _, err = f.Write(b); err == nil {
-		err = f.Sync()
+	if _, err = f.Write(b); err == nil && durable {
+		err = fsync(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -324,6 +343,9 @@ func replaceFile(dir, name string, b []byte) (err error) {
 	}
 	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return fmt.Errorf("persist: %w", err)
+	}
+	if !durable {
+		return nil
 	}
 	if err = syncDir(dir); err != nil {
 		return fmt.Errorf("persist: fsync %s: %w", dir, err)

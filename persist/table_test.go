@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -137,4 +138,31 @@ func BenchmarkAppendTable20k(b *testing.B) {
 		}
 	}
 	b.SetBytes(int64(len(buf)))
+}
+
+// The table is replaced durably (the file and its directory synced); the
+// owned file, void after a reboot, is replaced without a sync.
+func TestOwnedFileIsNotSyncedTheTableIs(t *testing.T) {
+	syncs := 0
+	defer func(f func(*os.File) error) { fsync = f }(fsync)
+	fsync = func(f *os.File) error { syncs++; return f.Sync() }
+	dir := t.TempDir()
+
+	require.NoError(t, SaveOwned(dir, &Owned{BootID: "b", Entries: []OwnedEntity{{Name: "svc/a", Kind: 4}}}))
+	assert.Zero(t, syncs, "fsyncs of an owned save")
+	got, err := LoadOwned(dir)
+	require.NoError(t, err)
+	require.Len(t, got.Entries, 1)
+	require.NoError(t, SaveOwned(dir, &Owned{BootID: "b"}))
+	got, err = LoadOwned(dir)
+	require.NoError(t, err)
+	assert.Empty(t, got.Entries, "replaced")
+	left, err := filepath.Glob(filepath.Join(dir, ".owned-*"))
+	require.NoError(t, err)
+	assert.Empty(t, left, "temporary files left")
+
+	b, err := AppendTable(nil, &Table{})
+	require.NoError(t, err)
+	require.NoError(t, SaveTableBytes(dir, b))
+	assert.Equal(t, 2, syncs, "fsyncs of a table save: the file and the directory")
 }
