@@ -119,6 +119,7 @@ type agent struct {
 	hPublish  *watchdog.Loop
 	hProc     *watchdog.Loop
 	hAPI      *watchdog.Loop
+	apiEvery  time.Duration // how often apiProbe asks (apiProbeEvery)
 	sup       *daemon.Supervisor
 	escalated chan error
 	lastFence core.FenceStatus // the guard's last read of the fence decision (guard goroutine only)

@@ -98,15 +98,26 @@ func (a *agent) openGuard() error {
 	a.hRT = a.health.Loop("realtime", true)
 	a.hPublish = a.health.Loop("publish", false)
 	a.hProc = a.health.Loop("process", false)
-	a.hAPI = a.health.Loop("api", true)
+	a.apiEvery = apiProbeEvery(watchdog.PeriodFor(kickers))
+	a.hAPI = a.health.LoopWithin("api", 3*a.apiEvery)
 	return nil
 }
 
-// apiProbe asks the agent's own API for its status, a few times per guard
-// period: the API is healthy while that works (accept loop, connection
-// handling and the handler's lock, end to end).
+// apiProbeEvery is how often the API probe runs for a guard period:
+// three times a period, so that one failed probe is not yet a stall, but
+// at most once a second. With a watchdog of 30 s (a period of 10 s) that
+// is every 3.3 s; without one the guard checks every second (for fmctl
+// status) and the probe ran three times a second, each a connection
+// accepted, a status encoded and a dozen thread wake-ups: 0.16 % of a
+// core of an idle agent that spends 1.2 % in all (docs/bench.md). Its
+// window is three probes.
+func apiProbeEvery(period time.Duration) time.Duration { return max(period/3, time.Second) }
+
+// apiProbe asks the agent's own API for its status every apiEvery: the
+// API is healthy while that works (accept loop, connection handling and
+// the handler's lock, end to end).
 func (a *agent) apiProbe(done chan struct{}) {
-	p := a.guard.Status().Period / 3
+	p := a.apiEvery
 	every(done, p, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), p)
 		c, err := client.Dial(ctx, a.cfg.Paths.Socket)

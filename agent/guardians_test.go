@@ -551,3 +551,9 @@ func TestWatchdogDeviceBootAlarm(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "V", string(b), "a clean stop disarms the device")
 }
+
+func TestAPIProbeEvery(t *testing.T) {
+	require.Equal(t, time.Second, apiProbeEvery(time.Second), "no watchdog: once a second, not three times")
+	require.Equal(t, 10*time.Second/3, apiProbeEvery(10*time.Second), "a watchdog of 30 s: three times a period")
+	require.Equal(t, time.Second, apiProbeEvery(2*time.Second), "a watchdog of 6 s: still at most once a second")
+}

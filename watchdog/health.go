@@ -26,8 +26,9 @@ type Health struct {
 type Loop struct {
 	name     string
 	periodic bool
-	busy     atomic.Int64 // unix nanoseconds when work started; 0 idle
-	last     atomic.Int64 // unix nanoseconds of the last Idle or Beat
+	window   time.Duration // at least this long a window (LoopWithin); 0: the check's
+	busy     atomic.Int64  // unix nanoseconds when work started; 0 idle
+	last     atomic.Int64  // unix nanoseconds of the last Idle or Beat
 }
 
 // Loop registers a loop. A periodic loop must Beat within every window.
@@ -37,6 +38,15 @@ func (h *Health) Loop(name string, periodic bool) *Loop {
 	h.mu.Lock()
 	h.loops = append(h.loops, l)
 	h.mu.Unlock()
+	return l
+}
+
+// LoopWithin registers a periodic loop that must Beat within window, or
+// within the check's window if that is longer: a loop that goes round less
+// often than the guard checks.
+func (h *Health) LoopWithin(name string, window time.Duration) *Loop {
+	l := h.Loop(name, true)
+	l.window = window
 	return l
 }
 
@@ -76,13 +86,14 @@ func (h *Health) Check(now time.Time, window time.Duration) (loops []LoopStatus,
 	defer h.mu.Unlock()
 	for _, l := range h.loops {
 		st := LoopStatus{Name: l.name, Healthy: true, LastProgress: time.Unix(0, l.last.Load())}
+		w := max(window, l.window)
 		if b := l.busy.Load(); b != 0 {
 			st.BusyFor = max(now.Sub(time.Unix(0, b)), 0)
-			if st.BusyFor > window {
+			if st.BusyFor > w {
 				st.Healthy = false
 			}
 		}
-		if l.periodic && now.Sub(st.LastProgress) > window {
+		if l.periodic && now.Sub(st.LastProgress) > w {
 			st.Healthy = false
 		}
 		if !st.Healthy {

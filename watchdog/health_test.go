@@ -39,3 +39,22 @@ func TestHealthCheck(t *testing.T) {
 	_, stalled = h.Check(now.Add(2*time.Second), time.Second)
 	assert.Equal(t, []string{"busy", "periodic"}, stalled, "a periodic loop that stopped going round")
 }
+
+// A loop that goes round less often than the guard checks (the API probe,
+// once a second without a watchdog) is judged by its own window when that
+// is the longer.
+func TestHealthLoopWithin(t *testing.T) {
+	h := &Health{}
+	slow := h.LoopWithin("slow", 3*time.Second)
+	now := time.Now()
+	slow.last.Store(now.UnixNano())
+	_, stalled := h.Check(now.Add(2*time.Second), time.Second)
+	assert.Empty(t, stalled, "two seconds without a beat, within its three")
+	_, stalled = h.Check(now.Add(4*time.Second), time.Second)
+	assert.Equal(t, []string{"slow"}, stalled, "four seconds without a beat")
+	_, stalled = h.Check(now.Add(4*time.Second), 10*time.Second)
+	assert.Empty(t, stalled, "the check's window when that is the longer")
+	slow.busy.Store(now.UnixNano())
+	_, stalled = h.Check(now.Add(2*time.Second), time.Second)
+	assert.Empty(t, stalled, "busy two seconds, within its three")
+}
