@@ -104,9 +104,14 @@ func (a *agent) initTableSaver() {
 	}
 	t, err := persist.LoadTable(a.stateDir)
 	if err != nil {
-		aside := fmt.Sprintf("%s.corrupt-%d", persist.TablePath(a.stateDir), time.Now().Unix())
+		var aside []string
+		for _, p := range persist.TablePaths(a.stateDir) {
+			to := fmt.Sprintf("%s.corrupt-%d", p, time.Now().Unix())
+			if os.Rename(p, to) == nil {
+				aside = append(aside, to)
+			}
+		}
 		a.log.Error("the saved table cannot be trusted; starting without it", "err", err, "moved_to", aside)
-		os.Rename(persist.TablePath(a.stateDir), aside)
 		return
 	}
 	if t == nil {

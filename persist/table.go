@@ -15,10 +15,10 @@ import (
 
 // The cluster table a master-eligible node keeps on disk, so that a
 // full-cluster restart comes back with every registered entity and every
-// alarm raised and not cleared. It is one file, <dir>/table, rewritten
-// whole (a temporary file, fsync, rename, fsync of the directory: after a
-// crash it is the old table or the new one, never a mix), big-endian, with
-// a CRC-32C trailer:
+// alarm raised and not cleared. It is saved whole, in the older of two
+// slot files overwritten in place and synced (tableslots.go: after a crash
+// it is the last save, or the one before if the crash tore the last, never
+// a mix), big-endian, with a CRC-32C trailer:
 //
 //	offset  size  field
 //	0       4     magic "FMTB"
@@ -257,10 +257,17 @@ func DecodeTable(b []byte) (*Table, error) {
 	return t, nil
 }
 
-// LoadTable reads the table in dir. A missing file is (nil, nil): nothing
-// was persisted. A file that fails its checks is an error naming the file
-// and wrapping ErrCorrupt.
-func LoadTable(dir string) (*Table, error) { return loadFile(TablePath(dir), DecodeTable) }
+// LoadTable reads the table in dir: the newer valid slot (tableslots.go),
+// or, with no slot file, the table file of before them. Nothing saved is
+// (nil, nil). Files that fail their checks are an error naming them and
+// wrapping ErrCorrupt.
+func LoadTable(dir string) (*Table, error) {
+	t, found, err := loadTableSlots(dir)
+	if found {
+		return t, err
+	}
+	return loadFile(TablePath(dir), DecodeTable)
+}
 
 // loadFile reads and decodes the file at p: (nil, nil) if there is none; a
 // decoding failure is an error naming the file and wrapping ErrCorrupt.
@@ -279,17 +286,17 @@ func loadFile[T any](p string, decode func([]byte) (*T, error)) (*T, error) {
 	return v, nil
 }
 
-// SaveTableBytes durably replaces the table file in dir with b (made by
-// AppendTable): a temporary file, fsync, rename, fsync of the directory.
-// Saves are serialized between processes with flock on <dir>/table.lock.
+// SaveTableBytes durably saves b (made by AppendTable) as the table in
+// dir: over the older of its two slots, synced (tableslots.go). Saves are
+// serialized between processes with flock on <dir>/table.lock.
 func SaveTableBytes(dir string, b []byte) error {
-	return writeAtomic(dir, TableFileName, tableLockName, b)
-}
-
-// writeAtomic durably replaces dir/name with b under flock on
-// dir/lockName (see replaceFile).
-func writeAtomic(dir, name, lockName string, b []byte) error {
-	return writeLocked(dir, name, lockName, b, true)
+	unlock, err := lockFile(dir, tableLockName)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	removeLeftovers(dir, TableFileName) // an earlier version's temporary files
+	return saveTableSlot(dir, b)
 }
 
 // writeLocked replaces dir/name with b under flock on dir/lockName,

@@ -161,8 +161,122 @@ func TestOwnedFileIsNotSyncedTheTableIs(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, left, "temporary files left")
 
+	datasyncs := 0
+	defer func(f func(*os.File) error) { fdatasync = f }(fdatasync)
+	fdatasync = func(f *os.File) error { datasyncs++; return f.Sync() }
 	b, err := AppendTable(nil, &Table{})
 	require.NoError(t, err)
+	for i := 0; i < 2; i++ {
+		require.NoError(t, SaveTableBytes(dir, b))
+	}
+	assert.Equal(t, 2, datasyncs, "a table save syncs its slot")
+	assert.Equal(t, 2, syncs, "and the directory when it creates the slot's file")
 	require.NoError(t, SaveTableBytes(dir, b))
-	assert.Equal(t, 2, syncs, "fsyncs of a table save: the file and the directory")
+	assert.Equal(t, 3, datasyncs, "a table save syncs its slot")
+	assert.Equal(t, 2, syncs, "and nothing else once both slots exist")
+}
+
+func bigTable(n int) *Table {
+	tb := &Table{Seq: uint64(n), Epoch: 2, Master: 1}
+	for i := 0; i < n; i++ {
+		tb.Entities = append(tb.Entities, Entity{Name: fmt.Sprintf("svc/e%05d", i), Kind: 4, State: 1, Owner: 1})
+	}
+	return tb
+}
+
+// Saves alternate between the two slots; a save a crash tore (here: a
+// byte of its table flipped, or the file cut) leaves the one before it,
+// and the next save overwrites the torn slot, never the whole one.
+func TestTableSlotsSurviveATornSave(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []int{1, 2, 3} {
+		require.NoError(t, SaveTable(dir, bigTable(n)))
+	}
+	got, err := LoadTable(dir)
+	require.NoError(t, err)
+	require.Equal(t, bigTable(3), got, "the last save")
+	// Saves 1 and 3 went to slot 0, 2 to slot 1.
+	tear := func(i int) {
+		p := tableSlotPath(dir, i)
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		b[slotHdrLen+40] ^= 0x10
+		require.NoError(t, os.WriteFile(p, b, 0o600))
+	}
+	tear(0)
+	got, err = LoadTable(dir)
+	require.NoError(t, err)
+	require.Equal(t, bigTable(2), got, "the last save torn: the one before")
+
+	require.NoError(t, SaveTable(dir, bigTable(4)))
+	got, err = LoadTable(dir)
+	require.NoError(t, err)
+	require.Equal(t, bigTable(4), got)
+	b1, err := os.ReadFile(tableSlotPath(dir, 1))
+	require.NoError(t, err)
+	_, ok := slotValidBytes(t, b1)
+	require.True(t, ok, "the whole slot (save 2) was not the one overwritten")
+
+	tear(0)
+	tear(1)
+	_, err = LoadTable(dir)
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.ErrorContains(t, err, tableSlotPath(dir, 0))
+	require.ErrorContains(t, err, tableSlotPath(dir, 1))
+	require.Len(t, TablePaths(dir), 2)
+
+	// Cut short: the length in the header is past the file's end.
+	dir = t.TempDir()
+	require.NoError(t, SaveTable(dir, bigTable(50)))
+	require.NoError(t, SaveTable(dir, bigTable(60)))
+	require.NoError(t, os.Truncate(tableSlotPath(dir, 1), slotHdrLen+100))
+	got, err = LoadTable(dir)
+	require.NoError(t, err)
+	require.Equal(t, bigTable(50), got)
+}
+
+func slotValidBytes(t *testing.T, b []byte) (uint64, bool) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "slot")
+	require.NoError(t, os.WriteFile(p, b, 0o600))
+	f, err := os.Open(p)
+	require.NoError(t, err)
+	defer f.Close()
+	return slotValid(f)
+}
+
+// A smaller table over a larger one: what the larger left after it is
+// ignored, and the file keeps its size (no metadata update).
+func TestTableSlotShrinks(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, SaveTable(dir, bigTable(2000)))
+	require.NoError(t, SaveTable(dir, bigTable(2000)))
+	st, err := os.Stat(tableSlotPath(dir, 0))
+	require.NoError(t, err)
+	require.NoError(t, SaveTable(dir, bigTable(3)))
+	got, err := LoadTable(dir)
+	require.NoError(t, err)
+	require.Equal(t, bigTable(3), got)
+	st2, err := os.Stat(tableSlotPath(dir, 0))
+	require.NoError(t, err)
+	assert.Equal(t, st.Size(), st2.Size(), "the slot keeps its size")
+	assert.Zero(t, st.Size()%slotGrain, "grown by whole grains")
+}
+
+// The table file of before the slots is read while there is no slot, and
+// removed by the first slot save.
+func TestTableFileOfBeforeTheSlots(t *testing.T) {
+	dir := t.TempDir()
+	b, err := AppendTable(nil, bigTable(7))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(TablePath(dir), b, 0o600))
+	got, err := LoadTable(dir)
+	require.NoError(t, err)
+	require.Equal(t, bigTable(7), got)
+	require.NoError(t, SaveTable(dir, bigTable(8)))
+	_, err = os.Stat(TablePath(dir))
+	require.ErrorIs(t, err, os.ErrNotExist, "removed")
+	got, err = LoadTable(dir)
+	require.NoError(t, err)
+	require.Equal(t, bigTable(8), got)
 }
