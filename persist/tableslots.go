@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -93,12 +94,28 @@ func slotValid(f *os.File) (gen uint64, ok bool) {
 	if err != nil || st.Size() < slotHdrLen || n > uint64(st.Size())-slotHdrLen {
 		return 0, false
 	}
-	b := make([]byte, n)
-	if _, err := f.ReadAt(b, slotHdrLen); err != nil {
+	// In chunks through one pooled buffer: a save checks both slots, and
+	// a table of thousands of entities is hundreds of KB.
+	bp := chunkPool.Get().(*[slotGrain]byte)
+	defer chunkPool.Put(bp)
+	buf := bp[:]
+	var crc uint32
+	body := int64(n - 4)
+	for off := int64(0); off < body; {
+		k := min(int64(len(buf)), body-off)
+		if _, err := f.ReadAt(buf[:k], slotHdrLen+off); err != nil {
+			return 0, false
+		}
+		crc = crc32.Update(crc, castagnoli, buf[:k])
+		off += k
+	}
+	if _, err := f.ReadAt(buf[:4], slotHdrLen+body); err != nil {
 		return 0, false
 	}
-	return gen, crc32.Checksum(b[:n-4], castagnoli) == binary.BigEndian.Uint32(b[n-4:])
+	return gen, crc == binary.BigEndian.Uint32(buf[:4])
 }
+
+var chunkPool = sync.Pool{New: func() any { return new([slotGrain]byte) }}
 
 // loadSlot reads slot i: its generation and table; exists false if the
 // file does not exist; an error if it fails its checks.
@@ -214,14 +231,18 @@ func saveTableSlot(dir string, b []byte) (err error) {
 			return fmt.Errorf("persist: growing %s to %d bytes: %w", p, size, err)
 		}
 	}
-	buf := make([]byte, slotHdrLen, need)
-	copy(buf, slotMagic)
-	binary.BigEndian.PutUint16(buf[4:], slotVersion)
-	binary.BigEndian.PutUint64(buf[8:], gen)
-	binary.BigEndian.PutUint64(buf[16:], uint64(len(b)))
-	binary.BigEndian.PutUint32(buf[24:], crc32.Checksum(buf[:24], castagnoli))
-	buf = append(buf, b...)
-	if _, err := f.WriteAt(buf, 0); err != nil {
+	var hdr [slotHdrLen]byte
+	copy(hdr[:], slotMagic)
+	binary.BigEndian.PutUint16(hdr[4:], slotVersion)
+	binary.BigEndian.PutUint64(hdr[8:], gen)
+	binary.BigEndian.PutUint64(hdr[16:], uint64(len(b)))
+	binary.BigEndian.PutUint32(hdr[24:], crc32.Checksum(hdr[:24], castagnoli))
+	// Header and table in one write, without copying the table.
+	wrote, err := unix.Pwritev(int(f.Fd()), [][]byte{hdr[:], b}, 0)
+	if err == nil && wrote != int(need) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
 		return fmt.Errorf("persist: writing %s: %w", p, err)
 	}
 	if err := fdatasync(f); err != nil {
