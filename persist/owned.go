@@ -127,7 +127,12 @@ func SaveOwned(dir string, o *Owned) error {
 	if err != nil {
 		return err
 	}
-	return writeLocked(dir, OwnedFileName, ownedLockName, b, false)
+	unlock, err := lockFile(dir, ownedLockName)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return replace(dir, OwnedFileName, b, false)
 }
 
 // BootID is this boot's ID (/proc/sys/kernel/random/boot_id), "" if it

@@ -295,22 +295,7 @@ func SaveTableBytes(dir string, b []byte) error {
 		return err
 	}
 	defer unlock()
-	removeLeftovers(dir, TableFileName) // an earlier version's temporary files
 	return saveTableSlot(dir, b)
-}
-
-// writeLocked replaces dir/name with b under flock on dir/lockName,
-// durably (replaceFile) or not (replaceFileUnsynced).
-func writeLocked(dir, name, lockName string, b []byte, durable bool) error {
-	unlock, err := lockFile(dir, lockName)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if !durable {
-		return replaceFileUnsynced(dir, name, b)
-	}
-	return replaceFile(dir, name, b)
 }
 
 // replaceFile durably replaces dir/name with b: a temporary file
@@ -319,14 +304,11 @@ func writeLocked(dir, name, lockName string, b []byte, durable bool) error {
 // writing a temporary file. It is the one crash-safe write of the package.
 func replaceFile(dir, name string, b []byte) error { return replace(dir, name, b, true) }
 
-// replaceFileUnsynced is replaceFile without its fsyncs: the file is
-// replaced atomically for every process of this boot (a rename in the page
-// cache), but a crash of the host may leave the old content, the new, or
-// neither. For a file whose content is void after a reboot (the owned
-// file): it costs no disk wait, and the kernel's writeback coalesces its
-// rewrites.
-func replaceFileUnsynced(dir, name string, b []byte) error { return replace(dir, name, b, false) }
-
+// replace is replaceFile, without its fsyncs unless durable: then the file
+// is replaced atomically for every process of this boot (a rename in the
+// page cache), but a crash of the host may leave the old content, the new,
+// or neither — for a file whose content is void after a reboot (the owned
+// file): no disk wait, and the kernel's writeback coalesces its rewrites.
 func replace(dir, name string, b []byte, durable bool) (err error) {
 	glob := removeLeftovers(dir, name)
 	f, err := os.CreateTemp(dir, glob)

@@ -68,31 +68,35 @@ func TablePaths(dir string) []string {
 	return out
 }
 
-// slotHeader reads slot f's header: its generation and table length, ok
-// false if it has none valid.
-func slotHeader(f *os.File) (gen, n uint64, ok bool) {
+// slotHeader reads slot f's header and checks it against the file's size:
+// its generation and table length, or why it is not a slot.
+func slotHeader(f *os.File) (gen, n uint64, err error) {
 	var h [slotHdrLen]byte
 	if _, err := f.ReadAt(h[:], 0); err != nil {
-		return 0, 0, false
+		return 0, 0, fmt.Errorf("no slot header: %w", err)
 	}
 	if string(h[:4]) != slotMagic || binary.BigEndian.Uint16(h[4:]) != slotVersion ||
 		crc32.Checksum(h[:24], castagnoli) != binary.BigEndian.Uint32(h[24:]) {
-		return 0, 0, false
+		return 0, 0, errors.New("no valid slot header")
 	}
-	return binary.BigEndian.Uint64(h[8:]), binary.BigEndian.Uint64(h[16:]), true
+	gen, n = binary.BigEndian.Uint64(h[8:]), binary.BigEndian.Uint64(h[16:])
+	st, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	if n < 4 || n > uint64(st.Size())-slotHdrLen { // the size is at least the header's, read above
+		return gen, 0, fmt.Errorf("a table of %d bytes in a file of %d", n, st.Size())
+	}
+	return gen, n, nil
 }
 
-// slotValid reports slot f's generation, ok if its header and its table's
-// checksum are valid (a save a crash tore after the header fails the
-// latter).
+// slotValid reports slot f's generation (0 without a valid header), ok if
+// its header and its table's checksum are valid (a save a crash tore
+// after the header fails the latter).
 func slotValid(f *os.File) (gen uint64, ok bool) {
-	gen, n, ok := slotHeader(f)
-	if !ok || n < 4 {
-		return 0, false
-	}
-	st, err := f.Stat()
-	if err != nil || st.Size() < slotHdrLen || n > uint64(st.Size())-slotHdrLen {
-		return 0, false
+	gen, n, err := slotHeader(f)
+	if err != nil {
+		return gen, false
 	}
 	// In chunks through one pooled buffer: a save checks both slots, and
 	// a table of thousands of entities is hundreds of KB.
@@ -104,13 +108,13 @@ func slotValid(f *os.File) (gen uint64, ok bool) {
 	for off := int64(0); off < body; {
 		k := min(int64(len(buf)), body-off)
 		if _, err := f.ReadAt(buf[:k], slotHdrLen+off); err != nil {
-			return 0, false
+			return gen, false
 		}
 		crc = crc32.Update(crc, castagnoli, buf[:k])
 		off += k
 	}
 	if _, err := f.ReadAt(buf[:4], slotHdrLen+body); err != nil {
-		return 0, false
+		return gen, false
 	}
 	return gen, crc == binary.BigEndian.Uint32(buf[:4])
 }
@@ -129,16 +133,9 @@ func loadSlot(dir string, i int) (gen uint64, t *Table, exists bool, err error) 
 		return 0, nil, true, fmt.Errorf("persist: %w", err)
 	}
 	defer f.Close()
-	gen, n, ok := slotHeader(f)
-	if !ok {
-		return 0, nil, true, fmt.Errorf("persist: %s: %w: no valid slot header", p, ErrCorrupt)
-	}
-	st, err := f.Stat()
+	gen, n, err := slotHeader(f)
 	if err != nil {
-		return 0, nil, true, fmt.Errorf("persist: %w", err)
-	}
-	if st.Size() < slotHdrLen || n > uint64(st.Size())-slotHdrLen {
-		return 0, nil, true, fmt.Errorf("persist: %s: %w: a table of %d bytes in a file of %d", p, ErrCorrupt, n, st.Size())
+		return 0, nil, true, fmt.Errorf("persist: %s: %w: %v", p, ErrCorrupt, err)
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(io.NewSectionReader(f, slotHdrLen, int64(n)), b); err != nil {
@@ -248,14 +245,19 @@ func saveTableSlot(dir string, b []byte) (err error) {
 	if err := fdatasync(f); err != nil {
 		return fmt.Errorf("persist: fdatasync %s: %w", p, err)
 	}
-	if created {
-		if err := syncDir(dir); err != nil {
-			return fmt.Errorf("persist: fsync %s: %w", dir, err)
-		}
+	if !created {
+		return nil
 	}
-	// The table file of before the slots, now older than them.
-	if err := os.Remove(TablePath(dir)); err == nil {
-		_ = syncDir(dir)
+	// A slot's first save: its name in the directory made durable, and
+	// the layout of before the slots removed (the table file, now older
+	// than the slot, and the temporary files a crashed save of it left).
+	// Both slots are created once, so this is not paid again; a table
+	// file a crash kept between the slot's sync and here is ignored by
+	// LoadTable, which reads the slots once there is one.
+	removeLeftovers(dir, TableFileName)
+	_ = os.Remove(TablePath(dir))
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("persist: fsync %s: %w", dir, err)
 	}
 	return nil
 }
