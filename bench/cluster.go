@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/client"
 	"github.com/fmagent/fmagent/shmem"
 	"github.com/fmagent/fmagent/transport"
 	"github.com/fmagent/fmagent/wire"
@@ -380,6 +382,38 @@ func (c *cluster) masterSeenBy(i int) int {
 		return int(r.Header().Master)
 	}
 	return 0
+}
+
+// boundOf asks each of the nodes ids (through its API) for its detection
+// bound of node victim and returns the widest: the bound a kill of victim
+// now is judged at, whichever of them decides.
+func (c *cluster) boundOf(ctx context.Context, ids []int, victim int) (time.Duration, error) {
+	var widest time.Duration
+	for _, i := range ids {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := func() (*api.Status, error) {
+			cl, err := client.Dial(sctx, c.nodes[i].sock)
+			if err != nil {
+				return nil, err
+			}
+			defer cl.Close()
+			return cl.Status(sctx)
+		}()
+		cancel()
+		if err != nil {
+			return 0, fmt.Errorf("bench: status of node %d: %w", i, err)
+		}
+		found := false
+		for _, m := range st.Members {
+			if int(m.Node) == victim {
+				widest, found = max(widest, m.Bound), true
+			}
+		}
+		if !found {
+			return 0, fmt.Errorf("bench: node %d does not list node %d as a member", i, victim)
+		}
+	}
+	return widest, nil
 }
 
 // describe says what every node's segment shows of the entity name: for a

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,16 @@ func TestE2EShort(t *testing.T) {
 		if k.Victim == k.Master || k.Victim < 1 || k.Victim > 3 {
 			t.Errorf("kill %+v: the victim must be a node other than the master", k)
 		}
+	}
+	// Each kill knows the bound its victim was judged at: the configured
+	// one, or wider (a false down before it).
+	for _, k := range append(slices.Clone(res.Kills), res.Failovers...) {
+		if k.Bound < res.Bound {
+			t.Errorf("kill %+v: bound %v, below the configured %v", k, k.Bound, res.Bound)
+		}
+	}
+	if got := len(res.DetectAtBoundDist()) + res.KillsAtWidenedBound(); got != len(res.Kills) {
+		t.Errorf("%d kills at the configured bound and %d at a widened one, of %d", len(res.DetectAtBoundDist()), res.KillsAtWidenedBound(), len(res.Kills))
 	}
 	for _, k := range res.Failovers {
 		if k.Victim != k.Master || k.NewMaster == k.Victim || k.NewMaster < 1 || k.NewMaster > 3 {
@@ -185,6 +196,40 @@ func TestQuantile(t *testing.T) {
 	}
 	if (Dist{}).P99() != 0 {
 		t.Error("empty Dist")
+	}
+}
+
+// TestDetectAtBound: kills whose victim's bound a false down had widened
+// are counted apart, and the detection at the configured bound leaves them
+// out, in a run and in the median over runs.
+func TestDetectAtBound(t *testing.T) {
+	const b = 20 * time.Millisecond
+	run := func(ks ...Kill) *Result { return &Result{Bound: b, Kills: ks} }
+	rs := []*Result{
+		run(Kill{Detect: 19 * time.Millisecond, Bound: b}, Kill{Detect: 38 * time.Millisecond, Bound: 2 * b}, Kill{Detect: 20 * time.Millisecond, Bound: b}),
+		run(Kill{Detect: 18 * time.Millisecond, Bound: b}),
+		run(Kill{Detect: 30 * time.Millisecond, Bound: 25 * time.Millisecond}),
+	}
+	if d := rs[0].DetectAtBoundDist(); len(d) != 2 || d.Max() != 20*time.Millisecond || rs[0].KillsAtWidenedBound() != 1 {
+		t.Errorf("run 0: at the bound %v, widened %d", d, rs[0].KillsAtWidenedBound())
+	}
+	if j := rs[2].JSON(); j.DetectAtBound != nil || j.KillsWidened != 1 {
+		t.Errorf("run 2 JSON: %+v, %d widened", j.DetectAtBound, j.KillsWidened)
+	}
+	g := Group("20ms", rs)
+	if g.KillsWidened != 2 || g.MedianDetectAtBound == nil || g.MedianDetectAtBound.N != 3 {
+		t.Fatalf("group: %d widened, at the bound %+v", g.KillsWidened, g.MedianDetectAtBound)
+	}
+	// Per-run maxima 20 and 18 ms: the median of two is the upper one.
+	if g.MedianDetectAtBound.Max != 20*time.Millisecond {
+		t.Errorf("group max at the bound %v", g.MedianDetectAtBound.Max)
+	}
+	var tab strings.Builder
+	WriteTables(&tab, []GroupJSON{g}, nil)
+	// All kills: the medians of the runs' 20/18/30 ms p50s and 38/18/30 ms
+	// maxima; at the bound: 3 kills, 2 widened.
+	if !strings.Contains(tab.String(), "| 20ms | 20.0ms | 0 | 20.0ms | 30.0ms | 30.0ms | 1.50× | 3 | 19.0ms | 20.0ms | 20.0ms | 2 |") {
+		t.Errorf("table row:\n%s", tab.String())
 	}
 }
 

@@ -45,8 +45,13 @@ type RunJSON struct {
 	FailoverOverBound map[string]float64 `json:"failover_over_bound,omitempty"`
 	Kills             []KillJSON         `json:"kills,omitempty"`
 	Failovers         []KillJSON         `json:"failovers,omitempty"`
-	Idle              *ResourceSummary   `json:"idle,omitempty"`
-	Failures          []string           `json:"failures,omitempty"`
+	// DetectAtBound is the detection of the kills whose victim every
+	// survivor held at the configured bound; KillsWidened counts the
+	// others (a false down of the victim had widened its bound).
+	DetectAtBound *Quantiles       `json:"detect_at_configured_bound,omitempty"`
+	KillsWidened  int              `json:"kills_at_widened_bound"`
+	Idle          *ResourceSummary `json:"idle,omitempty"`
+	Failures      []string         `json:"failures,omitempty"`
 }
 
 // KillJSON is one Kill.
@@ -58,6 +63,7 @@ type KillJSON struct {
 	ToDecision time.Duration `json:"to_decision_ns"`
 	Propagate  time.Duration `json:"propagate_ns"`
 	Spread     time.Duration `json:"spread_ns"`
+	Bound      time.Duration `json:"bound_ns"` // the widest any survivor held just before
 }
 
 func killsJSON(ks []Kill) []KillJSON {
@@ -84,7 +90,12 @@ func (r *Result) JSON() RunJSON {
 		DetectOverBound:   overBound(r.DetectDist(), r.Bound),
 		FailoverOverBound: overBound(r.FailoverDist(), r.Bound),
 		Kills:             killsJSON(r.Kills), Failovers: killsJSON(r.Failovers),
-		Idle: r.Idle, Failures: r.Failures,
+		KillsWidened: r.KillsAtWidenedBound(),
+		Idle:         r.Idle, Failures: r.Failures,
+	}
+	if d := r.DetectAtBoundDist(); len(d) > 0 {
+		q := quantiles(d)
+		j.DetectAtBound = &q
 	}
 	for _, f := range Figures {
 		if d := f.Get(r); len(d) > 0 {
@@ -112,8 +123,13 @@ type GroupJSON struct {
 	// bound at p50, p99 and max (and the same for failover).
 	MedianDetectOverBound   map[string]float64 `json:"median_detect_over_bound,omitempty"`
 	MedianFailoverOverBound map[string]float64 `json:"median_failover_over_bound,omitempty"`
-	MedianIdle              *ResourceSummary   `json:"median_idle,omitempty"`
-	LoadAverages            []float64          `json:"load_averages"`
+	// MedianDetectAtBound is the median over the runs of each quantile of
+	// the detection of kills at the configured bound (N: their number);
+	// KillsWidened the kills at a widened bound, summed over the runs.
+	MedianDetectAtBound *Quantiles       `json:"median_detect_at_configured_bound,omitempty"`
+	KillsWidened        int              `json:"kills_at_widened_bound"`
+	MedianIdle          *ResourceSummary `json:"median_idle,omitempty"`
+	LoadAverages        []float64        `json:"load_averages"`
 }
 
 func medianDur(v []time.Duration) time.Duration {
@@ -176,6 +192,18 @@ func Group(profile string, rs []*Result) GroupJSON {
 	}
 	g.MedianDetectOverBound = med((*Result).DetectDist)
 	g.MedianFailoverOverBound = med((*Result).FailoverDist)
+	var n int
+	var p50, p90, p99, mx []time.Duration
+	for _, r := range rs {
+		g.KillsWidened += r.KillsAtWidenedBound()
+		if d := r.DetectAtBoundDist(); len(d) > 0 {
+			n += len(d)
+			p50, p90, p99, mx = append(p50, d.P50()), append(p90, d.P90()), append(p99, d.P99()), append(mx, d.Max())
+		}
+	}
+	if n > 0 {
+		g.MedianDetectAtBound = &Quantiles{N: n, P50: medianDur(p50), P90: medianDur(p90), P99: medianDur(p99), Max: medianDur(mx)}
+	}
 	if rs[0].Idle != nil {
 		g.MedianIdle = medianIdle(rs)
 	}

@@ -126,6 +126,9 @@ func (r *Result) Summary(w io.Writer) {
 	}
 	if d := r.DetectDist(); len(d) > 0 {
 		fmt.Fprintf(&b, "  %-44s p50 %.2f×  p99 %.2f×  max %.2f×\n", "detection / bound", Ratio(d.P50(), r.Bound), Ratio(d.P99(), r.Bound), Ratio(d.Max(), r.Bound))
+		if a := r.DetectAtBoundDist(); len(a) > 0 {
+			fmt.Fprintf(&b, "  %-44s p50 %.2f×  p99 %.2f×  max %.2f× (%d kills; %d at a widened bound)\n", "  at the configured bound", Ratio(a.P50(), r.Bound), Ratio(a.P99(), r.Bound), Ratio(a.Max(), r.Bound), len(a), r.KillsAtWidenedBound())
+		}
 	}
 	if d := r.FailoverDist(); len(d) > 0 {
 		fmt.Fprintf(&b, "  %-44s p50 %.2f×  p99 %.2f×  max %.2f×\n", "failover / bound", Ratio(d.P50(), r.Bound), Ratio(d.P99(), r.Bound), Ratio(d.Max(), r.Bound))
@@ -187,6 +190,11 @@ func WriteMedians(w io.Writer, rs []*Result) {
 		p99 := medf(func(r *Result) float64 { return Ratio(r.DetectDist().P99(), r.Bound) })
 		mx := medf(func(r *Result) float64 { return Ratio(r.DetectDist().Max(), r.Bound) })
 		fmt.Fprintf(&b, "  %-44s p50 %.2f×  p99 %.2f×  max %.2f×\n", "detection / bound", p50, p99, mx)
+		if g := Group("", rs); g.MedianDetectAtBound != nil {
+			q := g.MedianDetectAtBound
+			fmt.Fprintf(&b, "  %-44s p50 %.2f×  p99 %.2f×  max %.2f× (%d kills; %d at a widened bound)\n", "  at the configured bound",
+				Ratio(q.P50, rs[0].Bound), Ratio(q.P99, rs[0].Bound), Ratio(q.Max, rs[0].Bound), q.N, g.KillsWidened)
+		}
 	}
 	if rs[0].Idle != nil {
 		s := medianIdle(rs)

@@ -162,11 +162,40 @@ type Kill struct {
 	// Propagate is the decision to the last survivor's shared memory;
 	// Spread is the first survivor's to the last's.
 	ToDecision, Propagate, Spread time.Duration
+	// Bound is the widest detection bound any survivor held for the victim
+	// just before the kill: the configured one, or wider after a false
+	// down of the victim (agent/core/detector.go). A kill of a victim
+	// whose bound was widened measures the widening, not the detector at
+	// the profile's bound; DetectAtBoundDist leaves it out.
+	Bound time.Duration
 }
 
 // DetectDist is the Detect of every kill.
 func (r *Result) DetectDist() Dist {
 	return r.killDist(func(k Kill) time.Duration { return k.Detect })
+}
+
+// DetectAtBoundDist is the Detect of every kill whose victim every survivor
+// held at the configured bound.
+func (r *Result) DetectAtBoundDist() Dist {
+	var d Dist
+	for _, k := range r.Kills {
+		if k.Bound == r.Bound {
+			d = append(d, k.Detect)
+		}
+	}
+	return d
+}
+
+// KillsAtWidenedBound is how many kills found the victim's bound widened.
+func (r *Result) KillsAtWidenedBound() int {
+	n := 0
+	for _, k := range r.Kills {
+		if k.Bound != r.Bound {
+			n++
+		}
+	}
+	return n
 }
 
 // DecisionDist is the ToDecision of every kill.
@@ -569,6 +598,10 @@ func (m *measurer) kills(ctx context.Context, ofMaster bool, count int) error {
 				survivors = append(survivors, i)
 			}
 		}
+		bound, err := c.boundOf(ctx, survivors, victim)
+		if err != nil {
+			return err
+		}
 		pid := c.nodes[victim].cmd.Process.Pid
 		ss, t0, t0wall, _, err := m.do(ctx, survivors, "state", fmt.Sprintf("node/%d", victim), "down", func(context.Context) error {
 			return syscall.Kill(pid, syscall.SIGKILL)
@@ -587,15 +620,20 @@ func (m *measurer) kills(ctx context.Context, ofMaster bool, count int) error {
 				ToDecision: time.Duration(at - t0wall),
 				Propagate:  time.Duration(lastWall(ss) - at),
 				Spread:     time.Duration(last - first),
+				Bound:      bound,
 			}
 			if ofMaster {
 				m.res.Failovers = append(m.res.Failovers, kl)
 			} else {
 				m.res.Kills = append(m.res.Kills, kl)
 			}
-			m.logf("  %s %d: node %d (master %d) down everywhere after %v (decision by %d at %v, then %v; spread %v)",
+			widened := ""
+			if bound != m.res.Bound {
+				widened = fmt.Sprintf("; its bound widened to %v by a false down", bound)
+			}
+			m.logf("  %s %d: node %d (master %d) down everywhere after %v (decision by %d at %v, then %v; spread %v%s)",
 				what, k+1, victim, master, kl.Detect.Round(time.Microsecond), kl.NewMaster, kl.ToDecision.Round(time.Microsecond),
-				kl.Propagate.Round(time.Microsecond), kl.Spread.Round(time.Microsecond))
+				kl.Propagate.Round(time.Microsecond), kl.Spread.Round(time.Microsecond), widened)
 		}
 		// Restart it and wait until it is back everywhere.
 		if err := c.start(victim); err != nil {
