@@ -100,7 +100,7 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 	limitMetrics(r, a, coreStat)
 	r.CounterFunc("fmagent_reports_handled_total", "Reports run through the plugin chain (as master).", coreStat(func(s *core.Stats) uint64 { return s.ReportsHandled }))
 	m.tickLateness = r.Histogram("fmagent_tick_lateness_seconds",
-		"How late the real-time loop woke for its timer deadline (heartbeat, judgement): what scheduling, the garbage collector or a page fault cost.",
+		"How late the real-time loop ticked for its deadline (heartbeat, judgement), at every wake-up by its timer or past its deadline: what scheduling, the garbage collector or a page fault cost.",
 		[]float64{10e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3})
 	m.yieldTime = r.Histogram("fmagent_rt_yield_seconds",
 		"How long each of the real-time loop's yields to Go's scheduler took (one every 5 ms, in place: what its processor had queued runs first), time in which the loop could not run.",
@@ -110,7 +110,7 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 		[]float64{10e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3})
 	for c, name := range lateCauseNames {
 		m.lateTicks[c] = r.Counter("fmagent_rt_late_ticks_total",
-			"The real-time loop's wake-ups for a deadline two heartbeat intervals late or more (this node's heartbeat went out late), by what held most of it: a yield to Go's scheduler, a wait for the agent's lock, or waking (the kernel ran the loop late: the machine). Each is logged with its parts.",
+			"The real-time loop's wake-ups for a deadline two heartbeat intervals late or more (this node's heartbeat went out late), by what held most of it: a yield to Go's scheduler, a wait for the agent's lock, its own work after waking (or its thread stopped meanwhile), or waking (the kernel ran the loop late: the machine). Each is logged with its parts.",
 			"cause", name)
 	}
 	r.GaugeFunc("fmagent_rt_lock_wait_max_seconds", "The real-time loop's longest wait for the agent's lock since start.",

@@ -25,14 +25,23 @@ import (
 //     back: most late ticks of the 10 ms profile under a CPU hog.)
 //   - lock_wait: the loop waited for the agent's lock, held by the API,
 //     publishing or the process watcher.
+//   - work: the loop woke in time (or for something else than its
+//     deadline) and its own work after waking ran past the deadline:
+//     reading a burst from its sockets, answering requests left to it, or
+//     its thread preempted or stopped while it worked (the host, the
+//     garbage collector's stop-the-world). Until 3 December 2026 only a
+//     wake-up by the timer was checked for lateness, so a stall in the
+//     work of a wake-up for a request or a change went uncounted: the
+//     soak's silences "in no late tick of the agent's own".
 //   - wake: the rest — the kernel ran the loop's SCHED_FIFO thread late
 //     (a paused or descheduled virtual CPU, real-time throttling, an
-//     interrupt storm), a page fault, or the loop reading its sockets.
+//     interrupt storm) or a page fault, before it woke.
 type lateTick struct {
 	due      time.Time     // the deadline
 	late     time.Duration // how long after it the loop ticked
 	yield    time.Duration // of late, in a yield that ran past the deadline
 	lockWait time.Duration // of late, waiting for the agent's lock
+	work     time.Duration // of late, the loop's work after it woke, lock waits aside
 }
 
 // lateTickIntervals: how many heartbeat intervals after its deadline a
@@ -45,25 +54,39 @@ const (
 	lateYield = iota
 	lateLockWait
 	lateWake
+	lateWork
 	numLateCauses
 )
 
-var lateCauseNames = [numLateCauses]string{"yield", "lock_wait", "wake"}
+var lateCauseNames = [numLateCauses]string{"yield", "lock_wait", "wake", "work"}
 
-// waking is what is left of late once the yield and the lock wait are
-// taken out.
-func (l *lateTick) waking() time.Duration { return max(l.late-l.yield-l.lockWait, 0) }
+// waking is what is left of late once the yield, the lock wait and the
+// work are taken out.
+func (l *lateTick) waking() time.Duration { return max(l.late-l.yield-l.lockWait-l.work, 0) }
 
-// cause is the largest of the three parts (yield, lock wait, waking).
+// cause is the largest of the four parts (yield, lock wait, work, waking).
 func (l *lateTick) cause() int {
 	c, d := lateWake, l.waking()
 	if l.yield > d {
 		c, d = lateYield, l.yield
 	}
 	if l.lockWait > d {
-		c = lateLockWait
+		c, d = lateLockWait, l.lockWait
+	}
+	if l.work > d {
+		c = lateWork
 	}
 	return c
+}
+
+// workPast is how much of the loop's work after it woke at woke ran past
+// due, until now, the lock wait aside.
+func workPast(woke, due, now time.Time, lockWait time.Duration) time.Duration {
+	from := woke
+	if due.After(from) {
+		from = due
+	}
+	return max(now.Sub(from)-lockWait, 0)
 }
 
 // yieldPast is how much of a yield from..to ran past due.
@@ -122,7 +145,8 @@ const lateLinesPerPass = 5
 var lateHints = [numLateCauses]string{
 	"its yield to Go's scheduler ran other work of the agent first (a burst of API work, the garbage collector) or moved it to another thread that CPU load then kept waiting",
 	"it waited for the agent's lock (API, publishing, process watcher)",
-	"the kernel ran its thread late (a paused or descheduled virtual CPU, real-time throttling, an interrupt storm, a page fault; without SCHED_FIFO, any CPU load), or it was reading a flood from its sockets",
+	"the kernel ran its thread late (a paused or descheduled virtual CPU, real-time throttling, an interrupt storm, a page fault; without SCHED_FIFO, any CPU load)",
+	"it woke in time but its work after waking ran past the deadline: a burst read from its sockets, requests answered, or its thread preempted or stopped while it worked (the host, the garbage collector's stop-the-world)",
 }
 
 // lateLogger logs the late ticks once a second until done: each of the
@@ -165,7 +189,7 @@ func (a *agent) logLate(ticks []lateTick, dropped int) {
 			logged++
 			c := t.cause()
 			a.log.Warn(lateTickMsg, "due", t.due.UTC().Format(time.RFC3339Nano), "late", t.late,
-				"in_yield", t.yield, "in_lock_wait", t.lockWait, "waking", t.waking(),
+				"in_yield", t.yield, "in_lock_wait", t.lockWait, "in_work", t.work, "waking", t.waking(),
 				"cause", lateCauseNames[c], "hint", lateHints[c])
 			continue
 		}
@@ -174,7 +198,7 @@ func (a *agent) logLate(ticks []lateTick, dropped int) {
 	}
 	if more := len(ticks) - logged + dropped; more > 0 {
 		a.log.Warn("real-time loop late again: further late ticks this second (counted by cause in fmagent_rt_late_ticks_total)",
-			"ticks", more, "worst_late", worst, "yield", counts[lateYield], "lock_wait", counts[lateLockWait], "wake", counts[lateWake],
+			"ticks", more, "worst_late", worst, "yield", counts[lateYield], "lock_wait", counts[lateLockWait], "wake", counts[lateWake], "work", counts[lateWork],
 			"not_kept", dropped)
 	}
 }

@@ -20,22 +20,30 @@ func TestLateTickCause(t *testing.T) {
 	at := func(d time.Duration) time.Time { return due.Add(d) }
 	for _, c := range []struct {
 		name     string
-		from, to time.Time
-		late     time.Duration
+		from, to time.Time     // the last yield
+		woke     time.Duration // when the loop woke, after the deadline
+		late     time.Duration // when it ticked
 		lockWait time.Duration
 		yield    time.Duration
+		work     time.Duration
 		waking   time.Duration
 		cause    int
 	}{
-		{"yield across the deadline", at(-2 * ms), at(30 * ms), 31 * ms, 0, 30 * ms, 1 * ms, lateYield},
-		{"yield all after the deadline", at(5 * ms), at(25 * ms), 30 * ms, 0, 20 * ms, 10 * ms, lateYield},
-		{"yield ended before the deadline", at(-9 * ms), at(-1 * ms), 40 * ms, 0, 0, 40 * ms, lateWake},
-		{"lock wait", time.Time{}, time.Time{}, 50 * ms, 45 * ms, 0, 5 * ms, lateLockWait},
-		{"woken late", at(-3 * ms), at(1 * ms), 60 * ms, 2 * ms, 1 * ms, 57 * ms, lateWake},
-		{"parts above late: waking 0", at(-1 * ms), at(20 * ms), 25 * ms, 10 * ms, 20 * ms, 0, lateYield},
+		{"yield across the deadline", at(-2 * ms), at(30 * ms), 31 * ms, 31 * ms, 0, 30 * ms, 0, 1 * ms, lateYield},
+		{"yield all after the deadline", at(5 * ms), at(25 * ms), 30 * ms, 30 * ms, 0, 20 * ms, 0, 10 * ms, lateYield},
+		{"yield ended before the deadline", at(-9 * ms), at(-1 * ms), 40 * ms, 40 * ms, 0, 0, 0, 40 * ms, lateWake},
+		{"lock wait", time.Time{}, time.Time{}, 5 * ms, 50 * ms, 45 * ms, 0, 0, 5 * ms, lateLockWait},
+		{"woken late", at(-3 * ms), at(1 * ms), 58 * ms, 60 * ms, 2 * ms, 1 * ms, 0, 57 * ms, lateWake},
+		{"parts above late: waking 0", at(-1 * ms), at(20 * ms), 15 * ms, 25 * ms, 10 * ms, 20 * ms, 0, 0, lateYield},
+		// Woken before the deadline (for a request), worked past it.
+		{"work after waking in time", time.Time{}, time.Time{}, -1 * ms, 40 * ms, 0, 0, 40 * ms, 0, lateWork},
+		{"work with a lock wait in it", time.Time{}, time.Time{}, -1 * ms, 40 * ms, 15 * ms, 0, 25 * ms, 0, lateWork},
+		{"woke late, then worked", time.Time{}, time.Time{}, 20 * ms, 30 * ms, 3 * ms, 0, 7 * ms, 20 * ms, lateWake},
 	} {
-		l := lateTick{due: due, late: c.late, yield: yieldPast(c.from, c.to, due), lockWait: c.lockWait}
+		l := lateTick{due: due, late: c.late, yield: yieldPast(c.from, c.to, due), lockWait: c.lockWait,
+			work: workPast(at(c.woke), due, at(c.late), c.lockWait)}
 		assert.Equal(t, c.yield, l.yield, c.name)
+		assert.Equal(t, c.work, l.work, c.name)
 		assert.Equal(t, c.waking, l.waking(), c.name)
 		assert.Equal(t, lateCauseNames[c.cause], lateCauseNames[l.cause()], c.name)
 	}

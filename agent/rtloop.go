@@ -288,6 +288,7 @@ func (a *agent) rtRun(th *transport.Locked) {
 			time.Sleep(time.Millisecond)
 			continue
 		}
+		woke := time.Now() // what follows is the loop's work (lateTick.work)
 		a.hRT.Busy()
 		a.rtWaited = 0
 		// Datagrams first: a tick must judge with what has arrived. What
@@ -352,16 +353,19 @@ func (a *agent) rtRun(th *transport.Locked) {
 			// peers' silence (core.Deafened).
 			a.core.Deafened(now)
 		}
-		if ev&transport.EvTimer != 0 {
-			// How late the loop woke for its deadline: what a hog, the
-			// garbage collector or a page fault cost the heartbeats.
+		if ev&transport.EvTimer != 0 || !now.Before(next) {
+			// How late the loop ticked for its deadline: what a hog, the
+			// garbage collector or a page fault cost the heartbeats. Not
+			// only on a wake-up by the timer: one for a request or a
+			// change that worked past the deadline ticks late as well.
 			late := max(now.Sub(next), 0)
 			a.m.tickLateness.ObserveDuration(late)
 			if ns := int64(late); ns > a.m.tickLateMax.Load() {
 				a.m.tickLateMax.Store(ns)
 			}
 			if late >= lateTickIntervals*a.cfg.Timing.Interval && !first {
-				t := lateTick{due: next, late: late, yield: yieldPast(yieldFrom, yieldTo, next), lockWait: a.rtWaited}
+				t := lateTick{due: next, late: late, yield: yieldPast(yieldFrom, yieldTo, next), lockWait: a.rtWaited,
+					work: workPast(woke, next, now, a.rtWaited)}
 				a.m.lateTicks[t.cause()].Inc()
 				a.late.record(t)
 				a.fit.observe(&t, fitTolerance(a.cfg.Timing))

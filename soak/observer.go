@@ -304,7 +304,7 @@ func (o *observer) stop() ([]time.Duration, []silence) {
 
 // lateTick is a late tick an agent logged (agent/rtlate.go): from the
 // deadline it was due at to when it came, on node, and what held it most
-// (yield, lock_wait, wake).
+// (yield, lock_wait, wake, work).
 type lateTick struct {
 	span
 	node  int

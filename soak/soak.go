@@ -144,7 +144,7 @@ type Result struct {
 	SilencesInStall int `json:"silences_in_machine_stall"`
 	// SilencesOwnLate: of the silences not in a machine stall, those in
 	// a late tick that the silent agent logged itself (agent/rtlate.go),
-	// by the cause it gave: yield, lock_wait or wake. What is in neither
+	// by the cause it gave: yield, lock_wait, wake or work. What is in neither
 	// is unexplained.
 	SilencesOwnLate map[string]int `json:"silences_in_own_late_tick"`
 }

@@ -133,9 +133,9 @@ func machineStall(r *soak.Result) string {
 // silences is the agents' silences over the bound and, in brackets, how
 // many of them the machine's own stalls overlap and how many of the others
 // a late tick of the silent agent's own, by cause (y yield, l lock wait, w
-// waking): "16(9,y5l0w1)".
+// waking, k the loop's work after waking): "16(9,y5l0w1k0)".
 func silences(r *soak.Result) string {
-	own := fmt.Sprintf("y%dl%dw%d", r.SilencesOwnLate["yield"], r.SilencesOwnLate["lock_wait"], r.SilencesOwnLate["wake"])
+	own := fmt.Sprintf("y%dl%dw%dk%d", r.SilencesOwnLate["yield"], r.SilencesOwnLate["lock_wait"], r.SilencesOwnLate["wake"], r.SilencesOwnLate["work"])
 	if r.SilencesInStall < 0 {
 		return fmt.Sprintf("%d(-,%s)", r.Silences, own)
 	}
