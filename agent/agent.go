@@ -155,15 +155,19 @@ type agent struct {
 	pubInit   bool
 	// masterCh is closed while a master is known, open while there is none.
 	masterCh chan struct{}
-	savedInc uint64                // the incarnation last persisted
 	saveq    chan core.Persist     // states saved off the lock (saverLoop)
 	bg       *transport.Background // writes files below the table's readers (nil: not started)
 	saverWG  sync.WaitGroup
 	bulkq    chan *bulkJob // snapshot bursts sent off the lock (bulkLoop)
 	bulkFree chan *bulkJob // jobs sent, for queueBulk to fill again
 	saveMu   sync.Mutex    // orders saves; guards diskInc and diskEp
-	diskInc  uint64        // the incarnation last written
+	diskInc  uint64        // the incarnation last written (the reserve's end: persist.ReserveIncarnations)
 	diskEp   uint64        // the highest epoch written (never goes back either)
+	// durableInc and durableEp: what the state file holds for certain (the
+	// last save that succeeded): a Ready that carries no more than them
+	// need not wait for a save (mustSaveFirst).
+	durableInc atomic.Uint64
+	durableEp  atomic.Uint64
 	scratch  shmem.Entity
 	events   []api.Event   // scratch for watcher events
 	evlog    eventLog      // rate-limited and aggregated log lines (logevents.go)
@@ -241,8 +245,9 @@ func (a *agent) start() error {
 		a.log.Warn("key change-over in progress: also accepting the keys of accept_key_files; remove them once every node seals with key_file", "accept_key_files", len(acceptKeys))
 	}
 
-	inc, err := persist.NextIncarnation(a.stateDir)
-	a.savedInc, a.diskInc = inc, inc
+	inc, err := persist.NextIncarnation(a.stateDir, persist.ReserveIncarnations)
+	a.diskInc = inc + persist.ReserveIncarnations
+	a.durableInc.Store(a.diskInc)
 	a.saveq = make(chan core.Persist, 1)
 	a.bulkq = make(chan *bulkJob, 4)
 	a.bulkFree = make(chan *bulkJob, cap(a.bulkq)+1)
@@ -253,6 +258,8 @@ func (a *agent) start() error {
 	if err != nil {
 		return fmt.Errorf("agent: state directory %s: %w", a.stateDir, err)
 	}
+	a.diskEp = st.Epoch
+	a.durableEp.Store(st.Epoch)
 	members := make([]wire.NodeID, len(st.Members))
 	for i, m := range st.Members {
 		members[i] = wire.NodeID(m)

@@ -72,15 +72,15 @@ func (a *agent) procLoop() {
 // held. Called after every Step, Tick and Submit.
 func (a *agent) handleReady() {
 	rd := a.core.Ready()
-	// A new incarnation must be on disk before anything carries it: a
-	// restart must never reuse one. A new membership generation need not:
-	// a node that crashes before saving it comes back behind, which the
-	// amnesia guard treats as the safe side. So only the former holds the
-	// packets back (a node's death changes the membership, and two fsyncs
-	// would otherwise delay its down notice by milliseconds).
-	late := rd.Persist != nil && rd.Persist.Incarnation == a.savedInc && !rd.MustSync // MustSync: a new epoch too
-	if rd.Persist != nil && !late {
-		a.savedInc = rd.Persist.Incarnation
+	// A new incarnation or epoch must be on disk before anything carries
+	// it: a restart must never reuse one. A new membership generation need
+	// not: a node that crashes before saving it comes back behind, which
+	// the amnesia guard treats as the safe side. So only the former holds
+	// the packets back (a node's death changes the membership, and two
+	// fsyncs would otherwise delay its down notice by milliseconds), and
+	// only when the disk does not hold it already (mustSaveFirst).
+	first := rd.Persist != nil && a.mustSaveFirst(rd.Persist, rd.MustSync)
+	if first {
 		a.saveNow(rd.Persist)
 	}
 	bulk := a.bulkq != nil && bulkPackets(rd) >= bulkMin
@@ -104,9 +104,19 @@ func (a *agent) handleReady() {
 	for i := range rd.Events {
 		a.event(&rd.Events[i])
 	}
-	if late {
+	if rd.Persist != nil && !first {
 		a.saveLater(rd.Persist)
 	}
+}
+
+// mustSaveFirst reports whether p must be saved before the packets of its
+// Ready leave: it carries an incarnation past the reserve on disk
+// (persist.ReserveIncarnations), or, where the core asks for it (mustSync:
+// a new epoch or incarnation), an epoch the disk does not hold yet. A node
+// fenced by its cluster rejoins under an incarnation already reserved,
+// without an fsync on the loop; an epoch this node claims is saved first.
+func (a *agent) mustSaveFirst(p *core.Persist, mustSync bool) bool {
+	return p.Incarnation > a.durableInc.Load() || mustSync && p.Epoch > a.durableEp.Load()
 }
 
 // saveLater keeps a state that need not be on disk before anything is sent
@@ -196,6 +206,10 @@ func (a *agent) save(p *core.Persist) {
 	a.saveMu.Lock()
 	defer a.saveMu.Unlock()
 	inc := max(p.Incarnation, a.diskInc)
+	if p.Incarnation > a.diskInc {
+		// Past the reserve (mustSaveFirst saves it first): a new one.
+		inc = p.Incarnation + persist.ReserveIncarnations
+	}
 	st := persist.State{Incarnation: inc, Generation: p.Generation, Members: make([]uint32, len(p.Members)), Epoch: max(p.Epoch, a.diskEp)}
 	for i, m := range p.Members {
 		st.Members[i] = uint32(m)
@@ -207,6 +221,8 @@ func (a *agent) save(p *core.Persist) {
 		a.log.Error("persisting state", "err", err, "generation", p.Generation)
 		return
 	}
+	a.durableInc.Store(inc)
+	a.durableEp.Store(st.Epoch)
 	a.log.Info("persisted", "incarnation", p.Incarnation, "generation", p.Generation, "members", st.Members)
 }
 

@@ -100,7 +100,7 @@ func TestEarlierVersions(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, State{Incarnation: 5, Generation: 6, Members: []uint32{1, 2}}, got)
 
-	n, err := NextIncarnation(dir)
+	n, err := NextIncarnation(dir, 0)
 	require.NoError(t, err)
 	b, err := os.ReadFile(Path(dir))
 	require.NoError(t, err)
@@ -200,7 +200,7 @@ func TestCorrupt(t *testing.T) {
 			require.Error(t, err)
 			assert.ErrorIs(t, err, ErrCorrupt)
 			assert.Contains(t, err.Error(), Path(dir), "the error names the file")
-			_, err = NextIncarnation(dir)
+			_, err = NextIncarnation(dir, 0)
 			assert.ErrorIs(t, err, ErrCorrupt, "a corrupt file is not silently replaced")
 		})
 	}
@@ -257,7 +257,7 @@ func TestLeftoverTempIsIgnored(t *testing.T) {
 	got, err = Load(dir)
 	require.NoError(t, err)
 	assert.Equal(t, State{Incarnation: 3}, got)
-	_, err = NextIncarnation(dir)
+	_, err = NextIncarnation(dir, 0)
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"state", "state.lock"}, dirNames(t, dir))
 
@@ -269,6 +269,43 @@ func TestLeftoverTempIsIgnored(t *testing.T) {
 	assert.Equal(t, State{}, got)
 }
 
+// The incarnations reserved past the one returned are never returned by a
+// later boot, whatever the clock says; a reserve renewed by a later save
+// (the agent's) holds the same way.
+func TestNextIncarnationReserves(t *testing.T) {
+	dir := t.TempDir()
+	clock := time.Unix(0, 1000)
+	now = func() time.Time { return clock }
+	defer func() { now = time.Now }()
+
+	n1, err := NextIncarnation(dir, 100)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1000), n1)
+	s, err := Load(dir)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1100), s.Incarnation, "on disk: the reserve's end")
+	// The agent took n1+1 .. n1+100 without saving, and crashed: the next
+	// boot starts above them, the clock unmoved.
+	n2, err := NextIncarnation(dir, 100)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1101), n2)
+	// The clock ahead: the clock's, as before.
+	clock = time.Unix(0, 50000)
+	n3, err := NextIncarnation(dir, 100)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(50000), n3)
+	// A reserve renewed by a save (n3+100 used up, n3+101 saved with its
+	// reserve) holds after a clock that went back.
+	s, err = Load(dir)
+	require.NoError(t, err)
+	s.Incarnation = n3 + 101 + 100
+	require.NoError(t, Save(dir, s))
+	clock = time.Unix(0, 10)
+	n4, err := NextIncarnation(dir, 100)
+	require.NoError(t, err)
+	assert.Equal(t, n3+202, n4)
+}
+
 func TestNextIncarnation(t *testing.T) {
 	dir := t.TempDir()
 	clock := time.Unix(0, 1000)
@@ -276,15 +313,15 @@ func TestNextIncarnation(t *testing.T) {
 	defer func() { now = time.Now }()
 
 	// First boot: the clock is ahead of the (missing) state.
-	n1, err := NextIncarnation(dir)
+	n1, err := NextIncarnation(dir, 0)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1000), n1)
 	// The clock did not move (or went back): still increasing.
-	n2, err := NextIncarnation(dir)
+	n2, err := NextIncarnation(dir, 0)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1001), n2)
 	clock = time.Unix(0, 10)
-	n3, err := NextIncarnation(dir)
+	n3, err := NextIncarnation(dir, 0)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1002), n3)
 	// The rest of the state is kept.
@@ -293,7 +330,7 @@ func TestNextIncarnation(t *testing.T) {
 	s.Generation, s.Members = 7, []uint32{1, 2, 3}
 	require.NoError(t, Save(dir, s))
 	clock = time.Unix(0, 5000)
-	n4, err := NextIncarnation(dir)
+	n4, err := NextIncarnation(dir, 0)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(5000), n4)
 	s, err = Load(dir)
@@ -303,7 +340,7 @@ func TestNextIncarnation(t *testing.T) {
 	// A lost state file does not make the incarnation go back.
 	require.NoError(t, os.Remove(Path(dir)))
 	clock = time.Unix(0, 6000)
-	n5, err := NextIncarnation(dir)
+	n5, err := NextIncarnation(dir, 0)
 	require.NoError(t, err)
 	assert.Greater(t, n5, n4)
 }
@@ -321,7 +358,7 @@ func TestNextIncarnationConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 10 {
-				n, err := NextIncarnation(dir)
+				n, err := NextIncarnation(dir, 0)
 				if !assert.NoError(t, err) {
 					return
 				}
