@@ -168,14 +168,14 @@ type agent struct {
 	// need not wait for a save (mustSaveFirst).
 	durableInc atomic.Uint64
 	durableEp  atomic.Uint64
-	scratch  shmem.Entity
-	events   []api.Event   // scratch for watcher events
-	evlog    eventLog      // rate-limited and aggregated log lines (logevents.go)
-	late     lateLog       // the real-time loop's late ticks, for lateLogger (rtlate.go)
-	fit      profileFit    // whether the machine holds the profile (profilefit.go)
-	rtWaited time.Duration // the real-time loop's lock waits since its last wake-up (its goroutine's only)
-	journal  journal       // history, resumable watches, hook feed (journal.go)
-	hooks    *hooks.Runner
+	scratch    shmem.Entity
+	events     []api.Event   // scratch for watcher events
+	evlog      eventLog      // rate-limited and aggregated log lines (logevents.go)
+	late       lateLog       // the real-time loop's late ticks, for lateLogger (rtlate.go)
+	fit        profileFit    // whether the machine holds the profile (profilefit.go)
+	rtWaited   time.Duration // the real-time loop's lock waits since its last wake-up (its goroutine's only)
+	journal    journal       // history, resumable watches, hook feed (journal.go)
+	hooks      *hooks.Runner
 
 	// What the real-time loop hands to the agent's other threads once the
 	// table's readers have had the CPUs (handOffQuiet). Under mu.
