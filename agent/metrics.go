@@ -144,7 +144,13 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 		func() float64 { p99, _ := gcPauses(); return p99 })
 	r.CounterCollector("fmagent_gc_pauses_total", "Stop-the-world pauses of the garbage collector since start that lasted at most at_most seconds (cumulative, as a histogram's buckets: the difference of two scrapes gives the pauses of the time between).",
 		func(emit func(float64, ...string)) {
-			for i, c := range gcPauseCounts(gcPauseBounds) {
+			for i, c := range gcPauseCounts(gcPausesTotal, gcPauseBounds) {
+				emit(float64(c), "at_most", gcPauseLabels[i])
+			}
+		})
+	r.CounterCollector("fmagent_gc_stopping_total", "Of the garbage collector's stop-the-world pauses since start, the part spent stopping the world (runtime/metrics /sched/pauses/stopping/gc: waiting for every goroutine to reach a safe point, a thread off the CPU holding one of Go's processors among them) that lasted at most at_most seconds (cumulative buckets, as fmagent_gc_pauses_total).",
+		func(emit func(float64, ...string)) {
+			for i, c := range gcPauseCounts(gcPausesStopping, gcPauseBounds) {
 				emit(float64(c), "at_most", gcPauseLabels[i])
 			}
 		})
@@ -247,9 +253,16 @@ var gcPauseLabels = func() []string {
 // gcPauseCounts counts the garbage collector's stop-the-world pauses since
 // start no longer than each of bounds (a runtime bucket counts under a
 // bound its upper end does not pass: never too low a pause).
-func gcPauseCounts(bounds []float64) []uint64 {
+// The runtime's histograms of the collector's stop-the-world pauses: whole,
+// and the part spent stopping the world.
+const (
+	gcPausesTotal    = "/sched/pauses/total/gc:seconds"
+	gcPausesStopping = "/sched/pauses/stopping/gc:seconds"
+)
+
+func gcPauseCounts(name string, bounds []float64) []uint64 {
 	out := make([]uint64, len(bounds))
-	s := []metrics.Sample{{Name: "/sched/pauses/total/gc:seconds"}}
+	s := []metrics.Sample{{Name: name}}
 	metrics.Read(s)
 	if s[0].Value.Kind() != metrics.KindFloat64Histogram {
 		return out
@@ -268,7 +281,7 @@ func gcPauseCounts(bounds []float64) []uint64 {
 // gcPauses reads the garbage collector's stop-the-world pause histogram:
 // its 99th percentile and its maximum (bucket upper bounds), in seconds.
 func gcPauses() (p99, maxPause float64) {
-	s := []metrics.Sample{{Name: "/sched/pauses/total/gc:seconds"}}
+	s := []metrics.Sample{{Name: gcPausesTotal}}
 	metrics.Read(s)
 	if s[0].Value.Kind() != metrics.KindFloat64Histogram {
 		return 0, 0

@@ -13,21 +13,32 @@ import (
 	"github.com/fmagent/fmagent/transport"
 )
 
-// fmagent_gc_pauses_total counts every stop-the-world pause under +Inf,
-// cumulatively (never fewer under a larger bound), and grows with each
-// collection: a soak takes the difference of two scrapes.
+// fmagent_gc_pauses_total and fmagent_gc_stopping_total count every
+// stop-the-world pause under +Inf, cumulatively (never fewer under a larger
+// bound), and grow with each collection: a soak takes the difference of two
+// scrapes.
 func TestGCPauseCounts(t *testing.T) {
-	runtime.GC()
-	before := gcPauseCounts(gcPauseBounds)
-	runtime.GC()
-	runtime.GC()
-	after := gcPauseCounts(gcPauseBounds)
-	require.Len(t, after, len(gcPauseBounds))
-	assert.Equal(t, "+Inf", gcPauseLabels[len(gcPauseLabels)-1])
-	for i := 1; i < len(after); i++ {
-		assert.GreaterOrEqual(t, after[i], after[i-1], "cumulative: bound %s", gcPauseLabels[i])
+	for _, name := range []string{gcPausesTotal, gcPausesStopping} {
+		runtime.GC()
+		before := gcPauseCounts(name, gcPauseBounds)
+		runtime.GC()
+		runtime.GC()
+		after := gcPauseCounts(name, gcPauseBounds)
+		require.Len(t, after, len(gcPauseBounds))
+		assert.Equal(t, "+Inf", gcPauseLabels[len(gcPauseLabels)-1])
+		for i := 1; i < len(after); i++ {
+			assert.GreaterOrEqual(t, after[i], after[i-1], "%s cumulative: bound %s", name, gcPauseLabels[i])
+		}
+		assert.GreaterOrEqual(t, after[len(after)-1]-before[len(before)-1], uint64(2), "%s: two collections, at least two pauses", name)
 	}
-	assert.GreaterOrEqual(t, after[len(after)-1]-before[len(before)-1], uint64(2), "two collections, at least two pauses")
+	// Each pause's stopping part is no longer than the pause: under every
+	// bound at least as many stoppings as pauses (read second, the
+	// stoppings also count any pause begun since).
+	total := gcPauseCounts(gcPausesTotal, gcPauseBounds)
+	stopping := gcPauseCounts(gcPausesStopping, gcPauseBounds)
+	for i := range total {
+		assert.GreaterOrEqual(t, stopping[i], total[i], "under %s", gcPauseLabels[i])
+	}
 }
 
 // The real-time loop's yields to Go's scheduler are counted and timed: at

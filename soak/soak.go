@@ -106,6 +106,10 @@ type Result struct {
 	LockWaitsOver int64         `json:"lock_waits_over_10ms"`
 	GCPauseP99    time.Duration `json:"gc_pause_p99_ns"`
 	GCPauseMax    time.Duration `json:"gc_pause_max_ns"`
+	// GCStoppingMax: of the longest pause, the longest time spent stopping
+	// the world (a thread off the CPU holding one of Go's processors),
+	// the upper bound of its bucket; 0 from an agent without the metric.
+	GCStoppingMax time.Duration `json:"gc_stopping_max_ns"`
 	FloodWrites   int64         `json:"flood_writes"`
 	// Lists: whole-table lists the listers were answered during the hog;
 	// TableSize: the entities in the table when the hog started.
@@ -488,6 +492,11 @@ listen = %q
 			gcP99 = gcMax
 		}
 		res.GCPauseMax = max(res.GCPauseMax, time.Duration(gcMax*1e9))
+		if stopMax, _ := windowQuantiles(before[i], after[i], "fmagent_gc_stopping_total", "at_most"); !math.IsInf(stopMax, 1) {
+			res.GCStoppingMax = max(res.GCStoppingMax, time.Duration(stopMax*1e9))
+		} else {
+			res.GCStoppingMax = max(res.GCStoppingMax, res.GCPauseMax) // beyond the last bucket: at most the whole pause
+		}
 		res.GCPauseP99 = max(res.GCPauseP99, time.Duration(gcP99*1e9))
 	}
 	gaps, silences := obs.stop()

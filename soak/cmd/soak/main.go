@@ -79,7 +79,7 @@ func main() {
 	var results []*soak.Result
 	fmt.Printf("%-7s %-5s %-3s %-9s %-6s %-6s %-6s %-9s %-9s %-9s %-9s %-9s %-8s %-10s %-16s %-16s %-9s %-9s %-8s %-13s %-18s %s\n",
 		"profile", "nodes", "rt", "false_dn", "links", "elect", "stalls", "gap_p50", "gap_p99", "gap_max", "idle_cpu", "cpu/pkt", "hog_cpu",
-		"tick_late", "yield_max(>10ms)", "lock_max(>10ms)", "gc_p99", "gc_max", "writes", "machine_stall", "silent(stall,own)", "load(before→after)")
+		"tick_late", "yield_max(>10ms)", "lock_max(>10ms)", "gc_p99", "gc_max(stop)", "writes", "machine_stall", "silent(stall,own)", "load(before→after)")
 	for _, p := range strings.Split(*profiles, ",") {
 		r, err := soak.Run(ctx, soak.Options{
 			Agent: *agent, Nodes: *nodes, Profile: p, Hog: *hog, Idle: *idle, Burners: *burners,
@@ -105,7 +105,7 @@ func main() {
 			r.GapP50.Round(time.Microsecond), r.GapP99.Round(time.Microsecond), r.GapMax.Round(time.Microsecond),
 			fmt.Sprintf("%.2f%%", 100*r.IdleCPU), r.CPUPerPkt.Round(100*time.Nanosecond), fmt.Sprintf("%.2f%%", 100*r.HogCPU),
 			r.TickLateMax.Round(time.Microsecond), fmt.Sprintf("%v(%d)", r.YieldMax.Round(time.Microsecond), r.YieldsOver),
-			fmt.Sprintf("%v(%d)", r.LockWaitMax.Round(time.Microsecond), r.LockWaitsOver), r.GCPauseP99.Round(time.Microsecond), r.GCPauseMax.Round(time.Microsecond), r.FloodWrites,
+			fmt.Sprintf("%v(%d)", r.LockWaitMax.Round(time.Microsecond), r.LockWaitsOver), r.GCPauseP99.Round(time.Microsecond), fmt.Sprintf("%v(%v)", r.GCPauseMax.Round(time.Microsecond), r.GCStoppingMax.Round(time.Microsecond)), r.FloodWrites,
 			machineStall(r), silences(r), r.LoadBefore, r.LoadAfter)
 	}
 	if *jsonOut != "" {
