@@ -45,9 +45,9 @@ type RunJSON struct {
 	FailoverOverBound map[string]float64 `json:"failover_over_bound,omitempty"`
 	Kills             []KillJSON         `json:"kills,omitempty"`
 	Failovers         []KillJSON         `json:"failovers,omitempty"`
-	// DetectAtBound is the detection of the kills whose victim every
-	// survivor held at the configured bound; KillsWidened counts the
-	// others (a false down of the victim had widened its bound).
+	// DetectAtBound is the detection of the kills whose victim the master
+	// held at the configured bound; KillsWidened counts the others (a
+	// false down of the victim had widened its bound).
 	DetectAtBound *Quantiles       `json:"detect_at_configured_bound,omitempty"`
 	KillsWidened  int              `json:"kills_at_widened_bound"`
 	Idle          *ResourceSummary `json:"idle,omitempty"`
@@ -63,7 +63,7 @@ type KillJSON struct {
 	ToDecision time.Duration `json:"to_decision_ns"`
 	Propagate  time.Duration `json:"propagate_ns"`
 	Spread     time.Duration `json:"spread_ns"`
-	Bound      time.Duration `json:"bound_ns"` // the widest any survivor held just before
+	Bound      time.Duration `json:"bound_ns"` // the decider's just before (Kill.Bound)
 }
 
 func killsJSON(ks []Kill) []KillJSON {

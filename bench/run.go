@@ -162,9 +162,11 @@ type Kill struct {
 	// Propagate is the decision to the last survivor's shared memory;
 	// Spread is the first survivor's to the last's.
 	ToDecision, Propagate, Spread time.Duration
-	// Bound is the widest detection bound any survivor held for the victim
-	// just before the kill: the configured one, or wider after a false
-	// down of the victim (agent/core/detector.go). A kill of a victim
+	// Bound is the detection bound the victim was judged at: the master's
+	// bound of it just before the kill (the widest of the survivors' for
+	// a kill of the master, since any may take over and decide), the
+	// configured one or wider after a false down of the victim
+	// (agent/core/detector.go). A kill of a victim
 	// whose bound was widened measures the widening, not the detector at
 	// the profile's bound; DetectAtBoundDist leaves it out.
 	Bound time.Duration
@@ -175,7 +177,7 @@ func (r *Result) DetectDist() Dist {
 	return r.killDist(func(k Kill) time.Duration { return k.Detect })
 }
 
-// DetectAtBoundDist is the Detect of every kill whose victim every survivor
+// DetectAtBoundDist is the Detect of every kill whose victim the master
 // held at the configured bound.
 func (r *Result) DetectAtBoundDist() Dist {
 	var d Dist
@@ -598,7 +600,14 @@ func (m *measurer) kills(ctx context.Context, ofMaster bool, count int) error {
 				survivors = append(survivors, i)
 			}
 		}
-		bound, err := c.boundOf(ctx, survivors, victim)
+		// The bound the victim is judged at: the master's, which decides
+		// its down; of the master, whichever survivor takes over decides,
+		// so the widest of theirs.
+		deciders := []int{master}
+		if ofMaster {
+			deciders = survivors
+		}
+		bound, err := c.boundOf(ctx, deciders, victim)
 		if err != nil {
 			return err
 		}

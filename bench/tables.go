@@ -65,7 +65,7 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 
 	if has(func(g GroupJSON) bool { _, ok := g.Median["detect"]; return ok }) {
 		b.WriteString("\nDetection (kill -9 of a non-master → down in every survivor's shm) and failover (kill -9 of the master → its down, the new master's first change, in every survivor's shm)\n\n")
-		b.WriteString("Kills at the configured bound: those whose victim every survivor held at the profile's bound just before the kill; the others came after a false down of the victim had widened its bound (agent/core/detector.go), and measure the widening.\n\n")
+		b.WriteString("Kills at the configured bound: those whose victim the master (the decider) held at the profile's bound just before the kill; the others came after a false down of the victim had widened its bound (agent/core/detector.go), and measure the widening.\n\n")
 		b.WriteString("| profile | bound | N | detect p50 | p99 | max | p99 / bound | at the configured bound: kills | p50 | p99 | max | kills at a widened bound | failover p50 | p99 | max | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, g := range gs {
 			d, ok := g.Median["detect"]
