@@ -638,28 +638,32 @@ func (c *serverConn) writeList(h Header, es []Entity) {
 	chunk = append(chunk, '[')
 	n := 0
 	for i := range es {
-		b, err := json.Marshal(&es[i])
-		if err != nil {
-			c.writeError(h.ID, replyOp(h.Op), Errorf(ErrInternal, "encoding entity %q: %v", es[i].Name, err))
-			return
-		}
-		if len(b)+2 > MaxBody {
-			c.writeError(h.ID, replyOp(h.Op), Errorf(ErrInternal, "entity %q is %d bytes encoded, over the frame limit", es[i].Name, len(b)))
-			return
-		}
-		if len(chunk)+1+len(b)+1 > MaxBody {
-			chunk = append(chunk, ']')
-			if c.writeFrame(h.ID, replyOp(h.Op), FlagMore, chunk) != nil {
-				return
-			}
-			chunk = append(chunk[:0], '[')
-			n = 0
-		}
+		// Appended in place (AppendEntityJSON allocates nothing); one that
+		// would overflow the frame is cut off and appended again to the
+		// next chunk.
+		at := len(chunk)
 		if n > 0 {
 			chunk = append(chunk, ',')
 		}
-		chunk = append(chunk, b...)
-		n++
+		chunk = AppendEntityJSON(chunk, &es[i])
+		if len(chunk)+1 <= MaxBody {
+			n++
+			continue
+		}
+		size := len(chunk) - at
+		if n > 0 {
+			size-- // the comma
+		}
+		if size+2 > MaxBody {
+			c.writeError(h.ID, replyOp(h.Op), Errorf(ErrInternal, "entity %q is %d bytes encoded, over the frame limit", es[i].Name, size))
+			return
+		}
+		chunk = append(chunk[:at], ']')
+		if c.writeFrame(h.ID, replyOp(h.Op), FlagMore, chunk) != nil {
+			return
+		}
+		chunk = AppendEntityJSON(append(chunk[:0], '['), &es[i])
+		n = 1
 	}
 	chunk = append(chunk, ']')
 	c.writeFrame(h.ID, replyOp(h.Op), 0, chunk)
