@@ -143,4 +143,3 @@ func BenchmarkListEncoding(b *testing.B) {
 		}
 	})
 }
-
