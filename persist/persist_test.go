@@ -269,30 +269,40 @@ func TestLeftoverTempIsIgnored(t *testing.T) {
 	assert.Equal(t, State{}, got)
 }
 
+// fakeClock makes NextIncarnation's clock read *the returned time, until
+// the test ends.
+func fakeClock(t *testing.T, start time.Time) *time.Time {
+	clock := start
+	now = func() time.Time { return clock }
+	t.Cleanup(func() { now = time.Now })
+	return &clock
+}
+
+// nextInc is NextIncarnation(dir, reserve), which must succeed.
+func nextInc(t *testing.T, dir string, reserve uint64) uint64 {
+	n, err := NextIncarnation(dir, reserve)
+	require.NoError(t, err)
+	return n
+}
+
 // The incarnations reserved past the one returned are never returned by a
 // later boot, whatever the clock says; a reserve renewed by a later save
 // (the agent's) holds the same way.
 func TestNextIncarnationReserves(t *testing.T) {
 	dir := t.TempDir()
-	clock := time.Unix(0, 1000)
-	now = func() time.Time { return clock }
-	defer func() { now = time.Now }()
+	clock := fakeClock(t, time.Unix(0, 1000))
 
-	n1, err := NextIncarnation(dir, 100)
-	require.NoError(t, err)
+	n1 := nextInc(t, dir, 100)
 	assert.Equal(t, uint64(1000), n1)
 	s, err := Load(dir)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1100), s.Incarnation, "on disk: the reserve's end")
 	// The agent took n1+1 .. n1+100 without saving, and crashed: the next
 	// boot starts above them, the clock unmoved.
-	n2, err := NextIncarnation(dir, 100)
-	require.NoError(t, err)
-	assert.Equal(t, uint64(1101), n2)
+	assert.Equal(t, uint64(1101), nextInc(t, dir, 100))
 	// The clock ahead: the clock's, as before.
-	clock = time.Unix(0, 50000)
-	n3, err := NextIncarnation(dir, 100)
-	require.NoError(t, err)
+	*clock = time.Unix(0, 50000)
+	n3 := nextInc(t, dir, 100)
 	assert.Equal(t, uint64(50000), n3)
 	// A reserve renewed by a save (n3+100 used up, n3+101 saved with its
 	// reserve) holds after a clock that went back.
@@ -300,17 +310,13 @@ func TestNextIncarnationReserves(t *testing.T) {
 	require.NoError(t, err)
 	s.Incarnation = n3 + 101 + 100
 	require.NoError(t, Save(dir, s))
-	clock = time.Unix(0, 10)
-	n4, err := NextIncarnation(dir, 100)
-	require.NoError(t, err)
-	assert.Equal(t, n3+202, n4)
+	*clock = time.Unix(0, 10)
+	assert.Equal(t, n3+202, nextInc(t, dir, 100))
 }
 
 func TestNextIncarnation(t *testing.T) {
 	dir := t.TempDir()
-	clock := time.Unix(0, 1000)
-	now = func() time.Time { return clock }
-	defer func() { now = time.Now }()
+	clock := fakeClock(t, time.Unix(0, 1000))
 
 	// First boot: the clock is ahead of the (missing) state.
 	n1, err := NextIncarnation(dir, 0)
@@ -320,7 +326,7 @@ func TestNextIncarnation(t *testing.T) {
 	n2, err := NextIncarnation(dir, 0)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1001), n2)
-	clock = time.Unix(0, 10)
+	*clock = time.Unix(0, 10)
 	n3, err := NextIncarnation(dir, 0)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1002), n3)
@@ -329,7 +335,7 @@ func TestNextIncarnation(t *testing.T) {
 	require.NoError(t, err)
 	s.Generation, s.Members = 7, []uint32{1, 2, 3}
 	require.NoError(t, Save(dir, s))
-	clock = time.Unix(0, 5000)
+	*clock = time.Unix(0, 5000)
 	n4, err := NextIncarnation(dir, 0)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(5000), n4)
@@ -339,7 +345,7 @@ func TestNextIncarnation(t *testing.T) {
 
 	// A lost state file does not make the incarnation go back.
 	require.NoError(t, os.Remove(Path(dir)))
-	clock = time.Unix(0, 6000)
+	*clock = time.Unix(0, 6000)
 	n5, err := NextIncarnation(dir, 0)
 	require.NoError(t, err)
 	assert.Greater(t, n5, n4)
