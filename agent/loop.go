@@ -161,9 +161,9 @@ func (a *agent) queueSave(st core.Persist) {
 func (a *agent) saverLoop(q <-chan core.Persist) {
 	for st := range q {
 		if a.bg != nil {
-			a.bg.Do(func() { a.save(&st) })
+			a.bg.Do(func() { a.save(&st, false) })
 		} else {
-			a.save(&st)
+			a.save(&st, false)
 		}
 	}
 }
@@ -177,7 +177,7 @@ func (a *agent) saveNow(p *core.Persist) {
 	if a.bg != nil {
 		defer a.bg.Hurry(a.otherNice)()
 	}
-	a.save(p)
+	a.save(p, true)
 }
 
 // persistNice is the nice value of the background thread that writes the
@@ -197,12 +197,17 @@ func (a *agent) startBackground() {
 	a.bg = bg
 }
 
-// save writes the persisted state durably (persist.Save: the older of two
-// slots overwritten, fdatasync). Called with mu held for a new
-// incarnation (before anything carries it), and by the saver goroutine
-// otherwise; saveMu orders the two, and the incarnation on disk never goes
-// back (a queued older state written after a newer one keeps the newer's).
-func (a *agent) save(p *core.Persist) {
+// save writes the persisted state: synced (persist.Save: a slot
+// overwritten, fdatasync) with mu held for what must be on disk before
+// anything carries it (mustSaveFirst), and unsynced (persist.SaveUnsynced)
+// by the saver goroutine otherwise: what it writes (a membership
+// generation) is safe to lose in a crash, and a flush of it on a busy disk
+// held the state file's lock for hundreds of milliseconds while the loop
+// waited to save an epoch it followed (the listers soak, 3 December 2026).
+// saveMu orders the two, and the incarnation on disk never goes back (a
+// queued older state written after a newer one keeps the newer's). Only a
+// synced save moves what the disk is known to hold (durableInc, durableEp).
+func (a *agent) save(p *core.Persist, synced bool) {
 	a.saveMu.Lock()
 	defer a.saveMu.Unlock()
 	inc := max(p.Incarnation, a.diskInc)
@@ -216,14 +221,20 @@ func (a *agent) save(p *core.Persist) {
 	}
 	a.diskInc = inc
 	a.diskEp = st.Epoch
-	if err := persist.Save(a.stateDir, st); err != nil {
+	write := persist.Save
+	if !synced {
+		write = persist.SaveUnsynced
+	}
+	if err := write(a.stateDir, st); err != nil {
 		a.m.persistErrors.Inc()
 		a.log.Error("persisting state", "err", err, "generation", p.Generation)
 		return
 	}
-	a.durableInc.Store(inc)
-	a.durableEp.Store(st.Epoch)
-	a.log.Info("persisted", "incarnation", p.Incarnation, "generation", p.Generation, "members", st.Members)
+	if synced {
+		a.durableInc.Store(inc)
+		a.durableEp.Store(st.Epoch)
+	}
+	a.log.Info("persisted", "incarnation", p.Incarnation, "generation", p.Generation, "members", st.Members, "synced", synced)
 }
 
 // send sends ps (but the bulk sender's, if bulk): each multicast on the

@@ -19,7 +19,8 @@ import (
 // the disk holds, leaves without a save first; past the reserve, or with an
 // epoch the core asks to be durable and the disk lacks, it is saved first,
 // and the save renews the reserve. A save that fails leaves the next Ready
-// to be saved first again: the disk's, not the attempt's, is what counts.
+// to be saved first again, as does an unsynced save (the membership
+// saver's): the disk's, not the attempt's, is what counts.
 func TestIncarnationReserved(t *testing.T) {
 	const r = persist.ReserveIncarnations
 	dir := t.TempDir()
@@ -52,13 +53,24 @@ func TestIncarnationReserved(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(7), st.Epoch)
 
+	// The membership saver's unsynced save of a new epoch does not make it
+	// durable: the Ready that carries it is still saved first.
+	p = &core.Persist{Incarnation: inc + r + 1, Epoch: 8}
+	a.save(p, false)
+	st, err = persist.Load(dir)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(8), st.Epoch, "written")
+	assert.True(t, a.mustSaveFirst(p, true), "but not known to be on disk")
+	a.saveNow(p)
+	assert.False(t, a.mustSaveFirst(p, true))
+
 	// The state directory turned into a file: the save fails, and the next
 	// Ready past the reserve is saved first again.
 	require.NoError(t, os.RemoveAll(dir))
 	require.NoError(t, os.WriteFile(dir, nil, 0o600))
 	defer os.Remove(dir)
 	a.stateDir = filepath.Join(dir, "x")
-	p = &core.Persist{Incarnation: inc + 3*r, Epoch: 7}
+	p = &core.Persist{Incarnation: inc + 3*r, Epoch: 8}
 	require.True(t, a.mustSaveFirst(p, true))
 	a.saveNow(p)
 	assert.True(t, a.mustSaveFirst(p, true), "not on disk: still to be saved first")

@@ -40,6 +40,14 @@
 // the next Save replaces it. An agent older than version 3 refuses a
 // version 3 file as corrupt.
 //
+// SaveUnsynced writes a state nothing waits on (the membership generation,
+// safe to lose in a crash) without the flush: into the slot that holds no
+// durable save, so the other keeps the last synced one. The next save of
+// this process, synced or not, rewrites that same slot, so a save is never
+// written over the only durable one; and a process's first save (or
+// NextIncarnation) first flushes the file, which may hold an unsynced save
+// of the process before it.
+//
 // Saves (and NextIncarnation's read-increment-write) are serialized
 // between processes with flock on <dir>/state.lock. Agents sharing a host
 // must have their own state directories.
@@ -53,6 +61,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -241,17 +250,69 @@ func Save(dir string, s State) error {
 		return err
 	}
 	defer unlock()
-	return save(dir, s)
+	return save(dir, s, true)
 }
 
-// save writes s (the caller holds the lock): over the older slot of a
-// version 3 file, or as a new file.
-func save(dir string, s State) error {
+// SaveUnsynced writes s as Save does but does not wait for the disk: a
+// crash of the machine may lose it (never the last save synced before it;
+// see the package doc). For a state that promises nothing, such as the
+// membership generation the amnesia guard is safe to come back behind on:
+// a membership save a slow disk kept for hundreds of milliseconds held the
+// state file's lock all that time, and the real-time loop's next save of
+// an epoch waited for it (docs/bench.md, 3 December 2026).
+func SaveUnsynced(dir string, s State) error {
+	unlock, err := lock(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return save(dir, s, false)
+}
+
+// stateFiles is what this process knows of the state files it wrote
+// (under their lock): for each directory, the slot it last wrote without
+// the flush (-1: none, every save of it synced). A directory not in the
+// map was not written by this process yet.
+var stateFiles = struct {
+	sync.Mutex
+	unsynced map[string]int
+}{unsynced: map[string]int{}}
+
+// save writes s (the caller holds the lock), synced (flushed before it
+// returns) or not: over a slot of a version 3 file, or as a new file. The
+// slot is the older one, unless this process wrote a slot without the
+// flush: that one again, so the slot the last synced save is in is never
+// overwritten while the other may not be on disk.
+func save(dir string, s State, synced bool) error {
 	p := Path(dir)
 	old, err := os.ReadFile(p)
 	if err == nil && len(old) == 2*SlotSize {
 		if _, slot, seq, derr := decodeFile(old); derr == nil && slot >= 0 {
-			return overwriteSlot(p, 1-slot, s, seq+1)
+			stateFiles.Lock()
+			defer stateFiles.Unlock()
+			target := 1 - slot
+			u, known := stateFiles.unsynced[dir]
+			switch {
+			case !known:
+				// Not written by this process yet: an earlier one may
+				// have left a save unflushed, in either slot. Flushed
+				// first, both slots are what they read.
+				if err := syncFile(p); err != nil {
+					return err
+				}
+			case u >= 0:
+				target = u
+			}
+			if err := overwriteSlot(p, target, s, seq+1, synced); err != nil {
+				stateFiles.unsynced[dir] = target // written in part, maybe: not durable
+				return err
+			}
+			if synced {
+				stateFiles.unsynced[dir] = -1
+			} else {
+				stateFiles.unsynced[dir] = target
+			}
+			return nil
 		}
 	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -263,12 +324,36 @@ func save(dir string, s State) error {
 	}
 	b := make([]byte, 2*SlotSize)
 	copy(b, rec)
-	return replaceFile(dir, FileName, b)
+	// A new file is always synced (its creation is rare: once per state
+	// directory, or after a corrupt file).
+	if err := replaceFile(dir, FileName, b); err != nil {
+		return err
+	}
+	stateFiles.Lock()
+	stateFiles.unsynced[dir] = -1
+	stateFiles.Unlock()
+	return nil
 }
 
+// syncFile flushes the data of the file at p.
+func syncFile(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("persist: %w", err)
+	}
+	defer f.Close()
+	if err := stateDatasync(f); err != nil {
+		return fmt.Errorf("persist: fdatasync %s: %w", p, err)
+	}
+	return nil
+}
+
+// stateDatasync flushes a state file's data (tests count the calls).
+var stateDatasync = func(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
+
 // overwriteSlot writes s as record seq into slot of the version 3 file at
-// p, in place, and waits until it is on disk.
-func overwriteSlot(p string, slot int, s State, seq uint64) error {
+// p, in place, and, if synced, waits until it is on disk.
+func overwriteSlot(p string, slot int, s State, seq uint64, synced bool) error {
 	rec, err := encode(s, seq)
 	if err != nil {
 		return err
@@ -277,10 +362,10 @@ func overwriteSlot(p string, slot int, s State, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("persist: %w", err)
 	}
-	if _, err = f.WriteAt(rec, int64(slot)*SlotSize); err == nil {
+	if _, err = f.WriteAt(rec, int64(slot)*SlotSize); err == nil && synced {
 		// The file's size and blocks are unchanged: its data is all
 		// that must reach the disk.
-		err = unix.Fdatasync(int(f.Fd()))
+		err = stateDatasync(f)
 		if err != nil {
 			err = fmt.Errorf("fdatasync: %w", err)
 		}
@@ -338,7 +423,7 @@ func NextIncarnation(dir string, reserve uint64) (uint64, error) {
 		next = uint64(t)
 	}
 	s.Incarnation = next + reserve
-	if err := save(dir, s); err != nil {
+	if err := save(dir, s, true); err != nil {
 		return 0, err
 	}
 	removeLeftovers(dir, FileName) // once a boot: what a crashed creation left
@@ -351,9 +436,8 @@ func NextIncarnation(dir string, reserve uint64) (uint64, error) {
 // while alive, a false down) rejoins under its incarnation plus one, and
 // must never speak under an incarnation a later boot could take again.
 // Saved first, on the real-time loop, that incarnation cost a synchronous
-// fdatasync at the worst moment: 160–446 ms of a loop frozen in the
-// listers soak, the disk busy with five agents' tables (3 December 2026).
-// Reserved, it is on disk already. Incarnations are nanoseconds since 1970
+// fdatasync, on a disk the cluster's other saves keep busy at that very
+// moment. Reserved, it is on disk already. Incarnations are nanoseconds since 1970
 // at each boot: a reserve of 2^20 is about a millisecond of them, which a
 // restart takes longer than, so the next boot's incarnation is the clock's
 // as before.

@@ -407,3 +407,69 @@ func dirNames(t *testing.T, dir string) []string {
 	}
 	return names
 }
+
+// An unsynced save never writes over the slot of the last synced save, nor
+// does the next save of the process while the unsynced one may not be on
+// disk: it writes that same slot again. A process's first save flushes the
+// file first (an earlier process may have left a save unflushed).
+func TestSaveUnsynced(t *testing.T) {
+	dir := t.TempDir()
+	syncs := 0
+	defer func(f func(*os.File) error) { stateDatasync = f }(stateDatasync)
+	stateDatasync = func(f *os.File) error { syncs++; return f.Sync() }
+	st := func(gen uint64) State {
+		return State{Incarnation: 7, Generation: gen, Members: []uint32{1, 2}, Epoch: 3}
+	}
+	slots := func() (s0, s1 []byte) {
+		b, err := os.ReadFile(Path(dir))
+		require.NoError(t, err)
+		return b[:SlotSize], b[SlotSize:]
+	}
+	load := func() uint64 {
+		s, err := Load(dir)
+		require.NoError(t, err)
+		return s.Generation
+	}
+
+	require.NoError(t, Save(dir, st(1))) // created: slot 0
+	require.NoError(t, Save(dir, st(2))) // slot 1, synced
+	durable, _ := slots()                // slot 0 holds gen 1
+	require.NoError(t, Save(dir, st(3))) // slot 0, synced: the last durable save
+	syncs = 0
+	s0, _ := slots()
+	require.NotEqual(t, durable, s0)
+	durable = s0
+
+	require.NoError(t, SaveUnsynced(dir, st(4)))
+	require.NoError(t, SaveUnsynced(dir, st(5)))
+	assert.Zero(t, syncs, "unsynced saves: no flush")
+	assert.Equal(t, uint64(5), load())
+	s0, _ = slots()
+	assert.Equal(t, durable, s0, "the last synced save's slot untouched by unsynced saves")
+
+	require.NoError(t, Save(dir, st(6)))
+	assert.Equal(t, 1, syncs)
+	assert.Equal(t, uint64(6), load())
+	s0, _ = slots()
+	assert.Equal(t, durable, s0, "the next synced save rewrote the unsynced slot, not the durable one")
+
+	// Synced again: the older slot (0) now.
+	require.NoError(t, Save(dir, st(7)))
+	s0, s1 := slots()
+	assert.NotEqual(t, durable, s0)
+	assert.Equal(t, uint64(7), load())
+
+	// A process that left gen 8 unsynced in slot 1, and the next one: its
+	// first save flushes the file, then writes the older slot (0).
+	require.NoError(t, SaveUnsynced(dir, st(8)))
+	stateFiles.Lock()
+	delete(stateFiles.unsynced, dir)
+	stateFiles.Unlock()
+	syncs = 0
+	_, s1 = slots()
+	require.NoError(t, Save(dir, st(9)))
+	assert.Equal(t, 2, syncs, "the file flushed, then the save")
+	_, after1 := slots()
+	assert.Equal(t, s1, after1, "gen 8's slot kept: flushed, it is the newest durable one")
+	assert.Equal(t, uint64(9), load())
+}
