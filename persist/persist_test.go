@@ -455,7 +455,7 @@ func TestSaveUnsynced(t *testing.T) {
 
 	// Synced again: the older slot (0) now.
 	require.NoError(t, Save(dir, st(7)))
-	s0, s1 := slots()
+	s0, _ = slots()
 	assert.NotEqual(t, durable, s0)
 	assert.Equal(t, uint64(7), load())
 
@@ -466,7 +466,7 @@ func TestSaveUnsynced(t *testing.T) {
 	delete(stateFiles.unsynced, dir)
 	stateFiles.Unlock()
 	syncs = 0
-	_, s1 = slots()
+	_, s1 := slots()
 	require.NoError(t, Save(dir, st(9)))
 	assert.Equal(t, 2, syncs, "the file flushed, then the save")
 	_, after1 := slots()
