@@ -112,9 +112,10 @@ func (a *agent) handleReady() {
 // mustSaveFirst reports whether p must be saved before the packets of its
 // Ready leave: it carries an incarnation past the reserve on disk
 // (persist.ReserveIncarnations), or, where the core asks for it (mustSync:
-// a new epoch or incarnation), an epoch the disk does not hold yet. A node
-// fenced by its cluster rejoins under an incarnation already reserved,
-// without an fsync on the loop; an epoch this node claims is saved first.
+// a new epoch or incarnation), an epoch the disk does not hold yet (one
+// this node claims or follows: a node must never claim, after a restart,
+// an epoch it followed). A node fenced by its cluster rejoins under an
+// incarnation already reserved, without an fsync on the loop.
 func (a *agent) mustSaveFirst(p *core.Persist, mustSync bool) bool {
 	return p.Incarnation > a.durableInc.Load() || mustSync && p.Epoch > a.durableEp.Load()
 }
