@@ -636,25 +636,20 @@ func orEmpty(r *ReportResult) *ReportResult {
 func (c *serverConn) writeList(h Header, es []Entity) {
 	chunk := make([]byte, 0, 4096)
 	chunk = append(chunk, '[')
-	n := 0
 	for i := range es {
 		// Appended in place (AppendEntityJSON allocates nothing); one that
 		// would overflow the frame is cut off and appended again to the
 		// next chunk.
 		at := len(chunk)
-		if n > 0 {
+		if at > 1 { // not the chunk's first
 			chunk = append(chunk, ',')
 		}
+		start := len(chunk)
 		chunk = AppendEntityJSON(chunk, &es[i])
 		if len(chunk)+1 <= MaxBody {
-			n++
 			continue
 		}
-		size := len(chunk) - at
-		if n > 0 {
-			size-- // the comma
-		}
-		if size+2 > MaxBody {
+		if size := len(chunk) - start; size+2 > MaxBody {
 			c.writeError(h.ID, replyOp(h.Op), Errorf(ErrInternal, "entity %q is %d bytes encoded, over the frame limit", es[i].Name, size))
 			return
 		}
@@ -663,7 +658,6 @@ func (c *serverConn) writeList(h Header, es []Entity) {
 			return
 		}
 		chunk = AppendEntityJSON(append(chunk[:0], '['), &es[i])
-		n = 1
 	}
 	chunk = append(chunk, ']')
 	c.writeFrame(h.ID, replyOp(h.Op), 0, chunk)

@@ -144,6 +144,35 @@ func medianFloat(v []float64) float64 {
 	return s[len(s)/2]
 }
 
+// medianQuantiles is, over the runs rs that have samples of get, the
+// median of each quantile (N: the samples of all of them); ok false if
+// none has any.
+func medianQuantiles(rs []*Result, get func(*Result) Dist) (q Quantiles, ok bool) {
+	var p50, p90, p99, mx []time.Duration
+	for _, r := range rs {
+		d := get(r)
+		if len(d) == 0 {
+			continue
+		}
+		q.N += len(d)
+		p50, p90, p99, mx = append(p50, d.P50()), append(p90, d.P90()), append(p99, d.P99()), append(mx, d.Max())
+	}
+	if q.N == 0 {
+		return q, false
+	}
+	q.P50, q.P90, q.P99, q.Max = medianDur(p50), medianDur(p90), medianDur(p99), medianDur(mx)
+	return q, true
+}
+
+// killsWidened is the kills at a widened bound of every run of rs.
+func killsWidened(rs []*Result) int {
+	n := 0
+	for _, r := range rs {
+		n += r.KillsAtWidenedBound()
+	}
+	return n
+}
+
 // Group summarises the runs rs of one configuration.
 func Group(profile string, rs []*Result) GroupJSON {
 	g := GroupJSON{Profile: profile, Median: map[string]Quantiles{}}
@@ -156,18 +185,8 @@ func Group(profile string, rs []*Result) GroupJSON {
 		g.LoadAverages = append(g.LoadAverages, r.LoadBefore, r.LoadAfter)
 	}
 	for _, f := range Figures {
-		var n int
-		var p50, p90, p99, mx []time.Duration
-		for _, r := range rs {
-			d := f.Get(r)
-			if len(d) == 0 {
-				continue
-			}
-			n += len(d)
-			p50, p90, p99, mx = append(p50, d.P50()), append(p90, d.P90()), append(p99, d.P99()), append(mx, d.Max())
-		}
-		if n > 0 {
-			g.Median[f.Key] = Quantiles{N: n, P50: medianDur(p50), P90: medianDur(p90), P99: medianDur(p99), Max: medianDur(mx)}
+		if q, ok := medianQuantiles(rs, f.Get); ok {
+			g.Median[f.Key] = q
 		}
 	}
 	g.MedianRatios, g.MedianFloorRatios = toBaseline.medianPairs(rs), toFloor.medianPairs(rs)
@@ -192,17 +211,9 @@ func Group(profile string, rs []*Result) GroupJSON {
 	}
 	g.MedianDetectOverBound = med((*Result).DetectDist)
 	g.MedianFailoverOverBound = med((*Result).FailoverDist)
-	var n int
-	var p50, p90, p99, mx []time.Duration
-	for _, r := range rs {
-		g.KillsWidened += r.KillsAtWidenedBound()
-		if d := r.DetectAtBoundDist(); len(d) > 0 {
-			n += len(d)
-			p50, p90, p99, mx = append(p50, d.P50()), append(p90, d.P90()), append(p99, d.P99()), append(mx, d.Max())
-		}
-	}
-	if n > 0 {
-		g.MedianDetectAtBound = &Quantiles{N: n, P50: medianDur(p50), P90: medianDur(p90), P99: medianDur(p99), Max: medianDur(mx)}
+	g.KillsWidened = killsWidened(rs)
+	if q, ok := medianQuantiles(rs, (*Result).DetectAtBoundDist); ok {
+		g.MedianDetectAtBound = &q
 	}
 	if rs[0].Idle != nil {
 		g.MedianIdle = medianIdle(rs)

@@ -190,10 +190,9 @@ func WriteMedians(w io.Writer, rs []*Result) {
 		p99 := medf(func(r *Result) float64 { return Ratio(r.DetectDist().P99(), r.Bound) })
 		mx := medf(func(r *Result) float64 { return Ratio(r.DetectDist().Max(), r.Bound) })
 		fmt.Fprintf(&b, "  %-44s p50 %.2f×  p99 %.2f×  max %.2f×\n", "detection / bound", p50, p99, mx)
-		if g := Group("", rs); g.MedianDetectAtBound != nil {
-			q := g.MedianDetectAtBound
+		if q, ok := medianQuantiles(rs, (*Result).DetectAtBoundDist); ok {
 			fmt.Fprintf(&b, "  %-44s p50 %.2f×  p99 %.2f×  max %.2f× (%d kills; %d at a widened bound)\n", "  at the configured bound",
-				Ratio(q.P50, rs[0].Bound), Ratio(q.P99, rs[0].Bound), Ratio(q.Max, rs[0].Bound), q.N, g.KillsWidened)
+				Ratio(q.P50, rs[0].Bound), Ratio(q.P99, rs[0].Bound), Ratio(q.Max, rs[0].Bound), q.N, killsWidened(rs))
 		}
 	}
 	if rs[0].Idle != nil {

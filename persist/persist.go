@@ -244,14 +244,7 @@ func encode(s State, seq uint64) ([]byte, error) {
 
 // Save writes s to dir atomically and durably (see the package doc),
 // creating dir (mode 0700) if needed.
-func Save(dir string, s State) error {
-	unlock, err := lock(dir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	return save(dir, s, true)
-}
+func Save(dir string, s State) error { return lockedSave(dir, s, true) }
 
 // SaveUnsynced writes s as Save does but does not wait for the disk: a
 // crash of the machine may lose it (never the last save synced before it;
@@ -260,13 +253,16 @@ func Save(dir string, s State) error {
 // a membership save a slow disk kept for hundreds of milliseconds held the
 // state file's lock all that time, and the real-time loop's next save of
 // an epoch waited for it (docs/bench.md, 3 December 2026).
-func SaveUnsynced(dir string, s State) error {
+func SaveUnsynced(dir string, s State) error { return lockedSave(dir, s, false) }
+
+// lockedSave is save under dir's lock.
+func lockedSave(dir string, s State, synced bool) error {
 	unlock, err := lock(dir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	return save(dir, s, false)
+	return save(dir, s, synced)
 }
 
 // stateFiles is what this process knows of the state files it wrote
