@@ -156,7 +156,7 @@ type agent struct {
 	// masterCh is closed while a master is known, open while there is none.
 	masterCh chan struct{}
 	saveq    chan core.Persist     // states saved off the lock (saverLoop)
-	bg       *transport.Background // writes files below the table's readers (nil: not started)
+	bg       *transport.Background // writes the files off the loop's thread (nil: not started)
 	saverWG  sync.WaitGroup
 	bulkq    chan *bulkJob // snapshot bursts sent off the lock (bulkLoop)
 	bulkFree chan *bulkJob // jobs sent, for queueBulk to fill again

@@ -157,8 +157,7 @@ func (a *agent) queueSave(st core.Persist) {
 }
 
 // saverLoop writes the states handed to it (queueSave), until q is closed: on the
-// background thread (a.bg), below the table's readers, as a node's death
-// is when they wait for its down.
+// background thread (a.bg), off the real-time loop's thread.
 func (a *agent) saverLoop(q <-chan core.Persist) {
 	for st := range q {
 		if a.bg != nil {
@@ -171,9 +170,8 @@ func (a *agent) saverLoop(q <-chan core.Persist) {
 
 // saveNow saves p before anything more is sent (mu held): a new
 // incarnation or epoch. The background thread may be in the middle of a
-// save (saveMu); it is hurried to the agent's priority meanwhile, so
-// that the loop waits for that save's disk and not also for every normal
-// thread of the machine.
+// save (saveMu); it is hurried to the agent's priority meanwhile (a no-op
+// while it runs at that priority, as it does by default: backgroundNice).
 func (a *agent) saveNow(p *core.Persist) {
 	if a.bg != nil {
 		defer a.bg.Hurry(a.otherNice)()
@@ -181,18 +179,37 @@ func (a *agent) saveNow(p *core.Persist) {
 	a.save(p, true)
 }
 
-// persistNice is the nice value of the background thread that writes the
-// table and membership files: below the table's readers, which run at nice
-// 0 unless their operator says otherwise (the agent's original nice value
-// is used instead if it is higher).
-const persistNice = 10
+// backgroundNice is the nice value of the background thread that writes
+// the table and membership files: the agent's other threads' (-20 when it
+// could renice them, else the process's own).
+//
+// Until 3 December 2026 it was nice 10, below the table's readers (nice
+// 0), so that a save did not run ahead of them on the way of a down. But a
+// Go thread below a CPU hog holds up the whole process: the runtime hands
+// a P to the thread when its goroutine is woken for work (and it keeps
+// that P while it runs Go code between its system calls), and a
+// stop-the-world waits until the kernel runs that thread. Under a report
+// flood and two CPU burners (20ms profile, six alternated soaks of 40 s
+// each) the world took 168–201 ms to stop in three runs of six at nice 10,
+// at most 10 ms in every run at nice -20; false downs 35 against 14, the
+// longest heartbeat gap 233 against 54 ms. Down propagation at N = 5, eight
+// alternated rounds of 200 samples, was the same at p50 (502–681 against
+// 517–616 µs) and within the noise at p99 (docs/bench.md, "The background
+// thread at the agent's priority"): the hand-offs held back until 2 ms
+// after a commit (handOffQuiet) now keep the saves off the readers' way.
+func (a *agent) backgroundNice() int {
+	if a.otherNice != 0 {
+		return a.otherNice
+	}
+	return a.childNice
+}
 
-// startBackground starts a.bg; without it the files are written at the
-// agent's priority.
+// startBackground starts a.bg; without it the files are written on the
+// goroutines that save them.
 func (a *agent) startBackground() {
-	bg, err := transport.StartBackground(max(persistNice, a.childNice))
+	bg, err := transport.StartBackground(a.backgroundNice())
 	if err != nil {
-		a.log.Warn("the table and membership files are written at the agent's priority, ahead of the table's readers", "err", err)
+		a.log.Warn("no background thread for the table and membership files: they are written on the goroutines that save them", "err", err)
 		return
 	}
 	a.bg = bg

@@ -399,9 +399,9 @@ func (a *agent) rtRun(th *transport.Locked) {
 // quietAfterPublish is how long after the segment's last commit the
 // real-time loop waits before it hands work to the agent's other threads:
 // the table saver's kick and a membership state to save (handOffQuiet).
-// Those threads run at nice -20 (the saver's goroutines, and the Go
-// threads woken to run them) and then at nice 10 (the files' writes); a
-// commit wakes the table's readers, at nice 0, which those threads
+// Those threads run at nice -20 (the saver's goroutines, the Go threads
+// woken to run them, and the background thread's file writes, at nice 10
+// until 3 December 2026: backgroundNice); a commit wakes the table's readers, at nice 0, which those threads
 // outrank or share the CPUs with. A node's death, judged at a tick, was
 // committed, kicked the saver and handed the new membership over in the
 // same wake-up: on two CPUs (five agents, five readers) the readers then

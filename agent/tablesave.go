@@ -279,10 +279,10 @@ func (a *agent) writeTable(b []byte, awaited bool) error {
 	return a.onBackground(awaited, func() error { return persist.SaveTableBytes(a.stateDir, b) })
 }
 
-// onBackground runs a file write on the background thread (a.bg), below
-// the table's readers, and returns its error; a write a client waits for
-// (awaited) at the agent's priority, the thread hurried, where the agent
-// could renice its threads. Never on the goroutine that calls it while the
+// onBackground runs a file write on the background thread (a.bg) and
+// returns its error; a write a client waits for (awaited) with the thread
+// hurried to the agent's priority (a no-op while it runs there, as by
+// default: backgroundNice). Never on the goroutine that calls it while the
 // real-time loop is at SCHED_FIFO: that goroutine may be running on the
 // loop's thread, where the loop's yield runs what the loop readied
 // (transport.Locked.YieldInPlace), and an fsync there blocked the loop's
@@ -290,8 +290,7 @@ func (a *agent) writeTable(b []byte, awaited bool) error {
 // benchmark; the owned file's, 13–357 ms loop yields in a registration
 // storm). Without a background thread, or for an awaited write while the
 // loop is at the normal policy, it is written on the caller: there it is
-// not ahead of the loop, and at nice 10 under a CPU hog the client would
-// wait longer. (Until 2 December 2026 the table's rule was "the agent
+// not ahead of the loop. (Until 2 December 2026 the table's rule was "the agent
 // could not renice its threads", which RLIMIT_RTPRIO without RLIMIT_NICE
 // makes true of a loop at SCHED_FIFO; the owned file's was "always the
 // background thread".)

@@ -128,7 +128,7 @@ func statField(stat string, n int) string {
 
 // A Background's thread is at SCHED_BATCH and its nice value, and stays
 // there through SetProcessNice and KeepNice (which give every other thread
-// -20); Hurry raises it for a while; the work given to Do runs on it; Stop
+// -20); Hurry raises it for a while (not to its own nice value); the work given to Do runs on it; Stop
 // ends the thread, and work given after runs on the caller's. Runs in a
 // re-executed test binary, as above.
 func TestBackgroundKeepsItsPriority(t *testing.T) {
@@ -166,6 +166,15 @@ func TestBackgroundKeepsItsPriority(t *testing.T) {
 			return
 		}
 		fmt.Printf("hurried %d/%d back %d/%d\n", hurried.Policy, hurried.Nice, back.Policy, back.Nice)
+		// Hurried to its own nice value (or one less favoured): left as it is.
+		done = bg.Hurry(10)
+		same, serr := unix.SchedGetAttr(bg.Tid(), 0)
+		done()
+		if serr != nil {
+			fmt.Printf("error %v\n", serr)
+			return
+		}
+		fmt.Printf("not hurried %d/%d\n", same.Policy, same.Nice)
 		others := 0
 		for _, tid := range threads(t) {
 			if a, err := unix.SchedGetAttr(tid, 0); err == nil && tid != bg.Tid() && (a.Nice != -20 || a.Policy != 0) {
@@ -207,4 +216,5 @@ func TestBackgroundKeepsItsPriority(t *testing.T) {
 	require.Zero(t, others, "%s", out)
 	require.True(t, gone, "the thread outlived Stop: %s", out)
 	require.Contains(t, out, fmt.Sprintf("hurried 0/-20 back %d/10", unix.SCHED_BATCH), "Hurry raises the thread and its done puts it back")
+	require.Contains(t, out, fmt.Sprintf("not hurried %d/10", unix.SCHED_BATCH), "Hurry to the thread's own nice value changes nothing")
 }

@@ -449,25 +449,23 @@ func StartNormal(cmd *exec.Cmd, nice int) error {
 	return <-errc
 }
 
-// Background is an OS thread of the process's own for slow work that must
-// not compete with the readers of the table for the CPU: writing and
-// fsyncing the table file after every change, and the membership file
-// after a node's death or return. At nice -20 (what
-// SetProcessNice gives the process's threads) that work ran ahead of every
-// normal process of the node, readers of the shared-memory table among
-// them, on the very path of a down to them: five agents on two CPUs, 10 ms
-// × 5, decision → every shm p50 1.6–2.1 ms with it, 0.8–1.0 ms with the
-// table not saved at all. So the thread runs at SCHED_BATCH (no wake-up
-// preemption: it waits for its turn) and a nice value above the readers',
-// and SetProcessNice and KeepNice leave it alone.
+// Background is an OS thread of the process's own for slow work (writing
+// and fsyncing files) that must not run on the goroutine that asks for it:
+// a goroutine the real-time loop readied may be running on the loop's own
+// thread (Locked.YieldInPlace). It runs at SCHED_BATCH (no wake-up
+// preemption) and the nice value it was started with, which
+// SetProcessNice and KeepNice leave alone.
 //
-// The real-time loop must not wait for a lock that work given to it holds
-// (it would wait behind every normal thread too), unless it calls Hurry
-// first. Nor can the garbage collector stop the world while the thread,
-// preempted between two system calls, holds one of Go's Ps: under a
-// report flood and a CPU hog that took up to 117 ms (13 ms with the work
-// at nice -20), and the loop stops with the world (DESIGN §8 weighs it).
-// Give it only work whose Go code between system calls is short.
+// A nice value below the process's other threads' costs the whole
+// process under CPU load: the runtime hands one of Go's Ps to the thread
+// whenever its goroutine is woken for work, and the thread keeps it while
+// it runs Go code between its system calls; a stop-the-world of the
+// garbage collector waits until the kernel runs the thread, and the
+// real-time loop stops with the world. At nice 10 under a report flood
+// and two CPU burners that took up to 201 ms (at most 10 ms at nice -20),
+// so the agent starts it at its other threads' nice value (DESIGN §8).
+// A caller about to wait for work given to a thread below it calls Hurry
+// first.
 type Background struct {
 	work chan func()
 	tid  int
@@ -548,8 +546,11 @@ func (b *Background) Do(fn func()) {
 // wait for something the background work holds (a lock, a file), which
 // must not wait behind the work's low priority too. Raising a thread's
 // priority needs CAP_SYS_NICE; without it Hurry does nothing.
+//
+// A thread already at nice or a more favoured nice value is left as it is
+// (SCHED_BATCH only forgoes preempting the thread it wakes up beside).
 func (b *Background) Hurry(nice int) (done func()) {
-	if b.setAttr(unix.SCHED_NORMAL, nice) != nil {
+	if b.nice <= nice || b.setAttr(unix.SCHED_NORMAL, nice) != nil {
 		return func() {}
 	}
 	return func() { _ = b.setAttr(unix.SCHED_BATCH, b.nice) }

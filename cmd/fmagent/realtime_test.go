@@ -55,9 +55,10 @@ func threadPolicies(t *testing.T, pid int) map[int]string {
 
 // The heartbeat loop runs above every other thread of the agent
 // (fmagent.toml(5), [realtime] priority): at realtime.priority = 1, the
-// lowest, exactly one thread is at SCHED_FIFO 1, one (the table file's
-// writer, transport.Background) at SCHED_BATCH nice 10, below the table's
-// readers, and every other thread at the normal policy, nice -20
+// lowest, exactly one thread is at SCHED_FIFO 1, one (the files' writer,
+// transport.Background) at SCHED_BATCH nice -20 (never below the other
+// threads: a stop-the-world would wait for it, agent's backgroundNice),
+// and every other thread at the normal policy, nice -20
 // (transport.SetProcessNice), although the agent is started from a thread
 // at SCHED_FIFO 5, as by `chrt -f 5`.
 func TestRealtimeLoopAboveOtherThreads(t *testing.T) {
@@ -88,12 +89,12 @@ func TestRealtimeLoopAboveOtherThreads(t *testing.T) {
 		for _, p := range threadPolicies(t, cmd.Process.Pid) {
 			counts[p]++
 		}
-		return counts["FIFO 1"] > 0 && counts["BATCH 10"] > 0
-	}, 20*time.Second, 20*time.Millisecond, "the loop's thread at realtime.priority, the table's writer below the readers")
+		return counts["FIFO 1"] > 0 && counts["BATCH -20"] > 0
+	}, 20*time.Second, 20*time.Millisecond, "the loop's thread at realtime.priority, the files' writer at the other threads' nice value")
 	assert.Equal(t, 1, counts["FIFO 1"], "one thread, the loop, at realtime.priority: %v", counts)
-	assert.Equal(t, 1, counts["BATCH 10"], "one thread, the table file's writer, at SCHED_BATCH nice 10: %v", counts)
+	assert.Equal(t, 1, counts["BATCH -20"], "one thread, the files' writer, at SCHED_BATCH nice -20: %v", counts)
 	for p, n := range counts {
-		assert.Contains(t, []string{"FIFO 1", "BATCH 10", "OTHER -20"}, p, "%d threads at %s: every other thread at the normal policy, nice -20 (%v)", n, p, counts)
+		assert.Contains(t, []string{"FIFO 1", "BATCH -20", "OTHER -20"}, p, "%d threads at %s: every other thread at the normal policy, nice -20 (%v)", n, p, counts)
 	}
 	assert.Positive(t, counts["OTHER -20"], "the other threads: %v", counts)
 	var allowed unix.CPUSet
