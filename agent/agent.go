@@ -172,6 +172,7 @@ type agent struct {
 	events     []api.Event   // scratch for watcher events
 	evlog      eventLog      // rate-limited and aggregated log lines (logevents.go)
 	late       lateLog       // the real-time loop's late ticks, for lateLogger (rtlate.go)
+	lateTrace  *lateTracer   // [realtime] trace_dir's flight recorder (nil: none); lateLogger's
 	fit        profileFit    // whether the machine holds the profile (profilefit.go)
 	rtWaited   time.Duration // the real-time loop's lock waits since its last wake-up (its goroutine's only)
 	journal    journal       // history, resumable watches, hook feed (journal.go)

@@ -152,12 +152,27 @@ var lateHints = [numLateCauses]string{
 // lateLogger logs the late ticks once a second until done: each of the
 // lateLinesPerPass longest of the second with its parts and cause, the
 // others summed up.
+// With [realtime] trace_dir set, it keeps the flight recorder (latetrace.go)
+// running meanwhile.
 func (a *agent) lateLogger(done chan struct{}) {
+	if dir := a.cfg.Realtime.TraceDir; dir != "" {
+		min := a.cfg.Timing.Detection() / 2
+		t, err := startLateTracer(dir, min)
+		if err != nil {
+			a.log.Error("no execution traces of late ticks", "err", err)
+		} else {
+			a.lateTrace = t
+			defer t.stop()
+			a.log.Info("execution traces of late ticks: Go's flight recorder is running (it costs CPU)", "dir", dir, "late_at_least", min,
+				"at_most_every", t.every, "keep", t.keep)
+		}
+	}
 	var buf []lateTick
 	every(done, time.Second, func() bool {
 		var dropped int
 		buf, dropped = a.late.take(buf[:0])
 		a.logLate(buf, dropped)
+		a.traceLate(time.Now(), buf)
 		a.warnFit(time.Now())
 		return true
 	})

@@ -277,6 +277,7 @@ func TestRefusals(t *testing.T) {
 		{"metrics remote needs the opt-in", "[metrics]\nlisten = \":9464\"\n", 2, `metrics.listen = ":9464": must be a loopback address (127.0.0.1, [::1] or localhost): the metrics endpoint has no authentication; to serve another host, set metrics.allow_remote = true`},
 		{"log level", "\nlog_level = \"loud\"\n", 2, `log_level = "loud": must be "debug", "info", "warn" or "error"`},
 		{"relative state dir", "[paths]\nstate_dir = \"var/fm\"\n", 2, `paths.state_dir = "var/fm": must be an absolute path`},
+		{"relative trace dir", "[realtime]\ntrace_dir = \"traces\"\n", 2, `realtime.trace_dir = "traces": must be an absolute path`},
 		{"shm with slash", "[paths]\nshm = \"a/b\"\n", 2, `paths.shm = "a/b": must be a file name`},
 		{"relative key file", "key_file = \"key\"\n", 1, `key_file = "key": must be an absolute path`},
 		{"watchdog relative", "[watchdog]\ndevice = \"watchdog\"\n", 2, `watchdog.device = "watchdog": must be an absolute path, "auto"`},

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/fmagent/fmagent/agent/core"
 )
@@ -83,7 +84,22 @@ type Realtime struct {
 	// cannot move off them. A CPU the process may not use is refused at
 	// start.
 	CPUs []int `toml:"cpus"`
+	// TraceDir, when set, keeps Go's flight recorder running (the last
+	// seconds of the runtime's execution trace, in memory) and writes it
+	// to a file in this directory when the real-time loop ticks late by
+	// half the detection bound or more: what every goroutine, thread and
+	// the garbage collector did meanwhile, for `go tool trace`. At most
+	// one file every TraceEvery, the TraceKeep newest kept. The tracer
+	// costs CPU (about 1–2 % of a core busy, less idle): off by default
+	// ("").
+	TraceDir string `toml:"trace_dir"`
 }
+
+// The flight recorder's files (Realtime.TraceDir).
+const (
+	TraceEvery = 10 * time.Second
+	TraceKeep  = 10
+)
 
 // The range of realtime.priority.
 const (

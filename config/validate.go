@@ -187,6 +187,7 @@ func (c *Config) Validate() error {
 		absPath(fmt.Sprintf("accept_key_files[%d]", i), p, false)
 	}
 	absPath("paths.state_dir", c.Paths.StateDir, false)
+	absPath("realtime.trace_dir", c.Realtime.TraceDir, true)
 	absPath("paths.socket", c.Paths.Socket, false)
 	if s := c.Paths.Shm; s == "" || strings.ContainsRune(s, '/') || s == "." || s == ".." || len(s) > 255 {
 		add(bad("paths.shm", s, "must be a file name under /dev/shm (no '/')"))

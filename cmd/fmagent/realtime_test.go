@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -271,4 +273,40 @@ func waitRealtimeLine(t *testing.T, logPath string) string {
 		return strings.Contains(log, "real-time path")
 	}, 20*time.Second, 50*time.Millisecond, "the agent reports its real-time path")
 	return log
+}
+
+// With [realtime] trace_dir set, a late tick of the real-time loop (the
+// whole agent stopped for 300 ms, as a paused virtual machine would be)
+// leaves an execution trace in the directory, and a log line naming it.
+func TestLateTickTraced(t *testing.T) {
+	dir := t.TempDir()
+	traces := filepath.Join(dir, "traces")
+	cfg := rtTestConfig(t, dir, fmt.Sprintf("trace_dir = %q", traces))
+	logPath := filepath.Join(dir, "agent.log")
+	cmd := startFmagent(t, cfg, logPath)
+	waitRealtimeLine(t, logPath)
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), "execution traces of late ticks")
+	}, 10*time.Second, 20*time.Millisecond, "the recorder started")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGSTOP))
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGCONT))
+	var file string
+	require.Eventually(t, func() bool {
+		m, _ := filepath.Glob(filepath.Join(traces, "late-*.trace"))
+		if len(m) > 0 {
+			file = m[0]
+		}
+		return file != ""
+	}, 10*time.Second, 20*time.Millisecond, "a trace file after the late tick")
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.Greater(t, len(b), 16)
+	assert.True(t, bytes.HasPrefix(b, []byte("go 1.")) && bytes.Contains(b[:16], []byte(" trace")), "an execution trace's header: %q", b[:16])
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), "file="+file)
+	}, 5*time.Second, 20*time.Millisecond, "the log names the file")
 }
