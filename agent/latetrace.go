@@ -118,6 +118,10 @@ func pruneTraces(dir string, keep int) error {
 	return errors.Join(errs...)
 }
 
+// lateTraceMsg is the log message of a trace written. It does not start
+// as lateTickMsg does: readers of the log (soak) take those for late ticks.
+const lateTraceMsg = "execution trace of the real-time loop's late tick written: the seconds before it; read it with `go tool trace FILE`"
+
 // traceLate writes the flight recorder's window if the worst of the late
 // ticks a pass of the late logger took is due (lateTracer.due), and logs
 // where. The late logger calls it after logging the ticks.
@@ -135,7 +139,7 @@ func (a *agent) traceLate(now time.Time, ticks []lateTick) {
 	}
 	name, err := t.write(now)
 	if name != "" {
-		a.log.Warn("real-time loop late: the seconds before it written as an execution trace; read it with `go tool trace FILE`",
+		a.log.Warn(lateTraceMsg,
 			"file", name, "worst_late", worst)
 	}
 	if err != nil {

@@ -66,6 +66,12 @@ func TestLateTracerWritesAndPrunes(t *testing.T) {
 	}
 }
 
+// The trace's log line is not taken for a late tick by a reader of the
+// log that looks for lateTickMsg (soak does).
+func TestLateTraceMsgIsNotALateTick(t *testing.T) {
+	assert.False(t, strings.HasPrefix(lateTraceMsg, strings.SplitN(lateTickMsg, ":", 2)[0]), lateTraceMsg)
+}
+
 // A directory that cannot be made is an error, not a running recorder.
 func TestLateTracerBadDir(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "file")

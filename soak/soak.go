@@ -63,6 +63,7 @@ type Options struct {
 	ListCmd      []string
 	Dir          string // parent of the run's directory ("": the temp dir)
 	Keep         bool   // keep the run's directory (agents' logs, configs) and say where
+	Trace        bool   // each agent's [realtime] trace_dir: traces/ in its directory (keep them with Keep)
 	LogLevel     string // the agents' -log-level ("": their default)
 	// StallProbe is soak/vcpustall's binary ("": none): run for the hog's
 	// duration beside the agents, it measures the machine's own stalls (a
@@ -241,6 +242,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if err := os.MkdirAll(a.dir, 0o755); err != nil {
 			return nil, err
 		}
+		traceDir := ""
+		if o.Trace {
+			traceDir = fmt.Sprintf("trace_dir = %q", filepath.Join(a.dir, "traces"))
+		}
 		conf := fmt.Sprintf(`node_id = %d
 cluster_id = %d
 priority = %d
@@ -260,12 +265,13 @@ profile = %q
 [realtime]
 enabled = %v
 %s
+%s
 [paths]
 state_dir = %q
 shm = "%s-%d"
 [metrics]
 listen = %q
-`, a.id, cluster, 100+a.id, groupA, port, groupB, port, o.Profile, o.Realtime, pin, a.dir, shmPrefix, a.id, a.metrics)
+`, a.id, cluster, 100+a.id, groupA, port, groupB, port, o.Profile, o.Realtime, pin, traceDir, a.dir, shmPrefix, a.id, a.metrics)
 		if err := os.WriteFile(a.conf, []byte(conf), 0o644); err != nil {
 			return nil, err
 		}

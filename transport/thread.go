@@ -533,6 +533,19 @@ func (b *Background) Do(fn func()) {
 		fn()
 		return
 	}
+	// Off this P first. The send below readies the thread's goroutine on
+	// the caller's P, and a goroutine locked to another thread takes the P
+	// there (the runtime hands the P to that thread and stops the one
+	// that readied it). A caller the real-time loop readied runs at the
+	// loop's yield in place, on the loop's thread and P, ahead of the
+	// loop's goroutine in that P's queue: the background thread then took
+	// the loop's P for its whole save (a system call after another, each
+	// taking the P back on return), the loop's goroutine queued behind it
+	// until another thread took it — 5–15 ms yields under a report flood,
+	// seen in execution traces of late ticks (3 December 2026). Yielded,
+	// the caller goes to the global queue, the loop's thread runs the
+	// loop's goroutine at once, and another thread takes the caller.
+	runtime.Gosched()
 	ran := make(chan struct{})
 	b.work <- func() {
 		defer close(ran)

@@ -36,6 +36,7 @@ func main() {
 		logLevel = flag.String("log-level", "", "the agents' log level (default: theirs)")
 		probe    = flag.String("stall-probe", "", "soak/vcpustall binary: measure the machine's own stalls beside the agents (make soak builds it)")
 		keep     = flag.Bool("keep", false, "keep each run's directory (the agents' logs) and print where")
+		traces   = flag.Bool("trace", false, "the agents write execution traces of their late ticks into traces/ in their directories ([realtime] trace_dir; with -keep to read them)")
 		burn     = flag.Bool("burn", false, "be a CPU burner (used by the harness itself)")
 		floodCl  = flag.Bool("flood-client", false, "be a flood client: SOCKET NAME (used by the harness itself)")
 		listers  = flag.Int("listers", 0, "API clients per agent listing the whole table over and over during the hog")
@@ -85,7 +86,7 @@ func main() {
 			Agent: *agent, Nodes: *nodes, Profile: p, Hog: *hog, Idle: *idle, Burners: *burners,
 			BurnCmd: []string{self, "-burn"}, Realtime: *rt, Pin: *pin, Flood: *flood,
 			FloodCmd: []string{self, "-flood-client"}, Listers: *listers, ListEntities: *listEnts,
-			ListCmd: []string{self, "-list-client"}, Dir: *dir, Keep: *keep, LogLevel: *logLevel, StallProbe: *probe,
+			ListCmd: []string{self, "-list-client"}, Dir: *dir, Keep: *keep, Trace: *traces, LogLevel: *logLevel, StallProbe: *probe,
 			Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
 		})
 		if err != nil {
