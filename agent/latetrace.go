@@ -48,7 +48,7 @@ const (
 )
 
 // startLateTracer creates dir (0700) and starts the flight recorder.
-func startLateTracer(dir string, min time.Duration) (*lateTracer, error) {
+func startLateTracer(dir string, minLate time.Duration) (*lateTracer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("realtime.trace_dir: %w", err)
 	}
@@ -56,7 +56,7 @@ func startLateTracer(dir string, min time.Duration) (*lateTracer, error) {
 	if err := fr.Start(); err != nil {
 		return nil, fmt.Errorf("realtime.trace_dir: starting Go's flight recorder: %w", err)
 	}
-	return &lateTracer{dir: dir, min: min, every: config.TraceEvery, keep: config.TraceKeep, fr: fr}, nil
+	return &lateTracer{dir: dir, min: minLate, every: config.TraceEvery, keep: config.TraceKeep, fr: fr}, nil
 }
 
 // stop stops the flight recorder.

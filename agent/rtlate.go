@@ -156,14 +156,14 @@ var lateHints = [numLateCauses]string{
 // running meanwhile.
 func (a *agent) lateLogger(done chan struct{}) {
 	if dir := a.cfg.Realtime.TraceDir; dir != "" {
-		min := a.cfg.Timing.Detection() / 2
-		t, err := startLateTracer(dir, min)
+		minLate := a.cfg.Timing.Detection() / 2
+		t, err := startLateTracer(dir, minLate)
 		if err != nil {
 			a.log.Error("no execution traces of late ticks", "err", err)
 		} else {
 			a.lateTrace = t
 			defer t.stop()
-			a.log.Info("execution traces of late ticks: Go's flight recorder is running (it costs CPU)", "dir", dir, "late_at_least", min,
+			a.log.Info("execution traces of late ticks: Go's flight recorder is running (it costs CPU)", "dir", dir, "late_at_least", minLate,
 				"at_most_every", t.every, "keep", t.keep)
 		}
 	}
