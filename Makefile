@@ -154,7 +154,9 @@ PEERSFLAGS ?=
 bench-peers:
 	@# A row that fails (a sample not seen everywhere) does not stop the others.
 	-$(GO) run ./bench/cmd/e2e -name peers-fmagent -nodes 5 -samples 0 -failovers 0 -idle 0 -costmodel "" -runs 1 -kills 10 $(PEERSFLAGS)
-	-cd bench/peers/memberlist && $(GO) run . -nodes 5 -kills 5 -hog-soak 60s -out ../../results
+	@# memberlist's hog window runs soak's own CPU burners, as fmagent's soak does.
+	$(GO) build -o $(BIN)/fmsoak ./soak/cmd/soak
+	-cd bench/peers/memberlist && $(GO) run . -nodes 5 -kills 5 -hog-soak 60s -burner "$(abspath $(BIN))/fmsoak -burn" -out ../../results
 	@command -v keepalived >/dev/null 2>&1 || { \
 		echo "keepalived missing: apt-get install keepalived"; \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends keepalived >/dev/null; } \

@@ -7,8 +7,9 @@
 //
 // With -hog-soak DURATION, each profile then soaks a second time, for that
 // long, with every core kept busy as fmagent's own soak (soak/) does:
-// runtime.NumCPU() CPU burners (this program run again), each at the normal
-// scheduling policy on every thread, GOMAXPROCS(1), spinning until killed.
+// runtime.NumCPU() CPU burners, soak's own (-burner "SOAK -burn", which
+// `make bench-peers` builds): each at the normal scheduling policy on every
+// thread, GOMAXPROCS(1), spinning until killed.
 // The false deaths of that window (and of the wait, once the burners are
 // gone, until every member sees every other alive again: memberlist refutes
 // a false death, so the members declared dead rejoin) are counted apart from
@@ -21,7 +22,7 @@
 // It is a separate Go module so that memberlist stays out of fmagent's
 // dependencies.
 //
-//	go run . [-nodes 5] [-kills 5] [-soak 20s] [-hog-soak 0] [-profiles lan,p200ms,p100ms,p50ms,p20ms,p10ms,p5ms] [-out ../../results]
+//	go run . [-nodes 5] [-kills 5] [-soak 20s] [-hog-soak 0 -burner "SOAK -burn"] [-profiles lan,p200ms,p100ms,p50ms,p20ms,p10ms,p5ms] [-out ../../results]
 //
 // Profiles: "lan" is memberlist.DefaultLANConfig() as it is (probe every
 // 1 s, probe timeout 500 ms, suspicion multiplier 4, gossip every 200 ms);
@@ -33,7 +34,6 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -55,60 +55,21 @@ import (
 
 const (
 	helperEnv = "FMAGENT_BENCH_MEMBERLIST_NODE"
-	burnEnv   = "FMAGENT_BENCH_MEMBERLIST_BURN" // a CPU burner of the hog window
 )
 
 func main() {
-	if os.Getenv(burnEnv) != "" {
-		burn()
-	}
 	if os.Getenv(helperEnv) != "" {
 		os.Exit(nodeMain())
 	}
 	os.Exit(run())
 }
 
-// burn spins one core until the process is killed: a CPU burner of the hog
-// window, as fmagent's soak.Burn (soak/soak.go) is.
-func burn() {
-	_ = normalPolicy() // as a user's CPU hog would be
-	runtime.GOMAXPROCS(1)
-	x := uint64(1)
-	for {
-		x = x*6364136223846793005 + 1442695040888963407
-		if x == 0 {
-			fmt.Println(x)
-		}
-	}
-}
-
-// normalPolicy puts every thread of this process at the normal scheduling
-// policy (soak/soak.go's normalPolicy): a burner started from a shell at
-// SCHED_FIFO would otherwise measure a hog no user runs.
-func normalPolicy() error {
-	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}
-	ents, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, e := range ents {
-		if tid, err := strconv.Atoi(e.Name()); err == nil {
-			if err := unix.SchedSetAttr(tid, &attr, 0); err != nil && !errors.Is(err, unix.ESRCH) {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// startBurners starts n CPU burners (this program run again); each dies
-// with the harness (Pdeathsig).
-func startBurners(self string, n int) ([]*exec.Cmd, error) {
+// startBurners starts n CPU burners, each the command burner (soak's
+// burner: `soak -burn`); each dies with the harness (Pdeathsig).
+func startBurners(burner []string, n int) ([]*exec.Cmd, error) {
 	var cmds []*exec.Cmd
 	for i := 0; i < n; i++ {
-		cmd := exec.Command(self)
-		cmd.Env = append(os.Environ(), burnEnv+"=1")
+		cmd := exec.Command(burner[0], burner[1:]...)
 		cmd.Stderr = os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
@@ -381,8 +342,8 @@ func (c *cluster) waitAllAlive(timeout time.Duration, falseDeaths *int) error {
 // hogWindow soaks for d with burners CPU burners running, counting false
 // deaths; the burners are killed and waited for when it ends, whatever the
 // outcome.
-func (c *cluster) hogWindow(d time.Duration, burners int, falseDeaths *int) error {
-	cmds, err := startBurners(c.self, burners)
+func (c *cluster) hogWindow(d time.Duration, burner []string, burners int, falseDeaths *int) error {
+	cmds, err := startBurners(burner, burners)
 	if err != nil {
 		return err
 	}
@@ -459,7 +420,7 @@ func loadavg() float64 {
 	return v
 }
 
-func measure(self, profile string, n, kills int, soak, hog time.Duration, logf func(string, ...any)) (res Result) {
+func measure(self, profile string, n, kills int, soak, hog time.Duration, burner []string, logf func(string, ...any)) (res Result) {
 	cfg, err := config(profile)
 	res = Result{Profile: profile, Nodes: n, ProbeInterval: cfg.ProbeInterval, ProbeTimeout: cfg.ProbeTimeout,
 		GossipInterval: cfg.GossipInterval, SuspicionMult: cfg.SuspicionMult, Soak: soak, LoadBefore: loadavg()}
@@ -514,7 +475,7 @@ soaking:
 	case hog > 0:
 		burners := runtime.NumCPU()
 		logf("[memberlist %s] hog soak %v, %d CPU burners", profile, hog, burners)
-		if err := c.hogWindow(hog, burners, &res.FalseDeathsHog); err != nil {
+		if err := c.hogWindow(hog, burner, burners, &res.FalseDeathsHog); err != nil {
 			res.Error = "hog soak: " + err.Error()
 			return res
 		}
@@ -579,7 +540,8 @@ func run() int {
 	n := flag.Int("nodes", 5, "members")
 	kills := flag.Int("kills", 5, "kill -9 repetitions per profile")
 	soak := flag.Duration("soak", 20*time.Second, "idle window per profile in which false deaths are counted")
-	hog := flag.Duration("hog-soak", 0, "after the idle soak, a second window per profile with every core kept busy by CPU burners (as fmagent's soak), its false deaths counted apart (0: none)")
+	hog := flag.Duration("hog-soak", 0, "after the idle soak, a second window per profile with every core kept busy by CPU burners (fmagent's soak's, -burner), its false deaths counted apart (0: none)")
+	burnerCmd := flag.String("burner", "", "with -hog-soak: the CPU burner's command line, soak's own (\"/path/to/soak -burn\"; make bench-peers builds it)")
 	profiles := flag.String("profiles", "lan,p200ms,p100ms,p50ms,p20ms,p10ms,p5ms", "settings profiles: lan or pDURATION (LAN scaled to that probe interval)")
 	out := flag.String("out", "", "write the JSON results under DIR as memberlist-<time>.json and memberlist-latest.json")
 	verbose := flag.Bool("v", false, "progress on stderr")
@@ -588,6 +550,11 @@ func run() int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	burner := strings.Fields(*burnerCmd)
+	if *hog > 0 && len(burner) == 0 {
+		fmt.Fprintln(os.Stderr, "memberlist: -hog-soak needs -burner (soak's burner: \"/path/to/soak -burn\")")
+		return 2
 	}
 	signal.Ignore(syscall.SIGPIPE)
 	logf := func(f string, a ...any) {
@@ -599,7 +566,7 @@ func run() int {
 	var results []Result
 	failed := false
 	for _, p := range strings.Split(*profiles, ",") {
-		r := measure(self, strings.TrimSpace(p), *n, *kills, *soak, *hog, logf)
+		r := measure(self, strings.TrimSpace(p), *n, *kills, *soak, *hog, burner, logf)
 		results = append(results, r)
 		failed = failed || r.Error != ""
 	}
