@@ -67,6 +67,8 @@ type node struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed once the process has been reaped
 	r    *shmem.Reader
+	// started is when the process was last started (CLOCK_MONOTONIC ns).
+	started int64
 }
 
 // newCluster writes the configurations of n agents, in a new directory
@@ -245,7 +247,7 @@ func (c *cluster) start(i int) error {
 		logf.Close()
 		close(done)
 	}()
-	nd.cmd, nd.done = cmd, done
+	nd.cmd, nd.done, nd.started = cmd, done, monoNow()
 	return nil
 }
 

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -62,6 +63,8 @@ func TestE2EShort(t *testing.T) {
 		d := f.Get(res)
 		want := samples
 		switch {
+		case f.Key == "detect_at_floor":
+			want = samples * floorPhases // each floor sample at every phase
 		case strings.HasPrefix(f.Key, "detect"):
 			want = kills
 		case strings.HasPrefix(f.Key, "failover"):
@@ -230,6 +233,76 @@ func TestDetectAtBound(t *testing.T) {
 	// maxima; at the bound: 3 kills, 2 widened.
 	if !strings.Contains(tab.String(), "| 20ms | 20.0ms | 0 | 20.0ms | 30.0ms | 30.0ms | 1.50× | 3 | 19.0ms | 20.0ms | 20.0ms | 2 |") {
 		t.Errorf("table row:\n%s", tab.String())
+	}
+}
+
+// TestE2EFloorOnly: a run without latency samples (every profile but the
+// first) still takes the two-hop floor's samples for its kills, and
+// compares them with the perfect agent's detection.
+func TestE2EFloorOnly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real agents")
+	}
+	bin, err := BuildAgent(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Config{Nodes: 3, NoSamples: true, Warmup: 2, Kills: 1, Agent: bin, Gap: time.Millisecond, Log: logWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Failures) > 0 {
+		t.Errorf("failures: %v", res.Failures)
+	}
+	if len(res.Floor) != detectFloorSamples || len(res.FloorFirst) != detectFloorSamples || len(res.Baseline) != 0 || len(res.Down) != 0 {
+		t.Fatalf("floor %d, first %d, baseline %d, down %d samples", len(res.Floor), len(res.FloorFirst), len(res.Baseline), len(res.Down))
+	}
+	if d := res.DetectAtFloorDist(); len(d) != detectFloorSamples*floorPhases || d.Quantile(0) <= res.Bound-res.Interval {
+		t.Errorf("a perfect agent: %d values from %v", len(d), d.Quantile(0))
+	}
+	if len(res.Kills) != 1 || res.Kills[0].Last < 1 || res.Kills[0].Last > 3 || res.Kills[0].Last == res.Kills[0].Victim || res.Kills[0].SinceStart <= 0 {
+		t.Errorf("kills %+v", res.Kills)
+	}
+}
+
+// TestDetectAtFloor: the perfect agent's detection is the bound less a
+// phase spread evenly over the interval, plus each floor sample; none
+// without kills or without floor samples.
+func TestDetectAtFloor(t *testing.T) {
+	const ms = time.Millisecond
+	r := &Result{Bound: 20 * ms, Interval: 4 * ms, Floor: Dist{ms, 3 * ms}, Kills: []Kill{{Detect: 21 * ms, Bound: 20 * ms}}}
+	d := r.DetectAtFloorDist()
+	if len(d) != 2*floorPhases {
+		t.Fatalf("%d values, want %d", len(d), 2*floorPhases)
+	}
+	// Phases 0.05, 0.15, … 3.95 ms: with the 3 ms sample the largest is
+	// 20 - 0.05 + 3 ms, with the 1 ms sample the smallest 20 - 3.95 + 1.
+	if d.Max() != 22950*time.Microsecond || d.Quantile(0) != 17050*time.Microsecond {
+		t.Errorf("min %v max %v", d.Quantile(0), d.Max())
+	}
+	// Over 21 ms: the 3 ms sample's phases under 2 ms (20 of 40), the 1 ms
+	// sample's none: a quarter of the values, so the p99 is over 21 ms.
+	over := 0
+	for _, v := range d {
+		if v > 21*ms {
+			over++
+		}
+	}
+	if over != floorPhases/2 || d.P99() <= 21*ms {
+		t.Errorf("%d over 21 ms, p99 %v", over, d.P99())
+	}
+	if (&Result{Bound: 20 * ms, Interval: 4 * ms, Floor: Dist{ms}}).DetectAtFloorDist() != nil {
+		t.Error("a perfect agent's detection without kills")
+	}
+	if (&Result{Bound: 20 * ms, Interval: 4 * ms, Kills: r.Kills}).DetectAtFloorDist() != nil {
+		t.Error("a perfect agent's detection without floor samples")
+	}
+	var tab strings.Builder
+	WriteTables(&tab, []GroupJSON{Group("20ms", []*Result{r})}, nil)
+	if want := fmt.Sprintf("| 0 | %s |", FormatDuration(d.P99())); !strings.Contains(tab.String(), want) {
+		t.Errorf("table without %q:\n%s", want, tab.String())
 	}
 }
 

@@ -64,6 +64,8 @@ type KillJSON struct {
 	Propagate  time.Duration `json:"propagate_ns"`
 	Spread     time.Duration `json:"spread_ns"`
 	Bound      time.Duration `json:"bound_ns"` // the decider's just before (Kill.Bound)
+	Last       int           `json:"last_survivor"`
+	SinceStart time.Duration `json:"last_survivor_started_ns"` // before the kill
 }
 
 func killsJSON(ks []Kill) []KillJSON {

@@ -34,6 +34,7 @@ var Figures = []Figure{
 	{"detect_decision", "  kill -9 -> master's decision", (*Result).DecisionDist},
 	{"detect_propagate", "  decision -> last survivor's shm", (*Result).PropagateDist},
 	{"detect_spread", "  first survivor -> last", (*Result).KillSpreadDist},
+	{"detect_at_floor", "  a perfect agent: bound - phase + two-hop floor", (*Result).DetectAtFloorDist},
 	{"failover", "failover: kill -9 of master -> every shm", (*Result).FailoverDist},
 	{"failover_decision", "  kill -9 -> new master's decision", (*Result).FailoverDecisionDist},
 	{"failover_propagate", "  decision -> last survivor's shm", (*Result).FailoverPropagateDist},

@@ -170,6 +170,11 @@ type Kill struct {
 	// whose bound was widened measures the widening, not the detector at
 	// the profile's bound; DetectAtBoundDist leaves it out.
 	Bound time.Duration
+	// Last is the survivor whose shared memory showed the down last, and
+	// SinceStart how long before the kill it was last started: a tail
+	// that is always the node restarted last is its resynchronisation's.
+	Last       int
+	SinceStart time.Duration
 }
 
 // DetectDist is the Detect of every kill.
@@ -216,6 +221,34 @@ func (r *Result) KillSpreadDist() Dist {
 }
 
 func (r *Result) killDist(f func(Kill) time.Duration) Dist { return killDist(r.Kills, f) }
+
+// floorPhases is how many evenly spaced kill phases DetectAtFloorDist
+// pairs with each floor sample.
+const floorPhases = 40
+
+// DetectAtFloorDist is the detection a perfect agent would show on this
+// machine, for comparison with DetectDist: one that judges the victim
+// down exactly when its bound runs out after the victim's last heartbeat
+// and whose down then reaches every survivor's shared memory in the
+// two-hop floor's time (Floor, measured in the same run). A kill falls at
+// a phase uniform over the heartbeat interval after that last heartbeat,
+// so the decision comes bound - phase after the kill: every floor sample
+// is paired with floorPhases phases spread over the interval. Optimistic
+// (the heartbeat's own transit and the decider's wake-up are left out):
+// what it shows over the target no agent could meet here.
+func (r *Result) DetectAtFloorDist() Dist {
+	if len(r.Floor) == 0 || len(r.Kills) == 0 || r.Interval <= 0 {
+		return nil
+	}
+	d := make(Dist, 0, len(r.Floor)*floorPhases)
+	for _, f := range r.Floor {
+		for k := 0; k < floorPhases; k++ {
+			phase := r.Interval * time.Duration(2*k+1) / (2 * floorPhases)
+			d = append(d, r.Bound-phase+f)
+		}
+	}
+	return d
+}
 
 // FailoverDist is the Detect of every kill of the master.
 func (r *Result) FailoverDist() Dist {
@@ -337,7 +370,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 
-	if !cfg.NoSamples {
+	if !cfg.NoSamples || cfg.Kills > 0 {
 		r, err := startRelays(self, "/dev/shm/"+c.shmPrefix+"-relay", cfg.Nodes)
 		if err != nil {
 			return nil, err
@@ -372,6 +405,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err := m.samples(ctx); err != nil {
 			return m.res, fmt.Errorf("%w\n%s", err, c.logs(10))
 		}
+	} else if cfg.Kills > 0 {
+		if err := m.floorOnly(ctx); err != nil {
+			return m.res, err
+		}
 	}
 	if err := m.kills(ctx, false, cfg.Kills); err != nil {
 		return m.res, fmt.Errorf("%w\n%s", err, c.logs(10))
@@ -386,7 +423,7 @@ type measurer struct {
 	cfg  Config
 	c    *cluster
 	o    *observers
-	r    *relays // the two-hop floor's (nil without samples)
+	r    *relays // the two-hop floor's (nil without samples or kills)
 	cl   *client.Client
 	res  *Result
 	logf func(string, ...any)
@@ -500,6 +537,33 @@ func (m *measurer) samples(ctx context.Context) error {
 		if keep && (i-m.cfg.Warmup+1)%50 == 0 {
 			m.logf("  %d/%d", i-m.cfg.Warmup+1, m.cfg.Samples)
 		}
+	}
+	return nil
+}
+
+// detectFloorSamples is how many two-hop floor samples a run without
+// latency samples takes before its kills, for DetectAtFloorDist.
+const detectFloorSamples = 100
+
+// floorOnly takes the two-hop floor's samples alone, beside the idle
+// agents, for a run whose latency samples are off but whose kills are
+// compared with the floor (DetectAtFloorDist).
+func (m *measurer) floorOnly(ctx context.Context) error {
+	m.logf("%d samples of the two-hop floor (for the detection a perfect agent would show)", detectFloorSamples)
+	for i := 0; i < m.cfg.Warmup+detectFloorSamples; i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		first, last, err := m.r.sample(m.o, m.cfg.Timeout)
+		if err != nil {
+			if err := m.fail(fmt.Sprintf("floor sample %d", i), err); err != nil {
+				return err
+			}
+		} else if i >= m.cfg.Warmup {
+			m.res.Floor = append(m.res.Floor, last)
+			m.res.FloorFirst = append(m.res.FloorFirst, first)
+		}
+		m.pause()
 	}
 	return nil
 }
@@ -623,6 +687,12 @@ func (m *measurer) kills(ctx context.Context, ofMaster bool, count int) error {
 		} else {
 			first, last := span(ss)
 			at := ss[0].stamp
+			lastNode := 0
+			for _, s := range ss {
+				if s.mono == last {
+					lastNode = s.obs + 1
+				}
+			}
 			kl := Kill{
 				Victim: victim, Master: master, NewMaster: c.masterSeenBy(survivors[0]),
 				Detect:     time.Duration(last - t0),
@@ -630,6 +700,8 @@ func (m *measurer) kills(ctx context.Context, ofMaster bool, count int) error {
 				Propagate:  time.Duration(lastWall(ss) - at),
 				Spread:     time.Duration(last - first),
 				Bound:      bound,
+				Last:       lastNode,
+				SinceStart: time.Duration(t0 - c.nodes[lastNode].started),
 			}
 			if ofMaster {
 				m.res.Failovers = append(m.res.Failovers, kl)
@@ -640,9 +712,9 @@ func (m *measurer) kills(ctx context.Context, ofMaster bool, count int) error {
 			if bound != m.res.Bound {
 				widened = fmt.Sprintf("; its bound widened to %v by a false down", bound)
 			}
-			m.logf("  %s %d: node %d (master %d) down everywhere after %v (decision by %d at %v, then %v; spread %v%s)",
+			m.logf("  %s %d: node %d (master %d) down everywhere after %v (decision by %d at %v, then %v; spread %v, last node %d, started %v before%s)",
 				what, k+1, victim, master, kl.Detect.Round(time.Microsecond), kl.NewMaster, kl.ToDecision.Round(time.Microsecond),
-				kl.Propagate.Round(time.Microsecond), kl.Spread.Round(time.Microsecond), widened)
+				kl.Propagate.Round(time.Microsecond), kl.Spread.Round(time.Microsecond), kl.Last, kl.SinceStart.Round(time.Millisecond), widened)
 		}
 		// Restart it and wait until it is back everywhere.
 		if err := c.start(victim); err != nil {

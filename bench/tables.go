@@ -65,8 +65,8 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 
 	if has(func(g GroupJSON) bool { _, ok := g.Median["detect"]; return ok }) {
 		b.WriteString("\nDetection (kill -9 of a non-master → down in every survivor's shm) and failover (kill -9 of the master → its down, the new master's first change, in every survivor's shm)\n\n")
-		b.WriteString("Kills at the configured bound: those whose victim the master (the decider) held at the profile's bound just before the kill; the others came after a false down of the victim had widened its bound (agent/core/detector.go), and measure the widening.\n\n")
-		b.WriteString("| profile | bound | N | detect p50 | p99 | max | p99 / bound | at the configured bound: kills | p50 | p99 | max | kills at a widened bound | failover p50 | p99 | max | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		b.WriteString("Kills at the configured bound: those whose victim the master (the decider) held at the profile's bound just before the kill; the others came after a false down of the victim had widened its bound (agent/core/detector.go), and measure the widening. A perfect agent: one that judges the victim down exactly when its bound runs out after its last heartbeat (the kill at a phase uniform over the interval after it) and whose down reaches every survivor's shm in the two-hop floor's time of the same run (Result.DetectAtFloorDist): what no agent could beat on this machine.\n\n")
+		b.WriteString("| profile | bound | N | detect p50 | p99 | max | p99 / bound | at the configured bound: kills | p50 | p99 | max | kills at a widened bound | a perfect agent p99 | failover p50 | p99 | max | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, g := range gs {
 			d, ok := g.Median["detect"]
 			if !ok {
@@ -80,8 +80,12 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 			if q := g.MedianDetectAtBound; q != nil {
 				at = [4]string{fmt.Sprint(q.N), f(q.P50), f(q.P99), f(q.Max)}
 			}
-			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %.2f× | %s | %s | %s | %s | %d | %s | %s | %s | %s |\n", g.Profile, f(g.Bound), g.Nodes,
-				f(d.P50), f(d.P99), f(d.Max), g.MedianDetectOverBound["p99"], at[0], at[1], at[2], at[3], g.KillsWidened, fo[0], fo[1], fo[2], loads(g))
+			perfect := "—"
+			if q, ok := g.Median["detect_at_floor"]; ok {
+				perfect = f(q.P99)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %.2f× | %s | %s | %s | %s | %d | %s | %s | %s | %s | %s |\n", g.Profile, f(g.Bound), g.Nodes,
+				f(d.P50), f(d.P99), f(d.Max), g.MedianDetectOverBound["p99"], at[0], at[1], at[2], at[3], g.KillsWidened, perfect, fo[0], fo[1], fo[2], loads(g))
 		}
 	}
 
