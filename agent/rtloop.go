@@ -407,11 +407,21 @@ func (a *agent) rtRun(th *transport.Locked) {
 // same wake-up: on two CPUs (five agents, five readers) the readers then
 // ran 90–450 µs after they were woken. Held back, a death's verdict
 // reaches the last reader in 705–793 µs at p50 instead of 995–1,273 µs
-// (six alternated rounds of 100 kills, N = 5, bench.md). quietMax bounds
-// the wait while commits keep coming (a flood); a write a client waits for
-// is saved at once all the same (waitSaved kicks the saver itself).
+// (six alternated rounds of 100 kills, N = 5, bench.md). 2 ms was enough
+// for a node's own readers, but not for a machine's other readers: nine
+// agents on two CPUs, each with its reader, where a survivor's saver,
+// kicked 2 ms after its own commit, ran ahead of another survivor's reader
+// not yet scheduled. At 10 ms the down reached the last of the eight
+// survivors' readers in 4.8 ms at p99 (max 8.1) instead of 11.5 (max
+// 14.6), four alternated rounds of 100 kills each, 4 ms × 5, N = 9; at
+// N = 5 3.5 against 3.6 ms (max 4.8 against 6.4; bench.md). What waits
+// is only a file (the table's, for a restart in the same boot to adopt)
+// and a membership state that need not be on disk before anything is
+// sent (saveLater). quietMax bounds the wait while commits keep coming
+// (a flood); a write a client waits for is saved at once all the same
+// (waitSaved kicks the saver itself).
 const (
-	quietAfterPublish = 2 * time.Millisecond
+	quietAfterPublish = 10 * time.Millisecond
 	quietMax          = 50 * time.Millisecond
 )
 

@@ -40,8 +40,8 @@ import (
 //
 // The real-time loop does not wake the saver for each change: it marks the
 // table dirty, and at its next tick at least quietAfterPublish after the
-// segment's last commit (handOffQuiet; within an interval or two, at most
-// quietMax) wakes the saver if the saver is not already polling; the saver
+// segment's last commit (handOffQuiet; at most quietMax plus an
+// interval) wakes the saver if the saver is not already polling; the saver
 // then saves, and polls
 // every tableSaveEvery for as long as changes keep coming. A wake per change
 // was a futex call on the loop's path right after each publication, and a
