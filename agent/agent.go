@@ -122,12 +122,17 @@ type agent struct {
 	apiEvery  time.Duration // how often apiProbe asks (apiProbeEvery)
 	sup       *daemon.Supervisor
 	escalated chan error
-	lastFence core.FenceStatus // the guard's last read of the fence decision (guard goroutine only)
-	srv       *api.Server
-	ln        *net.UnixListener
-	msrv      *metrics.Server
-	reg       *metrics.Registry
-	m         *agentMetrics
+	// notDurable is set (mu held) when a new incarnation or epoch could
+	// not be made durable (failStop): from then on nothing is sent or
+	// published, and fatal tells run to stop.
+	notDurable error
+	fatal      chan error
+	lastFence  core.FenceStatus // the guard's last read of the fence decision (guard goroutine only)
+	srv        *api.Server
+	ln         *net.UnixListener
+	msrv       *metrics.Server
+	reg        *metrics.Registry
+	m          *agentMetrics
 	// reload brings new configurations (SIGHUP); inForce is what was
 	// applied of them (reload.go). Used by run's goroutine only.
 	reload   <-chan *config.Config
@@ -360,6 +365,7 @@ func (a *agent) start() error {
 		return err
 	}
 	a.escalated = make(chan error, 1)
+	a.fatal = make(chan error, 1)
 	// Always, even with no [[daemons]]: a reload may add some.
 	if a.sup, err = daemon.New(cfg.NodeID, cfg.Daemons, a.stateDir, a.log.With("part", "daemons")); err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -461,6 +467,9 @@ wait:
 			break wait
 		case err = <-a.escalated:
 			a.log.Error("shutting down: node down by escalation", "err", err)
+			break wait
+		case err = <-a.fatal:
+			a.log.Error("shutting down without a goodbye: this node cannot keep what its packets would promise", "err", err)
 			break wait
 		}
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -72,6 +73,9 @@ func (a *agent) procLoop() {
 // held. Called after every Step, Tick and Submit.
 func (a *agent) handleReady() {
 	rd := a.core.Ready()
+	if a.notDurable != nil {
+		return // stopping (failStop): nothing more leaves or is published
+	}
 	// A new incarnation or epoch must be on disk before anything carries
 	// it: a restart must never reuse one. A new membership generation need
 	// not: a node that crashes before saving it comes back behind, which
@@ -81,7 +85,10 @@ func (a *agent) handleReady() {
 	// only when the disk does not hold it already (mustSaveFirst).
 	first := rd.Persist != nil && a.mustSaveFirst(rd.Persist, rd.MustSync)
 	if first {
-		a.saveNow(rd.Persist)
+		if err := a.saveNow(rd.Persist); err != nil {
+			a.failStop(err)
+			return
+		}
 	}
 	bulk := a.bulkq != nil && bulkPackets(rd) >= bulkMin
 	a.send(rd.Packets, bulk)
@@ -130,7 +137,7 @@ func (a *agent) mustSaveFirst(p *core.Persist, mustSync bool) bool {
 // at once. mu held.
 func (a *agent) saveLater(p *core.Persist) {
 	if a.saveq == nil { // shutting down: the saver is gone
-		a.saveNow(p)
+		_ = a.saveNow(p) // logged; behind on the membership is safe
 		return
 	}
 	st := *p
@@ -161,9 +168,11 @@ func (a *agent) queueSave(st core.Persist) {
 func (a *agent) saverLoop(q <-chan core.Persist) {
 	for st := range q {
 		if a.bg != nil {
-			a.bg.Do(func() { a.save(&st, false) })
+			// A failure is logged: coming back behind on the
+			// membership generation is safe.
+			a.bg.Do(func() { _ = a.save(&st, false) })
 		} else {
-			a.save(&st, false)
+			_ = a.save(&st, false)
 		}
 	}
 }
@@ -172,11 +181,39 @@ func (a *agent) saverLoop(q <-chan core.Persist) {
 // incarnation or epoch. The background thread may be in the middle of a
 // save (saveMu); it is hurried to the agent's priority meanwhile (a no-op
 // while it runs at that priority, as it does by default: backgroundNice).
-func (a *agent) saveNow(p *core.Persist) {
+func (a *agent) saveNow(p *core.Persist) error {
 	if a.bg != nil {
 		defer a.bg.Hurry(a.otherNice)()
 	}
-	a.save(p, true)
+	return a.save(p, true)
+}
+
+// ErrNotDurable is returned by Run when a new incarnation or epoch of this
+// node could not be made durable (failStop).
+var ErrNotDurable = errors.New("agent: a new incarnation or epoch could not be saved to disk")
+
+// failStop stops the node after a failed save of a new incarnation or
+// epoch (mu held). The Ready's packets would carry what the disk does not
+// hold: after a restart this node could claim an epoch it had followed or
+// claimed, or speak again under an incarnation it had used, and two reigns
+// or two lives of one node would be confused. Nothing is sent from now on
+// (not even the goodbye, which carries them too: the peers judge the
+// silence) and nothing more is published (a master's decision its cluster
+// never heard must not reach its readers); run stops the agent, whose
+// segment then says its writer is gone. A save that failed is not retried:
+// after a failed fsync the kernel may have dropped the pages it could not
+// write and report the next fsync clean (PostgreSQL's "fsyncgate"), and a
+// restart starts over from what the disk really holds. The membership
+// generation's unsynced saves (saverLoop) only log a failure: coming back
+// behind on it is safe.
+func (a *agent) failStop(err error) {
+	a.notDurable = fmt.Errorf("%w: %w", ErrNotDurable, err)
+	a.log.Error("cannot save a new incarnation or epoch: stopping this node without sending it (a restart starts again from what the disk holds)",
+		"err", err, "state_dir", a.stateDir)
+	select {
+	case a.fatal <- a.notDurable:
+	default:
+	}
 }
 
 // backgroundNice is the nice value of the background thread that writes
@@ -195,7 +232,7 @@ func (a *agent) saveNow(p *core.Persist) {
 // longest heartbeat gap 233 against 54 ms. Down propagation at N = 5, eight
 // alternated rounds of 200 samples, was the same at p50 (502–681 against
 // 517–616 µs) and within the noise at p99 (docs/bench.md, "The background
-// thread at the agent's priority"): the hand-offs held back until 2 ms
+// thread at the agent's priority"): the hand-offs held back for a quiet
 // after a commit (handOffQuiet) now keep the saves off the readers' way.
 func (a *agent) backgroundNice() int {
 	if a.otherNice != 0 {
@@ -225,7 +262,7 @@ func (a *agent) startBackground() {
 // saveMu orders the two, and the incarnation on disk never goes back (a
 // queued older state written after a newer one keeps the newer's). Only a
 // synced save moves what the disk is known to hold (durableInc, durableEp).
-func (a *agent) save(p *core.Persist, synced bool) {
+func (a *agent) save(p *core.Persist, synced bool) error {
 	a.saveMu.Lock()
 	defer a.saveMu.Unlock()
 	inc := max(p.Incarnation, a.diskInc)
@@ -237,22 +274,25 @@ func (a *agent) save(p *core.Persist, synced bool) {
 	for i, m := range p.Members {
 		st.Members[i] = uint32(m)
 	}
-	a.diskInc = inc
-	a.diskEp = st.Epoch
 	write := persist.Save
 	if !synced {
 		write = persist.SaveUnsynced
 	}
 	if err := write(a.stateDir, st); err != nil {
 		a.m.persistErrors.Inc()
-		a.log.Error("persisting state", "err", err, "generation", p.Generation)
-		return
+		a.log.Error("persisting state", "err", err, "generation", p.Generation, "synced", synced)
+		return err
 	}
+	// Only once written: a failed save must not make the next one take
+	// the reserve for renewed.
+	a.diskInc = inc
+	a.diskEp = st.Epoch
 	if synced {
 		a.durableInc.Store(inc)
 		a.durableEp.Store(st.Epoch)
 	}
 	a.log.Info("persisted", "incarnation", p.Incarnation, "generation", p.Generation, "members", st.Members, "synced", synced)
+	return nil
 }
 
 // send sends ps (but the bulk sender's, if bulk): each multicast on the

@@ -37,7 +37,7 @@ func TestIncarnationReserved(t *testing.T) {
 	}
 	p := &core.Persist{Incarnation: inc + r + 1}
 	require.True(t, a.mustSaveFirst(p, true), "past the reserve")
-	a.saveNow(p)
+	require.NoError(t, a.saveNow(p))
 	st, err := persist.Load(dir)
 	require.NoError(t, err)
 	assert.Equal(t, inc+2*r+1, st.Incarnation, "the reserve renewed on disk")
@@ -47,7 +47,7 @@ func TestIncarnationReserved(t *testing.T) {
 	p = &core.Persist{Incarnation: inc + r + 1, Epoch: 7}
 	assert.False(t, a.mustSaveFirst(p, false), "a followed master's epoch need not wait")
 	require.True(t, a.mustSaveFirst(p, true))
-	a.saveNow(p)
+	require.NoError(t, a.saveNow(p))
 	assert.False(t, a.mustSaveFirst(p, true))
 	st, err = persist.Load(dir)
 	require.NoError(t, err)
@@ -56,12 +56,12 @@ func TestIncarnationReserved(t *testing.T) {
 	// The membership saver's unsynced save of a new epoch does not make it
 	// durable: the Ready that carries it is still saved first.
 	p = &core.Persist{Incarnation: inc + r + 1, Epoch: 8}
-	a.save(p, false)
+	require.NoError(t, a.save(p, false))
 	st, err = persist.Load(dir)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(8), st.Epoch, "written")
 	assert.True(t, a.mustSaveFirst(p, true), "but not known to be on disk")
-	a.saveNow(p)
+	require.NoError(t, a.saveNow(p))
 	assert.False(t, a.mustSaveFirst(p, true))
 
 	// The state directory turned into a file: the save fails, and the next
@@ -72,7 +72,7 @@ func TestIncarnationReserved(t *testing.T) {
 	a.stateDir = filepath.Join(dir, "x")
 	p = &core.Persist{Incarnation: inc + 3*r, Epoch: 8}
 	require.True(t, a.mustSaveFirst(p, true))
-	a.saveNow(p)
+	require.Error(t, a.saveNow(p))
 	assert.True(t, a.mustSaveFirst(p, true), "not on disk: still to be saved first")
 	assert.Equal(t, uint64(inc+2*r+1), a.durableInc.Load())
 }
