@@ -94,6 +94,8 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 	r.CounterFunc("fmagent_changes_applied_total", "Replicated table changes applied.", coreStat(func(s *core.Stats) uint64 { return s.ChangesApplied }))
 	r.CounterFunc("fmagent_nacks_sent_total", "Requests for missing changes or a snapshot.", coreStat(func(s *core.Stats) uint64 { return s.NacksSent }))
 	r.CounterFunc("fmagent_nacks_served_total", "Nacks answered (as master).", coreStat(func(s *core.Stats) uint64 { return s.NacksServed }))
+	r.CounterFunc("fmagent_nacks_covered_by_group_total", "Requests for the whole table left to the snapshot this master sent every member with its claim (as master).",
+		coreStat(func(s *core.Stats) uint64 { return s.NacksCoveredByGroup }))
 	r.CounterFunc("fmagent_retransmits_total", "Changes resent on a nack (as master).", coreStat(func(s *core.Stats) uint64 { return s.Retransmits }))
 	r.CounterFunc("fmagent_snapshots_sent_total", "Snapshot transfers served (as master).", coreStat(func(s *core.Stats) uint64 { return s.SnapshotsSent }))
 	r.CounterFunc("fmagent_snapshots_applied_total", "Snapshots that replaced this node's table.", coreStat(func(s *core.Stats) uint64 { return s.SnapshotsApplied }))

@@ -263,18 +263,21 @@ type Ready struct {
 
 // Stats counts what the node did, for metrics. Cumulative.
 type Stats struct {
-	HeartbeatsSent   uint64               // each on both networks
-	HeartbeatsRecv   [wire.NumNets]uint64 // authenticated, per network
-	UpdatesSent      uint64               // update datagrams (multicast and retransmissions)
-	ChangesApplied   uint64               // replicated changes applied here
-	NacksSent        uint64               // requests for missing changes or a snapshot
-	NacksServed      uint64               // as master
-	NacksRefused     uint64               // as master: from a peer not live, or over its budget (serve.go)
-	Retransmits      uint64               // changes resent on a nack
-	SnapshotsSent    uint64               // snapshot transfers served, as master
-	SnapshotsApplied uint64               // snapshots that replaced this node's table
-	ReportsHandled   uint64               // reports through the plugin chain, as master
-	ReportsRefused   uint64               // client reports refused for their name, as master
+	HeartbeatsSent uint64               // each on both networks
+	HeartbeatsRecv [wire.NumNets]uint64 // authenticated, per network
+	UpdatesSent    uint64               // update datagrams (multicast and retransmissions)
+	ChangesApplied uint64               // replicated changes applied here
+	NacksSent      uint64               // requests for missing changes or a snapshot
+	NacksServed    uint64               // as master
+	NacksRefused   uint64               // as master: from a peer not live, or over its budget (serve.go)
+	Retransmits    uint64               // changes resent on a nack
+	SnapshotsSent  uint64               // snapshot transfers served, as master
+	// NacksCoveredByGroup: nacks for the whole table left to the snapshot
+	// this master sent the group at its claim (groupSnapshot), as master.
+	NacksCoveredByGroup uint64
+	SnapshotsApplied    uint64 // snapshots that replaced this node's table
+	ReportsHandled      uint64 // reports through the plugin chain, as master
+	ReportsRefused      uint64 // client reports refused for their name, as master
 }
 
 // Node is one fmagent node's protocol state.
@@ -311,6 +314,9 @@ type Node struct {
 	staged       map[uint64][]*heldChange
 	snap         snapAssembly
 	wantSnapshot bool
+	// earlyUpd: updates from a claimant of a newer epoch taken before its
+	// coordinator (onEarlyUpdate), for followNew.
+	earlyUpd earlyUpdates
 
 	// synced is the master (and epoch) this node last synced with, and
 	// syncedInc that master's incarnation: a different one is a different

@@ -60,6 +60,12 @@ func (n *Node) applyPending() {
 func (n *Node) onNack(to wire.NodeID, m *wire.Nack) {
 	n.stats.NacksServed++
 	last := n.tab.Seq()
+	if m.From == 0 && !n.ms.groupSnapAt.IsZero() && n.now.Sub(n.ms.groupSnapAt) < n.cfg.Interval {
+		// The follower's ask at followNew, answered by the snapshot sent
+		// to the group with the claim (groupSnapshot).
+		n.stats.NacksCoveredByGroup++
+		return
+	}
 	if m.From == 0 || n.ms.get(m.From) == nil {
 		n.sendSnapshot(to)
 		return

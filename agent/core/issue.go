@@ -20,6 +20,10 @@ type masterState struct {
 	queue    []queued // what waits behind the transaction, in arrival order
 	nextTxn  uint64
 	nextSnap uint64
+	// groupSnapAt is when this master multicast its table to every
+	// member, at its claim (groupSnapshot; zero: not this reign): a nack
+	// for the whole table within an interval of it is answered by it.
+	groupSnapAt time.Time
 	// clock: the seq part of the last version this master gave a write
 	// (above every version of this epoch its table holds, so a new write
 	// is always the newest).
@@ -46,6 +50,7 @@ func (m *masterState) init(ringSize int) {
 
 func (m *masterState) stop() {
 	m.active = false
+	m.groupSnapAt = time.Time{}
 	m.txn = nil
 	m.queue = m.queue[:0]
 	m.oldest = 0

@@ -329,6 +329,7 @@ func (n *Node) onElectEvent(now time.Time, ev elect.Event) {
 		n.event(Event{Kind: EvElected, Node: n.cfg.Node, Epoch: st.Epoch})
 		n.sendCoordinator()
 		n.becomeMaster(now)
+		n.groupSnapshot(now)
 	case elect.SteppedDown:
 		n.event(Event{Kind: EvSteppedDown, Node: st.Master, Epoch: st.Epoch})
 		n.ms.stop()

@@ -90,6 +90,7 @@ func (n *Node) becomeMaster(now time.Time) {
 	clear(n.pending)
 	clear(n.staged)
 	n.snap.reset(&n.free)
+	n.earlyUpd.reset(&n.free)
 	n.wantSnapshot = false
 	n.masterWord = now
 	n.setFresh()
@@ -105,7 +106,6 @@ func (n *Node) followNew(now time.Time) {
 	n.tableSynced = false
 	clear(n.pending)
 	clear(n.staged)
-	n.snap.reset(&n.free)
 	n.wantSnapshot = true
 	n.masterSeq = 0
 	n.masterWord = now
@@ -113,8 +113,18 @@ func (n *Node) followNew(now time.Time) {
 	for _, lr := range n.outstanding {
 		lr.sentAt = time.Time{}
 	}
+	// The snapshot and the updates the new master sent the group with its
+	// claim may be in already (the coordinator lost on one network or
+	// overtaken on the other); anything else gathered was the old reign's.
+	if n.takeEarly() {
+		n.applySnapshot()
+		return
+	}
 	// Ask at once: what the new master decided before we followed it (the
 	// old master's down, first of all) must not wait for our next tick.
+	// A master that sent the group its table with its claim leaves this to
+	// that snapshot (groupSnapshot); one that missed part of it asks again
+	// after an interval.
 	n.sendNack(n.el.State().Master, 0, 0)
 }
 
@@ -129,6 +139,9 @@ func (n *Node) stepReplication(now time.Time, h *wire.Header, p *peer, body []by
 			return err
 		}
 		if !fromMaster {
+			if h.Epoch > st.Epoch {
+				n.onEarlyUpdate(p.id, h.Epoch, &m)
+			}
 			return nil // an older epoch's master, or not ours: ignored
 		}
 		n.masterWord = now
@@ -202,6 +215,8 @@ func (n *Node) stepReplication(now time.Time, h *wire.Header, p *peer, body []by
 		}
 		if fromMaster {
 			n.onSnapshot(now, &m)
+		} else if h.Epoch > st.Epoch {
+			n.onEarlySnapshot(now, p.id, h.Epoch, &m)
 		}
 	case wire.TypeReport:
 		var m wire.Report

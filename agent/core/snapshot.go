@@ -31,6 +31,34 @@ func (n *Node) sendSnapshot(to wire.NodeID) {
 	}
 }
 
+// groupSnapshot multicasts the table to every member once, right behind
+// the coordinator that claims the reign. Every follower of a new reign
+// needs the whole table (followNew asks for it at once), and answered one
+// by one the master built and sent a snapshot per follower on its
+// real-time loop just when the old master's down had to reach every
+// table: nine agents, a failover's decision reached the followers 2–4 ms
+// after the claim, and the new master's own reader, behind the loops
+// building and applying them, came last (docs/bench.md). The followers'
+// nacks for the whole table that follow within an interval are answered by
+// this one (onNack): what the master changed after it went to the group
+// as updates, which a follower holds until its snapshot is in (hold,
+// applyPending). One that missed a chunk or took the coordinator late
+// asks again after an interval (followerTick) and is answered alone.
+func (n *Node) groupSnapshot(now time.Time) {
+	live := false
+	for _, id := range n.peerIDs {
+		if n.live(n.peers[id]) {
+			live = true
+			break
+		}
+	}
+	if !live {
+		return // no one to follow: the first answer to a nack will do
+	}
+	n.sendSnapshot(0)
+	n.ms.groupSnapAt = now
+}
+
 // snapAssembly gathers one snapshot's chunks.
 type snapAssembly struct {
 	id     uint64
@@ -38,6 +66,12 @@ type snapAssembly struct {
 	chunks map[uint16][]*heldChange
 	last   int       // index of the last chunk, -1 until seen
 	at     time.Time // when its latest chunk arrived (followerTick)
+	// early: the chunks come from a node claiming epoch (earlyFrom,
+	// earlyEpoch) whose coordinator has not been taken yet: kept for
+	// followNew, never applied before (onEarlySnapshot).
+	early      bool
+	earlyFrom  wire.NodeID
+	earlyEpoch uint64
 }
 
 // reset drops the chunks gathered, their held changes recycled into free
@@ -45,10 +79,128 @@ type snapAssembly struct {
 // change each, 2.4 MB at 4,096 entities, on the real-time loop).
 func (s *snapAssembly) reset(free *[]*heldChange) {
 	s.id, s.upTo, s.last, s.at = 0, 0, -1, time.Time{}
+	s.early, s.earlyFrom, s.earlyEpoch = false, 0, 0
 	for _, hs := range s.chunks {
 		*free = append(*free, hs...)
 	}
 	clear(s.chunks)
+}
+
+// gather adds m's chunk to s (a newer snapshot's first chunk replaces an
+// older one's); it reports whether m was taken.
+func (n *Node) gather(now time.Time, m *wire.Snapshot) bool {
+	s := &n.snap
+	if m.ID < s.id {
+		return false // an older answer (we asked twice): the newer one is coming
+	}
+	if s.id != m.ID {
+		s.reset(&n.free)
+		s.id, s.upTo = m.ID, m.UpToSeq
+		if s.chunks == nil {
+			s.chunks = make(map[uint16][]*heldChange)
+		}
+	}
+	if _, dup := s.chunks[m.Index]; dup {
+		return false
+	}
+	hs := make([]*heldChange, 0, m.NChanges)
+	for i := 0; i < int(m.NChanges); i++ {
+		hs = append(hs, n.held(&m.Changes[i]))
+	}
+	s.chunks[m.Index] = hs
+	s.at = now
+	if m.Last {
+		s.last = int(m.Index)
+	}
+	return true
+}
+
+// complete reports whether every chunk of the snapshot gathered is in.
+func (s *snapAssembly) complete() bool {
+	return s.id != 0 && s.last >= 0 && len(s.chunks) == s.last+1
+}
+
+// onEarlySnapshot keeps a chunk of the snapshot a claimant sends the group
+// with its claim (groupSnapshot) that arrived before its coordinator was
+// taken (the coordinator lost on one network, or the two networks'
+// copies out of order): followNew uses it if this node then follows that
+// claimant at that epoch, and drops it otherwise. Only while no snapshot
+// of the master followed now is being gathered.
+func (n *Node) onEarlySnapshot(now time.Time, from wire.NodeID, epoch uint64, m *wire.Snapshot) {
+	s := &n.snap
+	if n.isMaster() || epoch <= n.el.State().Epoch {
+		return
+	}
+	if s.id != 0 && !(s.early && s.earlyFrom == from && s.earlyEpoch == epoch) {
+		if !s.early {
+			return // gathering our master's: not to be dropped for a claim
+		}
+		s.reset(&n.free) // a newer claim's
+	}
+	if n.gather(now, m) {
+		s.early, s.earlyFrom, s.earlyEpoch = true, from, epoch
+	}
+}
+
+// earlyUpdates are the changes a claimant of a newer epoch multicast
+// before this node took its coordinator: the old master's down, decided by
+// the new master right behind its claim and its snapshot, arrived first
+// when the coordinator was lost on one network or overtaken on the other.
+// Dropped, they were learnt only from the new master's next heartbeat
+// (netsim: a crashed master's down past its bound at one follower).
+type earlyUpdates struct {
+	from    wire.NodeID
+	epoch   uint64
+	changes []*heldChange
+}
+
+// maxEarlyUpdates bounds the changes kept from a claimant before its
+// coordinator; beyond, they are asked for again as any gap is.
+const maxEarlyUpdates = 256
+
+func (e *earlyUpdates) reset(free *[]*heldChange) {
+	*free = append(*free, e.changes...)
+	clear(e.changes)
+	e.changes, e.from, e.epoch = e.changes[:0], 0, 0
+}
+
+// onEarlyUpdate keeps m's changes if m comes from a claimant of an epoch
+// newer than ours (see earlyUpdates).
+func (n *Node) onEarlyUpdate(from wire.NodeID, epoch uint64, m *wire.Update) {
+	e := &n.earlyUpd
+	if n.isMaster() || epoch <= n.el.State().Epoch {
+		return
+	}
+	if e.from != from || e.epoch != epoch {
+		e.reset(&n.free)
+		e.from, e.epoch = from, epoch
+	}
+	for i := 0; i < int(m.NChanges) && len(e.changes) < maxEarlyUpdates; i++ {
+		e.changes = append(e.changes, n.held(&m.Changes[i]))
+	}
+}
+
+// takeEarly hands followNew what a claimant it now follows sent before
+// its coordinator: its snapshot's chunks stay gathered (onEarlySnapshot),
+// its updates are held as if they had come now. Everything gathered
+// from anyone else is dropped. It reports whether the snapshot is
+// complete.
+func (n *Node) takeEarly() bool {
+	st := n.el.State()
+	s := &n.snap
+	early := s.early && s.earlyFrom == st.Master && s.earlyEpoch == st.Epoch
+	if !early {
+		s.reset(&n.free)
+	}
+	s.early, s.earlyFrom, s.earlyEpoch = false, 0, 0
+	e := &n.earlyUpd
+	if e.from == st.Master && e.epoch == st.Epoch {
+		for _, hc := range e.changes {
+			n.hold(&hc.c)
+		}
+	}
+	e.reset(&n.free)
+	return early && s.complete()
 }
 
 func (n *Node) onSnapshot(now time.Time, m *wire.Snapshot) {
@@ -65,33 +217,19 @@ func (n *Node) onSnapshot(now time.Time, m *wire.Snapshot) {
 		}
 		n.wantSnapshot = true
 	}
+	if n.snap.early {
+		// A claimant's, gathered before its coordinator: our master's
+		// comes first (their IDs are not comparable).
+		n.snap.reset(&n.free)
+	}
+	if n.gather(now, m) && n.snap.complete() {
+		n.applySnapshot()
+	}
+}
+
+// applySnapshot replaces the table with the snapshot gathered (complete).
+func (n *Node) applySnapshot() {
 	s := &n.snap
-	if m.ID < s.id {
-		return // an older answer (we asked twice): the newer one is coming
-	}
-	if s.id != m.ID {
-		s.reset(&n.free)
-		s.id, s.upTo = m.ID, m.UpToSeq
-		if s.chunks == nil {
-			s.chunks = make(map[uint16][]*heldChange)
-		}
-	}
-	if _, dup := s.chunks[m.Index]; dup {
-		return
-	}
-	hs := make([]*heldChange, 0, m.NChanges)
-	for i := 0; i < int(m.NChanges); i++ {
-		hs = append(hs, n.held(&m.Changes[i]))
-	}
-	s.chunks[m.Index] = hs
-	s.at = now
-	if m.Last {
-		s.last = int(m.Index)
-	}
-	if s.last < 0 || len(s.chunks) != s.last+1 {
-		return
-	}
-	// Complete: replace the table in one go.
 	n.tab.Reset()
 	for i := 0; i <= s.last; i++ {
 		for _, hc := range s.chunks[uint16(i)] {
