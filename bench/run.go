@@ -500,30 +500,16 @@ func (m *measurer) samples(ctx context.Context) error {
 	m.logf("%d samples each (%d warm-up) of report to everywhere, down propagation, the baseline and the two-hop floor", m.cfg.Samples, m.cfg.Warmup)
 	// The references: one datagram to every observer (the baseline), and
 	// through the relays (the two-hop floor).
-	refs := []struct {
-		what        string
-		sample      func() (first, last time.Duration, err error)
-		last, first *Dist
-	}{
-		{"baseline", func() (time.Duration, time.Duration, error) { return m.o.sample(m.cfg.Timeout) }, &m.res.Baseline, &m.res.BaselineFirst},
-		{"floor", func() (time.Duration, time.Duration, error) { return m.r.sample(m.o, m.cfg.Timeout) }, &m.res.Floor, &m.res.FloorFirst},
-	}
+	refs := []refSample{m.baselineRef(), m.floorRef()}
 	for i := 0; i < total; i++ {
 		keep := i >= m.cfg.Warmup
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		for _, ref := range refs {
-			first, last, err := ref.sample()
-			if err != nil {
-				if err := m.fail(fmt.Sprintf("%s sample %d", ref.what, i), err); err != nil {
-					return err
-				}
-			} else if keep {
-				*ref.last = append(*ref.last, last)
-				*ref.first = append(*ref.first, first)
+			if err := m.sampleRef(ref, i, keep); err != nil {
+				return err
 			}
-			m.pause()
 		}
 
 		if err := m.report(ctx, i, keep); err != nil {
@@ -550,21 +536,47 @@ const detectFloorSamples = 100
 // compared with the floor (DetectAtFloorDist).
 func (m *measurer) floorOnly(ctx context.Context) error {
 	m.logf("%d samples of the two-hop floor (for the detection a perfect agent would show)", detectFloorSamples)
+	ref := m.floorRef()
 	for i := 0; i < m.cfg.Warmup+detectFloorSamples; i++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		first, last, err := m.r.sample(m.o, m.cfg.Timeout)
-		if err != nil {
-			if err := m.fail(fmt.Sprintf("floor sample %d", i), err); err != nil {
-				return err
-			}
-		} else if i >= m.cfg.Warmup {
-			m.res.Floor = append(m.res.Floor, last)
-			m.res.FloorFirst = append(m.res.FloorFirst, first)
+		if err := m.sampleRef(ref, i, i >= m.cfg.Warmup); err != nil {
+			return err
 		}
-		m.pause()
 	}
+	return nil
+}
+
+// refSample is a sample of what the agents are compared with: one
+// datagram to every observer (the baseline), or through the relays (the
+// two-hop floor), kept in last and first.
+type refSample struct {
+	what        string
+	sample      func() (first, last time.Duration, err error)
+	last, first *Dist
+}
+
+func (m *measurer) baselineRef() refSample {
+	return refSample{"baseline", func() (time.Duration, time.Duration, error) { return m.o.sample(m.cfg.Timeout) }, &m.res.Baseline, &m.res.BaselineFirst}
+}
+
+func (m *measurer) floorRef() refSample {
+	return refSample{"floor", func() (time.Duration, time.Duration, error) { return m.r.sample(m.o, m.cfg.Timeout) }, &m.res.Floor, &m.res.FloorFirst}
+}
+
+// sampleRef takes reference sample i (kept unless a warm-up), then pauses.
+func (m *measurer) sampleRef(ref refSample, i int, keep bool) error {
+	first, last, err := ref.sample()
+	if err != nil {
+		if err := m.fail(fmt.Sprintf("%s sample %d", ref.what, i), err); err != nil {
+			return err
+		}
+	} else if keep {
+		*ref.last = append(*ref.last, last)
+		*ref.first = append(*ref.first, first)
+	}
+	m.pause()
 	return nil
 }
 

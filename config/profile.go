@@ -90,8 +90,8 @@ type Realtime struct {
 	// half the detection bound or more: what every goroutine, thread and
 	// the garbage collector did meanwhile, for `go tool trace`. At most
 	// one file every TraceEvery, the TraceKeep newest kept. The tracer
-	// costs CPU (about 1–2 % of a core busy, less idle): off by default
-	// ("").
+	// costs CPU (an idle agent at 10 ms × 5: about 0.3 % of a core more,
+	// docs/bench.md; more under load): off by default ("").
 	TraceDir string `toml:"trace_dir"`
 }
 

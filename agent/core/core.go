@@ -314,9 +314,7 @@ type Node struct {
 	staged       map[uint64][]*heldChange
 	snap         snapAssembly
 	wantSnapshot bool
-	// earlyUpd: updates from a claimant of a newer epoch taken before its
-	// coordinator (onEarlyUpdate), for followNew.
-	earlyUpd earlyUpdates
+	early        early // a claimant's packets before its coordinator (snapshot.go)
 
 	// synced is the master (and epoch) this node last synced with, and
 	// syncedInc that master's incarnation: a different one is a different

@@ -90,7 +90,7 @@ func (n *Node) becomeMaster(now time.Time) {
 	clear(n.pending)
 	clear(n.staged)
 	n.snap.reset(&n.free)
-	n.earlyUpd.reset(&n.free)
+	n.dropEarly()
 	n.wantSnapshot = false
 	n.masterWord = now
 	n.setFresh()

@@ -66,12 +66,10 @@ type snapAssembly struct {
 	chunks map[uint16][]*heldChange
 	last   int       // index of the last chunk, -1 until seen
 	at     time.Time // when its latest chunk arrived (followerTick)
-	// early: the chunks come from a node claiming epoch (earlyFrom,
-	// earlyEpoch) whose coordinator has not been taken yet: kept for
-	// followNew, never applied before (onEarlySnapshot).
-	early      bool
-	earlyFrom  wire.NodeID
-	earlyEpoch uint64
+	// early: the chunks are the claimant's of Node.early, whose
+	// coordinator has not been taken yet: kept for followNew, never
+	// applied before (onEarlySnapshot).
+	early bool
 }
 
 // reset drops the chunks gathered, their held changes recycled into free
@@ -79,7 +77,7 @@ type snapAssembly struct {
 // change each, 2.4 MB at 4,096 entities, on the real-time loop).
 func (s *snapAssembly) reset(free *[]*heldChange) {
 	s.id, s.upTo, s.last, s.at = 0, 0, -1, time.Time{}
-	s.early, s.earlyFrom, s.earlyEpoch = false, 0, 0
+	s.early = false
 	for _, hs := range s.chunks {
 		*free = append(*free, hs...)
 	}
@@ -120,35 +118,16 @@ func (s *snapAssembly) complete() bool {
 	return s.id != 0 && s.last >= 0 && len(s.chunks) == s.last+1
 }
 
-// onEarlySnapshot keeps a chunk of the snapshot a claimant sends the group
-// with its claim (groupSnapshot) that arrived before its coordinator was
-// taken (the coordinator lost on one network, or the two networks'
-// copies out of order): followNew uses it if this node then follows that
-// claimant at that epoch, and drops it otherwise. Only while no snapshot
-// of the master followed now is being gathered.
-func (n *Node) onEarlySnapshot(now time.Time, from wire.NodeID, epoch uint64, m *wire.Snapshot) {
-	s := &n.snap
-	if n.isMaster() || epoch <= n.el.State().Epoch {
-		return
-	}
-	if s.id != 0 && !(s.early && s.earlyFrom == from && s.earlyEpoch == epoch) {
-		if !s.early {
-			return // gathering our master's: not to be dropped for a claim
-		}
-		s.reset(&n.free) // a newer claim's
-	}
-	if n.gather(now, m) {
-		s.early, s.earlyFrom, s.earlyEpoch = true, from, epoch
-	}
-}
-
-// earlyUpdates are the changes a claimant of a newer epoch multicast
-// before this node took its coordinator: the old master's down, decided by
-// the new master right behind its claim and its snapshot, arrived first
-// when the coordinator was lost on one network or overtaken on the other.
-// Dropped, they were learnt only from the new master's next heartbeat
-// (netsim: a crashed master's down past its bound at one follower).
-type earlyUpdates struct {
+// early is what a claimant of a newer epoch multicast before this node
+// took its coordinator (lost on one network, or overtaken on the other):
+// the snapshot it sends the group with its claim (groupSnapshot, gathered
+// in Node.snap marked early) and its first updates (the old master's
+// down, decided right behind them). followNew uses them if this node then
+// follows that claimant at that epoch (takeEarly), and drops them
+// otherwise. Dropped, the down was learnt only from the new master's next
+// heartbeat (netsim: a crashed master's down past its bound at one
+// follower).
+type early struct {
 	from    wire.NodeID
 	epoch   uint64
 	changes []*heldChange
@@ -158,49 +137,73 @@ type earlyUpdates struct {
 // coordinator; beyond, they are asked for again as any gap is.
 const maxEarlyUpdates = 256
 
-func (e *earlyUpdates) reset(free *[]*heldChange) {
-	*free = append(*free, e.changes...)
+// dropEarly forgets what a claimant sent before its coordinator.
+func (n *Node) dropEarly() {
+	e := &n.early
+	n.free = append(n.free, e.changes...)
 	clear(e.changes)
 	e.changes, e.from, e.epoch = e.changes[:0], 0, 0
+	if n.snap.early {
+		n.snap.reset(&n.free)
+	}
 }
 
-// onEarlyUpdate keeps m's changes if m comes from a claimant of an epoch
-// newer than ours (see earlyUpdates).
-func (n *Node) onEarlyUpdate(from wire.NodeID, epoch uint64, m *wire.Update) {
-	e := &n.earlyUpd
+// keepEarly reports whether a packet of from at epoch is kept for
+// followNew: from a claimant of an epoch newer than ours, to a node that
+// is not master. A claimant other than the one kept so far replaces it.
+func (n *Node) keepEarly(from wire.NodeID, epoch uint64) bool {
 	if n.isMaster() || epoch <= n.el.State().Epoch {
-		return
+		return false
 	}
-	if e.from != from || e.epoch != epoch {
-		e.reset(&n.free)
+	if e := &n.early; e.from != from || e.epoch != epoch {
+		n.dropEarly()
 		e.from, e.epoch = from, epoch
 	}
+	return true
+}
+
+// onEarlySnapshot gathers a chunk of the claimant's group snapshot (see
+// early), unless this node is gathering its own master's.
+func (n *Node) onEarlySnapshot(now time.Time, from wire.NodeID, epoch uint64, m *wire.Snapshot) {
+	if n.snap.id != 0 && !n.snap.early {
+		return // gathering our master's: not to be dropped for a claim
+	}
+	if n.keepEarly(from, epoch) && n.gather(now, m) {
+		n.snap.early = true
+	}
+}
+
+// onEarlyUpdate keeps the claimant's changes (see early).
+func (n *Node) onEarlyUpdate(from wire.NodeID, epoch uint64, m *wire.Update) {
+	if !n.keepEarly(from, epoch) {
+		return
+	}
+	e := &n.early
 	for i := 0; i < int(m.NChanges) && len(e.changes) < maxEarlyUpdates; i++ {
 		e.changes = append(e.changes, n.held(&m.Changes[i]))
 	}
 }
 
-// takeEarly hands followNew what a claimant it now follows sent before
-// its coordinator: its snapshot's chunks stay gathered (onEarlySnapshot),
-// its updates are held as if they had come now. Everything gathered
-// from anyone else is dropped. It reports whether the snapshot is
-// complete.
+// takeEarly hands followNew what the claimant it now follows sent before
+// its coordinator: its snapshot's chunks stay gathered, its updates are
+// held as if they had come now; what anyone else sent is dropped. It
+// reports whether the snapshot is complete.
 func (n *Node) takeEarly() bool {
 	st := n.el.State()
-	s := &n.snap
-	early := s.early && s.earlyFrom == st.Master && s.earlyEpoch == st.Epoch
-	if !early {
-		s.reset(&n.free)
+	if n.early.from != st.Master || n.early.epoch != st.Epoch {
+		n.dropEarly()
+		n.snap.reset(&n.free) // the old reign's, if any
+		return false
 	}
-	s.early, s.earlyFrom, s.earlyEpoch = false, 0, 0
-	e := &n.earlyUpd
-	if e.from == st.Master && e.epoch == st.Epoch {
-		for _, hc := range e.changes {
-			n.hold(&hc.c)
-		}
+	if !n.snap.early {
+		n.snap.reset(&n.free) // the old reign's, if any
 	}
-	e.reset(&n.free)
-	return early && s.complete()
+	n.snap.early = false // now our master's
+	for _, hc := range n.early.changes {
+		n.hold(&hc.c)
+	}
+	n.dropEarly()
+	return n.snap.complete()
 }
 
 func (n *Node) onSnapshot(now time.Time, m *wire.Snapshot) {
