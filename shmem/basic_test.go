@@ -116,6 +116,45 @@ func TestPutReadDelete(t *testing.T) {
 	})
 }
 
+// TestWrittenAt: each row carries the writer's clock when it wrote the row
+// as it is. A Put of the same values keeps the time (nothing was written),
+// a change writes a new one, and what the caller puts in WrittenAt is not
+// what the segment says.
+func TestWrittenAt(t *testing.T) {
+	both(t, shmem.Options{Capacity: 16}, func(t *testing.T, w *shmem.Writer, r *shmem.Reader) {
+		if h := r.Header(); h.Major != 2 || h.Minor != 1 {
+			t.Fatalf("layout %d.%d, want 2.1", h.Major, h.Minor)
+		}
+		e := ent(t, "node/3/proc/sshd", wire.StateUp)
+		e.WrittenAt = 12345 // ignored
+		before := time.Now().UnixNano()
+		check(t, w.Put(e))
+		after := time.Now().UnixNano()
+		var got shmem.Entity
+		check(t, r.Read(e.ID, &got))
+		if got.WrittenAt < before || got.WrittenAt > after {
+			t.Fatalf("written at %d, not within the Put [%d, %d]", got.WrittenAt, before, after)
+		}
+		first := got.WrittenAt
+
+		time.Sleep(time.Millisecond)
+		check(t, w.Put(e)) // the same values: the row is not written
+		check(t, r.Read(e.ID, &got))
+		if got.WrittenAt != first {
+			t.Fatalf("an unchanged Put moved written_at %d -> %d", first, got.WrittenAt)
+		}
+
+		e.State = wire.StateDown
+		before = time.Now().UnixNano()
+		check(t, w.Put(e))
+		after = time.Now().UnixNano()
+		check(t, r.Read(e.ID, &got))
+		if got.WrittenAt < before || got.WrittenAt > after || got.WrittenAt <= first {
+			t.Fatalf("after a change written at %d, not within [%d, %d] (first %d)", got.WrittenAt, before, after, first)
+		}
+	})
+}
+
 func TestInvalid(t *testing.T) {
 	w, err := shmem.NewHeap(shmem.Options{Capacity: 2})
 	check(t, err)

@@ -58,14 +58,20 @@ type Entity struct {
 	Incarnation uint64
 	ChangedAt   int64 // unix ns of the last change
 	ChangedSeq  uint64
-	Owner       wire.NodeID
-	ChangedBy   wire.NodeID
-	Kind        wire.EntityKind
-	State       wire.State
-	NameLen     uint8
-	NAlarms     uint8
-	Name        [wire.MaxName]byte
-	Alarms      [MaxAlarms]Alarm
+	// WrittenAt is set by the writer, not by Put's caller: unix ns, by the
+	// writer's clock, when it wrote the row as it is (a row put again
+	// unchanged keeps its time). WrittenAt - ChangedAt is how long the
+	// master's change took to reach this table. 0 from a segment of layout
+	// minor 0. Equal ignores it.
+	WrittenAt int64
+	Owner     wire.NodeID
+	ChangedBy wire.NodeID
+	Kind      wire.EntityKind
+	State     wire.State
+	NameLen   uint8
+	NAlarms   uint8
+	Name      [wire.MaxName]byte
+	Alarms    [MaxAlarms]Alarm
 }
 
 // NameBytes returns the name (aliases e.Name).
@@ -133,8 +139,8 @@ func (e *Entity) ClearAlarm(cause string) bool {
 	return false
 }
 
-// Equal reports whether two entities hold the same values (bytes past
-// NameLen, CauseLen and NAlarms are ignored).
+// Equal reports whether two entities hold the same values (WrittenAt, and
+// bytes past NameLen, CauseLen and NAlarms, are ignored).
 func (e *Entity) Equal(o *Entity) bool {
 	if e.ID != o.ID || e.Incarnation != o.Incarnation || e.ChangedAt != o.ChangedAt ||
 		e.ChangedSeq != o.ChangedSeq || e.Owner != o.Owner || e.ChangedBy != o.ChangedBy ||

@@ -109,7 +109,7 @@ FMSHM_STATIC_ASSERT(sizeof(FMSHM_ATOMIC_U32) == 4, "atomic u32 layout");
 #define FMSHM_DEFAULT_PATH "/dev/shm/fmagent" /* the agent's default segment */
 #define FMSHM_MAGIC 0x4241544d48534d46ULL /* "FMSHMTAB" little-endian */
 #define FMSHM_MAJOR 2
-#define FMSHM_MINOR 0
+#define FMSHM_MINOR 1
 
 #define FMSHM_MAX_ALARMS 8
 #define FMSHM_MAX_NAME 200
@@ -253,7 +253,7 @@ struct fmshm_slot {
 	FMSHM_ATOMIC_U64 changed_seq; /*  32 */
 	FMSHM_ATOMIC_U64 owner_by;    /*  40 owner u32 | changed_by u32 << 32 */
 	FMSHM_ATOMIC_U64 meta;        /*  48 kind | state<<8 | name_len<<16 | nalarms<<24 */
-	FMSHM_ATOMIC_U64 reserved;    /*  56 */
+	FMSHM_ATOMIC_U64 written_at;  /*  56 unix ns, this node's clock (minor 1) */
 	FMSHM_ATOMIC_U64 name[25];    /*  64 200 bytes */
 	struct fmshm_alarm_rec alarms[FMSHM_MAX_ALARMS]; /* 264 */
 	FMSHM_ATOMIC_U64 pad[7];      /* 904 */
@@ -328,7 +328,7 @@ FMSHM__OFF(fmshm_slot, changed_at, 24);
 FMSHM__OFF(fmshm_slot, changed_seq, 32);
 FMSHM__OFF(fmshm_slot, owner_by, 40);
 FMSHM__OFF(fmshm_slot, meta, 48);
-FMSHM__OFF(fmshm_slot, reserved, 56);
+FMSHM__OFF(fmshm_slot, written_at, 56);
 FMSHM__OFF(fmshm_slot, name, 64);
 FMSHM__OFF(fmshm_slot, alarms, 264);
 FMSHM__OFF(fmshm_slot, pad, 904);
@@ -369,6 +369,11 @@ typedef struct fmshm_entity {
 	uint8_t nalarms;
 	char name[FMSHM_MAX_NAME + 1]; /* NUL-terminated */
 	fmshm_alarm alarms[FMSHM_MAX_ALARMS];
+	/* unix ns by this node's clock when this node's agent wrote the row as
+	 * it is (changed_at is the master's decision; written_at - changed_at
+	 * is how long the change took to reach this node's table). 0 in a
+	 * segment of minor version 0. */
+	int64_t written_at;
 } fmshm_entity;
 
 typedef struct fmshm_event {
@@ -848,6 +853,7 @@ static inline uint64_t fmshm__decode(struct fmshm_slot *s, fmshm_entity *d)
 	d->incarnation = FMSHM__LOAD(&s->incarnation, FMSHM__RLX);
 	d->changed_at = (int64_t)FMSHM__LOAD(&s->changed_at, FMSHM__RLX);
 	d->changed_seq = FMSHM__LOAD(&s->changed_seq, FMSHM__RLX);
+	d->written_at = (int64_t)FMSHM__LOAD(&s->written_at, FMSHM__RLX);
 	ob = FMSHM__LOAD(&s->owner_by, FMSHM__RLX);
 	d->owner = (uint32_t)(ob >> FMSHM_OWNER_SHIFT);
 	d->changed_by = (uint32_t)(ob >> FMSHM_CHANGEDBY_SHIFT);

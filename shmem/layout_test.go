@@ -85,7 +85,7 @@ func layoutItems() []layoutItem {
 		size("struct "+s, L.SlotSize),
 		off(s, "seq", L.SlotSeq), off(s, "id", L.SlotID), off(s, "incarnation", L.SlotIncarn),
 		off(s, "changed_at", L.SlotChangedAt), off(s, "changed_seq", L.SlotChangedSeq),
-		off(s, "owner_by", L.SlotOwnerBy), off(s, "meta", L.SlotMeta), off(s, "reserved", L.SlotReserved),
+		off(s, "owner_by", L.SlotOwnerBy), off(s, "meta", L.SlotMeta), off(s, "written_at", L.SlotWrittenAt),
 		off(s, "name", L.SlotName), size("((struct fmshm_slot *)0)->name", L.SlotNameBytes),
 		off(s, "alarms", L.SlotAlarms), off(s, "pad", L.SlotPad),
 		size("((struct fmshm_slot *)0)->alarms", L.MaxAlarms*L.AlarmSize),

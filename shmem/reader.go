@@ -459,6 +459,7 @@ func decodeSlot(p unsafe.Pointer, dst *Entity) uint64 {
 	dst.Incarnation = ld64(p, L.SlotIncarn)
 	dst.ChangedAt = int64(ld64(p, L.SlotChangedAt))
 	dst.ChangedSeq = ld64(p, L.SlotChangedSeq)
+	dst.WrittenAt = int64(ld64(p, L.SlotWrittenAt))
 	ob := ld64(p, L.SlotOwnerBy)
 	dst.Owner = wire.NodeID(ob >> L.OwnerShift)
 	dst.ChangedBy = wire.NodeID(ob >> L.ChangedByShift)

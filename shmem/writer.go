@@ -701,12 +701,15 @@ func (w *Writer) applyDelete(id uint64, seq uint64) {
 // seq even, every word with an atomic store.
 func (w *Writer) writeSlot(i uint32, e *Entity) {
 	p := w.slot(i)
+	// Read before the seqlock opens; the row is readable a few stores later.
+	now := time.Now().UnixNano()
 	sq := ld64(p, L.SlotSeq)
 	st64(p, L.SlotSeq, sq+1)
 	st64(p, L.SlotID, e.ID)
 	st64(p, L.SlotIncarn, e.Incarnation)
 	st64(p, L.SlotChangedAt, uint64(e.ChangedAt))
 	st64(p, L.SlotChangedSeq, e.ChangedSeq)
+	st64(p, L.SlotWrittenAt, uint64(now))
 	st64(p, L.SlotOwnerBy, uint64(e.Owner)<<L.OwnerShift|uint64(e.ChangedBy)<<L.ChangedByShift)
 	st64(p, L.SlotMeta, uint64(e.Kind)<<L.MetaKindShift|uint64(e.State)<<L.MetaStateShift|
 		uint64(e.NameLen)<<L.MetaNameLenShift|uint64(e.NAlarms)<<L.MetaNAlarmsShift)

@@ -96,6 +96,12 @@ void check(const fmshm_entity &e, const std::string &name, int i)
 	expect(name + " incarnation", e.incarnation, v);
 	expect(name + " changed_seq", e.changed_seq, v ^ id);
 	expect(name + " changed_at", e.changed_at, v * 1000003);
+	// written_at (layout minor 1): the writer's clock when it wrote the row,
+	// so within the last ten minutes and not in the future.
+	timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	const int64_t now = static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+	expect(name + " written_at recent", e.written_at > 0 && e.written_at <= now && now - e.written_at < 600000000000LL, true);
 	expect(name + " owner", e.owner, static_cast<uint32_t>(v) ^ static_cast<uint32_t>(id));
 	expect(name + " changed_by", e.changed_by, static_cast<uint32_t>(v >> 3) + 7);
 	expect(name + " state", e.state, 1 + (v & 1));

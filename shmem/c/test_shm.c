@@ -38,10 +38,23 @@ static pid_t spawn(const char *mode, const char *extra)
 
 static void name_of(int i, char *buf, size_t n) { snprintf(buf, n, "ctest/%04d", i); }
 
+/* unix_ns is CLOCK_REALTIME in ns: the clock of a slot's written_at. */
+static int64_t unix_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static int verify(const fmshm_entity *e, int i, uint64_t id, const char *name)
 {
 	uint64_t v = e->incarnation;
 	unsigned j, k;
+	/* Written by this run's writer (layout minor 1): not 0, not in the
+	 * future, not from before the last ten minutes. */
+	int64_t now = unix_ns();
+	if (e->written_at <= 0 || e->written_at > now || now - e->written_at > 600 * 1000000000LL)
+		return 0;
 	if (e->id != id || e->changed_seq != (v ^ id) || e->changed_at != (int64_t)(v * 1000003ULL) ||
 	    e->owner != ((uint32_t)v ^ (uint32_t)id) || e->changed_by != (uint32_t)(v >> 3) + 7u ||
 	    e->kind != 1 + i % 5 || e->state != 1 + (v & 1) || e->name_len != strlen(name) ||

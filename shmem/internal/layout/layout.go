@@ -16,7 +16,7 @@ const Magic uint64 = 0x4241544d48534d46
 // knows: a minor version only adds fields in reserved space.
 const (
 	Major = 2 // 2: the index home bucket is seeded (HdrIndexSeed)
-	Minor = 0
+	Minor = 1 // 1: each slot says when this node wrote it (SlotWrittenAt)
 )
 
 // Fixed limits that shape the layout.
@@ -101,7 +101,7 @@ const (
 	SlotChangedSeq = 32 // u64
 	SlotOwnerBy    = 40 // u64 word: owner u32 at 40, changed_by u32 at 44
 	SlotMeta       = 48 // u64 word: kind u8 at 48, state u8 at 49, name_len u8 at 50, nalarms u8 at 51
-	SlotReserved   = 56 // u64
+	SlotWrittenAt  = 56 // i64 unix ns (this node's clock) when this node's writer wrote the row (minor 1; 0 before)
 	SlotName       = 64 // 200 bytes (MaxName): name, the last used word zero padded
 	SlotNameBytes  = 200
 	SlotAlarms     = 264 // MaxAlarms alarm records of AlarmSize bytes
