@@ -37,6 +37,15 @@
 // local reader of the table does. The same processes stamp the baseline's
 // datagrams, so both are timed alike.
 //
+// "Every shm" is therefore two hops: the datagram to the agent, then the
+// futex to the reader. "Written in every table" is one: each row the
+// observer reads carries its written_at (the agent's clock just before it
+// opened the row's seqlock, docs/shm-layout.md), when the row became
+// readable in that node's segment, before any reader was woken. The
+// written figures (down, report, detection) are compared with the baseline
+// and with one real-time hop: the relays' write of the same datagram
+// (relay.go), read from their rows' written_at the same way.
+//
 // The command bench/cmd/e2e runs it and prints the figures; TestE2EShort
 // runs a short version so that it cannot rot. docs/bench.md says how to run
 // it and what was measured.

@@ -40,6 +40,7 @@ type RunJSON struct {
 	Figures     map[string]Quantiles `json:"figures"`
 	Ratios      map[string]RatioPair `json:"ratios_to_baseline,omitempty"`
 	FloorRatios map[string]RatioPair `json:"ratios_to_floor,omitempty"`
+	HopRatios   map[string]RatioPair `json:"ratios_to_rt_hop,omitempty"`
 	// DetectOverBound is detection / bound at p50, p99 and max.
 	DetectOverBound   map[string]float64 `json:"detect_over_bound,omitempty"`
 	FailoverOverBound map[string]float64 `json:"failover_over_bound,omitempty"`
@@ -48,10 +49,13 @@ type RunJSON struct {
 	// DetectAtBound is the detection of the kills whose victim the master
 	// held at the configured bound; KillsWidened counts the others (a
 	// false down of the victim had widened its bound).
-	DetectAtBound *Quantiles       `json:"detect_at_configured_bound,omitempty"`
-	KillsWidened  int              `json:"kills_at_widened_bound"`
-	Idle          *ResourceSummary `json:"idle,omitempty"`
-	Failures      []string         `json:"failures,omitempty"`
+	DetectAtBound *Quantiles `json:"detect_at_configured_bound,omitempty"`
+	// DetectWrittenAtBound is the same kills' kill -9 to the down written
+	// in every survivor's table.
+	DetectWrittenAtBound *Quantiles       `json:"detect_written_at_configured_bound,omitempty"`
+	KillsWidened         int              `json:"kills_at_widened_bound"`
+	Idle                 *ResourceSummary `json:"idle,omitempty"`
+	Failures             []string         `json:"failures,omitempty"`
 }
 
 // KillJSON is one Kill.
@@ -66,6 +70,7 @@ type KillJSON struct {
 	Bound      time.Duration `json:"bound_ns"` // the decider's just before (Kill.Bound)
 	Last       int           `json:"last_survivor"`
 	SinceStart time.Duration `json:"last_survivor_started_ns"` // before the kill
+	Written    time.Duration `json:"written_ns"`               // kill -9 to written in every survivor's table
 }
 
 func killsJSON(ks []Kill) []KillJSON {
@@ -99,12 +104,16 @@ func (r *Result) JSON() RunJSON {
 		q := quantiles(d)
 		j.DetectAtBound = &q
 	}
+	if d := r.DetectWrittenAtBoundDist(); len(d) > 0 {
+		q := quantiles(d)
+		j.DetectWrittenAtBound = &q
+	}
 	for _, f := range Figures {
 		if d := f.Get(r); len(d) > 0 {
 			j.Figures[f.Key] = quantiles(d)
 		}
 	}
-	j.Ratios, j.FloorRatios = toBaseline.pairs(r), toFloor.pairs(r)
+	j.Ratios, j.FloorRatios, j.HopRatios = toBaseline.pairs(r), toFloor.pairs(r), toHop.pairs(r)
 	return j
 }
 
@@ -121,6 +130,7 @@ type GroupJSON struct {
 	Median            map[string]Quantiles `json:"median"`
 	MedianRatios      map[string]RatioPair `json:"median_ratios_to_baseline,omitempty"`
 	MedianFloorRatios map[string]RatioPair `json:"median_ratios_to_floor,omitempty"`
+	MedianHopRatios   map[string]RatioPair `json:"median_ratios_to_rt_hop,omitempty"`
 	// MedianDetectOverBound is the median over the runs of detection /
 	// bound at p50, p99 and max (and the same for failover).
 	MedianDetectOverBound   map[string]float64 `json:"median_detect_over_bound,omitempty"`
@@ -128,10 +138,13 @@ type GroupJSON struct {
 	// MedianDetectAtBound is the median over the runs of each quantile of
 	// the detection of kills at the configured bound (N: their number);
 	// KillsWidened the kills at a widened bound, summed over the runs.
-	MedianDetectAtBound *Quantiles       `json:"median_detect_at_configured_bound,omitempty"`
-	KillsWidened        int              `json:"kills_at_widened_bound"`
-	MedianIdle          *ResourceSummary `json:"median_idle,omitempty"`
-	LoadAverages        []float64        `json:"load_averages"`
+	MedianDetectAtBound *Quantiles `json:"median_detect_at_configured_bound,omitempty"`
+	// MedianDetectWrittenAtBound is the same for the down written in every
+	// survivor's table.
+	MedianDetectWrittenAtBound *Quantiles       `json:"median_detect_written_at_configured_bound,omitempty"`
+	KillsWidened               int              `json:"kills_at_widened_bound"`
+	MedianIdle                 *ResourceSummary `json:"median_idle,omitempty"`
+	LoadAverages               []float64        `json:"load_averages"`
 }
 
 func medianDur(v []time.Duration) time.Duration {
@@ -191,7 +204,7 @@ func Group(profile string, rs []*Result) GroupJSON {
 			g.Median[f.Key] = q
 		}
 	}
-	g.MedianRatios, g.MedianFloorRatios = toBaseline.medianPairs(rs), toFloor.medianPairs(rs)
+	g.MedianRatios, g.MedianFloorRatios, g.MedianHopRatios = toBaseline.medianPairs(rs), toFloor.medianPairs(rs), toHop.medianPairs(rs)
 	med := func(get func(*Result) Dist) map[string]float64 {
 		out := map[string]float64{}
 		for _, q := range []struct {
@@ -216,6 +229,9 @@ func Group(profile string, rs []*Result) GroupJSON {
 	g.KillsWidened = killsWidened(rs)
 	if q, ok := medianQuantiles(rs, (*Result).DetectAtBoundDist); ok {
 		g.MedianDetectAtBound = &q
+	}
+	if q, ok := medianQuantiles(rs, (*Result).DetectWrittenAtBoundDist); ok {
+		g.MedianDetectWrittenAtBound = &q
 	}
 	if rs[0].Idle != nil {
 		g.MedianIdle = medianIdle(rs)

@@ -47,14 +47,16 @@ import (
 // Protocol, one line each way (stdin: commands; stdout: answers):
 //
 //	open ID PATH PID TIMEOUT [SLOT]    -> opened ID | fail ID MSG
-//	watch ID COND NAME ARG TIMEOUT [SLOT] -> armed ID, then seen ID MONO WALL STAMP | fail ID MSG
+//	watch ID COND NAME ARG TIMEOUT [SLOT] -> armed ID, then seen ID MONO WALL STAMP WRITTEN | fail ID MSG
 //	(a datagram SEQ)                   -> mc SEQ MONO
 //
 // COND is alarm (ARG: a cause raised), noalarm (ARG: a cause not raised),
 // state (ARG: up or down), exists (ARG ignored) or seq (ARG: a number the
 // entity's Incarnation has reached: the relays' datagram count). STAMP is
 // the alarm's RaisedAt for alarm, the entity's ChangedAt otherwise (the
-// master's wall clock at its decision). TIMEOUT is in nanoseconds. SLOT
+// master's wall clock at its decision). WRITTEN is the row's written_at as
+// read (the writer's wall clock when it wrote the row: when the row became
+// readable, before any reader was woken). TIMEOUT is in nanoseconds. SLOT
 // (0, the default, or 1) chooses which open segment a command is about.
 // The observer ends when its stdin closes.
 
@@ -194,12 +196,12 @@ func observerMain(group string, in io.Reader, out io.Writer) int {
 			sayf("armed %s\n", id)
 			go func(r *shmem.Reader, name string) {
 				defer cancel()
-				mono, wall, stamp, err := observe(ctx, r, seq, name, cond)
+				mono, wall, stamp, written, err := observe(ctx, r, seq, name, cond)
 				if err != nil {
 					sayf("fail %s %v\n", id, err)
 					return
 				}
-				sayf("seen %s %d %d %d\n", id, mono, wall, stamp)
+				sayf("seen %s %d %d %d %d\n", id, mono, wall, stamp, written)
 			}(r, f[3])
 		default:
 			sayf("fail %s bad command %q\n", id, sc.Text())
@@ -270,13 +272,13 @@ func condition(kind, arg string) (func(*shmem.Entity) (bool, int64), error) {
 
 // observe reads name until cond holds, sleeping in Wait between commits.
 // seq was taken before the caller said "armed": no later commit is missed.
-func observe(ctx context.Context, r *shmem.Reader, seq uint64, name string, cond func(*shmem.Entity) (bool, int64)) (mono, wall, stamp int64, err error) {
+func observe(ctx context.Context, r *shmem.Reader, seq uint64, name string, cond func(*shmem.Entity) (bool, int64)) (mono, wall, stamp, written int64, err error) {
 	var e shmem.Entity
 	for {
 		err := r.ReadByName(name, &e)
 		if err == nil {
 			if ok, st := cond(&e); ok {
-				return monoNow(), time.Now().UnixNano(), st, nil
+				return monoNow(), time.Now().UnixNano(), st, e.WrittenAt, nil
 			}
 		}
 		switch {
@@ -284,10 +286,10 @@ func observe(ctx context.Context, r *shmem.Reader, seq uint64, name string, cond
 		case errors.Is(err, shmem.ErrTorn):
 			continue // the writer was descheduled mid-commit: read again
 		default:
-			return 0, 0, 0, err
+			return 0, 0, 0, 0, err
 		}
 		if seq, err = r.Wait(ctx, seq); err != nil {
-			return 0, 0, 0, err
+			return 0, 0, 0, 0, err
 		}
 	}
 }
@@ -300,7 +302,9 @@ type msg struct {
 	mono  int64
 	wall  int64
 	stamp int64
-	text  string
+	// written is the row's written_at (unix ns) in a sighting.
+	written int64
+	text    string
 }
 
 // observers is this process's side: the observer processes, the sending
@@ -382,10 +386,11 @@ func (o *observers) read(i int, sc *bufio.Scanner) {
 			}
 			continue
 		case "seen":
-			if len(f) == 4 {
+			if len(f) == 5 {
 				m.mono, _ = strconv.ParseInt(f[1], 10, 64)
 				m.wall, _ = strconv.ParseInt(f[2], 10, 64)
 				m.stamp, _ = strconv.ParseInt(f[3], 10, 64)
+				m.written, _ = strconv.ParseInt(f[4], 10, 64)
 			}
 		case "fail":
 			_, m.text, _ = strings.Cut(rest, " ")
@@ -549,6 +554,22 @@ func lastWall(ms []msg) int64 {
 	}
 	return w
 }
+
+// lastWritten returns the latest written_at of the sightings: when the
+// last table had the row (wall clock).
+func lastWritten(ms []msg) int64 {
+	var w int64
+	for k, m := range ms {
+		if k == 0 || m.written > w {
+			w = m.written
+		}
+	}
+	return w
+}
+
+// writtenMono is a sighting's written_at on the monotonic clock, through
+// the pair of readings the observer took when it saw the row.
+func writtenMono(m msg) int64 { return m.mono - (m.wall - m.written) }
 
 // sample sends one baseline datagram and waits until every observer has
 // it. It returns the time to the first and to the last.

@@ -190,7 +190,7 @@ func (r *relays) pids() []int {
 // sample sends one datagram to the relays and waits until every observer
 // (which has relay i's segment open in slot 1) has seen it there. It
 // returns the time to the first and to the last.
-func (r *relays) sample(o *observers, timeout time.Duration) (first, last time.Duration, err error) {
+func (r *relays) sample(o *observers, timeout time.Duration) (refTimes, error) {
 	r.seq++
 	ids := make([]int, r.n)
 	for i := range ids {
@@ -198,20 +198,26 @@ func (r *relays) sample(o *observers, timeout time.Duration) (first, last time.D
 	}
 	a, err := o.watchSlot(1, ids, "seq", relayEntity, fmt.Sprint(r.seq), timeout)
 	if err != nil {
-		return 0, 0, err
+		return refTimes{}, err
 	}
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], r.seq)
 	t0 := monoNow()
 	if _, err := r.conn.WriteToUDP(b[:], r.dst); err != nil {
-		return 0, 0, err
+		return refTimes{}, err
 	}
 	ss, err := a.wait()
 	if err != nil {
-		return 0, 0, fmt.Errorf("relay datagram %d: %w", r.seq, err)
+		return refTimes{}, fmt.Errorf("relay datagram %d: %w", r.seq, err)
 	}
 	lo, hi := span(ss)
-	return time.Duration(lo - t0), time.Duration(hi - t0), nil
+	var written int64
+	for k, s := range ss {
+		if w := writtenMono(s); k == 0 || w > written {
+			written = w
+		}
+	}
+	return refTimes{first: time.Duration(lo - t0), last: time.Duration(hi - t0), written: time.Duration(written - t0)}, nil
 }
 
 // stop closes the relays' stdin (they remove their segments and exit) and

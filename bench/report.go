@@ -22,19 +22,24 @@ var Figures = []Figure{
 	{"report_to_master", "  client -> master's decision", func(r *Result) Dist { return r.ReportToMaster }},
 	{"report_from_master", "  master's decision -> every shm", func(r *Result) Dist { return r.ReportFromMaster }},
 	{"report_return", "  Report call returned", func(r *Result) Dist { return r.ReportReturn }},
+	{"report_written", "  client -> written in every table", func(r *Result) Dist { return r.ReportWritten }},
+	{"report_from_master_written", "  decision -> written in every table", func(r *Result) Dist { return r.ReportFromMasterWritten }},
 	{"down", "down propagation (decision -> every shm)", func(r *Result) Dist { return r.Down }},
 	{"down_first", "  master's decision -> first shm", func(r *Result) Dist { return r.DownFirst }},
 	{"down_spread", "  first shm -> last shm", func(r *Result) Dist { return r.DownSpread }},
 	{"down_total", "  SetState(down) -> every shm", func(r *Result) Dist { return r.DownTotal }},
+	{"down_written", "  decision -> written in every table", func(r *Result) Dist { return r.DownWritten }},
 	{"baseline", "baseline: multicast -> all N receivers", func(r *Result) Dist { return r.Baseline }},
 	{"baseline_first", "  -> first receiver", func(r *Result) Dist { return r.BaselineFirst }},
 	{"floor", "two-hop floor: via N RT relays -> every shm", func(r *Result) Dist { return r.Floor }},
 	{"floor_first", "  -> first shm", func(r *Result) Dist { return r.FloorFirst }},
+	{"floor_written", "  one RT hop: -> written in every relay table", func(r *Result) Dist { return r.FloorWritten }},
 	{"detect", "detection: kill -9 -> every survivor's shm", (*Result).DetectDist},
 	{"detect_decision", "  kill -9 -> master's decision", (*Result).DecisionDist},
 	{"detect_propagate", "  decision -> last survivor's shm", (*Result).PropagateDist},
 	{"detect_spread", "  first survivor -> last", (*Result).KillSpreadDist},
 	{"detect_at_floor", "  a perfect agent: bound - phase + two-hop floor", (*Result).DetectAtFloorDist},
+	{"detect_written", "  kill -9 -> written in every survivor's table", (*Result).DetectWrittenDist},
 	{"failover", "failover: kill -9 of master -> every shm", (*Result).FailoverDist},
 	{"failover_decision", "  kill -9 -> new master's decision", (*Result).FailoverDecisionDist},
 	{"failover_propagate", "  decision -> last survivor's shm", (*Result).FailoverPropagateDist},
@@ -45,6 +50,9 @@ var Ratios = []Figure{
 	{"report", "report to everywhere", func(r *Result) Dist { return r.Report }},
 	{"report_from_master", "report: master's decision -> every shm", func(r *Result) Dist { return r.ReportFromMaster }},
 	{"down", "down propagation", func(r *Result) Dist { return r.Down }},
+	{"report_written", "report -> written in every table", func(r *Result) Dist { return r.ReportWritten }},
+	{"report_from_master_written", "report: decision -> written in every table", func(r *Result) Dist { return r.ReportFromMasterWritten }},
+	{"down_written", "down: decision -> written in every table", func(r *Result) Dist { return r.DownWritten }},
 }
 
 // FloorRatios are the figures compared with the two-hop floor: the paths
@@ -54,8 +62,16 @@ var FloorRatios = []Figure{
 	{"down", "down propagation", func(r *Result) Dist { return r.Down }},
 }
 
-// reference is what some figures are divided by: the baseline, or the
-// two-hop floor.
+// HopRatios are the figures compared with one real-time hop (the relays'
+// write): the paths that end written in every node's table from one
+// datagram of the master, before any reader is woken.
+var HopRatios = []Figure{
+	{"report_from_master_written", "report: decision -> written in every table", func(r *Result) Dist { return r.ReportFromMasterWritten }},
+	{"down_written", "down: decision -> written in every table", func(r *Result) Dist { return r.DownWritten }},
+}
+
+// reference is what some figures are divided by: the baseline, the
+// two-hop floor, or one real-time hop.
 type reference struct {
 	title string
 	get   func(*Result) Dist
@@ -65,7 +81,8 @@ type reference struct {
 var (
 	toBaseline = reference{"ratio to the baseline", func(r *Result) Dist { return r.Baseline }, Ratios}
 	toFloor    = reference{"ratio to the two-hop floor", func(r *Result) Dist { return r.Floor }, FloorRatios}
-	references = []reference{toBaseline, toFloor}
+	toHop      = reference{"ratio to one RT hop (relays' write)", func(r *Result) Dist { return r.FloorWritten }, HopRatios}
+	references = []reference{toBaseline, toFloor, toHop}
 )
 
 // pairs is each of x's figures' p50 and p99 over the reference's, in r
@@ -129,6 +146,9 @@ func (r *Result) Summary(w io.Writer) {
 		fmt.Fprintf(&b, "  %-44s p50 %.2f×  p99 %.2f×  max %.2f×\n", "detection / bound", Ratio(d.P50(), r.Bound), Ratio(d.P99(), r.Bound), Ratio(d.Max(), r.Bound))
 		if a := r.DetectAtBoundDist(); len(a) > 0 {
 			fmt.Fprintf(&b, "  %-44s p50 %.2f×  p99 %.2f×  max %.2f× (%d kills; %d at a widened bound)\n", "  at the configured bound", Ratio(a.P50(), r.Bound), Ratio(a.P99(), r.Bound), Ratio(a.Max(), r.Bound), len(a), r.KillsAtWidenedBound())
+		}
+		if a := r.DetectWrittenAtBoundDist(); len(a) > 0 {
+			fmt.Fprintf(&b, "  %-44s %s\n", "  the same, written in every table", a)
 		}
 	}
 	if d := r.FailoverDist(); len(d) > 0 {
@@ -194,6 +214,9 @@ func WriteMedians(w io.Writer, rs []*Result) {
 		if q, ok := medianQuantiles(rs, (*Result).DetectAtBoundDist); ok {
 			fmt.Fprintf(&b, "  %-44s p50 %.2f×  p99 %.2f×  max %.2f× (%d kills; %d at a widened bound)\n", "  at the configured bound",
 				Ratio(q.P50, rs[0].Bound), Ratio(q.P99, rs[0].Bound), Ratio(q.Max, rs[0].Bound), q.N, killsWidened(rs))
+		}
+		if q, ok := medianQuantiles(rs, (*Result).DetectWrittenAtBoundDist); ok {
+			fmt.Fprintf(&b, "  %-44s %8s  %8s  %8s  %8s\n", "  the same, written in every table", FormatDuration(q.P50), FormatDuration(q.P90), FormatDuration(q.P99), FormatDuration(q.Max))
 		}
 	}
 	if rs[0].Idle != nil {

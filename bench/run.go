@@ -115,6 +115,10 @@ type Result struct {
 	ReportToMaster   Dist
 	ReportFromMaster Dist
 	ReportReturn     Dist
+	// The same two paths to the alarm written in every node's table (the
+	// segments' written_at: readable there, before any reader is woken).
+	ReportWritten           Dist
+	ReportFromMasterWritten Dist
 
 	// Down propagation: from the master's decision (ChangedAt) to the down
 	// readable in every node's shared memory, and its first-to-last spread.
@@ -123,6 +127,9 @@ type Result struct {
 	DownFirst  Dist // the master's decision to the first segment
 	DownSpread Dist
 	DownTotal  Dist
+	// DownWritten is from the decision to the down written in every node's
+	// table (written_at): readable there, before any reader is woken.
+	DownWritten Dist
 
 	// Baseline: one multicast datagram to Nodes receiver processes, send to
 	// received by all (and by the first).
@@ -134,6 +141,10 @@ type Result struct {
 	// every segment (and in the first).
 	Floor      Dist
 	FloorFirst Dist
+	// FloorWritten is the relays' one hop: the datagram sent to written
+	// in every relay's segment (written_at), what DownWritten compares
+	// with: one datagram to N real-time processes that write a table.
+	FloorWritten Dist
 
 	// Failure detection, one entry per kill of a non-master.
 	Kills []Kill
@@ -175,11 +186,31 @@ type Kill struct {
 	// that is always the node restarted last is its resynchronisation's.
 	Last       int
 	SinceStart time.Duration
+	// Written is kill -9 to the down written in every survivor's table
+	// (the rows' written_at): readable there, before any reader is woken.
+	Written time.Duration
 }
 
 // DetectDist is the Detect of every kill.
 func (r *Result) DetectDist() Dist {
 	return r.killDist(func(k Kill) time.Duration { return k.Detect })
+}
+
+// DetectWrittenDist is the Written of every kill.
+func (r *Result) DetectWrittenDist() Dist {
+	return r.killDist(func(k Kill) time.Duration { return k.Written })
+}
+
+// DetectWrittenAtBoundDist is the Written of every kill whose victim the
+// master held at the configured bound.
+func (r *Result) DetectWrittenAtBoundDist() Dist {
+	var d Dist
+	for _, k := range r.Kills {
+		if k.Bound == r.Bound {
+			d = append(d, k.Written)
+		}
+	}
+	return d
 }
 
 // DetectAtBoundDist is the Detect of every kill whose victim the master
@@ -550,31 +581,43 @@ func (m *measurer) floorOnly(ctx context.Context) error {
 
 // refSample is a sample of what the agents are compared with: one
 // datagram to every observer (the baseline), or through the relays (the
-// two-hop floor), kept in last and first.
+// two-hop floor, and the relays' one-hop write), kept in last, first and
+// written (nil for the baseline).
 type refSample struct {
-	what        string
-	sample      func() (first, last time.Duration, err error)
-	last, first *Dist
+	what                 string
+	sample               func() (refTimes, error)
+	last, first, written *Dist
 }
 
+// refTimes is one reference sample: from the send to the first and to
+// the last sighting, and (relays) to the last relay's write.
+type refTimes struct{ first, last, written time.Duration }
+
 func (m *measurer) baselineRef() refSample {
-	return refSample{"baseline", func() (time.Duration, time.Duration, error) { return m.o.sample(m.cfg.Timeout) }, &m.res.Baseline, &m.res.BaselineFirst}
+	return refSample{"baseline", func() (refTimes, error) {
+		first, last, err := m.o.sample(m.cfg.Timeout)
+		return refTimes{first: first, last: last}, err
+	}, &m.res.Baseline, &m.res.BaselineFirst, nil}
 }
 
 func (m *measurer) floorRef() refSample {
-	return refSample{"floor", func() (time.Duration, time.Duration, error) { return m.r.sample(m.o, m.cfg.Timeout) }, &m.res.Floor, &m.res.FloorFirst}
+	return refSample{"floor", func() (refTimes, error) { return m.r.sample(m.o, m.cfg.Timeout) },
+		&m.res.Floor, &m.res.FloorFirst, &m.res.FloorWritten}
 }
 
 // sampleRef takes reference sample i (kept unless a warm-up), then pauses.
 func (m *measurer) sampleRef(ref refSample, i int, keep bool) error {
-	first, last, err := ref.sample()
+	t, err := ref.sample()
 	if err != nil {
 		if err := m.fail(fmt.Sprintf("%s sample %d", ref.what, i), err); err != nil {
 			return err
 		}
 	} else if keep {
-		*ref.last = append(*ref.last, last)
-		*ref.first = append(*ref.first, first)
+		*ref.last = append(*ref.last, t.last)
+		*ref.first = append(*ref.first, t.first)
+		if ref.written != nil {
+			*ref.written = append(*ref.written, t.written)
+		}
 	}
 	m.pause()
 	return nil
@@ -601,6 +644,8 @@ func (m *measurer) report(ctx context.Context, i int, keep bool) error {
 		m.res.ReportReturn = append(m.res.ReportReturn, ret)
 		m.res.ReportToMaster = append(m.res.ReportToMaster, time.Duration(raisedAt-t0wall))
 		m.res.ReportFromMaster = append(m.res.ReportFromMaster, time.Duration(lastWall(ss)-raisedAt))
+		m.res.ReportWritten = append(m.res.ReportWritten, time.Duration(lastWritten(ss)-t0wall))
+		m.res.ReportFromMasterWritten = append(m.res.ReportFromMasterWritten, time.Duration(lastWritten(ss)-raisedAt))
 	}
 	m.pause()
 	// Clear it, and wait until it is gone everywhere.
@@ -634,6 +679,7 @@ func (m *measurer) down(ctx context.Context, i int, keep bool) error {
 			m.res.DownFirst = append(m.res.DownFirst, time.Duration(firstWall(ss)-at))
 			m.res.DownSpread = append(m.res.DownSpread, time.Duration(last-first))
 			m.res.DownTotal = append(m.res.DownTotal, time.Duration(last-t0))
+			m.res.DownWritten = append(m.res.DownWritten, time.Duration(lastWritten(ss)-at))
 		}
 		m.pause()
 	}
@@ -714,6 +760,7 @@ func (m *measurer) kills(ctx context.Context, ofMaster bool, count int) error {
 				Bound:      bound,
 				Last:       lastNode,
 				SinceStart: time.Duration(t0 - c.nodes[lastNode].started),
+				Written:    time.Duration(lastWritten(ss) - t0wall),
 			}
 			if ofMaster {
 				m.res.Failovers = append(m.res.Failovers, kl)

@@ -34,31 +34,38 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 		return false
 	}
 	if has(func(g GroupJSON) bool { _, ok := g.Median["baseline"]; return ok }) {
-		b.WriteString("Latency (median over the runs of each quantile; × is the ratio to the baseline of the same run, × floor to the two-hop floor's, medians over the runs)\n\n")
-		b.WriteString("| profile | N | figure | p50 | p99 | max | p50 × | p99 × | p50 × floor | p99 × floor | load avg |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		b.WriteString("Latency (median over the runs of each quantile; × is the ratio to the baseline of the same run, × floor to the two-hop floor's, × hop to one real-time hop's (the relays' write), medians over the runs). \"Every shm\": seen by a reader in every node's segment, woken by the futex; \"written\": the row's written_at in every node's segment, when it became readable there\n\n")
+		b.WriteString("| profile | N | figure | p50 | p99 | max | p50 × | p99 × | p50 × floor | p99 × floor | p50 × hop | p99 × hop | load avg |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, g := range gs {
 			if _, ok := g.Median["baseline"]; !ok {
 				continue
 			}
 			for _, row := range []struct{ key, name string }{
 				{"down", "down propagation (decision → every shm)"},
+				{"down_written", "down: decision → written in every table"},
 				{"report", "report → every shm"},
+				{"report_written", "report → written in every table"},
 				{"report_from_master", "report: decision → every shm"},
+				{"report_from_master_written", "report: decision → written in every table"},
 				{"baseline", "baseline: multicast → N receivers"},
 				{"floor", "two-hop floor: via N RT relays → every shm"},
+				{"floor_written", "one RT hop: N RT relays → written"},
 			} {
 				q, ok := g.Median[row.key]
 				if !ok {
 					continue
 				}
-				rs := [4]string{}
+				rs := [6]string{}
 				if r, ok := g.MedianRatios[row.key]; ok {
 					rs[0], rs[1] = fmt.Sprintf("%.2f×", r.P50), fmt.Sprintf("%.2f×", r.P99)
 				}
 				if r, ok := g.MedianFloorRatios[row.key]; ok {
 					rs[2], rs[3] = fmt.Sprintf("%.2f×", r.P50), fmt.Sprintf("%.2f×", r.P99)
 				}
-				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", g.Profile, g.Nodes, row.name, f(q.P50), f(q.P99), f(q.Max), rs[0], rs[1], rs[2], rs[3], loads(g))
+				if r, ok := g.MedianHopRatios[row.key]; ok {
+					rs[4], rs[5] = fmt.Sprintf("%.2f×", r.P50), fmt.Sprintf("%.2f×", r.P99)
+				}
+				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", g.Profile, g.Nodes, row.name, f(q.P50), f(q.P99), f(q.Max), rs[0], rs[1], rs[2], rs[3], rs[4], rs[5], loads(g))
 			}
 		}
 	}
@@ -66,7 +73,8 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 	if has(func(g GroupJSON) bool { _, ok := g.Median["detect"]; return ok }) {
 		b.WriteString("\nDetection (kill -9 of a non-master → down in every survivor's shm) and failover (kill -9 of the master → its down, the new master's first change, in every survivor's shm)\n\n")
 		b.WriteString("Kills at the configured bound: those whose victim the master (the decider) held at the profile's bound just before the kill; the others came after a false down of the victim had widened its bound (agent/core/detector.go), and measure the widening. A perfect agent: one that judges the victim down exactly when its bound runs out after its last heartbeat (the kill at a phase uniform over the interval after it) and whose down reaches every survivor's shm in the two-hop floor's time of the same run (Result.DetectAtFloorDist): what no agent could beat on this machine.\n\n")
-		b.WriteString("| profile | bound | N | detect p50 | p99 | max | p99 / bound | at the configured bound: kills | p50 | p99 | max | kills at a widened bound | a perfect agent p99 | failover p50 | p99 | max | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		b.WriteString("Written p99: the same kills at the configured bound, to the down written in every survivor's table (the rows' written_at: readable there, before a reader is woken).\n\n")
+		b.WriteString("| profile | bound | N | detect p50 | p99 | max | p99 / bound | at the configured bound: kills | p50 | p99 | max | written p99 | kills at a widened bound | a perfect agent p99 | failover p50 | p99 | max | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, g := range gs {
 			d, ok := g.Median["detect"]
 			if !ok {
@@ -80,12 +88,16 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 			if q := g.MedianDetectAtBound; q != nil {
 				at = [4]string{fmt.Sprint(q.N), f(q.P50), f(q.P99), f(q.Max)}
 			}
+			written := "—"
+			if q := g.MedianDetectWrittenAtBound; q != nil {
+				written = f(q.P99)
+			}
 			perfect := "—"
 			if q, ok := g.Median["detect_at_floor"]; ok {
 				perfect = f(q.P99)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %.2f× | %s | %s | %s | %s | %d | %s | %s | %s | %s | %s |\n", g.Profile, f(g.Bound), g.Nodes,
-				f(d.P50), f(d.P99), f(d.Max), g.MedianDetectOverBound["p99"], at[0], at[1], at[2], at[3], g.KillsWidened, perfect, fo[0], fo[1], fo[2], loads(g))
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %.2f× | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s | %s |\n", g.Profile, f(g.Bound), g.Nodes,
+				f(d.P50), f(d.P99), f(d.Max), g.MedianDetectOverBound["p99"], at[0], at[1], at[2], at[3], written, g.KillsWidened, perfect, fo[0], fo[1], fo[2], loads(g))
 		}
 	}
 
