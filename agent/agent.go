@@ -41,6 +41,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -48,6 +49,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fmagent/fmagent/agent/core"
 	"github.com/fmagent/fmagent/agent/plugin"
@@ -346,6 +349,12 @@ func (a *agent) start() error {
 	a.shm, err = shmem.Create(cfg.ShmPath(), shmem.Options{NodeID: wire.NodeID(cfg.NodeID),
 		Capacity: cfg.Shm.Entities, EventRingSize: cfg.Shm.Events})
 	if err != nil {
+		if errors.Is(err, unix.ENOSPC) {
+			// The segment is reserved whole at start (shmem.Create): say
+			// which settings size it.
+			return fmt.Errorf("agent: shared memory: %w; [shm] entities = %d and events = %d do not fit in the filesystem of %s (a smaller table, or a larger tmpfs)",
+				err, cfg.Shm.Entities, cfg.Shm.Events, cfg.ShmPath())
+		}
 		return fmt.Errorf("agent: shared memory: %w", err)
 	}
 	if was := a.shm.ReplacedForeign(); was != "" {

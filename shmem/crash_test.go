@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 }
 
 func helper(mode, path string) {
+	if mode == "fulltmpfs" {
+		os.Exit(fullTmpfsHelper(path))
+	}
 	w, err := shmem.Create(path, shmem.Options{Capacity: 16, HeartbeatTimeout: 2 * time.Second})
 	if err != nil {
 		fmt.Println("error:", err)

@@ -36,6 +36,10 @@ static int print_entity(const fmshm_entity *e, void *ctx)
 	(void)ctx;
 	printf("%-40s %-8s %-5s owner=%-3u inc=%-6llu seq=%-8llu", e->name, kind_name(e->kind), state_name(e->state),
 	       e->owner, (unsigned long long)e->incarnation, (unsigned long long)e->changed_seq);
+	/* How long the master's change took to reach this node's table (layout
+	 * minor 1; the two clocks' offset included). */
+	if (e->written_at != 0 && e->changed_at != 0)
+		printf(" lag=%.3fms", (double)(e->written_at - e->changed_at) / 1e6);
 	for (j = 0; j < e->nalarms; j++)
 		printf(" [%s %s by %u]", e->alarms[j].cause, sev_name(e->alarms[j].severity), e->alarms[j].raised_by);
 	printf("\n");
