@@ -533,39 +533,27 @@ func span(ms []msg) (first, last int64) {
 	return first, last
 }
 
-// firstWall returns the earliest wall-clock stamp of the sightings.
-func firstWall(ms []msg) int64 {
+// extreme returns the least (later false) or the greatest (later true) of
+// a stamp of the sightings.
+func extreme(ms []msg, later bool, stamp func(msg) int64) int64 {
 	var w int64
 	for k, m := range ms {
-		if k == 0 || m.wall < w {
-			w = m.wall
+		if v := stamp(m); k == 0 || later && v > w || !later && v < w {
+			w = v
 		}
 	}
 	return w
 }
 
+// firstWall returns the earliest wall-clock stamp of the sightings.
+func firstWall(ms []msg) int64 { return extreme(ms, false, func(m msg) int64 { return m.wall }) }
+
 // lastWall returns the latest wall-clock stamp of the sightings.
-func lastWall(ms []msg) int64 {
-	var w int64
-	for k, m := range ms {
-		if k == 0 || m.wall > w {
-			w = m.wall
-		}
-	}
-	return w
-}
+func lastWall(ms []msg) int64 { return extreme(ms, true, func(m msg) int64 { return m.wall }) }
 
 // lastWritten returns the latest written_at of the sightings: when the
 // last table had the row (wall clock).
-func lastWritten(ms []msg) int64 {
-	var w int64
-	for k, m := range ms {
-		if k == 0 || m.written > w {
-			w = m.written
-		}
-	}
-	return w
-}
+func lastWritten(ms []msg) int64 { return extreme(ms, true, func(m msg) int64 { return m.written }) }
 
 // writtenMono is a sighting's written_at on the monotonic clock, through
 // the pair of readings the observer took when it saw the row.

@@ -211,12 +211,7 @@ func (r *relays) sample(o *observers, timeout time.Duration) (refTimes, error) {
 		return refTimes{}, fmt.Errorf("relay datagram %d: %w", r.seq, err)
 	}
 	lo, hi := span(ss)
-	var written int64
-	for k, s := range ss {
-		if w := writtenMono(s); k == 0 || w > written {
-			written = w
-		}
-	}
+	written := extreme(ss, true, writtenMono)
 	return refTimes{first: time.Duration(lo - t0), last: time.Duration(hi - t0), written: time.Duration(written - t0)}, nil
 }
 

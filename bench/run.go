@@ -204,22 +204,22 @@ func (r *Result) DetectWrittenDist() Dist {
 // DetectWrittenAtBoundDist is the Written of every kill whose victim the
 // master held at the configured bound.
 func (r *Result) DetectWrittenAtBoundDist() Dist {
-	var d Dist
-	for _, k := range r.Kills {
-		if k.Bound == r.Bound {
-			d = append(d, k.Written)
-		}
-	}
-	return d
+	return r.atBound(func(k Kill) time.Duration { return k.Written })
 }
 
 // DetectAtBoundDist is the Detect of every kill whose victim the master
 // held at the configured bound.
 func (r *Result) DetectAtBoundDist() Dist {
+	return r.atBound(func(k Kill) time.Duration { return k.Detect })
+}
+
+// atBound is f of every kill whose victim the master held at the
+// configured bound.
+func (r *Result) atBound(f func(Kill) time.Duration) Dist {
 	var d Dist
 	for _, k := range r.Kills {
 		if k.Bound == r.Bound {
-			d = append(d, k.Detect)
+			d = append(d, f(k))
 		}
 	}
 	return d
