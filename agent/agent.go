@@ -69,6 +69,18 @@ import (
 	"github.com/fmagent/fmagent/wire"
 )
 
+// shmCreateError is the start's error for a segment shmem.Create refused.
+// The segment is allocated whole at start, so one that does not fit in
+// its filesystem is refused with ENOSPC: it names the settings that size
+// it.
+func shmCreateError(err error, cfg *config.Config) error {
+	if errors.Is(err, unix.ENOSPC) {
+		return fmt.Errorf("agent: shared memory: %w; [shm] entities = %d and events = %d do not fit in the filesystem of %s (a smaller table, or a larger tmpfs)",
+			err, cfg.Shm.Entities, cfg.Shm.Events, cfg.ShmPath())
+	}
+	return fmt.Errorf("agent: shared memory: %w", err)
+}
+
 // testBind, if set, is node's network in place of the multicast transport
 // (tests that are not about sockets: a transport/bindtest fake).
 var testBind func(node uint32) transport.Bind
@@ -349,13 +361,7 @@ func (a *agent) start() error {
 	a.shm, err = shmem.Create(cfg.ShmPath(), shmem.Options{NodeID: wire.NodeID(cfg.NodeID),
 		Capacity: cfg.Shm.Entities, EventRingSize: cfg.Shm.Events})
 	if err != nil {
-		if errors.Is(err, unix.ENOSPC) {
-			// The segment is reserved whole at start (shmem.Create): say
-			// which settings size it.
-			return fmt.Errorf("agent: shared memory: %w; [shm] entities = %d and events = %d do not fit in the filesystem of %s (a smaller table, or a larger tmpfs)",
-				err, cfg.Shm.Entities, cfg.Shm.Events, cfg.ShmPath())
-		}
-		return fmt.Errorf("agent: shared memory: %w", err)
+		return shmCreateError(err, cfg)
 	}
 	if was := a.shm.ReplacedForeign(); was != "" {
 		a.log.Warn("shared memory: replaced a file at the segment's path that this agent did not create (never opened as a segment)",
