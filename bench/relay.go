@@ -189,7 +189,8 @@ func (r *relays) pids() []int {
 
 // sample sends one datagram to the relays and waits until every observer
 // (which has relay i's segment open in slot 1) has seen it there. It
-// returns the time to the first and to the last.
+// returns the time to the first and to the last sighting, and to the
+// last relay's write of it (its row's written_at: one real-time hop).
 func (r *relays) sample(o *observers, timeout time.Duration) (refTimes, error) {
 	r.seq++
 	ids := make([]int, r.n)
