@@ -8,14 +8,47 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
 func TestMain(m *testing.M) {
 	MaybeHelper() // the baseline's receivers are this test binary run again
-	os.Exit(m.Run())
+	code := m.Run()
+	if agentDir != "" {
+		os.RemoveAll(agentDir)
+	}
+	os.Exit(code)
 }
+
+// testAgent is cmd/fmagent built once for the tests of this binary that
+// start real agents (skipped under -short).
+func testAgent(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts real agents")
+	}
+	agentOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "fmagent-bench-test-")
+		if err != nil {
+			agentErr = err
+			return
+		}
+		agentDir = dir
+		agentBin, agentErr = BuildAgent(dir)
+	})
+	if agentErr != nil {
+		t.Fatal(agentErr)
+	}
+	return agentBin
+}
+
+var (
+	agentOnce          sync.Once
+	agentDir, agentBin string
+	agentErr           error
+)
 
 // logWriter sends progress lines to t.Log.
 type logWriter struct{ t *testing.T }
@@ -31,13 +64,7 @@ func (w logWriter) Write(b []byte) (int, error) {
 // and the killed agent must be seen down by every survivor and come back.
 // It checks no timing: the machine running the tests is shared and noisy.
 func TestE2EShort(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts real agents")
-	}
-	bin, err := BuildAgent(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testAgent(t)
 	const samples, kills, failovers = 30, 2, 1
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -272,13 +299,7 @@ func TestDetectAtBound(t *testing.T) {
 // first) still takes the two-hop floor's samples for its kills, and
 // compares them with the perfect agent's detection.
 func TestE2EFloorOnly(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts real agents")
-	}
-	bin, err := BuildAgent(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testAgent(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	res, err := Run(ctx, Config{Nodes: 3, NoSamples: true, Warmup: 2, Kills: 1, Agent: bin, Gap: time.Millisecond, Log: logWriter{t}})

@@ -79,12 +79,7 @@ func (n *Node) fenceTick(now time.Time) {
 	if f.lastMaster.IsZero() {
 		f.lastMaster = n.start
 	}
-	live := 0
-	for _, id := range n.peerIDs {
-		if n.live(n.peers[id]) {
-			live++
-		}
-	}
+	live := n.liveCount()
 	master := n.el.State().Master
 	if master != 0 {
 		f.lastMaster = now

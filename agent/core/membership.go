@@ -78,6 +78,17 @@ func (p *peer) lastHeard() time.Time {
 // within the detection time, not fenced, not gone.
 func (n *Node) live(p *peer) bool { return p.alive && !p.fenced && !p.left }
 
+// liveCount counts the peers live now (live).
+func (n *Node) liveCount() int {
+	k := 0
+	for _, id := range n.peerIDs {
+		if n.live(n.peers[id]) {
+			k++
+		}
+	}
+	return k
+}
+
 func (n *Node) onHeartbeat(now time.Time, net wire.Net, h *wire.Header, p *peer, hb *wire.Heartbeat) {
 	if h.Seq > p.wordSeq {
 		// Only newer words replace what we know: the same heartbeat on the

@@ -45,14 +45,7 @@ func (n *Node) sendSnapshot(to wire.NodeID) {
 // applyPending). One that missed a chunk or took the coordinator late
 // asks again after an interval (followerTick) and is answered alone.
 func (n *Node) groupSnapshot(now time.Time) {
-	live := false
-	for _, id := range n.peerIDs {
-		if n.live(n.peers[id]) {
-			live = true
-			break
-		}
-	}
-	if !live {
+	if n.liveCount() == 0 {
 		return // no one to follow: the first answer to a nack will do
 	}
 	n.sendSnapshot(0)
