@@ -89,7 +89,8 @@ deb:
 	@echo "built $(DEB)"
 
 test: lint test-deps
-	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+	@# scripts/gotest.sh: the suite's failures printed again at its end.
+	GO=$(GO) scripts/gotest.sh $(BIN)/test.log -race -count=1 -timeout 12m $(PKGS)
 	@# Allocation budgets again without the race detector, which adds its own.
 	$(GO) test -count=1 -run 'Alloc' $(PKGS)
 	$(MAKE) -C shmem/c test

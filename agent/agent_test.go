@@ -135,21 +135,35 @@ func startCluster(t *testing.T, n int, mods ...func(*config.Config)) *testCluste
 	})
 	// Open every node's segment once it exists.
 	for _, nd := range tc.nodes {
-		require.Eventually(t, func() bool {
-			select {
-			case err := <-nd.done:
-				t.Fatalf("node %d: Run returned early: %v", nd.id, err)
-			default:
-			}
-			r, err := shmem.Open(nd.cfg.ShmPath())
-			if err != nil {
-				return false
-			}
-			nd.shm = r
-			return true
-		}, 5*time.Second, 10*time.Millisecond, "node %d: shared memory", nd.id)
+		openSegment(t, nd, "its start")
 	}
 	return tc
+}
+
+// openSegment waits up to 5 s for nd's agent (started at when) to have
+// created its shared-memory segment, and opens it. An agent whose Run
+// returns meanwhile fails the test with Run's error. Called from the test's
+// goroutine (t.Fatalf), not from a require.Eventually's.
+func openSegment(t *testing.T, nd *testNode, when string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-nd.done:
+			nd.done <- err // for the cluster's cleanup
+			t.Fatalf("node %d: Run returned after %s: %v", nd.id, when, err)
+		default:
+		}
+		if r, err := shmem.Open(nd.cfg.ShmPath()); err == nil {
+			if r.Header().WriterPID != 0 {
+				nd.shm = r
+				return
+			}
+			r.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d: no shared memory 5 s after %s", nd.id, when)
+		}
+	}
 }
 
 // state reads entity name from nd's shared memory ("" if absent).
