@@ -60,9 +60,24 @@ func TestNotDurableStops(t *testing.T) {
 	require.NotNil(t, heir)
 	epoch := heir.shm.Header().Epoch
 
+	// The agent writes into its state directory meanwhile (the table
+	// saver): RemoveAll can meet a file created after it listed the
+	// directory ("directory not empty", seen once in make test), so it is
+	// tried again until the file takes the directory's place.
 	dir := broken.cfg.Paths.StateDir
-	require.NoError(t, os.RemoveAll(dir))
-	require.NoError(t, os.WriteFile(dir, nil, 0o600))
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		err := os.RemoveAll(dir)
+		if err == nil {
+			var f *os.File
+			if f, err = os.OpenFile(dir, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+				require.NoError(t, f.Close())
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replacing the state directory %s with a file: %v", dir, err)
+		}
+	}
 	t.Cleanup(func() { os.Remove(dir) })
 
 	tc.nodes[master-1].cancel()
