@@ -195,8 +195,12 @@ type agent struct {
 	lateTrace  *lateTracer   // [realtime] trace_dir's flight recorder (nil: none); lateLogger's
 	fit        profileFit    // whether the machine holds the profile (profilefit.go)
 	rtWaited   time.Duration // the real-time loop's lock waits since its last wake-up (its goroutine's only)
-	journal    journal       // history, resumable watches, hook feed (journal.go)
-	hooks      *hooks.Runner
+	// rtNext is the deadline the real-time loop waits for (under mu): a
+	// Submit off the loop that needs an earlier one wakes the loop
+	// (submitOffLoop).
+	rtNext  time.Time
+	journal journal // history, resumable watches, hook feed (journal.go)
+	hooks   *hooks.Runner
 
 	// What the real-time loop hands to the agent's other threads once the
 	// table's readers have had the CPUs (handOffQuiet). Under mu.

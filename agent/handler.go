@@ -78,10 +78,8 @@ func (a *agent) write(ctx context.Context, req core.Request, check func(*core.Re
 		a.mu.Lock()
 	}
 	ch := make(chan core.Result, 1)
-	id := a.core.Submit(time.Now(), req)
-	a.waiters[id] = ch
+	id := a.submitOffLoop(req, ch)
 	a.mu.Unlock()
-	a.poke() // the real-time loop sends what Submit queued (poke says why)
 
 	var res core.Result
 	select {
@@ -496,8 +494,9 @@ func (h *handler) Switchover(ctx context.Context, cred api.Cred) (err error) {
 	before := a.core.Role()
 	err = a.core.Switchover(time.Now())
 	a.mu.Unlock()
-	// The call for the switchover is sent by the real-time loop, as every
-	// request off the loop is (poke says why).
+	// The call for the switchover is sent by the real-time loop (rare,
+	// and not on a fault's path: submitOffLoop says what sending it here
+	// would take).
 	a.poke()
 	switch {
 	case errors.Is(err, core.ErrNoMaster):

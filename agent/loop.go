@@ -26,23 +26,43 @@ func (a *agent) rejected(m *transport.Message, err error) {
 	}
 }
 
-// poke wakes the real-time loop after a Submit off the loop: the loop
-// carries out the Ready the Submit left (rtRun, on EvWoken), and computes
-// its next deadline again (the request may need a tick sooner than the one
-// planned).
-//
-// A goroutine other than the loop that calls Submit does not carry out the
-// Ready itself: it would send the request's packets (a report to the
-// master; on the master, the change to every node) holding a.mu, on a
-// thread at the normal policy. Its first send wakes the master's and the
-// other nodes' real-time loops, which preempt it (on two CPUs, at once), so
-// it held a.mu — and the Ready's second network and its publication —
-// until every one of them had run: traced on five agents on loopback, the
-// reporting node's loop, woken by the master's change, waited 0.9 ms for
-// the lock, and that node's table was the last to show the change in 72
-// of 166 changes. The loop sends at SCHED_FIFO, and no real-time loop
-// preempts another.
+// poke wakes the real-time loop: it carries out whatever Ready is left
+// (rtRun, on EvWoken) and computes its next deadline again.
 func (a *agent) poke() { a.waiter.Wake() }
+
+// submitOffLoop submits req from a goroutine other than the real-time
+// loop (the API, the process watcher), registers ch (if not nil) for its
+// result, and carries out the Ready at once: the report leaves for the
+// master (on the master, its decision for every node and this node's
+// table) from this goroutine's thread, not after a wake-up of the loop.
+// It wakes the loop only if the request needs a deadline sooner than the
+// one the loop waits for (a.rtNext). mu held.
+//
+// The section runs at the loop's priority (transport.Boost): a Ready
+// carried out on a thread at the normal policy was tried and undone
+// (until 3 December 2026 every such Submit left its Ready to the loop).
+// Its first send woke the master's and the other nodes' real-time loops,
+// which preempted it, on two CPUs at once, while it held a.mu, the Ready's
+// second network and its publication: traced on five agents on loopback,
+// the reporting node's loop, woken by the master's change, waited 0.9 ms
+// for the lock, and that node's table was the last to show the change in
+// 72 of 166 changes. At SCHED_FIFO no real-time loop preempts it (no
+// real-time loop preempts another), and the one wake-up saved is one less
+// on the report's path: see docs/bench.md, "3 December 2026, afternoon".
+func (a *agent) submitOffLoop(req core.Request, ch chan core.Result) uint64 {
+	var b transport.Boost
+	b.Enter(a.rtPrio) // 0 (real-time refused or not asked): wiring only
+	defer b.Exit()
+	id := a.core.Submit(time.Now(), req)
+	if ch != nil {
+		a.waiters[id] = ch
+	}
+	a.handleReady()
+	if a.core.NextDeadline().Before(a.rtNext) {
+		a.poke()
+	}
+	return id
+}
 
 // procLoop turns the exit of a process tied to an entity into the owner's
 // report that the entity is down.
@@ -57,13 +77,12 @@ func (a *agent) procLoop() {
 			if e, ok := a.core.Table().Get(ex.Key); ok {
 				req.EntityKind = e.Kind
 			}
-			a.core.Submit(time.Now(), req) // sent by the loop (poke says why)
+			a.submitOffLoop(req, nil)
 		}
 		a.mu.Unlock()
 		a.hProc.Idle()
 		if ok {
 			a.log.Info("process exited: reporting its entity down", "pid", ex.PID, "entity", name)
-			a.poke()
 		}
 	}
 }

@@ -270,6 +270,7 @@ func (a *agent) rtRun(th *transport.Locked) {
 	}
 	a.rtLock()
 	next := a.core.NextDeadline()
+	a.rtNext = next
 	a.mu.Unlock()
 	// The last yield (from..to) and the lock waits since the wake-up
 	// (rtWaited): what held a late tick (lateTick).
@@ -313,9 +314,10 @@ func (a *agent) rtRun(th *transport.Locked) {
 			return
 		}
 		if ev&transport.EvWoken != 0 {
-			// A request submitted off the loop (the API, the process
-			// watcher) left its Ready to us (poke says why): its packets go
-			// out now, before the heartbeats are read and the tick.
+			// Woken by poke: a switchover asked off the loop left its
+			// Ready to us, or a request submitted off the loop needs a
+			// sooner deadline (submitOffLoop). Whatever is left goes out
+			// now, before the heartbeats are read and the tick.
 			a.handleReady()
 		}
 		now := time.Now()
@@ -378,6 +380,7 @@ func (a *agent) rtRun(th *transport.Locked) {
 			a.handOffQuiet(now)
 		}
 		next = a.core.NextDeadline()
+		a.rtNext = next
 		a.mu.Unlock()
 		a.hRT.Idle()
 		first = false

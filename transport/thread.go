@@ -660,3 +660,58 @@ func cpuList(s *unix.CPUSet) string {
 	}
 	return b.String()
 }
+
+// Boost puts the calling goroutine's thread at SCHED_FIFO for a short
+// section of work that is on the real-time path but runs on another
+// goroutine than the real-time loop: the agent's API and process watcher
+// send a report from their own goroutine (one wake-up of the loop less on
+// the report's way), at the loop's priority, so that the real-time loops
+// its first packet wakes (the master's, on one host every node's) do not
+// preempt it while it holds the agent's lock (agent.submitOffLoop). The
+// zero value is ready; Enter and Exit are called in pairs, on one
+// goroutine, and allocate nothing.
+type Boost struct {
+	old unix.SchedAttr
+	on  bool
+}
+
+// Enter wires the goroutine to its thread and, when prio > 0, puts the
+// thread at SCHED_FIFO prio, keeping its attributes for Exit. It reports
+// whether the thread is now at SCHED_FIFO: false when prio is 0, when the
+// thread already has a real-time policy (left as it is), or when the
+// process may not (nothing changed but the wiring).
+func (b *Boost) Enter(prio int) bool {
+	runtime.LockOSThread()
+	b.on = false
+	if prio <= 0 || schedGetAttr(0, &b.old) != 0 {
+		return false
+	}
+	if b.old.Policy == unix.SCHED_FIFO || b.old.Policy == unix.SCHED_RR {
+		return false
+	}
+	attr := fifoAttr(prio)
+	if schedSetAttr(0, &attr) != 0 {
+		return false
+	}
+	b.on = true
+	return true
+}
+
+// Exit restores what Enter changed and unwires the goroutine. A thread
+// whose attributes cannot be restored is put at the normal policy (which
+// needs no privilege); failing that too, the goroutine stays wired to it,
+// so that the runtime ends the thread with the goroutine rather than
+// reuse it at SCHED_FIFO for other goroutines.
+func (b *Boost) Exit() {
+	if b.on {
+		b.on = false
+		b.old.Size = unix.SizeofSchedAttr
+		if schedSetAttr(0, &b.old) != 0 {
+			normal := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}
+			if schedSetAttr(0, &normal) != 0 {
+				return
+			}
+		}
+	}
+	runtime.UnlockOSThread()
+}

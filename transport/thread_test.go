@@ -366,6 +366,8 @@ func TestRunLockedNotPermitted(t *testing.T) {
 		ran    bool
 		policy uint32
 		setup  error
+		boost  bool   // Boost.Enter's answer
+		boostP uint32 // the policy between Enter and Exit
 	}
 	ch := make(chan result, 1)
 	go func() {
@@ -386,6 +388,12 @@ func TestRunLockedNotPermitted(t *testing.T) {
 					r.policy = attr.Policy
 				}
 			})
+			var b Boost
+			r.boost = b.Enter(5)
+			if attr, err := unix.SchedGetAttr(0, 0); err == nil {
+				r.boostP = attr.Policy
+			}
+			b.Exit()
 		}
 		ch <- r
 	}()
@@ -397,4 +405,6 @@ func TestRunLockedNotPermitted(t *testing.T) {
 	require.Len(t, r.logs, 1)
 	assert.Contains(t, r.logs[0], "normal scheduling policy")
 	assert.Equal(t, uint32(0), r.policy, "SCHED_OTHER")
+	assert.False(t, r.boost, "Boost refused too")
+	assert.Equal(t, uint32(0), r.boostP, "and the thread left at SCHED_OTHER")
 }
