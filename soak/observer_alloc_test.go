@@ -63,16 +63,33 @@ func TestObserverDrainAllocs(t *testing.T) {
 			read += o.drain()
 		}
 	}
-	allocs := testing.AllocsPerRun(1, run) // the warm-up run first, then one measured
+	// The fewest allocations of five measured runs (each after a warm-up
+	// run): the count is the whole process's (MemStats.Mallocs), and the
+	// runtime allocates for itself now and then, a new M when sysmon takes
+	// the P from a goroutine slow in a system call on a busy machine
+	// (CI's one failure of this test: 7 allocations in its one measured
+	// run). An allocation in drain would show in every run, at least one a
+	// datagram (133 a run).
+	const measured = 5
+	fewest := -1.0
+	for range measured {
+		allocs := testing.AllocsPerRun(1, run)
+		if allocs != 0 {
+			t.Logf("a run of %d datagrams: %v allocations", perRun, allocs)
+		}
+		if fewest < 0 || allocs < fewest {
+			fewest = allocs
+		}
+	}
 
 	require.Zero(t, sendErrs)
-	require.Equal(t, 2*perRun, read, "every datagram sent was read")
-	assert.Zero(t, allocs, "allocations for %d datagrams", perRun)
+	require.Equal(t, 2*measured*perRun, read, "every datagram sent was read")
+	assert.Zero(t, fewest, "allocations for %d datagrams in the best of %d runs", perRun, measured)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	require.Len(t, o.last, 2)
 	assert.ElementsMatch(t, srcs[:], []netip.AddrPort{o.last[0].src, o.last[1].src}, "the senders' addresses and ports")
-	assert.Len(t, o.gaps, 2*perRun-2, "a gap a datagram but each source's first")
+	assert.Len(t, o.gaps, 2*measured*perRun-2, "a gap a datagram but each source's first")
 	assert.Empty(t, o.silences)
 }
 
