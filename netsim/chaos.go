@@ -16,6 +16,7 @@ type ChaosResult struct {
 	Actions   []string
 	Elections int
 	Crashes   int
+	Kills     int // of the crashes, those of the agent's process alone (Sim.Kill)
 	Checked   int // crashes whose detection bound was checked
 	Acked     int // writes acknowledged to clients
 	Virtual   time.Duration
@@ -111,7 +112,7 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 		victim := wire.NodeID(1 + pick.IntN(nn))
 		var desc string
 		switch action {
-		case 0, 1: // crash, checked against the detection bound when calm
+		case 0, 1: // crash (0: the host; 1: the agent's process alone, Kill), checked against the detection bound when calm
 			master, vice, calm := c.Calm()
 			n := s.node(victim)
 			if !n.Up {
@@ -121,9 +122,15 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 			}
 			inc := n.Core.Incarnation()
 			crashedAt := s.Now
-			s.Crash(victim)
+			if action == 0 {
+				s.Crash(victim)
+				desc = fmt.Sprintf("crash %d", victim)
+			} else {
+				s.Kill(victim)
+				res.Kills++
+				desc = fmt.Sprintf("kill %d", victim)
+			}
 			res.Crashes++
-			desc = fmt.Sprintf("crash %d", victim)
 			if calm && (victim != master || vice != 0 && vice != victim) {
 				res.Checked++
 				// A peer falsely judged down lately has a widened bound

@@ -53,7 +53,7 @@ func TestChaos(t *testing.T) {
 	var next atomic.Uint64
 	var mu sync.Mutex
 	var failed []string
-	var crashes, checked, acked atomic.Int64
+	var crashes, kills, checked, acked atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
@@ -75,6 +75,7 @@ func TestChaos(t *testing.T) {
 					fmt.Fprintf(os.Stderr, "chaos: seed %d (%d nodes): %v\n", seed, res.Nodes, err)
 				}
 				crashes.Add(int64(res.Crashes))
+				kills.Add(int64(res.Kills))
 				checked.Add(int64(res.Checked))
 				acked.Add(int64(res.Acked))
 				if err != nil {
@@ -86,8 +87,8 @@ func TestChaos(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	t.Logf("%d seeds (%d..%d) in %v: %d crashes (%d checked against the detection bound), %d writes acked",
-		n, *flagFrom, *flagFrom+uint64(n)-1, time.Since(start).Round(time.Millisecond), crashes.Load(), checked.Load(), acked.Load())
+	t.Logf("%d seeds (%d..%d) in %v: %d crashes (%d of the process alone; %d checked against the detection bound), %d writes acked",
+		n, *flagFrom, *flagFrom+uint64(n)-1, time.Since(start).Round(time.Millisecond), crashes.Load(), kills.Load(), checked.Load(), acked.Load())
 	if len(failed) > 0 {
 		for i, f := range failed {
 			if i == 20 {

@@ -53,6 +53,7 @@ type Node struct {
 	Up      bool
 	Paused  bool
 	inbox   []delivery
+	exits   []exitNotice // read when resumed (Kill)
 	persist core.Persist
 	// unsynced: a save the core did not require before sending (not
 	// MustSync), still on its way to disk; a crash loses it.
@@ -166,9 +167,66 @@ func (s *Sim) Crash(id wire.NodeID) {
 	}
 	s.Tracef("crash node %d", id)
 	s.Topo++
-	n.Up, n.Paused, n.inbox, n.Core = false, false, nil, nil
+	n.Up, n.Paused, n.inbox, n.exits, n.Core = false, false, nil, nil, nil
 	n.unsynced = nil // not on disk yet: lost
 	n.tickGen++
+}
+
+// Kill ends a node's process alone (kill -9, the agent's crash): as Crash,
+// and its host's kernel closes the connections the agent held
+// (agent/exitwatch.go). A follower holds one to the master it follows, the
+// master one to each of its followers (each dialled by the follower), over
+// network A; the other end hears the close one network A delay later
+// (MinDelay: no draw from Rng, so a seed's other events are as without
+// it) if network A still joins the two then, and takes it as the killed
+// node's exit (core.Node.PeerExited). A paused node reads it when resumed;
+// a node that has itself restarted meanwhile had another connection.
+func (s *Sim) Kill(id wire.NodeID) {
+	n := s.node(id)
+	if !n.Up {
+		return
+	}
+	st, inc, killedAt := n.Core.Role(), n.Core.Incarnation(), s.Now
+	s.Crash(id)
+	s.Tracef("kill node %d: its connections closed", id)
+	var held []wire.NodeID
+	switch {
+	case st.Master == id:
+		for _, o := range s.Nodes {
+			if o.ID != id && o.Up && o.Core.Role().Master == id {
+				held = append(held, o.ID)
+			}
+		}
+	case st.Master != 0:
+		held = append(held, st.Master)
+	}
+	for _, to := range held {
+		o := s.node(to)
+		started := o.StartedAt
+		s.At(s.Now.Add(s.Opt.Nets[wire.NetA].MinDelay), func() {
+			if !o.Up || o.StartedAt != started || started.After(killedAt) || !s.Connected(id, to, wire.NetA) {
+				return
+			}
+			x := exitNotice{id, inc}
+			if o.Paused {
+				o.exits = append(o.exits, x)
+				return
+			}
+			s.exited(o, x)
+		})
+	}
+}
+
+// exitNotice is a closed connection's word that node's process at inc ended.
+type exitNotice struct {
+	node wire.NodeID
+	inc  uint64
+}
+
+func (s *Sim) exited(n *Node, x exitNotice) {
+	taken := n.Core.PeerExited(s.Now, x.node, x.inc)
+	s.Tracef("node %d: node %d inc %d exited (taken %v)", n.ID, x.node, x.inc, taken)
+	s.collect(n)
 }
 
 // Restart starts a crashed node again, with a new incarnation.
@@ -204,6 +262,11 @@ func (s *Sim) Resume(id wire.NodeID) {
 	n.inbox = nil
 	for _, d := range q {
 		s.deliverNow(n, d)
+	}
+	xs := n.exits
+	n.exits = nil
+	for _, x := range xs {
+		n.Core.PeerExited(s.Now, x.node, x.inc)
 	}
 	n.Core.Tick(s.Now)
 	s.collect(n)

@@ -278,6 +278,7 @@ type Stats struct {
 	SnapshotsApplied    uint64 // snapshots that replaced this node's table
 	ReportsHandled      uint64 // reports through the plugin chain, as master
 	ReportsRefused      uint64 // client reports refused for their name, as master
+	PeersExited         uint64 // peers taken as gone when their process ended (PeerExited)
 }
 
 // Node is one fmagent node's protocol state.
@@ -588,8 +589,14 @@ func (n *Node) step(now time.Time, net wire.Net, pkt []byte, hbSock bool) (wire.
 		}
 		n.onLeave(now, p)
 	default:
-		if p.fenced && p.id != n.el.State().Master {
-			return h.Sender, nil // a fenced node is heard only to tell it so
+		if (p.fenced || p.left) && p.id != n.el.State().Master {
+			// A fenced node is heard only to tell it so. One gone at this
+			// incarnation (its goodbye, or its process's end: PeerExited)
+			// is not heard at all: what it sent before it went may arrive
+			// after the word that it went (on the other network, or
+			// overtaken by the closed connection), and a registration
+			// taken then would be up under an owner already gone.
+			return h.Sender, nil
 		}
 		if err := n.stepReplication(now, &h, p, body); err != nil {
 			return 0, err

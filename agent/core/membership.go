@@ -237,13 +237,38 @@ func (n *Node) onHandoverCall(now time.Time, h *wire.Header, p *peer) {
 	}
 }
 
-func (n *Node) onLeave(now time.Time, p *peer) {
+func (n *Node) onLeave(now time.Time, p *peer) { n.gone(now, p, "leave") }
+
+// PeerExited tells the node that peer id's process, at incarnation inc, has
+// ended: the connection between the two agents (agent/exitwatch.go), opened
+// and authenticated by that process, was closed by its kernel without the
+// goodbye the agent writes before any close of its own. Only a process's
+// end does that (kill -9, a crash, an exit): a paused process, a dead host
+// or a cut network closes nothing, and is left to the detector. It is taken
+// as the peer's goodbye (a Leave): the peer is gone now, not one bound
+// from now, and the master marks it down in its next tick. It reports
+// whether it was taken: not for this node itself, a peer never heard, or
+// another incarnation (the connection of a process that has since been
+// replaced says nothing of its successor).
+func (n *Node) PeerExited(now time.Time, id wire.NodeID, inc uint64) bool {
+	n.advance(now)
+	p, ok := n.peers[id]
+	if !ok || id == n.cfg.Node || inc == 0 || p.inc != inc || p.left {
+		return false
+	}
+	n.stats.PeersExited++
+	n.gone(now, p, "exited")
+	return true
+}
+
+// gone: p said goodbye (a Leave), or its process ended (PeerExited).
+func (n *Node) gone(now time.Time, p *peer, why string) {
 	p.left = true
 	p.heard = [wire.NumNets]time.Time{}
 	if p.alive {
 		p.alive = false
 		p.linkUp = [wire.NumNets]bool{}
-		n.event(Event{Kind: EvPeerDown, Node: p.id, Reason: "leave"})
+		n.event(Event{Kind: EvPeerDown, Node: p.id, Reason: why})
 	}
 	n.runElection(now)
 	if n.isMaster() {
