@@ -217,6 +217,7 @@ type agent struct {
 
 	waiter    transport.BindWaiter // the real-time loop's one blocking point
 	rtPrio    int                  // SCHED_FIFO priority of the real-time loop; 0: not permitted or not asked
+	exit      *exitWatch           // the connections that tell a process's end at once (exitwatch.go)
 	otherNice int                  // nice value of the other threads (SetProcessNice); 0: left alone
 	childNice int                  // nice value of the process before; its children get it (hooks)
 	rxDrops   atomic.Uint64        // the transport's receive drops when last looked (rtloop.go: core.Deafened)
@@ -362,6 +363,8 @@ func (a *agent) start() error {
 			"group", a.tr.Group(n).String(), "unicast", a.tr.LocalAddr(n).String())
 	}
 
+	a.openExitWatch(key, acceptKeys)
+
 	a.shm, err = shmem.Create(cfg.ShmPath(), shmem.Options{NodeID: wire.NodeID(cfg.NodeID),
 		Capacity: cfg.Shm.Entities, EventRingSize: cfg.Shm.Events})
 	if err != nil {
@@ -442,6 +445,8 @@ func (a *agent) run(ctx context.Context) error {
 		a.saverLoop(q)
 	}(a.saveq)
 	a.goLoop(a.procLoop)
+	a.goLoop(func() { a.exitListen(done) })
+	a.goLoop(func() { a.exitDialLoop(done) })
 	a.goLoop(func() { a.tableSaverLoop(done) })
 	a.goLoop(func() { a.adoptLoop(done) })
 	serveErr := make(chan error, 1)
@@ -515,6 +520,7 @@ func (a *agent) shutdown(done chan struct{}) {
 	// when it sees stopping, so the goodbye is sent here.
 	a.handleReady()
 	a.mu.Unlock()
+	a.closeExitWatch()
 	close(done)
 	if _, err := sdnotify.Stopping(); err != nil {
 		a.log.Warn("sd_notify STOPPING", "err", err)

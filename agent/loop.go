@@ -358,6 +358,9 @@ func (a *agent) send(ps []core.Packet, bulk bool) {
 
 // event logs a core event (logevents.go) and counts it.
 func (a *agent) event(e *core.Event) {
+	if e.Kind == core.EvReincarnated {
+		a.nudgeExit() // the connection to the master is to be opened anew
+	}
 	a.m.event(e.Kind)
 	a.logEvent(e)
 }

@@ -53,6 +53,12 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 	m.shmErrors = r.Counter("fmagent_shm_errors_total", "Failures to publish an entity to shared memory.")
 	m.noAddr = r.Counter("fmagent_unicast_no_address_total", "Unicast packets not sent on a network: no address known for the peer there.")
 	m.bulkDropped = r.Counter("fmagent_bulk_dropped_total", "Snapshot or retransmission bursts not sent: the bulk sender was a full queue behind.")
+	r.CounterFunc("fmagent_exit_watch_total", "Peers' process ends heard on the exit watch's connections (closed without a goodbye), by whether the core took them (a peer heard at that incarnation) or not.",
+		func() float64 { t, _, _ := a.exitStats(); return float64(t) }, "taken", "yes")
+	r.CounterFunc("fmagent_exit_watch_total", "Peers' process ends heard on the exit watch's connections (closed without a goodbye), by whether the core took them (a peer heard at that incarnation) or not.",
+		func() float64 { _, i, _ := a.exitStats(); return float64(i) }, "taken", "no")
+	r.CounterFunc("fmagent_exit_watch_refused_total", "Connections to the exit watch's listener refused: not authenticated, malformed, or too many handshakes at once.",
+		func() float64 { _, _, r := a.exitStats(); return float64(r) })
 	m.watchDropped = r.Counter("fmagent_watchers_dropped_total", "API watchers dropped for falling behind.")
 
 	stat := func(f func(*transport.NetStats) uint64, n wire.Net) func() float64 {

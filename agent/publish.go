@@ -125,6 +125,9 @@ func (a *agent) publish(rd *core.Ready) {
 		a.shm.SetMaster(st.Master, st.Epoch)
 		a.shm.SetStale(stale)
 		a.setMaster(st.Master)
+		if !a.pubInit || st.Master != a.pubMaster {
+			a.nudgeExit()
+		}
 		a.pubMaster, a.pubEpoch, a.pubStale, a.pubInit = st.Master, st.Epoch, stale, true
 	}
 	a.shm.Commit()

@@ -524,3 +524,13 @@ func (n *Node) Status() Status {
 	n.statusExtra(&s)
 	return s
 }
+
+// PeerIncarnation is the incarnation this node last heard from peer id (0:
+// never heard): the process a connection to it is to be opened with
+// (agent/exitwatch.go).
+func (n *Node) PeerIncarnation(id wire.NodeID) uint64 {
+	if p, ok := n.peers[id]; ok {
+		return p.inc
+	}
+	return 0
+}
