@@ -221,10 +221,12 @@ func nodeAlarmed(e *table.Entity) bool {
 }
 
 // nodeDownAlarm is the alarm the master raises on node entity e, down:
-// node-left when the node said goodbye, node-unreachable otherwise.
+// node-left when the node said goodbye, node-unreachable otherwise (a
+// process that ended without one, PeerExited, too: a failure, as before it
+// was seen at once).
 func (n *Node) nodeDownAlarm(e *table.Entity, at int64) wire.Change {
 	cause, sev := UnreachableCause, wire.SevCritical
-	if p, ok := n.peers[e.Owner]; ok && p.left {
+	if p, ok := n.peers[e.Owner]; ok && p.left && !p.exited {
 		cause, sev = LeftCause, wire.SevWarning
 	}
 	return wire.Change{Kind: wire.ChangeRaise, Entity: e.ID, Severity: sev, Cause: []byte(cause), By: n.cfg.Node, At: at}

@@ -23,6 +23,7 @@ type peer struct {
 	epoch   uint64
 	fenced  bool // down in the table at this incarnation: heard, never believed
 	left    bool // said goodbye at this incarnation
+	exited  bool // and it was its process's end, not a goodbye (PeerExited)
 
 	// The detector's last verdicts, to report transitions once.
 	alive      bool
@@ -57,6 +58,7 @@ func (p *peer) reincarnated(inc uint64) {
 	p.callSeq = 0
 	p.fenced = false
 	p.left = false
+	p.exited = false
 }
 
 func (n *Node) heardOn(p *peer, net int, now time.Time) bool {
@@ -257,6 +259,7 @@ func (n *Node) PeerExited(now time.Time, id wire.NodeID, inc uint64) bool {
 		return false
 	}
 	n.stats.PeersExited++
+	p.exited = true
 	n.gone(now, p, "exited")
 	return true
 }

@@ -1,0 +1,129 @@
+package agent
+
+import (
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fmagent/fmagent/agent/core"
+	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// slowDetection is a bound (200 ms × 10 = 2 s) no kill here is seen within
+// by the heartbeats: a node down sooner was seen by its exit.
+func slowDetection(c *config.Config) {
+	c.Timing.Profile = config.ProfileCustom
+	c.Timing.Interval, c.Timing.Misses = 200*time.Millisecond, 10
+}
+
+// exitConnected waits until a's exit watch holds a connection from node.
+func exitConnected(t *testing.T, a *agent, node wire.NodeID) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		a.exit.mu.Lock()
+		defer a.exit.mu.Unlock()
+		_, ok := a.exit.in[node]
+		return ok
+	}, 10*time.Second, 10*time.Millisecond, "node %d's exit-watch connection", node)
+}
+
+// A follower's agent killed with SIGKILL (a process of its own) is down,
+// with node-unreachable, in every survivor's shared memory long before its
+// heartbeats' bound: its master heard the exit-watch connection close
+// without a goodbye, and took it (counted). Started again, it connects
+// anew and comes back up.
+func TestKilledAgentIsDownByItsExit(t *testing.T) {
+	agents := make(chan *agent, 2)
+	testHookStarted = func(a *agent) { agents <- a }
+	defer func() { testHookStarted = nil }()
+	tc := startCluster(t, 2, slowDetection)
+	byID := map[wire.NodeID]*agent{}
+	for range 2 {
+		a := <-agents
+		byID[a.self] = a
+	}
+	c1 := tc.nodes[0].cfg
+	cfg := newTestConfig(t, 3, c1.ClusterID, c1.Networks[0].Group, c1.Networks[1].Group, c1.Networks[0].Port, filepath.Dir(c1.Paths.StateDir))
+	slowDetection(cfg)
+	require.NoError(t, cfg.Validate())
+	kill := startChildAgent(t, cfg)
+	for _, nd := range tc.nodes {
+		waitShm(t, nd, 10*time.Second, "node 3 up", func() bool { st, _ := nd.state("node/3"); return st == wire.StateUp })
+	}
+	var master *agent
+	require.Eventually(t, func() bool {
+		for _, a := range byID {
+			a.mu.Lock()
+			m := a.core.Role().Master
+			a.mu.Unlock()
+			if m == a.self {
+				master = a
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "a master among nodes 1 and 2")
+	exitConnected(t, master, 3)
+	bound := cfg.Timing.Detection()
+
+	killed := time.Now()
+	kill()
+	for _, nd := range tc.nodes {
+		waitShm(t, nd, bound, "node/3 down with node-unreachable", func() bool {
+			st, e := nd.state("node/3")
+			if st != wire.StateDown {
+				return false
+			}
+			a, ok := e.FindAlarm([]byte(core.UnreachableCause))
+			return ok && a.Severity == wire.SevCritical
+		})
+	}
+	took := time.Since(killed)
+	taken, _, _ := master.exitStats()
+	require.Equal(t, uint64(1), taken, "exits taken by the master")
+	require.Less(t, took, bound/2, "down everywhere %v after the kill, against a %v bound", took, bound)
+	t.Logf("kill -9 of node 3 to down in both survivors' shared memory: %v (bound %v)", took, bound)
+
+	startChildAgent(t, cfg)
+	for _, nd := range tc.nodes {
+		waitShm(t, nd, 10*time.Second, "node 3 back up", func() bool { st, _ := nd.state("node/3"); return st == wire.StateUp })
+	}
+	exitConnected(t, master, 3)
+}
+
+// A connection to the exit watch that does not prove the cluster's key is
+// refused (counted), and its close, whatever it says, is no one's exit.
+func TestExitWatchRefusesStrangers(t *testing.T) {
+	agents := make(chan *agent, 1)
+	testHookStarted = func(a *agent) { agents <- a }
+	defer func() { testHookStarted = nil }()
+	startCluster(t, 1, func(c *config.Config) { c.AllowAlone = true })
+	a := <-agents
+	at := a.tr.LocalAddr(wire.NetA)
+	hello := func(b []byte) {
+		c, err := net.Dial("tcp4", at.String())
+		require.NoError(t, err)
+		defer c.Close()
+		_, _ = c.Write(b)
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		var buf [256]byte
+		for {
+			if _, err := c.Read(buf[:]); err != nil {
+				return // closed by the agent
+			}
+		}
+	}
+	hello([]byte("GET / HTTP/1.0\r\n\r\n and some more to fill a hello"))
+	// A well-formed hello in node 2's name, then a wrong proof.
+	var h [exitHelloSz]byte
+	require.NoError(t, a.exit.putHello(h[:], 2, 7))
+	hello(append(h[:], make([]byte, exitMACSz)...))
+	require.Eventually(t, func() bool { _, _, r := a.exitStats(); return r == 2 }, 5*time.Second, 10*time.Millisecond)
+	taken, ignored, _ := a.exitStats()
+	require.Zero(t, taken)
+	require.Zero(t, ignored)
+}
