@@ -29,6 +29,13 @@ type Config struct {
 	// new master's first change (the old master's node down) visible in
 	// every survivor's shared memory (0: none).
 	Failovers int
+	// Stop stops the victims of the kills and failovers (SIGSTOP: a
+	// process silent but not ended, as a hung host, judged by the
+	// heartbeats' bound) instead of killing them (SIGKILL: the process
+	// ends, its kernel closes its connections, and the exit watch sees it
+	// at once: agent/exitwatch.go); a stopped victim is killed once its
+	// down is everywhere.
+	Stop bool
 	// Idle is the window over which every agent's CPU, RSS and datagrams
 	// are measured, with nothing happening, right after the cluster forms
 	// (0: not measured).
@@ -734,9 +741,16 @@ func (m *measurer) kills(ctx context.Context, ofMaster bool, count int) error {
 			return err
 		}
 		pid := c.nodes[victim].cmd.Process.Pid
+		sig := syscall.SIGKILL
+		if m.cfg.Stop {
+			sig = syscall.SIGSTOP
+		}
 		ss, t0, t0wall, _, err := m.do(ctx, survivors, "state", fmt.Sprintf("node/%d", victim), "down", func(context.Context) error {
-			return syscall.Kill(pid, syscall.SIGKILL)
+			return syscall.Kill(pid, sig)
 		})
+		if sig != syscall.SIGKILL {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 		<-c.nodes[victim].done
 		if err != nil {
 			if err := m.fail(fmt.Sprintf("%s %d of node %d", what, k, victim), err); err != nil {

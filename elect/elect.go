@@ -387,6 +387,11 @@ func (e *Elector) Evaluate(now time.Time, peers []Peer) Event {
 
 // isolated: no live peer, and at least two were live moments ago. One peer
 // lost is a peer's failure; all of several lost at once is ours.
+// Forget drops node from the peers seen lately: it is known gone (its
+// goodbye, or its process's end), not silent, and two such departures at
+// once say nothing of this node's own links (isolated).
+func (e *Elector) Forget(node wire.NodeID) { delete(e.lastSeen, node) }
+
 func (e *Elector) isolated(now time.Time, peers []Peer) bool {
 	if len(peers) > 0 {
 		return false

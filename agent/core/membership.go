@@ -268,6 +268,7 @@ func (n *Node) PeerExited(now time.Time, id wire.NodeID, inc uint64) bool {
 func (n *Node) gone(now time.Time, p *peer, why string) {
 	p.left = true
 	p.heard = [wire.NumNets]time.Time{}
+	n.el.Forget(p.id)
 	if p.alive {
 		p.alive = false
 		p.linkUp = [wire.NumNets]bool{}

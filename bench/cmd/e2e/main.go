@@ -62,6 +62,7 @@ func run() int {
 	samples := flag.Int("samples", 200, "samples of each latency per run (0: none, detection and resources only)")
 	warmup := flag.Int("warmup", 5, "warm-up samples discarded per run")
 	kills := flag.Int("kills", 10, "kill -9 repetitions of a non-master per run (failure detection)")
+	stopVictims := flag.Bool("stop", false, "stop the victims of -kills and -failovers (SIGSTOP: silent, judged at the heartbeats' bound) instead of killing them (SIGKILL: seen at once by the exit watch)")
 	failovers := flag.Int("failovers", 5, "kill -9 repetitions of the master per run (failover)")
 	idle := flag.Duration("idle", 10*time.Second, "idle window per run over which every agent's CPU, RSS and datagrams are measured (0: none)")
 	pin := flag.Bool("pin", false, "pin agent i to the ith CPU, round robin ([realtime] cpus); default: the kernel places them (the agent's default)")
@@ -170,7 +171,7 @@ func run() int {
 					break
 				}
 				cfg := bench.Config{
-					Nodes: n, Samples: *samples, Warmup: *warmup, Kills: *kills, Failovers: *failovers, Idle: *idle, IdleFloors: *idleFloors, PinAgents: *pin,
+					Nodes: n, Samples: *samples, Warmup: *warmup, Kills: *kills, Failovers: *failovers, Stop: *stopVictims, Idle: *idle, IdleFloors: *idleFloors, PinAgents: *pin,
 					NoSamples: pi > 0 || *samples == 0, Interval: p.Interval, Misses: p.Misses, Profile: p.Name,
 					Agent: bin, Gap: *gap, Log: log, StateBase: *stateBase, LogLevel: *logLevel,
 				}
