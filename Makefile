@@ -146,7 +146,9 @@ E2EFLAGS ?=
 bench-e2e:
 	$(GO) run ./bench/cmd/e2e $(E2EFLAGS)
 
-# Side by side, in one run: fmagent's detection (5 agents, each profile),
+# Side by side, in one run: fmagent's detection (5 agents, each profile; a
+# process stopped, at the heartbeats' bound, and a process killed, seen by
+# the exit watch),
 # hashicorp/memberlist (its own module, bench/peers/memberlist) and keepalived
 # VRRP in network namespaces this target creates and removes (installed from
 # Debian's packages if missing; the row is skipped with a message if that
@@ -154,7 +156,7 @@ bench-e2e:
 PEERSFLAGS ?=
 bench-peers:
 	@# A row that fails (a sample not seen everywhere) does not stop the others.
-	-$(GO) run ./bench/cmd/e2e -name peers-fmagent -nodes 5 -samples 0 -failovers 0 -idle 0 -costmodel "" -runs 1 -kills 10 $(PEERSFLAGS)
+	-$(GO) run ./bench/cmd/e2e -name peers-fmagent -nodes 5 -samples 0 -failovers 0 -exit-failovers 0 -idle 0 -costmodel "" -runs 1 -kills 10 -exits 10 $(PEERSFLAGS)
 	@# memberlist's hog window runs soak's own CPU burners, as fmagent's soak does.
 	$(GO) build -o $(BIN)/fmsoak ./soak/cmd/soak
 	-cd bench/peers/memberlist && $(GO) run . -nodes 5 -kills 5 -hog-soak 60s -burner "$(abspath $(BIN))/fmsoak -burn" -out ../../results

@@ -22,10 +22,12 @@
 //   - the baseline: one raw UDP multicast datagram on `lo` from this process
 //     to the same N observer processes, each of which stamps CLOCK_MONOTONIC
 //     as soon as its read returns: send to received by all.
-//   - failure detection: kill -9 of a non-master agent to its node being
-//     down in every survivor's shared memory, split at the master's decision
-//     (ChangedAt of node/N), against the bound interval × misses; the killed
-//     agent is restarted between repetitions.
+//   - failure detection: SIGSTOP of a non-master agent (silent, as a hung
+//     host) to its node being down in every survivor's shared memory, split
+//     at the master's decision (ChangedAt of node/N), against the bound
+//     interval × misses; and kill -9 (a process's end, which the exit watch
+//     sees before the bound); the victim is killed and restarted between
+//     repetitions.
 //   - idle resource use: every agent's CPU, RSS and datagrams over a window
 //     with nothing happening, and the idle floors right after (idlefloor.go):
 //     N processes that do only the agents' idle ticks, in Go with the

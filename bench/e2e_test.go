@@ -61,15 +61,16 @@ func (w logWriter) Write(b []byte) (int, error) {
 // TestE2EShort runs a short version of the e2e measurement (bench/cmd/e2e)
 // on three real agents, so that it cannot rot: every sample must be seen in
 // every node's shared memory (every baseline datagram by every receiver),
-// and the killed agent must be seen down by every survivor and come back.
+// and every agent stopped or killed must be seen down by every survivor
+// and come back.
 // It checks no timing: the machine running the tests is shared and noisy.
 func TestE2EShort(t *testing.T) {
 	bin := testAgent(t)
-	const samples, kills, failovers = 30, 2, 1
+	const samples, kills, failovers, exits, exitFailovers = 30, 2, 1, 2, 1
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := Run(ctx, Config{
-		Nodes: 3, Samples: samples, Warmup: 2, Kills: kills, Failovers: failovers, Idle: time.Second, IdleFloors: true, PinAgents: true, // pinned: the path -pin takes
+		Nodes: 3, Samples: samples, Warmup: 2, Kills: kills, Failovers: failovers, Exits: exits, ExitFailovers: exitFailovers, Idle: time.Second, IdleFloors: true, PinAgents: true, // pinned: the path -pin takes
 		Agent: bin, Gap: time.Millisecond, Log: logWriter{t},
 	})
 	if err != nil {
@@ -96,6 +97,10 @@ func TestE2EShort(t *testing.T) {
 			want = kills
 		case strings.HasPrefix(f.Key, "failover"):
 			want = failovers
+		case f.Key == "exit_failover":
+			want = exitFailovers
+		case strings.HasPrefix(f.Key, "exit"):
+			want = exits
 		}
 		if len(d) != want {
 			t.Errorf("%s: %d samples, want %d", f.Name, len(d), want)
@@ -139,7 +144,7 @@ func TestE2EShort(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range res.Kills {
+	for _, k := range append(slices.Clone(res.Kills), res.Exits...) {
 		if k.Victim == k.Master || k.Victim < 1 || k.Victim > 3 {
 			t.Errorf("kill %+v: the victim must be a node other than the master", k)
 		}
@@ -154,7 +159,7 @@ func TestE2EShort(t *testing.T) {
 	if got := len(res.DetectAtBoundDist()) + res.KillsAtWidenedBound(); got != len(res.Kills) {
 		t.Errorf("%d kills at the configured bound and %d at a widened one, of %d", len(res.DetectAtBoundDist()), res.KillsAtWidenedBound(), len(res.Kills))
 	}
-	for _, k := range res.Failovers {
+	for _, k := range append(slices.Clone(res.Failovers), res.ExitFailovers...) {
 		if k.Victim != k.Master || k.NewMaster == k.Victim || k.NewMaster < 1 || k.NewMaster > 3 {
 			t.Errorf("failover %+v: the victim must be the master, the decision another node's", k)
 		}

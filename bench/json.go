@@ -46,11 +46,15 @@ type RunJSON struct {
 	FailoverOverBound map[string]float64 `json:"failover_over_bound,omitempty"`
 	Kills             []KillJSON         `json:"kills,omitempty"`
 	Failovers         []KillJSON         `json:"failovers,omitempty"`
+	// Exits and ExitFailovers are the kill -9 repetitions (Kills and
+	// Failovers are SIGSTOPs: the heartbeats' bound).
+	Exits         []KillJSON `json:"exits,omitempty"`
+	ExitFailovers []KillJSON `json:"exit_failovers,omitempty"`
 	// DetectAtBound is the detection of the kills whose victim the master
 	// held at the configured bound; KillsWidened counts the others (a
 	// false down of the victim had widened its bound).
 	DetectAtBound *Quantiles `json:"detect_at_configured_bound,omitempty"`
-	// DetectWrittenAtBound is the same kills' kill -9 to the down written
+	// DetectWrittenAtBound is the same kills' stop to the down written
 	// in every survivor's table.
 	DetectWrittenAtBound *Quantiles       `json:"detect_written_at_configured_bound,omitempty"`
 	KillsWidened         int              `json:"kills_at_widened_bound"`
@@ -70,7 +74,7 @@ type KillJSON struct {
 	Bound      time.Duration `json:"bound_ns"` // the decider's just before (Kill.Bound)
 	Last       int           `json:"last_survivor"`
 	SinceStart time.Duration `json:"last_survivor_started_ns"` // before the kill
-	Written    time.Duration `json:"written_ns"`               // kill -9 to written in every survivor's table
+	Written    time.Duration `json:"written_ns"`               // the signal to written in every survivor's table
 }
 
 func killsJSON(ks []Kill) []KillJSON {
@@ -97,6 +101,7 @@ func (r *Result) JSON() RunJSON {
 		DetectOverBound:   overBound(r.DetectDist(), r.Bound),
 		FailoverOverBound: overBound(r.FailoverDist(), r.Bound),
 		Kills:             killsJSON(r.Kills), Failovers: killsJSON(r.Failovers),
+		Exits: killsJSON(r.Exits), ExitFailovers: killsJSON(r.ExitFailovers),
 		KillsWidened: r.KillsAtWidenedBound(),
 		Idle:         r.Idle, Failures: r.Failures,
 	}

@@ -22,20 +22,21 @@ type Config struct {
 	// everywhere, down propagation, baseline), after Warmup discarded ones.
 	Samples int
 	Warmup  int
-	// Kills is the number of kill -9 repetitions of the failure-detection
-	// measurement (0: none).
+	// Kills is the number of repetitions of the failure-detection
+	// measurement against the heartbeats' bound (0: none): a non-master
+	// is stopped (SIGSTOP: silent but not ended, as a hung host), and
+	// killed once its down is everywhere. Until the exit watch
+	// (agent/exitwatch.go) a kill -9 measured the same; now a kill -9 is
+	// seen by the watch, long before the bound (Exits).
 	Kills int
-	// Failovers is the number of kill -9 repetitions of the master: to the
-	// new master's first change (the old master's node down) visible in
-	// every survivor's shared memory (0: none).
+	// Failovers is the number of the same repetitions of the master (a
+	// stop): to the new master's first change (the old master's node down)
+	// visible in every survivor's shared memory (0: none).
 	Failovers int
-	// Stop stops the victims of the kills and failovers (SIGSTOP: a
-	// process silent but not ended, as a hung host, judged by the
-	// heartbeats' bound) instead of killing them (SIGKILL: the process
-	// ends, its kernel closes its connections, and the exit watch sees it
-	// at once: agent/exitwatch.go); a stopped victim is killed once its
-	// down is everywhere.
-	Stop bool
+	// Exits and ExitFailovers are the kill -9 repetitions of a non-master
+	// and of the master: the process ends, its kernel closes its
+	// connections, and the exit watch sees it at once (0: none).
+	Exits, ExitFailovers int
 	// Idle is the window over which every agent's CPU, RSS and datagrams
 	// are measured, with nothing happening, right after the cluster forms
 	// (0: not measured).
@@ -153,12 +154,15 @@ type Result struct {
 	// with: one datagram to N real-time processes that write a table.
 	FloorWritten Dist
 
-	// Failure detection, one entry per kill of a non-master.
+	// Failure detection, one entry per stop of a non-master (Config.Kills).
 	Kills []Kill
-	// Failover, one entry per kill of the master: Detect is kill -9 to
+	// Failover, one entry per stop of the master: Detect is the stop to
 	// the old master's node down (the new master's first change) in every
 	// survivor's shared memory; NewMaster is who decided it.
 	Failovers []Kill
+	// Exits and ExitFailovers: the same, one entry per kill -9 of a
+	// non-master and of the master (Config.Exits, Config.ExitFailovers).
+	Exits, ExitFailovers []Kill
 
 	// Idle is the agents' resource use over Config.Idle (nil: not measured).
 	Idle *ResourceSummary
@@ -174,9 +178,10 @@ type Kill struct {
 	// NewMaster is the master that decided the victim's down (the same as
 	// Master unless the victim was the master).
 	NewMaster int
-	// Detect is kill -9 to down in every survivor's shared memory.
+	// Detect is the signal (SIGSTOP or kill -9) to down in every
+	// survivor's shared memory.
 	Detect time.Duration
-	// ToDecision is kill -9 to the master's decision (node/N's ChangedAt);
+	// ToDecision is the signal to the master's decision (node/N's ChangedAt);
 	// Propagate is the decision to the last survivor's shared memory;
 	// Spread is the first survivor's to the last's.
 	ToDecision, Propagate, Spread time.Duration
@@ -193,7 +198,7 @@ type Kill struct {
 	// that is always the node restarted last is its resynchronisation's.
 	Last       int
 	SinceStart time.Duration
-	// Written is kill -9 to the down written in every survivor's table
+	// Written is the signal to the down written in every survivor's table
 	// (the rows' written_at): readable there, before any reader is woken.
 	Written time.Duration
 }
@@ -448,11 +453,20 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return m.res, err
 		}
 	}
-	if err := m.kills(ctx, false, cfg.Kills); err != nil {
-		return m.res, fmt.Errorf("%w\n%s", err, c.logs(10))
-	}
-	if err := m.kills(ctx, true, cfg.Failovers); err != nil {
-		return m.res, fmt.Errorf("%w\n%s", err, c.logs(10))
+	for _, k := range []struct {
+		ofMaster bool
+		sig      syscall.Signal
+		count    int
+		into     *[]Kill
+	}{
+		{false, syscall.SIGSTOP, cfg.Kills, &m.res.Kills},
+		{true, syscall.SIGSTOP, cfg.Failovers, &m.res.Failovers},
+		{false, syscall.SIGKILL, cfg.Exits, &m.res.Exits},
+		{true, syscall.SIGKILL, cfg.ExitFailovers, &m.res.ExitFailovers},
+	} {
+		if err := m.kills(ctx, k.ofMaster, k.sig, k.count, k.into); err != nil {
+			return m.res, fmt.Errorf("%w\n%s", err, c.logs(10))
+		}
 	}
 	return m.res, nil
 }
@@ -693,19 +707,22 @@ func (m *measurer) down(ctx context.Context, i int, keep bool) error {
 	return nil
 }
 
-// kills takes the failure-detection samples: kill -9 of a non-master (of
-// the master when master is set), down in every survivor's segment,
-// restart, wait for the cluster to re-form.
-func (m *measurer) kills(ctx context.Context, ofMaster bool, count int) error {
+// kills takes count failure-detection samples into into: sig (SIGSTOP: a
+// silent process, judged at the bound; SIGKILL: a process's end, seen by
+// the exit watch) to a non-master (to the master when ofMaster is set),
+// down in every survivor's segment, the victim killed (if stopped) and
+// restarted, the cluster re-formed.
+func (m *measurer) kills(ctx context.Context, ofMaster bool, sig syscall.Signal, count int, into *[]Kill) error {
 	c := m.c
 	if count == 0 {
 		return nil
 	}
-	what := "kill"
-	if ofMaster {
-		what = "failover"
+	what := map[bool]string{false: "kill", true: "failover"}[ofMaster]
+	how := "kill -9"
+	if sig == syscall.SIGSTOP {
+		what, how = "stop "+what, "SIGSTOP"
 	}
-	m.logf("%d kill -9 repetitions of the %s (bound %v)", count, map[bool]string{false: "non-masters", true: "master"}[ofMaster], m.res.Bound)
+	m.logf("%d %s repetitions of the %s (bound %v)", count, how, map[bool]string{false: "non-masters", true: "master"}[ofMaster], m.res.Bound)
 	next := 0
 	for k := 0; k < count; k++ {
 		master, err := c.waitFormed(ctx, 20*time.Second)
@@ -741,10 +758,6 @@ func (m *measurer) kills(ctx context.Context, ofMaster bool, count int) error {
 			return err
 		}
 		pid := c.nodes[victim].cmd.Process.Pid
-		sig := syscall.SIGKILL
-		if m.cfg.Stop {
-			sig = syscall.SIGSTOP
-		}
 		ss, t0, t0wall, _, err := m.do(ctx, survivors, "state", fmt.Sprintf("node/%d", victim), "down", func(context.Context) error {
 			return syscall.Kill(pid, sig)
 		})
@@ -776,11 +789,7 @@ func (m *measurer) kills(ctx context.Context, ofMaster bool, count int) error {
 				SinceStart: time.Duration(t0 - c.nodes[lastNode].started),
 				Written:    time.Duration(lastWritten(ss) - t0wall),
 			}
-			if ofMaster {
-				m.res.Failovers = append(m.res.Failovers, kl)
-			} else {
-				m.res.Kills = append(m.res.Kills, kl)
-			}
+			*into = append(*into, kl)
 			widened := ""
 			if bound != m.res.Bound {
 				widened = fmt.Sprintf("; its bound widened to %v by a false down", bound)

@@ -71,8 +71,8 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 	}
 
 	if has(func(g GroupJSON) bool { _, ok := g.Median["detect"]; return ok }) {
-		b.WriteString("\nDetection (kill -9 of a non-master → down in every survivor's shm) and failover (kill -9 of the master → its down, the new master's first change, in every survivor's shm)\n\n")
-		b.WriteString("Kills at the configured bound: those whose victim the master (the decider) held at the profile's bound just before the kill; the others came after a false down of the victim had widened its bound (agent/core/detector.go), and measure the widening. A perfect agent: one that judges the victim down exactly when its bound runs out after its last heartbeat (the kill at a phase uniform over the interval after it) and whose down reaches every survivor's shm in the two-hop floor's time of the same run (Result.DetectAtFloorDist): what no agent could beat on this machine.\n\n")
+		b.WriteString("\nDetection at the heartbeats' bound (a non-master stopped, SIGSTOP: silent as a hung host → down in every survivor's shm) and failover (the master stopped → its down, the new master's first change, in every survivor's shm). A kill -9 is seen sooner, by the exit watch: the next table\n\n")
+		b.WriteString("Kills at the configured bound (here, stops): those whose victim the master (the decider) held at the profile's bound just before the stop; the others came after a false down of the victim had widened its bound (agent/core/detector.go), and measure the widening. A perfect agent: one that judges the victim down exactly when its bound runs out after its last heartbeat (the kill at a phase uniform over the interval after it) and whose down reaches every survivor's shm in the two-hop floor's time of the same run (Result.DetectAtFloorDist): what no agent could beat on this machine.\n\n")
 		b.WriteString("Written p99: the same kills at the configured bound, to the down written in every survivor's table (the rows' written_at: readable there, before a reader is woken).\n\n")
 		b.WriteString("| profile | bound | N | detect p50 | p99 | max | p99 / bound | at the configured bound: kills | p50 | p99 | max | written p99 | kills at a widened bound | a perfect agent p99 | failover p50 | p99 | max | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, g := range gs {
@@ -98,6 +98,30 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 			}
 			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %.2f× | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s | %s |\n", g.Profile, f(g.Bound), g.Nodes,
 				f(d.P50), f(d.P99), f(d.Max), g.MedianDetectOverBound["p99"], at[0], at[1], at[2], at[3], written, g.KillsWidened, perfect, fo[0], fo[1], fo[2], loads(g))
+		}
+	}
+
+	if has(func(g GroupJSON) bool { _, ok := g.Median["exit"]; return ok }) {
+		b.WriteString("\nProcess exits: kill -9 of a non-master → down in every survivor's shm (and written in every survivor's table), and of the master → its down, the new master's first change, in every survivor's shm. Seen by the exit watch (agent/exitwatch.go): the victim's kernel closes its connection once it has freed the process's memory\n\n")
+		b.WriteString("| profile | bound | N | exit p50 | p99 | max | kill -9 → decision p50 | written p99 | exit failover p50 | p99 | max | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		for _, g := range gs {
+			d, ok := g.Median["exit"]
+			if !ok {
+				continue
+			}
+			dec, wr := "—", "—"
+			if q, ok := g.Median["exit_decision"]; ok {
+				dec = f(q.P50)
+			}
+			if q, ok := g.Median["exit_written"]; ok {
+				wr = f(q.P99)
+			}
+			fo := [3]string{"—", "—", "—"}
+			if q, ok := g.Median["exit_failover"]; ok {
+				fo = [3]string{f(q.P50), f(q.P99), f(q.Max)}
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", g.Profile, f(g.Bound), g.Nodes,
+				f(d.P50), f(d.P99), f(d.Max), dec, wr, fo[0], fo[1], fo[2], loads(g))
 		}
 	}
 

@@ -22,6 +22,29 @@ func roles(t *testing.T, s *Sim) (master, vice wire.NodeID) {
 	return master, s.Node(master).Core.Role().Vice
 }
 
+// settled is a cluster of nodes after 200 ms: formed, a master and a vice
+// elected.
+func settled(t *testing.T, seed uint64, nodes int) (*Sim, *Checker) {
+	t.Helper()
+	s := New(Options{Seed: seed, Nodes: nodes})
+	c := NewChecker(s)
+	require.NoError(t, s.RunUntil(s.Now.Add(200*time.Millisecond), c.Step))
+	return s, c
+}
+
+// settledFollower is a settled cluster of five and a node of it neither
+// master nor vice.
+func settledFollower(t *testing.T, seed uint64) (*Sim, *Checker, wire.NodeID) {
+	t.Helper()
+	s, c := settled(t, seed, 5)
+	master, vice := roles(t, s)
+	victim := wire.NodeID(1)
+	for victim == master || victim == vice {
+		victim++
+	}
+	return s, c, victim
+}
+
 // downEverywhere: every running node's table has node id down at an
 // incarnation of at least inc.
 func downEverywhere(s *Sim, id wire.NodeID, inc uint64) bool {
@@ -55,14 +78,7 @@ func until(t *testing.T, s *Sim, c *Checker, limit time.Duration, cond func() bo
 // delays, where a crash of its host (Sim.Crash) takes the bound.
 func TestKillIsSeenAtOnce(t *testing.T) {
 	for seed := uint64(1); seed <= 30; seed++ {
-		s := New(Options{Seed: seed, Nodes: 5})
-		c := NewChecker(s)
-		require.NoError(t, s.RunUntil(s.Now.Add(200*time.Millisecond), c.Step))
-		master, vice := roles(t, s)
-		victim := wire.NodeID(1)
-		for victim == master || victim == vice {
-			victim++
-		}
+		s, c, victim := settledFollower(t, seed)
 		inc := s.Node(victim).Core.Incarnation()
 		s.Kill(victim)
 		took := until(t, s, c, detection, func() bool { return downEverywhere(s, victim, inc) })
@@ -89,14 +105,7 @@ func TestNoExitWithoutAClosedConnection(t *testing.T) {
 	}
 	for name, fault := range cases {
 		for seed := uint64(1); seed <= 10; seed++ {
-			s := New(Options{Seed: seed, Nodes: 5})
-			c := NewChecker(s)
-			require.NoError(t, s.RunUntil(s.Now.Add(200*time.Millisecond), c.Step))
-			master, vice := roles(t, s)
-			victim := wire.NodeID(1)
-			for victim == master || victim == vice {
-				victim++
-			}
+			s, c, victim := settledFollower(t, seed)
 			inc := s.Node(victim).Core.Incarnation()
 			fault(s, victim)
 			took := until(t, s, c, 3*detection, func() bool { return downEverywhere(s, victim, inc) })
@@ -112,9 +121,7 @@ func TestNoExitWithoutAClosedConnection(t *testing.T) {
 // master's host takes more than one: TestFailoverOneSnapshot).
 func TestKillOfTheMasterFailsOverAtOnce(t *testing.T) {
 	for seed := uint64(1); seed <= 30; seed++ {
-		s := New(Options{Seed: seed, Nodes: 5})
-		c := NewChecker(s)
-		require.NoError(t, s.RunUntil(s.Now.Add(200*time.Millisecond), c.Step))
+		s, c := settled(t, seed, 5)
 		master, vice := roles(t, s)
 		require.NotZero(t, vice)
 		inc := s.Node(master).Core.Incarnation()
@@ -137,9 +144,7 @@ func TestKillOfTheMasterFailsOverAtOnce(t *testing.T) {
 // connection of a process since replaced) nor of a node never heard, nor
 // of the node itself: none is taken, and the node stays up everywhere.
 func TestExitOfAnotherIncarnationIsIgnored(t *testing.T) {
-	s := New(Options{Seed: 1, Nodes: 3})
-	c := NewChecker(s)
-	require.NoError(t, s.RunUntil(s.Now.Add(200*time.Millisecond), c.Step))
+	s, c := settled(t, 1, 3)
 	master, _ := roles(t, s)
 	victim := wire.NodeID(1)
 	if victim == master {

@@ -61,9 +61,10 @@ func run() int {
 	profiles := flag.String("profiles", "10msx5,4msx5,2msx5", "timing profiles, comma-separated: INTERVALxMISSES (profile = \"custom\") or a profile name the agent knows; the latency samples are taken with the first only")
 	samples := flag.Int("samples", 200, "samples of each latency per run (0: none, detection and resources only)")
 	warmup := flag.Int("warmup", 5, "warm-up samples discarded per run")
-	kills := flag.Int("kills", 10, "kill -9 repetitions of a non-master per run (failure detection)")
-	stopVictims := flag.Bool("stop", false, "stop the victims of -kills and -failovers (SIGSTOP: silent, judged at the heartbeats' bound) instead of killing them (SIGKILL: seen at once by the exit watch)")
-	failovers := flag.Int("failovers", 5, "kill -9 repetitions of the master per run (failover)")
+	kills := flag.Int("kills", 10, "SIGSTOP repetitions of a non-master per run (failure detection at the heartbeats' bound: a silent process, as a hung host)")
+	exits := flag.Int("exits", 10, "kill -9 repetitions of a non-master per run (a process's end: the exit watch)")
+	exitFailovers := flag.Int("exit-failovers", 5, "kill -9 repetitions of the master per run (failover on a process's end)")
+	failovers := flag.Int("failovers", 5, "SIGSTOP repetitions of the master per run (failover at the heartbeats' bound)")
 	idle := flag.Duration("idle", 10*time.Second, "idle window per run over which every agent's CPU, RSS and datagrams are measured (0: none)")
 	pin := flag.Bool("pin", false, "pin agent i to the ith CPU, round robin ([realtime] cpus); default: the kernel places them (the agent's default)")
 	idleFloors := flag.Bool("idle-floors", true, "after each idle window, measure the idle floors (N Go then N C heartbeat loops, no protocol) over as long a window each")
@@ -124,7 +125,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 2
 	}
-	if *samples < 0 || *runs < 1 || *kills < 0 || *failovers < 0 || *warmup < 0 || *idle < 0 {
+	if *samples < 0 || *runs < 1 || *kills < 0 || *failovers < 0 || *exits < 0 || *exitFailovers < 0 || *warmup < 0 || *idle < 0 {
 		fmt.Fprintln(os.Stderr, "e2e: -runs must be positive, -samples, -kills, -failovers, -idle and -warmup not negative")
 		return 2
 	}
@@ -159,8 +160,8 @@ func run() int {
 	if *pin {
 		pinned = "agent i pinned to CPU i mod CPUs"
 	}
-	fmt.Printf("fmagent e2e on %s (%s, %d CPUs, %s), %s UTC; per run: %d samples, %d kills, %d failovers, idle %v; %d runs each; agents %s; load average %.2f\n\n",
-		host, o.Kernel, o.CPUs, o.Go, o.Started.Format(time.DateTime), *samples, *kills, *failovers, *idle, *runs, pinned, bench.LoadAverage())
+	fmt.Printf("fmagent e2e on %s (%s, %d CPUs, %s), %s UTC; per run: %d samples, %d stops and %d of the master, %d kills -9 and %d of the master, idle %v; %d runs each; agents %s; load average %.2f\n\n",
+		host, o.Kernel, o.CPUs, o.Go, o.Started.Format(time.DateTime), *samples, *kills, *failovers, *exits, *exitFailovers, *idle, *runs, pinned, bench.LoadAverage())
 
 	failed := false
 	for pi, p := range profs {
@@ -171,7 +172,7 @@ func run() int {
 					break
 				}
 				cfg := bench.Config{
-					Nodes: n, Samples: *samples, Warmup: *warmup, Kills: *kills, Failovers: *failovers, Stop: *stopVictims, Idle: *idle, IdleFloors: *idleFloors, PinAgents: *pin,
+					Nodes: n, Samples: *samples, Warmup: *warmup, Kills: *kills, Failovers: *failovers, Exits: *exits, ExitFailovers: *exitFailovers, Idle: *idle, IdleFloors: *idleFloors, PinAgents: *pin,
 					NoSamples: pi > 0 || *samples == 0, Interval: p.Interval, Misses: p.Misses, Profile: p.Name,
 					Agent: bin, Gap: *gap, Log: log, StateBase: *stateBase, LogLevel: *logLevel,
 				}
