@@ -73,7 +73,7 @@ type exitWatch struct {
 	handshakes int
 	closed     bool
 
-	taken, ignored, refused atomic.Uint64
+	taken, ignored, refused, dialFailures atomic.Uint64
 }
 
 // exitConn is one authenticated connection.
@@ -293,6 +293,7 @@ func (a *agent) exitDialLoop(done <-chan struct{}) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	var cur *exitConn
+	var warned wire.NodeID // the master a failed connection was logged for
 	for {
 		var curDone chan struct{}
 		if cur != nil {
@@ -337,10 +338,24 @@ func (a *agent) exitDialLoop(done <-chan struct{}) {
 		if cur == nil && master != 0 && master != self && inc != 0 && known && !stopping {
 			c, err := a.exitDial(master, inc, at, self, selfInc)
 			if err != nil {
-				a.log.Debug("exit watch: connecting to the master", "master", master, "at", at.String(), "err", err)
+				x.dialFailures.Add(1)
+				if warned != master {
+					// Once a master: a firewall that lets the datagrams
+					// through and not the connection costs the fast
+					// exit, not the cluster, and says so once.
+					warned = master
+					a.log.Warn("exit watch: cannot connect to the master (retrying); until it can, this node's kill -9 is seen only at the detection time",
+						"master", master, "at", at.String(), "err", err)
+				} else {
+					a.log.Debug("exit watch: connecting to the master", "master", master, "at", at.String(), "err", err)
+				}
 				wait = retry
 				retry = min(2*retry, exitRetryMax)
 			} else {
+				if warned == master {
+					a.log.Info("exit watch: connected to the master", "master", master)
+					warned = 0
+				}
 				retry = exitRetryMin
 				cur = c
 				x.mu.Lock()
@@ -406,6 +421,7 @@ func (a *agent) peerExited(node wire.NodeID, inc uint64) {
 		a.log.Info("exit watch: a peer's process ended (its connection closed without a goodbye): gone", "peer", node, "incarnation", inc)
 	} else {
 		a.exit.ignored.Add(1)
+		a.log.Debug("exit watch: a peer's connection closed without a goodbye, not taken (another incarnation, or already gone)", "peer", node, "incarnation", inc)
 	}
 }
 

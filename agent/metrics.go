@@ -57,6 +57,13 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 		func() float64 { t, _, _ := a.exitStats(); return float64(t) }, "taken", "yes")
 	r.CounterFunc("fmagent_exit_watch_total", "Peers' process ends heard on the exit watch's connections (closed without a goodbye), by whether the core took them (a peer heard at that incarnation) or not.",
 		func() float64 { _, i, _ := a.exitStats(); return float64(i) }, "taken", "no")
+	r.CounterFunc("fmagent_exit_watch_dial_failures_total", "Failed attempts to open the exit watch's connection to the master (logged at WARN once a master): until one succeeds, this node's kill -9 is seen at the detection time.",
+		func() float64 {
+			if a.exit == nil {
+				return 0
+			}
+			return float64(a.exit.dialFailures.Load())
+		})
 	r.CounterFunc("fmagent_exit_watch_refused_total", "Connections to the exit watch's listener refused: not authenticated, malformed, or too many handshakes at once.",
 		func() float64 { _, _, r := a.exitStats(); return float64(r) })
 	m.watchDropped = r.Counter("fmagent_watchers_dropped_total", "API watchers dropped for falling behind.")
