@@ -519,8 +519,9 @@ func (a *agent) shutdown(done chan struct{}) {
 	// The one Ready not left to the real-time loop (poke): the loop ends
 	// when it sees stopping, so the goodbye is sent here.
 	a.handleReady()
+	saidGoodbye := a.notDurable == nil // else nothing was sent (failStop)
 	a.mu.Unlock()
-	a.closeExitWatch()
+	a.closeExitWatch(saidGoodbye)
 	close(done)
 	if _, err := sdnotify.Stopping(); err != nil {
 		a.log.Warn("sd_notify STOPPING", "err", err)

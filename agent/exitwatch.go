@@ -71,7 +71,8 @@ type exitWatch struct {
 	in         map[wire.NodeID]*exitConn // accepted, by peer
 	out        *exitConn                 // dialled to the master
 	handshakes int
-	closed     bool
+	closed     bool // the agent is shutting down (closeExitWatch)
+	goodbye    bool // and said goodbye: close with the goodbye byte (finish)
 
 	taken, ignored, refused, dialFailures atomic.Uint64
 }
@@ -99,8 +100,8 @@ func (x *exitConn) bye() {
 	_ = x.c.Close()
 }
 
-// drop closes x without a goodbye (shutdown: this process's end, which the
-// peer may take as one; its goodbye datagram says the same).
+// drop closes x without a goodbye: the peer takes it as this process's
+// end (a shutdown that could send nothing, closeExitWatch).
 func (x *exitConn) drop() {
 	x.ours.Store(true)
 	_ = x.c.Close()
@@ -175,13 +176,16 @@ func (a *agent) exitAccept(c *net.TCPConn) {
 	x.mu.Lock()
 	x.handshakes--
 	var old *exitConn
-	if err == nil && !x.closed {
+	closed := x.closed
+	if err == nil && !closed {
 		old = x.in[conn.node]
 		x.in[conn.node] = conn
-	} else if err == nil {
-		err = errors.New("shutting down")
 	}
 	x.mu.Unlock()
+	if err == nil && closed {
+		x.finish(conn) // shut down during the handshake
+		return
+	}
 	if err != nil {
 		x.refused.Add(1)
 		a.log.Debug("exit watch: connection refused", "from", c.RemoteAddr().String(), "err", err)
@@ -303,7 +307,7 @@ func (a *agent) exitDialLoop(done <-chan struct{}) {
 		select {
 		case <-done:
 			if cur != nil {
-				cur.drop()
+				x.finish(cur) // closeExitWatch has (or a dial since it)
 			}
 			return
 		case <-x.nudge:
@@ -357,11 +361,16 @@ func (a *agent) exitDialLoop(done <-chan struct{}) {
 					warned = 0
 				}
 				retry = exitRetryMin
-				cur = c
 				x.mu.Lock()
+				closed := x.closed
 				x.out = c
 				x.mu.Unlock()
-				go a.exitRead(c)
+				if closed {
+					x.finish(c) // shut down while it was being dialled
+				} else {
+					cur = c
+					go a.exitRead(c)
+				}
 			}
 		}
 		if !t.Stop() {
@@ -425,15 +434,19 @@ func (a *agent) peerExited(node wire.NodeID, inc uint64) {
 	}
 }
 
-// closeExitWatch closes every connection without a goodbye (the agent is
-// shutting down: its goodbye datagram has gone).
-func (a *agent) closeExitWatch() {
+// closeExitWatch closes every connection at shutdown: with the goodbye
+// byte when the goodbye datagram has gone (saidGoodbye), so that a peer
+// that reads the connection's end before the datagram does not take a
+// planned stop for a failure (node-unreachable, not node-left); without
+// it when nothing could be sent (failStop), so that the end of the
+// connections says that this node is gone.
+func (a *agent) closeExitWatch(saidGoodbye bool) {
 	x := a.exit
 	if x == nil {
 		return
 	}
 	x.mu.Lock()
-	x.closed = true
+	x.closed, x.goodbye = true, saidGoodbye
 	conns := make([]*exitConn, 0, len(x.in)+1)
 	for _, c := range x.in {
 		conns = append(conns, c)
@@ -443,6 +456,18 @@ func (a *agent) closeExitWatch() {
 	}
 	x.mu.Unlock()
 	for _, c := range conns {
+		x.finish(c)
+	}
+}
+
+// finish closes c at shutdown, as closeExitWatch says (x.goodbye).
+func (x *exitWatch) finish(c *exitConn) {
+	x.mu.Lock()
+	goodbye := x.goodbye
+	x.mu.Unlock()
+	if goodbye {
+		c.bye()
+	} else {
 		c.drop()
 	}
 }

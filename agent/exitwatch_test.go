@@ -127,3 +127,65 @@ func TestExitWatchRefusesStrangers(t *testing.T) {
 	require.Zero(t, taken)
 	require.Zero(t, ignored)
 }
+
+// An agent stopped (SIGTERM, its context here) says goodbye: the datagram,
+// and the goodbye byte on its exit-watch connections, so that no survivor
+// takes the connections' end for a failure: node/N is down with
+// node-left, not node-unreachable, and no connection ended without the
+// goodbye byte, five stops in a row (without it, the connection's end and
+// the datagram race to the master).
+func TestStoppedAgentIsLeftNotExited(t *testing.T) {
+	agents := make(chan *agent, 3)
+	testHookStarted = func(a *agent) { agents <- a }
+	defer func() { testHookStarted = nil }()
+	tc := startCluster(t, 3, slowDetection)
+	byID := map[wire.NodeID]*agent{}
+	for range 3 {
+		a := <-agents
+		byID[a.self] = a
+	}
+	survivors := []*agent{byID[1], byID[2]}
+	victim := tc.nodes[2]
+	for round := range 5 {
+		for _, nd := range tc.nodes {
+			waitShm(t, nd, 10*time.Second, "node 3 up", func() bool { st, _ := nd.state("node/3"); return st == wire.StateUp })
+		}
+		var master *agent
+		require.Eventually(t, func() bool {
+			for _, a := range survivors {
+				a.mu.Lock()
+				m := a.core.Role().Master
+				a.mu.Unlock()
+				if m == a.self {
+					master = a
+					return true
+				}
+			}
+			return false
+		}, 10*time.Second, 10*time.Millisecond, "a master among nodes 1 and 2")
+		exitConnected(t, master, 3)
+		tc.stopNode(victim)
+		for _, nd := range tc.nodes[:2] {
+			waitShm(t, nd, 10*time.Second, "node/3 down with node-left", func() bool {
+				st, e := nd.state("node/3")
+				if st != wire.StateDown {
+					return false
+				}
+				_, left := e.FindAlarm([]byte(core.LeftCause))
+				return left
+			})
+			_, e := nd.state("node/3")
+			_, unreachable := e.FindAlarm([]byte(core.UnreachableCause))
+			require.False(t, unreachable, "round %d, node %d: node-unreachable on a planned stop", round, nd.id)
+		}
+		// Not even an exit read and left (PeerExited refuses a peer
+		// already gone): the connection ended with the goodbye byte.
+		for _, a := range survivors {
+			taken, ignored, _ := a.exitStats()
+			require.Zero(t, taken, "round %d, node %d: an exit taken on a planned stop", round, a.self)
+			require.Zero(t, ignored, "round %d, node %d: a connection's end without the goodbye byte on a planned stop", round, a.self)
+		}
+		tc.startNode(victim)
+		<-agents
+	}
+}
