@@ -6,8 +6,12 @@
 #   2. wait until every node sees one master and 3 members up
 #   3. show node 1's status and entities
 #   4. raise an alarm on node 2 with fmctl, show it on node 3
-#   5. kill -9 a non-master agent and measure the time until every survivor's
-#      shared memory shows it down (fmagent-probe), against the bound
+#   5. stop a non-master agent (SIGSTOP: silent, as a hung host) and measure
+#      the time until every survivor's shared memory shows it down
+#      (fmagent-probe), against the bound; let it go on (SIGCONT): told it is
+#      down, it comes back under a new incarnation
+#   6. kill -9 it: its kernel closes its exit-watch connection to the master,
+#      which sees it down at once, not at the bound
 #
 # Everything runs from a temporary directory that is removed on exit, with a
 # random cluster ID, multicast groups and port, so the demo does not disturb
@@ -176,6 +180,20 @@ for i in 3 2 1; do
 done
 SURVIVORS=()
 for i in 1 2 3; do [ "$i" != "$VICTIM" ] && SURVIVORS+=("$i"); done
+say "SIGSTOP node $VICTIM (pid ${PIDS[$VICTIM]}: silent, as a hung host); measuring until node/$VICTIM is down in nodes ${SURVIVORS[*]}' shared memory"
+"$PROBE" -kill "${PIDS[$VICTIM]}" -signal STOP -entity "node/$VICTIM" -bound "$BOUND" -timeout 5s \
+	"$(shm "${SURVIVORS[0]}")" "$(shm "${SURVIVORS[1]}")"
+say "SIGCONT node $VICTIM: told it is down, it comes back under a new incarnation"
+kill -CONT "${PIDS[$VICTIM]}"
+back=""
+for _ in $(seq 1 200); do
+	m=$(status_ok "${SURVIVORS[0]}") && status_ok "${SURVIVORS[1]}" >/dev/null && status_ok "$VICTIM" >/dev/null && { back=$m; break; }
+	sleep 0.05
+done
+[ -n "$back" ] || die "node $VICTIM did not come back within 10 s"
+echo "node $VICTIM up again on every node"
+sleep 0.5 # its exit-watch connection to the master: opened when it follows again
+
 say "kill -9 node $VICTIM (pid ${PIDS[$VICTIM]}); measuring until node/$VICTIM is down in nodes ${SURVIVORS[*]}' shared memory"
 disown "${PIDS[$VICTIM]}" # no "Killed" job notice from bash
 "$PROBE" -kill "${PIDS[$VICTIM]}" -entity "node/$VICTIM" -bound "$BOUND" -timeout 5s \

@@ -1,11 +1,12 @@
 // Command fmagent-probe measures failure detection end to end, the way
-// DESIGN §6 defines it: from kill -9 of an agent to every survivor's shared
-// memory showing that node down.
+// DESIGN §6 defines it: from kill -9 of an agent (or SIGSTOP: a silent
+// process, as a hung host) to every survivor's shared memory showing that
+// node down.
 //
-//	fmagent-probe -kill PID -entity node/N [-bound 50ms] [-timeout 5s] SHM...
+//	fmagent-probe -kill PID [-signal STOP] -entity node/N [-bound 50ms] [-timeout 5s] SHM...
 //
 // It opens the survivors' segments (SHM: paths under /dev/shm), checks that
-// the entity is up in each, sends SIGKILL to PID, then waits on every
+// the entity is up in each, sends SIGKILL (or -signal) to PID, then waits on every
 // segment (futex wake-ups on the table seq, no polling) until the entity is
 // down there, and prints the time each survivor took and the slowest,
 // against the bound (interval × misses) when one is given.
@@ -34,19 +35,22 @@ func main() {
 }
 
 func run() int {
-	pid := flag.Int("kill", 0, "pid of the agent to SIGKILL (required)")
+	pid := flag.Int("kill", 0, "pid of the agent to signal (required)")
+	sigName := flag.String("signal", "KILL", "KILL (the process ends: its exit is seen at once) or STOP (it stays silent: judged at the bound; left stopped)")
 	entity := flag.String("entity", "", "entity that must go down, e.g. node/2 (required)")
 	bound := flag.Duration("bound", 0, "detection bound to compare with (interval × misses); 0: none")
 	timeout := flag.Duration("timeout", 5*time.Second, "give up after this long")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: fmagent-probe -kill PID -entity NAME [-bound D] [-timeout D] SHM...\n")
+		fmt.Fprintf(os.Stderr, "usage: fmagent-probe -kill PID [-signal KILL|STOP] -entity NAME [-bound D] [-timeout D] SHM...\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if *pid <= 0 || *entity == "" || flag.NArg() == 0 {
+	sig, ok := map[string]syscall.Signal{"KILL": syscall.SIGKILL, "STOP": syscall.SIGSTOP}[*sigName]
+	if *pid <= 0 || *entity == "" || flag.NArg() == 0 || !ok {
 		flag.Usage()
 		return 2
 	}
+	how := map[syscall.Signal]string{syscall.SIGKILL: "kill -9", syscall.SIGSTOP: "SIGSTOP"}[sig]
 
 	type survivor struct {
 		path string
@@ -100,8 +104,8 @@ func run() int {
 		}()
 	}
 	t0 = time.Now()
-	if err := syscall.Kill(*pid, syscall.SIGKILL); err != nil {
-		fmt.Fprintf(os.Stderr, "fmagent-probe: kill %d: %v\n", *pid, err)
+	if err := syscall.Kill(*pid, sig); err != nil {
+		fmt.Fprintf(os.Stderr, "fmagent-probe: %s %d: %v\n", how, *pid, err)
 		return 1
 	}
 	close(start)
@@ -125,7 +129,7 @@ func run() int {
 	if failed {
 		return 1
 	}
-	line := fmt.Sprintf("detection time (kill -9 to down in every survivor's shared memory): %v", worst.Round(time.Microsecond))
+	line := fmt.Sprintf("detection time (%s to down in every survivor's shared memory): %v", how, worst.Round(time.Microsecond))
 	if *bound > 0 {
 		verdict := "within"
 		if worst > *bound {
