@@ -10,11 +10,13 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/transport"
 	"github.com/fmagent/fmagent/wire"
 )
@@ -520,6 +522,37 @@ func (x *exitWatch) verify(mac []byte, role byte, dialer, listener []byte) bool 
 		}
 	}
 	return false
+}
+
+// exitStatus is the watch for the API's status (fmctl status): nil when
+// the agent has none.
+func (a *agent) exitStatus() *api.ExitWatchStatus {
+	x := a.exit
+	if x == nil {
+		return nil
+	}
+	st := &api.ExitWatchStatus{Listening: x.ln != nil, Followers: []wire.NodeID{},
+		Taken: x.taken.Load(), Ignored: x.ignored.Load(), Refused: x.refused.Load(), DialFailures: x.dialFailures.Load()}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for id := range x.in {
+		st.Followers = append(st.Followers, id)
+	}
+	slices.Sort(st.Followers)
+	if c := x.out; c != nil && !c.ours.Load() && !isClosed(c.done) {
+		st.Master = c.node
+	}
+	return st
+}
+
+// isClosed reports whether ch is closed (never blocks).
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // exitStats is the watch's counters (fmctl status, metrics).

@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"context"
 	"net"
+	"slices"
 	"path/filepath"
 	"testing"
 	"time"
@@ -69,6 +71,21 @@ func TestKilledAgentIsDownByItsExit(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond, "a master among nodes 1 and 2")
 	exitConnected(t, master, 3)
 	bound := cfg.Timing.Detection()
+	// As fmctl status shows it: the master lists its followers, a
+	// follower its master.
+	for _, nd := range tc.nodes {
+		require.Eventually(t, func() bool {
+			st, err := nd.client(t).Status(context.Background())
+			if err != nil || st.ExitWatch == nil || !st.ExitWatch.Listening {
+				return false
+			}
+			if wire.NodeID(nd.id) == master.self {
+				other := 3 - master.self // the other of nodes 1 and 2
+				return slices.Equal(st.ExitWatch.Followers, []wire.NodeID{other, 3})
+			}
+			return st.ExitWatch.Master == master.self
+		}, 10*time.Second, 20*time.Millisecond, "node %d's status of the exit watch", nd.id)
+	}
 
 	killed := time.Now()
 	kill()

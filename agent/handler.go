@@ -481,6 +481,7 @@ func (h *handler) Status(ctx context.Context) (*api.Status, error) {
 	a.mu.Unlock()
 	out := a.statusOf(&st)
 	out.Watchdog = a.watchdogStatus()
+	out.ExitWatch = a.exitStatus()
 	return out, nil
 }
 

@@ -144,6 +144,33 @@ type Status struct {
 	// Watchdog is the watchdog and the agent's loops' health (nil from an
 	// agent that does not report it).
 	Watchdog *WatchdogStatus `json:"watchdog,omitempty"`
+	// ExitWatch is the exit watch's connections (nil from an agent that
+	// does not report it).
+	ExitWatch *ExitWatchStatus `json:"exit_watch,omitempty"`
+}
+
+// ExitWatchStatus is the exit watch (docs/DESIGN.md §4): the TCP
+// connections over which a killed agent is seen at once, not at the
+// detection time.
+type ExitWatchStatus struct {
+	// Listening: the agent accepts followers' connections; false when its
+	// listener could not open (the watch is off; the agent's log says why).
+	Listening bool `json:"listening"`
+	// Master is the master this node holds its connection to (0: none:
+	// this node is the master, has none, or has not connected yet).
+	Master wire.NodeID `json:"master,omitempty"`
+	// Followers are the nodes connected to this one (its followers, when
+	// it is master). Never null.
+	Followers []wire.NodeID `json:"followers"`
+	// Taken and Ignored count connections that ended without the goodbye
+	// byte, taken by the core as the peer's exit or not (another
+	// incarnation, a peer already gone); Refused the connections that did
+	// not authenticate; DialFailures the failed attempts to connect to the
+	// master.
+	Taken        uint64 `json:"taken"`
+	Ignored      uint64 `json:"ignored"`
+	Refused      uint64 `json:"refused"`
+	DialFailures uint64 `json:"dial_failures"`
 }
 
 // MarshalJSON writes members as [] rather than null.

@@ -191,8 +191,11 @@ for _ in $(seq 1 200); do
 	sleep 0.05
 done
 [ -n "$back" ] || die "node $VICTIM did not come back within 10 s"
-echo "node $VICTIM up again on every node"
-sleep 0.5 # its exit-watch connection to the master: opened when it follows again
+for _ in $(seq 1 200); do
+	ctl "$VICTIM" status | grep -q '^exit watch: *connected to master' && break
+	sleep 0.05
+done
+echo "node $VICTIM up again on every node; $(ctl "$VICTIM" status | grep '^exit watch:')"
 
 say "kill -9 node $VICTIM (pid ${PIDS[$VICTIM]}); measuring until node/$VICTIM is down in nodes ${SURVIVORS[*]}' shared memory"
 disown "${PIDS[$VICTIM]}" # no "Killed" job notice from bash

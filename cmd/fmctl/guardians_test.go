@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/wire"
 )
 
 // The fake agent supervises two daemons.
@@ -81,4 +82,36 @@ func TestStatusMachineCannotHoldProfile(t *testing.T) {
 	a.h.setStatus(st)
 	kv := keyValues(a.ok("status"))
 	assert.Equal(t, "CANNOT HOLD THE PROFILE: woken 7 times later than its 8ms tolerance (worst 13.3ms); see the agent's log", kv["machine"])
+}
+
+// status says whether a kill -9 is seen at once: this node's connection
+// to its master, or the followers connected to it, or that the watch is
+// off.
+func TestStatusExitWatch(t *testing.T) {
+	t.Parallel()
+	a := startAgent(t)
+	base, err := a.c.Status(ctxT(t))
+	require.NoError(t, err)
+	for _, c := range []struct {
+		name         string
+		node, master uint32
+		x            api.ExitWatchStatus
+		want         string
+	}{
+		{"a connected follower", 3, 1, api.ExitWatchStatus{Listening: true, Master: 1}, "connected to master 1"},
+		{"a follower not connected", 3, 1, api.ExitWatchStatus{Listening: true, DialFailures: 4},
+			"NOT connected to master 1: a kill -9 of this node is seen at the detection time (0 refused, 4 failed connections)"},
+		{"the master", 1, 1, api.ExitWatchStatus{Listening: true, Followers: []wire.NodeID{2, 3}}, "2 connected: {2,3}"},
+		{"off", 1, 1, api.ExitWatchStatus{}, "OFF (see the agent's log): a kill -9 is seen at the detection time"},
+	} {
+		st := *base
+		st.Node, st.Master = wire.NodeID(c.node), wire.NodeID(c.master)
+		x := c.x
+		st.ExitWatch = &x
+		a.h.setStatus(&st)
+		out := a.ok("status")
+		i := strings.Index(out, "exit watch:")
+		require.GreaterOrEqual(t, i, 0, "%s:\n%s", c.name, out)
+		assert.Equal(t, c.want, keyValues(out[i:])["exit watch"], c.name)
+	}
 }

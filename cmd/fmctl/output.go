@@ -194,7 +194,35 @@ func printMembers(w io.Writer, st *api.Status, now time.Time) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := printExitWatch(w, st); err != nil {
+		return err
+	}
 	return printWatchdog(w, st.Watchdog, time.Now())
+}
+
+// printExitWatch is the exit watch's line of status: whether a kill -9 of
+// this node, and of its followers, is seen at once.
+func printExitWatch(w io.Writer, st *api.Status) error {
+	x := st.ExitWatch
+	if x == nil {
+		return nil
+	}
+	var line string
+	switch {
+	case !x.Listening:
+		line = "OFF (see the agent's log): a kill -9 is seen at the detection time"
+	case st.Master != 0 && st.Master != st.Node && x.Master != st.Master:
+		line = fmt.Sprintf("NOT connected to master %d: a kill -9 of this node is seen at the detection time", st.Master)
+	case st.Master != 0 && st.Master != st.Node:
+		line = fmt.Sprintf("connected to master %d", x.Master)
+	default:
+		line = fmt.Sprintf("%d connected: %s", len(x.Followers), wire.NodeSet(x.Followers))
+	}
+	if x.Refused > 0 || x.DialFailures > 0 {
+		line += fmt.Sprintf(" (%d refused, %d failed connections)", x.Refused, x.DialFailures)
+	}
+	_, err := fmt.Fprintf(w, "\nexit watch:  %s\n", line)
+	return err
 }
 
 // shortInc shows an incarnation as people read it: incarnations are unix
