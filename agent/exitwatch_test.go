@@ -3,8 +3,8 @@ package agent
 import (
 	"context"
 	"net"
-	"slices"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
