@@ -22,6 +22,31 @@ func slowDetection(c *config.Config) {
 	c.Timing.Interval, c.Timing.Misses = 200*time.Millisecond, 10
 }
 
+// node3Connected waits until node 3 is up in tc's segments, one of
+// agents (nodes 1 and 2) is master, and node 3 is connected to its exit
+// watch; it returns that master.
+func node3Connected(t *testing.T, tc *testCluster, agents []*agent) *agent {
+	t.Helper()
+	for _, nd := range tc.nodes {
+		waitShm(t, nd, 10*time.Second, "node 3 up", func() bool { st, _ := nd.state("node/3"); return st == wire.StateUp })
+	}
+	var master *agent
+	require.Eventually(t, func() bool {
+		for _, a := range agents {
+			a.mu.Lock()
+			m := a.core.Role().Master
+			a.mu.Unlock()
+			if m == a.self {
+				master = a
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "a master among nodes 1 and 2")
+	exitConnected(t, master, 3)
+	return master
+}
+
 // exitConnected waits until a's exit watch holds a connection from node.
 func exitConnected(t *testing.T, a *agent, node wire.NodeID) {
 	t.Helper()
@@ -53,23 +78,7 @@ func TestKilledAgentIsDownByItsExit(t *testing.T) {
 	slowDetection(cfg)
 	require.NoError(t, cfg.Validate())
 	kill := startChildAgent(t, cfg)
-	for _, nd := range tc.nodes {
-		waitShm(t, nd, 10*time.Second, "node 3 up", func() bool { st, _ := nd.state("node/3"); return st == wire.StateUp })
-	}
-	var master *agent
-	require.Eventually(t, func() bool {
-		for _, a := range byID {
-			a.mu.Lock()
-			m := a.core.Role().Master
-			a.mu.Unlock()
-			if m == a.self {
-				master = a
-				return true
-			}
-		}
-		return false
-	}, 10*time.Second, 10*time.Millisecond, "a master among nodes 1 and 2")
-	exitConnected(t, master, 3)
+	master := node3Connected(t, tc, []*agent{byID[1], byID[2]})
 	bound := cfg.Timing.Detection()
 	// As fmctl status shows it: the master lists its followers, a
 	// follower its master.
@@ -164,23 +173,7 @@ func TestStoppedAgentIsLeftNotExited(t *testing.T) {
 	survivors := []*agent{byID[1], byID[2]}
 	victim := tc.nodes[2]
 	for round := range 5 {
-		for _, nd := range tc.nodes {
-			waitShm(t, nd, 10*time.Second, "node 3 up", func() bool { st, _ := nd.state("node/3"); return st == wire.StateUp })
-		}
-		var master *agent
-		require.Eventually(t, func() bool {
-			for _, a := range survivors {
-				a.mu.Lock()
-				m := a.core.Role().Master
-				a.mu.Unlock()
-				if m == a.self {
-					master = a
-					return true
-				}
-			}
-			return false
-		}, 10*time.Second, 10*time.Millisecond, "a master among nodes 1 and 2")
-		exitConnected(t, master, 3)
+		node3Connected(t, tc, survivors)
 		tc.stopNode(victim)
 		for _, nd := range tc.nodes[:2] {
 			waitShm(t, nd, 10*time.Second, "node/3 down with node-left", func() bool {
