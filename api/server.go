@@ -462,11 +462,20 @@ func (c *serverConn) writeResult(h Header, v any, err error) {
 }
 
 // decode decodes a request body strictly: one JSON object (or nothing) with
-// no unknown fields and nothing after it.
+// no unknown fields and nothing after it. A flat request in plain JSON is
+// decoded by decodeFlat, without encoding/json (see flatjson.go).
 func decode(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil
 	}
+	if decodeFlat(body, v) {
+		return nil
+	}
+	return decodeJSON(body, v)
+}
+
+// decodeJSON is decode by encoding/json alone.
+func decodeJSON(body []byte, v any) error {
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {

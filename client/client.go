@@ -274,9 +274,14 @@ func (c *Client) do(ctx context.Context, op api.Op, req any, fn func(api.Header,
 }
 
 func (c *Client) doOnce(ctx context.Context, op api.Op, req any, fn func(api.Header, []byte) (bool, error)) error {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("fmagent %s: %w", op, err)
+	// A write's body without encoding/json's reflection, which runs cold
+	// between two reports (api/flatjson.go); the same bytes.
+	body, ok := api.AppendRequestJSON(make([]byte, 0, 128), req)
+	if !ok {
+		var err error
+		if body, err = json.Marshal(req); err != nil {
+			return fmt.Errorf("fmagent %s: %w", op, err)
+		}
 	}
 	if len(body) > api.MaxBody {
 		return fmt.Errorf("fmagent %s: request of %d bytes is over the frame limit: %w", op, len(body), api.ErrBadRequest)
