@@ -29,8 +29,12 @@ func TestWaiter(t *testing.T) {
 	require.NotZero(t, ev&EvTimer, "events %b", ev)
 	require.False(t, time.Now().Before(at), "woke before the deadline")
 
-	// The timer is not drained after it fired: arming it again clears
-	// it, so the next deadline is waited for.
+	// The timer is not read after it fired: arming it again clears it,
+	// so the next deadline is waited for, also when it is the same
+	// deadline again (already past: it fires at once, once).
+	ev, err = w.Wait(at)
+	require.NoError(t, err)
+	require.NotZero(t, ev&EvTimer, "events %b", ev)
 	for range 3 {
 		at = time.Now().Add(15 * time.Millisecond)
 		ev, err = w.Wait(at)
