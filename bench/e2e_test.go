@@ -118,6 +118,7 @@ func TestE2EShort(t *testing.T) {
 		{"down", res.DownWritten, res.Down},
 		{"report from the master", res.ReportFromMasterWritten, res.ReportFromMaster},
 		{"relays' floor", res.FloorWritten, res.Floor},
+		{"report's floor", res.ReportFloorWritten, res.ReportFloor},
 		{"detection", res.DetectWrittenDist(), res.DetectDist()},
 	} {
 		if len(p.written) != len(p.seen) {
@@ -137,6 +138,7 @@ func TestE2EShort(t *testing.T) {
 		"detection":    res.DetectDist(),
 		"down written": res.DownWritten, "report written": res.ReportWritten, "floor written": res.FloorWritten,
 		"detection written": res.DetectWrittenDist(),
+		"report floor":      res.ReportFloor, "report floor first": res.ReportFloorFirst, "report floor written": res.ReportFloorWritten,
 	} {
 		for _, v := range d {
 			if v <= 0 {
@@ -232,6 +234,9 @@ func checkResultsJSON(t *testing.T, res *Result) {
 		}
 		if r := bg.MedianRatios["down"]; r.P50 <= 0 || r.P99 <= 0 {
 			t.Errorf("%s: ratios %+v", f, bg.MedianRatios)
+		}
+		if r := bg.MedianReportFloorRatios["report_written"]; r.P50 <= 0 || r.P99 <= 0 {
+			t.Errorf("%s: ratios to the report's floor %+v", f, bg.MedianReportFloorRatios)
 		}
 		if bg.MedianIdle == nil || bg.MedianIdle.MeanRSSKiB <= 0 {
 			t.Errorf("%s: idle %+v", f, bg.MedianIdle)

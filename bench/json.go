@@ -41,6 +41,9 @@ type RunJSON struct {
 	Ratios      map[string]RatioPair `json:"ratios_to_baseline,omitempty"`
 	FloorRatios map[string]RatioPair `json:"ratios_to_floor,omitempty"`
 	HopRatios   map[string]RatioPair `json:"ratios_to_rt_hop,omitempty"`
+	// ReportFloorRatios: report and report_written over the report's
+	// floor's written (reportfloor.go).
+	ReportFloorRatios map[string]RatioPair `json:"ratios_to_report_floor,omitempty"`
 	// DetectOverBound is detection / bound at p50, p99 and max.
 	DetectOverBound   map[string]float64 `json:"detect_over_bound,omitempty"`
 	FailoverOverBound map[string]float64 `json:"failover_over_bound,omitempty"`
@@ -119,6 +122,7 @@ func (r *Result) JSON() RunJSON {
 		}
 	}
 	j.Ratios, j.FloorRatios, j.HopRatios = toBaseline.pairs(r), toFloor.pairs(r), toHop.pairs(r)
+	j.ReportFloorRatios = toReportFloor.pairs(r)
 	return j
 }
 
@@ -136,6 +140,8 @@ type GroupJSON struct {
 	MedianRatios      map[string]RatioPair `json:"median_ratios_to_baseline,omitempty"`
 	MedianFloorRatios map[string]RatioPair `json:"median_ratios_to_floor,omitempty"`
 	MedianHopRatios   map[string]RatioPair `json:"median_ratios_to_rt_hop,omitempty"`
+	// MedianReportFloorRatios: the same over the report's floor.
+	MedianReportFloorRatios map[string]RatioPair `json:"median_ratios_to_report_floor,omitempty"`
 	// MedianDetectOverBound is the median over the runs of detection /
 	// bound at p50, p99 and max (and the same for failover).
 	MedianDetectOverBound   map[string]float64 `json:"median_detect_over_bound,omitempty"`
@@ -210,6 +216,7 @@ func Group(profile string, rs []*Result) GroupJSON {
 		}
 	}
 	g.MedianRatios, g.MedianFloorRatios, g.MedianHopRatios = toBaseline.medianPairs(rs), toFloor.medianPairs(rs), toHop.medianPairs(rs)
+	g.MedianReportFloorRatios = toReportFloor.medianPairs(rs)
 	med := func(get func(*Result) Dist) map[string]float64 {
 		out := map[string]float64{}
 		for _, q := range []struct {

@@ -78,6 +78,8 @@ func MaybeHelper() {
 		os.Exit(observerMain(os.Getenv(helperGroupEnv), os.Stdin, os.Stdout))
 	case helperRelay:
 		os.Exit(relayMain(os.Getenv(helperGroupEnv), os.Getenv(helperShmEnv), os.Stdin, os.Stdout))
+	case helperHop:
+		os.Exit(hopMain(os.Getenv(helperHopInEnv), os.Getenv(helperHopOutEnv), os.Stdin, os.Stdout))
 	case helperHeartbeat:
 		os.Exit(heartbeatMain(os.Getenv(helperGroupEnv), os.Getenv(helperIntervalEnv), os.Stdin, os.Stdout))
 	default:

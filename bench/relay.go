@@ -192,6 +192,15 @@ func (r *relays) pids() []int {
 // returns the time to the first and to the last sighting, and to the
 // last relay's write of it (its row's written_at: one real-time hop).
 func (r *relays) sample(o *observers, timeout time.Duration) (refTimes, error) {
+	return r.sampleWith(o, timeout, func(b []byte) error {
+		_, err := r.conn.WriteToUDP(b, r.dst)
+		return err
+	})
+}
+
+// sampleWith is sample with the 8 bytes sent by send (the report's floor
+// sends them through two more hops: reportfloor.go).
+func (r *relays) sampleWith(o *observers, timeout time.Duration, send func([]byte) error) (refTimes, error) {
 	r.seq++
 	ids := make([]int, r.n)
 	for i := range ids {
@@ -204,7 +213,7 @@ func (r *relays) sample(o *observers, timeout time.Duration) (refTimes, error) {
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], r.seq)
 	t0 := monoNow()
-	if _, err := r.conn.WriteToUDP(b[:], r.dst); err != nil {
+	if err := send(b[:]); err != nil {
 		return refTimes{}, err
 	}
 	ss, err := a.wait()

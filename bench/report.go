@@ -34,6 +34,9 @@ var Figures = []Figure{
 	{"floor", "two-hop floor: via N RT relays -> every shm", func(r *Result) Dist { return r.Floor }},
 	{"floor_first", "  -> first shm", func(r *Result) Dist { return r.FloorFirst }},
 	{"floor_written", "  one RT hop: -> written in every relay table", func(r *Result) Dist { return r.FloorWritten }},
+	{"report_floor", "report's floor: 3 hops -> every shm", func(r *Result) Dist { return r.ReportFloor }},
+	{"report_floor_first", "  -> first shm", func(r *Result) Dist { return r.ReportFloorFirst }},
+	{"report_floor_written", "  -> written in every relay table", func(r *Result) Dist { return r.ReportFloorWritten }},
 	{"detect", "detection: SIGSTOP -> every survivor's shm", (*Result).DetectDist},
 	{"detect_decision", "  SIGSTOP -> master's decision", (*Result).DecisionDist},
 	{"detect_propagate", "  decision -> last survivor's shm", (*Result).PropagateDist},
@@ -74,6 +77,13 @@ var HopRatios = []Figure{
 	{"down_written", "down: decision -> written in every table", func(r *Result) Dist { return r.DownWritten }},
 }
 
+// ReportFloorRatios are the figures compared with the report's floor (its
+// three hops with nothing else, reportfloor.go).
+var ReportFloorRatios = []Figure{
+	{"report", "report to everywhere", func(r *Result) Dist { return r.Report }},
+	{"report_written", "report -> written in every table", func(r *Result) Dist { return r.ReportWritten }},
+}
+
 // reference is what some figures are divided by: the baseline, the
 // two-hop floor, or one real-time hop.
 type reference struct {
@@ -83,10 +93,11 @@ type reference struct {
 }
 
 var (
-	toBaseline = reference{"ratio to the baseline", func(r *Result) Dist { return r.Baseline }, Ratios}
-	toFloor    = reference{"ratio to the two-hop floor", func(r *Result) Dist { return r.Floor }, FloorRatios}
-	toHop      = reference{"ratio to one RT hop (relays' write)", func(r *Result) Dist { return r.FloorWritten }, HopRatios}
-	references = []reference{toBaseline, toFloor, toHop}
+	toBaseline    = reference{"ratio to the baseline", func(r *Result) Dist { return r.Baseline }, Ratios}
+	toFloor       = reference{"ratio to the two-hop floor", func(r *Result) Dist { return r.Floor }, FloorRatios}
+	toHop         = reference{"ratio to one RT hop (relays' write)", func(r *Result) Dist { return r.FloorWritten }, HopRatios}
+	toReportFloor = reference{"ratio to the report's floor (written)", func(r *Result) Dist { return r.ReportFloorWritten }, ReportFloorRatios}
+	references    = []reference{toBaseline, toFloor, toHop, toReportFloor}
 )
 
 // pairs is each of x's figures' p50 and p99 over the reference's, in r

@@ -153,6 +153,14 @@ type Result struct {
 	// in every relay's segment (written_at), what DownWritten compares
 	// with: one datagram to N real-time processes that write a table.
 	FloorWritten Dist
+	// ReportFloor: 8 bytes through the report's three hops (a Unix socket
+	// to a forwarder, a datagram to a hub, the hub's to the relays:
+	// reportfloor.go), sent to seen in every relay's segment (and in the
+	// first), and to written there (written_at): what ReportWritten
+	// compares with.
+	ReportFloor        Dist
+	ReportFloorFirst   Dist
+	ReportFloorWritten Dist
 
 	// Failure detection, one entry per stop of a non-master (Config.Kills).
 	Kills []Kill
@@ -424,8 +432,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		relay = r
 	}
+	var rfloor *reportFloor
+	if !cfg.NoSamples {
+		f, err := startReportFloor(self, relay)
+		if err != nil {
+			return nil, err
+		}
+		defer f.stop()
+		rfloor = f
+	}
 
-	m := &measurer{cfg: cfg, c: c, o: o, r: relay, logf: logf, res: &Result{
+	m := &measurer{cfg: cfg, c: c, o: o, r: relay, rf: rfloor, logf: logf, res: &Result{
 		Nodes: cfg.Nodes, Master: master, Bound: cfg.Interval * time.Duration(cfg.Misses),
 		Interval: cfg.Interval, Misses: cfg.Misses, LoadBefore: LoadAverage(),
 	}}
@@ -475,7 +492,8 @@ type measurer struct {
 	cfg  Config
 	c    *cluster
 	o    *observers
-	r    *relays // the two-hop floor's (nil without samples or kills)
+	r    *relays      // the two-hop floor's (nil without samples or kills)
+	rf   *reportFloor // the report's floor (nil without samples)
 	cl   *client.Client
 	res  *Result
 	logf func(string, ...any)
@@ -549,10 +567,11 @@ func (m *measurer) samples(ctx context.Context) error {
 	}
 
 	total := m.cfg.Warmup + m.cfg.Samples
-	m.logf("%d samples each (%d warm-up) of report to everywhere, down propagation, the baseline and the two-hop floor", m.cfg.Samples, m.cfg.Warmup)
-	// The references: one datagram to every observer (the baseline), and
-	// through the relays (the two-hop floor).
-	refs := []refSample{m.baselineRef(), m.floorRef()}
+	m.logf("%d samples each (%d warm-up) of report to everywhere, down propagation, the baseline, the two-hop floor and the report's floor", m.cfg.Samples, m.cfg.Warmup)
+	// The references: one datagram to every observer (the baseline),
+	// through the relays (the two-hop floor), and through a Unix socket
+	// and two more hops to the relays (the report's floor).
+	refs := []refSample{m.baselineRef(), m.floorRef(), m.reportFloorRef()}
 	for i := 0; i < total; i++ {
 		keep := i >= m.cfg.Warmup
 		if err := ctx.Err(); err != nil {
@@ -624,6 +643,11 @@ func (m *measurer) baselineRef() refSample {
 func (m *measurer) floorRef() refSample {
 	return refSample{"floor", func() (refTimes, error) { return m.r.sample(m.o, m.cfg.Timeout) },
 		&m.res.Floor, &m.res.FloorFirst, &m.res.FloorWritten}
+}
+
+func (m *measurer) reportFloorRef() refSample {
+	return refSample{"report floor", func() (refTimes, error) { return m.rf.sample(m.r, m.o, m.cfg.Timeout) },
+		&m.res.ReportFloor, &m.res.ReportFloorFirst, &m.res.ReportFloorWritten}
 }
 
 // sampleRef takes reference sample i (kept unless a warm-up), then pauses.

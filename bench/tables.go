@@ -50,6 +50,8 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 				{"baseline", "baseline: multicast → N receivers"},
 				{"floor", "two-hop floor: via N RT relays → every shm"},
 				{"floor_written", "one RT hop: N RT relays → written"},
+				{"report_floor", "report's floor: Unix socket, 2 RT hops → every shm"},
+				{"report_floor_written", "report's floor → written"},
 			} {
 				q, ok := g.Median[row.key]
 				if !ok {
@@ -67,6 +69,19 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 				}
 				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", g.Profile, g.Nodes, row.name, f(q.P50), f(q.P99), f(q.Max), rs[0], rs[1], rs[2], rs[3], rs[4], rs[5], loads(g))
 			}
+		}
+	}
+
+	if has(func(g GroupJSON) bool { return g.MedianReportFloorRatios != nil }) {
+		b.WriteString("\nThe report against its floor: its three hops with nothing else (the harness's 8 bytes on a Unix socket to a forwarder, whose SCHED_FIFO thread sends them to a hub, whose SCHED_FIFO thread sends them to the N relays, which write them; bench/reportfloor.go), written in every table, same runs\n\n")
+		b.WriteString("| profile | N | report → written p50 | p99 | floor → written p50 | p99 | p50 × | p99 × | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		for _, g := range gs {
+			r, ok := g.MedianReportFloorRatios["report_written"]
+			if !ok {
+				continue
+			}
+			q, fl := g.Median["report_written"], g.Median["report_floor_written"]
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.2f× | %.2f× | %s |\n", g.Profile, g.Nodes, f(q.P50), f(q.P99), f(fl.P50), f(fl.P99), r.P50, r.P99, loads(g))
 		}
 	}
 
