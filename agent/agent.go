@@ -346,6 +346,7 @@ func (a *agent) start() error {
 		tc.Nets[i] = transport.NetConfig{
 			Interface: n.Interface, Group: n.Group, Port: n.Port, HeartbeatPort: n.HeartbeatPort,
 			TTL: n.TTL, Loopback: n.Loopback, Source: n.Source,
+			ListenTCP: wire.Net(i) == wire.NetA, // the exit watch's listener (exitwatch.go)
 		}
 	}
 	if testBind != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/client"
 	"github.com/fmagent/fmagent/config"
+	"github.com/fmagent/fmagent/internal/testutil"
 	"github.com/fmagent/fmagent/shmem"
 	"github.com/fmagent/fmagent/wire"
 )
@@ -67,10 +68,7 @@ func scrapeMetrics(addr string) (map[string]float64, error) {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testutil.FreeTCPPort(t)
 }
 
 func processFDs() int {

@@ -109,15 +109,25 @@ func (x *exitConn) drop() {
 	_ = x.c.Close()
 }
 
-// openExitWatch listens on network A's unicast address and port, TCP. A
-// failure is not fatal: exits are then seen by the detector alone, and
-// the agent says so.
+// openExitWatch listens on network A's unicast address and port, TCP: the
+// listener the transport opened beside its unicast socket, on a port
+// free for both (transport.NetConfig.ListenTCP), or, for a Bind without
+// one (the tests' fake network), its own. A failure is not fatal: exits
+// are then seen by the detector alone, and the agent says so.
 func (a *agent) openExitWatch(key []byte, accept [][]byte) {
 	x := &exitWatch{key: key, accept: accept, cluster: a.cfg.ClusterID, nudge: make(chan struct{}, 1),
 		in: make(map[wire.NodeID]*exitConn)}
 	a.exit = x
 	at := a.tr.LocalAddr(wire.NetA)
-	ln, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(at))
+	var ln *net.TCPListener
+	var err error
+	if tl, ok := a.tr.(interface {
+		TakeTCPListener(wire.Net) (*net.TCPListener, error)
+	}); ok {
+		ln, err = tl.TakeTCPListener(wire.NetA)
+	} else {
+		ln, err = net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(at))
+	}
 	if err != nil {
 		a.log.Warn("exit watch off: a killed agent is seen only when its heartbeats stop (the detection time), not at once", "listen", at.String(), "err", err)
 		return

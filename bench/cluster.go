@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/client"
+	"github.com/fmagent/fmagent/internal/freeport"
 	"github.com/fmagent/fmagent/shmem"
 	"github.com/fmagent/fmagent/transport"
 	"github.com/fmagent/fmagent/wire"
@@ -201,16 +201,10 @@ func (nd *node) realtime() string {
 	return fmt.Sprintf("\n[realtime]\ncpus = [%d]\n", nd.cpu)
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago
-// (for an agent's metrics endpoint).
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago,
+// below the ephemeral range (for an agent's metrics endpoint; freeport.TCP
+// says why).
+func freePort() (int, error) { return freeport.TCP("127.0.0.1") }
 
 // timing is the [timing] section's profile lines.
 func (c *cluster) timing() string {

@@ -156,7 +156,22 @@ type NetConfig struct {
 	// UnicastPort is the unicast socket's port; 0 picks an ephemeral port
 	// (what several agents on one host need).
 	UnicastPort int
+	// ListenTCP also listens on TCP at the unicast socket's address and
+	// port (the agent's exit watch). With UnicastPort 0 the port is chosen
+	// so that both are free: an ephemeral UDP port's number may be a TCP
+	// connection's source port on the same address (another agent's exit
+	// watch on one host: the listener then failed, and that node's exit
+	// was seen only at the heartbeats' bound). A listener that cannot be
+	// opened does not fail Open: TakeTCPListener says why.
+	ListenTCP bool
 }
+
+// tcpAttempts bounds the ephemeral unicast ports Open tries for one whose
+// TCP port is free too (NetConfig.ListenTCP).
+const tcpAttempts = 16
+
+// listenTCP is net.ListenTCP (a test makes it fail).
+var listenTCP = net.ListenTCP
 
 // Config is the transport's configuration.
 type Config struct {
@@ -266,7 +281,9 @@ type netState struct {
 	groupSA unix.RawSockaddrInet4 // the group, preresolved for sendmmsg
 	hbSA    unix.RawSockaddrInet4 // the group's heartbeat port
 	group4  [4]byte
-	local   netip.AddrPort // the unicast socket's address
+	local   netip.AddrPort   // the unicast socket's address
+	tcp     *net.TCPListener // NetConfig.ListenTCP's (nil: taken, or not opened: tcpErr)
+	tcpErr  error
 	grp     *sock
 	hb      *sock
 	uni     *sock
@@ -421,10 +438,32 @@ func (t *Transport) open(ns *netState, rcvbuf int) error {
 		}
 	}
 
-	// Unicast socket: sends everything, receives unicast for this node.
-	ns.uni, err = newSock(netip.AddrPortFrom(src, uint16(nc.UnicastPort)), false, false, rcvbuf)
-	if err != nil {
-		return fmt.Errorf("transport: network %s: unicast socket %v:%d: %w", name, src, nc.UnicastPort, err)
+	// Unicast socket: sends everything, receives unicast for this node;
+	// and the TCP listener beside it, if asked for.
+	for attempt := 1; ; attempt++ {
+		ns.uni, err = newSock(netip.AddrPortFrom(src, uint16(nc.UnicastPort)), false, false, rcvbuf)
+		if err != nil {
+			return fmt.Errorf("transport: network %s: unicast socket %v:%d: %w", name, src, nc.UnicastPort, err)
+		}
+		if !nc.ListenTCP {
+			break
+		}
+		sa, err := unix.Getsockname(ns.uni.fd)
+		if err != nil {
+			return fmt.Errorf("transport: network %s: getsockname: %w", name, err)
+		}
+		at := &net.TCPAddr{IP: src.AsSlice(), Port: sa.(*unix.SockaddrInet4).Port}
+		ln, err := listenTCP("tcp4", at)
+		if err == nil {
+			ns.tcp, ns.tcpErr = ln, nil
+			break
+		}
+		ns.tcpErr = fmt.Errorf("transport: network %s: TCP listener %v: %w", name, at, err)
+		if nc.UnicastPort != 0 || !errors.Is(err, unix.EADDRINUSE) || attempt == tcpAttempts {
+			break
+		}
+		unix.Close(ns.uni.fd) // another ephemeral port
+		ns.uni = nil
 	}
 	// IP_MULTICAST_IF by index and address (ip_mreqn): the group is reached
 	// through this interface whatever the routing table says (a default
@@ -549,6 +588,28 @@ func (t *Transport) LocalAddr(n wire.Net) netip.AddrPort {
 	return t.nets[n].local
 }
 
+// TakeTCPListener hands over network n's TCP listener (NetConfig.ListenTCP)
+// to the caller, who closes it; or says why there is none. A second call
+// returns nil and the same error as the first, or an error if the first
+// took the listener.
+func (t *Transport) TakeTCPListener(n wire.Net) (*net.TCPListener, error) {
+	if n >= wire.NumNets {
+		return nil, fmt.Errorf("transport: no network %d", n)
+	}
+	t.life.Lock()
+	defer t.life.Unlock()
+	ns := &t.nets[n]
+	ln := ns.tcp
+	if ln == nil {
+		if ns.tcpErr == nil {
+			return nil, fmt.Errorf("transport: network %s: no TCP listener (not asked for, or already taken)", netName(n))
+		}
+		return nil, ns.tcpErr
+	}
+	ns.tcp = nil
+	return ln, nil
+}
+
 // HeartbeatGroup is network n's multicast group and heartbeat port.
 func (t *Transport) HeartbeatGroup(n wire.Net) netip.AddrPort {
 	if n >= wire.NumNets {
@@ -609,6 +670,12 @@ func (t *Transport) Close() error {
 		defer t.life.Unlock()
 		var errs []error
 		for i := range t.nets {
+			if ln := t.nets[i].tcp; ln != nil {
+				t.nets[i].tcp = nil
+				if err := ln.Close(); err != nil {
+					errs = append(errs, err)
+				}
+			}
 			for _, s := range []*sock{t.nets[i].grp, t.nets[i].hb, t.nets[i].uni} {
 				if s != nil && s.fd >= 0 {
 					if err := unix.Close(s.fd); err != nil {

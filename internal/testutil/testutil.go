@@ -3,7 +3,7 @@
 // condition, a context bound to the test, free ports and multicast groups
 // of a test's own, an agent's configuration on lo.
 //
-// Of this module it imports only config, so the tests of every package but
+// Of this module it imports only config (and internal/freeport), so the tests of every package but
 // config and the pure packages config imports may use it (those may from
 // an external _test package). agenttest, beside it, starts agents and fake
 // agents; package agent's own tests cannot import that one.
@@ -21,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fmagent/fmagent/internal/freeport"
 )
 
 // SyncBuffer is a bytes.Buffer that a writer (a logger, a child process's
@@ -115,15 +117,15 @@ func FreeUDPPort(t testing.TB) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
-// FreeTCPPort returns a TCP port that was free on 127.0.0.1 a moment ago.
+// FreeTCPPort returns a TCP port that was free on 127.0.0.1 a moment ago,
+// below the ephemeral range (freeport.TCP says why).
 func FreeTCPPort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.TCP("127.0.0.1")
 	if err != nil {
 		t.Fatalf("finding a free TCP port: %v", err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // FreeTCPAddr is 127.0.0.1 at FreeTCPPort (for a metrics listener).
