@@ -530,8 +530,7 @@ func (m *measurer) do(ctx context.Context, ids []int, cond, name, arg string, ca
 	}
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
 	defer cancel()
-	t0wall = time.Now().UnixNano()
-	t0 = monoNow()
+	t0, t0wall = clockPair() // one instant on both clocks: Detect is timed on one, Written on the other
 	err = call(cctx)
 	ret = time.Duration(monoNow() - t0)
 	ss, werr := w.wait()

@@ -50,7 +50,7 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 				{"baseline", "baseline: multicast → N receivers"},
 				{"floor", "two-hop floor: via N RT relays → every shm"},
 				{"floor_written", "one RT hop: N RT relays → written"},
-				{"report_floor", "report's floor: Unix socket, 2 RT hops → every shm"},
+				{"report_floor", "report's floor: 3 hops → every shm"},
 				{"report_floor_written", "report's floor → written"},
 			} {
 				q, ok := g.Median[row.key]
