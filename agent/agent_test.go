@@ -98,6 +98,23 @@ func startClusterWith(t *testing.T, n int, tune func(*config.Config)) *testClust
 	})
 }
 
+// startClusterAgents is startCluster with the agents themselves, by node
+// ID (testHookStarted), and the channel on which each later start of a
+// node (startNode) delivers its agent.
+func startClusterAgents(t *testing.T, n int, mods ...func(*config.Config)) (*testCluster, map[wire.NodeID]*agent, <-chan *agent) {
+	t.Helper()
+	agents := make(chan *agent, n)
+	testHookStarted = func(a *agent) { agents <- a }
+	t.Cleanup(func() { testHookStarted = nil })
+	tc := startCluster(t, n, mods...)
+	byID := make(map[wire.NodeID]*agent, n)
+	for range n {
+		a := <-agents
+		byID[a.self] = a
+	}
+	return tc, byID, agents
+}
+
 func startCluster(t *testing.T, n int, mods ...func(*config.Config)) *testCluster {
 	t.Helper()
 	tn := testutil.NewNet(t)

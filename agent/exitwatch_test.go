@@ -64,15 +64,7 @@ func exitConnected(t *testing.T, a *agent, node wire.NodeID) {
 // without a goodbye, and took it (counted). Started again, it connects
 // anew and comes back up.
 func TestKilledAgentIsDownByItsExit(t *testing.T) {
-	agents := make(chan *agent, 2)
-	testHookStarted = func(a *agent) { agents <- a }
-	defer func() { testHookStarted = nil }()
-	tc := startCluster(t, 2, slowDetection)
-	byID := map[wire.NodeID]*agent{}
-	for range 2 {
-		a := <-agents
-		byID[a.self] = a
-	}
+	tc, byID, _ := startClusterAgents(t, 2, slowDetection)
 	c1 := tc.nodes[0].cfg
 	cfg := newTestConfig(t, 3, c1.ClusterID, c1.Networks[0].Group, c1.Networks[1].Group, c1.Networks[0].Port, filepath.Dir(c1.Paths.StateDir))
 	slowDetection(cfg)
@@ -124,11 +116,8 @@ func TestKilledAgentIsDownByItsExit(t *testing.T) {
 // A connection to the exit watch that does not prove the cluster's key is
 // refused (counted), and its close, whatever it says, is no one's exit.
 func TestExitWatchRefusesStrangers(t *testing.T) {
-	agents := make(chan *agent, 1)
-	testHookStarted = func(a *agent) { agents <- a }
-	defer func() { testHookStarted = nil }()
-	startCluster(t, 1, func(c *config.Config) { c.AllowAlone = true })
-	a := <-agents
+	_, byID, _ := startClusterAgents(t, 1, func(c *config.Config) { c.AllowAlone = true })
+	a := byID[1]
 	at := a.tr.LocalAddr(wire.NetA)
 	hello := func(b []byte) {
 		c, err := net.Dial("tcp4", at.String())
@@ -161,15 +150,7 @@ func TestExitWatchRefusesStrangers(t *testing.T) {
 // goodbye byte, five stops in a row (without it, the connection's end and
 // the datagram race to the master).
 func TestStoppedAgentIsLeftNotExited(t *testing.T) {
-	agents := make(chan *agent, 3)
-	testHookStarted = func(a *agent) { agents <- a }
-	defer func() { testHookStarted = nil }()
-	tc := startCluster(t, 3, slowDetection)
-	byID := map[wire.NodeID]*agent{}
-	for range 3 {
-		a := <-agents
-		byID[a.self] = a
-	}
+	tc, byID, agents := startClusterAgents(t, 3, slowDetection)
 	survivors := []*agent{byID[1], byID[2]}
 	victim := tc.nodes[2]
 	for round := range 5 {

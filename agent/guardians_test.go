@@ -442,20 +442,13 @@ func TestWatchdogIsolationFences(t *testing.T) {
 		fakes[i] = &watchdog.Fake{T: 3 * time.Second, Label: fmt.Sprintf("fake-%d", i)}
 	}
 	testKickers = func(n uint32) []watchdog.Kicker { return []watchdog.Kicker{fakes[n]} }
-	agents := make(chan *agent, 3)
-	testHookStarted = func(a *agent) { agents <- a }
-	defer func() { testKickers, testHookStarted = nil, nil }()
+	defer func() { testKickers = nil }()
 	const fenceAfter = 500 * time.Millisecond
-	tc := startCluster(t, 3, tolerant, func(c *config.Config) {
+	tc, byID, _ := startClusterAgents(t, 3, tolerant, func(c *config.Config) {
 		c.Watchdog.SelfFence = config.FenceOn
 		c.Watchdog.FenceTimeout = fenceAfter
 	})
-	var a3 *agent
-	for i := 0; i < 3; i++ {
-		if a := <-agents; a.self == 3 {
-			a3 = a
-		}
-	}
+	a3 := byID[3]
 	n3 := tc.nodes[2]
 	waitShm(t, n3, 10*time.Second, "formed", func() bool {
 		for i := 1; i <= 3; i++ {

@@ -35,62 +35,31 @@ const maxFlatFields = 4
 func flatFieldsOf(v any, buf *[maxFlatFields]flatField) []flatField {
 	switch r := v.(type) {
 	case *RegisterRequest:
-		return r.flatFields(buf)
-	case *UnregisterRequest:
-		return r.flatFields(buf)
+		*buf = [maxFlatFields]flatField{{name: "name", s: &r.Name}, {name: "kind", s: (*string)(&r.Kind)},
+			{name: "process", b: &r.Process, omitempty: true}, {name: "txn", b: &r.Txn, omitempty: true}}
+		return buf[:4]
 	case *ReportRequest:
-		return r.flatFields(buf)
+		*buf = [maxFlatFields]flatField{{name: "name", s: &r.Name}, {name: "cause", s: &r.Cause, omitempty: true},
+			{name: "severity", s: (*string)(&r.Severity), omitempty: true}, {name: "txn", b: &r.Txn, omitempty: true}}
+		return buf[:4]
 	case *RaiseRequest:
-		return r.flatFields(buf)
+		*buf = [maxFlatFields]flatField{{name: "name", s: &r.Name}, {name: "cause", s: &r.Cause},
+			{name: "severity", s: (*string)(&r.Severity)}}
+		return buf[:3]
 	case *ClearRequest:
-		return r.flatFields(buf)
+		*buf = [maxFlatFields]flatField{{name: "name", s: &r.Name}, {name: "cause", s: &r.Cause}}
+		return buf[:2]
 	case *SetStateRequest:
-		return r.flatFields(buf)
+		*buf = [maxFlatFields]flatField{{name: "name", s: &r.Name}, {name: "state", s: (*string)(&r.State)}}
+		return buf[:2]
+	case *UnregisterRequest:
+		*buf = [maxFlatFields]flatField{{name: "name", s: &r.Name}}
+		return buf[:1]
 	case *GetRequest:
-		return r.flatFields(buf)
+		*buf = [maxFlatFields]flatField{{name: "name", s: &r.Name}}
+		return buf[:1]
 	}
 	return nil
-}
-
-func (r *RegisterRequest) flatFields(buf *[maxFlatFields]flatField) []flatField {
-	*buf = [maxFlatFields]flatField{{name: "name", s: &r.Name}, {name: "kind", s: (*string)(&r.Kind)},
-		{name: "process", b: &r.Process, omitempty: true}, {name: "txn", b: &r.Txn, omitempty: true}}
-	return buf[:4]
-}
-
-func (r *UnregisterRequest) flatFields(buf *[maxFlatFields]flatField) []flatField {
-	buf[0] = flatField{name: "name", s: &r.Name}
-	return buf[:1]
-}
-
-func (r *ReportRequest) flatFields(buf *[maxFlatFields]flatField) []flatField {
-	*buf = [maxFlatFields]flatField{{name: "name", s: &r.Name}, {name: "cause", s: &r.Cause, omitempty: true},
-		{name: "severity", s: (*string)(&r.Severity), omitempty: true}, {name: "txn", b: &r.Txn, omitempty: true}}
-	return buf[:4]
-}
-
-func (r *RaiseRequest) flatFields(buf *[maxFlatFields]flatField) []flatField {
-	buf[0] = flatField{name: "name", s: &r.Name}
-	buf[1] = flatField{name: "cause", s: &r.Cause}
-	buf[2] = flatField{name: "severity", s: (*string)(&r.Severity)}
-	return buf[:3]
-}
-
-func (r *ClearRequest) flatFields(buf *[maxFlatFields]flatField) []flatField {
-	buf[0] = flatField{name: "name", s: &r.Name}
-	buf[1] = flatField{name: "cause", s: &r.Cause}
-	return buf[:2]
-}
-
-func (r *SetStateRequest) flatFields(buf *[maxFlatFields]flatField) []flatField {
-	buf[0] = flatField{name: "name", s: &r.Name}
-	buf[1] = flatField{name: "state", s: (*string)(&r.State)}
-	return buf[:2]
-}
-
-func (r *GetRequest) flatFields(buf *[maxFlatFields]flatField) []flatField {
-	buf[0] = flatField{name: "name", s: &r.Name}
-	return buf[:1]
 }
 
 // AppendRequestJSON appends req's body as json.Marshal writes it (the same
