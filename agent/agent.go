@@ -600,6 +600,11 @@ func (a *agent) closeAll() {
 	if a.pw != nil {
 		a.pw.Close()
 	}
+	if a.exit != nil && a.exit.hold != nil {
+		// After closeExitWatch (shutdown): the goodbyes it asked for are
+		// written first. Not under mu: the holder's events take it.
+		a.exit.hold.Close()
+	}
 	a.mu.Lock()
 	if a.shm != nil {
 		if err := a.shm.Close(); err != nil {

@@ -13,10 +13,10 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/internal/connhold"
 	"github.com/fmagent/fmagent/transport"
 	"github.com/fmagent/fmagent/wire"
 )
@@ -33,6 +33,12 @@ import (
 // millisecond or so; a master killed, every follower elects at once. A
 // paused process, a dead host or a cut network closes nothing: they are
 // left to the detector, as before.
+//
+// An authenticated connection is handed to a connhold.Holder: a thread
+// with a file table of its own, which holds it, reads it and reports its
+// end (exitEvent). A killed agent's kernel then closes it in that thread's
+// exit, before the process's memory is freed, not after (about 3 ms for an
+// agent: connhold's package comment says why).
 //
 // Nothing here decides: the core takes an exit only from a peer it heard at
 // that incarnation, and the connection proves the incarnation (the
@@ -64,6 +70,7 @@ const (
 // exitWatch is the agent's side of the exit watch.
 type exitWatch struct {
 	ln      *net.TCPListener // nil: not listening (see openExitWatch)
+	hold    *connhold.Holder // holds every connection once authenticated; nil with ln
 	key     []byte
 	accept  [][]byte
 	cluster uint32
@@ -72,6 +79,8 @@ type exitWatch struct {
 	mu         sync.Mutex
 	in         map[wire.NodeID]*exitConn // accepted, by peer
 	out        *exitConn                 // dialled to the master
+	held       map[uint64]*exitConn      // every connection the holder holds, by its ID
+	lastID     uint64
 	handshakes int
 	closed     bool // the agent is shutting down (closeExitWatch)
 	goodbye    bool // and said goodbye: close with the goodbye byte (finish)
@@ -79,34 +88,77 @@ type exitWatch struct {
 	taken, ignored, refused, dialFailures atomic.Uint64
 }
 
-// exitConn is one authenticated connection.
+// exitConn is one authenticated connection, held by the holder.
 type exitConn struct {
-	c    *net.TCPConn
+	x    *exitWatch
+	id   uint64      // the holder's
 	node wire.NodeID // the peer
 	inc  uint64      // its incarnation, proven by the handshake
 	self uint64      // ours when it was opened
 	// ours: this side closes it (after the goodbye byte, or at shutdown):
 	// the end of the stream that follows is not the peer's exit.
 	ours atomic.Bool
-	done chan struct{} // closed when its reader returned
+	done chan struct{} // closed at its last event (exitEvent)
 }
 
-// bye closes x after the goodbye byte: the peer will not take it as an
+// bye closes c after the goodbye byte: the peer will not take it as an
 // exit.
-func (x *exitConn) bye() {
-	if x.ours.Swap(true) {
+func (c *exitConn) bye() {
+	if c.ours.Swap(true) {
 		return
 	}
-	_ = x.c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	_, _ = x.c.Write([]byte{exitBye})
-	_ = x.c.Close()
+	c.x.hold.Send(c.id, exitBye)
 }
 
-// drop closes x without a goodbye: the peer takes it as this process's
+// drop closes c without a goodbye: the peer takes it as this process's
 // end (a shutdown that could send nothing, closeExitWatch).
-func (x *exitConn) drop() {
-	x.ours.Store(true)
-	_ = x.c.Close()
+func (c *exitConn) drop() {
+	c.ours.Store(true)
+	c.x.hold.Drop(c.id)
+}
+
+// adopt hands c, whose handshake made conn, to the holder. An accepted
+// connection (in) replaces the peer's older one, which it returns. Not
+// adopted (false): the watch was closed meanwhile (c is closed as
+// closeExitWatch says) or the holder refused it (c is closed).
+func (x *exitWatch) adopt(conn *exitConn, c *net.TCPConn, in bool) (old *exitConn, ok bool) {
+	x.mu.Lock()
+	if x.closed {
+		goodbye := x.goodbye
+		x.mu.Unlock()
+		if goodbye {
+			_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			_, _ = c.Write([]byte{exitBye})
+		}
+		_ = c.Close()
+		return nil, false
+	}
+	x.lastID++
+	conn.x, conn.id = x, x.lastID
+	x.held[conn.id] = conn
+	if in {
+		old = x.in[conn.node]
+		x.in[conn.node] = conn
+	} else {
+		x.out = conn
+	}
+	x.mu.Unlock()
+	// After the maps: its end may be reported before Hold returns.
+	if err := x.hold.Hold(conn.id, c); err != nil {
+		x.mu.Lock()
+		x.forget(conn)
+		x.mu.Unlock()
+		return nil, false
+	}
+	return old, true
+}
+
+// forget removes conn from the maps. mu held.
+func (x *exitWatch) forget(conn *exitConn) {
+	delete(x.held, conn.id)
+	if x.in[conn.node] == conn {
+		delete(x.in, conn.node)
+	}
 }
 
 // openExitWatch listens on network A's unicast address and port, TCP: the
@@ -116,7 +168,7 @@ func (x *exitConn) drop() {
 // are then seen by the detector alone, and the agent says so.
 func (a *agent) openExitWatch(key []byte, accept [][]byte) {
 	x := &exitWatch{key: key, accept: accept, cluster: a.cfg.ClusterID, nudge: make(chan struct{}, 1),
-		in: make(map[wire.NodeID]*exitConn)}
+		in: make(map[wire.NodeID]*exitConn), held: make(map[uint64]*exitConn)}
 	a.exit = x
 	at := a.tr.LocalAddr(wire.NetA)
 	var ln *net.TCPListener
@@ -132,7 +184,20 @@ func (a *agent) openExitWatch(key []byte, accept [][]byte) {
 		a.log.Warn("exit watch off: a killed agent is seen only when its heartbeats stop (the detection time), not at once", "listen", at.String(), "err", err)
 		return
 	}
-	x.ln = ln
+	h, err := connhold.Start(connhold.Options{Priority: a.rtPrio, Events: a.exitEvent})
+	if err != nil {
+		ln.Close()
+		a.log.Warn("exit watch off: a killed agent is seen only when its heartbeats stop (the detection time), not at once", "err", err)
+		return
+	}
+	if own, why := h.Private(); !own {
+		a.log.Warn("exit watch: its connections are in the process's file table, not a thread's own: a kill -9 of this agent is seen after its memory is freed (about 3 ms), not at once",
+			"err", why)
+	}
+	if err := h.RealtimeErr(); err != nil {
+		a.log.Debug("exit watch: its threads run at the normal policy", "err", err)
+	}
+	x.ln, x.hold = ln, h
 }
 
 // nudgeExit tells the dialer to look again (the master changed).
@@ -180,39 +245,23 @@ func (a *agent) exitListen(done <-chan struct{}) {
 	}
 }
 
-// exitAccept runs the listener's side of a handshake, then reads the
-// connection until it ends.
+// exitAccept runs the listener's side of a handshake, then hands the
+// connection to the holder.
 func (a *agent) exitAccept(c *net.TCPConn) {
 	x := a.exit
 	conn, err := a.exitAnswer(c)
 	x.mu.Lock()
 	x.handshakes--
-	var old *exitConn
-	closed := x.closed
-	if err == nil && !closed {
-		old = x.in[conn.node]
-		x.in[conn.node] = conn
-	}
 	x.mu.Unlock()
-	if err == nil && closed {
-		x.finish(conn) // shut down during the handshake
-		return
-	}
 	if err != nil {
 		x.refused.Add(1)
 		a.log.Debug("exit watch: connection refused", "from", c.RemoteAddr().String(), "err", err)
 		_ = c.Close()
 		return
 	}
-	if old != nil {
+	if old, ok := x.adopt(conn, c, true); ok && old != nil {
 		old.bye() // the same peer again: its newer connection replaces it
 	}
-	a.exitRead(conn)
-	x.mu.Lock()
-	if x.in[conn.node] == conn {
-		delete(x.in, conn.node)
-	}
-	x.mu.Unlock()
 }
 
 // exitAnswer: the dialer's hello, our reply and proof, the dialer's proof.
@@ -249,12 +298,12 @@ func (a *agent) exitAnswer(c *net.TCPConn) (*exitConn, error) {
 		return nil, errors.New("not authenticated")
 	}
 	_ = c.SetDeadline(time.Time{})
-	return &exitConn{c: c, node: node, inc: inc, self: selfInc, done: make(chan struct{})}, nil
+	return &exitConn{node: node, inc: inc, self: selfInc, done: make(chan struct{})}, nil
 }
 
 // exitDial opens the connection to master (at incarnation inc, address
 // at): our hello, its reply and proof, our proof.
-func (a *agent) exitDial(master wire.NodeID, inc uint64, at netip.AddrPort, self wire.NodeID, selfInc uint64) (*exitConn, error) {
+func (a *agent) exitDial(master wire.NodeID, inc uint64, at netip.AddrPort, self wire.NodeID, selfInc uint64) (*exitConn, *net.TCPConn, error) {
 	x := a.exit
 	d := net.Dialer{Timeout: exitHandshake}
 	if l := a.tr.LocalAddr(wire.NetA); l.IsValid() {
@@ -262,12 +311,12 @@ func (a *agent) exitDial(master wire.NodeID, inc uint64, at netip.AddrPort, self
 	}
 	nc, err := d.Dial("tcp4", at.String())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c := nc.(*net.TCPConn)
-	fail := func(err error) (*exitConn, error) {
+	fail := func(err error) (*exitConn, *net.TCPConn, error) {
 		_ = c.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	_ = c.SetDeadline(time.Now().Add(exitHandshake))
 	var hello [exitHelloSz]byte
@@ -295,7 +344,7 @@ func (a *agent) exitDial(master wire.NodeID, inc uint64, at netip.AddrPort, self
 		return fail(fmt.Errorf("writing the proof: %w", err))
 	}
 	_ = c.SetDeadline(time.Time{})
-	return &exitConn{c: c, node: master, inc: inc, self: selfInc, done: make(chan struct{})}, nil
+	return &exitConn{node: master, inc: inc, self: selfInc, done: make(chan struct{})}, c, nil
 }
 
 // exitDialLoop keeps one connection open to the master this node follows,
@@ -352,7 +401,7 @@ func (a *agent) exitDialLoop(done <-chan struct{}) {
 			wait = exitRetryMin
 		}
 		if cur == nil && master != 0 && master != self && inc != 0 && known && !stopping {
-			c, err := a.exitDial(master, inc, at, self, selfInc)
+			conn, c, err := a.exitDial(master, inc, at, self, selfInc)
 			if err != nil {
 				x.dialFailures.Add(1)
 				if warned != master {
@@ -373,15 +422,8 @@ func (a *agent) exitDialLoop(done <-chan struct{}) {
 					warned = 0
 				}
 				retry = exitRetryMin
-				x.mu.Lock()
-				closed := x.closed
-				x.out = c
-				x.mu.Unlock()
-				if closed {
-					x.finish(c) // shut down while it was being dialled
-				} else {
-					cur = c
-					go a.exitRead(c)
+				if _, ok := x.adopt(conn, c, false); ok {
+					cur = conn
 				}
 			}
 		}
@@ -395,30 +437,36 @@ func (a *agent) exitDialLoop(done <-chan struct{}) {
 	}
 }
 
-// exitRead waits for the end of x. The peer's goodbye byte, or a close of
-// ours: nothing. The end of the stream or a reset without either: the
-// peer's process ended (core.Node.PeerExited). Anything else (a keepalive
-// time-out: the host or the network, not the process): nothing either; the
-// detector judges.
-func (a *agent) exitRead(x *exitConn) {
-	defer close(x.done)
-	var b [1]byte
-	for {
-		_, err := x.c.Read(b[:])
-		if err == nil {
-			if b[0] == exitBye {
-				x.ours.Store(true)
-				_ = x.c.Close()
-				return
-			}
-			continue
-		}
-		if !x.ours.Load() && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
-			a.peerExited(x.node, x.inc)
-		}
-		_ = x.c.Close()
+// exitEvent is what the holder reports of a connection (on its events'
+// thread, at the real-time loop's priority). The peer's goodbye byte: the
+// holder closes it, and its end is nothing. The end of the stream or a
+// reset without it, or before it: the peer's process ended
+// (core.Node.PeerExited). Anything else (a keepalive time-out: the host or
+// the network, not the process): nothing either; the detector judges. A
+// close of ours (bye, drop): nothing.
+func (a *agent) exitEvent(ev connhold.Event) {
+	x := a.exit
+	x.mu.Lock()
+	conn := x.held[ev.ID]
+	if conn != nil && ev.Kind != connhold.Data {
+		x.forget(conn)
+	}
+	x.mu.Unlock()
+	if conn == nil {
 		return
 	}
+	switch ev.Kind {
+	case connhold.Data:
+		if ev.Byte == exitBye && !conn.ours.Swap(true) {
+			x.hold.Drop(ev.ID)
+		}
+		return
+	case connhold.PeerEnded:
+		if !conn.ours.Load() {
+			a.peerExited(conn.node, conn.inc)
+		}
+	}
+	close(conn.done)
 }
 
 // peerExited hands the core a peer's exit and carries out the Ready, at
@@ -459,12 +507,9 @@ func (a *agent) closeExitWatch(saidGoodbye bool) {
 	}
 	x.mu.Lock()
 	x.closed, x.goodbye = true, saidGoodbye
-	conns := make([]*exitConn, 0, len(x.in)+1)
-	for _, c := range x.in {
+	conns := make([]*exitConn, 0, len(x.held))
+	for _, c := range x.held {
 		conns = append(conns, c)
-	}
-	if x.out != nil {
-		conns = append(conns, x.out)
 	}
 	x.mu.Unlock()
 	for _, c := range conns {
@@ -549,6 +594,9 @@ func (a *agent) exitStatus() *api.ExitWatchStatus {
 		st.Followers = append(st.Followers, id)
 	}
 	slices.Sort(st.Followers)
+	if x.hold != nil {
+		st.OwnTable, _ = x.hold.Private()
+	}
 	if c := x.out; c != nil && !c.ours.Load() && !isClosed(c.done) {
 		st.Master = c.node
 	}

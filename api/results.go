@@ -156,6 +156,11 @@ type ExitWatchStatus struct {
 	// Listening: the agent accepts followers' connections; false when its
 	// listener could not open (the watch is off; the agent's log says why).
 	Listening bool `json:"listening"`
+	// OwnTable: the connections are held by a thread with a file table
+	// of its own, so a kill -9 of this agent ends them before its memory
+	// is freed (false: after, about 3 ms later; the agent's log says
+	// why).
+	OwnTable bool `json:"own_table"`
 	// Master is the master this node holds its connection to (0: none:
 	// this node is the master, has none, or has not connected yet).
 	Master wire.NodeID `json:"master,omitempty"`

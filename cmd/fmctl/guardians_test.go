@@ -98,10 +98,12 @@ func TestStatusExitWatch(t *testing.T) {
 		x            api.ExitWatchStatus
 		want         string
 	}{
-		{"a connected follower", 3, 1, api.ExitWatchStatus{Listening: true, Master: 1}, "connected to master 1"},
-		{"a follower not connected", 3, 1, api.ExitWatchStatus{Listening: true, DialFailures: 4},
+		{"a connected follower", 3, 1, api.ExitWatchStatus{Listening: true, OwnTable: true, Master: 1}, "connected to master 1"},
+		{"a follower not connected", 3, 1, api.ExitWatchStatus{Listening: true, OwnTable: true, DialFailures: 4},
 			"NOT connected to master 1: a kill -9 of this node is seen at the detection time (0 refused, 4 failed connections)"},
-		{"the master", 1, 1, api.ExitWatchStatus{Listening: true, Followers: []wire.NodeID{2, 3}}, "2 connected: {2,3}"},
+		{"the master", 1, 1, api.ExitWatchStatus{Listening: true, OwnTable: true, Followers: []wire.NodeID{2, 3}}, "2 connected: {2,3}"},
+		{"held in the process's table", 3, 1, api.ExitWatchStatus{Listening: true, Master: 1},
+			"connected to master 1; held in the process's file table: a kill -9 of this node is seen about 3 ms late (see the agent's log)"},
 		{"off", 1, 1, api.ExitWatchStatus{}, "OFF (see the agent's log): a kill -9 is seen at the detection time"},
 	} {
 		st := *base
