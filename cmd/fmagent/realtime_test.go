@@ -57,12 +57,16 @@ func threadPolicies(t *testing.T, pid int) map[int]string {
 
 // The heartbeat loop runs above every other thread of the agent
 // (fmagent.toml(5), [realtime] priority): at realtime.priority = 1, the
-// lowest, exactly one thread is at SCHED_FIFO 1, one (the files' writer,
-// transport.Background) at SCHED_BATCH nice -20 (never below the other
-// threads: a stop-the-world would wait for it, agent's backgroundNice),
-// and every other thread at the normal policy, nice -20
-// (transport.SetProcessNice), although the agent is started from a thread
-// at SCHED_FIFO 5, as by `chrt -f 5`.
+// lowest, exactly two threads are at SCHED_FIFO 1 (the loop, and the exit
+// watch's events thread, which hands a peer's end to the core), one at
+// SCHED_FIFO 2 (the exit watch's connection holder, which does nothing
+// but hold its connections and wake on their ends: one above, so that
+// it is among the first to run its exit when the agent is killed,
+// internal/connhold), one (the files' writer, transport.Background) at
+// SCHED_BATCH nice -20 (never below the other threads: a stop-the-world
+// would wait for it, agent's backgroundNice), and every other thread at
+// the normal policy, nice -20 (transport.SetProcessNice), although the
+// agent is started from a thread at SCHED_FIFO 5, as by `chrt -f 5`.
 func TestRealtimeLoopAboveOtherThreads(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (CAP_SYS_NICE) for SCHED_FIFO; CI runs as root")
@@ -91,12 +95,13 @@ func TestRealtimeLoopAboveOtherThreads(t *testing.T) {
 		for _, p := range threadPolicies(t, cmd.Process.Pid) {
 			counts[p]++
 		}
-		return counts["FIFO 1"] > 0 && counts["BATCH -20"] > 0
+		return counts["FIFO 1"] > 1 && counts["BATCH -20"] > 0
 	}, 20*time.Second, 20*time.Millisecond, "the loop's thread at realtime.priority, the files' writer at the other threads' nice value")
-	assert.Equal(t, 1, counts["FIFO 1"], "one thread, the loop, at realtime.priority: %v", counts)
+	assert.Equal(t, 2, counts["FIFO 1"], "two threads, the loop and the exit watch's events, at realtime.priority: %v", counts)
+	assert.Equal(t, 1, counts["FIFO 2"], "one thread, the exit watch's connection holder, one above: %v", counts)
 	assert.Equal(t, 1, counts["BATCH -20"], "one thread, the files' writer, at SCHED_BATCH nice -20: %v", counts)
 	for p, n := range counts {
-		assert.Contains(t, []string{"FIFO 1", "BATCH -20", "OTHER -20"}, p, "%d threads at %s: every other thread at the normal policy, nice -20 (%v)", n, p, counts)
+		assert.Contains(t, []string{"FIFO 1", "FIFO 2", "BATCH -20", "OTHER -20"}, p, "%d threads at %s: every other thread at the normal policy, nice -20 (%v)", n, p, counts)
 	}
 	assert.Positive(t, counts["OTHER -20"], "the other threads: %v", counts)
 	var allowed unix.CPUSet
