@@ -184,7 +184,7 @@ func (a *agent) openExitWatch(key []byte, accept [][]byte) {
 		a.log.Warn("exit watch off: a killed agent is seen only when its heartbeats stop (the detection time), not at once", "listen", at.String(), "err", err)
 		return
 	}
-	h, err := connhold.Start(connhold.Options{Priority: a.rtPrio, Events: a.exitEvent})
+	h, err := connhold.Start(connhold.Options{Priority: a.rtPrio, Events: a.exitEvent, IdleLast: true})
 	if err != nil {
 		ln.Close()
 		a.log.Warn("exit watch off: a killed agent is seen only when its heartbeats stop (the detection time), not at once", "err", err)
@@ -196,6 +196,9 @@ func (a *agent) openExitWatch(key []byte, accept [][]byte) {
 	}
 	if err := h.RealtimeErr(); err != nil {
 		a.log.Debug("exit watch: its threads run at the normal policy", "err", err)
+	}
+	if err := h.IdleErr(); err != nil {
+		a.log.Debug("exit watch: the thread meant to free the memory of a killed agent last is not at SCHED_IDLE", "err", err)
 	}
 	x.ln, x.hold = ln, h
 }

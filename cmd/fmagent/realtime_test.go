@@ -49,6 +49,8 @@ func threadPolicies(t *testing.T, pid int) map[int]string {
 			return fmt.Sprintf("OTHER %d", a.Nice), true
 		case unix.SCHED_BATCH:
 			return fmt.Sprintf("BATCH %d", a.Nice), true
+		case unix.SCHED_IDLE:
+			return "IDLE", true
 		default:
 			return fmt.Sprintf("policy %d", a.Policy), true
 		}
@@ -62,9 +64,11 @@ func threadPolicies(t *testing.T, pid int) map[int]string {
 // SCHED_FIFO 2 (the exit watch's connection holder, which does nothing
 // but hold its connections and wake on their ends: one above, so that
 // it is among the first to run its exit when the agent is killed,
-// internal/connhold), one (the files' writer, transport.Background) at
-// SCHED_BATCH nice -20 (never below the other threads: a stop-the-world
-// would wait for it, agent's backgroundNice), and every other thread at
+// internal/connhold), one at SCHED_IDLE (connhold's IdleLast: asleep with
+// every signal blocked, so that it frees the memory of a killed agent
+// last), one (the files' writer, transport.Background) at SCHED_BATCH
+// nice -20 (never below the other threads: a stop-the-world would wait
+// for it, agent's backgroundNice), and every other thread at
 // the normal policy, nice -20 (transport.SetProcessNice), although the
 // agent is started from a thread at SCHED_FIFO 5, as by `chrt -f 5`.
 func TestRealtimeLoopAboveOtherThreads(t *testing.T) {
@@ -100,8 +104,9 @@ func TestRealtimeLoopAboveOtherThreads(t *testing.T) {
 	assert.Equal(t, 2, counts["FIFO 1"], "two threads, the loop and the exit watch's events, at realtime.priority: %v", counts)
 	assert.Equal(t, 1, counts["FIFO 2"], "one thread, the exit watch's connection holder, one above: %v", counts)
 	assert.Equal(t, 1, counts["BATCH -20"], "one thread, the files' writer, at SCHED_BATCH nice -20: %v", counts)
+	assert.Equal(t, 1, counts["IDLE"], "one thread, the exit watch's last, at SCHED_IDLE: %v", counts)
 	for p, n := range counts {
-		assert.Contains(t, []string{"FIFO 1", "FIFO 2", "BATCH -20", "OTHER -20"}, p, "%d threads at %s: every other thread at the normal policy, nice -20 (%v)", n, p, counts)
+		assert.Contains(t, []string{"FIFO 1", "FIFO 2", "BATCH -20", "IDLE", "OTHER -20"}, p, "%d threads at %s: every other thread at the normal policy, nice -20 (%v)", n, p, counts)
 	}
 	assert.Positive(t, counts["OTHER -20"], "the other threads: %v", counts)
 	var allowed unix.CPUSet

@@ -309,3 +309,54 @@ func BenchmarkKillToPeerEnd(b *testing.B) {
 	}
 	b.ReportMetric(0, "ns/op")
 }
+
+// idleThreads lists this process's threads at SCHED_IDLE, with their
+// blocked signals as /proc shows them.
+func idleThreads(t *testing.T) map[int]string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/task")
+	require.NoError(t, err)
+	out := map[int]string{}
+	for _, e := range ents {
+		tid, err := strconv.Atoi(e.Name())
+		require.NoError(t, err)
+		a, err := unix.SchedGetAttr(tid, 0)
+		if err != nil || a.Policy != unix.SCHED_IDLE {
+			continue
+		}
+		st, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/status", tid))
+		require.NoError(t, err)
+		for _, l := range strings.Split(string(st), "\n") {
+			if v, ok := strings.CutPrefix(l, "SigBlk:"); ok {
+				out[tid] = strings.TrimSpace(v)
+			}
+		}
+	}
+	return out
+}
+
+// Options.IdleLast: one thread at SCHED_IDLE, every signal blocked (it
+// must never run Go code again), gone after Close.
+func TestIdleLast(t *testing.T) {
+	require.Empty(t, idleThreads(t), "no thread at SCHED_IDLE before")
+	h, err := Start(Options{Events: func(Event) {}, IdleLast: true})
+	require.NoError(t, err)
+	require.NoError(t, h.IdleErr())
+	var idle map[int]string
+	require.Eventually(t, func() bool {
+		idle = idleThreads(t)
+		for _, blk := range idle {
+			// Every signal but SIGKILL (9) and SIGSTOP (19), which
+			// cannot be blocked: 0xfffffffffffbfeff.
+			if blk == "fffffffffffbfeff" {
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, time.Millisecond, "a thread at SCHED_IDLE with every signal blocked: %v", idle)
+	require.Len(t, idle, 1)
+	h.Close()
+	// Its goroutine has ended; the runtime then ends the thread.
+	require.Eventually(t, func() bool { return len(idleThreads(t)) == 0 }, 5*time.Second, time.Millisecond,
+		"the idle thread ends with Close")
+}
