@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -193,6 +194,11 @@ func (a *agent) openExitWatch(key []byte, accept [][]byte) {
 	if own, why := h.Private(); !own {
 		a.log.Warn("exit watch: its connections are in the process's file table, not a thread's own: a kill -9 of this agent is seen after its memory is freed (about 3 ms), not at once",
 			"err", why)
+	} else {
+		// ss -p and lsof look in /proc/PID/fd, the main thread's table:
+		// they show these connections without their process.
+		a.log.Info("exit watch: connections held by a thread with a file table of its own",
+			"tid", h.Tid(), "fds", fmt.Sprintf("/proc/%d/task/%d/fd", os.Getpid(), h.Tid()))
 	}
 	if err := h.RealtimeErr(); err != nil {
 		a.log.Debug("exit watch: its threads run at the normal policy", "err", err)
