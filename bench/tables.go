@@ -117,7 +117,7 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 	}
 
 	if has(func(g GroupJSON) bool { _, ok := g.Median["exit"]; return ok }) {
-		b.WriteString("\nProcess exits: kill -9 of a non-master → down in every survivor's shm (and written in every survivor's table), and of the master → its down, the new master's first change, in every survivor's shm. Seen by the exit watch (agent/exitwatch.go): the victim's kernel closes its connection once it has freed the process's memory\n\n")
+		b.WriteString("\nProcess exits: kill -9 of a non-master → down in every survivor's shm (and written in every survivor's table), and of the master → its down, the new master's first change, in every survivor's shm. Seen by the exit watch (agent/exitwatch.go): the victim's kernel closes its connection as the process dies (held by a thread with a file table of its own, internal/connhold: before the memory is freed)\n\n")
 		b.WriteString("| profile | bound | N | exit p50 | p99 | max | kill -9 → decision p50 | written p99 | exit failover p50 | p99 | max | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, g := range gs {
 			d, ok := g.Median["exit"]
