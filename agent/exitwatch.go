@@ -99,8 +99,17 @@ type exitConn struct {
 	// ours: this side closes it (after the goodbye byte, or at shutdown):
 	// the end of the stream that follows is not the peer's exit.
 	ours atomic.Bool
-	done chan struct{} // closed at its last event (exitEvent)
+	// closing is how ours closes it (closeBye, closeDrop; 0: not yet):
+	// adopt gives the command again once the holder has it, as one given
+	// meanwhile reached the holder before the connection did.
+	closing atomic.Uint32
+	done    chan struct{} // closed at its last event (exitEvent)
 }
+
+const (
+	closeBye = iota + 1
+	closeDrop
+)
 
 // bye closes c after the goodbye byte: the peer will not take it as an
 // exit.
@@ -108,6 +117,7 @@ func (c *exitConn) bye() {
 	if c.ours.Swap(true) {
 		return
 	}
+	c.closing.Store(closeBye)
 	c.x.hold.Send(c.id, exitBye)
 }
 
@@ -115,23 +125,41 @@ func (c *exitConn) bye() {
 // end (a shutdown that could send nothing, closeExitWatch).
 func (c *exitConn) drop() {
 	c.ours.Store(true)
+	c.closing.CompareAndSwap(0, closeDrop)
 	c.x.hold.Drop(c.id)
+}
+
+// reclose gives c's closing command again (adopt).
+func (c *exitConn) reclose() {
+	switch c.closing.Load() {
+	case closeBye:
+		c.x.hold.Send(c.id, exitBye)
+	case closeDrop:
+		c.x.hold.Drop(c.id)
+	}
+}
+
+// sayGoodbye closes c, not held, after the goodbye byte.
+func sayGoodbye(c *net.TCPConn) {
+	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	_, _ = c.Write([]byte{exitBye})
+	_ = c.Close()
 }
 
 // adopt hands c, whose handshake made conn, to the holder. An accepted
 // connection (in) replaces the peer's older one, which it returns. Not
 // adopted (false): the watch was closed meanwhile (c is closed as
-// closeExitWatch says) or the holder refused it (c is closed).
+// closeExitWatch says) or the holder refused it (c is closed after the goodbye byte: ours).
 func (x *exitWatch) adopt(conn *exitConn, c *net.TCPConn, in bool) (old *exitConn, ok bool) {
 	x.mu.Lock()
 	if x.closed {
 		goodbye := x.goodbye
 		x.mu.Unlock()
 		if goodbye {
-			_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-			_, _ = c.Write([]byte{exitBye})
+			sayGoodbye(c)
+		} else {
+			_ = c.Close()
 		}
-		_ = c.Close()
 		return nil, false
 	}
 	x.lastID++
@@ -149,8 +177,11 @@ func (x *exitWatch) adopt(conn *exitConn, c *net.TCPConn, in bool) (old *exitCon
 		x.mu.Lock()
 		x.forget(conn)
 		x.mu.Unlock()
+		// Closed by us, not ended: the peer must not take it as an exit.
+		sayGoodbye(c)
 		return nil, false
 	}
+	conn.reclose()
 	return old, true
 }
 
@@ -159,6 +190,9 @@ func (x *exitWatch) forget(conn *exitConn) {
 	delete(x.held, conn.id)
 	if x.in[conn.node] == conn {
 		delete(x.in, conn.node)
+	}
+	if x.out == conn {
+		x.out = nil
 	}
 }
 
@@ -604,7 +638,8 @@ func (a *agent) exitStatus() *api.ExitWatchStatus {
 	}
 	slices.Sort(st.Followers)
 	if x.hold != nil {
-		st.OwnTable, _ = x.hold.Private()
+		own, _ := x.hold.Private()
+		st.OwnTable = &own
 	}
 	if c := x.out; c != nil && !c.ours.Load() && !isClosed(c.done) {
 		st.Master = c.node

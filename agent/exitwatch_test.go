@@ -82,7 +82,7 @@ func TestKilledAgentIsDownByItsExit(t *testing.T) {
 			}
 			// Held by a thread with a table of its own (connhold): a
 			// kill -9 ends them before the memory is freed.
-			if !st.ExitWatch.OwnTable {
+			if st.ExitWatch.OwnTable == nil || !*st.ExitWatch.OwnTable {
 				return false
 			}
 			if wire.NodeID(nd.id) == master.self {

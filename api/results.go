@@ -159,8 +159,8 @@ type ExitWatchStatus struct {
 	// OwnTable: the connections are held by a thread with a file table
 	// of its own, so a kill -9 of this agent ends them before its memory
 	// is freed (false: after, about 3 ms later; the agent's log says
-	// why).
-	OwnTable bool `json:"own_table"`
+	// why). nil: not said (an agent from before 3 December 2026).
+	OwnTable *bool `json:"own_table,omitempty"`
 	// Master is the master this node holds its connection to (0: none:
 	// this node is the master, has none, or has not connected yet).
 	Master wire.NodeID `json:"master,omitempty"`

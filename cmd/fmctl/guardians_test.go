@@ -92,17 +92,19 @@ func TestStatusExitWatch(t *testing.T) {
 	a := startAgent(t)
 	base, err := a.c.Status(ctxT(t))
 	require.NoError(t, err)
+	yes, no := true, false
 	for _, c := range []struct {
 		name         string
 		node, master uint32
 		x            api.ExitWatchStatus
 		want         string
 	}{
-		{"a connected follower", 3, 1, api.ExitWatchStatus{Listening: true, OwnTable: true, Master: 1}, "connected to master 1"},
-		{"a follower not connected", 3, 1, api.ExitWatchStatus{Listening: true, OwnTable: true, DialFailures: 4},
+		{"a connected follower", 3, 1, api.ExitWatchStatus{Listening: true, OwnTable: &yes, Master: 1}, "connected to master 1"},
+		{"a follower not connected", 3, 1, api.ExitWatchStatus{Listening: true, OwnTable: &yes, DialFailures: 4},
 			"NOT connected to master 1: a kill -9 of this node is seen at the detection time (0 refused, 4 failed connections)"},
-		{"the master", 1, 1, api.ExitWatchStatus{Listening: true, OwnTable: true, Followers: []wire.NodeID{2, 3}}, "2 connected: {2,3}"},
-		{"held in the process's table", 3, 1, api.ExitWatchStatus{Listening: true, Master: 1},
+		{"the master", 1, 1, api.ExitWatchStatus{Listening: true, OwnTable: &yes, Followers: []wire.NodeID{2, 3}}, "2 connected: {2,3}"},
+		{"an agent that does not say where it holds them", 3, 1, api.ExitWatchStatus{Listening: true, Master: 1}, "connected to master 1"},
+		{"held in the process's table", 3, 1, api.ExitWatchStatus{Listening: true, OwnTable: &no, Master: 1},
 			"connected to master 1; held in the process's file table: a kill -9 of this node is seen about 3 ms late (see the agent's log)"},
 		{"off", 1, 1, api.ExitWatchStatus{}, "OFF (see the agent's log): a kill -9 is seen at the detection time"},
 	} {

@@ -221,7 +221,7 @@ func printExitWatch(w io.Writer, st *api.Status) error {
 	if x.Refused > 0 || x.DialFailures > 0 {
 		line += fmt.Sprintf(" (%d refused, %d failed connections)", x.Refused, x.DialFailures)
 	}
-	if x.Listening && !x.OwnTable {
+	if x.Listening && x.OwnTable != nil && !*x.OwnTable {
 		line += "; held in the process's file table: a kill -9 of this node is seen about 3 ms late (see the agent's log)"
 	}
 	_, err := fmt.Fprintf(w, "\nexit watch:  %s\n", line)

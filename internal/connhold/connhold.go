@@ -89,7 +89,11 @@ func (k Kind) String() string {
 
 // Event is what happened to held connection ID. Every connection given to
 // Hold has exactly one last event (PeerEnded, Failed or Closed), after
-// which its ID is unknown to the holder.
+// which its ID is unknown to the holder, unless Close came first. Data
+// events are dropped while the events' thread is more than a socket
+// buffer behind (a peer that floods): a protocol over a held connection
+// must not depend on every byte, only on its end and on a byte that comes
+// before it.
 type Event struct {
 	ID    uint64
 	Kind  Kind
@@ -174,6 +178,19 @@ func Start(opts Options) (*Holder, error) {
 	if err != nil {
 		return nil, os.NewSyscallError("socketpair", err)
 	}
+	// The runtime's poller (an epoll instance and an eventfd it writes to
+	// by number, from any thread, netpollBreak) must exist before the
+	// unshare, so that the holder's table has them at the same numbers:
+	// created after, those numbers would be nothing, or the holder's own
+	// sockets, in its table. A pipe through os makes sure of it.
+	if r, w, err := os.Pipe(); err == nil {
+		r.Close()
+		w.Close()
+	} else {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, fmt.Errorf("connhold: starting Go's poller: %w", err)
+	}
 	h := &Holder{ctl: fds[0], heldDone: make(chan struct{}), eventDone: make(chan struct{})}
 	started := make(chan struct{})
 	h.startHolder(fds[1], opts.Priority, true, started)
@@ -200,6 +217,7 @@ func Start(opts Options) (*Holder, error) {
 // idleThread is Options.IdleLast's thread.
 type idleThread struct {
 	efd  int // written by Close: the thread's one way out
+	tid  int
 	done chan struct{}
 	err  error // SCHED_IDLE refused (it then waits at the normal policy)
 }
@@ -215,6 +233,7 @@ func startIdle() (*idleThread, error) {
 	// returned to the pool at SCHED_IDLE.
 	lockedOffMain(func() {
 		defer close(t.done)
+		t.tid = unix.Gettid()
 		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}
 		t.err = unix.SchedSetAttr(0, &attr, 0)
 		close(started)
@@ -235,6 +254,10 @@ func startIdle() (*idleThread, error) {
 }
 
 func (t *idleThread) close() {
+	// At the normal policy first: woken, it runs Go code to end, and at
+	// SCHED_IDLE on a busy host that could take long, holding a P.
+	normal := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}
+	_ = unix.SchedSetAttr(t.tid, &normal, 0)
 	one := [8]byte{1}
 	_, _ = unix.Write(t.efd, one[:])
 	<-t.done
@@ -377,8 +400,16 @@ func hold(end int) {
 		msg[2] = b
 		e := uint32(errno)
 		msg[4], msg[5], msg[6], msg[7] = byte(e), byte(e>>8), byte(e>>16), byte(e>>24)
+		// A connection's last event waits for room (there are at most as
+		// many as connections); its data does not: a peer that floods
+		// must not block the holder while the events' thread is blocked
+		// in a command to it. What does not fit is dropped (Event says).
+		flags := unix.MSG_NOSIGNAL
+		if k == Data {
+			flags |= unix.MSG_DONTWAIT
+		}
 		for {
-			err := unix.Sendto(end, msg[:], unix.MSG_NOSIGNAL, nil)
+			err := unix.Sendto(end, msg[:], flags, nil)
 			if err != unix.EINTR {
 				return // EPIPE: the events' thread is gone (Close)
 			}
@@ -553,12 +584,12 @@ func (h *Holder) readEvents(opts Options, started chan struct{}) {
 
 // Hold hands c over to the holder under id (unique among those held) and
 // closes the caller's copy: from now on c's socket is the holder's, and its
-// events are reported under id. On an error c is closed all the same.
+// events are reported under id. On an error c is left to the caller, open
+// (who may still say goodbye on it).
 func (h *Holder) Hold(id uint64, c interface {
 	syscall.Conn
 	Close() error
 }) error {
-	defer c.Close()
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("connhold: %w", err)
@@ -584,7 +615,9 @@ func (h *Holder) Hold(id uint64, c interface {
 	if serr != nil {
 		return fmt.Errorf("connhold: handing the socket over: %w", os.NewSyscallError("sendmsg", serr))
 	}
-	return nil
+	// In flight, the socket is the message's: this copy must go, or a
+	// kill would close it last again.
+	return c.Close()
 }
 
 // Send has the holder write b to connection id, then close it (an event

@@ -115,17 +115,21 @@ func TestHoldEvents(t *testing.T) {
 	default:
 	}
 
-	c6, _ := pair(t)
+	c6, p6 := pair(t)
 	require.ErrorIs(t, h.Hold(6, c6), ErrClosed)
-	var b [1]byte
-	_, err = c6.Read(b[:])
-	require.ErrorIs(t, err, net.ErrClosed, "Hold closes the caller's copy even when it fails")
+	// Left to the caller, open: it may still say goodbye.
+	_, err = c6.Write([]byte("B"))
+	require.NoError(t, err, "a Hold that failed leaves the connection to the caller")
+	require.NoError(t, c6.Close())
+	got, ended = readEnd(t, p6)
+	require.True(t, ended)
+	require.Equal(t, "B", got)
 	h.Send(5, 'z') // after Close: nothing, and no write to a closed descriptor
 	h.Close()      // twice: nothing
 }
 
 // inode is the socket inode of a descriptor link ("socket:[123]").
-func inodes(t *testing.T, dir string) []string {
+func inodes(t testing.TB, dir string) []string {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
 	require.NoError(t, err)
@@ -203,8 +207,9 @@ func child(addr string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	line := "ready"
 	if os.Getenv("FMAGENT_CONNHOLD_MODE") == "held" {
-		h, err := Start(Options{Priority: 10, Events: func(Event) {}})
+		h, err := Start(Options{Priority: 10, Events: func(Event) {}, IdleLast: true})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -213,13 +218,26 @@ func child(addr string) int {
 			fmt.Fprintln(os.Stderr, "not private:", why)
 			return 1
 		}
-		if err := h.Hold(1, c.(*net.TCPConn)); err != nil {
+		var link string
+		raw, err := c.(*net.TCPConn).SyscallConn()
+		if err == nil {
+			err = raw.Control(func(fd uintptr) { link, err = os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)) })
+		}
+		if err == nil {
+			err = h.Hold(1, c.(*net.TCPConn))
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		line = fmt.Sprintf("ready %d %s", h.Tid(), link) // where the parent finds it
 	}
-	fmt.Println("ready")
-	select {}
+	fmt.Println(line)
+	for {
+		// Not select {}: with no goroutine in a system call, the
+		// runtime would end the process (all goroutines asleep) itself.
+		time.Sleep(time.Hour)
+	}
 }
 
 // killToEnd starts a child holding a connection as mode says, kills it
@@ -243,7 +261,16 @@ func killToEnd(t testing.TB, mode string, mib int) time.Duration {
 	defer c.Close()
 	line, err := bufio.NewReader(out).ReadString('\n')
 	require.NoError(t, err)
-	require.Equal(t, "ready\n", line)
+	f := strings.Fields(line)
+	require.Equal(t, "ready", f[0], line)
+	if mode == "held" {
+		// The child's socket is in its holder's table, and in no other.
+		require.Len(t, f, 3, line)
+		pid := cmd.Process.Pid
+		require.Eventually(t, func() bool { return slices.Contains(inodes(t, fmt.Sprintf("/proc/%d/task/%s/fd", pid, f[1])), f[2]) },
+			5*time.Second, time.Millisecond, "the held socket %s in the child's holder's table", f[2])
+		require.NotContains(t, inodes(t, fmt.Sprintf("/proc/%d/fd", pid)), f[2], "nor in its shared table")
+	}
 	raw, err := c.SyscallConn()
 	require.NoError(t, err)
 	var fd int
@@ -283,7 +310,7 @@ func killToEnd(t testing.TB, mode string, mib int) time.Duration {
 }
 
 // TestKillClosesHeld: a process killed with SIGKILL while a holder holds
-// its connection: the peer sees the connection end.
+// its connection, in the holder's table alone: the peer sees it end.
 func TestKillClosesHeld(t *testing.T) {
 	killToEnd(t, "held", 16)
 }
