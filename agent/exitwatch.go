@@ -235,7 +235,7 @@ func (a *agent) openExitWatch(key []byte, accept [][]byte) {
 			"tid", h.Tid(), "fds", fmt.Sprintf("/proc/%d/task/%d/fd", os.Getpid(), h.Tid()))
 	}
 	if err := h.RealtimeErr(); err != nil {
-		a.log.Debug("exit watch: its threads run at the normal policy", "err", err)
+		a.log.Debug("exit watch: its holder's thread runs at the normal policy", "err", err)
 	}
 	if err := h.IdleErr(); err != nil {
 		a.log.Debug("exit watch: the thread meant to free the memory of a killed agent last is not at SCHED_IDLE", "err", err)

@@ -49,6 +49,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fmagent/fmagent/transport"
 )
 
 // ErrClosed is returned by Hold after Close.
@@ -135,7 +137,7 @@ type Holder struct {
 	private   bool  // the holder's thread has a table of its own
 	notOwn    error // why not, when not
 	tid       int   // the holder's thread
-	rtErr     error // SCHED_FIFO refused (nil: granted, or not asked)
+	rtErr     error // SCHED_FIFO refused to the holder's thread (nil: granted, or not asked)
 	heldDone  chan struct{}
 	eventDone chan struct{}
 	idle      *idleThread // IdleLast's, nil without
@@ -280,7 +282,7 @@ func (h *Holder) Private() (bool, error) { return h.private, h.notOwn }
 // Tid is the holder's thread.
 func (h *Holder) Tid() int { return h.tid }
 
-// RealtimeErr is why SCHED_FIFO was refused to a thread (nil: granted, or
+// RealtimeErr is why SCHED_FIFO was refused to the holder's thread (nil: granted, or
 // not asked for).
 func (h *Holder) RealtimeErr() error { return h.rtErr }
 
@@ -493,22 +495,7 @@ func hold(end int) {
 			if err != nil || n == 0 {
 				return // shut by Close (or broken): close everything, end
 			}
-			fd := -1
-			if oobn > 0 {
-				if cms, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-					for _, cm := range cms {
-						if fds, err := unix.ParseUnixRights(&cm); err == nil {
-							for _, f := range fds {
-								if fd < 0 {
-									fd = f
-								} else {
-									unix.Close(f) // one per message: never more
-								}
-							}
-						}
-					}
-				}
-			}
+			fd := oneFD(oob[:oobn])
 			if n != msgSize {
 				if fd >= 0 {
 					unix.Close(fd)
@@ -537,32 +524,32 @@ func hold(end int) {
 	}
 }
 
-// readEvents runs the events' thread: locked, at SCHED_FIFO when asked and
-// permitted, in a blocking read of the shared end, until Close shuts it.
-func (h *Holder) readEvents(opts Options, started chan struct{}) {
-	defer close(h.eventDone)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if opts.Priority > 0 {
-		old, err := unix.SchedGetAttr(0, 0)
-		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(opts.Priority),
-			Flags: unix.SCHED_FLAG_RESET_ON_FORK}
-		if err == nil {
-			err = unix.SchedSetAttr(0, &attr, 0)
-		}
-		if err != nil {
-			if h.rtErr == nil {
-				h.rtErr = fmt.Errorf("SCHED_FIFO %d on the connection holder's events thread: %w", opts.Priority, err)
+// oneFD is the descriptor a message's control data carries (-1: none);
+// any more than one are closed (Hold sends one).
+func oneFD(oob []byte) int {
+	fd := -1
+	cms, _ := unix.ParseSocketControlMessage(oob)
+	for _, cm := range cms {
+		fds, _ := unix.ParseUnixRights(&cm)
+		for _, f := range fds {
+			if fd < 0 {
+				fd = f
+			} else {
+				unix.Close(f)
 			}
-		} else {
-			defer func() {
-				old.Size = unix.SizeofSchedAttr
-				if unix.SchedSetAttr(0, old, 0) != nil {
-					runtime.LockOSThread() // not back to the pool at SCHED_FIFO: ends with the goroutine
-				}
-			}()
 		}
 	}
+	return fd
+}
+
+// readEvents runs the events' thread: locked, at SCHED_FIFO when asked and
+// permitted (transport.Boost, which puts the thread back as it was at the
+// end), in a blocking read of the shared end, until Close shuts it.
+func (h *Holder) readEvents(opts Options, started chan struct{}) {
+	defer close(h.eventDone)
+	var b transport.Boost
+	b.Enter(opts.Priority)
+	defer b.Exit()
 	close(started)
 	var msg [msgSize]byte
 	for {
