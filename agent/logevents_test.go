@@ -168,10 +168,11 @@ func TestDuplicateNodeIDRealAgents(t *testing.T) {
 }
 
 // A cold start waiting for quorum: the log names who is missing, and a
-// write answers no_master (not not_found, though the table is empty).
+// write answers no_master (not not_found, though the table is empty); while
+// it waits for a master, the next request on its connection is served.
 func TestColdStartWaitingForQuorum(t *testing.T) {
 	old := requestTimeout
-	requestTimeout = 500 * time.Millisecond
+	requestTimeout = 2 * time.Second
 	defer func() { requestTimeout = old }()
 	ga, gb, port := testNet(t)
 	dir := t.TempDir()
@@ -190,6 +191,20 @@ func TestColdStartWaitingForQuorum(t *testing.T) {
 	c, err := client.Dial(ctx, cfg.Paths.Socket)
 	require.NoError(t, err)
 	defer c.Close()
-	_, err = c.Raise(ctx, "svc/anything", "cause", client.SevMajor)
-	require.ErrorIs(t, err, api.ErrNoMaster)
+	raised := make(chan error, 1)
+	go func() {
+		_, err := c.Raise(ctx, "svc/anything", "cause", client.SevMajor)
+		raised <- err
+	}()
+	// The waiting write has let the connection's next request be read
+	// (api.Proceed before it waits for a master): a Status on the same
+	// connection is answered while the Raise still waits, in far less
+	// than the 2 s the Raise waits (were it read only after the Raise's
+	// answer, it would take 1.9 s).
+	time.Sleep(100 * time.Millisecond)
+	t1 := time.Now()
+	_, err = c.Status(ctx)
+	require.NoError(t, err)
+	require.Less(t, time.Since(t1), time.Second, "the Status waited for the Raise")
+	require.ErrorIs(t, <-raised, api.ErrNoMaster)
 }
