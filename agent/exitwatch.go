@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/fmagent/fmagent/api"
-	"github.com/fmagent/fmagent/internal/beat"
 	"github.com/fmagent/fmagent/internal/connhold"
 	"github.com/fmagent/fmagent/transport"
 	"github.com/fmagent/fmagent/wire"
@@ -476,11 +475,6 @@ func (a *agent) exitDialLoop(done <-chan struct{}) {
 			case <-t.C:
 			default:
 			}
-		}
-		if wait == exitRecheck {
-			// The look without a cause: with the other passes
-			// (internal/beat), not at a wake-up of its own.
-			wait = beat.Until(beatBase, time.Now(), exitRecheck)
 		}
 		t.Reset(wait)
 	}

@@ -90,8 +90,7 @@ func (a *agent) openGuard() error {
 			}
 			return a.lastFence.Reason()
 		},
-		Log:  a.log.With("part", "watchdog"),
-		Base: beatBase, // its steps at the wake-ups of the other passes
+		Log: a.log.With("part", "watchdog"),
 	}
 	// The real-time loop receives, ticks and sends on one thread
 	// (rtloop.go): one loop, which must go round at least every interval.

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/fmagent/fmagent/config"
-	"github.com/fmagent/fmagent/internal/beat"
 	"github.com/fmagent/fmagent/transport"
 	"github.com/fmagent/fmagent/wire"
 )
@@ -224,15 +223,20 @@ func (a *agent) keepNice(done chan struct{}) {
 	})
 }
 
-// beatBase is the phase of the agent's periodic passes (internal/beat):
-// they fall on whole periods since it, so that passes of one period wake
-// the process once, not once each.
-var beatBase = time.Now()
-
-// every calls fn every period, on beatBase's phase, until done is closed
-// or fn returns false.
+// every calls fn every period until done is closed or fn returns false.
 func every(done chan struct{}, period time.Duration, fn func() bool) {
-	beat.Every(done, beatBase, period, func(time.Time) bool { return fn() })
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		if !fn() {
+			return
+		}
+	}
 }
 
 // holdP lets the real-time loop keep its P while it waits

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/fmagent/fmagent/internal/beat"
 )
 
 // Guard kicks every watchdog it has (a device, systemd's, both) from one
@@ -23,10 +21,6 @@ type Guard struct {
 	// Period is how often Step runs; Window how long a loop may be busy.
 	// Zero: derived from the kickers' timeouts (see Period).
 	Period, Window time.Duration
-	// Base is the phase of Run's steps (internal/beat): they fall at Base
-	// + k·Period, with the process's other periodic passes. Zero: the
-	// instant Run is called.
-	Base time.Time
 	// Check, if set, returns why the kicks must stop ("" to kick). It is
 	// called from Step.
 	Check func(now time.Time) string
@@ -176,19 +170,22 @@ func (g *Guard) Step(now time.Time) bool {
 	return kick
 }
 
-// Run calls Step every Period, at Base + k·Period, until done is closed.
+// Run calls Step every Period until done is closed.
 func (g *Guard) Run(done <-chan struct{}) {
 	g.mu.Lock()
 	g.init()
-	p, base := g.Period, g.Base
+	p := g.Period
 	g.mu.Unlock()
-	if base.IsZero() {
-		base = time.Now()
+	t := time.NewTicker(p)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-t.C:
+			g.Step(now)
+		}
 	}
-	beat.Every(done, base, p, func(now time.Time) bool {
-		g.Step(now)
-		return true
-	})
 }
 
 // Status is the last decision.
