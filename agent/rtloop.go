@@ -194,23 +194,12 @@ func (a *agent) setFIFO(prio int) error {
 
 // keepNice gives nice -20 to threads Go created since (those cloned from
 // the real-time loop's thread are at nice 0: its SCHED_FLAG_RESET_ON_FORK),
-// every second until done. A second in which Go's count of its threads
-// (runtime.ThreadCreateProfile) did not change is skipped, but not ten in a
-// row: a thread that ended and another started leave the count as it was.
-// The pass reads /proc/self/task and every thread's attributes, a fifth of
-// an idle agent's CPU outside its real-time loop and Go's monitor.
+// every second until done.
 func (a *agent) keepNice(done chan struct{}) {
 	if a.otherNice == 0 {
 		return
 	}
-	last, skipped := -1, 0
 	every(done, time.Second, func() bool {
-		m, _ := runtime.ThreadCreateProfile(nil)
-		if m == last && skipped < 9 {
-			skipped++
-			return true
-		}
-		last, skipped = m, 0
 		n, err := transport.KeepNice(a.otherNice)
 		if err != nil {
 			a.log.Warn("renicing the agent's threads", "err", err)
