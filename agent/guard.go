@@ -2,12 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/fmagent/fmagent/agent/core"
 	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/client"
 	"github.com/fmagent/fmagent/watchdog"
 	"github.com/fmagent/fmagent/wire"
 )
@@ -117,48 +118,21 @@ func apiProbeEvery(period time.Duration) time.Duration { return max(period/3, ti
 // the handler's lock, end to end).
 func (a *agent) apiProbe(done chan struct{}) {
 	p := a.apiEvery
-	var buf []byte
 	every(done, p, func() bool {
-		var err error
-		if buf, err = probeStatus(a.cfg.Paths.Socket, p, buf); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), p)
+		c, err := client.Dial(ctx, a.cfg.Paths.Socket)
+		if err == nil {
+			_, err = c.Status(ctx)
+			c.Close()
+		}
+		cancel()
+		if err == nil {
 			a.hAPI.Beat()
-		} else {
+		} else if !errors.Is(err, context.Canceled) {
 			a.log.Debug("API probe", "err", err)
 		}
 		return true
 	})
-}
-
-// probeStatus connects to the API at path, asks for the status and reads
-// the answer, all within d: one frame each way on a connection of its own,
-// in the calling goroutine. (Through the client library, the probe was
-// three quarters of an idle agent's CPU outside its real-time loop and
-// Go's monitor thread: the library's reading goroutine, its dial and its
-// buffers, on both sides a goroutine started and its stack grown, every
-// second; docs/bench.md.) buf is reused for the request.
-func probeStatus(path string, d time.Duration, buf []byte) ([]byte, error) {
-	nc, err := net.DialTimeout("unix", path, d)
-	if err != nil {
-		return buf, err
-	}
-	defer nc.Close()
-	if err := nc.SetDeadline(time.Now().Add(d)); err != nil {
-		return buf, err
-	}
-	buf = api.AppendFrame(buf[:0], api.Header{Version: api.Version, Op: api.OpStatus, ID: 1}, []byte("{}"))
-	if _, err := nc.Write(buf); err != nil {
-		return buf, err
-	}
-	h, body, err := api.ReadFrame(nc)
-	switch {
-	case err != nil:
-		return buf, err
-	case h.Op != api.OpStatus|api.OpReply || h.ID != 1:
-		return buf, fmt.Errorf("API probe: answered op %v, id %d", h.Op, h.ID)
-	case h.Flags&api.FlagError != 0:
-		return buf, fmt.Errorf("API probe: status answered with an error: %s", body)
-	}
-	return buf, nil
 }
 
 // bootAlarm raises the alarm "watchdog-reset" on this node's entity when

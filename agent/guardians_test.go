@@ -2,9 +2,7 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,7 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fmagent/fmagent/api"
-	"github.com/fmagent/fmagent/api/apitest"
 	"github.com/fmagent/fmagent/client"
 	"github.com/fmagent/fmagent/config"
 	"github.com/fmagent/fmagent/watchdog"
@@ -552,53 +549,4 @@ func TestAPIProbeEvery(t *testing.T) {
 	require.Equal(t, time.Second, apiProbeEvery(time.Second), "no watchdog: once a second, not three times")
 	require.Equal(t, 10*time.Second/3, apiProbeEvery(10*time.Second), "a watchdog of 30 s: three times a period")
 	require.Equal(t, time.Second, apiProbeEvery(2*time.Second), "a watchdog of 6 s: still at most once a second")
-}
-
-// The API probe: one status asked and answered on a connection of its own.
-// It fails for an error answer, for no listener, and for a listener that
-// never answers (within its deadline).
-func TestProbeStatus(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "api.sock")
-	ln, err := api.Listen(path, 0o600)
-	require.NoError(t, err)
-	fake := apitest.NewHandler()
-	srv := &api.Server{Handler: fake}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-
-	buf, err := probeStatus(path, 2*time.Second, nil)
-	require.NoError(t, err)
-	buf, err = probeStatus(path, 2*time.Second, buf)
-	require.NoError(t, err, "again, with the buffer reused")
-
-	fake.Hook = func(ctx context.Context, m string) error {
-		if m == "status" {
-			return errors.New("stuck")
-		}
-		return nil
-	}
-	_, err = probeStatus(path, 2*time.Second, buf)
-	require.ErrorContains(t, err, "answered with an error")
-
-	_, err = probeStatus(filepath.Join(dir, "nobody.sock"), 2*time.Second, buf)
-	require.Error(t, err)
-
-	mute := filepath.Join(dir, "mute.sock")
-	mln, err := net.Listen("unix", mute)
-	require.NoError(t, err)
-	defer mln.Close()
-	go func() {
-		for {
-			c, err := mln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	start := time.Now()
-	_, err = probeStatus(mute, 200*time.Millisecond, buf)
-	require.Error(t, err)
-	require.Less(t, time.Since(start), 5*time.Second, "bounded by its deadline")
 }
