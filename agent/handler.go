@@ -40,14 +40,9 @@ var _ api.Handler = (*handler)(nil)
 // write submits req to the master and waits for its result and for this
 // node's table to reach the result's seq. check, if not nil, runs under the
 // lock before the request is submitted, and may fill in the request.
-//
-// The request's deadline becomes a timer only where the request waits. A
-// timer added before the report has left is, on a processor with no
-// earlier timer, a wake-up of another of Go's threads
-// (runtime.wakeNetPoller): a futex call and a thread switch on the way of
-// every fault report to the master.
 func (a *agent) write(ctx context.Context, req core.Request, check func(*core.Request) error) (core.Result, error) {
-	deadline := time.Now().Add(requestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
 	a.mu.Lock()
 	for {
 		if a.stopping {
@@ -72,16 +67,19 @@ func (a *agent) write(ctx context.Context, req core.Request, check func(*core.Re
 		// rather than queue a request nobody can answer.
 		ch := a.masterCh
 		a.mu.Unlock()
-		if err := waitMaster(ctx, deadline, ch); err != nil {
-			return core.Result{}, err
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return core.Result{}, api.Errorf(api.ErrNoMaster, "no master in the cluster (waited %v)", requestTimeout)
+			}
+			return core.Result{}, ctx.Err()
 		}
 		a.mu.Lock()
 	}
 	ch := make(chan core.Result, 1)
 	id := a.submitOffLoop(req, ch)
 	a.mu.Unlock()
-	ctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
 
 	var res core.Result
 	select {
@@ -110,21 +108,6 @@ func (a *agent) write(ctx context.Context, req core.Request, check func(*core.Re
 		return res, err
 	}
 	return res, nil
-}
-
-// waitMaster waits until ch (a.masterCh) is closed: a master is known.
-func waitMaster(ctx context.Context, deadline time.Time, ch <-chan struct{}) error {
-	ctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return api.Errorf(api.ErrNoMaster, "no master in the cluster (waited %v)", requestTimeout)
-		}
-		return ctx.Err()
-	}
 }
 
 // waitSeq waits until this node's table has applied seq.

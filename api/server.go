@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -337,11 +336,9 @@ func (s *Server) serveConn(nc net.Conn, cred Cred) {
 				}
 				break
 			}
-			if !frameBuffered(br) {
-				nc.SetReadDeadline(time.Now().Add(lim.FrameTimeout))
-				if ctx.Err() != nil {
-					break
-				}
+			nc.SetReadDeadline(time.Now().Add(lim.FrameTimeout))
+			if ctx.Err() != nil {
+				break
 			}
 			h, body, err := ReadFrame(br)
 			if err != nil && isTimeout(err) && ctx.Err() == nil {
@@ -423,25 +420,6 @@ func (s *Server) serveConn(nc net.Conn, cred Cred) {
 	}
 	readFrames()
 	<-ended
-}
-
-// frameBuffered reports whether br holds a whole frame already, so that
-// reading it cannot wait for the client and needs no FrameTimeout. A
-// request almost always arrives whole, and a deadline set is a runtime
-// timer added: on a processor without an earlier timer, that wakes
-// another of Go's threads (runtime.wakeNetPoller), a futex system call
-// and a thread switch on the way of every fault report to the master
-// (traced on five agents on loopback, December 2026).
-func frameBuffered(br *bufio.Reader) bool {
-	n := br.Buffered()
-	if n < HeaderSize {
-		return false
-	}
-	hb, err := br.Peek(HeaderSize)
-	if err != nil {
-		return false
-	}
-	return uint64(n) >= HeaderSize+uint64(binary.BigEndian.Uint32(hb[12:16]))
 }
 
 // replyOp is the op of a reply to a frame with op o.
