@@ -196,15 +196,22 @@ func TestColdStartWaitingForQuorum(t *testing.T) {
 		_, err := c.Raise(ctx, "svc/anything", "cause", client.SevMajor)
 		raised <- err
 	}()
-	// The waiting write has let the connection's next request be read
-	// (api.Proceed before it waits for a master): a Status on the same
-	// connection is answered while the Raise still waits, in far less
-	// than the 2 s the Raise waits (were it read only after the Raise's
-	// answer, it would take 1.9 s).
-	time.Sleep(100 * time.Millisecond)
-	t1 := time.Now()
-	_, err = c.Status(ctx)
-	require.NoError(t, err)
-	require.Less(t, time.Since(t1), time.Second, "the Status waited for the Raise")
+	// The server reads a connection's next request while the one before
+	// waits (api.Server: the reader starts the next reader before it
+	// handles a request): a Status on the same connection is answered
+	// while the Raise still waits for a master. Were it read only after
+	// the Raise's answer (2 s), it could not be answered within its own
+	// deadline of 1 s, and nothing but the Raise's answer could come
+	// first.
+	time.Sleep(100 * time.Millisecond) // the Raise sent first
+	sctx, scancel := context.WithTimeout(ctx, time.Second)
+	defer scancel()
+	_, err = c.Status(sctx)
+	require.NoError(t, err, "the Status waited for the Raise")
+	select {
+	case err := <-raised:
+		t.Fatalf("the Raise answered before the Status: %v", err)
+	default:
+	}
 	require.ErrorIs(t, <-raised, api.ErrNoMaster)
 }
