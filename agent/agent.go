@@ -215,6 +215,8 @@ type agent struct {
 
 	apiSrv atomic.Pointer[api.Server] // a.srv, for the metrics goroutine
 
+	damonSchemes atomic.Int64 // DAMON schemes the kernel runs on this host, seen at start (hostcheck.go)
+
 	waiter    transport.BindWaiter // the real-time loop's one blocking point
 	rtPrio    int                  // SCHED_FIFO priority of the real-time loop; 0: not permitted or not asked
 	exit      *exitWatch           // the connections that tell a process's end at once (exitwatch.go)

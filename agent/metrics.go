@@ -217,6 +217,9 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 	r.GaugeFunc("fmagent_cpus_pinned", "How many CPUs every thread of the agent is pinned to (realtime.cpus); 0: not pinned.", func() float64 {
 		return float64(len(a.pinned))
 	})
+	r.GaugeFunc("fmagent_host_damon_schemes", "DAMON schemes the kernel ran on this host at the agent's start (kdamonds with schemes, built-in scheme modules): above 0, kdamond can hold the agent's memory-map locks while kept off a busy CPU, and the real-time loop then waits at a page fault (see the start-up warning).", func() float64 {
+		return float64(a.damonSchemes.Load())
+	})
 	r.GaugeFunc("fmagent_memory_locked", "1 when mlockall succeeded at start.", func() float64 {
 		if a.memLocked {
 			return 1

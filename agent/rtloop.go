@@ -126,6 +126,7 @@ func (a *agent) rtSetup() error {
 		return err
 	}
 	a.warnOneCPU()
+	a.warnDAMON("/")
 	tuneGC()
 	a.log.Info("real-time path", "sched_fifo", a.rtPrio > 0, "priority", a.rtPrio, "other_threads_nice", a.otherNice, "mlockall", a.memLocked,
 		"cpus", a.pinned, "gc_percent", gcPercentNow(), "profile", a.cfg.Timing.Profile, "interval", a.cfg.Timing.Interval, "misses", a.cfg.Timing.Misses)
