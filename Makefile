@@ -16,8 +16,11 @@ LDFLAGS  := -X github.com/fmagent/fmagent/version.Version=$(VERSION)
 build: bins
 	$(MAKE) -C shmem/c all
 
+# Without cgo, as the package is built (make deb): nothing here needs it,
+# and with it every thread of the agent comes from pthread_create, whose
+# stack is an mmap (bench/cluster.go, BuildEnv, says why that matters).
 bins:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 # ---- install and package (docs/install.md) ----
 # make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc]

@@ -23,6 +23,7 @@ import (
 // BuildAgent builds cmd/fmagent from this module into dir and returns the
 // binary's path. It needs the go tool and must run inside the module (the
 // package's directory when under go test, the module root for go run).
+// It builds without cgo (BuildEnv), as the Debian package does.
 func BuildAgent(dir string) (string, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -30,11 +31,22 @@ func BuildAgent(dir string) (string, error) {
 	}
 	out := filepath.Join(dir, "fmagent")
 	cmd := exec.Command(goTool, "build", "-o", out, "github.com/fmagent/fmagent/cmd/fmagent")
+	cmd.Env = BuildEnv()
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("bench: building fmagent: %v\n%s", err, b)
 	}
 	return out, nil
 }
+
+// BuildEnv is the environment the agent is built in for measurements:
+// this process's, with CGO_ENABLED=0, as `make bins` and `make deb` build
+// it, so that what is measured is what ships. With cgo (the go tool's
+// default where a C compiler is installed) every thread of the agent
+// comes from pthread_create, whose 8 MiB stack is an mmap and an mprotect:
+// two more writers of the agent's memory-map lock each time Go starts a
+// thread, which a real-time thread's page fault can wait behind
+// (agent/hostcheck.go; docs/bench.md, "4 December 2026, afternoon").
+func BuildEnv() []string { return append(os.Environ(), "CGO_ENABLED=0") }
 
 // cluster is N fmagent processes on lo, each with its own state directory,
 // socket and shared-memory segment, all under one temporary directory.

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"debug/buildinfo"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -398,5 +399,23 @@ fmagent_rt_profile_overruns_total 3
 	}
 	if c != (agentCounters{sent: 22, received: 5, peerDowns: 2, elections: 1, overruns: 3}) {
 		t.Errorf("%+v", c)
+	}
+}
+
+// The agent the benchmarks measure is built as the package ships it:
+// without cgo (BuildEnv).
+func TestBuiltAgentHasNoCgo(t *testing.T) {
+	info, err := buildinfo.ReadFile(testAgent(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cgo string
+	for _, s := range info.Settings {
+		if s.Key == "CGO_ENABLED" {
+			cgo = s.Value
+		}
+	}
+	if cgo != "0" {
+		t.Fatalf("the built agent's CGO_ENABLED is %q, want \"0\"", cgo)
 	}
 }

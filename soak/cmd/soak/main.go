@@ -73,7 +73,9 @@ func main() {
 		}
 		defer os.RemoveAll(dir)
 		*agent = filepath.Join(dir, "fmagent")
-		if out, err := exec.Command("go", "build", "-o", *agent, "github.com/fmagent/fmagent/cmd/fmagent").CombinedOutput(); err != nil {
+		build := exec.Command("go", "build", "-o", *agent, "github.com/fmagent/fmagent/cmd/fmagent")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0") // as make bins and the package build it (bench.BuildEnv says why)
+		if out, err := build.CombinedOutput(); err != nil {
 			fail(fmt.Errorf("building fmagent: %v\n%s", err, out))
 		}
 	}
