@@ -29,8 +29,8 @@ import (
 // not run again for 885 ms; the first thread it woke was one of the
 // agent's, which then woke the real-time loop, asleep 245 ms in the
 // kernel. In other runs the loop slept 408 ms in a page fault
-// (lock_mm_and_find_vma) behind a thread of the agent in mmap, itself woken
-// by kdamond after 448 ms, and real-time threads slept 69–89 ms in mmap
+// (lock_mm_and_find_vma), woken by another thread of the agent that kdamond
+// woke after 448 ms, and real-time threads slept 69–89 ms in mmap
 // (vma_prepare's down_write), woken by kdamond: false downs each time. The
 // Go runtime maps memory now and then whatever the agent does (its heap, the
 // garbage collector's mark bits and queues, thread stacks), so the agent
