@@ -50,8 +50,7 @@ var damonModules = []string{"damon_reclaim", "damon_lru_sort"}
 // readable.
 func damonSchemes(root string) []string {
 	var out []string
-	dirs, _ := filepath.Glob(filepath.Join(root, damonAdmin, "[0-9]*"))
-	slices.SortFunc(dirs, func(a, b string) int { return strings.Compare(a, b) })
+	dirs, _ := filepath.Glob(filepath.Join(root, damonAdmin, "[0-9]*")) // sorted
 	for _, d := range dirs {
 		if readTrim(filepath.Join(d, "state")) != "on" {
 			continue
