@@ -180,12 +180,12 @@ type agent struct {
 	saverWG  sync.WaitGroup
 	bulkq    chan *bulkJob // snapshot bursts sent off the lock (bulkLoop)
 	bulkFree chan *bulkJob // jobs sent, for queueBulk to fill again
-	saveMu   sync.Mutex    // orders saves; guards diskInc and diskEp
-	diskInc  uint64        // the incarnation last written (the reserve's end: persist.ReserveIncarnations)
-	diskEp   uint64        // the highest epoch written (never goes back either)
+	saveMu   sync.Mutex    // orders the state file's saves (save)
 	// durableInc and durableEp: what the state file holds for certain (the
-	// last save that succeeded): a Ready that carries no more than them
-	// need not wait for a save (mustSaveFirst).
+	// last save that succeeded; every save of it is synced): a Ready that
+	// carries no more than them need not wait for a save (mustSaveFirst).
+	// The incarnation is the reserve's end (persist.ReserveIncarnations);
+	// neither ever goes back. Written under saveMu.
 	durableInc atomic.Uint64
 	durableEp  atomic.Uint64
 	scratch    shmem.Entity
@@ -274,8 +274,7 @@ func (a *agent) start() error {
 	}
 
 	inc, err := persist.NextIncarnation(a.stateDir, persist.ReserveIncarnations)
-	a.diskInc = inc + persist.ReserveIncarnations
-	a.durableInc.Store(a.diskInc)
+	a.durableInc.Store(inc + persist.ReserveIncarnations)
 	a.saveq = make(chan core.Persist, 1)
 	a.bulkq = make(chan *bulkJob, 4)
 	a.bulkFree = make(chan *bulkJob, cap(a.bulkq)+1)
@@ -286,7 +285,6 @@ func (a *agent) start() error {
 	if err != nil {
 		return fmt.Errorf("agent: state directory %s: %w", a.stateDir, err)
 	}
-	a.diskEp = st.Epoch
 	a.durableEp.Store(st.Epoch)
 	members := make([]wire.NodeID, len(st.Members))
 	for i, m := range st.Members {

@@ -149,9 +149,9 @@ func (a *agent) mustSaveFirst(p *core.Persist, mustSync bool) bool {
 // saveLater keeps a state that need not be on disk before anything is sent
 // (a new membership generation) for the saver goroutine, to which the
 // real-time loop hands it once the table's readers have had the CPUs
-// (handOffQuiet): its fsyncs must not hold a.mu, which heartbeats and
-// receives wait for (on a loaded disk an fsync takes hundreds of
-// milliseconds). Only the latest state matters: an older one still kept
+// (handOffQuiet): its write must not hold a.mu, which heartbeats and
+// receives wait for (on a loaded disk a write may wait for the file
+// system's journal, and an fsync takes hundreds of milliseconds). Only the latest state matters: an older one still kept
 // or waiting is replaced. At shutdown (the loop has stopped) it is queued
 // at once. mu held.
 func (a *agent) saveLater(p *core.Persist) {
@@ -182,29 +182,19 @@ func (a *agent) queueSave(st core.Persist) {
 	}
 }
 
-// saverLoop writes the states handed to it (queueSave), until q is closed: on the
-// background thread (a.bg), off the real-time loop's thread.
+// saverLoop writes the membership states handed to it (queueSave) to the
+// membership file, until q is closed: on the background thread (a.bg), off
+// the real-time loop's thread.
 func (a *agent) saverLoop(q <-chan core.Persist) {
 	for st := range q {
 		if a.bg != nil {
 			// A failure is logged: coming back behind on the
 			// membership generation is safe.
-			a.bg.Do(func() { _ = a.save(&st, false) })
+			a.bg.Do(func() { _ = a.saveMembers(&st) })
 		} else {
-			_ = a.save(&st, false)
+			_ = a.saveMembers(&st)
 		}
 	}
-}
-
-// saveNow saves p before anything more is sent (mu held): a new
-// incarnation or epoch. The background thread may be in the middle of a
-// save (saveMu); it is hurried to the agent's priority meanwhile (a no-op
-// while it runs at that priority, as it does by default: backgroundNice).
-func (a *agent) saveNow(p *core.Persist) error {
-	if a.bg != nil {
-		defer a.bg.Hurry(a.otherNice)()
-	}
-	return a.save(p, true)
 }
 
 // ErrNotDurable is returned by Run when a new incarnation or epoch of this
@@ -271,47 +261,59 @@ func (a *agent) startBackground() {
 	a.bg = bg
 }
 
-// save writes the persisted state: synced (persist.Save: a slot
-// overwritten, fdatasync) with mu held for what must be on disk before
-// anything carries it (mustSaveFirst), and unsynced (persist.SaveUnsynced)
-// by the saver goroutine otherwise: what it writes (a membership
-// generation) is safe to lose in a crash, and a flush of it on a busy disk
-// held the state file's lock for hundreds of milliseconds while the loop
-// waited to save an epoch it followed (the listers soak, 3 December 2026).
-// saveMu orders the two, and the incarnation on disk never goes back (a
-// queued older state written after a newer one keeps the newer's). Only a
-// synced save moves what the disk is known to hold (durableInc, durableEp).
-func (a *agent) save(p *core.Persist, synced bool) error {
+// saveNow writes p to the state file before anything more is sent (mu
+// held), synced (persist.Save: a slot overwritten, fdatasync): a new
+// incarnation or epoch (mustSaveFirst). saveMu orders the saves (the
+// loop's, and saveLater's at shutdown), and the incarnation on disk never
+// goes back. It shares no lock and no file with the saver goroutine's
+// membership saves (saveMembers), which a busy disk may keep waiting.
+func (a *agent) saveNow(p *core.Persist) error {
 	a.saveMu.Lock()
 	defer a.saveMu.Unlock()
-	inc := max(p.Incarnation, a.diskInc)
-	if p.Incarnation > a.diskInc {
+	diskInc := a.durableInc.Load()
+	inc := max(p.Incarnation, diskInc)
+	if p.Incarnation > diskInc {
 		// Past the reserve (mustSaveFirst saves it first): a new one.
 		inc = p.Incarnation + persist.ReserveIncarnations
 	}
-	st := persist.State{Incarnation: inc, Generation: p.Generation, Members: make([]uint32, len(p.Members)), Epoch: max(p.Epoch, a.diskEp)}
-	for i, m := range p.Members {
-		st.Members[i] = uint32(m)
-	}
-	write := persist.Save
-	if !synced {
-		write = persist.SaveUnsynced
-	}
-	if err := write(a.stateDir, st); err != nil {
+	st := persist.State{Incarnation: inc, Generation: p.Generation, Members: members32(p.Members), Epoch: max(p.Epoch, a.durableEp.Load())}
+	if err := persist.Save(a.stateDir, st); err != nil {
 		a.m.persistErrors.Inc()
-		a.log.Error("persisting state", "err", err, "generation", p.Generation, "synced", synced)
+		a.log.Error("persisting state", "err", err, "generation", p.Generation, "synced", true)
 		return err
 	}
 	// Only once written: a failed save must not make the next one take
 	// the reserve for renewed.
-	a.diskInc = inc
-	a.diskEp = st.Epoch
-	if synced {
-		a.durableInc.Store(inc)
-		a.durableEp.Store(st.Epoch)
-	}
-	a.log.Info("persisted", "incarnation", p.Incarnation, "generation", p.Generation, "members", st.Members, "synced", synced)
+	a.durableInc.Store(inc)
+	a.durableEp.Store(st.Epoch)
+	a.log.Info("persisted", "incarnation", p.Incarnation, "generation", p.Generation, "members", st.Members, "synced", true)
 	return nil
+}
+
+// saveMembers writes p's membership generation and members to the
+// membership file, unsynced (persist.SaveMembers): what it holds is safe to
+// lose in a crash. Until 4 December 2026 these saves went to the state
+// file, under the lock the loop's saves of an epoch take: a flushed one on
+// a busy disk held it for hundreds of milliseconds (the listers soak, 3
+// December 2026), an unflushed one once 79 ms in ext4's journal.
+func (a *agent) saveMembers(p *core.Persist) error {
+	members := members32(p.Members)
+	if err := persist.SaveMembers(a.stateDir, p.Generation, members); err != nil {
+		a.m.persistErrors.Inc()
+		a.log.Error("persisting state", "err", err, "generation", p.Generation, "synced", false)
+		return err
+	}
+	a.log.Info("persisted", "generation", p.Generation, "members", members, "synced", false)
+	return nil
+}
+
+// members32 is ms as the state files keep them.
+func members32(ms []wire.NodeID) []uint32 {
+	out := make([]uint32, len(ms))
+	for i, m := range ms {
+		out[i] = uint32(m)
+	}
+	return out
 }
 
 // send sends ps (but the bulk sender's, if bulk): each multicast on the

@@ -1,14 +1,20 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
+	"github.com/fmagent/fmagent/persist"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -96,4 +102,111 @@ func TestNotDurableStops(t *testing.T) {
 		st, _ := heir.state(fmt.Sprintf("node/%d", broken.id))
 		return h.Master == wire.NodeID(heir.id) && h.Epoch > epoch && st == wire.StateDown
 	})
+}
+
+// TestEpochSavedWhileMembershipSaveWaits: the membership saves (the saver
+// goroutine's, persist.SaveMembers) share no lock with the saves of an
+// epoch the real-time loop must have on disk before it sends, so a
+// membership save that cannot finish (here its file's lock held by the
+// test, as a busy disk would keep its write) does not stop the heir from
+// taking over. Four real agents on lo; the heir's membership file is
+// locked, a node that is neither master nor heir is stopped (the heir's
+// saver is then stuck with the new membership), then the master.
+func TestEpochSavedWhileMembershipSaveWaits(t *testing.T) {
+	tc := startCluster(t, 4)
+	for _, nd := range tc.nodes {
+		waitShm(t, nd, 10*time.Second, "cluster formed", func() bool {
+			if nd.shm.Header().Master == 0 {
+				return false
+			}
+			for i := 1; i <= 4; i++ {
+				if st, _ := nd.state(fmt.Sprintf("node/%d", i)); st != wire.StateUp {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	master := tc.nodes[0].shm.Header().Master
+	var vice wire.NodeID
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		st, err := tc.nodes[0].client(t).Status(ctx)
+		if err != nil || st.Vice == 0 {
+			return false
+		}
+		vice = st.Vice
+		return true
+	}, 5*time.Second, 20*time.Millisecond, "a vice-master")
+	heir := tc.nodes[vice-1]
+	t.Logf("master %d, heir %d", master, vice)
+	epoch := heir.shm.Header().Epoch
+
+	dir := heir.cfg.Paths.StateDir
+	lf, err := os.OpenFile(filepath.Join(dir, persist.MembersFileName+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	require.NoError(t, err)
+	require.NoError(t, unix.Flock(int(lf.Fd()), unix.LOCK_EX))
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			require.NoError(t, lf.Close()) // releases the lock
+		}
+	}
+	defer release()
+	before, _ := os.ReadFile(persist.MembersPath(dir))
+
+	var other *testNode
+	for _, nd := range tc.nodes {
+		if id := wire.NodeID(nd.id); id != master && id != vice {
+			other = nd
+			break
+		}
+	}
+	other.cancel()
+	waitShm(t, heir, 5*time.Second, "the stopped node down at the heir", func() bool {
+		st, _ := heir.state(fmt.Sprintf("node/%d", other.id))
+		return st == wire.StateDown
+	})
+	var fi unix.Stat_t
+	require.NoError(t, unix.Fstat(int(lf.Fd()), &fi))
+	require.Eventually(t, func() bool { return flockWaiter(t, fi.Ino) },
+		5*time.Second, 5*time.Millisecond, "the heir's saver waiting for the membership file's lock")
+	tc.nodes[master-1].cancel()
+
+	waitShm(t, heir, 5*time.Second, "the heir reigning, the old master down", func() bool {
+		h := heir.shm.Header()
+		st, _ := heir.state(fmt.Sprintf("node/%d", master))
+		return h.Master == wire.NodeID(heir.id) && h.Epoch > epoch && st == wire.StateDown
+	})
+	st, err := persist.Load(dir)
+	require.NoError(t, err)
+	require.Greater(t, st.Epoch, epoch, "the new epoch on disk")
+	during, _ := os.ReadFile(persist.MembersPath(dir))
+	require.Equal(t, before, during, "the membership file untouched while its lock is held")
+
+	// Released, the membership save that waited lands.
+	release()
+	require.Eventually(t, func() bool {
+		after, _ := os.ReadFile(persist.MembersPath(dir))
+		return !bytes.Equal(before, after)
+	}, 5*time.Second, 10*time.Millisecond, "the membership saved once its file's lock is free")
+}
+
+// flockWaiter reports whether /proc/locks shows a process waiting for a
+// flock on the file of inode ino (a line "N: -> FLOCK ... MAJ:MIN:INO ...").
+func flockWaiter(t *testing.T, ino uint64) bool {
+	b, err := os.ReadFile("/proc/locks")
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 7 || f[1] != "->" || f[2] != "FLOCK" {
+			continue
+		}
+		if dev := strings.Split(f[6], ":"); len(dev) == 3 && dev[2] == strconv.FormatUint(ino, 10) {
+			return true
+		}
+	}
+	return false
 }

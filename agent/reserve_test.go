@@ -13,14 +13,16 @@ import (
 	"github.com/fmagent/fmagent/agent/core"
 	fmmetrics "github.com/fmagent/fmagent/metrics"
 	"github.com/fmagent/fmagent/persist"
+	"github.com/fmagent/fmagent/wire"
 )
 
 // A Ready whose incarnation is within the reserve on disk, or whose epoch
 // the disk holds, leaves without a save first; past the reserve, or with an
 // epoch the core asks to be durable and the disk lacks, it is saved first,
 // and the save renews the reserve. A save that fails leaves the next Ready
-// to be saved first again, as does an unsynced save (the membership
-// saver's): the disk's, not the attempt's, is what counts.
+// to be saved first again: the disk's, not the attempt's, is what counts.
+// The membership saver's saves go to a file of their own and never make an
+// epoch or incarnation durable.
 func TestIncarnationReserved(t *testing.T) {
 	const r = persist.ReserveIncarnations
 	dir := t.TempDir()
@@ -28,7 +30,6 @@ func TestIncarnationReserved(t *testing.T) {
 	require.NoError(t, err)
 	a := &agent{log: slog.New(slog.NewTextHandler(io.Discard, nil)), stateDir: dir,
 		m: &agentMetrics{persistErrors: fmmetrics.NewRegistry().Counter("e", "e")}}
-	a.diskInc = inc + r
 	a.durableInc.Store(inc + r)
 
 	// Fenced: rejoining under the next incarnations, reserved already.
@@ -53,14 +54,17 @@ func TestIncarnationReserved(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(7), st.Epoch)
 
-	// The membership saver's unsynced save of a new epoch does not make it
-	// durable: the Ready that carries it is still saved first.
-	p = &core.Persist{Incarnation: inc + r + 1, Epoch: 8}
-	require.NoError(t, a.save(p, false))
+	// The membership saver's save of a state with a new epoch writes the
+	// membership only: the Ready that carries the epoch is still saved
+	// first.
+	p = &core.Persist{Incarnation: inc + r + 1, Generation: 5, Members: []wire.NodeID{1, 2}, Epoch: 8}
+	require.NoError(t, a.saveMembers(p))
 	st, err = persist.Load(dir)
 	require.NoError(t, err)
-	assert.Equal(t, uint64(8), st.Epoch, "written")
-	assert.True(t, a.mustSaveFirst(p, true), "but not known to be on disk")
+	assert.Equal(t, uint64(7), st.Epoch, "the epoch not written")
+	assert.Equal(t, uint64(5), st.Generation, "the membership written")
+	assert.Equal(t, []uint32{1, 2}, st.Members)
+	assert.True(t, a.mustSaveFirst(p, true), "nor known to be on disk")
 	require.NoError(t, a.saveNow(p))
 	assert.False(t, a.mustSaveFirst(p, true))
 

@@ -40,17 +40,27 @@
 // the next Save replaces it. An agent older than version 3 refuses a
 // version 3 file as corrupt.
 //
-// SaveUnsynced writes a state nothing waits on (the membership generation,
-// safe to lose in a crash) without the flush: into the slot that holds no
-// durable save, so the other keeps the last synced one. The next save of
-// this process, synced or not, rewrites that same slot, so a save is never
-// written over the only durable one; and a process's first save (or
-// NextIncarnation) first flushes the file, which may hold an unsynced save
-// of the process before it.
+// The membership generation and members, which nothing waits on (safe to
+// lose in a crash: a node that comes back behind on them is what the
+// amnesia guard treats as the safe side), are also written, more often and
+// without the flush, to a file of their own, <dir>/members (SaveMembers),
+// of the same layout, its incarnation and epoch zero, under its own lock
+// <dir>/members.lock. Load takes the generation and members of whichever
+// file holds the higher generation (a node's generation only grows). Sharing
+// no file and no lock, a membership save that a busy disk keeps waiting
+// never holds up a save of an epoch or incarnation, which the agent makes
+// on its real-time loop.
+//
+// A save without the flush goes into the slot that holds no durable save,
+// so the other keeps the last synced one. The next save of this process to
+// that file, synced or not, rewrites that same slot, so a save is never
+// written over the only durable one; and a process's first save to a file
+// (or NextIncarnation) first flushes the file, which may hold an unsynced
+// save of the process before it.
 //
 // Saves (and NextIncarnation's read-increment-write) are serialized
-// between processes with flock on <dir>/state.lock. Agents sharing a host
-// must have their own state directories.
+// between processes, and between goroutines, with flock on the file's lock
+// file. Agents sharing a host must have their own state directories.
 package persist
 
 import (
@@ -71,6 +81,10 @@ const (
 	// FileName is the state file's name in the state directory.
 	FileName = "state"
 	lockName = "state.lock"
+	// MembersFileName is the membership file's name in the state
+	// directory (SaveMembers).
+	MembersFileName = "members"
+	membersLockName = "members.lock"
 	// MaxMembers bounds the persisted membership.
 	MaxMembers = 4096
 
@@ -101,23 +115,37 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Path is the state file's path in dir.
 func Path(dir string) string { return filepath.Join(dir, FileName) }
 
-// Load reads the state in dir. A missing file (or directory) is the zero
-// State and no error; a file that is short, has the wrong magic or version
-// or fails its checksum is an error naming the file and wrapping ErrCorrupt.
+// MembersPath is the membership file's path in dir.
+func MembersPath(dir string) string { return filepath.Join(dir, MembersFileName) }
+
+// Load reads the state in dir: the state file's, with the generation and
+// members of the membership file when it holds a higher generation. A
+// missing file (or directory) is the zero State and no error; a file that
+// is short, has the wrong magic or version or fails its checksum is an
+// error naming the file and wrapping ErrCorrupt.
 func Load(dir string) (State, error) {
-	p := Path(dir)
-	b, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return State{}, nil
-	}
+	s, err := loadFile(Path(dir), decodeState)
 	if err != nil {
-		return State{}, fmt.Errorf("persist: %w", err)
+		return State{}, err
 	}
+	m, err := loadFile(MembersPath(dir), decodeState)
+	if err != nil {
+		return State{}, err
+	}
+	var st State
+	if s != nil {
+		st = *s
+	}
+	if m != nil && m.Generation > st.Generation {
+		st.Generation, st.Members = m.Generation, m.Members
+	}
+	return st, nil
+}
+
+// decodeState decodes a state (or membership) file.
+func decodeState(b []byte) (*State, error) {
 	s, _, _, err := decodeFile(b)
-	if err != nil {
-		return State{}, fmt.Errorf("persist: %s: %w: %v", p, ErrCorrupt, err)
-	}
-	return s, nil
+	return &s, err
 }
 
 // decodeFile decodes a state file: the valid slot with the higher sequence
@@ -242,52 +270,74 @@ func encode(s State, seq uint64) ([]byte, error) {
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
 
-// Save writes s to dir atomically and durably (see the package doc),
-// creating dir (mode 0700) if needed.
-func Save(dir string, s State) error { return lockedSave(dir, s, true) }
-
-// SaveUnsynced writes s as Save does but does not wait for the disk: a
-// crash of the machine may lose it (never the last save synced before it;
-// see the package doc). For a state that promises nothing, such as the
-// membership generation the amnesia guard is safe to come back behind on:
-// a membership save a slow disk kept for hundreds of milliseconds held the
-// state file's lock all that time, and the real-time loop's next save of
-// an epoch waited for it (docs/bench.md, 3 December 2026).
-func SaveUnsynced(dir string, s State) error { return lockedSave(dir, s, false) }
-
-// lockedSave is save under dir's lock.
-func lockedSave(dir string, s State, synced bool) error {
+// Save writes s to dir's state file atomically and durably (see the
+// package doc), creating dir (mode 0700) if needed.
+func Save(dir string, s State) error {
 	unlock, err := lock(dir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	return save(dir, s, synced)
+	return save(dir, FileName, s, true)
 }
 
-// stateFiles is what this process knows of the state files it wrote
-// (under their lock): for each directory, the slot it last wrote without
-// the flush (-1: none, every save of it synced). A directory not in the
-// map was not written by this process yet.
-var stateFiles = struct {
+// SaveMembers writes a membership generation and its members to dir's
+// membership file, as Save does the state but without waiting for the disk:
+// a crash of the machine may lose it (never the last save flushed before
+// it; see the package doc), and the node then comes back behind on its
+// membership, which the amnesia guard treats as the safe side. Until 4
+// December 2026 these saves went to the state file, under its lock: one
+// that a busy disk kept waiting (for hundreds of milliseconds, flushed;
+// 79 ms once, unflushed, in ext4's journal) held up the real-time loop's
+// next save of an epoch, made under the agent's lock (docs/bench.md, 3
+// December 2026).
+func SaveMembers(dir string, generation uint64, members []uint32) error {
+	unlock, err := lockFile(dir, membersLockName)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return save(dir, MembersFileName, State{Generation: generation, Members: members}, false)
+}
+
+// slotFiles is what this process knows of the files of two slots it wrote
+// (each under its lock): for each file's path, the slot it last wrote
+// without the flush (-1: none, every save of it synced). A file not in the
+// map was not written by this process yet. The mutex guards the map only:
+// the file's lock serializes its saves, and a save of one file must never
+// wait for the disk on another's behalf.
+var slotFiles = struct {
 	sync.Mutex
 	unsynced map[string]int
 }{unsynced: map[string]int{}}
 
-// save writes s (the caller holds the lock), synced (flushed before it
-// returns) or not: over a slot of a version 3 file, or as a new file. The
-// slot is the older one, unless this process wrote a slot without the
-// flush: that one again, so the slot the last synced save is in is never
-// overwritten while the other may not be on disk.
-func save(dir string, s State, synced bool) error {
-	p := Path(dir)
+// unsyncedSlot is slotFiles' entry for p (known: there is one).
+func unsyncedSlot(p string) (slot int, known bool) {
+	slotFiles.Lock()
+	defer slotFiles.Unlock()
+	slot, known = slotFiles.unsynced[p]
+	return slot, known
+}
+
+// setUnsyncedSlot records slot as p's unsynced one (-1: none).
+func setUnsyncedSlot(p string, slot int) {
+	slotFiles.Lock()
+	slotFiles.unsynced[p] = slot
+	slotFiles.Unlock()
+}
+
+// save writes s to dir/name (the caller holds its lock), synced (flushed
+// before it returns) or not: over a slot of a version 3 file, or as a new
+// file. The slot is the older one, unless this process wrote a slot without
+// the flush: that one again, so the slot the last synced save is in is
+// never overwritten while the other may not be on disk.
+func save(dir, name string, s State, synced bool) error {
+	p := filepath.Join(dir, name)
 	old, err := os.ReadFile(p)
 	if err == nil && len(old) == 2*SlotSize {
 		if _, slot, seq, derr := decodeFile(old); derr == nil && slot >= 0 {
-			stateFiles.Lock()
-			defer stateFiles.Unlock()
 			target := 1 - slot
-			u, known := stateFiles.unsynced[dir]
+			u, known := unsyncedSlot(p)
 			switch {
 			case !known:
 				// Not written by this process yet: an earlier one may
@@ -300,13 +350,13 @@ func save(dir string, s State, synced bool) error {
 				target = u
 			}
 			if err := overwriteSlot(p, target, s, seq+1, synced); err != nil {
-				stateFiles.unsynced[dir] = target // written in part, maybe: not durable
+				setUnsyncedSlot(p, target) // written in part, maybe: not durable
 				return err
 			}
 			if synced {
-				stateFiles.unsynced[dir] = -1
+				setUnsyncedSlot(p, -1)
 			} else {
-				stateFiles.unsynced[dir] = target
+				setUnsyncedSlot(p, target)
 			}
 			return nil
 		}
@@ -322,12 +372,10 @@ func save(dir string, s State, synced bool) error {
 	copy(b, rec)
 	// A new file is always synced (its creation is rare: once per state
 	// directory, or after a corrupt file).
-	if err := replaceFile(dir, FileName, b); err != nil {
+	if err := replaceFile(dir, name, b); err != nil {
 		return err
 	}
-	stateFiles.Lock()
-	stateFiles.unsynced[dir] = -1
-	stateFiles.Unlock()
+	setUnsyncedSlot(p, -1)
 	return nil
 }
 
@@ -419,10 +467,11 @@ func NextIncarnation(dir string, reserve uint64) (uint64, error) {
 		next = uint64(t)
 	}
 	s.Incarnation = next + reserve
-	if err := save(dir, s, true); err != nil {
+	if err := save(dir, FileName, s, true); err != nil {
 		return 0, err
 	}
 	removeLeftovers(dir, FileName) // once a boot: what a crashed creation left
+	removeLeftovers(dir, MembersFileName)
 	return next, nil
 }
 

@@ -411,7 +411,9 @@ func dirNames(t *testing.T, dir string) []string {
 // An unsynced save never writes over the slot of the last synced save, nor
 // does the next save of the process while the unsynced one may not be on
 // disk: it writes that same slot again. A process's first save flushes the
-// file first (an earlier process may have left a save unflushed).
+// file first (an earlier process may have left a save unflushed). The
+// membership file's saves are all unsynced; the slot logic is save's, for
+// either file, and is tested here on the state file, mixed.
 func TestSaveUnsynced(t *testing.T) {
 	dir := t.TempDir()
 	syncs := 0
@@ -419,6 +421,12 @@ func TestSaveUnsynced(t *testing.T) {
 	stateDatasync = func(f *os.File) error { syncs++; return f.Sync() }
 	st := func(gen uint64) State {
 		return State{Incarnation: 7, Generation: gen, Members: []uint32{1, 2}, Epoch: 3}
+	}
+	saveUnsynced := func(s State) {
+		unlock, err := lock(dir)
+		require.NoError(t, err)
+		defer unlock()
+		require.NoError(t, save(dir, FileName, s, false))
 	}
 	slots := func() (s0, s1 []byte) {
 		b, err := os.ReadFile(Path(dir))
@@ -440,8 +448,8 @@ func TestSaveUnsynced(t *testing.T) {
 	require.NotEqual(t, durable, s0)
 	durable = s0
 
-	require.NoError(t, SaveUnsynced(dir, st(4)))
-	require.NoError(t, SaveUnsynced(dir, st(5)))
+	saveUnsynced(st(4))
+	saveUnsynced(st(5))
 	assert.Zero(t, syncs, "unsynced saves: no flush")
 	assert.Equal(t, uint64(5), load())
 	s0, _ = slots()
@@ -461,10 +469,8 @@ func TestSaveUnsynced(t *testing.T) {
 
 	// A process that left gen 8 unsynced in slot 1, and the next one: its
 	// first save flushes the file, then writes the older slot (0).
-	require.NoError(t, SaveUnsynced(dir, st(8)))
-	stateFiles.Lock()
-	delete(stateFiles.unsynced, dir)
-	stateFiles.Unlock()
+	saveUnsynced(st(8))
+	forgetWritten(Path(dir))
 	syncs = 0
 	_, s1 := slots()
 	require.NoError(t, Save(dir, st(9)))
@@ -472,4 +478,111 @@ func TestSaveUnsynced(t *testing.T) {
 	_, after1 := slots()
 	assert.Equal(t, s1, after1, "gen 8's slot kept: flushed, it is the newest durable one")
 	assert.Equal(t, uint64(9), load())
+}
+
+// forgetWritten makes this process a new one for the file at p: its next
+// save is its first.
+func forgetWritten(p string) {
+	slotFiles.Lock()
+	delete(slotFiles.unsynced, p)
+	slotFiles.Unlock()
+}
+
+// The membership file: written without the flush (but its creation, and a
+// process's first save, which flushes what an earlier one left), never
+// touching the state file; Load takes the generation and members of the
+// file with the higher generation, the incarnation and epoch always from
+// the state file.
+func TestSaveMembers(t *testing.T) {
+	dir := t.TempDir()
+	syncs := map[string]int{}
+	defer func(f func(*os.File) error) { stateDatasync = f }(stateDatasync)
+	stateDatasync = func(f *os.File) error { syncs[filepath.Base(f.Name())]++; return f.Sync() }
+	load := func() State {
+		s, err := Load(dir)
+		require.NoError(t, err)
+		return s
+	}
+
+	// No state file yet: the membership file's alone.
+	require.NoError(t, SaveMembers(dir, 2, []uint32{1, 2}))
+	assert.Equal(t, State{Generation: 2, Members: []uint32{1, 2}}, load())
+
+	require.NoError(t, Save(dir, State{Incarnation: 9, Generation: 3, Members: []uint32{1, 2, 3}, Epoch: 4}))
+	state, err := os.ReadFile(Path(dir))
+	require.NoError(t, err)
+	assert.Equal(t, State{Incarnation: 9, Generation: 3, Members: []uint32{1, 2, 3}, Epoch: 4}, load(), "the state file's generation is higher")
+
+	clear(syncs)
+	require.NoError(t, SaveMembers(dir, 4, []uint32{1, 3}))
+	require.NoError(t, SaveMembers(dir, 5, []uint32{1}))
+	assert.Zero(t, syncs[MembersFileName], "membership saves: no flush")
+	assert.Equal(t, State{Incarnation: 9, Generation: 5, Members: []uint32{1}, Epoch: 4}, load())
+	after, err := os.ReadFile(Path(dir))
+	require.NoError(t, err)
+	assert.Equal(t, state, after, "the state file untouched")
+
+	require.NoError(t, Save(dir, State{Incarnation: 9, Generation: 6, Members: []uint32{1, 2}, Epoch: 5}))
+	assert.Equal(t, State{Incarnation: 9, Generation: 6, Members: []uint32{1, 2}, Epoch: 5}, load())
+
+	// The next process's first membership save flushes the file first.
+	forgetWritten(MembersPath(dir))
+	clear(syncs)
+	require.NoError(t, SaveMembers(dir, 7, []uint32{2}))
+	assert.Equal(t, 1, syncs[MembersFileName], "an earlier process's unsynced save flushed")
+	assert.Equal(t, State{Incarnation: 9, Generation: 7, Members: []uint32{2}, Epoch: 5}, load())
+	assert.ElementsMatch(t, []string{"state", "state.lock", "members", "members.lock"}, dirNames(t, dir))
+
+	// A membership file that fails its checks is an error naming it.
+	b, err := os.ReadFile(MembersPath(dir))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(MembersPath(dir), flip(flip(b, 30), SlotSize+30), 0o600))
+	_, err = Load(dir)
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), MembersPath(dir))
+}
+
+// A membership save the disk keeps waiting does not hold up a save of the
+// state (an epoch the real-time loop must have on disk before it sends):
+// they share no lock. The membership save here is a new process's first,
+// stuck in the flush of what an earlier one left.
+func TestStateSaveNotBehindMembersSave(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, Save(dir, State{Incarnation: 1, Generation: 1, Epoch: 1}))
+	require.NoError(t, SaveMembers(dir, 2, []uint32{1, 2}))
+	forgetWritten(MembersPath(dir))
+
+	entered, release := make(chan struct{}), make(chan struct{})
+	defer func(f func(*os.File) error) { stateDatasync = f }(stateDatasync)
+	stateDatasync = func(f *os.File) error {
+		if f.Name() == MembersPath(dir) {
+			close(entered)
+			<-release
+		}
+		return f.Sync()
+	}
+	membersDone := make(chan error, 1)
+	go func() { membersDone <- SaveMembers(dir, 3, []uint32{1, 2, 3}) }()
+	<-entered
+
+	stateDone := make(chan error, 1)
+	go func() {
+		stateDone <- Save(dir, State{Incarnation: 1, Generation: 2, Members: []uint32{1, 2}, Epoch: 2})
+	}()
+	select {
+	case err := <-stateDone:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("the state's save waited for the membership file's")
+	}
+	s, err := Load(dir)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), s.Epoch, "the epoch saved while the membership save was stuck")
+
+	close(release)
+	require.NoError(t, <-membersDone)
+	s, err = Load(dir)
+	require.NoError(t, err)
+	assert.Equal(t, State{Incarnation: 1, Generation: 3, Members: []uint32{1, 2, 3}, Epoch: 2}, s)
 }
