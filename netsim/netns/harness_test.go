@@ -109,6 +109,7 @@ func buildBinaries(dir string) error {
 	}
 	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/fmagent", "./cmd/fmctl")
 	cmd.Dir = filepath.Dir(gomod)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as the package builds them
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/fmagent ./cmd/fmctl: %w\n%s", err, b)
 	}
