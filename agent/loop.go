@@ -151,9 +151,9 @@ func (a *agent) mustSaveFirst(p *core.Persist, mustSync bool) bool {
 // real-time loop hands it once the table's readers have had the CPUs
 // (handOffQuiet): its write must not hold a.mu, which heartbeats and
 // receives wait for (on a loaded disk a write may wait for the file
-// system's journal, and an fsync takes hundreds of milliseconds). Only the latest state matters: an older one still kept
-// or waiting is replaced. At shutdown (the loop has stopped) it is queued
-// at once. mu held.
+// system's journal, and an fsync takes hundreds of milliseconds). Only the
+// latest state matters: an older one still kept or waiting is replaced. At
+// shutdown (the loop has stopped) it is queued at once. mu held.
 func (a *agent) saveLater(p *core.Persist) {
 	if a.saveq == nil { // shutting down: the saver is gone
 		_ = a.saveNow(p) // logged; behind on the membership is safe
