@@ -27,6 +27,7 @@ type jentry struct {
 	cursor uint64
 	seq    uint64
 	at     int64 // unix ns: when the change was made (master's clock), or observed
+	pub    int64 // unix ns, a table change: when this node published it (its clock; 0: not yet)
 	kind   api.EventKind
 	id     uint64
 	name   string
@@ -108,6 +109,18 @@ func (j *journal) record(e jentry) *jentry {
 	return slot
 }
 
+// published stamps the entries after cursor from (the table changes of one
+// shared-memory transaction, just committed) with this node's time of the
+// commit, unix ns.
+func (j *journal) published(from uint64, at int64) {
+	if j.cursor-from > uint64(len(j.ring)) {
+		from = j.cursor - uint64(len(j.ring))
+	}
+	for c := from + 1; c <= j.cursor; c++ {
+		j.ring[c%uint64(len(j.ring))].pub = at
+	}
+}
+
 // since returns the entries after cursor from, oldest first, if the
 // journal still holds all of them.
 func (j *journal) since(from uint64) ([]*jentry, bool) {
@@ -175,6 +188,9 @@ func (a *agent) clusterEvents() {
 func (a *agent) apiEvent(je *jentry, e *table.Entity) api.Event {
 	ev := api.Event{Seq: je.seq, Kind: je.kind, Cause: je.cause, Cursor: je.cursor, Agent: a.journal.run,
 		Time: time.Unix(0, je.at).UTC(), By: je.by}
+	if je.pub != 0 {
+		ev.PublishedAt = time.Unix(0, je.pub).UTC()
+	}
 	if je.kind == api.EventRaise {
 		ev.Severity = api.SeverityOf(je.sev)
 	}

@@ -81,6 +81,7 @@ func (a *agent) publish(rd *core.Ready) {
 	}
 	tab := a.core.Table()
 	a.events = a.events[:0]
+	from := a.journal.cursor
 	a.shm.Begin()
 	if rd.Reset {
 		// A snapshot replaced the table: remove what is gone, put what
@@ -132,6 +133,13 @@ func (a *agent) publish(rd *core.Ready) {
 	}
 	a.shm.Commit()
 	a.lastPub = time.Now()
+	// The table's changes are in the readers' hands now: when, by this
+	// node's clock, goes into their history and Watch events (PublishedAt).
+	pub := a.lastPub.UnixNano()
+	a.journal.published(from, pub)
+	for i := range a.events {
+		a.events[i].PublishedAt = time.Unix(0, pub).UTC()
+	}
 
 	for i := range a.events {
 		a.broadcast(&a.events[i])

@@ -85,6 +85,12 @@ func TestWatchSnapshotResumeFailover(t *testing.T) {
 	require.Equal(t, "b", ev.Cause)
 	require.Equal(t, api.SevMinor, ev.Severity)
 	require.Greater(t, ev.Cursor, sync.Cursor)
+	// Published in this node's shared memory after the master made it (one
+	// host, one clock), and the snapshot's rows are not changes.
+	require.False(t, ev.PublishedAt.IsZero(), "a live change carries published_at")
+	require.False(t, ev.PublishedAt.Before(ev.Time), "published %v before made %v", ev.PublishedAt, ev.Time)
+	require.Less(t, ev.PublishedAt.Sub(ev.Time), 5*time.Second)
+	require.True(t, snap[0].PublishedAt.IsZero())
 	last := ev
 	w.Close()
 

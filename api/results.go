@@ -209,16 +209,21 @@ type Event struct {
 	// Appended (history.go). Cursor numbers the events of this agent run
 	// (Agent), one by one: what a Watch resumes from. Time is when the
 	// change was made (master's clock for table changes); By the node
-	// whose report made it.
-	Cursor   uint64      `json:"cursor,omitempty"`
-	Agent    uint64      `json:"agent,omitempty"`
-	Time     time.Time   `json:"time,omitzero"`
-	By       wire.NodeID `json:"by,omitempty"`
-	Severity Severity    `json:"severity,omitempty"` // with raise
-	Master   wire.NodeID `json:"master,omitempty"`   // with master, sync
-	Epoch    uint64      `json:"epoch,omitempty"`    // with master, sync
-	Role     Role        `json:"role,omitempty"`     // with role, sync
-	Resumed  bool        `json:"resumed,omitempty"`  // with sync
+	// whose report made it. PublishedAt, for a change of the table, is
+	// when this node published it in its shared memory (this node's
+	// clock, just after the transaction's commit): PublishedAt - Time is
+	// how long the change took to reach this node's readers (across
+	// machines, plus the offset between the two clocks).
+	Cursor      uint64      `json:"cursor,omitempty"`
+	Agent       uint64      `json:"agent,omitempty"`
+	Time        time.Time   `json:"time,omitzero"`
+	PublishedAt time.Time   `json:"published_at,omitzero"`
+	By          wire.NodeID `json:"by,omitempty"`
+	Severity    Severity    `json:"severity,omitempty"` // with raise
+	Master      wire.NodeID `json:"master,omitempty"`   // with master, sync
+	Epoch       uint64      `json:"epoch,omitempty"`    // with master, sync
+	Role        Role        `json:"role,omitempty"`     // with role, sync
+	Resumed     bool        `json:"resumed,omitempty"`  // with sync
 }
 
 // ReportResult is the outcome of a write that went through the master.

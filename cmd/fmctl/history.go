@@ -38,7 +38,7 @@ func setupHistory(fs *flag.FlagSet) runFunc {
 func printHistory(e *env, h *api.HistoryResult) error {
 	w := e.stdout
 	tw := newTable(w)
-	fmt.Fprintln(tw, "CURSOR\tTIME\tSEQ\tEVENT\tENTITY\tSTATE\tCAUSE\tBY")
+	fmt.Fprintln(tw, "CURSOR\tTIME\tLAG\tSEQ\tEVENT\tENTITY\tSTATE\tCAUSE\tBY")
 	for _, ev := range h.Events {
 		entity, state, cause, by := ev.Entity.Name, string(ev.Entity.State), ev.Cause, nodeName(ev.By)
 		switch ev.Kind {
@@ -54,8 +54,8 @@ func printHistory(e *env, h *api.HistoryResult) error {
 		} else if ev.Severity != "" {
 			cause += " (" + string(ev.Severity) + ")"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", ev.Cursor, ev.Time.UTC().Format("2006-01-02T15:04:05.000Z"),
-			ev.Seq, ev.Kind, entity, state, cause, by)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", ev.Cursor, ev.Time.UTC().Format("2006-01-02T15:04:05.000Z"),
+			publishLag(&ev), ev.Seq, ev.Kind, entity, state, cause, by)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -90,4 +90,22 @@ func setupMembers(fs *flag.FlagSet) runFunc {
 			return printMembers(e.stdout, st, time.Now())
 		})
 	}
+}
+
+// publishLag is how long after the change this node published it in its
+// shared memory (PublishedAt - Time; across machines it includes the
+// offset between the master's clock and this node's), "-" for an event
+// that is not a change of the table.
+func publishLag(ev *api.Event) string {
+	if ev.PublishedAt.IsZero() || ev.Time.IsZero() {
+		return "-"
+	}
+	d := ev.PublishedAt.Sub(ev.Time)
+	switch a := d.Abs(); {
+	case a < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case a < time.Second:
+		return d.Round(10 * time.Microsecond).String()
+	}
+	return d.Round(time.Millisecond).String()
 }

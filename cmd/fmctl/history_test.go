@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/fmagent/fmagent/api"
 	"github.com/fmagent/fmagent/config"
 	"github.com/fmagent/fmagent/internal/testutil"
 	"github.com/fmagent/fmagent/internal/testutil/agenttest"
@@ -53,6 +55,26 @@ func TestHistoryMembersStatusRealAgent(t *testing.T) {
 	require.Regexp(t, `raise\s+svc/h\s+up\s+overload \(major\)\s+1`, out)
 	require.Regexp(t, `clear\s+svc/h\s+up\s+overload\s+1`, out)
 	require.Regexp(t, `master\s+\(cluster\)\s+master 1 epoch 1 role master`, out)
+	// LAG: a table change published after it was made, on this host's one
+	// clock, within a second; "-" for a cluster line.
+	require.Regexp(t, `Z\s+-\s+\d+\s+master\s+\(cluster\)`, out)
+	lags := regexp.MustCompile(`Z\s+(\S+)\s+\d+\s+(?:raise|clear|state|register)\s`).FindAllStringSubmatch(out, -1)
+	require.GreaterOrEqual(t, len(lags), 7, out)
+	for _, m := range lags {
+		d, err := time.ParseDuration(m[1])
+		require.NoError(t, err, "LAG %q", m[1])
+		require.True(t, d >= 0 && d < time.Second, "LAG %v", d)
+	}
+	var h api.HistoryResult
+	require.NoError(t, json.Unmarshal([]byte(ok("history", "-o", "json")), &h))
+	for _, ev := range h.Events {
+		switch ev.Kind {
+		case api.EventMaster, api.EventRole, api.EventStale, api.EventFresh:
+			require.True(t, ev.PublishedAt.IsZero(), "cluster event %d: published_at %v", ev.Cursor, ev.PublishedAt)
+		default:
+			require.False(t, ev.PublishedAt.Before(ev.Time), "event %d (%s): published %v before made %v", ev.Cursor, ev.Kind, ev.PublishedAt, ev.Time)
+		}
+	}
 	require.Regexp(t, `node/1/proc/p\s+down\s+2\s+3\s+0\s+20`, out, "fails 2, flaps 3 (down, up, down), last fail today")
 	require.Regexp(t, `svc/h\s+up\s+0\s+0\s+1\s+-`, out)
 	only := ok("history", "-prefix", "svc/")
