@@ -26,31 +26,7 @@ import (
 // fails as root too), then the master is stopped.
 func TestNotDurableStops(t *testing.T) {
 	tc := startCluster(t, 3)
-	var master, vice wire.NodeID
-	for _, nd := range tc.nodes {
-		waitShm(t, nd, 10*time.Second, "cluster formed", func() bool {
-			if nd.shm.Header().Master == 0 {
-				return false
-			}
-			for i := 1; i <= 3; i++ {
-				if st, _ := nd.state(fmt.Sprintf("node/%d", i)); st != wire.StateUp {
-					return false
-				}
-			}
-			return true
-		})
-	}
-	master = tc.nodes[0].shm.Header().Master
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		st, err := tc.nodes[0].client(t).Status(ctx)
-		if err != nil || st.Vice == 0 {
-			return false
-		}
-		vice = st.Vice
-		return true
-	}, 5*time.Second, 20*time.Millisecond, "a vice-master")
+	master, vice := formedWithVice(t, tc)
 	var broken, heir *testNode
 	for _, nd := range tc.nodes {
 		switch wire.NodeID(nd.id) {
@@ -114,31 +90,7 @@ func TestNotDurableStops(t *testing.T) {
 // saver is then stuck with the new membership), then the master.
 func TestEpochSavedWhileMembershipSaveWaits(t *testing.T) {
 	tc := startCluster(t, 4)
-	for _, nd := range tc.nodes {
-		waitShm(t, nd, 10*time.Second, "cluster formed", func() bool {
-			if nd.shm.Header().Master == 0 {
-				return false
-			}
-			for i := 1; i <= 4; i++ {
-				if st, _ := nd.state(fmt.Sprintf("node/%d", i)); st != wire.StateUp {
-					return false
-				}
-			}
-			return true
-		})
-	}
-	master := tc.nodes[0].shm.Header().Master
-	var vice wire.NodeID
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		st, err := tc.nodes[0].client(t).Status(ctx)
-		if err != nil || st.Vice == 0 {
-			return false
-		}
-		vice = st.Vice
-		return true
-	}, 5*time.Second, 20*time.Millisecond, "a vice-master")
+	master, vice := formedWithVice(t, tc)
 	heir := tc.nodes[vice-1]
 	t.Logf("master %d, heir %d", master, vice)
 	epoch := heir.shm.Header().Epoch
@@ -209,4 +161,35 @@ func flockWaiter(t *testing.T, ino uint64) bool {
 		}
 	}
 	return false
+}
+
+// formedWithVice waits until every node of tc has a master and sees every
+// node up, and until the master has named a vice-master; it returns both.
+func formedWithVice(t *testing.T, tc *testCluster) (master, vice wire.NodeID) {
+	t.Helper()
+	for _, nd := range tc.nodes {
+		waitShm(t, nd, 10*time.Second, "cluster formed", func() bool {
+			if nd.shm.Header().Master == 0 {
+				return false
+			}
+			for i := 1; i <= len(tc.nodes); i++ {
+				if st, _ := nd.state(fmt.Sprintf("node/%d", i)); st != wire.StateUp {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	master = tc.nodes[0].shm.Header().Master
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		st, err := tc.nodes[0].client(t).Status(ctx)
+		if err != nil || st.Vice == 0 {
+			return false
+		}
+		vice = st.Vice
+		return true
+	}, 5*time.Second, 20*time.Millisecond, "a vice-master")
+	return master, vice
 }
