@@ -135,10 +135,10 @@ func (a *agent) publish(rd *core.Ready) {
 	a.lastPub = time.Now()
 	// The table's changes are in the readers' hands now: when, by this
 	// node's clock, goes into their history and Watch events (PublishedAt).
-	pub := a.lastPub.UnixNano()
-	a.journal.published(from, pub)
+	a.journal.published(from, a.lastPub.UnixNano())
+	pub := a.lastPub.UTC()
 	for i := range a.events {
-		a.events[i].PublishedAt = time.Unix(0, pub).UTC()
+		a.events[i].PublishedAt = pub
 	}
 
 	for i := range a.events {

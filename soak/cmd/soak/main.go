@@ -10,14 +10,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/fmagent/fmagent/bench"
 	"github.com/fmagent/fmagent/soak"
 )
 
@@ -72,11 +71,9 @@ func main() {
 			fail(err)
 		}
 		defer os.RemoveAll(dir)
-		*agent = filepath.Join(dir, "fmagent")
-		build := exec.Command("go", "build", "-o", *agent, "github.com/fmagent/fmagent/cmd/fmagent")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0") // as make bins and the package build it (bench.BuildEnv says why)
-		if out, err := build.CombinedOutput(); err != nil {
-			fail(fmt.Errorf("building fmagent: %v\n%s", err, out))
+		// Built as the benchmarks build it: without cgo, as it ships.
+		if *agent, err = bench.BuildAgent(dir); err != nil {
+			fail(err)
 		}
 	}
 	var results []*soak.Result
