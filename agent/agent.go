@@ -176,11 +176,15 @@ type agent struct {
 	// masterCh is closed while a master is known, open while there is none.
 	masterCh chan struct{}
 	saveq    chan core.Persist     // states saved off the lock (saverLoop)
-	bg       *transport.Background // writes the files off the loop's thread (nil: not started)
-	saverWG  sync.WaitGroup
-	bulkq    chan *bulkJob // snapshot bursts sent off the lock (bulkLoop)
-	bulkFree chan *bulkJob // jobs sent, for queueBulk to fill again
-	saveMu   sync.Mutex    // orders the state file's saves (save)
+	bg       *transport.Background // writes the table and owned files off the loop's thread (nil: not started)
+	// bgMembers writes the membership file (saverLoop): a thread of its
+	// own, so that a membership save a busy disk keeps waiting does not
+	// hold a table save a client's write waits for (nil: not started).
+	bgMembers *transport.Background
+	saverWG   sync.WaitGroup
+	bulkq     chan *bulkJob // snapshot bursts sent off the lock (bulkLoop)
+	bulkFree  chan *bulkJob // jobs sent, for queueBulk to fill again
+	saveMu    sync.Mutex    // orders the state file's saves (save)
 	// durableInc and durableEp: what the state file holds for certain (the
 	// last save that succeeded; every save of it is synced): a Ready that
 	// carries no more than them need not wait for a save (mustSaveFirst).
@@ -574,8 +578,10 @@ func (a *agent) shutdown(done chan struct{}) {
 	a.bulkq = nil
 	a.mu.Unlock()
 	a.saverWG.Wait()
-	if a.bg != nil {
-		a.bg.Stop() // after the savers: what they still give it runs on their threads
+	for _, bg := range []*transport.Background{a.bg, a.bgMembers} {
+		if bg != nil {
+			bg.Stop() // after the savers: what they still give it runs on their threads
+		}
 	}
 	a.closeAll()
 	a.hooks.Close()

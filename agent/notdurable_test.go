@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/fmagent/fmagent/client"
 	"github.com/fmagent/fmagent/persist"
 	"github.com/fmagent/fmagent/wire"
 )
@@ -192,4 +193,66 @@ func formedWithVice(t *testing.T, tc *testCluster) (master, vice wire.NodeID) {
 		return true
 	}, 5*time.Second, 20*time.Millisecond, "a vice-master")
 	return master, vice
+}
+
+// TestWriteAckedWhileMembershipSaveWaits: a client's write is acknowledged
+// once this node's table save is on disk, and that save shares no thread
+// with the membership saves, which a busy disk may keep waiting (here the
+// membership file's lock is held by the test). Until 4 December 2026 both
+// went to one background thread: the write's acknowledgement waited
+// behind the stuck membership save and timed out, though nothing it needs
+// was waiting. Three real agents on lo, the loops at SCHED_FIFO (where the
+// files are written on the background threads); the writer's node is not
+// the master, the third node is stopped so that its saver has a new
+// membership to save.
+func TestWriteAckedWhileMembershipSaveWaits(t *testing.T) {
+	tc, agents, _ := startClusterAgents(t, 3)
+	master, _ := formedWithVice(t, tc)
+	var writer, other *testNode
+	for _, nd := range tc.nodes {
+		if wire.NodeID(nd.id) == master {
+			continue
+		}
+		if writer == nil {
+			writer = nd
+		} else {
+			other = nd
+		}
+	}
+	a := agents[wire.NodeID(writer.id)]
+	a.mu.Lock()
+	rtPrio, bgOn := a.rtPrio, a.bg != nil
+	a.mu.Unlock()
+	require.True(t, rtPrio > 0 && bgOn, "the loop at SCHED_FIFO (%d) with its background threads (%v): the files are written there only then", rtPrio, bgOn)
+	c := writer.client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := c.Register(ctx, "svc/acked", client.KindService)
+	require.NoError(t, err)
+
+	dir := writer.cfg.Paths.StateDir
+	lf, err := os.OpenFile(filepath.Join(dir, persist.MembersFileName+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	require.NoError(t, err)
+	require.NoError(t, unix.Flock(int(lf.Fd()), unix.LOCK_EX))
+	defer lf.Close()
+	other.cancel()
+	waitShm(t, writer, 5*time.Second, "the stopped node down at the writer's node", func() bool {
+		st, _ := writer.state(fmt.Sprintf("node/%d", other.id))
+		return st == wire.StateDown
+	})
+	var fi unix.Stat_t
+	require.NoError(t, unix.Fstat(int(lf.Fd()), &fi))
+	require.Eventually(t, func() bool { return flockWaiter(t, fi.Ino) },
+		5*time.Second, 5*time.Millisecond, "the writer node's membership saver waiting for its file's lock")
+
+	wctx, wcancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer wcancel()
+	res, err := c.Raise(wctx, "svc/acked", "while-members-wait", client.SevMinor)
+	require.NoError(t, err, "the write acknowledged while the membership save waits")
+	require.Equal(t, "raise", res.Verdict)
+	tab, err := persist.LoadTable(dir)
+	require.NoError(t, err)
+	require.NotNil(t, tab)
+	require.GreaterOrEqual(t, tab.Seq, res.Seq, "the acknowledged write in the table file")
+	require.True(t, flockWaiter(t, fi.Ino), "the membership save still waiting")
 }
