@@ -1,12 +1,12 @@
 package agent
 
 import (
-	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/fmagent/fmagent/agent/core"
 	"github.com/fmagent/fmagent/api"
+	"github.com/fmagent/fmagent/version"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -47,23 +47,14 @@ func heardAt(t time.Time) time.Time {
 	return t.UTC()
 }
 
-// agentVersion is the version stamped into the build (the main module's
-// version, or "(devel)" with the VCS revision when built from a tree). It
-// is carried in every heartbeat so `fmctl members` shows every peer's.
+// agentVersion is this build's version (package version: the one the
+// Makefile stamps, else the module's, else "(devel)" with the VCS
+// revision), cut to what a heartbeat carries. It is carried in every
+// heartbeat so `fmctl members` shows every peer's. Until 4 December 2026
+// it read the build information itself and ignored the stamp: every
+// agent built by make said "devel" in `fmctl status`.
 var agentVersion = sync.OnceValue(func() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	if v == "" || v == "(devel)" {
-		v = "devel"
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				v += "-" + s.Value[:12]
-			}
-		}
-	}
+	v := version.String()
 	if len(v) > wire.MaxVersion {
 		v = v[:wire.MaxVersion]
 	}

@@ -170,7 +170,11 @@ func (g *Guard) Step(now time.Time) bool {
 	return kick
 }
 
-// Run calls Step every Period until done is closed.
+// Run calls Step at once, then every Period until done is closed. At
+// once: until the first Step, Status says the guard is kicking and lists
+// no loops, which is not a decision it has taken (`fmctl status` showed
+// "kicking: yes" and no loop for a whole period after a start), and a
+// device just opened is better kicked now than a period later.
 func (g *Guard) Run(done <-chan struct{}) {
 	g.mu.Lock()
 	g.init()
@@ -178,6 +182,12 @@ func (g *Guard) Run(done <-chan struct{}) {
 	g.mu.Unlock()
 	t := time.NewTicker(p)
 	defer t.Stop()
+	select {
+	case <-done:
+		return
+	default:
+		g.Step(time.Now())
+	}
 	for {
 		select {
 		case <-done:

@@ -156,3 +156,33 @@ func TestRealDeviceOptIn(t *testing.T) {
 	require.True(t, g.Step(time.Now()))
 	require.NoError(t, g.Close())
 }
+
+// Run steps at once, not a period after it starts: the status lists the
+// loops and the kick from the start (with a period of an hour, the first
+// step would otherwise come an hour later, and Status said "kicking" of a
+// guard that had not decided anything and listed no loop).
+func TestGuardRunStepsAtOnce(t *testing.T) {
+	h := &Health{}
+	h.Loop("realtime", true)
+	f := newFake(t)
+	dev, err := OpenDevice(f.path, DeviceOptions{Timeout: time.Second, Ioctl: f.ioctl})
+	require.NoError(t, err)
+	g := &Guard{Kickers: []Kicker{dev}, Health: h, Period: time.Hour}
+	keepalives := func() int { return strings.Count(strings.Join(f.calls, " "), "KEEPALIVE") }
+	opened := keepalives()
+	before := g.Status()
+	require.Empty(t, before.Loops, "nothing decided before Run")
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); g.Run(done) }()
+	require.Eventually(t, func() bool { return g.Status().Kicks == 1 }, 5*time.Second, time.Millisecond, "kicked at once")
+	st := g.Status()
+	require.Len(t, st.Loops, 1)
+	assert.Equal(t, "realtime", st.Loops[0].Name)
+	assert.True(t, st.Loops[0].Healthy)
+	assert.False(t, st.LastKick.IsZero())
+	close(done)
+	<-stopped
+	assert.Equal(t, opened+1, keepalives(), "the device kicked once by the guard")
+	require.NoError(t, g.Close())
+}

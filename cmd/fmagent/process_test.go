@@ -223,6 +223,17 @@ name = "passthrough"
 		st, err := c.Status(ctx)
 		return err == nil && st.Role == api.RoleMaster
 	})
+	// The version make stamps, in the status and in the heartbeats (this
+	// node's row of the members); the guard's loops from its first step,
+	// taken as it starts (a period after it until 4 December 2026).
+	st0, err := c.Status(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, stamped, st0.Version, "the stamped version in status")
+	require.NotEmpty(t, st0.Members)
+	assert.Equal(t, stamped, st0.Members[0].Version, "this node's version in its members' row")
+	require.NotNil(t, st0.Watchdog)
+	assert.NotEmpty(t, st0.Watchdog.Loops, "the guard's loops listed from its start")
+	assert.False(t, st0.Watchdog.LastKick.IsZero(), "kicked (or judged) at once: the last kick is known")
 	code, body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/healthz", m1))
 	require.NoError(t, err)
 	assert.Equal(t, 200, code, body)
