@@ -97,9 +97,7 @@ func TestEpochSavedWhileMembershipSaveWaits(t *testing.T) {
 	epoch := heir.shm.Header().Epoch
 
 	dir := heir.cfg.Paths.StateDir
-	lf, err := os.OpenFile(filepath.Join(dir, persist.MembersFileName+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	require.NoError(t, err)
-	require.NoError(t, unix.Flock(int(lf.Fd()), unix.LOCK_EX))
+	lf := lockMembers(t, heir)
 	released := false
 	release := func() {
 		if !released {
@@ -117,15 +115,7 @@ func TestEpochSavedWhileMembershipSaveWaits(t *testing.T) {
 			break
 		}
 	}
-	other.cancel()
-	waitShm(t, heir, 5*time.Second, "the stopped node down at the heir", func() bool {
-		st, _ := heir.state(fmt.Sprintf("node/%d", other.id))
-		return st == wire.StateDown
-	})
-	var fi unix.Stat_t
-	require.NoError(t, unix.Fstat(int(lf.Fd()), &fi))
-	require.Eventually(t, func() bool { return flockWaiter(t, fi.Ino) },
-		5*time.Second, 5*time.Millisecond, "the heir's saver waiting for the membership file's lock")
+	membersSaverStuck(t, heir, other, lf)
 	tc.nodes[master-1].cancel()
 
 	waitShm(t, heir, 5*time.Second, "the heir reigning, the old master down", func() bool {
@@ -145,6 +135,34 @@ func TestEpochSavedWhileMembershipSaveWaits(t *testing.T) {
 		after, _ := os.ReadFile(persist.MembersPath(dir))
 		return !bytes.Equal(before, after)
 	}, 5*time.Second, 10*time.Millisecond, "the membership saved once its file's lock is free")
+}
+
+// lockMembers takes the lock of nd's membership file (released when the
+// file returned is closed): nd's membership saver then waits, as for a
+// write a busy disk keeps waiting.
+func lockMembers(t *testing.T, nd *testNode) *os.File {
+	t.Helper()
+	lf, err := os.OpenFile(filepath.Join(nd.cfg.Paths.StateDir, persist.MembersFileName+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	require.NoError(t, err)
+	require.NoError(t, unix.Flock(int(lf.Fd()), unix.LOCK_EX))
+	return lf
+}
+
+// membersSaverStuck stops other and waits until nd has judged it down and
+// nd's membership saver, with the new membership, waits for the lock lf
+// holds (lockMembers); it returns the lock file's inode.
+func membersSaverStuck(t *testing.T, nd, other *testNode, lf *os.File) uint64 {
+	t.Helper()
+	other.cancel()
+	waitShm(t, nd, 5*time.Second, fmt.Sprintf("the stopped node %d down at node %d", other.id, nd.id), func() bool {
+		st, _ := nd.state(fmt.Sprintf("node/%d", other.id))
+		return st == wire.StateDown
+	})
+	var fi unix.Stat_t
+	require.NoError(t, unix.Fstat(int(lf.Fd()), &fi))
+	require.Eventually(t, func() bool { return flockWaiter(t, fi.Ino) },
+		5*time.Second, 5*time.Millisecond, "node %d's membership saver waiting for its file's lock", nd.id)
+	return fi.Ino
 }
 
 // flockWaiter reports whether /proc/locks shows a process waiting for a
@@ -230,29 +248,18 @@ func TestWriteAckedWhileMembershipSaveWaits(t *testing.T) {
 	_, err := c.Register(ctx, "svc/acked", client.KindService)
 	require.NoError(t, err)
 
-	dir := writer.cfg.Paths.StateDir
-	lf, err := os.OpenFile(filepath.Join(dir, persist.MembersFileName+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	require.NoError(t, err)
-	require.NoError(t, unix.Flock(int(lf.Fd()), unix.LOCK_EX))
+	lf := lockMembers(t, writer)
 	defer lf.Close()
-	other.cancel()
-	waitShm(t, writer, 5*time.Second, "the stopped node down at the writer's node", func() bool {
-		st, _ := writer.state(fmt.Sprintf("node/%d", other.id))
-		return st == wire.StateDown
-	})
-	var fi unix.Stat_t
-	require.NoError(t, unix.Fstat(int(lf.Fd()), &fi))
-	require.Eventually(t, func() bool { return flockWaiter(t, fi.Ino) },
-		5*time.Second, 5*time.Millisecond, "the writer node's membership saver waiting for its file's lock")
+	ino := membersSaverStuck(t, writer, other, lf)
 
 	wctx, wcancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer wcancel()
 	res, err := c.Raise(wctx, "svc/acked", "while-members-wait", client.SevMinor)
 	require.NoError(t, err, "the write acknowledged while the membership save waits")
 	require.Equal(t, "raise", res.Verdict)
-	tab, err := persist.LoadTable(dir)
+	tab, err := persist.LoadTable(writer.cfg.Paths.StateDir)
 	require.NoError(t, err)
 	require.NotNil(t, tab)
 	require.GreaterOrEqual(t, tab.Seq, res.Seq, "the acknowledged write in the table file")
-	require.True(t, flockWaiter(t, fi.Ino), "the membership save still waiting")
+	require.True(t, flockWaiter(t, ino), "the membership save still waiting")
 }
