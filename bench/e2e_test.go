@@ -5,6 +5,7 @@ import (
 	"debug/buildinfo"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -175,6 +176,22 @@ func TestE2EShort(t *testing.T) {
 		if a.RSSKiB <= 0 || a.Sent == 0 || a.Received == 0 || a.CPUSec < 0 {
 			t.Errorf("idle window, node %d: %+v", a.Node, a)
 		}
+		// Its CPU by thread: the loop at SCHED_FIFO (as root, as CI
+		// runs) and sysmon both ran, and the parts add up to the
+		// process's CPU (from /proc/PID/stat, in 10 ms ticks read at
+		// each end of the window: within two ticks a second).
+		th := a.Threads
+		if th == nil {
+			t.Errorf("idle window, node %d: no CPU by thread", a.Node)
+			continue
+		}
+		sum := th.Realtime + th.Sysmon + th.Other
+		if th.Sysmon <= 0 || th.Other < 0 || (os.Geteuid() == 0 && th.Realtime <= 0) || math.Abs(sum-a.CPU) > 0.02/res.Idle.Window.Seconds()+0.005 {
+			t.Errorf("idle window, node %d: CPU %.4f, by thread %+v (sum %.4f)", a.Node, a.CPU, *th, sum)
+		}
+	}
+	if res.Idle.MeanThreads == nil {
+		t.Error("idle window: no mean CPU by thread")
 	}
 	// The idle floors ran and heartbeated as the agents do: the same
 	// datagrams per second, within the jitter of their start and stop.

@@ -254,12 +254,15 @@ func Group(profile string, rs []*Result) GroupJSON {
 // medianIdle is the median over the runs of each mean of the idle window
 // (false downs and elections are summed over the runs).
 func medianIdle(rs []*Result) *ResourceSummary {
-	var cpu, mx, pps, load []float64
+	var cpu, mx, pps, load, thRT, thMon, thOther []float64
 	var rss, per, win []time.Duration
 	s := &ResourceSummary{}
 	for _, r := range rs {
 		if r.Idle == nil {
 			continue
+		}
+		if t := r.Idle.MeanThreads; t != nil {
+			thRT, thMon, thOther = append(thRT, t.Realtime), append(thMon, t.Sysmon), append(thOther, t.Other)
 		}
 		cpu = append(cpu, r.Idle.MeanCPU)
 		mx = append(mx, r.Idle.MaxCPU)
@@ -278,6 +281,9 @@ func medianIdle(rs []*Result) *ResourceSummary {
 	s.MeanCPU, s.MaxCPU, s.MeanPacketsPerS, s.LoadAverage = medianFloat(cpu), medianFloat(mx), medianFloat(pps), medianFloat(load)
 	s.MeanRSSKiB, s.MeanCPUPerPacket, s.Window = int64(medianDur(rss)), medianDur(per), medianDur(win)
 	s.Floors = medianFloors(rs)
+	if len(thRT) > 0 {
+		s.MeanThreads = &ThreadSplit{Realtime: medianFloat(thRT), Sysmon: medianFloat(thMon), Other: medianFloat(thOther)}
+	}
 	return s
 }
 

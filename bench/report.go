@@ -173,6 +173,7 @@ func (r *Result) Summary(w io.Writer) {
 		fmt.Fprintf(&b, "  idle %v (load %.2f): CPU per agent mean %.2f%% max %.2f%% of a core, RSS %.1f MiB, %.0f datagrams/s per agent, %s CPU per datagram; %d peer downs, %d elections; the machine woke agents later than the profile tolerates %d times\n",
 			s.Window.Round(time.Millisecond), s.LoadAverage, 100*s.MeanCPU, 100*s.MaxCPU, float64(s.MeanRSSKiB)/1024, s.MeanPacketsPerS,
 			FormatDuration(s.MeanCPUPerPacket), s.PeerDowns, s.Elections, s.Overruns)
+		writeThreads(&b, s)
 		writeFloors(&b, s)
 	}
 	if len(r.Failures) > 0 {
@@ -238,9 +239,18 @@ func WriteMedians(w io.Writer, rs []*Result) {
 		s := medianIdle(rs)
 		fmt.Fprintf(&b, "  idle (median of runs): CPU per agent %.2f%% of a core, RSS %.1f MiB, %.0f datagrams/s per agent, %s CPU per datagram; false peer downs %d, elections %d, machine overruns %d (summed)\n",
 			100*s.MeanCPU, float64(s.MeanRSSKiB)/1024, s.MeanPacketsPerS, FormatDuration(s.MeanCPUPerPacket), s.PeerDowns, s.Elections, s.Overruns)
+		writeThreads(&b, s)
 		writeFloors(&b, s)
 	}
 	io.WriteString(w, b.String())
+}
+
+// writeThreads writes the agents' idle CPU by thread (ThreadSplit).
+func writeThreads(b *strings.Builder, s *ResourceSummary) {
+	if t := s.MeanThreads; t != nil {
+		fmt.Fprintf(b, "  idle CPU by thread (mean per agent, schedstat): real-time threads %.2f%%, Go's sysmon %.2f%%, other threads %.2f%% of a core\n",
+			100*t.Realtime, 100*t.Sysmon, 100*t.Other)
+	}
 }
 
 // writeFloors writes the idle floors of s and the agents' CPU over each.

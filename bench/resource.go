@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,109 @@ type Resource struct {
 	// the profile tolerates (fmagent_rt_profile_overruns_total): the
 	// machine's stalls that every peer heard as a silence past the bound.
 	Overruns uint64 `json:"machine_overruns"`
+	// Threads is the same CPU by thread (nil: not measured).
+	Threads *ThreadSplit `json:"threads,omitempty"`
+}
+
+// ThreadSplit is an agent's CPU over a window by thread, in fractions of
+// one core, from each thread's /proc/PID/task/TID/schedstat (its time on a
+// CPU, in ns): what an idle agent's CPU is spent on, which the process's
+// total does not say.
+//   - Realtime: the threads at SCHED_FIFO or SCHED_RR at the window's end
+//     (the real-time loop, and the exit watch's two threads, which run
+//     only when a connection ends);
+//   - Sysmon: Go's monitor thread, the process's second thread (the first
+//     one Go's runtime starts, before any other code runs). It wakes every
+//     10 ms at most while a goroutine keeps a P, as the loop does (DESIGN
+//     §8), so it is the part of an idle agent's CPU that the protocol
+//     does not cause;
+//   - Other: every other thread (the API, the savers, the guard, the
+//     garbage collector's workers).
+//
+// Threads that ended during the window are not counted.
+type ThreadSplit struct {
+	Realtime float64 `json:"realtime_fraction"`
+	Sysmon   float64 `json:"sysmon_fraction"`
+	Other    float64 `json:"other_fraction"`
+}
+
+// threadRun is one thread's CPU time so far and its policy.
+type threadRun struct {
+	runNs  uint64
+	policy int // sched_setattr's: 1 SCHED_FIFO, 2 SCHED_RR
+}
+
+// procThreads reads the CPU time and policy of every thread of pid.
+func procThreads(pid int) (map[int]threadRun, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]threadRun, len(ents))
+	for _, e := range ents {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		ss, err1 := os.ReadFile(fmt.Sprintf("%s/%d/schedstat", dir, tid))
+		st, err2 := os.ReadFile(fmt.Sprintf("%s/%d/stat", dir, tid))
+		if err1 != nil || err2 != nil {
+			continue // ended meanwhile
+		}
+		f := strings.Fields(string(ss))
+		if len(f) < 1 {
+			return nil, fmt.Errorf("bench: %s/%d/schedstat: empty", dir, tid)
+		}
+		run, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %s/%d/schedstat: %q", dir, tid, f[0])
+		}
+		s := string(st)
+		k := strings.LastIndexByte(s, ')')
+		sf := strings.Fields(s[k+1:])
+		if k < 0 || len(sf) < 39 {
+			return nil, fmt.Errorf("bench: %s/%d/stat: malformed", dir, tid)
+		}
+		pol, err := strconv.Atoi(sf[38]) // field 41, policy
+		if err != nil {
+			return nil, fmt.Errorf("bench: %s/%d/stat: policy %q", dir, tid, sf[38])
+		}
+		out[tid] = threadRun{runNs: run, policy: pol}
+	}
+	return out, nil
+}
+
+// splitThreads is the CPU of each kind of thread between two readings of
+// procThreads, window apart (ThreadSplit says which is which).
+func splitThreads(before, after map[int]threadRun, window time.Duration) *ThreadSplit {
+	if len(after) == 0 || window <= 0 {
+		return nil
+	}
+	tids := make([]int, 0, len(after))
+	for tid := range after {
+		tids = append(tids, tid)
+	}
+	slices.Sort(tids)
+	sysmon := -1
+	if len(tids) > 1 {
+		sysmon = tids[1]
+	}
+	var rt, mon, other uint64
+	for _, tid := range tids {
+		a := after[tid]
+		d := a.runNs - min(before[tid].runNs, a.runNs)
+		switch {
+		case a.policy == 1 || a.policy == 2:
+			rt += d
+		case tid == sysmon:
+			mon += d
+		default:
+			other += d
+		}
+	}
+	w := float64(window.Nanoseconds())
+	return &ThreadSplit{Realtime: float64(rt) / w, Sysmon: float64(mon) / w, Other: float64(other) / w}
 }
 
 // ResourceSummary is the Resource of every agent of a run and their mean.
@@ -57,6 +161,31 @@ type ResourceSummary struct {
 	// Floors is what the same ticks cost without the protocol, and without
 	// Go's scheduler, measured right after (nil: not measured).
 	Floors *IdleFloors `json:"floors,omitempty"`
+	// MeanThreads is the mean over the agents of their CPU by thread (nil:
+	// not measured).
+	MeanThreads *ThreadSplit `json:"mean_threads,omitempty"`
+}
+
+// meanThreads is the mean of the agents' ThreadSplits (nil: none).
+func meanThreads(rs []Resource) *ThreadSplit {
+	var m ThreadSplit
+	n := 0
+	for _, r := range rs {
+		if r.Threads == nil {
+			continue
+		}
+		m.Realtime += r.Threads.Realtime
+		m.Sysmon += r.Threads.Sysmon
+		m.Other += r.Threads.Other
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	m.Realtime /= float64(n)
+	m.Sysmon /= float64(n)
+	m.Other /= float64(n)
+	return &m
 }
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100
@@ -191,12 +320,16 @@ func measureIdle(ctx context.Context, c *cluster, window time.Duration) (*Resour
 	all := c.all()
 	cpu0 := make([]float64, len(all))
 	cnt0 := make([]agentCounters, len(all))
+	th0 := make([]map[int]threadRun, len(all))
 	for k, i := range all {
 		var err error
 		if cnt0[k], err = scrape(ctx, c.nodes[i].metrics); err != nil {
 			return nil, err
 		}
 		if cpu0[k], err = procCPU(c.nodes[i].cmd.Process.Pid); err != nil {
+			return nil, err
+		}
+		if th0[k], err = procThreads(c.nodes[i].cmd.Process.Pid); err != nil {
 			return nil, err
 		}
 	}
@@ -208,9 +341,13 @@ func measureIdle(ctx context.Context, c *cluster, window time.Duration) (*Resour
 	}
 	s := &ResourceSummary{LoadAverage: LoadAverage()}
 	cpu1 := make([]float64, len(all))
+	th1 := make([]map[int]threadRun, len(all))
 	for k, i := range all {
 		var err error
 		if cpu1[k], err = procCPU(c.nodes[i].cmd.Process.Pid); err != nil {
+			return nil, err
+		}
+		if th1[k], err = procThreads(c.nodes[i].cmd.Process.Pid); err != nil {
 			return nil, err
 		}
 	}
@@ -235,6 +372,7 @@ func measureIdle(ctx context.Context, c *cluster, window time.Duration) (*Resour
 			Overruns: cnt1.overruns - cnt0[k].overruns,
 		}
 		r.CPU = r.CPUSec / s.Window.Seconds()
+		r.Threads = splitThreads(th0[k], th1[k], s.Window)
 		if p := r.Sent + r.Received; p > 0 {
 			r.CPUPerPacket = time.Duration(r.CPUSec * 1e9 / float64(p))
 		}
@@ -249,6 +387,7 @@ func measureIdle(ctx context.Context, c *cluster, window time.Duration) (*Resour
 		s.Overruns += r.Overruns
 	}
 	n := len(all)
+	s.MeanThreads = meanThreads(s.PerAgent)
 	s.MeanCPU = sumCPU / float64(n)
 	s.MeanRSSKiB = sumRSS / int64(n)
 	s.MeanPacketsPerS = sumPPS / float64(n)

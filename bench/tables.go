@@ -142,7 +142,7 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 
 	if has(func(g GroupJSON) bool { return g.MedianIdle != nil }) {
 		b.WriteString("\nIdle resource use per agent (median over the runs; CPU from /proc/PID/stat, RSS from /proc/PID/status, datagrams from the agents' metrics, sent + received on both networks)\n\n")
-		b.WriteString("| profile | N | CPU (% of a core) | max agent | Go floor | C floor | RSS | datagrams/s | CPU per datagram | false peer downs | elections | machine overruns | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		b.WriteString("| profile | N | CPU (% of a core) | max agent | by thread: real-time / sysmon / other | Go floor | C floor | RSS | datagrams/s | CPU per datagram | false peer downs | elections | machine overruns | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, g := range gs {
 			s := g.MedianIdle
 			if s == nil {
@@ -158,8 +158,15 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 			if s.Floors != nil {
 				gof, cf = floor(s.Floors.GoCPU), floor(s.Floors.CCPU)
 			}
-			fmt.Fprintf(&b, "| %s | %d | %.2f%% | %.2f%% | %s | %s | %.1f MiB | %.0f | %s | %d | %d | %d | %.2f |\n", g.Profile, g.Nodes, 100*s.MeanCPU, 100*s.MaxCPU,
-				gof, cf, float64(s.MeanRSSKiB)/1024, s.MeanPacketsPerS, f(s.MeanCPUPerPacket), s.PeerDowns, s.Elections, s.Overruns, s.LoadAverage)
+			split := "—"
+			if t := s.MeanThreads; t != nil {
+				split = fmt.Sprintf("%.2f / %.2f / %.2f%%", 100*t.Realtime, 100*t.Sysmon, 100*t.Other)
+			}
+			fmt.Fprintf(&b, "| %s | %d | %.2f%% | %.2f%% | %s | %s | %s | %.1f MiB | %.0f | %s | %d | %d | %d | %.2f |\n", g.Profile, g.Nodes, 100*s.MeanCPU, 100*s.MaxCPU,
+				split, gof, cf, float64(s.MeanRSSKiB)/1024, s.MeanPacketsPerS, f(s.MeanCPUPerPacket), s.PeerDowns, s.Elections, s.Overruns, s.LoadAverage)
+		}
+		if has(func(g GroupJSON) bool { return g.MedianIdle != nil && g.MedianIdle.MeanThreads != nil }) {
+			b.WriteString("\nBy thread: each thread's time on a CPU (/proc/PID/task/TID/schedstat), mean per agent: its threads at SCHED_FIFO (the real-time loop; the exit watch's, which run only when a connection ends), Go's monitor thread sysmon (the process's second thread), the rest (bench.ThreadSplit).\n")
 		}
 		if has(func(g GroupJSON) bool { return g.MedianIdle != nil && g.MedianIdle.Floors != nil }) {
 			b.WriteString("\nFloors: N processes that only do the agents' idle ticks (idlefloor.go), measured right after them; in brackets the agents' CPU over the floor. Go floor: the agent's transport, waiter and real-time thread, no protocol; C floor: the same system calls from one C thread (bench/csrc/hbloop.c).\n")
