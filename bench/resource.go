@@ -51,9 +51,9 @@ type Resource struct {
 //     (the real-time loop, and the exit watch's two threads, which run
 //     only when a connection ends);
 //   - Sysmon: Go's monitor thread, the process's second thread (the first
-//     one Go's runtime starts, before any other code runs). It wakes every
-//     10 ms at most while a goroutine keeps a P, as the loop does (DESIGN
-//     §8), so it is the part of an idle agent's CPU that the protocol
+//     one Go's runtime starts, before any other code runs). While a
+//     goroutine keeps a P, as the loop does (DESIGN §8), it never sleeps
+//     longer than 10 ms: a part of an idle agent's CPU that the protocol
 //     does not cause;
 //   - Other: every other thread (the API, the savers, the guard, the
 //     garbage collector's workers).
