@@ -97,11 +97,9 @@ func procThreads(pid int) (map[int]threadRun, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bench: %s/%d/schedstat: %q", dir, tid, f[0])
 		}
-		s := string(st)
-		k := strings.LastIndexByte(s, ')')
-		sf := strings.Fields(s[k+1:])
-		if k < 0 || len(sf) < 39 {
-			return nil, fmt.Errorf("bench: %s/%d/stat: malformed", dir, tid)
+		sf, err := statFields(st, fmt.Sprintf("%s/%d/stat", dir, tid), 39)
+		if err != nil {
+			return nil, err
 		}
 		pol, err := strconv.Atoi(sf[38]) // field 41, policy
 		if err != nil {
@@ -198,16 +196,9 @@ func procCPU(pid int) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	// The command name (field 2) is in parentheses and may hold spaces:
-	// the fields after the last ')' start at field 3 (state).
-	s := string(b)
-	k := strings.LastIndexByte(s, ')')
-	if k < 0 {
-		return 0, fmt.Errorf("bench: /proc/%d/stat: malformed", pid)
-	}
-	f := strings.Fields(s[k+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("bench: /proc/%d/stat: %d fields", pid, len(f))
+	f, err := statFields(b, fmt.Sprintf("/proc/%d/stat", pid), 13)
+	if err != nil {
+		return 0, err
 	}
 	ut, err1 := strconv.ParseUint(f[11], 10, 64) // field 14
 	st, err2 := strconv.ParseUint(f[12], 10, 64) // field 15
@@ -215,6 +206,23 @@ func procCPU(pid int) (float64, error) {
 		return 0, fmt.Errorf("bench: /proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
 	}
 	return float64(ut+st) / clockTicks, nil
+}
+
+// statFields is the fields of a /proc stat file (of a process or a
+// thread) from field 3 (state) on, at least want of them. The command name
+// (field 2) is in parentheses and may hold spaces: the fields start after
+// the last ')'.
+func statFields(b []byte, path string, want int) ([]string, error) {
+	s := string(b)
+	k := strings.LastIndexByte(s, ')')
+	if k < 0 {
+		return nil, fmt.Errorf("bench: %s: malformed", path)
+	}
+	f := strings.Fields(s[k+1:])
+	if len(f) < want {
+		return nil, fmt.Errorf("bench: %s: %d fields", path, len(f))
+	}
+	return f, nil
 }
 
 // procMem returns VmRSS and VmHWM of pid in KiB.
