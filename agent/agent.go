@@ -323,6 +323,7 @@ func (a *agent) start() error {
 		Incarnation:  inc,
 		Generation:   st.Generation,
 		Epoch:        st.Epoch,
+		EpochReserve: epochReserve,
 		Members:      members,
 		AllowAlone:   cfg.AllowAlone,
 		MaxAlarms:    maxAlarms,

@@ -24,24 +24,86 @@ import (
 // and its peers judge it down; the one whose disk holds the new epoch
 // takes over. Three real agents on lo; the state directory of the node
 // that is neither master nor vice-master is turned into a file (which
-// fails as root too), then the master is stopped.
+// fails as root too), then the master is stopped. Every new epoch must be
+// saved here (epochReserve 1): with the reserve, the next epoch is on
+// disk already (TestFailoverNeedsNoDisk).
 func TestNotDurableStops(t *testing.T) {
+	epochReserve = 1
+	t.Cleanup(func() { epochReserve = 0 })
 	tc := startCluster(t, 3)
+	master, heir, broken := breakFollowerDisk(t, tc)
+	epoch := heir.shm.Header().Epoch
+
+	tc.nodes[master-1].cancel()
+
+	select {
+	case err := <-broken.done:
+		require.ErrorIs(t, err, ErrNotDurable, "node %d", broken.id)
+		broken.done <- nil // for the cleanup: this failure was the point
+	case <-time.After(5 * time.Second):
+		t.Fatalf("node %d still running after its master's death, with no disk for the new epoch", broken.id)
+	}
+	// The heir reigns, at a new epoch, and judged the broken node down
+	// (it stopped without a goodbye, which would carry that epoch too).
+	waitShm(t, heir, 5*time.Second, "the broken node down at the heir", func() bool {
+		h := heir.shm.Header()
+		st, _ := heir.state(fmt.Sprintf("node/%d", broken.id))
+		return h.Master == wire.NodeID(heir.id) && h.Epoch > epoch && st == wire.StateDown
+	})
+}
+
+// TestFailoverNeedsNoDisk: with the epoch's reserve (core.
+// DefaultEpochReserve), a failover saves nothing first. The node whose
+// state directory is gone follows the heir at the new epoch and stays up,
+// and the heir's state file is not written for its claim. Three real
+// agents on lo, as TestNotDurableStops (which, without the reserve, stops
+// the same node).
+func TestFailoverNeedsNoDisk(t *testing.T) {
+	tc := startCluster(t, 3)
+	master, heir, broken := breakFollowerDisk(t, tc)
+	epoch := heir.shm.Header().Epoch
+	heirState := filepath.Join(heir.cfg.Paths.StateDir, persist.FileName)
+	before, err := os.ReadFile(heirState)
+	require.NoError(t, err)
+
+	tc.nodes[master-1].cancel()
+
+	for _, nd := range []*testNode{heir, broken} {
+		waitShm(t, nd, 5*time.Second, "the heir reigning at a new epoch, the old master down", func() bool {
+			h := nd.shm.Header()
+			st, _ := nd.state(fmt.Sprintf("node/%d", master))
+			return h.Master == wire.NodeID(heir.id) && h.Epoch > epoch && st == wire.StateDown
+		})
+	}
+	select {
+	case err := <-broken.done:
+		broken.done <- err
+		t.Fatalf("node %d stopped (%v): the new epoch was within the reserve on its disk", broken.id, err)
+	default:
+	}
+	after, err := os.ReadFile(heirState)
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the heir's state file written for a claim within its reserve")
+}
+
+// breakFollowerDisk waits for tc's master and vice-master and turns the
+// state directory of a third node into a file, so that every save it
+// tries fails (as root too). It returns the master's ID, the heir and the
+// broken node.
+func breakFollowerDisk(t *testing.T, tc *testCluster) (master wire.NodeID, heir, broken *testNode) {
+	t.Helper()
 	master, vice := formedWithVice(t, tc)
-	var broken, heir *testNode
 	for _, nd := range tc.nodes {
 		switch wire.NodeID(nd.id) {
-		case master, vice:
-			if wire.NodeID(nd.id) == vice {
-				heir = nd
-			}
+		case master:
+		case vice:
+			heir = nd
 		default:
 			broken = nd
 		}
 	}
 	require.NotNil(t, broken)
 	require.NotNil(t, heir)
-	epoch := heir.shm.Header().Epoch
 
 	// The agent writes into its state directory meanwhile (the table
 	// saver): RemoveAll can meet a file created after it listed the
@@ -62,23 +124,7 @@ func TestNotDurableStops(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { os.Remove(dir) })
-
-	tc.nodes[master-1].cancel()
-
-	select {
-	case err := <-broken.done:
-		require.ErrorIs(t, err, ErrNotDurable, "node %d", broken.id)
-		broken.done <- nil // for the cleanup: this failure was the point
-	case <-time.After(5 * time.Second):
-		t.Fatalf("node %d still running after its master's death, with no disk for the new epoch", broken.id)
-	}
-	// The heir reigns, at a new epoch, and judged the broken node down
-	// (it stopped without a goodbye, which would carry that epoch too).
-	waitShm(t, heir, 5*time.Second, "the broken node down at the heir", func() bool {
-		h := heir.shm.Header()
-		st, _ := heir.state(fmt.Sprintf("node/%d", broken.id))
-		return h.Master == wire.NodeID(heir.id) && h.Epoch > epoch && st == wire.StateDown
-	})
+	return master, heir, broken
 }
 
 // TestEpochSavedWhileMembershipSaveWaits: the membership saves (the saver
@@ -88,8 +134,12 @@ func TestNotDurableStops(t *testing.T) {
 // test, as a busy disk would keep its write) does not stop the heir from
 // taking over. Four real agents on lo; the heir's membership file is
 // locked, a node that is neither master nor heir is stopped (the heir's
-// saver is then stuck with the new membership), then the master.
+// saver is then stuck with the new membership), then the master. Every
+// new epoch is saved first here (epochReserve 1), so the heir saves its
+// claim.
 func TestEpochSavedWhileMembershipSaveWaits(t *testing.T) {
+	epochReserve = 1
+	t.Cleanup(func() { epochReserve = 0 })
 	tc := startCluster(t, 4)
 	master, vice := formedWithVice(t, tc)
 	heir := tc.nodes[vice-1]

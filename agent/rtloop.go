@@ -49,6 +49,11 @@ import (
 // binary.
 var wholeProcess = true
 
+// epochReserve is the core's EpochReserve (0: core.DefaultEpochReserve).
+// Set to 1 by this package's tests of a failed save of a new epoch, which
+// the reserve otherwise makes rare.
+var epochReserve uint64
+
 // otherThreadsNice is the nice value of the process's threads other than
 // the real-time loop's.
 const otherThreadsNice = -20

@@ -30,6 +30,7 @@ const (
 	InvConverged     = "tables-converge"
 	InvAlarmKept     = "acked-alarm-not-lost"
 	InvAtomicGroup   = "no-partial-transaction"
+	InvNewReign      = "claims-above-earlier-lives"
 )
 
 // Checker checks the cluster invariants after every step of a Sim.
@@ -58,7 +59,12 @@ type Checker struct {
 	// Writes, when set, is told of every table change (the chaos clients'
 	// acknowledged-write checks).
 	Writes *WriteLog
-	err    *Violation
+	// life[i]: when node i+1's current life started; heldEpoch[i]: the
+	// highest epoch it held (followed or reigned) in this life, and
+	// earlierEpoch[i] in every earlier one (checkNewReign).
+	life                    []time.Time
+	heldEpoch, earlierEpoch []uint64
+	err                     *Violation
 }
 
 // NewChecker attaches a checker to s.
@@ -72,6 +78,9 @@ func NewChecker(s *Sim) *Checker {
 	c.masterView = make([][]wire.State, len(s.Nodes))
 	c.viewBuf = make([][]wire.State, len(s.Nodes))
 	c.topo = ^uint64(0)
+	c.life = make([]time.Time, len(s.Nodes))
+	c.heldEpoch = make([]uint64, len(s.Nodes))
+	c.earlierEpoch = make([]uint64, len(s.Nodes))
 	c.since = make([][]time.Time, len(s.Nodes))
 	for i := range c.since {
 		c.since[i] = make([]time.Time, len(s.Nodes))
@@ -163,7 +172,35 @@ func (c *Checker) Step() error {
 		}
 	}
 	c.checkStale()
+	c.checkNewReign()
 	return c.err.orNil()
+}
+
+// checkNewReign: a node reigns only above every epoch it held (followed or
+// reigned at) in an earlier life. Its disk must say so (core.Ready.MustSync,
+// core.DefaultEpochReserve): a restarted node that claimed an epoch it had
+// followed, or reigned at, before its crash would make two reigns of one
+// (master, epoch), which its peers cannot tell apart.
+func (c *Checker) checkNewReign() {
+	for i, n := range c.s.Nodes {
+		if !n.Up {
+			continue
+		}
+		if !n.StartedAt.Equal(c.life[i]) {
+			c.life[i] = n.StartedAt
+			c.earlierEpoch[i] = max(c.earlierEpoch[i], c.heldEpoch[i])
+			c.heldEpoch[i] = 0
+		}
+		r := n.Core.Role()
+		if r.Master == 0 {
+			continue // joining: the epoch it starts at is its floor, not one held
+		}
+		c.heldEpoch[i] = max(c.heldEpoch[i], r.Epoch)
+		if r.Role == wire.RoleMaster && r.Epoch <= c.earlierEpoch[i] {
+			c.fail(InvNewReign, "node %d reigns at epoch %d, at or below epoch %d it held in an earlier life", n.ID, r.Epoch, c.earlierEpoch[i])
+			return
+		}
+	}
 }
 
 // checkStale: a node flags its table stale only after the stale timeout

@@ -42,6 +42,9 @@ type Options struct {
 	Nets     [wire.NumNets]NetConditions
 	Key      []byte
 	Stale    time.Duration
+	// EpochReserve is the nodes' core.Config.EpochReserve (0: the core's
+	// default): how many epochs one synced save of the epoch covers.
+	EpochReserve uint64
 	// Trace keeps a log of everything that happened (for failure reports).
 	Trace bool
 }
@@ -144,7 +147,7 @@ func (s *Sim) cfg(n *Node) core.Config {
 		Node: n.ID, Cluster: 7, Key: s.Opt.Key, Priority: prio, Eligible: true,
 		Interval: s.Opt.Interval, Misses: s.Opt.Misses, StaleTimeout: s.Opt.Stale,
 		Incarnation: n.persist.Incarnation + 1, Generation: n.persist.Generation, Members: n.persist.Members,
-		Epoch: n.persist.Epoch,
+		Epoch: n.persist.Epoch, EpochReserve: s.Opt.EpochReserve,
 	}
 }
 

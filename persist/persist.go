@@ -2,8 +2,9 @@
 // restart: its incarnation (boot-unique: peers tell a restarted node from a
 // delayed packet of its previous life), the membership generation and the
 // last persisted membership (the amnesia guard's quorum rule, DESIGN §2), and
-// the highest election epoch it held (a restarted node never claims an epoch
-// it used before, so a (master, epoch) pair names one reign).
+// a ceiling on the election epochs it held (a restarted node never claims an
+// epoch it used before, so a (master, epoch) pair names one reign; the agent
+// writes an epoch with a reserve past it, core.DefaultEpochReserve).
 //
 // The state is one file, <dir>/state, of two slots of SlotSize bytes; each
 // holds one record, in a fixed big-endian binary layout with a CRC-32C
@@ -103,7 +104,9 @@ type State struct {
 	Generation  uint64
 	// Members is the last persisted membership (node IDs).
 	Members []uint32
-	// Epoch is the highest election epoch the node held.
+	// Epoch is at or above every election epoch the node held: the agent
+	// saves a new epoch with a reserve past it (core.DefaultEpochReserve),
+	// and a restarted node claims only above it.
 	Epoch uint64
 }
 

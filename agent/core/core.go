@@ -46,7 +46,13 @@ type Config struct {
 	AllowAlone  bool
 	// Epoch is the highest election epoch this node persisted: it never
 	// claims at or below it again, so (master, epoch) names one reign.
+	// It is a ceiling: at or above every epoch the node used or followed
+	// in an earlier life (EpochReserve).
 	Epoch uint64
+	// EpochReserve is how many epochs one synced save of the epoch covers
+	// (0: DefaultEpochReserve; 1: every new epoch is saved before anything
+	// carries it). See DefaultEpochReserve.
+	EpochReserve uint64
 
 	MaxAlarms int
 	// MaxEntities and MaxEntitiesPerOwner bound the entities the master
@@ -86,7 +92,27 @@ func (c *Config) setDefaults() {
 	if c.Incarnation == 0 {
 		c.Incarnation = 1
 	}
+	if c.EpochReserve == 0 {
+		c.EpochReserve = DefaultEpochReserve
+	}
 }
+
+// DefaultEpochReserve is how many epochs past the one it reaches a node's
+// synced save of a new epoch covers: the save says "never claim at or
+// below E + DefaultEpochReserve - 1", so the next epochs up to that one
+// are followed or claimed with nothing to save first. A new epoch is the
+// moment of a failover: saved first, it cost an fdatasync on the
+// real-time loop of the heir before its claim left and of every follower
+// before it read the new master's snapshot (at N = 9, about 2.5 ms of a
+// 7–10 ms exit failover, and a busy disk's whole wait: docs/bench.md).
+// Reserved, a failover waits for no disk once in this many epochs.
+//
+// The price: a node that restarts comes back with the ceiling as its
+// floor, and if it later claims, the cluster's epoch jumps past it (by up
+// to this much). Epochs only order reigns; a jump means nothing else.
+// (The incarnation's reserve, persist.ReserveIncarnations, is the same
+// idea for a fenced node's return.)
+const DefaultEpochReserve = 256
 
 // MinMisses is the fewest missed heartbeats that may declare a peer lost: a
 // virtual machine stalls for ~20 ms now and then, and with fewer than three

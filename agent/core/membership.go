@@ -361,7 +361,10 @@ func (n *Node) onElectEvent(now time.Time, ev elect.Event) {
 	st := n.el.State()
 	if st.Epoch > n.persist.Epoch {
 		// A new epoch is on disk before anything carries it (MustSync): a
-		// restarted node never claims an epoch it used before.
+		// restarted node never claims an epoch it used before. The save
+		// reserves the next epochs too (DefaultEpochReserve): until the
+		// cluster passes them, a new epoch needs no save.
+		n.persist.Epoch = st.Epoch + n.cfg.EpochReserve - 1
 		n.savePersist(true)
 	}
 	switch ev {
