@@ -99,7 +99,7 @@ func TestE2EShort(t *testing.T) {
 			want = kills
 		case strings.HasPrefix(f.Key, "failover"):
 			want = failovers
-		case f.Key == "exit_failover":
+		case strings.HasPrefix(f.Key, "exit_failover"):
 			want = exitFailovers
 		case strings.HasPrefix(f.Key, "exit"):
 			want = exits
@@ -122,6 +122,8 @@ func TestE2EShort(t *testing.T) {
 		{"relays' floor", res.FloorWritten, res.Floor},
 		{"report's floor", res.ReportFloorWritten, res.ReportFloor},
 		{"detection", res.DetectWrittenDist(), res.DetectDist()},
+		{"exit failover", killDist(res.ExitFailovers, func(k Kill) time.Duration { return k.Written }),
+			killDist(res.ExitFailovers, func(k Kill) time.Duration { return k.Detect })},
 	} {
 		if len(p.written) != len(p.seen) {
 			t.Errorf("%s: %d written, %d seen", p.name, len(p.written), len(p.seen))

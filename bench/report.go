@@ -50,6 +50,9 @@ var Figures = []Figure{
 	{"exit_decision", "  kill -9 -> master's decision", func(r *Result) Dist { return killDist(r.Exits, func(k Kill) time.Duration { return k.ToDecision }) }},
 	{"exit_written", "  kill -9 -> written in every survivor's table", func(r *Result) Dist { return killDist(r.Exits, func(k Kill) time.Duration { return k.Written }) }},
 	{"exit_failover", "exit failover: kill -9 of master -> every shm", func(r *Result) Dist { return killDist(r.ExitFailovers, func(k Kill) time.Duration { return k.Detect }) }},
+	{"exit_failover_written", "  kill -9 of master -> written in every survivor's table", func(r *Result) Dist {
+		return killDist(r.ExitFailovers, func(k Kill) time.Duration { return k.Written })
+	}},
 }
 
 // Ratios are the figures compared with the baseline.

@@ -118,7 +118,7 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 
 	if has(func(g GroupJSON) bool { _, ok := g.Median["exit"]; return ok }) {
 		b.WriteString("\nProcess exits: kill -9 of a non-master → down in every survivor's shm (and written in every survivor's table), and of the master → its down, the new master's first change, in every survivor's shm. Seen by the exit watch (agent/exitwatch.go): the victim's kernel closes its connection as the process dies (held by a thread with a file table of its own, internal/connhold: before the memory is freed)\n\n")
-		b.WriteString("| profile | bound | N | exit p50 | p99 | max | kill -9 → decision p50 | written p99 | exit failover p50 | p99 | max | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		b.WriteString("| profile | bound | N | exit p50 | p99 | max | kill -9 → decision p50 | written p99 | exit failover p50 | p99 | max | written p50 | p99 | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, g := range gs {
 			d, ok := g.Median["exit"]
 			if !ok {
@@ -131,12 +131,15 @@ func WriteTables(w io.Writer, gs []GroupJSON, cost []Cost) {
 			if q, ok := g.Median["exit_written"]; ok {
 				wr = f(q.P99)
 			}
-			fo := [3]string{"—", "—", "—"}
+			fo := [5]string{"—", "—", "—", "—", "—"}
 			if q, ok := g.Median["exit_failover"]; ok {
-				fo = [3]string{f(q.P50), f(q.P99), f(q.Max)}
+				fo[0], fo[1], fo[2] = f(q.P50), f(q.P99), f(q.Max)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", g.Profile, f(g.Bound), g.Nodes,
-				f(d.P50), f(d.P99), f(d.Max), dec, wr, fo[0], fo[1], fo[2], loads(g))
+			if q, ok := g.Median["exit_failover_written"]; ok {
+				fo[3], fo[4] = f(q.P50), f(q.P99)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", g.Profile, f(g.Bound), g.Nodes,
+				f(d.P50), f(d.P99), f(d.Max), dec, wr, fo[0], fo[1], fo[2], fo[3], fo[4], loads(g))
 		}
 	}
 
