@@ -105,11 +105,14 @@ func (c *Config) setDefaults() {
 // real-time loop of the heir before its claim left and of every follower
 // before it read the new master's snapshot (at N = 9, about 2.5 ms of a
 // 7–10 ms exit failover, and a busy disk's whole wait: docs/bench.md).
-// Reserved, a failover waits for no disk once in this many epochs.
+// Reserved, one failover in this many waits for the disk.
 //
 // The price: a node that restarts comes back with the ceiling as its
 // floor, and if it later claims, the cluster's epoch jumps past it (by up
-// to this much). Epochs only order reigns; a jump means nothing else.
+// to this much), and every other node saves once on that failover's way,
+// as before the reserve (its peers cannot know the floor ahead: it is
+// silent until it follows, docs/bench.md). Epochs only order reigns; a
+// jump means nothing else.
 // (The incarnation's reserve, persist.ReserveIncarnations, is the same
 // idea for a fenced node's return.)
 const DefaultEpochReserve = 256
