@@ -323,6 +323,7 @@ func (a *agent) start() error {
 		Incarnation:  inc,
 		Generation:   st.Generation,
 		Epoch:        st.Epoch,
+		EpochExact:   st.EpochExact,
 		EpochReserve: epochReserve,
 		Members:      members,
 		AllowAlone:   cfg.AllowAlone,
@@ -579,6 +580,7 @@ func (a *agent) shutdown(done chan struct{}) {
 	a.bulkq = nil
 	a.mu.Unlock()
 	a.saverWG.Wait()
+	a.saveExactEpoch()
 	for _, bg := range []*transport.Background{a.bg, a.bgMembers} {
 		if bg != nil {
 			bg.Stop() // after the savers: what they still give it runs on their threads

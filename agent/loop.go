@@ -302,6 +302,34 @@ func (a *agent) saveNow(p *core.Persist) error {
 	return nil
 }
 
+// saveExactEpoch writes, at a clean stop, the exact highest epoch this
+// node held in place of the ceiling on disk (core.Node.StopPersist), so
+// that when it comes back and later claims, the cluster's epoch goes up by
+// one instead of jumping past the reserve, and no other node has to save
+// on that failover's way (DESIGN §9). Called once nothing more can be sent
+// (the transport is closed, the savers have finished); not after a failed
+// save (failStop), whose node promised nothing it could keep. A failure
+// leaves the ceiling, which is always safe.
+func (a *agent) saveExactEpoch() {
+	a.mu.Lock()
+	p, ok := a.core.StopPersist()
+	ok = ok && a.notDurable == nil
+	a.mu.Unlock()
+	if !ok {
+		return
+	}
+	a.saveMu.Lock()
+	defer a.saveMu.Unlock()
+	st := persist.State{Incarnation: a.durableInc.Load(), Generation: p.Generation, Members: members32(p.Members),
+		Epoch: p.Epoch, EpochExact: true}
+	if err := persist.Save(a.stateDir, st); err != nil {
+		a.m.persistErrors.Inc()
+		a.log.Warn("persisting the exact epoch at a clean stop: the state file keeps its epoch's reserve", "err", err)
+		return
+	}
+	a.log.Info("persisted the exact epoch", "epoch", p.Epoch, "ceiling_was", a.durableEp.Load())
+}
+
 // saveMembers writes p's membership generation and members to the
 // membership file, unsynced (persist.SaveMembers): what it holds is safe to
 // lose in a crash. Until 4 December 2026 these saves went to the state

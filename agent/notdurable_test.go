@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/fmagent/fmagent/agent/core"
 	"github.com/fmagent/fmagent/client"
 	"github.com/fmagent/fmagent/persist"
 	"github.com/fmagent/fmagent/wire"
@@ -312,4 +313,63 @@ func TestWriteAckedWhileMembershipSaveWaits(t *testing.T) {
 	require.NotNil(t, tab)
 	require.GreaterOrEqual(t, tab.Seq, res.Seq, "the acknowledged write in the table file")
 	require.True(t, flockWaiter(t, ino), "the membership save still waiting")
+}
+
+// TestCleanStopSavesExactEpoch: an agent stopped cleanly leaves the exact
+// epoch it held in its state file, not its reserve; started again, it
+// writes a new reserve above it before it speaks, and the epoch a switchover
+// to it then takes is the next one: no jump (core.Node.StopPersist). Three
+// real agents on lo: the master is stopped, the vice-master takes over,
+// the old master comes back and is handed the reign back.
+func TestCleanStopSavesExactEpoch(t *testing.T) {
+	tc := startCluster(t, 3)
+	master, vice := formedWithVice(t, tc)
+	old := tc.nodes[master-1]
+	epoch := old.shm.Header().Epoch
+	dir := old.cfg.Paths.StateDir
+
+	tc.stopNode(old)
+	st, err := persist.Load(dir)
+	require.NoError(t, err)
+	require.True(t, st.EpochExact, "a clean stop leaves the exact epoch")
+	require.Equal(t, epoch, st.Epoch)
+
+	heir := tc.nodes[vice-1]
+	waitShm(t, heir, 5*time.Second, "the vice-master reigning", func() bool {
+		return heir.shm.Header().Master == vice
+	})
+	reign := heir.shm.Header().Epoch
+	require.Equal(t, epoch+1, reign, "one election")
+
+	tc.startNode(old)
+	waitShm(t, old, 5*time.Second, "the old master following the new one", func() bool {
+		h := old.shm.Header()
+		return h.Master == vice && h.Epoch == reign
+	})
+	st, err = persist.Load(dir)
+	require.NoError(t, err)
+	require.False(t, st.EpochExact, "started again, a reserve on disk")
+	require.Equal(t, epoch+core.DefaultEpochReserve-1, st.Epoch)
+
+	// The reign handed back to it (the third node stopped, it is the
+	// vice-master; a switchover): the next epoch, not one past its reserve.
+	for _, nd := range tc.nodes {
+		if nd != old && nd != heir {
+			tc.stopNode(nd)
+		}
+	}
+	c := old.client(t)
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s, err := c.Status(ctx)
+		return err == nil && s.Vice == wire.NodeID(old.id)
+	}, 5*time.Second, 10*time.Millisecond, "the old master named vice-master")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, c.Switchover(ctx))
+	waitShm(t, old, 5*time.Second, "the old master reigning again", func() bool {
+		return old.shm.Header().Master == wire.NodeID(old.id)
+	})
+	require.Equal(t, reign+1, old.shm.Header().Epoch, "no jump")
 }

@@ -126,7 +126,13 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 			}
 			inc := n.Core.Incarnation()
 			crashedAt := s.Now
-			if action == 0 {
+			if action == 0 && (seed+uint64(a))%2 == 0 {
+				// Half the host crashes are clean stops as far as the
+				// disk goes (the exact epoch saved), chosen without a
+				// draw on the scenario's stream.
+				s.Stop(victim)
+				desc = fmt.Sprintf("stop %d", victim)
+			} else if action == 0 {
 				s.Crash(victim)
 				desc = fmt.Sprintf("crash %d", victim)
 			} else {

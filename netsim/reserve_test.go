@@ -114,3 +114,101 @@ func chainReady(prev func(*Node, *core.Ready), f func(*Node, *core.Ready)) func(
 		f(n, rd)
 	}
 }
+
+// TestStopExactEpoch: a node stopped cleanly saves the exact highest epoch
+// it held (core.Node.StopPersist), comes back with that as the floor of
+// its claims and a new reserve on disk before it sends anything, and when
+// it later takes over, the epoch goes up by one: no jump, and no node
+// saves anything first. Three nodes: 1 (the best), 2, 3. Node 1 is
+// stopped; node 2 reigns; node 1 comes back; node 3 (the vice) crashes, so
+// node 1 is the heir; node 2 crashes.
+func TestStopExactEpoch(t *testing.T) {
+	s := New(Options{Seed: 8, Nodes: 3, Trace: true, Priority: func(id wire.NodeID) uint8 { return uint8(103 - id) }})
+	c := NewChecker(s)
+	synced := map[wire.NodeID]int{}
+	s.OnReady = chainReady(s.OnReady, func(n *Node, rd *core.Ready) {
+		if rd.MustSync {
+			synced[n.ID]++
+		}
+	})
+	run := func() { require.NoError(t, s.RunUntil(s.Now.Add(200*time.Millisecond), c.Step), s.Trace(40)) }
+	run()
+	require.Equal(t, wire.NodeID(1), masterOf(s))
+	first := s.Node(1).Core.Role().Epoch
+
+	s.Stop(1)
+	require.True(t, s.Node(1).persist.EpochExact)
+	require.Equal(t, first, s.Node(1).persist.Epoch, "the exact epoch, not its reserve")
+	run()
+	require.Equal(t, wire.NodeID(2), masterOf(s))
+	reign := s.Node(2).Core.Role().Epoch
+	require.Equal(t, first+1, reign)
+
+	clear(synced)
+	s.Restart(1)
+	run()
+	require.Equal(t, 1, synced[1], "node 1 saved a new reserve, once, as it started")
+	require.Equal(t, first+core.DefaultEpochReserve-1, s.Node(1).persist.Epoch)
+	require.False(t, s.Node(1).persist.EpochExact)
+	require.Equal(t, wire.NodeID(2), s.Node(1).Core.Role().Master)
+
+	s.Crash(3)
+	run()
+	require.Equal(t, wire.NodeID(1), s.Node(2).Core.Role().Vice, "node 1 is the heir")
+	s.Restart(3)
+	run()
+
+	clear(synced)
+	s.Crash(2)
+	run()
+	require.Equal(t, wire.NodeID(1), masterOf(s))
+	require.Equal(t, reign+1, s.Node(1).Core.Role().Epoch, "no jump: the floor was exact")
+	require.Zero(t, synced[1], "the heir saved nothing first")
+	require.Zero(t, synced[3], "the follower saved nothing first")
+	require.NoError(t, c.Err())
+}
+
+// TestStopAfterFollowingOlderMaster: a clean stop saves an exact epoch only
+// when the node knows it. A two-node cluster splits; the vice-master
+// reigns alone at a newer epoch, crashes (its ceiling stays on disk), and,
+// back after the heal, follows the old master at the older epoch. Stopped
+// cleanly then, it must not write that older epoch as exact: its earlier
+// life reigned above it, and after a restart it would claim that epoch
+// again (claims-above-earlier-lives).
+func TestStopAfterFollowingOlderMaster(t *testing.T) {
+	s := New(Options{Seed: 3, Nodes: 2, Trace: true})
+	c := NewChecker(s)
+	run := func() { require.NoError(t, s.RunUntil(s.Now.Add(300*time.Millisecond), c.Step), s.Trace(40)) }
+	run()
+	require.Equal(t, wire.NodeID(1), masterOf(s))
+	old := s.Node(1).Core.Role().Epoch
+
+	s.CutLink(2, wire.NetA, true)
+	s.CutLink(2, wire.NetB, true)
+	run()
+	split := s.Node(2).Core.Role()
+	require.Equal(t, wire.NodeID(2), split.Master, "the vice-master reigns alone")
+	require.Greater(t, split.Epoch, old)
+	require.Equal(t, old, s.Node(1).Core.Role().Epoch, "the old master keeps its epoch")
+
+	s.Crash(2)
+	s.CutLink(2, wire.NetA, false)
+	s.CutLink(2, wire.NetB, false)
+	s.Restart(2)
+	run()
+	r := s.Node(2).Core.Role()
+	require.Equal(t, wire.NodeID(1), r.Master)
+	require.Equal(t, old, r.Epoch, "back, it follows the old master at the older epoch")
+
+	s.Stop(2)
+	require.False(t, s.Node(2).persist.EpochExact, "the epoch it reigned at in its earlier life is above what it held since")
+	require.GreaterOrEqual(t, s.Node(2).persist.Epoch, split.Epoch)
+
+	s.Restart(2)
+	run()
+	s.Crash(1)
+	run()
+	require.Equal(t, wire.NodeID(2), masterOf(s))
+	require.Greater(t, s.Node(2).Core.Role().Epoch, split.Epoch, "a new reign above the one of its earlier life")
+	require.NoError(t, c.Err())
+}

@@ -147,7 +147,7 @@ func (s *Sim) cfg(n *Node) core.Config {
 		Node: n.ID, Cluster: 7, Key: s.Opt.Key, Priority: prio, Eligible: true,
 		Interval: s.Opt.Interval, Misses: s.Opt.Misses, StaleTimeout: s.Opt.Stale,
 		Incarnation: n.persist.Incarnation + 1, Generation: n.persist.Generation, Members: n.persist.Members,
-		Epoch: n.persist.Epoch, EpochReserve: s.Opt.EpochReserve,
+		Epoch: n.persist.Epoch, EpochExact: n.persist.EpochExact, EpochReserve: s.Opt.EpochReserve,
 	}
 }
 
@@ -173,6 +173,27 @@ func (s *Sim) Crash(id wire.NodeID) {
 	n.Up, n.Paused, n.inbox, n.exits, n.Core = false, false, nil, nil, nil
 	n.unsynced = nil // not on disk yet: lost
 	n.tickGen++
+}
+
+// Stop ends a node's process as a clean stop does, as far as its disk is
+// concerned: what it had still on its way to disk lands, then the state
+// the core gives for a clean stop (core.Node.StopPersist: the exact epoch)
+// is saved, synced, as the agent does once nothing more can be sent. Its
+// peers are told nothing (the goodbye is not modelled): they judge it as a
+// crash.
+func (s *Sim) Stop(id wire.NodeID) {
+	n := s.node(id)
+	if !n.Up {
+		return
+	}
+	if n.unsynced != nil {
+		n.persist, n.unsynced = *n.unsynced, nil
+	}
+	if p, ok := n.Core.StopPersist(); ok {
+		n.persist = p
+		s.Tracef("stop node %d: exact epoch %d saved", id, p.Epoch)
+	}
+	s.Crash(id)
 }
 
 // Kill ends a node's process alone (kill -9, the agent's crash): as Crash,

@@ -13,7 +13,7 @@
 //	offset  size  field
 //	0       4     magic "FMST"
 //	4       2     version (3)
-//	6       2     flags (0)
+//	6       2     flags (bit 0: the epoch is exact, State.EpochExact)
 //	8       8     incarnation
 //	16      8     generation
 //	24      4     number of members n (at most MaxMembers)
@@ -108,7 +108,17 @@ type State struct {
 	// saves a new epoch with a reserve past it (core.DefaultEpochReserve),
 	// and a restarted node claims only above it.
 	Epoch uint64
+	// EpochExact: Epoch is exactly the highest epoch the node held, not a
+	// ceiling above it (written at a clean stop, once nothing more could
+	// be sent: flags bit 0). A file without it, of any version, is read as
+	// a ceiling, which is always safe.
+	EpochExact bool
 }
+
+// flagEpochExact is the bit of a record's flags that says State.EpochExact.
+// Agents before it ignore the flags: they read the exact epoch as the
+// highest epoch persisted, which it is.
+const flagEpochExact = 1
 
 // ErrCorrupt is wrapped by Load's error for a state file it cannot trust.
 var ErrCorrupt = errors.New("corrupt state file")
@@ -205,6 +215,7 @@ func decodeSlot(b []byte) (State, uint64, error) {
 	}
 	s := decodeHeader(b, n)
 	s.Epoch = binary.BigEndian.Uint64(b[hdrLen+4*int(n):])
+	s.EpochExact = binary.BigEndian.Uint16(b[6:])&flagEpochExact != 0
 	return s, binary.BigEndian.Uint64(b[hdrLen+4*int(n)+8:]), nil
 }
 
@@ -262,6 +273,9 @@ func encode(s State, seq uint64) ([]byte, error) {
 	b := make([]byte, hdrLen, hdrLen+4*len(s.Members)+20)
 	copy(b, magic)
 	binary.BigEndian.PutUint16(b[4:], version)
+	if s.EpochExact {
+		binary.BigEndian.PutUint16(b[6:], flagEpochExact)
+	}
 	binary.BigEndian.PutUint64(b[8:], s.Incarnation)
 	binary.BigEndian.PutUint64(b[16:], s.Generation)
 	binary.BigEndian.PutUint32(b[24:], uint32(len(s.Members)))

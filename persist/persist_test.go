@@ -586,3 +586,29 @@ func TestStateSaveNotBehindMembersSave(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, State{Incarnation: 1, Generation: 3, Members: []uint32{1, 2, 3}, Epoch: 2}, s)
 }
+
+// TestEpochExact: the exact-epoch flag (flags bit 0) survives a save and a
+// load, a later save without it clears it, and a slot written with it is
+// still read by a decoder that ignores the flags (as agents before it do):
+// same epoch, nothing else changed.
+func TestEpochExact(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, Save(dir, State{Incarnation: 5, Generation: 2, Members: []uint32{1, 2}, Epoch: 9, EpochExact: true}))
+	st, err := Load(dir)
+	require.NoError(t, err)
+	assert.Equal(t, State{Incarnation: 5, Generation: 2, Members: []uint32{1, 2}, Epoch: 9, EpochExact: true}, st)
+
+	b, err := encode(State{Incarnation: 5, Epoch: 9, EpochExact: true}, 1)
+	require.NoError(t, err)
+	assert.Equal(t, uint16(flagEpochExact), binary.BigEndian.Uint16(b[6:]))
+	plain, err := encode(State{Incarnation: 5, Epoch: 9}, 1)
+	require.NoError(t, err)
+	assert.Zero(t, binary.BigEndian.Uint16(plain[6:]))
+	assert.Equal(t, plain[8:len(plain)-4], b[8:len(b)-4], "only the flags differ before the checksum")
+
+	require.NoError(t, Save(dir, State{Incarnation: 5, Generation: 3, Members: []uint32{1, 2}, Epoch: 264}))
+	st, err = Load(dir)
+	require.NoError(t, err)
+	assert.False(t, st.EpochExact, "a ceiling saved after it")
+	assert.Equal(t, uint64(264), st.Epoch)
+}

@@ -49,6 +49,10 @@ type Config struct {
 	// It is a ceiling: at or above every epoch the node used or followed
 	// in an earlier life (EpochReserve).
 	Epoch uint64
+	// EpochExact: Epoch is exactly the highest epoch the node held in its
+	// earlier lives (its last one ended in a clean stop: StopPersist), not
+	// a ceiling above it.
+	EpochExact bool
 	// EpochReserve is how many epochs one synced save of the epoch covers
 	// (0: DefaultEpochReserve; 1: every new epoch is saved before anything
 	// carries it). See DefaultEpochReserve.
@@ -199,6 +203,9 @@ type Persist struct {
 	Generation  uint64
 	Members     []wire.NodeID
 	Epoch       uint64
+	// EpochExact: Epoch is exactly the highest epoch held, not a ceiling
+	// (StopPersist's only; every save the core asks for is a ceiling).
+	EpochExact bool
 }
 
 // Result answers a local request made with Submit.
@@ -372,8 +379,11 @@ type Node struct {
 	out     Ready
 	stats   Stats
 	persist Persist
-	arena   [][]byte
-	nArena  int
+	// heldEpoch is the highest epoch this node followed or reigned at in
+	// this life (StopPersist).
+	heldEpoch uint64
+	arena     [][]byte
+	nArena    int
 
 	peerBuf []elect.Peer
 	idBuf   []uint64
@@ -430,6 +440,13 @@ func New(cfg Config, now time.Time) *Node {
 		ViceGrace:  2 * cfg.Interval,
 	}, now, cfg.Epoch)
 	n.persist.Epoch = cfg.Epoch
+	if cfg.EpochExact && cfg.EpochReserve > 1 {
+		// Back from a clean stop: the floor of its claims is the exact
+		// epoch, and the disk gets a reserve above it again before
+		// anything is sent (the start window keeps it silent meanwhile).
+		n.persist.Epoch = cfg.Epoch + cfg.EpochReserve - 1
+		n.savePersist(true)
+	}
 	n.ms.init(cfg.RingSize)
 	n.ledger.init()
 	n.mc.init(now, &n.cfg)

@@ -359,6 +359,9 @@ func (n *Node) runElection(now time.Time) {
 
 func (n *Node) onElectEvent(now time.Time, ev elect.Event) {
 	st := n.el.State()
+	if st.Master != 0 {
+		n.heldEpoch = max(n.heldEpoch, st.Epoch)
+	}
 	if st.Epoch > n.persist.Epoch {
 		// A new epoch is on disk before anything carries it (MustSync): a
 		// restarted node never claims an epoch it used before. The save
@@ -540,4 +543,29 @@ func (n *Node) PeerIncarnation(id wire.NodeID) uint64 {
 		return p.inc
 	}
 	return 0
+}
+
+// StopPersist is the state to save when this node stops cleanly, once
+// nothing more can be sent (the goodbye included): its epoch is the exact
+// highest epoch it held in this life and the earlier ones, instead of the
+// ceiling its saves wrote (DefaultEpochReserve), so that when it comes
+// back and later claims, the cluster's epoch goes up by one, not by up to
+// a reserve, and no other node has to save on that failover's way. It is
+// known when the node started from an exact epoch (Config.EpochExact) or
+// held one above the ceiling it started from (every earlier life's epochs
+// are at or below that ceiling); otherwise ok is false, and the ceiling on
+// disk stays.
+func (n *Node) StopPersist() (p Persist, ok bool) {
+	exact := n.heldEpoch
+	switch {
+	case n.cfg.EpochExact:
+		exact = max(exact, n.cfg.Epoch)
+	case n.heldEpoch <= n.cfg.Epoch:
+		return Persist{}, false
+	}
+	p = n.persist
+	p.Members = append([]wire.NodeID(nil), n.persist.Members...)
+	p.Incarnation = n.inc
+	p.Epoch, p.EpochExact = exact, true
+	return p, true
 }
