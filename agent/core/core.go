@@ -111,12 +111,13 @@ func (c *Config) setDefaults() {
 // 7–10 ms exit failover, and a busy disk's whole wait: docs/bench.md).
 // Reserved, one failover in this many waits for the disk.
 //
-// The price: a node that restarts comes back with the ceiling as its
-// floor, and if it later claims, the cluster's epoch jumps past it (by up
-// to this much), and every other node saves once on that failover's way,
-// as before the reserve (its peers cannot know the floor ahead: it is
-// silent until it follows, docs/bench.md). Epochs only order reigns; a
-// jump means nothing else.
+// The price: a node that restarts after a crash comes back with the
+// ceiling as its floor, and if it later claims, the cluster's epoch jumps
+// past it (by up to this much), and every other node saves once on that
+// failover's way, as before the reserve (its peers cannot know the floor
+// ahead: it is silent until it follows, docs/bench.md). A clean stop
+// leaves the exact epoch instead (StopPersist), and no jump. Epochs only
+// order reigns; a jump means nothing else.
 // (The incarnation's reserve, persist.ReserveIncarnations, is the same
 // idea for a fenced node's return.)
 const DefaultEpochReserve = 256
