@@ -4,7 +4,8 @@
 // last persisted membership (the amnesia guard's quorum rule, DESIGN §2), and
 // a ceiling on the election epochs it held (a restarted node never claims an
 // epoch it used before, so a (master, epoch) pair names one reign; the agent
-// writes an epoch with a reserve past it, core.DefaultEpochReserve).
+// writes an epoch with a reserve past it, core.DefaultEpochReserve, and at a
+// clean stop the exact epoch, flagged as such: State.EpochExact).
 //
 // The state is one file, <dir>/state, of two slots of SlotSize bytes; each
 // holds one record, in a fixed big-endian binary layout with a CRC-32C
