@@ -308,9 +308,20 @@ func (a *agent) saveNow(p *core.Persist) error {
 // one instead of jumping past the reserve, and no other node has to save
 // on that failover's way (DESIGN §9). Called once nothing more can be sent
 // (the transport is closed, the savers have finished); not after a failed
-// save (failStop), whose node promised nothing it could keep. A failure
-// leaves the ceiling, which is always safe.
+// save (failStop), whose node promised nothing it could keep, and not while
+// the real-time loop has not returned (a shutdown past its deadline): it
+// could still take a newer epoch from a datagram it had read. A failure, or
+// no save, leaves the ceiling, which is always safe.
 func (a *agent) saveExactEpoch() {
+	if a.rtDone == nil {
+		return
+	}
+	select {
+	case <-a.rtDone:
+	default:
+		a.log.Warn("not persisting the exact epoch: the real-time loop has not stopped; the state file keeps its epoch's reserve")
+		return
+	}
 	a.mu.Lock()
 	p, ok := a.core.StopPersist()
 	ok = ok && a.notDurable == nil
