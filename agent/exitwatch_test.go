@@ -5,6 +5,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,7 +70,7 @@ func TestKilledAgentIsDownByItsExit(t *testing.T) {
 	cfg := newTestConfig(t, 3, c1.ClusterID, c1.Networks[0].Group, c1.Networks[1].Group, c1.Networks[0].Port, filepath.Dir(c1.Paths.StateDir))
 	slowDetection(cfg)
 	require.NoError(t, cfg.Validate())
-	kill := startChildAgent(t, cfg)
+	proc, kill := startChildAgentProc(t, cfg)
 	master := node3Connected(t, tc, []*agent{byID[1], byID[2]})
 	bound := cfg.Timing.Detection()
 	// As fmctl status shows it: the master lists its followers, a
@@ -93,8 +94,10 @@ func TestKilledAgentIsDownByItsExit(t *testing.T) {
 		}, 10*time.Second, 20*time.Millisecond, "node %d's status of the exit watch", nd.id)
 	}
 
+	// Timed from the signal: the reap (kill) waits for the dead agent's
+	// memory to be freed at SCHED_IDLE, seconds beside a CPU hog.
 	killed := time.Now()
-	kill()
+	require.NoError(t, proc.Signal(syscall.SIGKILL))
 	for _, nd := range tc.nodes {
 		waitShm(t, nd, bound, "node/3 down with node-unreachable", func() bool {
 			st, e := nd.state("node/3")
@@ -111,6 +114,7 @@ func TestKilledAgentIsDownByItsExit(t *testing.T) {
 	require.Less(t, took, bound/2, "down everywhere %v after the kill, against a %v bound", took, bound)
 	t.Logf("kill -9 of node 3 to down in both survivors' shared memory: %v (bound %v)", took, bound)
 
+	kill() // reaped (and its segment removed) before it starts again
 	startChildAgent(t, cfg)
 	for _, nd := range tc.nodes {
 		waitShm(t, nd, 10*time.Second, "node 3 back up", func() bool { st, _ := nd.state("node/3"); return st == wire.StateUp })
