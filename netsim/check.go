@@ -413,7 +413,8 @@ func (c *Checker) CheckCrashDetected(id wire.NodeID, inc uint64, crashedAt time.
 }
 
 // CheckHealed: after healing and a quiet period, exactly one master, the
-// expected one (the last elected before the heal), every running node
+// expected one (the last elected in the partition: RunChaos names it an
+// interval and the longest delay after the heal), every running node
 // following it, and every table equal to the master's.
 func (c *Checker) CheckHealed(expect wire.NodeID) error {
 	s := c.s
