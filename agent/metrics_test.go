@@ -96,7 +96,14 @@ func TestRTLockWait(t *testing.T) {
 		go func() {
 			a.mu.Lock() // the lock is its holder's to unlock (a PI futex)
 			close(held)
-			time.Sleep(50 * time.Millisecond)
+			// Released only once the loop's thread waits for it: after a
+			// fixed sleep, a thread kept off the CPU by a busy machine
+			// (make test beside two CPU burners) came to the lock after it
+			// was free, and nothing was timed.
+			for deadline := time.Now().Add(10 * time.Second); !a.mu.Contended() && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(5 * time.Millisecond)
 			a.mu.Unlock()
 		}()
 		<-held

@@ -52,6 +52,9 @@ const (
 	futexLockPI      = 6
 	futexUnlockPI    = 7
 	futexPrivateFlag = 128
+	// futexWaiters is the bit the kernel sets in the word while threads
+	// wait for it (FUTEX_WAITERS).
+	futexWaiters = 0x80000000
 
 	lockPI   = futexLockPI | futexPrivateFlag
 	unlockPI = futexUnlockPI | futexPrivateFlag
@@ -134,6 +137,11 @@ func (m *Mutex) tryLock(tid uint32) bool {
 	m.owner = tid
 	return true
 }
+
+// Contended reports whether a thread waits in the kernel for m (the
+// kernel has set FUTEX_WAITERS in its word): for a test that must release
+// m only once another thread is known to wait for it.
+func (m *Mutex) Contended() bool { return m.state.Load()&futexWaiters != 0 }
 
 // Unlock releases m. It must be called by the goroutine that locked m:
 // under the race detector an unlock from another thread panics; otherwise

@@ -72,6 +72,25 @@ func TestTryLock(t *testing.T) {
 	assert.True(t, <-other, "released: another thread takes it")
 }
 
+// Contended: not while m is only held, yes once another thread waits in
+// the kernel for it, not after that thread has taken it and let it go.
+func TestContended(t *testing.T) {
+	var m pimutex.Mutex
+	assert.False(t, m.Contended(), "free")
+	m.Lock()
+	assert.False(t, m.Contended(), "held, no one waiting")
+	took := make(chan struct{})
+	go func() {
+		m.Lock()
+		m.Unlock()
+		close(took)
+	}()
+	require.Eventually(t, m.Contended, 10*time.Second, time.Millisecond, "a waiter in the kernel")
+	m.Unlock()
+	<-took
+	assert.False(t, m.Contended(), "free again")
+}
+
 // The lock belongs to the thread that took it: unlocking it twice is a bug,
 // and panics rather than corrupting it; so do, under the race detector
 // (make test runs every package's tests under it), unlocking it from
