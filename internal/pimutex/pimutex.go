@@ -138,9 +138,11 @@ func (m *Mutex) tryLock(tid uint32) bool {
 	return true
 }
 
-// Contended reports whether a thread waits in the kernel for m (the
-// kernel has set FUTEX_WAITERS in its word): for a test that must release
-// m only once another thread is known to wait for it.
+// Contended reports whether the kernel has marked m as waited for
+// (FUTEX_WAITERS in its word): set as soon as a thread waits for it, and
+// kept, when the kernel hands m to a waiter, until that holder unlocks it.
+// For a test that must release m only once another thread is known to
+// wait for it.
 func (m *Mutex) Contended() bool { return m.state.Load()&futexWaiters != 0 }
 
 // Unlock releases m. It must be called by the goroutine that locked m:

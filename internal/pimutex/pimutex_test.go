@@ -73,21 +73,24 @@ func TestTryLock(t *testing.T) {
 }
 
 // Contended: not while m is only held, yes once another thread waits in
-// the kernel for it, not after that thread has taken it and let it go.
+// the kernel for it, not once that thread has taken it and let it go.
 func TestContended(t *testing.T) {
 	var m pimutex.Mutex
 	assert.False(t, m.Contended(), "free")
 	m.Lock()
 	assert.False(t, m.Contended(), "held, no one waiting")
 	took := make(chan struct{})
+	turns := 0
 	go func() {
 		m.Lock()
+		turns++
 		m.Unlock()
 		close(took)
 	}()
 	require.Eventually(t, m.Contended, 10*time.Second, time.Millisecond, "a waiter in the kernel")
 	m.Unlock()
 	<-took
+	assert.Equal(t, 1, turns)
 	assert.False(t, m.Contended(), "free again")
 }
 
