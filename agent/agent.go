@@ -222,6 +222,7 @@ type agent struct {
 	damonSchemes atomic.Int64 // DAMON schemes the kernel runs on this host, seen at start (hostcheck.go)
 
 	waiter    transport.BindWaiter // the real-time loop's one blocking point
+	dgram     dgramSock            // the API's datagram socket, which the real-time loop reads (dgramwrite.go)
 	rtPrio    int                  // SCHED_FIFO priority of the real-time loop; 0: not permitted or not asked
 	exit      *exitWatch           // the connections that tell a process's end at once (exitwatch.go)
 	otherNice int                  // nice value of the other threads (SetProcessNice); 0: left alone
@@ -411,6 +412,9 @@ func (a *agent) start() error {
 	a.srv = &api.Server{Handler: &handler{a}, Authorizer: auth, Log: a.log.With("part", "api"),
 		MaxInFlight: cfg.API.MaxInFlight, Limits: apiLimits(cfg.API)}
 	a.apiSrv.Store(a.srv)
+	if err := a.openDgram(); err != nil {
+		return fmt.Errorf("agent: API datagram socket: %w", err)
+	}
 
 	// Last: a scrape reads what start sets (the guard, the core's fence
 	// decision, the supervisor) from the server's goroutines, so the
@@ -552,6 +556,7 @@ func (a *agent) shutdown(done chan struct{}) {
 	case <-a.rtDone:
 	case <-time.After(time.Until(deadline)):
 	}
+	a.closeDgram() // after the loop, its reader
 	a.waiter.Close()
 	a.tr.Close()
 	a.pw.Close() // ends the process loop
@@ -600,6 +605,7 @@ func (a *agent) closeAll() {
 	if a.waiter != nil {
 		a.waiter.Stop()
 		if a.rtDone == nil { // never started
+			a.closeDgram()
 			a.waiter.Close()
 		}
 	}

@@ -43,11 +43,22 @@ var _ api.Handler = (*handler)(nil)
 func (a *agent) write(ctx context.Context, req core.Request, check func(*core.Request) error) (core.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
+	id, ch, err := a.submitWrite(ctx, &req, check)
+	if err != nil {
+		return core.Result{}, err
+	}
+	return a.awaitWrite(ctx, id, ch, req.Name)
+}
+
+// submitWrite checks req (check, if not nil, under the lock) and submits
+// it, waiting for a master if there is none yet; the result will come on
+// the channel, under the request's id in a.waiters.
+func (a *agent) submitWrite(ctx context.Context, req *core.Request, check func(*core.Request) error) (uint64, chan core.Result, error) {
 	a.mu.Lock()
 	for {
 		if a.stopping {
 			a.mu.Unlock()
-			return core.Result{}, api.Errorf(api.ErrUnavailable, "the agent is shutting down")
+			return 0, nil, api.Errorf(api.ErrUnavailable, "the agent is shutting down")
 		}
 		noMaster := a.core.Role().Master == 0
 		if check != nil {
@@ -55,9 +66,9 @@ func (a *agent) write(ctx context.Context, req core.Request, check func(*core.Re
 			// table may be empty or behind: "not found" would be a guess.
 			// Wait for a master, then check again; if none comes, the
 			// answer is no_master (issue 11).
-			if err := check(&req); err != nil && !(noMaster && errors.Is(err, api.ErrNotFound)) {
+			if err := check(req); err != nil && !(noMaster && errors.Is(err, api.ErrNotFound)) {
 				a.mu.Unlock()
-				return core.Result{}, err
+				return 0, nil, err
 			}
 		}
 		if !noMaster {
@@ -71,16 +82,22 @@ func (a *agent) write(ctx context.Context, req core.Request, check func(*core.Re
 		case <-ch:
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return core.Result{}, api.Errorf(api.ErrNoMaster, "no master in the cluster (waited %v)", requestTimeout)
+				return 0, nil, api.Errorf(api.ErrNoMaster, "no master in the cluster (waited %v)", requestTimeout)
 			}
-			return core.Result{}, ctx.Err()
+			return 0, nil, ctx.Err()
 		}
 		a.mu.Lock()
 	}
 	ch := make(chan core.Result, 1)
-	id := a.submitOffLoop(req, ch)
+	id := a.submitOffLoop(*req, ch)
 	a.mu.Unlock()
+	return id, ch, nil
+}
 
+// awaitWrite waits for the result of the write submitted as id, then for
+// this node's table to apply it and (master-eligible nodes) its disk to
+// hold it: only then is the write acknowledged.
+func (a *agent) awaitWrite(ctx context.Context, id uint64, ch chan core.Result, name string) (core.Result, error) {
 	var res core.Result
 	select {
 	case res = <-ch:
@@ -98,7 +115,7 @@ func (a *agent) write(ctx context.Context, req core.Request, check func(*core.Re
 		return core.Result{}, api.Errorf(api.ErrTimeout, "no answer from the master; the outcome is unknown")
 	}
 	if res.Err != nil {
-		return res, mapErr(res.Err, req.Name)
+		return res, mapErr(res.Err, name)
 	}
 	if err := a.waitSeq(ctx, res.Seq); err != nil {
 		return res, err
@@ -259,29 +276,100 @@ func (h *handler) Unregister(ctx context.Context, cred api.Cred, req *api.Unregi
 	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, "unregister"), Version: api.VersionOf(res.Ver)}, nil
 }
 
-// Report implements api.Handler. The verdict is read back from the table:
-// what the change with the result's seq did.
-func (h *handler) Report(ctx context.Context, cred api.Cred, req *api.ReportRequest) (out *api.ReportResult, err error) {
-	a := h.a
-	defer func() {
-		a.audit(cred, "report", req.Name, append(causeAttr(req.Cause), sevAttr(req.Severity)...), out, err)
-	}()
-	r := core.Request{Kind: wire.ReportFault, Name: req.Name, Severity: req.Severity.Wire(), Cause: req.Cause, Txn: req.Txn}
-	res, err := a.write(ctx, r, func(r *core.Request) error {
-		if e, ok := a.lookup(req.Name); ok {
-			r.EntityKind = e.Kind
-			return nil
-		}
-		// A report about an unknown name may register it (the plugins'
-		// verdict): only if it fits.
-		return a.roomFor(table.ID(req.Name), req.Name)
-	})
-	if err != nil {
-		return nil, err
+// faultWrite is one of the four fault writes (Report, Raise, Clear,
+// SetState), in the parts the datagram socket needs apart
+// (dgramwrite.go): what is checked (check, under the lock, which may fill
+// in req) and submitted, and what is answered once the change is in this
+// node's table (done). On the stream, runFault does all of it in a row.
+type faultWrite struct {
+	op    string // its name in the audit log
+	name  string // the entity's
+	attrs []any  // the audit's own attributes
+	req   core.Request
+	check func(*core.Request) error
+	done  func(res core.Result) (*api.ReportResult, error)
+}
+
+// runFault makes the write fw for cred, waits for it and audits it.
+func (a *agent) runFault(ctx context.Context, cred api.Cred, fw *faultWrite) (out *api.ReportResult, err error) {
+	res, err := a.write(ctx, fw.req, fw.check)
+	return a.finishFault(cred, fw, res, err)
+}
+
+// finishFault answers the write fw from its result (or its error) and
+// audits it.
+func (a *agent) finishFault(cred api.Cred, fw *faultWrite, res core.Result, err error) (out *api.ReportResult, _ error) {
+	if err == nil {
+		out, err = fw.done(res)
 	}
-	out = &api.ReportResult{Seq: res.Seq, Verdict: "ignore", Version: api.VersionOf(res.Ver)}
+	if err != nil {
+		out = nil
+	}
+	a.audit(cred, fw.op, fw.name, fw.attrs, out, err)
+	return out, err
+}
+
+// faultWriteOf is the faultWrite of a decoded fault request (a
+// *api.ReportRequest, *api.RaiseRequest, *api.ClearRequest or
+// *api.SetStateRequest) made by cred.
+func (a *agent) faultWriteOf(cred api.Cred, req any) *faultWrite {
+	switch r := req.(type) {
+	case *api.ReportRequest:
+		return a.reportWrite(r)
+	case *api.RaiseRequest:
+		return a.raiseWrite(cred, r)
+	case *api.ClearRequest:
+		return a.clearWrite(cred, r)
+	case *api.SetStateRequest:
+		return a.setStateWrite(cred, r)
+	}
+	panic(fmt.Sprintf("agent: %T is not a fault write", req))
+}
+
+// Report implements api.Handler.
+func (h *handler) Report(ctx context.Context, cred api.Cred, req *api.ReportRequest) (*api.ReportResult, error) {
+	return h.a.runFault(ctx, cred, h.a.reportWrite(req))
+}
+
+// Raise implements api.Handler.
+func (h *handler) Raise(ctx context.Context, cred api.Cred, req *api.RaiseRequest) (*api.ReportResult, error) {
+	return h.a.runFault(ctx, cred, h.a.raiseWrite(cred, req))
+}
+
+// Clear implements api.Handler.
+func (h *handler) Clear(ctx context.Context, cred api.Cred, req *api.ClearRequest) (*api.ReportResult, error) {
+	return h.a.runFault(ctx, cred, h.a.clearWrite(cred, req))
+}
+
+// SetState implements api.Handler: the owner (this node) speaking for its
+// own entity.
+func (h *handler) SetState(ctx context.Context, cred api.Cred, req *api.SetStateRequest) (*api.ReportResult, error) {
+	return h.a.runFault(ctx, cred, h.a.setStateWrite(cred, req))
+}
+
+// reportWrite is a Report. The verdict is read back from the table: what
+// the change with the result's seq did.
+func (a *agent) reportWrite(req *api.ReportRequest) *faultWrite {
+	return &faultWrite{op: "report", name: req.Name, attrs: append(causeAttr(req.Cause), sevAttr(req.Severity)...),
+		req: core.Request{Kind: wire.ReportFault, Name: req.Name, Severity: req.Severity.Wire(), Cause: req.Cause, Txn: req.Txn},
+		check: func(r *core.Request) error {
+			if e, ok := a.lookup(req.Name); ok {
+				r.EntityKind = e.Kind
+				return nil
+			}
+			// A report about an unknown name may register it (the plugins'
+			// verdict): only if it fits.
+			return a.roomFor(table.ID(req.Name), req.Name)
+		},
+		done: func(res core.Result) (*api.ReportResult, error) { return a.reportVerdict(req, res), nil },
+	}
+}
+
+// reportVerdict is the answer to the Report req whose result is res.
+func (a *agent) reportVerdict(req *api.ReportRequest, res core.Result) *api.ReportResult {
+	out := &api.ReportResult{Seq: res.Seq, Verdict: "ignore", Version: api.VersionOf(res.Ver)}
 	if res.Seq == 0 {
-		return out, nil
+		return out
 	}
 	cause := req.Cause
 	if cause == "" {
@@ -302,7 +390,7 @@ func (h *handler) Report(ctx context.Context, cred api.Cred, req *api.ReportRequ
 			out.Verdict = "blame-reporter"
 		}
 	}
-	return out, nil
+	return out
 }
 
 func verdict(seq uint64, v string) string {
@@ -312,76 +400,71 @@ func verdict(seq uint64, v string) string {
 	return v
 }
 
-// Raise implements api.Handler.
-func (h *handler) Raise(ctx context.Context, cred api.Cred, req *api.RaiseRequest) (out *api.ReportResult, err error) {
-	a := h.a
-	defer func() {
-		a.audit(cred, "raise", req.Name, append(causeAttr(req.Cause), sevAttr(req.Severity)...), out, err)
-	}()
-	r := core.Request{Kind: wire.ReportRaise, Name: req.Name, Severity: req.Severity.Wire(), Cause: req.Cause}
-	res, err := a.write(ctx, r, func(r *core.Request) error {
-		e, ok := a.lookup(req.Name)
-		if !ok {
-			return notFound(req.Name)
-		}
-		r.EntityKind = e.Kind
-		return a.foreignCheck(cred, api.OpRaise, e)
-	})
-	if err != nil {
-		return nil, err
+// raiseWrite is a Raise.
+func (a *agent) raiseWrite(cred api.Cred, req *api.RaiseRequest) *faultWrite {
+	return &faultWrite{op: "raise", name: req.Name, attrs: append(causeAttr(req.Cause), sevAttr(req.Severity)...),
+		req: core.Request{Kind: wire.ReportRaise, Name: req.Name, Severity: req.Severity.Wire(), Cause: req.Cause},
+		check: func(r *core.Request) error {
+			e, ok := a.lookup(req.Name)
+			if !ok {
+				return notFound(req.Name)
+			}
+			r.EntityKind = e.Kind
+			return a.foreignCheck(cred, api.OpRaise, e)
+		},
+		done: func(res core.Result) (*api.ReportResult, error) {
+			if err := a.raised(req.Name, req.Cause, res.Seq); err != nil {
+				return nil, err
+			}
+			return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, "raise"), Version: api.VersionOf(res.Ver)}, nil
+		},
 	}
-	if err := a.raised(req.Name, req.Cause, res.Seq); err != nil {
-		return nil, err
-	}
-	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, "raise"), Version: api.VersionOf(res.Ver)}, nil
 }
 
-// Clear implements api.Handler.
-func (h *handler) Clear(ctx context.Context, cred api.Cred, req *api.ClearRequest) (out *api.ReportResult, err error) {
-	a := h.a
-	defer func() { a.audit(cred, "clear", req.Name, causeAttr(req.Cause), out, err) }()
-	res, err := a.write(ctx, core.Request{Kind: wire.ReportClear, Name: req.Name, Cause: req.Cause}, func(*core.Request) error {
-		e, ok := a.lookup(req.Name)
-		if !ok {
-			return notFound(req.Name)
-		}
-		if _, ok := e.Alarm(req.Cause); !ok {
-			return fmt.Errorf("no alarm %q on %q: %w", req.Cause, req.Name, api.ErrNotFound)
-		}
-		return a.foreignCheck(cred, api.OpClear, e)
-	})
-	if err != nil {
-		return nil, err
+// clearWrite is a Clear.
+func (a *agent) clearWrite(cred api.Cred, req *api.ClearRequest) *faultWrite {
+	return &faultWrite{op: "clear", name: req.Name, attrs: causeAttr(req.Cause),
+		req: core.Request{Kind: wire.ReportClear, Name: req.Name, Cause: req.Cause},
+		check: func(*core.Request) error {
+			e, ok := a.lookup(req.Name)
+			if !ok {
+				return notFound(req.Name)
+			}
+			if _, ok := e.Alarm(req.Cause); !ok {
+				return fmt.Errorf("no alarm %q on %q: %w", req.Cause, req.Name, api.ErrNotFound)
+			}
+			return a.foreignCheck(cred, api.OpClear, e)
+		},
+		done: func(res core.Result) (*api.ReportResult, error) {
+			return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, "clear"), Version: api.VersionOf(res.Ver)}, nil
+		},
 	}
-	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, "clear"), Version: api.VersionOf(res.Ver)}, nil
 }
 
-// SetState implements api.Handler: the owner (this node) speaking for its
-// own entity.
-func (h *handler) SetState(ctx context.Context, cred api.Cred, req *api.SetStateRequest) (out *api.ReportResult, err error) {
-	a := h.a
-	defer func() { a.audit(cred, "set-state", req.Name, []any{"state", string(req.State)}, out, err) }()
+// setStateWrite is a SetState.
+func (a *agent) setStateWrite(cred api.Cred, req *api.SetStateRequest) *faultWrite {
 	kind := wire.ReportUp
 	if req.State == api.StateDown {
 		kind = wire.ReportDown
 	}
-	r := core.Request{Kind: kind, Name: req.Name}
-	res, err := a.write(ctx, r, func(r *core.Request) error {
-		e, ok := a.lookup(req.Name)
-		if !ok {
-			return notFound(req.Name)
-		}
-		r.EntityKind = e.Kind
-		if e.Owner != a.self {
-			return api.Errorf(api.ErrPermission, "%q is owned by node %d; only its owner sets its state (report a fault instead)", req.Name, e.Owner)
-		}
-		return a.foreignCheck(cred, api.OpSetState, e)
-	})
-	if err != nil {
-		return nil, err
+	return &faultWrite{op: "set-state", name: req.Name, attrs: []any{"state", string(req.State)},
+		req: core.Request{Kind: kind, Name: req.Name},
+		check: func(r *core.Request) error {
+			e, ok := a.lookup(req.Name)
+			if !ok {
+				return notFound(req.Name)
+			}
+			r.EntityKind = e.Kind
+			if e.Owner != a.self {
+				return api.Errorf(api.ErrPermission, "%q is owned by node %d; only its owner sets its state (report a fault instead)", req.Name, e.Owner)
+			}
+			return a.foreignCheck(cred, api.OpSetState, e)
+		},
+		done: func(res core.Result) (*api.ReportResult, error) {
+			a.ownedState(req.Name, req.State.Wire())
+			return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, string(req.State)), Version: api.VersionOf(res.Ver)}, nil
+		},
 	}
-	a.ownedState(req.Name, req.State.Wire())
-	return &api.ReportResult{Seq: res.Seq, Verdict: verdict(res.Seq, string(req.State)), Version: api.VersionOf(res.Ver)}, nil
 }
 
 // Get implements api.Handler.

@@ -47,6 +47,15 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 	for _, reason := range rejectReasons {
 		m.rejects[reason] = r.Counter("fmagent_packets_rejected_total", "Datagrams the core dropped, by reason.", "reason", reason)
 	}
+	for _, c := range []struct {
+		how string
+		n   *atomic.Uint64
+	}{{"submitted", &a.dgram.submitted}, {"answered", &a.dgram.answered}, {"to_stream", &a.dgram.toStream}, {"malformed", &a.dgram.malformed}} {
+		r.CounterFunc("fmagent_api_datagrams_total", "Requests read on the API's datagram socket, by what the real-time loop did: submitted to the master, answered at once (an error, or a check that failed), sent back to the stream socket (use_stream: a caller the Authorizer refuses on uid and gid alone, the write rate's lock busy, too many in flight), or dropped as malformed (no header, no credentials, too long).",
+			func() float64 { return float64(c.n.Load()) }, "how", c.how)
+	}
+	r.CounterFunc("fmagent_api_datagram_replies_lost_total", "Replies on the API's datagram socket its client could not take (gone, or its queue full): that client was told the outcome is unknown.",
+		func() float64 { return float64(a.dgram.repliesLost.Load()) })
 	m.persistErrors = r.Counter("fmagent_persist_errors_total", "Failures to persist the membership state.")
 	m.tableSaves = r.Counter("fmagent_table_saves_total", "Saves of the cluster table to this node's disk (master-eligible nodes): one per burst of changes and every 20 ms while it lasts, and one for each write a client of this node waits for.")
 	m.tableErrors = r.Counter("fmagent_table_save_errors_total", "Failures to save the cluster table to this node's disk.")

@@ -319,6 +319,12 @@ func (a *agent) rtRun(th *transport.Locked) {
 			a.mu.Unlock()
 			return
 		}
+		if ev&transport.EvExtra != 0 {
+			// Fault writes on the API's datagram socket: submitted and
+			// sent to the master now (dgramwrite.go).
+			a.readDgrams(time.Now())
+			a.handleReady()
+		}
 		if ev&transport.EvWoken != 0 {
 			// Woken by poke: a switchover asked off the loop left its
 			// Ready to us, or a request submitted off the loop needs a

@@ -143,6 +143,11 @@ func (lm *limiter) release(uid uint32) {
 func (lm *limiter) write(uid uint32, now time.Time) error {
 	lm.mu.Lock()
 	defer lm.mu.Unlock()
+	return lm.writeLocked(uid, now)
+}
+
+// writeLocked is write with lm.mu held.
+func (lm *limiter) writeLocked(uid uint32, now time.Time) error {
 	u := lm.uid(uid)
 	if !u.last.IsZero() {
 		u.tokens = math.Min(float64(lm.l.WriteBurst), u.tokens+now.Sub(u.last).Seconds()*lm.l.WriteRate)

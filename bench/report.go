@@ -24,6 +24,8 @@ var Figures = []Figure{
 	{"report_return", "  Report call returned", func(r *Result) Dist { return r.ReportReturn }},
 	{"report_written", "  client -> written in every table", func(r *Result) Dist { return r.ReportWritten }},
 	{"report_from_master_written", "  decision -> written in every table", func(r *Result) Dist { return r.ReportFromMasterWritten }},
+	{"report_stream", "  on the stream socket: -> every shm", func(r *Result) Dist { return r.ReportStream }},
+	{"report_stream_written", "  on the stream socket: -> written in every table", func(r *Result) Dist { return r.ReportStreamWritten }},
 	{"down", "down propagation (decision -> every shm)", func(r *Result) Dist { return r.Down }},
 	{"down_first", "  master's decision -> first shm", func(r *Result) Dist { return r.DownFirst }},
 	{"down_spread", "  first shm -> last shm", func(r *Result) Dist { return r.DownSpread }},
@@ -61,6 +63,7 @@ var Ratios = []Figure{
 	{"report_from_master", "report: master's decision -> every shm", func(r *Result) Dist { return r.ReportFromMaster }},
 	{"down", "down propagation", func(r *Result) Dist { return r.Down }},
 	{"report_written", "report -> written in every table", func(r *Result) Dist { return r.ReportWritten }},
+	{"report_stream_written", "report on the stream socket -> written in every table", func(r *Result) Dist { return r.ReportStreamWritten }},
 	{"report_from_master_written", "report: decision -> written in every table", func(r *Result) Dist { return r.ReportFromMasterWritten }},
 	{"down_written", "down: decision -> written in every table", func(r *Result) Dist { return r.DownWritten }},
 }
@@ -85,6 +88,7 @@ var HopRatios = []Figure{
 var ReportFloorRatios = []Figure{
 	{"report", "report to everywhere", func(r *Result) Dist { return r.Report }},
 	{"report_written", "report -> written in every table", func(r *Result) Dist { return r.ReportWritten }},
+	{"report_stream_written", "report on the stream socket -> written in every table", func(r *Result) Dist { return r.ReportStreamWritten }},
 }
 
 // reference is what some figures are divided by: the baseline, the

@@ -127,6 +127,11 @@ type Result struct {
 	// segments' written_at: readable there, before any reader is woken).
 	ReportWritten           Dist
 	ReportFromMasterWritten Dist
+	// The same report sent on the API's stream socket (the client's
+	// UseDatagram(false)), each taken right after one on the datagram
+	// socket: client -> every shm, and written in every table.
+	ReportStream        Dist
+	ReportStreamWritten Dist
 
 	// Down propagation: from the master's decision (ChangedAt) to the down
 	// readable in every node's shared memory, and its first-to-last spread.
@@ -495,6 +500,7 @@ type measurer struct {
 	r    *relays      // the two-hop floor's (nil without samples or kills)
 	rf   *reportFloor // the report's floor (nil without samples)
 	cl   *client.Client
+	clS  *client.Client // the same node's, on the stream socket only
 	res  *Result
 	logf func(string, ...any)
 	run  int // distinguishes the causes of this run from leftovers
@@ -555,6 +561,11 @@ func (m *measurer) samples(ctx context.Context) error {
 	}
 	defer cl.Close()
 	m.cl = cl
+	if m.clS, err = client.Dial(ctx, c.nodes[clientNode].sock); err != nil {
+		return err
+	}
+	defer m.clS.Close()
+	m.clS.UseDatagram(false)
 	for _, name := range []string{alarmEntity, downEntity} {
 		_, _, _, _, err := m.do(ctx, all, "exists", name, "", func(ctx context.Context) error {
 			_, err := cl.Register(ctx, name, client.KindService)
@@ -582,7 +593,11 @@ func (m *measurer) samples(ctx context.Context) error {
 			}
 		}
 
-		if err := m.report(ctx, i, keep); err != nil {
+		if err := m.report(ctx, i, keep, false); err != nil {
+			return err
+		}
+		m.pause()
+		if err := m.report(ctx, i, keep, true); err != nil {
 			return err
 		}
 		m.pause()
@@ -670,18 +685,30 @@ func (m *measurer) sampleRef(ref refSample, i int, keep bool) error {
 // report takes one report-to-everywhere sample: a fault report with a new
 // cause (the passthrough plugin raises it as an alarm), then Clear it (not
 // timed) so that the entity never fills up its alarms.
-func (m *measurer) report(ctx context.Context, i int, keep bool) error {
+//
+// stream: on the stream socket (ReportStream*), instead of the datagram
+// socket a client uses by default.
+func (m *measurer) report(ctx context.Context, i int, keep, stream bool) error {
 	all := m.c.all()
+	cl := m.cl
 	cause := fmt.Sprintf("bench-%d-%d", m.run, i)
+	if stream {
+		cl = m.clS
+		cause += "-s"
+	}
 	var res *api.ReportResult
 	ss, t0, t0wall, ret, err := m.do(ctx, all, "alarm", alarmEntity, cause, func(ctx context.Context) (err error) {
-		res, err = m.cl.Report(ctx, alarmEntity, cause, client.SevMajor)
+		res, err = cl.Report(ctx, alarmEntity, cause, client.SevMajor)
 		return err
 	})
 	if err != nil {
-		return m.fail(fmt.Sprintf("fault report sample %d (%+v)", i, res), err)
+		return m.fail(fmt.Sprintf("fault report sample %d (stream %v; %+v)", i, stream, res), err)
 	}
-	if keep {
+	if keep && stream {
+		_, last := span(ss)
+		m.res.ReportStream = append(m.res.ReportStream, time.Duration(last-t0))
+		m.res.ReportStreamWritten = append(m.res.ReportStreamWritten, time.Duration(lastWritten(ss)-t0wall))
+	} else if keep {
 		_, last := span(ss)
 		raisedAt := ss[0].stamp // the master's decision: the same in every copy
 		m.res.Report = append(m.res.Report, time.Duration(last-t0))
@@ -694,7 +721,7 @@ func (m *measurer) report(ctx context.Context, i int, keep bool) error {
 	m.pause()
 	// Clear it, and wait until it is gone everywhere.
 	_, _, _, _, err = m.do(ctx, all, "noalarm", alarmEntity, cause, func(ctx context.Context) error {
-		_, err := m.cl.Clear(ctx, alarmEntity, cause)
+		_, err := cl.Clear(ctx, alarmEntity, cause)
 		return err
 	})
 	if err != nil {

@@ -112,6 +112,9 @@ type Client struct {
 	// it (shm.go), over the socket otherwise.
 	get getter
 
+	// dg sends the fault writes on the agent's datagram socket (dgram.go).
+	dg *dgramWriter
+
 	dialSem chan struct{} // one dial at a time
 	mu      sync.Mutex
 	cc      *conn
@@ -145,6 +148,7 @@ func Dial(ctx context.Context, socketPath string) (*Client, error) {
 		path:    socketPath,
 		dialSem: make(chan struct{}, 1),
 		watches: make(map[*Watch]struct{}),
+		dg:      &dgramWriter{path: api.DatagramPath(socketPath)},
 	}
 	c.get = &shmGetter{c: c, socket: socketGetter{c}}
 	if _, err := c.conn(ctx); err != nil {
@@ -168,6 +172,7 @@ func (c *Client) Close() error {
 	if g, ok := c.get.(*shmGetter); ok {
 		g.close()
 	}
+	c.dg.close()
 	cc := c.cc
 	c.cc = nil
 	ws := c.watches
@@ -255,21 +260,30 @@ func (c *Client) call(ctx context.Context, op api.Op, req, result any) error {
 func (c *Client) do(ctx context.Context, op api.Op, req any, fn func(api.Header, []byte) (bool, error)) error {
 	for {
 		err := c.doOnce(ctx, op, req, fn)
-		var e *api.Error
-		if !errors.As(err, &e) || e.Code != api.CodeThrottled {
+		if !throttleWait(ctx, err) {
 			return err
 		}
-		wait := time.Duration(max(e.RetryAfterMs, 1)) * time.Millisecond
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			return err
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		}
+	}
+}
+
+// throttleWait waits the retry-after of err if it is the agent's
+// throttled answer and ctx allows, and says whether to send again.
+func throttleWait(ctx context.Context, err error) bool {
+	var e *api.Error
+	if !errors.As(err, &e) || e.Code != api.CodeThrottled {
+		return false
+	}
+	wait := time.Duration(max(e.RetryAfterMs, 1)) * time.Millisecond
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		return false
+	}
+	t := time.NewTimer(wait)
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		t.Stop()
+		return false
 	}
 }
 
@@ -607,6 +621,18 @@ func (c *Client) SetState(ctx context.Context, name string, state State) (*api.R
 }
 
 func (c *Client) write(ctx context.Context, op api.Op, req any) (*api.ReportResult, error) {
+	if api.IsDatagramOp(op) {
+		for {
+			res, sent, err := c.dg.write(ctx, op, req)
+			if !sent {
+				break // nothing written: the stream takes it
+			}
+			if throttleWait(ctx, err) {
+				continue
+			}
+			return res, err
+		}
+	}
 	var r api.ReportResult
 	if err := c.call(ctx, op, req, &r); err != nil {
 		return nil, err

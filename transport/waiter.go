@@ -16,13 +16,15 @@ import (
 )
 
 // Events is what Waiter.Wait found ready: one bit per socket (Readable),
-// EvTimer when the deadline passed, EvWoken after Wake, EvStopped after Stop.
+// EvTimer when the deadline passed, EvWoken after Wake, EvStopped after Stop,
+// EvExtra when the descriptor given to SetExtra is readable.
 type Events uint32
 
 const (
 	EvTimer Events = 1 << (2*wire.NumNets + iota)
 	EvWoken
 	EvStopped
+	EvExtra
 )
 
 // Readable is the bit of network n's group socket (unicast false) or
@@ -52,7 +54,7 @@ var ErrStopped = errors.New("transport: waiter stopped")
 // allocates nothing.
 type Waiter struct {
 	tfd, efd int
-	fds      [2*wire.NumNets + 2]unix.PollFd
+	fds      [2*wire.NumNets + 3]unix.PollFd
 	its      unix.ItimerSpec
 	buf      [8]byte
 	stopped  atomic.Bool
@@ -109,6 +111,7 @@ func (t *Transport) NewWaiter() (*Waiter, error) {
 	}
 	w.fds[2*wire.NumNets] = unix.PollFd{Fd: int32(w.tfd), Events: unix.POLLIN}
 	w.fds[2*wire.NumNets+1] = unix.PollFd{Fd: int32(w.efd), Events: unix.POLLIN}
+	w.fds[2*wire.NumNets+2] = unix.PollFd{Fd: -1} // SetExtra's; ppoll skips a negative fd
 	var now unix.Timespec
 	w.base = time.Now()
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
@@ -189,10 +192,21 @@ func (w *Waiter) Wait(deadline time.Time) (Events, error) {
 		w.drain(w.efd)
 		ev |= EvWoken
 	}
+	if w.fds[2*wire.NumNets+2].Revents != 0 {
+		ev |= EvExtra
+	}
 	if w.stopped.Load() {
 		return ev | EvStopped, ErrStopped
 	}
 	return ev, nil
+}
+
+// SetExtra makes Wait poll fd too (readable: EvExtra); -1 stops it. Only
+// between two Waits, by Wait's caller, or before the first: the agent's
+// datagram API socket, which its real-time loop reads itself. The caller
+// keeps fd open while Wait may poll it.
+func (w *Waiter) SetExtra(fd int) {
+	w.fds[2*wire.NumNets+2] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
 }
 
 func (w *Waiter) drain(fd int) {
