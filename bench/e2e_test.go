@@ -143,6 +143,7 @@ func TestE2EShort(t *testing.T) {
 		"down written": res.DownWritten, "report written": res.ReportWritten, "floor written": res.FloorWritten,
 		"detection written": res.DetectWrittenDist(),
 		"report floor":      res.ReportFloor, "report floor first": res.ReportFloorFirst, "report floor written": res.ReportFloorWritten,
+		"report on the stream": res.ReportStream, "report on the stream written": res.ReportStreamWritten,
 	} {
 		for _, v := range d {
 			if v <= 0 {
