@@ -173,7 +173,9 @@ func TestDuplicateNodeIDRealAgents(t *testing.T) {
 func TestColdStartWaitingForQuorum(t *testing.T) {
 	old := requestTimeout
 	requestTimeout = 2 * time.Second
-	defer func() { requestTimeout = old }()
+	// Restored once the agent has stopped (cleanups run last first):
+	// its writes' goroutines read it until then.
+	t.Cleanup(func() { requestTimeout = old })
 	ga, gb, port := testNet(t)
 	dir := t.TempDir()
 	cfg := newTestConfig(t, 1, 4444, ga, gb, port, dir)
@@ -191,6 +193,16 @@ func TestColdStartWaitingForQuorum(t *testing.T) {
 	c, err := client.Dial(ctx, cfg.Paths.Socket)
 	require.NoError(t, err)
 	defer c.Close()
+	c.UseDatagram(false) // the Raise on the connection, before the Status
+	// On the datagram socket, the same answer.
+	cd, err := client.Dial(ctx, cfg.Paths.Socket)
+	require.NoError(t, err)
+	defer cd.Close()
+	raisedDgram := make(chan error, 1)
+	go func() {
+		_, err := cd.Raise(ctx, "svc/anything", "cause", client.SevMajor)
+		raisedDgram <- err
+	}()
 	raised := make(chan error, 1)
 	go func() {
 		_, err := c.Raise(ctx, "svc/anything", "cause", client.SevMajor)
@@ -214,4 +226,5 @@ func TestColdStartWaitingForQuorum(t *testing.T) {
 	default:
 	}
 	require.ErrorIs(t, <-raised, api.ErrNoMaster)
+	require.ErrorIs(t, <-raisedDgram, api.ErrNoMaster)
 }
