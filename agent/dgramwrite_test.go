@@ -32,12 +32,7 @@ func TestDatagramWrites(t *testing.T) {
 	tc := startCluster(t, 2, func(c *config.Config) { c.Metrics.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t)) })
 	nd := tc.nodes[1]
 	addr := nd.cfg.Metrics.Listen
-	var fi os.FileInfo
-	require.Eventually(t, func() bool {
-		var err error
-		fi, err = os.Stat(api.DatagramPath(nd.cfg.Paths.Socket))
-		return err == nil
-	}, 5*time.Second, 10*time.Millisecond, "the agent's datagram socket")
+	fi := waitDgramSocket(t, nd.cfg.Paths.Socket)
 	require.Equal(t, os.ModeSocket, fi.Mode().Type())
 	sfi, err := os.Stat(nd.cfg.Paths.Socket)
 	require.NoError(t, err)
@@ -46,10 +41,7 @@ func TestDatagramWrites(t *testing.T) {
 	c := nd.client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	require.Eventually(t, func() bool {
-		_, err := c.Register(ctx, "svc/dgram", client.KindService)
-		return err == nil
-	}, 10*time.Second, 20*time.Millisecond, "a master to register with")
+	registerOnceMaster(t, ctx, c, "svc/dgram")
 	before := dgramCount(t, addr, "submitted")
 
 	res, err := c.Raise(ctx, "svc/dgram", "disk", client.SevMajor)
@@ -101,6 +93,28 @@ func TestDatagramWrites(t *testing.T) {
 	require.Equal(t, wire.StateUp, st)
 }
 
+// waitDgramSocket waits for the agent's datagram socket next to socket.
+func waitDgramSocket(t *testing.T, socket string) os.FileInfo {
+	t.Helper()
+	var fi os.FileInfo
+	require.Eventually(t, func() bool {
+		var err error
+		fi, err = os.Stat(api.DatagramPath(socket))
+		return err == nil
+	}, 5*time.Second, 10*time.Millisecond, "the agent's datagram socket")
+	return fi
+}
+
+// registerOnceMaster registers the service name through c as soon as the
+// cluster has a master.
+func registerOnceMaster(t *testing.T, ctx context.Context, c *client.Client, name string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		_, err := c.Register(ctx, name, client.KindService)
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "a master to register %s with", name)
+}
+
 // dgramConn is a raw client socket connected to the agent's datagram
 // socket.
 func dgramConn(t *testing.T, socket string) int {
@@ -122,10 +136,7 @@ func TestDatagramBadInput(t *testing.T) {
 	tc := startCluster(t, 2, func(c *config.Config) { c.Metrics.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t)) })
 	nd := tc.nodes[0]
 	addr := nd.cfg.Metrics.Listen
-	require.Eventually(t, func() bool {
-		_, err := os.Stat(api.DatagramPath(nd.cfg.Paths.Socket))
-		return err == nil
-	}, 5*time.Second, 10*time.Millisecond, "the agent's datagram socket")
+	waitDgramSocket(t, nd.cfg.Paths.Socket)
 	fd := dgramConn(t, nd.cfg.Paths.Socket)
 
 	malformed := dgramCount(t, addr, "malformed")
@@ -186,10 +197,7 @@ func TestDatagramBadInput(t *testing.T) {
 	c := nd.client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	require.Eventually(t, func() bool {
-		_, err := c.Register(ctx, "svc/after", client.KindService)
-		return err == nil
-	}, 10*time.Second, 20*time.Millisecond)
+	registerOnceMaster(t, ctx, c, "svc/after")
 	submitted := dgramCount(t, addr, "submitted")
 	_, err = c.Report(ctx, "svc/after", "junk-survived", client.SevMinor)
 	require.NoError(t, err)
