@@ -149,6 +149,13 @@ func (a *agent) readDgrams(now time.Time) {
 			d.malformed.Add(1) // no header to answer
 			continue
 		}
+		if err == nil && req == nil { // a ping (api.ParseDatagram)
+			var b [api.HeaderSize]byte
+			if unix.Sendto(d.fd, api.AppendFrame(b[:0], api.Header{Version: api.Version, Op: h.Op | api.OpReply, ID: h.ID}, nil), unix.MSG_DONTWAIT, from) != nil {
+				d.repliesLost.Add(1)
+			}
+			continue
+		}
 		if err == nil {
 			err = a.srv.AdmitDatagram(cred, h.Op, now)
 		}

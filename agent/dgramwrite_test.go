@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -245,4 +246,56 @@ func TestDatagramAgentKilledMidWrite(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("the write never returned")
 	}
+}
+
+// A client in another network namespace than its agent's (a container given
+// the agent's socket by a bind mount) reaches the datagram socket by its
+// path, but the agent's answers go to an abstract address the kernel
+// resolves in the agent's namespace, and never arrive. The client's ping
+// at Dial finds it out, and its writes go on the stream, answered at once.
+func TestDatagramClientInOtherNetns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test unshares a network namespace and needs root (make test runs as root)")
+	}
+	tc := startCluster(t, 2, func(c *config.Config) { c.Metrics.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t)) })
+	nd := tc.nodes[1]
+	addr := nd.cfg.Metrics.Listen
+	waitDgramSocket(t, nd.cfg.Paths.Socket)
+	registerOnceMaster(t, context.Background(), nd.client(t), "svc/netns")
+	submitted := dgramCount(t, addr, "submitted")
+
+	type result struct {
+		took time.Duration
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// This thread's network namespace: a new one. The thread is
+		// never unlocked, so it ends with the goroutine.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			done <- result{err: fmt.Errorf("unshare: %w", err)}
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := client.Dial(ctx, nd.cfg.Paths.Socket)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer c.Close()
+		start := time.Now()
+		_, err = c.Raise(ctx, "svc/netns", "from-a-container", client.SevMajor)
+		done <- result{time.Since(start), err}
+	}()
+	r := <-done
+	require.NoError(t, r.err)
+	t.Logf("the write from another network namespace answered in %v", r.took)
+	require.Less(t, r.took, 2*time.Second, "not after the datagram socket's wait")
+	require.Equal(t, submitted, dgramCount(t, addr, "submitted"), "on the stream")
+	_, e := nd.state("svc/netns")
+	require.NotNil(t, e)
+	_, ok := e.FindAlarm([]byte("from-a-container"))
+	require.True(t, ok)
 }

@@ -60,12 +60,21 @@ func IsDatagramOp(o Op) bool {
 	return false
 }
 
+// A ping is a datagram of a header alone with op status (0x0a): it is
+// answered at once with an empty reply frame (op status|0x80, no flags, the
+// same ID). The client library pings a new socket before its first write:
+// the answer goes to the client's address as the kernel resolves it in the
+// agent's network namespace, so a client in another namespace (a container
+// given the agent's socket by a bind mount) would never get one, and keeps
+// to the stream instead.
+
 // ParseDatagram decodes one request datagram: its header and its body into
 // a freshly allocated *ReportRequest, *RaiseRequest, *ClearRequest or
-// *SetStateRequest, validated. A datagram too short for a header, or with
-// a bad magic, gives ok false: it cannot be answered (nothing says it is a
-// request). Otherwise an error is the reply to send (the header is then
-// decoded).
+// *SetStateRequest, validated. A ping gives ok true with neither a request
+// nor an error (answer it with AppendFrame and an empty body). A datagram
+// too short for a header, or with a bad magic, gives ok false: it cannot be
+// answered (nothing says it is a request). Otherwise an error is the reply
+// to send (the header is then decoded).
 func ParseDatagram(b []byte) (h Header, req any, ok bool, err error) {
 	if len(b) < HeaderSize {
 		return Header{}, nil, false, nil
@@ -81,6 +90,9 @@ func ParseDatagram(b []byte) (h Header, req any, ok bool, err error) {
 		return h, nil, true, Errorf(ErrUnsupportedVersion, "protocol version %d is not supported; this server speaks version %d", h.Version, Version)
 	}
 	body := b[HeaderSize:]
+	if h.Op == OpStatus && len(body) == 0 && h.Length == 0 {
+		return h, nil, true, nil // a ping
+	}
 	if int(h.Length) != len(body) {
 		return h, nil, true, badRequest("datagram of %d bytes carries a body of %d, its header says %d", len(b), len(body), h.Length)
 	}
@@ -101,6 +113,11 @@ func ParseDatagram(b []byte) (h Header, req any, ok bool, err error) {
 		return h, nil, true, err
 	}
 	return h, v, true, nil
+}
+
+// AppendPing appends a ping with request ID id.
+func AppendPing(dst []byte, id uint32) []byte {
+	return AppendFrame(dst, Header{Version: Version, Op: OpStatus, ID: id}, nil)
 }
 
 // AppendReply appends the reply frame to request h: the result's JSON, or

@@ -28,6 +28,14 @@ func TestParseDatagram(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, &api.SetStateRequest{Name: "svc/a", State: api.StateDown}, req)
 
+	h, req, ok, err = api.ParseDatagram(api.AppendPing(nil, 5))
+	require.True(t, ok)
+	require.NoError(t, err)
+	require.Nil(t, req, "a ping")
+	require.Equal(t, api.OpStatus, h.Op)
+	_, _, _, err = api.ParseDatagram(datagram(api.OpStatus, `{}`))
+	require.ErrorIs(t, err, api.ErrUnknownOp, "a status with a body is no ping")
+
 	for _, b := range [][]byte{nil, []byte("short"), append([]byte("XXXX"), make([]byte, 20)...)} {
 		_, _, ok, _ := api.ParseDatagram(b)
 		require.False(t, ok, "%q: nothing to answer", b)
@@ -139,6 +147,7 @@ func FuzzParseDatagram(f *testing.F) {
 	f.Add(datagram(api.OpSetState, `{"name":"a","state":"up"}`))
 	f.Add(datagram(api.OpClear, `{"name":"a","cause":"\u00e9"}`))
 	f.Add([]byte("FMAP"))
+	f.Add(api.AppendPing(nil, 1))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, req, ok, err := api.ParseDatagram(b)
 		if !ok {
@@ -148,7 +157,10 @@ func FuzzParseDatagram(f *testing.F) {
 			_ = api.AppendReply(nil, h, nil, err)
 			return
 		}
-		if !api.IsDatagramOp(h.Op) || req == nil {
+		if req == nil && (h.Op != api.OpStatus || len(b) != api.HeaderSize) {
+			t.Fatalf("a ping that is not one: %x", b)
+		}
+		if req != nil && !api.IsDatagramOp(h.Op) {
 			t.Fatalf("accepted op %v with %T", h.Op, req)
 		}
 	})

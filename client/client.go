@@ -154,6 +154,7 @@ func Dial(ctx context.Context, socketPath string) (*Client, error) {
 	if _, err := c.conn(ctx); err != nil {
 		return nil, err
 	}
+	c.dg.warm()
 	return c, nil
 }
 

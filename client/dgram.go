@@ -32,7 +32,15 @@ import (
 // dgramMaxWait in all (the agent answers every write within its own
 // timeout, 5 s).
 
+// Before its first write, a client pings the datagram socket (api.AppendPing)
+// and waits up to dgramPingWait for the answer: a client in another network
+// namespace than its agent's (a container given the agent's socket by a
+// bind mount) never gets one, as the agent's answers go to an address the
+// kernel resolves in the agent's namespace; such a client keeps to the
+// stream for its life. Dial does this, so that no write pays for it.
+
 const (
+	dgramPingWait   = 250 * time.Millisecond
 	dgramProbeEvery = 250 * time.Millisecond
 	dgramMaxWait    = 10 * time.Second
 	// dgramRetry: after the agent's datagram socket was found missing, the
@@ -45,6 +53,8 @@ type dgramWriter struct {
 	path   string
 	off    atomic.Bool  // UseDatagram(false)
 	absent atomic.Int64 // unix ns until which the socket is taken as missing
+	// pinged: 0 not yet; 1 answered; 2 not answered (the stream for good).
+	pinged atomic.Int32
 	id     atomic.Uint32
 
 	mu     sync.Mutex
@@ -61,7 +71,7 @@ func (c *Client) UseDatagram(on bool) { c.dg.off.Store(!on) }
 // write sends the write op (req) on the datagram socket and waits for its
 // reply. sent false: nothing was written, send it on the stream.
 func (d *dgramWriter) write(ctx context.Context, op api.Op, req any) (res *api.ReportResult, sent bool, err error) {
-	if d.off.Load() || time.Now().UnixNano() < d.absent.Load() {
+	if d.off.Load() || d.pinged.Load() == 2 || time.Now().UnixNano() < d.absent.Load() {
 		return nil, false, nil
 	}
 	body, ok := api.AppendRequestJSON(make([]byte, 0, 256), req)
@@ -73,6 +83,9 @@ func (d *dgramWriter) write(ctx context.Context, op api.Op, req any) (res *api.R
 	fd, err := d.get()
 	if err != nil {
 		d.absent.Store(time.Now().Add(dgramRetry).UnixNano())
+		return nil, false, nil
+	}
+	if d.pinged.Load() == 0 && !d.ping(fd) {
 		return nil, false, nil
 	}
 	for attempt := 0; ; attempt++ {
@@ -113,6 +126,45 @@ func (d *dgramWriter) write(ctx context.Context, op api.Op, req any) (res *api.R
 		return nil, true, fmt.Errorf("fmagent %s: decoding the reply: %w", op, err)
 	}
 	return &r, true, nil
+}
+
+// warm pings the agent's datagram socket if it has one (Dial's).
+func (d *dgramWriter) warm() {
+	if d.pinged.Load() != 0 {
+		return
+	}
+	fd, err := d.get()
+	if err != nil {
+		d.absent.Store(time.Now().Add(dgramRetry).UnixNano())
+		return
+	}
+	if d.ping(fd) {
+		d.put(fd)
+	}
+}
+
+// ping sends a ping on fd and says whether its answer came within
+// dgramPingWait; if not, fd is closed and the datagram socket is not used
+// again (pinged 2). A socket the agent no longer has (ECONNREFUSED) or
+// whose queue is full says nothing about the answers: fd is closed, and
+// the next write pings again.
+func (d *dgramWriter) ping(fd int) bool {
+	id := d.id.Add(1)
+	if err := unix.Send(fd, api.AppendPing(nil, id), unix.MSG_DONTWAIT); err != nil {
+		unix.Close(fd)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), dgramPingWait)
+	defer cancel()
+	if _, _, err := d.await(ctx, fd, api.OpStatus, id); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, context.DeadlineExceeded) {
+			d.pinged.Store(2)
+		}
+		return false
+	}
+	d.pinged.Store(1)
+	return true
 }
 
 // await reads the reply to request id from fd.

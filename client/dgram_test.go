@@ -17,12 +17,18 @@ import (
 // dgramServer answers the requests on a datagram socket at
 // api.DatagramPath(socket) with answer (nil: no reply), and counts them.
 type dgramServer struct {
-	fd   int
-	seen atomic.Int32
-	stop atomic.Bool
+	fd    int
+	seen  atomic.Int32 // requests other than pings
+	pings atomic.Int32
+	stop  atomic.Bool
 }
 
+// It answers pings (api.AppendPing), unless unanswered.
 func startDgramServer(t *testing.T, socket string, answer func(h api.Header) []byte) *dgramServer {
+	return startDgramServerPings(t, socket, answer, false)
+}
+
+func startDgramServerPings(t *testing.T, socket string, answer func(h api.Header) []byte, unanswered bool) *dgramServer {
 	t.Helper()
 	fd, err := api.ListenDatagram(api.DatagramPath(socket), 0o660, -1, -1)
 	require.NoError(t, err)
@@ -40,11 +46,18 @@ func startDgramServer(t *testing.T, socket string, answer func(h api.Header) []b
 			if n == 0 {
 				continue // a probe
 			}
-			s.seen.Add(1)
 			h, err := api.ParseHeader(buf[:n])
 			if err != nil {
 				continue
 			}
+			if h.Op == api.OpStatus && n == api.HeaderSize {
+				s.pings.Add(1)
+				if !unanswered {
+					_ = unix.Sendto(fd, api.AppendFrame(nil, api.Header{Version: api.Version, Op: h.Op | api.OpReply, ID: h.ID}, nil), 0, from)
+				}
+				continue
+			}
+			s.seen.Add(1)
 			if r := answer(h); r != nil {
 				_ = unix.Sendto(fd, r, 0, from)
 			}
@@ -143,4 +156,26 @@ func TestDatagramNoReply(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, errors.Is(err, ctx.Err()), "%v", err)
 	require.Less(t, time.Since(start), 2*time.Second)
+}
+
+// A datagram socket whose answers never come back (a client in another
+// network namespace than its agent's): the ping at Dial finds it, and every
+// write goes on the stream from the start, with no wait.
+func TestDatagramUnansweredPing(t *testing.T) {
+	a := startAgent(t, "")
+	ds := startDgramServerPings(t, a.path, func(api.Header) []byte { return nil }, true)
+	start := time.Now()
+	c := dial(t, a.path)
+	require.Less(t, time.Since(start), 2*time.Second)
+	require.EqualValues(t, 1, ds.pings.Load(), "the ping")
+	ctx := ctxT(t)
+	_, err := c.Register(ctx, "svc/p", client.KindService)
+	require.NoError(t, err)
+	start = time.Now()
+	res, err := c.Raise(ctx, "svc/p", "c", client.SevMajor)
+	require.NoError(t, err)
+	require.Equal(t, "raise", res.Verdict)
+	require.Less(t, time.Since(start), 200*time.Millisecond, "no wait on the datagram socket")
+	require.EqualValues(t, 0, ds.seen.Load(), "nothing after the ping")
+	require.EqualValues(t, 1, ds.pings.Load())
 }
