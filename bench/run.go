@@ -115,7 +115,7 @@ type Result struct {
 	// started and ended: the machine is shared.
 	LoadBefore, LoadAfter float64
 
-	// Report to everywhere: client.Raise on node 2, from just before the
+	// Report to everywhere: client.Report on node 2 (the plugin raises it), from just before the
 	// call to the alarm readable in every node's shared memory.
 	Report Dist
 	// Its parts: to the master's decision (the alarm's RaisedAt) and from

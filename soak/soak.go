@@ -889,7 +889,10 @@ const registerTries = 50
 // agent acknowledges until SIGTERM, then prints how many writes were
 // acknowledged. A report flood through the API, replicated to every node,
 // for the garbage collector's and the real-time loop's figures under load.
-func Flood(sock, name string) {
+//
+// stream: the writes go on the API's stream socket, not the datagram
+// socket the client library uses by default.
+func Flood(sock, name string, stream bool) {
 	_ = normalPolicy()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -897,6 +900,7 @@ func Flood(sock, name string) {
 	c, err := client.Dial(ctx, sock)
 	if err == nil {
 		defer c.Close()
+		c.UseDatagram(!stream)
 		if _, err = c.Register(ctx, name, client.KindService); err == nil {
 			for ctx.Err() == nil {
 				if _, err := c.Raise(ctx, name, "soak-flood", client.Severity("minor")); err == nil {

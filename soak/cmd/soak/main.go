@@ -38,6 +38,7 @@ func main() {
 		traces   = flag.Bool("trace", false, "the agents write execution traces of their late ticks into traces/ in their directories ([realtime] trace_dir; with -keep to read them)")
 		burn     = flag.Bool("burn", false, "be a CPU burner (used by the harness itself)")
 		floodCl  = flag.Bool("flood-client", false, "be a flood client: SOCKET NAME (used by the harness itself)")
+		floodStr = flag.Bool("flood-stream", false, "the flood clients keep their writes on the API's stream socket (client.UseDatagram(false)) instead of the datagram socket")
 		listers  = flag.Int("listers", 0, "API clients per agent listing the whole table over and over during the hog")
 		listEnts = flag.Int("list-entities", 800, "entities each lister registers before the hog (with -listers)")
 		listCl   = flag.Bool("list-client", false, "be a list client: SOCKET PREFIX N (used by the harness itself)")
@@ -48,7 +49,7 @@ func main() {
 		soak.Burn()
 	}
 	if *floodCl {
-		soak.Flood(flag.Arg(0), flag.Arg(1))
+		soak.Flood(flag.Arg(0), flag.Arg(1), *floodStr)
 		return
 	}
 	if *listCl {
@@ -84,7 +85,7 @@ func main() {
 		r, err := soak.Run(ctx, soak.Options{
 			Agent: *agent, Nodes: *nodes, Profile: p, Hog: *hog, Idle: *idle, Burners: *burners,
 			BurnCmd: []string{self, "-burn"}, Realtime: *rt, Pin: *pin, Flood: *flood,
-			FloodCmd: []string{self, "-flood-client"}, Listers: *listers, ListEntities: *listEnts,
+			FloodCmd: floodCmd(self, *floodStr), Listers: *listers, ListEntities: *listEnts,
 			ListCmd: []string{self, "-list-client"}, Dir: *dir, Keep: *keep, Trace: *traces, LogLevel: *logLevel, StallProbe: *probe,
 			Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
 		})
@@ -140,4 +141,13 @@ func silences(r *soak.Result) string {
 		return fmt.Sprintf("%d(-,%s)", r.Silences, own)
 	}
 	return fmt.Sprintf("%d(%d,%s)", r.Silences, r.SilencesInStall, own)
+}
+
+// floodCmd is the flood clients' command line (socket and entity are
+// appended).
+func floodCmd(self string, stream bool) []string {
+	if stream {
+		return []string{self, "-flood-stream", "-flood-client"}
+	}
+	return []string{self, "-flood-client"}
 }
