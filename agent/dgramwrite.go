@@ -22,14 +22,10 @@ import (
 // netpoller and read the connection, then takes the loop's lock at the
 // loop's priority (submitOffLoop); here the kernel wakes the loop's thread,
 // at SCHED_FIFO, and the write is checked, submitted and sent to the master
-// in that wake-up. Measured on five agents, a report reached every node's
-// table about 150 µs sooner at the median and 300 µs at p99 (bench.md,
+// in that wake-up. Measured on five agents in the same runs as the stream
+// (bench/cmd/e2e's report_stream), a report is written in every node's
+// table 114–144 µs sooner at the median and 158–561 µs at p99 (bench.md,
 // 4–5 December 2026).
-//
-// The loop allocates here (the decoded request, the write's closures, its
-// goroutine), a few hundred bytes a write, which a heartbeat's path never
-// does; at GOGC 400 a collection is rare and its assist for so little is
-// short.
 //
 // Only the part of a write that never waits runs on the loop: reading the
 // datagram, the Authorizer on the kernel's credentials, the write rate
@@ -37,6 +33,13 @@ import (
 // node's table, and core.Submit. Whatever would wait — no master yet, the
 // result, this node's table and disk catching up, the audit log, the reply
 // — is a goroutine's, as on the stream.
+//
+// The loop allocates here (the decoded request, the write's closures, its
+// goroutine), a few hundred bytes a write, which a heartbeat's path never
+// does; at GOGC 400 a collection is rare and its assist for so little is
+// short. The goroutine starts on the loop's P, whose next yield may run it
+// (until it blocks on its result, microseconds) unless an idle P's thread
+// takes it first.
 
 // dgramBatch bounds the datagrams one wake-up of the loop reads: a flood of
 // writes waits in the socket's queue (whose limit, net.unix.max_dgram_qlen,

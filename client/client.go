@@ -4,7 +4,10 @@
 //
 // A Client is safe for concurrent use. Its requests share one connection:
 // each carries a request ID and the replies, which the agent may send in any
-// order, are matched by it. If the connection is lost, the requests in
+// order, are matched by it. The four fault writes (Report, Raise, Clear,
+// SetState) go instead, one datagram each, to the agent's datagram socket,
+// which its real-time loop reads itself, when it has one (dgram.go,
+// UseDatagram). If the connection is lost, the requests in
 // flight fail with an error matching api.ErrUnavailable (their outcome is
 // unknown) and the next request dials again. Every method honours its
 // context: a request blocked on a hung agent returns the context's error,
