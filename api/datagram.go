@@ -21,8 +21,9 @@ import (
 // agent's real-time loop reads that socket itself, at SCHED_FIFO, and
 // submits the write in the same wake-up; a write on the stream first waits
 // for one of Go's normal threads to read the connection. Measured on five
-// agents (bench.md, 4 December 2026): a report reached every node's table
-// about 150 µs sooner at the median and 300 µs at p99.
+// agents, in the same runs as the stream (bench.md, 4–5 December 2026): a
+// report was written in every node's table 114–144 µs sooner at the median
+// and 158–561 µs sooner at p99.
 //
 // The caller is who the kernel says sent the datagram (SCM_CREDENTIALS:
 // pid, uid, gid); supplementary groups are not known there, so a write
