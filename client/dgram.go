@@ -169,7 +169,10 @@ func (d *dgramWriter) ping(fd int) bool {
 
 // await reads the reply to request id from fd.
 func (d *dgramWriter) await(ctx context.Context, fd int, op api.Op, id uint32) (api.Header, []byte, error) {
-	buf := make([]byte, api.HeaderSize+api.MaxBody)
+	// A reply is a ReportResult or an error (its message at most 1 KiB):
+	// a few hundred bytes. A longer datagram would be cut, fail the length
+	// check and be waited past, so the buffer is generous all the same.
+	buf := make([]byte, api.HeaderSize+api.MaxDatagram)
 	start := time.Now()
 	for {
 		wait := dgramProbeEvery
