@@ -154,9 +154,7 @@ func (a *agent) readDgrams(now time.Time) {
 		}
 		if err == nil && req == nil { // a ping (api.ParseDatagram)
 			var b [api.HeaderSize]byte
-			if unix.Sendto(d.fd, api.AppendFrame(b[:0], api.Header{Version: api.Version, Op: h.Op | api.OpReply, ID: h.ID}, nil), unix.MSG_DONTWAIT, from) != nil {
-				d.repliesLost.Add(1)
-			}
+			a.dgramSend(from, api.AppendFrame(b[:0], api.Header{Version: api.Version, Op: h.Op | api.OpReply, ID: h.ID}, nil))
 			continue
 		}
 		if err == nil {
@@ -187,16 +185,7 @@ func (a *agent) dgramSubmit(now time.Time, from unix.Sockaddr, h api.Header, cre
 	if a.stopping || a.core.Role().Master == 0 {
 		// Waits for a master (or answers that there is none): the
 		// stream's way, on a goroutine.
-		a.dgramGo(func(ctx context.Context) (*api.ReportResult, error) {
-			ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-			defer cancel()
-			id, ch, err := a.submitWrite(ctx, &fw.req, fw.check)
-			if err != nil {
-				return a.finishFault(cred, fw, core.Result{}, err)
-			}
-			res, err := a.awaitWrite(ctx, id, ch, fw.name)
-			return a.finishFault(cred, fw, res, err)
-		}, from, h)
+		a.dgramGo(func(ctx context.Context) (*api.ReportResult, error) { return a.runFault(ctx, cred, fw) }, from, h)
 		return
 	}
 	if err := fw.check(&fw.req); err != nil {
@@ -246,7 +235,12 @@ func (a *agent) dgramGo(rest func(context.Context) (*api.ReportResult, error), f
 // its caller the outcome is unknown.
 func (a *agent) dgramReply(to unix.Sockaddr, h api.Header, res *api.ReportResult, err error) {
 	var b [1024]byte
-	if to == nil || unix.Sendto(a.dgram.fd, api.AppendReply(b[:0], h, res, err), unix.MSG_DONTWAIT, to) != nil {
+	a.dgramSend(to, api.AppendReply(b[:0], h, res, err))
+}
+
+// dgramSend sends the reply frame b to to, or counts it lost.
+func (a *agent) dgramSend(to unix.Sockaddr, b []byte) {
+	if to == nil || unix.Sendto(a.dgram.fd, b, unix.MSG_DONTWAIT, to) != nil {
 		a.dgram.repliesLost.Add(1)
 	}
 }

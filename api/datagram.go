@@ -219,16 +219,20 @@ func ListenDatagram(path string, mode os.FileMode, uid, gid int) (int, error) {
 }
 
 // ReadCred decodes the SCM_CREDENTIALS control message in oob (as recvmsg
-// filled it on a socket with SO_PASSCRED), without allocating.
+// filled it on a socket with SO_PASSCRED), without allocating. oob need not
+// be aligned (the agent's lies in a struct after a byte array): the headers
+// are copied out, not read in place.
 func ReadCred(oob []byte) (Cred, bool) {
 	for len(oob) >= unix.CmsgSpace(0) {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		var h unix.Cmsghdr
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&h)), unix.SizeofCmsghdr), oob)
 		l := int(h.Len)
 		if l < unix.CmsgLen(0) || l > len(oob) {
 			return Cred{}, false
 		}
 		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_CREDENTIALS && l >= unix.CmsgLen(unix.SizeofUcred) {
-			u := (*unix.Ucred)(unsafe.Pointer(&oob[unix.CmsgLen(0)]))
+			var u unix.Ucred
+			copy(unsafe.Slice((*byte)(unsafe.Pointer(&u)), unix.SizeofUcred), oob[unix.CmsgLen(0):])
 			return Cred{PID: u.Pid, UID: u.Uid, GID: u.Gid}, true
 		}
 		sp := unix.CmsgSpace(l - unix.CmsgLen(0))

@@ -138,6 +138,11 @@ func TestListenDatagram(t *testing.T) {
 	require.Equal(t, uint32(os.Geteuid()), cred.UID)
 	_, ok = api.ReadCred(oob[:3])
 	require.False(t, ok)
+	odd := make([]byte, 1+oobn)
+	copy(odd[1:], oob[:oobn])
+	moved, ok := api.ReadCred(odd[1:])
+	require.True(t, ok, "at an odd address")
+	require.Equal(t, cred, moved)
 }
 
 // FuzzParseDatagram: any datagram is either not a request (nothing to
