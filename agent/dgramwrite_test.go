@@ -252,7 +252,7 @@ func TestDatagramAgentKilledMidWrite(t *testing.T) {
 // the agent's socket by a bind mount) reaches the datagram socket by its
 // path, but the agent's answers go to an abstract address the kernel
 // resolves in the agent's namespace, and never arrive. The client's ping
-// at Dial finds it out, and its writes go on the stream, answered at once.
+// at its first write finds it out, and its writes go on the stream.
 func TestDatagramClientInOtherNetns(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test unshares a network namespace and needs root (make test runs as root)")

@@ -157,7 +157,6 @@ func Dial(ctx context.Context, socketPath string) (*Client, error) {
 	if _, err := c.conn(ctx); err != nil {
 		return nil, err
 	}
-	c.dg.warm()
 	return c, nil
 }
 

@@ -32,12 +32,15 @@ import (
 // dgramMaxWait in all (the agent answers every write within its own
 // timeout, 5 s).
 
-// Before its first write, a client pings the datagram socket (api.AppendPing)
+// At its first write, a client pings the datagram socket (api.AppendPing)
 // and waits up to dgramPingWait for the answer: a client in another network
 // namespace than its agent's (a container given the agent's socket by a
 // bind mount) never gets one, as the agent's answers go to an address the
 // kernel resolves in the agent's namespace; such a client keeps to the
-// stream for its life. Dial does this, so that no write pays for it.
+// stream for its life. The first write pays for the ping (one round trip
+// to the agent's real-time loop, or dgramPingWait in that case), not Dial:
+// most clients never write (fmctl status, a watcher, the agent's own API
+// probe every second), and a ping wakes the agent's real-time loop.
 
 const (
 	dgramPingWait   = 250 * time.Millisecond
@@ -126,21 +129,6 @@ func (d *dgramWriter) write(ctx context.Context, op api.Op, req any) (res *api.R
 		return nil, true, fmt.Errorf("fmagent %s: decoding the reply: %w", op, err)
 	}
 	return &r, true, nil
-}
-
-// warm pings the agent's datagram socket if it has one (Dial's).
-func (d *dgramWriter) warm() {
-	if d.pinged.Load() != 0 {
-		return
-	}
-	fd, err := d.get()
-	if err != nil {
-		d.absent.Store(time.Now().Add(dgramRetry).UnixNano())
-		return
-	}
-	if d.ping(fd) {
-		d.put(fd)
-	}
 }
 
 // ping sends a ping on fd and says whether its answer came within
