@@ -165,25 +165,56 @@ func (l *ledger) del(k ledgerKey) {
 }
 
 // record updates the ledger once the master acknowledged r with version v.
+//
+// Acknowledgements can come out of order: two writes on one entity from
+// this node, the first one's acknowledgement lost on both networks and
+// given again to its retransmission after the second's. The ledger keeps,
+// per entity and alarm, the newest acknowledged word, so an older one
+// recorded after it changes nothing it covers. Until 5 December 2026 a
+// registration acknowledged after the owner's later state put the
+// registration's state (up) back in the ledger over it, and its
+// re-assertion after a master change undid the acknowledged state (netsim
+// chaos seeds 19152 and 23118, once a master stopped answering the copy of
+// a report on the other network a second time).
 func (l *ledger) record(r *Request, v wire.WriteVersion) {
 	id := table.ID(r.Name)
 	w := *r
 	w.Ver, w.Txn = v, false
 	l.maxEpoch = max(l.maxEpoch, v.Epoch)
+	reg, hasReg := l.items[ledgerKey{id, ""}]
 	switch r.Kind {
 	case wire.ReportRegister:
+		if hasReg && v.Less(reg.Ver) {
+			return // a newer registration or unregister is held
+		}
 		if w.State == 0 {
 			w.State = wire.StateUp
 		}
 		w.StateVer = v
+		if hasReg && reg.Kind == wire.ReportRegister && v.Less(reg.StateVer) {
+			w.State, w.StateVer = reg.State, reg.StateVer // the owner's later word
+		}
+		if st, ok := l.items[ledgerKey{id, stateKey}]; ok && w.StateVer.Less(st.Ver) {
+			w.State, w.StateVer = stateOf(&st), st.Ver
+		}
 		l.del(ledgerKey{id, stateKey})
-		if cur, ok := l.items[ledgerKey{id, ""}]; ok && cur.Kind == wire.ReportUnregister {
+		if hasReg && reg.Kind == wire.ReportUnregister {
 			// The unregister stays, before the registration (tombKey).
 			l.del(ledgerKey{id, ""})
-			l.put(ledgerKey{id, tombKey}, cur)
+			l.put(ledgerKey{id, tombKey}, reg)
 		}
 		l.put(ledgerKey{id, ""}, w)
 	case wire.ReportUnregister:
+		if hasReg && v.Less(reg.Ver) {
+			// A later registration is held: it stays, and what the
+			// unregister superseded (older alarms, state) goes.
+			for _, k := range slices.Clone(l.order) {
+				if cur := l.items[k]; k.entity == id && k.cause != "" && cur.Ver.Less(v) {
+					l.del(k)
+				}
+			}
+			return
+		}
 		// What this node wrote about the entity is superseded by the
 		// unregister; the unregister itself is kept (a tombstone).
 		for _, k := range slices.Clone(l.order) {
@@ -193,21 +224,37 @@ func (l *ledger) record(r *Request, v wire.WriteVersion) {
 		}
 		l.put(ledgerKey{id, ""}, w)
 	case wire.ReportRaise, wire.ReportClear:
-		l.put(ledgerKey{id, r.Cause}, w)
+		k := ledgerKey{id, r.Cause}
+		if cur, ok := l.items[k]; ok && v.Less(cur.Ver) {
+			return
+		}
+		l.put(k, w)
 	case wire.ReportDown, wire.ReportUp:
 		// The owner's word on state: kept with its registration, which
 		// re-asserts it (one report, so the state never flickers).
-		st := wire.StateUp
-		if r.Kind == wire.ReportDown {
-			st = wire.StateDown
-		}
-		if reg, ok := l.items[ledgerKey{id, ""}]; ok && reg.Kind == wire.ReportRegister {
+		st := stateOf(r)
+		if hasReg && reg.Kind == wire.ReportRegister {
+			if v.Less(reg.StateVer) {
+				return
+			}
 			reg.State, reg.StateVer = st, v
 			l.items[ledgerKey{id, ""}] = reg
 			return
 		}
-		l.put(ledgerKey{id, stateKey}, w)
+		k := ledgerKey{id, stateKey}
+		if cur, ok := l.items[k]; ok && v.Less(cur.Ver) {
+			return
+		}
+		l.put(k, w)
 	}
+}
+
+// stateOf is the state a ReportDown or ReportUp asserts.
+func stateOf(r *Request) wire.State {
+	if r.Kind == wire.ReportDown {
+		return wire.StateDown
+	}
+	return wire.StateUp
 }
 
 // superseded forgets a re-asserted write the master found older than its

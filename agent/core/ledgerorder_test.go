@@ -1,0 +1,78 @@
+package core
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fmagent/fmagent/agent/table"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// The ledger holds the newest acknowledged word per entity and alarm
+// whatever order the acknowledgements come in: the first write's
+// acknowledgement lost on both networks is given again to its
+// retransmission, after the second write's (netsim chaos seeds 19152 and
+// 23118: a registration acknowledged after the owner's later "down" put
+// "up" back in the ledger, and its re-assertion undid the down).
+func TestLedgerKeepsTheNewestWordWhateverTheAckOrder(t *testing.T) {
+	ver := func(seq uint64) wire.WriteVersion { return wire.WriteVersion{Epoch: 3, Seq: seq, Node: 3} }
+	const name = "svc/x"
+	id := table.ID(name)
+	reg := Request{Kind: wire.ReportRegister, Name: name, EntityKind: wire.KindService}
+	down := Request{Kind: wire.ReportDown, Name: name}
+	raise := Request{Kind: wire.ReportRaise, Name: name, Cause: "c", Severity: wire.SevMajor}
+	clear := Request{Kind: wire.ReportClear, Name: name, Cause: "c"}
+	unreg := Request{Kind: wire.ReportUnregister, Name: name}
+	type ack struct {
+		r *Request
+		v wire.WriteVersion
+	}
+	run := func(earlier bool, acks ...ack) *ledger {
+		var l ledger
+		l.init()
+		if earlier {
+			l.record(&reg, ver(19)) // registered in an earlier write
+		}
+		for _, a := range acks {
+			l.record(a.r, a.v)
+		}
+		return &l
+	}
+
+	for _, earlier := range []bool{false, true} {
+		for _, acks := range [][]ack{
+			{{&reg, ver(31)}, {&down, ver(32)}},
+			{{&down, ver(32)}, {&reg, ver(31)}},
+		} {
+			l := run(earlier, acks...)
+			got, ok := l.items[ledgerKey{id, ""}]
+			require.True(t, ok)
+			require.Equal(t, wire.ReportRegister, got.Kind)
+			require.Equal(t, ver(31), got.Ver)
+			require.Equal(t, wire.StateDown, got.State, "earlier %v, acks %v", earlier, acks)
+			require.Equal(t, ver(32), got.StateVer)
+			_, ok = l.items[ledgerKey{id, stateKey}]
+			require.False(t, ok, "the state is the registration's")
+		}
+	}
+
+	// An alarm: the clear is newer than the raise.
+	l := run(true, ack{&clear, ver(12)}, ack{&raise, ver(10)})
+	require.Equal(t, wire.ReportClear, l.items[ledgerKey{id, "c"}].Kind)
+	require.Equal(t, ver(12), l.items[ledgerKey{id, "c"}].Ver)
+
+	// Unregistered, then registered again: the unregister's acknowledgement
+	// last keeps the new registration and drops the alarm it superseded.
+	l = run(false, ack{&raise, ver(10)}, ack{&reg, ver(30)}, ack{&unreg, ver(20)})
+	got := l.items[ledgerKey{id, ""}]
+	require.Equal(t, wire.ReportRegister, got.Kind)
+	require.Equal(t, ver(30), got.Ver)
+	_, ok := l.items[ledgerKey{id, "c"}]
+	require.False(t, ok, "the alarm the unregister removed")
+
+	// A registration older than an unregister held changes nothing.
+	l = run(false, ack{&unreg, ver(40)}, ack{&reg, ver(30)})
+	require.Equal(t, wire.ReportUnregister, l.items[ledgerKey{id, ""}].Kind)
+	require.Equal(t, 1, l.ledgerLen())
+}
