@@ -315,7 +315,10 @@ type Stats struct {
 	SnapshotsApplied    uint64 // snapshots that replaced this node's table
 	ReportsHandled      uint64 // reports through the plugin chain, as master
 	ReportsRefused      uint64 // client reports refused for their name, as master
-	PeersExited         uint64 // peers taken as gone when their process ended (PeerExited)
+	// ReportCopies: reports not handled again, as master, because they
+	// were the other network's copy of a packet handled (reportPkts).
+	ReportCopies uint64
+	PeersExited  uint64 // peers taken as gone when their process ended (PeerExited)
 }
 
 // Node is one fmagent node's protocol state.

@@ -38,6 +38,52 @@ type peer struct {
 	serveSecond time.Time
 	servedInSec int
 	snapServed  time.Time
+
+	// The report packets this node last handled from this peer as master
+	// (stepReplication): the other network's copy of one of them is not
+	// handled again.
+	reportPkts reportPkts
+}
+
+// reportPkts remembers the last few report packets (incarnation, header
+// seq) a master handled from one peer, in the epoch it handled them in.
+// Every packet goes out on both networks under one seq, so the second
+// network's copy of a report is the same packet. Handled again, it found
+// the report in the master's dedup and was acknowledged a second time, on
+// both networks: two more sends on the master's real-time loop, and one
+// more wake-up of the reporter's, on the report's path (docs/bench.md, 5
+// December 2026). Only a copy of a packet this master handled, in its
+// current epoch, is skipped: a report's copy that reached this node before
+// it was master, or in an earlier reign, is handled (netsim chaos seeds
+// 19152 and 23118 lost acknowledged writes when every second copy was
+// dropped, whatever had become of the first: a re-assertion's first copy
+// had come to a node not yet master).
+type reportPkts struct {
+	epoch, inc uint64
+	seq        [4]uint64
+	next       uint8
+}
+
+// handled reports whether packet (inc, seq) is one recorded in epoch.
+func (r *reportPkts) handled(epoch, inc, seq uint64) bool {
+	if r.epoch != epoch || r.inc != inc {
+		return false
+	}
+	for _, s := range r.seq {
+		if s == seq {
+			return true
+		}
+	}
+	return false
+}
+
+// add records packet (inc, seq) as handled in epoch.
+func (r *reportPkts) add(epoch, inc, seq uint64) {
+	if r.epoch != epoch || r.inc != inc {
+		*r = reportPkts{epoch: epoch, inc: inc}
+	}
+	r.seq[r.next] = seq
+	r.next = (r.next + 1) % uint8(len(r.seq))
 }
 
 // window is the replay window of net's heartbeat socket (hb) or of its

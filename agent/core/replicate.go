@@ -219,11 +219,16 @@ func (n *Node) stepReplication(now time.Time, h *wire.Header, p *peer, body []by
 			n.onEarlySnapshot(now, p.id, h.Epoch, &m)
 		}
 	case wire.TypeReport:
+		if n.isMaster() && p.reportPkts.handled(st.Epoch, h.Incarnation, h.Seq) {
+			n.stats.ReportCopies++
+			return nil // the other network's copy (reportPkts)
+		}
 		var m wire.Report
 		if err := wire.DecodeReport(body, &m); err != nil {
 			return err
 		}
 		if n.isMaster() {
+			p.reportPkts.add(st.Epoch, h.Incarnation, h.Seq)
 			n.handleReport(now, p.id, reportFromWire(&m), reassert{m.Ver, m.State, m.StateVer})
 		}
 	}
