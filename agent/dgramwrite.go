@@ -37,9 +37,10 @@ import (
 // The loop allocates here (the decoded request, the write's closures, its
 // goroutine), a few hundred bytes a write, which a heartbeat's path never
 // does; at GOGC 400 a collection is rare and its assist for so little is
-// short. The goroutine starts on the loop's P, whose next yield may run it
-// (until it blocks on its result, microseconds) unless an idle P's thread
-// takes it first.
+// short. The goroutine starts on the loop's P once the wake-up's Ready is
+// sent (startDgrams), and the loop's next yield may run it (until it
+// blocks on its result, microseconds) unless an idle P's thread takes it
+// first.
 
 // dgramBatch bounds the datagrams one wake-up of the loop reads: a flood of
 // writes waits in the socket's queue (whose limit, net.unix.max_dgram_qlen,
@@ -68,6 +69,9 @@ type dgramSock struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // the writes' goroutines
 	inFlight atomic.Int64
+	// starts: the goroutines of the writes read in this wake-up, started
+	// once their Ready is sent (startDgrams).
+	starts []dgramStart
 
 	// Counters (metrics.go): requests read, by how they ended on the loop.
 	submitted, answered, toStream, malformed, repliesLost atomic.Uint64
@@ -105,6 +109,7 @@ func (a *agent) openDgram() error {
 		return err
 	}
 	a.dgram.fd, a.dgram.path = fd, path
+	a.dgram.starts = make([]dgramStart, 0, dgramBatch)
 	a.dgram.ctx, a.dgram.cancel = context.WithCancel(context.Background())
 	w.SetExtra(fd)
 	a.log.Info("API datagram socket (fault writes read by the real-time loop)", "path", path)
@@ -131,10 +136,17 @@ func (a *agent) closeDgram() {
 
 // readDgrams reads and submits the writes waiting on the datagram socket,
 // at most dgramBatch of them. The real-time loop's, mu held; the caller
-// carries out the Ready afterwards.
+// carries out the Ready afterwards, then calls startDgrams.
 func (a *agent) readDgrams(now time.Time) {
 	d := &a.dgram
-	for range dgramBatch {
+	for i := range dgramBatch {
+		if i == 1 {
+			// The first write's request leaves for the master now, not
+			// after the read that finds the socket empty (a system call
+			// more on a report's path); any more writes of this wake-up
+			// go in the caller's Ready, in one send a network.
+			a.handleReady()
+		}
 		n, oobn, _, from, err := unix.Recvmsg(d.fd, d.buf[:], d.oob[:], unix.MSG_DONTWAIT)
 		if err != nil {
 			return // EAGAIN: read them all
@@ -214,20 +226,45 @@ func (a *agent) dgramSubmit(now time.Time, from unix.Sockaddr, h api.Header, cre
 	}, from, h)
 }
 
-// dgramGo runs a datagram write's rest on a goroutine and sends its reply.
+// dgramStart is a datagram write's rest, to run on a goroutine of its own,
+// and where its reply goes.
+type dgramStart struct {
+	rest func(context.Context) (*api.ReportResult, error)
+	from unix.Sockaddr
+	h    api.Header
+}
+
+// dgramGo queues a datagram write's rest for a goroutine (startDgrams) that
+// sends its reply. It counts the write in flight at once (dgramSubmit's
+// bound holds within a batch).
 func (a *agent) dgramGo(rest func(context.Context) (*api.ReportResult, error), from unix.Sockaddr, h api.Header) {
 	d := &a.dgram
 	d.inFlight.Add(1)
 	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		defer d.inFlight.Add(-1)
-		out, err := rest(d.ctx)
-		if errors.Is(err, context.Canceled) {
-			err = api.Errorf(api.ErrUnavailable, "the agent is shutting down; the outcome is unknown")
-		}
-		a.dgramReply(from, h, out, err)
-	}()
+	d.starts = append(d.starts, dgramStart{rest, from, h})
+}
+
+// startDgrams starts the goroutines dgramGo queued. The real-time loop
+// calls it after readDgrams' Ready is sent: a go statement may wake another
+// thread to run the goroutine (a futex system call, and on a virtual
+// machine an interrupt to another vCPU), which the request to the master
+// must not wait for.
+func (a *agent) startDgrams() {
+	d := &a.dgram
+	for i := range d.starts {
+		s := d.starts[i]
+		d.starts[i] = dgramStart{} // the closure is the goroutine's now
+		go func() {
+			defer d.wg.Done()
+			defer d.inFlight.Add(-1)
+			out, err := s.rest(d.ctx)
+			if errors.Is(err, context.Canceled) {
+				err = api.Errorf(api.ErrUnavailable, "the agent is shutting down; the outcome is unknown")
+			}
+			a.dgramReply(s.from, s.h, out, err)
+		}()
+	}
+	d.starts = d.starts[:0]
 }
 
 // dgramReply sends the reply to request h to its sender; one that cannot

@@ -324,6 +324,7 @@ func (a *agent) rtRun(th *transport.Locked) {
 			// sent to the master now (dgramwrite.go).
 			a.readDgrams(time.Now())
 			a.handleReady()
+			a.startDgrams()
 		}
 		if ev&transport.EvWoken != 0 {
 			// Woken by poke: a switchover asked off the loop left its
