@@ -22,7 +22,7 @@ func TestLedgerKeepsTheNewestWordWhateverTheAckOrder(t *testing.T) {
 	reg := Request{Kind: wire.ReportRegister, Name: name, EntityKind: wire.KindService}
 	down := Request{Kind: wire.ReportDown, Name: name}
 	raise := Request{Kind: wire.ReportRaise, Name: name, Cause: "c", Severity: wire.SevMajor}
-	clear := Request{Kind: wire.ReportClear, Name: name, Cause: "c"}
+	clr := Request{Kind: wire.ReportClear, Name: name, Cause: "c"}
 	unreg := Request{Kind: wire.ReportUnregister, Name: name}
 	type ack struct {
 		r *Request
@@ -58,7 +58,7 @@ func TestLedgerKeepsTheNewestWordWhateverTheAckOrder(t *testing.T) {
 	}
 
 	// An alarm: the clear is newer than the raise.
-	l := run(true, ack{&clear, ver(12)}, ack{&raise, ver(10)})
+	l := run(true, ack{&clr, ver(12)}, ack{&raise, ver(10)})
 	require.Equal(t, wire.ReportClear, l.items[ledgerKey{id, "c"}].Kind)
 	require.Equal(t, ver(12), l.items[ledgerKey{id, "c"}].Ver)
 
