@@ -71,6 +71,13 @@ func TestLedgerKeepsTheNewestWordWhateverTheAckOrder(t *testing.T) {
 	_, ok := l.items[ledgerKey{id, "c"}]
 	require.False(t, ok, "the alarm the unregister removed")
 
+	// The same after an earlier unregister and registration: the newer
+	// unregister takes the older one's place, before the registration.
+	l = run(false, ack{&unreg, ver(5)}, ack{&reg, ver(8)}, ack{&raise, ver(10)}, ack{&reg, ver(30)}, ack{&unreg, ver(20)})
+	require.Equal(t, []ledgerKey{{id, tombKey}, {id, ""}}, l.order)
+	require.Equal(t, ver(20), l.items[ledgerKey{id, tombKey}].Ver)
+	require.Equal(t, ver(30), l.items[ledgerKey{id, ""}].Ver)
+
 	// A registration older than an unregister held changes nothing.
 	l = run(false, ack{&unreg, ver(40)}, ack{&reg, ver(30)})
 	require.Equal(t, wire.ReportUnregister, l.items[ledgerKey{id, ""}].Kind)

@@ -207,9 +207,16 @@ func (l *ledger) record(r *Request, v wire.WriteVersion) {
 	case wire.ReportUnregister:
 		if hasReg && v.Less(reg.Ver) {
 			// A later registration is held: it stays, and what the
-			// unregister superseded (older alarms, state) goes.
+			// unregister superseded (older alarms, state) goes. An older
+			// unregister kept before the registration (tombKey) is
+			// replaced by this one, in its place.
 			for _, k := range slices.Clone(l.order) {
-				if cur := l.items[k]; k.entity == id && k.cause != "" && cur.Ver.Less(v) {
+				cur := l.items[k]
+				switch {
+				case k.entity != id || k.cause == "" || !cur.Ver.Less(v):
+				case k.cause == tombKey:
+					l.items[k] = w
+				default:
 					l.del(k)
 				}
 			}
