@@ -9,8 +9,9 @@
 // interleaving the samples so that the noise of a shared machine falls on
 // all of them alike:
 //
-//   - report to everywhere: a client on node 2 calls client.Raise with a new
-//     cause; from just before the call to the alarm being readable in every
+//   - report to everywhere: a client on a node other than the master's
+//     (node 2, or node 3 when node 2 was elected) calls client.Raise with a
+//     new cause; from just before the call to the alarm being readable in every
 //     node's shared memory. The alarm's RaisedAt (the master's wall clock
 //     when it took the report) splits it in client-to-master and
 //     master-to-everywhere. The alarm is cleared (untimed) after each sample.

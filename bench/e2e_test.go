@@ -89,6 +89,9 @@ func TestE2EShort(t *testing.T) {
 	if res.Master < 1 || res.Master > 3 {
 		t.Errorf("master %d", res.Master)
 	}
+	if res.Client == res.Master || res.Client < 1 || res.Client > 3 {
+		t.Errorf("the client wrote to node %d, the master %d: a report's path must take the master's hop", res.Client, res.Master)
+	}
 	for _, f := range Figures {
 		d := f.Get(res)
 		want := samples

@@ -32,6 +32,7 @@ type RatioPair struct {
 type RunJSON struct {
 	Nodes       int                  `json:"nodes"`
 	Master      int                  `json:"master"`
+	Client      int                  `json:"client"`
 	Interval    time.Duration        `json:"interval_ns"`
 	Misses      int                  `json:"misses"`
 	Bound       time.Duration        `json:"bound_ns"`
@@ -98,7 +99,7 @@ func overBound(d Dist, bound time.Duration) map[string]float64 {
 // JSON returns r as written to the results.
 func (r *Result) JSON() RunJSON {
 	j := RunJSON{
-		Nodes: r.Nodes, Master: r.Master, Interval: r.Interval, Misses: r.Misses, Bound: r.Bound,
+		Nodes: r.Nodes, Master: r.Master, Client: r.Client, Interval: r.Interval, Misses: r.Misses, Bound: r.Bound,
 		LoadBefore: r.LoadBefore, LoadAfter: r.LoadAfter,
 		Figures:           map[string]Quantiles{},
 		DetectOverBound:   overBound(r.DetectDist(), r.Bound),

@@ -29,3 +29,17 @@ func TestParseProfiles(t *testing.T) {
 		}
 	}
 }
+
+// TestClientNeverOnTheMaster: the benchmark's client writes to an agent
+// other than the master's for every master a formation can elect, so a
+// report's samples always take the master's hop.
+func TestClientNeverOnTheMaster(t *testing.T) {
+	for nodes := 2; nodes <= 9; nodes++ {
+		for master := 1; master <= nodes; master++ {
+			c := clientNodeFor(master, nodes)
+			if c == master || c < 1 || c > nodes {
+				t.Errorf("%d nodes, master %d: client on node %d", nodes, master, c)
+			}
+		}
+	}
+}

@@ -155,7 +155,7 @@ func (x reference) write(b *strings.Builder, pairs map[string]RatioPair) {
 func (r *Result) Summary(w io.Writer) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d nodes on lo (master: node %d; client on node %d; %v × %d: detection bound %v; load average %.2f → %.2f)\n",
-		r.Nodes, r.Master, clientNode, r.Interval, r.Misses, r.Bound, r.LoadBefore, r.LoadAfter)
+		r.Nodes, r.Master, r.Client, r.Interval, r.Misses, r.Bound, r.LoadBefore, r.LoadAfter)
 	for _, f := range Figures {
 		if d := f.Get(r); len(d) > 0 {
 			fmt.Fprintf(&b, "  %-44s %s\n", f.Name, d)
