@@ -66,6 +66,11 @@ var Ratios = []Figure{
 	{"report_stream_written", "report on the stream socket -> written in every table", func(r *Result) Dist { return r.ReportStreamWritten }},
 	{"report_from_master_written", "report: decision -> written in every table", func(r *Result) Dist { return r.ReportFromMasterWritten }},
 	{"down_written", "down: decision -> written in every table", func(r *Result) Dist { return r.DownWritten }},
+	// The floors themselves: what a path with nothing in its hops costs
+	// against the baseline on this host. A ratio target below a path's
+	// floor cannot be met by any agent here.
+	{"floor_written", "floor: one RT hop -> written in every relay table", func(r *Result) Dist { return r.FloorWritten }},
+	{"report_floor_written", "floor: the report's 3 hops -> written in every relay table", func(r *Result) Dist { return r.ReportFloorWritten }},
 }
 
 // FloorRatios are the figures compared with the two-hop floor: the paths
