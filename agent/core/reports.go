@@ -647,11 +647,21 @@ func (n *Node) decide(r *plugin.Report, re reassert) {
 		n.unregister(g, r)
 	default:
 		if !re.ver.IsZero() && (r.Kind == wire.ReportDown || r.Kind == wire.ReportUp) {
-			if _, ok := n.tab.Get(r.Entity); !ok {
+			e, ok := n.tab.Get(r.Entity)
+			if !ok {
 				n.supersede(g, r, "the state of an entity since unregistered")
 				break
 			}
-			g.re.ver = wire.WriteVersion{} // the owner's word now: a fresh write
+			if re.ver.Less(e.StateVer) {
+				n.supersede(g, r, "the owner's later word on its state")
+				break
+			}
+			// The owner's word now, through the plugins as a client's
+			// (g.re.ver zero); the change it makes keeps the version
+			// the word was acknowledged with (below), so the table's
+			// StateVer is that word's, not a new one that would pass
+			// for a later word of the owner's.
+			g.re.ver = wire.WriteVersion{}
 		}
 		if (r.Kind == wire.ReportDown || r.Kind == wire.ReportUp) && r.ID != 0 && g.code == ackOK {
 			if _, ok := n.tab.Get(r.Entity); !ok {
@@ -662,6 +672,13 @@ func (n *Node) decide(r *plugin.Report, re reassert) {
 		n.verdicts = n.chain.Run(n.view(), r, n.verdicts[:0])
 		for i := range n.verdicts {
 			n.addVerdict(g, r, &n.verdicts[i])
+		}
+		if !re.ver.IsZero() && (r.Kind == wire.ReportDown || r.Kind == wire.ReportUp) {
+			for i := range g.changes {
+				if c := &g.changes[i]; c.Kind == wire.ChangeState && c.Entity == r.Entity && c.By == r.From && c.Ver.IsZero() {
+					c.Ver = re.ver
+				}
+			}
 		}
 		if r.ID != 0 && re.ver.IsZero() && r.Kind != wire.ReportFault && len(g.changes) == 0 && g.code == ackOK {
 			// A client's write (a fault report excepted: an opinion,
@@ -692,6 +709,13 @@ func (n *Node) register(g *group, r *plugin.Report) {
 	if state == 0 {
 		state = wire.StateUp
 	}
+	// The version of the re-asserted word on the state: the owner's later
+	// up or down the ledger keeps with the registration, or the
+	// registration's own.
+	sv := g.re.stateVer
+	if sv.Less(rv) {
+		sv = rv
+	}
 	e, present := n.tab.Get(r.Entity)
 	ver, _, _ := n.tab.EntityVersion(r.Entity)
 	inc := r.Incarnation
@@ -712,18 +736,34 @@ func (n *Node) register(g *group, r *plugin.Report) {
 			n.supersede(g, r, "registered by another since")
 			return
 		case present && !ver.Less(rv) && e.Owner == r.From && e.Kind == r.EntityKind && !e.Implicit:
-			// There, as new or newer: only the owner's word on its state.
+			// There, as new or newer: only the owner's word on its
+			// state (it overrules whatever others marked while the
+			// owner was away), with the version it was acknowledged
+			// with, unless the table holds a later word of the owner's
+			// own (the re-assertion was on its way when the owner's
+			// down was decided).
+			if sv.Less(e.StateVer) {
+				state = e.State
+			}
 			if e.State != state || e.Incarnation < r.Incarnation {
 				g.prio = state == wire.StateDown
-				g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: r.Entity, State: state, Incarnation: inc, By: r.From, At: r.At})
+				g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: r.Entity, State: state, Incarnation: inc, By: r.From, At: r.At, Ver: sv})
 			} else {
 				g.ver = ver
 			}
 			return
 		}
+		if present && e.Owner == r.From && sv.Less(e.StateVer) {
+			state, sv = e.State, e.StateVer // the owner's later word is the table's
+		}
 	}
 	g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRegister, Entity: r.Entity, Name: []byte(r.Name),
 		EntityKind: r.EntityKind, Owner: r.From, State: state, Incarnation: inc, By: r.From, At: r.At, Ver: rv})
+	if rv.Less(sv) {
+		// The state's own version, so that the table (Entity.StateVer)
+		// orders the next re-asserted word against it.
+		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: r.Entity, State: state, Incarnation: inc, By: r.From, At: r.At, Ver: sv})
+	}
 }
 
 // unregister: a client's unregister (a new write, leaving a tombstone even

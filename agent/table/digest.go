@@ -10,12 +10,12 @@ import (
 
 // digestVersion starts the canonical encoding, so a change of encoding never
 // makes old and new digests agree by accident. 3: the digest became a sum of
-// per-entity hashes.
-const digestVersion = 3
+// per-entity hashes. 4: StateVer.
+const digestVersion = 4
 
 // Digest is a hash of the table's replicated content: for every entity its
-// ID, name, kind (and Implicit), owner, state, incarnation, Born, Ver and
-// alarms (cause, severity, raised-at, raised-by, version). Two tables that
+// ID, name, kind (and Implicit), owner, state, incarnation, Born, Ver,
+// StateVer and alarms (cause, severity, raised-at, raised-by, version). Two tables that
 // applied the same changes, or one rebuilt from the other's SnapshotChanges,
 // have equal digests; a difference in any of those fields changes it.
 //
@@ -84,6 +84,7 @@ func appendEntity(b []byte, e *Entity) []byte {
 	b = binary.LittleEndian.AppendUint64(b, e.Incarnation)
 	b = appendVer(b, e.Born)
 	b = appendVer(b, e.Ver)
+	b = appendVer(b, e.StateVer)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(e.Alarms)))
 	for i := range e.Alarms {
 		a := &e.Alarms[i]
@@ -99,9 +100,11 @@ func appendEntity(b []byte, e *Entity) []byte {
 
 // SnapshotChanges appends to dst the changes that rebuild the whole table on
 // an empty one, in ascending ID order: for each entity a Register carrying its
-// kind, owner, state and incarnation, then one Raise per alarm (in cause
-// order) carrying the alarm's severity and, as At and By, its RaisedAt and
-// RaisedBy, so the rebuilt alarms keep their origin.
+// kind, owner, state and incarnation (and, when the owner's latest word on
+// the state came after the registration, a State by the owner carrying
+// StateVer), then one Raise per alarm (in
+// cause order) carrying the alarm's severity and, as At and By, its RaisedAt
+// and RaisedBy, so the rebuilt alarms keep their origin.
 //
 // Every change's Seq is the table's Seq: a snapshot is one state, not a
 // history. The receiver applies the changes to a Reset table, then calls
@@ -137,6 +140,10 @@ func (t *Table) SnapshotChanges(dst []wire.Change) []wire.Change {
 			At:          e.ChangedAt,
 			Name:        unsafeBytes(e.Name),
 		})
+		if e.Ver.Less(e.StateVer) {
+			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeState, Entity: e.ID, State: e.State,
+				Incarnation: e.Incarnation, By: e.Owner, At: e.ChangedAt, Ver: e.StateVer})
+		}
 		for i := range e.Alarms {
 			a := &e.Alarms[i]
 			dst = append(dst, wire.Change{

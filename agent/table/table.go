@@ -70,6 +70,17 @@ type Entity struct {
 	// it was about that life. Ver is the version of its latest
 	// registration: an unregister older than Ver was overtaken by it.
 	Born, Ver wire.WriteVersion
+	// StateVer is the version of the owner's latest word on State: its
+	// registration, or a change of state the owner's own report caused
+	// (By is the owner: its up or down, its process's exit). Not a mark
+	// by anyone else (the membership's down of an unreachable node's
+	// entities, a plugin's verdict on another node's report), which the
+	// owner's word re-asserted on its return is meant to overrule. The
+	// master applies a re-asserted word on the state only if it is not
+	// older than StateVer. Without it, an owner's registration re-asserted
+	// after a master change put its state (up) over the owner's later
+	// acknowledged down (netsim chaos seed 55423).
+	StateVer wire.WriteVersion
 	// Implicit: the entity was created by a report about it (a raise or a
 	// mark up or down for an absent entity), not registered. Its Owner is
 	// the reporter, for lack of anyone else, but nobody vouches for its
@@ -450,11 +461,15 @@ func (t *Table) Apply(c *wire.Change) error {
 			}
 		}
 		e.Ver = maxVer(e.Ver, c.Ver)
+		e.StateVer = maxVer(e.StateVer, c.Ver)
 		e.State = c.State
 		e.Incarnation = c.Incarnation
 	case wire.ChangeState:
 		e.State = c.State
 		e.Incarnation = c.Incarnation
+		if c.By == e.Owner {
+			e.StateVer = maxVer(e.StateVer, c.Ver)
+		}
 	case wire.ChangeRaise:
 		i, ok := e.findAlarm(unsafeString(c.Cause))
 		if ok {

@@ -71,3 +71,43 @@ func TestTombstonesBounded(t *testing.T) {
 	require.Equal(t, v(1, uint64(table.MaxTombstones+10)), last)
 	require.Len(t, tb.SnapshotChanges(nil), table.MaxTombstones)
 }
+
+// StateVer is the version of the owner's latest word on the state: a
+// registration or a change of state the owner caused, never another's mark
+// (the owner's word re-asserted on its return overrules those), never
+// backwards, and carried by a snapshot.
+func TestStateVerIsTheOwnersLatestWord(t *testing.T) {
+	v := func(seq uint64) wire.WriteVersion { return wire.WriteVersion{Epoch: 2, Seq: seq, Node: 1} }
+	tb := table.New(8)
+	const owner, other = wire.NodeID(3), wire.NodeID(1)
+	id := table.ID("svc/a")
+	apply := func(c wire.Change) {
+		t.Helper()
+		c.Entity, c.Seq = id, tb.Seq()+1
+		require.NoError(t, tb.Apply(&c))
+	}
+	stateVer := func() wire.WriteVersion {
+		e, ok := tb.Get(id)
+		require.True(t, ok)
+		return e.StateVer
+	}
+	apply(wire.Change{Kind: wire.ChangeRegister, Name: []byte("svc/a"), EntityKind: wire.KindService, Owner: owner, By: owner, State: wire.StateUp, Ver: v(10)})
+	require.Equal(t, v(10), stateVer())
+	apply(wire.Change{Kind: wire.ChangeState, State: wire.StateDown, By: owner, Ver: v(12)})
+	require.Equal(t, v(12), stateVer(), "the owner's down")
+	apply(wire.Change{Kind: wire.ChangeState, State: wire.StateUp, By: other, Ver: v(14)})
+	require.Equal(t, v(12), stateVer(), "another's mark is not the owner's word")
+	apply(wire.Change{Kind: wire.ChangeState, State: wire.StateDown, By: owner, Ver: v(11)})
+	require.Equal(t, v(12), stateVer(), "never backwards")
+
+	rebuilt := table.New(8)
+	for _, c := range tb.SnapshotChanges(nil) {
+		require.NoError(t, rebuilt.Apply(&c))
+	}
+	e, ok := rebuilt.Get(id)
+	require.True(t, ok)
+	require.Equal(t, v(12), e.StateVer)
+	require.Equal(t, v(10), e.Ver)
+	require.Equal(t, wire.StateDown, e.State)
+	require.Equal(t, tb.Digest(), rebuilt.Digest())
+}
