@@ -28,6 +28,14 @@ func newPair(t testing.TB) *pair {
 	return p
 }
 
+// formedPair is a pair once formed: node 1 the master, node 2 following.
+func formedPair(t testing.TB) *pair {
+	p := newPair(t)
+	p.run(200 * time.Millisecond)
+	require.Equal(t, wire.RoleMaster, p.a.Role().Role)
+	return p
+}
+
 // flush delivers everything each node wants to send to the other, until quiet.
 func (p *pair) flush() {
 	for i := 0; i < 100; i++ {

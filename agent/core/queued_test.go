@@ -18,9 +18,7 @@ import (
 // unregistered entity back (netsim chaos seed 449, with the master answering
 // each snapshot request once).
 func TestReportQueuedBehindATransactionIsDecidedInTurn(t *testing.T) {
-	p := newPair(t)
-	p.run(200 * time.Millisecond)
-	require.Equal(t, wire.RoleMaster, p.a.Role().Role)
+	p := formedPair(t)
 	ep := p.a.Role().Epoch
 	// A transaction in flight: node 2 has its prepare but has not answered.
 	p.a.Submit(p.now, core.Request{Kind: wire.ReportRaise, Name: "svc/other", EntityKind: wire.KindService,

@@ -18,9 +18,7 @@ import (
 // node (netsim chaos seed 55423: the re-assertion of an owner's
 // registration after a split brain healed, its down 200 µs before).
 func TestReassertedStateNeverOverrulesTheOwnersLaterWord(t *testing.T) {
-	p := newPair(t)
-	p.run(200 * time.Millisecond)
-	require.Equal(t, wire.RoleMaster, p.a.Role().Role)
+	p := formedPair(t)
 	ep := p.a.Role().Epoch
 	const name = "svc/x"
 	id := table.ID(name)
