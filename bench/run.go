@@ -336,8 +336,8 @@ func killDist(ks []Kill, f func(Kill) time.Duration) Dist {
 // clientNodeFor is the node the benchmark's client writes to when master
 // is the master: node 2, or node 3 (node 1 with two nodes) when node 2 is
 // the master. A client on the master's node would measure a report with
-// one hop fewer, and a run whose formation elected node 2 (one run in ten
-// or so at N = 5) then mixed two paths under one name.
+// one hop fewer, and a run whose formation elected node 2 (about one in
+// eight at N = 5 in bench/results/) then mixed two paths under one name.
 func clientNodeFor(master, nodes int) int {
 	switch {
 	case master != 2:
