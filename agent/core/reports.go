@@ -646,7 +646,8 @@ func (n *Node) decide(r *plugin.Report, re reassert) {
 	case wire.ReportUnregister:
 		n.unregister(g, r)
 	default:
-		if !re.ver.IsZero() && (r.Kind == wire.ReportDown || r.Kind == wire.ReportUp) {
+		isState := r.Kind == wire.ReportDown || r.Kind == wire.ReportUp
+		if !re.ver.IsZero() && isState {
 			e, ok := n.tab.Get(r.Entity)
 			if !ok {
 				n.supersede(g, r, "the state of an entity since unregistered")
@@ -663,7 +664,7 @@ func (n *Node) decide(r *plugin.Report, re reassert) {
 			// for a later word of the owner's.
 			g.re.ver = wire.WriteVersion{}
 		}
-		if (r.Kind == wire.ReportDown || r.Kind == wire.ReportUp) && r.ID != 0 && g.code == ackOK {
+		if isState && r.ID != 0 && g.code == ackOK {
 			if _, ok := n.tab.Get(r.Entity); !ok {
 				g.code = ackUnknown // not applied: an error, never a success
 			}
@@ -673,7 +674,7 @@ func (n *Node) decide(r *plugin.Report, re reassert) {
 		for i := range n.verdicts {
 			n.addVerdict(g, r, &n.verdicts[i])
 		}
-		if !re.ver.IsZero() && (r.Kind == wire.ReportDown || r.Kind == wire.ReportUp) {
+		if !re.ver.IsZero() && isState {
 			for i := range g.changes {
 				if c := &g.changes[i]; c.Kind == wire.ChangeState && c.Entity == r.Entity && c.By == r.From && c.Ver.IsZero() {
 					c.Ver = re.ver

@@ -15,9 +15,10 @@ const digestVersion = 4
 
 // Digest is a hash of the table's replicated content: for every entity its
 // ID, name, kind (and Implicit), owner, state, incarnation, Born, Ver,
-// StateVer and alarms (cause, severity, raised-at, raised-by, version). Two tables that
-// applied the same changes, or one rebuilt from the other's SnapshotChanges,
-// have equal digests; a difference in any of those fields changes it.
+// StateVer and alarms (cause, severity, raised-at, raised-by, version). Two
+// tables that applied the same changes, or one rebuilt from the other's
+// SnapshotChanges, have equal digests; a difference in any of those fields
+// changes it.
 //
 // Left out, on purpose: the table's Seq (compare it separately; digests are
 // meaningful between tables at the same seq), and each entity's ChangedAt,
@@ -102,9 +103,9 @@ func appendEntity(b []byte, e *Entity) []byte {
 // an empty one, in ascending ID order: for each entity a Register carrying its
 // kind, owner, state and incarnation (and, when the owner's latest word on
 // the state came after the registration, a State by the owner carrying
-// StateVer), then one Raise per alarm (in
-// cause order) carrying the alarm's severity and, as At and By, its RaisedAt
-// and RaisedBy, so the rebuilt alarms keep their origin.
+// StateVer), then one Raise per alarm (in cause order) carrying the alarm's
+// severity and, as At and By, its RaisedAt and RaisedBy, so the rebuilt
+// alarms keep their origin.
 //
 // Every change's Seq is the table's Seq: a snapshot is one state, not a
 // history. The receiver applies the changes to a Reset table, then calls
