@@ -816,6 +816,23 @@ func (n *Node) unregister(g *group, r *plugin.Report) {
 	g.changes = append(g.changes, wire.Change{Kind: wire.ChangeUnregister, Entity: r.Entity, By: r.From, At: r.At, Ver: rv})
 }
 
+// ownersLife is the incarnation an entity's state change carries: the
+// owner's agent's, when the owner itself says the entity is up or down
+// from a newer life than the entity's (its agent restarted). The owner's
+// word adopts the entity, as a re-registration does (register): left under
+// the old life, a later master finds it not adopted (adoptInit) and marks
+// it down when the grace period ends, undoing the acknowledged up, while
+// the master that answered it had no adoption pending (the node had been
+// seen down, its entities with it) and would have kept it up (chaos seed
+// 12803 of two or three nodes and 20 actions). Nodes and links are judged
+// from heartbeats, never adopted.
+func ownersLife(e *table.Entity, r *plugin.Report) uint64 {
+	if e.Kind != wire.KindLink && e.Kind != wire.KindNode && (r.Kind == wire.ReportUp || r.Kind == wire.ReportDown) && r.From == e.Owner && r.Incarnation > e.Incarnation {
+		return r.Incarnation
+	}
+	return e.Incarnation
+}
+
 // addVerdict turns one plugin verdict into changes of the group.
 func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 	at := r.At
@@ -867,7 +884,7 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 		g.prio = true
 		// A node's contained entities join the group when it is issued
 		// (expandNodeDowns), against the table as it is then.
-		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: e.ID, State: wire.StateDown, Incarnation: e.Incarnation, By: by, At: at})
+		g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: e.ID, State: wire.StateDown, Incarnation: ownersLife(e, r), By: by, At: at})
 	case plugin.MarkUp:
 		e := ensure(v.Entity, name, r.EntityKind, owner, wire.StateUp)
 		if e == nil {
@@ -883,6 +900,8 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 				n.startAdoption(n.now, e.Owner, r.Incarnation)
 			}
 			inc = r.Incarnation
+		} else {
+			inc = ownersLife(e, r)
 		}
 		if e.State == wire.StateUp && inc == e.Incarnation && !(client && e.Kind != wire.KindNode) {
 			return
