@@ -76,6 +76,12 @@ type WriteLog struct {
 	busy    map[wkey]bool
 	// last is the latest acknowledged write per key.
 	last map[wkey]ackedWrite
+	// entityAckedAt: per entity name, when its latest registration or
+	// unregistration was acknowledged, by time rather than the cluster's
+	// order (last): a registration acknowledged by a master that died
+	// before its reign was heard can outrank, by version, a registration
+	// acknowledged later in another reign.
+	entityAckedAt map[string]time.Time
 	// For cleared-stays-cleared: per key, whether a clear (unregister) was
 	// acknowledged and nobody asked to re-create it since; per node, whether
 	// it has shown the key absent since then.
@@ -95,7 +101,8 @@ type WriteLog struct {
 
 func newWriteLog(s *Sim, c *Checker) *WriteLog {
 	w := &WriteLog{s: s, c: c, pending: map[reqRef]pendingReq{}, busy: map[wkey]bool{}, last: map[wkey]ackedWrite{},
-		gone: map[wkey]wire.WriteVersion{}, seen: make([]int, len(s.Nodes)), started: make([]time.Time, len(s.Nodes)),
+		entityAckedAt: map[string]time.Time{},
+		gone:          map[wkey]wire.WriteVersion{}, seen: make([]int, len(s.Nodes)), started: make([]time.Time, len(s.Nodes)),
 		reign: make([]elect.State, len(s.Nodes))}
 	for range s.Nodes {
 		w.absentSeen = append(w.absentSeen, map[wkey]wire.WriteVersion{})
@@ -168,6 +175,9 @@ func (w *WriteLog) Harvest() {
 			a := ackedWrite{kind: q.kind, reporter: q.node, at: r.At, ver: r.Ver}
 			if old, ok := w.last[q.key]; !ok || a.after(old) {
 				w.last[q.key] = a
+			}
+			if q.key.cause == "" && r.At.After(w.entityAckedAt[q.key.name]) {
+				w.entityAckedAt[q.key.name] = r.At
 			}
 			if removes(q.key, q.kind) && !w.inFlight(q.key) && !r.Ver.Less(w.gone[q.key]) {
 				w.gone[q.key] = r.Ver
@@ -292,12 +302,18 @@ func (w *WriteLog) CheckFinal() error {
 		// entity; but while the entity is there, the word of the owner's
 		// new agent on its state holds all the same: that word adopted it
 		// (core.ownersLife; chaos seed 12803 of 2-3 nodes and 20 actions).
+		// Unless the entity was registered or unregistered after the word
+		// (by time: the dead registration's version may outrank the new
+		// agent's writes, seed 25573).
 		adopted := w.s.node(reg.reporter).StartedAt.After(reg.at)
+		if adopted && w.entityAckedAt[k.name].After(a.at) {
+			continue
+		}
 		want := wire.StateUp
 		if a.kind == wire.ReportDown {
 			want = wire.StateDown
 		}
-		if reg.after(a) {
+		if !adopted && reg.after(a) {
 			want = wire.StateUp // registered again since: up
 		}
 		for _, n := range w.s.Nodes {
