@@ -824,10 +824,12 @@ func (n *Node) unregister(g *group, r *plugin.Report) {
 // it down when the grace period ends, undoing the acknowledged up, while
 // the master that answered it had no adoption pending (the node had been
 // seen down, its entities with it) and would have kept it up (chaos seed
-// 12803 of two or three nodes and 20 actions). Nodes and links are judged
-// from heartbeats, never adopted.
+// 12803 of two or three nodes and 20 actions). Only the report's own
+// entity (a plugin's verdict on another is not the owner's word on it);
+// nodes and links are judged from heartbeats, never adopted.
 func ownersLife(e *table.Entity, r *plugin.Report) uint64 {
-	if e.Kind != wire.KindLink && e.Kind != wire.KindNode && (r.Kind == wire.ReportUp || r.Kind == wire.ReportDown) && r.From == e.Owner && r.Incarnation > e.Incarnation {
+	if e.ID == r.Entity && e.Kind != wire.KindLink && e.Kind != wire.KindNode && (r.Kind == wire.ReportUp || r.Kind == wire.ReportDown) &&
+		r.From == e.Owner && r.Incarnation > e.Incarnation {
 		return r.Incarnation
 	}
 	return e.Incarnation
