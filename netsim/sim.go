@@ -71,6 +71,14 @@ type Node struct {
 	// (for the stale invariant: the timeout counts from the master's last
 	// word, which the simulator sees independently of the core).
 	HeardAt map[wire.NodeID]time.Time
+	// MasterWordAt is when this node last accepted a packet from the
+	// master it follows (after that packet), sent at that master's epoch:
+	// a master's word (the stale invariant). A packet from the same node
+	// once it follows another reign, at a later epoch, is not one (chaos
+	// seed 1690 of 25 actions: a master paused, resumed and stepped down,
+	// and its first heartbeat, as a member at epoch 3, reached a follower
+	// of its epoch-2 reign before the follower judged it lost).
+	MasterWordAt time.Time
 }
 
 // TimedResult is a local client's result and when it arrived.
@@ -477,6 +485,9 @@ func (s *Sim) deliverNow(n *Node, d delivery) {
 			n.HeardAt = make(map[wire.NodeID]time.Time)
 		}
 		n.HeardAt[from] = s.Now
+		if r := n.Core.Role(); r.Master == from && from != n.ID && wire.PeekEpoch(d.data) == r.Epoch {
+			n.MasterWordAt = s.Now
+		}
 	} else if s.Opt.Trace {
 		s.Tracef("node %d rejected a packet on net %d: %v", n.ID, d.net, err)
 	}

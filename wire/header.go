@@ -122,3 +122,14 @@ func PeekType(pkt []byte) Type {
 	}
 	return Type(pkt[offType])
 }
+
+// PeekEpoch is the epoch in pkt's header, unauthenticated (0 when pkt is
+// shorter than a header): for the simulator's checker, which tells a
+// master's word from what the same node says once it follows another
+// reign. Decisions are made only on what Codec.Open returns.
+func PeekEpoch(pkt []byte) uint64 {
+	if len(pkt) < HeaderSize {
+		return 0
+	}
+	return binary.BigEndian.Uint64(pkt[offEpoch:])
+}

@@ -652,6 +652,17 @@ func (n *Node) step(now time.Time, net wire.Net, pkt []byte, hbSock bool) (wire.
 			return 0, err
 		}
 	}
+	if st := n.el.State(); h.Sender == st.Master && h.Epoch == st.Epoch && !n.isMaster() && now.After(n.masterWord) {
+		// Whatever our master sends at its epoch is its word, and the
+		// stale timeout counts from the last (followerTick); tested after
+		// the packet's handling, which may have made us follow it again.
+		// Counted only for heartbeats, changes and snapshots, the table
+		// was flagged stale early: 860 ms after a heartbeat that took a
+		// lost master back (its reign, no snapshot to follow), and 910 ms
+		// after a transaction's commit a master sent as it resumed from a
+		// pause (chaos seeds 11046 and 1690, 20 and 25 actions).
+		n.masterWord = now
+	}
 	return h.Sender, nil
 }
 

@@ -654,6 +654,17 @@ func (n *Node) decide(r *plugin.Report, re reassert) {
 				break
 			}
 			if re.ver.Less(e.StateVer) {
+				if e.State != e.OwnerState && r.From == e.Owner {
+					// The owner's later word was overruled since by
+					// someone else's mark (its entities' down while it
+					// was cut off): the owner, back, stands by that word,
+					// which it may never have been answered (a split
+					// brain's other master applied it too, under a
+					// version of its own). Put it back, with its version.
+					g.prio = e.OwnerState == wire.StateDown
+					g.changes = append(g.changes, wire.Change{Kind: wire.ChangeState, Entity: e.ID, State: e.OwnerState,
+						Incarnation: ownersLife(e, r), By: r.From, At: r.At, Ver: e.StateVer})
+				}
 				n.supersede(g, r, "the owner's later word on its state")
 				break
 			}
@@ -744,7 +755,9 @@ func (n *Node) register(g *group, r *plugin.Report) {
 			// own (the re-assertion was on its way when the owner's
 			// down was decided).
 			if sv.Less(e.StateVer) {
-				state = e.State
+				// The owner's later word, which someone else's mark
+				// may have overruled since (OwnerState).
+				state = e.OwnerState
 			}
 			if e.State != state || e.Incarnation < r.Incarnation {
 				g.prio = state == wire.StateDown
@@ -755,7 +768,7 @@ func (n *Node) register(g *group, r *plugin.Report) {
 			return
 		}
 		if present && e.Owner == r.From && sv.Less(e.StateVer) {
-			state, sv = e.State, e.StateVer // the owner's later word is the table's
+			state, sv = e.OwnerState, e.StateVer // the owner's later word is the table's
 		}
 	}
 	g.changes = append(g.changes, wire.Change{Kind: wire.ChangeRegister, Entity: r.Entity, Name: []byte(r.Name),

@@ -10,12 +10,12 @@ import (
 
 // digestVersion starts the canonical encoding, so a change of encoding never
 // makes old and new digests agree by accident. 3: the digest became a sum of
-// per-entity hashes. 4: StateVer.
-const digestVersion = 4
+// per-entity hashes. 4: StateVer. 5: OwnerState.
+const digestVersion = 5
 
 // Digest is a hash of the table's replicated content: for every entity its
 // ID, name, kind (and Implicit), owner, state, incarnation, Born, Ver,
-// StateVer and alarms (cause, severity, raised-at, raised-by, version). Two
+// StateVer, OwnerState and alarms (cause, severity, raised-at, raised-by, version). Two
 // tables that applied the same changes, or one rebuilt from the other's
 // SnapshotChanges, have equal digests; a difference in any of those fields
 // changes it.
@@ -86,6 +86,7 @@ func appendEntity(b []byte, e *Entity) []byte {
 	b = appendVer(b, e.Born)
 	b = appendVer(b, e.Ver)
 	b = appendVer(b, e.StateVer)
+	b = append(b, byte(e.OwnerState))
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(e.Alarms)))
 	for i := range e.Alarms {
 		a := &e.Alarms[i]
@@ -101,9 +102,11 @@ func appendEntity(b []byte, e *Entity) []byte {
 
 // SnapshotChanges appends to dst the changes that rebuild the whole table on
 // an empty one, in ascending ID order: for each entity a Register carrying its
-// kind, owner, state and incarnation (and, when the owner's latest word on
-// the state came after the registration, a State by the owner carrying
-// StateVer), then one Raise per alarm (in cause order) carrying the alarm's
+// kind, owner, the owner's latest word on its state (OwnerState) and
+// incarnation (and, when that word came after the registration, a State by
+// the owner carrying it with StateVer; and when someone else marked the
+// entity since, a State by nobody, node 0, carrying the state it is in),
+// then one Raise per alarm (in cause order) carrying the alarm's
 // severity and, as At and By, its RaisedAt and RaisedBy, so the rebuilt
 // alarms keep their origin.
 //
@@ -134,7 +137,7 @@ func (t *Table) SnapshotChanges(dst []wire.Change) []wire.Change {
 			Kind:        wire.ChangeRegister,
 			Entity:      e.ID,
 			EntityKind:  e.Kind,
-			State:       e.State,
+			State:       e.OwnerState,
 			Owner:       e.Owner,
 			By:          e.ChangedBy,
 			Incarnation: e.Incarnation,
@@ -142,8 +145,12 @@ func (t *Table) SnapshotChanges(dst []wire.Change) []wire.Change {
 			Name:        unsafeBytes(e.Name),
 		})
 		if e.Ver.Less(e.StateVer) {
-			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeState, Entity: e.ID, State: e.State,
+			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeState, Entity: e.ID, State: e.OwnerState,
 				Incarnation: e.Incarnation, By: e.Owner, At: e.ChangedAt, Ver: e.StateVer})
+		}
+		if e.State != e.OwnerState {
+			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeState, Entity: e.ID, State: e.State,
+				Incarnation: e.Incarnation, By: 0, At: e.ChangedAt})
 		}
 		for i := range e.Alarms {
 			a := &e.Alarms[i]

@@ -81,6 +81,17 @@ type Entity struct {
 	// after a master change put its state (up) over the owner's later
 	// acknowledged down (netsim chaos seed 55423).
 	StateVer wire.WriteVersion
+	// OwnerState is what that word said: State, unless someone else marked
+	// the entity since (the membership's down of its unreachable owner's
+	// entities). A re-asserted word of the owner's older than StateVer
+	// puts OwnerState back, not State: the owner is back, and its latest
+	// word stands (netsim chaos seed 3198 of 25 actions: in a split brain,
+	// the owner's up was applied by both masters, each under a version of
+	// its own; the winner's, the higher, was overruled by the winner's
+	// down of the owner's entities while it was cut off, and the owner's
+	// re-assertion after the heal, under the losing master's version, was
+	// then older than StateVer and superseded: the acknowledged up lost).
+	OwnerState wire.State
 	// Implicit: the entity was created by a report about it (a raise or a
 	// mark up or down for an absent entity), not registered. Its Owner is
 	// the reporter, for lack of anyone else, but nobody vouches for its
@@ -461,6 +472,9 @@ func (t *Table) Apply(c *wire.Change) error {
 			}
 		}
 		e.Ver = maxVer(e.Ver, c.Ver)
+		if !c.Ver.Less(e.StateVer) {
+			e.OwnerState = c.State
+		}
 		e.StateVer = maxVer(e.StateVer, c.Ver)
 		e.State = c.State
 		e.Incarnation = c.Incarnation
@@ -468,6 +482,9 @@ func (t *Table) Apply(c *wire.Change) error {
 		e.State = c.State
 		e.Incarnation = c.Incarnation
 		if c.By == e.Owner {
+			if !c.Ver.Less(e.StateVer) {
+				e.OwnerState = c.State
+			}
 			e.StateVer = maxVer(e.StateVer, c.Ver)
 		}
 	case wire.ChangeRaise:

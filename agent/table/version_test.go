@@ -111,3 +111,51 @@ func TestStateVerIsTheOwnersLatestWord(t *testing.T) {
 	require.Equal(t, wire.StateDown, e.State)
 	require.Equal(t, tb.Digest(), rebuilt.Digest())
 }
+
+// OwnerState is what the owner's latest word said, whatever others marked
+// since; a snapshot carries it (the rebuilt table has the same State,
+// OwnerState, StateVer and digest).
+func TestOwnerStateIsWhatTheOwnersLatestWordSaid(t *testing.T) {
+	v := func(seq uint64) wire.WriteVersion { return wire.WriteVersion{Epoch: 2, Seq: seq, Node: 1} }
+	const owner, master = wire.NodeID(3), wire.NodeID(1)
+	for _, reg := range []bool{true, false} { // the word: the registration itself, or a later up
+		tb := table.New(8)
+		id := table.ID("svc/a")
+		apply := func(c wire.Change) {
+			t.Helper()
+			c.Entity, c.Seq = id, tb.Seq()+1
+			require.NoError(t, tb.Apply(&c))
+		}
+		get := func(tb *table.Table) *table.Entity {
+			e, ok := tb.Get(id)
+			require.True(t, ok)
+			return e
+		}
+		apply(wire.Change{Kind: wire.ChangeRegister, Name: []byte("svc/a"), EntityKind: wire.KindService, Owner: owner, By: owner, State: wire.StateUp, Ver: v(10)})
+		if !reg {
+			apply(wire.Change{Kind: wire.ChangeState, State: wire.StateDown, By: owner, Ver: v(12)})
+			apply(wire.Change{Kind: wire.ChangeState, State: wire.StateUp, By: owner, Ver: v(13)})
+		}
+		require.Equal(t, wire.StateUp, get(tb).OwnerState)
+		// The membership's down of the unreachable owner's entities.
+		apply(wire.Change{Kind: wire.ChangeState, State: wire.StateDown, By: master, Ver: v(14)})
+		e := get(tb)
+		require.Equal(t, wire.StateDown, e.State)
+		require.Equal(t, wire.StateUp, e.OwnerState, "another's mark is not the owner's word")
+		// An older word of the owner's, applied late: not its latest.
+		apply(wire.Change{Kind: wire.ChangeState, State: wire.StateDown, By: owner, Ver: v(9)})
+		require.Equal(t, wire.StateUp, get(tb).OwnerState, "never backwards")
+		apply(wire.Change{Kind: wire.ChangeState, State: wire.StateDown, By: master, Ver: v(15)})
+
+		rebuilt := table.New(8)
+		for _, c := range tb.SnapshotChanges(nil) {
+			require.NoError(t, rebuilt.Apply(&c))
+		}
+		r := get(rebuilt)
+		require.Equal(t, wire.StateDown, r.State)
+		require.Equal(t, wire.StateUp, r.OwnerState)
+		require.Equal(t, get(tb).StateVer, r.StateVer)
+		require.Equal(t, v(10), r.Ver)
+		require.Equal(t, tb.Digest(), rebuilt.Digest(), "registration is the word: %v", reg)
+	}
+}
