@@ -198,7 +198,7 @@ func (n *Node) stepReplication(now time.Time, h *wire.Header, p *peer, body []by
 				n.onPrepareAck(p.id, m.ID)
 			}
 		case wire.AckReport:
-			n.onReportAck(&m)
+			n.onReportAck(&m, p.id, h.Epoch)
 		}
 	case wire.TypeNack:
 		var m wire.Nack

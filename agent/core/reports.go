@@ -495,7 +495,9 @@ func (n *Node) sortedOutstanding() []uint64 {
 	return ids
 }
 
-func (n *Node) onReportAck(m *wire.Ack) {
+// onReportAck takes the master's answer to one of this node's reports,
+// sent by node from at epoch.
+func (n *Node) onReportAck(m *wire.Ack, from wire.NodeID, epoch uint64) {
 	lr, ok := n.outstanding[m.ID]
 	if !ok {
 		return
@@ -514,6 +516,18 @@ func (n *Node) onReportAck(m *wire.Ack) {
 			n.ledger.record(&lr.req, m.Ver)
 			if lr.req.Kind == wire.ReportRaise {
 				n.ledger.boundAlarms(table.ID(lr.req.Name), n.tab.MaxAlarms())
+			}
+			if st := n.el.State(); st.Master != 0 && (from != st.Master || epoch != st.Epoch) {
+				// Answered by a master we no longer follow: the write
+				// lives in that reign's table, which may lose to ours,
+				// and the ledger was re-asserted to ours when we changed
+				// (before this answer). Re-assert it now, or the next
+				// master change would be the first to carry it (chaos
+				// seed 7348 of 2-9 nodes and 25 actions: a clear asked
+				// of master 2 at epoch 4 was answered after the node had
+				// followed master 6 at epoch 5, which won; the alarm
+				// stayed raised in every table).
+				n.ledger.dirty = true
 			}
 		}
 	case ackSuperseded:
@@ -541,7 +555,7 @@ var ErrCollision = table.ErrCollision
 
 func (n *Node) ackReport(a reportRef, seq uint64, code uint8, ver wire.WriteVersion) {
 	if a.from == n.cfg.Node {
-		n.onReportAck(&wire.Ack{Kind: wire.AckReport, ID: a.id, Seq: seq, Err: code, Ver: ver})
+		n.onReportAck(&wire.Ack{Kind: wire.AckReport, ID: a.id, Seq: seq, Err: code, Ver: ver}, n.cfg.Node, n.el.State().Epoch)
 		return
 	}
 	if code == ackOK || code == ackDisplaced || code == ackSuperseded {
