@@ -389,18 +389,13 @@ type Node struct {
 	arena     [][]byte
 	nArena    int
 
-	peerBuf []elect.Peer
-	idBuf   []uint64
-	// outGen counts client requests submitted and requests answered;
-	// pend (collectPending) is the unanswered client requests setting a
-	// state as of outGen pendGen.
-	outGen, pendGen uint64
-	pend            []pendingReq
-	free            []*heldChange // recycled held changes (the follower's update path)
-	verdicts        []plugin.Verdict
-	group           []wire.Change
-	hbOut           wire.Heartbeat  // the heartbeat being sent
-	hbIn            *wire.Heartbeat // decode buffer, swapped with a peer's when newer
+	peerBuf  []elect.Peer
+	idBuf    []uint64
+	free     []*heldChange // recycled held changes (the follower's update path)
+	verdicts []plugin.Verdict
+	group    []wire.Change
+	hbOut    wire.Heartbeat  // the heartbeat being sent
+	hbIn     *wire.Heartbeat // decode buffer, swapped with a peer's when newer
 
 	fence fenceState // self-fence decision (fence.go)
 }

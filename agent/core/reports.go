@@ -321,7 +321,6 @@ func (n *Node) Submit(now time.Time, r Request) uint64 {
 	}
 	lr := &localReport{id: id, req: r}
 	n.outstanding[id] = lr
-	n.outGen++
 	n.sendReport(lr)
 	return id
 }
@@ -385,12 +384,6 @@ func (n *Node) reportTick(now time.Time) {
 		n.ledger.dirty = false
 		for _, k := range n.ledger.order {
 			r := n.ledger.items[k]
-			if r.Kind == wire.ReportRegister {
-				// A state this node's client asked for and the master has
-				// not answered yet is newer than the ledger's: re-assert
-				// that one, or the registration would undo it.
-				r.State = n.pendingState(k.entity, r.State)
-			}
 			lr := &localReport{id: n.newReportID(), req: r, internal: true, key: k}
 			n.outstanding[lr.id] = lr
 		}
@@ -423,64 +416,8 @@ func (n *Node) refreshReassertion(lr *localReport) bool {
 	if !ok {
 		return false
 	}
-	if r.Kind == wire.ReportRegister {
-		r.State = n.pendingState(lr.key.entity, r.State)
-	}
 	lr.req = r
 	return true
-}
-
-// pendingState returns the state of the latest unanswered client request
-// setting entity's state, or st if there is none.
-func (n *Node) pendingState(entity uint64, st wire.State) wire.State {
-	if n.pendGen != n.outGen {
-		n.collectPending()
-	}
-	var best uint64
-	for _, p := range n.pend {
-		if p.entity == entity && p.id >= best {
-			best, st = p.id, p.st
-		}
-	}
-	return st
-}
-
-// pendingReq is an unanswered client request that sets an entity's state.
-type pendingReq struct {
-	entity, id uint64
-	st         wire.State
-}
-
-// collectPending lists, in n.pend, the unanswered client requests that set
-// an entity's state: pendingState's input, collected again only when a
-// client request was submitted or answered since (outGen). pendingState
-// is asked once for every registration the ledger re-asserts after a
-// master change, hundreds at a time, and it walked every outstanding
-// request for each, the re-assertions included, hashing each one's name:
-// quadratic, 9.8 ms at a stretch on the real-time loop with 800 entities
-// per node (perf, a registration storm).
-func (n *Node) collectPending() {
-	n.pend = n.pend[:0]
-	for id, lr := range n.outstanding {
-		if lr.internal {
-			continue
-		}
-		var st wire.State
-		switch lr.req.Kind {
-		case wire.ReportRegister:
-			// A registration answered later than the ledger's word
-			// (re)starts the entity up (chaos seed 5293).
-			st = wire.StateUp
-		case wire.ReportDown:
-			st = wire.StateDown
-		case wire.ReportUp:
-			st = wire.StateUp
-		default:
-			continue
-		}
-		n.pend = append(n.pend, pendingReq{entity: table.ID(lr.req.Name), id: id, st: st})
-	}
-	n.pendGen = n.outGen
 }
 
 // sortedOutstanding lists the unanswered requests in ID order (map order
@@ -507,7 +444,6 @@ func (n *Node) onReportAck(m *wire.Ack, from wire.NodeID, epoch uint64) {
 		return
 	}
 	delete(n.outstanding, m.ID)
-	n.outGen++
 	res := Result{ID: m.ID, Seq: m.Seq, Ver: m.Ver}
 	switch m.Err {
 	case ackOK, ackDisplaced:
@@ -558,7 +494,13 @@ func (n *Node) ackReport(a reportRef, seq uint64, code uint8, ver wire.WriteVers
 		n.onReportAck(&wire.Ack{Kind: wire.AckReport, ID: a.id, Seq: seq, Err: code, Ver: ver}, n.cfg.Node, n.el.State().Epoch)
 		return
 	}
-	if code == ackOK || code == ackDisplaced || code == ackSuperseded {
+	if code != ackRetry && a.id != 0 {
+		// Every final answer, refusals too: a copy of the request (on
+		// the other network, or a retry) decided again after something
+		// changed (a registration re-asserted in between) was applied,
+		// while its sender had been told, by the first answer, that it
+		// was not (chaos seed 5813 of 3-5 nodes and 40 actions: an
+		// owner's down answered "unknown entity", then applied).
 		n.ms.dedup[a] = ackMemo{seq, ver, code}
 		n.ms.dedupQ = append(n.ms.dedupQ, a)
 		if len(n.ms.dedupQ) > 4096 {
