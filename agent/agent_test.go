@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -163,24 +164,54 @@ func startCluster(t *testing.T, n int, mods ...func(*config.Config)) *testCluste
 // goroutine (t.Fatalf), not from a require.Eventually's.
 func openSegment(t *testing.T, nd *testNode, when string) {
 	t.Helper()
+	var seg *shmem.Reader
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		select {
 		case err := <-nd.done:
 			nd.done <- err // for the cluster's cleanup
+			if seg != nil {
+				seg.Close()
+			}
 			t.Fatalf("node %d: Run returned after %s: %v", nd.id, when, err)
 		default:
 		}
-		if r, err := shmem.Open(nd.cfg.ShmPath()); err == nil {
-			if r.Header().WriterPID != 0 {
-				nd.shm = r
-				return
+		if seg == nil {
+			if r, err := shmem.Open(nd.cfg.ShmPath()); err == nil {
+				if r.Header().WriterPID != 0 {
+					seg = r
+				} else {
+					r.Close()
+				}
 			}
-			r.Close()
+		}
+		// The metrics endpoint opens last in the agent's start, after the
+		// segment and the API's sockets: a test that scrapes it at once
+		// would otherwise race the start (connection refused).
+		if seg != nil && metricsListening(nd.cfg.Metrics.Listen) {
+			nd.shm = seg
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("node %d: no shared memory 5 s after %s", nd.id, when)
+			if seg == nil {
+				t.Fatalf("node %d: no shared memory 5 s after %s", nd.id, when)
+			}
+			t.Fatalf("node %d: metrics endpoint %s not listening 5 s after %s", nd.id, nd.cfg.Metrics.Listen, when)
 		}
 	}
+}
+
+// metricsListening reports whether addr ("" when the node has no metrics
+// endpoint) accepts a connection.
+func metricsListening(addr string) bool {
+	if addr == "" {
+		return true
+	}
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // state reads entity name from nd's shared memory ("" if absent).
