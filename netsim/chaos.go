@@ -2,6 +2,7 @@ package netsim
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/fmagent/fmagent/agent/core"
@@ -294,6 +295,24 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 		return wrap(err)
 	}
 	harvest()
+	// The tables are compared at one instant; a change the master makes
+	// just before it (an adoption's grace ending, a returning owner's
+	// word) has not yet crossed the network. Only when they differ: run
+	// on until no node's table changed for a whole window (a change the
+	// master makes reaches every follower within it), at most
+	// settleWindows of them, then compare. A table that stays different
+	// through a quiet window is a divergence; one still changing after
+	// that many is a table that never settles, and fails too.
+	for i := 0; i < settleWindows && !tablesEqual(s); i++ {
+		seqs := tableSeqs(s)
+		if err := run(window); err != nil {
+			return wrap(err)
+		}
+		harvest()
+		if slices.Equal(seqs, tableSeqs(s)) {
+			break
+		}
+	}
 	res.Acked = w.Acked
 	if err := c.CheckHealed(lastNode); err != nil {
 		return wrap(err)
@@ -302,6 +321,38 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 		return wrap(err)
 	}
 	return wrap(c.Err())
+}
+
+// settleWindows bounds how long a chaos scenario waits, after its quiet
+// period, for tables still changing to settle (RunChaos).
+const settleWindows = 20
+
+// tablesEqual reports whether every running node's table has the same
+// digest.
+func tablesEqual(s *Sim) bool {
+	var first *Node
+	for _, n := range s.Nodes {
+		if !n.Up {
+			continue
+		}
+		if first == nil {
+			first = n
+		} else if n.Core.Table().Digest() != first.Core.Table().Digest() {
+			return false
+		}
+	}
+	return true
+}
+
+// tableSeqs is every node's table sequence number (0 for a node down).
+func tableSeqs(s *Sim) []uint64 {
+	out := make([]uint64, len(s.Nodes))
+	for i, n := range s.Nodes {
+		if n.Up {
+			out[i] = n.Core.Table().Seq()
+		}
+	}
+	return out
 }
 
 func candidate(s *Sim, n *Node) elect.Candidate {
