@@ -163,6 +163,10 @@ func (n *Node) onHeartbeat(now time.Time, net wire.Net, h *wire.Header, p *peer,
 	}
 	st := n.el.State()
 	if p.id == st.Master && h.Epoch == st.Epoch && !n.isMaster() {
+		// step counts our master's packets too, but after the election
+		// below: this one also counts the heartbeat that makes us lose
+		// the master (its step-down is its word, as netsim's stale check
+		// has it: Node.MasterWordAt).
 		if now.After(n.masterWord) {
 			n.masterWord = now
 		}

@@ -144,7 +144,6 @@ func (n *Node) stepReplication(now time.Time, h *wire.Header, p *peer, body []by
 			}
 			return nil // an older epoch's master, or not ours: ignored
 		}
-		n.masterWord = now
 		for i := 0; i < int(m.NChanges); i++ {
 			n.hold(&m.Changes[i])
 		}
