@@ -27,13 +27,14 @@ type masterState struct {
 	// clock: the seq part of the last version this master gave a write
 	// (above every version of this epoch its table holds, so a new write
 	// is always the newest).
-	clock   uint64
-	members []wire.NodeID
-	scratch []wire.NodeID
-	memo    map[uint64]memo // last membership report per entity
-	dedup   map[reportRef]ackMemo
-	dedupQ  []reportRef
-	adopt   adoptions // restarted nodes' grace periods (adopt.go)
+	clock    uint64
+	members  []wire.NodeID
+	scratch  []wire.NodeID
+	memo     map[uint64]memo       // last membership report per entity
+	dedup    map[reportRef]ackMemo // answers for copies (ackReport)
+	dedupQ   []reportRef           // applied writes' answers, oldest first
+	refusedQ []reportRef           // refusals, oldest first
+	adopt    adoptions             // restarted nodes' grace periods (adopt.go)
 }
 
 type memo struct {

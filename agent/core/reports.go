@@ -489,6 +489,10 @@ func (n *Node) onReportAck(m *wire.Ack, from wire.NodeID, epoch uint64) {
 // ErrCollision: the name hashes to the ID of a different entity.
 var ErrCollision = table.ErrCollision
 
+// dedupKeep is how many answers the master keeps for copies of requests:
+// so many applied ones, and so many refused.
+const dedupKeep = 4096
+
 func (n *Node) ackReport(a reportRef, seq uint64, code uint8, ver wire.WriteVersion) {
 	if a.from == n.cfg.Node {
 		n.onReportAck(&wire.Ack{Kind: wire.AckReport, ID: a.id, Seq: seq, Err: code, Ver: ver}, n.cfg.Node, n.el.State().Epoch)
@@ -501,11 +505,21 @@ func (n *Node) ackReport(a reportRef, seq uint64, code uint8, ver wire.WriteVers
 		// while its sender had been told, by the first answer, that it
 		// was not (chaos seed 5813 of 3-5 nodes and 40 actions: an
 		// owner's down answered "unknown entity", then applied).
-		n.ms.dedup[a] = ackMemo{seq, ver, code}
-		n.ms.dedupQ = append(n.ms.dedupQ, a)
-		if len(n.ms.dedupQ) > 4096 {
-			delete(n.ms.dedup, n.ms.dedupQ[0])
-			n.ms.dedupQ = n.ms.dedupQ[1:]
+		// Once (a copy answered from the memory is already in it), and
+		// refusals in a queue of their own: a flood of refused requests
+		// must not push out what an applied write was answered, whose
+		// copy decided again could apply it over a later write.
+		if _, ok := n.ms.dedup[a]; !ok {
+			n.ms.dedup[a] = ackMemo{seq, ver, code}
+			q := &n.ms.dedupQ
+			if code != ackOK {
+				q = &n.ms.refusedQ
+			}
+			*q = append(*q, a)
+			if len(*q) > dedupKeep {
+				delete(n.ms.dedup, (*q)[0])
+				*q = (*q)[1:]
+			}
 		}
 	}
 	h := n.header()
