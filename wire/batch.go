@@ -20,10 +20,10 @@ import "encoding/binary"
 // Change: seq u64 | kind u8 | flags u8 | entity u64 | entity kind u8 |
 // state u8 | severity u8 | owner u32 | by u32 | incarnation u64 | at i64 |
 // name len u8 | cause len u8 | name | cause | version (epoch u64 | seq u64 |
-// node u32).
+// node u32) | request u64.
 const (
 	changeHead  = 47 // before the name
-	changeFixed = changeHead + versionSize
+	changeFixed = changeHead + versionSize + 8
 	// MaxChangeSize is the encoded size of the largest Change. It fits any
 	// batch body, so a single valid change never fails to fit.
 	MaxChangeSize = changeFixed + MaxName + MaxCause
@@ -98,6 +98,7 @@ func appendChanges(dst []byte, changes []Change) []byte {
 		dst = append(dst, ch.Name...)
 		dst = append(dst, ch.Cause...)
 		dst = appendVersion(dst, ch.Ver)
+		dst = binary.BigEndian.AppendUint64(dst, ch.Req)
 	}
 	return dst
 }
@@ -129,6 +130,7 @@ func decodeChanges(b []byte, cs []Change) error {
 			Name:        sub(b, changeHead, nl),
 			Cause:       sub(b, changeHead+nl, cl),
 			Ver:         decodeVersion(b[changeHead+nl+cl:]),
+			Req:         binary.BigEndian.Uint64(b[changeHead+nl+cl+versionSize:]),
 		}
 		if err := checkChange(ch); err != nil {
 			return err

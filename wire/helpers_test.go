@@ -73,6 +73,7 @@ func testChange(i, nameLen, causeLen int) Change {
 		At:          -int64(i) * 1e9,
 		Name:        fill(nameLen, byte(i)),
 		Cause:       fill(causeLen, byte(i+3)),
+		Req:         uint64(i%4) * 0x0102030405060708,
 	}
 }
 

@@ -11,7 +11,7 @@ package wire
 // Protocol constants.
 const (
 	Magic   uint16 = 0x464d // "FM"
-	Version uint8  = 3      // 2: Report.StateVer, ChangeImplicit; 3: heartbeats on their own port
+	Version uint8  = 4      // 2: Report.StateVer, ChangeImplicit; 3: heartbeats on their own port; 4: Change.Req
 
 	// MaxDatagram is the largest datagram fmagent ever sends: the MTU seen
 	// on real hosts here, so nothing is fragmented.
@@ -256,6 +256,13 @@ type Change struct {
 	// write keeps the version it was acknowledged with). Zero: unversioned
 	// (a local change, or a test's).
 	Ver WriteVersion
+	// Req, on one change of a group that applied a client's request (the
+	// last whose By is the reporter): that request's ID, by the reporter's
+	// numbering. Zero on every other change. A node that becomes master
+	// answers a retransmission of that request as the master that applied
+	// it did, instead of deciding it again over later writes (an
+	// acknowledged clear undone by a raise applied twice).
+	Req uint64
 }
 
 // WriteVersion orders acknowledged writes across masters: the epoch of the master

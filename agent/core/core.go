@@ -318,7 +318,10 @@ type Stats struct {
 	// ReportCopies: reports not handled again, as master, because they
 	// were the other network's copy of a packet handled (reportPkts).
 	ReportCopies uint64
-	PeersExited  uint64 // peers taken as gone when their process ended (PeerExited)
+	// ReportsInherited: retransmitted requests answered, as master, as
+	// an earlier master that applied them had (appliedReqs).
+	ReportsInherited uint64
+	PeersExited      uint64 // peers taken as gone when their process ended (PeerExited)
 }
 
 // Node is one fmagent node's protocol state.
@@ -346,8 +349,9 @@ type Node struct {
 	deafCount  uint64    // Deafened calls (deaf.go)
 
 	// Follower side.
-	masterWord   time.Time // last heard from the followed master
-	masterSeq    uint64    // highest seq the master is known to have
+	masterWord   time.Time   // last heard from the followed master
+	applied      appliedReqs // requests applied to the table (applied.go)
+	masterSeq    uint64      // highest seq the master is known to have
 	gapSince     time.Time
 	nextNack     time.Time
 	stale        bool
@@ -447,6 +451,7 @@ func New(cfg Config, now time.Time) *Node {
 		n.savePersist(true)
 	}
 	n.ms.init(cfg.RingSize)
+	n.applied.init()
 	n.ledger.init()
 	n.mc.init(now, &n.cfg)
 	return n

@@ -27,14 +27,17 @@ type masterState struct {
 	// clock: the seq part of the last version this master gave a write
 	// (above every version of this epoch its table holds, so a new write
 	// is always the newest).
-	clock    uint64
-	members  []wire.NodeID
-	scratch  []wire.NodeID
-	memo     map[uint64]memo       // last membership report per entity
-	dedup    map[reportRef]ackMemo // answers for copies (ackReport)
-	dedupQ   []reportRef           // applied writes' answers, oldest first
-	refusedQ []reportRef           // refusals, oldest first
-	adopt    adoptions             // restarted nodes' grace periods (adopt.go)
+	clock   uint64
+	members []wire.NodeID
+	scratch []wire.NodeID
+	memo    map[uint64]memo       // last membership report per entity
+	dedup   map[reportRef]ackMemo // answers for copies (ackReport)
+	// inherited: the requests this node had applied when it became
+	// master, by earlier masters' hands or its own (appliedReqs).
+	inherited map[appliedKey]ackMemo
+	dedupQ    []reportRef // applied writes' answers, oldest first
+	refusedQ  []reportRef // refusals, oldest first
+	adopt     adoptions   // restarted nodes' grace periods (adopt.go)
 }
 
 type memo struct {
@@ -106,6 +109,10 @@ func (n *Node) issue(g *group) {
 		seq++
 		g.changes[i].Seq = seq
 		g.changes[i].Flags &^= wire.ChangeGroupEnd
+		g.changes[i].Req = 0
+	}
+	if len(g.acks) == 1 && g.ackCode() == ackOK {
+		markRequest(g.changes, g.acks[0])
 	}
 	g.changes[len(g.changes)-1].Flags |= wire.ChangeGroupEnd
 	n.stamp(g)
@@ -204,6 +211,9 @@ func (n *Node) applyOne(c *wire.Change) {
 	}
 	if n.tab.Seq() < c.Seq {
 		n.tab.SetSeq(c.Seq)
+	}
+	if c.Req != 0 {
+		n.applied.put(c)
 	}
 	if c.Kind == wire.ChangeUnregister {
 		n.rd.Removed = append(n.rd.Removed, c.Entity)

@@ -85,6 +85,7 @@ func (n *Node) becomeMaster(now time.Time) {
 	n.tab.SetHeadEpoch(n.synced.Epoch)
 	n.ms.clock = 0
 	n.ms.stop()
+	n.ms.inherited = n.applied.index(n.ms.inherited)
 	n.ms.active = true
 	n.ms.since = now
 	clear(n.pending)

@@ -578,6 +578,15 @@ func (n *Node) decide(r *plugin.Report, re reassert) {
 		n.ackReport(ref, m.seq, m.code, m.ver)
 		return
 	}
+	if m, done := n.ms.inherited[appliedKey{from, r.ID}]; done && r.ID != 0 {
+		// Applied by an earlier master (or this one in an earlier
+		// reign), whose answer the reporter never got: answered as that
+		// master did. Decided again, it would be applied twice, over
+		// whatever was written since (appliedReqs).
+		n.stats.ReportsInherited++
+		n.ackReport(ref, m.seq, m.code, m.ver)
+		return
+	}
 	if r.Source != plugin.SourceMembership && !nameAllowed(from, r.Name, r.Kind == wire.ReportRegister) {
 		n.stats.ReportsRefused++
 		n.ackReport(ref, 0, ackBad, wire.WriteVersion{})

@@ -227,6 +227,7 @@ func (n *Node) onSnapshot(now time.Time, m *wire.Snapshot) {
 func (n *Node) applySnapshot() {
 	s := &n.snap
 	n.tab.Reset()
+	n.applied.reset()
 	for i := 0; i <= s.last; i++ {
 		for _, hc := range s.chunks[uint16(i)] {
 			if err := n.tab.Apply(&hc.c); err != nil {
