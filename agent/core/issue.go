@@ -52,6 +52,13 @@ func (m *masterState) init(ringSize int) {
 	m.dedup = make(map[reportRef]ackMemo)
 }
 
+// forgetAnswers empties the memory of answers (ackReport).
+func (m *masterState) forgetAnswers() {
+	clear(m.dedup)
+	m.dedupQ = m.dedupQ[:0]
+	m.refusedQ = m.refusedQ[:0]
+}
+
 func (m *masterState) stop() {
 	m.active = false
 	m.groupSnapAt = time.Time{}

@@ -227,7 +227,13 @@ func (n *Node) onSnapshot(now time.Time, m *wire.Snapshot) {
 func (n *Node) applySnapshot() {
 	s := &n.snap
 	n.tab.Reset()
+	// What this node remembers of requests (applied ones, and its own
+	// answers as an earlier reign's master) is what the table it
+	// replaces held: answered from that memory, a write the new table
+	// does not hold (the other side's, after a split brain) would pass
+	// for applied.
 	n.applied.reset()
+	n.ms.forgetAnswers()
 	for i := 0; i <= s.last; i++ {
 		for _, hc := range s.chunks[uint16(i)] {
 			if err := n.tab.Apply(&hc.c); err != nil {
