@@ -8,8 +8,9 @@ const appliedKeep = 4096
 // appliedReqs remembers the clients' requests whose changes this node
 // applied to its table, as the master that applied them marked them
 // (wire.Change.Req): the reporter, the request's ID, and the seq and
-// version the master answered. A node that becomes master answers a
-// retransmission of one of them from here (inheritedAnswers, decide)
+// version of the change marked (the master's answer, for a group of one
+// change, as nearly every request's is). A node that becomes master answers a
+// retransmission of one of them from here (masterState.inherited, decide)
 // instead of deciding it again: the reporter never got the answer (lost,
 // or the master died first) and sends the request to the next master,
 // which applied it once already, through the replication, and may have
