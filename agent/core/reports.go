@@ -517,9 +517,9 @@ func (n *Node) ackReport(a reportRef, seq uint64, code uint8, ver wire.WriteVers
 		// copy decided again could apply it over a later write.
 		if _, ok := n.ms.dedup[a]; !ok {
 			n.ms.dedup[a] = ackMemo{seq, ver, code}
-			q := &n.ms.dedupQ
-			if code != ackOK {
-				q = &n.ms.refusedQ
+			q := &n.ms.refusedQ
+			if code == ackOK || code == ackDisplaced { // applied
+				q = &n.ms.dedupQ
 			}
 			*q = append(*q, a)
 			if len(*q) > dedupKeep {
