@@ -38,9 +38,11 @@ const (
 	snapshotFixed = 20 // id u64 | up-to seq u64 | index u16 | last u8 | nchanges u8
 )
 
-func checkChange(ch *Change) error {
+// checkChange validates one change; marks (ChangeApplied) only where
+// marks is set: in a snapshot.
+func checkChange(ch *Change, marks bool) error {
 	switch {
-	case ch.Kind < ChangeRegister || ch.Kind > ChangeUnregister:
+	case ch.Kind < ChangeRegister || ch.Kind > ChangeApplied || ch.Kind == ChangeApplied && !marks:
 		return errChangeKind
 	case ch.Flags&^knownChangeFlags != 0:
 		return errChangeFlags
@@ -61,7 +63,7 @@ func checkChange(ch *Change) error {
 // fitChanges validates the leading changes and returns how many fit in room
 // bytes, up to MaxChanges. A change that does not fit is left to the next
 // datagram, and so is its validation.
-func fitChanges(room int, changes []Change) (int, error) {
+func fitChanges(room int, changes []Change, marks bool) (int, error) {
 	n := 0
 	for i := range changes[:min(len(changes), MaxChanges)] {
 		ch := &changes[i]
@@ -69,7 +71,7 @@ func fitChanges(room int, changes []Change) (int, error) {
 		if size > room && n > 0 {
 			break
 		}
-		if err := checkChange(ch); err != nil {
+		if err := checkChange(ch, marks); err != nil {
 			return 0, err
 		}
 		if size > room {
@@ -103,8 +105,9 @@ func appendChanges(dst []byte, changes []Change) []byte {
 	return dst
 }
 
-// decodeChanges decodes exactly len(cs) changes filling all of b.
-func decodeChanges(b []byte, cs []Change) error {
+// decodeChanges decodes exactly len(cs) changes filling all of b; marks
+// as for checkChange.
+func decodeChanges(b []byte, cs []Change, marks bool) error {
 	for i := range cs {
 		if len(b) < changeFixed {
 			return errTruncated
@@ -132,7 +135,7 @@ func decodeChanges(b []byte, cs []Change) error {
 			Ver:         decodeVersion(b[changeHead+nl+cl:]),
 			Req:         binary.BigEndian.Uint64(b[changeHead+nl+cl+versionSize:]),
 		}
-		if err := checkChange(ch); err != nil {
+		if err := checkChange(ch, marks); err != nil {
 			return err
 		}
 		b = b[size:]
@@ -159,7 +162,7 @@ func batchCount(v byte, allowEmpty bool) (int, error) {
 // once it is known how many changes the datagram takes. It is the common
 // body of AppendUpdate, AppendPrepare and AppendSnapshot.
 func (c *Codec) appendBatch(dst []byte, h *Header, t Type, fixedLen int, changes []Change, fixed func(dst []byte, n int) []byte) (out []byte, n int, err error) {
-	n, err = fitChanges(MaxBody-fixedLen, changes)
+	n, err = fitChanges(MaxBody-fixedLen, changes, t == TypeSnapshot)
 	if err != nil {
 		return dst, 0, err
 	}
@@ -179,15 +182,17 @@ func (c *Codec) appendBatch(dst []byte, h *Header, t Type, fixedLen int, changes
 // decodeBatch decodes the changes of a batch body whose fixed part is
 // fixedLen bytes with the change count at countAt. Changes beyond the new
 // count that the previous content used are cleared. It is the common body of
-// the three batch decoders, which read their own fixed fields.
-func decodeBatch(b []byte, fixedLen, countAt int, allowEmpty bool, nchanges *uint8, cs *[MaxChanges]Change) error {
+// the three batch decoders, which read their own fixed fields. Only a
+// snapshot's may be empty, and only a snapshot's carry marks
+// (ChangeApplied).
+func decodeBatch(b []byte, fixedLen, countAt int, snapshot bool, nchanges *uint8, cs *[MaxChanges]Change) error {
 	if len(b) > MaxBody {
 		return errBodyTooBig
 	}
 	if len(b) < fixedLen {
 		return errTruncated
 	}
-	n, err := batchCount(b[countAt], allowEmpty)
+	n, err := batchCount(b[countAt], snapshot)
 	if err != nil {
 		return err
 	}
@@ -196,7 +201,7 @@ func decodeBatch(b []byte, fixedLen, countAt int, allowEmpty bool, nchanges *uin
 	if old > n {
 		clear(cs[n:old])
 	}
-	return decodeChanges(b[fixedLen:], cs[:n])
+	return decodeChanges(b[fixedLen:], cs[:n], snapshot)
 }
 
 // AppendUpdate appends one sealed update datagram carrying the leading

@@ -300,6 +300,33 @@ func TestBatchSplit(t *testing.T) {
 	})
 }
 
+// A mark (ChangeApplied: a request the table applied) travels in a
+// snapshot, after the table's changes, and nowhere else: an update or a
+// prepare carrying one is refused when sent and dropped when received.
+func TestMarksOnlyInSnapshots(t *testing.T) {
+	c := newTestCodec()
+	mark := Change{Seq: 41, Kind: ChangeApplied, By: 3, Req: 7<<40 | 12, At: 1_700_000_000_000_000_000,
+		Ver: WriteVersion{Epoch: 2, Seq: 41, Node: 1}}
+	in := append(testChanges(2, 3, 2), mark)
+	h := testHeader()
+	pkt, n, err := c.AppendSnapshot(nil, &h, &Snapshot{ID: 1, UpToSeq: 50, Last: true}, in)
+	require.NoError(t, err)
+	require.Equal(t, len(in), n)
+	hdr, body, err := c.Open(pkt)
+	require.NoError(t, err)
+	require.Equal(t, TypeSnapshot, hdr.Type)
+	var m Snapshot
+	require.NoError(t, DecodeSnapshot(body, &m))
+	require.Equal(t, in, m.Changes[:m.NChanges])
+
+	out, _, err := c.AppendUpdate(nil, &h, in)
+	require.ErrorIs(t, err, ErrMalformed)
+	require.Empty(t, out)
+	out, _, err = c.AppendPrepare(nil, &h, 9, in[2:])
+	require.ErrorIs(t, err, ErrMalformed)
+	require.Empty(t, out)
+}
+
 func TestBatchMinimalChanges(t *testing.T) {
 	c := newTestCodec()
 	h := testHeader()
@@ -377,7 +404,7 @@ func TestEncodeRejects(t *testing.T) {
 		f    func(*Change)
 	}{
 		{"change kind 0", func(ch *Change) { ch.Kind = 0 }},
-		{"change kind", func(ch *Change) { ch.Kind = ChangeUnregister + 1 }},
+		{"change kind", func(ch *Change) { ch.Kind = ChangeApplied + 1 }},
 		{"change flags", func(ch *Change) { ch.Flags = 4 }},
 		{"entity kind", func(ch *Change) { ch.EntityKind = KindCustom + 1 }},
 		{"state", func(ch *Change) { ch.State = StateDown + 1 }},
@@ -615,7 +642,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"update count over content", update, set(upd, 0, 3), ErrShort},
 		{"update count under content", update, set(upd, 0, 1), ErrMalformed},
 		{"update kind 0", update, set(upd, u+8, 0), ErrMalformed},
-		{"update kind 6", update, set(upd, u+8, 6), ErrMalformed},
+		{"update kind 6 (a mark: snapshots only)", update, set(upd, u+8, 6), ErrMalformed},
+		{"update kind 7", update, set(upd, u+8, 7), ErrMalformed},
 		{"update flags", update, set(upd, u+9, 4), ErrMalformed},
 		{"update entity kind", update, set(upd, u+18, 6), ErrMalformed},
 		{"update state", update, set(upd, u+19, 3), ErrMalformed},
@@ -627,10 +655,12 @@ func TestDecodeRejects(t *testing.T) {
 		{"prepare count 0", prepare, set(prep, 8, 0), ErrMalformed},
 		{"prepare count over max", prepare, set(prep, 8, MaxChanges+1), ErrMalformed},
 		{"prepare kind 0", prepare, set(prep, p+8, 0), ErrMalformed},
+		{"prepare kind 6 (a mark: snapshots only)", prepare, set(prep, p+8, 6), ErrMalformed},
 		{"snapshot last 2", snapshot, set(snap, 18, 2), ErrMalformed},
 		{"snapshot count over max", snapshot, set(snap, 19, MaxChanges+1), ErrMalformed},
 		{"snapshot count 0 with content", snapshot, set(snap, 19, 0), ErrMalformed},
 		{"snapshot state", snapshot, set(snap, s+19, 9), ErrMalformed},
+		{"snapshot kind 7", snapshot, set(snap, s+8, 7), ErrMalformed},
 		{"leave empty", leave, nil, ErrShort},
 		{"leave trailing", leave, []byte{1, 2}, ErrMalformed},
 	}

@@ -11,7 +11,7 @@ package wire
 // Protocol constants.
 const (
 	Magic   uint16 = 0x464d // "FM"
-	Version uint8  = 4      // 2: Report.StateVer, ChangeImplicit; 3: heartbeats on their own port; 4: Change.Req
+	Version uint8  = 5      // 2: Report.StateVer, ChangeImplicit; 3: heartbeats on their own port; 4: Change.Req; 5: ChangeApplied in snapshots
 
 	// MaxDatagram is the largest datagram fmagent ever sends: the MTU seen
 	// on real hosts here, so nothing is fragmented.
@@ -190,6 +190,14 @@ const (
 	ChangeClear
 	// ChangeUnregister removes an entity.
 	ChangeUnregister
+	// ChangeApplied is not a change to the table but a mark, carried only
+	// in snapshots after the table's changes: the table holds a client's
+	// request applied by a master (By: the reporter, Req: the request's
+	// ID, Seq and Ver: the change that master marked, At: when). A node
+	// whose table came in a snapshot remembers those requests as if it had
+	// applied them (core.appliedReqs), and answers their retransmissions as
+	// the master that applied them did if it becomes master.
+	ChangeApplied
 )
 
 // EntityKind is the kind of an entity.

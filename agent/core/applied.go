@@ -1,9 +1,29 @@
 package core
 
-import "github.com/fmagent/fmagent/wire"
+import (
+	"time"
+
+	"github.com/fmagent/fmagent/wire"
+)
 
 // appliedKeep is how many applied requests a node remembers (appliedReqs).
 const appliedKeep = 4096
+
+// A snapshot carries, after the table, the marks of the requests applied
+// in the last marksWindow intervals, at most marksKeep of them (the newest):
+// the node whose table it replaces remembers them as if it had applied
+// them. A retransmission comes every five intervals until it is answered;
+// one that outlives two masters (the second synced its table by snapshot
+// from the first) is what the marks are for (TestRetransmissionAfterASnapshot).
+// Bounded so that a claim's snapshot grows by at most marksKeep changes of
+// 75 bytes (about 14 datagrams) in a flood, and by nothing on a quiet
+// cluster; a request retransmitted longer than that (its reporter cut off
+// from every master for the window) is decided again by a master that
+// synced its table since it was applied.
+const (
+	marksWindow = 1000 // intervals
+	marksKeep   = 256
+)
 
 // appliedReqs remembers the clients' requests whose changes this node
 // applied to its table, as the master that applied them marked them
@@ -18,8 +38,9 @@ const appliedKeep = 4096
 // acknowledged clear made in between (TestRetransmissionToTheNextMaster).
 //
 // It is written on the apply path without allocating, and read only when
-// the node becomes master. Only what the table holds counts: a snapshot
-// replaces the table, and with it what this remembers.
+// the node becomes master or sends a snapshot. Only what the table holds
+// counts: a snapshot replaces the table, and with it what this remembers,
+// with the marks the snapshot carries (appendMarks, wire.ChangeApplied).
 type appliedReqs struct {
 	ring []appliedReq // appliedKeep entries (init)
 	next int
@@ -30,6 +51,7 @@ type appliedReq struct {
 	key appliedKey
 	seq uint64
 	ver wire.WriteVersion
+	at  int64 // the marked change's At: when the master decided it
 }
 
 // appliedKey names a request across masters: its reporter and its ID
@@ -41,9 +63,10 @@ type appliedKey struct {
 
 func (a *appliedReqs) init() { a.ring = make([]appliedReq, appliedKeep) }
 
-// put records the request change c marks (c.Req not zero).
+// put records the request change c marks (c.Req not zero), or the mark c
+// is (wire.ChangeApplied, from a snapshot).
 func (a *appliedReqs) put(c *wire.Change) {
-	a.ring[a.next] = appliedReq{key: appliedKey{c.By, c.Req}, seq: c.Seq, ver: c.Ver}
+	a.ring[a.next] = appliedReq{key: appliedKey{c.By, c.Req}, seq: c.Seq, ver: c.Ver, at: c.At}
 	a.next = (a.next + 1) % len(a.ring)
 	a.n = min(a.n+1, len(a.ring))
 }
@@ -64,6 +87,25 @@ func (a *appliedReqs) index(m map[appliedKey]ackMemo) map[appliedKey]ackMemo {
 		m[r.key] = ackMemo{seq: r.seq, ver: r.ver, code: ackOK}
 	}
 	return m
+}
+
+// appendMarks appends to dst, oldest first, the marks (wire.ChangeApplied)
+// of the newest requests remembered, at most keep of them, decided no
+// earlier than window before now.
+func (a *appliedReqs) appendMarks(dst []wire.Change, now time.Time, window time.Duration, keep int) []wire.Change {
+	since := now.Add(-window).UnixNano()
+	k := 0
+	for k < min(a.n, keep) {
+		if a.ring[(a.next-1-k+len(a.ring))%len(a.ring)].at < since {
+			break
+		}
+		k++
+	}
+	for i := k; i > 0; i-- {
+		r := &a.ring[(a.next-i+len(a.ring))%len(a.ring)]
+		dst = append(dst, wire.Change{Seq: r.seq, Kind: wire.ChangeApplied, By: r.key.from, Req: r.key.id, Ver: r.ver, At: r.at})
+	}
+	return dst
 }
 
 // markRequest marks, in a group whose only request was applied (answered

@@ -2,6 +2,7 @@ package core
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -45,4 +46,43 @@ func TestAppliedReqsPutAllocs(t *testing.T) {
 	a.init()
 	c := &wire.Change{By: 4, Req: 7, Seq: 8}
 	require.Zero(t, testing.AllocsPerRun(100, func() { a.put(c) }))
+}
+
+// A snapshot carries the marks of the newest requests decided within the
+// window, at most keep, oldest first; put back in order on the other side,
+// they are what the sender remembered of them.
+func TestAppliedReqsMarks(t *testing.T) {
+	var a appliedReqs
+	a.init()
+	t0 := time.Unix(1_700_000_000, 0)
+	for i := 1; i <= 600; i++ {
+		at := t0.Add(time.Duration(i) * time.Millisecond)
+		a.put(&wire.Change{By: 3, Req: uint64(i), Seq: uint64(100 + i), At: at.UnixNano(),
+			Ver: wire.WriteVersion{Epoch: 2, Seq: uint64(100 + i), Node: 1}})
+	}
+	now := t0.Add(600 * time.Millisecond)
+	require.Empty(t, a.appendMarks(nil, now.Add(time.Second), 500*time.Millisecond, marksKeep), "none in the window")
+
+	ms := a.appendMarks(nil, now, 100*time.Millisecond, marksKeep)
+	require.Len(t, ms, 101, "decided at 500 to 600 ms")
+	require.EqualValues(t, 500, ms[0].Req, "oldest first")
+	require.EqualValues(t, 600, ms[100].Req)
+
+	ms = a.appendMarks(nil, now, time.Hour, marksKeep)
+	require.Len(t, ms, marksKeep, "the newest keep")
+	require.EqualValues(t, 600-marksKeep+1, ms[0].Req)
+	for i := range ms {
+		require.Equal(t, wire.ChangeApplied, ms[i].Kind)
+	}
+
+	var b appliedReqs
+	b.init()
+	for i := range ms {
+		b.put(&ms[i])
+	}
+	want := a.index(nil)
+	for k, v := range b.index(nil) {
+		require.Equal(t, want[k], v, "request %d", k.id)
+	}
+	require.Equal(t, ms, b.appendMarks(nil, now, time.Hour, marksKeep), "and sent on as they came")
 }

@@ -13,6 +13,7 @@ func (n *Node) sendSnapshot(to wire.NodeID) {
 	n.ms.nextSnap++
 	n.stats.SnapshotsSent++
 	cs := n.tab.SnapshotChanges(n.group[:0])
+	cs = n.applied.appendMarks(cs, n.now, marksWindow*n.cfg.Interval, marksKeep)
 	n.group = cs[:0]
 	snap := wire.Snapshot{ID: n.ms.nextSnap, UpToSeq: n.tab.Seq(), Last: true}
 	for idx := 0; ; idx++ {
@@ -232,10 +233,16 @@ func (n *Node) applySnapshot() {
 	// replaces held: answered from that memory, a write the new table
 	// does not hold (the other side's, after a split brain) would pass
 	// for applied.
+	// The marks the snapshot carries after the table (the requests its
+	// sender's table applied lately) are remembered in their place.
 	n.applied.reset()
 	n.ms.forgetAnswers()
 	for i := 0; i <= s.last; i++ {
 		for _, hc := range s.chunks[uint16(i)] {
+			if hc.c.Kind == wire.ChangeApplied {
+				n.applied.put(&hc.c)
+				continue
+			}
 			if err := n.tab.Apply(&hc.c); err != nil {
 				n.event(Event{Kind: EvRejected, Reason: "snapshot apply: " + err.Error()})
 			}
