@@ -16,10 +16,10 @@ const appliedKeep = 4096
 // one that outlives two masters (the second synced its table by snapshot
 // from the first) is what the marks are for (TestRetransmissionAfterASnapshot).
 // Bounded so that a claim's snapshot grows by at most marksKeep changes of
-// 75 bytes (about 14 datagrams) in a flood, and by nothing on a quiet
-// cluster; a request retransmitted longer than that (its reporter cut off
-// from every master for the window) is decided again by a master that
-// synced its table since it was applied.
+// 75 bytes (about 15 datagrams, 17 marks each) in a flood, and by nothing
+// on a quiet cluster; a request retransmitted longer than that (its
+// reporter cut off from every master for the window) is decided again by
+// a master that synced its table since it was applied.
 const (
 	marksWindow = 1000 // intervals
 	marksKeep   = 256
