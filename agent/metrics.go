@@ -125,6 +125,8 @@ func newMetrics(r *fmmetrics.Registry, a *agent) *agentMetrics {
 	r.CounterFunc("fmagent_reports_handled_total", "Reports run through the plugin chain (as master).", coreStat(func(s *core.Stats) uint64 { return s.ReportsHandled }))
 	r.CounterFunc("fmagent_reports_inherited_total", "Retransmitted requests answered as the earlier master that applied them had, not decided again (as master).",
 		coreStat(func(s *core.Stats) uint64 { return s.ReportsInherited }))
+	r.CounterFunc("fmagent_reports_of_an_earlier_life_total", "Fault reports, raises and clears of a reporter's earlier life (retransmitted after it came back fenced) answered as the master that applied them had, not decided again (as master).",
+		coreStat(func(s *core.Stats) uint64 { return s.ReportsOfAnEarlierLife }))
 	m.tickLateness = r.Histogram("fmagent_tick_lateness_seconds",
 		"How late the real-time loop ticked for its deadline (heartbeat, judgement), at every wake-up by its timer or past its deadline: what scheduling, the garbage collector or a page fault cost.",
 		[]float64{10e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3})

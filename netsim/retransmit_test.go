@@ -170,3 +170,73 @@ func TestRetransmissionAfterASnapshot(t *testing.T) {
 	}
 	require.NoError(t, c.Err())
 }
+
+// A raise whose answer was lost, retransmitted by its reporter's next
+// life: node 4 is cut off after its raise was applied, marked down, and on
+// its return reincarnates (fenced) and asks again, with the request's ID
+// of its earlier life. Master 1 applied it; decided again as the new
+// life's word, it undid node 2's acknowledged clear in every table. An
+// alarm's raise or clear was applied or not whatever the reporter's life:
+// the answer is the first one.
+func TestRetransmissionFromTheReportersNextLife(t *testing.T) {
+	o := Options{Seed: 5, Nodes: 4, Trace: true}
+	for i := range o.Nets {
+		o.Nets[i].MinDelay = time.Millisecond
+		o.Nets[i].MaxDelay = time.Millisecond
+	}
+	s := New(o)
+	c := NewChecker(s)
+	require.NoError(t, s.RunUntil(s.Now.Add(200*time.Millisecond), c.Step))
+	require.Equal(t, wire.NodeID(1), s.Node(4).Core.Role().Master)
+	const name = "svc/n4-0"
+	_, ok := s.Submit(4, core.Request{Kind: wire.ReportRegister, Name: name, EntityKind: wire.KindService})
+	require.True(t, ok)
+	require.NoError(t, s.RunUntil(s.Now.Add(50*time.Millisecond), c.Step))
+	alarmed := func(id wire.NodeID) bool {
+		e, ok := s.Node(id).Core.Table().Lookup(name)
+		require.True(t, ok, "node %d holds %s", id, name)
+		_, on := e.Alarm("disk")
+		return on
+	}
+	answer := func(id wire.NodeID, req uint64) (error, bool) {
+		for _, r := range s.Node(id).Results {
+			if r.ID == req {
+				return r.Err, true
+			}
+		}
+		return nil, false
+	}
+	cut := func(id wire.NodeID, on bool) {
+		s.CutLink(id, wire.NetA, on)
+		s.CutLink(id, wire.NetB, on)
+	}
+
+	raise, ok := s.Submit(4, core.Request{Kind: wire.ReportRaise, Name: name, Severity: wire.SevMajor, Cause: "disk"})
+	require.True(t, ok)
+	require.NoError(t, s.RunUntil(s.Now.Add(500*time.Microsecond), c.Step))
+	cut(4, true)
+	require.NoError(t, s.RunUntil(s.Now.Add(2*time.Millisecond), c.Step))
+	require.True(t, alarmed(1), "applied\n%s", s.Trace(30))
+	clr, ok := s.Submit(2, core.Request{Kind: wire.ReportClear, Name: name, Cause: "disk"})
+	require.True(t, ok)
+	require.NoError(t, s.RunUntil(s.Now.Add(200*time.Millisecond), c.Step))
+	err, answered := answer(2, clr)
+	require.True(t, answered)
+	require.NoError(t, err, "the clear acknowledged")
+	_, answered = answer(4, raise)
+	require.False(t, answered, "the raise's answer lost")
+	inc := s.Node(4).Core.Incarnation()
+
+	cut(4, false)
+	require.NoError(t, s.RunUntil(s.Now.Add(500*time.Millisecond), c.Step))
+	require.Greater(t, s.Node(4).Core.Incarnation(), inc, "node 4 came back as a new life\n%s", s.Trace(40))
+	require.Equal(t, wire.NodeID(1), s.Node(4).Core.Role().Master)
+	err, answered = answer(4, raise)
+	require.True(t, answered, "the raise answered\n%s", s.Trace(30))
+	require.NoError(t, err, "it was applied")
+	require.EqualValues(t, 1, s.Node(1).Core.Stats().ReportsOfAnEarlierLife, "answered as it was the first time")
+	for _, id := range []wire.NodeID{1, 2, 3, 4} {
+		require.False(t, alarmed(id), "node %d: the acknowledged clear undone by the raise decided again\n%s", id, s.Trace(40))
+	}
+	require.NoError(t, c.Err())
+}

@@ -89,6 +89,18 @@ func (a *appliedReqs) index(m map[appliedKey]ackMemo) map[appliedKey]ackMemo {
 	return m
 }
 
+// find returns what a remembers of request k, the latest mark winning. It
+// reads the whole ring: only for a request of a reporter's earlier life
+// (decide), which is rare.
+func (a *appliedReqs) find(k appliedKey) (ackMemo, bool) {
+	for i := 1; i <= a.n; i++ {
+		if r := &a.ring[(a.next-i+len(a.ring))%len(a.ring)]; r.key == k {
+			return ackMemo{seq: r.seq, ver: r.ver, code: ackOK}, true
+		}
+	}
+	return ackMemo{}, false
+}
+
 // appendMarks appends to dst, oldest first, the marks (wire.ChangeApplied)
 // of the newest requests remembered, at most keep of them, decided no
 // earlier than window before now.

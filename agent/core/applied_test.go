@@ -34,6 +34,11 @@ func TestAppliedReqsKeepsTheLast(t *testing.T) {
 	a.put(mark(wire.NodeID(2+905%2), 905, 9999))
 	m = a.index(m)
 	require.EqualValues(t, 9999, m[appliedKey{wire.NodeID(2 + 905%2), 905}].seq, "the later mark")
+	got, ok = a.find(appliedKey{wire.NodeID(2 + 905%2), 905})
+	require.True(t, ok)
+	require.EqualValues(t, 9999, got.seq, "find: the later mark")
+	_, ok = a.find(appliedKey{wire.NodeID(2 + 904%2), 904})
+	require.False(t, ok, "find: pushed out")
 
 	a.reset()
 	require.Empty(t, a.index(m))

@@ -321,7 +321,11 @@ type Stats struct {
 	// ReportsInherited: retransmitted requests answered, as master, as
 	// an earlier master that applied them had (appliedReqs).
 	ReportsInherited uint64
-	PeersExited      uint64 // peers taken as gone when their process ended (PeerExited)
+	// ReportsOfAnEarlierLife: a fault report, raise or clear of a
+	// reporter's earlier life (retransmitted after it came back fenced)
+	// answered, as master, as the master that applied it had.
+	ReportsOfAnEarlierLife uint64
+	PeersExited            uint64 // peers taken as gone when their process ended (PeerExited)
 }
 
 // Node is one fmagent node's protocol state.

@@ -492,6 +492,18 @@ func sentByItsLife(r *plugin.Report) bool {
 	return r.ID>>40 == r.Incarnation&(1<<24-1)
 }
 
+// ownersWord reports whether a request of kind k is its reporter's word as
+// the owner of the entity (its registration, its removal, its state): a
+// new life's word on its entities is a new write, even when it repeats a
+// request of an earlier life (sentByItsLife).
+func ownersWord(k wire.ReportKind) bool {
+	switch k {
+	case wire.ReportRegister, wire.ReportUnregister, wire.ReportUp, wire.ReportDown:
+		return true
+	}
+	return false
+}
+
 // ErrCollision: the name hashes to the ID of a different entity.
 var ErrCollision = table.ErrCollision
 
@@ -583,6 +595,20 @@ func (n *Node) decide(r *plugin.Report, re reassert) {
 	if m, dup := n.ms.dedup[ref]; dup && r.ID != 0 {
 		n.ackReport(ref, m.seq, m.code, m.ver)
 		return
+	}
+	if r.ID != 0 && !sentByItsLife(r) && !ownersWord(r.Kind) {
+		// A fault report, a raise or a clear made by the reporter's
+		// earlier life, whose answer it never got (it was cut off,
+		// marked down, and came back fenced as a new life): applied or
+		// not whatever the reporter's life since. If this master or an
+		// earlier one applied it, the answer is the first one. Decided
+		// again as the new life's word, a raise undid an acknowledged
+		// clear made in between (TestRetransmissionFromTheReportersNextLife).
+		if m, done := n.applied.find(appliedKey{from, r.ID}); done {
+			n.stats.ReportsOfAnEarlierLife++
+			n.ackReport(ref, m.seq, ackOK, m.ver)
+			return
+		}
 	}
 	if m, done := n.ms.inherited[appliedKey{from, r.ID}]; done && r.ID != 0 && sentByItsLife(r) {
 		// Applied by an earlier master (or this one in an earlier
