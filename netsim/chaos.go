@@ -65,7 +65,10 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 	run := func(d time.Duration) error { return s.RunUntil(s.Now.Add(d), c.Step) }
 	w := newWriteLog(s, c)
 	c.Writes = w
-	harvest := w.Harvest
+	harvest := func() {
+		w.Harvest()
+		c.CheckAppliedOnce() // recorded in c, returned by the next run
+	}
 	// Clients on random nodes write: alarms raised and cleared on shared
 	// services by anyone; services registered and set down or up by their
 	// owner, and unregistered by anyone.

@@ -31,13 +31,15 @@ const (
 	InvAlarmKept     = "acked-alarm-not-lost"
 	InvAtomicGroup   = "no-partial-transaction"
 	InvNewReign      = "claims-above-earlier-lives"
+	InvAppliedOnce   = "request-applied-once"
 )
 
 // Checker checks the cluster invariants after every step of a Sim.
 type Checker struct {
-	s     *Sim
-	det   time.Duration
-	slack time.Duration
+	s           *Sim
+	appliedSeen map[[2]uint64]uint64 // CheckAppliedOnce's, reused
+	det         time.Duration
+	slack       time.Duration
 	// since[a][b]: since when a and b have reached each other without a
 	// break (zero: they do not now).
 	since [][]time.Time
@@ -173,6 +175,34 @@ func (c *Checker) Step() error {
 	}
 	c.checkStale()
 	c.checkNewReign()
+	return c.err.orNil()
+}
+
+// CheckAppliedOnce: no node's table applied one client request twice (two
+// changes marked with it at different seqs, core.Node.AppliedRequests). A
+// retransmission decided again by a master that had applied it, or by a
+// later one whose table held it, is applied twice, and a raise applied
+// twice undoes a clear acknowledged in between; the acknowledged-write
+// checks see that only when such a clear came between. What a node
+// remembers is what its table applied since its last snapshot, with the
+// marks that snapshot carried; chaos checks it at every harvest.
+func (c *Checker) CheckAppliedOnce() error {
+	for _, n := range c.s.Nodes {
+		if !n.Up {
+			continue
+		}
+		clear(c.appliedSeen)
+		if c.appliedSeen == nil {
+			c.appliedSeen = map[[2]uint64]uint64{}
+		}
+		n.Core.AppliedRequests(func(from wire.NodeID, id, seq uint64) {
+			k := [2]uint64{uint64(from), id}
+			if first, dup := c.appliedSeen[k]; dup && first != seq && c.err == nil {
+				c.fail(InvAppliedOnce, "node %d's table applied node %d's request %#x twice: at seq %d and %d", n.ID, from, id, first, seq)
+			}
+			c.appliedSeen[k] = seq
+		})
+	}
 	return c.err.orNil()
 }
 

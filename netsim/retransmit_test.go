@@ -82,6 +82,7 @@ func TestRetransmissionToTheNextMaster(t *testing.T) {
 	for _, id := range []wire.NodeID{vice, 3} {
 		require.False(t, alarmed(id), "node %d: the acknowledged clear undone by the raise decided again\n%s", id, s.Trace(30))
 	}
+	require.NoError(t, c.CheckAppliedOnce())
 	require.NoError(t, c.Err())
 }
 
@@ -164,10 +165,13 @@ func TestRetransmissionAfterASnapshot(t *testing.T) {
 	err, answered = answer(4, raise)
 	require.True(t, answered, "the raise answered by node 3\n%s", s.Trace(30))
 	require.NoError(t, err, "it was applied")
+	require.NoError(t, c.CheckAppliedOnce())
 	require.EqualValues(t, 1, s.Node(3).Core.Stats().ReportsInherited, "answered as master 1 had\n%s", s.Trace(60))
+	require.NoError(t, c.CheckAppliedOnce())
 	for _, id := range []wire.NodeID{3, 4} {
 		require.False(t, alarmed(id), "node %d: the acknowledged clear undone by the raise decided again\n%s", id, s.Trace(30))
 	}
+	require.NoError(t, c.CheckAppliedOnce())
 	require.NoError(t, c.Err())
 }
 
@@ -234,9 +238,12 @@ func TestRetransmissionFromTheReportersNextLife(t *testing.T) {
 	err, answered = answer(4, raise)
 	require.True(t, answered, "the raise answered\n%s", s.Trace(30))
 	require.NoError(t, err, "it was applied")
+	require.NoError(t, c.CheckAppliedOnce())
 	require.EqualValues(t, 1, s.Node(1).Core.Stats().ReportsOfAnEarlierLife, "answered as it was the first time")
+	require.NoError(t, c.CheckAppliedOnce())
 	for _, id := range []wire.NodeID{1, 2, 3, 4} {
 		require.False(t, alarmed(id), "node %d: the acknowledged clear undone by the raise decided again\n%s", id, s.Trace(40))
 	}
+	require.NoError(t, c.CheckAppliedOnce())
 	require.NoError(t, c.Err())
 }

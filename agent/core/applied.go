@@ -131,3 +131,15 @@ func markRequest(cs []wire.Change, a reportRef) {
 		}
 	}
 }
+
+// AppliedRequests calls fn, oldest first, for every request this node
+// remembers its table applying (appliedReqs): the reporter, the request's
+// ID and the seq of the change marked with it. For the simulator's check
+// that no request is applied twice (netsim, InvAppliedOnce).
+func (n *Node) AppliedRequests(fn func(from wire.NodeID, id, seq uint64)) {
+	a := &n.applied
+	for i := a.n; i > 0; i-- {
+		r := &a.ring[(a.next-i+len(a.ring))%len(a.ring)]
+		fn(r.key.from, r.key.id, r.seq)
+	}
+}
