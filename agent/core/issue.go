@@ -118,7 +118,7 @@ func (n *Node) issue(g *group) {
 		g.changes[i].Flags &^= wire.ChangeGroupEnd
 		g.changes[i].Req = 0
 	}
-	if len(g.acks) == 1 && g.ackCode() == ackOK {
+	if len(g.acks) == 1 && g.ackCode() == ackOK && !g.newLife {
 		markRequest(g.changes, g.acks[0])
 	}
 	g.changes[len(g.changes)-1].Flags |= wire.ChangeGroupEnd

@@ -57,6 +57,12 @@ type group struct {
 	ver     wire.WriteVersion // with no changes: the version acknowledged
 	// displaced: a raise made room by clearing a less severe alarm.
 	displaced bool
+	// newLife: an owner's word of the reporter's earlier life, decided
+	// as its new life's (ownersWord). Its changes are not marked with the
+	// request (markRequest): that request was applied, if at all, as the
+	// earlier life's word, and a mark says a request was applied once
+	// (netsim's request-applied-once).
+	newLife bool
 }
 
 // ackCode is the code the group's reports are acknowledged with.

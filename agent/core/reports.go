@@ -642,7 +642,7 @@ func (n *Node) decide(r *plugin.Report, re reassert) {
 		}
 		return
 	}
-	g := &group{txn: r.Txn, re: re}
+	g := &group{txn: r.Txn, re: re, newLife: r.ID != 0 && !sentByItsLife(r) && ownersWord(r.Kind)}
 	if r.ID != 0 {
 		g.acks = append(g.acks, ref)
 	}
