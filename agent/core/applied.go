@@ -15,13 +15,19 @@ const appliedKeep = 4096
 // them. A retransmission comes every five intervals until it is answered;
 // one that outlives two masters (the second synced its table by snapshot
 // from the first) is what the marks are for (TestRetransmissionAfterASnapshot).
-// Bounded so that a claim's snapshot grows by at most marksKeep changes of
-// 75 bytes (about 15 datagrams, 17 marks each) in a flood, and by nothing
-// on a quiet cluster; a request retransmitted longer than that (its
-// reporter cut off from every master for the window) is decided again by
-// a master that synced its table since it was applied.
+// Each master change takes a detection bound (five intervals at the
+// profiles' misses) and a claim, so two of them and the retransmissions
+// between fit in some twenty intervals: the window is five times that.
+// Bounded because a claim's snapshot goes out just before the old
+// master's down, which waits behind it at every follower: it grows by at
+// most marksKeep changes of 75 bytes (about 15 datagrams, 17 marks each)
+// in a flood of a thousand requests a second or more, by a datagram at
+// ten a second, and by nothing on a quiet cluster. A request
+// retransmitted for longer than that (its reporter cut off from every
+// master, not fenced), or pushed out by a flood, is decided again by a
+// master that synced its table since it was applied.
 const (
-	marksWindow = 1000 // intervals
+	marksWindow = 100 // intervals
 	marksKeep   = 256
 )
 
