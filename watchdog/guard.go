@@ -186,7 +186,9 @@ func (g *Guard) Run(done <-chan struct{}) {
 	case <-done:
 		return
 	default:
-		g.Step(time.Now())
+		now := time.Now()
+		g.Health.Started(now) // the loops start with the guard (Health.Started)
+		g.Step(now)
 	}
 	for {
 		select {

@@ -186,3 +186,35 @@ func TestGuardRunStepsAtOnce(t *testing.T) {
 	assert.Equal(t, opened+1, keepalives(), "the device kicked once by the guard")
 	require.NoError(t, g.Close())
 }
+
+// A loop's window counts from the guard's start, not from the loop's
+// registration: an agent registers its loops, opens its sockets, its
+// shared memory and its API, then starts them and the guard. On a loaded
+// machine that took over a window, the guard's first step found the
+// real-time loop "stalled" before it had run, and /healthz said so for a
+// period (dist's TestCompletion, under two chaos runs). A loop that then
+// never goes round is still a stall, one window on.
+func TestGuardCountsLoopsFromItsStart(t *testing.T) {
+	h := &Health{}
+	rt := h.Loop("realtime", true)
+	time.Sleep(60 * time.Millisecond) // the agent's start, longer than the window
+	g := &Guard{Health: h, Period: time.Hour, Window: 40 * time.Millisecond}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); g.Run(done) }()
+	require.Eventually(t, func() bool { return len(g.Status().Loops) == 1 }, 5*time.Second, time.Millisecond, "the first step")
+	st := g.Status()
+	assert.True(t, st.Loops[0].Healthy, "not stalled at the start: %+v", st)
+	assert.True(t, st.Kicking, st.Reason)
+	close(done)
+	<-stopped
+
+	time.Sleep(60 * time.Millisecond) // and now it never went round
+	g.Step(time.Now())
+	st = g.Status()
+	assert.False(t, st.Loops[0].Healthy)
+	assert.Equal(t, "stalled loop: realtime", st.Reason)
+	rt.Beat()
+	g.Step(time.Now())
+	assert.True(t, g.Status().Kicking, "going round again")
+}

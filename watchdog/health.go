@@ -50,6 +50,21 @@ func (h *Health) LoopWithin(name string, window time.Duration) *Loop {
 	return l
 }
 
+// Started counts every loop's progress from now: the guard's first check
+// comes when the loops start, and the time it took to get there (the
+// agent opening its sockets, its shared memory and its API, which on a
+// loaded machine took over a window) is not a loop's stall. A loop that
+// has made progress since it was registered keeps its own time.
+func (h *Health) Started(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, l := range h.loops {
+		if t := now.UnixNano(); l.last.Load() < t {
+			l.last.Store(t)
+		}
+	}
+}
+
 // Name is the loop's name.
 func (l *Loop) Name() string { return l.name }
 
