@@ -96,12 +96,19 @@ func (a *appliedReqs) index(m map[appliedKey]ackMemo) map[appliedKey]ackMemo {
 }
 
 // find returns what a remembers of request k, the latest mark winning. It
-// reads the whole ring: only for a request of a reporter's earlier life
-// (decide), which is rare.
+// reads the whole ring (4,096 entries, a few microseconds: the newest
+// first, without a division per entry): only for a request of a
+// reporter's earlier life (decide), whose answer the master then keeps.
 func (a *appliedReqs) find(k appliedKey) (ackMemo, bool) {
-	for i := 1; i <= a.n; i++ {
-		if r := &a.ring[(a.next-i+len(a.ring))%len(a.ring)]; r.key == k {
-			return ackMemo{seq: r.seq, ver: r.ver, code: ackOK}, true
+	newer, older := a.ring[:a.next], a.ring[a.next:] // older holds entries only once the ring is full
+	if a.n < len(a.ring) {
+		older = nil
+	}
+	for _, seg := range [2][]appliedReq{newer, older} {
+		for i := len(seg) - 1; i >= 0; i-- {
+			if r := &seg[i]; r.key == k {
+				return ackMemo{seq: r.seq, ver: r.ver, code: ackOK}, true
+			}
 		}
 	}
 	return ackMemo{}, false

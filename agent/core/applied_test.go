@@ -90,4 +90,27 @@ func TestAppliedReqsMarks(t *testing.T) {
 		require.Equal(t, want[k], v, "request %d", k.id)
 	}
 	require.Equal(t, ms, b.appendMarks(nil, now, time.Hour, marksKeep), "and sent on as they came")
+	got, ok := b.find(appliedKey{3, 600 - marksKeep + 1})
+	require.True(t, ok, "find in a ring not yet full: the oldest")
+	require.EqualValues(t, 100+600-marksKeep+1, got.seq)
+	_, ok = b.find(appliedKey{3, 600 - marksKeep})
+	require.False(t, ok, "nor what was never put")
+}
+
+// BenchmarkAppliedFind is the master's lookup of an earlier life's request
+// (decide): a scan of the whole ring, the worst case being a request it
+// does not hold. It runs once per such request (its answer is then kept
+// in the master's answers), in the burst a fenced node's return sends.
+func BenchmarkAppliedFind(b *testing.B) {
+	var a appliedReqs
+	a.init()
+	for i := 1; i <= appliedKeep; i++ {
+		a.put(&wire.Change{By: wire.NodeID(2 + i%7), Req: uint64(i), Seq: uint64(i)})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := a.find(appliedKey{9, 1 << 50}); ok {
+			b.Fatal("found")
+		}
+	}
 }
