@@ -53,13 +53,16 @@ func (h *Health) LoopWithin(name string, window time.Duration) *Loop {
 // Started counts every loop's progress from now: the guard's first check
 // comes when the loops start, and the time it took to get there (the
 // agent opening its sockets, its shared memory and its API, which on a
-// loaded machine took over a window) is not a loop's stall. A loop that
-// has made progress since it was registered keeps its own time.
+// loaded machine took over a window) is not a loop's stall. Every loop's
+// last progress becomes now (a later one, from a clock read after now on
+// another thread, stays); a loop busy since before keeps its busy time,
+// which is judged as ever.
 func (h *Health) Started(now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	t := now.UnixNano()
 	for _, l := range h.loops {
-		if t := now.UnixNano(); l.last.Load() < t {
+		if l.last.Load() < t {
 			l.last.Store(t)
 		}
 	}
