@@ -191,10 +191,10 @@ func (c *Checker) CheckAppliedOnce() error {
 		if !n.Up {
 			continue
 		}
-		clear(c.appliedSeen)
 		if c.appliedSeen == nil {
 			c.appliedSeen = map[[2]uint64]uint64{}
 		}
+		clear(c.appliedSeen)
 		n.Core.AppliedRequests(func(from wire.NodeID, id, seq uint64) {
 			k := [2]uint64{uint64(from), id}
 			if first, dup := c.appliedSeen[k]; dup && first != seq && c.err == nil {

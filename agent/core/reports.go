@@ -600,7 +600,8 @@ func (n *Node) decide(r *plugin.Report, re reassert) {
 		n.ackReport(ref, m.seq, m.code, m.ver)
 		return
 	}
-	if r.ID != 0 && !sentByItsLife(r) && !ownersWord(r.Kind) {
+	earlierLife := r.ID != 0 && !sentByItsLife(r) // a request of the reporter's earlier life
+	if earlierLife && !ownersWord(r.Kind) {
 		// A fault report, a raise or a clear made by the reporter's
 		// earlier life, whose answer it never got (it was cut off,
 		// marked down, and came back fenced as a new life): applied or
@@ -646,7 +647,7 @@ func (n *Node) decide(r *plugin.Report, re reassert) {
 		}
 		return
 	}
-	g := &group{txn: r.Txn, re: re, newLife: r.ID != 0 && !sentByItsLife(r) && ownersWord(r.Kind)}
+	g := &group{txn: r.Txn, re: re, newLife: earlierLife && ownersWord(r.Kind)}
 	if r.ID != 0 {
 		g.acks = append(g.acks, ref)
 	}
