@@ -15,7 +15,9 @@ import (
 // with master 1 and vice 2, where the reporter registered svc/nR-0 and
 // raised the alarm "disk" on it; master 1 applied the raise (and the other
 // nodes with it), and its answer was lost: the reporter was cut off from
-// both networks as it came, and still is.
+// both networks as it came, and still is. With displace, the entity's
+// alarms were full of minor ones when the (major) raise came, and the
+// raise displaced the oldest of them.
 type lostAnswer struct {
 	t        *testing.T
 	s        *Sim
@@ -23,15 +25,16 @@ type lostAnswer struct {
 	name     string
 	reporter wire.NodeID
 	raise    uint64 // the raise's request ID
+	displace bool
 }
 
-func newLostAnswer(t *testing.T, nodes int, reporter wire.NodeID) *lostAnswer {
+func newLostAnswer(t *testing.T, nodes int, reporter wire.NodeID, displace bool) *lostAnswer {
 	o := Options{Seed: 5, Nodes: nodes, Trace: true}
 	for i := range o.Nets {
 		o.Nets[i].MinDelay = time.Millisecond
 		o.Nets[i].MaxDelay = time.Millisecond
 	}
-	l := &lostAnswer{t: t, s: New(o), name: fmt.Sprintf("svc/n%d-0", reporter), reporter: reporter}
+	l := &lostAnswer{t: t, s: New(o), name: fmt.Sprintf("svc/n%d-0", reporter), reporter: reporter, displace: displace}
 	l.c = NewChecker(l.s)
 	l.run(200 * time.Millisecond)
 	require.Equal(t, wire.NodeID(1), l.s.Node(reporter).Core.Role().Master)
@@ -39,6 +42,15 @@ func newLostAnswer(t *testing.T, nodes int, reporter wire.NodeID) *lostAnswer {
 	_, ok := l.s.Submit(reporter, core.Request{Kind: wire.ReportRegister, Name: l.name, EntityKind: wire.KindService})
 	require.True(t, ok)
 	l.run(50 * time.Millisecond)
+	if displace {
+		for i := range core.DefaultMaxAlarms {
+			id, ok := l.s.Submit(reporter, core.Request{Kind: wire.ReportRaise, Name: l.name, Severity: wire.SevMinor, Cause: fmt.Sprintf("minor-%d", i)})
+			require.True(t, ok)
+			l.run(10 * time.Millisecond)
+			err, answered := l.answer(reporter, id)
+			require.True(t, answered && err == nil, "minor alarm %d raised", i)
+		}
+	}
 
 	l.raise, ok = l.s.Submit(reporter, core.Request{Kind: wire.ReportRaise, Name: l.name, Severity: wire.SevMajor, Cause: "disk"})
 	require.True(t, ok)
@@ -69,12 +81,18 @@ func (l *lostAnswer) alarmed(id wire.NodeID) bool {
 
 // answer is what node id's client was answered to request req, if it was.
 func (l *lostAnswer) answer(id wire.NodeID, req uint64) (error, bool) {
+	r, ok := l.result(id, req)
+	return r.Err, ok
+}
+
+// result is node id's client's result of request req, if it came.
+func (l *lostAnswer) result(id wire.NodeID, req uint64) (core.Result, bool) {
 	for _, r := range l.s.Node(id).Results {
 		if r.ID == req {
-			return r.Err, true
+			return r.Result, true
 		}
 	}
-	return nil, false
+	return core.Result{}, false
 }
 
 // cut cuts node id off both networks (on) or puts it back.
@@ -99,13 +117,14 @@ func (l *lostAnswer) clearBy(by wire.NodeID, d time.Duration) {
 // no table to have applied it twice, and the clear to stand in every
 // table of nodes.
 func (l *lostAnswer) raiseAnsweredOnce(nodes ...wire.NodeID) {
-	err, answered := l.answer(l.reporter, l.raise)
+	r, answered := l.result(l.reporter, l.raise)
 	require.True(l.t, answered, "the raise answered\n%s", l.s.Trace(30))
-	require.NoError(l.t, err, "it was applied")
+	require.NoError(l.t, r.Err, "it was applied")
 	require.NoError(l.t, l.c.CheckAppliedOnce())
 	for _, id := range nodes {
 		require.False(l.t, l.alarmed(id), "node %d: the acknowledged clear undone by the raise decided again\n%s", id, l.s.Trace(40))
 	}
+	require.Equal(l.t, l.displace, r.Displaced, "answered as it was applied: displacing an alarm or not")
 	require.NoError(l.t, l.c.Err())
 }
 
@@ -118,7 +137,16 @@ func (l *lostAnswer) raiseAnsweredOnce(nodes ...wire.NodeID) {
 // gets node 3's raise again. Decided again, the raise undid the
 // acknowledged clear in every table.
 func TestRetransmissionToTheNextMaster(t *testing.T) {
-	l := newLostAnswer(t, 3, 3)
+	for _, displace := range []bool{false, true} {
+		t.Run(fmt.Sprintf("displace=%v", displace), func(t *testing.T) { retransmitToTheNextMaster(t, displace) })
+	}
+}
+
+// A raise that displaced a less severe alarm is a request applied like
+// any other: without its mark (wire.ChangeReqDisplaced) the next master
+// decided it again and undid the acknowledged clear.
+func retransmitToTheNextMaster(t *testing.T, displace bool) {
+	l := newLostAnswer(t, 3, 3, displace)
 	l.clearBy(2, 15*time.Millisecond)
 
 	// The master dies; node 3 is back, and sends its raise to the next.
@@ -139,7 +167,13 @@ func TestRetransmissionToTheNextMaster(t *testing.T) {
 // without them node 3 decided the raise again and undid the acknowledged
 // clear in every table.
 func TestRetransmissionAfterASnapshot(t *testing.T) {
-	l := newLostAnswer(t, 4, 4)
+	for _, displace := range []bool{false, true} {
+		t.Run(fmt.Sprintf("displace=%v", displace), func(t *testing.T) { retransmitAfterASnapshot(t, displace) })
+	}
+}
+
+func retransmitAfterASnapshot(t *testing.T, displace bool) {
+	l := newLostAnswer(t, 4, 4, displace)
 	l.cut(4, false) // back at once: not fenced, still unanswered
 	l.clearBy(2, 10*time.Millisecond)
 
@@ -170,7 +204,13 @@ func TestRetransmissionAfterASnapshot(t *testing.T) {
 // table. An alarm's raise or clear was applied or not whatever the
 // reporter's life: the answer is the first one.
 func TestRetransmissionFromTheReportersNextLife(t *testing.T) {
-	l := newLostAnswer(t, 4, 4)
+	for _, displace := range []bool{false, true} {
+		t.Run(fmt.Sprintf("displace=%v", displace), func(t *testing.T) { retransmitFromTheNextLife(t, displace) })
+	}
+}
+
+func retransmitFromTheNextLife(t *testing.T, displace bool) {
+	l := newLostAnswer(t, 4, 4, displace)
 	l.clearBy(2, 200*time.Millisecond)
 	_, answered := l.answer(4, l.raise)
 	require.False(t, answered, "the raise's answer lost")

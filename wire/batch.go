@@ -28,7 +28,7 @@ const (
 	// batch body, so a single valid change never fails to fit.
 	MaxChangeSize = changeFixed + MaxName + MaxCause
 
-	knownChangeFlags = ChangeGroupEnd | ChangeImplicit
+	knownChangeFlags = ChangeGroupEnd | ChangeImplicit | ChangeReqDisplaced
 )
 
 // Fixed parts of the batch bodies, before the changes.
@@ -44,7 +44,7 @@ func checkChange(ch *Change, marks bool) error {
 	switch {
 	case ch.Kind < ChangeRegister || ch.Kind > ChangeApplied || ch.Kind == ChangeApplied && !marks:
 		return errChangeKind
-	case ch.Flags&^knownChangeFlags != 0:
+	case ch.Flags&^knownChangeFlags != 0, ch.Flags&ChangeReqDisplaced != 0 && ch.Req == 0:
 		return errChangeFlags
 	case ch.EntityKind > KindCustom:
 		return errEntityKind

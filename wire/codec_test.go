@@ -307,7 +307,9 @@ func TestMarksOnlyInSnapshots(t *testing.T) {
 	c := newTestCodec()
 	mark := Change{Seq: 41, Kind: ChangeApplied, By: 3, Req: 7<<40 | 12, At: 1_700_000_000_000_000_000,
 		Ver: WriteVersion{Epoch: 2, Seq: 41, Node: 1}}
-	in := append(testChanges(2, 3, 2), mark)
+	displacing := mark
+	displacing.Seq, displacing.Req, displacing.Flags = 42, 7<<40|13, ChangeReqDisplaced
+	in := append(testChanges(2, 3, 2), mark, displacing)
 	h := testHeader()
 	pkt, n, err := c.AppendSnapshot(nil, &h, &Snapshot{ID: 1, UpToSeq: 50, Last: true}, in)
 	require.NoError(t, err)
@@ -325,6 +327,20 @@ func TestMarksOnlyInSnapshots(t *testing.T) {
 	out, _, err = c.AppendPrepare(nil, &h, 9, in[2:])
 	require.ErrorIs(t, err, ErrMalformed)
 	require.Empty(t, out)
+
+	// A change that applied a displacing raise carries the flag in an
+	// update, with its request.
+	applied := testChanges(2, 3, 2)
+	applied[1].Flags |= ChangeReqDisplaced
+	require.NotZero(t, applied[1].Req)
+	pkt, n, err = c.AppendUpdate(nil, &h, applied)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	_, body, err = c.Open(pkt)
+	require.NoError(t, err)
+	var u Update
+	require.NoError(t, DecodeUpdate(body, &u))
+	require.Equal(t, applied, u.Changes[:u.NChanges])
 }
 
 func TestBatchMinimalChanges(t *testing.T) {
@@ -405,7 +421,8 @@ func TestEncodeRejects(t *testing.T) {
 	}{
 		{"change kind 0", func(ch *Change) { ch.Kind = 0 }},
 		{"change kind", func(ch *Change) { ch.Kind = ChangeApplied + 1 }},
-		{"change flags", func(ch *Change) { ch.Flags = 4 }},
+		{"change flags", func(ch *Change) { ch.Flags = 8 }},
+		{"displaced without a request", func(ch *Change) { ch.Flags, ch.Req = ChangeReqDisplaced, 0 }},
 		{"entity kind", func(ch *Change) { ch.EntityKind = KindCustom + 1 }},
 		{"state", func(ch *Change) { ch.State = StateDown + 1 }},
 		{"severity", func(ch *Change) { ch.Severity = SevCritical + 1 }},
@@ -644,7 +661,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"update kind 0", update, set(upd, u+8, 0), ErrMalformed},
 		{"update kind 6 (a mark: snapshots only)", update, set(upd, u+8, 6), ErrMalformed},
 		{"update kind 7", update, set(upd, u+8, 7), ErrMalformed},
-		{"update flags", update, set(upd, u+9, 4), ErrMalformed},
+		{"update flags", update, set(upd, u+9, 8), ErrMalformed},
+		{"update displaced without a request", update, set(upd, u+9, ChangeReqDisplaced), ErrMalformed},
 		{"update entity kind", update, set(upd, u+18, 6), ErrMalformed},
 		{"update state", update, set(upd, u+19, 3), ErrMalformed},
 		{"update severity", update, set(upd, u+20, 6), ErrMalformed},

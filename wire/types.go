@@ -11,7 +11,7 @@ package wire
 // Protocol constants.
 const (
 	Magic   uint16 = 0x464d // "FM"
-	Version uint8  = 5      // 2: Report.StateVer, ChangeImplicit; 3: heartbeats on their own port; 4: Change.Req; 5: ChangeApplied in snapshots
+	Version uint8  = 6      // 2: Report.StateVer, ChangeImplicit; 3: heartbeats on their own port; 4: Change.Req; 5: ChangeApplied in snapshots; 6: ChangeReqDisplaced
 
 	// MaxDatagram is the largest datagram fmagent ever sends: the MTU seen
 	// on real hosts here, so nothing is fragmented.
@@ -241,6 +241,12 @@ const (
 	// real registration claims it, whatever its version (see
 	// table.Entity.Implicit).
 	ChangeImplicit uint8 = 1 << 1
+	// ChangeReqDisplaced, on a change that carries a request (Req) or on
+	// a request's mark (ChangeApplied): that request was a raise that
+	// displaced the entity's least severe alarm, and was answered so. A
+	// master that answers its retransmission from the mark answers it the
+	// same way. Invalid without a request.
+	ChangeReqDisplaced uint8 = 1 << 2
 )
 
 // Change is one table change, ordered by the master's Seq. Name and Cause

@@ -58,6 +58,9 @@ type appliedReq struct {
 	seq uint64
 	ver wire.WriteVersion
 	at  int64 // the marked change's At: when the master decided it
+	// displaced: the request was a raise that displaced a less severe
+	// alarm (wire.ChangeReqDisplaced), answered ackDisplaced.
+	displaced bool
 }
 
 // appliedKey names a request across masters: its reporter and its ID
@@ -72,7 +75,7 @@ func (a *appliedReqs) init() { a.ring = make([]appliedReq, appliedKeep) }
 // put records the request change c marks (c.Req not zero), or the mark c
 // is (wire.ChangeApplied, from a snapshot).
 func (a *appliedReqs) put(c *wire.Change) {
-	a.ring[a.next] = appliedReq{key: appliedKey{c.By, c.Req}, seq: c.Seq, ver: c.Ver, at: c.At}
+	a.ring[a.next] = appliedReq{key: appliedKey{c.By, c.Req}, seq: c.Seq, ver: c.Ver, at: c.At, displaced: c.Flags&wire.ChangeReqDisplaced != 0}
 	a.next = (a.next + 1) % len(a.ring)
 	a.n = min(a.n+1, len(a.ring))
 }
@@ -91,7 +94,13 @@ func (a *appliedReqs) newest(i int) *appliedReq {
 }
 
 // memo is the answer a request remembered was given.
-func (r *appliedReq) memo() ackMemo { return ackMemo{seq: r.seq, ver: r.ver, code: ackOK} }
+func (r *appliedReq) memo() ackMemo {
+	m := ackMemo{seq: r.seq, ver: r.ver, code: ackOK}
+	if r.displaced {
+		m.code = ackDisplaced
+	}
+	return m
+}
 
 // index fills m (cleared first) with what a remembers, the later of two
 // marks of one request winning.
@@ -139,18 +148,26 @@ func (a *appliedReqs) appendMarks(dst []wire.Change, now time.Time, window time.
 	}
 	for i := k - 1; i >= 0; i-- {
 		r := a.newest(i)
-		dst = append(dst, wire.Change{Seq: r.seq, Kind: wire.ChangeApplied, By: r.key.from, Req: r.key.id, Ver: r.ver, At: r.at})
+		c := wire.Change{Seq: r.seq, Kind: wire.ChangeApplied, By: r.key.from, Req: r.key.id, Ver: r.ver, At: r.at}
+		if r.displaced {
+			c.Flags = wire.ChangeReqDisplaced
+		}
+		dst = append(dst, c)
 	}
 	return dst
 }
 
 // markRequest marks, in a group whose only request was applied (answered
-// ackOK), the last change made on the reporter's behalf with the request's
-// ID (wire.Change.Req).
-func markRequest(cs []wire.Change, a reportRef) {
+// ackOK, or ackDisplaced: a raise that made room), the last change made on
+// the reporter's behalf with the request's ID (wire.Change.Req), and with
+// how it was answered (wire.ChangeReqDisplaced).
+func markRequest(cs []wire.Change, a reportRef, code uint8) {
 	for i := len(cs) - 1; i >= 0; i-- {
 		if cs[i].By == a.from {
 			cs[i].Req = a.id
+			if code == ackDisplaced {
+				cs[i].Flags |= wire.ChangeReqDisplaced
+			}
 			return
 		}
 	}

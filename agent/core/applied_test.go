@@ -62,8 +62,12 @@ func TestAppliedReqsMarks(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	for i := 1; i <= 600; i++ {
 		at := t0.Add(time.Duration(i) * time.Millisecond)
-		a.put(&wire.Change{By: 3, Req: uint64(i), Seq: uint64(100 + i), At: at.UnixNano(),
-			Ver: wire.WriteVersion{Epoch: 2, Seq: uint64(100 + i), Node: 1}})
+		c := wire.Change{By: 3, Req: uint64(i), Seq: uint64(100 + i), At: at.UnixNano(),
+			Ver: wire.WriteVersion{Epoch: 2, Seq: uint64(100 + i), Node: 1}}
+		if i%7 == 0 { // a raise that displaced an alarm
+			c.Flags = wire.ChangeReqDisplaced
+		}
+		a.put(&c)
 	}
 	now := t0.Add(600 * time.Millisecond)
 	require.Empty(t, a.appendMarks(nil, now.Add(time.Second), 500*time.Millisecond, marksKeep), "none in the window")
@@ -78,6 +82,7 @@ func TestAppliedReqsMarks(t *testing.T) {
 	require.EqualValues(t, 600-marksKeep+1, ms[0].Req)
 	for i := range ms {
 		require.Equal(t, wire.ChangeApplied, ms[i].Kind)
+		require.Equal(t, ms[i].Req%7 == 0, ms[i].Flags == wire.ChangeReqDisplaced, "request %d: displaced or not", ms[i].Req)
 	}
 
 	var b appliedReqs
@@ -95,6 +100,10 @@ func TestAppliedReqsMarks(t *testing.T) {
 	require.EqualValues(t, 100+600-marksKeep+1, got.seq)
 	_, ok = b.find(appliedKey{3, 600 - marksKeep})
 	require.False(t, ok, "nor what was never put")
+	got, ok = b.find(appliedKey{3, 595})
+	require.True(t, ok)
+	require.Equal(t, ackMemo{seq: 695, ver: wire.WriteVersion{Epoch: 2, Seq: 695, Node: 1}, code: ackDisplaced}, got, "answered displaced, as it was")
+	require.Equal(t, uint8(ackOK), want[appliedKey{3, 596}].code)
 }
 
 // BenchmarkAppliedFind is the master's lookup of an earlier life's request

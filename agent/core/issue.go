@@ -115,11 +115,11 @@ func (n *Node) issue(g *group) {
 	for i := range g.changes {
 		seq++
 		g.changes[i].Seq = seq
-		g.changes[i].Flags &^= wire.ChangeGroupEnd
+		g.changes[i].Flags &^= wire.ChangeGroupEnd | wire.ChangeReqDisplaced
 		g.changes[i].Req = 0
 	}
-	if len(g.acks) == 1 && g.ackCode() == ackOK && !g.newLife {
-		markRequest(g.changes, g.acks[0])
+	if code := g.ackCode(); len(g.acks) == 1 && (code == ackOK || code == ackDisplaced) && !g.newLife {
+		markRequest(g.changes, g.acks[0], code)
 	}
 	g.changes[len(g.changes)-1].Flags |= wire.ChangeGroupEnd
 	n.stamp(g)

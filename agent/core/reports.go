@@ -611,7 +611,7 @@ func (n *Node) decide(r *plugin.Report, re reassert) {
 		// clear made in between (TestRetransmissionFromTheReportersNextLife).
 		if m, done := n.applied.find(appliedKey{from, r.ID}); done {
 			n.stats.ReportsOfAnEarlierLife++
-			n.ackReport(ref, m.seq, ackOK, m.ver)
+			n.ackReport(ref, m.seq, m.code, m.ver)
 			return
 		}
 	}
