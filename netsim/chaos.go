@@ -28,6 +28,12 @@ type ChaosOptions struct {
 	MinNodes, MaxNodes int
 	Actions            int  // chaos actions before the final heal
 	Trace              bool // keep a trace (for replaying a failure)
+	// MaxAlarms is the nodes' alarm limit per entity (0: the core's
+	// default, eight, which the clients' three causes per service never
+	// fill). At two, a more severe raise displaces the least severe alarm
+	// (a clear nobody asked for), and the write checker counts an alarm
+	// displaced since its raise was asked for as promised no more.
+	MaxAlarms int
 	// Rule, when set, replaces nothing in the core: it is a hook for tests
 	// that need to see every Ready.
 	OnReady func(n *Node, rd *core.Ready)
@@ -51,20 +57,24 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 		// reserve crossed often), or the agent's reserve: a third of the
 		// seeds each, without drawing on the scenario's stream.
 		EpochReserve: [3]uint64{1, 2, 0}[seed%3],
+		MaxAlarms:    co.MaxAlarms,
 	}
 	for net := range opt.Nets {
 		opt.Nets[net] = NetConditions{MinDelay: 20 * time.Microsecond, MaxDelay: time.Duration(100+pick.IntN(900)) * time.Microsecond, Dup: 0.01}
 	}
 	s := New(opt)
-	if co.OnReady != nil {
-		s.OnReady = co.OnReady
-	}
 	c := NewChecker(s)
 	res := &ChaosResult{Seed: seed, Nodes: nn}
 	det := interval * time.Duration(opt.Misses)
 	run := func(d time.Duration) error { return s.RunUntil(s.Now.Add(d), c.Step) }
 	w := newWriteLog(s, c)
 	c.Writes = w
+	s.OnReady = func(n *Node, rd *core.Ready) {
+		w.observe(rd)
+		if co.OnReady != nil {
+			co.OnReady(n, rd)
+		}
+	}
 	harvest := func() {
 		w.Harvest()
 		c.CheckAppliedOnce() // recorded in c, returned by the next run

@@ -25,13 +25,16 @@ var (
 	flagMinNodes = flag.Int("minnodes", DefaultChaos.MinNodes, "chaos: fewest nodes")
 	flagMaxNodes = flag.Int("maxnodes", DefaultChaos.MaxNodes, "chaos: most nodes")
 	flagActions  = flag.Int("actions", DefaultChaos.Actions, "chaos: actions before the final heal")
+	// -maxalarms 2: the entities' alarms fill up, and raises displace
+	// the least severe (fullChaos).
+	flagMaxAlarms = flag.Int("maxalarms", 0, "chaos: alarms per entity (0: the core's default, never full here)")
 )
 
 // chaosOptions is the scenario's shape the flags ask for, and the flags to
 // replay a seed of it.
 func chaosOptions() (ChaosOptions, string) {
 	co := DefaultChaos
-	co.MinNodes, co.MaxNodes, co.Actions = *flagMinNodes, *flagMaxNodes, *flagActions
+	co.MinNodes, co.MaxNodes, co.Actions, co.MaxAlarms = *flagMinNodes, *flagMaxNodes, *flagActions, *flagMaxAlarms
 	return co, shapeFlags(co)
 }
 
@@ -46,6 +49,9 @@ func shapeFlags(co ChaosOptions) string {
 	}
 	if co.Actions != DefaultChaos.Actions {
 		f += fmt.Sprintf(" -actions %d", co.Actions)
+	}
+	if co.MaxAlarms != DefaultChaos.MaxAlarms {
+		f += fmt.Sprintf(" -maxalarms %d", co.MaxAlarms)
 	}
 	return f
 }
@@ -210,6 +216,39 @@ var twoChaos = ChaosOptions{MinNodes: 2, MaxNodes: 2, Actions: DefaultChaos.Acti
 // request-applied-once).
 var keptTwoSeeds = []uint64{4931, 10270}
 
+// fullChaos: the default shape with two alarms allowed per entity, so
+// that the clients' raises (three causes per service, severities drawn at
+// random) fill entities up and displace the least severe alarm.
+var fullChaos = ChaosOptions{MinNodes: DefaultChaos.MinNodes, MaxNodes: DefaultChaos.MaxNodes, Actions: DefaultChaos.Actions, MaxAlarms: 2}
+
+// keptFullSeeds failed once under fullChaos (-maxalarms 2): 174, 415, 570,
+// 1347, 1690 and 1789, an alarm acknowledged by the losing side of a split
+// brain, re-asserted to the winner whose entity was full of alarms as
+// severe or more, refused as full and kept by its reporter's ledger for the
+// next master change: absent from every table meanwhile, with no clear or
+// displacement anyone was told of. It is now displaced on arrival.
+var keptFullSeeds = []uint64{174, 415, 570, 1347, 1690, 1789}
+
+// TestChaosFull runs the default shape with entities' alarms full: one
+// and two alarms allowed per entity, a couple of hundred seeds each (25
+// with -short). Only this shape displaces alarms: the others allow eight.
+func TestChaosFull(t *testing.T) {
+	n := uint64(200)
+	if testing.Short() {
+		n = 25
+	}
+	for _, max := range []int{1, 2} {
+		shape := fullChaos
+		shape.MaxAlarms = max
+		for seed := uint64(1); seed <= n; seed++ {
+			res, _, err := RunChaos(seed, shape)
+			if err != nil {
+				t.Errorf("seed %d (%d nodes): %v\n    replay: go test ./netsim/ -run 'TestChaos$' -seed %d -v -args%s", seed, res.Nodes, err, seed, shapeFlags(shape))
+			}
+		}
+	}
+}
+
 // TestChaosLong runs longChaos over a few hundred seeds (fifty with
 // -short), whatever -seeds says: the shape found three faults the default
 // had not in 60,000 seeds.
@@ -236,7 +275,7 @@ func TestChaosKeptSeeds(t *testing.T) {
 	for _, kept := range []struct {
 		shape ChaosOptions
 		seeds []uint64
-	}{{longChaos, keptLongSeeds}, {wideChaos, keptWideSeeds}, {bigChaos, keptBigSeeds}, {deepChaos, keptDeepSeeds}, {twoChaos, keptTwoSeeds}} {
+	}{{longChaos, keptLongSeeds}, {wideChaos, keptWideSeeds}, {bigChaos, keptBigSeeds}, {deepChaos, keptDeepSeeds}, {twoChaos, keptTwoSeeds}, {fullChaos, keptFullSeeds}} {
 		for _, seed := range kept.seeds {
 			res, _, err := RunChaos(seed, kept.shape)
 			if err != nil {

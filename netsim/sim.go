@@ -45,6 +45,9 @@ type Options struct {
 	// EpochReserve is the nodes' core.Config.EpochReserve (0: the core's
 	// default): how many epochs one synced save of the epoch covers.
 	EpochReserve uint64
+	// MaxAlarms is the nodes' core.Config.MaxAlarms (0: the core's
+	// default).
+	MaxAlarms int
 	// Trace keeps a log of everything that happened (for failure reports).
 	Trace bool
 }
@@ -156,6 +159,7 @@ func (s *Sim) cfg(n *Node) core.Config {
 		Interval: s.Opt.Interval, Misses: s.Opt.Misses, StaleTimeout: s.Opt.Stale,
 		Incarnation: n.persist.Incarnation + 1, Generation: n.persist.Generation, Members: n.persist.Members,
 		Epoch: n.persist.Epoch, EpochExact: n.persist.EpochExact, EpochReserve: s.Opt.EpochReserve,
+		MaxAlarms: s.Opt.MaxAlarms,
 	}
 }
 

@@ -55,6 +55,7 @@ type ackedWrite struct {
 	kind     wire.ReportKind
 	reporter wire.NodeID
 	at       time.Time
+	asked    time.Time // when the client asked for it
 	ver      wire.WriteVersion
 }
 
@@ -91,18 +92,25 @@ type WriteLog struct {
 	// reign: a node that follows a new master shows that master's table,
 	// which may not have the clear yet (the other side of a split brain
 	// that won); the clearing node's re-assertion brings it.
-	reign      []elect.State
-	seen       []int
-	started    []time.Time
-	Acked      int
-	submitting bool
-	err        error
+	reign []elect.State
+	// displacedAt: per alarm, when a master last displaced it to make
+	// room for a more severe raise (core.EvDisplaced; ChaosOptions.MaxAlarms).
+	// A raise asked for before that is promised no more: the clear
+	// that displaced it is ordered after it, and acknowledged with the
+	// displacing raise (to another client) or with nothing at all (a
+	// ledger's re-assertion displaced it).
+	displacedAt map[wkey]time.Time
+	seen        []int
+	started     []time.Time
+	Acked       int
+	submitting  bool
+	err         error
 }
 
 func newWriteLog(s *Sim, c *Checker) *WriteLog {
 	w := &WriteLog{s: s, c: c, pending: map[reqRef]pendingReq{}, busy: map[wkey]bool{}, last: map[wkey]ackedWrite{},
-		entityAckedAt: map[string]time.Time{},
-		gone:          map[wkey]wire.WriteVersion{}, seen: make([]int, len(s.Nodes)), started: make([]time.Time, len(s.Nodes)),
+		entityAckedAt: map[string]time.Time{}, displacedAt: map[wkey]time.Time{},
+		gone: map[wkey]wire.WriteVersion{}, seen: make([]int, len(s.Nodes)), started: make([]time.Time, len(s.Nodes)),
 		reign: make([]elect.State, len(s.Nodes))}
 	for range s.Nodes {
 		w.absentSeen = append(w.absentSeen, map[wkey]wire.WriteVersion{})
@@ -172,7 +180,7 @@ func (w *WriteLog) Harvest() {
 				continue
 			}
 			w.Acked++
-			a := ackedWrite{kind: q.kind, reporter: q.node, at: r.At, ver: r.Ver}
+			a := ackedWrite{kind: q.kind, reporter: q.node, at: r.At, asked: q.at, ver: r.Ver}
 			if old, ok := w.last[q.key]; !ok || a.after(old) {
 				w.last[q.key] = a
 			}
@@ -184,6 +192,15 @@ func (w *WriteLog) Harvest() {
 			}
 		}
 		w.seen[i] = len(n.Results)
+	}
+}
+
+// observe records the displacements a node's step decided.
+func (w *WriteLog) observe(rd *core.Ready) {
+	for i := range rd.Events {
+		if e := &rd.Events[i]; e.Kind == core.EvDisplaced {
+			w.displacedAt[wkey{e.Name, e.Cause}] = w.s.Now
+		}
 	}
 }
 
@@ -285,6 +302,9 @@ func (w *WriteLog) CheckFinal() error {
 				continue
 			}
 			want := a.kind == wire.ReportRaise || a.kind == wire.ReportRegister
+			if a.kind == wire.ReportRaise && !w.displacedAt[k].Before(a.asked) {
+				continue // displaced since it was asked for: a clear ordered after it
+			}
 			for _, n := range w.s.Nodes {
 				if n.Up && present(n, k) != want {
 					return w.c.fail(InvAckedWrite, "node %d: %s %q present=%v, but the last acked write is %v by node %d at %v (ver %+v)",

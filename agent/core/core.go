@@ -267,6 +267,10 @@ type Event struct {
 	// configured one, widened after false downs), so a log line says by
 	// how much a verdict was earned.
 	Unheard, Bound time.Duration
+	// Name and Cause, for EvDisplaced: the entity, and the cause of the
+	// alarm that made room (Reason says it for people; netsim's write
+	// checker reads these).
+	Name, Cause string
 }
 
 // Ready is what the shell must do after a call into the Node. Slices are
