@@ -229,6 +229,18 @@ var fullChaos = ChaosOptions{MinNodes: DefaultChaos.MinNodes, MaxNodes: DefaultC
 // displacement anyone was told of. It is now displaced on arrival.
 var keptFullSeeds = []uint64{174, 415, 570, 1347, 1690, 1789}
 
+// tightChaos: fullChaos with one alarm allowed per entity.
+var tightChaos = ChaosOptions{MinNodes: DefaultChaos.MinNodes, MaxNodes: DefaultChaos.MaxNodes, Actions: DefaultChaos.Actions, MaxAlarms: 1}
+
+// keptTightSeeds failed once under tightChaos (-maxalarms 1): 878, a
+// ledger bounded to the alarm limit by severity alone, which forgot the
+// raise just acknowledged and kept one another node had cleared (the
+// raise was absent from every table after the next master change); 2410
+// and 2701, the write checker's own mistake, fixed with it: a raise of the
+// losing reign of a split brain, displaced by a clear the winning reign
+// decided before it was asked for but ordered after it (a higher epoch).
+var keptTightSeeds = []uint64{878, 2410, 2701}
+
 // TestChaosFull runs the default shape with entities' alarms full: one
 // and two alarms allowed per entity, a couple of hundred seeds each (25
 // with -short). Only this shape displaces alarms: the others allow eight.
@@ -237,9 +249,7 @@ func TestChaosFull(t *testing.T) {
 	if testing.Short() {
 		n = 25
 	}
-	for _, max := range []int{1, 2} {
-		shape := fullChaos
-		shape.MaxAlarms = max
+	for _, shape := range []ChaosOptions{tightChaos, fullChaos} {
 		for seed := uint64(1); seed <= n; seed++ {
 			res, _, err := RunChaos(seed, shape)
 			if err != nil {
@@ -275,7 +285,7 @@ func TestChaosKeptSeeds(t *testing.T) {
 	for _, kept := range []struct {
 		shape ChaosOptions
 		seeds []uint64
-	}{{longChaos, keptLongSeeds}, {wideChaos, keptWideSeeds}, {bigChaos, keptBigSeeds}, {deepChaos, keptDeepSeeds}, {twoChaos, keptTwoSeeds}, {fullChaos, keptFullSeeds}} {
+	}{{longChaos, keptLongSeeds}, {wideChaos, keptWideSeeds}, {bigChaos, keptBigSeeds}, {deepChaos, keptDeepSeeds}, {twoChaos, keptTwoSeeds}, {fullChaos, keptFullSeeds}, {tightChaos, keptTightSeeds}} {
 		for _, seed := range kept.seeds {
 			res, _, err := RunChaos(seed, kept.shape)
 			if err != nil {

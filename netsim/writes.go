@@ -98,7 +98,10 @@ type WriteLog struct {
 	// A raise asked for before that is promised no more: the clear
 	// that displaced it is ordered after it, and acknowledged with the
 	// displacing raise (to another client) or with nothing at all (a
-	// ledger's re-assertion displaced it).
+	// ledger's re-assertion displaced on arrival). Nor is one whose alarm
+	// a node's table shows cleared under a newer version, once the alarm
+	// was ever displaced: a displacement in the winning reign of a split
+	// brain outranks a raise of the losing reign made after it.
 	displacedAt map[wkey]time.Time
 	seen        []int
 	started     []time.Time
@@ -302,10 +305,18 @@ func (w *WriteLog) CheckFinal() error {
 				continue
 			}
 			want := a.kind == wire.ReportRaise || a.kind == wire.ReportRegister
-			if a.kind == wire.ReportRaise && !w.displacedAt[k].Before(a.asked) {
+			displaced, ever := w.displacedAt[k]
+			if a.kind == wire.ReportRaise && ever && !displaced.Before(a.asked) {
 				continue // displaced since it was asked for: a clear ordered after it
 			}
 			for _, n := range w.s.Nodes {
+				if ever && want && n.Up && !present(n, k) && a.ver.Less(tombstone(n, k)) {
+					// Displaced, by a clear ordered after it though
+					// decided before it was asked for: in the winning
+					// reign of a split brain, whose versions outrank
+					// the losing one's.
+					continue
+				}
 				if n.Up && present(n, k) != want {
 					return w.c.fail(InvAckedWrite, "node %d: %s %q present=%v, but the last acked write is %v by node %d at %v (ver %+v)",
 						n.ID, k.name, k.cause, !want, a.kind, a.reporter, a.at.Sub(Epoch0), a.ver)

@@ -1,6 +1,9 @@
 package core
 
-import "github.com/fmagent/fmagent/wire"
+import (
+	"github.com/fmagent/fmagent/agent/table"
+	"github.com/fmagent/fmagent/wire"
+)
 
 // The ledger keeps what re-assertion needs and no more (issue 9: a raise
 // flood from one client grew the record of acknowledged raises to 300-488
@@ -12,14 +15,40 @@ import "github.com/fmagent/fmagent/wire"
 // (maxLedgerTombs), and entities by the master's entity limits
 // (entitylimit.go); so the whole ledger is bounded.
 
-// boundAlarms forgets this node's raises on entity id beyond maxAlarms: the
+// boundAlarms forgets this node's raises on entity id beyond maxAlarms
+// (tab's limit). First those tab shows cleared since they were
+// acknowledged (absent, under a newer clear: another node's, or a
+// displacement), which re-asserted would be superseded anyway; then the
 // least severe first, then the oldest, the alarm the master displaces
 // (displace in reports.go). It returns how many it forgot.
-func (l *ledger) boundAlarms(id uint64, maxAlarms int) int {
+//
+// Only by severity, it forgot the raise just acknowledged and kept one
+// another node had cleared: node 1's ledger held its raise of cause-2,
+// which node 2 cleared, and its raise of cause-1, applied in cause-2's
+// place, one alarm allowed; cause-1, less severe, went, and after the next
+// master change no table showed it (chaos -maxalarms 1, seed 878 of two
+// nodes).
+func (l *ledger) boundAlarms(id uint64, tab *table.Table) int {
+	maxAlarms := tab.MaxAlarms()
 	if maxAlarms <= 0 {
 		return 0
 	}
 	forgot := 0
+	if l.alarmsOn(id) > maxAlarms {
+		for i := 0; i < len(l.order); i++ {
+			k := l.order[i]
+			if k.entity != id || k.cause == "" || k.cause == stateKey {
+				continue
+			}
+			if r := l.items[k]; r.Kind == wire.ReportRaise {
+				if av, on := tab.AlarmVersion(id, k.cause); !on && r.Ver.Less(av) {
+					l.del(k)
+					forgot++
+					i--
+				}
+			}
+		}
+	}
 	for {
 		n, least := 0, -1
 		var lk ledgerKey
@@ -43,6 +72,17 @@ func (l *ledger) boundAlarms(id uint64, maxAlarms int) int {
 		l.del(lk)
 		forgot++
 	}
+}
+
+// alarmsOn is how many raises on entity id the ledger holds.
+func (l *ledger) alarmsOn(id uint64) int {
+	n := 0
+	for _, k := range l.order {
+		if k.entity == id && k.cause != "" && k.cause != stateKey && l.items[k].Kind == wire.ReportRaise {
+			n++
+		}
+	}
+	return n
 }
 
 // ledgerLen is the number of writes the ledger holds (tests).

@@ -83,3 +83,45 @@ func TestLedgerKeepsTheNewestWordWhateverTheAckOrder(t *testing.T) {
 	require.Equal(t, wire.ReportUnregister, l.items[ledgerKey{id, ""}].Kind)
 	require.Equal(t, 1, l.ledgerLen())
 }
+
+// The ledger holds at most the entity's alarm limit of this node's raises
+// on one entity (issue 9's flood), forgetting first those the table shows
+// cleared since, by anyone: node 1 raised cause-2, node 2 cleared it, node
+// 1 raised cause-1 in its place (one alarm allowed). By severity alone the
+// ledger forgot cause-1, the less severe, and kept the cleared cause-2;
+// after the next master change no table showed cause-1 (netsim chaos
+// -maxalarms 1, seed 878 of two nodes).
+func TestLedgerBoundForgetsWhatWasClearedFirst(t *testing.T) {
+	ver := func(seq uint64) wire.WriteVersion { return wire.WriteVersion{Epoch: 1, Seq: seq, Node: 1} }
+	const name = "svc/s0"
+	id := table.ID(name)
+	tab := table.New(1)
+	apply := func(c wire.Change) {
+		c.Entity, c.Ver = id, ver(c.Seq)
+		require.NoError(t, tab.Apply(&c))
+	}
+	apply(wire.Change{Seq: 1, Kind: wire.ChangeRegister, EntityKind: wire.KindService, State: wire.StateUp, Owner: 3, Name: []byte(name)})
+	apply(wire.Change{Seq: 2, Kind: wire.ChangeRaise, Severity: wire.SevCritical, Cause: []byte("cause-2"), By: 1})
+	apply(wire.Change{Seq: 3, Kind: wire.ChangeClear, Cause: []byte("cause-2"), By: 2})
+	apply(wire.Change{Seq: 4, Kind: wire.ChangeRaise, Severity: wire.SevMinor, Cause: []byte("cause-1"), By: 1})
+
+	var l ledger
+	l.init()
+	l.record(&Request{Kind: wire.ReportRaise, Name: name, Cause: "cause-2", Severity: wire.SevCritical}, ver(2))
+	l.record(&Request{Kind: wire.ReportRaise, Name: name, Cause: "cause-1", Severity: wire.SevMinor}, ver(4))
+	require.Equal(t, 1, l.boundAlarms(id, tab))
+	require.Equal(t, 1, l.ledgerLen())
+	_, kept := l.items[ledgerKey{id, "cause-1"}]
+	require.True(t, kept, "the raise the table shows is kept")
+
+	// Beyond the raises cleared since, the least severe goes, as the
+	// master displaces it.
+	l.record(&Request{Kind: wire.ReportRaise, Name: name, Cause: "cause-0", Severity: wire.SevMajor}, ver(5))
+	apply(wire.Change{Seq: 5, Kind: wire.ChangeClear, Cause: []byte("cause-1"), By: 1})
+	apply(wire.Change{Seq: 6, Kind: wire.ChangeRaise, Severity: wire.SevMajor, Cause: []byte("cause-0"), By: 1})
+	l.record(&Request{Kind: wire.ReportRaise, Name: name, Cause: "cause-9", Severity: wire.SevCritical}, ver(7))
+	require.Equal(t, 2, l.boundAlarms(id, tab), "cause-1, cleared since; then cause-0, the least severe")
+	_, kept = l.items[ledgerKey{id, "cause-9"}]
+	require.True(t, kept)
+	require.Equal(t, 1, l.ledgerLen())
+}
