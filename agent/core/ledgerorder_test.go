@@ -109,7 +109,7 @@ func TestLedgerBoundForgetsWhatWasClearedFirst(t *testing.T) {
 	l.init()
 	l.record(&Request{Kind: wire.ReportRaise, Name: name, Cause: "cause-2", Severity: wire.SevCritical}, ver(2))
 	l.record(&Request{Kind: wire.ReportRaise, Name: name, Cause: "cause-1", Severity: wire.SevMinor}, ver(4))
-	require.Equal(t, 1, l.boundAlarms(id, tab))
+	require.Equal(t, 1, l.boundAlarms(id, "cause-1", tab))
 	require.Equal(t, 1, l.ledgerLen())
 	_, kept := l.items[ledgerKey{id, "cause-1"}]
 	require.True(t, kept, "the raise the table shows is kept")
@@ -120,8 +120,35 @@ func TestLedgerBoundForgetsWhatWasClearedFirst(t *testing.T) {
 	apply(wire.Change{Seq: 5, Kind: wire.ChangeClear, Cause: []byte("cause-1"), By: 1})
 	apply(wire.Change{Seq: 6, Kind: wire.ChangeRaise, Severity: wire.SevMajor, Cause: []byte("cause-0"), By: 1})
 	l.record(&Request{Kind: wire.ReportRaise, Name: name, Cause: "cause-9", Severity: wire.SevCritical}, ver(7))
-	require.Equal(t, 2, l.boundAlarms(id, tab), "cause-1, cleared since; then cause-0, the least severe")
+	require.Equal(t, 2, l.boundAlarms(id, "cause-9", tab), "cause-1, cleared since; then cause-0, the least severe")
 	_, kept = l.items[ledgerKey{id, "cause-9"}]
 	require.True(t, kept)
 	require.Equal(t, 1, l.ledgerLen())
+}
+
+// The raise just acknowledged is never the one the bound forgets, even
+// when the table has not yet applied the update that carried it: node 5's
+// warning displaced its own critical raise (one alarm allowed), and the
+// acknowledgement came first; by severity the warning went, and no table
+// showed it after the next master change (netsim chaos -maxalarms 1, seed
+// 7462 of five nodes).
+func TestLedgerBoundKeepsTheRaiseJustAcknowledged(t *testing.T) {
+	ver := func(seq uint64) wire.WriteVersion { return wire.WriteVersion{Epoch: 1, Seq: seq, Node: 2} }
+	const name = "svc/s2"
+	id := table.ID(name)
+	tab := table.New(1)
+	for _, c := range []wire.Change{
+		{Seq: 1, Kind: wire.ChangeRegister, EntityKind: wire.KindService, State: wire.StateUp, Owner: 3, Name: []byte(name)},
+		{Seq: 2, Kind: wire.ChangeRaise, Severity: wire.SevCritical, Cause: []byte("cause-1"), By: 5},
+	} {
+		c.Entity, c.Ver = id, ver(c.Seq)
+		require.NoError(t, tab.Apply(&c))
+	}
+	var l ledger
+	l.init()
+	l.record(&Request{Kind: wire.ReportRaise, Name: name, Cause: "cause-1", Severity: wire.SevCritical}, ver(2))
+	l.record(&Request{Kind: wire.ReportRaise, Name: name, Cause: "cause-2", Severity: wire.SevWarning}, ver(4))
+	require.Equal(t, 1, l.boundAlarms(id, "cause-2", tab))
+	_, kept := l.items[ledgerKey{id, "cause-2"}]
+	require.True(t, kept, "the raise just acknowledged is kept")
 }
