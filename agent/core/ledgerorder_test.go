@@ -84,6 +84,49 @@ func TestLedgerKeepsTheNewestWordWhateverTheAckOrder(t *testing.T) {
 	require.Equal(t, 1, l.ledgerLen())
 }
 
+// boundFixture is a table allowing one alarm per entity, with name
+// registered, and a ledger, for the alarm bound's tests: raise and clear
+// apply a change to the table (as replicated, at seq), record
+// acknowledges a raise to the ledger.
+type boundFixture struct {
+	t    *testing.T
+	name string
+	id   uint64
+	tab  *table.Table
+	l    ledger
+}
+
+func newBoundFixture(t *testing.T, name string) *boundFixture {
+	f := &boundFixture{t: t, name: name, id: table.ID(name), tab: table.New(1)}
+	f.l.init()
+	f.apply(wire.Change{Seq: 1, Kind: wire.ChangeRegister, EntityKind: wire.KindService, State: wire.StateUp, Owner: 3, Name: []byte(name)})
+	return f
+}
+
+func boundVer(seq uint64) wire.WriteVersion { return wire.WriteVersion{Epoch: 1, Seq: seq, Node: 1} }
+
+func (f *boundFixture) apply(c wire.Change) {
+	c.Entity, c.Ver = f.id, boundVer(c.Seq)
+	require.NoError(f.t, f.tab.Apply(&c))
+}
+
+func (f *boundFixture) raise(seq uint64, cause string, sev wire.Severity) {
+	f.apply(wire.Change{Seq: seq, Kind: wire.ChangeRaise, Severity: sev, Cause: []byte(cause), By: 1})
+}
+
+func (f *boundFixture) clear(seq uint64, cause string) {
+	f.apply(wire.Change{Seq: seq, Kind: wire.ChangeClear, Cause: []byte(cause), By: 2})
+}
+
+func (f *boundFixture) record(seq uint64, cause string, sev wire.Severity) {
+	f.l.record(&Request{Kind: wire.ReportRaise, Name: f.name, Cause: cause, Severity: sev}, boundVer(seq))
+}
+
+func (f *boundFixture) holds(cause string) bool {
+	_, ok := f.l.items[ledgerKey{f.id, cause}]
+	return ok
+}
+
 // The ledger holds at most the entity's alarm limit of this node's raises
 // on one entity (issue 9's flood), forgetting first those the table shows
 // cleared since, by anyone: node 1 raised cause-2, node 2 cleared it, node
@@ -92,38 +135,25 @@ func TestLedgerKeepsTheNewestWordWhateverTheAckOrder(t *testing.T) {
 // after the next master change no table showed cause-1 (netsim chaos
 // -maxalarms 1, seed 878 of two nodes).
 func TestLedgerBoundForgetsWhatWasClearedFirst(t *testing.T) {
-	ver := func(seq uint64) wire.WriteVersion { return wire.WriteVersion{Epoch: 1, Seq: seq, Node: 1} }
-	const name = "svc/s0"
-	id := table.ID(name)
-	tab := table.New(1)
-	apply := func(c wire.Change) {
-		c.Entity, c.Ver = id, ver(c.Seq)
-		require.NoError(t, tab.Apply(&c))
-	}
-	apply(wire.Change{Seq: 1, Kind: wire.ChangeRegister, EntityKind: wire.KindService, State: wire.StateUp, Owner: 3, Name: []byte(name)})
-	apply(wire.Change{Seq: 2, Kind: wire.ChangeRaise, Severity: wire.SevCritical, Cause: []byte("cause-2"), By: 1})
-	apply(wire.Change{Seq: 3, Kind: wire.ChangeClear, Cause: []byte("cause-2"), By: 2})
-	apply(wire.Change{Seq: 4, Kind: wire.ChangeRaise, Severity: wire.SevMinor, Cause: []byte("cause-1"), By: 1})
-
-	var l ledger
-	l.init()
-	l.record(&Request{Kind: wire.ReportRaise, Name: name, Cause: "cause-2", Severity: wire.SevCritical}, ver(2))
-	l.record(&Request{Kind: wire.ReportRaise, Name: name, Cause: "cause-1", Severity: wire.SevMinor}, ver(4))
-	require.Equal(t, 1, l.boundAlarms(id, "cause-1", tab))
-	require.Equal(t, 1, l.ledgerLen())
-	_, kept := l.items[ledgerKey{id, "cause-1"}]
-	require.True(t, kept, "the raise the table shows is kept")
+	f := newBoundFixture(t, "svc/s0")
+	f.raise(2, "cause-2", wire.SevCritical)
+	f.clear(3, "cause-2")
+	f.raise(4, "cause-1", wire.SevMinor)
+	f.record(2, "cause-2", wire.SevCritical)
+	f.record(4, "cause-1", wire.SevMinor)
+	require.Equal(t, 1, f.l.boundAlarms(f.id, "cause-1", f.tab))
+	require.Equal(t, 1, f.l.ledgerLen())
+	require.True(t, f.holds("cause-1"), "the raise the table shows is kept")
 
 	// Beyond the raises cleared since, the least severe goes, as the
 	// master displaces it.
-	l.record(&Request{Kind: wire.ReportRaise, Name: name, Cause: "cause-0", Severity: wire.SevMajor}, ver(5))
-	apply(wire.Change{Seq: 5, Kind: wire.ChangeClear, Cause: []byte("cause-1"), By: 1})
-	apply(wire.Change{Seq: 6, Kind: wire.ChangeRaise, Severity: wire.SevMajor, Cause: []byte("cause-0"), By: 1})
-	l.record(&Request{Kind: wire.ReportRaise, Name: name, Cause: "cause-9", Severity: wire.SevCritical}, ver(7))
-	require.Equal(t, 2, l.boundAlarms(id, "cause-9", tab), "cause-1, cleared since; then cause-0, the least severe")
-	_, kept = l.items[ledgerKey{id, "cause-9"}]
-	require.True(t, kept)
-	require.Equal(t, 1, l.ledgerLen())
+	f.record(5, "cause-0", wire.SevMajor)
+	f.clear(5, "cause-1")
+	f.raise(6, "cause-0", wire.SevMajor)
+	f.record(7, "cause-9", wire.SevCritical)
+	require.Equal(t, 2, f.l.boundAlarms(f.id, "cause-9", f.tab), "cause-1, cleared since; then cause-0, the least severe")
+	require.True(t, f.holds("cause-9"))
+	require.Equal(t, 1, f.l.ledgerLen())
 }
 
 // The raise just acknowledged is never the one the bound forgets, even
@@ -133,22 +163,10 @@ func TestLedgerBoundForgetsWhatWasClearedFirst(t *testing.T) {
 // showed it after the next master change (netsim chaos -maxalarms 1, seed
 // 7462 of five nodes).
 func TestLedgerBoundKeepsTheRaiseJustAcknowledged(t *testing.T) {
-	ver := func(seq uint64) wire.WriteVersion { return wire.WriteVersion{Epoch: 1, Seq: seq, Node: 2} }
-	const name = "svc/s2"
-	id := table.ID(name)
-	tab := table.New(1)
-	for _, c := range []wire.Change{
-		{Seq: 1, Kind: wire.ChangeRegister, EntityKind: wire.KindService, State: wire.StateUp, Owner: 3, Name: []byte(name)},
-		{Seq: 2, Kind: wire.ChangeRaise, Severity: wire.SevCritical, Cause: []byte("cause-1"), By: 5},
-	} {
-		c.Entity, c.Ver = id, ver(c.Seq)
-		require.NoError(t, tab.Apply(&c))
-	}
-	var l ledger
-	l.init()
-	l.record(&Request{Kind: wire.ReportRaise, Name: name, Cause: "cause-1", Severity: wire.SevCritical}, ver(2))
-	l.record(&Request{Kind: wire.ReportRaise, Name: name, Cause: "cause-2", Severity: wire.SevWarning}, ver(4))
-	require.Equal(t, 1, l.boundAlarms(id, "cause-2", tab))
-	_, kept := l.items[ledgerKey{id, "cause-2"}]
-	require.True(t, kept, "the raise just acknowledged is kept")
+	f := newBoundFixture(t, "svc/s2")
+	f.raise(2, "cause-1", wire.SevCritical)
+	f.record(2, "cause-1", wire.SevCritical)
+	f.record(4, "cause-2", wire.SevWarning) // its update, at seq 3-4, not yet applied
+	require.Equal(t, 1, f.l.boundAlarms(f.id, "cause-2", f.tab))
+	require.True(t, f.holds("cause-2"), "the raise just acknowledged is kept")
 }
