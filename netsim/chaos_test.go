@@ -243,6 +243,15 @@ var tightChaos = ChaosOptions{MinNodes: DefaultChaos.MinNodes, MaxNodes: Default
 // was asked for but ordered after it (a higher epoch).
 var keptTightSeeds = []uint64{878, 2410, 2701, 7462}
 
+// deepTightChaos: deepChaos with one alarm allowed per entity.
+var deepTightChaos = ChaosOptions{MinNodes: deepChaos.MinNodes, MaxNodes: deepChaos.MaxNodes, Actions: deepChaos.Actions, MaxAlarms: 1}
+
+// keptDeepTightSeeds failed once under deepTightChaos: 4331 and 7516, the
+// ledger's bound sparing the raise just acknowledged, an older one
+// displaced since whose acknowledgement came late, and forgetting the
+// newer raise that had displaced it (now it spares the newest).
+var keptDeepTightSeeds = []uint64{4331, 7516}
+
 // TestChaosFull runs the default shape with entities' alarms full: one
 // and two alarms allowed per entity, a couple of hundred seeds each (25
 // with -short). Only this shape displaces alarms: the others allow eight.
@@ -287,7 +296,7 @@ func TestChaosKeptSeeds(t *testing.T) {
 	for _, kept := range []struct {
 		shape ChaosOptions
 		seeds []uint64
-	}{{longChaos, keptLongSeeds}, {wideChaos, keptWideSeeds}, {bigChaos, keptBigSeeds}, {deepChaos, keptDeepSeeds}, {twoChaos, keptTwoSeeds}, {fullChaos, keptFullSeeds}, {tightChaos, keptTightSeeds}} {
+	}{{longChaos, keptLongSeeds}, {wideChaos, keptWideSeeds}, {bigChaos, keptBigSeeds}, {deepChaos, keptDeepSeeds}, {twoChaos, keptTwoSeeds}, {fullChaos, keptFullSeeds}, {tightChaos, keptTightSeeds}, {deepTightChaos, keptDeepTightSeeds}} {
 		for _, seed := range kept.seeds {
 			res, _, err := RunChaos(seed, kept.shape)
 			if err != nil {

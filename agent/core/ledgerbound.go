@@ -16,46 +16,49 @@ import (
 // (entitylimit.go); so the whole ledger is bounded.
 
 // boundAlarms forgets this node's raises on entity id beyond maxAlarms
-// (tab's limit), never the raise of cause acked, just acknowledged: the
-// master applied it, so the table holds it. First those tab shows cleared
-// since they were acknowledged (absent, under a newer clear: another
-// node's, or a displacement), which re-asserted would be superseded
-// anyway; then the least severe first, then the oldest, the alarm the
-// master displaces (displace in reports.go). It returns how many it
-// forgot.
+// (tab's limit). First those tab shows cleared since they were
+// acknowledged (absent, under a newer clear: another node's, or a
+// displacement), which re-asserted would be superseded anyway: with the
+// table up to date that is exact. Then, while more remain (the table is
+// a step behind: the update that carried the last raise or its
+// displacement not yet applied), the least severe first, then the
+// oldest, the alarm the master displaces (displace in reports.go), never
+// the newest (by version): the last of them the master applied, which
+// may have displaced the others. It returns how many it forgot.
 //
-// Only by severity, it forgot the raise just acknowledged and kept one
+// By severity alone, it forgot the raise just acknowledged and kept one
 // another node had cleared: node 1's ledger held its raise of cause-2,
 // which node 2 cleared, and its raise of cause-1, applied in cause-2's
 // place, one alarm allowed; cause-1, less severe, went, and after the next
 // master change no table showed it (chaos -maxalarms 1, seed 878 of two
-// nodes). And with the table a step behind the acknowledgement (the
-// update that displaced the node's own critical raise not yet applied),
-// it forgot the warning that displaced it (seed 7462 of 5 nodes).
-func (l *ledger) boundAlarms(id uint64, acked string, tab *table.Table) int {
+// nodes). With the table a step behind, node 5's warning displaced its
+// own critical raise and the bound forgot the warning (seed 7462 of five
+// nodes); and where the acknowledgement of an older raise, displaced
+// since, came after the newer one's, sparing the raise just acknowledged
+// instead of the newest forgot the newer, critical one (seed 7516 of 3-5
+// nodes and 40 actions).
+func (l *ledger) boundAlarms(id uint64, tab *table.Table) int {
 	maxAlarms := tab.MaxAlarms()
-	if maxAlarms <= 0 {
+	if maxAlarms <= 0 || l.alarmsOn(id) <= maxAlarms {
 		return 0
 	}
 	forgot := 0
-	if l.alarmsOn(id) > maxAlarms {
-		for i := 0; i < len(l.order); i++ {
-			k := l.order[i]
-			if k.entity != id || k.cause == "" || k.cause == stateKey || k.cause == acked {
-				continue
-			}
-			if r := l.items[k]; r.Kind == wire.ReportRaise {
-				if av, on := tab.AlarmVersion(id, k.cause); !on && r.Ver.Less(av) {
-					l.del(k)
-					forgot++
-					i--
-				}
+	for i := 0; i < len(l.order); i++ {
+		k := l.order[i]
+		if k.entity != id || k.cause == "" || k.cause == stateKey {
+			continue
+		}
+		if r := l.items[k]; r.Kind == wire.ReportRaise {
+			if av, on := tab.AlarmVersion(id, k.cause); !on && r.Ver.Less(av) {
+				l.del(k)
+				forgot++
+				i--
 			}
 		}
 	}
 	for {
-		n, least := 0, -1
-		var lk ledgerKey
+		n, least, newest := 0, -1, -1
+		var lk, nk ledgerKey
 		for i, k := range l.order {
 			if k.entity != id || k.cause == "" || k.cause == stateKey {
 				continue
@@ -65,16 +68,25 @@ func (l *ledger) boundAlarms(id uint64, acked string, tab *table.Table) int {
 				continue
 			}
 			n++
-			if k.cause == acked {
+			if newest < 0 || l.items[nk].Ver.Less(r.Ver) {
+				newest, nk = i, k
+			}
+		}
+		if n <= maxAlarms {
+			return forgot
+		}
+		for i, k := range l.order {
+			if k.entity != id || k.cause == "" || k.cause == stateKey || i == newest {
+				continue
+			}
+			r := l.items[k]
+			if r.Kind != wire.ReportRaise {
 				continue
 			}
 			if least < 0 || r.Severity < l.items[lk].Severity ||
 				r.Severity == l.items[lk].Severity && r.Ver.Less(l.items[lk].Ver) {
 				least, lk = i, k
 			}
-		}
-		if n <= maxAlarms {
-			return forgot
 		}
 		l.del(lk)
 		forgot++

@@ -451,7 +451,7 @@ func (n *Node) onReportAck(m *wire.Ack, from wire.NodeID, epoch uint64) {
 		if !lr.internal {
 			n.ledger.record(&lr.req, m.Ver)
 			if lr.req.Kind == wire.ReportRaise {
-				n.ledger.boundAlarms(table.ID(lr.req.Name), lr.req.Cause, n.tab)
+				n.ledger.boundAlarms(table.ID(lr.req.Name), n.tab)
 			}
 			if st := n.el.State(); st.Master != 0 && (from != st.Master || epoch != st.Epoch) {
 				// Answered by a master we no longer follow: the write
