@@ -30,9 +30,12 @@ type ChaosOptions struct {
 	Trace              bool // keep a trace (for replaying a failure)
 	// MaxAlarms is the nodes' alarm limit per entity (0: the core's
 	// default, eight, which the clients' three causes per service never
-	// fill). At two, a more severe raise displaces the least severe alarm
-	// (a clear nobody asked for), and the write checker counts an alarm
-	// displaced since its raise was asked for as promised no more.
+	// fill). At one or two, a more severe raise displaces the least severe
+	// alarm (a clear nobody asked for), and the write checker counts an
+	// alarm displaced since its raise was asked for as promised no more
+	// (WriteLog.displacedAt). A displacement decided by a master whose
+	// group was never applied excuses it all the same: the check is looser
+	// there, request-applied-once is not.
 	MaxAlarms int
 	// Rule, when set, replaces nothing in the core: it is a hook for tests
 	// that need to see every Ready.

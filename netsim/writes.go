@@ -306,11 +306,12 @@ func (w *WriteLog) CheckFinal() error {
 			}
 			want := a.kind == wire.ReportRaise || a.kind == wire.ReportRegister
 			displaced, ever := w.displacedAt[k]
-			if a.kind == wire.ReportRaise && ever && !displaced.Before(a.asked) {
+			ever = ever && a.kind == wire.ReportRaise
+			if ever && !displaced.Before(a.asked) {
 				continue // displaced since it was asked for: a clear ordered after it
 			}
 			for _, n := range w.s.Nodes {
-				if ever && want && n.Up && !present(n, k) && a.ver.Less(tombstone(n, k)) {
+				if ever && n.Up && !present(n, k) && a.ver.Less(tombstone(n, k)) {
 					// Displaced, by a clear ordered after it though
 					// decided before it was asked for: in the winning
 					// reign of a split brain, whose versions outrank
