@@ -37,6 +37,12 @@ type ChaosOptions struct {
 	// group was never applied excuses it all the same: the check is looser
 	// there, request-applied-once is not.
 	MaxAlarms int
+	// MaxTombstones is the nodes' table tombstone bound (0: the table's
+	// default, thousands, which no run here ever fills). At one or two,
+	// the tables forget the clears and unregisters that supersede older
+	// writes almost at once, and a re-assertion after a master change
+	// must still not bring back what was acknowledged gone.
+	MaxTombstones int
 	// Rule, when set, replaces nothing in the core: it is a hook for tests
 	// that need to see every Ready.
 	OnReady func(n *Node, rd *core.Ready)
@@ -59,8 +65,9 @@ func RunChaos(seed uint64, co ChaosOptions) (*ChaosResult, *Sim, error) {
 		// Every new epoch saved first, one save every other epoch (the
 		// reserve crossed often), or the agent's reserve: a third of the
 		// seeds each, without drawing on the scenario's stream.
-		EpochReserve: [3]uint64{1, 2, 0}[seed%3],
-		MaxAlarms:    co.MaxAlarms,
+		EpochReserve:  [3]uint64{1, 2, 0}[seed%3],
+		MaxAlarms:     co.MaxAlarms,
+		MaxTombstones: co.MaxTombstones,
 	}
 	for net := range opt.Nets {
 		opt.Nets[net] = NetConditions{MinDelay: 20 * time.Microsecond, MaxDelay: time.Duration(100+pick.IntN(900)) * time.Microsecond, Dup: 0.01}

@@ -20,7 +20,7 @@ import (
 // Commands (node IDs are numbers, networks are a and b, durations are Go
 // durations):
 //
-//	start nodes=N [seed=S] [interval=D] [misses=M] [stale=D] [delay=D-D] [loss=P] [prio=ID:P,...]
+//	start nodes=N [seed=S] [interval=D] [misses=M] [stale=D] [delay=D-D] [loss=P] [prio=ID:P,...] [tombs=N]
 //	run D                     advance the virtual clock; print the events
 //	status                    one line per node: role, epoch, master, vice, table
 //	show NAME                 the entity NAME as every running node sees it
@@ -135,6 +135,8 @@ func (sc *Script) start(args []string) error {
 			opt.Stale, err = time.ParseDuration(v)
 		case "loss":
 			loss, err = strconv.ParseFloat(v, 64)
+		case "tombs":
+			opt.MaxTombstones, err = strconv.Atoi(v)
 		case "delay":
 			lo, hi, ok := strings.Cut(v, "-")
 			if !ok {
@@ -181,6 +183,9 @@ func (sc *Script) start(args []string) error {
 	sc.Sim = New(opt)
 	sc.Sim.OnReady = sc.observe
 	sc.printf("%d nodes, heartbeat %v x %d, stale after %v, seed %d", opt.Nodes, sc.Sim.Opt.Interval, sc.Sim.Opt.Misses, sc.Sim.Opt.Stale, opt.Seed)
+	if opt.MaxTombstones > 0 {
+		sc.printf("tables keep %d tombstones of each kind", opt.MaxTombstones)
+	}
 	return nil
 }
 

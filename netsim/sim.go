@@ -48,6 +48,9 @@ type Options struct {
 	// MaxAlarms is the nodes' core.Config.MaxAlarms (0: the core's
 	// default).
 	MaxAlarms int
+	// MaxTombstones is the nodes' core.Config.MaxTombstones (0: the
+	// table's default).
+	MaxTombstones int
 	// Trace keeps a log of everything that happened (for failure reports).
 	Trace bool
 }
@@ -159,7 +162,7 @@ func (s *Sim) cfg(n *Node) core.Config {
 		Interval: s.Opt.Interval, Misses: s.Opt.Misses, StaleTimeout: s.Opt.Stale,
 		Incarnation: n.persist.Incarnation + 1, Generation: n.persist.Generation, Members: n.persist.Members,
 		Epoch: n.persist.Epoch, EpochExact: n.persist.EpochExact, EpochReserve: s.Opt.EpochReserve,
-		MaxAlarms: s.Opt.MaxAlarms,
+		MaxAlarms: s.Opt.MaxAlarms, MaxTombstones: s.Opt.MaxTombstones,
 	}
 }
 

@@ -59,6 +59,10 @@ type Config struct {
 	EpochReserve uint64
 
 	MaxAlarms int
+	// MaxTombstones bounds the table's tombstones of each kind (0:
+	// table.MaxTombstones). Only the simulator sets it (low, so that its
+	// chaos sees tombstones forgotten).
+	MaxTombstones int
 	// MaxEntities and MaxEntitiesPerOwner bound the entities the master
 	// lets clients create, in the cluster and per owning node (nodes and
 	// links not counted per owner); 0: DefaultMaxEntities and
@@ -72,6 +76,12 @@ type Config struct {
 	// AcceptKeys are further cluster keys accepted (never sent with)
 	// during a key change-over (wire.Codec.AcceptKey).
 	AcceptKeys [][]byte
+}
+
+func newTable(c *Config) *table.Table {
+	t := table.New(c.MaxAlarms)
+	t.SetMaxTombstones(c.MaxTombstones)
+	return t
 }
 
 func (c *Config) setDefaults() {
@@ -429,7 +439,7 @@ func New(cfg Config, now time.Time) *Node {
 	n := &Node{
 		cfg:         cfg,
 		codec:       codec,
-		tab:         table.New(cfg.MaxAlarms),
+		tab:         newTable(&cfg),
 		chain:       chain,
 		hist:        chain.History(),
 		inc:         cfg.Incarnation,

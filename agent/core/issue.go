@@ -215,6 +215,10 @@ func (n *Node) commitGroup(g *group) {
 func (n *Node) applyOne(c *wire.Change) {
 	if err := n.tab.Apply(c); err != nil {
 		n.event(Event{Kind: EvRejected, Reason: "apply: " + err.Error()})
+	} else if c.Kind == wire.ChangeClear {
+		n.ledger.clearApplied(c.Entity, c.Cause, c.Ver)
+	} else if c.Kind == wire.ChangeUnregister {
+		n.ledger.unregisterApplied(c.Entity, c.Ver)
 	}
 	if n.tab.Seq() < c.Seq {
 		n.tab.SetSeq(c.Seq)

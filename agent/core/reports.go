@@ -453,6 +453,8 @@ func (n *Node) onReportAck(m *wire.Ack, from wire.NodeID, epoch uint64) {
 			if lr.req.Kind == wire.ReportRaise {
 				n.ledger.boundAlarms(table.ID(lr.req.Name), n.tab)
 			}
+			// Acknowledged after the update that superseded it.
+			n.ledger.forgetCovered(n.tab, table.ID(lr.req.Name))
 			if st := n.el.State(); st.Master != 0 && (from != st.Master || epoch != st.Epoch) {
 				// Answered by a master we no longer follow: the write
 				// lives in that reign's table, which may lose to ours,

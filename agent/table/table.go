@@ -147,6 +147,7 @@ func (e *Entity) findAlarm(cause string) (int, bool) {
 // Table is the entity table.
 type Table struct {
 	maxAlarms int
+	maxTombs  int // MaxTombstones unless SetMaxTombstones changed it
 	seq       uint64
 	byID      map[uint64]*Entity
 	// sorted holds every entity in ascending ID order, for the deterministic
@@ -197,6 +198,7 @@ func New(maxAlarms int) *Table {
 	}
 	return &Table{
 		maxAlarms: maxAlarms,
+		maxTombs:  MaxTombstones,
 		byID:      make(map[uint64]*Entity),
 		owned:     make(map[wire.NodeID]int),
 		scratch:   make([]byte, 0, 512),
@@ -210,6 +212,16 @@ func New(maxAlarms int) *Table {
 // entity or alarm to re-assert: in practice until the next failover has come
 // and gone; thousands cover far more than that.
 const MaxTombstones = 4096
+
+// SetMaxTombstones changes the tombstone bound (n <= 0: MaxTombstones). The
+// simulator sets it low so that its chaos forgets tombstones often, which
+// the thousands of the default never let it see.
+func (t *Table) SetMaxTombstones(n int) {
+	if n <= 0 {
+		n = MaxTombstones
+	}
+	t.maxTombs = n
+}
 
 type alarmKey struct {
 	entity uint64
@@ -257,7 +269,7 @@ func (t *Table) tombEntity(id uint64, v wire.WriteVersion) {
 	old, ok := t.gone[id]
 	if !ok {
 		t.goneQ = append(t.goneQ, id)
-		for len(t.goneQ) > MaxTombstones {
+		for len(t.goneQ) > t.maxTombs {
 			delete(t.gone, t.goneQ[0])
 			t.goneQ = t.goneQ[1:]
 		}
@@ -274,7 +286,7 @@ func (t *Table) tombAlarm(id uint64, cause []byte, v wire.WriteVersion) {
 	}
 	k := alarmKey{id, string(cause)}
 	t.clearedQ = append(t.clearedQ, k)
-	for len(t.clearedQ) > MaxTombstones {
+	for len(t.clearedQ) > t.maxTombs {
 		delete(t.cleared, t.clearedQ[0])
 		t.clearedQ = t.clearedQ[1:]
 	}
