@@ -400,6 +400,7 @@ type Node struct {
 	nextReport  uint64
 	outstanding map[uint64]*localReport
 	ledger      ledger
+	lineage     lineage // the reigns this table applied (lineage.go)
 
 	rd      Ready
 	out     Ready
@@ -471,6 +472,7 @@ func New(cfg Config, now time.Time) *Node {
 	n.ms.init(cfg.RingSize)
 	n.applied.init()
 	n.ledger.init()
+	n.lineage.init()
 	n.mc.init(now, &n.cfg)
 	return n
 }

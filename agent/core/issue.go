@@ -223,6 +223,9 @@ func (n *Node) applyOne(c *wire.Change) {
 	if n.tab.Seq() < c.Seq {
 		n.tab.SetSeq(c.Seq)
 	}
+	// Only the reign followed or led applies through here.
+	st := n.el.State()
+	n.lineage.note(st.Epoch, st.Master, c.Ver)
 	if c.Req != 0 {
 		n.applied.put(c)
 	}

@@ -23,8 +23,9 @@ import (
 // 1,500, among them 105, 362 and 905: another node's clear applied in every
 // table, the raiser's ledger still holding its raise, a failover, and the
 // raise back in every table. Forgetting at once leaves the tombstone needed
-// only against a node that did not apply the clear: one cut off or on the
-// other side of a split brain when it was decided.
+// only against a node that did not apply the clear: one cut off when it
+// was decided (the master's lineage answers that: lineage.go), or on the
+// other side of a split brain.
 
 // clearApplied: this node's table applied a clear of alarm cause on entity
 // id under version v. Called for every update applied, so it allocates

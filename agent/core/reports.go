@@ -768,6 +768,11 @@ func (n *Node) register(g *group, r *plugin.Report) {
 		case !present && !ver.Less(rv):
 			n.supersede(g, r, "unregistered since")
 			return
+		case !present && n.lineage.holds(rv):
+			// Applied here, and gone: unregistered since, the
+			// tombstone forgotten (lineage.go).
+			n.supersede(g, r, "unregistered since")
+			return
 		case present && rv.Less(ver) && e.Owner != r.From && !e.Implicit:
 			n.supersede(g, r, "registered by another since")
 			return
@@ -965,12 +970,20 @@ func (n *Node) addVerdict(g *group, r *plugin.Report, v *plugin.Verdict) {
 				n.supersede(g, r, "the entity was registered again since")
 				return
 			}
-			if av, on := n.tab.AlarmVersion(id, v.Cause); !av.Less(rv) {
+			av, on := n.tab.AlarmVersion(id, v.Cause)
+			if !av.Less(rv) {
 				if on {
 					g.ver = av // there, as new or newer
 				} else {
 					n.supersede(g, r, "cleared since")
 				}
+				return
+			}
+			if !on && n.lineage.holds(rv) {
+				// Applied here, and gone: cleared (or its entity
+				// unregistered) since, the tombstone forgotten
+				// (lineage.go).
+				n.supersede(g, r, "cleared since")
 				return
 			}
 		}

@@ -237,8 +237,11 @@ func (n *Node) applySnapshot() {
 	// sender's table applied lately) are remembered in their place.
 	n.applied.reset()
 	n.ms.forgetAnswers()
+	n.lineage.reset()
+	st := n.el.State()
 	for i := 0; i <= s.last; i++ {
 		for _, hc := range s.chunks[uint16(i)] {
+			n.lineage.note(st.Epoch, st.Master, hc.c.Ver)
 			if hc.c.Kind == wire.ChangeApplied {
 				n.applied.put(&hc.c)
 				continue
