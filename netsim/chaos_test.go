@@ -290,11 +290,16 @@ var keptTwoFewTombsSeeds = []uint64{93, 136, 1468, 384, 1633}
 // took 105 s). Only these shapes displace alarms: the others allow eight.
 // Longer runs: go test ./netsim -run 'TestChaos$' -seeds N -args -maxalarms 1.
 func TestChaosFull(t *testing.T) {
+	runShapes(t, tightChaos, fullChaos)
+}
+
+// runShapes runs seeds 1 to 75 (15 with -short) of each shape.
+func runShapes(t *testing.T, shapes ...ChaosOptions) {
 	n := uint64(75)
 	if testing.Short() {
 		n = 15
 	}
-	for _, shape := range []ChaosOptions{tightChaos, fullChaos} {
+	for _, shape := range shapes {
 		for seed := uint64(1); seed <= n; seed++ {
 			res, _, err := RunChaos(seed, shape)
 			if err != nil {
@@ -310,18 +315,7 @@ func TestChaosFull(t *testing.T) {
 // acknowledged clear may come back all the same (DESIGN §9, "It stays").
 // Longer runs: go test ./netsim -run 'TestChaos$' -seeds N -args -maxtombs 4.
 func TestChaosFewTombstones(t *testing.T) {
-	n := uint64(75)
-	if testing.Short() {
-		n = 15
-	}
-	for _, shape := range []ChaosOptions{fewTombsChaos, twoFewTombsChaos} {
-		for seed := uint64(1); seed <= n; seed++ {
-			res, _, err := RunChaos(seed, shape)
-			if err != nil {
-				t.Errorf("seed %d (%d nodes): %v\n    replay: go test ./netsim/ -run 'TestChaos$' -seed %d -v -args%s", seed, res.Nodes, err, seed, shapeFlags(shape))
-			}
-		}
-	}
+	runShapes(t, fewTombsChaos, twoFewTombsChaos)
 }
 
 // TestChaosLong runs longChaos over a few hundred seeds (fifty with

@@ -14,9 +14,7 @@ import (
 // re-asserted to a master whose table had forgotten the clear's
 // tombstone came back in every table).
 func TestLedgerForgetsWhatItsTableSuperseded(t *testing.T) {
-	f := newBoundFixture(t, "svc/s0")
-	reg := Request{Kind: wire.ReportRegister, Name: f.name, EntityKind: wire.KindService}
-	f.l.record(&reg, boundVer(6))
+	f := registeredFixture(t, 6)
 	f.record(10, "c1", wire.SevMajor)
 	f.record(11, "c2", wire.SevMajor)
 	f.l.record(&Request{Kind: wire.ReportClear, Name: f.name, Cause: "c3"}, boundVer(12))
@@ -43,9 +41,7 @@ func TestLedgerForgetsWhatItsTableSuperseded(t *testing.T) {
 // What a snapshot's table shows superseded goes too (a node that was cut
 // off when the clear was decided takes the new master's table whole).
 func TestLedgerForgetsWhatASnapshotShowsSuperseded(t *testing.T) {
-	f := newBoundFixture(t, "svc/s0")
-	reg := Request{Kind: wire.ReportRegister, Name: f.name, EntityKind: wire.KindService}
-	f.l.record(&reg, boundVer(1))
+	f := registeredFixture(t, 1)
 	f.raise(2, "c1", wire.SevMajor)
 	f.record(2, "c1", wire.SevMajor)
 	f.record(4, "c2", wire.SevMajor) // not in the table yet
@@ -65,6 +61,14 @@ func TestLedgerForgetsWhatASnapshotShowsSuperseded(t *testing.T) {
 	f.apply(wire.Change{Seq: 10, Kind: wire.ChangeRegister, EntityKind: wire.KindService, State: wire.StateUp, Owner: 4, Name: []byte(f.name)})
 	f.l.forgetCovered(f.tab, f.id)
 	require.False(t, f.holds("c2"), "a raise on the entity's earlier life")
+}
+
+// registeredFixture: a boundFixture whose ledger holds svc/s0's
+// registration, acknowledged at seq.
+func registeredFixture(t *testing.T, seq uint64) *boundFixture {
+	f := newBoundFixture(t, "svc/s0")
+	f.l.record(&Request{Kind: wire.ReportRegister, Name: f.name, EntityKind: wire.KindService}, boundVer(seq))
+	return f
 }
 
 // clearApplied runs for every clear every node applies: it allocates
