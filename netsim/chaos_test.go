@@ -255,8 +255,11 @@ var deepTightChaos = ChaosOptions{MinNodes: deepChaos.MinNodes, MaxNodes: deepCh
 // keptDeepTightSeeds failed once under deepTightChaos: 4331 and 7516, the
 // ledger's bound sparing the raise just acknowledged, an older one
 // displaced since whose acknowledgement came late, and forgetting the
-// newer raise that had displaced it (now it spares the newest).
-var keptDeepTightSeeds = []uint64{4331, 7516}
+// newer raise that had displaced it (now it spares the newest); 3191, the
+// bound guessing at the limit itself, which forgot a raise waiting to be
+// re-asserted to a master restarted with an empty table (now it guesses
+// only beyond twice the limit).
+var keptDeepTightSeeds = []uint64{4331, 7516, 3191}
 
 // fewTombsChaos: the default shape with four tombstones of each kind kept
 // per table (thousands in the agent), so that clears and unregisters are
@@ -278,10 +281,11 @@ var twoFewTombsChaos = ChaosOptions{MinNodes: 2, MaxNodes: 2, Actions: DefaultCh
 
 // keptTwoFewTombsSeeds failed once under twoFewTombsChaos (48 of the first
 // 3,000): 93, 136 and 1468, as keptFewTombsSeeds' first three; 384 and
-// 1633, as 424 (6 were left by the ledger's forgetting, 2 by the
-// lineage: 797 and 2435, a raise of the losing side of a split brain,
-// older by version than the winner's clear, whose tombstone only can
-// refuse it: DESIGN §9, "It stays").
+// 1633, as 424. Still failing: 9 of the first 9,000 (797, 2435, 3814, ...)
+// and, under fewTombsChaos, 3 of the first 6,000 (1861, 2224, 4289): a
+// raise of the losing side of a split brain, older by version than the
+// winner's clear, which only its tombstone can refuse (DESIGN §9, "It
+// stays").
 var keptTwoFewTombsSeeds = []uint64{93, 136, 1468, 384, 1633}
 
 // TestChaosFull runs the default shape with entities' alarms full: one
