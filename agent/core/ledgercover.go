@@ -43,7 +43,7 @@ func (l *ledger) clearApplied(id uint64, cause []byte, v wire.WriteVersion) {
 // unregisterApplied: this node's table applied the unregister of entity id
 // under version v.
 func (l *ledger) unregisterApplied(id uint64, v wire.WriteVersion) {
-	if len(l.items) == 0 {
+	if l.ents[id] == 0 {
 		return
 	}
 	for i := 0; i < len(l.order); i++ {
@@ -57,30 +57,57 @@ func (l *ledger) unregisterApplied(id uint64, v wire.WriteVersion) {
 
 // forgetCovered forgets what tab shows superseded (as clearApplied and
 // unregisterApplied would have, had this node applied the clear or
-// unregister itself): after a snapshot replaced the table, and once an
-// acknowledgement came after the update that superseded the write it
-// acknowledges. id 0: every entity.
-func (l *ledger) forgetCovered(tab *table.Table, id uint64) {
+// unregister itself), after a snapshot replaced the table.
+func (l *ledger) forgetCovered(tab *table.Table) {
 	for i := 0; i < len(l.order); i++ {
-		k := l.order[i]
-		if id != 0 && k.entity != id {
-			continue
-		}
-		r := l.items[k]
-		if isTomb(&r) {
-			continue
-		}
-		// Unregistered since, or since registered again (a new life,
-		// born of a newer unregister).
-		ev, born, present := tab.EntityVersion(k.entity)
-		gone := !present && r.Ver.Less(ev) || present && r.Ver.Less(born)
-		if !gone && r.Kind == wire.ReportRaise {
-			av, on := tab.AlarmVersion(k.entity, k.cause)
-			gone = !on && r.Ver.Less(av)
-		}
-		if gone {
+		if k := l.order[i]; l.covered(tab, k) {
 			l.del(k)
 			i--
 		}
 	}
+}
+
+// forgetCoveredAck forgets the write of r, just recorded, if tab shows it
+// superseded already: its acknowledgement came after the update that
+// superseded it. Only r's own item is looked at, so a storm of
+// acknowledgements costs no more than before.
+func (l *ledger) forgetCoveredAck(tab *table.Table, r *Request) {
+	id := table.ID(r.Name)
+	k := ledgerKey{id, r.Cause}
+	switch r.Kind {
+	case wire.ReportRegister:
+		k.cause = ""
+	case wire.ReportDown, wire.ReportUp:
+		if _, ok := l.items[ledgerKey{id, stateKey}]; !ok {
+			k.cause = "" // kept with the registration
+		} else {
+			k.cause = stateKey
+		}
+	case wire.ReportRaise:
+	default:
+		return // a clear or an unregister: this node's word
+	}
+	if _, ok := l.items[k]; ok && l.covered(tab, k) {
+		l.del(k)
+	}
+}
+
+// covered reports whether tab shows item k superseded: unregistered since
+// (or registered again since: a new life, born of a newer unregister), or,
+// for a raise, cleared since. This node's own clears and unregisters
+// never are.
+func (l *ledger) covered(tab *table.Table, k ledgerKey) bool {
+	r := l.items[k]
+	if isTomb(&r) {
+		return false
+	}
+	ev, born, present := tab.EntityVersion(k.entity)
+	if !present && r.Ver.Less(ev) || present && r.Ver.Less(born) {
+		return true
+	}
+	if r.Kind == wire.ReportRaise {
+		av, on := tab.AlarmVersion(k.entity, k.cause)
+		return !on && r.Ver.Less(av)
+	}
+	return false
 }

@@ -46,20 +46,20 @@ func TestLedgerForgetsWhatASnapshotShowsSuperseded(t *testing.T) {
 	f.record(2, "c1", wire.SevMajor)
 	f.record(4, "c2", wire.SevMajor) // not in the table yet
 	f.clear(3, "c1")
-	f.l.forgetCovered(f.tab, 0)
+	f.l.forgetCovered(f.tab)
 	require.False(t, f.holds("c1"), "the table shows it cleared since")
 	require.True(t, f.holds("c2"), "raised after the clear the table holds")
 	require.True(t, f.holds(""))
 
 	f.apply(wire.Change{Seq: 9, Kind: wire.ChangeUnregister})
-	f.l.forgetCovered(f.tab, f.id)
+	f.l.forgetCovered(f.tab)
 	require.Zero(t, f.l.ledgerLen(), "unregistered since")
 
 	// Registered again by another node since: a new life, born of the
 	// unregister, which the earlier life's raise does not survive.
 	f.record(8, "c2", wire.SevMajor)
 	f.apply(wire.Change{Seq: 10, Kind: wire.ChangeRegister, EntityKind: wire.KindService, State: wire.StateUp, Owner: 4, Name: []byte(f.name)})
-	f.l.forgetCovered(f.tab, f.id)
+	f.l.forgetCovered(f.tab)
 	require.False(t, f.holds("c2"), "a raise on the entity's earlier life")
 }
 
@@ -81,4 +81,45 @@ func TestLedgerClearAppliedAllocs(t *testing.T) {
 		f.l.clearApplied(f.id, cause, boundVer(5))
 		f.l.clearApplied(f.id, other, boundVer(20))
 	}))
+}
+
+// An acknowledgement that comes after the update that superseded its
+// write (the clear applied here first) leaves nothing in the ledger; only
+// the acknowledged write's own item is looked at.
+func TestLedgerForgetsAWriteAcknowledgedAfterItsSupersession(t *testing.T) {
+	f := registeredFixture(t, 1)
+	f.raise(2, "c1", wire.SevMajor)
+	f.clear(3, "c1") // applied here before the raise's acknowledgement
+	raise := Request{Kind: wire.ReportRaise, Name: f.name, Cause: "c1", Severity: wire.SevMajor}
+	f.l.record(&raise, boundVer(2))
+	f.l.forgetCoveredAck(f.tab, &raise)
+	require.False(t, f.holds("c1"))
+
+	clr := Request{Kind: wire.ReportClear, Name: f.name, Cause: "c1"}
+	f.l.record(&clr, boundVer(3))
+	f.l.forgetCoveredAck(f.tab, &clr)
+	require.True(t, f.holds("c1"), "this node's own clear is its word")
+
+	f.apply(wire.Change{Seq: 5, Kind: wire.ChangeUnregister})
+	reg := Request{Kind: wire.ReportRegister, Name: f.name, EntityKind: wire.KindService}
+	f.l.record(&reg, boundVer(4))
+	f.l.forgetCoveredAck(f.tab, &reg)
+	require.False(t, f.holds(""), "unregistered since")
+	require.True(t, f.holds("c1"))
+}
+
+// The per-entity count that lets every node skip another node's
+// unregister follows the items through puts and deletions.
+func TestLedgerCountsItemsPerEntity(t *testing.T) {
+	f := registeredFixture(t, 1)
+	f.record(2, "c1", wire.SevMajor)
+	f.record(3, "c2", wire.SevMajor)
+	require.Equal(t, map[uint64]int{f.id: 3}, f.l.ents)
+	f.l.clearApplied(f.id, []byte("c1"), boundVer(4))
+	require.Equal(t, map[uint64]int{f.id: 2}, f.l.ents)
+	f.l.unregisterApplied(f.id+1, boundVer(9))
+	require.Equal(t, 2, f.l.ledgerLen(), "another entity's unregister")
+	f.l.unregisterApplied(f.id, boundVer(9))
+	require.Empty(t, f.l.ents)
+	require.Zero(t, f.l.ledgerLen())
 }

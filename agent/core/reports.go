@@ -85,6 +85,10 @@ type ledgerKey struct {
 type ledger struct {
 	items map[ledgerKey]Request
 	order []ledgerKey // insertion order, for deterministic re-assertion
+	// ents counts the items per entity, so that what every node applies
+	// (another node's unregister: unregisterApplied) costs a lookup when
+	// this node holds nothing on the entity.
+	ents  map[uint64]int
 	tombs int
 	dirty bool
 	// maxEpoch bounds the epochs of the items' versions from above (it is
@@ -122,7 +126,10 @@ const stateKey = "\x00state"
 // with the new registration (netns chaos: svc/w4-2's cpu and net).
 const tombKey = "\x00tomb"
 
-func (l *ledger) init() { l.items = make(map[ledgerKey]Request) }
+func (l *ledger) init() {
+	l.items = make(map[ledgerKey]Request)
+	l.ents = make(map[uint64]int)
+}
 
 func isTomb(r *Request) bool { return r.Kind == wire.ReportUnregister || r.Kind == wire.ReportClear }
 
@@ -130,6 +137,7 @@ func (l *ledger) put(k ledgerKey, r Request) {
 	old, ok := l.items[k]
 	if !ok {
 		l.order = append(l.order, k)
+		l.ents[k.entity]++
 	} else if isTomb(&old) {
 		l.tombs--
 	}
@@ -156,6 +164,9 @@ func (l *ledger) del(k ledgerKey) {
 		l.tombs--
 	}
 	delete(l.items, k)
+	if l.ents[k.entity]--; l.ents[k.entity] <= 0 {
+		delete(l.ents, k.entity)
+	}
 	for i, o := range l.order {
 		if o == k {
 			l.order = append(l.order[:i], l.order[i+1:]...)
@@ -454,7 +465,7 @@ func (n *Node) onReportAck(m *wire.Ack, from wire.NodeID, epoch uint64) {
 				n.ledger.boundAlarms(table.ID(lr.req.Name), n.tab)
 			}
 			// Acknowledged after the update that superseded it.
-			n.ledger.forgetCovered(n.tab, table.ID(lr.req.Name))
+			n.ledger.forgetCoveredAck(n.tab, &lr.req)
 			if st := n.el.State(); st.Master != 0 && (from != st.Master || epoch != st.Epoch) {
 				// Answered by a master we no longer follow: the write
 				// lives in that reign's table, which may lose to ours,

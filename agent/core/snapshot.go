@@ -253,7 +253,7 @@ func (n *Node) applySnapshot() {
 	}
 	n.tab.SetSeq(s.upTo)
 	n.tab.SetHeadEpoch(n.el.State().Epoch)
-	n.ledger.forgetCovered(n.tab, 0)
+	n.ledger.forgetCovered(n.tab)
 	n.tableSynced = true
 	n.masterSeq = max(n.masterSeq, s.upTo)
 	s.reset(&n.free)
