@@ -209,8 +209,12 @@ func New(maxAlarms int) *Table {
 
 // MaxTombstones bounds each kind of tombstone (entities, alarms) a table
 // keeps. A tombstone is needed until no node holds an older write of the same
-// entity or alarm to re-assert: in practice until the next failover has come
-// and gone; thousands cover far more than that.
+// entity or alarm to re-assert. The core's ledgers forget what their own
+// tables show superseded, and a master refuses a re-asserted write its table
+// applied and no longer shows (agent/core: ledgercover.go, lineage.go), so
+// what a tombstone alone guards is a write from the losing side of a split
+// brain, older than the winner's clear: thousands cover any split but one
+// that long and that busy (DESIGN §9, "It stays").
 const MaxTombstones = 4096
 
 // SetMaxTombstones changes the tombstone bound (n <= 0: MaxTombstones). The
