@@ -19,12 +19,13 @@ import (
 // boundAlarms forgets this node's raises on entity id beyond maxAlarms
 // (tab's limit): first those tab shows cleared since they were
 // acknowledged (absent, under a newer clear: another node's, or a
-// displacement), which re-asserted would be superseded anyway: with the
-// table up to date that is exact. The rest stay while the table is behind
-// (the update that carried the last raise, or the displacement it caused,
-// not yet applied here): its clear, once applied, takes the displaced one
-// (clearApplied), and a master change decides between them (a re-asserted
-// raise finds the entity full: displaced on arrival). Only beyond
+// displacement; covered in ledgercover.go), which re-asserted would be
+// superseded anyway: with the table up to date that is exact. The rest
+// stay while the table is behind (the update that carried the last raise,
+// or the displacement it caused, not yet applied here): its clear, once
+// applied, takes the displaced one (clearApplied), and a master change
+// decides between them (a re-asserted raise finds the entity full:
+// displaced on arrival). Only beyond
 // ledgerAlarmSlack times the limit, a flood the table does not keep up
 // with, does the bound guess: the least severe first, then the oldest (the
 // alarm the master displaces: displace in reports.go), never the newest
@@ -59,12 +60,10 @@ func (l *ledger) boundAlarms(id uint64, tab *table.Table) int {
 		if k.entity != id || k.cause == "" || k.cause == stateKey {
 			continue
 		}
-		if r := l.items[k]; r.Kind == wire.ReportRaise {
-			if av, on := tab.AlarmVersion(id, k.cause); !on && r.Ver.Less(av) {
-				l.del(k)
-				forgot++
-				i--
-			}
+		if l.covered(tab, k) {
+			l.del(k)
+			forgot++
+			i--
 		}
 	}
 	for {
