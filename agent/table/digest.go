@@ -168,14 +168,15 @@ func (t *Table) SnapshotChanges(dst []wire.Change) []wire.Change {
 	}
 	// Tombstones, in a fixed order, so the receiver refuses the same
 	// re-asserted writes as the sender would.
-	for _, id := range t.goneQ {
-		if v, ok := t.gone[id]; ok {
-			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeUnregister, Entity: id, Ver: v})
+	for _, pl := range t.gone.q[t.gone.head:] {
+		if pl.live() {
+			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeUnregister, Entity: pl.t.key, Ver: pl.t.ver})
 		}
 	}
-	for _, k := range t.clearedQ {
-		if v, ok := t.cleared[k]; ok {
-			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeClear, Entity: k.entity, Cause: unsafeBytes(k.cause), Ver: *v})
+	for _, pl := range t.cleared.q[t.cleared.head:] {
+		if pl.live() {
+			k := pl.t.key
+			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeClear, Entity: k.entity, Cause: unsafeBytes(k.cause), Ver: pl.t.ver})
 		}
 	}
 	return dst

@@ -173,11 +173,10 @@ type Table struct {
 	headEpoch uint64
 	// Tombstones: the version of the write that unregistered an entity or
 	// cleared an alarm, so that an older write re-asserted later does not
-	// bring it back. Bounded: the oldest are forgotten first.
-	gone     map[uint64]wire.WriteVersion
-	goneQ    []uint64
-	cleared  map[alarmKey]*wire.WriteVersion
-	clearedQ []alarmKey
+	// bring it back. Bounded: the oldest by last removal are forgotten
+	// first (tombs.go).
+	gone    tombs[uint64]
+	cleared tombs[alarmKey]
 
 	// The digest (digest.go): acc is the sum, mod 2^64, of every entity's
 	// sum, and dirty lists (once each) the entities changed since their
@@ -202,13 +201,14 @@ func New(maxAlarms int) *Table {
 		byID:      make(map[uint64]*Entity),
 		owned:     make(map[wire.NodeID]int),
 		scratch:   make([]byte, 0, 512),
-		gone:      make(map[uint64]wire.WriteVersion),
-		cleared:   make(map[alarmKey]*wire.WriteVersion),
+		gone:      newTombs[uint64](),
+		cleared:   newTombs[alarmKey](),
 	}
 }
 
 // MaxTombstones bounds each kind of tombstone (entities, alarms) a table
-// keeps. A tombstone is needed until no node holds an older write of the same
+// keeps, one per entity or alarm, the oldest by its last removal forgotten
+// first (tombs.go). A tombstone is needed until no node holds an older write of the same
 // entity or alarm to re-assert. The core's ledgers forget what their own
 // tables show superseded, and a master refuses a re-asserted write its table
 // applied and no longer shows (agent/core: ledgercover.go, lineage.go), so
@@ -245,7 +245,7 @@ func (t *Table) EntityVersion(id uint64) (ver, born wire.WriteVersion, present b
 	if e, ok := t.byID[id]; ok {
 		return e.Ver, e.Born, true
 	}
-	return t.gone[id], wire.WriteVersion{}, false
+	return t.gone.version(id), wire.WriteVersion{}, false
 }
 
 // AlarmVersion returns the version of alarm cause on entity id if it is
@@ -256,10 +256,7 @@ func (t *Table) AlarmVersion(id uint64, cause string) (wire.WriteVersion, bool) 
 			return a.Ver, true
 		}
 	}
-	if p, ok := t.cleared[alarmKey{id, cause}]; ok {
-		return *p, false
-	}
-	return wire.WriteVersion{}, false
+	return t.cleared.version(alarmKey{id, cause}), false
 }
 
 func maxVer(a, b wire.WriteVersion) wire.WriteVersion {
@@ -270,33 +267,17 @@ func maxVer(a, b wire.WriteVersion) wire.WriteVersion {
 }
 
 func (t *Table) tombEntity(id uint64, v wire.WriteVersion) {
-	old, ok := t.gone[id]
-	if !ok {
-		t.goneQ = append(t.goneQ, id)
-		for len(t.goneQ) > t.maxTombs {
-			delete(t.gone, t.goneQ[0])
-			t.goneQ = t.goneQ[1:]
-		}
-	}
-	t.gone[id] = maxVer(old, v)
+	t.gone.removed(id, v, t.maxTombs)
 }
 
 func (t *Table) tombAlarm(id uint64, cause []byte, v wire.WriteVersion) {
-	if p, ok := t.cleared[alarmKey{id, unsafeString(cause)}]; ok {
-		// Updated in place: a map assignment would store the key again,
-		// and this one aliases a packet buffer.
-		*p = maxVer(*p, v)
+	if p := t.cleared.find(alarmKey{id, unsafeString(cause)}); p != nil {
+		// Found with a key that aliases a packet buffer: updated in
+		// place, the key not stored again.
+		t.cleared.requeue(p, v)
 		return
 	}
-	k := alarmKey{id, string(cause)}
-	t.clearedQ = append(t.clearedQ, k)
-	for len(t.clearedQ) > t.maxTombs {
-		delete(t.cleared, t.clearedQ[0])
-		t.clearedQ = t.clearedQ[1:]
-	}
-	p := new(wire.WriteVersion) // (not &v: v would escape on every call)
-	*p = v
-	t.cleared[k] = p
+	t.cleared.removed(alarmKey{id, string(cause)}, v, t.maxTombs)
 }
 
 // MaxAlarms is the per-entity alarm limit.
@@ -383,10 +364,8 @@ func (t *Table) Reset() {
 	clear(t.owned)
 	t.seq = 0
 	t.headEpoch = 0
-	clear(t.gone)
-	clear(t.cleared)
-	t.goneQ = t.goneQ[:0]
-	t.clearedQ = t.clearedQ[:0]
+	t.gone.reset()
+	t.cleared.reset()
 	for _, e := range t.dirty {
 		e.dirty = 0
 	}
@@ -473,8 +452,7 @@ func (t *Table) Apply(c *wire.Change) error {
 	switch c.Kind {
 	case wire.ChangeRegister:
 		if e == nil {
-			e = &Entity{ID: c.Entity, Name: string(c.Name), Born: t.gone[c.Entity], Implicit: c.Flags&wire.ChangeImplicit != 0}
-			delete(t.gone, c.Entity)
+			e = &Entity{ID: c.Entity, Name: string(c.Name), Born: t.gone.take(c.Entity), Implicit: c.Flags&wire.ChangeImplicit != 0}
 			e.Kind, e.Owner = c.EntityKind, c.Owner
 			t.insert(e)
 		} else {
@@ -510,7 +488,7 @@ func (t *Table) Apply(c *wire.Change) error {
 			e.Alarms[i].Seq = c.Seq
 			e.Alarms[i].Ver = maxVer(e.Alarms[i].Ver, c.Ver)
 		} else {
-			delete(t.cleared, alarmKey{c.Entity, unsafeString(c.Cause)})
+			t.cleared.take(alarmKey{c.Entity, unsafeString(c.Cause)})
 			e.Alarms = slices.Insert(e.Alarms, i, Alarm{
 				Cause:    string(c.Cause),
 				Severity: c.Severity,

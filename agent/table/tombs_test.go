@@ -1,0 +1,139 @@
+package table_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fmagent/fmagent/agent/table"
+	"github.com/fmagent/fmagent/wire"
+)
+
+// A tombstone's place in the bound is its last removal's: an alarm cleared,
+// raised again and cleared again is the newest tombstone, not the oldest,
+// and it holds one place, not two. So is an entity unregistered, registered
+// again and unregistered again.
+func TestTombstoneOrderIsTheLastRemovals(t *testing.T) {
+	tb := table.New(4)
+	tb.SetMaxTombstones(2)
+	seq := uint64(0)
+	apply := func(c wire.Change) {
+		t.Helper()
+		seq++
+		c.Seq, c.Ver = seq, v(1, seq)
+		require.NoError(t, tb.Apply(&c))
+	}
+	reg := func(name string) {
+		apply(wire.Change{Kind: wire.ChangeRegister, Entity: table.ID(name), Name: []byte(name),
+			EntityKind: wire.KindService, Owner: 2, State: wire.StateUp})
+	}
+	a := table.ID("svc/a")
+	reg("svc/a")
+	apply(wire.Change{Kind: wire.ChangeClear, Entity: a, Cause: []byte("x")})
+	apply(wire.Change{Kind: wire.ChangeRaise, Entity: a, Cause: []byte("x"), Severity: wire.SevMajor})
+	apply(wire.Change{Kind: wire.ChangeClear, Entity: a, Cause: []byte("x")})
+	lastX := v(1, seq)
+	apply(wire.Change{Kind: wire.ChangeClear, Entity: a, Cause: []byte("y")})
+	got, raised := tb.AlarmVersion(a, "x")
+	require.False(t, raised)
+	require.Equal(t, lastX, got, "two alarms cleared, two tombstones kept: x's last clear is one")
+
+	// x is the older of the two now; a third forgets it, not y.
+	apply(wire.Change{Kind: wire.ChangeClear, Entity: a, Cause: []byte("z")})
+	got, _ = tb.AlarmVersion(a, "x")
+	require.True(t, got.IsZero(), "x's clear is the oldest")
+	got, _ = tb.AlarmVersion(a, "y")
+	require.False(t, got.IsZero(), "y's clear is kept")
+
+	b := table.ID("svc/b")
+	reg("svc/b")
+	apply(wire.Change{Kind: wire.ChangeUnregister, Entity: b})
+	reg("svc/b")
+	apply(wire.Change{Kind: wire.ChangeUnregister, Entity: b})
+	lastB := v(1, seq)
+	apply(wire.Change{Kind: wire.ChangeUnregister, Entity: table.ID("svc/c")})
+	got, _, present := tb.EntityVersion(b)
+	require.False(t, present)
+	require.Equal(t, lastB, got, "two entities unregistered, two tombstones kept: b's last unregister is one")
+}
+
+// A table rebuilt from another's snapshot keeps the same tombstones in the
+// same order, so both forget the same ones afterwards: either may be the
+// next master, and each must refuse the same re-asserted writes.
+func TestTombstonesAfterASnapshotForgetAlike(t *testing.T) {
+	const max = 3
+	src := table.New(4)
+	src.SetMaxTombstones(max)
+	seq := uint64(0)
+	apply := func(tabs []*table.Table, c wire.Change) {
+		t.Helper()
+		seq++
+		c.Seq, c.Ver = seq, v(1, seq)
+		for _, tb := range tabs {
+			cc := c
+			require.NoError(t, tb.Apply(&cc))
+		}
+	}
+	a := table.ID("svc/a")
+	apply([]*table.Table{src}, wire.Change{Kind: wire.ChangeRegister, Entity: a, Name: []byte("svc/a"),
+		EntityKind: wire.KindService, Owner: 2, State: wire.StateUp})
+	// Alarm x flaps; others are cleared around it.
+	for i := range 4 {
+		apply([]*table.Table{src}, wire.Change{Kind: wire.ChangeClear, Entity: a, Cause: []byte("x")})
+		apply([]*table.Table{src}, wire.Change{Kind: wire.ChangeClear, Entity: a, Cause: fmt.Appendf(nil, "o%d", i)})
+		apply([]*table.Table{src}, wire.Change{Kind: wire.ChangeRaise, Entity: a, Cause: []byte("x"), Severity: wire.SevMinor})
+	}
+	apply([]*table.Table{src}, wire.Change{Kind: wire.ChangeClear, Entity: a, Cause: []byte("x")})
+
+	dst := table.New(4)
+	dst.SetMaxTombstones(max)
+	for _, c := range src.SnapshotChanges(nil) {
+		require.NoError(t, dst.Apply(&c))
+	}
+	require.Equal(t, src.Digest(), dst.Digest())
+
+	causes := []string{"x", "o0", "o1", "o2", "o3", "n0", "n1", "n2"}
+	tombs := func(tb *table.Table) []wire.WriteVersion {
+		var vs []wire.WriteVersion
+		for _, c := range causes {
+			ver, _ := tb.AlarmVersion(a, c)
+			vs = append(vs, ver)
+		}
+		return vs
+	}
+	require.Equal(t, tombs(src), tombs(dst), "the snapshot's tombstones")
+	for i := range 3 {
+		apply([]*table.Table{src, dst}, wire.Change{Kind: wire.ChangeClear, Entity: a, Cause: fmt.Appendf(nil, "n%d", i)})
+		require.Equal(t, tombs(src), tombs(dst), "after %d more clears", i+1)
+	}
+}
+
+// Clearing an alarm that already has its tombstone (a retransmission, a
+// re-assertion, a flapping alarm's next clear of a cause whose raise was
+// refused) moves its place without allocating once the queue has grown.
+func TestTombstoneRequeueAllocs(t *testing.T) {
+	tb := table.New(4)
+	tb.SetMaxTombstones(8)
+	seq := uint64(0)
+	c := wire.Change{Kind: wire.ChangeClear, Cause: []byte("x")}
+	clearOne := func(entity uint64) {
+		seq++
+		c.Entity, c.Seq, c.Ver = entity, seq, v(1, seq)
+		if err := tb.Apply(&c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range uint64(8) {
+		clearOne(100 + i)
+	}
+	for range 1000 {
+		clearOne(100 + seq%8)
+	}
+	allocs := testing.AllocsPerRun(1000, func() { clearOne(100 + seq%8) })
+	require.Zero(t, allocs)
+	for i := range uint64(8) {
+		got, _ := tb.AlarmVersion(100+i, "x")
+		require.False(t, got.IsZero(), "entity %d's tombstone", 100+i)
+	}
+}
