@@ -101,6 +101,22 @@ func registerOpsMetrics(r *metrics.Registry, a *agent) {
 				}
 			}
 		})
+	tombstones := func(forgotten bool) func(emit func(float64, ...string)) {
+		return func(emit func(float64, ...string)) {
+			a.mu.Lock()
+			ents, alarms, fEnts, fAlarms := a.core.Table().Tombstones()
+			a.mu.Unlock()
+			if forgotten {
+				ents, alarms = int(fEnts), int(fAlarms)
+			}
+			emit(float64(ents), "kind", "entity")
+			emit(float64(alarms), "kind", "alarm")
+		}
+	}
+	r.GaugeCollector("fmagent_tombstones", "Tombstones this node's table keeps, by kind: the unregisters (entity) and clears (alarm) that refuse an older write re-asserted later, one per entity or alarm, at most 4,096 of each.",
+		tombstones(false))
+	r.CounterCollector("fmagent_tombstones_forgotten_total", "Tombstones this node's table forgot to its bound since the agent started, by kind, the oldest by last clear or unregister first. Above zero, a raise or registration from the losing side of a split brain, older than a clear or unregister it forgot, would be applied again at the heal.",
+		tombstones(true))
 	metrics.RegisterProcess(r)
 	metrics.RegisterGo(r)
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"testing"
@@ -9,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fmagent/fmagent/client"
+	"github.com/fmagent/fmagent/config"
 	fmmetrics "github.com/fmagent/fmagent/metrics"
 	"github.com/fmagent/fmagent/transport"
 )
@@ -117,4 +120,40 @@ func TestRTLockWait(t *testing.T) {
 	assert.Positive(t, wait)
 	assert.LessOrEqual(t, wait, elapsed.Seconds(), "the wait is within the call")
 	assert.InDelta(t, wait, time.Duration(a.m.lockWaitMax.Load()).Seconds(), 1e-9, "the longest is the only one")
+}
+
+// fmagent_tombstones counts the clears and unregisters a node's table keeps
+// to refuse older writes re-asserted later, replicated like the rest of the
+// table: the other node's scrape shows this node's clients' writes.
+// fmagent_tombstones_forgotten_total is exported, zero below the bound
+// (the bound itself: table's TestTombstonesForgottenCounted).
+func TestTombstoneMetrics(t *testing.T) {
+	tc := startCluster(t, 2, func(c *config.Config) { c.Metrics.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t)) })
+	c := tc.nodes[0].client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	registerOnceMaster(t, ctx, c, "svc/tomb-a")
+	_, err := c.Register(ctx, "svc/tomb-b", client.KindService)
+	require.NoError(t, err)
+	for _, cause := range []string{"disk", "fan", "disk"} { // disk flaps: one tombstone still
+		_, err = c.Raise(ctx, "svc/tomb-a", cause, client.SevMajor)
+		require.NoError(t, err)
+		_, err = c.Clear(ctx, "svc/tomb-a", cause)
+		require.NoError(t, err)
+	}
+	_, err = c.Unregister(ctx, "svc/tomb-b")
+	require.NoError(t, err)
+
+	addr := tc.nodes[1].cfg.Metrics.Listen
+	var m map[string]float64
+	require.Eventually(t, func() bool {
+		m = metricsOf(t, addr)
+		return m[`fmagent_tombstones{kind="alarm"}`] == 2 && m[`fmagent_tombstones{kind="entity"}`] == 1
+	}, 10*time.Second, 20*time.Millisecond, "two alarms cleared and one entity unregistered, in the other node's table: %v alarm, %v entity",
+		m[`fmagent_tombstones{kind="alarm"}`], m[`fmagent_tombstones{kind="entity"}`])
+	for _, kind := range []string{"alarm", "entity"} {
+		v, ok := m[`fmagent_tombstones_forgotten_total{kind="`+kind+`"}`]
+		require.True(t, ok, "fmagent_tombstones_forgotten_total{kind=%q} exported", kind)
+		require.Zero(t, v, kind)
+	}
 }

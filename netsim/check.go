@@ -296,6 +296,11 @@ func (c *Checker) checkSameSeq(n *Node) {
 				n.ID, o.ID, r.Master, r.Epoch, seq, d, n.Core.Table().Len(), od, o.Core.Table().Len())
 			return
 		}
+		if d, od := n.Core.Table().TombstoneDigest(), o.Core.Table().TombstoneDigest(); d != od {
+			c.fail(InvSameSeqSameContent, "nodes %d and %d follow master %d at epoch %d and are both at seq %d, with different tombstones (%016x; %016x): either may be the next master",
+				n.ID, o.ID, r.Master, r.Epoch, seq, d, od)
+			return
+		}
 	}
 }
 
@@ -491,6 +496,13 @@ func (c *Checker) CheckHealed(expect wire.NodeID) error {
 		if d := n.Core.Table().Digest(); d != md {
 			return c.fail(InvConverged, "node %d table digest %016x (seq %d, %d entities) != master %d's %016x (seq %d, %d entities)",
 				n.ID, d, n.Core.Table().Seq(), n.Core.Table().Len(), master.ID, md, master.Core.Table().Seq(), master.Core.Table().Len())
+		}
+		if n.Core.Table().Seq() != master.Core.Table().Seq() {
+			continue // tombstones are compared at the same seq
+		}
+		if d, md := n.Core.Table().TombstoneDigest(), master.Core.Table().TombstoneDigest(); d != md {
+			return c.fail(InvConverged, "node %d's tombstones %016x != master %d's %016x (seq %d)",
+				n.ID, d, master.ID, md, master.Core.Table().Seq())
 		}
 	}
 	return nil

@@ -1,6 +1,12 @@
 package table
 
-import "github.com/fmagent/fmagent/wire"
+import (
+	"encoding/binary"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/fmagent/fmagent/wire"
+)
 
 // tombs is one kind of tombstone (an entity's unregister, an alarm's
 // clear): for each key the version of the write that last removed it,
@@ -24,6 +30,11 @@ type tombs[K comparable] struct {
 	q    []tombPlace[K] // q[head:]: oldest last removal first; stale places among them
 	head int
 	gen  uint64
+	// forgotten counts the tombstones forgotten to the bound, since the
+	// table was made (a snapshot's Reset leaves it): the count of writes
+	// only a tombstone could refuse that this table can no longer refuse
+	// (DESIGN §9, "It stays"; fmagent_tombstones_forgotten_total).
+	forgotten uint64
 }
 
 type tomb[K comparable] struct {
@@ -105,6 +116,7 @@ func (ts *tombs[K]) forgetOldest() {
 		if pl.live() {
 			delete(ts.m, pl.t.key)
 			pl.t.gen = 0
+			ts.forgotten++
 			return
 		}
 	}
@@ -131,4 +143,40 @@ func (ts *tombs[K]) reset() {
 	clear(ts.q)
 	ts.q = ts.q[:0]
 	ts.head = 0
+}
+
+// Tombstones returns how many tombstones the table keeps, of entities
+// (unregisters) and of alarms (clears), and how many of each it forgot to
+// the bound (MaxTombstones) since it was made.
+func (t *Table) Tombstones() (entities, alarms int, forgottenEntities, forgottenAlarms uint64) {
+	return len(t.gone.m), len(t.cleared.m), t.gone.forgotten, t.cleared.forgotten
+}
+
+// TombstoneDigest is a hash of the table's tombstones in the order they are
+// forgotten (entities' first, then alarms'). Two tables that applied the
+// same changes, or one rebuilt from the other's SnapshotChanges, have equal
+// tombstone digests, and so refuse the same re-asserted writes from then on
+// whichever of them is master; Digest leaves tombstones out. For checks (the
+// simulator's), not for a hot path: it hashes every tombstone.
+func (t *Table) TombstoneDigest() uint64 {
+	h := xxhash.New()
+	var b []byte
+	for _, pl := range t.gone.q[t.gone.head:] {
+		if pl.live() {
+			b = binary.LittleEndian.AppendUint64(b[:0], pl.t.key)
+			b = appendVer(b, pl.t.ver)
+			_, _ = h.Write(b)
+		}
+	}
+	_, _ = h.Write([]byte{0xff})
+	for _, pl := range t.cleared.q[t.cleared.head:] {
+		if pl.live() {
+			b = binary.LittleEndian.AppendUint64(b[:0], pl.t.key.entity)
+			b = append(b, byte(len(pl.t.key.cause)))
+			b = append(b, pl.t.key.cause...)
+			b = appendVer(b, pl.t.ver)
+			_, _ = h.Write(b)
+		}
+	}
+	return h.Sum64()
 }

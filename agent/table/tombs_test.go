@@ -103,10 +103,33 @@ func TestTombstonesAfterASnapshotForgetAlike(t *testing.T) {
 		return vs
 	}
 	require.Equal(t, tombs(src), tombs(dst), "the snapshot's tombstones")
+	require.Equal(t, src.TombstoneDigest(), dst.TombstoneDigest())
 	for i := range 3 {
 		apply([]*table.Table{src, dst}, wire.Change{Kind: wire.ChangeClear, Entity: a, Cause: fmt.Appendf(nil, "n%d", i)})
 		require.Equal(t, tombs(src), tombs(dst), "after %d more clears", i+1)
+		require.Equal(t, src.TombstoneDigest(), dst.TombstoneDigest(), "after %d more clears", i+1)
 	}
+
+	// The digest tells the order apart, and a version.
+	x, y := table.New(4), table.New(4)
+	for _, c := range []wire.Change{
+		{Seq: 1, Kind: wire.ChangeUnregister, Entity: 7, Ver: v(1, 1)},
+		{Seq: 2, Kind: wire.ChangeUnregister, Entity: 8, Ver: v(1, 2)},
+	} {
+		require.NoError(t, x.Apply(&c))
+	}
+	for _, c := range []wire.Change{
+		{Seq: 1, Kind: wire.ChangeUnregister, Entity: 8, Ver: v(1, 2)},
+		{Seq: 2, Kind: wire.ChangeUnregister, Entity: 7, Ver: v(1, 1)},
+	} {
+		require.NoError(t, y.Apply(&c))
+	}
+	require.NotEqual(t, x.TombstoneDigest(), y.TombstoneDigest(), "the same tombstones in another order")
+	c := wire.Change{Seq: 3, Kind: wire.ChangeUnregister, Entity: 7, Ver: v(1, 3)}
+	require.NoError(t, y.Apply(&c))
+	c = wire.Change{Seq: 3, Kind: wire.ChangeUnregister, Entity: 7, Ver: v(1, 4)}
+	require.NoError(t, x.Apply(&c))
+	require.NotEqual(t, x.TombstoneDigest(), y.TombstoneDigest(), "the same order, another version")
 }
 
 // Clearing an alarm that already has its tombstone (a retransmission, a
@@ -136,4 +159,22 @@ func TestTombstoneRequeueAllocs(t *testing.T) {
 		got, _ := tb.AlarmVersion(100+i, "x")
 		require.False(t, got.IsZero(), "entity %d's tombstone", 100+i)
 	}
+}
+
+// The bound forgets the oldest, and counts what it forgot; a snapshot's
+// Reset keeps the count (it is the node's, since it started).
+func TestTombstonesForgottenCounted(t *testing.T) {
+	tb := table.New(4)
+	tb.SetMaxTombstones(3)
+	for i := range uint64(5) {
+		c := wire.Change{Seq: i + 1, Kind: wire.ChangeClear, Entity: 1, Cause: fmt.Appendf(nil, "c%d", i), Ver: v(1, i+1)}
+		require.NoError(t, tb.Apply(&c))
+		c = wire.Change{Seq: i + 1, Kind: wire.ChangeUnregister, Entity: 10 + i, Ver: v(1, i+1)}
+		require.NoError(t, tb.Apply(&c))
+	}
+	ents, alarms, fEnts, fAlarms := tb.Tombstones()
+	require.Equal(t, []any{3, 3, uint64(2), uint64(2)}, []any{ents, alarms, fEnts, fAlarms})
+	tb.Reset()
+	ents, alarms, fEnts, fAlarms = tb.Tombstones()
+	require.Equal(t, []any{0, 0, uint64(2), uint64(2)}, []any{ents, alarms, fEnts, fAlarms})
 }
