@@ -174,7 +174,7 @@ func (t *Table) SnapshotChanges(dst []wire.Change) []wire.Change {
 		}
 	}
 	for _, pl := range t.cleared.q[t.cleared.head:] {
-		if pl.live() {
+		if pl.live() && t.alarmTombShown(pl.t.key) {
 			k := pl.t.key
 			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeClear, Entity: k.entity, Cause: unsafeBytes(k.cause), Ver: pl.t.ver})
 		}

@@ -266,11 +266,27 @@ func maxVer(a, b wire.WriteVersion) wire.WriteVersion {
 	return a
 }
 
+// A change without a version is a node's own mark on its copy of the
+// table, which no master ordered (core's stale-cluster alarm): it leaves
+// the tombstones as they are, so that they stay the same on every node
+// (TombstoneDigest). A tombstone of version zero would refuse nothing, and
+// hold a place in the bound that the master's table does not give it; and
+// a local raise that took the alarm's tombstone would leave this table
+// without one the others keep. A tombstone of an alarm raised locally
+// stays (AlarmVersion answers the alarm while it is raised) and is neither
+// sent in a snapshot nor hashed while it is (tombShown).
+
 func (t *Table) tombEntity(id uint64, v wire.WriteVersion) {
+	if v.IsZero() {
+		return
+	}
 	t.gone.removed(id, v, t.maxTombs)
 }
 
 func (t *Table) tombAlarm(id uint64, cause []byte, v wire.WriteVersion) {
+	if v.IsZero() {
+		return
+	}
 	if p := t.cleared.find(alarmKey{id, unsafeString(cause)}); p != nil {
 		// Found with a key that aliases a packet buffer: updated in
 		// place, the key not stored again.
@@ -488,7 +504,9 @@ func (t *Table) Apply(c *wire.Change) error {
 			e.Alarms[i].Seq = c.Seq
 			e.Alarms[i].Ver = maxVer(e.Alarms[i].Ver, c.Ver)
 		} else {
-			t.cleared.take(alarmKey{c.Entity, unsafeString(c.Cause)})
+			if !c.Ver.IsZero() {
+				t.cleared.take(alarmKey{c.Entity, unsafeString(c.Cause)})
+			}
 			e.Alarms = slices.Insert(e.Alarms, i, Alarm{
 				Cause:    string(c.Cause),
 				Severity: c.Severity,

@@ -145,6 +145,18 @@ func (ts *tombs[K]) reset() {
 	ts.head = 0
 }
 
+// alarmTombShown reports whether the tombstone of alarm k counts for what
+// the table tells others (SnapshotChanges, TombstoneDigest): not while the
+// alarm is raised, which only a local raise (no version) leaves it beside.
+func (t *Table) alarmTombShown(k alarmKey) bool {
+	e, ok := t.byID[k.entity]
+	if !ok {
+		return true
+	}
+	_, raised := e.findAlarm(k.cause)
+	return !raised
+}
+
 // Tombstones returns how many tombstones the table keeps, of entities
 // (unregisters) and of alarms (clears), and how many of each it forgot to
 // the bound (MaxTombstones) since it was made.
@@ -170,7 +182,7 @@ func (t *Table) TombstoneDigest() uint64 {
 	}
 	_, _ = h.Write([]byte{0xff})
 	for _, pl := range t.cleared.q[t.cleared.head:] {
-		if pl.live() {
+		if pl.live() && t.alarmTombShown(pl.t.key) {
 			b = binary.LittleEndian.AppendUint64(b[:0], pl.t.key.entity)
 			b = append(b, byte(len(pl.t.key.cause)))
 			b = append(b, pl.t.key.cause...)
