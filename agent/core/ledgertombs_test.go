@@ -65,4 +65,14 @@ func TestLedgerTombQueueBounded(t *testing.T) {
 	}
 	require.Len(t, l.tombAt, 3)
 	require.LessOrEqual(t, len(l.tombQ), 2*3+33)
+
+	// Clears of ever new alarms, the bound forgetting one for each: the
+	// queue's array, the places forgotten before its head included, stays
+	// within twice the bound.
+	for i := range uint64(10 * maxLedgerTombs) {
+		r := Request{Kind: wire.ReportClear, Name: "svc/g", Cause: fmt.Sprintf("n%d", i)}
+		l.record(&r, wire.WriteVersion{Epoch: 2, Seq: i + 1, Node: 1})
+	}
+	require.Len(t, l.tombAt, maxLedgerTombs)
+	require.LessOrEqual(t, cap(l.tombQ), 4*maxLedgerTombs+70)
 }

@@ -163,7 +163,7 @@ func (l *ledger) put(k ledgerKey, r Request) {
 	}
 	l.tombClock++
 	l.tombAt[k] = l.tombClock
-	if len(l.tombQ)-l.tombHead >= 2*len(l.tombAt)+32 {
+	if len(l.tombQ) >= 2*len(l.tombAt)+32 { // the places before tombHead too
 		l.compactTombs()
 	}
 	l.tombQ = append(l.tombQ, tombPlace{k, l.tombClock})

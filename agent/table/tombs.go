@@ -102,7 +102,9 @@ func (ts *tombs[K]) take(k K) wire.WriteVersion {
 func (ts *tombs[K]) place(p *tomb[K]) {
 	ts.gen++
 	p.gen = ts.gen
-	if len(ts.q)-ts.head >= 2*len(ts.m)+32 {
+	// The whole array counts, the forgotten places before head too: at
+	// the bound each new tombstone forgets one, and head moves on.
+	if len(ts.q) >= 2*len(ts.m)+32 {
 		ts.compact()
 	}
 	ts.q = append(ts.q, tombPlace[K]{p, ts.gen})
