@@ -1,6 +1,7 @@
 package core
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -200,4 +201,68 @@ func TestLedgerBoundKeepsTheNewestRaise(t *testing.T) {
 	require.Equal(t, 1, f.l.boundAlarms(f.id, f.tab))
 	require.True(t, f.holds("cause-3"), "the newest raise is kept")
 	require.False(t, f.holds("cause-2"))
+}
+
+// The ledger's bound on clears and unregisters (maxLedgerTombs) forgets the
+// one acknowledged longest ago, never the one just acknowledged: a clear is
+// what the ledger must re-assert should the master that acknowledged it die
+// before anyone else had it. Before, the bound forgot the first in the
+// ledger's order, which is where the alarm's raise had been put: a clear of
+// an alarm raised before the ledger's other clears was forgotten as it was
+// recorded.
+func TestLedgerBoundForgetsTheOldestClear(t *testing.T) {
+	ver := func(seq uint64) wire.WriteVersion { return wire.WriteVersion{Epoch: 2, Seq: seq, Node: 1} }
+	const name = "svc/l"
+	id := table.ID(name)
+	var l ledger
+	l.init()
+	seq := uint64(0)
+	rec := func(r Request) {
+		seq++
+		l.record(&r, ver(seq))
+	}
+	rec(Request{Kind: wire.ReportRaise, Name: name, Cause: "early", Severity: wire.SevMajor})
+	for i := range maxLedgerTombs {
+		rec(Request{Kind: wire.ReportClear, Name: name, Cause: fmt.Sprintf("c%d", i)})
+	}
+	require.Equal(t, maxLedgerTombs, l.tombs.Len())
+
+	rec(Request{Kind: wire.ReportClear, Name: name, Cause: "early"})
+	got, ok := l.items[ledgerKey{id, "early"}]
+	require.True(t, ok, "the clear just acknowledged is held")
+	require.Equal(t, wire.ReportClear, got.Kind)
+	require.Equal(t, ver(seq), got.Ver)
+	_, ok = l.items[ledgerKey{id, "c0"}]
+	require.False(t, ok, "the clear acknowledged longest ago is forgotten")
+	require.Equal(t, maxLedgerTombs, l.tombs.Len())
+
+	// An unregister counts with the clears, and a registration after it
+	// keeps it (tombKey) in the same count.
+	rec(Request{Kind: wire.ReportRegister, Name: "svc/m", EntityKind: wire.KindService})
+	rec(Request{Kind: wire.ReportUnregister, Name: "svc/m"})
+	_, ok = l.items[ledgerKey{table.ID("svc/m"), ""}]
+	require.True(t, ok, "the unregister just acknowledged is held")
+	_, ok = l.items[ledgerKey{id, "c1"}]
+	require.False(t, ok, "the next oldest clear is forgotten")
+	require.Equal(t, maxLedgerTombs, l.tombs.Len())
+}
+
+// A clear acknowledged again and again (a flapping alarm's) holds one
+// place; clears of ever new alarms keep the bound, the oldest forgotten.
+func TestLedgerTombsBounded(t *testing.T) {
+	var l ledger
+	l.init()
+	for i := range uint64(10_000) {
+		r := Request{Kind: wire.ReportClear, Name: "svc/f", Cause: fmt.Sprintf("c%d", i%3)}
+		l.record(&r, wire.WriteVersion{Epoch: 1, Seq: i + 1, Node: 1})
+	}
+	require.Equal(t, 3, l.tombs.Len())
+	for i := range uint64(10 * maxLedgerTombs) {
+		r := Request{Kind: wire.ReportClear, Name: "svc/g", Cause: fmt.Sprintf("n%d", i)}
+		l.record(&r, wire.WriteVersion{Epoch: 2, Seq: i + 1, Node: 1})
+	}
+	require.Equal(t, maxLedgerTombs, l.tombs.Len())
+	require.Len(t, l.items, maxLedgerTombs, "only the newest clears held")
+	_, ok := l.items[ledgerKey{table.ID("svc/g"), fmt.Sprintf("n%d", 10*maxLedgerTombs-1)}]
+	require.True(t, ok, "the newest")
 }

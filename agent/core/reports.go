@@ -6,6 +6,7 @@ import (
 
 	"github.com/fmagent/fmagent/agent/plugin"
 	"github.com/fmagent/fmagent/agent/table"
+	"github.com/fmagent/fmagent/internal/recency"
 	"github.com/fmagent/fmagent/wire"
 )
 
@@ -89,25 +90,17 @@ type ledger struct {
 	// (another node's unregister: unregisterApplied) costs a lookup when
 	// this node holds nothing on the entity.
 	ents map[uint64]int
-	// tombAt: for each clear or unregister held, when it was last
-	// acknowledged, in the ledger's own count (tombClock), so that the
-	// bound (maxLedgerTombs) forgets the one acknowledged longest ago.
-	// The order above is no guide: a clear takes its raise's place there.
-	// Until 5 December 2026 the bound forgot the first in that order, so a
-	// clear of an alarm raised before the ledger's other clears was
-	// forgotten as it was recorded (TestLedgerBoundForgetsTheOldestClear),
-	// and a master that died before anyone had it, or a split brain's
-	// losing side, lost it.
-	tombAt    map[ledgerKey]uint64
-	tombClock uint64
-	// tombQ: the clears and unregisters in the order of tombAt, each
-	// acknowledged anew queued again and its older place left stale
-	// (tombAt no longer its time), skipped, and compacted away once stale
-	// places are as many as the live: forgetting the oldest costs O(1)
-	// amortised, not a scan on every clear of a full ledger.
-	tombQ    []tombPlace
-	tombHead int
-	dirty    bool
+	// tombs: the clears and unregisters held, in the order they were last
+	// acknowledged, so that the bound (maxLedgerTombs) forgets the one
+	// acknowledged longest ago (internal/recency). The order above is no
+	// guide: a clear takes its alarm's raise's place there. Until 5
+	// December 2026 the bound forgot the first in that order, so a clear of
+	// an alarm raised before the ledger's other clears was forgotten as it
+	// was recorded (TestLedgerBoundForgetsTheOldestClear), and a master
+	// that died before anyone had it, or a split brain's losing side, lost
+	// it.
+	tombs recency.Queue[ledgerKey, struct{}]
+	dirty bool
 	// maxEpoch bounds the epochs of the items' versions from above (it is
 	// recomputed only when it would hold a write back: newerThan).
 	maxEpoch uint64
@@ -146,7 +139,6 @@ const tombKey = "\x00tomb"
 func (l *ledger) init() {
 	l.items = make(map[ledgerKey]Request)
 	l.ents = make(map[uint64]int)
-	l.tombAt = make(map[ledgerKey]uint64)
 }
 
 func isTomb(r *Request) bool { return r.Kind == wire.ReportUnregister || r.Kind == wire.ReportClear }
@@ -158,57 +150,24 @@ func (l *ledger) put(k ledgerKey, r Request) {
 	}
 	l.items[k] = r
 	if !isTomb(&r) {
-		delete(l.tombAt, k)
+		l.tombs.Remove(k)
 		return
 	}
-	l.tombClock++
-	l.tombAt[k] = l.tombClock
-	if len(l.tombQ) >= 2*len(l.tombAt)+32 { // the places before tombHead too
-		l.compactTombs()
+	if it := l.tombs.Find(k); it != nil {
+		l.tombs.Touch(it)
+	} else {
+		l.tombs.Add(k, struct{}{})
 	}
-	l.tombQ = append(l.tombQ, tombPlace{k, l.tombClock})
-	for len(l.tombAt) > maxLedgerTombs {
-		l.del(l.oldestTomb())
+	for l.tombs.Len() > maxLedgerTombs {
+		l.del(l.tombs.Oldest().Key)
 	}
-}
-
-// tombPlace is a place in the ledger's tombQ: live while tombAt[k] is at.
-type tombPlace struct {
-	k  ledgerKey
-	at uint64
-}
-
-// oldestTomb is the clear or unregister held that was acknowledged longest
-// ago; the ledger holds at least one.
-func (l *ledger) oldestTomb() ledgerKey {
-	for {
-		p := l.tombQ[l.tombHead]
-		if at, ok := l.tombAt[p.k]; ok && at == p.at {
-			return p.k
-		}
-		l.tombQ[l.tombHead] = tombPlace{}
-		l.tombHead++
-	}
-}
-
-func (l *ledger) compactTombs() {
-	n := 0
-	for _, p := range l.tombQ[l.tombHead:] {
-		if at, ok := l.tombAt[p.k]; ok && at == p.at {
-			l.tombQ[n] = p
-			n++
-		}
-	}
-	clear(l.tombQ[n:])
-	l.tombQ = l.tombQ[:n]
-	l.tombHead = 0
 }
 
 func (l *ledger) del(k ledgerKey) {
 	if _, ok := l.items[k]; !ok {
 		return
 	}
-	delete(l.tombAt, k)
+	l.tombs.Remove(k)
 	delete(l.items, k)
 	if l.ents[k.entity]--; l.ents[k.entity] <= 0 {
 		delete(l.ents, k.entity)

@@ -168,15 +168,13 @@ func (t *Table) SnapshotChanges(dst []wire.Change) []wire.Change {
 	}
 	// Tombstones, in a fixed order, so the receiver refuses the same
 	// re-asserted writes as the sender would.
-	for _, pl := range t.gone.q[t.gone.head:] {
-		if pl.live() {
-			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeUnregister, Entity: pl.t.key, Ver: pl.t.ver})
-		}
+	for it := range t.gone.All() {
+		dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeUnregister, Entity: it.Key, Ver: it.Val})
 	}
-	for _, pl := range t.cleared.q[t.cleared.head:] {
-		if pl.live() && t.alarmTombShown(pl.t.key) {
-			k := pl.t.key
-			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeClear, Entity: k.entity, Cause: unsafeBytes(k.cause), Ver: pl.t.ver})
+	for it := range t.cleared.All() {
+		if t.alarmTombShown(it.Key) {
+			k := it.Key
+			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeClear, Entity: k.entity, Cause: unsafeBytes(k.cause), Ver: it.Val})
 		}
 	}
 	return dst

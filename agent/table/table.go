@@ -201,8 +201,6 @@ func New(maxAlarms int) *Table {
 		byID:      make(map[uint64]*Entity),
 		owned:     make(map[wire.NodeID]int),
 		scratch:   make([]byte, 0, 512),
-		gone:      newTombs[uint64](),
-		cleared:   newTombs[alarmKey](),
 	}
 }
 
@@ -287,10 +285,10 @@ func (t *Table) tombAlarm(id uint64, cause []byte, v wire.WriteVersion) {
 	if v.IsZero() {
 		return
 	}
-	if p := t.cleared.find(alarmKey{id, unsafeString(cause)}); p != nil {
+	if it := t.cleared.Find(alarmKey{id, unsafeString(cause)}); it != nil {
 		// Found with a key that aliases a packet buffer: updated in
 		// place, the key not stored again.
-		t.cleared.requeue(p, v)
+		t.cleared.again(it, v)
 		return
 	}
 	t.cleared.removed(alarmKey{id, string(cause)}, v, t.maxTombs)
@@ -380,8 +378,8 @@ func (t *Table) Reset() {
 	clear(t.owned)
 	t.seq = 0
 	t.headEpoch = 0
-	t.gone.reset()
-	t.cleared.reset()
+	t.gone.Reset()
+	t.cleared.Reset()
 	for _, e := range t.dirty {
 		e.dirty = 0
 	}
