@@ -206,8 +206,8 @@ func New(maxAlarms int) *Table {
 
 // MaxTombstones bounds each kind of tombstone (entities, alarms) a table
 // keeps, one per entity or alarm, the oldest by its last removal forgotten
-// first (tombs.go). A tombstone is needed until no node holds an older write of the same
-// entity or alarm to re-assert. The core's ledgers forget what their own
+// first (tombs.go). A tombstone is needed until no node holds an older
+// write of the same entity or alarm to re-assert. The core's ledgers forget what their own
 // tables show superseded, and a master refuses a re-asserted write its table
 // applied and no longer shows (agent/core: ledgercover.go, lineage.go), so
 // what a tombstone alone guards is a write from the losing side of a split
@@ -272,7 +272,7 @@ func maxVer(a, b wire.WriteVersion) wire.WriteVersion {
 // a local raise that took the alarm's tombstone would leave this table
 // without one the others keep. A tombstone of an alarm raised locally
 // stays (AlarmVersion answers the alarm while it is raised) and is neither
-// sent in a snapshot nor hashed while it is (tombShown).
+// sent in a snapshot nor hashed while it is (alarmTombShown).
 
 func (t *Table) tombEntity(id uint64, v wire.WriteVersion) {
 	if v.IsZero() {
