@@ -11,7 +11,7 @@ import (
 
 // tombs is one kind of tombstone (an entity's unregister, an alarm's
 // clear): for each key the version of the write that last removed it,
-// bounded to max keys, the key whose last removal is the oldest forgotten
+// bounded to limit keys, the key whose last removal is the oldest forgotten
 // first, each holding one place (internal/recency).
 //
 // Why: before, the queue took a key again each time it was removed anew (a
@@ -40,14 +40,14 @@ func (ts *tombs[K]) version(k K) wire.WriteVersion {
 
 // removed records that k was removed by the write at v: the newer of v and
 // what k had, k's place now the newest. A new key is stored as k, so k must
-// not alias a buffer; then the oldest beyond max are forgotten.
-func (ts *tombs[K]) removed(k K, v wire.WriteVersion, max int) {
+// not alias a buffer; then the oldest beyond limit are forgotten.
+func (ts *tombs[K]) removed(k K, v wire.WriteVersion, limit int) {
 	if it := ts.Find(k); it != nil {
 		ts.again(it, v)
 		return
 	}
 	ts.Add(k, v)
-	for ts.Len() > max {
+	for ts.Len() > limit {
 		ts.Remove(ts.Oldest().Key)
 		ts.forgotten++
 	}

@@ -62,9 +62,9 @@ func TestTombstoneOrderIsTheLastRemovals(t *testing.T) {
 // same order, so both forget the same ones afterwards: either may be the
 // next master, and each must refuse the same re-asserted writes.
 func TestTombstonesAfterASnapshotForgetAlike(t *testing.T) {
-	const max = 3
+	const bound = 3
 	src := table.New(4)
-	src.SetMaxTombstones(max)
+	src.SetMaxTombstones(bound)
 	seq := uint64(0)
 	apply := func(tabs []*table.Table, c wire.Change) {
 		t.Helper()
@@ -87,7 +87,7 @@ func TestTombstonesAfterASnapshotForgetAlike(t *testing.T) {
 	apply([]*table.Table{src}, wire.Change{Kind: wire.ChangeClear, Entity: a, Cause: []byte("x")})
 
 	dst := table.New(4)
-	dst.SetMaxTombstones(max)
+	dst.SetMaxTombstones(bound)
 	for _, c := range src.SnapshotChanges(nil) {
 		require.NoError(t, dst.Apply(&c))
 	}
