@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
@@ -113,7 +114,7 @@ func registerOpsMetrics(r *metrics.Registry, a *agent) {
 			emit(float64(alarms), "kind", "alarm")
 		}
 	}
-	r.GaugeCollector("fmagent_tombstones", "Tombstones this node's table keeps, by kind: the unregisters (entity) and clears (alarm) that refuse an older write re-asserted later, one per entity or alarm, at most 4,096 of each.",
+	r.GaugeCollector("fmagent_tombstones", fmt.Sprintf("Tombstones this node's table keeps, by kind: the unregisters (entity) and clears (alarm) that refuse an older write re-asserted later, one per entity or alarm, at most %d of each.", table.MaxTombstones),
 		tombstones(false))
 	r.CounterCollector("fmagent_tombstones_forgotten_total", "Tombstones this node's table forgot to its bound since the agent started, by kind, the oldest by last clear or unregister first. Above zero, a raise or registration from the losing side of a split brain, older than a clear or unregister it forgot, would be applied again at the heal.",
 		tombstones(true))
