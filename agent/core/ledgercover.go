@@ -17,8 +17,8 @@ import (
 // Re-asserted after a master change, such a write was refused by a master
 // whose table still held the clear's tombstone, and applied again by one
 // whose table had forgotten it: tombstones are bounded (table.MaxTombstones,
-// the oldest forgotten first), so an acknowledged clear or unregister was
-// undone once enough other alarms had been cleared since. With four
+// the oldest by last clear forgotten first), so an acknowledged clear or
+// unregister was undone once enough other alarms had been cleared since. With four
 // tombstones kept (chaos -maxtombs 4) that was 20 seeds of the first
 // 1,500, among them 105, 362 and 905: another node's clear applied in every
 // table, the raiser's ledger still holding its raise, a failover, and the

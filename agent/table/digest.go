@@ -101,14 +101,16 @@ func appendEntity(b []byte, e *Entity) []byte {
 }
 
 // SnapshotChanges appends to dst the changes that rebuild the whole table on
-// an empty one, in ascending ID order: for each entity a Register carrying its
+// an empty one: the alarms' tombstones (a Clear each, in the order they are
+// forgotten), then, in ascending ID order, for each entity a Register carrying its
 // kind, owner, the owner's latest word on its state (OwnerState) and
 // incarnation (and, when that word came after the registration, a State by
 // the owner carrying it with StateVer; and when someone else marked the
 // entity since, a State by nobody, node 0, carrying the state it is in),
 // then one Raise per alarm (in cause order) carrying the alarm's
 // severity and, as At and By, its RaisedAt and RaisedBy, so the rebuilt
-// alarms keep their origin.
+// alarms keep their origin; last the entities' tombstones (an Unregister
+// each, in the order they are forgotten).
 //
 // Every change's Seq is the table's Seq: a snapshot is one state, not a
 // history. The receiver applies the changes to a Reset table, then calls
@@ -120,6 +122,17 @@ func appendEntity(b []byte, e *Entity) []byte {
 // them, do not modify them, and do not keep them past the next change to the
 // table.
 func (t *Table) SnapshotChanges(dst []wire.Change) []wire.Change {
+	// Tombstones in their fixed order, so the receiver refuses the same
+	// re-asserted writes as the sender would, and forgets the same ones
+	// later. The alarms' first: one can stand beside an alarm raised
+	// locally (a change without a version takes none: Apply), and sent
+	// after the alarm's raise, its clear would delete the alarm. The
+	// entities' last: an entity's Born (below) passes through the entity
+	// tombstones, and at their bound would push the oldest out.
+	for it := range t.cleared.All() {
+		k := it.Key
+		dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeClear, Entity: k.entity, Cause: unsafeBytes(k.cause), Ver: it.Val})
+	}
 	for _, e := range t.sorted {
 		if !e.Born.IsZero() {
 			// The unregister that ended its previous life: the
@@ -166,16 +179,8 @@ func (t *Table) SnapshotChanges(dst []wire.Change) []wire.Change {
 			})
 		}
 	}
-	// Tombstones, in a fixed order, so the receiver refuses the same
-	// re-asserted writes as the sender would.
 	for it := range t.gone.All() {
 		dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeUnregister, Entity: it.Key, Ver: it.Val})
-	}
-	for it := range t.cleared.All() {
-		if t.alarmTombShown(it.Key) {
-			k := it.Key
-			dst = append(dst, wire.Change{Seq: t.seq, Kind: wire.ChangeClear, Entity: k.entity, Cause: unsafeBytes(k.cause), Ver: it.Val})
-		}
 	}
 	return dst
 }

@@ -271,8 +271,8 @@ func maxVer(a, b wire.WriteVersion) wire.WriteVersion {
 // hold a place in the bound that the master's table does not give it; and
 // a local raise that took the alarm's tombstone would leave this table
 // without one the others keep. A tombstone of an alarm raised locally
-// stays (AlarmVersion answers the alarm while it is raised) and is neither
-// sent in a snapshot nor hashed while it is (alarmTombShown).
+// stays (AlarmVersion answers the alarm while it is raised); a snapshot
+// sends the tombstones before the alarms, so the receiver keeps both.
 
 func (t *Table) tombEntity(id uint64, v wire.WriteVersion) {
 	if v.IsZero() {

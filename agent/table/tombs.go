@@ -69,18 +69,6 @@ func (ts *tombs[K]) take(k K) wire.WriteVersion {
 	return wire.WriteVersion{}
 }
 
-// alarmTombShown reports whether the tombstone of alarm k counts for what
-// the table tells others (SnapshotChanges, TombstoneDigest): not while the
-// alarm is raised, which only a local raise (no version) leaves it beside.
-func (t *Table) alarmTombShown(k alarmKey) bool {
-	e, ok := t.byID[k.entity]
-	if !ok {
-		return true
-	}
-	_, raised := e.findAlarm(k.cause)
-	return !raised
-}
-
 // Tombstones returns how many tombstones the table keeps, of entities
 // (unregisters) and of alarms (clears), and how many of each it forgot to
 // the bound (MaxTombstones) since it was made.
@@ -104,13 +92,11 @@ func (t *Table) TombstoneDigest() uint64 {
 	}
 	_, _ = h.Write([]byte{0xff})
 	for it := range t.cleared.All() {
-		if t.alarmTombShown(it.Key) {
-			b = binary.LittleEndian.AppendUint64(b[:0], it.Key.entity)
-			b = append(b, byte(len(it.Key.cause)))
-			b = append(b, it.Key.cause...)
-			b = appendVer(b, it.Val)
-			_, _ = h.Write(b)
-		}
+		b = binary.LittleEndian.AppendUint64(b[:0], it.Key.entity)
+		b = append(b, byte(len(it.Key.cause)))
+		b = append(b, it.Key.cause...)
+		b = appendVer(b, it.Val)
+		_, _ = h.Write(b)
 	}
 	return h.Sum64()
 }

@@ -227,3 +227,40 @@ func TestLocalMarksLeaveTombstonesAlone(t *testing.T) {
 	require.Equal(t, v(1, 2), got, "the master's clear still refuses what is older")
 	require.Equal(t, master.Digest(), node.Digest())
 }
+
+// An entity's earlier life (Born) goes through the entity tombstones when a
+// snapshot is applied: at their bound it must not push out one the sender
+// keeps.
+func TestSnapshotAtTheEntityTombstoneBound(t *testing.T) {
+	const bound = 2
+	src := table.New(4)
+	src.SetMaxTombstones(bound)
+	seq := uint64(0)
+	apply := func(c wire.Change) {
+		t.Helper()
+		seq++
+		c.Seq, c.Ver = seq, v(1, seq)
+		require.NoError(t, src.Apply(&c))
+	}
+	reg := func(name string) {
+		apply(wire.Change{Kind: wire.ChangeRegister, Entity: table.ID(name), Name: []byte(name),
+			EntityKind: wire.KindService, Owner: 2, State: wire.StateUp})
+	}
+	reg("svc/reborn")
+	apply(wire.Change{Kind: wire.ChangeUnregister, Entity: table.ID("svc/reborn")})
+	reg("svc/reborn") // Born: the unregister above
+	apply(wire.Change{Kind: wire.ChangeUnregister, Entity: 101})
+	apply(wire.Change{Kind: wire.ChangeUnregister, Entity: 102})
+
+	dst := table.New(4)
+	dst.SetMaxTombstones(bound)
+	for _, c := range src.SnapshotChanges(nil) {
+		require.NoError(t, dst.Apply(&c))
+	}
+	require.Equal(t, src.Digest(), dst.Digest())
+	require.Equal(t, src.TombstoneDigest(), dst.TombstoneDigest())
+	for _, id := range []uint64{101, 102} {
+		ver, _, _ := dst.EntityVersion(id)
+		require.False(t, ver.IsZero(), "entity %d's tombstone", id)
+	}
+}
