@@ -15,25 +15,14 @@ import (
 // and it holds one place, not two. So is an entity unregistered, registered
 // again and unregistered again.
 func TestTombstoneOrderIsTheLastRemovals(t *testing.T) {
-	tb := table.New(4)
-	tb.SetMaxTombstones(2)
-	seq := uint64(0)
-	apply := func(c wire.Change) {
-		t.Helper()
-		seq++
-		c.Seq, c.Ver = seq, v(1, seq)
-		require.NoError(t, tb.Apply(&c))
-	}
-	reg := func(name string) {
-		apply(wire.Change{Kind: wire.ChangeRegister, Entity: table.ID(name), Name: []byte(name),
-			EntityKind: wire.KindService, Owner: 2, State: wire.StateUp})
-	}
+	f := newTombFixture(t, 2)
+	tb, apply, reg := f.tb, f.apply, f.reg
 	a := table.ID("svc/a")
 	reg("svc/a")
 	apply(wire.Change{Kind: wire.ChangeClear, Entity: a, Cause: []byte("x")})
 	apply(wire.Change{Kind: wire.ChangeRaise, Entity: a, Cause: []byte("x"), Severity: wire.SevMajor})
 	apply(wire.Change{Kind: wire.ChangeClear, Entity: a, Cause: []byte("x")})
-	lastX := v(1, seq)
+	lastX := v(1, f.seq)
 	apply(wire.Change{Kind: wire.ChangeClear, Entity: a, Cause: []byte("y")})
 	got, raised := tb.AlarmVersion(a, "x")
 	require.False(t, raised)
@@ -51,7 +40,7 @@ func TestTombstoneOrderIsTheLastRemovals(t *testing.T) {
 	apply(wire.Change{Kind: wire.ChangeUnregister, Entity: b})
 	reg("svc/b")
 	apply(wire.Change{Kind: wire.ChangeUnregister, Entity: b})
-	lastB := v(1, seq)
+	lastB := v(1, f.seq)
 	apply(wire.Change{Kind: wire.ChangeUnregister, Entity: table.ID("svc/c")})
 	got, _, present := tb.EntityVersion(b)
 	require.False(t, present)
@@ -233,19 +222,8 @@ func TestLocalMarksLeaveTombstonesAlone(t *testing.T) {
 // keeps.
 func TestSnapshotAtTheEntityTombstoneBound(t *testing.T) {
 	const bound = 2
-	src := table.New(4)
-	src.SetMaxTombstones(bound)
-	seq := uint64(0)
-	apply := func(c wire.Change) {
-		t.Helper()
-		seq++
-		c.Seq, c.Ver = seq, v(1, seq)
-		require.NoError(t, src.Apply(&c))
-	}
-	reg := func(name string) {
-		apply(wire.Change{Kind: wire.ChangeRegister, Entity: table.ID(name), Name: []byte(name),
-			EntityKind: wire.KindService, Owner: 2, State: wire.StateUp})
-	}
+	f := newTombFixture(t, bound)
+	src, apply, reg := f.tb, f.apply, f.reg
 	reg("svc/reborn")
 	apply(wire.Change{Kind: wire.ChangeUnregister, Entity: table.ID("svc/reborn")})
 	reg("svc/reborn") // Born: the unregister above
@@ -263,4 +241,31 @@ func TestSnapshotAtTheEntityTombstoneBound(t *testing.T) {
 		ver, _, _ := dst.EntityVersion(id)
 		require.False(t, ver.IsZero(), "entity %d's tombstone", id)
 	}
+}
+
+// tombFixture is a table with a tombstone bound, to which changes are
+// applied one seq and one version after another.
+type tombFixture struct {
+	t   *testing.T
+	tb  *table.Table
+	seq uint64
+}
+
+func newTombFixture(t *testing.T, bound int) *tombFixture {
+	f := &tombFixture{t: t, tb: table.New(4)}
+	f.tb.SetMaxTombstones(bound)
+	return f
+}
+
+func (f *tombFixture) apply(c wire.Change) {
+	f.t.Helper()
+	f.seq++
+	c.Seq, c.Ver = f.seq, v(1, f.seq)
+	require.NoError(f.t, f.tb.Apply(&c))
+}
+
+func (f *tombFixture) reg(name string) {
+	f.t.Helper()
+	f.apply(wire.Change{Kind: wire.ChangeRegister, Entity: table.ID(name), Name: []byte(name),
+		EntityKind: wire.KindService, Owner: 2, State: wire.StateUp})
 }
