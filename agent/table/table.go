@@ -291,7 +291,7 @@ func (t *Table) tombAlarm(id uint64, cause []byte, v wire.WriteVersion) {
 		t.cleared.again(it, v)
 		return
 	}
-	t.cleared.removed(alarmKey{id, string(cause)}, v, t.maxTombs)
+	t.cleared.add(alarmKey{id, string(cause)}, v, t.maxTombs)
 }
 
 // MaxAlarms is the per-entity alarm limit.

@@ -46,6 +46,11 @@ func (ts *tombs[K]) removed(k K, v wire.WriteVersion, limit int) {
 		ts.again(it, v)
 		return
 	}
+	ts.add(k, v, limit)
+}
+
+// add is removed for a key known to have no tombstone (looked up already).
+func (ts *tombs[K]) add(k K, v wire.WriteVersion, limit int) {
 	ts.Add(k, v)
 	for ts.Len() > limit {
 		ts.Remove(ts.Oldest().Key)
@@ -53,9 +58,8 @@ func (ts *tombs[K]) removed(k K, v wire.WriteVersion, limit int) {
 	}
 }
 
-// again is removed for a key that already has its tombstone it (found with
-// a key that may alias a buffer): it allocates nothing once the queue has
-// grown.
+// again is removed for a key whose tombstone it is (found with a key that
+// may alias a buffer): it allocates nothing once the queue has grown.
 func (ts *tombs[K]) again(it *recency.Item[K, wire.WriteVersion], v wire.WriteVersion) {
 	it.Val = maxVer(it.Val, v)
 	ts.Touch(it)
